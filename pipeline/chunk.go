@@ -1,0 +1,121 @@
+package pipeline
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Chunk is a run of bytes of the resource that starts at Offset.
+//
+// Data usually lives in a buffer borrowed from a [Pool]. Ownership moves with
+// the value: whoever holds a Chunk either passes it on (sends it to the next
+// stage) or calls Release, exactly once. After either, the holder must not
+// touch Data again, because the buffer may already hold someone else's bytes.
+// A Chunk whose Data did not come from a Pool may be released or dropped
+// freely.
+type Chunk struct {
+	Offset int64
+	Data   []byte
+
+	buf *buffer
+	gen uint32
+}
+
+// End is the offset just past the chunk's last byte.
+func (c Chunk) End() int64 { return c.Offset + int64(len(c.Data)) }
+
+// Release returns the chunk's buffer to its pool. Releasing the same chunk
+// twice panics: it would hand one buffer to two owners.
+func (c Chunk) Release() {
+	if c.buf != nil {
+		c.buf.pool.put(c.buf, c.gen)
+	}
+}
+
+// Cap is the full capacity of the chunk's buffer; a stage that fills a
+// buffer in steps reslices Data up to Cap.
+func (c Chunk) Cap() int { return cap(c.Data) }
+
+type buffer struct {
+	b    []byte
+	pool *Pool
+	gen  atomic.Uint32 // bumped on every release; a stale Chunk no longer matches
+}
+
+// Pool hands out fixed-size buffers wrapped in Chunks. It is safe for
+// concurrent use. Steady-state Get and Release do not allocate.
+type Pool struct {
+	size  int
+	free  sync.Pool
+	owner *Buffers
+}
+
+// Size is the length of every buffer the pool hands out.
+func (p *Pool) Size() int { return p.size }
+
+// Get borrows a buffer. The returned Chunk's Data has length Size; the caller
+// sets Offset, reslices Data to what it filled, and owns the chunk.
+func (p *Pool) Get(offset int64) Chunk {
+	b, _ := p.free.Get().(*buffer)
+	if b == nil {
+		b = &buffer{b: make([]byte, p.size), pool: p}
+	}
+	p.owner.borrowed(int64(p.size))
+	return Chunk{Offset: offset, Data: b.b, buf: b, gen: b.gen.Load()}
+}
+
+func (p *Pool) put(b *buffer, gen uint32) {
+	if !b.gen.CompareAndSwap(gen, gen+1) {
+		panic(fmt.Sprintf("pipeline: chunk of a %d-byte buffer released twice", p.size))
+	}
+	p.owner.returned(int64(p.size))
+	p.free.Put(b)
+}
+
+// Buffers is the set of pools of one run, keyed by buffer size, with a count
+// of the bytes currently borrowed from all of them and the peak of that count.
+// The peak is what the memory bound printed by validate promises to hold.
+type Buffers struct {
+	mu    sync.Mutex
+	pools map[int]*Pool
+	inUse atomic.Int64
+	peak  atomic.Int64
+}
+
+// NewBuffers returns an empty set of pools.
+func NewBuffers() *Buffers { return &Buffers{pools: make(map[int]*Pool)} }
+
+// Pool returns the pool of buffers of the given size, creating it on first
+// use. Call it once when a stage starts, not per chunk.
+func (b *Buffers) Pool(size int) *Pool {
+	if size <= 0 {
+		panic(fmt.Sprintf("pipeline: buffer size %d", size))
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.pools[size]
+	if p == nil {
+		p = &Pool{size: size, owner: b}
+		b.pools[size] = p
+	}
+	return p
+}
+
+// InUse is the number of bytes borrowed and not yet released.
+func (b *Buffers) InUse() int64 { return b.inUse.Load() }
+
+// Peak is the largest InUse seen so far.
+func (b *Buffers) Peak() int64 { return b.peak.Load() }
+
+func (b *Buffers) borrowed(n int64) {
+	now := b.inUse.Add(n)
+	for {
+		peak := b.peak.Load()
+		if now <= peak || b.peak.CompareAndSwap(peak, now) {
+			return
+		}
+	}
+}
+
+func (b *Buffers) returned(n int64) { b.inUse.Add(-n) }

@@ -1,0 +1,416 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+)
+
+// Node is one stage of a graph as the user declares it, in a config file or
+// in code.
+type Node struct {
+	// ID names the stage within the graph; other nodes list it in Inputs.
+	ID string
+	// Type is a registered stage type.
+	Type string
+	// Inputs are the ids of the stages whose output this stage consumes.
+	// Several inputs merge into one channel (and lose their order).
+	Inputs []string
+	// Workers is the number of replicas reading the one input channel; 0
+	// means 1. Replicas of a stage that produces ordered bytes produce bytes
+	// in any order.
+	Workers int
+	// Queue is the capacity of the channel into this stage; 0 picks one from
+	// the chunk size (about 8 MiB of chunks, between 2 and 64), 1 for ranges.
+	Queue int
+	// Config is a pointer of the type the spec's Config returns, already
+	// decoded; nil means the defaults.
+	Config any
+}
+
+// WiringError is a problem with one node of a graph, found by Build before
+// any I/O. Key names the node's field at fault ("type", "inputs", "workers",
+// "queue", "config") so that a config loader can point at the line.
+type WiringError struct {
+	Stage string
+	Key   string
+	Msg   string
+}
+
+func (e *WiringError) Error() string { return fmt.Sprintf("stage %q: %s", e.Stage, e.Msg) }
+
+// Graph is a validated, wired set of stages, ready to run. A Graph can be run
+// more than once, but not concurrently.
+type Graph struct {
+	nodes  []*node // sources first, each node after its inputs
+	window int64
+}
+
+type node struct {
+	Node
+	spec     Spec
+	stage    Stage
+	in       Flow // the flow arriving on the input channel
+	out      Flow // what the stage emits, after Same and replicas are resolved
+	inputs   []*node
+	consumer *node
+	queue    int   // capacity of this node's input channel
+	chunk    int64 // largest chunk on this node's output edge
+	mem      Memory
+}
+
+const (
+	autoQueueBytes = 8 << 20
+	autoQueueMin   = 2
+	autoQueueMax   = 64
+)
+
+// Build checks the nodes against the registry and wires them. It does no
+// I/O. It reports every problem it finds, each as a *WiringError, joined
+// with errors.Join.
+func Build(reg *Registry, nodes []Node) (*Graph, error) {
+	var errs []error
+	fail := func(id, key, format string, args ...any) {
+		errs = append(errs, &WiringError{Stage: id, Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+
+	byID := make(map[string]*node, len(nodes))
+	var all []*node
+	for _, n := range nodes {
+		switch {
+		case n.ID == "":
+			fail(n.ID, "", "a stage needs an id")
+			continue
+		case byID[n.ID] != nil:
+			fail(n.ID, "", "two stages have this id")
+			continue
+		}
+		spec, ok := reg.Lookup(n.Type)
+		if !ok {
+			fail(n.ID, "type", "unknown stage type %q%s (known types: %s)", n.Type, suggest(n.Type, reg.Types()), strings.Join(reg.Types(), ", "))
+			continue
+		}
+		if n.Workers < 0 {
+			fail(n.ID, "workers", "workers must be at least 1, got %d", n.Workers)
+		}
+		if n.Workers == 0 {
+			n.Workers = 1
+		}
+		if n.Queue < 0 {
+			fail(n.ID, "queue", "queue must be 0 (automatic) or more, got %d", n.Queue)
+		}
+		if n.Config == nil {
+			n.Config = spec.Config()
+		} else if want, got := reflect.TypeOf(spec.Config()), reflect.TypeOf(n.Config); want != got {
+			fail(n.ID, "config", "config for %s must be a %v, got %v", n.Type, want, got)
+			continue
+		}
+		stage, err := spec.New(n.Config)
+		if err != nil {
+			fail(n.ID, "config", "%v", err)
+			continue
+		}
+		in, out := spec.ports(n.Config)
+		nd := &node{Node: n, spec: spec, stage: stage, in: in, out: out, mem: spec.memory(n.Config)}
+		byID[n.ID] = nd
+		all = append(all, nd)
+	}
+
+	for _, n := range all {
+		for _, id := range n.Inputs {
+			p := byID[id]
+			switch {
+			case p == nil:
+				fail(n.ID, "inputs", "input %q is not a stage%s", id, suggest(id, keys(byID)))
+			case p == n:
+				fail(n.ID, "inputs", "a stage cannot be its own input")
+			case p.consumer != nil && p.consumer != n:
+				fail(n.ID, "inputs", "%q already feeds %q; a chunk has one owner, so chain stages instead of sharing an input", id, p.consumer.ID)
+			default:
+				p.consumer = n
+				n.inputs = append(n.inputs, p)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	order, cyclic := topoSort(all)
+	if cyclic != nil {
+		return nil, &WiringError{Stage: cyclic.ID, Key: "inputs", Msg: "the inputs form a cycle"}
+	}
+
+	g := &Graph{nodes: order}
+	var windowOwner *node
+	for _, n := range order {
+		g.wire(n, fail)
+		if n.mem.Window > 0 {
+			if windowOwner != nil {
+				fail(n.ID, "type", "only one stage may reorder with a window; %q already does", windowOwner.ID)
+			}
+			windowOwner, g.window = n, n.mem.Window
+		}
+	}
+	if windowOwner != nil {
+		for _, n := range order {
+			if n.mem.MaxRange > g.window {
+				fail(n.ID, "config", "hands out ranges of %v, larger than the reorder window of %q (%v); lower the range size or raise the window", ByteSize(n.mem.MaxRange), windowOwner.ID, ByteSize(g.window))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return g, nil
+}
+
+// wire resolves the flows and queue of n, whose inputs are already wired.
+func (g *Graph) wire(n *node, fail func(id, key, format string, args ...any)) {
+	declaredIn := n.in
+	switch {
+	case declaredIn == None && len(n.inputs) > 0:
+		fail(n.ID, "inputs", "%s is a source and takes no inputs", n.Type)
+		return
+	case declaredIn != None && len(n.inputs) == 0:
+		fail(n.ID, "inputs", "%s consumes %s; list the stage that produces them in inputs", n.Type, declaredIn)
+		return
+	}
+
+	var arriving Flow
+	for _, p := range n.inputs {
+		f := p.out
+		if arriving != None && arriving != f {
+			if arriving.isBytes() && f.isBytes() {
+				f = Bytes
+			} else {
+				fail(n.ID, "inputs", "inputs deliver both %s and %s", arriving, f)
+				return
+			}
+		}
+		if len(n.inputs) > 1 && f == OrderedBytes {
+			f = Bytes // merged inputs interleave
+		}
+		arriving = f
+	}
+	if declaredIn != None && !arriving.Carries(declaredIn) {
+		fail(n.ID, "inputs", "%s", flowMismatch(n, arriving))
+		return
+	}
+	if declaredIn != None {
+		n.in = arriving
+	}
+
+	if n.out == Same {
+		n.out = n.in
+	}
+	if n.out == OrderedBytes && n.Workers > 1 {
+		n.out = Bytes
+	}
+	if n.out != None && n.consumer == nil {
+		fail(n.ID, "", "its output (%s) goes nowhere; add a stage with inputs: [%s], such as a sink", n.out, n.ID)
+	}
+
+	n.chunk = n.mem.ChunkSize
+	if n.chunk == 0 {
+		n.chunk = n.inChunk()
+	}
+	n.queue = n.Queue
+	if n.queue == 0 && len(n.inputs) > 0 {
+		n.queue = autoQueue(n.in, n.inChunk())
+	}
+}
+
+func (n *node) inChunk() int64 {
+	var c int64
+	for _, p := range n.inputs {
+		c = max(c, p.chunk)
+	}
+	return c
+}
+
+func autoQueue(f Flow, chunk int64) int {
+	if !f.isBytes() || chunk <= 0 {
+		return 1
+	}
+	return int(min(max(autoQueueBytes/chunk, autoQueueMin), autoQueueMax))
+}
+
+func flowMismatch(n *node, arriving Flow) string {
+	from := n.inputs[0].ID
+	if len(n.inputs) > 1 {
+		from = "its inputs"
+	}
+	msg := fmt.Sprintf("%s consumes %s, but %s delivers %s", n.Type, n.spec.Consumes, from, arriving)
+	if n.spec.Ports != nil {
+		msg = fmt.Sprintf("%s in this mode consumes %s, but %s delivers %s", n.Type, n.in, from, arriving)
+	}
+	switch {
+	case n.in == OrderedBytes && arriving == Bytes:
+		msg += "; add a reorder stage (reorder.heap) before it"
+		if n.spec.Ports != nil {
+			msg += " or switch it to a mode that takes bytes in any order (see `dlflow stages " + n.Type + "`)"
+		}
+	case n.in.isBytes() && arriving == Ranges:
+		msg += "; ranges must go through a reader (http.reader) first"
+	case n.in == Ranges && arriving.isBytes():
+		msg += "; ranges come from a splitter (range.splitter)"
+	}
+	return msg
+}
+
+func topoSort(all []*node) (order []*node, cyclic *node) {
+	pending := make(map[*node]int, len(all))
+	var ready []*node
+	for _, n := range all {
+		pending[n] = len(n.inputs)
+		if len(n.inputs) == 0 {
+			ready = append(ready, n)
+		}
+	}
+	for len(ready) > 0 {
+		n := ready[0]
+		ready = ready[1:]
+		order = append(order, n)
+		if c := n.consumer; c != nil {
+			if pending[c]--; pending[c] == 0 {
+				ready = append(ready, c)
+			}
+		}
+	}
+	if len(order) < len(all) {
+		for _, n := range all {
+			if pending[n] > 0 {
+				return nil, n
+			}
+		}
+	}
+	return order, nil
+}
+
+// StageInfo describes one wired stage of a graph.
+type StageInfo struct {
+	ID, Type        string
+	Workers         int
+	Inputs          []string
+	Consumes        Flow  // as it arrives on the input channel
+	Produces        Flow  // as it leaves
+	Queue           int   // capacity of the input channel
+	InChunk, Chunk  int64 // largest chunk in and out
+	Config          any
+	HoldsPerReplica int64
+	ReorderWindow   int64
+	Sink, Source    bool
+}
+
+// Stages describes the wired stages, sources first, each after its inputs.
+func (g *Graph) Stages() []StageInfo {
+	infos := make([]StageInfo, 0, len(g.nodes))
+	for _, n := range g.nodes {
+		si := StageInfo{
+			ID: n.ID, Type: n.Type, Workers: n.Workers, Inputs: n.Inputs,
+			Consumes: n.in, Produces: n.out, Queue: n.queue,
+			InChunk: n.inChunk(), Chunk: n.chunk, Config: n.Config,
+			HoldsPerReplica: n.mem.PerReplica + n.inChunk(), ReorderWindow: n.mem.Window,
+			Sink: n.out == None, Source: len(n.inputs) == 0,
+		}
+		infos = append(infos, si)
+	}
+	return infos
+}
+
+// MemoryBound is the most buffer memory a run of g can borrow at once: every
+// queue full of its largest chunks, every replica holding its own buffers
+// and a chunk in hand, and the reorder window full.
+func (g *Graph) MemoryBound() ByteSize {
+	var total int64
+	for _, n := range g.nodes {
+		if len(n.inputs) > 0 && n.in.isBytes() {
+			total += int64(n.queue) * n.inChunk()
+		}
+		total += int64(n.Workers) * (n.mem.PerReplica + n.inChunk())
+	}
+	return ByteSize(total + g.window)
+}
+
+// Describe renders the wiring and the memory bound as text, one stage a line,
+// for `dlflow validate`.
+func (g *Graph) Describe() string {
+	var b strings.Builder
+	width := 0
+	for _, n := range g.nodes {
+		width = max(width, len(n.ID))
+	}
+	for _, s := range g.Stages() {
+		workers := "1 worker"
+		if s.Workers > 1 {
+			workers = fmt.Sprintf("%d workers", s.Workers)
+		}
+		fmt.Fprintf(&b, "%-*s  %-15s %-10s", width, s.ID, s.Type, workers)
+		if !s.Source {
+			fmt.Fprintf(&b, "  <- %s via queue %d", strings.Join(s.Inputs, ", "), s.Queue)
+			if s.Consumes.isBytes() {
+				fmt.Fprintf(&b, " x %v", ByteSize(s.InChunk))
+			}
+			fmt.Fprintf(&b, " (%s)", s.Consumes)
+		}
+		if !s.Sink {
+			fmt.Fprintf(&b, "  -> %s", s.Produces)
+			if s.Produces.isBytes() {
+				fmt.Fprintf(&b, " in chunks up to %v", ByteSize(s.Chunk))
+			}
+		}
+		if s.ReorderWindow > 0 {
+			fmt.Fprintf(&b, ", window %v", ByteSize(s.ReorderWindow))
+		}
+		b.WriteByte('\n')
+	}
+	fmt.Fprintf(&b, "peak buffer memory: at most %v\n", g.MemoryBound())
+	return b.String()
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// suggest returns ` (did you mean "x"?)` for the closest candidate within an
+// edit distance of 2, or "".
+func suggest(got string, candidates []string) string {
+	best, bestDist := "", 3
+	for _, c := range candidates {
+		if d := editDistance(got, c); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,176 @@
+package pipeline
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"sync"
+)
+
+// Spec describes a stage type: its name, what it consumes and produces, its
+// configuration with defaults, and how to build it. Most authors fill a
+// [Def] and call [Register] instead, which derives a Spec with typed config.
+type Spec struct {
+	// Type is the name used in config files, such as "http.reader".
+	// By convention "<area>.<role>", lowercase.
+	Type string
+	// Summary is one line for `dlflow stages`.
+	Summary string
+	// Consumes and Produces are the flows of the stage's input and output.
+	Consumes, Produces Flow
+	// Config returns a pointer to a fresh config holding the defaults. The
+	// config loader decodes the stage's `config:` subtree into it.
+	Config func() any
+	// New builds a stage from a config obtained from Config and decoded.
+	New func(cfg any) (Stage, error)
+	// Ports, when set, overrides Consumes and Produces for a given config
+	// (a file sink consumes ordered bytes in sequential mode and any bytes in
+	// positional mode).
+	Ports func(cfg any) (consumes, produces Flow)
+	// Memory, when set, declares the buffer memory the stage holds, for the
+	// bound that validate prints.
+	Memory func(cfg any) Memory
+}
+
+// Memory declares what a stage holds, for [Graph.MemoryBound].
+type Memory struct {
+	// ChunkSize is the largest chunk the stage emits; 0 means the size of the
+	// chunks it receives (a pass-through).
+	ChunkSize int64
+	// PerReplica is held by each replica besides the chunk in its hands,
+	// such as a coalescing buffer being filled.
+	PerReplica int64
+	// Window, when positive, makes the stage a reorderer holding at most
+	// this many bytes; the graph gets a [Window] of this size.
+	Window int64
+	// MaxRange, when positive, is the largest range the stage hands out;
+	// Build checks it fits the graph's reorder window.
+	MaxRange int64
+}
+
+// Def is the typed way to declare a stage type. C is the stage's config
+// struct; its fields carry `koanf:"name"` tags (and optionally `help:"..."`).
+type Def[C any] struct {
+	Type     string
+	Summary  string
+	Consumes Flow
+	Produces Flow
+	// Defaults is the config a stage gets for keys the user did not set.
+	Defaults C
+	// New builds a stage from its config.
+	New func(C) (Stage, error)
+	// Ports and Memory are optional; see Spec.
+	Ports  func(C) (consumes, produces Flow)
+	Memory func(C) Memory
+}
+
+// Spec converts d to an untyped Spec.
+func (d Def[C]) Spec() Spec {
+	s := Spec{
+		Type:     d.Type,
+		Summary:  d.Summary,
+		Consumes: d.Consumes,
+		Produces: d.Produces,
+		Config: func() any {
+			c := d.Defaults
+			return &c
+		},
+		New: func(cfg any) (Stage, error) { return d.New(*cfg.(*C)) },
+	}
+	if d.Ports != nil {
+		s.Ports = func(cfg any) (Flow, Flow) { return d.Ports(*cfg.(*C)) }
+	}
+	if d.Memory != nil {
+		s.Memory = func(cfg any) Memory { return d.Memory(*cfg.(*C)) }
+	}
+	return s
+}
+
+// Registry maps stage type names to their specs. It is safe for concurrent
+// use. Built-in stages register into [DefaultRegistry]; tests can use an
+// isolated registry from [NewRegistry].
+type Registry struct {
+	mu    sync.RWMutex
+	specs map[string]Spec
+}
+
+// DefaultRegistry is where stage packages register in their init functions.
+var DefaultRegistry = NewRegistry()
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{specs: make(map[string]Spec)} }
+
+// Register adds a stage type to r. A duplicate or empty name, a missing
+// constructor or an impossible flow is an error.
+func Register[C any](r *Registry, d Def[C]) error {
+	if d.New == nil {
+		return fmt.Errorf("register stage type %q: no New function", d.Type)
+	}
+	return r.Add(d.Spec())
+}
+
+// MustRegister is Register for init functions: it panics on error.
+func MustRegister[C any](r *Registry, d Def[C]) {
+	if err := Register(r, d); err != nil {
+		panic(err)
+	}
+}
+
+// Add registers an untyped Spec.
+func (r *Registry) Add(s Spec) error {
+	switch {
+	case s.Type == "":
+		return fmt.Errorf("register stage type: empty name")
+	case s.New == nil || s.Config == nil:
+		return fmt.Errorf("register stage type %q: New and Config are required", s.Type)
+	case s.Consumes == Same:
+		return fmt.Errorf("register stage type %q: a stage cannot consume %q", s.Type, Same)
+	case s.Consumes == None && s.Produces == Same:
+		return fmt.Errorf("register stage type %q: a source cannot produce %q", s.Type, Same)
+	}
+	if k := reflect.TypeOf(s.Config()); k == nil || k.Kind() != reflect.Pointer {
+		return fmt.Errorf("register stage type %q: Config must return a pointer", s.Type)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.specs[s.Type]; dup {
+		return fmt.Errorf("register stage type %q: already registered", s.Type)
+	}
+	r.specs[s.Type] = s
+	return nil
+}
+
+// Lookup returns the spec registered under name.
+func (r *Registry) Lookup(name string) (Spec, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	s, ok := r.specs[name]
+	return s, ok
+}
+
+// Types lists the registered type names in sorted order.
+func (r *Registry) Types() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.specs))
+	for n := range r.specs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ports returns the flows of a stage type for a config.
+func (s Spec) ports(cfg any) (consumes, produces Flow) {
+	if s.Ports != nil {
+		return s.Ports(cfg)
+	}
+	return s.Consumes, s.Produces
+}
+
+func (s Spec) memory(cfg any) Memory {
+	if s.Memory != nil {
+		return s.Memory(cfg)
+	}
+	return Memory{}
+}

@@ -1,0 +1,51 @@
+package pipeline
+
+import (
+	"net/http"
+	"time"
+)
+
+// Resource is what the probe learned about the download, established once
+// before the run and shared by every stage. Stages must not modify it.
+type Resource struct {
+	// URL is the final URL after redirects; every request of the run goes
+	// there.
+	URL string
+	// Size is the length in bytes, or -1 when the server did not say.
+	Size int64
+	// ETag and LastModified are the validators of the version being
+	// downloaded; ranged requests send them in If-Range so that a changed
+	// file is detected instead of mixed.
+	ETag         string
+	LastModified string
+	// AcceptRanges is true when the server answers Range requests.
+	AcceptRanges bool
+	// FileName is the server's suggested name (Content-Disposition), already
+	// reduced to a safe base name, or "".
+	FileName string
+	// ContentType is the media type the server reported.
+	ContentType string
+
+	// Client and Header are how to reach the resource: the HTTP client with
+	// the configured transport, timeouts and redirect policy, and the request
+	// headers (user agent, credentials) every request must carry.
+	Client *http.Client
+	Header http.Header
+
+	// ProbedAt is when the probe answered.
+	ProbedAt time.Time
+}
+
+// SizeKnown reports whether the size of the resource is known.
+func (r *Resource) SizeKnown() bool { return r != nil && r.Size >= 0 }
+
+// Validator is the value for If-Range: the ETag when it is strong, otherwise
+// Last-Modified, otherwise "" (no safe way to detect a change).
+func (r *Resource) Validator() string {
+	if r.ETag != "" && !isWeakETag(r.ETag) {
+		return r.ETag
+	}
+	return r.LastModified
+}
+
+func isWeakETag(etag string) bool { return len(etag) >= 2 && etag[:2] == "W/" }

@@ -1,0 +1,241 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+	"github.com/sourcegraph/conc/panics"
+	"github.com/sourcegraph/conc/pool"
+)
+
+// Finisher is implemented by stages that hold state beyond Run, such as an
+// open file. Finish is called once per run, after every stage of the graph
+// has returned, with the run's error (nil on success), and before any
+// Commit. It is called for every stage whose Start succeeded (or that has no
+// Start), also when the run failed.
+type Finisher interface {
+	Finish(ctx context.Context, env *Env, runErr error) error
+}
+
+// StageError is the error of one replica of one stage.
+type StageError struct {
+	Stage   string
+	Type    string
+	Replica int
+	Err     error
+}
+
+func (e *StageError) Error() string { return fmt.Sprintf("%s: %v", e.Stage, e.Err) }
+func (e *StageError) Unwrap() error { return e.Err }
+
+// PanicError is what a panicking stage becomes; it travels wrapped in a
+// StageError that names the stage.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// RunOptions are the inputs of a run besides the graph.
+type RunOptions struct {
+	// Resource is the probed resource handed to every stage.
+	Resource *Resource
+	// Log is the parent of each stage's logger.
+	Log zerolog.Logger
+	// Buffers, when set, holds the run's pools, so the caller can watch the
+	// memory in use; nil gives the run a fresh set.
+	Buffers *Buffers
+}
+
+// Preflight lets every stage that implements Preflighter refuse the run
+// before any network I/O. It reports the first refusal.
+func (g *Graph) Preflight(log zerolog.Logger) error {
+	for _, n := range g.nodes {
+		if p, ok := n.stage.(Preflighter); ok {
+			env := &Env{Stage: n.ID, Log: log.With().Str("stage", n.ID).Logger()}
+			if err := p.Preflight(env); err != nil {
+				return &StageError{Stage: n.ID, Type: n.Type, Err: err}
+			}
+		}
+	}
+	return nil
+}
+
+// Run starts every replica of every stage and waits for all of them. The
+// first error cancels the others; Run returns it (or the cause of ctx's
+// cancellation when ctx was cancelled from outside) after every stage has
+// returned, every channel is drained, and every stage is finished. Commit
+// hooks run only when everything succeeded. No goroutine outlives Run.
+func (g *Graph) Run(ctx context.Context, opts RunOptions) error {
+	r := g.newRun(opts)
+	started, err := r.start(ctx)
+	if err == nil {
+		err = r.runStages(ctx)
+	}
+	if ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
+	if ferr := r.finish(ctx, started, err); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return err
+	}
+	return r.commit(ctx)
+}
+
+type run struct {
+	g        *Graph
+	envs     map[*node]*Env
+	chunksIn map[*node]chan Chunk
+	rangesIn map[*node]chan Range
+	// producers counts, per consumer, the replicas still able to send to it;
+	// the last one to return closes the consumer's input.
+	producers map[*node]*atomic.Int32
+}
+
+func (g *Graph) newRun(opts RunOptions) *run {
+	buffers := opts.Buffers
+	if buffers == nil {
+		buffers = NewBuffers()
+	}
+	var window *Window
+	if g.window > 0 {
+		window = NewWindow(g.window)
+	}
+	r := &run{
+		g:         g,
+		envs:      make(map[*node]*Env, len(g.nodes)),
+		chunksIn:  make(map[*node]chan Chunk),
+		rangesIn:  make(map[*node]chan Range),
+		producers: make(map[*node]*atomic.Int32),
+	}
+	for _, n := range g.nodes {
+		r.envs[n] = &Env{
+			Stage:    n.ID,
+			Resource: opts.Resource,
+			Log:      opts.Log.With().Str("stage", n.ID).Logger(),
+			Buffers:  buffers,
+			Window:   window,
+		}
+		if len(n.inputs) == 0 {
+			continue
+		}
+		if n.in == Ranges {
+			r.rangesIn[n] = make(chan Range, n.queue)
+		} else {
+			r.chunksIn[n] = make(chan Chunk, n.queue)
+		}
+		count := new(atomic.Int32)
+		for _, p := range n.inputs {
+			count.Add(int32(p.Workers))
+		}
+		r.producers[n] = count
+	}
+	return r
+}
+
+// start calls the Start hooks in order and returns the nodes whose Start
+// succeeded or that have none.
+func (r *run) start(ctx context.Context) ([]*node, error) {
+	var started []*node
+	for _, n := range r.g.nodes {
+		if s, ok := n.stage.(Starter); ok {
+			if err := s.Start(ctx, r.envs[n]); err != nil {
+				return started, &StageError{Stage: n.ID, Type: n.Type, Err: err}
+			}
+		}
+		started = append(started, n)
+	}
+	return started, nil
+}
+
+func (r *run) runStages(ctx context.Context) error {
+	p := pool.New().WithContext(ctx).WithCancelOnError().WithFirstError()
+	for _, n := range r.g.nodes {
+		alive := new(atomic.Int32)
+		alive.Store(int32(n.Workers))
+		for replica := range n.Workers {
+			io := IO{Replica: replica, Ranges: r.rangesIn[n], Chunks: r.chunksIn[n]}
+			if c := n.consumer; c != nil {
+				io.chunksOut, io.rangesOut = r.chunksIn[c], r.rangesIn[c]
+			}
+			p.Go(func(ctx context.Context) error {
+				err := r.runReplica(ctx, n, io)
+				r.producerDone(n)
+				if alive.Add(-1) == 0 {
+					r.drainInput(n) // lets producers finish if n stopped early
+				}
+				return err
+			})
+		}
+	}
+	return p.Wait()
+}
+
+func (r *run) runReplica(ctx context.Context, n *node, io IO) (err error) {
+	var pc panics.Catcher
+	pc.Try(func() { err = n.stage.Run(ctx, r.envs[n], io) })
+	if rec := pc.Recovered(); rec != nil {
+		err = &PanicError{Value: rec.Value, Stack: rec.Stack}
+	}
+	if err != nil {
+		return &StageError{Stage: n.ID, Type: n.Type, Replica: io.Replica, Err: err}
+	}
+	return nil
+}
+
+// producerDone closes n's consumer's input when n's replica was the last
+// producer still feeding it.
+func (r *run) producerDone(n *node) {
+	c := n.consumer
+	if c == nil || r.producers[c].Add(-1) != 0 {
+		return
+	}
+	if ch := r.chunksIn[c]; ch != nil {
+		close(ch)
+	}
+	if ch := r.rangesIn[c]; ch != nil {
+		close(ch)
+	}
+}
+
+// drainInput receives and releases what is left on n's input until its
+// producers have all returned and closed it.
+func (r *run) drainInput(n *node) {
+	if ch := r.chunksIn[n]; ch != nil {
+		for c := range ch {
+			c.Release()
+		}
+	}
+	if ch := r.rangesIn[n]; ch != nil {
+		for range ch {
+		}
+	}
+}
+
+func (r *run) finish(ctx context.Context, started []*node, runErr error) error {
+	var first error
+	for _, n := range started {
+		if f, ok := n.stage.(Finisher); ok {
+			if err := f.Finish(context.WithoutCancel(ctx), r.envs[n], runErr); err != nil && first == nil {
+				first = &StageError{Stage: n.ID, Type: n.Type, Err: err}
+			}
+		}
+	}
+	return first
+}
+
+func (r *run) commit(ctx context.Context) error {
+	for _, n := range r.g.nodes {
+		if c, ok := n.stage.(Committer); ok {
+			if err := c.Commit(ctx, r.envs[n]); err != nil {
+				return &StageError{Stage: n.ID, Type: n.Type, Err: err}
+			}
+		}
+	}
+	return nil
+}

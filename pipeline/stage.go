@@ -1,0 +1,117 @@
+package pipeline
+
+import (
+	"context"
+
+	"github.com/rs/zerolog"
+)
+
+// Stage is one step of a download. The framework calls Run once per replica
+// (see Node.Workers), concurrently when there are several, so Run must be
+// safe for concurrent calls on one Stage value.
+//
+// Run reads its input from io until the input is closed or ctx is done, and
+// hands results on with io.Send or io.SendRange. It returns nil when its
+// input is exhausted and all its output was sent, or the first error it met.
+// On return it must have released or sent every Chunk it received or
+// borrowed. It must return promptly once ctx is done; returning ctx.Err() is
+// fine, the runner reports the error that caused the cancellation.
+//
+// Run never closes a channel: the runner closes a stage's output once all
+// replicas of all stages feeding that output have returned.
+type Stage interface {
+	Run(ctx context.Context, env *Env, io IO) error
+}
+
+// StageFunc adapts a function to the Stage interface.
+type StageFunc func(ctx context.Context, env *Env, io IO) error
+
+// Run calls f.
+func (f StageFunc) Run(ctx context.Context, env *Env, io IO) error { return f(ctx, env, io) }
+
+// Starter is implemented by stages that need to set up shared state once
+// before any replica runs, such as opening the output file. Start is called
+// after the resource is probed, in the order stages were declared; an error
+// stops the run before any stage runs.
+type Starter interface {
+	Start(ctx context.Context, env *Env) error
+}
+
+// Committer is implemented by stages that make a result visible only when
+// the whole run succeeded, such as the file sink's rename of OUTPUT.tmp to
+// OUTPUT. Commit is called after every replica of every stage returned nil,
+// never after a failure or cancellation.
+type Committer interface {
+	Commit(ctx context.Context, env *Env) error
+}
+
+// Preflighter is implemented by stages that can detect a doomed run before
+// any network I/O, for example an output that exists or a directory that is
+// not writable. [Graph.Preflight] calls it.
+type Preflighter interface {
+	Preflight(env *Env) error
+}
+
+// Env is what a stage sees of the run besides its channels. The runner
+// gives each stage its own Env; stages must treat it as read-only.
+type Env struct {
+	// Stage is the id of the stage in the graph.
+	Stage string
+	// Resource is the probed description of the download; nil in Preflight.
+	Resource *Resource
+	// Log is tagged with the stage id.
+	Log zerolog.Logger
+	// Buffers is the run's set of buffer pools. Take a Pool once at the start
+	// of Run; Get and Release then do not allocate.
+	Buffers *Buffers
+	// Window bounds the bytes a reordering stage may hold. It is nil unless a
+	// stage of the graph declares a reorder window (Memory.Window); a stage
+	// that hands out ranges must Acquire each range from it when it is set.
+	Window *Window
+}
+
+// IO is a stage's view of its edges. Only the input that matches the flow the
+// stage consumes is set; the other is nil.
+type IO struct {
+	// Ranges is the input of a stage that consumes Ranges.
+	Ranges <-chan Range
+	// Chunks is the input of a stage that consumes Bytes or OrderedBytes. The
+	// receiver owns each chunk it takes.
+	Chunks <-chan Chunk
+	// Replica numbers the copies of the stage from 0 to Workers-1.
+	Replica int
+
+	chunksOut chan<- Chunk
+	rangesOut chan<- Range
+}
+
+// Send hands c to the next stage and with it the ownership of c. It blocks
+// until the next stage has room or ctx is done; in the latter case it
+// releases c and returns ctx.Err().
+func (io IO) Send(ctx context.Context, c Chunk) error {
+	if io.chunksOut == nil {
+		c.Release()
+		panic("pipeline: Send from a stage that does not produce bytes")
+	}
+	select {
+	case io.chunksOut <- c:
+		return nil
+	case <-ctx.Done():
+		c.Release()
+		return ctx.Err()
+	}
+}
+
+// SendRange hands r to the next stage. It blocks until the next stage has
+// room or ctx is done, when it returns ctx.Err().
+func (io IO) SendRange(ctx context.Context, r Range) error {
+	if io.rangesOut == nil {
+		panic("pipeline: SendRange from a stage that does not produce ranges")
+	}
+	select {
+	case io.rangesOut <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
