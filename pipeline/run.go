@@ -6,8 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/rs/zerolog"
+	"github.com/sourcegraph/conc"
 	"github.com/sourcegraph/conc/panics"
-	"github.com/sourcegraph/conc/pool"
 )
 
 // Finisher is implemented by stages that hold state beyond Run, such as an
@@ -153,8 +153,14 @@ func (r *run) start(ctx context.Context) ([]*node, error) {
 	return started, nil
 }
 
-func (r *run) runStages(ctx context.Context) error {
-	p := pool.New().WithContext(ctx).WithCancelOnError().WithFirstError()
+// runStages runs every replica and waits for all of them. The first error
+// cancels the run's context, with the error as its cause, before the failed
+// stage drains its input; so the cause is the error that started the
+// shutdown, not a later context.Canceled.
+func (r *run) runStages(parent context.Context) error {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	var wg conc.WaitGroup
 	for _, n := range r.g.nodes {
 		alive := new(atomic.Int32)
 		alive.Store(int32(n.Workers))
@@ -163,17 +169,22 @@ func (r *run) runStages(ctx context.Context) error {
 			if c := n.consumer; c != nil {
 				io.chunksOut, io.rangesOut = r.chunksIn[c], r.rangesIn[c]
 			}
-			p.Go(func(ctx context.Context) error {
-				err := r.runReplica(ctx, n, io)
+			wg.Go(func() {
+				if err := r.runReplica(ctx, n, io); err != nil {
+					cancel(err)
+				}
 				r.producerDone(n)
 				if alive.Add(-1) == 0 {
 					r.drainInput(n) // lets producers finish if n stopped early
 				}
-				return err
 			})
 		}
 	}
-	return p.Wait()
+	wg.Wait()
+	if parent.Err() != nil {
+		return context.Cause(parent)
+	}
+	return context.Cause(ctx)
 }
 
 func (r *run) runReplica(ctx context.Context, n *node, io IO) (err error) {
