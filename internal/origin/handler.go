@@ -1,0 +1,372 @@
+package origin
+
+import (
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.enter() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	defer s.leave()
+	s.requests.Add(1)
+	switch r.Method {
+	case http.MethodGet:
+		s.gets.Add(1)
+	case http.MethodHead:
+		s.heads.Add(1)
+	}
+	e := s.logStart(r)
+	rw := &recorder{ResponseWriter: w, s: s}
+	defer func() { s.logEnd(e, rw.status, rw.n) }()
+	s.handle(rw, r)
+}
+
+// handle is the single dispatcher: global faults, routing, per-method
+// faults, then the (possibly partial) file response.
+func (s *Server) handle(w *recorder, r *http.Request) {
+	fs := s.faults.Load()
+	f := &fs.f
+	if s.opts.Latency > 0 && !s.sleepUntil(r.Context(), time.Now().Add(s.opts.Latency)) {
+		return
+	}
+	if f.Status != 0 {
+		plainStatus(w, r, f.Status, "injected status")
+		return
+	}
+	serve, location := s.route(r.URL.Path, f)
+	if location != "" {
+		w.Header().Set("Location", location)
+		w.WriteHeader(http.StatusFound)
+		return
+	}
+	if !serve {
+		plainStatus(w, r, http.StatusNotFound, "not found")
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		plainStatus(w, r, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+
+	var getNum int64 // 1-based GET number since SetFaults; 0 for HEAD
+	var res resource
+	if r.Method == http.MethodHead {
+		if f.NoHEAD != 0 {
+			plainStatus(w, r, f.NoHEAD, "HEAD not supported")
+			return
+		}
+		res = s.resourceAfter(f, fs.gets.Load())
+	} else {
+		getNum = fs.gets.Add(1)
+		res = s.resourceAfter(f, getNum-1)
+		if f.FailStatus != 0 && take(&fs.failLeft) {
+			if f.RetryAfter != "" {
+				w.Header().Set("Retry-After", f.RetryAfter)
+			}
+			plainStatus(w, r, f.FailStatus, "injected failure")
+			return
+		}
+	}
+
+	p := s.plan(r, f, res)
+	s.writeHeader(w, p, res)
+	if r.Method == http.MethodHead || p.status == http.StatusRequestedRangeNotSatisfiable {
+		return
+	}
+	s.writeBody(r.Context(), w, p, res.seed, s.rateFor(f, getNum, p.off), s.cutAt(fs, p))
+}
+
+// route reports whether path serves the file, or else the redirect target.
+func (s *Server) route(path string, f *Faults) (serve bool, location string) {
+	if path == s.opts.Path {
+		switch {
+		case f.RedirectTo != "":
+			return false, f.RedirectTo
+		case f.Redirects > 0:
+			return false, "/r/1"
+		}
+		return true, ""
+	}
+	if rest, ok := strings.CutPrefix(path, "/r/"); ok && f.Redirects > 0 && f.RedirectTo == "" {
+		k, err := strconv.Atoi(rest)
+		switch {
+		case err != nil || k < 1 || k > f.Redirects || strconv.Itoa(k) != rest:
+			return false, ""
+		case k < f.Redirects:
+			return false, "/r/" + strconv.Itoa(k+1)
+		}
+		return true, ""
+	}
+	return false, ""
+}
+
+// resourceAfter returns the resource version visible after prior GETs.
+func (s *Server) resourceAfter(f *Faults, prior int64) resource {
+	if f.ChangeETagAfter > 0 && prior >= int64(f.ChangeETagAfter) {
+		return s.changed
+	}
+	return s.base
+}
+
+// rateFor returns the body rate limit (bytes/sec, 0 = none) of a GET.
+func (s *Server) rateFor(f *Faults, getNum, off int64) int64 {
+	if f.Trickle > 0 {
+		if f.TrickleRequest > 0 && getNum == int64(f.TrickleRequest) ||
+			f.TrickleRequest <= 0 && off == f.TrickleOffset {
+			return f.Trickle
+		}
+	}
+	return s.opts.RateLimit
+}
+
+// cutAt returns after how many body bytes the connection is to be closed
+// (DropAfter / ShortBody), or -1.
+func (s *Server) cutAt(fs *faultState, p plan) int64 {
+	f := &fs.f
+	if (f.DropAfter > 0 || f.DropRequests > 0) && (f.DropRequests <= 0 || take(&fs.dropLeft)) {
+		return max(f.DropAfter, 0)
+	}
+	if f.ShortBody > 0 && (f.ShortBodyRequests <= 0 || take(&fs.shortLeft)) {
+		return max(p.n-f.ShortBody, 0)
+	}
+	return -1
+}
+
+// plan describes the response to a file request.
+type plan struct {
+	status       int    // 200, 206 or 416
+	off, n       int64  // body range (content offsets)
+	contentRange string // Content-Range header value, if any
+	noLength     bool   // omit Content-Length (chunked)
+	acceptRanges bool
+	gzip         bool
+}
+
+func (s *Server) plan(r *http.Request, f *Faults, res resource) plan {
+	size := s.opts.Size
+	full := plan{status: http.StatusOK, n: size, acceptRanges: true}
+	if f.NoLength || f.Gzip {
+		return plan{status: http.StatusOK, n: size, noLength: true, gzip: f.Gzip}
+	}
+	rh := r.Header.Get("Range")
+	if rh == "" || f.IgnoreRange {
+		return full
+	}
+	if ir := r.Header.Get("If-Range"); ir != "" && !ifRangeMatches(ir, res) {
+		return full
+	}
+	start, end, kind := parseRange(rh, size)
+	switch kind {
+	case rangeIgnore:
+		return full
+	case rangeUnsatisfiable:
+		return plan{status: http.StatusRequestedRangeNotSatisfiable, contentRange: fmt.Sprintf("bytes */%d", size), acceptRanges: true}
+	}
+	if f.WrongContentRange {
+		start, end = shiftRange(start, end, size)
+	}
+	return plan{
+		status:       http.StatusPartialContent,
+		off:          start,
+		n:            end - start + 1,
+		contentRange: fmt.Sprintf("bytes %d-%d/%d", start, end, size),
+		acceptRanges: true,
+	}
+}
+
+// shiftRange implements Faults.WrongContentRange.
+func shiftRange(start, end, size int64) (int64, int64) {
+	switch {
+	case end+1 < size:
+		return start + 1, end + 1
+	case start > 0:
+		return start - 1, end - 1
+	case size > 1:
+		return 1, end
+	}
+	return start, end
+}
+
+type rangeKind int
+
+const (
+	rangeIgnore        rangeKind = iota // invalid or multi-range: serve 200
+	rangeOK                             // single satisfiable range
+	rangeUnsatisfiable                  // 416
+)
+
+// parseRange parses a single byte range "bytes=a-b", "bytes=a-" or
+// "bytes=-n" against size, returning the inclusive range.
+func parseRange(h string, size int64) (start, end int64, kind rangeKind) {
+	const prefix = "bytes="
+	h = strings.TrimSpace(h)
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return 0, 0, rangeIgnore
+	}
+	spec := strings.TrimSpace(h[len(prefix):])
+	if strings.Contains(spec, ",") {
+		return 0, 0, rangeIgnore
+	}
+	first, last, ok := strings.Cut(spec, "-")
+	if !ok {
+		return 0, 0, rangeIgnore
+	}
+	first, last = strings.TrimSpace(first), strings.TrimSpace(last)
+	if first == "" { // suffix range
+		n, ok := parseDigits(last)
+		switch {
+		case !ok:
+			return 0, 0, rangeIgnore
+		case n == 0 || size == 0:
+			return 0, 0, rangeUnsatisfiable
+		}
+		n = min(n, size)
+		return size - n, size - 1, rangeOK
+	}
+	a, ok := parseDigits(first)
+	if !ok {
+		return 0, 0, rangeIgnore
+	}
+	b := size - 1
+	if last != "" {
+		if b, ok = parseDigits(last); !ok || b < a {
+			return 0, 0, rangeIgnore
+		}
+	}
+	if a >= size {
+		return 0, 0, rangeUnsatisfiable
+	}
+	return a, min(b, size-1), rangeOK
+}
+
+func parseDigits(s string) (int64, bool) {
+	if s == "" || s[0] < '0' || s[0] > '9' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+// ifRangeMatches evaluates an If-Range header against res: a strong ETag
+// comparison, or an exact Last-Modified date match.
+func ifRangeMatches(ir string, res resource) bool {
+	ir = strings.TrimSpace(ir)
+	switch {
+	case strings.HasPrefix(ir, "W/"):
+		return false
+	case strings.HasPrefix(ir, `"`):
+		return ir == res.etag
+	}
+	t, err := http.ParseTime(ir)
+	return err == nil && t.Equal(res.lastMod)
+}
+
+func (s *Server) writeHeader(w *recorder, p plan, res resource) {
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("ETag", res.etag)
+	h.Set("Last-Modified", res.lastModStr)
+	if p.acceptRanges {
+		h.Set("Accept-Ranges", "bytes")
+	}
+	if p.contentRange != "" {
+		h.Set("Content-Range", p.contentRange)
+	}
+	if p.gzip {
+		h.Set("Content-Encoding", "gzip")
+	}
+	if !p.noLength {
+		h.Set("Content-Length", strconv.FormatInt(p.n, 10))
+	}
+	w.WriteHeader(p.status)
+	if p.noLength {
+		// Flushing before any body byte forces chunked encoding even for
+		// small bodies (net/http would otherwise compute a length).
+		_ = http.NewResponseController(w).Flush()
+	}
+}
+
+// writeBody writes p's body from pooled buffers, pacing writes to rate
+// (bytes/sec, 0 = unlimited). If cut >= 0, the connection is closed after
+// cut content bytes.
+func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64, rate, cut int64) {
+	total := p.n
+	if cut >= 0 {
+		total = min(total, cut)
+	}
+	var dst io.Writer = w
+	var gz *gzip.Writer
+	if p.gzip {
+		gz, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
+		dst = gz
+	}
+	bp := getBuf()
+	defer putBuf(bp)
+	chunk := int64(bufSize)
+	if rate > 0 {
+		// Small slices (~1/32 s each) keep the pace smooth.
+		chunk = min(max(rate/32, 1), 16<<10)
+	}
+	start := time.Now()
+	for sent := int64(0); sent < total; {
+		if rate > 0 && sent > 0 {
+			due := start.Add(time.Duration(float64(sent) / float64(rate) * float64(time.Second)))
+			if !s.sleepUntil(ctx, due) {
+				return
+			}
+		} else if ctx.Err() != nil {
+			return
+		}
+		n := min(chunk, total-sent)
+		buf := (*bp)[:n]
+		Fill(buf, p.off+sent, seed)
+		if _, err := dst.Write(buf); err != nil {
+			return
+		}
+		sent += n
+	}
+	if cut >= 0 {
+		if gz != nil {
+			_ = gz.Flush()
+		}
+		abortConn(w)
+		return
+	}
+	if gz != nil {
+		_ = gz.Close()
+	}
+}
+
+// abortConn flushes what was written and closes the connection without
+// completing the response.
+func abortConn(w http.ResponseWriter) {
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	conn, _, err := rc.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	_ = conn.Close()
+}
+
+// plainStatus answers code with a short text body (omitted for HEAD).
+func plainStatus(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	msg += "\n"
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(msg)))
+	w.WriteHeader(code)
+	if r.Method != http.MethodHead {
+		_, _ = io.WriteString(w, msg)
+	}
+}

@@ -1,0 +1,415 @@
+package origin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultPath is the URL path of the file when Options.Path is empty.
+const DefaultPath = "/file.bin"
+
+// DefaultLastModified is the Last-Modified time used when
+// Options.LastModified is zero.
+var DefaultLastModified = time.Date(2024, time.January, 2, 3, 4, 5, 0, time.UTC)
+
+// bufSize is the size of the pooled body buffers (and of each body write when
+// no rate limit applies).
+const bufSize = 256 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
+func putBuf(b *[]byte) { bufPool.Put(b) }
+
+// Options configures a Server.
+type Options struct {
+	// Size is the size of the served file in bytes.
+	Size int64
+	// Seed selects the deterministic content (see Fill).
+	Seed uint64
+	// Path is the URL path of the file; default DefaultPath.
+	Path string
+	// ETag is the strong, quoted entity tag; default derived from Size and
+	// Seed, e.g. "\"100000-2a\"".
+	ETag string
+	// LastModified defaults to DefaultLastModified. It is truncated to
+	// seconds.
+	LastModified time.Time
+	// RateLimit limits each response body to this many bytes per second
+	// (each connection gets its own budget); 0 means unlimited.
+	RateLimit int64
+	// Latency is slept before each response header is written.
+	Latency time.Duration
+}
+
+// Faults describes injected misbehaviour. The zero value means no fault.
+// Install with Server.SetFaults; every call resets the request counters and
+// per-fault budgets below.
+//
+// "GET number" means the 1-based sequence number of GET requests that reached
+// the file (after redirects, including FailStatus answers) since the last
+// SetFaults. Budgeted faults (FailCount, DropRequests, ShortBodyRequests) are
+// consumed independently in that order of precedence: with FailCount=1 and
+// DropRequests=1 the first GET fails, the second is dropped, the third
+// succeeds.
+type Faults struct {
+	// Status, when nonzero, answers every request (any path, any method)
+	// with this status and a short text body (e.g. 401, 404, 410).
+	Status int
+
+	// Redirects makes the file path answer a chain of this many 302
+	// redirects: Path -> /r/1 -> /r/2 -> ... -> /r/N, and /r/N serves the
+	// file. /r/* paths answer 404 when Redirects is 0.
+	Redirects int
+	// RedirectTo, when set, makes the file path answer 302 with this
+	// absolute URL as Location (cross-host or https->http tests). It takes
+	// precedence over Redirects.
+	RedirectTo string
+
+	// NoHEAD, when nonzero, is the status answered to HEAD requests
+	// (403, 405 or 501 are typical).
+	NoHEAD int
+
+	// FailStatus and FailCount: the first FailCount GET requests answer
+	// FailStatus (e.g. 503) with a small text body.
+	FailStatus int
+	FailCount  int
+	// RetryAfter, when set, is sent as the Retry-After header on FailStatus
+	// answers (e.g. "1" or an HTTP date).
+	RetryAfter string
+
+	// IgnoreRange answers any Range request with 200 and the whole body
+	// (Accept-Ranges: bytes is still advertised).
+	IgnoreRange bool
+	// WrongContentRange answers 206 for a range a-b but with the range
+	// shifted by one byte (a+1..b+1, or a-1..b-1 when b is the last byte)
+	// declared in Content-Range, and the body of that shifted range. A range
+	// covering the whole file is declared as 1-(size-1).
+	WrongContentRange bool
+
+	// NoLength sends no Content-Length (chunked transfer encoding) and no
+	// Accept-Ranges, and ignores Range: always 200 with the whole body.
+	NoLength bool
+	// Gzip answers with Content-Encoding: gzip regardless of
+	// Accept-Encoding: 200, the whole file gzip-compressed, chunked (no
+	// Content-Length), no Accept-Ranges, Range ignored (like nginx with
+	// gzip on).
+	Gzip bool
+
+	// ShortBody, when > 0, declares the normal Content-Length on GET 200/206
+	// answers but closes the connection after sending ShortBody fewer body
+	// bytes. It applies to the first ShortBodyRequests such GETs (0 = all).
+	ShortBody         int64
+	ShortBodyRequests int
+
+	// DropAfter and DropRequests: on the first DropRequests GET requests
+	// (0 = all, when DropAfter > 0), send DropAfter body bytes then close the
+	// connection abruptly (hijack + close), so the client sees an unexpected
+	// EOF. DropRequests > 0 with DropAfter 0 drops right after the header.
+	DropAfter    int64
+	DropRequests int
+
+	// ChangeETagAfter, when > 0: once this many GETs have been served, the
+	// resource changes: new ETag, Last-Modified one hour later and content
+	// generated from Seed+1 (Size unchanged), so If-Range stops matching.
+	// HEAD reports the changed resource from then on too.
+	ChangeETagAfter int
+
+	// Trickle, when > 0, is a bytes/sec rate (replacing RateLimit) applied
+	// to one kind of request: the TrickleRequest-th GET when TrickleRequest
+	// > 0, otherwise every GET whose body starts at offset TrickleOffset.
+	Trickle        int64
+	TrickleOffset  int64
+	TrickleRequest int
+}
+
+// Stats are request counters since Start or the last ResetStats.
+type Stats struct {
+	Requests    int64 // all requests
+	GETs        int64 // GET requests (any path)
+	HEADs       int64 // HEAD requests (any path)
+	BytesServed int64 // response body bytes written (after compression)
+}
+
+// Request is one entry of the request log.
+type Request struct {
+	Method         string
+	Path           string
+	RemoteAddr     string // client address; distinct values = distinct connections
+	Range          string // Range request header
+	IfRange        string // If-Range request header
+	AcceptEncoding string // Accept-Encoding request header
+	Status         int    // status sent (0 if none, e.g. aborted)
+	Bytes          int64  // body bytes written
+}
+
+// resource is one version of the served file.
+type resource struct {
+	seed       uint64
+	etag       string
+	lastMod    time.Time
+	lastModStr string
+}
+
+// faultState is a Faults value plus its counters; replaced atomically by
+// SetFaults.
+type faultState struct {
+	f         Faults
+	gets      atomic.Int64
+	failLeft  atomic.Int64
+	dropLeft  atomic.Int64
+	shortLeft atomic.Int64
+}
+
+func newFaultState(f Faults) *faultState {
+	fs := &faultState{f: f}
+	fs.failLeft.Store(int64(f.FailCount))
+	fs.dropLeft.Store(int64(f.DropRequests))
+	fs.shortLeft.Store(int64(f.ShortBodyRequests))
+	return fs
+}
+
+// take consumes one unit of a budget, reporting whether one was available.
+func take(budget *atomic.Int64) bool { return budget.Add(-1) >= 0 }
+
+// Server is a loopback HTTP origin serving one deterministic file.
+type Server struct {
+	opts      Options
+	base      resource
+	changed   resource
+	ln        net.Listener
+	srv       *http.Server
+	serveDone chan struct{}
+	done      chan struct{} // closed by Close
+	faults    atomic.Pointer[faultState]
+
+	requests, gets, heads, bytes, inflight atomic.Int64
+
+	logMu sync.Mutex
+	log   []*Request
+
+	mu        sync.Mutex // guards closed and wg.Add
+	closed    bool
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start starts a server listening on 127.0.0.1 on a free port.
+func Start(opts Options) (*Server, error) {
+	if opts.Size < 0 {
+		return nil, errors.New("origin: negative size")
+	}
+	if opts.Path == "" {
+		opts.Path = DefaultPath
+	}
+	if !strings.HasPrefix(opts.Path, "/") {
+		return nil, fmt.Errorf("origin: path %q must start with /", opts.Path)
+	}
+	changedETag := fmt.Sprintf(`"%x-%x"`, opts.Size, opts.Seed+1)
+	if opts.ETag == "" {
+		opts.ETag = fmt.Sprintf(`"%x-%x"`, opts.Size, opts.Seed)
+	} else {
+		changedETag = strings.TrimSuffix(opts.ETag, `"`) + `-changed"`
+	}
+	if opts.LastModified.IsZero() {
+		opts.LastModified = DefaultLastModified
+	}
+	opts.LastModified = opts.LastModified.UTC().Truncate(time.Second)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:      opts,
+		base:      newResource(opts.Seed, opts.ETag, opts.LastModified),
+		changed:   newResource(opts.Seed+1, changedETag, opts.LastModified.Add(time.Hour)),
+		ln:        ln,
+		serveDone: make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	s.faults.Store(newFaultState(Faults{}))
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	go func() {
+		defer close(s.serveDone)
+		_ = s.srv.Serve(ln)
+	}()
+	return s, nil
+}
+
+func newResource(seed uint64, etag string, lm time.Time) resource {
+	return resource{seed: seed, etag: etag, lastMod: lm, lastModStr: lm.Format(http.TimeFormat)}
+}
+
+// URL returns the full URL of the file.
+func (s *Server) URL() string { return s.BaseURL() + s.opts.Path }
+
+// BaseURL returns "http://127.0.0.1:PORT".
+func (s *Server) BaseURL() string { return "http://" + s.ln.Addr().String() }
+
+// Options returns the effective options (defaults filled in).
+func (s *Server) Options() Options { return s.opts }
+
+// SetFaults installs f (replacing any previous faults) and resets the fault
+// counters. Safe for concurrent use with requests.
+func (s *Server) SetFaults(f Faults) { s.faults.Store(newFaultState(f)) }
+
+// Stats returns the current counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Requests:    s.requests.Load(),
+		GETs:        s.gets.Load(),
+		HEADs:       s.heads.Load(),
+		BytesServed: s.bytes.Load(),
+	}
+}
+
+// Log returns a copy of the request log in arrival order. Status and Bytes
+// of requests still in flight are provisional; see WaitIdle.
+func (s *Server) Log() []Request {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	out := make([]Request, len(s.log))
+	for i, r := range s.log {
+		out[i] = *r
+	}
+	return out
+}
+
+// ResetStats zeroes the counters and clears the log.
+func (s *Server) ResetStats() {
+	s.logMu.Lock()
+	s.log = nil
+	s.requests.Store(0)
+	s.gets.Store(0)
+	s.heads.Store(0)
+	s.bytes.Store(0)
+	s.logMu.Unlock()
+}
+
+// WaitIdle waits up to timeout until no handler is running, reporting
+// whether that happened. Use it before inspecting Log or Stats: a client may
+// finish reading a body before the handler has recorded its completion.
+func (s *Server) WaitIdle(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for s.inflight.Load() != 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// Close closes the listener and all connections, interrupts throttled or
+// delayed responses and waits for all handlers to return.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.done)
+		s.closeErr = s.srv.Close()
+		s.wg.Wait()
+		<-s.serveDone
+	})
+	return s.closeErr
+}
+
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	s.inflight.Add(1)
+	return true
+}
+
+func (s *Server) leave() {
+	s.inflight.Add(-1)
+	s.wg.Done()
+}
+
+func (s *Server) logStart(r *http.Request) *Request {
+	e := &Request{
+		Method:         r.Method,
+		Path:           r.URL.Path,
+		RemoteAddr:     r.RemoteAddr,
+		Range:          r.Header.Get("Range"),
+		IfRange:        r.Header.Get("If-Range"),
+		AcceptEncoding: r.Header.Get("Accept-Encoding"),
+	}
+	s.logMu.Lock()
+	s.log = append(s.log, e)
+	s.logMu.Unlock()
+	return e
+}
+
+func (s *Server) logEnd(e *Request, status int, n int64) {
+	s.logMu.Lock()
+	e.Status, e.Bytes = status, n
+	s.logMu.Unlock()
+}
+
+// sleepUntil sleeps until t, returning false early if ctx is done or the
+// server is closing.
+func (s *Server) sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.done:
+		return false
+	}
+}
+
+// recorder wraps the ResponseWriter to record the status and count body
+// bytes.
+type recorder struct {
+	http.ResponseWriter
+	s      *Server
+	status int
+	n      int64
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	w.s.bytes.Add(int64(n))
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
