@@ -1,0 +1,7 @@
+//go:build !linux
+
+package nginxtest
+
+import "os/exec"
+
+func setSysProcAttr(*exec.Cmd) {}
