@@ -1,0 +1,168 @@
+package sinks_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/sinks"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// srcConfig configures the in-memory test source: Run is the whole stage.
+type srcConfig struct {
+	Run pipeline.StageFunc
+}
+
+var srcDef = pipeline.Def[srcConfig]{
+	Type:     "test.source",
+	Summary:  "sends what its Run function sends",
+	Produces: pipeline.OrderedBytes,
+	New: func(c srcConfig) (pipeline.Stage, error) {
+		if c.Run == nil {
+			return nil, errors.New("run is required")
+		}
+		return c.Run, nil
+	},
+}
+
+// rig is an isolated registry with this package's sinks and the test
+// source; it remembers the sink stages it builds so tests can watch them.
+type rig struct {
+	reg     *pipeline.Registry
+	file    *sinks.FileSink
+	discard *sinks.DiscardSink
+}
+
+func newRig(tb testing.TB) *rig {
+	tb.Helper()
+	r := &rig{reg: pipeline.NewRegistry()}
+	base := pipeline.NewRegistry()
+	if err := sinks.Register(base); err != nil {
+		tb.Fatal(err)
+	}
+	for _, name := range base.Types() {
+		spec, _ := base.Lookup(name)
+		newStage := spec.New
+		spec.New = func(cfg any) (pipeline.Stage, error) {
+			st, err := newStage(cfg)
+			switch v := st.(type) {
+			case *sinks.FileSink:
+				r.file = v
+			case *sinks.DiscardSink:
+				r.discard = v
+			}
+			return st, err
+		}
+		if err := r.reg.Add(spec); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := pipeline.Register(r.reg, srcDef); err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// build wires src into a sink of type sinkType run by workers replicas.
+func (r *rig) build(tb testing.TB, src pipeline.StageFunc, sinkType string, cfg any, workers int) *pipeline.Graph {
+	tb.Helper()
+	g, err := pipeline.Build(r.reg, []pipeline.Node{
+		{ID: "src", Type: "test.source", Config: &srcConfig{Run: src}},
+		{ID: "out", Type: sinkType, Inputs: []string{"src"}, Workers: workers, Config: cfg},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return g
+}
+
+// run runs g with a resource of the given size and checks that every buffer
+// came back.
+func run(tb testing.TB, ctx context.Context, g *pipeline.Graph, size int64) error {
+	tb.Helper()
+	bufs := pipeline.NewBuffers()
+	err := g.Run(ctx, pipeline.RunOptions{
+		Resource: &pipeline.Resource{Size: size},
+		Buffers:  bufs,
+		Log:      zerolog.Nop(),
+	})
+	if n := bufs.InUse(); n != 0 {
+		tb.Errorf("%d bytes of buffers still in use after the run", n)
+	}
+	return err
+}
+
+// fileCfg is the file sink's default config for path in mode.
+func fileCfg(path, mode string) *sinks.FileConfig {
+	return &sinks.FileConfig{Path: path, Mode: mode, Fsync: true, Preallocate: true}
+}
+
+// payload is n deterministic pseudo-random bytes.
+func payload(n int) []byte {
+	b := make([]byte, n)
+	rng := rand.NewChaCha8([32]byte{'d', 'l', 'f', 'l', 'o', 'w'})
+	_, _ = rng.Read(b)
+	return b
+}
+
+// pieces is the list of piece indexes of data cut into chunk-sized pieces,
+// in order, or shuffled when seed is not 0.
+func pieces(n, chunk int, seed uint64) []int {
+	count := (n + chunk - 1) / chunk
+	if seed == 0 {
+		order := make([]int, count)
+		for i := range order {
+			order[i] = i
+		}
+		return order
+	}
+	return rand.New(rand.NewPCG(seed, seed)).Perm(count)
+}
+
+// sendPieces sends the listed chunk-sized pieces of data, each in a pooled
+// buffer.
+func sendPieces(data []byte, chunk int, order []int) func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	return func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+		pool := env.Buffers.Pool(chunk)
+		for _, i := range order {
+			off := i * chunk
+			c := pool.Get(int64(off))
+			c.Data = c.Data[:copy(c.Data, data[off:min(off+chunk, len(data))])]
+			if err := io.Send(ctx, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func sum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func readFile(tb testing.TB, path string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func assertMissing(tb testing.TB, path string) {
+	tb.Helper()
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		tb.Errorf("%s: want no file, got err %v", path, err)
+	}
+}
