@@ -1,0 +1,252 @@
+package stages
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// HTTPConfig is the top-level `http:` section of a config: how every request
+// of a run reaches the server. Start from DefaultHTTPConfig; a zero timeout
+// means no limit.
+type HTTPConfig struct {
+	ConnectTimeout        time.Duration     `koanf:"connect_timeout" help:"time allowed to open a TCP connection"`
+	TLSTimeout            time.Duration     `koanf:"tls_timeout" help:"time allowed for the TLS handshake"`
+	HeaderTimeout         time.Duration     `koanf:"header_timeout" help:"time allowed between sending a request and the response header"`
+	IdleTimeout           time.Duration     `koanf:"idle_timeout" help:"a body that delivers no bytes for this long is a stalled (retried) transfer"`
+	MaxRedirects          int               `koanf:"max_redirects" help:"most redirects followed for one request"`
+	AllowInsecureRedirect bool              `koanf:"allow_insecure_redirect" help:"follow redirects from https to plain http"`
+	Insecure              bool              `koanf:"insecure" help:"skip TLS certificate verification (dangerous)"`
+	CACert                string            `koanf:"ca_cert" help:"PEM file of extra CA certificates to trust"`
+	UserAgent             string            `koanf:"user_agent" help:"User-Agent header of every request"`
+	Headers               map[string]string `koanf:"headers" help:"extra request headers, such as Authorization"`
+	Proxy                 string            `koanf:"proxy" help:"proxy URL; empty uses HTTPS_PROXY/HTTP_PROXY/NO_PROXY, \"none\" disables"`
+	HTTP2                 bool              `koanf:"http2" help:"allow HTTP/2 (multiplexes all readers onto one TCP connection)"`
+}
+
+// DefaultHTTPConfig is the configuration a run gets for keys the user did
+// not set.
+func DefaultHTTPConfig() HTTPConfig {
+	return HTTPConfig{
+		ConnectTimeout: 10 * time.Second,
+		TLSTimeout:     10 * time.Second,
+		HeaderTimeout:  30 * time.Second,
+		IdleTimeout:    30 * time.Second,
+		MaxRedirects:   10,
+		UserAgent:      "dlflow/0.1",
+	}
+}
+
+// Transport sizing. A ranged download opens one connection per reader, so
+// the idle pool must keep all of them; the read buffer is large so that a
+// body read fills a good part of a chunk in one system call.
+const (
+	transportReadBuffer  = 256 << 10
+	transportWriteBuffer = 64 << 10 // requests are small; bigger buys nothing
+	maxIdlePerHost       = 64
+)
+
+// RedirectError is a redirect the client refused to follow. It reaches the
+// caller wrapped by the request error; use errors.As.
+type RedirectError struct {
+	// URL is the redirect target, redacted.
+	URL    string
+	Reason string
+}
+
+func (e *RedirectError) Error() string {
+	return fmt.Sprintf("refusing redirect to %s: %s", e.URL, e.Reason)
+}
+
+// NewClient builds the HTTP client of a run from cfg and returns it with the
+// header every request must carry: User-Agent, Accept-Encoding: identity and
+// the configured Headers. A malformed header, an unreadable CA file or a bad
+// proxy URL is an error naming the culprit.
+//
+// The transport speaks HTTP/1.1 only unless cfg.HTTP2 is set, so that N range
+// readers really are N TCP connections. It never asks for compression: a
+// compressed body would break sizes and offsets.
+func NewClient(cfg HTTPConfig) (*http.Client, http.Header, error) {
+	header, err := requestHeader(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.MaxRedirects < 0 {
+		return nil, nil, fmt.Errorf("http.max_redirects must be 0 or more, got %d", cfg.MaxRedirects)
+	}
+
+	proxy := http.ProxyFromEnvironment
+	switch p := strings.TrimSpace(cfg.Proxy); {
+	case p == "":
+	case strings.EqualFold(p, "none"):
+		proxy = nil
+	default:
+		u, err := url.Parse(p)
+		if err != nil || u.Host == "" {
+			return nil, nil, fmt.Errorf("http.proxy %q: want a URL such as http://proxy:3128", RedactURL(p))
+		}
+		switch u.Scheme {
+		case "http", "https", "socks5", "socks5h":
+		default:
+			return nil, nil, fmt.Errorf("http.proxy %q: unsupported scheme %q", RedactURL(p), u.Scheme)
+		}
+		proxy = http.ProxyURL(u)
+	}
+
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.Insecure} //nolint:gosec // opt-in
+	if cfg.CACert != "" {
+		pem, err := os.ReadFile(cfg.CACert)
+		if err != nil {
+			return nil, nil, fmt.Errorf("http.ca_cert: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("http.ca_cert %s: no PEM certificate found", cfg.CACert)
+		}
+		tlsConf.RootCAs = pool
+	}
+
+	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		Proxy:                  proxy,
+		DialContext:            dialer.DialContext,
+		TLSClientConfig:        tlsConf,
+		TLSHandshakeTimeout:    cfg.TLSTimeout,
+		ResponseHeaderTimeout:  cfg.HeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true,
+		MaxIdleConns:           4 * maxIdlePerHost,
+		MaxIdleConnsPerHost:    maxIdlePerHost,
+		IdleConnTimeout:        90 * time.Second,
+		ReadBufferSize:         transportReadBuffer,
+		WriteBufferSize:        transportWriteBuffer,
+		MaxResponseHeaderBytes: 1 << 20,
+		ForceAttemptHTTP2:      cfg.HTTP2,
+	}
+	if !cfg.HTTP2 {
+		// A non-nil empty map turns off the transport's automatic HTTP/2.
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	client := &http.Client{
+		Transport:     tr,
+		CheckRedirect: redirectPolicy(cfg),
+	}
+	return client, header, nil
+}
+
+// sensitiveHeaders are credentials that must not follow a redirect to
+// another host.
+var sensitiveHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie", "Cookie2"}
+
+func redirectPolicy(cfg HTTPConfig) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		target := RedactURL(req.URL.String())
+		if len(via) > cfg.MaxRedirects {
+			return &RedirectError{URL: target, Reason: fmt.Sprintf("stopped after %d redirects (http.max_redirects)", cfg.MaxRedirects)}
+		}
+		if s := req.URL.Scheme; s != "http" && s != "https" {
+			return &RedirectError{URL: target, Reason: fmt.Sprintf("unsupported scheme %q", s)}
+		}
+		prev := via[len(via)-1]
+		if prev.URL.Scheme == "https" && req.URL.Scheme == "http" && !cfg.AllowInsecureRedirect {
+			return &RedirectError{URL: target, Reason: "it downgrades https to http (set http.allow_insecure_redirect to allow)"}
+		}
+		// net/http strips credentials only for a host that is not a
+		// subdomain and keeps them across ports; be strict: once the chain
+		// has left the original host, no credential follows it.
+		origin := via[0].URL.Host
+		left := req.URL.Host != origin
+		for _, r := range via[1:] {
+			left = left || r.URL.Host != origin
+		}
+		if left {
+			for _, h := range sensitiveHeaders {
+				req.Header.Del(h)
+			}
+			req.URL.User = nil // no basic auth from userinfo either
+		}
+		return nil
+	}
+}
+
+func requestHeader(cfg HTTPConfig) (http.Header, error) {
+	h := make(http.Header, len(cfg.Headers)+2)
+	if cfg.UserAgent != "" {
+		if err := checkHeader("User-Agent", cfg.UserAgent); err != nil {
+			return nil, fmt.Errorf("http.user_agent: %w", err)
+		}
+		h.Set("User-Agent", cfg.UserAgent)
+	}
+	h.Set("Accept-Encoding", "identity")
+	for name, value := range cfg.Headers {
+		if err := checkHeader(name, value); err != nil {
+			return nil, fmt.Errorf("http.headers: %w", err)
+		}
+		if strings.EqualFold(name, "Accept-Encoding") && !strings.EqualFold(strings.TrimSpace(value), "identity") {
+			return nil, fmt.Errorf("http.headers: Accept-Encoding must stay identity: a compressed body breaks sizes and offsets")
+		}
+		h.Set(name, value)
+	}
+	return h, nil
+}
+
+// checkHeader rejects what would corrupt or smuggle a request: a name that
+// is not an RFC 9110 token, a value with CR, LF or NUL.
+func checkHeader(name, value string) error {
+	if name == "" {
+		return errors.New("empty header name")
+	}
+	for i := 0; i < len(name); i++ {
+		if !isTokenChar(name[i]) {
+			return fmt.Errorf("header name %q: %q is not allowed in a header name", name, name[i])
+		}
+	}
+	if strings.ContainsAny(value, "\r\n\x00") {
+		return fmt.Errorf("header %q: value contains CR, LF or NUL", name)
+	}
+	return nil
+}
+
+func isTokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// RedactURL returns raw with the password of its userinfo replaced by
+// "xxxxx", for error messages and logs. Every message that shows a URL goes
+// through it. A string that does not parse as a URL is redacted
+// conservatively: everything between "://" and "@" is hidden.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err == nil {
+		if _, hasPassword := u.User.Password(); hasPassword {
+			return u.Redacted()
+		}
+		return raw
+	}
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	authority := rest
+	if i := strings.IndexAny(authority, "/?#"); i >= 0 {
+		authority = authority[:i]
+	}
+	if at := strings.LastIndexByte(authority, '@'); at >= 0 {
+		return scheme + "://xxxxx@" + rest[at+1:]
+	}
+	return raw
+}

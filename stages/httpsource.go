@@ -1,0 +1,82 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// HTTPSourceConfig configures http.source.
+type HTTPSourceConfig struct {
+	Buffer      pipeline.ByteSize `koanf:"buffer" help:"size of each chunk read from the network"`
+	IdleTimeout time.Duration     `koanf:"idle_timeout" help:"a body that delivers no bytes for this long is retried; 0 disables"`
+	RetryConfig `koanf:",squash"`
+}
+
+var httpSourceDef = pipeline.Def[HTTPSourceConfig]{
+	Type:     "http.source",
+	Summary:  "streams the resource with one GET, in order, resuming a cut body where it stopped",
+	Consumes: pipeline.None,
+	Produces: pipeline.OrderedBytes,
+	Defaults: HTTPSourceConfig{
+		Buffer:      256 << 10,
+		IdleTimeout: 30 * time.Second,
+		RetryConfig: DefaultRetry,
+	},
+	New: func(cfg HTTPSourceConfig) (pipeline.Stage, error) {
+		if err := checkReadBuffer(cfg.Buffer); err != nil {
+			return nil, err
+		}
+		if cfg.IdleTimeout < 0 {
+			return nil, fmt.Errorf("idle_timeout must not be negative, got %v", cfg.IdleTimeout)
+		}
+		if err := cfg.RetryConfig.validate(); err != nil {
+			return nil, err
+		}
+		return &httpSource{cfg: cfg}, nil
+	},
+	Memory: func(cfg HTTPSourceConfig) pipeline.Memory {
+		// The buffer being filled is held besides what was sent.
+		return pipeline.Memory{ChunkSize: int64(cfg.Buffer), PerReplica: int64(cfg.Buffer)}
+	},
+}
+
+func init() { builtin(httpSourceDef.Spec()) }
+
+// httpSource is the stream topology's source: one GET of env.Resource whose
+// body becomes chunks in file order, each filled as full as the body allows.
+//
+// It checks the answer (200, no Content-Encoding, the probed length) and
+// counts bytes: a body that ends early, breaks or stalls is resumed from the
+// first missing byte with Range and If-Range when the server accepts ranges;
+// a 200 to that request means the file changed (ErrResourceChanged). With an
+// unknown size it streams to EOF, and a broken body is an error, never a
+// short file.
+type httpSource struct {
+	cfg    HTTPSourceConfig
+	budget httpRetryBudget
+}
+
+// errOneStream refuses replicas: each would download the whole file.
+var errOneStream = errors.New("http.source streams over one connection; set workers: 1 (use range.splitter and http.reader for parallel connections)")
+
+// Start resets the retry budget of the run and checks the resource.
+func (s *httpSource) Start(ctx context.Context, env *pipeline.Env) error {
+	s.budget.reset(s.cfg.Total)
+	return checkResource(env.Resource)
+}
+
+// Run sends the resource's bytes in order; see httpSource.
+func (s *httpSource) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	if io.Replica > 0 {
+		return errOneStream
+	}
+	if err := checkResource(env.Resource); err != nil {
+		return err
+	}
+	f := newHTTPFetcher(env, io, s.cfg.Buffer, s.cfg.IdleTimeout, s.cfg.RetryConfig, &s.budget)
+	return f.fetch(ctx, httpPiece{start: 0, end: env.Resource.Size, plain: true, openEnded: true})
+}

@@ -1,0 +1,329 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// This file holds what http.source and http.reader share: one replica's
+// loop that downloads a piece of the resource into pooled buffers, checks
+// every answer, and retries from the first missing byte.
+
+// maxReadBuffer bounds the buffer option: a chunk must fit an int and a sane
+// amount of memory.
+const maxReadBuffer = 1 << 30
+
+func checkReadBuffer(b pipeline.ByteSize) error {
+	if b < 1 || b > maxReadBuffer {
+		return fmt.Errorf("buffer must be between 1B and %v, got %v", pipeline.ByteSize(maxReadBuffer), b)
+	}
+	return nil
+}
+
+// checkResource is the Start check of both stages: they need a probed
+// resource with a client.
+func checkResource(res *pipeline.Resource) error {
+	switch {
+	case res == nil:
+		return errors.New("no resource to download; probe the URL first")
+	case res.URL == "":
+		return errors.New("the resource has no URL")
+	case res.Client == nil:
+		return errors.New("the resource has no HTTP client; build it with Probe")
+	}
+	return nil
+}
+
+// httpPiece is a unit of work: the bytes [start, end) of the resource, end -1
+// meaning to the end of the body.
+type httpPiece struct {
+	start, end int64
+	// plain: the first try at offset 0 is a GET without Range (the stream
+	// source, or a reader given Range{0,-1}), expecting 200.
+	plain bool
+	// openEnded: ranged tries ask for bytes=pos- instead of bytes=pos-last,
+	// because the piece runs to the end of the resource.
+	openEnded bool
+}
+
+// httpFetcher downloads pieces for one replica of a stage. It is not safe for
+// concurrent use; each replica makes its own.
+type httpFetcher struct {
+	env    *pipeline.Env
+	res    *pipeline.Resource
+	io     pipeline.IO
+	pool   *pipeline.Pool
+	idle   time.Duration
+	retry  RetryConfig
+	budget *httpRetryBudget
+	url    string // redacted, for messages
+}
+
+func newHTTPFetcher(env *pipeline.Env, io pipeline.IO, buffer pipeline.ByteSize, idle time.Duration, retry RetryConfig, budget *httpRetryBudget) *httpFetcher {
+	return &httpFetcher{
+		env:    env,
+		res:    env.Resource,
+		io:     io,
+		pool:   env.Buffers.Pool(int(buffer)),
+		idle:   idle,
+		retry:  retry,
+		budget: budget,
+		url:    RedactURL(env.Resource.URL),
+	}
+}
+
+// fetch downloads p and sends its bytes downstream in order, each chunk with
+// its offset. Bytes once sent are never sent again: a retry asks for the
+// first missing byte. It returns nil when the piece is complete, ctx's error
+// when cancelled, or the permanent error (or the last transient one once the
+// budgets are spent).
+func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
+	if !p.plain && p.end >= 0 && p.end <= p.start {
+		return nil // an empty range; a plain GET still checks the answer
+	}
+	r := httpRetrier{cfg: f.retry, budget: f.budget}
+	pos := p.start
+	for {
+		before := pos
+		err := f.try(ctx, p, &pos)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if pos > 0 && p.plain && !f.res.AcceptRanges && IsTransient(err) {
+			return fmt.Errorf("cannot resume at byte %d: the server does not accept ranges: %w", pos, err)
+		}
+		wait, giveUp := r.next(ctx, err, pos > before)
+		if giveUp != nil {
+			return giveUp
+		}
+		f.env.Log.Warn().Err(err).Str("url", f.url).Int64("offset", pos).
+			Int("attempt", r.attempt).Dur("backoff", wait).Msg("retrying")
+		if err := sleepCtx(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+// try is one request for the rest of p from *pos. It advances *pos past
+// every byte it sends downstream, also when it fails.
+func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err error) {
+	reqCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var idle *time.Timer
+	if f.idle > 0 {
+		// Reset on every read; firing cancels the request, which unblocks a
+		// read that waits forever on a silent connection.
+		idle = time.AfterFunc(f.idle, func() { cancel(ErrStalled) })
+		defer idle.Stop()
+	}
+	defer func() {
+		if err != nil && ctx.Err() == nil && errors.Is(context.Cause(reqCtx), ErrStalled) {
+			err = fmt.Errorf("%s: no bytes for %v at offset %d: %w", f.url, f.idle, *pos, ErrStalled)
+		}
+	}()
+
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, f.res.URL, nil)
+	if err != nil {
+		return fmt.Errorf("request for %s: %w", f.url, err)
+	}
+	if f.res.Header != nil {
+		req.Header = f.res.Header.Clone()
+	}
+	req.Header.Set("Accept-Encoding", "identity")
+	ranged := !(p.plain && *pos == 0)
+	ifRange := ""
+	if ranged {
+		spec := "bytes=" + strconv.FormatInt(*pos, 10) + "-"
+		if !p.openEnded && p.end >= 0 {
+			spec += strconv.FormatInt(p.end-1, 10)
+		}
+		req.Header.Set("Range", spec)
+		if ifRange = f.res.Validator(); ifRange != "" {
+			req.Header.Set("If-Range", ifRange)
+		}
+	}
+
+	resp, err := f.res.Client.Do(req)
+	if err != nil {
+		return requestError(err, f.url)
+	}
+	defer resp.Body.Close()
+
+	want, err := f.check(resp, p, *pos, ranged, ifRange)
+	if err != nil {
+		if _, ok := err.(*HTTPError); ok {
+			// A small error body is read so the connection can be reused.
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		}
+		return err
+	}
+	return f.stream(ctx, resp.Body, pos, want, idle)
+}
+
+// check validates the response to a request for p from pos and returns the
+// offset where its body must end (-1 when unknown).
+func (f *httpFetcher) check(resp *http.Response, p httpPiece, pos int64, ranged bool, ifRange string) (int64, error) {
+	size := f.res.Size
+	rng := pipeline.Range{Start: pos, End: p.end}
+	rangeErr := func(reason string) error {
+		return &RangeError{Range: rng, Status: resp.StatusCode, ContentRange: resp.Header.Get("Content-Range"), Reason: reason, URL: f.url}
+	}
+	changed := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrResourceChanged, f.url, fmt.Sprintf(format, args...))
+	}
+
+	var want int64
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && ranged:
+		cr := resp.Header.Get("Content-Range")
+		start, last, total, err := ParseContentRange(cr)
+		switch {
+		case err != nil:
+			return 0, rangeErr(err.Error())
+		case start != pos:
+			return 0, rangeErr("wrong first byte")
+		case total >= 0 && size >= 0 && total != size:
+			return 0, changed("length is now %d, was %d", total, size)
+		case !p.openEnded && p.end >= 0 && last != p.end-1:
+			return 0, rangeErr("wrong last byte")
+		case p.openEnded && size >= 0 && last != size-1:
+			return 0, rangeErr("does not run to the end of the resource")
+		case p.openEnded && size < 0 && total >= 0 && last != total-1:
+			return 0, rangeErr("does not run to the end of the resource")
+		}
+		want = last + 1
+		if resp.ContentLength >= 0 && resp.ContentLength != want-pos {
+			return 0, rangeErr(fmt.Sprintf("Content-Length %d does not match the range", resp.ContentLength))
+		}
+
+	case resp.StatusCode == http.StatusOK && !ranged:
+		want = size
+		if p.end >= 0 {
+			want = p.end
+		}
+		if resp.ContentLength >= 0 {
+			if want >= 0 && resp.ContentLength != want {
+				return 0, changed("length is now %d, was %d", resp.ContentLength, want)
+			}
+			want = resp.ContentLength
+		}
+
+	case resp.StatusCode == http.StatusOK && ranged:
+		// Either If-Range did not match (the file changed) or the server
+		// ignores Range. Its validators tell which, when it sends them.
+		if ifRange != "" {
+			got := resp.Header.Get("ETag")
+			if ifRange != f.res.ETag {
+				got = resp.Header.Get("Last-Modified")
+			}
+			if got != ifRange {
+				return 0, changed("If-Range %q did not match (server has %q)", ifRange, got)
+			}
+		}
+		// The whole body is acceptable only where the piece is the whole
+		// resource and nothing of it was sent yet.
+		if pos != 0 || p.start != 0 || (p.end >= 0 && size >= 0 && p.end != size) {
+			return 0, rangeErr("the server sent the whole body with 200")
+		}
+		want = p.end
+		if want < 0 {
+			want = size
+		}
+		if resp.ContentLength >= 0 {
+			if want >= 0 && resp.ContentLength != want {
+				return 0, changed("length is now %d, was %d", resp.ContentLength, want)
+			}
+			want = resp.ContentLength
+		}
+
+	case resp.StatusCode == http.StatusPartialContent:
+		return 0, rangeErr("206 to a request without Range")
+
+	default:
+		return 0, newHTTPError(resp, f.res.URL)
+	}
+
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return 0, &EncodingError{Encoding: ce, URL: f.url}
+	}
+	return want, nil
+}
+
+// stream reads body into pooled buffers, each filled as far as the body
+// allows before it is sent, and advances *pos past every byte sent. want is
+// the offset where the body must end, or -1 for "at EOF".
+func (f *httpFetcher) stream(ctx context.Context, body io.Reader, pos *int64, want int64, idle *time.Timer) error {
+	for {
+		c := f.pool.Get(*pos)
+		n, rerr := f.fill(body, c.Data, idle)
+		end := *pos + int64(n)
+		if want >= 0 && end > want {
+			c.Release()
+			return fmt.Errorf("%w: %s sent more than the %d bytes expected", ErrResourceChanged, f.url, want)
+		}
+		if n == 0 {
+			c.Release()
+		} else {
+			c.Data = c.Data[:n]
+			// Waiting for room downstream is not a stall of the server.
+			if idle != nil {
+				idle.Stop()
+			}
+			if err := f.io.Send(ctx, c); err != nil {
+				return err
+			}
+			if idle != nil {
+				idle.Reset(f.idle)
+			}
+			*pos = end
+		}
+		switch {
+		case rerr == io.EOF:
+			if want >= 0 && *pos < want {
+				return fmt.Errorf("%s: body ended at byte %d of %d: %w", f.url, *pos, want, io.ErrUnexpectedEOF)
+			}
+			return nil
+		case rerr != nil:
+			return fmt.Errorf("%s: reading body at byte %d: %w", f.url, *pos, rerr)
+		}
+	}
+}
+
+// fill reads into buf until it is full, the body ends or a read fails. A
+// full buffer returns a nil error; an ended body io.EOF.
+func (f *httpFetcher) fill(body io.Reader, buf []byte, idle *time.Timer) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := body.Read(buf[n:])
+		n += m
+		if m > 0 && idle != nil {
+			idle.Reset(f.idle)
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// requestError turns a client error into one that names the URL redacted and
+// keeps the cause for errors.Is/As.
+func requestError(err error, redacted string) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("GET %s: %w", redacted, err)
+}
