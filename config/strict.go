@@ -326,7 +326,7 @@ func (d *decoder) setStruct(key string, n any, v reflect.Value) {
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		index, ok := fields[k]
 		if !ok {
-			d.fail(join(key, k), "unknown key %q%s", k, suggest(k, fields))
+			d.fail(join(key, k), "unknown key %q%s", k, suggest(k, slices.Sorted(maps.Keys(fields))))
 			continue
 		}
 		d.decode(join(key, k), m[k], v.FieldByIndex(index))
@@ -363,11 +363,11 @@ func structFields(t reflect.Type) map[string][]int {
 	return out
 }
 
-// suggest returns ` (did you mean "x"?)` for the closest field name within
-// edit distance 2, or "".
-func suggest(key string, fields map[string][]int) string {
+// suggest returns ` (did you mean "x"?)` for the closest of the sorted names
+// within edit distance 2, or "".
+func suggest(key string, names []string) string {
 	best, bestDist := "", 3
-	for _, name := range slices.Sorted(maps.Keys(fields)) {
+	for _, name := range names {
 		if dist := editDistance(key, name); dist < bestDist && dist < len(key) {
 			best, bestDist = name, dist
 		}

@@ -23,7 +23,7 @@ type Node struct {
 	// in any order.
 	Workers int
 	// Queue is the capacity of the channel into this stage; 0 picks one from
-	// the chunk size (about 8 MiB of chunks, between 2 and 64), 1 for ranges.
+	// the chunk size (about 2 MiB of chunks, between 2 and 64), 1 for ranges.
 	Queue int
 	// Config is a pointer of the type the spec's Config returns, already
 	// decoded; nil means the defaults.
@@ -62,7 +62,7 @@ type node struct {
 }
 
 const (
-	autoQueueBytes = 8 << 20
+	autoQueueBytes = 2 << 20
 	autoQueueMin   = 2
 	autoQueueMax   = 64
 )

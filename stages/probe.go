@@ -230,11 +230,11 @@ func ParseContentDisposition(v string) (filename string) {
 		}
 	}
 	if haveExt {
-		if name := safeFileName(ext); name != "" {
+		if name := SafeFileName(ext); name != "" {
 			return name
 		}
 	}
-	return safeFileName(plain)
+	return SafeFileName(plain)
 }
 
 // nextDispositionParam splits the first `name=value` off s (which starts
@@ -307,9 +307,9 @@ func decodeExtValue(v string) (string, bool) {
 	return "", false
 }
 
-// safeFileName reduces an untrusted name to a base name safe to create in
+// SafeFileName reduces an untrusted name to a base name safe to create in
 // the current directory, or "".
-func safeFileName(name string) string {
+func SafeFileName(name string) string {
 	if !utf8.ValidString(name) {
 		return ""
 	}

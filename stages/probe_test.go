@@ -304,7 +304,7 @@ func FuzzParseContentDisposition(f *testing.F) {
 				t.Fatalf("control character %U in %q", r, name)
 			}
 		}
-		if again := safeFileName(name); again != name {
+		if again := SafeFileName(name); again != name {
 			t.Fatalf("not idempotent: %q -> %q", name, again)
 		}
 	})

@@ -1,0 +1,268 @@
+// Package config loads a dlflow configuration and builds the pipeline graph
+// it describes.
+//
+// Values are layered, each layer overriding the one before: built-in
+// defaults < the YAML file < environment variables (DLFLOW_ prefix) < command
+// line flags (named flags, then --set key=value). Decoding is strict: an
+// unknown or mistyped key is an error that names the file, line, column and
+// key path, and every such error is reported, not only the first.
+//
+// Environment variables map to keys by dropping the prefix, lowercasing, and
+// reading a double underscore as a dot: DLFLOW_STAGES__FETCH__WORKERS=16 sets
+// stages.fetch.workers, DLFLOW_HTTP__USER_AGENT sets http.user_agent.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+
+	"github.com/dlflow/dlflow/stages"
+)
+
+// EnvPrefix starts every environment variable the loader reads.
+const EnvPrefix = "DLFLOW_"
+
+// Config is a whole dlflow configuration.
+type Config struct {
+	URL       string                 `koanf:"url" help:"what to download; --url or the first argument overrides"`
+	Output    string                 `koanf:"output" help:"where to write it; -o overrides"`
+	Overwrite bool                   `koanf:"overwrite" help:"replace an existing output file"`
+	HTTP      stages.HTTPConfig      `koanf:"http" help:"how requests reach the server"`
+	Stages    map[string]StageConfig `koanf:"stages" help:"the stages of the graph, keyed by stage id"`
+
+	file      string
+	positions *Positions
+	origins   map[string]string // key -> where a non-file layer set it
+}
+
+// StageConfig is one stage of the graph as written in the config.
+type StageConfig struct {
+	Type    string         `koanf:"type" help:"registered stage type, see dlflow stages"`
+	Inputs  []string       `koanf:"inputs" help:"ids of the stages this one consumes from"`
+	Workers int            `koanf:"workers" help:"replicas reading the one input (connections, for http.reader)"`
+	Queue   int            `koanf:"queue" help:"capacity of the channel into this stage; 0 picks one"`
+	Config  map[string]any `koanf:"config" help:"the stage type's own options"`
+}
+
+// Options says where Load reads from.
+type Options struct {
+	// File is the YAML file to read; "" reads none unless Data is set.
+	File string
+	// Data, when set, is the YAML itself (an embedded topology); File then
+	// only names it in error messages.
+	Data []byte
+	// Environ lists "KEY=value" pairs; nil reads os.Environ().
+	Environ []string
+	// Flags, when set, contributes the flags that were given on the command
+	// line and are named in FlagKeys.
+	Flags *pflag.FlagSet
+	// Sets are "key=value" overrides (--set), applied last.
+	Sets []string
+}
+
+// FlagKeys maps command line flag names to the config keys they set.
+var FlagKeys = map[string]string{"url": "url", "output": "output", "overwrite": "overwrite"}
+
+// Error is every problem found in a configuration, one per line.
+type Error struct {
+	Errs []*KeyError
+}
+
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Errs))
+	for i, ke := range e.Errs {
+		lines[i] = ke.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads and layers the configuration and decodes it strictly. It does
+// not build the graph; see Graph. A problem with the input is an *Error.
+func Load(opts Options) (*Config, error) {
+	cfg := &Config{HTTP: stages.DefaultHTTPConfig(), origins: map[string]string{}}
+	k := koanf.New(".")
+
+	if err := cfg.loadFile(k, opts); err != nil {
+		return nil, err
+	}
+	var errs []*KeyError
+	envLayer, err := loadEnv(opts.Environ)
+	if err == nil {
+		err = cfg.merge(k, envLayer, func(key string) string {
+			return "$" + EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "__"))
+		})
+	}
+	if err == nil && opts.Flags != nil {
+		err = cfg.mergeFlags(k, opts.Flags)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, set := range opts.Sets {
+		key, value, ok := strings.Cut(set, "=")
+		if !ok || strings.TrimSpace(key) == "" {
+			errs = append(errs, &KeyError{Pos: Position{File: "--set"}, Msg: fmt.Sprintf("%q: want key=value, such as stages.fetch.workers=16", set)})
+			continue
+		}
+		key = strings.TrimSpace(key)
+		if err := k.Load(confmap.Provider(map[string]any{key: value}, "."), nil); err != nil {
+			return nil, err
+		}
+		cfg.origins[key] = "--set " + key
+	}
+
+	errs = append(errs, Decode(k.Raw(), cfg, "", cfg.Position)...)
+	errs = append(errs, cfg.check()...)
+	if len(errs) > 0 {
+		return nil, &Error{Errs: errs}
+	}
+	return cfg, nil
+}
+
+func (cfg *Config) loadFile(k *koanf.Koanf, opts Options) error {
+	cfg.file = opts.File
+	data := opts.Data
+	if data == nil && opts.File != "" {
+		var err error
+		if data, err = os.ReadFile(opts.File); err != nil {
+			return fmt.Errorf("read config: %w", err)
+		}
+	}
+	if data == nil {
+		return nil
+	}
+	positions, err := IndexPositions(opts.File, data)
+	if err != nil {
+		return &Error{Errs: []*KeyError{asKeyError(ParseError(opts.File, err))}}
+	}
+	cfg.positions = positions
+	if err := k.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
+		return &Error{Errs: []*KeyError{asKeyError(ParseError(opts.File, err))}}
+	}
+	return nil
+}
+
+func asKeyError(err error) *KeyError {
+	var ke *KeyError
+	if errors.As(err, &ke) {
+		return ke
+	}
+	return &KeyError{Msg: err.Error()}
+}
+
+func loadEnv(environ []string) (*koanf.Koanf, error) {
+	if environ == nil {
+		environ = os.Environ()
+	}
+	layer := koanf.New(".")
+	err := layer.Load(env.Provider(".", env.Opt{
+		Prefix:      EnvPrefix,
+		EnvironFunc: func() []string { return environ },
+		TransformFunc: func(name, value string) (string, any) {
+			key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
+			return strings.ReplaceAll(key, "__", "."), value
+		},
+	}), nil)
+	return layer, err
+}
+
+func (cfg *Config) mergeFlags(k *koanf.Koanf, flags *pflag.FlagSet) error {
+	layer := koanf.New(".")
+	err := layer.Load(posflag.ProviderWithFlag(flags, ".", nil, func(f *pflag.Flag) (string, any) {
+		key, ok := FlagKeys[f.Name]
+		if !ok || !f.Changed {
+			return "", nil
+		}
+		return key, posflag.FlagVal(flags, f)
+	}), nil)
+	if err != nil {
+		return err
+	}
+	return cfg.merge(k, layer, func(key string) string {
+		for name, k := range FlagKeys {
+			if k == key {
+				return "--" + name
+			}
+		}
+		return "--" + key
+	})
+}
+
+// merge lays layer over k and remembers which keys it set.
+func (cfg *Config) merge(k, layer *koanf.Koanf, origin func(key string) string) error {
+	for _, key := range layer.Keys() {
+		cfg.origins[key] = origin(key)
+	}
+	return k.Merge(layer)
+}
+
+// Position says where a key was set: the file position, or the environment
+// variable or flag that overrode it.
+func (cfg *Config) Position(key string) Position {
+	if o, ok := cfg.origins[key]; ok {
+		return Position{File: o}
+	}
+	return cfg.positions.Lookup(key)
+}
+
+var stageID = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+
+// check reports what strict decoding cannot see: missing stages, bad ids
+// and missing types. The graph builder checks the wiring.
+func (cfg *Config) check() []*KeyError {
+	var errs []*KeyError
+	fail := func(key, format string, args ...any) {
+		errs = append(errs, &KeyError{Key: key, Pos: cfg.Position(key), Msg: fmt.Sprintf(format, args...)})
+	}
+	if len(cfg.Stages) == 0 {
+		fail("stages", "no stages: a config needs at least a source and a sink (see examples/)")
+	}
+	for _, id := range cfg.StageIDs() {
+		if !stageID.MatchString(id) {
+			fail("stages."+id, "stage id %q: use lowercase letters, digits, - and _, starting with a letter", id)
+		}
+		if cfg.Stages[id].Type == "" {
+			fail("stages."+id+".type", "missing: every stage needs a type (list them with `dlflow stages`)")
+		}
+	}
+	return errs
+}
+
+// StageIDs lists the stage ids in sorted order.
+func (cfg *Config) StageIDs() []string {
+	ids := make([]string, 0, len(cfg.Stages))
+	for id := range cfg.Stages {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// SetWorkers sets the workers of every stage of the given type and returns
+// how many stages it changed (--connections sets those of http.reader).
+func (cfg *Config) SetWorkers(stageType string, n int) int {
+	changed := 0
+	for id, sc := range cfg.Stages {
+		if sc.Type == stageType {
+			sc.Workers = n
+			cfg.Stages[id] = sc
+			changed++
+		}
+	}
+	return changed
+}
+
+// File is the path of the YAML file the config came from, or "".
+func (cfg *Config) File() string { return cfg.file }
