@@ -291,3 +291,5 @@ func printBench(w io.Writer, f benchFlags, rows []benchRow) {
 	}
 	tw.Flush()
 }
+
+func sha256Sum(data []byte) [32]byte { return sha256.Sum256(data) }
