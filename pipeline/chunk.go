@@ -25,12 +25,28 @@ type Chunk struct {
 // End is the offset just past the chunk's last byte.
 func (c Chunk) End() int64 { return c.Offset + int64(len(c.Data)) }
 
-// Release returns the chunk's buffer to its pool. Releasing the same chunk
-// twice panics: it would hand one buffer to two owners.
+// Release gives up the holder's reference to the chunk's buffer; the buffer
+// returns to its pool when the last reference is released. Releasing a chunk
+// more often than it was borrowed and shared panics: it would hand one buffer
+// to two owners.
 func (c Chunk) Release() {
 	if c.buf != nil {
 		c.buf.pool.put(c.buf, c.gen)
 	}
+}
+
+// Share returns a second reference to the chunk's bytes, which its holder
+// must Release on its own. While a chunk is shared, nobody may modify Data.
+// A stage uses it to pass a chunk on and still read it later, such as a hash
+// stage waiting for the bytes before it to arrive. A chunk that did not come
+// from a Pool is returned as is.
+func (c Chunk) Share() Chunk {
+	if c.buf != nil {
+		if c.buf.refs.Add(1) <= 1 {
+			panic("pipeline: Share of a released chunk")
+		}
+	}
+	return c
 }
 
 // Cap is the full capacity of the chunk's buffer; a stage that fills a
@@ -40,7 +56,8 @@ func (c Chunk) Cap() int { return cap(c.Data) }
 type buffer struct {
 	b    []byte
 	pool *Pool
-	gen  atomic.Uint32 // bumped on every release; a stale Chunk no longer matches
+	gen  atomic.Uint32 // bumped when the buffer returns to the pool; a stale Chunk no longer matches
+	refs atomic.Int32  // holders of the buffer: 1 when borrowed, more when shared
 }
 
 // Pool hands out fixed-size buffers wrapped in Chunks. It is safe for
@@ -61,12 +78,19 @@ func (p *Pool) Get(offset int64) Chunk {
 	if b == nil {
 		b = &buffer{b: make([]byte, p.size), pool: p}
 	}
+	b.refs.Store(1)
 	p.owner.borrowed(int64(p.size))
 	return Chunk{Offset: offset, Data: b.b, buf: b, gen: b.gen.Load()}
 }
 
 func (p *Pool) put(b *buffer, gen uint32) {
-	if !b.gen.CompareAndSwap(gen, gen+1) {
+	if b.gen.Load() != gen {
+		panic(fmt.Sprintf("pipeline: chunk of a %d-byte buffer released twice", p.size))
+	}
+	switch refs := b.refs.Add(-1); {
+	case refs > 0:
+		return // still shared
+	case refs < 0 || !b.gen.CompareAndSwap(gen, gen+1):
 		panic(fmt.Sprintf("pipeline: chunk of a %d-byte buffer released twice", p.size))
 	}
 	p.owner.returned(int64(p.size))

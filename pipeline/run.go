@@ -95,6 +95,8 @@ type run struct {
 	// producers counts, per consumer, the replicas still able to send to it;
 	// the last one to return closes the consumer's input.
 	producers map[*node]*atomic.Int32
+	window    *Window // nil unless a stage reorders
+	have      *Have
 }
 
 func (g *Graph) newRun(opts RunOptions) *run {
@@ -106,12 +108,15 @@ func (g *Graph) newRun(opts RunOptions) *run {
 	if g.window > 0 {
 		window = NewWindow(g.window)
 	}
+	have := new(Have)
 	r := &run{
 		g:         g,
 		envs:      make(map[*node]*Env, len(g.nodes)),
 		chunksIn:  make(map[*node]chan Chunk),
 		rangesIn:  make(map[*node]chan Range),
 		producers: make(map[*node]*atomic.Int32),
+		window:    window,
+		have:      have,
 	}
 	for _, n := range g.nodes {
 		r.envs[n] = &Env{
@@ -120,6 +125,7 @@ func (g *Graph) newRun(opts RunOptions) *run {
 			Log:      opts.Log.With().Str("stage", n.ID).Logger(),
 			Buffers:  buffers,
 			Window:   window,
+			Have:     have,
 		}
 		if len(n.inputs) == 0 {
 			continue
@@ -149,6 +155,10 @@ func (r *run) start(ctx context.Context) ([]*node, error) {
 			}
 		}
 		started = append(started, n)
+	}
+	if r.window != nil {
+		// Bytes a resumed sink already has count as emitted in order.
+		r.window.Advance(r.have.Skip(0))
 	}
 	return started, nil
 }

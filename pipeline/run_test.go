@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -245,5 +246,49 @@ func BenchmarkRunChunkPath(b *testing.B) {
 		if err := g.Run(context.Background(), pipeline.RunOptions{Log: zerolog.Nop()}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestSharedChunkReturnsToPoolAfterLastRelease(t *testing.T) {
+	bufs := pipeline.NewBuffers()
+	c := bufs.Pool(1024).Get(0)
+	shared := c.Share()
+	c.Release()
+	if bufs.InUse() != 1024 {
+		t.Fatalf("buffer returned while still shared: in use %d", bufs.InUse())
+	}
+	shared.Release()
+	if bufs.InUse() != 0 {
+		t.Fatalf("in use %d after the last release", bufs.InUse())
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a third release did not panic")
+		}
+	}()
+	shared.Release()
+}
+
+func TestRangeSetMergesAndReportsMissing(t *testing.T) {
+	var s pipeline.RangeSet
+	for _, r := range []pipeline.Range{{10, 20}, {30, 40}, {20, 25}, {0, 5}, {38, 50}, {60, 60}} {
+		s.Add(r)
+	}
+	want := []pipeline.Range{{0, 5}, {10, 25}, {30, 50}}
+	if got := s.Ranges(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("ranges %v, want %v", got, want)
+	}
+	if got := s.Missing(55); fmt.Sprint(got) != fmt.Sprint([]pipeline.Range{{5, 10}, {25, 30}, {50, 55}}) {
+		t.Fatalf("missing %v", got)
+	}
+	if s.Len() != 40 || s.PrefixEnd() != 5 || s.NextMissing(12) != 25 || s.NextMissing(26) != 26 {
+		t.Fatalf("len %d prefix %d next %d/%d", s.Len(), s.PrefixEnd(), s.NextMissing(12), s.NextMissing(26))
+	}
+	if !s.Contains(pipeline.Range{12, 20}) || s.Contains(pipeline.Range{20, 31}) {
+		t.Fatal("contains")
+	}
+	s.Add(pipeline.Range{4, 31})
+	if got := s.Ranges(); fmt.Sprint(got) != fmt.Sprint([]pipeline.Range{{0, 50}}) {
+		t.Fatalf("after bridging add: %v", got)
 	}
 }

@@ -68,6 +68,9 @@ type Env struct {
 	// stage of the graph declares a reorder window (Memory.Window); a stage
 	// that hands out ranges must Acquire each range from it when it is set.
 	Window *Window
+	// Have is what an earlier run already wrote, shared by all stages of
+	// the run; empty unless a sink resumed. See Have.
+	Have *Have
 }
 
 // IO is a stage's view of its edges. Only the input that matches the flow the
