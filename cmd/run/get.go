@@ -50,6 +50,7 @@ func newGetFlags(stderr io.Writer) (*pflag.FlagSet, *getFlags) {
        dlflow -c TOPOLOGY.yaml --url URL -o PATH [--connections N]
        dlflow validate -c TOPOLOGY.yaml
        dlflow bench [--size 256MiB]
+       dlflow stages [TYPE]
 
 Downloads URL into PATH through a graph of stages. PATH appears only when it
 is complete: the data goes to PATH.tmp, is fsynced, and is renamed.
@@ -131,6 +132,10 @@ func (d *download) run(ctx context.Context) error {
 	if err != nil {
 		return usagef("http: %w", err)
 	}
+	// The client is this run's alone: its idle keep-alive connections (and
+	// their two goroutines each) would otherwise outlive run() when the CLI
+	// is embedded or called from tests.
+	defer client.CloseIdleConnections()
 	// With an output known, a doomed run (output exists, directory not
 	// writable) fails before any network I/O.
 	if cfg.Output != "" {

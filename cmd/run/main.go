@@ -49,7 +49,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cmd := "get"
 	if len(args) > 0 {
 		switch args[0] {
-		case "validate", "bench", "get":
+		case "validate", "bench", "get", "stages":
 			cmd, args = args[0], args[1:]
 		case "help":
 			args = []string{"--help"}
@@ -60,6 +60,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return validate(args, stdout, stderr)
 	case "bench":
 		return bench(ctx, args, stdout, stderr)
+	case "stages":
+		return stagesCmd(args, stdout, stderr)
 	default:
 		return get(ctx, args, stdout, stderr)
 	}
