@@ -58,8 +58,15 @@ func (b *ByteSize) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// MarshalText implements encoding.TextMarshaler.
-func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
+// MarshalText implements encoding.TextMarshaler. It is exact: a size that
+// String can only approximate is written as a plain number of bytes.
+func (b ByteSize) MarshalText() ([]byte, error) {
+	s := b.String()
+	if strings.HasPrefix(s, "~") {
+		s = strconv.FormatInt(int64(b), 10)
+	}
+	return []byte(s), nil
+}
 
 // String formats the size with the largest binary unit that divides it
 // exactly ("16MiB"), or with one decimal when none does ("1.5MiB" is exact,
@@ -75,7 +82,7 @@ func (b ByteSize) String() string {
 		v /= 1024
 		i++
 	}
-	if i > 0 && v < 1024 {
+	if i > 0 && (v < 1024 || i == len(units)-1) {
 		return strconv.FormatInt(v, 10) + units[i]
 	}
 	f := float64(b)
@@ -84,5 +91,9 @@ func (b ByteSize) String() string {
 		f /= 1024
 		i++
 	}
-	return strconv.FormatFloat(f, 'f', 1, 64) + units[i]
+	s := strconv.FormatFloat(f, 'f', 1, 64) + units[i]
+	if back, err := ParseByteSize(s); err != nil || back != b {
+		s = "~" + s
+	}
+	return s
 }

@@ -77,16 +77,18 @@ func Build(reg *Registry, nodes []Node) (*Graph, error) {
 	}
 
 	byID := make(map[string]*node, len(nodes))
+	declared := make(map[string]bool, len(nodes)) // including stages rejected below
 	var all []*node
 	for _, n := range nodes {
 		switch {
 		case n.ID == "":
 			fail(n.ID, "", "a stage needs an id")
 			continue
-		case byID[n.ID] != nil:
+		case declared[n.ID]:
 			fail(n.ID, "", "two stages have this id")
 			continue
 		}
+		declared[n.ID] = true
 		spec, ok := reg.Lookup(n.Type)
 		if !ok {
 			fail(n.ID, "type", "unknown stage type %q%s (known types: %s)", n.Type, suggest(n.Type, reg.Types()), strings.Join(reg.Types(), ", "))
@@ -122,6 +124,8 @@ func Build(reg *Registry, nodes []Node) (*Graph, error) {
 		for _, id := range n.Inputs {
 			p := byID[id]
 			switch {
+			case p == nil && declared[id]:
+				// id's own problem is already reported
 			case p == nil:
 				fail(n.ID, "inputs", "input %q is not a stage%s", id, suggest(id, keys(byID)))
 			case p == n:
@@ -182,6 +186,9 @@ func (g *Graph) wire(n *node, fail func(id, key, format string, args ...any)) {
 	var arriving Flow
 	for _, p := range n.inputs {
 		f := p.out
+		if f == Same {
+			return // p could not be wired; its error is reported
+		}
 		if arriving != None && arriving != f {
 			if arriving.isBytes() && f.isBytes() {
 				f = Bytes
@@ -239,13 +246,13 @@ func autoQueue(f Flow, chunk int64) int {
 }
 
 func flowMismatch(n *node, arriving Flow) string {
-	from := n.inputs[0].ID
+	from := n.inputs[0].ID + " delivers"
 	if len(n.inputs) > 1 {
-		from = "its inputs"
+		from = "its inputs deliver"
 	}
-	msg := fmt.Sprintf("%s consumes %s, but %s delivers %s", n.Type, n.spec.Consumes, from, arriving)
+	msg := fmt.Sprintf("%s consumes %s, but %s %s", n.Type, n.spec.Consumes, from, arriving)
 	if n.spec.Ports != nil {
-		msg = fmt.Sprintf("%s in this mode consumes %s, but %s delivers %s", n.Type, n.in, from, arriving)
+		msg = fmt.Sprintf("%s in this mode consumes %s, but %s %s", n.Type, n.in, from, arriving)
 	}
 	switch {
 	case n.in == OrderedBytes && arriving == Bytes:

@@ -25,6 +25,12 @@ type Resource struct {
 	FileName string
 	// ContentType is the media type the server reported.
 	ContentType string
+	// Digests are the server's digests of the whole representation, keyed
+	// by lowercase algorithm ("sha-256", "sha-512"), hex encoded: from
+	// Repr-Digest (RFC 9530) on any answer, or from Digest (RFC 3230) on a
+	// full 200 or HEAD only, since on a 206 it may describe the part sent.
+	// A hash stage verifies the download against them. Nil when none.
+	Digests map[string]string
 
 	// Client and Header are how to reach the resource: the HTTP client with
 	// the configured transport, timeouts and redirect policy, and the request
