@@ -39,6 +39,8 @@ type Config struct {
 	URL       string                 `koanf:"url" help:"what to download; --url or the first argument overrides"`
 	Output    string                 `koanf:"output" help:"where to write it; -o overrides"`
 	Overwrite bool                   `koanf:"overwrite" help:"replace an existing output file"`
+	Resume    bool                   `koanf:"resume" help:"continue a partial download (OUTPUT.tmp and its state file) when the server still has the same file; false starts over (--no-resume)"`
+	Checksum  string                 `koanf:"checksum" help:"expected digest as algorithm:hex (sha256, sha512, sha1, md5), verified by the topology's hash.tap; --checksum overrides"`
 	HTTP      stages.HTTPConfig      `koanf:"http" help:"how requests reach the server"`
 	Stages    map[string]StageConfig `koanf:"stages" help:"the stages of the graph, keyed by stage id"`
 
@@ -73,7 +75,7 @@ type Options struct {
 }
 
 // FlagKeys maps command line flag names to the config keys they set.
-var FlagKeys = map[string]string{"url": "url", "output": "output", "overwrite": "overwrite"}
+var FlagKeys = map[string]string{"url": "url", "output": "output", "overwrite": "overwrite", "checksum": "checksum"}
 
 // Error is every problem found in a configuration, one per line.
 type Error struct {
@@ -91,7 +93,7 @@ func (e *Error) Error() string {
 // Load reads and layers the configuration and decodes it strictly. It does
 // not build the graph; see Graph. A problem with the input is an *Error.
 func Load(opts Options) (*Config, error) {
-	cfg := &Config{HTTP: stages.DefaultHTTPConfig(), origins: map[string]string{}}
+	cfg := &Config{HTTP: stages.DefaultHTTPConfig(), Resume: true, origins: map[string]string{}}
 	k := koanf.New(".")
 
 	if err := cfg.loadFile(k, opts); err != nil {
@@ -144,8 +146,8 @@ func (cfg *Config) loadFile(k *koanf.Koanf, opts Options) error {
 		return nil
 	}
 	positions, err := IndexPositions(opts.File, data)
-	if err != nil {
-		return &Error{Errs: []*KeyError{asKeyError(ParseError(opts.File, err))}}
+	if err != nil { // already a positioned *KeyError
+		return &Error{Errs: []*KeyError{asKeyError(err)}}
 	}
 	cfg.positions = positions
 	if err := k.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {

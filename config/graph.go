@@ -7,14 +7,19 @@ import (
 
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/stages"
 )
 
 // Nodes decodes each stage's own config subtree strictly against its type's
 // spec and returns the graph's nodes. The top-level output and overwrite
-// fill every file sink that does not set its own.
+// fill every file sink that does not set its own, and resume: false turns
+// resuming off in all of them. The top-level checksum fills every hash.tap
+// that does not set its own; a checksum with no hash.tap to verify it is an
+// error, since the run could not keep the promise to verify.
 func (cfg *Config) Nodes(reg *pipeline.Registry) ([]pipeline.Node, error) {
 	var errs []*KeyError
 	var nodes []pipeline.Node
+	verifiers := 0
 	for _, id := range cfg.StageIDs() {
 		sc := cfg.Stages[id]
 		prefix := "stages." + id
@@ -34,10 +39,25 @@ func (cfg *Config) Nodes(reg *pipeline.Registry) ([]pipeline.Node, error) {
 				fc.Path = cfg.Output
 			}
 			fc.Overwrite = fc.Overwrite || cfg.Overwrite
+			fc.Resume = fc.Resume && cfg.Resume
+		}
+		if hc, ok := stageCfg.(*stages.HashConfig); ok {
+			if hc.Checksum == "" {
+				hc.Checksum = cfg.Checksum
+			}
+			verifiers++
 		}
 		nodes = append(nodes, pipeline.Node{
 			ID: id, Type: sc.Type, Inputs: sc.Inputs, Workers: sc.Workers, Queue: sc.Queue, Config: stageCfg,
 		})
+	}
+	if cfg.Checksum != "" {
+		if _, _, err := stages.ParseChecksum(cfg.Checksum); err != nil {
+			errs = append(errs, cfg.keyError("checksum", "%v", err))
+		}
+	}
+	if cfg.Checksum != "" && verifiers == 0 && len(errs) == 0 {
+		errs = append(errs, cfg.keyError("checksum", "a checksum is set, but no stage verifies it; add a stage of type hash.tap in front of the sink (see examples/)"))
 	}
 	if len(errs) > 0 {
 		return nil, &Error{Errs: errs}
