@@ -80,6 +80,10 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 	}
 
 	p := s.plan(r, f, res)
+	s.setDigests(w.Header(), f, res)
+	if f.ContentDisposition != "" {
+		w.Header().Set("Content-Disposition", f.ContentDisposition)
+	}
 	s.writeHeader(w, p, res)
 	if r.Method == http.MethodHead || p.status == http.StatusRequestedRangeNotSatisfiable {
 		return
@@ -113,10 +117,18 @@ func (s *Server) route(path string, f *Faults) (serve bool, location string) {
 
 // resourceAfter returns the resource version visible after prior GETs.
 func (s *Server) resourceAfter(f *Faults, prior int64) resource {
-	if f.ChangeETagAfter > 0 && prior >= int64(f.ChangeETagAfter) {
+	if f.ChangeETagAfter <= 0 || prior < int64(f.ChangeETagAfter) {
+		return s.base
+	}
+	k := prior / int64(f.ChangeETagAfter)
+	if !f.ChangeAgain || k == 1 {
 		return s.changed
 	}
-	return s.base
+	etag := fmt.Sprintf(`"%x-%x"`, s.opts.Size, s.opts.Seed+uint64(k))
+	if s.base.etag != fmt.Sprintf(`"%x-%x"`, s.opts.Size, s.opts.Seed) {
+		etag = strings.TrimSuffix(s.base.etag, `"`) + fmt.Sprintf(`-changed-%d"`, k)
+	}
+	return newResource(s.opts.Seed+uint64(k), etag, s.base.lastMod.Add(time.Duration(k)*time.Hour))
 }
 
 // rateFor returns the body rate limit (bytes/sec, 0 = none) of a GET.

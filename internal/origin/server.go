@@ -123,6 +123,18 @@ type Faults struct {
 	// generated from Seed+1 (Size unchanged), so If-Range stops matching.
 	// HEAD reports the changed resource from then on too.
 	ChangeETagAfter int
+	// ChangeAgain, with ChangeETagAfter, makes the resource change again
+	// after every further ChangeETagAfter GETs: version k (content Seed+k,
+	// a new ETag, Last-Modified k hours later) is served once
+	// k*ChangeETagAfter GETs have been. It models a file rewritten all the
+	// time, which a download must give up on rather than mix.
+	ChangeAgain bool
+
+	// ContentDisposition, when set, is sent as the Content-Disposition
+	// header of every file response (HEAD, 200 and 206), e.g.
+	// `attachment; filename="../../etc/passwd"`: untrusted input a client
+	// must reduce to a safe base name.
+	ContentDisposition string
 
 	// Trickle, when > 0, is a bytes/sec rate (replacing RateLimit) applied
 	// to one kind of request: the TrickleRequest-th GET when TrickleRequest
@@ -130,6 +142,15 @@ type Faults struct {
 	Trickle        int64
 	TrickleOffset  int64
 	TrickleRequest int
+
+	// ReprDigest, when "sha-256" or "sha-512", sends Repr-Digest (RFC 9530)
+	// with that digest of the whole resource on every file answer (200,
+	// 206 and HEAD). Digest does the same with the older Digest header
+	// (RFC 3230). WrongDigest makes both declare the digest of other
+	// content (the resource generated from Seed+1).
+	ReprDigest  string
+	Digest      string
+	WrongDigest bool
 }
 
 // Stats are request counters since Start or the last ResetStats.
@@ -148,6 +169,7 @@ type Request struct {
 	Range          string // Range request header
 	IfRange        string // If-Range request header
 	AcceptEncoding string // Accept-Encoding request header
+	Authorization  string // Authorization request header (credential-leak tests)
 	Status         int    // status sent (0 if none, e.g. aborted)
 	Bytes          int64  // body bytes written
 }
@@ -202,6 +224,9 @@ type Server struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+
+	digestMu sync.Mutex
+	digests  map[digestKey][]byte // computed on first use; see digest.go
 }
 
 // Start starts a server listening on 127.0.0.1 on a free port.
@@ -353,6 +378,7 @@ func (s *Server) logStart(r *http.Request) *Request {
 		Range:          r.Header.Get("Range"),
 		IfRange:        r.Header.Get("If-Range"),
 		AcceptEncoding: r.Header.Get("Accept-Encoding"),
+		Authorization:  r.Header.Get("Authorization"),
 	}
 	s.logMu.Lock()
 	s.log = append(s.log, e)
