@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dlflow/dlflow/pipeline"
 	"golang.org/x/sys/unix"
@@ -24,6 +27,15 @@ import (
 //   - An existing PATH is never replaced without Overwrite, even one that
 //     appears while the download runs (rename with RENAME_NOREPLACE).
 //   - A symlink at PATH.tmp is never followed nor removed: the run is refused.
+//   - With Resume (the default), PATH.tmp.state records which bytes of
+//     PATH.tmp are on disk and for which version of the resource (see
+//     state.go); a rerun whose probe finds the same size and validators
+//     continues from there and sets env.Have, so the other stages fetch only
+//     what is missing. The state is written from a checkpoint goroutine every
+//     checkpointBytes or checkpointEvery, and by Finish after a failure,
+//     each time after fdatasync of PATH.tmp. It is removed once PATH exists.
+//   - A run that fails with pipeline.ErrCorrupt (a checksum mismatch)
+//     removes PATH.tmp and its state: those bytes must not be resumed.
 //
 // In sequential mode the sink takes ordered bytes and writes them as one
 // stream, so it must run with one worker. In positional mode it takes bytes in
@@ -35,15 +47,26 @@ type FileSink struct {
 	overwrite   bool
 	fsync       bool
 	preallocate bool
+	resume      bool
 
 	// Set by Start, before any replica runs; read-only during Run.
-	file *os.File
-	fd   int
-	size int64 // Resource.Size, or -1 when unknown
+	file  *os.File
+	fd    int
+	size  int64 // Resource.Size, or -1 when unknown
+	state *resumeState
+	// state is nil when the resource cannot be resumed: nothing is recorded.
 
-	written atomic.Int64
-	next    int64 // sequential mode: the offset the next chunk must start at
-	ready   bool  // Finish verified and synced the file; Commit may rename it
+	written atomic.Int64 // bytes written by this run
+	next    int64        // sequential mode: the offset the next chunk must start at
+	ready   bool         // Finish verified and synced the file; Commit may rename it
+
+	// mu guards have: every byte of PATH.tmp that holds the resource, the
+	// present ranges of an earlier run and what this run wrote. Positional
+	// replicas add to it concurrently with the checkpoint goroutine.
+	mu   sync.Mutex
+	have pipeline.RangeSet
+
+	ck *checkpointer // nil when state is nil
 }
 
 // FileConfig configures a file.sink.
@@ -53,6 +76,7 @@ type FileConfig struct {
 	Overwrite   bool   `koanf:"overwrite" help:"replace an existing output file instead of refusing to run"`
 	Fsync       bool   `koanf:"fsync" help:"fsync the file and its directory before the output appears"`
 	Preallocate bool   `koanf:"preallocate" help:"reserve the whole file up front when the size is known"`
+	Resume      bool   `koanf:"resume" help:"continue a partial download from PATH.tmp and its state file when the server still has the same file; false starts over (--no-resume)"`
 }
 
 // The modes of a file.sink.
@@ -82,12 +106,21 @@ func (e *OutputExistsError) Unwrap() error { return ErrOutputExists }
 // flush.
 const writebackEvery = 8 << 20
 
+// A checkpoint (fdatasync, then the state file) is taken after every
+// checkpointBytes written or every checkpointEvery, whichever comes first:
+// a crash loses at most about that much work, and the syncs cost little
+// next to the writing.
+const (
+	checkpointBytes = 16 << 20
+	checkpointEvery = time.Second
+)
+
 var fileDef = pipeline.Def[FileConfig]{
 	Type:     "file.sink",
 	Summary:  "writes the download into OUTPUT.tmp and renames it to OUTPUT when complete",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,
-	Defaults: FileConfig{Mode: ModeSequential, Fsync: true, Preallocate: true},
+	Defaults: FileConfig{Mode: ModeSequential, Fsync: true, Preallocate: true, Resume: true},
 	Ports: func(c FileConfig) (pipeline.Flow, pipeline.Flow) {
 		if c.Mode == ModePositional {
 			return pipeline.Bytes, pipeline.None
@@ -111,6 +144,7 @@ var fileDef = pipeline.Def[FileConfig]{
 			overwrite:   c.Overwrite,
 			fsync:       c.Fsync,
 			preallocate: c.Preallocate,
+			resume:      c.Resume,
 		}, nil
 	},
 	Memory: func(FileConfig) pipeline.Memory { return pipeline.Memory{} },
@@ -183,40 +217,169 @@ func symlinkError(path string) error {
 	return fmt.Errorf("%s is a symlink; refusing to follow it (remove it and run again)", path)
 }
 
-// Start creates PATH.tmp exclusively and preallocates it when the size is
-// known. A stale regular PATH.tmp is removed first, because this sink does
-// not resume yet. On error nothing is left open, and a PATH.tmp that Start
-// created is removed (it holds no data).
+// Start opens PATH.tmp. With Resume on, a PATH.tmp whose state file proves
+// it holds bytes of the probed resource (same size and validators) is
+// reopened as it is, and its ranges become env.Have (only the prefix in
+// sequential mode, which writes one stream from there). Otherwise PATH.tmp
+// is created afresh, exclusively; a stale one is removed first, after its
+// state, and a log line says why. The file is preallocated when the size is
+// known. On error nothing is left open, and a PATH.tmp that Start created
+// is removed (it holds no data).
 func (s *FileSink) Start(ctx context.Context, env *pipeline.Env) error {
-	s.file, s.fd, s.next, s.ready = nil, -1, 0, false
+	s.file, s.fd, s.next, s.ready, s.state, s.ck = nil, -1, 0, false, nil, nil
 	s.written.Store(0)
+	s.have = pipeline.RangeSet{}
 	s.size = -1
-	if env.Resource.SizeKnown() {
-		s.size = env.Resource.Size
+	res := env.Resource
+	if res.SizeKnown() {
+		s.size = res.Size
 	}
 	if err := s.checkOutput(); err != nil {
 		return err
 	}
+	notResumable := resumable(res)
+	if notResumable == "" {
+		st := stateFor(res)
+		s.state = &st
+	}
 
-	f, err := s.create(env)
+	f, present, err := s.open(env, notResumable)
 	if err != nil {
 		return err
 	}
 	fd := int(f.Fd())
 	if s.preallocate && s.size > 0 {
+		// On a resumed file this only reserves what is still missing:
+		// fallocate without flags never touches existing data.
 		err := unix.Fallocate(fd, 0, 0, s.size)
 		if err != nil && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
 			f.Close()
-			os.Remove(s.tmp)
+			if len(present) == 0 {
+				os.Remove(s.tmp)
+			}
 			return fmt.Errorf("preallocate %d bytes for %s: %w", s.size, s.tmp, err)
 		}
 	}
+	if len(present) > 0 {
+		for _, r := range present {
+			s.have.Add(r)
+		}
+		s.next = s.have.PrefixEnd()
+		if !s.positional {
+			if _, err := f.Seek(s.next, io.SeekStart); err != nil {
+				f.Close()
+				return fmt.Errorf("%s: %w", s.tmp, err)
+			}
+		}
+		if env.Have != nil {
+			env.Have.Set(present, f)
+		}
+	}
 	s.file, s.fd = f, fd
+	if s.state != nil {
+		s.ck = startCheckpointer(s)
+	}
 	return nil
 }
 
-func (s *FileSink) create(env *pipeline.Env) (*os.File, error) {
-	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
+// open returns PATH.tmp ready to write and the ranges of it already
+// present: a resumed partial download, or a new empty file.
+func (s *FileSink) open(env *pipeline.Env, notResumable string) (*os.File, []pipeline.Range, error) {
+	why, detail := "", ""
+	switch {
+	case !s.resume:
+		why = "resume is off (resume: false or --no-resume); discarding the partial download and starting over"
+	case notResumable != "":
+		why, detail = "cannot resume this download; starting over", notResumable
+	default:
+		f, present, w, d, err := s.reopen(env)
+		if err != nil || f != nil {
+			return f, present, err
+		}
+		why, detail = w, d
+	}
+	// The old state goes first, and durably, so that a crash can never
+	// leave it beside a new PATH.tmp whose bytes it does not describe.
+	had, err := removeState(s.tmp + ".state")
+	if err != nil {
+		return nil, nil, fmt.Errorf("remove stale resume state: %w", err)
+	}
+	if had {
+		if err := syncDir(filepath.Dir(s.tmp)); err != nil {
+			return nil, nil, err
+		}
+	}
+	f, err := s.create(env, why, detail)
+	return f, nil, err
+}
+
+// reopen opens PATH.tmp for resuming when its state matches the resource.
+// When it does not, it returns no file and why it starts over (why is ""
+// when there is no PATH.tmp, which needs no explanation).
+func (s *FileSink) reopen(env *pipeline.Env) (f *os.File, present []pipeline.Range, why, detail string, err error) {
+	if _, err := os.Lstat(s.tmp); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, "", "", nil
+	}
+	st, err := readState(s.tmp + ".state")
+	switch {
+	case errors.Is(err, errNoState):
+		return nil, nil, "the partial download has no resume state beside it, so its bytes cannot be trusted; starting over", "", nil
+	case err != nil:
+		return nil, nil, "the resume state of the partial download is unreadable; starting over", err.Error(), nil
+	}
+	res := env.Resource
+	if d := st.mismatch(res); d != "" {
+		return nil, nil, "the file changed on the server since the partial download; starting over", d, nil
+	}
+	present, _ = st.ranges() // checked by readState
+	if !s.positional {
+		// One stream can only continue where the prefix ends; bytes after
+		// a hole are fetched again.
+		if len(present) > 0 && present[0].Start == 0 {
+			present = present[:1]
+		} else {
+			present = nil
+		}
+	}
+	if len(present) == 0 {
+		return nil, nil, "the partial download has no bytes this sink can continue from; starting over", "", nil
+	}
+	f, err = os.OpenFile(s.tmp, os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ELOOP):
+		return nil, nil, "", "", symlinkError(s.tmp)
+	case err != nil:
+		return nil, nil, "", "", fmt.Errorf("reopen partial download: %w", err)
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		f.Close()
+		return nil, nil, "", "", err
+	case !fi.Mode().IsRegular():
+		f.Close()
+		return nil, nil, "", "", fmt.Errorf("%s exists and is not a regular file", s.tmp)
+	case fi.Size() < present[len(present)-1].End:
+		f.Close()
+		return nil, nil, "the partial download is shorter than its resume state says; starting over",
+			fmt.Sprintf("%d bytes, state claims up to %d", fi.Size(), present[len(present)-1].End), nil
+	}
+	if st.URL != res.URL {
+		env.Log.Info().Msg("the URL differs from the partial download's, but size and validators match; resuming")
+	}
+	var n int64
+	for _, r := range present {
+		n += r.Len()
+	}
+	env.Log.Info().Str("path", s.tmp).Int64("present", n).Int64("size", res.Size).Int("ranges", len(present)).
+		Msg("resuming a partial download")
+	return f, present, "", "", nil
+}
+
+// create makes a new PATH.tmp exclusively. A regular file in the way is
+// removed, with a log line saying why it was not resumed.
+func (s *FileSink) create(env *pipeline.Env, why, detail string) (*os.File, error) {
+	const flags = os.O_RDWR | os.O_CREATE | os.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	f, err := os.OpenFile(s.tmp, flags, 0o644)
 	if err == nil || !errors.Is(err, fs.ErrExist) {
 		return f, err
@@ -232,8 +395,14 @@ func (s *FileSink) create(env *pipeline.Env) (*os.File, error) {
 	case !st.Mode().IsRegular():
 		return nil, fmt.Errorf("%s exists and is not a regular file", s.tmp)
 	}
-	env.Log.Warn().Str("path", s.tmp).Int64("bytes", st.Size()).
-		Msg("removing a partial download left by an earlier run; this sink does not resume yet")
+	if why == "" {
+		why = "removing a partial download left by an earlier run; starting over"
+	}
+	ev := env.Log.Warn().Str("path", s.tmp).Int64("bytes", st.Size())
+	if detail != "" {
+		ev = ev.Str("reason", detail)
+	}
+	ev.Msg(why)
 	if err := os.Remove(s.tmp); err != nil {
 		return nil, err
 	}
@@ -269,6 +438,11 @@ func (s *FileSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) e
 			if s.fsync {
 				wb.add(s.fd, off, n)
 			}
+			if s.ck != nil {
+				if err := s.ck.wrote(n); err != nil {
+					return err
+				}
+			}
 		}
 	}
 }
@@ -292,6 +466,11 @@ func (s *FileSink) write(c pipeline.Chunk) error {
 		s.next += int64(n)
 	}
 	s.written.Add(int64(n))
+	if n > 0 {
+		s.mu.Lock()
+		s.have.Add(pipeline.Range{Start: c.Offset, End: c.Offset + int64(n)})
+		s.mu.Unlock()
+	}
 	return err
 }
 
@@ -316,30 +495,157 @@ func (w *writeback) add(fd int, off, n int64) {
 	w.pending = 0
 }
 
+// checkpointer saves the resume state in the background, so that the
+// writers never wait for an fdatasync: every checkpointEvery, or sooner
+// when the writers have written checkpointBytes since the last one.
+type checkpointer struct {
+	s       *FileSink
+	unsaved atomic.Int64 // bytes written since the last checkpoint began
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+
+	errMu sync.Mutex
+	err   error
+
+	// dirSynced: PATH.tmp's directory entry is durable, so a state file
+	// can no longer outlive it in a crash. Used by one goroutine at a time
+	// (the checkpointer, then Finish after it stopped).
+	dirSynced bool
+}
+
+func startCheckpointer(s *FileSink) *checkpointer {
+	c := &checkpointer{s: s, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go c.loop()
+	return c
+}
+
+// wrote counts n bytes written and returns the error of a failed
+// checkpoint, which fails the run: an fdatasync error means written pages
+// may be lost, so the file can no longer be trusted to hold them.
+func (c *checkpointer) wrote(n int64) error {
+	if c.unsaved.Add(n) >= checkpointBytes {
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
+}
+
+func (c *checkpointer) loop() {
+	defer close(c.done)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		case <-c.kick:
+		}
+		if c.unsaved.Load() == 0 {
+			continue
+		}
+		if err := c.s.checkpoint(); err != nil {
+			c.errMu.Lock()
+			c.err = err
+			c.errMu.Unlock()
+			return
+		}
+	}
+}
+
+// halt stops the goroutine and waits for it.
+func (c *checkpointer) halt() {
+	close(c.stop)
+	<-c.done
+}
+
+// checkpoint makes what was written durable and then records it: the
+// ranges are read before the fdatasync, so the state claims only bytes that
+// the sync covered.
+func (s *FileSink) checkpoint() error {
+	s.ck.unsaved.Store(0)
+	s.mu.Lock()
+	ranges := s.have.Ranges()
+	s.mu.Unlock()
+	if err := fdatasync(s.fd); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", s.tmp, err)
+	}
+	if !s.ck.dirSynced {
+		if err := syncDir(filepath.Dir(s.tmp)); err != nil {
+			return err
+		}
+		s.ck.dirSynced = true
+	}
+	st := *s.state
+	st.Ranges = nil
+	st.setRanges(ranges)
+	return writeState(s.tmp+".state", &st)
+}
+
+func fdatasync(fd int) error {
+	for {
+		err := unix.Fdatasync(fd)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
 // Finish closes PATH.tmp. After a successful run it first checks that every
-// byte of the resource was written and fsyncs the file; only then may Commit
-// rename it. After a failure it keeps PATH.tmp as partial data.
+// byte of the resource is there and fsyncs the file; only then may Commit
+// rename it. After a failure it keeps PATH.tmp as partial data and saves
+// its resume state, unless the failure says the data is corrupt
+// (pipeline.ErrCorrupt): then PATH.tmp and its state are removed.
 func (s *FileSink) Finish(ctx context.Context, env *pipeline.Env, runErr error) error {
 	f := s.file
 	if f == nil {
 		return nil
 	}
-	s.file, s.fd = nil, -1
-	written := s.written.Load()
+	if s.ck != nil {
+		s.ck.halt()
+	}
+	defer func() { s.file, s.fd = nil, -1 }()
+
+	if errors.Is(runErr, pipeline.ErrCorrupt) {
+		f.Close()
+		rerr := os.Remove(s.tmp)
+		if _, err := removeState(s.tmp + ".state"); rerr == nil {
+			rerr = err
+		}
+		if rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			env.Log.Error().Err(rerr).Str("path", s.tmp).Msg("could not remove the corrupt download")
+		} else {
+			env.Log.Info().Str("path", s.tmp).Msg("removed the download: its bytes failed verification, so they are not kept for resume")
+		}
+		return nil
+	}
 
 	err := runErr
 	if err == nil {
-		err = s.complete(f, written)
+		err = s.complete(f)
 	} else if !s.positional {
 		// Preallocation made the file longer than the data; cut it so that
 		// PATH.tmp is exactly the prefix that was received.
-		_ = f.Truncate(written)
+		_ = f.Truncate(s.next)
+	}
+	if err != nil && s.state != nil {
+		if cerr := s.checkpoint(); cerr != nil {
+			env.Log.Warn().Err(cerr).Str("path", s.tmp).Msg("could not save the resume state; a rerun starts over")
+		}
 	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
-		env.Log.Info().Str("path", s.tmp).Int64("bytes", written).Msg("kept partial download")
+		s.mu.Lock()
+		have := s.have.Len()
+		s.mu.Unlock()
+		env.Log.Info().Str("path", s.tmp).Int64("bytes", have).Bool("resumable", s.state != nil).Msg("kept partial download")
 		if runErr != nil {
 			return nil // the run already reports its error
 		}
@@ -349,15 +655,18 @@ func (s *FileSink) Finish(ctx context.Context, env *pipeline.Env, runErr error) 
 	return nil
 }
 
-func (s *FileSink) complete(f *os.File, written int64) error {
-	if s.size >= 0 && written != s.size {
+func (s *FileSink) complete(f *os.File) error {
+	s.mu.Lock()
+	have := s.have.Len()
+	s.mu.Unlock()
+	if s.size >= 0 && have != s.size {
 		if !s.positional {
-			_ = f.Truncate(written)
+			_ = f.Truncate(s.next)
 		}
-		return fmt.Errorf("incomplete: wrote %d of %d bytes", written, s.size)
+		return fmt.Errorf("incomplete: wrote %d of %d bytes", have, s.size)
 	}
 	if s.size < 0 && !s.positional {
-		if err := f.Truncate(written); err != nil {
+		if err := f.Truncate(s.next); err != nil {
 			return err
 		}
 	}
@@ -370,8 +679,10 @@ func (s *FileSink) complete(f *os.File, written int64) error {
 }
 
 // Commit renames PATH.tmp to PATH and, with fsync on, fsyncs the directory
-// so that the rename is durable. Without Overwrite an output that appeared
-// during the run is left alone and the error wraps ErrOutputExists.
+// so that the rename is durable; then it removes the resume state, which
+// describes a PATH.tmp that no longer exists. Without Overwrite an output
+// that appeared during the run is left alone and the error wraps
+// ErrOutputExists.
 func (s *FileSink) Commit(ctx context.Context, env *pipeline.Env) error {
 	if !s.ready {
 		return errors.New("file sink: Commit without a successful Finish")
@@ -384,6 +695,11 @@ func (s *FileSink) Commit(ctx context.Context, env *pipeline.Env) error {
 		if err := syncDir(filepath.Dir(s.path)); err != nil {
 			return err
 		}
+	}
+	// A state left by a crash right here is harmless: without PATH.tmp the
+	// next run removes it.
+	if _, err := removeState(s.tmp + ".state"); err != nil {
+		env.Log.Warn().Err(err).Msg("could not remove the resume state")
 	}
 	env.Log.Debug().Str("path", s.path).Int64("bytes", s.written.Load()).Msg("output complete")
 	return nil

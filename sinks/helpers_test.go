@@ -104,7 +104,7 @@ func run(tb testing.TB, ctx context.Context, g *pipeline.Graph, size int64) erro
 
 // fileCfg is the file sink's default config for path in mode.
 func fileCfg(path, mode string) *sinks.FileConfig {
-	return &sinks.FileConfig{Path: path, Mode: mode, Fsync: true, Preallocate: true}
+	return &sinks.FileConfig{Path: path, Mode: mode, Fsync: true, Preallocate: true, Resume: true}
 }
 
 // payload is n deterministic pseudo-random bytes.
