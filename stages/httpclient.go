@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -116,10 +117,28 @@ func NewClient(cfg HTTPConfig) (*http.Client, http.Header, error) {
 		tlsConf.RootCAs = pool
 	}
 
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"connect_timeout", cfg.ConnectTimeout}, {"tls_timeout", cfg.TLSTimeout}, {"header_timeout", cfg.HeaderTimeout}, {"idle_timeout", cfg.IdleTimeout}} {
+		if d.v < 0 {
+			return nil, nil, fmt.Errorf("http.%s must not be negative (0 means no limit), got %v", d.key, d.v)
+		}
+	}
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	dial := dialer.DialContext
+	if idle := cfg.IdleTimeout; idle > 0 {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &idleConn{Conn: c, idle: idle}, nil
+		}
+	}
 	tr := &http.Transport{
 		Proxy:                  proxy,
-		DialContext:            dialer.DialContext,
+		DialContext:            dial,
 		TLSClientConfig:        tlsConf,
 		TLSHandshakeTimeout:    cfg.TLSTimeout,
 		ResponseHeaderTimeout:  cfg.HeaderTimeout,
@@ -142,6 +161,23 @@ func NewClient(cfg HTTPConfig) (*http.Client, http.Header, error) {
 		CheckRedirect: redirectPolicy(cfg),
 	}
 	return client, header, nil
+}
+
+// idleConn makes every read fail with a timeout when the peer sends nothing
+// for idle: the transport-level http.idle_timeout. It also catches a silent
+// server that no stage-level idle timer watches (the probe, a TLS
+// handshake's reads). A pooled connection that idles longer is closed by the
+// transport, which then dials anew: cheap next to a hung download.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
 }
 
 // sensitiveHeaders are credentials that must not follow a redirect to

@@ -2,7 +2,10 @@ package stages
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dlflow/dlflow/pipeline"
@@ -53,20 +56,96 @@ func init() { builtin(httpReaderDef.Spec()) }
 // missing byte; bytes already sent are never sent again.
 //
 // Range{Start: 0, End: -1} (size unknown, or no range support) is a plain
-// GET streamed to EOF. A 200 to a ranged request is accepted only when the
-// range is the whole resource; otherwise it is a *RangeError, or
-// ErrResourceChanged when the 200 answers a failed If-Range. Permanent
-// errors fail the stage.
+// GET streamed to EOF. ErrResourceChanged is the error of a 200 that answers
+// a failed If-Range. Permanent errors fail the stage.
+//
+// A server may advertise ranges and still answer 200 with the whole body
+// (nginx with max_ranges 0 behind a proxy that adds Accept-Ranges, some
+// CDNs). The replicas share what the answer to the range at offset 0
+// showed (rangeSupport): if it was 200 with the whole body, that replica
+// streams the whole body to EOF, and every other range is dropped without a
+// byte, since that stream covers it; if it was 206, a 200 to any other range
+// is a *RangeError. A 200 is never written at an offset other than 0.
 type httpReader struct {
-	cfg    HTTPReaderConfig
-	budget httpRetryBudget
+	cfg     HTTPReaderConfig
+	budget  httpRetryBudget
+	support *rangeSupport // of the current run; set by Start
 }
 
-// Start resets the retry budget of the run and checks the resource.
+// Start resets the retry budget and the range support of the run and checks
+// the resource.
 func (s *httpReader) Start(ctx context.Context, env *pipeline.Env) error {
 	s.budget.reset(s.cfg.Total)
+	s.support = newRangeSupport()
+	if env.Have != nil && env.Have.Skip(0) > 0 {
+		// Byte 0 is on disk from an earlier run, so no reader will ask for
+		// the range at 0 and nothing could cover a range answered with the
+		// whole body: such an answer is an error.
+		s.support.decide(false)
+	}
 	return checkResource(env.Resource)
 }
+
+// rangeSupport records, once per run, whether the server honoured the
+// Range request for offset 0. Replicas that got a 200 to another range
+// wait for it: they cannot tell on their own whether that 200 is a server
+// that ignores ranges (the stream from 0 covers their range) or a broken
+// answer.
+//
+// The wait cannot hang: range.splitter hands out the range at 0 first, so
+// by the time a 200 comes back for a later range, some replica holds the
+// range at 0 (zeroTaken) and will decide. A range source that never hands
+// out offset 0 (a resume that has byte 0, a custom source) leaves zeroTaken
+// false, and the 200 is an error at once.
+type rangeSupport struct {
+	once      sync.Once
+	decided   chan struct{} // closed once ignored is set
+	ignored   bool          // the range at 0 was answered with the whole body
+	zeroTaken atomic.Bool   // a replica received the range at 0
+}
+
+func newRangeSupport() *rangeSupport { return &rangeSupport{decided: make(chan struct{})} }
+
+// decide records whether ranges are ignored; only the first call counts,
+// and it returns what was recorded. A 206 to any range decides false (bytes
+// at offsets are being written, so a whole body from 0 would duplicate
+// them); a 200 to the range at 0 decides true.
+func (s *rangeSupport) decide(ignored bool) bool {
+	s.once.Do(func() {
+		s.ignored = ignored
+		close(s.decided)
+	})
+	return s.ignored
+}
+
+// known returns whether the server ignores ranges, and false for ok while
+// that is not decided yet.
+func (s *rangeSupport) known() (ignored, ok bool) {
+	select {
+	case <-s.decided:
+		return s.ignored, true
+	default:
+		return false, false
+	}
+}
+
+// wait blocks until the answer to the range at 0 is known; false at once
+// when no replica took the range at 0.
+func (s *rangeSupport) wait(ctx context.Context) (ignored bool, err error) {
+	if !s.zeroTaken.Load() {
+		s.decide(false)
+	}
+	select {
+	case <-s.decided:
+		return s.ignored, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+// errRangeCovered is what try returns for a range whose bytes the whole
+// body streamed from offset 0 carries; fetch drops the range.
+var errRangeCovered = errors.New("range covered by the whole body streamed from offset 0")
 
 // Run fetches ranges until its input is closed; see httpReader.
 func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
@@ -74,6 +153,13 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		return err
 	}
 	f := newHTTPFetcher(env, io, s.cfg.Buffer, s.cfg.IdleTimeout, s.cfg.RetryConfig, &s.budget)
+	f.support = s.support
+	if f.support == nil {
+		// Run without Start: no replica can tell the others, so a whole
+		// body is accepted only for a range at 0.
+		f.support = newRangeSupport()
+		f.support.decide(false)
+	}
 	size := env.Resource.Size
 	for {
 		var r pipeline.Range
@@ -86,11 +172,18 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			}
 			r = got
 		}
+		if r.Start == 0 {
+			f.support.zeroTaken.Store(true)
+		}
 		switch {
 		case r.Start < 0 || (r.End >= 0 && r.End < r.Start):
 			return fmt.Errorf("invalid range [%d, %d)", r.Start, r.End)
 		case size >= 0 && (r.End > size || r.Start > size):
 			return fmt.Errorf("range [%d, %d) lies beyond the resource's %d bytes", r.Start, r.End, size)
+		}
+		if ignored, ok := f.support.known(); ok && ignored && r.Start > 0 {
+			// The stream of the range at 0 carries these bytes.
+			continue
 		}
 		p := httpPiece{start: r.Start, end: r.End}
 		if r.End < 0 {

@@ -78,5 +78,14 @@ func (s *httpSource) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		return err
 	}
 	f := newHTTPFetcher(env, io, s.cfg.Buffer, s.cfg.IdleTimeout, s.cfg.RetryConfig, &s.budget)
-	return f.fetch(ctx, httpPiece{start: 0, end: env.Resource.Size, plain: true, openEnded: true})
+	// A resumed sink already has a prefix: ask for the rest only, with
+	// Range and If-Range, so a changed file is refused rather than mixed in.
+	start := int64(0)
+	if env.Have != nil {
+		start = env.Have.Skip(0)
+	}
+	if size := env.Resource.Size; start > 0 && size >= 0 && start >= size {
+		return nil
+	}
+	return f.fetch(ctx, httpPiece{start: start, end: env.Resource.Size, plain: start == 0, openEnded: true})
 }

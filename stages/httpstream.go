@@ -66,6 +66,13 @@ type httpFetcher struct {
 	retry  RetryConfig
 	budget *httpRetryBudget
 	url    string // redacted, for messages
+
+	// support is shared by the replicas of an http.reader (nil for the
+	// stream source); see httpReader.
+	support *rangeSupport
+	// whole: the current try streams the whole body from 0 because the
+	// server ignored its Range; a cut in it cannot be resumed.
+	whole bool
 }
 
 func newHTTPFetcher(env *pipeline.Env, io pipeline.IO, buffer pipeline.ByteSize, idle time.Duration, retry RetryConfig, budget *httpRetryBudget) *httpFetcher {
@@ -95,13 +102,16 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 	for {
 		before := pos
 		err := f.try(ctx, p, &pos)
+		if err != nil && pos == p.start && f.support != nil {
+			err = f.settle(ctx, err, p)
+		}
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if pos > 0 && p.plain && !f.res.AcceptRanges && IsTransient(err) {
+		if pos > 0 && (f.whole || p.plain && !f.res.AcceptRanges) && IsTransient(err) {
 			return fmt.Errorf("cannot resume at byte %d: the server does not accept ranges: %w", pos, err)
 		}
 		wait, giveUp := r.next(ctx, err, pos > before)
@@ -114,6 +124,31 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 			return err
 		}
 	}
+}
+
+// settle resolves the answers that depend on what the range at 0 showed,
+// for a range of which nothing was sent: a range covered by the whole body
+// from 0 is done (nil); a 200 with the whole body to another range waits for
+// the answer at 0 and is then dropped, or stays a *RangeError when the
+// server does honour ranges.
+func (f *httpFetcher) settle(ctx context.Context, err error, p httpPiece) error {
+	if errors.Is(err, errRangeCovered) {
+		return nil
+	}
+	var re *RangeError
+	if p.start == 0 || !errors.As(err, &re) || re.Status != http.StatusOK {
+		return err
+	}
+	ignored, werr := f.support.wait(ctx)
+	switch {
+	case werr != nil:
+		return werr
+	case !ignored:
+		return err
+	}
+	f.env.Log.Debug().Int64("start", p.start).Int64("end", p.end).
+		Msg("server ignores ranges; the stream from offset 0 carries this range")
+	return nil
 }
 
 // try is one request for the rest of p from *pos. It advances *pos past
@@ -143,6 +178,7 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 	}
 	req.Header.Set("Accept-Encoding", "identity")
 	ranged := !(p.plain && *pos == 0)
+	f.whole = false
 	ifRange := ""
 	if ranged {
 		spec := "bytes=" + strconv.FormatInt(*pos, 10) + "-"
@@ -207,6 +243,13 @@ func (f *httpFetcher) check(resp *http.Response, p httpPiece, pos int64, ranged 
 		if resp.ContentLength >= 0 && resp.ContentLength != want-pos {
 			return 0, rangeErr(fmt.Sprintf("Content-Length %d does not match the range", resp.ContentLength))
 		}
+		if f.support != nil && f.support.decide(false) {
+			// A replica already streams the whole body from 0.
+			if pos == p.start {
+				return 0, errRangeCovered
+			}
+			return 0, rangeErr("the server answered 206 after ignoring ranges")
+		}
 
 	case resp.StatusCode == http.StatusOK && !ranged:
 		want = size
@@ -229,18 +272,30 @@ func (f *httpFetcher) check(resp *http.Response, p httpPiece, pos int64, ranged 
 				got = resp.Header.Get("Last-Modified")
 			}
 			if got != ifRange {
-				return 0, changed("If-Range %q did not match (server has %q)", ifRange, got)
+				// Validators carry their own quotes; %q would double them.
+				return 0, changed("If-Range %s did not match (server has %s)", ifRange, got)
 			}
 		}
-		// The whole body is acceptable only where the piece is the whole
-		// resource and nothing of it was sent yet.
-		if pos != 0 || p.start != 0 || (p.end >= 0 && size >= 0 && p.end != size) {
+		// The whole body is acceptable only from offset 0 with nothing of
+		// it sent yet, and for a piece shorter than the resource only where
+		// the replicas agree that the server ignores ranges: then this
+		// replica streams all of it and the others drop their ranges.
+		if pos != 0 || p.start != 0 {
 			return 0, rangeErr("the server sent the whole body with 200")
 		}
-		want = p.end
-		if want < 0 {
-			want = size
+		whole := p.end < 0 || size < 0 || p.end == size
+		if f.support != nil {
+			whole = f.support.decide(true)
 		}
+		if !whole {
+			return 0, rangeErr("the server sent the whole body with 200")
+		}
+		if p.end >= 0 && p.end != size {
+			f.env.Log.Warn().Str("url", f.url).
+				Msg("server ignores Range requests; downloading the whole body over one connection")
+		}
+		f.whole = true
+		want = size
 		if resp.ContentLength >= 0 {
 			if want >= 0 && resp.ContentLength != want {
 				return 0, changed("length is now %d, was %d", resp.ContentLength, want)

@@ -128,7 +128,13 @@ func probeRequest(ctx context.Context, client *http.Client, header http.Header, 
 	req.Header = header
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("probe: %w", requestError(err, RedactURL(u.String())))
+		// The caller says it is the probe; the method tells HEAD from the
+		// ranged GET.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("%s %s: %w", method, RedactURL(u.String()), err)
 	}
 	// A 200 to the ranged GET would be the whole file: do not read it.
 	if resp.StatusCode != http.StatusOK || method == http.MethodHead {
@@ -150,6 +156,7 @@ func newResource(resp *http.Response, client *http.Client, header http.Header, a
 		LastModified: h.Get("Last-Modified"),
 		FileName:     ParseContentDisposition(h.Get("Content-Disposition")),
 		ContentType:  h.Get("Content-Type"),
+		Digests:      parseDigests(h, resp.StatusCode == http.StatusOK),
 		Client:       client,
 		Header:       header,
 		ProbedAt:     time.Now(),

@@ -23,7 +23,8 @@ type ProgressConfig struct {
 type ProgressTap struct {
 	interval time.Duration
 
-	done    atomic.Int64 // bytes passed through, over all replicas
+	done    atomic.Int64 // bytes passed through, over all replicas, plus resumed
+	resumed atomic.Int64 // bytes present from an earlier run (env.Have) at Start
 	total   atomic.Int64 // Resource.Size at Start, -1 when unknown
 	started atomic.Int64 // Start time, unix nanoseconds
 
@@ -63,7 +64,8 @@ func newProgressTap(interval time.Duration) *ProgressTap {
 	return p
 }
 
-// Progress reports the bytes passed through so far and the size of the
+// Progress reports the bytes done so far (passed through, plus those an
+// earlier run left that a resume does not fetch again) and the size of the
 // resource (-1 when unknown). It is safe to call at any time from any
 // goroutine.
 func (p *ProgressTap) Progress() (done, total int64) {
@@ -76,12 +78,17 @@ func (p *ProgressTap) Start(_ context.Context, env *pipeline.Env) error {
 	if env.Resource.SizeKnown() {
 		total = env.Resource.Size
 	}
+	var resumed int64
+	if env.Have != nil {
+		resumed = env.Have.Len()
+	}
 	now := time.Now()
-	p.done.Store(0)
+	p.done.Store(resumed)
+	p.resumed.Store(resumed)
 	p.total.Store(total)
 	p.started.Store(now.UnixNano())
 	p.mu.Lock()
-	p.rate, p.sampled, p.lastDone, p.lastTime = 0, false, 0, now
+	p.rate, p.sampled, p.lastDone, p.lastTime = 0, false, resumed, now
 	p.mu.Unlock()
 	return nil
 }
@@ -155,8 +162,12 @@ func (p *ProgressTap) Finish(_ context.Context, env *pipeline.Env, runErr error)
 			ev = ev.Float64("percent", percent(done, total))
 		}
 	}
+	resumed := p.resumed.Load()
+	if resumed > 0 {
+		ev = ev.Int64("resumed", resumed)
+	}
 	if elapsed > 0 {
-		ev = ev.Float64("rate", float64(done)/elapsed)
+		ev = ev.Float64("rate", float64(done-resumed)/elapsed)
 	}
 	ev = ev.Float64("elapsed", elapsed)
 	if runErr != nil {

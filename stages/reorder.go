@@ -27,6 +27,10 @@ type ReorderConfig struct {
 // orders correctly but may grow past the window; it logs a warning once if
 // it does.
 //
+// After a resume the bytes present from an earlier run (env.Have) count as
+// emitted: the frontier starts at the first missing byte and jumps over
+// every present range it reaches, and the output has gaps exactly there.
+//
 // Run it with one worker: replicas would each order only the chunks they
 // happen to receive.
 type ReorderHeap struct {
@@ -108,10 +112,10 @@ func (s *ReorderHeap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO
 		s.held.Store(0)
 	}()
 
-	var frontier int64
+	frontier := skipPresent(env, 0)
 	warned := false
 	emit := func(c pipeline.Chunk) error {
-		frontier = c.End()
+		frontier = skipPresent(env, c.End())
 		if err := io.Send(ctx, c); err != nil {
 			return err
 		}
@@ -172,6 +176,15 @@ func (s *ReorderHeap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO
 			}
 		}
 	}
+}
+
+// skipPresent is the first offset at or after off that an earlier run did
+// not already write.
+func skipPresent(env *pipeline.Env, off int64) int64 {
+	if env.Have == nil {
+		return off
+	}
+	return env.Have.Skip(off)
 }
 
 // chunkHeap is a min-heap of chunks by offset over a slice that is reused

@@ -20,6 +20,11 @@ type SplitterConfig struct {
 // Splitter is the range.splitter stage: the source of the ranged topology.
 // It cuts the resource into pieces and hands them out in offset order.
 //
+// After a resume it cuts only what is missing (env.Have.Missing): pieces
+// never cross bytes an earlier run wrote, and keep their boundaries at
+// multiples of the piece size, so a rerun with another piece size or number
+// of readers fetches nothing twice.
+//
 // When the graph has a reorder window (env.Window), the splitter acquires
 // each piece from it before handing it out, so the bytes a reorderer can hold
 // never exceed the window, however slow the reader of the first piece is.
@@ -65,7 +70,8 @@ func alignPiece(p pipeline.ByteSize) int64 {
 // be shorter).
 func (s *Splitter) Piece() int64 { return s.piece }
 
-// Run hands out [0,piece), [piece,2*piece), ... up to Resource.Size. When the
+// Run hands out [0,piece), [piece,2*piece), ... up to Resource.Size, minus
+// the ranges present from an earlier run (env.Have). When the
 // size is unknown or the server does not take ranges it hands out the single
 // range {0, -1}, which a reader streams as one body. It blocks while the
 // window (if any) or the readers have no room, and returns ctx.Err() when
@@ -86,10 +92,20 @@ func (s *Splitter) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) e
 		ev.Msg("size unknown or ranges not supported; downloading as a single stream")
 		return s.send(ctx, env, io, pipeline.Range{Start: 0, End: -1})
 	}
-	for start := int64(0); start < res.Size; start += s.piece {
-		r := pipeline.Range{Start: start, End: min(start+s.piece, res.Size)}
-		if err := s.send(ctx, env, io, r); err != nil {
-			return err
+	missing := []pipeline.Range{{Start: 0, End: res.Size}}
+	if env.Have != nil {
+		missing = env.Have.Missing(res.Size)
+	}
+	for _, m := range missing {
+		for start := m.Start; start < m.End; {
+			end := m.End
+			if b := start - start%s.piece; b <= m.End-s.piece {
+				end = b + s.piece // the next multiple of the piece size
+			}
+			if err := s.send(ctx, env, io, pipeline.Range{Start: start, End: end}); err != nil {
+				return err
+			}
+			start = end
 		}
 	}
 	return nil
