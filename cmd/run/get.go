@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
+	"os"
 	"path"
 	"time"
 
@@ -27,6 +29,7 @@ const rangedThreshold = 16 << 20
 type getFlags struct {
 	configFile  string
 	connections int
+	noResume    bool
 	sets        []string
 	log         logFlags
 	version     bool
@@ -42,6 +45,8 @@ func newGetFlags(stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.StringP("output", "o", "", "output path (default: the server's file name or the URL's last path segment)")
 	fs.IntVar(&f.connections, "connections", 0, "number of range readers (workers of every http.reader stage)")
 	fs.Bool("overwrite", false, "replace an existing output file")
+	fs.String("checksum", "", "verify the download against algorithm:hex (sha256, sha512, sha1, md5); needs a hash.tap stage, as in the examples")
+	fs.BoolVar(&f.noResume, "no-resume", false, "start over instead of continuing a partial download (OUTPUT.tmp and its state)")
 	fs.StringArrayVar(&f.sets, "set", nil, "set any config key, e.g. --set stages.fetch.workers=16 (repeatable)")
 	f.log.register(fs)
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
@@ -102,8 +107,20 @@ func get(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	d := &download{flags: flags, fs: fs, log: log}
 	if err := d.run(ctx); err != nil {
-		if d.output != "" && !errors.As(err, new(*usageError)) && d.started {
+		var ie *interrupted
+		if ctx.Err() != nil && errors.As(context.Cause(ctx), &ie) && !errors.As(err, &ie) {
+			// Cancelled before the graph ran (say, during the probe): the
+			// signal is the cause, whatever the request said.
+			err = ie
+		}
+		if d.output != "" && !errors.As(err, new(*usageError)) && d.started && !errors.Is(err, pipeline.ErrCorrupt) {
 			log.Info().Str("partial", d.output+".tmp").Msg("partial data kept")
+			if errors.As(err, &ie) {
+				if _, serr := os.Lstat(d.output + ".tmp"); serr == nil {
+					// The one line a user sees after Ctrl-C says how to go on.
+					err = fmt.Errorf("%w; partial data kept in %s", err, d.output+".tmp")
+				}
+			}
 		}
 		return fail(stderr, err)
 	}
@@ -130,7 +147,7 @@ func (d *download) run(ctx context.Context) error {
 	}
 	client, header, err := stages.NewClient(cfg.HTTP)
 	if err != nil {
-		return usagef("http: %w", err)
+		return &usageError{err} // it names the http.* key
 	}
 	// The client is this run's alone: its idle keep-alive connections (and
 	// their two goroutines each) would otherwise outlive run() when the CLI
@@ -145,6 +162,9 @@ func (d *download) run(ctx context.Context) error {
 	}
 
 	res, err := stages.Probe(ctx, client, header, cfg.URL)
+	if errors.Is(err, stages.ErrInvalidURL) {
+		return &usageError{err} // refused before any request
+	}
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
@@ -166,7 +186,24 @@ func (d *download) run(ctx context.Context) error {
 
 	start := time.Now()
 	d.started = true
-	if err := g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log}); err != nil {
+	err = g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log})
+	if errors.Is(err, stages.ErrResourceChanged) && ctx.Err() == nil {
+		// The bytes so far belong to the old version and must never be
+		// mixed with the new one: start again from zero, once (without
+		// resume the file sink replaces the stale OUTPUT.tmp). A second
+		// change fails, so a file that changes all the time cannot loop.
+		d.log.Warn().Err(err).Msg("the file changed on the server; restarting the download from zero")
+		if res, err = stages.Probe(ctx, client, header, cfg.URL); err != nil {
+			return fmt.Errorf("probe after the file changed: %w", err)
+		}
+		cfg.Resume = false // from zero, whatever the sink's state file says
+		if g, err = d.preflight(cfg); err != nil {
+			return err
+		}
+		start = time.Now()
+		err = g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log})
+	}
+	if err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
@@ -188,6 +225,9 @@ func (d *download) load(embedded string) (*config.Config, error) {
 	cfg, err := config.Load(opts)
 	if err != nil {
 		return nil, configError(err)
+	}
+	if d.flags.noResume {
+		cfg.Resume = false
 	}
 	if n := d.flags.connections; d.fs.Changed("connections") {
 		if n < 1 {
@@ -214,7 +254,8 @@ func (d *download) preflight(cfg *config.Config) (*pipeline.Graph, error) {
 
 func configError(err error) error {
 	var ce *config.Error
-	if errors.As(err, &ce) {
+	var pe *fs.PathError // an unreadable -c file is a config error too, not a failed download
+	if errors.As(err, &ce) || errors.As(err, &pe) {
 		return &usageError{err}
 	}
 	return err

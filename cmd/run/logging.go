@@ -50,7 +50,9 @@ func (l *logFlags) logger(stderr io.Writer) (zerolog.Logger, error) {
 	default:
 		return zerolog.Nop(), usagef("--log-format %q: want console or json", l.format)
 	}
-	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
+	// Stages log from many goroutines; the writer run() was given (a
+	// buffer, in tests and embedders) need not be safe for that.
+	return zerolog.New(zerolog.SyncWriter(out)).Level(lvl).With().Timestamp().Logger(), nil
 }
 
 func isTerminal(w io.Writer) bool {

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/dlflow/dlflow/internal/origin"
+)
+
+// scriptFileSize is the file every script's origin serves: just over 1 MiB,
+// so the body spans several buffers and ends with a short one.
+const scriptFileSize, scriptSeed = 1<<20 + 3, 42
+
+// TestScripts runs testdata/script/*.txtar: the CLI as a user drives it from
+// a shell, each script in its own work directory against its own origin.
+//
+// Environment of a script: URL (the origin's file, path /file.bin), SHA (the
+// file's sha256), BASEURL (the origin without a path) and EXAMPLES (the
+// examples directory, absolute).
+func TestScripts(t *testing.T) {
+	examples, err := filepath.Abs(filepath.Join("..", "..", "examples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testscript.Run(t, testscript.Params{
+		Dir: filepath.Join("testdata", "script"),
+		Setup: func(env *testscript.Env) error {
+			srv, err := origin.Start(origin.Options{Size: scriptFileSize, Seed: scriptSeed})
+			if err != nil {
+				return err
+			}
+			env.Defer(func() { srv.Close() })
+			env.Setenv("URL", srv.URL())
+			env.Setenv("BASEURL", srv.BaseURL())
+			env.Setenv("SHA", origin.SHA256Hex(scriptFileSize, scriptSeed))
+			env.Setenv("EXAMPLES", examples)
+			// Under -race every successful dlflow process would otherwise
+			// sleep a second at exit (the race runtime's default).
+			env.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"sha256":   cmdSHA256,
+			"exitcode": cmdExitCode,
+		},
+	})
+}
+
+// cmdSHA256 is `sha256 FILE WANT`: FILE's sha256 is the hex WANT.
+func cmdSHA256(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: sha256 FILE WANT")
+	}
+	data, err := os.ReadFile(ts.MkAbs(args[0]))
+	ts.Check(err)
+	got := fmt.Sprintf("%x", sha256Sum(data))
+	switch {
+	case neg && got == args[1]:
+		ts.Fatalf("%s: sha256 is %s", args[0], got)
+	case !neg && got != args[1]:
+		ts.Fatalf("%s: sha256 %s, want %s", args[0], got, args[1])
+	}
+}
+
+// cmdExitCode is `exitcode N PROG ARGS...`: like exec, but asserts the exact
+// exit status (`! exec` only tells zero from non-zero). stdout and stderr
+// are kept for the stdout and stderr commands that follow.
+func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! exitcode")
+	}
+	if len(args) < 2 {
+		ts.Fatalf("usage: exitcode N PROG [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	got := 0
+	if err := ts.Exec(args[1], args[2:]...); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("%s: %v", args[1], err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+	}
+}
+
+// TestExitCodes pins the documented exit codes, which scripts and callers
+// branch on: 0 complete, 1 download failed, 2 usage or config error.
+func TestExitCodes(t *testing.T) {
+	srv := startOrigin(t, origin.Options{Size: 64<<10 + 1, Seed: 8})
+	dir := t.TempDir()
+	badConfig := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(badConfig, []byte("stages:\n  fetch:\n    type: http.source\n    config:\n      bufer: 1MiB\n  write:\n    type: file.sink\n    inputs: [fetch]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		code int
+		// stderr must contain this; "" means stderr must be empty.
+		stderr string
+	}{
+		{"success", []string{srv.URL(), "-o", filepath.Join(dir, "ok.bin")}, exitOK, ""},
+		{"no URL", []string{"-o", filepath.Join(dir, "x")}, exitUsage, "no URL"},
+		{"two URLs", []string{srv.URL(), srv.URL()}, exitUsage, "one URL at a time"},
+		{"unknown flag", []string{"--conections", "3", srv.URL()}, exitUsage, "conections"},
+		{"config error", []string{"-c", badConfig, "--url", srv.URL(), "-o", filepath.Join(dir, "y")}, exitUsage, `unknown key "bufer"`},
+		{"validate config error", []string{"validate", "-c", badConfig}, exitUsage, `unknown key "bufer"`},
+		{"missing config file", []string{"-c", filepath.Join(dir, "nope.yaml"), "--url", srv.URL()}, exitUsage, "nope.yaml"},
+		{"download failed", []string{srv.BaseURL() + "/nope", "-o", filepath.Join(dir, "z")}, exitFailed, "404"},
+		{"connection refused", []string{"http://127.0.0.1:1/f", "-o", filepath.Join(dir, "w")}, exitFailed, "127.0.0.1:1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res := runCLI(t, c.args...)
+			if res.code != c.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", res.code, c.code, res.stderr)
+			}
+			if c.stderr == "" && res.stderr != "" {
+				t.Errorf("stderr not empty: %s", res.stderr)
+			}
+			if !strings.Contains(res.stderr, c.stderr) {
+				t.Errorf("stderr %q does not contain %q", res.stderr, c.stderr)
+			}
+		})
+	}
+	if got, want := fileSHA256(t, filepath.Join(dir, "ok.bin")), origin.SHA256Hex(64<<10+1, 8); got != want {
+		t.Errorf("sha256 %s, want %s", got, want)
+	}
+	for _, name := range []string{"x", "y", "z", "w"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s exists after a failed run", name)
+		}
+	}
+}
+
+// TestVersion: --version prints the version on stdout and nothing else.
+func TestVersion(t *testing.T) {
+	res := runCLI(t, "--version")
+	if res.code != 0 || res.stderr != "" || !bytes.Equal([]byte(res.stdout), []byte("dlflow "+version+"\n")) {
+		t.Fatalf("--version: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+}
