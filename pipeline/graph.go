@@ -374,7 +374,7 @@ func (g *Graph) Describe() string {
 		}
 		b.WriteByte('\n')
 	}
-	fmt.Fprintf(&b, "peak buffer memory: at most %v\n", g.MemoryBound())
+	fmt.Fprintf(&b, "peak buffer memory: at most %s (%d bytes)\n", ceilMiB(g.MemoryBound()), int64(g.MemoryBound()))
 	return b.String()
 }
 
@@ -420,4 +420,11 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// ceilMiB renders a bound in MiB rounded up to a tenth, so that "at most"
+// stays true.
+func ceilMiB(b ByteSize) string {
+	tenths := (int64(b)*10 + (1<<20 - 1)) >> 20
+	return fmt.Sprintf("%d.%dMiB", tenths/10, tenths%10)
 }

@@ -526,7 +526,7 @@ func TestDescribe(t *testing.T) {
 		"fetch  test.reader     4 workers   <- split via queue 1 (ranges)  -> bytes in chunks up to 64KiB\n",
 		"order  test.order      1 worker    <- fetch via queue 32 x 64KiB (bytes)  -> ordered bytes in chunks up to 64KiB, window 4MiB\n",
 		"out    test.collect    1 worker    <- order via queue 2 x 64KiB (ordered bytes)\n",
-		"peak buffer memory: at most ~6.2MiB\n",
+		"peak buffer memory: at most 6.3MiB (6553600 bytes)\n",
 	} {
 		if !strings.Contains(got, line) {
 			t.Errorf("Describe lacks the line %q; got:\n%s", line, got)
