@@ -26,7 +26,7 @@ func (cfg *Config) Nodes(reg *pipeline.Registry) ([]pipeline.Node, error) {
 		spec, ok := reg.Lookup(sc.Type)
 		if !ok {
 			errs = append(errs, cfg.keyError(prefix+".type", "unknown stage type %q%s; known types: %s",
-				sc.Type, suggest(sc.Type, reg.Types()), strings.Join(reg.Types(), ", ")))
+				sc.Type, pipeline.Suggest(sc.Type, reg.Types()), strings.Join(reg.Types(), ", ")))
 			continue
 		}
 		stageCfg := spec.Config()

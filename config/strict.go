@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/dlflow/dlflow/pipeline"
 	"time"
 )
 
@@ -326,7 +328,7 @@ func (d *decoder) setStruct(key string, n any, v reflect.Value) {
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		index, ok := fields[k]
 		if !ok {
-			d.fail(join(key, k), "unknown key %q%s", k, suggest(k, slices.Sorted(maps.Keys(fields))))
+			d.fail(join(key, k), "unknown key %q%s", k, pipeline.Suggest(k, slices.Sorted(maps.Keys(fields))))
 			continue
 		}
 		d.decode(join(key, k), m[k], v.FieldByIndex(index))
@@ -361,42 +363,6 @@ func structFields(t reflect.Type) map[string][]int {
 		}
 	}
 	return out
-}
-
-// suggest returns ` (did you mean "x"?)` for the closest of the sorted names
-// within edit distance 2, or "".
-func suggest(key string, names []string) string {
-	best, bestDist := "", 3
-	for _, name := range names {
-		if dist := editDistance(key, name); dist < bestDist && dist < len(key) {
-			best, bestDist = name, dist
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// editDistance is the Levenshtein distance between a and b in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // normalize reduces a scalar to string, bool, int64 (uint64 only above

@@ -91,7 +91,7 @@ func Build(reg *Registry, nodes []Node) (*Graph, error) {
 		declared[n.ID] = true
 		spec, ok := reg.Lookup(n.Type)
 		if !ok {
-			fail(n.ID, "type", "unknown stage type %q%s (known types: %s)", n.Type, suggest(n.Type, reg.Types()), strings.Join(reg.Types(), ", "))
+			fail(n.ID, "type", "unknown stage type %q%s (known types: %s)", n.Type, Suggest(n.Type, reg.Types()), strings.Join(reg.Types(), ", "))
 			continue
 		}
 		if n.Workers < 0 {
@@ -127,7 +127,7 @@ func Build(reg *Registry, nodes []Node) (*Graph, error) {
 			case p == nil && declared[id]:
 				// id's own problem is already reported
 			case p == nil:
-				fail(n.ID, "inputs", "input %q is not a stage%s", id, suggest(id, keys(byID)))
+				fail(n.ID, "inputs", "input %q is not a stage%s", id, Suggest(id, keys(byID)))
 			case p == n:
 				fail(n.ID, "inputs", "a stage cannot be its own input")
 			case p.consumer != nil && p.consumer != n:
@@ -387,12 +387,13 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
-// suggest returns ` (did you mean "x"?)` for the closest candidate within an
-// edit distance of 2, or "".
-func suggest(got string, candidates []string) string {
+// Suggest returns ` (did you mean "x"?)` for the candidate closest to got
+// within an edit distance of 2 (and shorter than got itself), or "". Error
+// messages about names append it.
+func Suggest(got string, candidates []string) string {
 	best, bestDist := "", 3
 	for _, c := range candidates {
-		if d := editDistance(got, c); d < bestDist {
+		if d := editDistance(got, c); d < bestDist && d < len(got) {
 			best, bestDist = c, d
 		}
 	}
@@ -402,6 +403,7 @@ func suggest(got string, candidates []string) string {
 	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
+// editDistance is the Levenshtein distance between a and b in bytes.
 func editDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
