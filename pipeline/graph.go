@@ -328,6 +328,30 @@ func (g *Graph) Stages() []StageInfo {
 	return infos
 }
 
+// Stage returns the stage value of the node with the given id, so a caller
+// can reach what the stage exposes (a progress counter, a digest) before,
+// during or after a run.
+func (g *Graph) Stage(id string) (Stage, bool) {
+	for _, n := range g.nodes {
+		if n.ID == id {
+			return n.stage, true
+		}
+	}
+	return nil, false
+}
+
+// StagesOfType returns the stage values of every node of the given type, in
+// the order of Stages.
+func (g *Graph) StagesOfType(typ string) []Stage {
+	var out []Stage
+	for _, n := range g.nodes {
+		if n.Type == typ {
+			out = append(out, n.stage)
+		}
+	}
+	return out
+}
+
 // MemoryBound is the most buffer memory a run of g can borrow at once: every
 // queue full of its largest chunks, every replica holding its own buffers
 // and a chunk in hand, and the reorder window full.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/sourcegraph/conc"
@@ -48,6 +49,10 @@ type RunOptions struct {
 	// Buffers, when set, holds the run's pools, so the caller can watch the
 	// memory in use; nil gives the run a fresh set.
 	Buffers *Buffers
+	// Metrics, when set, collects per-stage counters: bytes sent, time
+	// blocked in sends, and input queue fill sampled every Metrics.Interval
+	// by one goroutine that stops before Run returns.
+	Metrics *Metrics
 }
 
 // Preflight lets every stage that implements Preflighter refuse the run
@@ -97,6 +102,8 @@ type run struct {
 	producers map[*node]*atomic.Int32
 	window    *Window // nil unless a stage reorders
 	have      *Have
+	metrics   *Metrics
+	stageMets map[*node]*stageMetrics // nil without metrics
 }
 
 func (g *Graph) newRun(opts RunOptions) *run {
@@ -117,6 +124,13 @@ func (g *Graph) newRun(opts RunOptions) *run {
 		producers: make(map[*node]*atomic.Int32),
 		window:    window,
 		have:      have,
+		metrics:   opts.Metrics,
+	}
+	if opts.Metrics != nil {
+		r.stageMets = make(map[*node]*stageMetrics, len(g.nodes))
+		for _, n := range g.nodes {
+			r.stageMets[n] = opts.Metrics.stage(n)
+		}
 	}
 	for _, n := range g.nodes {
 		r.envs[n] = &Env{
@@ -170,12 +184,15 @@ func (r *run) start(ctx context.Context) ([]*node, error) {
 func (r *run) runStages(parent context.Context) error {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
+	if r.metrics != nil {
+		defer r.sample()()
+	}
 	var wg conc.WaitGroup
 	for _, n := range r.g.nodes {
 		alive := new(atomic.Int32)
 		alive.Store(int32(n.Workers))
 		for replica := range n.Workers {
-			io := IO{Replica: replica, Ranges: r.rangesIn[n], Chunks: r.chunksIn[n]}
+			io := IO{Replica: replica, Ranges: r.rangesIn[n], Chunks: r.chunksIn[n], metrics: r.stageMets[n]}
 			if c := n.consumer; c != nil {
 				io.chunksOut, io.rangesOut = r.chunksIn[c], r.rangesIn[c]
 			}
@@ -195,6 +212,26 @@ func (r *run) runStages(parent context.Context) error {
 		return context.Cause(parent)
 	}
 	return context.Cause(ctx)
+}
+
+// sample starts the sampler of queue fills and returns the function that
+// stops it and waits for it, and adds the time the stages ran.
+func (r *run) sample() (stop func()) {
+	var s sampler
+	for n, ch := range r.chunksIn {
+		s.chunks = append(s.chunks, sampledQueue[Chunk]{ch: ch, m: r.stageMets[n]})
+	}
+	for n, ch := range r.rangesIn {
+		s.ranges = append(s.ranges, sampledQueue[Range]{ch: ch, m: r.stageMets[n]})
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	start := time.Now()
+	go s.run(r.metrics.interval(), quit, done)
+	return func() {
+		close(quit)
+		<-done
+		r.metrics.addElapsed(time.Since(start))
+	}
 }
 
 func (r *run) runReplica(ctx context.Context, n *node, io IO) (err error) {

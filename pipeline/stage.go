@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -86,6 +87,7 @@ type IO struct {
 
 	chunksOut chan<- Chunk
 	rangesOut chan<- Range
+	metrics   *stageMetrics // nil unless RunOptions.Metrics is set
 }
 
 // Send hands c to the next stage and with it the ownership of c. It blocks
@@ -96,6 +98,9 @@ func (io IO) Send(ctx context.Context, c Chunk) error {
 		c.Release()
 		panic("pipeline: Send from a stage that does not produce bytes")
 	}
+	if io.metrics != nil {
+		return io.sendCounted(ctx, c)
+	}
 	select {
 	case io.chunksOut <- c:
 		return nil
@@ -105,11 +110,50 @@ func (io IO) Send(ctx context.Context, c Chunk) error {
 	}
 }
 
+// sendCounted is Send with metrics: it counts the bytes, and measures how
+// long the send waited only when the queue was full (a non-blocking try
+// first), so an unhindered send reads no clock.
+func (io IO) sendCounted(ctx context.Context, c Chunk) error {
+	m, n := io.metrics, int64(len(c.Data)) // c belongs to the receiver once sent
+	select {
+	case io.chunksOut <- c:
+	default:
+		start := time.Now()
+		select {
+		case io.chunksOut <- c:
+			m.blocked(start)
+		case <-ctx.Done():
+			m.blocked(start)
+			c.Release()
+			return ctx.Err()
+		}
+	}
+	m.bytes.Add(n)
+	m.chunks.Add(1)
+	return nil
+}
+
 // SendRange hands r to the next stage. It blocks until the next stage has
 // room or ctx is done, when it returns ctx.Err().
 func (io IO) SendRange(ctx context.Context, r Range) error {
 	if io.rangesOut == nil {
 		panic("pipeline: SendRange from a stage that does not produce ranges")
+	}
+	if m := io.metrics; m != nil {
+		select {
+		case io.rangesOut <- r:
+		default:
+			start := time.Now()
+			select {
+			case io.rangesOut <- r:
+				m.blocked(start)
+			case <-ctx.Done():
+				m.blocked(start)
+				return ctx.Err()
+			}
+		}
+		m.ranges.Add(1)
+		return nil
 	}
 	select {
 	case io.rangesOut <- r:
