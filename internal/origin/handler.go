@@ -26,8 +26,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.heads.Add(1)
 	}
 	e := s.logStart(r)
-	rw := &recorder{ResponseWriter: w, s: s}
-	defer func() { s.logEnd(e, rw.status, rw.n) }()
+	s.begin()
+	rw := &recorder{ResponseWriter: w, s: s, length: -1}
+	defer func() { rw.end(); s.logEnd(e, rw.status, rw.n) }()
 	s.handle(rw, r)
 }
 
@@ -352,6 +353,7 @@ func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64
 		if gz != nil {
 			_ = gz.Flush()
 		}
+		w.end() // the client sees the close before the handler returns
 		abortConn(w)
 		return
 	}

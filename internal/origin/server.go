@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -159,6 +160,13 @@ type Stats struct {
 	GETs        int64 // GET requests (any path)
 	HEADs       int64 // HEAD requests (any path)
 	BytesServed int64 // response body bytes written (after compression)
+	// MaxInFlight is the most requests in progress at once (the high-water
+	// mark). A request counts from its arrival until just before the write
+	// that completes its body (or the end of the handler), so a client can
+	// never see a response finish while it still counts: a client that
+	// keeps at most N requests open never makes it exceed N. A request the
+	// client abandons counts until the server notices.
+	MaxInFlight int64
 }
 
 // Request is one entry of the request log.
@@ -215,6 +223,7 @@ type Server struct {
 	faults    atomic.Pointer[faultState]
 
 	requests, gets, heads, bytes, inflight atomic.Int64
+	active, maxActive                      atomic.Int64 // for Stats.MaxInFlight
 
 	logMu sync.Mutex
 	log   []*Request
@@ -299,6 +308,7 @@ func (s *Server) Stats() Stats {
 		GETs:        s.gets.Load(),
 		HEADs:       s.heads.Load(),
 		BytesServed: s.bytes.Load(),
+		MaxInFlight: s.maxActive.Load(),
 	}
 }
 
@@ -322,6 +332,7 @@ func (s *Server) ResetStats() {
 	s.gets.Store(0)
 	s.heads.Store(0)
 	s.bytes.Store(0)
+	s.maxActive.Store(s.active.Load())
 	s.logMu.Unlock()
 }
 
@@ -411,6 +422,17 @@ func (s *Server) sleepUntil(ctx context.Context, t time.Time) bool {
 	}
 }
 
+// begin counts a request in flight for Stats.MaxInFlight.
+func (s *Server) begin() {
+	n := s.active.Add(1)
+	for {
+		m := s.maxActive.Load()
+		if n <= m || s.maxActive.CompareAndSwap(m, n) {
+			return
+		}
+	}
+}
+
 // recorder wraps the ResponseWriter to record the status and count body
 // bytes.
 type recorder struct {
@@ -418,18 +440,38 @@ type recorder struct {
 	s      *Server
 	status int
 	n      int64
+	length int64 // declared Content-Length, or -1
+	ended  bool  // no longer counted in flight
+}
+
+// end stops counting the request in flight; only the first call counts.
+func (w *recorder) end() {
+	if !w.ended {
+		w.ended = true
+		w.s.active.Add(-1)
+	}
 }
 
 func (w *recorder) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
+	w.noteStatus(code)
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *recorder) Write(p []byte) (int, error) {
+// noteStatus records the first status sent and the declared length.
+func (w *recorder) noteStatus(code int) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.status = code
+		w.length = -1
+		if cl, err := strconv.ParseInt(w.Header().Get("Content-Length"), 10, 64); err == nil {
+			w.length = cl
+		}
+	}
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	w.noteStatus(http.StatusOK)
+	if w.length >= 0 && w.n+int64(len(p)) >= w.length {
+		w.end() // this write can complete the response
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.n += int64(n)
