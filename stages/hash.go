@@ -72,6 +72,8 @@ type HashStats struct {
 	Hashed, ReadBack int64
 	// Verified is set when the digest matched.
 	Verified bool
+	// Digest is the verified digest, hex encoded; "" unless Verified.
+	Digest string
 }
 
 // ChecksumError is the error of a download whose digest is not the one
@@ -131,6 +133,9 @@ func (t *HashTap) Stats() HashStats {
 	s := HashStats{Hashed: t.hashed.Load(), ReadBack: t.readBack.Load(), Verified: t.verified.Load()}
 	if c := t.check; c != nil {
 		s.Algorithm = c.alg.name
+		if s.Verified {
+			s.Digest = c.want
+		}
 	}
 	return s
 }

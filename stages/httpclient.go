@@ -4,14 +4,20 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/dlflow/dlflow/pipeline"
 )
 
 // HTTPConfig is the top-level `http:` section of a config: how every request
@@ -28,8 +34,10 @@ type HTTPConfig struct {
 	CACert                string            `koanf:"ca_cert" help:"PEM file of extra CA certificates to trust"`
 	UserAgent             string            `koanf:"user_agent" help:"User-Agent header of every request"`
 	Headers               map[string]string `koanf:"headers" help:"extra request headers, such as Authorization"`
+	BasicAuth             string            `koanf:"basic_auth" help:"user:password sent as HTTP basic auth (--user); credentials in the URL (https://user:pass@host/) work too. Never logged"`
 	Proxy                 string            `koanf:"proxy" help:"proxy URL; empty uses HTTPS_PROXY/HTTP_PROXY/NO_PROXY, \"none\" disables"`
 	HTTP2                 bool              `koanf:"http2" help:"allow HTTP/2 (multiplexes all readers onto one TCP connection)"`
+	LimitRate             pipeline.ByteSize `koanf:"limit_rate" help:"most bytes per second for the whole download, all connections together, e.g. 10MiB (--limit-rate); 0: no limit"`
 }
 
 // DefaultHTTPConfig is the configuration a run gets for keys the user did
@@ -46,10 +54,14 @@ func DefaultHTTPConfig() HTTPConfig {
 }
 
 // Transport sizing. A ranged download opens one connection per reader, so
-// the idle pool must keep all of them; the read buffer is large so that a
-// body read fills a good part of a chunk in one system call.
+// the idle pool must keep all of them. The read buffer is small on purpose:
+// the transport's bufio.Reader hands a read of at least its size straight
+// to the socket, into the stage's pooled chunk, and copies only reads
+// smaller than itself. With a buffer as large as a chunk, every read that
+// fills the rest of a partly filled chunk went through it: one more copy
+// of nearly every byte.
 const (
-	transportReadBuffer  = 256 << 10
+	transportReadBuffer  = 16 << 10
 	transportWriteBuffer = 64 << 10 // requests are small; bigger buys nothing
 	maxIdlePerHost       = 64
 )
@@ -160,7 +172,76 @@ func NewClient(cfg HTTPConfig) (*http.Client, http.Header, error) {
 		Transport:     tr,
 		CheckRedirect: redirectPolicy(cfg),
 	}
+	if cfg.LimitRate > 0 {
+		client.Transport = newLimitedTransport(tr, int64(cfg.LimitRate))
+	}
 	return client, header, nil
+}
+
+// limitedTransport shares one token bucket among the bodies of every
+// response it returns, so that http.limit_rate bounds the whole download:
+// all connections and all stages of a run together, without any stage
+// knowing. A body read takes at most a burst of bytes and then waits for
+// the tokens they cost.
+type limitedTransport struct {
+	base *http.Transport
+	lim  *rate.Limiter
+}
+
+// limitBurst is the bucket size for a rate: a sixteenth of a second's worth,
+// at least 1 KiB and at most 1 MiB, so that reads stay large at high rates
+// and the pauses short at low ones.
+func limitBurst(bytesPerSec int64) int {
+	return int(min(max(bytesPerSec/16, 1<<10), 1<<20))
+}
+
+func newLimitedTransport(base *http.Transport, bytesPerSec int64) *limitedTransport {
+	return &limitedTransport{base: base, lim: rate.NewLimiter(rate.Limit(bytesPerSec), limitBurst(bytesPerSec))}
+}
+
+func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || resp.Body == nil || resp.Body == http.NoBody {
+		return resp, err
+	}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, lim: t.lim, ctx: req.Context()}
+	return resp, nil
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
+// transport.
+func (t *limitedTransport) CloseIdleConnections() { t.base.CloseIdleConnections() }
+
+type limitedBody struct {
+	io.ReadCloser
+	lim *rate.Limiter
+	ctx context.Context
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if burst := b.lim.Burst(); len(p) > burst {
+		p = p[:burst]
+	}
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		// The bytes are in hand: their tokens are spent whatever happens
+		// (WaitN would give them back to the bucket when the request is
+		// cancelled, and a cancelled request's bytes still count). The
+		// wait makes the next read later; cancelling the request ends it.
+		r := b.lim.ReserveN(time.Now(), n) // n <= burst, so always OK
+		if d := r.Delay(); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-b.ctx.Done():
+				t.Stop()
+				if err == nil {
+					err = b.ctx.Err()
+				}
+			}
+		}
+	}
+	return n, err
 }
 
 // idleConn makes every read fail with a timeout when the peer sends nothing
@@ -224,6 +305,16 @@ func requestHeader(cfg HTTPConfig) (http.Header, error) {
 		h.Set("User-Agent", cfg.UserAgent)
 	}
 	h.Set("Accept-Encoding", "identity")
+	if cfg.BasicAuth != "" {
+		user, pass, ok := strings.Cut(cfg.BasicAuth, ":")
+		if !ok || user == "" {
+			return nil, errors.New("http.basic_auth: want user:password")
+		}
+		if strings.ContainsAny(cfg.BasicAuth, "\r\n\x00") {
+			return nil, errors.New("http.basic_auth: contains CR, LF or NUL")
+		}
+		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user+":"+pass)))
+	}
 	for name, value := range cfg.Headers {
 		if err := checkHeader(name, value); err != nil {
 			return nil, fmt.Errorf("http.headers: %w", err)
@@ -234,6 +325,20 @@ func requestHeader(cfg HTTPConfig) (http.Header, error) {
 		h.Set(name, value)
 	}
 	return h, nil
+}
+
+// ParseHeader splits a header given as "Name: value", the form of curl's
+// -H, and checks it as NewClient would. The value may be empty.
+func ParseHeader(s string) (name, value string, err error) {
+	name, value, ok := strings.Cut(s, ":")
+	if !ok {
+		return "", "", fmt.Errorf("%q: want \"Name: value\"", s)
+	}
+	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+	if err := checkHeader(name, value); err != nil {
+		return "", "", err
+	}
+	return name, value, nil
 }
 
 // checkHeader rejects what would corrupt or smuggle a request: a name that

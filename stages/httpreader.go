@@ -15,6 +15,7 @@ import (
 type HTTPReaderConfig struct {
 	Buffer      pipeline.ByteSize `koanf:"buffer" help:"size of each chunk read from the network"`
 	IdleTimeout time.Duration     `koanf:"idle_timeout" help:"a body that delivers no bytes for this long is retried; 0 disables"`
+	StealMin    pipeline.ByteSize `koanf:"steal_min" help:"smallest range an idle worker takes over from a slower one (work stealing, rounded up to 4KiB); 0 disables stealing and the replacing or racing of slow connections"`
 	RetryConfig `koanf:",squash"`
 }
 
@@ -26,6 +27,7 @@ var httpReaderDef = pipeline.Def[HTTPReaderConfig]{
 	Defaults: HTTPReaderConfig{
 		Buffer:      256 << 10,
 		IdleTimeout: 30 * time.Second,
+		StealMin:    1 << 20,
 		RetryConfig: DefaultRetry,
 	},
 	New: func(cfg HTTPReaderConfig) (pipeline.Stage, error) {
@@ -34,6 +36,9 @@ var httpReaderDef = pipeline.Def[HTTPReaderConfig]{
 		}
 		if cfg.IdleTimeout < 0 {
 			return nil, fmt.Errorf("idle_timeout must not be negative, got %v", cfg.IdleTimeout)
+		}
+		if cfg.StealMin < 0 {
+			return nil, fmt.Errorf("steal_min must not be negative, got %v", cfg.StealMin)
 		}
 		if err := cfg.RetryConfig.validate(); err != nil {
 			return nil, err
@@ -66,17 +71,31 @@ func init() { builtin(httpReaderDef.Spec()) }
 // streams the whole body to EOF, and every other range is dropped without a
 // byte, since that stream covers it; if it was 206, a 200 to any other range
 // is a *RangeError. A 200 is never written at an offset other than 0.
+//
+// The replicas share the work of the ranges in flight (scheduler.go): a
+// replica whose input is empty takes over the upper half of the range that
+// will take longest to finish (at least steal_min bytes, on a 4 KiB
+// boundary), replaces a connection far slower than the others (its request
+// is cancelled and its rest fetched anew), or races the slow tail of a
+// range on a second connection, the first to arrive winning. Each byte is
+// sent downstream exactly once, and only bytes of ranges the input handed
+// out, so reorder windows and hash taps see no duplicates and no extra
+// credits. steal_min: 0 turns all of it off.
 type httpReader struct {
 	cfg     HTTPReaderConfig
 	budget  httpRetryBudget
 	support *rangeSupport // of the current run; set by Start
+	sched   *scheduler    // of the current run; set by Start
+	sent    replicaBytes  // bytes sent per replica, for ReplicaBytes
 }
 
 // Start resets the retry budget and the range support of the run and checks
 // the resource.
 func (s *httpReader) Start(ctx context.Context, env *pipeline.Env) error {
 	s.budget.reset(s.cfg.Total)
+	s.sent.reset()
 	s.support = newRangeSupport()
+	s.sched = newScheduler(alignPiece(s.cfg.StealMin))
 	if env.Have != nil && env.Have.Skip(0) > 0 {
 		// Byte 0 is on disk from an earlier run, so no reader will ask for
 		// the range at 0 and nothing could cover a range answered with the
@@ -154,6 +173,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 	}
 	f := newHTTPFetcher(env, io, s.cfg.Buffer, s.cfg.IdleTimeout, s.cfg.RetryConfig, &s.budget)
 	f.support = s.support
+	f.sent = s.sent.counter(io.Replica)
 	if f.support == nil {
 		// Run without Start: no replica can tell the others, so a whole
 		// body is accepted only for a range at 0.
@@ -161,16 +181,83 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		f.support.decide(false)
 	}
 	size := env.Resource.Size
+	sched := s.sched
+	if s.cfg.StealMin == 0 || !env.Resource.SizeKnown() {
+		sched = nil // nothing to steal: ranges run to the end of the body
+	}
+	var poll *time.Timer
+	defer func() {
+		if poll != nil {
+			poll.Stop()
+		}
+	}()
+	in := io.Ranges
 	for {
 		var r pipeline.Range
+		got := false
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case got, ok := <-io.Ranges:
-			if !ok {
+		case next, ok := <-in:
+			switch {
+			case ok:
+				r, got = next, true
+			case sched == nil:
+				return nil
+			default:
+				in = nil
+			}
+		default:
+			if sched == nil {
+				// Block for the next range.
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case next, ok := <-in:
+					if !ok {
+						return nil
+					}
+					r, got = next, true
+				}
+			}
+		}
+		if !got {
+			// Nothing queued: help the other replicas, or wait for work
+			// (or for the others to finish, once the input is closed).
+			if sr, how := sched.steal(); sr != nil {
+				start, end, ok := sched.next(sr)
+				env.Log.Debug().Int64("start", start).Int64("end", end).Str("how", stealNames[how]).
+					Msg("took over work of a slower connection")
+				if err := f.fetchSpan(ctx, sched, sr, httpPiece{start: start, end: end}, ok); err != nil {
+					return err
+				}
+				continue
+			}
+			busy, changed := sched.busy()
+			if in == nil && !busy {
 				return nil
 			}
-			r = got
+			if poll == nil {
+				poll = time.NewTimer(stealPoll)
+			} else {
+				poll.Reset(stealPoll)
+			}
+			armed := time.Now()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case next, ok := <-in:
+				if !ok {
+					in = nil
+					continue
+				}
+				r = next
+			case <-changed:
+				continue
+			case <-poll.C:
+				sched.late(time.Since(armed) - stealPoll)
+				continue
+			}
 		}
 		if r.Start == 0 {
 			f.support.zeroTaken.Store(true)
@@ -191,8 +278,42 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			// otherwise.
 			p.plain, p.openEnded = r.Start == 0, true
 		}
-		if err := f.fetch(ctx, p); err != nil {
+		var err error
+		if sched != nil && r.End >= 0 {
+			err = f.fetchSpan(ctx, sched, sched.begin(r.Start, r.End), p, true)
+		} else {
+			err = f.fetch(ctx, p)
+		}
+		if err != nil {
 			return err
 		}
 	}
+}
+
+var stealNames = [...]string{stealReplace: "replaced a slow connection", stealHalve: "split a range", stealRace: "racing a slow tail"}
+
+// fetchSpan fetches p as the reader sr of a span of sched; ok false means
+// there is nothing left of it to fetch.
+func (f *httpFetcher) fetchSpan(ctx context.Context, sched *scheduler, sr *spanReader, p httpPiece, ok bool) error {
+	f.sched, f.sr = sched, sr
+	var err error
+	if ok {
+		err = f.fetch(ctx, p)
+	}
+	if f.sr != nil { // nil when the answer could not be shared (a 200)
+		sched.leave(f.sr)
+	}
+	f.sched, f.sr = nil, nil
+	return err
+}
+
+// Finish logs how the replicas shared the work of the run.
+func (s *httpReader) Finish(ctx context.Context, env *pipeline.Env, runErr error) error {
+	if s.sched != nil {
+		if st := s.sched.stats(); st != (stealCounts{}) {
+			env.Log.Debug().Int("replaced", st.Replaced).Int("split", st.Halved).Int("raced", st.Raced).
+				Msg("work stealing")
+		}
+	}
+	return nil
 }

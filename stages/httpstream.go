@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dlflow/dlflow/pipeline"
@@ -73,6 +74,13 @@ type httpFetcher struct {
 	// whole: the current try streams the whole body from 0 because the
 	// server ignored its Range; a cut in it cannot be resumed.
 	whole bool
+	// sent, when set, counts the bytes this replica sent downstream.
+	sent *atomic.Int64
+	// sched and sr: the piece being fetched is a span of an http.reader's
+	// scheduler, which other replicas may shorten, take over or race (see
+	// scheduler.go); nil for a piece fetched alone.
+	sched *scheduler
+	sr    *spanReader
 }
 
 func newHTTPFetcher(env *pipeline.Env, io pipeline.IO, buffer pipeline.ByteSize, idle time.Duration, retry RetryConfig, budget *httpRetryBudget) *httpFetcher {
@@ -100,6 +108,15 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 	r := httpRetrier{cfg: f.retry, budget: f.budget}
 	pos := p.start
 	for {
+		if f.sr != nil {
+			// Each try asks for what is left of the span: another reader
+			// may have emitted bytes of it or taken its upper part.
+			start, end, ok := f.sched.next(f.sr)
+			if !ok {
+				return nil
+			}
+			pos, p.end = start, end
+		}
 		before := pos
 		err := f.try(ctx, p, &pos)
 		if err != nil && pos == p.start && f.support != nil {
@@ -110,6 +127,11 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if f.sr != nil {
+			if _, _, ok := f.sched.next(f.sr); !ok {
+				return nil // completed by another reader, or replaced
+			}
 		}
 		if pos > 0 && (f.whole || p.plain && !f.res.AcceptRanges) && IsTransient(err) {
 			return fmt.Errorf("cannot resume at byte %d: the server does not accept ranges: %w", pos, err)
@@ -156,6 +178,10 @@ func (f *httpFetcher) settle(ctx context.Context, err error, p httpPiece) error 
 func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err error) {
 	reqCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	if f.sr != nil {
+		f.sched.request(f.sr, cancel)
+		defer f.sched.request(f.sr, nil)
+	}
 	var idle *time.Timer
 	if f.idle > 0 {
 		// Reset on every read; firing cancels the request, which unblocks a
@@ -191,6 +217,7 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 		}
 	}
 
+	sent := time.Now()
 	resp, err := f.res.Client.Do(req)
 	if err != nil {
 		return requestError(err, f.url)
@@ -201,12 +228,27 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 	if err != nil {
 		if _, ok := err.(*HTTPError); ok {
 			// A small error body is read so the connection can be reused.
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
 		}
 		return err
 	}
+	if f.sr != nil {
+		if resp.StatusCode != http.StatusPartialContent || f.whole {
+			// Only a 206 for the exact range is split or raced; this
+			// reader streams on alone.
+			f.sched.leave(f.sr)
+			f.sr = nil
+		} else {
+			f.sched.answered(f.sr, time.Since(sent))
+			return f.streamSpan(ctx, resp.Body, pos, want, idle)
+		}
+	}
 	return f.stream(ctx, resp.Body, pos, want, idle)
 }
+
+// drainLimit is the most of an unwanted body read to keep its connection
+// for the next request; a longer rest closes the connection instead.
+const drainLimit = 64 << 10
 
 // check validates the response to a request for p from pos and returns the
 // offset where its body must end (-1 when unknown).
@@ -343,6 +385,9 @@ func (f *httpFetcher) stream(ctx context.Context, body io.Reader, pos *int64, wa
 				idle.Reset(f.idle)
 			}
 			*pos = end
+			if f.sent != nil {
+				f.sent.Add(int64(n))
+			}
 		}
 		switch {
 		case rerr == io.EOF:
@@ -350,6 +395,76 @@ func (f *httpFetcher) stream(ctx context.Context, body io.Reader, pos *int64, wa
 				return fmt.Errorf("%s: body ended at byte %d of %d: %w", f.url, *pos, want, io.ErrUnexpectedEOF)
 			}
 			return nil
+		case rerr != nil:
+			return fmt.Errorf("%s: reading body at byte %d: %w", f.url, *pos, rerr)
+		}
+	}
+}
+
+// streamSpan is stream for a reader of a scheduler's span: it reads no
+// further than the span's end (which another replica may lower), and emits
+// only the bytes the scheduler lets it claim, so that bytes a racing reader
+// already emitted are dropped. It returns nil once the span needs nothing
+// more from it: complete, or taken over by another reader.
+func (f *httpFetcher) streamSpan(ctx context.Context, body io.Reader, pos *int64, want int64, idle *time.Timer) error {
+	first, began := *pos, time.Now()
+	var blocked time.Duration
+	for {
+		limit := f.sched.limit(f.sr)
+		if limit <= *pos {
+			// A halving moved the end to what this reader already read:
+			// the span is complete.
+			f.sched.claim(f.sr, *pos, 0)
+			return nil
+		}
+		c := f.pool.Get(*pos)
+		buf := c.Data
+		if left := limit - *pos; left < int64(len(buf)) {
+			buf = buf[:left]
+		}
+		n, rerr := f.fill(body, buf, idle)
+		end := *pos + int64(n)
+		if want >= 0 && end > want {
+			c.Release()
+			return fmt.Errorf("%w: %s sent more than the %d bytes expected", ErrResourceChanged, f.url, want)
+		}
+		from, to, done := f.sched.claim(f.sr, *pos, n)
+		if to > from {
+			c.Data = c.Data[from-*pos : to-*pos]
+			c.Offset = from
+			if idle != nil {
+				idle.Stop()
+			}
+			t := time.Now()
+			if err := f.io.Send(ctx, c); err != nil {
+				return err
+			}
+			d := time.Since(t)
+			blocked += d
+			f.sched.sent(f.sr, d)
+			if idle != nil {
+				idle.Reset(f.idle)
+			}
+			if f.sent != nil {
+				f.sent.Add(to - from)
+			}
+		} else {
+			c.Release()
+		}
+		*pos = end
+		if done || rerr == io.EOF && *pos >= want {
+			if rerr == nil && want > *pos && want-*pos <= drainLimit {
+				// Keep the connection for the next request.
+				_, _ = io.CopyN(io.Discard, body, want-*pos)
+			}
+			if rerr == nil || rerr == io.EOF {
+				f.sched.sample(*pos-first, time.Since(began)-blocked)
+			}
+			return nil
+		}
+		switch {
+		case rerr == io.EOF:
+			return fmt.Errorf("%s: body ended at byte %d of %d: %w", f.url, *pos, want, io.ErrUnexpectedEOF)
 		case rerr != nil:
 			return fmt.Errorf("%s: reading body at byte %d: %w", f.url, *pos, rerr)
 		}
@@ -365,6 +480,9 @@ func (f *httpFetcher) fill(body io.Reader, buf []byte, idle *time.Timer) (int, e
 		n += m
 		if m > 0 && idle != nil {
 			idle.Reset(f.idle)
+		}
+		if f.sr != nil {
+			f.sr.read.Add(int64(m))
 		}
 		if err != nil {
 			return n, err

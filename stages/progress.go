@@ -28,6 +28,10 @@ type ProgressTap struct {
 	total   atomic.Int64 // Resource.Size at Start, -1 when unknown
 	started atomic.Int64 // Start time, unix nanoseconds
 
+	// haveOnce counts, at the first Run of a run, the bytes the sinks found
+	// on disk in their Start, which comes after this stage's.
+	haveOnce *sync.Once
+
 	// mu guards the rate estimate, which only replica 0 updates but Finish
 	// reads.
 	mu       sync.Mutex
@@ -72,6 +76,10 @@ func (p *ProgressTap) Progress() (done, total int64) {
 	return p.done.Load(), p.total.Load()
 }
 
+// Resumed reports the bytes an earlier run left that the current (or last)
+// run did not fetch again. It is safe to call at any time.
+func (p *ProgressTap) Resumed() int64 { return p.resumed.Load() }
+
 // Start resets the counters for a new run.
 func (p *ProgressTap) Start(_ context.Context, env *pipeline.Env) error {
 	total := int64(-1)
@@ -90,12 +98,33 @@ func (p *ProgressTap) Start(_ context.Context, env *pipeline.Env) error {
 	p.mu.Lock()
 	p.rate, p.sampled, p.lastDone, p.lastTime = 0, false, resumed, now
 	p.mu.Unlock()
+	p.haveOnce = new(sync.Once)
 	return nil
+}
+
+// countHave adds what env.Have gained since Start: a sink declared after
+// this stage fills it in its own Start, before any Run.
+func (p *ProgressTap) countHave(env *pipeline.Env) {
+	if p.haveOnce == nil || env.Have == nil {
+		return
+	}
+	p.haveOnce.Do(func() {
+		more := env.Have.Len() - p.resumed.Load()
+		if more <= 0 {
+			return
+		}
+		p.resumed.Add(more)
+		p.done.Add(more)
+		p.mu.Lock()
+		p.lastDone += more
+		p.mu.Unlock()
+	})
 }
 
 // Run passes chunks on until its input is closed. Sending blocks like any
 // send; ticks that fall while it is blocked are skipped, not queued.
 func (p *ProgressTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	p.countHave(env)
 	var tick <-chan time.Time
 	if io.Replica == 0 {
 		t := time.NewTicker(p.interval)

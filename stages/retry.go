@@ -56,12 +56,22 @@ func (c RetryConfig) validate() error {
 
 // httpRetryBudget is the Total budget of one stage run; the stage value holds it
 // so all replicas draw from the same counter, and resets it in Start.
-type httpRetryBudget struct{ left atomic.Int64 }
+// used counts the retries taken, for Retries.
+type httpRetryBudget struct{ left, used atomic.Int64 }
 
-func (b *httpRetryBudget) reset(total int) { b.left.Store(int64(total)) }
+func (b *httpRetryBudget) reset(total int) {
+	b.left.Store(int64(total))
+	b.used.Store(0)
+}
 
 // take spends one retry; false when none is left.
-func (b *httpRetryBudget) take() bool { return b.left.Add(-1) >= 0 }
+func (b *httpRetryBudget) take() bool {
+	if b.left.Add(-1) < 0 {
+		return false
+	}
+	b.used.Add(1)
+	return true
+}
 
 // IsTransient reports whether err is worth retrying under the policy
 // described on RetryConfig. Cancellation is never transient.
