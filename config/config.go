@@ -75,7 +75,13 @@ type Options struct {
 }
 
 // FlagKeys maps command line flag names to the config keys they set.
-var FlagKeys = map[string]string{"url": "url", "output": "output", "overwrite": "overwrite", "checksum": "checksum"}
+// Repeated -H/--header flags are not here: each sets one key under
+// http.headers, which the CLI applies itself.
+var FlagKeys = map[string]string{
+	"url": "url", "output": "output", "overwrite": "overwrite", "checksum": "checksum",
+	"user-agent": "http.user_agent", "user": "http.basic_auth", "proxy": "http.proxy",
+	"ca-cert": "http.ca_cert", "insecure": "http.insecure", "limit-rate": "http.limit_rate",
+}
 
 // Error is every problem found in a configuration, one per line.
 type Error struct {

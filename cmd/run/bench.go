@@ -9,19 +9,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
-	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/dlflow/dlflow/config"
-	"github.com/dlflow/dlflow/examples"
-	"github.com/dlflow/dlflow/internal/origin"
 	"github.com/dlflow/dlflow/pipeline"
 )
 
@@ -33,55 +27,111 @@ const benchSeed = 0xd1f10
 // process so that its peak RSS and CPU time are its own.
 const cliEnv = "RUN_DLFLOW_CLI"
 
+// Scenarios of the built-in origin.
+const (
+	scenarioPlain     = "plain"     // as fast as loopback goes
+	scenarioRateLimit = "ratelimit" // every connection limited to --rate
+	scenarioLatency   = "latency"   // --latency before every response header
+	scenarioSlowConn  = "slowconn"  // one GET (--slow-request) trickles at --trickle
+)
+
+var benchScenarios = []string{scenarioPlain, scenarioRateLimit, scenarioLatency, scenarioSlowConn}
+
 type benchFlags struct {
 	size        pipeline.ByteSize
 	runs        int
-	connections int
+	scenarios   []string
+	connections []int // 0: the topology's own
+	pieces      []pipeline.ByteSize
 	rate        pipeline.ByteSize
+	latency     time.Duration
+	trickle     pipeline.ByteSize
+	slowRequest int
+	origin      string // go or nginx
+	url, sha256 string // an external origin instead of the built-in one
+	compare     bool
 	dir         string
 	configs     []string
 	json        bool
-}
-
-// benchRow is one topology's measurements.
-type benchRow struct {
-	Topology    string    `json:"topology"`
-	Runs        int       `json:"runs"`
-	Seconds     []float64 `json:"seconds"`
-	MedianMBps  float64   `json:"median_mbps"`
-	MinMBps     float64   `json:"min_mbps"`
-	MaxMBps     float64   `json:"max_mbps"`
-	PeakRSS     int64     `json:"peak_rss_bytes"`
-	CPUSeconds  float64   `json:"cpu_seconds_median"`
-	MemoryBound int64     `json:"memory_bound_bytes"`
-	Verified    bool      `json:"sha256_ok"`
-	Error       string    `json:"error,omitempty"`
+	plot        string
 }
 
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f := benchFlags{size: 256 << 20}
+	f, err := parseBenchFlags(args, stderr)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if f == nil {
+		return exitOK // --help
+	}
+	cells, err := runBench(ctx, f, stderr)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if f.plot != "" {
+		if err := writePlot(f.plot, f, cells); err != nil {
+			return fail(stderr, fmt.Errorf("--plot: %w", err))
+		}
+	}
+	if f.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(cells)
+	} else {
+		printBench(stdout, f, cells)
+	}
+	for _, c := range cells {
+		if c.Error != "" {
+			return exitFailed
+		}
+	}
+	return exitOK
+}
+
+// parseBenchFlags returns nil flags (and no error) after --help.
+func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
+	f := &benchFlags{}
 	fs := pflag.NewFlagSet("dlflow bench", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
 	size := fs.String("size", "256MiB", "size of the generated file")
-	fs.IntVar(&f.runs, "runs", 3, "runs per topology; the table shows the median and min-max")
-	fs.IntVar(&f.connections, "connections", 8, "range readers for ranged topologies")
-	rate := fs.String("rate", "0", "per-connection rate limit of the origin, e.g. 25MiB (0: none)")
-	fs.StringVar(&f.dir, "dir", "", "directory for the outputs (default: a temporary directory)")
+	fs.IntVar(&f.runs, "runs", 3, "runs per cell; the table shows the median and min-max")
 	fs.StringArrayVarP(&f.configs, "config", "c", nil, "topology to run (repeatable; default: every example)")
-	fs.BoolVar(&f.json, "json", false, "print the results as JSON")
+	conns := fs.String("connections", "8", "range readers for topologies with an http.reader, a comma list: one cell each (4,8,16)")
+	pieces := fs.String("piece", "", "range.splitter piece sizes, a comma list: one cell each (1MiB,4MiB; default: the topology's)")
+	scenarios := fs.StringSlice("scenario", []string{scenarioPlain}, "origin behaviour, repeatable or a comma list: "+strings.Join(benchScenarios, ", "))
+	rate := fs.String("rate", "25MiB", "per-connection rate limit of the ratelimit scenario")
+	fs.DurationVar(&f.latency, "latency", 20*time.Millisecond, "delay before each response header in the latency scenario")
+	trickle := fs.String("trickle", "1MiB", "rate of the one slow GET of the slowconn scenario, per second")
+	fs.IntVar(&f.slowRequest, "slow-request", 2, "which GET trickles in the slowconn scenario (1: the first; single-stream downloads make only one)")
+	fs.StringVar(&f.origin, "origin", "go", "serve the generated file from the built-in Go origin (go) or a real nginx (nginx: plain and ratelimit)")
+	fs.StringVar(&f.url, "url", "", "benchmark an external URL instead of the built-in origin (no scenarios)")
+	fs.StringVar(&f.sha256, "sha256", "", "expected sha256 (hex) of --url; without it the outputs are reported unverified")
+	fs.BoolVar(&f.compare, "compare", false, "add curl and aria2c (when installed) as reference rows on the same origin")
+	fs.BoolVar(&f.json, "json", false, "print the cells as a JSON array instead of tables")
+	fs.StringVar(&f.plot, "plot", "", "write a bar chart of median throughput per cell (min-max whiskers) to this SVG file")
+	fs.StringVar(&f.dir, "dir", "", "directory for the outputs (default: a temporary directory)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: dlflow bench [flags]
 
-Starts a built-in origin on 127.0.0.1 serving generated data, downloads it
-with each topology (the examples by default) as a child process, checks every
-output's sha256, and prints time, throughput, peak RSS and CPU time.
-Needs no network.
+Serves a generated file from a built-in origin on 127.0.0.1 (or nginx, or
+takes --url) and downloads it with every cell of a matrix: topology x
+connections x piece size, each --runs times, each run a child process.
+Checks every output's sha256 and prints, per cell, the median and min-max
+throughput, median time, peak RSS, CPU time, the memory bound (as validate
+computes it), and the stage that limits the run (from per-stage queue
+fills). Needs no network unless --url is given.
+
+Scenarios: plain; ratelimit (--rate per connection); latency (--latency
+per response); slowconn (one GET, --slow-request, trickles at --trickle).
 
 Examples:
   dlflow bench
   dlflow bench --size 1GiB --runs 5 -c examples/ranged.yaml -c examples/stream.yaml
-  dlflow bench --rate 25MiB --connections 8
+  dlflow bench -c examples/ranged.yaml --connections 4,8,16 --piece 1MiB,4MiB
+  dlflow bench --scenario ratelimit,slowconn --compare --plot bench.svg
+  dlflow bench --origin nginx --scenario ratelimit --compare
+  dlflow bench --url https://example.com/big.iso --sha256 HEX --runs 1
 
 Flags:
 `)
@@ -89,181 +139,135 @@ Flags:
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			return exitOK
+			return nil, nil
 		}
-		return exitUsage
+		return nil, usagef("%v (see dlflow bench --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("bench takes no arguments; got %q", fs.Args())
 	}
 	var err error
-	if f.size, err = pipeline.ParseByteSize(*size); err != nil {
-		return fail(stderr, usagef("--size: %w", err))
+	if f.size, err = pipeline.ParseByteSize(*size); err != nil || f.size <= 0 {
+		return nil, usagef("--size: want a positive size such as 256MiB, got %q", *size)
 	}
-	if f.rate, err = pipeline.ParseByteSize(*rate); err != nil {
-		return fail(stderr, usagef("--rate: %w", err))
+	if f.rate, err = pipeline.ParseByteSize(*rate); err != nil || f.rate <= 0 {
+		return nil, usagef("--rate: want a positive size per second such as 25MiB, got %q", *rate)
+	}
+	if f.trickle, err = pipeline.ParseByteSize(*trickle); err != nil || f.trickle <= 0 {
+		return nil, usagef("--trickle: want a positive size per second such as 1MiB, got %q", *trickle)
 	}
 	if f.runs < 1 {
-		return fail(stderr, usagef("--runs must be at least 1"))
+		return nil, usagef("--runs must be at least 1")
 	}
-	rows, err := runBench(ctx, f, stderr)
-	if err != nil {
-		return fail(stderr, err)
+	if f.slowRequest < 1 {
+		return nil, usagef("--slow-request must be at least 1")
 	}
-	if f.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rows)
-	} else {
-		printBench(stdout, f, rows)
+	if f.latency < 0 {
+		return nil, usagef("--latency must not be negative")
 	}
-	for _, r := range rows {
-		if !r.Verified {
-			return exitFailed
+	for _, s := range splitList(*conns) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return nil, usagef("--connections: want numbers of at least 1 such as 4,8,16, got %q", s)
+		}
+		if !slices.Contains(f.connections, n) {
+			f.connections = append(f.connections, n)
 		}
 	}
-	return exitOK
-}
-
-func runBench(ctx context.Context, f benchFlags, progress io.Writer) ([]benchRow, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
+	if len(f.connections) == 0 {
+		f.connections = []int{0}
 	}
-	dir := f.dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "dlflow-bench-"); err != nil {
-			return nil, err
+	for _, s := range splitList(*pieces) {
+		p, err := pipeline.ParseByteSize(s)
+		if err != nil || p <= 0 {
+			return nil, usagef("--piece: want sizes such as 1MiB,4MiB, got %q", s)
 		}
-		defer os.RemoveAll(dir)
+		if !slices.Contains(f.pieces, p) {
+			f.pieces = append(f.pieces, p)
+		}
 	}
-	topologies, err := benchTopologies(f.configs, dir)
-	if err != nil {
-		return nil, err
-	}
-	srv, err := origin.Start(origin.Options{Size: int64(f.size), Seed: benchSeed, RateLimit: int64(f.rate)})
-	if err != nil {
-		return nil, err
-	}
-	defer srv.Close()
-	want := origin.SHA256Hex(int64(f.size), benchSeed)
-
-	var rows []benchRow
-	for _, t := range topologies {
-		row := benchRow{Topology: t.name, Runs: f.runs, Verified: true, MemoryBound: t.bound}
-		var mbps, cpu []float64
-		for i := range f.runs {
-			fmt.Fprintf(progress, "bench: %s run %d/%d\n", t.name, i+1, f.runs)
-			out := filepath.Join(dir, "out.bin")
-			m, err := benchOnce(ctx, exe, t.path, srv.URL(), out, f.connections)
-			if err == nil {
-				err = verify(out, want)
+	for _, list := range *scenarios {
+		for _, s := range splitList(list) {
+			if !slices.Contains(benchScenarios, s) {
+				return nil, usagef("--scenario: unknown scenario %q (known: %s)", s, strings.Join(benchScenarios, ", "))
 			}
-			os.Remove(out)
-			if err != nil {
-				row.Verified, row.Error = false, err.Error()
-				break
+			if !slices.Contains(f.scenarios, s) {
+				f.scenarios = append(f.scenarios, s)
 			}
-			row.Seconds = append(row.Seconds, m.wall.Seconds())
-			mbps = append(mbps, float64(f.size)/m.wall.Seconds()/1e6)
-			cpu = append(cpu, m.cpu.Seconds())
-			row.PeakRSS = max(row.PeakRSS, m.maxRSS)
-		}
-		if len(mbps) > 0 {
-			row.MedianMBps, row.MinMBps, row.MaxMBps = median(mbps), slices.Min(mbps), slices.Max(mbps)
-			row.CPUSeconds = median(cpu)
-		}
-		rows = append(rows, row)
-		if ctx.Err() != nil {
-			return rows, context.Cause(ctx)
 		}
 	}
-	return rows, nil
-}
-
-type benchTopology struct {
-	name, path string
-	bound      int64
-}
-
-// benchTopologies resolves the topology files, writing the embedded
-// examples to dir when none are given, and computes each memory bound.
-func benchTopologies(files []string, dir string) ([]benchTopology, error) {
-	var out []benchTopology
-	if len(files) == 0 {
-		for _, name := range examples.Topologies {
-			data, err := examples.FS.ReadFile(name)
-			if err != nil {
-				return nil, err
+	// --rate or --latency alone ask for their scenario.
+	if !fs.Changed("scenario") {
+		switch {
+		case fs.Changed("rate"):
+			f.scenarios = []string{scenarioRateLimit}
+		case fs.Changed("latency"):
+			f.scenarios = []string{scenarioLatency}
+		case fs.Changed("trickle") || fs.Changed("slow-request"):
+			f.scenarios = []string{scenarioSlowConn}
+		}
+	}
+	switch f.origin {
+	case "go":
+	case "nginx":
+		for _, s := range f.scenarios {
+			if s != scenarioPlain && s != scenarioRateLimit {
+				return nil, usagef("--origin nginx serves the plain and ratelimit scenarios only, not %s", s)
 			}
-			path := filepath.Join(dir, name)
-			if err := os.WriteFile(path, data, 0o644); err != nil {
-				return nil, err
-			}
-			files = append(files, path)
+		}
+	default:
+		return nil, usagef("--origin: want go or nginx, got %q", f.origin)
+	}
+	if f.url != "" {
+		if fs.Changed("scenario") || fs.Changed("origin") || fs.Changed("size") {
+			return nil, usagef("--url benchmarks an external server: --scenario, --origin and --size apply to the built-in origin only")
+		}
+		f.scenarios = []string{"external"}
+		f.origin = "external"
+	} else if f.sha256 != "" {
+		return nil, usagef("--sha256 goes with --url; the built-in origin's sha256 is known")
+	}
+	if f.sha256 != "" {
+		f.sha256 = strings.ToLower(strings.TrimPrefix(f.sha256, "sha256:"))
+		if b, err := hex.DecodeString(f.sha256); err != nil || len(b) != sha256.Size {
+			return nil, usagef("--sha256: want 64 hex digits, got %q", f.sha256)
 		}
 	}
-	for _, path := range files {
-		cfg, err := config.Load(config.Options{File: path, Environ: []string{}})
-		if err != nil {
-			return nil, configError(err)
+	return f, nil
+}
+
+// splitList splits a comma list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
 		}
-		cfg.Output = "OUTPUT"
-		g, err := cfg.Graph(pipeline.DefaultRegistry)
-		if err != nil {
-			return nil, configError(err)
-		}
-		out = append(out, benchTopology{name: filepath.Base(path), path: path, bound: int64(g.MemoryBound())})
 	}
-	return out, nil
+	return out
 }
 
-type measurement struct {
-	wall, cpu time.Duration
-	maxRSS    int64
-}
-
-func benchOnce(ctx context.Context, exe, topology, url, out string, connections int) (measurement, error) {
-	cmd := exec.CommandContext(ctx, exe, "get", "-c", topology, "--url", url, "-o", out, "-q")
-	if connections > 0 && hasReader(topology) {
-		cmd.Args = append(cmd.Args, "--connections", fmt.Sprint(connections))
-	}
-	cmd.Env = append(os.Environ(), cliEnv+"=1")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
-	if err != nil {
-		return measurement{}, fmt.Errorf("%s: %v: %s", filepath.Base(topology), err, strings.TrimSpace(stderr.String()))
-	}
-	m := measurement{wall: wall}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		m.maxRSS = ru.Maxrss << 10 // Linux reports KiB
-		m.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	return m, nil
-}
-
-func hasReader(topology string) bool {
-	data, err := os.ReadFile(topology)
-	return err == nil && strings.Contains(string(data), "http.reader")
-}
-
-func verify(path, want string) error {
+func verify(path, want string) (got string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return err
+		return "", err
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return fmt.Errorf("sha256 mismatch: got %s, want %s", got, want)
+	got = hex.EncodeToString(h.Sum(nil))
+	if want != "" && got != want {
+		return got, fmt.Errorf("sha256 mismatch: got %s, want %s", got, want)
 	}
-	return nil
+	return got, nil
 }
 
 func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	if n := len(s); n%2 == 1 {
@@ -271,25 +275,6 @@ func median(xs []float64) float64 {
 	} else {
 		return (s[n/2-1] + s[n/2]) / 2
 	}
-}
-
-func printBench(w io.Writer, f benchFlags, rows []benchRow) {
-	fmt.Fprintf(w, "origin: 127.0.0.1, %v generated", f.size)
-	if f.rate > 0 {
-		fmt.Fprintf(w, ", %v/s per connection", f.rate)
-	}
-	fmt.Fprintf(w, "; %d runs per topology, %d connections for ranged\n\n", f.runs, f.connections)
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "topology\tmedian time\tMB/s median (min-max)\tpeak RSS\tCPU s\tbuffer bound\tsha256")
-	for _, r := range rows {
-		if !r.Verified {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t%v\tFAILED: %s\n", r.Topology, pipeline.ByteSize(r.MemoryBound), r.Error)
-			continue
-		}
-		fmt.Fprintf(tw, "%s\t%.2fs\t%.0f (%.0f-%.0f)\t%v\t%.2f\t%v\tok\n", r.Topology, median(r.Seconds),
-			r.MedianMBps, r.MinMBps, r.MaxMBps, pipeline.ByteSize(r.PeakRSS), r.CPUSeconds, pipeline.ByteSize(r.MemoryBound))
-	}
-	tw.Flush()
 }
 
 func sha256Sum(data []byte) [32]byte { return sha256.Sum256(data) }

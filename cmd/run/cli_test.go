@@ -112,7 +112,8 @@ func TestExitCodes(t *testing.T) {
 		// stderr must contain this; "" means stderr must be empty.
 		stderr string
 	}{
-		{"success", []string{srv.URL(), "-o", filepath.Join(dir, "ok.bin")}, exitOK, ""},
+		{"success", []string{srv.URL(), "-o", filepath.Join(dir, "ok.bin")}, exitOK, "dlflow: saved "},
+		{"success quiet", []string{srv.URL(), "-o", filepath.Join(dir, "quiet.bin"), "-q"}, exitOK, ""},
 		{"no URL", []string{"-o", filepath.Join(dir, "x")}, exitUsage, "no URL"},
 		{"two URLs", []string{srv.URL(), srv.URL()}, exitUsage, "one URL at a time"},
 		{"unknown flag", []string{"--conections", "3", srv.URL()}, exitUsage, "conections"},

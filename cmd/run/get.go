@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -31,6 +32,11 @@ type getFlags struct {
 	connections int
 	noResume    bool
 	sets        []string
+	headers     []string // -H "Name: value", each sets http.headers.Name
+	json        bool
+	noProgress  bool
+	metricsJSON string     // hidden: bench's child writes per-stage metrics here (bench_metrics.go)
+	batch       batchFlags // -i LIST and its flags; see batch.go
 	log         logFlags
 	version     bool
 }
@@ -48,11 +54,24 @@ func newGetFlags(stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.String("checksum", "", "verify the download against algorithm:hex (sha256, sha512, sha1, md5); needs a hash.tap stage, as in the examples")
 	fs.BoolVar(&f.noResume, "no-resume", false, "start over instead of continuing a partial download (OUTPUT.tmp and its state)")
 	fs.StringArrayVar(&f.sets, "set", nil, "set any config key, e.g. --set stages.fetch.workers=16 (repeatable)")
+	fs.StringArrayVarP(&f.headers, "header", "H", nil, "extra request header 'Name: value' (repeatable)")
+	fs.StringP("user", "u", "", "USER:PASSWORD for HTTP basic auth (or put them in the URL: https://user:pass@host/)")
+	fs.String("user-agent", "", "User-Agent header (default dlflow/"+version+")")
+	fs.String("limit-rate", "", "most bytes per second for the whole download, all connections together, e.g. 10M or 500KiB")
+	fs.String("proxy", "", "proxy URL, or none (default: HTTPS_PROXY, HTTP_PROXY and NO_PROXY from the environment)")
+	fs.String("ca-cert", "", "PEM file of extra CA certificates to trust")
+	fs.BoolP("insecure", "k", false, "skip TLS certificate verification (dangerous; warns)")
+	fs.BoolVar(&f.json, "json", false, "print a summary as one JSON object on stdout, also on failure")
+	fs.BoolVar(&f.noProgress, "no-progress", false, "no progress bar, even on a terminal")
+	fs.StringVar(&f.metricsJSON, "metrics-json", "", "write per-stage metrics as JSON to this file (for bench)")
+	_ = fs.MarkHidden("metrics-json")
+	f.batch.register(fs)
 	f.log.register(fs)
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: dlflow [flags] URL
        dlflow -c TOPOLOGY.yaml --url URL -o PATH [--connections N]
+       dlflow -i LIST [--jobs N] [--dir DIR] [--max-per-host N]   (LIST: one "URL [NAME]" a line, - for stdin)
        dlflow validate -c TOPOLOGY.yaml
        dlflow bench [--size 256MiB]
        dlflow stages [TYPE]
@@ -60,10 +79,17 @@ func newGetFlags(stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 Downloads URL into PATH through a graph of stages. PATH appears only when it
 is complete: the data goes to PATH.tmp, is fsynced, and is renamed.
 
+On a terminal a progress bar shows bytes, percentage, rate, eta and, for a
+ranged download, one line per connection; elsewhere, --log-level info logs
+progress events. A summary line follows on stderr (not with -q); --json also
+prints it as one JSON object on stdout.
+
 Examples:
   dlflow https://example.com/big.iso
   dlflow -c examples/ranged.yaml --url https://example.com/big.iso -o big.iso --connections 16
   dlflow -c examples/stream.yaml --url https://example.com/log.txt --set stages.fetch.config.buffer=1MiB
+  dlflow https://example.com/big.iso -H 'Authorization: Bearer TOKEN' --limit-rate 10M
+  dlflow https://user:secret@example.com/private.tar -q --json > result.json
 
 Flags:
 `)
@@ -78,7 +104,7 @@ Exit codes: 0 complete, 1 download failed, 2 usage or config error,
 	return fs, f
 }
 
-func get(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs, flags := newGetFlags(stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -91,21 +117,18 @@ func get(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "dlflow %s\n", version)
 		return exitOK
 	}
-	switch fs.NArg() {
-	case 0:
-	case 1:
-		if fs.Changed("url") {
-			return fail(stderr, usagef("give the URL either as the argument or with --url, not both"))
-		}
-		_ = fs.Set("url", fs.Arg(0))
-	default:
-		return fail(stderr, usagef("one URL at a time; got %d arguments", fs.NArg()))
+	if isBatch(fs) {
+		return getBatch(ctx, args, fs, flags, stdin, stdout, stderr)
 	}
-	log, err := flags.log.logger(stderr)
+	d := newDownload(fs, flags, stderr)
+	if err := d.checkArgs(); err != nil {
+		return d.exit(stdout, err)
+	}
+	log, sink, err := flags.log.build(stderr)
 	if err != nil {
-		return fail(stderr, err)
+		return d.exit(stdout, err)
 	}
-	d := &download{flags: flags, fs: fs, log: log}
+	d.log, d.sink = log, sink
 	if err := d.run(ctx); err != nil {
 		var ie *interrupted
 		if ctx.Err() != nil && errors.As(context.Cause(ctx), &ie) && !errors.As(err, &ie) {
@@ -122,9 +145,57 @@ func get(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				}
 			}
 		}
-		return fail(stderr, err)
+		return d.exit(stdout, err)
 	}
-	return exitOK
+	return d.exit(stdout, nil)
+}
+
+// checkArgs checks what the flag parser cannot: the URL argument and the
+// format of the -H headers.
+func (d *download) checkArgs() error {
+	switch d.fs.NArg() {
+	case 0:
+	case 1:
+		if d.fs.Changed("url") {
+			return usagef("give the URL either as the argument or with --url, not both")
+		}
+		_ = d.fs.Set("url", d.fs.Arg(0))
+	default:
+		return usagef("one URL at a time; got %d arguments", d.fs.NArg())
+	}
+	if u, _ := d.fs.GetString("url"); u != "" {
+		d.url = stages.RedactURL(u) // for a summary of a failure before the config loads
+	}
+	for _, h := range d.flags.headers {
+		if _, _, err := stages.ParseHeader(h); err != nil {
+			return usagef("-H/--header %w", err)
+		}
+	}
+	return nil
+}
+
+// exit reports the end of the run: the summary line on stderr (unless -q)
+// or the one error line, and with --json the summary as JSON on stdout. It
+// returns the exit code.
+func (d *download) exit(stdout io.Writer, err error) int {
+	code := exitOK
+	if err != nil {
+		code = fail(d.stderr, err)
+	}
+	sum := d.summary(err, code)
+	if err == nil && !d.flags.log.quiet {
+		fmt.Fprintln(d.stderr, sum.line())
+	}
+	if d.flags.json {
+		sum.writeJSON(stdout)
+	}
+	return code
+}
+
+// newDownload is a download with the parsed flags, before its logger is
+// built; a batch makes one per line of its list.
+func newDownload(fs *pflag.FlagSet, flags *getFlags, stderr io.Writer) *download {
+	return &download{flags: flags, fs: fs, log: zerolog.Nop(), stderr: stderr, begun: time.Now()}
 }
 
 // download is one run of the get command.
@@ -132,8 +203,18 @@ type download struct {
 	flags   *getFlags
 	fs      *pflag.FlagSet
 	log     zerolog.Logger
+	sink    *logSink // where log lines go; nil before the logger is built
+	stderr  io.Writer
 	output  string
-	started bool // the graph started running, so OUTPUT.tmp may hold data
+	started bool           // the graph started running, so OUTPUT.tmp may hold data
+	hooks   *downloadHooks // limits shared with the other downloads of a batch; nil alone
+
+	// For the summary.
+	begun    time.Time
+	url      string // redacted
+	target   string // the output path once known, even before the run
+	topology string // the -c file, or "(built-in) NAME.yaml"
+	stats    runStats
 }
 
 func (d *download) run(ctx context.Context) error {
@@ -145,9 +226,13 @@ func (d *download) run(ctx context.Context) error {
 	if cfg.URL == "" {
 		return usagef("no URL: give one as the argument or with --url")
 	}
+	d.url, d.target = stages.RedactURL(cfg.URL), cfg.Output
 	client, header, err := stages.NewClient(cfg.HTTP)
 	if err != nil {
 		return &usageError{err} // it names the http.* key
+	}
+	if cfg.HTTP.Insecure {
+		d.log.Warn().Msg("TLS certificate verification is off (--insecure, http.insecure): anyone on the network path can read and alter the download")
 	}
 	// The client is this run's alone: its idle keep-alive connections (and
 	// their two goroutines each) would otherwise outlive run() when the CLI
@@ -161,7 +246,12 @@ func (d *download) run(ctx context.Context) error {
 		}
 	}
 
+	release, err := d.beforeProbe(ctx, cfg.URL)
+	if err != nil {
+		return err
+	}
 	res, err := stages.Probe(ctx, client, header, cfg.URL)
+	release()
 	if errors.Is(err, stages.ErrInvalidURL) {
 		return &usageError{err} // refused before any request
 	}
@@ -176,6 +266,11 @@ func (d *download) run(ctx context.Context) error {
 	if cfg.Output == "" {
 		cfg.Output = defaultOutput(res)
 	}
+	d.target = cfg.Output
+	if release, err = d.beforeStart(ctx, res, cfg); err != nil {
+		return err
+	}
+	defer release()
 	g, err := d.preflight(cfg)
 	if err != nil {
 		return err
@@ -186,7 +281,7 @@ func (d *download) run(ctx context.Context) error {
 
 	start := time.Now()
 	d.started = true
-	err = g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log})
+	err = d.runGraph(ctx, g, res)
 	if errors.Is(err, stages.ErrResourceChanged) && ctx.Err() == nil {
 		// The bytes so far belong to the old version and must never be
 		// mixed with the new one: start again from zero, once (without
@@ -201,7 +296,7 @@ func (d *download) run(ctx context.Context) error {
 			return err
 		}
 		start = time.Now()
-		err = g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log})
+		err = d.runGraph(ctx, g, res)
 	}
 	if err != nil {
 		return err
@@ -215,12 +310,14 @@ func (d *download) run(ctx context.Context) error {
 // load reads the topology: the -c file, or the named embedded example.
 func (d *download) load(embedded string) (*config.Config, error) {
 	opts := config.Options{File: d.flags.configFile, Flags: d.fs, Sets: d.flags.sets}
+	d.topology = opts.File
 	if opts.File == "" {
 		data, err := examples.FS.ReadFile(embedded)
 		if err != nil {
 			return nil, err
 		}
 		opts.File, opts.Data = "(built-in) "+embedded, data
+		d.topology = opts.File
 	}
 	cfg, err := config.Load(opts)
 	if err != nil {
@@ -228,6 +325,18 @@ func (d *download) load(embedded string) (*config.Config, error) {
 	}
 	if d.flags.noResume {
 		cfg.Resume = false
+	}
+	for _, h := range d.flags.headers {
+		name, value, _ := stages.ParseHeader(h) // checked in checkArgs
+		if cfg.HTTP.Headers == nil {
+			cfg.HTTP.Headers = map[string]string{}
+		}
+		for k := range cfg.HTTP.Headers {
+			if strings.EqualFold(k, name) {
+				delete(cfg.HTTP.Headers, k) // the flag wins over the file
+			}
+		}
+		cfg.HTTP.Headers[name] = value
 	}
 	if n := d.flags.connections; d.fs.Changed("connections") {
 		if n < 1 {
@@ -273,4 +382,21 @@ func defaultOutput(res *pipeline.Resource) string {
 		}
 	}
 	return "download"
+}
+
+// runGraph runs g, with a progress bar when stderr is a terminal, and
+// collects what the summary reports.
+func (d *download) runGraph(ctx context.Context, g *pipeline.Graph, res *pipeline.Resource) error {
+	var bar *progressBar
+	if d.sink != nil && isTerminal(d.stderr) && !d.flags.log.quiet && !d.flags.noProgress {
+		bar = startBar(d.stderr, g, d.sink, d.output, res.Size)
+	}
+	metrics := newRunMetrics(d.flags.metricsJSON)
+	err := g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log, Metrics: metrics})
+	if err == nil {
+		err = writeRunMetrics(d.flags.metricsJSON, metrics)
+	}
+	bar.finish(err == nil)
+	d.stats.add(g)
+	return err
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -19,40 +21,93 @@ type logFlags struct {
 }
 
 func (l *logFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&l.level, "log-level", "", "debug, info, warn or error (default info on a terminal, warn otherwise)")
+	fs.StringVar(&l.level, "log-level", "", "debug, info, warn or error (default warn: on a terminal the progress bar and the summary line tell the rest)")
 	fs.StringVar(&l.format, "log-format", "", "console or json (default console on a terminal, json otherwise)")
-	fs.BoolVarP(&l.quiet, "quiet", "q", false, "print errors only")
+	fs.BoolVarP(&l.quiet, "quiet", "q", false, "print errors only: no progress bar, no summary line, no warnings")
 }
 
 // logger builds the one logger of the process. Libraries get it passed in.
 func (l *logFlags) logger(stderr io.Writer) (zerolog.Logger, error) {
+	log, _, err := l.build(stderr)
+	return log, err
+}
+
+// build is logger, also returning the writer the logger writes through, so
+// that a progress bar can take the log lines while it owns the terminal.
+func (l *logFlags) build(stderr io.Writer) (zerolog.Logger, *logSink, error) {
 	tty := isTerminal(stderr)
 	level := l.level
 	switch {
 	case l.quiet:
 		level = "error"
-	case level == "" && tty:
-		level = "info"
 	case level == "":
 		level = "warn"
 	}
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
-		return zerolog.Nop(), usagef("--log-level %q: want debug, info, warn or error", l.level)
+		return zerolog.Nop(), nil, usagef("--log-level %q: want debug, info, warn or error", l.level)
 	}
-	var out io.Writer = stderr
+	sink := &logSink{w: stderr}
+	var out io.Writer = sink
 	switch l.format {
 	case "json":
 	case "console", "":
 		if l.format == "console" || tty {
-			out = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly, NoColor: !tty}
+			out = zerolog.ConsoleWriter{Out: sink, TimeFormat: time.TimeOnly, NoColor: !tty}
 		}
 	default:
-		return zerolog.Nop(), usagef("--log-format %q: want console or json", l.format)
+		return zerolog.Nop(), nil, usagef("--log-format %q: want console or json", l.format)
 	}
 	// Stages log from many goroutines; the writer run() was given (a
-	// buffer, in tests and embedders) need not be safe for that.
-	return zerolog.New(zerolog.SyncWriter(out)).Level(lvl).With().Timestamp().Logger(), nil
+	// buffer, in tests and embedders) need not be safe for that. The sink
+	// serializes writes.
+	log := zerolog.New(out).Level(lvl).Hook(sink).With().Timestamp().Logger()
+	return log, sink, nil
+}
+
+// logSink is where log lines go: stderr, or the progress bar's container
+// while a bar is drawn, which prints them above the bar instead of through
+// it. While a bar is drawn it also drops progress.tap's "progress" events,
+// which the bar shows better.
+type logSink struct {
+	mu   sync.Mutex
+	w    io.Writer
+	prev io.Writer // while redirected: where lines go if w refuses them
+	bar  atomic.Bool
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.w.Write(p)
+	if err != nil && s.prev != nil {
+		// The bar's container is shutting down: a line is never lost.
+		return s.prev.Write(p)
+	}
+	return n, err
+}
+
+// redirect sends the log lines to w until the returned function restores
+// the previous writer. bar says w draws a progress bar.
+func (s *logSink) redirect(w io.Writer, bar bool) (restore func()) {
+	s.mu.Lock()
+	prev := s.w
+	s.w, s.prev = w, prev
+	s.mu.Unlock()
+	s.bar.Store(bar)
+	return func() {
+		s.bar.Store(false)
+		s.mu.Lock()
+		s.w, s.prev = prev, nil
+		s.mu.Unlock()
+	}
+}
+
+// Run implements zerolog.Hook.
+func (s *logSink) Run(e *zerolog.Event, _ zerolog.Level, msg string) {
+	if msg == "progress" && s.bar.Load() {
+		e.Discard()
+	}
 }
 
 func isTerminal(w io.Writer) bool {
@@ -62,5 +117,20 @@ func isTerminal(w io.Writer) bool {
 
 // humanRate formats bytes per second.
 func humanRate(bytesPerSec float64) string {
-	return fmt.Sprintf("%.1f MB/s", bytesPerSec/1e6)
+	return humanBytes(bytesPerSec) + "/s"
+}
+
+// humanBytes formats a byte count with a binary unit and one decimal:
+// "512 B", "1.5 KiB", "200.0 MiB".
+func humanBytes(n float64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%.0f B", n)
+	}
+	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB"}
+	i := -1
+	for n >= 1024 && i < len(units)-1 {
+		n /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", n, units[i])
 }

@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "stages":
 		return stagesCmd(args, stdout, stderr)
 	default:
-		return get(ctx, args, stdout, stderr)
+		return get(ctx, args, stdin, stdout, stderr)
 	}
 }
 

@@ -26,8 +26,9 @@ Checks a topology without touching the network or the disk, then prints each
 stage (type, workers, input queue, what flows on each edge) and the most
 buffer memory a run can hold. Exits 2 on a bad config, naming file:line:col.
 
-Example:
+Examples:
   dlflow validate -c examples/ranged.yaml --connections 16
+  dlflow validate -c my.yaml --set stages.fetch.workers=4
 
 Flags:
 `)
@@ -37,6 +38,7 @@ Flags:
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK
 		}
+		fmt.Fprintf(stderr, "dlflow: %v (see dlflow validate --help)\n", err)
 		return exitUsage
 	}
 	if *file == "" || fs.NArg() > 0 {

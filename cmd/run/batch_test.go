@@ -1,0 +1,424 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/dlflow/dlflow/internal/origin"
+)
+
+// writeList writes the lines of a URL list into the test's directory.
+func writeList(t *testing.T, lines ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "list.txt")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// runCLIStdin is runCLI with stdin.
+func runCLIStdin(t *testing.T, stdin io.Reader, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, args, stdin, &stdout, &stderr)
+	return cliResult{stdout: stdout.String(), stderr: stderr.String(), code: code}
+}
+
+// stderrLines are the lines of stderr that match re.
+func stderrLines(r cliResult, re string) []string {
+	var out []string
+	for line := range strings.Lines(r.stderr) {
+		if regexp.MustCompile(re).MatchString(line) {
+			out = append(out, strings.TrimSuffix(line, "\n"))
+		}
+	}
+	return out
+}
+
+// dirNames lists the names in dir, sorted.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestBatchSeveralHosts: six URLs on three origins, one of which answers
+// 404, three at a time: five complete files, one failure line naming the
+// URL and the status, the summary, exit 1, and no goroutine left behind.
+func TestBatchSeveralHosts(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	a := startOrigin(t, origin.Options{Size: 1<<20 + 7, Seed: 1, Path: "/a.bin"})
+	b := startOrigin(t, origin.Options{Size: 3<<20 + 1, Seed: 2, Path: "/b.bin"})
+	c := startOrigin(t, origin.Options{Size: 1000, Seed: 3, Path: "/c.bin"})
+	c.SetFaults(origin.Faults{Status: 404})
+	shaA, shaB := origin.SHA256Hex(1<<20+7, 1), origin.SHA256Hex(3<<20+1, 2)
+
+	list := writeList(t,
+		"# mirrors of a and b",
+		a.URL(),
+		"",
+		b.URL()+"\tb-copy.bin",
+		"   # an indented comment",
+		c.URL(),
+		a.URL()+"   a copy.bin  ",
+		b.URL(),
+		"\t",
+		a.URL()+" a-third.bin",
+	)
+	out := filepath.Join(t.TempDir(), "out")
+	r := runCLI(t, "-i", list, "--jobs", "3", "--dir", out,
+		"-c", examplePath("ranged"), "--connections", "3", "--set", "stages.split.config.piece=256KiB")
+	t.Logf("stderr:\n%s", r.stderr)
+	if r.code != exitFailed {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", r.code, r.stderr)
+	}
+	want := map[string]string{"a.bin": shaA, "a copy.bin": shaA, "a-third.bin": shaA, "b.bin": shaB, "b-copy.bin": shaB}
+	for name, sha := range want {
+		if got := fileSHA256(t, filepath.Join(out, name)); got != sha {
+			t.Errorf("%s: sha256 %s, want %s", name, got, sha)
+		}
+	}
+	if names := dirNames(t, out); len(names) != len(want) {
+		t.Errorf("%s holds %q, want the %d downloads only", out, names, len(want))
+	}
+	failures := stderrLines(r, `^dlflow: http`)
+	if len(failures) != 1 || !strings.HasPrefix(failures[0], "dlflow: "+c.URL()+": ") || !strings.Contains(failures[0], "404") {
+		t.Errorf("failure lines %q, want one naming %s and 404", failures, c.URL())
+	}
+	if saved := stderrLines(r, `^dlflow: saved `); len(saved) != 5 {
+		t.Errorf("%d saved lines, want 5:\n%s", len(saved), r.stderr)
+	}
+	if !strings.HasSuffix(r.stderr, "dlflow: 5 downloaded, 1 failed\n") {
+		t.Errorf("stderr does not end with the summary:\n%s", r.stderr)
+	}
+
+	for _, srv := range []*origin.Server{a, b, c} {
+		srv.Close()
+	}
+	goleak.VerifyNone(t, before)
+}
+
+// TestBatchMaxPerHost: --max-per-host 2 holds every origin to two requests
+// at once, over four downloads that each want four connections; those get
+// two, and say so.
+func TestBatchMaxPerHost(t *testing.T) {
+	const size = 1 << 20
+	// Throttled, so that downloads overlap and compete for the host.
+	a := startOrigin(t, origin.Options{Size: size, Seed: 4, Path: "/a.bin", RateLimit: 8 << 20})
+	b := startOrigin(t, origin.Options{Size: size, Seed: 5, Path: "/b.bin", RateLimit: 8 << 20})
+	list := writeList(t,
+		a.URL()+" a1", a.URL()+" a2", b.URL()+" b1", a.URL()+" a3", b.URL()+" b2", a.URL()+" a4",
+	)
+	out := t.TempDir()
+	r := runCLI(t, "-i", list, "--jobs", "4", "--max-per-host", "2", "-d", out, "--json", "--log-level", "info",
+		"-c", examplePath("ranged"), "--connections", "4", "--set", "stages.split.config.piece=128KiB")
+	if r.code != exitOK {
+		t.Fatalf("exit %d, want 0; stderr:\n%s", r.code, r.stderr)
+	}
+	for _, name := range []string{"a1", "a2", "a3", "a4", "b1", "b2"} {
+		want := origin.SHA256Hex(size, 4)
+		if name[0] == 'b' {
+			want = origin.SHA256Hex(size, 5)
+		}
+		if got := fileSHA256(t, filepath.Join(out, name)); got != want {
+			t.Errorf("%s: sha256 %s, want %s", name, got, want)
+		}
+	}
+	for _, srv := range []*origin.Server{a, b} {
+		if !srv.WaitIdle(time.Minute) {
+			t.Fatal("origin still busy")
+		}
+		if got := srv.Stats().MaxInFlight; got < 1 || got > 2 {
+			t.Errorf("%s: %d requests in flight at once, want at most 2 (--max-per-host 2)", srv.BaseURL(), got)
+		}
+	}
+	if n := strings.Count(r.stderr, "fewer connections for this download"); n != 6 {
+		t.Errorf("%d logs of fewer connections, want 6:\n%s", n, r.stderr)
+	}
+	// --json: one object per download, with the connections it used.
+	var objects int
+	for line := range strings.Lines(r.stdout) {
+		var s summary
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			t.Fatalf("stdout line %q: %v", line, err)
+		}
+		if s.Connections != 2 || s.Error != "" {
+			t.Errorf("summary %+v: want 2 connections and no error", s)
+		}
+		objects++
+	}
+	if objects != 6 {
+		t.Errorf("%d JSON objects on stdout, want 6", objects)
+	}
+	if !strings.HasSuffix(r.stderr, "dlflow: 6 downloaded, 0 failed\n") {
+		t.Errorf("stderr does not end with the summary:\n%s", r.stderr)
+	}
+}
+
+// TestBatchOnePerHost: with the default topology (one stream per small
+// file), --max-per-host 1 runs the downloads of one host one at a time,
+// however many --jobs.
+func TestBatchOnePerHost(t *testing.T) {
+	a := startOrigin(t, origin.Options{Size: 300 << 10, Seed: 6, RateLimit: 4 << 20})
+	var lines []string
+	for _, name := range []string{"1", "2", "3", "4", "5"} {
+		lines = append(lines, a.URL()+" "+name+".bin")
+	}
+	out := t.TempDir()
+	r := runCLIStdin(t, strings.NewReader(strings.Join(lines, "\n")), "-i", "-", "--jobs", "5", "--max-per-host", "1", "--dir", out, "-q")
+	if r.code != exitOK || r.stderr != "" {
+		t.Fatalf("exit %d, want 0 and nothing on stderr (-q); stderr:\n%s", r.code, r.stderr)
+	}
+	for _, name := range []string{"1", "2", "3", "4", "5"} {
+		if got := fileSHA256(t, filepath.Join(out, name+".bin")); got != origin.SHA256Hex(300<<10, 6) {
+			t.Errorf("%s.bin: wrong sha256 %s", name, got)
+		}
+	}
+	if !a.WaitIdle(time.Minute) {
+		t.Fatal("origin still busy")
+	}
+	if st := a.Stats(); st.MaxInFlight != 1 || st.GETs != 5 {
+		t.Errorf("origin stats %+v: want 5 GETs, at most one in flight", st)
+	}
+}
+
+// TestBatchBadLines: a line that is not a URL fails alone, and so does a
+// second line with an output already taken; the others complete.
+func TestBatchBadLines(t *testing.T) {
+	a := startOrigin(t, origin.Options{Size: 200 << 10, Seed: 7})
+	list := writeList(t,
+		"not-a-url x.bin",
+		a.URL()+" good.bin",
+		"ftp://example.com/f.bin",
+		"http:// nohost.bin",
+		a.URL()+" other.bin",
+	)
+	out := t.TempDir()
+	r := runCLI(t, "-i", list, "--jobs", "2", "--dir", out)
+	t.Logf("stderr:\n%s", r.stderr)
+	if r.code != exitFailed {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", r.code, r.stderr)
+	}
+	for _, bad := range []string{"not-a-url", "ftp://example.com/f.bin", "http://"} {
+		if lines := stderrLines(r, `^dlflow: `+regexp.QuoteMeta(bad)+`: `); len(lines) != 1 {
+			t.Errorf("want one failure line for %q, got %q; stderr:\n%s", bad, lines, r.stderr)
+		}
+	}
+	for _, name := range []string{"good.bin", "other.bin"} {
+		if got := fileSHA256(t, filepath.Join(out, name)); got != origin.SHA256Hex(200<<10, 7) {
+			t.Errorf("%s: wrong sha256 %s", name, got)
+		}
+	}
+	if names := dirNames(t, out); !slices.Equal(names, []string{"good.bin", "other.bin"}) {
+		t.Errorf("out holds %q", names)
+	}
+	if !strings.HasSuffix(r.stderr, "dlflow: 2 downloaded, 3 failed\n") {
+		t.Errorf("stderr does not end with the summary:\n%s", r.stderr)
+	}
+}
+
+// TestBatchSameOutput: two lines naming one output cannot both write it.
+func TestBatchSameOutput(t *testing.T) {
+	a := startOrigin(t, origin.Options{Size: 100 << 10, Seed: 8})
+	b := startOrigin(t, origin.Options{Size: 100 << 10, Seed: 9})
+	list := writeList(t, a.URL(), b.URL()) // both /file.bin
+	out := t.TempDir()
+	r := runCLI(t, "-i", list, "--dir", out)
+	if r.code != exitFailed {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", r.code, r.stderr)
+	}
+	if lines := stderrLines(r, `already the output of line [12] of the list`); len(lines) != 1 {
+		t.Errorf("want one line saying file.bin is taken; stderr:\n%s", r.stderr)
+	}
+	got := fileSHA256(t, filepath.Join(out, "file.bin"))
+	if got != origin.SHA256Hex(100<<10, 8) && got != origin.SHA256Hex(100<<10, 9) {
+		t.Errorf("file.bin is neither file: %s", got)
+	}
+	if !strings.HasSuffix(r.stderr, "dlflow: 1 downloaded, 1 failed\n") {
+		t.Errorf("stderr does not end with the summary:\n%s", r.stderr)
+	}
+}
+
+// TestBatchUsage: what cannot go with -i is a usage error (exit 2, one
+// line) before any request.
+func TestBatchUsage(t *testing.T) {
+	a := startOrigin(t, origin.Options{Size: 1000, Seed: 1})
+	list := writeList(t, a.URL())
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-i", list, "-o", filepath.Join(dir, "x")}, "-o names one output"},
+		{[]string{"-i", list, a.URL()}, "the URLs come from the list"},
+		{[]string{"-i", list, "--url", a.URL()}, "the URLs come from the list"},
+		{[]string{"-i", list, "--jobs", "0"}, "--jobs must be at least 1"},
+		{[]string{"-i", list, "--max-per-host", "0"}, "--max-per-host must be at least 1"},
+		{[]string{a.URL(), "--dir", dir}, "go with -i"},
+		{[]string{"-i", filepath.Join(dir, "missing.txt")}, "missing.txt"},
+		{[]string{"-i", list, "--connections", "0"}, "--connections must be at least 1"},
+		{[]string{"-i", list, "-c", filepath.Join(dir, "nope.yaml")}, "nope.yaml"},
+		{[]string{"-i", list, "--set", "stages.fetch.workrs=2"}, "workrs"},
+		{[]string{"-i", list, "-H", "no colon"}, "header"},
+	} {
+		r := runCLI(t, tc.args...)
+		if r.code != exitUsage || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and one line with %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+	if st := a.Stats(); st.Requests != 0 {
+		t.Errorf("%d requests reached the origin", st.Requests)
+	}
+	if names := dirNames(t, dir); len(names) != 0 {
+		t.Errorf("usage errors wrote %q", names)
+	}
+}
+
+// TestBatchInterrupt: an interrupt cancels the running downloads (their
+// .tmp kept), starts no more, and exits 130.
+func TestBatchInterrupt(t *testing.T) {
+	const size = 1 << 20
+	// Slow enough that no download can finish before the interrupt.
+	a := startOrigin(t, origin.Options{Size: size, Seed: 10, RateLimit: 64 << 10})
+	list, w := io.Pipe()
+	defer list.Close()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	out := t.TempDir()
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"-i", "-", "--jobs", "2", "--dir", out}, list, io.Discard, &stderr)
+	}()
+	for _, name := range []string{"1", "2", "3"} {
+		if _, err := io.WriteString(w, a.URL()+" "+name+".bin\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait (bounded) until both jobs are fetching their file: each sends a
+	// HEAD (the probe), then the GET of its graph.
+	for i := 0; a.Stats().GETs < 2; i++ {
+		if i > 60_000 {
+			t.Fatal("the downloads did not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel(&interrupted{sig: os.Interrupt})
+	code := <-done
+	w.Close() // what a closing terminal would do; the reader goroutine ends
+	if code != exitInterrupted {
+		t.Fatalf("exit %d, want 130; stderr:\n%s", code, stderr.String())
+	}
+	names := dirNames(t, out)
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".tmp") && !strings.HasSuffix(n, ".state") {
+			t.Errorf("%s: a complete output after an interrupt", n)
+		}
+	}
+	if !slices.Contains(names, "1.bin.tmp") || slices.Contains(names, "3.bin.tmp") {
+		t.Errorf("out holds %q: want the .tmp of the started downloads only", names)
+	}
+	s := stderr.String()
+	if !strings.Contains(s, "interrupted by SIGINT; partial data kept in "+filepath.Join(out, "1.bin.tmp")) ||
+		!strings.Contains(s, "dlflow: 0 downloaded, 0 failed, 2 interrupted\n") ||
+		!strings.HasSuffix(s, "dlflow: interrupted by SIGINT\n") {
+		t.Errorf("stderr:\n%s", s)
+	}
+}
+
+func TestParseListLine(t *testing.T) {
+	for _, tc := range []struct {
+		in        string
+		url, name string
+		ok        bool
+	}{
+		{"", "", "", false},
+		{" \t ", "", "", false},
+		{"# http://x/y", "", "", false},
+		{"  # comment", "", "", false},
+		{"http://x/y", "http://x/y", "", true},
+		{"http://x/y\r", "http://x/y", "", true},
+		{"\ufeffhttp://x/y", "http://x/y", "", true},
+		{"  http://x/y   out.bin  ", "http://x/y", "out.bin", true},
+		{"http://x/y\tmy file.bin", "http://x/y", "my file.bin", true},
+		{"http://x/y#frag name", "http://x/y#frag", "name", true},
+	} {
+		e, ok := parseListLine(3, tc.in)
+		if ok != tc.ok || e.url != tc.url || e.name != tc.name || ok && e.line != 3 {
+			t.Errorf("parseListLine(%q) = %+v, %v; want %q %q %v", tc.in, e, ok, tc.url, tc.name, tc.ok)
+		}
+	}
+}
+
+func TestHostKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://Example.com/x":       "example.com:80",
+		"https://example.com/x":      "example.com:443",
+		"http://example.com:80/y":    "example.com:80",
+		"http://127.0.0.1:8080/":     "127.0.0.1:8080",
+		"https://u:p@[::1]:8443/f":   "[::1]:8443",
+		"not a url":                  "",
+		"http:///nohost":             "",
+		"ftp://example.com/whatever": "example.com:80",
+	} {
+		if got := hostKey(in); got != want {
+			t.Errorf("hostKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestHostLimiter: a weight above the limit is cut to it instead of
+// waiting forever, and a cancelled wait takes nothing.
+func TestHostLimiter(t *testing.T) {
+	l := newHostLimiter(2)
+	ctx := context.Background()
+	rel1, err := l.acquire(ctx, "h:1", 5) // capped to 2
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := l.acquire(cctx, "h:1", 1); err == nil {
+		t.Fatal("acquired a slot of a full host")
+	}
+	other, err := l.acquire(ctx, "h:2", 2) // another host is not affected
+	if err != nil {
+		t.Fatal(err)
+	}
+	other()
+	rel1()
+	rel1() // a second release gives nothing back twice
+	rel2, err := l.acquire(ctx, "h:1", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(l.slotsOf("h:1").slots); n != 2 {
+		t.Fatalf("%d slots in use, want 2", n)
+	}
+	rel2()
+	if n := len(l.slotsOf("h:1").slots); n != 0 {
+		t.Fatalf("%d slots in use after release, want 0", n)
+	}
+}

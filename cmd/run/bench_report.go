@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// mib renders a byte count in MiB with one decimal, rounded up so that a
+// bound stays a bound.
+func mib(n int64) string {
+	return fmt.Sprintf("%.1fMiB", math.Ceil(float64(n)*10/(1<<20))/10)
+}
+
+// printBench prints one table per scenario, then the per-stage table of the
+// dlflow cells.
+func printBench(w io.Writer, f *benchFlags, cells []*benchCell) {
+	for i, scenario := range f.scenarios {
+		var rows []*benchCell
+		for _, c := range cells {
+			if c.Scenario == scenario {
+				rows = append(rows, c)
+			}
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "scenario %s: %s; %d run(s) per cell\n\n", scenario, rows[0].where, f.runs)
+		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "cell\tmedian time\tMB/s median (min-max)\tpeak RSS\tCPU s\tbuffer bound\tsha256\tbottleneck")
+		for _, c := range rows {
+			bound := "-"
+			if c.MemoryBound > 0 {
+				bound = mib(c.MemoryBound)
+			}
+			if c.failed() {
+				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t%s\t%s\tFAILED: %s\n", c.Label, bound, c.SHA256, c.Error)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%.2fs\t%.0f (%.0f-%.0f)\t%s\t%.2f\t%s\t%s\t%s\n", c.Label, c.MedianSeconds,
+				c.MedianMBps, c.MinMBps, c.MaxMBps, mib(c.PeakRSS), c.CPUSeconds, bound, c.SHA256, orDash(c.Bottleneck))
+		}
+		tw.Flush()
+
+		var staged []*benchCell
+		for _, c := range rows {
+			if len(c.Stages) > 0 {
+				staged = append(staged, c)
+			}
+		}
+		if len(staged) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\nper stage: average fill of each stage's input queue; time each stage's sends waited for room (per run)\n\n")
+		tw = tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "cell\tbottleneck\tinput queue fill\tsend blocked")
+		for _, c := range staged {
+			var fills, blocked []string
+			for _, s := range c.Stages {
+				if s.QueueCap > 0 {
+					fills = append(fills, fmt.Sprintf("%s %.0f%%", s.Stage, 100*s.QueueFill))
+				}
+				if s.Output != "" {
+					blocked = append(blocked, fmt.Sprintf("%s %s", s.Stage, shortDuration(s.SendBlocked)))
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Label, orDash(c.Bottleneck), strings.Join(fills, ", "), strings.Join(blocked, ", "))
+		}
+		tw.Flush()
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// shortDuration prints a blocked time compactly: 0s, 3ms, 1.25s.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return "0s"
+	case d < time.Second:
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
+}
+
+// Plot geometry, in SVG user units (pixels).
+const (
+	plotWidth  = 960
+	plotLabelW = 300 // left column: cell labels
+	plotRight  = 110 // right margin: value text
+	plotRowH   = 24
+	plotTop    = 56
+	plotBottom = 40
+)
+
+// writePlot writes a horizontal bar chart: one bar per cell (median MB/s),
+// a min-max whisker on each, cells grouped by scenario.
+func writePlot(path string, f *benchFlags, cells []*benchCell) error {
+	data := renderPlot(f, cells)
+	if err := xml.Unmarshal(data, new(struct{})); err != nil {
+		return fmt.Errorf("generated SVG is not well-formed: %w", err)
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+func renderPlot(f *benchFlags, cells []*benchCell) []byte {
+	maxMBps := 0.0
+	for _, c := range cells {
+		maxMBps = max(maxMBps, c.MaxMBps)
+	}
+	scale, step := niceScale(maxMBps)
+	rows := len(cells) + len(f.scenarios) // a heading row per scenario
+	height := plotTop + rows*plotRowH + plotBottom
+	barW := float64(plotWidth - plotLabelW - plotRight)
+	x := func(mbps float64) float64 { return plotLabelW + barW*mbps/scale }
+
+	var b bytes.Buffer
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="13">`, plotWidth, height, plotWidth, height)
+	p(`<rect width="100%%" height="100%%" fill="white"/>`)
+	p(`<text x="%d" y="22" font-size="16" font-weight="bold">%s</text>`, 12, esc(fmt.Sprintf("dlflow bench: median throughput, MB/s (whiskers: min-max of %d run(s))", f.runs)))
+	what := fmt.Sprintf("%v file", f.size)
+	if f.url != "" {
+		what = f.url
+	}
+	for _, c := range cells {
+		if c.Tool != "dlflow" {
+			what += "; blue: dlflow, grey: reference tools"
+			break
+		}
+	}
+	p(`<text x="%d" y="40" fill="#555">%s</text>`, 12, esc(what+"; higher is better"))
+
+	// Grid and axis labels.
+	gridBottom := plotTop + rows*plotRowH
+	for v := 0.0; v <= scale+step/2; v += step {
+		gx := x(v)
+		p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>`, gx, plotTop-4, gx, gridBottom)
+		p(`<text x="%.1f" y="%d" text-anchor="middle" fill="#555">%s</text>`, gx, gridBottom+16, esc(fmt.Sprintf("%.0f", v)))
+	}
+	p(`<text x="%.1f" y="%d" text-anchor="middle" fill="#555">MB/s</text>`, plotLabelW+barW/2, gridBottom+34)
+
+	y := plotTop
+	for _, scenario := range f.scenarios {
+		p(`<text x="%d" y="%d" font-weight="bold">%s</text>`, 12, y+16, esc("scenario "+scenario))
+		y += plotRowH
+		for _, c := range cells {
+			if c.Scenario != scenario {
+				continue
+			}
+			p(`<text x="%d" y="%d" text-anchor="end">%s</text>`, plotLabelW-8, y+16, esc(c.Label))
+			if c.failed() || c.MedianMBps == 0 {
+				p(`<text x="%d" y="%d" fill="#b00">failed</text>`, plotLabelW+4, y+16)
+				y += plotRowH
+				continue
+			}
+			color := "#3b6fb6" // dlflow
+			if c.Tool != "dlflow" {
+				color = "#9a9a9a" // reference tools
+			}
+			p(`<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>`, plotLabelW, y+4, x(c.MedianMBps)-plotLabelW, plotRowH-8, color,
+				esc(fmt.Sprintf("%s: median %.0f MB/s, min %.0f, max %.0f", c.Label, c.MedianMBps, c.MinMBps, c.MaxMBps)))
+			mid := y + plotRowH/2
+			x0, x1 := x(c.MinMBps), x(c.MaxMBps)
+			p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black"/>`, x0, mid, x1, mid)
+			p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black"/>`, x0, mid-5, x0, mid+5)
+			p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black"/>`, x1, mid-5, x1, mid+5)
+			p(`<text x="%.1f" y="%d">%s</text>`, max(x1, x(c.MedianMBps))+6, y+16, esc(fmt.Sprintf("%.0f", c.MedianMBps)))
+			y += plotRowH
+		}
+	}
+	p(`</svg>`)
+	return b.Bytes()
+}
+
+// niceScale returns an axis maximum at or above v and a grid step: 1, 2 or
+// 5 times a power of ten, about five steps.
+func niceScale(v float64) (top, step float64) {
+	if v <= 0 {
+		return 1, 0.2
+	}
+	raw := v / 5
+	pow := math.Pow(10, math.Floor(math.Log10(raw)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if step = m * pow; step >= raw {
+			break
+		}
+	}
+	return math.Ceil(v/step) * step, step
+}
+
+func esc(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}

@@ -1,0 +1,472 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dlflow/dlflow/config"
+	"github.com/dlflow/dlflow/examples"
+	"github.com/dlflow/dlflow/internal/nginxtest"
+	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// benchCell is one cell of the matrix (a topology with a number of
+// connections and a piece size, or a reference tool) in one scenario, with
+// its measurements over all runs. It is also the JSON output.
+type benchCell struct {
+	Scenario    string `json:"scenario"`
+	Origin      string `json:"origin"` // go, nginx or external
+	Tool        string `json:"tool"`   // dlflow, curl or aria2c
+	Topology    string `json:"topology,omitempty"`
+	Connections int    `json:"connections,omitempty"` // 0: the topology's own, or one stream
+	Piece       int64  `json:"piece_bytes,omitempty"` // 0: the topology's own
+	Label       string `json:"label"`
+
+	Runs          int       `json:"runs"`
+	Bytes         int64     `json:"bytes"`
+	Seconds       []float64 `json:"seconds"`
+	MedianSeconds float64   `json:"median_seconds"`
+	MedianMBps    float64   `json:"median_mbps"`
+	MinMBps       float64   `json:"min_mbps"`
+	MaxMBps       float64   `json:"max_mbps"`
+	PeakRSS       int64     `json:"peak_rss_bytes"`
+	CPUSeconds    float64   `json:"cpu_seconds_median"`
+	MemoryBound   int64     `json:"memory_bound_bytes,omitempty"`
+	// SHA256 is "ok", "unverified" (an external URL without --sha256) or
+	// "failed"; Verified is true for "ok" only.
+	SHA256   string `json:"sha256"`
+	Verified bool   `json:"sha256_ok"`
+	// Bottleneck is the stage that limits the run (see
+	// pipeline.MetricsSnapshot.Bottleneck), and Stages its per-stage
+	// counters averaged over the runs; dlflow cells only.
+	Bottleneck string                  `json:"bottleneck,omitempty"`
+	Stages     []pipeline.StageMetrics `json:"stages,omitempty"`
+	Error      string                  `json:"error,omitempty"`
+
+	command func(ctx context.Context, url, out, metrics string) *exec.Cmd // one run's child process
+	where   string                                                        // the server, for the table's heading
+	mbps    []float64
+	cpu     []float64
+	metrics []pipeline.MetricsSnapshot
+}
+
+func (c *benchCell) failed() bool { return c.Error != "" }
+
+// benchServer is what the cells download from in one scenario.
+type benchServer struct {
+	url   string
+	sha   string // "": unknown, outputs are unverified
+	size  int64  // -1: unknown
+	desc  string
+	reset func() // before every run: fault counters back to zero
+	close func()
+}
+
+func runBench(ctx context.Context, f *benchFlags, progress io.Writer) ([]*benchCell, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir := f.dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "dlflow-bench-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	topologies, err := benchTopologies(f.configs, dir)
+	if err != nil {
+		return nil, err
+	}
+	var all []*benchCell
+	for _, scenario := range f.scenarios {
+		srv, err := startBenchServer(f, scenario, dir)
+		if err != nil {
+			return nil, fmt.Errorf("scenario %s: %w", scenario, err)
+		}
+		cells, err := benchCells(f, scenario, exe, topologies)
+		for _, c := range cells {
+			c.where = srv.desc
+		}
+		if err == nil {
+			fmt.Fprintf(progress, "bench: scenario %s: %s\n", scenario, srv.desc)
+			err = runCells(ctx, f, srv, cells, dir, progress)
+		}
+		srv.close()
+		all = append(all, cells...)
+		if err != nil {
+			return all, err
+		}
+	}
+	return all, nil
+}
+
+// runCells runs every cell f.runs times, round-robin (run 1 of every cell,
+// then run 2, ...), so that a change in the machine's load spreads over all
+// cells instead of skewing one; then it summarizes each cell.
+func runCells(ctx context.Context, f *benchFlags, srv *benchServer, cells []*benchCell, dir string, progress io.Writer) error {
+	out := filepath.Join(dir, "out.bin")
+	metricsFile := filepath.Join(dir, "metrics.json")
+	for i := range f.runs {
+		for _, c := range cells {
+			if c.failed() {
+				continue
+			}
+			fmt.Fprintf(progress, "bench: %s: %s run %d/%d\n", c.Scenario, c.Label, i+1, f.runs)
+			srv.reset()
+			m, err := benchOnce(c.command(ctx, srv.url, out, metricsFile))
+			var sum string
+			if err == nil {
+				sum, err = verify(out, srv.sha)
+			}
+			if err == nil {
+				err = c.record(m, out, metricsFile)
+			}
+			for _, p := range []string{out, out + ".tmp", out + ".tmp.state", out + ".aria2", metricsFile} {
+				os.Remove(p)
+			}
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			if err != nil {
+				c.Error = err.Error()
+				if strings.HasPrefix(c.Error, "sha256 mismatch") {
+					c.SHA256 = "failed"
+				}
+				continue
+			}
+			if srv.sha == "" {
+				c.SHA256 = "unverified"
+				if i == 0 && c == cells[0] {
+					fmt.Fprintf(progress, "bench: sha256 of the first output: %s (unverified)\n", sum)
+				}
+			}
+		}
+	}
+	for _, c := range cells {
+		c.summarize()
+	}
+	return nil
+}
+
+// record adds one run's measurements.
+func (c *benchCell) record(m measurement, out, metricsFile string) error {
+	fi, err := os.Stat(out)
+	if err != nil {
+		return err
+	}
+	if c.Bytes = fi.Size(); c.Bytes == 0 {
+		return errors.New("empty output")
+	}
+	c.Seconds = append(c.Seconds, m.wall.Seconds())
+	c.mbps = append(c.mbps, float64(c.Bytes)/m.wall.Seconds()/1e6)
+	c.cpu = append(c.cpu, m.cpu.Seconds())
+	c.PeakRSS = max(c.PeakRSS, m.maxRSS)
+	if c.Tool == "dlflow" {
+		data, err := os.ReadFile(metricsFile)
+		if err != nil {
+			return fmt.Errorf("per-stage metrics: %w", err)
+		}
+		var snap pipeline.MetricsSnapshot
+		if err := json.Unmarshal(data, &snap); err != nil {
+			return fmt.Errorf("per-stage metrics: %w", err)
+		}
+		c.metrics = append(c.metrics, snap)
+	}
+	return nil
+}
+
+// summarize turns the runs into the reported figures.
+func (c *benchCell) summarize() {
+	c.Runs = len(c.Seconds)
+	if c.SHA256 == "" {
+		c.SHA256 = "ok"
+		if c.failed() {
+			c.SHA256 = "-"
+		}
+	}
+	c.Verified = c.SHA256 == "ok" && !c.failed()
+	if len(c.mbps) == 0 {
+		return
+	}
+	c.MedianSeconds = median(c.Seconds)
+	c.MedianMBps, c.MinMBps, c.MaxMBps = median(c.mbps), slices.Min(c.mbps), slices.Max(c.mbps)
+	c.CPUSeconds = median(c.cpu)
+	if len(c.metrics) > 0 {
+		avg := averageMetrics(c.metrics)
+		c.Stages = avg.Stages
+		c.Bottleneck = avg.Bottleneck()
+	}
+}
+
+// averageMetrics averages the queue fills, blocked times and counts of
+// several runs' snapshots of one graph.
+func averageMetrics(runs []pipeline.MetricsSnapshot) pipeline.MetricsSnapshot {
+	avg := pipeline.MetricsSnapshot{Stages: slices.Clone(runs[0].Stages)}
+	n := len(runs)
+	for i := range avg.Stages {
+		s := &avg.Stages[i]
+		var fill, full, blocked float64
+		var bytes, blockedSends int64
+		for _, r := range runs {
+			rs, _ := r.Stage(s.Stage)
+			fill, full, blocked = fill+rs.QueueFill, full+rs.QueueFull, blocked+float64(rs.SendBlocked)
+			bytes, blockedSends = bytes+rs.BytesSent, blockedSends+rs.BlockedSends
+		}
+		s.QueueFill, s.QueueFull = fill/float64(n), full/float64(n)
+		s.SendBlocked = time.Duration(blocked / float64(n))
+		s.BytesSent, s.BlockedSends = bytes/int64(n), blockedSends/int64(n)
+	}
+	for _, r := range runs {
+		avg.Elapsed += r.Elapsed / time.Duration(n)
+	}
+	return avg
+}
+
+// benchTopology is a topology file and what bench needs to know about it.
+type benchTopology struct {
+	name, path string
+	splitter   string // id of its range.splitter stage, or ""
+	readers    bool   // it has an http.reader stage
+}
+
+// benchTopologies resolves the topology files, writing the embedded
+// examples to dir when none are given.
+func benchTopologies(files []string, dir string) ([]benchTopology, error) {
+	if len(files) == 0 {
+		for _, name := range examples.Topologies {
+			data, err := examples.FS.ReadFile(name)
+			if err != nil {
+				return nil, err
+			}
+			path := filepath.Join(dir, name)
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				return nil, err
+			}
+			files = append(files, path)
+		}
+	}
+	var out []benchTopology
+	for _, path := range files {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, err
+		}
+		cfg, err := config.Load(config.Options{File: abs, Environ: []string{}})
+		if err != nil {
+			return nil, configError(err)
+		}
+		t := benchTopology{name: strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), path: abs}
+		for _, id := range cfg.StageIDs() {
+			switch cfg.Stages[id].Type {
+			case "range.splitter":
+				t.splitter = id
+			case "http.reader":
+				t.readers = true
+			}
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// memoryBound is what validate prints for the topology with these
+// overrides.
+func (t benchTopology) memoryBound(sets []string, connections int) (int64, error) {
+	cfg, err := config.Load(config.Options{File: t.path, Environ: []string{}, Sets: sets})
+	if err != nil {
+		return 0, configError(err)
+	}
+	if connections > 0 {
+		cfg.SetWorkers("http.reader", connections)
+	}
+	cfg.Output = "OUTPUT"
+	g, err := cfg.Graph(pipeline.DefaultRegistry)
+	if err != nil {
+		return 0, configError(err)
+	}
+	return int64(g.MemoryBound()), nil
+}
+
+// benchCells expands the matrix of one scenario: every topology x
+// connections (when it has readers) x piece size (when it has a splitter),
+// then the reference tools when asked.
+func benchCells(f *benchFlags, scenario, exe string, topologies []benchTopology) ([]*benchCell, error) {
+	var cells []*benchCell
+	for _, t := range topologies {
+		conns, pieces := []int{0}, []pipeline.ByteSize{0}
+		if t.readers {
+			conns = f.connections
+		}
+		if t.splitter != "" && len(f.pieces) > 0 {
+			pieces = f.pieces
+		}
+		for _, n := range conns {
+			for _, p := range pieces {
+				c := &benchCell{Scenario: scenario, Origin: f.origin, Tool: "dlflow", Topology: filepath.Base(t.path), Connections: n, Piece: int64(p)}
+				c.Label = t.name
+				var extra, sets []string
+				if n > 0 {
+					c.Label += fmt.Sprintf(" c=%d", n)
+					extra = append(extra, "--connections", fmt.Sprint(n))
+				}
+				if p > 0 {
+					c.Label += fmt.Sprintf(" piece=%v", p)
+					sets = append(sets, fmt.Sprintf("stages.%s.config.piece=%v", t.splitter, p))
+					extra = append(extra, "--set", sets[0])
+				}
+				bound, err := t.memoryBound(sets, n)
+				if err != nil {
+					return nil, err
+				}
+				c.MemoryBound = bound
+				path := t.path
+				c.command = func(ctx context.Context, url, out, metrics string) *exec.Cmd {
+					args := []string{"get", "-c", path, "--url", url, "-o", out, "-q", "--no-resume", "--metrics-json", metrics}
+					cmd := exec.CommandContext(ctx, exe, append(args, extra...)...)
+					cmd.Env = append(os.Environ(), cliEnv+"=1")
+					return cmd
+				}
+				cells = append(cells, c)
+			}
+		}
+	}
+	if f.compare {
+		cells = append(cells, referenceCells(f, scenario)...)
+	}
+	return cells, nil
+}
+
+// referenceCells are curl (one stream) and aria2c (one cell per number of
+// connections, at most 16, aria2c's limit), when they are installed.
+func referenceCells(f *benchFlags, scenario string) []*benchCell {
+	var cells []*benchCell
+	if curl, err := exec.LookPath("curl"); err == nil {
+		cells = append(cells, &benchCell{
+			Scenario: scenario, Origin: f.origin, Tool: "curl", Label: "curl",
+			command: func(ctx context.Context, url, out, _ string) *exec.Cmd {
+				return exec.CommandContext(ctx, curl, "-sf", "-o", out, url)
+			},
+		})
+	}
+	if aria, err := exec.LookPath("aria2c"); err == nil {
+		var seen []int
+		for _, n := range f.connections {
+			n = min(max(n, 1), 16)
+			if f.connections[0] == 0 {
+				n = 8
+			}
+			if slices.Contains(seen, n) {
+				continue
+			}
+			seen = append(seen, n)
+			x := fmt.Sprint(n)
+			cells = append(cells, &benchCell{
+				Scenario: scenario, Origin: f.origin, Tool: "aria2c", Connections: n, Label: "aria2c c=" + x,
+				command: func(ctx context.Context, url, out, _ string) *exec.Cmd {
+					return exec.CommandContext(ctx, aria, "-x"+x, "-s"+x, "-k1M", "--file-allocation=none",
+						"-q", "--allow-overwrite=true", "--auto-file-renaming=false",
+						"-d", filepath.Dir(out), "-o", filepath.Base(out), url)
+				},
+			})
+		}
+	}
+	return cells
+}
+
+// startBenchServer starts the origin of a scenario.
+func startBenchServer(f *benchFlags, scenario, dir string) (*benchServer, error) {
+	if f.url != "" {
+		return &benchServer{url: f.url, sha: f.sha256, size: -1, desc: f.url, reset: func() {}, close: func() {}}, nil
+	}
+	size := int64(f.size)
+	sha := origin.SHA256Hex(size, benchSeed)
+	if f.origin == "nginx" {
+		root := filepath.Join(dir, "www")
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			return nil, err
+		}
+		if err := origin.WriteFile(filepath.Join(root, "file.bin"), size, benchSeed); err != nil {
+			return nil, err
+		}
+		opts := nginxtest.Options{Root: root}
+		desc := fmt.Sprintf("nginx on 127.0.0.1, %v file", f.size)
+		if scenario == scenarioRateLimit {
+			opts.LimitRate = fmt.Sprint(int64(f.rate))
+			desc += fmt.Sprintf(", limit_rate %v/s per connection", f.rate)
+		}
+		ngx, err := nginxtest.Start(opts)
+		if err != nil {
+			os.RemoveAll(root)
+			return nil, err
+		}
+		return &benchServer{
+			url: ngx.BaseURL() + "/file.bin", sha: sha, size: size, desc: desc, reset: func() {},
+			close: func() { ngx.Close(); os.RemoveAll(root) },
+		}, nil
+	}
+	opts := origin.Options{Size: size, Seed: benchSeed}
+	var faults origin.Faults
+	desc := fmt.Sprintf("built-in origin on 127.0.0.1, %v generated", f.size)
+	switch scenario {
+	case scenarioRateLimit:
+		opts.RateLimit = int64(f.rate)
+		desc += fmt.Sprintf(", %v/s per connection", f.rate)
+	case scenarioLatency:
+		opts.Latency = f.latency
+		desc += fmt.Sprintf(", %v before each response", f.latency)
+	case scenarioSlowConn:
+		faults = origin.Faults{Trickle: int64(f.trickle), TrickleRequest: f.slowRequest}
+		desc += fmt.Sprintf(", GET #%d trickles at %v/s", f.slowRequest, f.trickle)
+	}
+	srv, err := origin.Start(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &benchServer{
+		url: srv.URL(), sha: sha, size: size, desc: desc,
+		reset: func() { srv.ResetStats(); srv.SetFaults(faults) },
+		close: func() { srv.Close() },
+	}, nil
+}
+
+type measurement struct {
+	wall, cpu time.Duration
+	maxRSS    int64
+}
+
+// benchOnce runs one child to completion and measures its wall time, CPU
+// time and peak RSS (both its own: the child is waited for alone).
+func benchOnce(cmd *exec.Cmd) (measurement, error) {
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+			msg = msg[i+1:] // the one line naming the cause
+		}
+		return measurement{}, fmt.Errorf("%v: %s", err, msg)
+	}
+	m := measurement{wall: wall}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		m.maxRSS = ru.Maxrss << 10 // Linux reports KiB
+		m.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return m, nil
+}

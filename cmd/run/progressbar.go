@@ -1,0 +1,248 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/stages"
+)
+
+// barPoll is how often the bar reads the stages' counters; barAlpha weighs
+// the newest poll in the smoothed rates (about the last two seconds count).
+const (
+	barPoll    = 200 * time.Millisecond
+	barRefresh = 150 * time.Millisecond
+	barAlpha   = 0.1
+	barWidth   = 30 // of the [===>---] part
+)
+
+// progressBar draws a download on a terminal: one line for the whole file
+// (bytes, percentage, smoothed rate, eta) and, for ranged topologies, one
+// line per connection (bytes and rate of each http.reader replica). It
+// reads the counters the running stages expose: progress.tap's Progress
+// and http.reader's ReplicaBytes.
+type progressBar struct {
+	p     *mpb.Progress
+	main  *mpb.Bar
+	conns []*mpb.Bar
+
+	tap     *stages.ProgressTap // nil: sum the readers instead
+	readers []stages.ReplicaCounter
+
+	mu    sync.Mutex // guards stats, which the decorators read
+	stats barStats
+
+	restore func() // gives the log lines back to stderr
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+type barStats struct {
+	done, total int64 // total -1: unknown
+	rate        float64
+	sampled     bool
+	last        int64 // transferred bytes at the last poll
+	conns       []connStats
+}
+
+type connStats struct {
+	bytes int64
+	rate  float64
+}
+
+// startBar starts drawing the run of g on w, a terminal, and sends the log
+// lines through the bar meanwhile. It returns nil when g has nothing to
+// count bytes with (no progress.tap and no http.reader).
+//
+// opts are added to the container's; a test gives a width (a terminal's
+// own is used otherwise).
+func startBar(w io.Writer, g *pipeline.Graph, sink *logSink, output string, size int64, opts ...mpb.ContainerOption) *progressBar {
+	b := &progressBar{stop: make(chan struct{}), done: make(chan struct{})}
+	for _, s := range g.StagesOfType("progress.tap") {
+		if t, ok := s.(*stages.ProgressTap); ok {
+			b.tap = t
+			break
+		}
+	}
+	for _, s := range g.StagesOfType("http.reader") {
+		if rc, ok := s.(stages.ReplicaCounter); ok {
+			b.readers = append(b.readers, rc)
+		}
+	}
+	if b.tap == nil && len(b.readers) == 0 {
+		return nil
+	}
+	b.stats.total = size
+	b.p = mpb.New(append([]mpb.ContainerOption{mpb.WithOutput(w), mpb.WithRefreshRate(barRefresh), mpb.WithAutoRefresh()}, opts...)...)
+	name := filepath.Base(output)
+	if len(name) > 24 {
+		name = name[:21] + "..."
+	}
+	b.main = b.p.AddBar(max(size, 0), mpb.BarWidth(barWidth),
+		mpb.PrependDecorators(decor.Name(name, decor.WC{C: decor.DindentRight | decor.DextraSpace})),
+		mpb.AppendDecorators(
+			decor.Any(func(decor.Statistics) string { return b.mainText() }, decor.WC{C: decor.DextraSpace}),
+		),
+	)
+	b.restore = sink.redirect(b.p, true)
+	go func() {
+		defer close(b.done)
+		t := time.NewTicker(barPoll)
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-b.stop:
+				return
+			case now := <-t.C:
+				b.poll(now.Sub(last).Seconds())
+				last = now
+			}
+		}
+	}()
+	return b
+}
+
+// finish stops the polling, draws the final state, and waits until the bar
+// is off the terminal's active area: complete when ok, aborted (left as it
+// was) otherwise.
+func (b *progressBar) finish(ok bool) {
+	if b == nil {
+		return
+	}
+	close(b.stop)
+	<-b.done
+	b.poll(0)
+	for _, bar := range append([]*mpb.Bar{b.main}, b.conns...) {
+		if ok {
+			bar.SetTotal(-1, true)
+		} else {
+			bar.Abort(false)
+		}
+	}
+	b.p.Wait()
+	b.restore()
+}
+
+// poll reads the counters and updates the bars; dt is the time since the
+// last poll in seconds, 0 for a final read that does not sample the rate.
+func (b *progressBar) poll(dt float64) {
+	var perConn []int64
+	for _, r := range b.readers {
+		perConn = append(perConn, r.ReplicaBytes()...)
+	}
+	var done, total, resumed int64 = 0, -1, 0
+	if b.tap != nil {
+		done, total = b.tap.Progress()
+		resumed = b.tap.Resumed()
+	} else {
+		for _, n := range perConn {
+			done += n
+		}
+	}
+
+	b.mu.Lock()
+	s := &b.stats
+	if total >= 0 {
+		s.total = total
+	}
+	s.done = done
+	transferred := done - resumed
+	if dt > 0 {
+		inst := float64(transferred-s.last) / dt
+		s.rate, s.sampled = smooth(s.rate, inst, s.sampled), true
+		s.last = transferred
+	}
+	for len(s.conns) < len(perConn) {
+		s.conns = append(s.conns, connStats{})
+	}
+	for i, n := range perConn {
+		c := &s.conns[i]
+		if dt > 0 {
+			c.rate = smooth(c.rate, float64(n-c.bytes)/dt, c.bytes > 0 || c.rate > 0)
+		}
+		c.bytes = n
+	}
+	total = s.total
+	b.mu.Unlock()
+
+	if total >= 0 {
+		b.main.SetTotal(total, false)
+	}
+	b.main.SetCurrent(done)
+	// One line per connection, added as the connections start; a single
+	// connection gets none, the main line says it all.
+	if len(perConn) > 1 {
+		for i := len(b.conns); i < len(perConn); i++ {
+			b.conns = append(b.conns, b.p.New(-1, mpb.NopStyle(),
+				mpb.PrependDecorators(decor.Name(fmt.Sprintf("  conn %d", i+1), decor.WC{C: decor.DindentRight | decor.DextraSpace | decor.DSyncWidth})),
+				mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return b.connText(i) })),
+			))
+		}
+	}
+	for i, bar := range b.conns {
+		bar.SetCurrent(perConn[i])
+	}
+}
+
+func smooth(avg, inst float64, sampled bool) float64 {
+	if !sampled {
+		return inst // nothing to smooth with yet
+	}
+	return barAlpha*inst + (1-barAlpha)*avg
+}
+
+func (b *progressBar) mainText() string {
+	b.mu.Lock()
+	s := b.stats
+	b.mu.Unlock()
+	if s.total < 0 {
+		return fmt.Sprintf("%10s  %12s", humanBytes(float64(s.done)), humanRate(s.rate))
+	}
+	pct := 100.0
+	if s.total > 0 {
+		pct = float64(s.done) * 100 / float64(s.total)
+	}
+	eta := "--"
+	if left := s.total - s.done; left <= 0 {
+		eta = "0s"
+	} else if s.rate > 0 {
+		eta = fmtETA(float64(left) / s.rate)
+	}
+	return fmt.Sprintf("%10s / %-10s %5.1f%%  %12s  eta %s",
+		humanBytes(float64(s.done)), humanBytes(float64(s.total)), pct, humanRate(s.rate), eta)
+}
+
+func (b *progressBar) connText(i int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if i >= len(b.stats.conns) {
+		return ""
+	}
+	c := b.stats.conns[i]
+	return fmt.Sprintf("%10s  %12s", humanBytes(float64(c.bytes)), humanRate(c.rate))
+}
+
+// fmtETA renders seconds as "42s", "3m05s" or "2h03m".
+func fmtETA(sec float64) string {
+	if math.IsInf(sec, 0) || math.IsNaN(sec) || sec > 99*3600 {
+		return "--"
+	}
+	s := int64(math.Ceil(sec))
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%ds", s)
+	case s < 3600:
+		return fmt.Sprintf("%dm%02ds", s/60, s%60)
+	default:
+		return fmt.Sprintf("%dh%02dm", s/3600, s%3600/60)
+	}
+}

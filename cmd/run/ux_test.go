@@ -1,0 +1,480 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vbauerster/mpb/v8"
+
+	"github.com/dlflow/dlflow/config"
+	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/stages"
+)
+
+// uxSummary decodes the --json object; the names are the contract.
+type uxSummary struct {
+	URL          string  `json:"url"`
+	Output       string  `json:"output"`
+	Bytes        int64   `json:"bytes"`
+	Seconds      float64 `json:"seconds"`
+	RateBPS      float64 `json:"rate_bps"`
+	Connections  int     `json:"connections"`
+	Retries      int64   `json:"retries"`
+	ResumedBytes int64   `json:"resumed_bytes"`
+	Checksum     string  `json:"checksum"`
+	Topology     string  `json:"topology"`
+	Error        string  `json:"error"`
+	ExitCode     int     `json:"exit_code"`
+}
+
+// uxJSON decodes stdout, which must be exactly one JSON object on one line
+// with every contract key present.
+func uxJSON(t *testing.T, stdout string) uxSummary {
+	t.Helper()
+	if strings.Count(stdout, "\n") != 1 || !strings.HasSuffix(stdout, "}\n") {
+		t.Fatalf("stdout is not one JSON line: %q", stdout)
+	}
+	var keys map[string]any
+	if err := json.Unmarshal([]byte(stdout), &keys); err != nil {
+		t.Fatalf("stdout: %v: %s", err, stdout)
+	}
+	for _, k := range []string{"url", "output", "bytes", "seconds", "rate_bps", "connections", "retries", "resumed_bytes", "checksum", "topology"} {
+		if _, ok := keys[k]; !ok {
+			t.Errorf("the summary lacks %q: %s", k, stdout)
+		}
+	}
+	var s uxSummary
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		t.Fatalf("stdout: %v: %s", err, stdout)
+	}
+	return s
+}
+
+// TestLimitRate: --limit-rate is one budget for the whole download. Four
+// connections fetching 2 MiB at 4 MiB/s together cannot be done before
+// (2 MiB - the bucket's burst of 256 KiB) / 4 MiB/s = 437ms; separate
+// budgets per connection would finish in about a quarter of that. The bound
+// is a lower one only: the limiter guarantees it however slow the machine.
+func TestLimitRate(t *testing.T) {
+	const size, seed = 2 << 20, 31
+	srv := startOrigin(t, origin.Options{Size: size, Seed: seed})
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"ranged", []string{"-c", examplePath("ranged"), "--connections", "4", "--set", "stages.split.config.piece=256KiB"}},
+		{"stream", []string{"-c", examplePath("stream")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out.bin")
+			args := append([]string{"--url", srv.URL(), "-o", out, "--limit-rate", "4MiB", "--json"}, tc.args...)
+			start := time.Now()
+			res := runCLI(t, args...)
+			elapsed := time.Since(start)
+			if res.code != 0 {
+				t.Fatalf("exit %d: %s", res.code, res.stderr)
+			}
+			assertComplete(t, out, size, seed)
+			if elapsed < 350*time.Millisecond {
+				t.Fatalf("2 MiB at 4 MiB/s took %v; the limit is not applied to the whole download", elapsed)
+			}
+			if s := uxJSON(t, res.stdout); s.Bytes != size {
+				t.Fatalf("summary bytes %d, want %d", s.Bytes, size)
+			}
+		})
+	}
+	t.Run("bad value", func(t *testing.T) {
+		res := runCLI(t, srv.URL(), "-o", filepath.Join(t.TempDir(), "x"), "--limit-rate", "fast")
+		if res.code != exitUsage || !strings.Contains(res.stderr, "--limit-rate") || !strings.Contains(res.stderr, `"fast"`) {
+			t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+		}
+	})
+}
+
+// headerServer serves content with Range support on 127.0.0.1 and records
+// the headers of every request.
+type headerServer struct {
+	*httptest.Server
+	mu      sync.Mutex
+	headers []http.Header
+}
+
+func startHeaderServer(t *testing.T, content []byte, tlsServer bool) *headerServer {
+	t.Helper()
+	hs := &headerServer{}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hs.mu.Lock()
+		hs.headers = append(hs.headers, r.Header.Clone())
+		hs.mu.Unlock()
+		w.Header().Set("ETag", `"v1"`)
+		http.ServeContent(w, r, "file.bin", time.Time{}, bytes.NewReader(content))
+	})
+	hs.Server = httptest.NewUnstartedServer(h)
+	// A client refusing the certificate is what a test wants, not news.
+	hs.Config.ErrorLog = log.New(io.Discard, "", 0)
+	if tlsServer {
+		hs.StartTLS()
+	} else {
+		hs.Start()
+	}
+	t.Cleanup(hs.Close)
+	return hs
+}
+
+func (hs *headerServer) requests() []http.Header {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return append([]http.Header(nil), hs.headers...)
+}
+
+// TestHeadersAndCredentials: -H headers, --user-agent and basic auth (from
+// the URL, --user or http.basic_auth) reach every request, probe included,
+// and no secret shows in the logs, even at debug level, nor in the summary.
+func TestHeadersAndCredentials(t *testing.T) {
+	content := bytes.Repeat([]byte("dlflow-"), 50_000) // 350 kB
+	basic := func(user, pass string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	}
+	for _, tc := range []struct {
+		name     string
+		url      func(base string) string
+		args     []string
+		want     map[string]string // header -> value on every request
+		secrets  []string
+		ranged   bool
+		topology string
+	}{
+		{
+			name: "headers",
+			url:  func(base string) string { return base + "/file.bin" },
+			args: []string{"-H", "X-Token: tok-secret-1", "-H", "Authorization: Bearer bearer-secret-2", "--user-agent", "ux-test/1"},
+			want: map[string]string{"X-Token": "tok-secret-1", "Authorization": "Bearer bearer-secret-2", "User-Agent": "ux-test/1", "Accept-Encoding": "identity"},
+			// The header names are fine to log; their values are not.
+			secrets: []string{"tok-secret-1", "bearer-secret-2"},
+		},
+		{
+			name: "url userinfo",
+			url: func(base string) string {
+				return strings.Replace(base, "http://", "http://alice:url-secret-3@", 1) + "/file.bin"
+			},
+			want:    map[string]string{"Authorization": basic("alice", "url-secret-3")},
+			secrets: []string{"url-secret-3", strings.TrimPrefix(basic("alice", "url-secret-3"), "Basic ")},
+		},
+		{
+			name:    "--user, ranged",
+			url:     func(base string) string { return base + "/file.bin" },
+			args:    []string{"--user", "bob:flag-secret-4", "-c", examplePath("ranged"), "--connections", "3", "--set", "stages.split.config.piece=64KiB"},
+			want:    map[string]string{"Authorization": basic("bob", "flag-secret-4")},
+			secrets: []string{"flag-secret-4", strings.TrimPrefix(basic("bob", "flag-secret-4"), "Basic ")},
+			ranged:  true,
+		},
+		{
+			name:    "config key",
+			url:     func(base string) string { return base + "/file.bin" },
+			args:    []string{"--set", "http.basic_auth=carol:set-secret-5"},
+			want:    map[string]string{"Authorization": basic("carol", "set-secret-5")},
+			secrets: []string{strings.TrimPrefix(basic("carol", "set-secret-5"), "Basic ")},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs := startHeaderServer(t, content, false)
+			out := filepath.Join(t.TempDir(), "out.bin")
+			args := append([]string{tc.url(hs.URL), "-o", out, "--log-level", "debug", "--log-format", "json", "--json"}, tc.args...)
+			res := runCLI(t, args...)
+			if res.code != 0 {
+				t.Fatalf("exit %d: %s", res.code, res.stderr)
+			}
+			if got, _ := os.ReadFile(out); !bytes.Equal(got, content) {
+				t.Fatalf("output differs from the content (%d bytes)", len(got))
+			}
+			reqs := hs.requests()
+			ranged := 0
+			for i, h := range reqs {
+				for name, want := range tc.want {
+					if got := h.Get(name); got != want {
+						t.Errorf("request %d: %s is %q, want %q", i, name, got, want)
+					}
+				}
+				if r := h.Get("Range"); r != "" && r != "bytes=0-0" {
+					ranged++
+				}
+			}
+			if tc.ranged && ranged < 2 {
+				t.Errorf("%d ranged requests; the test wants several connections to carry the credentials", ranged)
+			}
+			if !strings.Contains(res.stderr, `"level":"debug"`) {
+				t.Errorf("no debug lines: the test would not see a leak:\n%s", res.stderr)
+			}
+			for _, secret := range tc.secrets {
+				if strings.Contains(res.stderr, secret) || strings.Contains(res.stdout, secret) {
+					t.Errorf("%q leaked:\nstdout: %s\nstderr:\n%s", secret, res.stdout, res.stderr)
+				}
+			}
+			if s := uxJSON(t, res.stdout); s.Bytes != int64(len(content)) {
+				t.Errorf("summary bytes %d, want %d", s.Bytes, len(content))
+			}
+		})
+	}
+}
+
+// TestProgressEventsWithoutTTY: with stderr not a terminal there is no bar;
+// --log-level info gives JSON progress events at the tap's interval with
+// bytes, total, percent, rate and eta. The origin sends 1 MiB at 2 MiB/s,
+// so a 100ms interval ticks several times.
+func TestProgressEventsWithoutTTY(t *testing.T) {
+	const size, seed = 1 << 20, 5
+	srv := startOrigin(t, origin.Options{Size: size, Seed: seed, RateLimit: 2 << 20})
+	out := filepath.Join(t.TempDir(), "out.bin")
+	res := runCLI(t, srv.URL(), "-o", out, "--log-level", "info", "--log-format", "json",
+		"--set", "stages.progress.config.interval=100ms")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	assertComplete(t, out, size, seed)
+	lines := strings.Split(strings.TrimRight(res.stderr, "\n"), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "dlflow: saved ") {
+		t.Errorf("the last line is not the summary: %q", last)
+	}
+	full := 0
+	for _, line := range lines[:len(lines)-1] {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("a log line is not JSON (%v): %q", err, line)
+		}
+		if ev["message"] != "progress" {
+			continue
+		}
+		if ev["level"] != "info" || ev["stage"] != "progress" || ev["total"] != float64(size) {
+			t.Errorf("progress event %q", line)
+		}
+		_, hasPercent := ev["percent"]
+		_, hasRate := ev["rate"]
+		_, hasETA := ev["eta"]
+		if b, ok := ev["bytes"].(float64); ok && b > 0 && b < size && hasPercent && hasRate && hasETA {
+			full++
+		}
+	}
+	if full == 0 {
+		t.Fatalf("no progress event with bytes, total, percent, rate and eta mid-download:\n%s", res.stderr)
+	}
+	if strings.Contains(res.stderr, "\r") || strings.Contains(res.stderr, "\x1b[") {
+		t.Errorf("terminal control sequences on a non-terminal stderr:\n%q", res.stderr)
+	}
+}
+
+// TestSummaryCountsRetriesAndResume: retries the HTTP stages took and bytes
+// an earlier run left are in the summary.
+func TestSummaryCountsRetriesAndResume(t *testing.T) {
+	const size, seed = 3<<20 + 7, 9
+	t.Run("retries", func(t *testing.T) {
+		srv := startOrigin(t, origin.Options{Size: size, Seed: seed})
+		srv.SetFaults(origin.Faults{FailStatus: http.StatusServiceUnavailable, FailCount: 2})
+		out := filepath.Join(t.TempDir(), "out.bin")
+		res := runCLI(t, fltArgs("stream", srv.URL(), out, "--json")...)
+		fltOK(t, res, out, size, seed)
+		s := uxJSON(t, res.stdout)
+		if s.Retries != 2 || s.Bytes != size || s.Connections != 1 || s.ResumedBytes != 0 {
+			t.Fatalf("summary %+v, want 2 retries of a %d-byte stream", s, int64(size))
+		}
+		if !strings.Contains(res.stderr, ", 1 connection, 2 retries\n") {
+			t.Errorf("summary line: %q", res.stderr)
+		}
+	})
+	t.Run("resume", func(t *testing.T) {
+		srv := startOrigin(t, origin.Options{Size: size, Seed: seed})
+		srv.SetFaults(origin.Faults{DropAfter: 1 << 20, DropRequests: 1})
+		out := filepath.Join(t.TempDir(), "out.bin")
+		first := runCLI(t, fltArgs("stream", srv.URL(), out, "--set", "stages.fetch.config.attempts=1", "--json")...)
+		if first.code != exitFailed {
+			t.Fatalf("first run: exit %d, want 1: %s", first.code, first.stderr)
+		}
+		if s := uxJSON(t, first.stdout); s.ExitCode != exitFailed || s.Error == "" || s.Output != out {
+			t.Fatalf("failure summary %+v", s)
+		}
+		state, ok := readResState(t, out)
+		if !ok || state.claimed() == 0 {
+			t.Fatalf("no partial state to resume: %+v", state)
+		}
+		srv.SetFaults(origin.Faults{})
+		res := runCLI(t, fltArgs("stream", srv.URL(), out, "--json")...)
+		fltOK(t, res, out, size, seed)
+		s := uxJSON(t, res.stdout)
+		if s.ResumedBytes != state.claimed() || s.Bytes != size {
+			t.Fatalf("summary %+v, want %d bytes resumed of %d", s, state.claimed(), int64(size))
+		}
+		if !strings.Contains(res.stderr, " resumed\n") {
+			t.Errorf("summary line does not mention the resume: %q", res.stderr)
+		}
+	})
+}
+
+// TestTLSOptions: --ca-cert trusts a private CA; without it the download
+// fails on the certificate; --insecure skips the check and says so.
+func TestTLSOptions(t *testing.T) {
+	content := bytes.Repeat([]byte("tls"), 10_000)
+	hs := startHeaderServer(t, content, true)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	cert := hs.Certificate()
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+
+	res := runCLI(t, hs.URL+"/f.bin", "-o", filepath.Join(dir, "untrusted"))
+	assertFailedCleanly(t, res, exitFailed, filepath.Join(dir, "untrusted"), "certificate")
+
+	res = runCLI(t, hs.URL+"/f.bin", "-o", filepath.Join(dir, "ca"), "--ca-cert", caFile)
+	if res.code != 0 {
+		t.Fatalf("--ca-cert: exit %d: %s", res.code, res.stderr)
+	}
+	if strings.Contains(res.stderr, "verification is off") {
+		t.Errorf("a warning without --insecure: %s", res.stderr)
+	}
+
+	res = runCLI(t, hs.URL+"/f.bin", "-o", filepath.Join(dir, "insecure"), "--insecure")
+	if res.code != 0 {
+		t.Fatalf("--insecure: exit %d: %s", res.code, res.stderr)
+	}
+	if !strings.Contains(res.stderr, `"level":"warn"`) || !strings.Contains(res.stderr, "TLS certificate verification is off") {
+		t.Errorf("no warning for --insecure: %s", res.stderr)
+	}
+	for _, name := range []string{"ca", "insecure"} {
+		if got, _ := os.ReadFile(filepath.Join(dir, name)); !bytes.Equal(got, content) {
+			t.Errorf("%s: output differs", name)
+		}
+	}
+
+	res = runCLI(t, hs.URL+"/f.bin", "-o", filepath.Join(dir, "nofile"), "--ca-cert", filepath.Join(dir, "missing.pem"))
+	assertFailedCleanly(t, res, exitUsage, filepath.Join(dir, "nofile"), "http.ca_cert", "missing.pem")
+}
+
+// TestProxyOption: --proxy (http.proxy) sends every request through the
+// proxy. (HTTPS_PROXY from the environment is Go's ProxyFromEnvironment,
+// which never proxies 127.0.0.1, so it cannot be tested on loopback.)
+func TestProxyOption(t *testing.T) {
+	const size, seed = 300_001, 3
+	srv := startOrigin(t, origin.Options{Size: size, Seed: seed})
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	var mu sync.Mutex
+	var seen []string
+	proxy := httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			mu.Lock()
+			seen = append(seen, r.In.URL.String())
+			mu.Unlock()
+			r.Out.URL = r.In.URL // absolute-form: the target itself
+		},
+		Transport: tr,
+	})
+	t.Cleanup(proxy.Close)
+	out := filepath.Join(t.TempDir(), "out.bin")
+	res := runCLI(t, srv.URL(), "-o", out, "--proxy", proxy.URL)
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	assertComplete(t, out, size, seed)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 || len(seen) != len(srv.Log()) {
+		t.Fatalf("the proxy saw %d requests, the origin %d: %v", len(seen), len(srv.Log()), seen)
+	}
+	for _, u := range seen {
+		if u != srv.URL() {
+			t.Errorf("proxied %q, want %q", u, srv.URL())
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the bar's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestProgressBarDraws runs the bar a terminal would get over a real ranged
+// download, drawn into a buffer: it ends at 100% with one line per
+// connection, log lines go through it, and it leaves no goroutine behind
+// (TestMain checks). What a terminal shows is in the README.
+func TestProgressBarDraws(t *testing.T) {
+	const size, seed = 8 << 20, 21
+	srv := startOrigin(t, origin.Options{Size: size, Seed: seed, RateLimit: 16 << 20})
+	out := filepath.Join(t.TempDir(), "bar.bin")
+	cfg, err := config.Load(config.Options{File: examplePath("ranged"), Environ: []string{},
+		Sets: []string{"url=" + srv.URL(), "output=" + out, "stages.split.config.piece=512KiB", "stages.fetch.workers=3", "stages.progress.config.interval=20ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := cfg.Graph(pipeline.DefaultRegistry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, header, err := stages.NewClient(cfg.HTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.CloseIdleConnections()
+	ctx := context.Background()
+	res, err := stages.Probe(ctx, client, header, srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var term lockedBuffer
+	sink := &logSink{w: &term}
+	log := zerolog.New(sink).Hook(sink).Level(zerolog.InfoLevel)
+	bar := startBar(&term, g, sink, out, res.Size, mpb.WithWidth(160))
+	if bar == nil {
+		t.Fatal("no bar for a ranged topology")
+	}
+	log.Warn().Msg("a line above the bar")
+	err = g.Run(ctx, pipeline.RunOptions{Resource: res, Log: log})
+	bar.finish(err == nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertComplete(t, out, size, seed)
+	drawn := term.String()
+	for _, want := range []string{"bar.bin", "8.0 MiB / 8.0 MiB", "100.0%", "conn 1", "conn 3", "a line above the bar"} {
+		if !strings.Contains(drawn, want) {
+			t.Errorf("the bar lacks %q:\n%s", want, drawn)
+		}
+	}
+	if strings.Contains(drawn, `"message":"progress"`) {
+		t.Errorf("progress events printed through the bar:\n%s", drawn)
+	}
+	// The log goes to its writer again once the bar is gone.
+	log.Warn().Msg("after the bar")
+	if !strings.HasSuffix(term.String(), "\"message\":\"after the bar\"}\n") {
+		t.Errorf("a log line after the bar went astray:\n%q", term.String())
+	}
+}
