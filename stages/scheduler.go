@@ -94,10 +94,10 @@ type spanReader struct {
 	sp       *span
 	cancel   context.CancelCauseFunc // of the request in flight, or nil
 	replaced bool                    // a faster reader took over
-	started  time.Time               // attached
-	blocked  time.Duration           // time spent handing chunks on
-	// read counts the bytes its requests delivered, as they arrive; the
-	// only field written without the lock.
+	started  time.Time               // attached, or sent its latest request
+	blocked  time.Duration           // time since started spent handing chunks on
+	// read counts the bytes its latest request delivered, as they arrive;
+	// the only field written without the lock.
 	read atomic.Int64
 }
 
@@ -131,12 +131,18 @@ func (s *scheduler) limit(r *spanReader) int64 {
 }
 
 // request records the cancel function of the reader's request in flight
-// (nil when it ended). A reader already replaced, or whose span is done, is
-// cancelled at once.
+// (nil when it ended). A new request starts the window over which the
+// reader's speed is measured: the time a failed request and the backoff
+// before its retry took says nothing of the connection's speed. A reader
+// already replaced, or whose span is done, is cancelled at once.
 func (s *scheduler) request(r *spanReader, cancel context.CancelCauseFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.cancel = cancel
+	if cancel != nil {
+		r.started, r.blocked = time.Now(), 0
+		r.read.Store(0)
+	}
 	switch {
 	case cancel == nil:
 	case r.replaced:
