@@ -161,9 +161,12 @@ func TestHTTPReaderRetryBudget(t *testing.T) {
 	if !errors.As(err, &he) || he.Status != 500 || !strings.Contains(err.Error(), "2 retries are spent") {
 		t.Fatalf("err = %v", err)
 	}
-	cfg = htReaderConfig(func(c *HTTPReaderConfig) { c.Attempts = 3 })
-	srv.ResetStats()
+	// A fresh origin: requests the first run cancelled may still reach the
+	// old one and would be counted.
+	srv = htOrigin(t, 1<<20, nil)
+	res = htProbe(t, srv.URL())
 	srv.SetFaults(origin.Faults{FailStatus: 500, FailCount: 100})
+	cfg = htReaderConfig(func(c *HTTPReaderConfig) { c.Attempts = 3 })
 	err = htRun(t, htCtx(t, 10*time.Second), res, htReaderGraph(htPieces(1<<20, 1<<20), 1, cfg, newHTOutput())...)
 	if !errors.As(err, &he) || !strings.Contains(err.Error(), "after 3 attempts") || srv.Stats().GETs != 3 {
 		t.Fatalf("err = %v after %d GETs", err, srv.Stats().GETs)
