@@ -63,8 +63,14 @@ type buffer struct {
 // Pool hands out fixed-size buffers wrapped in Chunks. It is safe for
 // concurrent use. Steady-state Get and Release do not allocate.
 type Pool struct {
-	size  int
-	free  sync.Pool
+	size int
+	// free holds returned buffers for reuse. Unlike a sync.Pool it never
+	// drops them at a GC, so a run never allocates a buffer while an idle
+	// one waits to be collected: the process holds what the memory bound
+	// promises, not that plus garbage. The free list can only grow to the
+	// peak in use; it goes away with the run's Buffers.
+	mu    sync.Mutex
+	free  []*buffer
 	owner *Buffers
 }
 
@@ -74,7 +80,12 @@ func (p *Pool) Size() int { return p.size }
 // Get borrows a buffer. The returned Chunk's Data has length Size; the caller
 // sets Offset, reslices Data to what it filled, and owns the chunk.
 func (p *Pool) Get(offset int64) Chunk {
-	b, _ := p.free.Get().(*buffer)
+	var b *buffer
+	p.mu.Lock()
+	if n := len(p.free); n > 0 {
+		b, p.free = p.free[n-1], p.free[:n-1]
+	}
+	p.mu.Unlock()
 	if b == nil {
 		b = &buffer{b: make([]byte, p.size), pool: p}
 	}
@@ -94,7 +105,9 @@ func (p *Pool) put(b *buffer, gen uint32) {
 		panic(fmt.Sprintf("pipeline: chunk of a %d-byte buffer released twice", p.size))
 	}
 	p.owner.returned(int64(p.size))
-	p.free.Put(b)
+	p.mu.Lock()
+	p.free = append(p.free, b)
+	p.mu.Unlock()
 }
 
 // Buffers is the set of pools of one run, keyed by buffer size, with a count
