@@ -13,10 +13,8 @@ import (
 
 // HTTPReaderConfig configures http.reader.
 type HTTPReaderConfig struct {
-	Buffer      pipeline.ByteSize `koanf:"buffer" help:"size of each chunk read from the network"`
-	IdleTimeout time.Duration     `koanf:"idle_timeout" help:"a body that delivers no bytes for this long is retried; 0 disables"`
-	StealMin    pipeline.ByteSize `koanf:"steal_min" help:"smallest range an idle worker takes over from a slower one (work stealing, rounded up to 4KiB); 0 disables stealing and the replacing or racing of slow connections"`
-	RetryConfig `koanf:",squash"`
+	BodyConfig `koanf:",squash"`
+	StealMin   pipeline.ByteSize `koanf:"steal_min" help:"smallest range an idle worker takes over from a slower one (work stealing, rounded up to 4KiB); 0 disables stealing and the replacing or racing of slow connections"`
 }
 
 var httpReaderDef = pipeline.Def[HTTPReaderConfig]{
@@ -24,30 +22,17 @@ var httpReaderDef = pipeline.Def[HTTPReaderConfig]{
 	Summary:  "fetches byte ranges with HTTP range requests, one connection per worker",
 	Consumes: pipeline.Ranges,
 	Produces: pipeline.Bytes,
-	Defaults: HTTPReaderConfig{
-		Buffer:      256 << 10,
-		IdleTimeout: 30 * time.Second,
-		StealMin:    1 << 20,
-		RetryConfig: DefaultRetry,
-	},
+	Defaults: HTTPReaderConfig{BodyConfig: DefaultBody, StealMin: 1 << 20},
 	New: func(cfg HTTPReaderConfig) (pipeline.Stage, error) {
-		if err := checkReadBuffer(cfg.Buffer); err != nil {
+		if err := cfg.validate(); err != nil {
 			return nil, err
-		}
-		if cfg.IdleTimeout < 0 {
-			return nil, fmt.Errorf("idle_timeout must not be negative, got %v", cfg.IdleTimeout)
 		}
 		if cfg.StealMin < 0 {
 			return nil, fmt.Errorf("steal_min must not be negative, got %v", cfg.StealMin)
 		}
-		if err := cfg.RetryConfig.validate(); err != nil {
-			return nil, err
-		}
 		return &httpReader{cfg: cfg}, nil
 	},
-	Memory: func(cfg HTTPReaderConfig) pipeline.Memory {
-		return pipeline.Memory{ChunkSize: int64(cfg.Buffer), PerReplica: int64(cfg.Buffer)}
-	},
+	Memory: func(cfg HTTPReaderConfig) pipeline.Memory { return cfg.memory() },
 }
 
 func init() { builtin(httpReaderDef.Spec()) }

@@ -334,7 +334,7 @@ func TestHTTPReaderConfig(t *testing.T) {
 			t.Errorf("config %+v accepted", cfg)
 		}
 	}
-	m := httpReaderDef.Memory(HTTPReaderConfig{Buffer: 1 << 20})
+	m := httpReaderDef.Memory(HTTPReaderConfig{BodyConfig: BodyConfig{Buffer: 1 << 20}})
 	if m.ChunkSize != 1<<20 || m.PerReplica != 1<<20 {
 		t.Fatalf("memory %+v", m)
 	}

@@ -3,17 +3,13 @@ package stages
 import (
 	"context"
 	"errors"
-	"fmt"
-	"time"
 
 	"github.com/dlflow/dlflow/pipeline"
 )
 
 // HTTPSourceConfig configures http.source.
 type HTTPSourceConfig struct {
-	Buffer      pipeline.ByteSize `koanf:"buffer" help:"size of each chunk read from the network"`
-	IdleTimeout time.Duration     `koanf:"idle_timeout" help:"a body that delivers no bytes for this long is retried; 0 disables"`
-	RetryConfig `koanf:",squash"`
+	BodyConfig `koanf:",squash"`
 }
 
 var httpSourceDef = pipeline.Def[HTTPSourceConfig]{
@@ -21,27 +17,14 @@ var httpSourceDef = pipeline.Def[HTTPSourceConfig]{
 	Summary:  "streams the resource with one GET, in order, resuming a cut body where it stopped",
 	Consumes: pipeline.None,
 	Produces: pipeline.OrderedBytes,
-	Defaults: HTTPSourceConfig{
-		Buffer:      256 << 10,
-		IdleTimeout: 30 * time.Second,
-		RetryConfig: DefaultRetry,
-	},
+	Defaults: HTTPSourceConfig{BodyConfig: DefaultBody},
 	New: func(cfg HTTPSourceConfig) (pipeline.Stage, error) {
-		if err := checkReadBuffer(cfg.Buffer); err != nil {
-			return nil, err
-		}
-		if cfg.IdleTimeout < 0 {
-			return nil, fmt.Errorf("idle_timeout must not be negative, got %v", cfg.IdleTimeout)
-		}
-		if err := cfg.RetryConfig.validate(); err != nil {
+		if err := cfg.validate(); err != nil {
 			return nil, err
 		}
 		return &httpSource{cfg: cfg}, nil
 	},
-	Memory: func(cfg HTTPSourceConfig) pipeline.Memory {
-		// The buffer being filled is held besides what was sent.
-		return pipeline.Memory{ChunkSize: int64(cfg.Buffer), PerReplica: int64(cfg.Buffer)}
-	},
+	Memory: func(cfg HTTPSourceConfig) pipeline.Memory { return cfg.memory() },
 }
 
 func init() { builtin(httpSourceDef.Spec()) }

@@ -241,7 +241,7 @@ func ExampleHTTPSourceConfig() {
 		},
 	})
 	g, err := pipeline.Build(reg, []pipeline.Node{
-		{ID: "src", Type: "http.source", Config: &HTTPSourceConfig{Buffer: 1 << 20, IdleTimeout: 30 * time.Second, RetryConfig: DefaultRetry}},
+		{ID: "src", Type: "http.source", Config: &HTTPSourceConfig{BodyConfig: BodyConfig{Buffer: 1 << 20, IdleTimeout: 30 * time.Second, RetryConfig: DefaultRetry}}},
 		{ID: "count", Type: "example.count", Inputs: []string{"src"}},
 	})
 	if err != nil {

@@ -23,11 +23,31 @@ import (
 // amount of memory.
 const maxReadBuffer = 1 << 30
 
-func checkReadBuffer(b pipeline.ByteSize) error {
-	if b < 1 || b > maxReadBuffer {
-		return fmt.Errorf("buffer must be between 1B and %v, got %v", pipeline.ByteSize(maxReadBuffer), b)
+// BodyConfig is what the two HTTP stages share: how they read a body and
+// retry a broken one. Both embed it with `koanf:",squash"`.
+type BodyConfig struct {
+	Buffer      pipeline.ByteSize `koanf:"buffer" help:"size of each chunk read from the network"`
+	IdleTimeout time.Duration     `koanf:"idle_timeout" help:"a body that delivers no bytes for this long is retried; 0 disables"`
+	RetryConfig `koanf:",squash"`
+}
+
+// DefaultBody is the body config both HTTP stages start from.
+var DefaultBody = BodyConfig{Buffer: 256 << 10, IdleTimeout: 30 * time.Second, RetryConfig: DefaultRetry}
+
+func (c BodyConfig) validate() error {
+	if c.Buffer < 1 || c.Buffer > maxReadBuffer {
+		return fmt.Errorf("buffer must be between 1B and %v, got %v", pipeline.ByteSize(maxReadBuffer), c.Buffer)
 	}
-	return nil
+	if c.IdleTimeout < 0 {
+		return fmt.Errorf("idle_timeout must not be negative, got %v", c.IdleTimeout)
+	}
+	return c.RetryConfig.validate()
+}
+
+// memory is what a replica holds: the buffer being filled, besides the
+// chunks it already sent.
+func (c BodyConfig) memory() pipeline.Memory {
+	return pipeline.Memory{ChunkSize: int64(c.Buffer), PerReplica: int64(c.Buffer)}
 }
 
 // checkResource is the Start check of both stages: they need a probed
