@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/examples"
 	"github.com/dlflow/dlflow/internal/nginxtest"
@@ -127,6 +129,9 @@ func runCells(ctx context.Context, f *benchFlags, srv *benchServer, cells []*ben
 			}
 			fmt.Fprintf(progress, "bench: %s: %s run %d/%d\n", c.Scenario, c.Label, i+1, f.runs)
 			srv.reset()
+			// Reference tools do not fsync: without a sync their dirty
+			// pages would be written back during the next row's run.
+			unix.Sync()
 			m, err := benchOnce(c.command(ctx, srv.url, out, metricsFile))
 			var sum string
 			if err == nil {
