@@ -214,11 +214,10 @@ func TestWindowLetsTheFrontierRangeThroughAndBlocksTheRest(t *testing.T) {
 }
 
 func BenchmarkRunChunkPath(b *testing.B) {
-	reg, _ := newRegistry(b)
-	reg2 := pipeline.NewRegistry()
-	pipeline.MustRegister(reg2, genSource)
-	pipeline.MustRegister(reg2, passThrough)
-	pipeline.MustRegister(reg2, pipeline.Def[struct{}]{
+	reg := pipeline.NewRegistry()
+	pipeline.MustRegister(reg, genSource)
+	pipeline.MustRegister(reg, passThrough)
+	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
 		Type: "test.discard", Consumes: pipeline.Bytes, Produces: pipeline.None,
 		New: func(struct{}) (pipeline.Stage, error) {
 			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
@@ -229,9 +228,8 @@ func BenchmarkRunChunkPath(b *testing.B) {
 			}), nil
 		},
 	})
-	_ = reg
 	const size = 64 << 20
-	g, err := pipeline.Build(reg2, []pipeline.Node{
+	g, err := pipeline.Build(reg, []pipeline.Node{
 		{ID: "src", Type: "test.gen", Config: &genConfig{Size: size, Chunk: 256 << 10}},
 		{ID: "a", Type: "test.pass", Inputs: []string{"src"}},
 		{ID: "b", Type: "test.pass", Inputs: []string{"a"}},

@@ -214,13 +214,7 @@ func BenchmarkProgress(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(chunk)
-	b.ReportAllocs()
-	b.ResetTimer()
-	err = g.Run(b.Context(), pipeline.RunOptions{Resource: &pipeline.Resource{Size: n * chunk}, Log: zerolog.Nop()})
-	b.StopTimer()
-	if err != nil {
-		b.Fatal(err)
-	}
+	benchRunOnce(b, g, &pipeline.Resource{Size: n * chunk})
 }
 
 func ExampleProgressTap() {

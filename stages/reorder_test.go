@@ -307,18 +307,8 @@ func BenchmarkReorder(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bufs := pipeline.NewBuffers()
 	b.SetBytes(chunk)
-	b.ReportAllocs()
-	b.ResetTimer()
-	err = g.Run(b.Context(), pipeline.RunOptions{Resource: &pipeline.Resource{Size: n * chunk}, Buffers: bufs, Log: zerolog.Nop()})
-	b.StopTimer()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if bufs.InUse() != 0 {
-		b.Fatalf("%d bytes still borrowed", bufs.InUse())
-	}
+	benchRunOnce(b, g, &pipeline.Resource{Size: n * chunk})
 }
 
 func ExampleReorderHeap() {
