@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Chunk is a run of bytes of the resource that starts at Offset.
@@ -53,6 +54,16 @@ func (c Chunk) Share() Chunk {
 // buffer in steps reslices Data up to Cap.
 func (c Chunk) Cap() int { return cap(c.Data) }
 
+// BufferSize is the size of the pooled buffer behind the chunk, which is
+// what holding the chunk costs whatever its length; cap(Data) for a chunk
+// that did not come from a Pool.
+func (c Chunk) BufferSize() int {
+	if c.buf != nil {
+		return len(c.buf.b)
+	}
+	return cap(c.Data)
+}
+
 type buffer struct {
 	b    []byte
 	pool *Pool
@@ -87,7 +98,7 @@ func (p *Pool) Get(offset int64) Chunk {
 	}
 	p.mu.Unlock()
 	if b == nil {
-		b = &buffer{b: make([]byte, p.size), pool: p}
+		b = &buffer{b: alignedBytes(p.size), pool: p}
 	}
 	b.refs.Store(1)
 	p.owner.borrowed(int64(p.size))
@@ -156,3 +167,22 @@ func (b *Buffers) borrowed(n int64) {
 }
 
 func (b *Buffers) returned(n int64) { b.inUse.Add(-n) }
+
+// bufferAlign is the boundary pooled buffers start on, so that a file sink
+// can hand them to O_DIRECT writes (which need aligned memory) without a
+// copy.
+const bufferAlign = 4096
+
+// alignedBytes returns size bytes starting at a bufferAlign boundary when
+// size is at least that. Large allocations are page-aligned by the Go
+// runtime today, so the second allocation is a fallback that costs nothing
+// until the runtime changes.
+func alignedBytes(size int) []byte {
+	b := make([]byte, size)
+	if size < bufferAlign || uintptr(unsafe.Pointer(&b[0]))%bufferAlign == 0 {
+		return b
+	}
+	b = make([]byte, size+bufferAlign)
+	skip := (bufferAlign - int(uintptr(unsafe.Pointer(&b[0]))%bufferAlign)) % bufferAlign
+	return b[skip : skip+size : skip+size]
+}

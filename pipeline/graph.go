@@ -238,6 +238,16 @@ func (n *node) inChunk() int64 {
 	return c
 }
 
+// held is the most input a replica holds at once: one chunk, or as many
+// as fit in its Memory.Gather.
+func (n *node) held() int64 {
+	c := n.inChunk()
+	if c <= 0 || n.mem.Gather <= c {
+		return c
+	}
+	return n.mem.Gather / c * c
+}
+
 func autoQueue(f Flow, chunk int64) int {
 	if !f.isBytes() || chunk <= 0 {
 		return 1
@@ -320,7 +330,7 @@ func (g *Graph) Stages() []StageInfo {
 			ID: n.ID, Type: n.Type, Workers: n.Workers, Inputs: n.Inputs,
 			Consumes: n.in, Produces: n.out, Queue: n.queue,
 			InChunk: n.inChunk(), Chunk: n.chunk, Config: n.Config,
-			HoldsPerReplica: n.mem.PerReplica + n.inChunk(), ReorderWindow: n.mem.Window,
+			HoldsPerReplica: n.mem.PerReplica + n.held(), ReorderWindow: n.mem.Window,
 			Sink: n.out == None, Source: len(n.inputs) == 0,
 		}
 		infos = append(infos, si)
@@ -361,7 +371,7 @@ func (g *Graph) MemoryBound() ByteSize {
 		if len(n.inputs) > 0 && n.in.isBytes() {
 			total += int64(n.queue) * n.inChunk()
 		}
-		total += int64(n.Workers) * (n.mem.PerReplica + n.inChunk())
+		total += int64(n.Workers) * (n.mem.PerReplica + n.held())
 	}
 	return ByteSize(total + g.window)
 }

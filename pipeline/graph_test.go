@@ -496,6 +496,23 @@ func TestMemoryBound(t *testing.T) {
 			t.Errorf("MemoryBound = %d (%v), want %d", got, got, want)
 		}
 	})
+	t.Run("gather", func(t *testing.T) {
+		for _, tc := range []struct{ gather, held int64 }{
+			{0, 64 * k},            // one chunk in hand
+			{64 * k, 64 * k},       // no more than one fits
+			{100 * k, 64 * k},      // whole chunks only
+			{1 << 20, 16 * 64 * k}, // 16 chunks of 64 KiB
+		} {
+			g := mustBuild(t, []pipeline.Node{
+				{ID: "src", Type: "test.gen", Config: &genConfig{Chunk: 64 * k}},
+				{ID: "out", Type: "test.collect", Inputs: []string{"src"}, Workers: 2, Queue: 4, Config: &collectConfig{Gather: tc.gather}},
+			})
+			want := 64*k + 4*64*k + 2*tc.held // src's buffer, the queue, each replica's held chunks
+			if got := g.MemoryBound(); got != pipeline.ByteSize(want) {
+				t.Errorf("gather %d: MemoryBound = %d, want %d", tc.gather, got, want)
+			}
+		}
+	})
 	t.Run("window", func(t *testing.T) {
 		g := mustBuild(t, []pipeline.Node{
 			{ID: "split", Type: "test.ranges", Config: &rangesConfig{MaxRange: 1 << 20}},

@@ -80,6 +80,8 @@ type collectConfig struct {
 	Ordered bool  `koanf:"ordered"`
 	FailAt  int64 `koanf:"fail_at"`
 	Into    *[]byte
+	// Gather is declared as the sink's Memory.Gather, for the bound only.
+	Gather int64
 }
 
 // collectSink copies what it receives into *Into at each chunk's offset,
@@ -140,6 +142,7 @@ func newRegistry(t testing.TB) (*pipeline.Registry, **collectSink) {
 			}
 			return pipeline.Bytes, pipeline.None
 		},
+		Memory: func(c collectConfig) pipeline.Memory { return pipeline.Memory{Gather: c.Gather} },
 		New: func(c collectConfig) (pipeline.Stage, error) {
 			s := &collectSink{cfg: c}
 			*last = s

@@ -46,6 +46,12 @@ type Memory struct {
 	// MaxRange, when positive, is the largest range the stage hands out;
 	// Build checks it fits the graph's reorder window.
 	MaxRange int64
+	// Gather, when positive, lets each replica take queued input chunks
+	// until their buffers add up to this many bytes, to handle them
+	// together (a file sink writes them with one call). A replica always
+	// may hold one chunk; the bound counts as many whole input chunks as
+	// fit in Gather.
+	Gather int64
 }
 
 // Def is the typed way to declare a stage type. C is the stage's config

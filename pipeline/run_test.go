@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
@@ -177,6 +178,28 @@ func TestChunkReleasedTwicePanics(t *testing.T) {
 		}
 	}()
 	c.Release()
+}
+
+// Pooled buffers start on a 4 KiB boundary, which O_DIRECT writes of them
+// need.
+func TestPoolBuffersAreAligned(t *testing.T) {
+	bufs := pipeline.NewBuffers()
+	for _, size := range []int{4096, 64<<10 + 1, 256 << 10, 16<<20 + 3} {
+		var held []pipeline.Chunk
+		for range 4 {
+			c := bufs.Pool(size).Get(0)
+			if addr := uintptr(unsafe.Pointer(&c.Data[0])); addr%4096 != 0 {
+				t.Errorf("%d-byte buffer at %#x, not 4 KiB aligned", size, addr)
+			}
+			if len(c.Data) != size || c.BufferSize() != size {
+				t.Errorf("%d-byte pool gave len %d, BufferSize %d", size, len(c.Data), c.BufferSize())
+			}
+			held = append(held, c)
+		}
+		for _, c := range held {
+			c.Release()
+		}
+	}
 }
 
 func TestPoolReuseDoesNotAllocate(t *testing.T) {
