@@ -1,13 +1,14 @@
 package sinks
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,12 @@ import (
 //   - A run that fails with pipeline.ErrCorrupt (a checksum mismatch)
 //     removes PATH.tmp and its state: those bytes must not be resumed.
 //
+// With direct I/O (see FileConfig.Direct and direct.go) a replica writes
+// the aligned blocks of its chunks past the page cache, and takes the
+// chunks already queued behind the first, up to Gather bytes, into one
+// pwritev: a direct write waits for the disk, so it must be large. The
+// graph's memory bound counts those held chunks.
+//
 // In sequential mode the sink takes ordered bytes and writes them as one
 // stream, so it must run with one worker. In positional mode it takes bytes in
 // any order and writes each chunk at its offset; any number of workers may
@@ -48,12 +55,15 @@ type FileSink struct {
 	fsync       bool
 	preallocate bool
 	resume      bool
+	useDirect   bool
+	gather      int64 // with direct I/O, bytes of queued chunks one write may take
 
 	// Set by Start, before any replica runs; read-only during Run.
-	file  *os.File
-	fd    int
-	size  int64 // Resource.Size, or -1 when unknown
-	state *resumeState
+	file   *os.File
+	fd     int
+	direct *directFile // nil: every write goes through the page cache
+	size   int64       // Resource.Size, or -1 when unknown
+	state  *resumeState
 	// state is nil when the resource cannot be resumed: nothing is recorded.
 
 	written atomic.Int64 // bytes written by this run
@@ -71,13 +81,22 @@ type FileSink struct {
 
 // FileConfig configures a file.sink.
 type FileConfig struct {
-	Path        string `koanf:"path" help:"file to write; filled from the top-level output (or -o) when unset"`
-	Mode        string `koanf:"mode" help:"sequential (ordered bytes, one stream) or positional (bytes at their offsets, any workers)"`
-	Overwrite   bool   `koanf:"overwrite" help:"replace an existing output file instead of refusing to run"`
-	Fsync       bool   `koanf:"fsync" help:"fsync the file and its directory before the output appears"`
-	Preallocate bool   `koanf:"preallocate" help:"reserve the whole file up front when the size is known"`
-	Resume      bool   `koanf:"resume" help:"continue a partial download from PATH.tmp and its state file when the server still has the same file; false starts over (--no-resume)"`
+	Path        string            `koanf:"path" help:"file to write; filled from the top-level output (or -o) when unset"`
+	Mode        string            `koanf:"mode" help:"sequential (ordered bytes, one stream) or positional (bytes at their offsets, any workers)"`
+	Overwrite   bool              `koanf:"overwrite" help:"replace an existing output file instead of refusing to run"`
+	Fsync       bool              `koanf:"fsync" help:"fsync the file and its directory before the output appears"`
+	Preallocate bool              `koanf:"preallocate" help:"reserve the whole file up front when the size is known"`
+	Resume      bool              `koanf:"resume" help:"continue a partial download from PATH.tmp and its state file when the server still has the same file; false starts over (--no-resume)"`
+	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache. auto means always in sequential mode with fsync on. The final fsync then has nothing left to flush, at a fraction of the CPU; but each direct write waits for the disk, which suits large writes in order, not the small scattered ones of positional mode. Unaligned edges, and file systems without direct I/O, go through the page cache"`
+	Gather      pipeline.ByteSize `koanf:"gather" help:"with direct I/O, write the chunks already queued, up to this many bytes, with one call: fewer, larger direct writes keep up with the network"`
 }
+
+// The values of a file.sink's direct.
+const (
+	DirectAuto   = "auto"
+	DirectAlways = "always"
+	DirectNever  = "never"
+)
 
 // The modes of a file.sink.
 const (
@@ -122,7 +141,7 @@ var fileDef = pipeline.Def[FileConfig]{
 	Summary:  "writes the download into OUTPUT.tmp and renames it to OUTPUT when complete",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,
-	Defaults: FileConfig{Mode: ModeSequential, Fsync: true, Preallocate: true, Resume: true},
+	Defaults: FileConfig{Mode: ModeSequential, Fsync: true, Preallocate: true, Resume: true, Direct: DirectAuto, Gather: 1 << 20},
 	Ports: func(c FileConfig) (pipeline.Flow, pipeline.Flow) {
 		if c.Mode == ModePositional {
 			return pipeline.Bytes, pipeline.None
@@ -138,6 +157,14 @@ var fileDef = pipeline.Def[FileConfig]{
 		default:
 			return nil, fmt.Errorf("mode must be %q or %q, got %q", ModeSequential, ModePositional, c.Mode)
 		}
+		switch c.Direct {
+		case DirectAuto, DirectAlways, DirectNever, "":
+		default:
+			return nil, fmt.Errorf("direct must be %q, %q or %q, got %q", DirectAuto, DirectAlways, DirectNever, c.Direct)
+		}
+		if c.Gather < 0 {
+			return nil, fmt.Errorf("gather must not be negative, got %v", c.Gather)
+		}
 		path := filepath.Clean(c.Path)
 		return &FileSink{
 			path:        path,
@@ -147,12 +174,34 @@ var fileDef = pipeline.Def[FileConfig]{
 			fsync:       c.Fsync,
 			preallocate: c.Preallocate,
 			resume:      c.Resume,
+			useDirect:   c.usesDirect(),
+			gather:      int64(c.Gather),
 		}, nil
 	},
-	Memory: func(FileConfig) pipeline.Memory { return pipeline.Memory{} },
+	Memory: func(c FileConfig) pipeline.Memory {
+		if c.usesDirect() {
+			return pipeline.Memory{Gather: int64(c.Gather)}
+		}
+		return pipeline.Memory{}
+	},
 }
 
 func init() { builtin(fileDef.Spec()) }
+
+// usesDirect resolves direct: auto. Measured on a 1 GiB download from nginx
+// on loopback with fsync on: in sequential mode direct writes ran at 1.46x
+// curl's rate for 0.75 s of CPU, against 1.0-1.6x and 0.9-1.1 s through the
+// page cache; in positional mode with 8 readers they fell to 806 MB/s against
+// 1506 MB/s through the page cache.
+func (c FileConfig) usesDirect() bool {
+	switch c.Direct {
+	case DirectAlways:
+		return true
+	case DirectAuto, "":
+		return c.Fsync && c.Mode != ModePositional
+	}
+	return false
+}
 
 // Path is the output the sink writes; Path()+".tmp" is the file it fills.
 func (s *FileSink) Path() string { return s.path }
@@ -228,7 +277,7 @@ func symlinkError(path string) error {
 // known. On error nothing is left open, and a PATH.tmp that Start created
 // is removed (it holds no data).
 func (s *FileSink) Start(ctx context.Context, env *pipeline.Env) error {
-	s.file, s.fd, s.next, s.ready, s.state, s.ck = nil, -1, 0, false, nil, nil
+	s.file, s.fd, s.direct, s.next, s.ready, s.state, s.ck = nil, -1, nil, 0, false, nil, nil
 	s.written.Store(0)
 	s.have = pipeline.RangeSet{}
 	s.size = -1
@@ -267,17 +316,19 @@ func (s *FileSink) Start(ctx context.Context, env *pipeline.Env) error {
 			s.have.Add(r)
 		}
 		s.next = s.have.PrefixEnd()
-		if !s.positional {
-			if _, err := f.Seek(s.next, io.SeekStart); err != nil {
-				f.Close()
-				return fmt.Errorf("%s: %w", s.tmp, err)
-			}
-		}
 		if env.Have != nil {
 			env.Have.Set(present, f)
 		}
 	}
 	s.file, s.fd = f, fd
+	if s.useDirect {
+		d, err := openDirect(s.tmp)
+		if err != nil {
+			// Not fatal: the page cache is slower, not wrong.
+			env.Log.Warn().Err(err).Str("path", s.tmp).Msg("cannot open for direct I/O; writing through the page cache")
+		}
+		s.direct = d
+	}
 	if s.state != nil {
 		s.ck = startCheckpointer(s)
 	}
@@ -421,7 +472,16 @@ func (s *FileSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) e
 	if !s.positional && io.Replica > 0 {
 		return errors.New("sequential mode writes one stream; set workers: 1, or mode: positional to write in parallel")
 	}
-	var wb writeback
+	w := batchWriter{s: s}
+	if s.fsync {
+		w.wb = &writeback{}
+	}
+	batch := make([]pipeline.Chunk, 0, maxGather)
+	defer func() {
+		for _, c := range batch {
+			c.Release()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -430,50 +490,207 @@ func (s *FileSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) e
 			if !ok {
 				return nil
 			}
-			err := s.write(c)
-			n := int64(len(c.Data))
-			off := c.Offset
-			c.Release()
+			batch = append(batch, c)
+			open := s.gatherQueued(io.Chunks, &batch)
+			var n int64
+			for _, c := range batch {
+				n += int64(len(c.Data))
+			}
+			err := w.write(batch)
+			for _, c := range batch {
+				c.Release()
+			}
+			clear(batch)
+			batch = batch[:0]
 			if err != nil {
 				return err
-			}
-			if s.fsync {
-				wb.add(s.fd, off, n)
 			}
 			if s.ck != nil {
 				if err := s.ck.wrote(n); err != nil {
 					return err
 				}
 			}
+			if !open {
+				return nil
+			}
 		}
 	}
 }
 
-func (s *FileSink) write(c pipeline.Chunk) error {
-	if c.Offset < 0 {
-		return fmt.Errorf("chunk at negative offset %d", c.Offset)
+// maxGather caps the chunks one write takes, well below the kernel's
+// limit of 1024 iovecs.
+const maxGather = 64
+
+// gatherQueued adds to batch the chunks waiting in the queue, without
+// blocking, while their buffers fit in the gather size; a sink without
+// direct I/O takes one chunk at a time. It reports false when the queue
+// is closed.
+func (s *FileSink) gatherQueued(in <-chan pipeline.Chunk, batch *[]pipeline.Chunk) bool {
+	if s.direct == nil {
+		return true
 	}
-	if s.size >= 0 && c.End() > s.size {
-		return fmt.Errorf("chunk [%d,%d) ends past the resource size %d", c.Offset, c.End(), s.size)
-	}
-	var n int
-	var err error
-	if s.positional {
-		n, err = s.file.WriteAt(c.Data, c.Offset)
-	} else {
-		if c.Offset != s.next {
-			return fmt.Errorf("out-of-order bytes: chunk starts at %d, expected %d (a bug in the stage feeding the sink)", c.Offset, s.next)
+	// The graph's memory bound counts the whole input chunks that fit in
+	// the gather size.
+	limit := min(maxGather, int(s.gather/int64(max((*batch)[0].BufferSize(), 1))))
+	for len(*batch) < limit {
+		select {
+		case c, ok := <-in:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, c)
+		default:
+			return true
 		}
-		n, err = s.file.Write(c.Data)
-		s.next += int64(n)
 	}
-	s.written.Add(int64(n))
-	if n > 0 {
-		s.mu.Lock()
-		s.have.Add(pipeline.Range{Start: c.Offset, End: c.Offset + int64(n)})
-		s.mu.Unlock()
+	return true
+}
+
+// batchWriter writes the batches of one replica: runs of contiguous,
+// aligned chunks with one direct pwritev, anything else chunk by chunk.
+type batchWriter struct {
+	s   *FileSink
+	wb  *writeback // nil without fsync
+	iov [][]byte   // reused for each run
+}
+
+func (w *batchWriter) write(batch []pipeline.Chunk) error {
+	s := w.s
+	if s.positional && len(batch) > 1 {
+		slices.SortFunc(batch, func(a, b pipeline.Chunk) int { return cmp.Compare(a.Offset, b.Offset) })
 	}
+	for i := 0; i < len(batch); {
+		j := i + 1
+		for j < len(batch) && s.directWhole(batch[j]) && batch[j].Offset == batch[j-1].End() {
+			j++
+		}
+		if j-i < 2 || !s.directWhole(batch[i]) {
+			if err := w.one(batch[i]); err != nil {
+				return err
+			}
+			i++
+			continue
+		}
+		if err := w.run(batch[i:j]); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// directWhole reports whether all of c may be written direct.
+func (s *FileSink) directWhole(c pipeline.Chunk) bool {
+	if s.direct == nil || len(c.Data) == 0 {
+		return false
+	}
+	start, end := s.direct.span(c.Data, c.Offset)
+	return start == 0 && end == len(c.Data)
+}
+
+// one writes a single chunk.
+func (w *batchWriter) one(c pipeline.Chunk) error {
+	s := w.s
+	if err := s.check(c.Offset, c.End()); err != nil {
+		return err
+	}
+	n, err := s.writeAt(c.Data, c.Offset, w.wb)
+	s.wrote(c.Offset, int64(n))
 	return err
+}
+
+// run writes contiguous chunks that may all go direct, with one pwritev.
+// After a short write the rest goes chunk by chunk.
+func (w *batchWriter) run(run []pipeline.Chunk) error {
+	s := w.s
+	first, last := run[0], run[len(run)-1]
+	if err := s.check(first.Offset, last.End()); err != nil {
+		return err
+	}
+	w.iov = w.iov[:0]
+	for _, c := range run {
+		w.iov = append(w.iov, c.Data)
+	}
+	n, err := s.direct.writevAt(w.iov, first.Offset)
+	clear(w.iov)
+	s.wrote(first.Offset, int64(n))
+	if err != nil {
+		return err
+	}
+	for _, c := range run {
+		if n >= len(c.Data) {
+			n -= len(c.Data)
+			continue
+		}
+		if n > 0 {
+			c = pipeline.Chunk{Offset: c.Offset + int64(n), Data: c.Data[n:]}
+			n = 0
+		}
+		if err := w.one(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// check refuses to write [off, end) where it cannot belong.
+func (s *FileSink) check(off, end int64) error {
+	if off < 0 {
+		return fmt.Errorf("chunk at negative offset %d", off)
+	}
+	if s.size >= 0 && end > s.size {
+		return fmt.Errorf("chunk [%d,%d) ends past the resource size %d", off, end, s.size)
+	}
+	if !s.positional && off != s.next {
+		return fmt.Errorf("out-of-order bytes: chunk starts at %d, expected %d (a bug in the stage feeding the sink)", off, s.next)
+	}
+	return nil
+}
+
+// wrote records that n bytes from off are in PATH.tmp.
+func (s *FileSink) wrote(off, n int64) {
+	if n <= 0 {
+		return
+	}
+	if !s.positional {
+		s.next += n
+	}
+	s.written.Add(n)
+	s.mu.Lock()
+	s.have.Add(pipeline.Range{Start: off, End: off + n})
+	s.mu.Unlock()
+}
+
+// writeAt writes p at off and returns how many bytes from the start of p
+// are written, the way io.WriterAt does. The aligned middle of p goes
+// through the direct descriptor when there is one; the rest goes through
+// the page cache, and wb (nil without fsync) starts its writeback.
+func (s *FileSink) writeAt(p []byte, off int64, wb *writeback) (int, error) {
+	start, end := 0, 0
+	if s.direct != nil {
+		start, end = s.direct.span(p, off)
+	}
+	if start == end {
+		return s.cachedWriteAt(p, off, wb)
+	}
+	if start > 0 {
+		if n, err := s.cachedWriteAt(p[:start], off, wb); err != nil {
+			return n, err
+		}
+	}
+	n, err := s.direct.writeAt(p[start:end], off+int64(start))
+	done := start + n
+	if err != nil || done == len(p) {
+		return done, err
+	}
+	rest, err := s.cachedWriteAt(p[done:], off+int64(done), wb)
+	return done + rest, err
+}
+
+func (s *FileSink) cachedWriteAt(p []byte, off int64, wb *writeback) (int, error) {
+	n, err := s.file.WriteAt(p, off)
+	wb.add(s.fd, off, int64(n))
+	return n, err
 }
 
 // writeback starts the kernel's writeback of what one replica wrote, every
@@ -484,6 +701,9 @@ type writeback struct {
 }
 
 func (w *writeback) add(fd int, off, n int64) {
+	if w == nil || n == 0 {
+		return
+	}
 	if w.pending == 0 {
 		w.lo, w.hi = off, off+n
 	} else {
@@ -612,6 +832,12 @@ func (s *FileSink) Finish(ctx context.Context, env *pipeline.Env, runErr error) 
 		s.ck.halt()
 	}
 	defer func() { s.file, s.fd = nil, -1 }()
+	if s.direct != nil {
+		// Its writes are complete when they return; the fsync and close
+		// of the ordinary descriptor cover the file.
+		s.direct.Close()
+		s.direct = nil
+	}
 
 	if errors.Is(runErr, pipeline.ErrCorrupt) {
 		f.Close()

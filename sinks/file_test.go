@@ -446,7 +446,7 @@ func TestFileSinkDefaults(t *testing.T) {
 		t.Fatal("file.sink not registered")
 	}
 	got := *spec.Config().(*sinks.FileConfig)
-	want := sinks.FileConfig{Mode: sinks.ModeSequential, Fsync: true, Preallocate: true, Resume: true}
+	want := sinks.FileConfig{Mode: sinks.ModeSequential, Fsync: true, Preallocate: true, Resume: true, Direct: sinks.DirectAuto, Gather: 1 << 20}
 	if got != want {
 		t.Fatalf("defaults %+v, want %+v", got, want)
 	}

@@ -21,6 +21,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // srcConfig configures the in-memory test source: Run is the whole stage.
 type srcConfig struct {
 	Run pipeline.StageFunc
+	// Chunk is the buffer size of the chunks Run sends, for the memory
+	// bound; 0 leaves the bound unchecked.
+	Chunk int64
 }
 
 var srcDef = pipeline.Def[srcConfig]{
@@ -33,6 +36,8 @@ var srcDef = pipeline.Def[srcConfig]{
 		}
 		return c.Run, nil
 	},
+	// The source holds the chunk it is sending.
+	Memory: func(c srcConfig) pipeline.Memory { return pipeline.Memory{ChunkSize: c.Chunk, PerReplica: c.Chunk} },
 }
 
 // rig is an isolated registry with this package's sinks and the test
@@ -76,8 +81,15 @@ func newRig(tb testing.TB) *rig {
 // build wires src into a sink of type sinkType run by workers replicas.
 func (r *rig) build(tb testing.TB, src pipeline.StageFunc, sinkType string, cfg any, workers int) *pipeline.Graph {
 	tb.Helper()
+	return r.buildChunked(tb, src, 0, sinkType, cfg, workers)
+}
+
+// buildChunked is build with a source that declares the buffer size of its
+// chunks, so that run checks the memory bound.
+func (r *rig) buildChunked(tb testing.TB, src pipeline.StageFunc, chunk int, sinkType string, cfg any, workers int) *pipeline.Graph {
+	tb.Helper()
 	g, err := pipeline.Build(r.reg, []pipeline.Node{
-		{ID: "src", Type: "test.source", Config: &srcConfig{Run: src}},
+		{ID: "src", Type: "test.source", Config: &srcConfig{Run: src, Chunk: int64(chunk)}},
 		{ID: "out", Type: sinkType, Inputs: []string{"src"}, Workers: workers, Config: cfg},
 	})
 	if err != nil {
@@ -87,7 +99,8 @@ func (r *rig) build(tb testing.TB, src pipeline.StageFunc, sinkType string, cfg 
 }
 
 // run runs g with a resource of the given size and checks that every buffer
-// came back.
+// came back and that no more were borrowed at once than the graph's memory
+// bound (when its source declares its chunk size).
 func run(tb testing.TB, ctx context.Context, g *pipeline.Graph, size int64) error {
 	tb.Helper()
 	bufs := pipeline.NewBuffers()
@@ -98,6 +111,9 @@ func run(tb testing.TB, ctx context.Context, g *pipeline.Graph, size int64) erro
 	})
 	if n := bufs.InUse(); n != 0 {
 		tb.Errorf("%d bytes of buffers still in use after the run", n)
+	}
+	if bound := g.MemoryBound(); bound > 0 && bufs.Peak() > int64(bound) {
+		tb.Errorf("peak buffers %d bytes, above the memory bound %d", bufs.Peak(), int64(bound))
 	}
 	return err
 }
