@@ -107,7 +107,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
 	fs.StringVar(&f.origin, "origin", "go", "serve the generated file from the built-in Go origin (go) or a real nginx (nginx: plain and ratelimit)")
 	fs.StringVar(&f.url, "url", "", "benchmark an external URL instead of the built-in origin (no scenarios)")
 	fs.StringVar(&f.sha256, "sha256", "", "expected sha256 (hex) of --url; without it the outputs are reported unverified")
-	fs.BoolVar(&f.compare, "compare", false, "add curl and aria2c (when installed) as reference rows on the same origin")
+	fs.BoolVar(&f.compare, "compare", false, "add curl, aria2c and axel (when installed) as reference rows on the same origin")
 	fs.BoolVar(&f.json, "json", false, "print the cells as a JSON array instead of tables")
 	fs.StringVar(&f.plot, "plot", "", "write a bar chart of median throughput per cell (min-max whiskers) to this SVG file")
 	fs.StringVar(&f.dir, "dir", "", "directory for the outputs (default: a temporary directory)")

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,7 +31,7 @@ import (
 type benchCell struct {
 	Scenario    string `json:"scenario"`
 	Origin      string `json:"origin"` // go, nginx or external
-	Tool        string `json:"tool"`   // dlflow, curl or aria2c
+	Tool        string `json:"tool"`   // dlflow, curl, aria2c or axel
 	Topology    string `json:"topology,omitempty"`
 	Connections int    `json:"connections,omitempty"` // 0: the topology's own, or one stream
 	Piece       int64  `json:"piece_bytes,omitempty"` // 0: the topology's own
@@ -128,21 +130,7 @@ func runCells(ctx context.Context, f *benchFlags, srv *benchServer, cells []*ben
 				continue
 			}
 			fmt.Fprintf(progress, "bench: %s: %s run %d/%d\n", c.Scenario, c.Label, i+1, f.runs)
-			srv.reset()
-			// Reference tools do not fsync: without a sync their dirty
-			// pages would be written back during the next row's run.
-			unix.Sync()
-			m, err := benchOnce(c.command(ctx, srv.url, out, metricsFile))
-			var sum string
-			if err == nil {
-				sum, err = verify(out, srv.sha)
-			}
-			if err == nil {
-				err = c.record(m, out, metricsFile)
-			}
-			for _, p := range []string{out, out + ".tmp", out + ".tmp.state", out + ".aria2", metricsFile} {
-				os.Remove(p)
-			}
+			sum, err := runOnce(ctx, c, srv, out, metricsFile)
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
 			}
@@ -165,6 +153,51 @@ func runCells(ctx context.Context, f *benchFlags, srv *benchServer, cells []*ben
 		c.summarize()
 	}
 	return nil
+}
+
+// runOnce runs a cell once from a clean slate, checks the output's sha256
+// and records the measurements; it returns the output's sha256.
+func runOnce(ctx context.Context, c *benchCell, srv *benchServer, out, metricsFile string) (string, error) {
+	files := runFiles(out, metricsFile)
+	defer removeFiles(files)
+	if err := removeFiles(files); err != nil {
+		return "", fmt.Errorf("clean up before the run: %w", err)
+	}
+	srv.reset()
+	// Reference tools do not fsync: without a sync their dirty pages
+	// would be written back during the next row's run.
+	unix.Sync()
+	m, err := benchOnce(c.command(ctx, srv.url, out, metricsFile))
+	if err != nil {
+		return "", err
+	}
+	sum, err := verify(out, srv.sha)
+	if err != nil {
+		return sum, err
+	}
+	return sum, c.record(m, out, metricsFile)
+}
+
+// runFiles are the files a run may leave behind: the output, dlflow's
+// temporary file and its resume state, aria2c's control file, axel's state
+// file, and the per-stage metrics.
+func runFiles(out, metricsFile string) []string {
+	return []string{out, out + ".tmp", out + ".tmp.state", out + ".aria2", out + ".st", metricsFile}
+}
+
+// removeFiles removes the files that exist. It runs before every run as
+// well as after: a leftover of an interrupted bench in --dir would make
+// aria2c resume from its control file, and axel resume from its state file
+// or, with the output alone, refuse to start ("No state file, cannot
+// resume!").
+func removeFiles(paths []string) error {
+	var errs []error
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // record adds one run's measurements.
@@ -355,8 +388,8 @@ func benchCells(f *benchFlags, scenario, exe string, topologies []benchTopology)
 	return cells, nil
 }
 
-// referenceCells are curl (one stream) and aria2c (one cell per number of
-// connections, at most 16, aria2c's limit), when they are installed.
+// referenceCells are curl (one stream), aria2c and axel (one cell per
+// number of connections each), when they are installed.
 func referenceCells(f *benchFlags, scenario string) []*benchCell {
 	var cells []*benchCell
 	if curl, err := exec.LookPath("curl"); err == nil {
@@ -368,16 +401,7 @@ func referenceCells(f *benchFlags, scenario string) []*benchCell {
 		})
 	}
 	if aria, err := exec.LookPath("aria2c"); err == nil {
-		var seen []int
-		for _, n := range f.connections {
-			n = min(max(n, 1), 16)
-			if f.connections[0] == 0 {
-				n = 8
-			}
-			if slices.Contains(seen, n) {
-				continue
-			}
-			seen = append(seen, n)
+		for _, n := range referenceConnections(f, 16) { // aria2c's limit
 			x := fmt.Sprint(n)
 			cells = append(cells, &benchCell{
 				Scenario: scenario, Origin: f.origin, Tool: "aria2c", Connections: n, Label: "aria2c c=" + x,
@@ -389,7 +413,44 @@ func referenceCells(f *benchFlags, scenario string) []*benchCell {
 			})
 		}
 	}
+	if axel, err := exec.LookPath("axel"); err == nil {
+		for _, n := range referenceConnections(f, math.MaxUint16) { // axel reads -n as an unsigned short
+			cells = append(cells, axelCell(f, scenario, axel, n))
+		}
+	}
 	return cells
+}
+
+// axelCell runs axel with n connections (fewer on a small file: axel
+// gives each at least 100KB). axel exits 0 when its download loop ends
+// "ready", which includes some write errors and, on a server without
+// ranges, a connection closed early; so only the sha256 check, as for every
+// cell, tells a complete output. It resumes when OUT.st exists, and
+// refuses to start when OUT exists without it: runOnce removes both first.
+func axelCell(f *benchFlags, scenario, axel string, n int) *benchCell {
+	x := fmt.Sprint(n)
+	return &benchCell{
+		Scenario: scenario, Origin: f.origin, Tool: "axel", Connections: n, Label: "axel c=" + x,
+		command: func(ctx context.Context, url, out, _ string) *exec.Cmd {
+			return exec.CommandContext(ctx, axel, "-n", x, "-q", "-o", out, url)
+		},
+	}
+}
+
+// referenceConnections are the numbers of connections of the
+// multi-connection reference tools: --connections, capped at limit and
+// without duplicates, or 8 when the topologies' own are asked for.
+func referenceConnections(f *benchFlags, limit int) []int {
+	if f.connections[0] == 0 {
+		return []int{8}
+	}
+	var out []int
+	for _, n := range f.connections {
+		if n = min(max(n, 1), limit); !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // startBenchServer starts the origin of a scenario.
@@ -466,7 +527,10 @@ func benchOnce(cmd *exec.Cmd) (measurement, error) {
 		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
 			msg = msg[i+1:] // the one line naming the cause
 		}
-		return measurement{}, fmt.Errorf("%v: %s", err, msg)
+		if msg == "" { // axel -q prints some causes to stdout, dropped
+			return measurement{}, err
+		}
+		return measurement{}, fmt.Errorf("%w: %s", err, msg)
 	}
 	m := measurement{wall: wall}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {

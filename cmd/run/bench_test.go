@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dlflow/dlflow/internal/origin"
 )
@@ -181,19 +185,92 @@ func TestBenchCompareWithReferenceTools(t *testing.T) {
 		t.Skip("short")
 	}
 	benchEnv(t)
-	res := runCLI(t, "bench", "--size", "1MiB", "--runs", "1", "-c", benchExample("stream.yaml"), "--compare", "--json")
+	// A partial output left by an interrupted bench in --dir: every run
+	// must start from scratch anyway.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "out.bin"), []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := runCLI(t, "bench", "--size", "1MiB", "--runs", "2", "-c", benchExample("stream.yaml"), "--compare", "--json", "--dir", dir)
 	if res.code != exitOK {
-		t.Fatalf("exit %d\nstderr:\n%s", res.code, res.stderr)
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}
 	var cells []benchCell
 	if err := json.Unmarshal([]byte(res.stdout), &cells); err != nil {
 		t.Fatal(err)
 	}
-	// curl and aria2c are optional: a reference row appears only when the
-	// tool is installed, and is then verified like any other.
+	// curl, aria2c and axel are optional: a reference row appears only when
+	// the tool is installed, and is then verified like any other.
+	tools := map[string]bool{}
 	for _, c := range cells[1:] {
-		if c.Tool != "curl" && c.Tool != "aria2c" || !c.Verified || len(c.Stages) != 0 || c.MemoryBound != 0 {
+		tools[c.Tool] = true
+		if !slices.Contains([]string{"curl", "aria2c", "axel"}, c.Tool) || !c.Verified || c.Runs != 2 || c.Bytes != 1<<20 || len(c.Stages) != 0 || c.MemoryBound != 0 {
 			t.Errorf("reference row %+v", c)
+		}
+		if c.Tool != "curl" && (c.Connections != 8 || c.Label != fmt.Sprintf("%s c=8", c.Tool)) {
+			t.Errorf("%s: connections %d, label %q; want the default 8", c.Tool, c.Connections, c.Label)
+		}
+	}
+	for _, tool := range []string{"curl", "aria2c", "axel"} {
+		if _, err := exec.LookPath(tool); err == nil && !tools[tool] {
+			t.Errorf("%s is installed but has no reference row", tool)
+		}
+	}
+	for _, leftover := range []string{"out.bin", "out.bin.st", "out.bin.aria2"} {
+		if _, err := os.Stat(filepath.Join(dir, leftover)); err == nil {
+			t.Errorf("%s left in --dir after the bench", leftover)
+		}
+	}
+}
+
+// TestBenchAxelStartsFresh runs the axel cell over the leftovers of an
+// interrupted axel run: next to an output alone axel refuses to start, and
+// with its state file it resumes; the bench must remove both first.
+func TestBenchAxelStartsFresh(t *testing.T) {
+	axel, err := exec.LookPath("axel")
+	if err != nil {
+		t.Skip("axel is not installed")
+	}
+	const size = 1<<20 + 7
+	srv := startOrigin(t, origin.Options{Size: size, Seed: 5})
+	bsrv := &benchServer{url: srv.URL(), sha: origin.SHA256Hex(size, 5), size: size, reset: func() {}}
+	for _, stale := range [][]string{{"out.bin"}, {"out.bin", "out.bin.st"}, {"out.bin.st"}} {
+		dir := t.TempDir()
+		for _, name := range stale {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte("stale"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c := axelCell(&benchFlags{origin: "go"}, "plain", axel, 4)
+		out := filepath.Join(dir, "out.bin")
+		// Resuming from a bogus state file can hang: fail instead.
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		_, err := runOnce(ctx, c, bsrv, out, filepath.Join(dir, "metrics.json"))
+		cancel()
+		if err != nil {
+			t.Errorf("over %q: %v", stale, err)
+		}
+		if c.Bytes != size || len(c.Seconds) != 1 {
+			t.Errorf("over %q: %d bytes, %d run(s)", stale, c.Bytes, len(c.Seconds))
+		}
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Errorf("over %q: %d file(s) left after the run", stale, len(left))
+		}
+	}
+}
+
+func TestBenchReferenceConnections(t *testing.T) {
+	for _, tc := range []struct {
+		conns []int
+		limit int
+		want  []int
+	}{
+		{[]int{0}, 16, []int{8}},             // the topologies' own: 8
+		{[]int{4, 8}, 16, []int{4, 8}},       // one cell each
+		{[]int{8, 32, 64}, 16, []int{8, 16}}, // capped, without duplicates
+	} {
+		if got := referenceConnections(&benchFlags{connections: tc.conns}, tc.limit); !slices.Equal(got, tc.want) {
+			t.Errorf("connections %v, limit %d: got %v, want %v", tc.conns, tc.limit, got, tc.want)
 		}
 	}
 }
