@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -35,7 +36,8 @@ type getFlags struct {
 	headers     []string // -H "Name: value", each sets http.headers.Name
 	json        bool
 	noProgress  bool
-	metricsJSON string     // hidden: bench's child writes per-stage metrics here (bench_metrics.go)
+	metricsJSON string // hidden: bench's child writes per-stage metrics here (bench_metrics.go)
+	cpuProfile  string
 	batch       batchFlags // -i LIST and its flags; see batch.go
 	log         logFlags
 	version     bool
@@ -65,6 +67,7 @@ func newGetFlags(stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.BoolVar(&f.noProgress, "no-progress", false, "no progress bar, even on a terminal")
 	fs.StringVar(&f.metricsJSON, "metrics-json", "", "write per-stage metrics as JSON to this file (for bench)")
 	_ = fs.MarkHidden("metrics-json")
+	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of the download to this file, for go tool pprof")
 	f.batch.register(fs)
 	f.log.register(fs)
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
@@ -117,6 +120,16 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stdout, "dlflow %s\n", version)
 		return exitOK
 	}
+	stopProfile, err := startCPUProfile(flags.cpuProfile)
+	if err != nil {
+		fmt.Fprintf(stderr, "dlflow: %v\n", err)
+		return exitUsage
+	}
+	defer func() {
+		if err := stopProfile(); err != nil {
+			fmt.Fprintf(stderr, "dlflow: %v\n", err)
+		}
+	}()
 	if isBatch(fs) {
 		return getBatch(ctx, args, fs, flags, stdin, stdout, stderr)
 	}
@@ -368,6 +381,29 @@ func configError(err error) error {
 		return &usageError{err}
 	}
 	return err
+}
+
+// startCPUProfile profiles the whole process (probe, run, every download of
+// a batch) into path until stop is called; with no path it does nothing.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 // defaultOutput names the output when the user did not: the server's

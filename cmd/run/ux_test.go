@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -476,5 +477,39 @@ func TestProgressBarDraws(t *testing.T) {
 	log.Warn().Msg("after the bar")
 	if !strings.HasSuffix(term.String(), "\"message\":\"after the bar\"}\n") {
 		t.Errorf("a log line after the bar went astray:\n%q", term.String())
+	}
+}
+
+// TestCPUProfile: --cpu-profile writes a pprof CPU profile of the download
+// (gzipped protobuf whose string table names the sample type), and a path
+// that cannot be created fails the run before any request.
+func TestCPUProfile(t *testing.T) {
+	srv := startOrigin(t, origin.Options{Size: 4 << 20, Seed: 7})
+	dir := t.TempDir()
+	out, prof := filepath.Join(dir, "out.bin"), filepath.Join(dir, "cpu.pprof")
+	if res := runCLI(t, srv.URL(), "-o", out, "-q", "--cpu-profile", prof); res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	assertComplete(t, out, 4<<20, 7)
+	f, err := os.Open(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("profile is not gzipped: %v", err)
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil || !bytes.Contains(body, []byte("cpu")) || !bytes.Contains(body, []byte("nanoseconds")) {
+		t.Fatalf("profile of %d bytes (%v) does not name cpu nanoseconds samples", len(body), err)
+	}
+
+	before := srv.Stats().Requests
+	other := filepath.Join(dir, "other.bin")
+	res := runCLI(t, srv.URL(), "-o", other, "-q", "--cpu-profile", filepath.Join(dir, "no", "such", "dir", "cpu.pprof"))
+	assertFailedCleanly(t, res, exitUsage, other, "cpu profile:", "no such file or directory")
+	if n := srv.Stats().Requests - before; n != 0 {
+		t.Errorf("%d requests after the profile could not be created, want none", n)
 	}
 }
