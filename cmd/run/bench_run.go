@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -167,7 +169,7 @@ func runOnce(ctx context.Context, c *benchCell, srv *benchServer, out, metricsFi
 	// Reference tools do not fsync: without a sync their dirty pages
 	// would be written back during the next row's run.
 	unix.Sync()
-	m, err := benchOnce(c.command(ctx, srv.url, out, metricsFile))
+	m, err := benchOnce(c.command(ctx, srv.url, out, metricsFile), out+".rss")
 	if err != nil {
 		return "", err
 	}
@@ -182,7 +184,7 @@ func runOnce(ctx context.Context, c *benchCell, srv *benchServer, out, metricsFi
 // temporary file and its resume state, aria2c's control file, axel's state
 // file, and the per-stage metrics.
 func runFiles(out, metricsFile string) []string {
-	return []string{out, out + ".tmp", out + ".tmp.state", out + ".aria2", out + ".st", metricsFile}
+	return []string{out, out + ".tmp", out + ".tmp.state", out + ".aria2", out + ".st", out + ".rss", metricsFile}
 }
 
 // removeFiles removes the files that exist. It runs before every run as
@@ -514,11 +516,40 @@ type measurement struct {
 	maxRSS    int64
 }
 
+// gnuTime is GNU time, which bench runs every child under to read its
+// peak RSS, or "" when it is not installed.
+//
+// The child's own wait4 figure is not it: Go starts children with vfork,
+// and Linux carries the peak RSS of the memory a process leaves at exec
+// into its own, so every child's "peak" would be at least the bench's RSS
+// (17 MiB with the built-in origin, more than curl or axel need). GNU time
+// starts the command with a real fork from its own tiny process.
+var gnuTime = sync.OnceValue(func() string {
+	path, err := exec.LookPath("time")
+	if err != nil {
+		return ""
+	}
+	if out, err := exec.Command(path, "--version").CombinedOutput(); err != nil || !strings.Contains(string(out), "GNU") {
+		return ""
+	}
+	return path
+})
+
 // benchOnce runs one child to completion and measures its wall time, CPU
-// time and peak RSS (both its own: the child is waited for alone).
-func benchOnce(cmd *exec.Cmd) (measurement, error) {
+// time and peak RSS (its own, and its waited-for children's: the child is
+// waited for alone). Under GNU time the peak RSS comes from rssFile.
+func benchOnce(cmd *exec.Cmd, rssFile string) (measurement, error) {
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	timed := gnuTime() != ""
+	if timed {
+		cmd.Args = append([]string{"time", "-q", "-f", "%M", "-o", rssFile, cmd.Path}, cmd.Args[1:]...)
+		cmd.Path = gnuTime()
+		// Cancelling must stop the command, not only time: kill the
+		// process group they share.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	}
 	start := time.Now()
 	err := cmd.Run()
 	wall := time.Since(start)
@@ -537,5 +568,25 @@ func benchOnce(cmd *exec.Cmd) (measurement, error) {
 		m.maxRSS = ru.Maxrss << 10 // Linux reports KiB
 		m.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
+	if timed {
+		kib, err := readRSS(rssFile)
+		if err != nil {
+			return measurement{}, err
+		}
+		m.maxRSS = kib << 10
+	}
 	return m, nil
+}
+
+// readRSS reads the KiB that GNU time -f %M wrote.
+func readRSS(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("peak rss: %w", err)
+	}
+	kib, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("peak rss from GNU time: %w", err)
+	}
+	return kib, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -216,7 +217,22 @@ func TestBenchCompareWithReferenceTools(t *testing.T) {
 			t.Errorf("%s is installed but has no reference row", tool)
 		}
 	}
-	for _, leftover := range []string{"out.bin", "out.bin.st", "out.bin.aria2"} {
+	// Peak RSS is the child's own: under GNU time it does not include the
+	// bench's memory, which vfork would carry over into every child's
+	// figure. This test process (with the race detector and the origin)
+	// is far larger than the reference tools.
+	if gnuTime() != "" {
+		self := selfRSS(t)
+		for _, c := range cells[1:] {
+			t.Logf("%s: peak RSS %d bytes; this process %d", c.Label, c.PeakRSS, self)
+			if c.PeakRSS <= 0 || c.PeakRSS >= self*3/4 {
+				t.Errorf("%s: peak RSS %d, want above 0 and well below this process's %d", c.Label, c.PeakRSS, self)
+			}
+		}
+	} else {
+		t.Log("no GNU time: peak RSS figures include the bench's own")
+	}
+	for _, leftover := range []string{"out.bin", "out.bin.st", "out.bin.aria2", "out.bin.rss"} {
 		if _, err := os.Stat(filepath.Join(dir, leftover)); err == nil {
 			t.Errorf("%s left in --dir after the bench", leftover)
 		}
@@ -273,4 +289,24 @@ func TestBenchReferenceConnections(t *testing.T) {
 			t.Errorf("connections %v, limit %d: got %v, want %v", tc.conns, tc.limit, got, tc.want)
 		}
 	}
+}
+
+// selfRSS is this process's resident set in bytes (VmRSS).
+func selfRSS(t *testing.T) int64 {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("VmRSS %q: %v", rest, err)
+			}
+			return kib << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
 }
