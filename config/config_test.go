@@ -196,7 +196,7 @@ func TestLoadErrorPositions(t *testing.T) {
 		checkLines(t, loadErrors(t, config.Options{File: file, Sets: []string{"stages.fetch.workers=lots", "overwrite", "=x"}}),
 			`--set: "overwrite": want key=value, such as stages.fetch.workers=16`,
 			`--set: "=x": want key=value, such as stages.fetch.workers=16`,
-			`--set stages.fetch.workers: stages.fetch.workers: want an integer, got "lots"`)
+			`--set stages.fetch.workers: want an integer, got "lots"`)
 	})
 	t.Run("from a flag", func(t *testing.T) {
 		file := writeFile(t, "dl.yaml", layeredYAML)

@@ -47,10 +47,12 @@ type KeyError struct {
 // position when it is unknown and the key when it is empty.
 func (e *KeyError) Error() string {
 	var b strings.Builder
-	if p := e.Pos.String(); p != "" {
+	p := e.Pos.String()
+	if p != "" {
 		b.WriteString(p + ": ")
 	}
-	if e.Key != "" {
+	// A --set position already names the key.
+	if e.Key != "" && !strings.HasSuffix(p, " "+e.Key) {
 		b.WriteString(e.Key + ": ")
 	}
 	b.WriteString(e.Msg)

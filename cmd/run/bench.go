@@ -52,6 +52,8 @@ type benchFlags struct {
 	compare     bool
 	dir         string
 	configs     []string
+	sets        []string     // --set KEY=VALUE, for every dlflow cell
+	variations  [][]benchSet // --vary: one cell per combination
 	json        bool
 	plot        string
 }
@@ -99,6 +101,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
 	fs.StringArrayVarP(&f.configs, "config", "c", nil, "topology to run (repeatable; default: every example)")
 	conns := fs.String("connections", "8", "range readers for topologies with an http.reader, a comma list: one cell each (4,8,16)")
 	pieces := fs.String("piece", "", "range.splitter piece sizes, a comma list: one cell each (1MiB,4MiB; default: the topology's)")
+	fs.StringArrayVar(&f.sets, "set", nil, "set a config key in every topology, e.g. --set stages.write.config.fsync=false (repeatable)")
+	varies := fs.StringArray("vary", nil, "a config key and a comma list of values, one cell each, e.g. --vary stages.write.config.direct=always,never (repeatable: every combination)")
 	scenarios := fs.StringSlice("scenario", []string{scenarioPlain}, "origin behaviour, repeatable or a comma list: "+strings.Join(benchScenarios, ", "))
 	rate := fs.String("rate", "25MiB", "per-connection rate limit of the ratelimit scenario")
 	fs.DurationVar(&f.latency, "latency", 20*time.Millisecond, "delay before each response header in the latency scenario")
@@ -129,6 +133,7 @@ Examples:
   dlflow bench
   dlflow bench --size 1GiB --runs 5 -c examples/ranged.yaml -c examples/stream.yaml
   dlflow bench -c examples/ranged.yaml --connections 4,8,16 --piece 1MiB,4MiB
+  dlflow bench -c examples/stream.yaml --vary stages.write.config.fsync=true,false
   dlflow bench --scenario ratelimit,slowconn --compare --plot bench.svg
   dlflow bench --origin nginx --scenario ratelimit --compare
   dlflow bench --url https://example.com/big.iso --sha256 HEX --runs 1
@@ -164,6 +169,14 @@ Flags:
 	}
 	if f.latency < 0 {
 		return nil, usagef("--latency must not be negative")
+	}
+	for _, s := range f.sets {
+		if k, _, ok := strings.Cut(s, "="); !ok || k == "" {
+			return nil, usagef("--set: want KEY=VALUE, got %q", s)
+		}
+	}
+	if f.variations, err = parseVaries(*varies); err != nil {
+		return nil, err
 	}
 	for _, s := range splitList(*conns) {
 		n, err := strconv.Atoi(s)
@@ -278,3 +291,33 @@ func median(xs []float64) float64 {
 }
 
 func sha256Sum(data []byte) [32]byte { return sha256.Sum256(data) }
+
+// benchSet is one --vary value: the --set it passes and the label it adds.
+type benchSet struct {
+	set, label string
+}
+
+// parseVaries turns the --vary flags into every combination of their
+// values, in the order given (the last flag varies fastest). With none it
+// is one empty combination.
+func parseVaries(varies []string) ([][]benchSet, error) {
+	combos := [][]benchSet{nil}
+	for _, v := range varies {
+		key, list, ok := strings.Cut(v, "=")
+		values := splitList(list)
+		if !ok || key == "" || len(values) == 0 {
+			return nil, usagef("--vary: want KEY=V1,V2, got %q", v)
+		}
+		// The label names the key by its last part: fsync=false reads
+		// better in a table than stages.write.config.fsync=false.
+		short := key[strings.LastIndexByte(key, '.')+1:]
+		var next [][]benchSet
+		for _, c := range combos {
+			for _, val := range values {
+				next = append(next, append(slices.Clip(c), benchSet{set: key + "=" + val, label: short + "=" + val}))
+			}
+		}
+		combos = next
+	}
+	return combos, nil
+}

@@ -31,13 +31,14 @@ import (
 // connections and a piece size, or a reference tool) in one scenario, with
 // its measurements over all runs. It is also the JSON output.
 type benchCell struct {
-	Scenario    string `json:"scenario"`
-	Origin      string `json:"origin"` // go, nginx or external
-	Tool        string `json:"tool"`   // dlflow, curl, aria2c or axel
-	Topology    string `json:"topology,omitempty"`
-	Connections int    `json:"connections,omitempty"` // 0: the topology's own, or one stream
-	Piece       int64  `json:"piece_bytes,omitempty"` // 0: the topology's own
-	Label       string `json:"label"`
+	Scenario    string   `json:"scenario"`
+	Origin      string   `json:"origin"` // go, nginx or external
+	Tool        string   `json:"tool"`   // dlflow, curl, aria2c or axel
+	Topology    string   `json:"topology,omitempty"`
+	Connections int      `json:"connections,omitempty"` // 0: the topology's own, or one stream
+	Piece       int64    `json:"piece_bytes,omitempty"` // 0: the topology's own
+	Sets        []string `json:"sets,omitempty"`        // --set and --vary overrides
+	Label       string   `json:"label"`
 
 	Runs          int       `json:"runs"`
 	Bytes         int64     `json:"bytes"`
@@ -356,31 +357,13 @@ func benchCells(f *benchFlags, scenario, exe string, topologies []benchTopology)
 		}
 		for _, n := range conns {
 			for _, p := range pieces {
-				c := &benchCell{Scenario: scenario, Origin: f.origin, Tool: "dlflow", Topology: filepath.Base(t.path), Connections: n, Piece: int64(p)}
-				c.Label = t.name
-				var extra, sets []string
-				if n > 0 {
-					c.Label += fmt.Sprintf(" c=%d", n)
-					extra = append(extra, "--connections", fmt.Sprint(n))
+				for _, vary := range f.variations {
+					c, err := dlflowCell(f, scenario, exe, t, n, p, vary)
+					if err != nil {
+						return nil, err
+					}
+					cells = append(cells, c)
 				}
-				if p > 0 {
-					c.Label += fmt.Sprintf(" piece=%v", p)
-					sets = append(sets, fmt.Sprintf("stages.%s.config.piece=%v", t.splitter, p))
-					extra = append(extra, "--set", sets[0])
-				}
-				bound, err := t.memoryBound(sets, n)
-				if err != nil {
-					return nil, err
-				}
-				c.MemoryBound = bound
-				path := t.path
-				c.command = func(ctx context.Context, url, out, metrics string) *exec.Cmd {
-					args := []string{"get", "-c", path, "--url", url, "-o", out, "-q", "--no-resume", "--metrics-json", metrics}
-					cmd := exec.CommandContext(ctx, exe, append(args, extra...)...)
-					cmd.Env = append(os.Environ(), cliEnv+"=1")
-					return cmd
-				}
-				cells = append(cells, c)
 			}
 		}
 	}
@@ -388,6 +371,45 @@ func benchCells(f *benchFlags, scenario, exe string, topologies []benchTopology)
 		cells = append(cells, referenceCells(f, scenario)...)
 	}
 	return cells, nil
+}
+
+// dlflowCell is the cell of topology t with n connections (0: its own),
+// piece size p (0: its own) and one combination of --vary values, on top
+// of --set.
+func dlflowCell(f *benchFlags, scenario, exe string, t benchTopology, n int, p pipeline.ByteSize, vary []benchSet) (*benchCell, error) {
+	c := &benchCell{Scenario: scenario, Origin: f.origin, Tool: "dlflow", Topology: filepath.Base(t.path), Connections: n, Piece: int64(p)}
+	c.Label = t.name
+	var extra []string
+	if n > 0 {
+		c.Label += fmt.Sprintf(" c=%d", n)
+		extra = append(extra, "--connections", fmt.Sprint(n))
+	}
+	sets := slices.Clone(f.sets)
+	if p > 0 {
+		c.Label += fmt.Sprintf(" piece=%v", p)
+		sets = append(sets, fmt.Sprintf("stages.%s.config.piece=%v", t.splitter, p))
+	}
+	for _, v := range vary {
+		c.Label += " " + v.label
+		sets = append(sets, v.set)
+	}
+	for _, s := range sets {
+		extra = append(extra, "--set", s)
+	}
+	c.Sets = sets
+	bound, err := t.memoryBound(sets, n)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Label, err)
+	}
+	c.MemoryBound = bound
+	path := t.path
+	c.command = func(ctx context.Context, url, out, metrics string) *exec.Cmd {
+		args := []string{"get", "-c", path, "--url", url, "-o", out, "-q", "--no-resume", "--metrics-json", metrics}
+		cmd := exec.CommandContext(ctx, exe, append(args, extra...)...)
+		cmd.Env = append(os.Environ(), cliEnv+"=1")
+		return cmd
+	}
+	return c, nil
 }
 
 // referenceCells are curl (one stream), aria2c and axel (one cell per

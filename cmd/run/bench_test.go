@@ -172,6 +172,10 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"--sha256", strings.Repeat("0", 64)},
 		{"--url", "http://127.0.0.1:1/x", "--scenario", "latency"},
 		{"--runs", "0"},
+		{"--vary", "stages.write.config.fsync"},
+		{"--vary", "=true,false"},
+		{"--set", "fsync"},
+		{"-c", benchExample("stream.yaml"), "--set", "stages.write.config.fsnc=false"},
 		{"extra"},
 	} {
 		res := runCLI(t, append([]string{"bench"}, args...)...)
@@ -309,4 +313,40 @@ func selfRSS(t *testing.T) int64 {
 	}
 	t.Fatal("no VmRSS in /proc/self/status")
 	return 0
+}
+
+// TestBenchVary: --vary makes one cell per value (every combination of
+// several), on top of --set, and each cell's bound is validate's for its
+// own overrides: direct writes (fsync on) count the chunks they gather.
+func TestBenchVary(t *testing.T) {
+	benchEnv(t)
+	res := runCLI(t, "bench", "--size", "1MiB", "--runs", "1", "--json", "-c", benchExample("stream.yaml"),
+		"--set", "stages.progress.config.interval=5s",
+		"--vary", "stages.write.config.fsync=true,false", "--vary", "stages.write.config.preallocate=false,true")
+	if res.code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	var cells []benchCell
+	if err := json.Unmarshal([]byte(res.stdout), &cells); err != nil {
+		t.Fatal(err)
+	}
+	var labels []string
+	bound := map[string]int64{}
+	for _, c := range cells {
+		labels = append(labels, c.Label)
+		bound[c.Label] = c.MemoryBound
+		if !c.Verified || c.Runs != 1 || c.Sets[0] != "stages.progress.config.interval=5s" || len(c.Sets) != 3 {
+			t.Errorf("%s: verified %v, runs %d, sets %q", c.Label, c.Verified, c.Runs, c.Sets)
+		}
+	}
+	want := []string{
+		"stream fsync=true preallocate=false", "stream fsync=true preallocate=true",
+		"stream fsync=false preallocate=false", "stream fsync=false preallocate=true",
+	}
+	if !slices.Equal(labels, want) {
+		t.Fatalf("cells %q, want %q", labels, want)
+	}
+	if got := bound[want[0]] - bound[want[2]]; got != 3*256<<10 {
+		t.Errorf("fsync on adds %d bytes to the bound, want the 3 chunks of 256 KiB that a 1 MiB gather holds beyond one", got)
+	}
 }
