@@ -40,7 +40,8 @@ func TestFileSinkDirect(t *testing.T) {
 		workers      int
 	}{
 		{name: "sequential aligned", mode: sinks.ModeSequential, direct: sinks.DirectAlways, chunk: big, n: 4<<20 + 4097, uncached: true},
-		{name: "sequential auto", mode: sinks.ModeSequential, direct: sinks.DirectAuto, chunk: big, n: 4 << 20, uncached: true},
+		{name: "sequential auto, network chunks", mode: sinks.ModeSequential, direct: sinks.DirectAuto, chunk: big, n: 4 << 20},
+		{name: "sequential auto, large chunks", mode: sinks.ModeSequential, direct: sinks.DirectAuto, chunk: 1 << 20, n: 6<<20 + 5, uncached: true},
 		{name: "sequential odd chunks", mode: sinks.ModeSequential, direct: sinks.DirectAlways, chunk: 100_000, n: 3<<20 + 1},
 		{name: "sequential unaligned memory", mode: sinks.ModeSequential, direct: sinks.DirectAlways, chunk: big, n: 1<<20 + 3, skew: 1},
 		{name: "positional shuffled", mode: sinks.ModePositional, direct: sinks.DirectAlways, chunk: big, n: 4<<20 + 511, uncached: true, workers: 2},

@@ -39,10 +39,10 @@ import (
 //     removes PATH.tmp and its state: those bytes must not be resumed.
 //
 // With direct I/O (see FileConfig.Direct and direct.go) a replica writes
-// the aligned blocks of its chunks past the page cache, and takes the
-// chunks already queued behind the first, up to Gather bytes, into one
-// pwritev: a direct write waits for the disk, so it must be large. The
-// graph's memory bound counts those held chunks.
+// the aligned blocks of large chunks past the page cache. With direct:
+// always it also takes the chunks already queued behind the first, up to
+// Gather bytes, into one pwritev, since a direct write waits for the disk
+// and must be large to pay; the graph's memory bound counts those chunks.
 //
 // In sequential mode the sink takes ordered bytes and writes them as one
 // stream, so it must run with one worker. In positional mode it takes bytes in
@@ -56,7 +56,8 @@ type FileSink struct {
 	preallocate bool
 	resume      bool
 	useDirect   bool
-	gather      int64 // with direct I/O, bytes of queued chunks one write may take
+	directMin   int   // chunks of smaller buffers go through the page cache
+	gather      int64 // with direct: always, bytes of queued chunks one write may take
 
 	// Set by Start, before any replica runs; read-only during Run.
 	file   *os.File
@@ -87,8 +88,8 @@ type FileConfig struct {
 	Fsync       bool              `koanf:"fsync" help:"fsync the file and its directory before the output appears"`
 	Preallocate bool              `koanf:"preallocate" help:"reserve the whole file up front when the size is known"`
 	Resume      bool              `koanf:"resume" help:"continue a partial download from PATH.tmp and its state file when the server still has the same file; false starts over (--no-resume)"`
-	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache. auto means always in sequential mode with fsync on. The final fsync then has nothing left to flush, at a fraction of the CPU; but each direct write waits for the disk, which suits large writes in order, not the small scattered ones of positional mode. Unaligned edges, and file systems without direct I/O, go through the page cache"`
-	Gather      pipeline.ByteSize `koanf:"gather" help:"with direct I/O, write the chunks already queued, up to this many bytes, with one call: fewer, larger direct writes keep up with the network"`
+	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache, so that the final fsync has nothing left to flush, at a fraction of the CPU. Each direct write waits for the disk, which pays for large writes only: auto, with fsync on, writes chunks of 1 MiB or more direct (a coalesce.buffer's) and smaller ones through the page cache. Unaligned edges, and file systems without direct I/O, always use the page cache"`
+	Gather      pipeline.ByteSize `koanf:"gather" help:"with direct: always, write the chunks already queued, up to this many bytes, with one call, so that small network chunks make fewer, larger direct writes"`
 }
 
 // The values of a file.sink's direct.
@@ -175,32 +176,56 @@ var fileDef = pipeline.Def[FileConfig]{
 			preallocate: c.Preallocate,
 			resume:      c.Resume,
 			useDirect:   c.usesDirect(),
-			gather:      int64(c.Gather),
+			directMin:   c.directMin(),
+			gather:      c.gatherBytes(),
 		}, nil
 	},
-	Memory: func(c FileConfig) pipeline.Memory {
-		if c.usesDirect() {
-			return pipeline.Memory{Gather: int64(c.Gather)}
-		}
-		return pipeline.Memory{}
-	},
+	Memory: func(c FileConfig) pipeline.Memory { return pipeline.Memory{Gather: c.gatherBytes()} },
 }
 
 func init() { builtin(fileDef.Spec()) }
 
-// usesDirect resolves direct: auto. Measured on a 1 GiB download from nginx
-// on loopback with fsync on: in sequential mode direct writes ran at 1.46x
-// curl's rate for 0.75 s of CPU, against 1.0-1.6x and 0.9-1.1 s through the
-// page cache; in positional mode with 8 readers they fell to 806 MB/s against
-// 1506 MB/s through the page cache.
+// autoDirectMin is the smallest buffer that direct: auto writes with
+// O_DIRECT. Measured on 1 GiB downloads from nginx on loopback with fsync
+// on, medians of 3-5 runs in one bench each:
+//
+//   - large writes pay: buffered.yaml's 16 MiB chunks ran at 1390-1484 MB/s
+//     direct for 0.39-0.45 s of CPU, against 611-751 MB/s and 1.6-1.9 s
+//     through the page cache; 1 MiB chunks at 1502 against 1155 MB/s;
+//   - 256 KiB network chunks do not, even gathered into 1 MiB writes: a
+//     direct write waits for the disk, and stream.yaml ran at 1222-1653
+//     MB/s direct against 938-2321 through the page cache (which depends on
+//     the host's writeback, hence the spread), ranged-ordered.yaml at
+//     1055-1291 against 1768-2054, and positional ranged.yaml at 806
+//     against 1506.
+const autoDirectMin = 1 << 20
+
+// usesDirect reports whether the sink opens PATH.tmp for direct I/O.
 func (c FileConfig) usesDirect() bool {
 	switch c.Direct {
 	case DirectAlways:
 		return true
 	case DirectAuto, "":
-		return c.Fsync && c.Mode != ModePositional
+		return c.Fsync
 	}
 	return false
+}
+
+// directMin is the smallest chunk buffer written direct.
+func (c FileConfig) directMin() int {
+	if c.Direct == DirectAlways {
+		return 0
+	}
+	return autoDirectMin
+}
+
+// gatherBytes is how much of the queue one direct write takes: only with
+// direct: always, since auto writes only large chunks direct.
+func (c FileConfig) gatherBytes() int64 {
+	if c.Direct == DirectAlways {
+		return int64(c.Gather)
+	}
+	return 0
 }
 
 // Path is the output the sink writes; Path()+".tmp" is the file it fills.
@@ -526,7 +551,7 @@ const maxGather = 64
 // direct I/O takes one chunk at a time. It reports false when the queue
 // is closed.
 func (s *FileSink) gatherQueued(in <-chan pipeline.Chunk, batch *[]pipeline.Chunk) bool {
-	if s.direct == nil {
+	if s.direct == nil || s.gather <= 0 {
 		return true
 	}
 	// The graph's memory bound counts the whole input chunks that fit in
@@ -581,7 +606,7 @@ func (w *batchWriter) write(batch []pipeline.Chunk) error {
 
 // directWhole reports whether all of c may be written direct.
 func (s *FileSink) directWhole(c pipeline.Chunk) bool {
-	if s.direct == nil || len(c.Data) == 0 {
+	if !s.directFor(c) || len(c.Data) == 0 {
 		return false
 	}
 	start, end := s.direct.span(c.Data, c.Offset)
@@ -594,9 +619,14 @@ func (w *batchWriter) one(c pipeline.Chunk) error {
 	if err := s.check(c.Offset, c.End()); err != nil {
 		return err
 	}
-	n, err := s.writeAt(c.Data, c.Offset, w.wb)
+	n, err := s.writeAt(c.Data, c.Offset, w.wb, s.directFor(c))
 	s.wrote(c.Offset, int64(n))
 	return err
+}
+
+// directFor reports whether c's aligned blocks go direct.
+func (s *FileSink) directFor(c pipeline.Chunk) bool {
+	return s.direct != nil && c.BufferSize() >= s.directMin
 }
 
 // run writes contiguous chunks that may all go direct, with one pwritev.
@@ -662,12 +692,12 @@ func (s *FileSink) wrote(off, n int64) {
 }
 
 // writeAt writes p at off and returns how many bytes from the start of p
-// are written, the way io.WriterAt does. The aligned middle of p goes
-// through the direct descriptor when there is one; the rest goes through
-// the page cache, and wb (nil without fsync) starts its writeback.
-func (s *FileSink) writeAt(p []byte, off int64, wb *writeback) (int, error) {
+// are written, the way io.WriterAt does. With direct, the aligned middle of
+// p goes through the direct descriptor; the rest goes through the page
+// cache, and wb (nil without fsync) starts its writeback.
+func (s *FileSink) writeAt(p []byte, off int64, wb *writeback, direct bool) (int, error) {
 	start, end := 0, 0
-	if s.direct != nil {
+	if direct {
 		start, end = s.direct.span(p, off)
 	}
 	if start == end {

@@ -317,12 +317,12 @@ func selfRSS(t *testing.T) int64 {
 
 // TestBenchVary: --vary makes one cell per value (every combination of
 // several), on top of --set, and each cell's bound is validate's for its
-// own overrides: direct writes (fsync on) count the chunks they gather.
+// own overrides: direct: always counts the chunks it gathers.
 func TestBenchVary(t *testing.T) {
 	benchEnv(t)
 	res := runCLI(t, "bench", "--size", "1MiB", "--runs", "1", "--json", "-c", benchExample("stream.yaml"),
 		"--set", "stages.progress.config.interval=5s",
-		"--vary", "stages.write.config.fsync=true,false", "--vary", "stages.write.config.preallocate=false,true")
+		"--vary", "stages.write.config.direct=always,never", "--vary", "stages.write.config.preallocate=false,true")
 	if res.code != exitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}
@@ -340,13 +340,13 @@ func TestBenchVary(t *testing.T) {
 		}
 	}
 	want := []string{
-		"stream fsync=true preallocate=false", "stream fsync=true preallocate=true",
-		"stream fsync=false preallocate=false", "stream fsync=false preallocate=true",
+		"stream direct=always preallocate=false", "stream direct=always preallocate=true",
+		"stream direct=never preallocate=false", "stream direct=never preallocate=true",
 	}
 	if !slices.Equal(labels, want) {
 		t.Fatalf("cells %q, want %q", labels, want)
 	}
 	if got := bound[want[0]] - bound[want[2]]; got != 3*256<<10 {
-		t.Errorf("fsync on adds %d bytes to the bound, want the 3 chunks of 256 KiB that a 1 MiB gather holds beyond one", got)
+		t.Errorf("direct: always adds %d bytes to the bound, want the 3 chunks of 256 KiB that a 1 MiB gather holds beyond one", got)
 	}
 }
