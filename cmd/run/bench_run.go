@@ -123,12 +123,17 @@ func runBench(ctx context.Context, f *benchFlags, progress io.Writer) ([]*benchC
 
 // runCells runs every cell f.runs times, round-robin (run 1 of every cell,
 // then run 2, ...), so that a change in the machine's load spreads over all
-// cells instead of skewing one; then it summarizes each cell.
+// cells instead of skewing one; then it summarizes each cell. Each round
+// starts one cell further, so that no cell always follows the same one: on
+// a VM the host may still be flushing the previous run's writes after our
+// sync, and that slowed whichever cell came right after the reference
+// tools.
 func runCells(ctx context.Context, f *benchFlags, srv *benchServer, cells []*benchCell, dir string, progress io.Writer) error {
 	out := filepath.Join(dir, "out.bin")
 	metricsFile := filepath.Join(dir, "metrics.json")
 	for i := range f.runs {
-		for _, c := range cells {
+		for k := range cells {
+			c := cells[(i+k)%len(cells)]
 			if c.failed() {
 				continue
 			}
