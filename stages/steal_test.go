@@ -183,7 +183,9 @@ func TestStealSplitsLongRanges(t *testing.T) {
 	srv.WaitIdle(5 * time.Second)
 	t.Logf("%+v, %d requests", st, len(srv.Log()))
 	// Every byte was requested once, apart from the bytes a replaced or
-	// raced request had in flight.
+	// raced request had in flight. A split takes the tail of a request in
+	// flight, so a request that starts inside another ends within it (at
+	// its end, or earlier when the stolen part was split again).
 	var rs []pipeline.Range
 	for _, r := range srv.Log() {
 		rs = append(rs, parseRangeHeader(t, r.Range))
@@ -191,7 +193,7 @@ func TestStealSplitsLongRanges(t *testing.T) {
 	sort.Slice(rs, func(i, j int) bool { return rs[i].Start < rs[j].Start })
 	if st.Replaced == 0 && st.Raced == 0 {
 		for i := 1; i < len(rs); i++ {
-			if rs[i].Start < rs[i-1].End && rs[i].End != rs[i-1].End {
+			if rs[i].Start < rs[i-1].End && rs[i].End > rs[i-1].End {
 				t.Fatalf("overlapping requests %v", rs)
 			}
 		}
