@@ -88,7 +88,7 @@ type FileConfig struct {
 	Fsync       bool              `koanf:"fsync" help:"fsync the file and its directory before the output appears"`
 	Preallocate bool              `koanf:"preallocate" help:"reserve the whole file up front when the size is known"`
 	Resume      bool              `koanf:"resume" help:"continue a partial download from PATH.tmp and its state file when the server still has the same file; false starts over (--no-resume)"`
-	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache, so that the final fsync has nothing left to flush, at a fraction of the CPU. Each direct write waits for the disk, which pays for large writes only: auto, with fsync on, writes chunks of 1 MiB or more direct (a coalesce.buffer's) and smaller ones through the page cache. Unaligned edges, and file systems without direct I/O, always use the page cache"`
+	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache, so that the final fsync has nothing left to flush, at a fraction of the CPU. Each direct write waits for the disk, which pays for large writes only: auto writes chunks of 1 MiB or more direct (a coalesce.buffer's) and smaller ones through the page cache. Unaligned edges, and file systems without direct I/O, always use the page cache"`
 	Gather      pipeline.ByteSize `koanf:"gather" help:"with direct: always, write the chunks already queued, up to this many bytes, with one call, so that small network chunks make fewer, larger direct writes"`
 }
 
@@ -186,12 +186,14 @@ var fileDef = pipeline.Def[FileConfig]{
 func init() { builtin(fileDef.Spec()) }
 
 // autoDirectMin is the smallest buffer that direct: auto writes with
-// O_DIRECT. Measured on 1 GiB downloads from nginx on loopback with fsync
-// on, medians of 3-5 runs in one bench each:
+// O_DIRECT, with or without fsync. Measured on 1 GiB downloads from nginx
+// on loopback, medians of 3-5 runs in one bench each (fsync on unless
+// said):
 //
 //   - large writes pay: buffered.yaml's 16 MiB chunks ran at 1390-1484 MB/s
 //     direct for 0.39-0.45 s of CPU, against 611-751 MB/s and 1.6-1.9 s
-//     through the page cache; 1 MiB chunks at 1502 against 1155 MB/s;
+//     through the page cache; without fsync, 1391 against 665-751 MB/s;
+//     1 MiB chunks at 1502 against 1155 MB/s;
 //   - 256 KiB network chunks do not, even gathered into 1 MiB writes: a
 //     direct write waits for the disk, and stream.yaml ran at 1222-1653
 //     MB/s direct against 938-2321 through the page cache (which depends on
@@ -206,7 +208,7 @@ func (c FileConfig) usesDirect() bool {
 	case DirectAlways:
 		return true
 	case DirectAuto, "":
-		return c.Fsync
+		return true
 	}
 	return false
 }
