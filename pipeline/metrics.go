@@ -11,13 +11,15 @@ import (
 const DefaultSampleInterval = 10 * time.Millisecond
 
 // Metrics collects per-stage counters of runs, for benchmarks and tuning:
-// what each stage sent, how long its sends waited for room downstream, and
-// how full its input queue was on average. Pass one in RunOptions.Metrics;
+// what each stage sent, how long its sends waited for room downstream, how
+// long it waited for input (when it receives with IO.Recv), so how busy it
+// was, and how full its input queue was on average. Pass one in RunOptions.Metrics;
 // the runner fills it, and Snapshot reads it (also during a run). A Metrics
 // may serve several runs of a graph (a restart): the counters add up.
 //
-// The cost on the chunk path is an atomic add per send, and two clock reads
-// for a send that finds the queue full; without Metrics there is none.
+// The cost on the chunk path is an atomic add per send and receive, and two
+// clock reads for a send or receive that has to wait; without Metrics there
+// is none.
 type Metrics struct {
 	// Interval is the sampling period of queue fills; 0 means
 	// DefaultSampleInterval. Set it before the run.
@@ -46,10 +48,21 @@ type stageMetrics struct {
 	ranges       atomic.Int64
 	blockedNanos atomic.Int64 // time sends waited for room
 	blockedSends atomic.Int64
+	runNanos     atomic.Int64 // time the replicas ran, from start to return
+	waitNanos    atomic.Int64 // time IO.Recv and IO.RecvRange waited for input
+	recvs        atomic.Int64 // inputs taken with Recv or RecvRange
 	// Input queue fill, written by the run's sampler only.
 	samples  atomic.Int64
 	fillPPM  atomic.Int64 // sum over samples of len/cap, in parts per million
 	fullHits atomic.Int64 // samples that found the queue full
+}
+
+func (s *stageMetrics) ran(start time.Time) {
+	s.runNanos.Add(int64(time.Since(start)))
+}
+
+func (s *stageMetrics) waited(start time.Time) {
+	s.waitNanos.Add(int64(time.Since(start)))
 }
 
 func (s *stageMetrics) blocked(start time.Time) {
@@ -119,6 +132,19 @@ type StageMetrics struct {
 	QueueFill    float64 `json:"queue_fill"`
 	QueueFull    float64 `json:"queue_full"`
 	QueueSamples int64   `json:"queue_samples"`
+	// Ran is the total time its replicas ran, from start to return.
+	// InputWait is the part of it that IO.Recv and IO.RecvRange waited for
+	// input. Busy is the rest that did not wait to send either: Ran -
+	// InputWait - SendBlocked; BusyShare is Busy over Workers x Elapsed,
+	// so a replica that returned early counts as idle after. For a source
+	// (no input) Busy includes waiting for the network. BusyKnown is false
+	// for a stage that receives from its input channel itself rather than
+	// through Recv: its waits are not seen, and its Busy is 0.
+	Ran       time.Duration `json:"ran_ns"`
+	InputWait time.Duration `json:"input_wait_ns"`
+	Busy      time.Duration `json:"busy_ns"`
+	BusyShare float64       `json:"busy_share"`
+	BusyKnown bool          `json:"busy_known"`
 }
 
 // MetricsSnapshot is every stage's counters, in graph order (sources first).
@@ -144,6 +170,12 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		if sm.QueueSamples > 0 {
 			sm.QueueFill = float64(s.fillPPM.Load()) / 1e6 / float64(sm.QueueSamples)
 			sm.QueueFull = float64(s.fullHits.Load()) / float64(sm.QueueSamples)
+		}
+		sm.Ran, sm.InputWait = time.Duration(s.runNanos.Load()), time.Duration(s.waitNanos.Load())
+		sm.BusyKnown = s.in == None || s.recvs.Load() > 0
+		if total := time.Duration(s.workers) * m.elapsed; sm.BusyKnown && total > 0 {
+			sm.Busy = max(sm.Ran-sm.InputWait-sm.SendBlocked, 0)
+			sm.BusyShare = min(float64(sm.Busy)/float64(total), 1)
 		}
 		snap.Stages = append(snap.Stages, sm)
 	}

@@ -126,3 +126,87 @@ func TestMetricsCountRanges(t *testing.T) {
 		t.Fatalf("split %+v", split)
 	}
 }
+
+// recvPass and recvSlow take their input with IO.Recv, so the metrics know
+// how long they waited for it: recvSlow pauses on every chunk, recvPass
+// hands each one on at once.
+var (
+	recvPass = pipeline.Def[struct{}]{
+		Type: "test.recvpass", Consumes: pipeline.Bytes, Produces: pipeline.Bytes,
+		New: func(struct{}) (pipeline.Stage, error) {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+				for {
+					c, ok, err := io.Recv(ctx)
+					if !ok {
+						return err
+					}
+					if err := io.Send(ctx, c); err != nil {
+						return err
+					}
+				}
+			}), nil
+		},
+	}
+	recvSlow = pipeline.Def[struct{}]{
+		Type: "test.recvslow", Consumes: pipeline.Bytes, Produces: pipeline.None,
+		New: func(struct{}) (pipeline.Stage, error) {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+				for {
+					c, ok, err := io.Recv(ctx)
+					if !ok {
+						return err
+					}
+					time.Sleep(2 * time.Millisecond)
+					c.Release()
+				}
+			}), nil
+		},
+	}
+)
+
+// TestMetricsBusyTime: a sink that works on every chunk is busy nearly all
+// the run; the stage feeding it mostly waits to send, and the stage after
+// a slow source mostly waits for input. A stage that receives from its
+// channel itself has no known busy time.
+func TestMetricsBusyTime(t *testing.T) {
+	reg, _ := newRegistry(t)
+	pipeline.MustRegister(reg, recvPass)
+	pipeline.MustRegister(reg, recvSlow)
+	const size, chunk = 4 << 20, 64 << 10
+	g, err := pipeline.Build(reg, []pipeline.Node{
+		{ID: "src", Type: "test.gen", Config: &genConfig{Size: size, Chunk: chunk}},
+		{ID: "plain", Type: "test.pass", Inputs: []string{"src"}},
+		{ID: "pass", Type: "test.recvpass", Inputs: []string{"plain"}},
+		{ID: "slow", Type: "test.recvslow", Inputs: []string{"pass"}, Queue: 4},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := pipeline.NewMetrics()
+	if err := g.Run(context.Background(), pipeline.RunOptions{Log: zerolog.Nop(), Metrics: m}); err != nil {
+		t.Fatal(err)
+	}
+	snap := m.Snapshot()
+	src, _ := snap.Stage("src")
+	plain, _ := snap.Stage("plain")
+	pass, _ := snap.Stage("pass")
+	slow, _ := snap.Stage("slow")
+	for _, s := range []pipeline.StageMetrics{src, plain, pass, slow} {
+		t.Logf("%-5s busy %v (%.0f%%, known %v), input wait %v, send blocked %v", s.Stage, s.Busy, 100*s.BusyShare, s.BusyKnown, s.InputWait, s.SendBlocked)
+	}
+	if !slow.BusyKnown || slow.BusyShare < 0.7 {
+		t.Errorf("the slow sink: busy %.2f (known %v), want most of the run", slow.BusyShare, slow.BusyKnown)
+	}
+	if !pass.BusyKnown || pass.BusyShare > 0.5 || pass.SendBlocked <= 0 {
+		t.Errorf("the stage before the slow sink: busy %.2f (known %v), send blocked %v; want mostly blocked", pass.BusyShare, pass.BusyKnown, pass.SendBlocked)
+	}
+	if !src.BusyKnown {
+		t.Error("a source's busy time is always known")
+	}
+	if plain.BusyKnown || plain.Busy != 0 {
+		t.Errorf("a stage without Recv: busy %v, known %v; want unknown", plain.Busy, plain.BusyKnown)
+	}
+	if slow.Busy+slow.InputWait+slow.SendBlocked != slow.Ran || slow.Ran > snap.Elapsed {
+		t.Errorf("busy %v + wait %v + blocked %v != ran %v, or ran longer than the run %v", slow.Busy, slow.InputWait, slow.SendBlocked, slow.Ran, snap.Elapsed)
+	}
+}

@@ -197,6 +197,9 @@ func (r *run) runStages(parent context.Context) error {
 				io.chunksOut, io.rangesOut = r.chunksIn[c], r.rangesIn[c]
 			}
 			wg.Go(func() {
+				if io.metrics != nil {
+					defer io.metrics.ran(time.Now())
+				}
 				if err := r.runReplica(ctx, n, io); err != nil {
 					cancel(err)
 				}

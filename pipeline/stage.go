@@ -133,6 +133,48 @@ func (io IO) sendCounted(ctx context.Context, c Chunk) error {
 	return nil
 }
 
+// Recv takes the next chunk of the input, and with it its ownership. It
+// blocks until a chunk arrives (ok true), the input is closed and drained
+// (ok false, nil error), or ctx is done (its error). Receiving from Chunks
+// directly works too; Recv also tells the run's Metrics how long the stage
+// waited for input, which is how it knows the stage's busy time.
+func (io IO) Recv(ctx context.Context) (c Chunk, ok bool, err error) {
+	if m := io.metrics; m != nil {
+		m.recvs.Add(1)
+		select {
+		case c, ok = <-io.Chunks:
+			return c, ok, nil
+		default:
+		}
+		defer m.waited(time.Now())
+	}
+	select {
+	case c, ok = <-io.Chunks:
+		return c, ok, nil
+	case <-ctx.Done():
+		return Chunk{}, false, ctx.Err()
+	}
+}
+
+// RecvRange is Recv for a stage that consumes ranges.
+func (io IO) RecvRange(ctx context.Context) (r Range, ok bool, err error) {
+	if m := io.metrics; m != nil {
+		m.recvs.Add(1)
+		select {
+		case r, ok = <-io.Ranges:
+			return r, ok, nil
+		default:
+		}
+		defer m.waited(time.Now())
+	}
+	select {
+	case r, ok = <-io.Ranges:
+		return r, ok, nil
+	case <-ctx.Done():
+		return Range{}, false, ctx.Err()
+	}
+}
+
 // SendRange hands r to the next stage. It blocks until the next stage has
 // room or ctx is done, when it returns ctx.Err().
 func (io IO) SendRange(ctx context.Context, r Range) error {

@@ -42,16 +42,12 @@ func (s *DiscardSink) Start(ctx context.Context, env *pipeline.Env) error {
 // Run counts and releases chunks until its input is closed or ctx is done.
 func (s *DiscardSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
 	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case c, ok := <-io.Chunks:
-			if !ok {
-				return nil
-			}
-			s.bytes.Add(int64(len(c.Data)))
-			c.Release()
+		c, ok, err := io.Recv(ctx)
+		if !ok {
+			return err
 		}
+		s.bytes.Add(int64(len(c.Data)))
+		c.Release()
 	}
 }
 

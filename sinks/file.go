@@ -510,36 +510,32 @@ func (s *FileSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) e
 		}
 	}()
 	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case c, ok := <-io.Chunks:
-			if !ok {
-				return nil
-			}
-			batch = append(batch, c)
-			open := s.gatherQueued(io.Chunks, &batch)
-			var n int64
-			for _, c := range batch {
-				n += int64(len(c.Data))
-			}
-			err := w.write(batch)
-			for _, c := range batch {
-				c.Release()
-			}
-			clear(batch)
-			batch = batch[:0]
-			if err != nil {
+		c, ok, err := io.Recv(ctx)
+		if !ok {
+			return err
+		}
+		batch = append(batch, c)
+		open := s.gatherQueued(io.Chunks, &batch)
+		var n int64
+		for _, c := range batch {
+			n += int64(len(c.Data))
+		}
+		err = w.write(batch)
+		for _, c := range batch {
+			c.Release()
+		}
+		clear(batch)
+		batch = batch[:0]
+		if err != nil {
+			return err
+		}
+		if s.ck != nil {
+			if err := s.ck.wrote(n); err != nil {
 				return err
 			}
-			if s.ck != nil {
-				if err := s.ck.wrote(n); err != nil {
-					return err
-				}
-			}
-			if !open {
-				return nil
-			}
+		}
+		if !open {
+			return nil
 		}
 	}
 }

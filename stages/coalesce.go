@@ -74,12 +74,9 @@ func (s *Coalescer) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) 
 	}
 
 	for {
-		var c pipeline.Chunk
-		var ok bool
-		select {
-		case c, ok = <-io.Chunks:
-		case <-ctx.Done():
-			return ctx.Err()
+		c, ok, err := io.Recv(ctx)
+		if err != nil {
+			return err
 		}
 		if !ok {
 			if held {

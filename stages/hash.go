@@ -179,12 +179,9 @@ func (t *HashTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) er
 	r := &hashRun{t: t, env: env, h: t.check.alg.new(), held: &chunkHeap{}}
 	defer r.releaseHeld()
 	for {
-		var c pipeline.Chunk
-		var ok bool
-		select {
-		case c, ok = <-io.Chunks:
-		case <-ctx.Done():
-			return ctx.Err()
+		c, ok, err := io.Recv(ctx)
+		if err != nil {
+			return err
 		}
 		if !ok {
 			return r.finish(ctx)
@@ -224,16 +221,12 @@ func (t *HashTap) passThrough(ctx context.Context, env *pipeline.Env, io pipelin
 		env.Window.Advance(math.MaxInt64)
 	}
 	for {
-		select {
-		case c, ok := <-io.Chunks:
-			if !ok {
-				return nil
-			}
-			if err := io.Send(ctx, c); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+		c, ok, err := io.Recv(ctx)
+		if !ok {
+			return err
+		}
+		if err := io.Send(ctx, c); err != nil {
+			return err
 		}
 	}
 }

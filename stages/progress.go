@@ -125,26 +125,38 @@ func (p *ProgressTap) countHave(env *pipeline.Env) {
 // send; ticks that fall while it is blocked are skipped, not queued.
 func (p *ProgressTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
 	p.countHave(env)
-	var tick <-chan time.Time
 	if io.Replica == 0 {
-		t := time.NewTicker(p.interval)
-		defer t.Stop()
-		tick = t.C
+		// Reports go on while the chunks stall, from their own goroutine,
+		// so that the loop below waits on its input alone (Recv, which
+		// lets the run's metrics see how busy the tap is).
+		stop, done := make(chan struct{}), make(chan struct{})
+		go p.reportEvery(env, stop, done)
+		defer func() { close(stop); <-done }()
 	}
 	for {
+		c, ok, err := io.Recv(ctx)
+		if !ok {
+			return err
+		}
+		p.done.Add(int64(len(c.Data)))
+		if err := io.Send(ctx, c); err != nil {
+			return err
+		}
+	}
+}
+
+// reportEvery logs a progress line every interval until stop is closed;
+// ticks that fall while a line is written are skipped, not queued.
+func (p *ProgressTap) reportEvery(env *pipeline.Env, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	for {
 		select {
-		case c, ok := <-io.Chunks:
-			if !ok {
-				return nil
-			}
-			p.done.Add(int64(len(c.Data)))
-			if err := io.Send(ctx, c); err != nil {
-				return err
-			}
-		case now := <-tick:
+		case <-stop:
+			return
+		case now := <-t.C:
 			p.report(env, now)
-		case <-ctx.Done():
-			return ctx.Err()
 		}
 	}
 }

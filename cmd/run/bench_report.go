@@ -60,12 +60,17 @@ func printBench(w io.Writer, f *benchFlags, cells []*benchCell) {
 		if len(staged) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "\nper stage: average fill of each stage's input queue; time each stage's sends waited for room (per run)\n\n")
+		fmt.Fprintf(w, "\nper stage: share of the run each stage was busy (not waiting for input or room; - where unknown); average fill of its input queue; time its sends waited for room (per run)\n\n")
 		tw = tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "cell\tbottleneck\tinput queue fill\tsend blocked")
+		fmt.Fprintln(tw, "cell\tbottleneck\tbusy\tinput queue fill\tsend blocked")
 		for _, c := range staged {
-			var fills, blocked []string
+			var busy, fills, blocked []string
 			for _, s := range c.Stages {
+				if s.BusyKnown {
+					busy = append(busy, fmt.Sprintf("%s %.0f%%", s.Stage, 100*s.BusyShare))
+				} else {
+					busy = append(busy, s.Stage+" -")
+				}
 				if s.QueueCap > 0 {
 					fills = append(fills, fmt.Sprintf("%s %.0f%%", s.Stage, 100*s.QueueFill))
 				}
@@ -73,7 +78,7 @@ func printBench(w io.Writer, f *benchFlags, cells []*benchCell) {
 					blocked = append(blocked, fmt.Sprintf("%s %s", s.Stage, shortDuration(s.SendBlocked)))
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Label, orDash(c.Bottleneck), strings.Join(fills, ", "), strings.Join(blocked, ", "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Label, orDash(c.Bottleneck), strings.Join(busy, ", "), strings.Join(fills, ", "), strings.Join(blocked, ", "))
 		}
 		tw.Flush()
 	}

@@ -265,15 +265,20 @@ func averageMetrics(runs []pipeline.MetricsSnapshot) pipeline.MetricsSnapshot {
 	n := len(runs)
 	for i := range avg.Stages {
 		s := &avg.Stages[i]
-		var fill, full, blocked float64
+		var fill, full, blocked, busyShare float64
 		var bytes, blockedSends int64
+		var ran, wait, busy time.Duration
 		for _, r := range runs {
 			rs, _ := r.Stage(s.Stage)
 			fill, full, blocked = fill+rs.QueueFill, full+rs.QueueFull, blocked+float64(rs.SendBlocked)
 			bytes, blockedSends = bytes+rs.BytesSent, blockedSends+rs.BlockedSends
+			ran, wait, busy, busyShare = ran+rs.Ran, wait+rs.InputWait, busy+rs.Busy, busyShare+rs.BusyShare
+			s.BusyKnown = s.BusyKnown && rs.BusyKnown
 		}
 		s.QueueFill, s.QueueFull = fill/float64(n), full/float64(n)
 		s.SendBlocked = time.Duration(blocked / float64(n))
+		s.Ran, s.InputWait, s.Busy = ran/time.Duration(n), wait/time.Duration(n), busy/time.Duration(n)
+		s.BusyShare = busyShare / float64(n)
 		s.BytesSent, s.BlockedSends = bytes/int64(n), blockedSends/int64(n)
 	}
 	for _, r := range runs {

@@ -58,15 +58,11 @@ func (t *Throttle) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) e
 	timer := time.NewTimer(time.Hour) // one per replica; Reset below re-arms it
 	defer timer.Stop()
 	for {
-		var c pipeline.Chunk
-		var ok bool
-		select {
-		case c, ok = <-io.Chunks:
-			if !ok {
-				return nil // input exhausted and everything sent
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+		// Recv rather than a receive from io.Chunks: the run's metrics then
+		// see how long the stage waits for input, so how busy it is.
+		c, ok, err := io.Recv(ctx)
+		if !ok {
+			return err // nil: input exhausted and everything sent
 		}
 		if wait := t.book(len(c.Data)); wait > 0 {
 			timer.Reset(wait)
