@@ -157,6 +157,10 @@ func TestGetConnections(t *testing.T) {
 			if len(conns) > 3 {
 				t.Errorf("range requests came from %d connections, want at most 3: %v", len(conns), conns)
 			}
+			// The probe's connection is reused, not kept beside them.
+			if st := srv.Stats(); st.MaxOpenConns > 3 || st.MaxInFlight > 3 {
+				t.Errorf("%d connections open and %d requests in flight at once, want at most 3", st.MaxOpenConns, st.MaxInFlight)
+			}
 		})
 	}
 }

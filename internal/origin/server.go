@@ -167,6 +167,10 @@ type Stats struct {
 	// keeps at most N requests open never makes it exceed N. A request the
 	// client abandons counts until the server notices.
 	MaxInFlight int64
+	// MaxOpenConns is the most TCP connections open at once, busy or idle
+	// (the high-water mark), from accept until the server sees them
+	// closed.
+	MaxOpenConns int64
 }
 
 // Request is one entry of the request log.
@@ -224,6 +228,7 @@ type Server struct {
 
 	requests, gets, heads, bytes, inflight atomic.Int64
 	active, maxActive                      atomic.Int64 // for Stats.MaxInFlight
+	conns, maxConns                        atomic.Int64 // for Stats.MaxOpenConns
 
 	logMu sync.Mutex
 	log   []*Request
@@ -276,6 +281,7 @@ func Start(opts Options) (*Server, error) {
 		Handler:           s,
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0),
+		ConnState:         s.connState,
 	}
 	go func() {
 		defer close(s.serveDone)
@@ -304,11 +310,12 @@ func (s *Server) SetFaults(f Faults) { s.faults.Store(newFaultState(f)) }
 // Stats returns the current counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		Requests:    s.requests.Load(),
-		GETs:        s.gets.Load(),
-		HEADs:       s.heads.Load(),
-		BytesServed: s.bytes.Load(),
-		MaxInFlight: s.maxActive.Load(),
+		Requests:     s.requests.Load(),
+		GETs:         s.gets.Load(),
+		HEADs:        s.heads.Load(),
+		BytesServed:  s.bytes.Load(),
+		MaxInFlight:  s.maxActive.Load(),
+		MaxOpenConns: s.maxConns.Load(),
 	}
 }
 
@@ -333,6 +340,7 @@ func (s *Server) ResetStats() {
 	s.heads.Store(0)
 	s.bytes.Store(0)
 	s.maxActive.Store(s.active.Load())
+	s.maxConns.Store(s.conns.Load())
 	s.logMu.Unlock()
 }
 
@@ -423,11 +431,23 @@ func (s *Server) sleepUntil(ctx context.Context, t time.Time) bool {
 }
 
 // begin counts a request in flight for Stats.MaxInFlight.
-func (s *Server) begin() {
-	n := s.active.Add(1)
+func (s *Server) begin() { raiseMax(&s.maxActive, s.active.Add(1)) }
+
+// connState counts open connections for Stats.MaxOpenConns.
+func (s *Server) connState(_ net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		raiseMax(&s.maxConns, s.conns.Add(1))
+	case http.StateClosed, http.StateHijacked:
+		s.conns.Add(-1)
+	}
+}
+
+// raiseMax makes max at least n.
+func raiseMax(max *atomic.Int64, n int64) {
 	for {
-		m := s.maxActive.Load()
-		if n <= m || s.maxActive.CompareAndSwap(m, n) {
+		m := max.Load()
+		if n <= m || max.CompareAndSwap(m, n) {
 			return
 		}
 	}
