@@ -139,39 +139,32 @@ func (io IO) sendCounted(ctx context.Context, c Chunk) error {
 // directly works too; Recv also tells the run's Metrics how long the stage
 // waited for input, which is how it knows the stage's busy time.
 func (io IO) Recv(ctx context.Context) (c Chunk, ok bool, err error) {
-	if m := io.metrics; m != nil {
-		m.recvs.Add(1)
-		select {
-		case c, ok = <-io.Chunks:
-			return c, ok, nil
-		default:
-		}
-		defer m.waited(time.Now())
-	}
-	select {
-	case c, ok = <-io.Chunks:
-		return c, ok, nil
-	case <-ctx.Done():
-		return Chunk{}, false, ctx.Err()
-	}
+	return recv(ctx, io.Chunks, io.metrics)
 }
 
 // RecvRange is Recv for a stage that consumes ranges.
 func (io IO) RecvRange(ctx context.Context) (r Range, ok bool, err error) {
-	if m := io.metrics; m != nil {
+	return recv(ctx, io.Ranges, io.metrics)
+}
+
+// recv takes the next item of in. With metrics it counts the receive and
+// times the wait, reading the clock only when in is empty (a non-blocking
+// try first).
+func recv[T any](ctx context.Context, in <-chan T, m *stageMetrics) (v T, ok bool, err error) {
+	if m != nil {
 		m.recvs.Add(1)
 		select {
-		case r, ok = <-io.Ranges:
-			return r, ok, nil
+		case v, ok = <-in:
+			return v, ok, nil
 		default:
 		}
 		defer m.waited(time.Now())
 	}
 	select {
-	case r, ok = <-io.Ranges:
-		return r, ok, nil
+	case v, ok = <-in:
+		return v, ok, nil
 	case <-ctx.Done():
-		return Range{}, false, ctx.Err()
+		return v, false, ctx.Err()
 	}
 }
 

@@ -69,27 +69,7 @@ func (d *directFile) span(p []byte, off int64) (start, end int) {
 // file system refused direct I/O for the rest (EINVAL), and the caller
 // should write the rest through the page cache.
 func (d *directFile) writeAt(p []byte, off int64) (int, error) {
-	done := 0
-	for done < len(p) {
-		n, err := unix.Pwrite(d.fd, p[done:], off+int64(done))
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.EINVAL):
-			return done, nil
-		case err != nil:
-			return done, &os.PathError{Op: "write", Path: d.f.Name(), Err: err}
-		case n == 0:
-			return done, &os.PathError{Op: "write", Path: d.f.Name(), Err: unix.EIO}
-		}
-		done += n
-		if n%int(d.offAlign) != 0 {
-			// A short write (such as at a full disk) left the rest
-			// unaligned: let the page cache take it and report the error.
-			return done, nil
-		}
-	}
-	return done, nil
+	return d.writevAt([][]byte{p}, off)
 }
 
 // writevAt writes the buffers of iov one after the other from off, with
