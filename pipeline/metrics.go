@@ -50,7 +50,7 @@ type stageMetrics struct {
 	blockedSends atomic.Int64
 	runNanos     atomic.Int64 // time the replicas ran, from start to return
 	waitNanos    atomic.Int64 // time IO.Recv and IO.RecvRange waited for input
-	recvs        atomic.Int64 // inputs taken with Recv or RecvRange
+	recvs        atomic.Int64 // inputs taken with Recv or RecvRange, and Waited calls
 	// Input queue fill, written by the run's sampler only.
 	samples  atomic.Int64
 	fillPPM  atomic.Int64 // sum over samples of len/cap, in parts per million
@@ -139,7 +139,8 @@ type StageMetrics struct {
 	// so a replica that returned early counts as idle after. For a source
 	// (no input) Busy includes waiting for the network. BusyKnown is false
 	// for a stage that receives from its input channel itself rather than
-	// through Recv: its waits are not seen, and its Busy is 0.
+	// through Recv (and does not report its waits with IO.Waited): its
+	// waits are not seen, and its Busy is 0.
 	Ran       time.Duration `json:"ran_ns"`
 	InputWait time.Duration `json:"input_wait_ns"`
 	Busy      time.Duration `json:"busy_ns"`

@@ -147,6 +147,17 @@ func (io IO) RecvRange(ctx context.Context) (r Range, ok bool, err error) {
 	return recv(ctx, io.Ranges, io.metrics)
 }
 
+// Waited tells the run's metrics that the stage waited d for input in a
+// select of its own (one that also watches timers or other channels), so
+// that they know its busy time as if it used Recv. Without metrics it does
+// nothing.
+func (io IO) Waited(d time.Duration) {
+	if m := io.metrics; m != nil {
+		m.recvs.Add(1)
+		m.waitNanos.Add(int64(d))
+	}
+}
+
 // recv takes the next item of in. With metrics it counts the receive and
 // times the wait, reading the clock only when in is empty (a non-blocking
 // try first).

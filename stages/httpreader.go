@@ -195,15 +195,11 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		default:
 			if sched == nil {
 				// Block for the next range.
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case next, ok := <-in:
-					if !ok {
-						return nil
-					}
-					r, got = next, true
+				next, ok, err := io.RecvRange(ctx)
+				if !ok {
+					return err
 				}
+				r, got = next, true
 			}
 		}
 		if !got {
@@ -228,18 +224,22 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 				poll.Reset(stealPoll)
 			}
 			armed := time.Now()
+			woke := func() { io.Waited(time.Since(armed)) } // idle, for the metrics' busy time
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case next, ok := <-in:
+				woke()
 				if !ok {
 					in = nil
 					continue
 				}
 				r = next
 			case <-changed:
+				woke()
 				continue
 			case <-poll.C:
+				woke()
 				sched.late(time.Since(armed) - stealPoll)
 				continue
 			}
