@@ -168,7 +168,7 @@ func TestGraphMiswired(t *testing.T) {
 	checkLines(t, graphErrors(t, file),
 		file+`:11:3: stages.extra: its output (ordered bytes) goes nowhere; add a stage with inputs: [extra], such as a sink`,
 		file+`:10:5: stages.write.inputs: file.sink in this mode consumes ordered bytes, but fetch delivers bytes; `+
-			`add a reorder stage (reorder.heap) before it or switch it to a mode that takes bytes in any order (see `+"`dlflow stages file.sink`)")
+			`add a reorder stage (reorder.heap) before it or set its config mode: positional to take bytes in any order`)
 }
 
 func TestGraphFillsFileSinks(t *testing.T) {

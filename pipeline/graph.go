@@ -267,7 +267,10 @@ func flowMismatch(n *node, arriving Flow) string {
 	switch {
 	case n.in == OrderedBytes && arriving == Bytes:
 		msg += "; add a reorder stage (reorder.heap) before it"
-		if n.spec.Ports != nil {
+		switch {
+		case n.spec.AnyOrder != "":
+			msg += " or " + n.spec.AnyOrder + " to take bytes in any order"
+		case n.spec.Ports != nil:
 			msg += " or switch it to a mode that takes bytes in any order (see `dlflow stages " + n.Type + "`)"
 		}
 	case n.in.isBytes() && arriving == Ranges:

@@ -30,6 +30,9 @@ type Spec struct {
 	// Memory, when set, declares the buffer memory the stage holds, for the
 	// bound that validate prints.
 	Memory func(cfg any) Memory
+	// AnyOrder, for a stage whose Ports can take bytes in any order, says
+	// how, as a wiring error suggests it: "set config mode: positional".
+	AnyOrder string
 }
 
 // Memory declares what a stage holds, for [Graph.MemoryBound].
@@ -65,9 +68,10 @@ type Def[C any] struct {
 	Defaults C
 	// New builds a stage from its config.
 	New func(C) (Stage, error)
-	// Ports and Memory are optional; see Spec.
-	Ports  func(C) (consumes, produces Flow)
-	Memory func(C) Memory
+	// Ports, Memory and AnyOrder are optional; see Spec.
+	Ports    func(C) (consumes, produces Flow)
+	Memory   func(C) Memory
+	AnyOrder string
 }
 
 // Spec converts d to an untyped Spec.
@@ -81,7 +85,8 @@ func (d Def[C]) Spec() Spec {
 			c := d.Defaults
 			return &c
 		},
-		New: func(cfg any) (Stage, error) { return d.New(*cfg.(*C)) },
+		New:      func(cfg any) (Stage, error) { return d.New(*cfg.(*C)) },
+		AnyOrder: d.AnyOrder,
 	}
 	if d.Ports != nil {
 		s.Ports = func(cfg any) (Flow, Flow) { return d.Ports(*cfg.(*C)) }

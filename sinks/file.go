@@ -180,7 +180,8 @@ var fileDef = pipeline.Def[FileConfig]{
 			gather:      c.gatherBytes(),
 		}, nil
 	},
-	Memory: func(c FileConfig) pipeline.Memory { return pipeline.Memory{Gather: c.gatherBytes()} },
+	Memory:   func(c FileConfig) pipeline.Memory { return pipeline.Memory{Gather: c.gatherBytes()} },
+	AnyOrder: "set its config mode: positional",
 }
 
 func init() { builtin(fileDef.Spec()) }

@@ -124,6 +124,7 @@ var hashDef = pipeline.Def[HashConfig]{
 	Memory: func(c HashConfig) pipeline.Memory {
 		return pipeline.Memory{Window: int64(c.Window), PerReplica: readBackSize}
 	},
+	AnyOrder: "give it a config window (such as window: 64MiB)",
 }
 
 func init() { builtin(hashDef.Spec()) }
