@@ -301,23 +301,49 @@ type benchSet struct {
 // values, in the order given (the last flag varies fastest). With none it
 // is one empty combination.
 func parseVaries(varies []string) ([][]benchSet, error) {
-	combos := [][]benchSet{nil}
-	for _, v := range varies {
+	keys := make([]string, len(varies))
+	valueLists := make([][]string, len(varies))
+	for i, v := range varies {
 		key, list, ok := strings.Cut(v, "=")
 		values := splitList(list)
 		if !ok || key == "" || len(values) == 0 {
 			return nil, usagef("--vary: want KEY=V1,V2, got %q", v)
 		}
-		// The label names the key by its last part: fsync=false reads
-		// better in a table than stages.write.config.fsync=false.
-		short := key[strings.LastIndexByte(key, '.')+1:]
+		keys[i], valueLists[i] = key, values
+	}
+	labels := varyLabels(keys)
+	combos := [][]benchSet{nil}
+	for i, key := range keys {
 		var next [][]benchSet
 		for _, c := range combos {
-			for _, val := range values {
-				next = append(next, append(slices.Clip(c), benchSet{set: key + "=" + val, label: short + "=" + val}))
+			for _, val := range valueLists[i] {
+				next = append(next, append(slices.Clip(c), benchSet{set: key + "=" + val, label: labels[i] + "=" + val}))
 			}
 		}
 		combos = next
 	}
 	return combos, nil
+}
+
+// varyLabels names each key by its last part, since fsync=false reads
+// better in a table than stages.write.config.fsync=false; keys that share
+// a last part keep their stage too (fetch.buffer, write.buffer).
+func varyLabels(keys []string) []string {
+	last := func(k string) string { return k[strings.LastIndexByte(k, '.')+1:] }
+	count := map[string]int{}
+	for _, k := range keys {
+		count[last(k)]++
+	}
+	labels := make([]string, len(keys))
+	for i, k := range keys {
+		labels[i] = last(k)
+		if count[labels[i]] > 1 {
+			if stage, _, ok := strings.Cut(strings.TrimPrefix(k, "stages."), "."); ok && strings.HasPrefix(k, "stages.") {
+				labels[i] = stage + "." + labels[i]
+			} else {
+				labels[i] = k
+			}
+		}
+	}
+	return labels
 }

@@ -350,3 +350,24 @@ func TestBenchVary(t *testing.T) {
 		t.Errorf("direct: always adds %d bytes to the bound, want the 3 chunks of 256 KiB that a 1 MiB gather holds beyond one", got)
 	}
 }
+
+// TestVaryLabels: a --vary key is labelled by its last part, unless two
+// keys share it.
+func TestVaryLabels(t *testing.T) {
+	combos, err := parseVaries([]string{"stages.fetch.config.buffer=1MiB", "stages.write.config.buffer=2MiB,4MiB", "stages.write.config.fsync=false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range combos {
+		var parts []string
+		for _, s := range c {
+			parts = append(parts, s.label)
+		}
+		got = append(got, strings.Join(parts, " "))
+	}
+	want := []string{"fetch.buffer=1MiB write.buffer=2MiB fsync=false", "fetch.buffer=1MiB write.buffer=4MiB fsync=false"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("labels %q, want %q", got, want)
+	}
+}
