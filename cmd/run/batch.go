@@ -147,6 +147,8 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 		return fail(stderr, usagef("--jobs must be at least 1, got %d", bf.jobs))
 	case bf.maxPerHost < 1:
 		return fail(stderr, usagef("--max-per-host must be at least 1, got %d", bf.maxPerHost))
+	case flags.skipExisting && fs.Changed("overwrite"):
+		return fail(stderr, usagef("--overwrite and --skip-existing contradict each other; give one"))
 	}
 	// Downloads report from several goroutines; an *os.File takes
 	// concurrent writes, any other writer (a buffer) gets a lock.
@@ -197,12 +199,15 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	readErr := b.run(ctx, list, file)
 
 	b.mu.Lock()
-	ok, failed, stopped := b.ok, b.failed, b.stopped
+	ok, failed, stopped, skipped := b.ok, b.failed, b.stopped, b.skipped
 	b.mu.Unlock()
 	if readErr != nil {
 		fmt.Fprintf(stderr, "dlflow: read %s: %s\n", listName(bf.input), oneLine(readErr.Error()))
 	}
 	summary := fmt.Sprintf("dlflow: %d downloaded, %d failed", ok, failed)
+	if skipped > 0 {
+		summary = fmt.Sprintf("dlflow: %d downloaded, %d skipped (they exist), %d failed", ok, skipped, failed)
+	}
 	if stopped > 0 {
 		summary += fmt.Sprintf(", %d interrupted", stopped)
 	}
@@ -270,6 +275,7 @@ type batch struct {
 	mu                  sync.Mutex
 	claimed             map[string]int // absolute output path -> list line
 	ok, failed, stopped int
+	skipped             int // --skip-existing found the output there
 }
 
 // run reads the list and runs its downloads until the list ends or ctx is
@@ -339,6 +345,15 @@ func (b *batch) one(ctx context.Context, e listEntry) {
 		if !b.quiet {
 			fmt.Fprintln(b.stderr, d.summary(nil, code).line())
 		}
+	case d != nil && d.skipped(err):
+		b.skipped++
+		if !b.quiet {
+			fmt.Fprintln(b.stderr, d.skipLine())
+		}
+		if b.json {
+			d.skipSummary().writeJSON(b.stdout)
+		}
+		return
 	case ctx.Err() != nil && errors.As(context.Cause(ctx), &ie):
 		b.stopped++
 		err, code = ie, ie.exitCode()

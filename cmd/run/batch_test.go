@@ -422,3 +422,57 @@ func TestHostLimiter(t *testing.T) {
 		t.Fatalf("%d slots in use after release, want 0", n)
 	}
 }
+
+// TestSkipExisting: rerunning a list with --skip-existing leaves the files
+// that are there alone, without a request for those named in the list, and
+// downloads the rest; alone, a download of an existing output succeeds
+// without touching it. --overwrite contradicts it.
+func TestSkipExisting(t *testing.T) {
+	const size, seed = 300 << 10, 11
+	a := startOrigin(t, origin.Options{Size: size, Seed: seed})
+	out := t.TempDir()
+	kept := filepath.Join(out, "kept.bin")
+	if err := os.WriteFile(kept, []byte("already here"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	list := writeList(t, a.URL()+" kept.bin", a.URL()+" new.bin")
+	r := runCLI(t, "-i", list, "--dir", out, "--skip-existing")
+	t.Logf("stderr:\n%s", r.stderr)
+	if r.code != exitOK {
+		t.Fatalf("exit %d, want 0", r.code)
+	}
+	if got, _ := os.ReadFile(kept); string(got) != "already here" {
+		t.Errorf("kept.bin was changed: %q", got)
+	}
+	assertComplete(t, filepath.Join(out, "new.bin"), size, seed)
+	if lines := stderrLines(r, `^dlflow: skipped .*kept\.bin: it exists \(--skip-existing\)\n`); len(lines) != 1 {
+		t.Errorf("want one skip line, got %q", lines)
+	}
+	if !strings.HasSuffix(r.stderr, "dlflow: 1 downloaded, 1 skipped (they exist), 0 failed\n") {
+		t.Errorf("stderr does not end with the summary")
+	}
+	if got := a.Stats(); got.Requests != 2 { // the probe and GET of new.bin
+		t.Errorf("%d requests, want 2: none for the skipped file", got.Requests)
+	}
+
+	// One download.
+	r = runCLI(t, a.URL(), "-o", kept, "--skip-existing")
+	if r.code != exitOK || r.stderr != "dlflow: skipped "+kept+": it exists (--skip-existing)\n" {
+		t.Errorf("exit %d, stderr %q; want 0 and the skip line", r.code, r.stderr)
+	}
+	if got, _ := os.ReadFile(kept); string(got) != "already here" {
+		t.Errorf("kept.bin was changed: %q", got)
+	}
+	r = runCLI(t, a.URL(), "-o", kept, "--skip-existing", "--json", "-q")
+	if s := uxJSON(t, r.stdout); r.code != exitOK || r.stderr != "" || !s.Skipped || s.Output != kept || s.Error != "" {
+		t.Errorf("exit %d, stderr %q, summary %+v; want 0, nothing, skipped", r.code, r.stderr, s)
+	}
+	for _, args := range [][]string{
+		{a.URL(), "-o", kept, "--skip-existing", "--overwrite"},
+		{"-i", list, "--dir", out, "--skip-existing", "--overwrite"},
+	} {
+		if r := runCLI(t, args...); r.code != exitUsage || !strings.Contains(r.stderr, "contradict") {
+			t.Errorf("%q: exit %d, stderr %q; want 2", args, r.code, r.stderr)
+		}
+	}
+}

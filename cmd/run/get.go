@@ -19,6 +19,7 @@ import (
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/examples"
 	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/sinks"
 	"github.com/dlflow/dlflow/stages"
 )
 
@@ -29,18 +30,19 @@ const rangedThreshold = 16 << 20
 
 // getFlags are the flags of a download.
 type getFlags struct {
-	configFile  string
-	connections int
-	noResume    bool
-	sets        []string
-	headers     []string // -H "Name: value", each sets http.headers.Name
-	json        bool
-	noProgress  bool
-	metricsJSON string // hidden: bench's child writes per-stage metrics here (bench_metrics.go)
-	cpuProfile  string
-	batch       batchFlags // -i LIST and its flags; see batch.go
-	log         logFlags
-	version     bool
+	configFile   string
+	connections  int
+	noResume     bool
+	sets         []string
+	headers      []string // -H "Name: value", each sets http.headers.Name
+	json         bool
+	noProgress   bool
+	metricsJSON  string // hidden: bench's child writes per-stage metrics here (bench_metrics.go)
+	cpuProfile   string
+	skipExisting bool
+	batch        batchFlags // -i LIST and its flags; see batch.go
+	log          logFlags
+	version      bool
 }
 
 func newGetFlags(stderr io.Writer) (*pflag.FlagSet, *getFlags) {
@@ -53,6 +55,7 @@ func newGetFlags(stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.StringP("output", "o", "", "output path (default: the server's file name or the URL's last path segment)")
 	fs.IntVar(&f.connections, "connections", 0, "number of range readers (workers of every http.reader stage)")
 	fs.Bool("overwrite", false, "replace an existing output file")
+	fs.BoolVar(&f.skipExisting, "skip-existing", false, "when the output file exists, leave it and succeed (exit 0) without downloading: for rerunning a list with -i")
 	fs.String("checksum", "", "verify the download against algorithm:hex (sha256, sha512, sha1, md5); needs a hash.tap stage, as in the examples")
 	fs.BoolVar(&f.noResume, "no-resume", false, "start over instead of continuing a partial download (OUTPUT.tmp and its state)")
 	fs.StringArrayVar(&f.sets, "set", nil, "set any config key, e.g. --set stages.fetch.workers=16 (repeatable)")
@@ -143,6 +146,9 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	d.log, d.sink = log, sink
 	if err := d.run(ctx); err != nil {
+		if d.skipped(err) {
+			return d.exitSkipped(stdout)
+		}
 		var ie *interrupted
 		if ctx.Err() != nil && errors.As(context.Cause(ctx), &ie) && !errors.As(err, &ie) {
 			// Cancelled before the graph ran (say, during the probe): the
@@ -163,9 +169,40 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return d.exit(stdout, nil)
 }
 
+// skipped reports whether err means the output exists and --skip-existing
+// says that is fine.
+func (d *download) skipped(err error) bool {
+	return d.flags.skipExisting && errors.Is(err, sinks.ErrOutputExists)
+}
+
+// exitSkipped reports a download skipped by --skip-existing: one line on
+// stderr (unless -q), the summary with "skipped" under --json; exit 0.
+func (d *download) exitSkipped(stdout io.Writer) int {
+	if !d.flags.log.quiet {
+		fmt.Fprintln(d.stderr, d.skipLine())
+	}
+	if d.flags.json {
+		d.skipSummary().writeJSON(stdout)
+	}
+	return exitOK
+}
+
+func (d *download) skipLine() string {
+	return fmt.Sprintf("dlflow: skipped %s: it exists (--skip-existing)", d.target)
+}
+
+func (d *download) skipSummary() summary {
+	s := d.summary(nil, exitOK)
+	s.Skipped, s.RateBPS = true, 0
+	return s
+}
+
 // checkArgs checks what the flag parser cannot: the URL argument and the
 // format of the -H headers.
 func (d *download) checkArgs() error {
+	if overwrite, _ := d.fs.GetBool("overwrite"); overwrite && d.flags.skipExisting {
+		return usagef("--overwrite and --skip-existing contradict each other; give one")
+	}
 	switch d.fs.NArg() {
 	case 0:
 	case 1:

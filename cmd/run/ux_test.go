@@ -40,6 +40,7 @@ type uxSummary struct {
 	ResumedBytes int64   `json:"resumed_bytes"`
 	Checksum     string  `json:"checksum"`
 	Topology     string  `json:"topology"`
+	Skipped      bool    `json:"skipped"`
 	Error        string  `json:"error"`
 	ExitCode     int     `json:"exit_code"`
 }
