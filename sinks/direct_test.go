@@ -38,8 +38,10 @@ func TestFileSinkDirect(t *testing.T) {
 		skew         int  // the chunk's bytes start this far into its buffer
 		uncached     bool // most pages must have bypassed the page cache
 		workers      int
+		unknownSize  bool // no Content-Length: no preallocation, the file grows
 	}{
 		{name: "sequential aligned", mode: sinks.ModeSequential, direct: sinks.DirectAlways, chunk: big, n: 4<<20 + 4097, uncached: true},
+		{name: "sequential aligned, size unknown", mode: sinks.ModeSequential, direct: sinks.DirectAlways, chunk: big, n: 3<<20 + 100, uncached: true, unknownSize: true},
 		{name: "sequential auto, network chunks", mode: sinks.ModeSequential, direct: sinks.DirectAuto, chunk: big, n: 4 << 20},
 		{name: "sequential auto, large chunks", mode: sinks.ModeSequential, direct: sinks.DirectAuto, chunk: 1 << 20, n: 6<<20 + 5, uncached: true},
 		{name: "sequential odd chunks", mode: sinks.ModeSequential, direct: sinks.DirectAlways, chunk: 100_000, n: 3<<20 + 1},
@@ -60,7 +62,11 @@ func TestFileSinkDirect(t *testing.T) {
 			}
 			g := newRig(t).buildChunked(t, sendSkewed(data, tc.chunk, tc.skew, order), tc.chunk+tc.skew, "file.sink",
 				directCfg(out, tc.mode, tc.direct), max(tc.workers, 1))
-			if err := run(t, t.Context(), g, int64(tc.n)); err != nil {
+			size := int64(tc.n)
+			if tc.unknownSize {
+				size = -1
+			}
+			if err := run(t, t.Context(), g, size); err != nil {
 				t.Fatal(err)
 			}
 			// Before reading the file back, which brings it into the cache.
