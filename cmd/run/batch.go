@@ -18,6 +18,7 @@ import (
 	"github.com/sourcegraph/conc/panics"
 	"github.com/sourcegraph/conc/pool"
 	"github.com/spf13/pflag"
+	"github.com/vbauerster/mpb/v8"
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/pipeline"
@@ -150,6 +151,10 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	case flags.skipExisting && fs.Changed("overwrite"):
 		return fail(stderr, usagef("--overwrite and --skip-existing contradict each other; give one"))
 	}
+	// On a terminal every running download gets a line of a shared
+	// progress display; the lines of the log and of finished downloads
+	// print above it.
+	showBars := isTerminal(stderr) && !flags.log.quiet && !flags.noProgress
 	// Downloads report from several goroutines; an *os.File takes
 	// concurrent writes, any other writer (a buffer) gets a lock.
 	if _, ok := stderr.(*os.File); !ok {
@@ -158,7 +163,7 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	if _, ok := stdout.(*os.File); !ok {
 		stdout = &lockedWriter{w: stdout}
 	}
-	log, err := flags.log.logger(stderr)
+	log, sink, err := flags.log.build(stderr)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -185,18 +190,29 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 		}
 	}
 
+	lines := stderr
+	var bars *mpb.Progress
+	if showBars {
+		bars = newBarContainer(stderr)
+		lines = bars
+		defer sink.redirect(bars, true)()
+	}
 	b := &batch{
 		args:    args,
 		flags:   bf,
 		log:     log,
 		stdout:  stdout,
-		stderr:  stderr,
+		stderr:  lines,
+		bars:    bars,
 		quiet:   flags.log.quiet,
 		json:    flags.json,
 		hosts:   newHostLimiter(bf.maxPerHost),
 		claimed: map[string]int{},
 	}
 	readErr := b.run(ctx, list, file)
+	if bars != nil {
+		bars.Wait() // every download ended: the summary goes below the last line
+	}
 
 	b.mu.Lock()
 	ok, failed, stopped, skipped := b.ok, b.failed, b.stopped, b.skipped
@@ -271,6 +287,7 @@ type batch struct {
 	quiet  bool
 	json   bool
 	hosts  *hostLimiter
+	bars   *mpb.Progress // the shared progress display on a terminal, or nil
 
 	mu                  sync.Mutex
 	claimed             map[string]int // absolute output path -> list line
@@ -400,6 +417,7 @@ func (b *batch) download(ctx context.Context, e listEntry) (*download, error) {
 		return nil, err
 	}
 	d := newDownload(fs, flags, b.stderr)
+	d.bars = b.bars
 	d.log = b.log.With().Int("line", e.line).Logger()
 	d.hooks = &downloadHooks{
 		probe: func(ctx context.Context, rawURL string) (func(), error) {

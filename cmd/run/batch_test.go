@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -474,5 +476,48 @@ func TestSkipExisting(t *testing.T) {
 		if r := runCLI(t, args...); r.code != exitUsage || !strings.Contains(r.stderr, "contradict") {
 			t.Errorf("%q: exit %d, stderr %q; want 2", args, r.code, r.stderr)
 		}
+	}
+}
+
+// TestBatchProgressOnTerminal runs a batch in a real terminal (script(1)
+// gives it a pty): each running download draws a line of the shared
+// progress display, its summary line prints above it when it ends, and the
+// batch's summary comes last.
+func TestBatchProgressOnTerminal(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("no script(1) to give the CLI a terminal")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	benchEnv(t)
+	const size, seed = 2 << 20, 31
+	// Slow enough for the display to draw several frames.
+	a := startOrigin(t, origin.Options{Size: size, Seed: seed, RateLimit: 4 << 20})
+	out := t.TempDir()
+	list := writeList(t, a.URL()+" first.bin", a.URL()+" second.bin")
+	shell := fmt.Sprintf("stty cols 120 rows 40; %q -i %q --dir %q --jobs 2", exe, list, out)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, script, "-qec", shell, "/dev/null")
+	cmd.Env = append(os.Environ(), cliEnv+"=1")
+	drawn, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, drawn)
+	}
+	text := string(drawn)
+	for _, name := range []string{"first.bin", "second.bin"} {
+		assertComplete(t, filepath.Join(out, name), size, seed)
+		if !regexp.MustCompile(regexp.QuoteMeta(name) + `\s+\[[=>-]+\]\s+[0-9.]+ [KM]iB / 2\.0 MiB`).MatchString(text) {
+			t.Errorf("no progress line for %s:\n%q", name, text)
+		}
+		if !strings.Contains(text, "dlflow: saved "+filepath.Join(out, name)) {
+			t.Errorf("no summary line for %s:\n%q", name, text)
+		}
+	}
+	if !regexp.MustCompile(`dlflow: 2 downloaded, 0 failed\r?\n$`).MatchString(text) {
+		t.Errorf("the batch summary is not the last line:\n%q", text)
 	}
 }

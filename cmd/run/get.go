@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
+	"github.com/vbauerster/mpb/v8"
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/examples"
@@ -258,6 +259,7 @@ type download struct {
 	output  string
 	started bool           // the graph started running, so OUTPUT.tmp may hold data
 	hooks   *downloadHooks // limits shared with the other downloads of a batch; nil alone
+	bars    *mpb.Progress  // a batch's progress display, where this download adds its line; nil alone
 
 	// For the summary.
 	begun    time.Time
@@ -461,7 +463,10 @@ func defaultOutput(res *pipeline.Resource) string {
 // collects what the summary reports.
 func (d *download) runGraph(ctx context.Context, g *pipeline.Graph, res *pipeline.Resource) error {
 	var bar *progressBar
-	if d.sink != nil && isTerminal(d.stderr) && !d.flags.log.quiet && !d.flags.noProgress {
+	switch {
+	case d.bars != nil:
+		bar = addBatchBar(d.bars, g, d.output, res.Size)
+	case d.sink != nil && isTerminal(d.stderr) && !d.flags.log.quiet && !d.flags.noProgress:
 		bar = startBar(d.stderr, g, d.sink, d.output, res.Size)
 	}
 	metrics := newRunMetrics(d.flags.metricsJSON)

@@ -33,6 +33,9 @@ type progressBar struct {
 	p     *mpb.Progress
 	main  *mpb.Bar
 	conns []*mpb.Bar
+	// shared: the container is a batch's, which outlives this download;
+	// the bar is one line, removed when the download ends.
+	shared bool
 
 	tap     *stages.ProgressTap // nil: sum the readers instead
 	readers []stages.ReplicaCounter
@@ -65,6 +68,39 @@ type connStats struct {
 // opts are added to the container's; a test gives a width (a terminal's
 // own is used otherwise).
 func startBar(w io.Writer, g *pipeline.Graph, sink *logSink, output string, size int64, opts ...mpb.ContainerOption) *progressBar {
+	b := newBar(g, size)
+	if b == nil {
+		return nil
+	}
+	b.p = newBarContainer(w, opts...)
+	b.addMain(output)
+	b.restore = sink.redirect(b.p, true)
+	go b.pollEvery()
+	return b
+}
+
+// newBarContainer is the mpb container that draws on w.
+func newBarContainer(w io.Writer, opts ...mpb.ContainerOption) *mpb.Progress {
+	return mpb.New(append([]mpb.ContainerOption{mpb.WithOutput(w), mpb.WithRefreshRate(barRefresh), mpb.WithAutoRefresh()}, opts...)...)
+}
+
+// addBatchBar draws one download of a batch on the batch's container p: a
+// single line (no line per connection, to keep --jobs downloads readable),
+// which goes away when the download ends and its summary line is printed.
+// It returns nil when g has nothing to count bytes with.
+func addBatchBar(p *mpb.Progress, g *pipeline.Graph, output string, size int64) *progressBar {
+	b := newBar(g, size)
+	if b == nil {
+		return nil
+	}
+	b.p, b.shared, b.restore = p, true, func() {}
+	b.addMain(output, mpb.BarRemoveOnComplete())
+	go b.pollEvery()
+	return b
+}
+
+// newBar finds the counters of g's stages, or returns nil without any.
+func newBar(g *pipeline.Graph, size int64) *progressBar {
 	b := &progressBar{stop: make(chan struct{}), done: make(chan struct{})}
 	for _, s := range g.StagesOfType("progress.tap") {
 		if t, ok := s.(*stages.ProgressTap); ok {
@@ -81,34 +117,37 @@ func startBar(w io.Writer, g *pipeline.Graph, sink *logSink, output string, size
 		return nil
 	}
 	b.stats.total = size
-	b.p = mpb.New(append([]mpb.ContainerOption{mpb.WithOutput(w), mpb.WithRefreshRate(barRefresh), mpb.WithAutoRefresh()}, opts...)...)
+	return b
+}
+
+func (b *progressBar) addMain(output string, opts ...mpb.BarOption) {
 	name := filepath.Base(output)
 	if len(name) > 24 {
 		name = name[:21] + "..."
 	}
-	b.main = b.p.AddBar(max(size, 0), mpb.BarWidth(barWidth),
-		mpb.PrependDecorators(decor.Name(name, decor.WC{C: decor.DindentRight | decor.DextraSpace})),
+	b.main = b.p.AddBar(max(b.stats.total, 0), append([]mpb.BarOption{mpb.BarWidth(barWidth),
+		mpb.PrependDecorators(decor.Name(name, decor.WC{C: decor.DindentRight | decor.DextraSpace | decor.DSyncWidth})),
 		mpb.AppendDecorators(
 			decor.Any(func(decor.Statistics) string { return b.mainText() }, decor.WC{C: decor.DextraSpace}),
 		),
-	)
-	b.restore = sink.redirect(b.p, true)
-	go func() {
-		defer close(b.done)
-		t := time.NewTicker(barPoll)
-		defer t.Stop()
-		last := time.Now()
-		for {
-			select {
-			case <-b.stop:
-				return
-			case now := <-t.C:
-				b.poll(now.Sub(last).Seconds())
-				last = now
-			}
+	}, opts...)...)
+}
+
+// pollEvery updates the bars every barPoll until stop is closed.
+func (b *progressBar) pollEvery() {
+	defer close(b.done)
+	t := time.NewTicker(barPoll)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-t.C:
+			b.poll(now.Sub(last).Seconds())
+			last = now
 		}
-	}()
-	return b
+	}
 }
 
 // finish stops the polling, draws the final state, and waits until the bar
@@ -125,8 +164,12 @@ func (b *progressBar) finish(ok bool) {
 		if ok {
 			bar.SetTotal(-1, true)
 		} else {
-			bar.Abort(false)
+			bar.Abort(b.shared) // a batch's failure line says it all
 		}
+	}
+	if b.shared {
+		b.main.Wait() // off the container; the batch waits for the container
+		return
 	}
 	b.p.Wait()
 	b.restore()
@@ -180,7 +223,7 @@ func (b *progressBar) poll(dt float64) {
 	b.main.SetCurrent(done)
 	// One line per connection, added as the connections start; a single
 	// connection gets none, the main line says it all.
-	if len(perConn) > 1 {
+	if len(perConn) > 1 && !b.shared {
 		for i := len(b.conns); i < len(perConn); i++ {
 			b.conns = append(b.conns, b.p.New(-1, mpb.NopStyle(),
 				mpb.PrependDecorators(decor.Name(fmt.Sprintf("  conn %d", i+1), decor.WC{C: decor.DindentRight | decor.DextraSpace | decor.DSyncWidth})),
