@@ -88,7 +88,7 @@ type FileConfig struct {
 	Fsync       bool              `koanf:"fsync" help:"fsync the file and its directory before the output appears"`
 	Preallocate bool              `koanf:"preallocate" help:"reserve the whole file up front when the size is known"`
 	Resume      bool              `koanf:"resume" help:"continue a partial download from PATH.tmp and its state file when the server still has the same file; false starts over (--no-resume)"`
-	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache, so that the final fsync has nothing left to flush, at a fraction of the CPU. Each direct write waits for the disk, which pays for large writes only: auto writes chunks of 1 MiB or more direct (a coalesce.buffer's) and smaller ones through the page cache. Unaligned edges, and file systems without direct I/O, always use the page cache"`
+	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache, so that the final fsync has nothing left to flush, at a fraction of the CPU. Each direct write waits for the disk, which pays for large writes only: auto writes chunks of 512 KiB or more direct (a coalesce.buffer's, ranged.yaml's readers') and smaller ones through the page cache. Unaligned edges, and file systems without direct I/O, always use the page cache"`
 	Gather      pipeline.ByteSize `koanf:"gather" help:"with direct: always, write the chunks already queued, up to this many bytes, with one call, so that small network chunks make fewer, larger direct writes"`
 }
 
@@ -194,14 +194,16 @@ func init() { builtin(fileDef.Spec()) }
 //   - large writes pay: buffered.yaml's 16 MiB chunks ran at 1390-1484 MB/s
 //     direct for 0.39-0.45 s of CPU, against 611-751 MB/s and 1.6-1.9 s
 //     through the page cache; without fsync, 1391 against 665-751 MB/s;
-//     1 MiB chunks at 1502 against 1155 MB/s;
-//   - 256 KiB network chunks do not, even gathered into 1 MiB writes: a
-//     direct write waits for the disk, and stream.yaml ran at 1222-1653
-//     MB/s direct against 938-2321 through the page cache (which depends on
-//     the host's writeback, hence the spread), ranged-ordered.yaml at
-//     1055-1291 against 1768-2054, and positional ranged.yaml at 806
-//     against 1506.
-const autoDirectMin = 1 << 20
+//     ranged.yaml with 512 KiB reader buffers at 1103 MB/s direct (1 MiB:
+//     1126-1324), where its 256 KiB chunks through the page cache ran at
+//     483 to 2257 MB/s from one bench to the next, each with runs near
+//     450 and near 2200: page-cache writes on the test VM alternate between
+//     cheap and costly (2.5 s of CPU), direct ones do not;
+//   - 256 KiB chunks do not, even gathered into 1 MiB writes: a direct
+//     write waits for the disk, and positional ranged.yaml ran at 806
+//     against 1506 MB/s, ranged-ordered.yaml at 1055-1291 against
+//     1768-2054 (in a cheap phase of the page cache).
+const autoDirectMin = 512 << 10
 
 // usesDirect reports whether the sink opens PATH.tmp for direct I/O.
 func (c FileConfig) usesDirect() bool {
