@@ -18,7 +18,6 @@ import (
 	"github.com/sourcegraph/conc/panics"
 	"github.com/sourcegraph/conc/pool"
 	"github.com/spf13/pflag"
-	"github.com/vbauerster/mpb/v8"
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/pipeline"
@@ -191,11 +190,11 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	}
 
 	lines := stderr
-	var bars *mpb.Progress
+	var display *batchDisplay
 	if showBars {
-		bars = newBarContainer(stderr)
-		lines = bars
-		defer sink.redirect(bars, true)()
+		display = newBatchDisplay(stderr)
+		lines = display.Lines()
+		defer sink.redirect(lines, true)()
 	}
 	b := &batch{
 		args:    args,
@@ -203,15 +202,15 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 		log:     log,
 		stdout:  stdout,
 		stderr:  lines,
-		bars:    bars,
+		display: display,
 		quiet:   flags.log.quiet,
 		json:    flags.json,
 		hosts:   newHostLimiter(bf.maxPerHost),
 		claimed: map[string]int{},
 	}
 	readErr := b.run(ctx, list, file)
-	if bars != nil {
-		bars.Wait() // every download ended: the summary goes below the last line
+	if display != nil {
+		display.Close() // every download ended: the summary goes below the last line
 	}
 
 	b.mu.Lock()
@@ -279,15 +278,15 @@ func checkBatchConfig(fs *pflag.FlagSet, flags *getFlags, stderr io.Writer, log 
 
 // batch is one run of `dlflow -i LIST`.
 type batch struct {
-	args   []string // the command line, parsed again for every download
-	flags  batchFlags
-	log    zerolog.Logger
-	stdout io.Writer // --json: one summary object per download
-	stderr io.Writer
-	quiet  bool
-	json   bool
-	hosts  *hostLimiter
-	bars   *mpb.Progress // the shared progress display on a terminal, or nil
+	args    []string // the command line, parsed again for every download
+	flags   batchFlags
+	log     zerolog.Logger
+	stdout  io.Writer // --json: one summary object per download
+	stderr  io.Writer
+	quiet   bool
+	json    bool
+	hosts   *hostLimiter
+	display *batchDisplay // the shared progress display on a terminal, or nil
 
 	mu                  sync.Mutex
 	claimed             map[string]int // absolute output path -> list line
@@ -417,7 +416,9 @@ func (b *batch) download(ctx context.Context, e listEntry) (*download, error) {
 		return nil, err
 	}
 	d := newDownload(fs, flags, b.stderr)
-	d.bars = b.bars
+	if b.display != nil {
+		d.bars = b.display.bars
+	}
 	d.log = b.log.With().Int("line", e.line).Logger()
 	d.hooks = &downloadHooks{
 		probe: func(ctx context.Context, rawURL string) (func(), error) {

@@ -289,3 +289,67 @@ func fmtETA(sec float64) string {
 		return fmt.Sprintf("%dh%02dm", s/3600, s%3600/60)
 	}
 }
+
+// batchDisplay is the progress display of a batch on a terminal: one mpb
+// container where each running download adds its line (addBatchBar), and
+// Lines, a writer for the lines that print above them (finished
+// downloads, failures, the log).
+//
+// mpb prints a written line at its next refresh, and drops it if the
+// container shuts down first: Close waits until the terminal got a frame
+// drawn after the last line, then shuts the container down.
+type batchDisplay struct {
+	bars *mpb.Progress
+
+	mu       sync.Mutex
+	lastLine time.Time // when a line was last handed to the container
+	lastDraw time.Time // when the container last wrote to the terminal
+}
+
+func newBatchDisplay(term io.Writer, opts ...mpb.ContainerOption) *batchDisplay {
+	d := &batchDisplay{}
+	d.bars = newBarContainer(drawnWriter{w: term, d: d}, opts...)
+	return d
+}
+
+// Lines returns the writer of lines above the bars.
+func (d *batchDisplay) Lines() io.Writer { return displayLines{d} }
+
+// Close waits (a second at most) until the lines written so far are drawn,
+// and for the bars to end, then shuts the container down.
+func (d *batchDisplay) Close() {
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		d.mu.Lock()
+		drawn := d.lastLine.IsZero() || d.lastDraw.After(d.lastLine)
+		d.mu.Unlock()
+		if drawn {
+			break
+		}
+		time.Sleep(barRefresh / 10)
+	}
+	d.bars.Wait()
+}
+
+type displayLines struct{ d *batchDisplay }
+
+func (l displayLines) Write(p []byte) (int, error) {
+	n, err := l.d.bars.Write(p) // returns once the container holds p
+	l.d.mu.Lock()
+	l.d.lastLine = time.Now()
+	l.d.mu.Unlock()
+	return n, err
+}
+
+type drawnWriter struct {
+	w io.Writer
+	d *batchDisplay
+}
+
+func (t drawnWriter) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	t.d.mu.Lock()
+	t.d.lastDraw = time.Now()
+	t.d.mu.Unlock()
+	return n, err
+}
