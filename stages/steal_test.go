@@ -163,12 +163,15 @@ func TestStealSlowConnection(t *testing.T) {
 func TestStealSplitsLongRanges(t *testing.T) {
 	htNoLeaks(t)
 	const size = 32 << 20
-	srv := htOrigin(t, size, func(o *origin.Options) { o.RateLimit = 32 << 20 })
+	// Rates far below what the machine can do even under load, so that
+	// only the origin sets them: the fast reader ends its piece after one
+	// second, when the slow one still has 10 MiB to go.
+	srv := htOrigin(t, size, func(o *origin.Options) { o.RateLimit = 16 << 20 })
 	res := htProbe(t, srv.URL())
 	srv.ResetStats()
 	// The first GET (the range at 0) is slower but not far below the
 	// others' speed: it is split, not replaced.
-	srv.SetFaults(origin.Faults{Trickle: 20 << 20, TrickleRequest: 1})
+	srv.SetFaults(origin.Faults{Trickle: 6 << 20, TrickleRequest: 1})
 	out := newHTOutput()
 	// Two readers, two 16 MiB pieces: the fast one ends first and splits
 	// the other's rest.
