@@ -17,9 +17,9 @@ const DefaultSampleInterval = 10 * time.Millisecond
 // the runner fills it, and Snapshot reads it (also during a run). A Metrics
 // may serve several runs of a graph (a restart): the counters add up.
 //
-// The cost on the chunk path is an atomic add per send and receive, and two
-// clock reads for a send or receive that has to wait; without Metrics there
-// is none.
+// The cost on the chunk path is an atomic add per send, an atomic load per
+// receive, and two clock reads for a send or receive that has to wait;
+// without Metrics there is none.
 type Metrics struct {
 	// Interval is the sampling period of queue fills; 0 means
 	// DefaultSampleInterval. Set it before the run.
@@ -50,7 +50,7 @@ type stageMetrics struct {
 	blockedSends atomic.Int64
 	runNanos     atomic.Int64 // time the replicas ran, from start to return
 	waitNanos    atomic.Int64 // time IO.Recv and IO.RecvRange waited for input
-	recvs        atomic.Int64 // inputs taken with Recv or RecvRange, and Waited calls
+	waitsSeen    atomic.Bool  // the stage receives with Recv or RecvRange, or reports waits with Waited
 	// Input queue fill, written by the run's sampler only.
 	samples  atomic.Int64
 	fillPPM  atomic.Int64 // sum over samples of len/cap, in parts per million
@@ -59,6 +59,14 @@ type stageMetrics struct {
 
 func (s *stageMetrics) ran(start time.Time) {
 	s.runNanos.Add(int64(time.Since(start)))
+}
+
+// seesWaits marks that the stage's input waits are measured. It writes
+// only the first time, so replicas do not contend on it per chunk.
+func (s *stageMetrics) seesWaits() {
+	if !s.waitsSeen.Load() {
+		s.waitsSeen.Store(true)
+	}
 }
 
 func (s *stageMetrics) waited(start time.Time) {
@@ -173,7 +181,7 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 			sm.QueueFull = float64(s.fullHits.Load()) / float64(sm.QueueSamples)
 		}
 		sm.Ran, sm.InputWait = time.Duration(s.runNanos.Load()), time.Duration(s.waitNanos.Load())
-		sm.BusyKnown = s.in == None || s.recvs.Load() > 0
+		sm.BusyKnown = s.in == None || s.waitsSeen.Load()
 		if total := time.Duration(s.workers) * m.elapsed; sm.BusyKnown && total > 0 {
 			sm.Busy = max(sm.Ran-sm.InputWait-sm.SendBlocked, 0)
 			sm.BusyShare = min(float64(sm.Busy)/float64(total), 1)

@@ -153,7 +153,7 @@ func (io IO) RecvRange(ctx context.Context) (r Range, ok bool, err error) {
 // nothing.
 func (io IO) Waited(d time.Duration) {
 	if m := io.metrics; m != nil {
-		m.recvs.Add(1)
+		m.seesWaits()
 		m.waitNanos.Add(int64(d))
 	}
 }
@@ -163,7 +163,7 @@ func (io IO) Waited(d time.Duration) {
 // try first).
 func recv[T any](ctx context.Context, in <-chan T, m *stageMetrics) (v T, ok bool, err error) {
 	if m != nil {
-		m.recvs.Add(1)
+		m.seesWaits()
 		select {
 		case v, ok = <-in:
 			return v, ok, nil

@@ -135,39 +135,7 @@ func TestCoalesceConfig(t *testing.T) {
 // BenchmarkCoalesce batches 32KiB chunks into 1MiB buffers; the graph runs
 // once for all b.N chunks.
 func BenchmarkCoalesce(b *testing.B) {
-	const chunk = 32 << 10
-	reg := pipeline.NewRegistry()
-	if err := Register(reg); err != nil {
-		b.Fatal(err)
-	}
-	pipeline.MustRegister(reg, memDiscardDef)
-	n := int64(b.N)
-	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
-		Type:     "bench.chunks",
-		Produces: pipeline.OrderedBytes,
-		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				pool := env.Buffers.Pool(chunk)
-				for i := range n {
-					if err := io.Send(ctx, pool.Get(i*chunk)); err != nil {
-						return err
-					}
-				}
-				return nil
-			}), nil
-		},
-		Memory: func(struct{}) pipeline.Memory { return pipeline.Memory{ChunkSize: chunk, PerReplica: chunk} },
-	})
-	g, err := pipeline.Build(reg, []pipeline.Node{
-		{ID: "src", Type: "bench.chunks"},
-		{ID: "batch", Type: "coalesce.buffer", Inputs: []string{"src"}, Config: &CoalesceConfig{Size: 1 << 20}},
-		{ID: "sink", Type: "mem.discard", Inputs: []string{"batch"}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(chunk)
-	benchRunOnce(b, g, &pipeline.Resource{Size: n * chunk})
+	benchChain(b, int64(b.N), 32<<10, pipeline.Node{ID: "batch", Type: "coalesce.buffer", Config: &CoalesceConfig{Size: 1 << 20}})
 }
 
 func ExampleCoalescer() {

@@ -183,38 +183,7 @@ func TestProgressConfig(t *testing.T) {
 // BenchmarkProgress passes 32KiB chunks through the tap; the graph runs once
 // for all b.N chunks.
 func BenchmarkProgress(b *testing.B) {
-	const chunk = 32 << 10
-	reg := pipeline.NewRegistry()
-	if err := Register(reg); err != nil {
-		b.Fatal(err)
-	}
-	pipeline.MustRegister(reg, memDiscardDef)
-	n := int64(b.N)
-	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
-		Type:     "bench.chunks",
-		Produces: pipeline.OrderedBytes,
-		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				pool := env.Buffers.Pool(chunk)
-				for i := range n {
-					if err := io.Send(ctx, pool.Get(i*chunk)); err != nil {
-						return err
-					}
-				}
-				return nil
-			}), nil
-		},
-	})
-	g, err := pipeline.Build(reg, []pipeline.Node{
-		{ID: "src", Type: "bench.chunks"},
-		{ID: "progress", Type: "progress.tap", Inputs: []string{"src"}},
-		{ID: "sink", Type: "mem.discard", Inputs: []string{"progress"}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(chunk)
-	benchRunOnce(b, g, &pipeline.Resource{Size: n * chunk})
+	benchChain(b, int64(b.N), 32<<10, pipeline.Node{ID: "progress", Type: "progress.tap"})
 }
 
 func ExampleProgressTap() {

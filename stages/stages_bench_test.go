@@ -73,26 +73,34 @@ func benchRunOnce(b *testing.B, g *pipeline.Graph, res *pipeline.Resource) {
 	}
 }
 
+// benchChain runs n chunks of chunk bytes from bench.zeros through stages,
+// in that order, into mem.discard, once, as one benchmark of chunk bytes an
+// op. Each stage's Inputs is set here.
+func benchChain(b *testing.B, n int64, chunk int, stages ...pipeline.Node) {
+	b.Helper()
+	nodes := []pipeline.Node{{ID: "src", Type: "bench.zeros"}}
+	for _, st := range append(stages, pipeline.Node{ID: "sink", Type: "mem.discard"}) {
+		st.Inputs = []string{nodes[len(nodes)-1].ID}
+		nodes = append(nodes, st)
+	}
+	g, err := pipeline.Build(benchRegistry(b, benchZeros(n, chunk).Spec()), nodes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(chunk))
+	benchRunOnce(b, g, &pipeline.Resource{Size: n * int64(chunk)})
+}
+
 // BenchmarkRunner is the pipeline's own overhead on a realistic chain: an
 // in-memory source of 256 KiB chunks -> coalesce.buffer (4 MiB) ->
 // reorder.heap -> discard. One op is one 256 KiB chunk; the goal is well
 // above 5 GB/s with 0 allocs/op. The coalescer copies every byte, so this
 // is bounded by memory bandwidth too.
 func BenchmarkRunner(b *testing.B) {
-	const chunk = 256 << 10
-	n := int64(b.N)
-	reg := benchRegistry(b, benchZeros(n, chunk).Spec())
-	g, err := pipeline.Build(reg, []pipeline.Node{
-		{ID: "src", Type: "bench.zeros"},
-		{ID: "batch", Type: "coalesce.buffer", Inputs: []string{"src"}, Config: &CoalesceConfig{Size: 4 << 20}},
-		{ID: "order", Type: "reorder.heap", Inputs: []string{"batch"}, Config: &ReorderConfig{Window: 16 << 20}},
-		{ID: "sink", Type: "mem.discard", Inputs: []string{"order"}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(chunk)
-	benchRunOnce(b, g, &pipeline.Resource{Size: n * chunk})
+	benchChain(b, int64(b.N), 256<<10,
+		pipeline.Node{ID: "batch", Type: "coalesce.buffer", Config: &CoalesceConfig{Size: 4 << 20}},
+		pipeline.Node{ID: "order", Type: "reorder.heap", Config: &ReorderConfig{Window: 16 << 20}},
+	)
 }
 
 // BenchmarkHashTap passes 256 KiB chunks through hash.tap, without a
@@ -115,17 +123,7 @@ func BenchmarkHashTap(b *testing.B) {
 				}
 				cfg.Checksum = "sha256:" + hex.EncodeToString(h.Sum(nil))
 			}
-			reg := benchRegistry(b, benchZeros(n, chunk).Spec())
-			g, err := pipeline.Build(reg, []pipeline.Node{
-				{ID: "src", Type: "bench.zeros"},
-				{ID: "verify", Type: "hash.tap", Inputs: []string{"src"}, Config: cfg},
-				{ID: "sink", Type: "mem.discard", Inputs: []string{"verify"}},
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.SetBytes(chunk)
-			benchRunOnce(b, g, &pipeline.Resource{Size: n * chunk})
+			benchChain(b, n, chunk, pipeline.Node{ID: "verify", Type: "hash.tap", Config: cfg})
 		})
 	}
 }
