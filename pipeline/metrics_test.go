@@ -165,9 +165,8 @@ var (
 )
 
 // TestMetricsBusyTime: a sink that works on every chunk is busy nearly all
-// the run; the stage feeding it mostly waits to send, and the stage after
-// a slow source mostly waits for input. A stage that receives from its
-// channel itself has no known busy time.
+// the run, and the stage feeding it mostly waits to send. A stage that
+// receives from its channel itself has no known busy time.
 func TestMetricsBusyTime(t *testing.T) {
 	reg, _ := newRegistry(t)
 	pipeline.MustRegister(reg, recvPass)
@@ -208,5 +207,47 @@ func TestMetricsBusyTime(t *testing.T) {
 	}
 	if slow.Busy+slow.InputWait+slow.SendBlocked != slow.Ran || slow.Ran > snap.Elapsed {
 		t.Errorf("busy %v + wait %v + blocked %v != ran %v, or ran longer than the run %v", slow.Busy, slow.InputWait, slow.SendBlocked, slow.Ran, snap.Elapsed)
+	}
+}
+
+// slowGen sends 32 chunks of 64 KiB, pausing 2ms before each.
+var slowGen = pipeline.Def[struct{}]{
+	Type: "test.slowgen", Produces: pipeline.OrderedBytes,
+	New: func(struct{}) (pipeline.Stage, error) {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			pool := env.Buffers.Pool(64 << 10)
+			for i := range int64(32) {
+				time.Sleep(2 * time.Millisecond)
+				if err := io.Send(ctx, pool.Get(i*64<<10)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}), nil
+	},
+}
+
+// TestMetricsInputWait: the stage after a slow source mostly waits for
+// input, and Recv counts that wait, so the stage is not busy.
+func TestMetricsInputWait(t *testing.T) {
+	reg, _ := newRegistry(t)
+	pipeline.MustRegister(reg, slowGen)
+	pipeline.MustRegister(reg, recvPass)
+	g, err := pipeline.Build(reg, []pipeline.Node{
+		{ID: "src", Type: "test.slowgen"},
+		{ID: "pass", Type: "test.recvpass", Inputs: []string{"src"}},
+		{ID: "out", Type: "test.collect", Inputs: []string{"pass"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := pipeline.NewMetrics()
+	if err := g.Run(context.Background(), pipeline.RunOptions{Log: zerolog.Nop(), Metrics: m}); err != nil {
+		t.Fatal(err)
+	}
+	pass, _ := m.Snapshot().Stage("pass")
+	t.Logf("pass: busy %v (%.0f%%), input wait %v, ran %v", pass.Busy, 100*pass.BusyShare, pass.InputWait, pass.Ran)
+	if !pass.BusyKnown || pass.BusyShare > 0.3 || pass.InputWait < pass.Ran/2 {
+		t.Errorf("the stage after a slow source: busy %.2f, input wait %v of %v; want mostly waiting for input", pass.BusyShare, pass.InputWait, pass.Ran)
 	}
 }
