@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dlflow/dlflow/internal/testfs"
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
 )
@@ -92,7 +92,7 @@ func TestFileSinkDirect(t *testing.T) {
 // TestFileSinkDirectWithoutSupport: on a file system without direct I/O
 // (tmpfs), direct: always writes through the page cache instead of failing.
 func TestFileSinkDirectWithoutSupport(t *testing.T) {
-	dir := mountFS(t, "tmpfs", "size=16m")
+	dir := testfs.Mount(t, "tmpfs", "size=16m")
 	if supportsDirect(dir) {
 		t.Skipf("%s supports direct I/O here", dir)
 	}
@@ -112,7 +112,7 @@ func TestFileSinkDirectWithoutSupport(t *testing.T) {
 // writes: the run fails with ENOSPC naming PATH.tmp, and in sequential mode
 // PATH.tmp is exactly a prefix of the data, whatever the short write cut.
 func TestFileSinkDirectDiskFull(t *testing.T) {
-	dir := mountExt4(t, 8<<20)
+	dir := testfs.MountExt4(t, 8<<20)
 	if !supportsDirect(dir) {
 		t.Skipf("%s has no direct I/O", dir)
 	}
@@ -218,42 +218,4 @@ func residentPages(tb testing.TB, path string) (resident, pages int) {
 		resident += int(v & 1)
 	}
 	return resident, len(vec)
-}
-
-// mountFS mounts a file system of the given type and options at a new
-// directory for the test, or skips the test when it cannot (not root).
-func mountFS(t *testing.T, fstype, opts string, source ...string) string {
-	t.Helper()
-	dir := t.TempDir()
-	src := fstype
-	if len(source) > 0 {
-		src = source[0]
-	}
-	out, err := exec.Command("mount", "-t", fstype, "-o", opts, src, dir).CombinedOutput()
-	if err != nil {
-		t.Skipf("cannot mount a %s (%s) here, needs root: %v: %s", fstype, opts, err, strings.TrimSpace(string(out)))
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// mountExt4 mounts a fresh ext4 file system of size bytes (a loop device on
-// an image file), or skips the test when it cannot.
-func mountExt4(t *testing.T, size int64) string {
-	t.Helper()
-	img := filepath.Join(t.TempDir(), "fs.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, size); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err != nil {
-		t.Skipf("cannot make an ext4 image here: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return mountFS(t, "ext4", "loop", img)
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/dlflow/dlflow/internal/nginxtest"
 	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/internal/testfs"
 )
 
 // fltTopologies are the shipped example topologies.
@@ -664,17 +665,7 @@ func TestFaultBadInput(t *testing.T) {
 // skips the test when it cannot (not root, no mount).
 func fltMount(t *testing.T, opts string) string {
 	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		t.Skipf("cannot mount a tmpfs (%s) here, needs root: %v: %s", opts, err, strings.TrimSpace(string(out)))
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
+	return testfs.Mount(t, "tmpfs", opts)
 }
 
 // TestDiskFull: 8 MiB into a 2 MiB file system ends with a clean error
