@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/bench/origin"
 )
 
 func TestProbeHEAD(t *testing.T) {

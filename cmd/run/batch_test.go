@@ -17,7 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/bench/origin"
 )
 
 // writeList writes the lines of a URL list into the test's directory.

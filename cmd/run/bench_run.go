@@ -23,7 +23,7 @@ import (
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/examples"
 	"github.com/dlflow/dlflow/internal/nginxtest"
-	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/pipeline"
 )
 

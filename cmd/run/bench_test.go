@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/bench/origin"
 )
 
 // The bench tests run the bench subcommand on a tiny file: they check the

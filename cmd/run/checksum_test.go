@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/bench/origin"
 )
 
 // Integrity: a checksum (--checksum, the top-level checksum key) or a

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/dlflow/dlflow/internal/nginxtest"
-	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/internal/testfs"
 )
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/dlflow/dlflow/internal/nginxtest"
-	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/bench/origin"
 )
 
 // nginxFileSize is not a multiple of the 4 MiB piece or of any buffer size,

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/bench/origin"
 )
 
 // Resume across runs: a download killed with SIGKILL (no chance to clean

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/bench/origin"
 )
 
 // TestSignalInterrupt runs the CLI as a real process against a throttled

@@ -23,7 +23,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 
 	"github.com/dlflow/dlflow/config"
-	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/stages"
 )

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dlflow/dlflow/internal/origin"
+	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/pipeline"
 )
 
