@@ -20,6 +20,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/env/v2"
@@ -27,8 +29,6 @@ import (
 	"github.com/knadh/koanf/providers/rawbytes"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
-
-	"github.com/dlflow/dlflow/stages"
 )
 
 // EnvPrefix starts every environment variable the loader reads.
@@ -41,7 +41,7 @@ type Config struct {
 	Overwrite bool                   `koanf:"overwrite" help:"replace an existing output file"`
 	Resume    bool                   `koanf:"resume" help:"continue a partial download (OUTPUT.tmp and its state file) when the server still has the same file; false starts over (--no-resume)"`
 	Checksum  string                 `koanf:"checksum" help:"expected digest as algorithm:hex (sha256, sha512, sha1, md5), verified by the topology's hash.tap; --checksum overrides"`
-	HTTP      stages.HTTPConfig      `koanf:"http" help:"how requests reach the server"`
+	HTTP      httpx.HTTPConfig       `koanf:"http" help:"how requests reach the server"`
 	Stages    map[string]StageConfig `koanf:"stages" help:"the stages of the graph, keyed by stage id"`
 
 	file      string
@@ -99,7 +99,7 @@ func (e *Error) Error() string {
 // Load reads and layers the configuration and decodes it strictly. It does
 // not build the graph; see Graph. A problem with the input is an *Error.
 func Load(opts Options) (*Config, error) {
-	cfg := &Config{HTTP: stages.DefaultHTTPConfig(), Resume: true, origins: map[string]string{}}
+	cfg := &Config{HTTP: httpx.DefaultHTTPConfig(), Resume: true, origins: map[string]string{}}
 	k := koanf.New(".")
 
 	if err := cfg.loadFile(k, opts); err != nil {

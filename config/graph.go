@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
 	"github.com/dlflow/dlflow/stages"
@@ -52,7 +54,7 @@ func (cfg *Config) Nodes(reg *pipeline.Registry) ([]pipeline.Node, error) {
 		})
 	}
 	if cfg.Checksum != "" {
-		if _, _, err := stages.ParseChecksum(cfg.Checksum); err != nil {
+		if _, _, err := httpx.ParseChecksum(cfg.Checksum); err != nil {
 			errs = append(errs, cfg.keyError("checksum", "%v", err))
 		}
 	}

@@ -12,8 +12,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dlflow/dlflow/pipeline"
 	"time"
+
+	"github.com/dlflow/dlflow/pipeline"
 )
 
 // Position is where something was written in a config file. The zero

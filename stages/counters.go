@@ -65,10 +65,10 @@ func (r *replicaBytes) snapshot() []int64 {
 func (s *httpReader) ReplicaBytes() []int64 { return s.sent.snapshot() }
 
 // Retries returns the retries the readers took in the current or last run.
-func (s *httpReader) Retries() int64 { return s.budget.used.Load() }
+func (s *httpReader) Retries() int64 { return s.budget.Used() }
 
 // Retries returns the retries the source took in the current or last run.
-func (s *httpSource) Retries() int64 { return s.budget.used.Load() }
+func (s *httpSource) Retries() int64 { return s.budget.Used() }
 
 var (
 	_ ReplicaCounter = (*httpReader)(nil)

@@ -9,6 +9,8 @@ import (
 	"math"
 	"sync/atomic"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/dlflow/dlflow/pipeline"
 )
 
@@ -57,7 +59,7 @@ type HashTap struct {
 
 // checksum is an expected digest and where it comes from.
 type checksum struct {
-	alg    hashAlgorithm
+	alg    httpx.Algorithm
 	want   string // lowercase hex
 	source string // "checksum" or the header it came from
 }
@@ -103,11 +105,11 @@ var hashDef = pipeline.Def[HashConfig]{
 		}
 		t := &HashTap{window: int64(c.Window)}
 		if c.Checksum != "" {
-			name, digest, err := ParseChecksum(c.Checksum)
+			name, digest, err := httpx.ParseChecksum(c.Checksum)
 			if err != nil {
 				return nil, err
 			}
-			alg, _ := lookupAlgorithm(name)
+			alg, _ := httpx.LookupAlgorithm(name)
 			t.config = &checksum{alg: alg, want: digest, source: "checksum"}
 		}
 		return t, nil
@@ -133,7 +135,7 @@ func init() { builtin(hashDef.Spec()) }
 func (t *HashTap) Stats() HashStats {
 	s := HashStats{Hashed: t.hashed.Load(), ReadBack: t.readBack.Load(), Verified: t.verified.Load()}
 	if c := t.check; c != nil {
-		s.Algorithm = c.alg.name
+		s.Algorithm = c.alg.Name
 		if s.Verified {
 			s.Digest = c.want
 		}
@@ -158,11 +160,11 @@ func (t *HashTap) Start(_ context.Context, env *pipeline.Env) error {
 		}
 		return nil
 	}
-	for _, name := range serverDigestAlgorithms {
+	for _, name := range httpx.ServerDigestAlgorithms {
 		if want, ok := digests[name]; ok {
-			alg, _ := lookupAlgorithm(name)
+			alg, _ := httpx.LookupAlgorithm(name)
 			t.check = &checksum{alg: alg, want: want, source: "the server's digest"}
-			env.Log.Info().Str("algorithm", alg.name).Msg("the server declared a digest; verifying it")
+			env.Log.Info().Str("algorithm", alg.Name).Msg("the server declared a digest; verifying it")
 			return nil
 		}
 	}
@@ -177,7 +179,7 @@ func (t *HashTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) er
 	if t.check == nil {
 		return t.passThrough(ctx, env, io)
 	}
-	r := &hashRun{t: t, env: env, h: t.check.alg.new(), held: &chunkHeap{}}
+	r := &hashRun{t: t, env: env, h: t.check.alg.New(), held: &chunkHeap{}}
 	defer r.releaseHeld()
 	for {
 		c, ok, err := io.Recv(ctx)
@@ -336,15 +338,15 @@ func (r *hashRun) finish(ctx context.Context) error {
 		return &GapError{Offset: r.frontier, Chunks: len(r.held.items)}
 	}
 	if res := r.env.Resource; res.SizeKnown() && r.frontier != res.Size {
-		return fmt.Errorf("input ended at byte %d of %d; cannot verify the %s checksum", r.frontier, res.Size, r.t.check.alg.name)
+		return fmt.Errorf("input ended at byte %d of %d; cannot verify the %s checksum", r.frontier, res.Size, r.t.check.alg.Name)
 	}
 	c := r.t.check
 	got := hex.EncodeToString(r.h.Sum(nil))
 	if got != c.want {
-		return &ChecksumError{Algorithm: c.alg.name, Want: c.want, Got: got, Source: c.source}
+		return &ChecksumError{Algorithm: c.alg.Name, Want: c.want, Got: got, Source: c.source}
 	}
 	r.t.verified.Store(true)
-	r.env.Log.Info().Str("algorithm", c.alg.name).Str("source", c.source).Int64("bytes", r.frontier).
+	r.env.Log.Info().Str("algorithm", c.alg.Name).Str("source", c.source).Int64("bytes", r.frontier).
 		Int64("read_back", r.t.readBack.Load()).Msg("checksum verified")
 	return nil
 }

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/rs/zerolog"
 
 	"github.com/dlflow/dlflow/pipeline"
@@ -383,7 +385,7 @@ func TestParseChecksum(t *testing.T) {
 		{"sha256:" + s[:62], "", "", "64 hex digits"},
 		{"sha1:" + strings.Repeat("z", 40), "", "", "40 hex digits"},
 	} {
-		alg, digest, err := ParseChecksum(tc.in)
+		alg, digest, err := httpx.ParseChecksum(tc.in)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("ParseChecksum(%q) = %v, want an error with %q", tc.in, err, tc.err)
@@ -418,7 +420,7 @@ func TestParseDigests(t *testing.T) {
 		{"not a byte sequence", http.Header{"Repr-Digest": {"sha-256=" + e256}}, false, nil},
 		{"unsupported algorithm", http.Header{"Repr-Digest": {"md5=:" + base64.StdEncoding.EncodeToString(make([]byte, 16)) + ":"}}, false, nil},
 	} {
-		if got := parseDigests(tc.header, tc.full); !reflect.DeepEqual(got, tc.want) {
+		if got := httpx.ParseDigests(tc.header, tc.full); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}

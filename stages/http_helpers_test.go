@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
@@ -183,13 +185,13 @@ func htNoLeaks(t *testing.T) {
 
 // htClient returns a client with the default config whose idle connections
 // are closed when the test ends.
-func htClient(t testing.TB, mod func(*HTTPConfig)) (*http.Client, http.Header) {
+func htClient(t testing.TB, mod func(*httpx.HTTPConfig)) (*http.Client, http.Header) {
 	t.Helper()
-	cfg := DefaultHTTPConfig()
+	cfg := httpx.DefaultHTTPConfig()
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, h, err := NewClient(cfg)
+	c, h, err := httpx.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +205,7 @@ func htProbe(t testing.TB, url string) *pipeline.Resource {
 	c, h := htClient(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := Probe(ctx, c, h, url)
+	res, err := httpx.Probe(ctx, c, h, url)
 	if err != nil {
 		t.Fatalf("probe: %v", err)
 	}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/rs/zerolog"
 
 	"github.com/dlflow/dlflow/bench/origin"
@@ -51,7 +53,7 @@ func TestHTTPReaderFaultIgnoredRanges(t *testing.T) {
 }
 
 // TestHTTPReaderFaultLateWholeBody: the range at 0 is answered 206, a later
-// one 200 with the whole body. That 200 is a *RangeError, and none of its
+// one 200 with the whole body. That 200 is a *httpx.RangeError, and none of its
 // bytes reach the output.
 func TestHTTPReaderFaultLateWholeBody(t *testing.T) {
 	htNoLeaks(t)
@@ -79,9 +81,9 @@ func TestHTTPReaderFaultLateWholeBody(t *testing.T) {
 	res := htProbe(t, srv.URL)
 	out := newHTOutput()
 	err := htRun(t, htCtx(t, 30*time.Second), res, htReaderGraph(htPieces(size, 1<<20), 3, htReaderConfig(nil), out)...)
-	var re *RangeError
+	var re *httpx.RangeError
 	if !errors.As(err, &re) || re.Status != http.StatusOK || re.Range.Start == 0 {
-		t.Fatalf("err = %v, want a *RangeError for a 200 to a later range", err)
+		t.Fatalf("err = %v, want a *httpx.RangeError for a 200 to a later range", err)
 	}
 	out.mu.Lock()
 	defer out.mu.Unlock()
@@ -145,7 +147,7 @@ func (s *htHaveSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 
 // TestHTTPSourceFaultResumesAfterHave: a stream whose sink already has a
 // prefix asks for the rest only, with If-Range; if the file changed since,
-// the answer is ErrResourceChanged, never bytes of the new version after
+// the answer is httpx.ErrResourceChanged, never bytes of the new version after
 // the old prefix.
 func TestHTTPSourceFaultResumesAfterHave(t *testing.T) {
 	const size, prefix = 2<<20 + 9, 1<<20 + 5
@@ -191,8 +193,8 @@ func TestHTTPSourceFaultResumesAfterHave(t *testing.T) {
 		// The earlier run saw another version: its validator no longer
 		// matches.
 		out, srv, err := run(t, func(res *pipeline.Resource) { res.ETag = `"old"` })
-		if !errors.Is(err, ErrResourceChanged) {
-			t.Fatalf("err = %v, want ErrResourceChanged", err)
+		if !errors.Is(err, httpx.ErrResourceChanged) {
+			t.Fatalf("err = %v, want httpx.ErrResourceChanged", err)
 		}
 		if out.bytes != 0 {
 			t.Fatalf("%d bytes of the new version written after the old prefix", out.bytes)
@@ -210,7 +212,7 @@ func ptr[T any](v T) *T { return &v }
 func TestHTTPClientFaultIdleTimeout(t *testing.T) {
 	htNoLeaks(t)
 	srv := htOrigin(t, 1<<20, func(o *origin.Options) { o.RateLimit = 1 })
-	c, h := htClient(t, func(cfg *HTTPConfig) { cfg.IdleTimeout = 200 * time.Millisecond })
+	c, h := htClient(t, func(cfg *httpx.HTTPConfig) { cfg.IdleTimeout = 200 * time.Millisecond })
 	req, err := http.NewRequestWithContext(htCtx(t, 10*time.Second), http.MethodGet, srv.URL(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +224,7 @@ func TestHTTPClientFaultIdleTimeout(t *testing.T) {
 		_, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
 	}
-	if err == nil || !IsTransient(err) {
+	if err == nil || !httpx.IsTransient(err) {
 		t.Fatalf("err = %v, want a transient timeout", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/dlflow/dlflow/pipeline"
 )
 
@@ -46,7 +48,7 @@ func init() { builtin(httpReaderDef.Spec()) }
 // missing byte; bytes already sent are never sent again.
 //
 // Range{Start: 0, End: -1} (size unknown, or no range support) is a plain
-// GET streamed to EOF. ErrResourceChanged is the error of a 200 that answers
+// GET streamed to EOF. httpx.ErrResourceChanged is the error of a 200 that answers
 // a failed If-Range. Permanent errors fail the stage.
 //
 // A server may advertise ranges and still answer 200 with the whole body
@@ -55,7 +57,7 @@ func init() { builtin(httpReaderDef.Spec()) }
 // showed (rangeSupport): if it was 200 with the whole body, that replica
 // streams the whole body to EOF, and every other range is dropped without a
 // byte, since that stream covers it; if it was 206, a 200 to any other range
-// is a *RangeError. A 200 is never written at an offset other than 0.
+// is a *httpx.RangeError. A 200 is never written at an offset other than 0.
 //
 // The replicas share the work of the ranges in flight (scheduler.go): a
 // replica whose input is empty takes over the upper half of the range that
@@ -68,7 +70,7 @@ func init() { builtin(httpReaderDef.Spec()) }
 // credits. steal_min: 0 turns all of it off.
 type httpReader struct {
 	cfg     HTTPReaderConfig
-	budget  httpRetryBudget
+	budget  httpx.RetryBudget
 	support *rangeSupport // of the current run; set by Start
 	sched   *scheduler    // of the current run; set by Start
 	sent    replicaBytes  // bytes sent per replica, for ReplicaBytes
@@ -77,7 +79,7 @@ type httpReader struct {
 // Start resets the retry budget and the range support of the run and checks
 // the resource.
 func (s *httpReader) Start(ctx context.Context, env *pipeline.Env) error {
-	s.budget.reset(s.cfg.Total)
+	s.budget.Reset(s.cfg.Total)
 	s.sent.reset()
 	s.support = newRangeSupport()
 	s.sched = newScheduler(alignPiece(s.cfg.StealMin))

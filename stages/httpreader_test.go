@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/pipeline"
 )
@@ -157,7 +159,7 @@ func TestHTTPReaderRetryBudget(t *testing.T) {
 	srv.SetFaults(origin.Faults{FailStatus: 500, FailCount: 100})
 	cfg := htReaderConfig(func(c *HTTPReaderConfig) { c.Total = 2 })
 	err := htRun(t, htCtx(t, 10*time.Second), res, htReaderGraph(htPieces(3<<20, 1<<20), 3, cfg, newHTOutput())...)
-	var he *HTTPError
+	var he *httpx.HTTPError
 	if !errors.As(err, &he) || he.Status != 500 || !strings.Contains(err.Error(), "2 retries are spent") {
 		t.Fatalf("err = %v", err)
 	}
@@ -181,25 +183,25 @@ func TestHTTPReaderPermanentErrors(t *testing.T) {
 		check  func(error) bool
 	}{
 		{"404", origin.Faults{Status: 404}, htPieces(2<<20, 1<<20), func(err error) bool {
-			var he *HTTPError
+			var he *httpx.HTTPError
 			return errors.As(err, &he) && he.Status == 404 && strings.Contains(err.Error(), "http 404 Not Found from http://")
 		}},
 		{"beyond the end", origin.Faults{}, []pipeline.Range{{Start: 0, End: -1}, {Start: 5 << 20, End: -1}}, func(err error) bool {
 			return strings.Contains(err.Error(), "beyond the resource")
 		}},
 		{"wrong Content-Range", origin.Faults{WrongContentRange: true}, htPieces(2<<20, 1<<20), func(err error) bool {
-			var re *RangeError
+			var re *httpx.RangeError
 			return errors.As(err, &re) && strings.Contains(err.Error(), "Content-Range")
 		}},
 		{"200 to a range", origin.Faults{IgnoreRange: true}, htPieces(2<<20, 1<<20)[1:], func(err error) bool {
-			var re *RangeError
+			var re *httpx.RangeError
 			return errors.As(err, &re) && re.Status == 200 && re.Range.Start == 1<<20
 		}},
 		{"changed", origin.Faults{ChangeETagAfter: 1}, htPieces(2<<20, 1<<20), func(err error) bool {
-			return errors.Is(err, ErrResourceChanged)
+			return errors.Is(err, httpx.ErrResourceChanged)
 		}},
 		{"gzip", origin.Faults{Gzip: true}, htPieces(2<<20, 2<<20), func(err error) bool {
-			var ee *EncodingError
+			var ee *httpx.EncodingError
 			return errors.As(err, &ee) && ee.Encoding == "gzip"
 		}},
 	} {
@@ -376,9 +378,9 @@ func ExampleHTTPReaderConfig() {
 		http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
 	}))
 	defer srv.Close()
-	client, header, _ := NewClient(DefaultHTTPConfig())
+	client, header, _ := httpx.NewClient(httpx.DefaultHTTPConfig())
 	defer client.CloseIdleConnections()
-	res, _ := Probe(context.Background(), client, header, srv.URL)
+	res, _ := httpx.Probe(context.Background(), client, header, srv.URL)
 
 	out := newHTOutput()
 	reg := pipeline.NewRegistry()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/dlflow/dlflow/pipeline"
 )
 
@@ -35,12 +37,12 @@ func init() { builtin(httpSourceDef.Spec()) }
 // It checks the answer (200, no Content-Encoding, the probed length) and
 // counts bytes: a body that ends early, breaks or stalls is resumed from the
 // first missing byte with Range and If-Range when the server accepts ranges;
-// a 200 to that request means the file changed (ErrResourceChanged). With an
+// a 200 to that request means the file changed (httpx.ErrResourceChanged). With an
 // unknown size it streams to EOF, and a broken body is an error, never a
 // short file.
 type httpSource struct {
 	cfg    HTTPSourceConfig
-	budget httpRetryBudget
+	budget httpx.RetryBudget
 }
 
 // errOneStream refuses replicas: each would download the whole file.
@@ -48,7 +50,7 @@ var errOneStream = errors.New("http.source streams over one connection; set work
 
 // Start resets the retry budget of the run and checks the resource.
 func (s *httpSource) Start(ctx context.Context, env *pipeline.Env) error {
-	s.budget.reset(s.cfg.Total)
+	s.budget.Reset(s.cfg.Total)
 	return checkResource(env.Resource)
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/pipeline"
 )
@@ -108,8 +110,8 @@ func TestHTTPSourceChangedResource(t *testing.T) {
 	srv.SetFaults(origin.Faults{DropAfter: 1 << 20, DropRequests: 1, ChangeETagAfter: 1})
 	out := newHTOutput()
 	err := htRun(t, htCtx(t, 30*time.Second), res, htSourceGraph(htSourceConfig(nil), out)...)
-	if !errors.Is(err, ErrResourceChanged) {
-		t.Fatalf("err = %v, want ErrResourceChanged", err)
+	if !errors.Is(err, httpx.ErrResourceChanged) {
+		t.Fatalf("err = %v, want httpx.ErrResourceChanged", err)
 	}
 }
 
@@ -144,9 +146,9 @@ func TestHTTPSourceRejectsEncoding(t *testing.T) {
 	res := htProbe(t, srv.URL())
 	srv.SetFaults(origin.Faults{Gzip: true})
 	err := htRun(t, htCtx(t, 10*time.Second), res, htSourceGraph(htSourceConfig(nil), newHTOutput())...)
-	var ee *EncodingError
+	var ee *httpx.EncodingError
 	if !errors.As(err, &ee) || ee.Encoding != "gzip" {
-		t.Fatalf("err = %v, want *EncodingError", err)
+		t.Fatalf("err = %v, want *httpx.EncodingError", err)
 	}
 }
 
@@ -170,7 +172,7 @@ func TestHTTPSourceStatus(t *testing.T) {
 	srv.ResetStats()
 	srv.SetFaults(origin.Faults{Status: 404})
 	err := htRun(t, htCtx(t, 10*time.Second), res, htSourceGraph(htSourceConfig(nil), newHTOutput())...)
-	var he *HTTPError
+	var he *httpx.HTTPError
 	if !errors.As(err, &he) || he.Status != 404 || !strings.Contains(err.Error(), "404 Not Found") || srv.Stats().GETs != 1 {
 		t.Fatalf("err = %v after %d GETs, want one 404", err, srv.Stats().GETs)
 	}
@@ -220,9 +222,9 @@ func TestHTTPSourceConfig(t *testing.T) {
 func ExampleHTTPSourceConfig() {
 	srv, _ := origin.Start(origin.Options{Size: 3 << 20, Seed: 7})
 	defer srv.Close()
-	client, header, _ := NewClient(DefaultHTTPConfig())
+	client, header, _ := httpx.NewClient(httpx.DefaultHTTPConfig())
 	defer client.CloseIdleConnections()
-	res, _ := Probe(context.Background(), client, header, srv.URL())
+	res, _ := httpx.Probe(context.Background(), client, header, srv.URL())
 
 	reg := pipeline.NewRegistry()
 	_ = Register(reg)
@@ -241,7 +243,7 @@ func ExampleHTTPSourceConfig() {
 		},
 	})
 	g, err := pipeline.Build(reg, []pipeline.Node{
-		{ID: "src", Type: "http.source", Config: &HTTPSourceConfig{BodyConfig: BodyConfig{Buffer: 1 << 20, IdleTimeout: 30 * time.Second, RetryConfig: DefaultRetry}}},
+		{ID: "src", Type: "http.source", Config: &HTTPSourceConfig{BodyConfig: BodyConfig{Buffer: 1 << 20, IdleTimeout: 30 * time.Second, RetryConfig: httpx.DefaultRetry}}},
 		{ID: "count", Type: "example.count", Inputs: []string{"src"}},
 	})
 	if err != nil {

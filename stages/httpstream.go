@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/dlflow/dlflow/pipeline"
 )
 
@@ -26,13 +28,13 @@ const maxReadBuffer = 1 << 30
 // BodyConfig is what the two HTTP stages share: how they read a body and
 // retry a broken one. Both embed it with `koanf:",squash"`.
 type BodyConfig struct {
-	Buffer      pipeline.ByteSize `koanf:"buffer" help:"size of each chunk read from the network"`
-	IdleTimeout time.Duration     `koanf:"idle_timeout" help:"a body that delivers no bytes for this long is retried; 0 disables"`
-	RetryConfig `koanf:",squash"`
+	Buffer            pipeline.ByteSize `koanf:"buffer" help:"size of each chunk read from the network"`
+	IdleTimeout       time.Duration     `koanf:"idle_timeout" help:"a body that delivers no bytes for this long is retried; 0 disables"`
+	httpx.RetryConfig `koanf:",squash"`
 }
 
 // DefaultBody is the body config both HTTP stages start from.
-var DefaultBody = BodyConfig{Buffer: 256 << 10, IdleTimeout: 30 * time.Second, RetryConfig: DefaultRetry}
+var DefaultBody = BodyConfig{Buffer: 256 << 10, IdleTimeout: 30 * time.Second, RetryConfig: httpx.DefaultRetry}
 
 func (c BodyConfig) validate() error {
 	if c.Buffer < 1 || c.Buffer > maxReadBuffer {
@@ -41,7 +43,7 @@ func (c BodyConfig) validate() error {
 	if c.IdleTimeout < 0 {
 		return fmt.Errorf("idle_timeout must not be negative, got %v", c.IdleTimeout)
 	}
-	return c.RetryConfig.validate()
+	return c.RetryConfig.Validate()
 }
 
 // memory is what a replica holds: the buffer being filled, besides the
@@ -59,7 +61,7 @@ func checkResource(res *pipeline.Resource) error {
 	case res.URL == "":
 		return errors.New("the resource has no URL")
 	case res.Client == nil:
-		return errors.New("the resource has no HTTP client; build it with Probe")
+		return errors.New("the resource has no HTTP client; build it with httpx.Probe")
 	}
 	return nil
 }
@@ -84,8 +86,8 @@ type httpFetcher struct {
 	io     pipeline.IO
 	pool   *pipeline.Pool
 	idle   time.Duration
-	retry  RetryConfig
-	budget *httpRetryBudget
+	retry  httpx.RetryConfig
+	budget *httpx.RetryBudget
 	url    string // redacted, for messages
 
 	// support is shared by the replicas of an http.reader (nil for the
@@ -103,7 +105,7 @@ type httpFetcher struct {
 	sr    *spanReader
 }
 
-func newHTTPFetcher(env *pipeline.Env, io pipeline.IO, buffer pipeline.ByteSize, idle time.Duration, retry RetryConfig, budget *httpRetryBudget) *httpFetcher {
+func newHTTPFetcher(env *pipeline.Env, io pipeline.IO, buffer pipeline.ByteSize, idle time.Duration, retry httpx.RetryConfig, budget *httpx.RetryBudget) *httpFetcher {
 	return &httpFetcher{
 		env:    env,
 		res:    env.Resource,
@@ -112,7 +114,7 @@ func newHTTPFetcher(env *pipeline.Env, io pipeline.IO, buffer pipeline.ByteSize,
 		idle:   idle,
 		retry:  retry,
 		budget: budget,
-		url:    RedactURL(env.Resource.URL),
+		url:    httpx.RedactURL(env.Resource.URL),
 	}
 }
 
@@ -125,7 +127,7 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 	if !p.plain && p.end >= 0 && p.end <= p.start {
 		return nil // an empty range; a plain GET still checks the answer
 	}
-	r := httpRetrier{cfg: f.retry, budget: f.budget}
+	r := httpx.Retrier{Config: f.retry, Budget: f.budget}
 	pos := p.start
 	for {
 		if f.sr != nil {
@@ -153,16 +155,16 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 				return nil // completed by another reader, or replaced
 			}
 		}
-		if pos > 0 && (f.whole || p.plain && !f.res.AcceptRanges) && IsTransient(err) {
+		if pos > 0 && (f.whole || p.plain && !f.res.AcceptRanges) && httpx.IsTransient(err) {
 			return fmt.Errorf("cannot resume at byte %d: the server does not accept ranges: %w", pos, err)
 		}
-		wait, giveUp := r.next(ctx, err, pos > before)
+		wait, giveUp := r.Next(ctx, err, pos > before)
 		if giveUp != nil {
 			return giveUp
 		}
 		f.env.Log.Warn().Err(err).Str("url", f.url).Int64("offset", pos).
-			Int("attempt", r.attempt).Dur("backoff", wait).Msg("retrying")
-		if err := sleepCtx(ctx, wait); err != nil {
+			Int("attempt", r.Attempt()).Dur("backoff", wait).Msg("retrying")
+		if err := httpx.Sleep(ctx, wait); err != nil {
 			return err
 		}
 	}
@@ -171,13 +173,13 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 // settle resolves the answers that depend on what the range at 0 showed,
 // for a range of which nothing was sent: a range covered by the whole body
 // from 0 is done (nil); a 200 with the whole body to another range waits for
-// the answer at 0 and is then dropped, or stays a *RangeError when the
+// the answer at 0 and is then dropped, or stays a *httpx.RangeError when the
 // server does honour ranges.
 func (f *httpFetcher) settle(ctx context.Context, err error, p httpPiece) error {
 	if errors.Is(err, errRangeCovered) {
 		return nil
 	}
-	var re *RangeError
+	var re *httpx.RangeError
 	if p.start == 0 || !errors.As(err, &re) || re.Status != http.StatusOK {
 		return err
 	}
@@ -206,12 +208,12 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 	if f.idle > 0 {
 		// Reset on every read; firing cancels the request, which unblocks a
 		// read that waits forever on a silent connection.
-		idle = time.AfterFunc(f.idle, func() { cancel(ErrStalled) })
+		idle = time.AfterFunc(f.idle, func() { cancel(httpx.ErrStalled) })
 		defer idle.Stop()
 	}
 	defer func() {
-		if err != nil && ctx.Err() == nil && errors.Is(context.Cause(reqCtx), ErrStalled) {
-			err = fmt.Errorf("%s: no bytes for %v at offset %d: %w", f.url, f.idle, *pos, ErrStalled)
+		if err != nil && ctx.Err() == nil && errors.Is(context.Cause(reqCtx), httpx.ErrStalled) {
+			err = fmt.Errorf("%s: no bytes for %v at offset %d: %w", f.url, f.idle, *pos, httpx.ErrStalled)
 		}
 	}()
 
@@ -246,7 +248,7 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 
 	want, err := f.check(resp, p, *pos, ranged, ifRange)
 	if err != nil {
-		if _, ok := err.(*HTTPError); ok {
+		if _, ok := err.(*httpx.HTTPError); ok {
 			// A small error body is read so the connection can be reused.
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
 		}
@@ -276,17 +278,17 @@ func (f *httpFetcher) check(resp *http.Response, p httpPiece, pos int64, ranged 
 	size := f.res.Size
 	rng := pipeline.Range{Start: pos, End: p.end}
 	rangeErr := func(reason string) error {
-		return &RangeError{Range: rng, Status: resp.StatusCode, ContentRange: resp.Header.Get("Content-Range"), Reason: reason, URL: f.url}
+		return &httpx.RangeError{Range: rng, Status: resp.StatusCode, ContentRange: resp.Header.Get("Content-Range"), Reason: reason, URL: f.url}
 	}
 	changed := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s", ErrResourceChanged, f.url, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s: %s", httpx.ErrResourceChanged, f.url, fmt.Sprintf(format, args...))
 	}
 
 	var want int64
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && ranged:
 		cr := resp.Header.Get("Content-Range")
-		start, last, total, err := ParseContentRange(cr)
+		start, last, total, err := httpx.ParseContentRange(cr)
 		switch {
 		case err != nil:
 			return 0, rangeErr(err.Error())
@@ -369,11 +371,11 @@ func (f *httpFetcher) check(resp *http.Response, p httpPiece, pos int64, ranged 
 		return 0, rangeErr("206 to a request without Range")
 
 	default:
-		return 0, newHTTPError(resp, f.res.URL)
+		return 0, httpx.NewHTTPError(resp, f.res.URL)
 	}
 
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return 0, &EncodingError{Encoding: ce, URL: f.url}
+		return 0, &httpx.EncodingError{Encoding: ce, URL: f.url}
 	}
 	return want, nil
 }
@@ -388,7 +390,7 @@ func (f *httpFetcher) stream(ctx context.Context, body io.Reader, pos *int64, wa
 		end := *pos + int64(n)
 		if want >= 0 && end > want {
 			c.Release()
-			return fmt.Errorf("%w: %s sent more than the %d bytes expected", ErrResourceChanged, f.url, want)
+			return fmt.Errorf("%w: %s sent more than the %d bytes expected", httpx.ErrResourceChanged, f.url, want)
 		}
 		if n == 0 {
 			c.Release()
@@ -446,7 +448,7 @@ func (f *httpFetcher) streamSpan(ctx context.Context, body io.Reader, pos *int64
 		end := *pos + int64(n)
 		if want >= 0 && end > want {
 			c.Release()
-			return fmt.Errorf("%w: %s sent more than the %d bytes expected", ErrResourceChanged, f.url, want)
+			return fmt.Errorf("%w: %s sent more than the %d bytes expected", httpx.ErrResourceChanged, f.url, want)
 		}
 		from, to, done := f.sched.claim(f.sr, *pos, n)
 		if to > from {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"unicode"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/rs/zerolog"
 	"github.com/sourcegraph/conc/panics"
 	"github.com/sourcegraph/conc/pool"
@@ -21,7 +23,6 @@ import (
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/pipeline"
-	"github.com/dlflow/dlflow/stages"
 )
 
 // batchFlags are the flags of a batch download (-i LIST).
@@ -260,7 +261,7 @@ func checkBatchConfig(fs *pflag.FlagSet, flags *getFlags, stderr io.Writer, log 
 	if err != nil {
 		return err
 	}
-	client, _, err := stages.NewClient(cfg.HTTP)
+	client, _, err := httpx.NewClient(cfg.HTTP)
 	if err != nil {
 		return &usageError{err}
 	}
@@ -349,7 +350,7 @@ func (b *batch) one(ctx context.Context, e listEntry) {
 	if r := panics.Try(func() { d, err = b.download(ctx, e) }); r != nil {
 		err = r.AsError()
 	}
-	redacted := stages.RedactURL(e.url)
+	redacted := httpx.RedactURL(e.url)
 
 	b.mu.Lock()
 	defer b.mu.Unlock()

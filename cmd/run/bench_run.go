@@ -20,10 +20,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/examples"
 	"github.com/dlflow/dlflow/internal/nginxtest"
-	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/pipeline"
 )
 

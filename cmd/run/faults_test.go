@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dlflow/dlflow/internal/nginxtest"
 	"github.com/dlflow/dlflow/bench/origin"
+	"github.com/dlflow/dlflow/internal/nginxtest"
 	"github.com/dlflow/dlflow/internal/testfs"
 )
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 	"github.com/vbauerster/mpb/v8"
@@ -21,7 +23,6 @@ import (
 	"github.com/dlflow/dlflow/examples"
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
-	"github.com/dlflow/dlflow/stages"
 )
 
 // rangedThreshold is the smallest size for which the default topology
@@ -215,10 +216,10 @@ func (d *download) checkArgs() error {
 		return usagef("one URL at a time; got %d arguments", d.fs.NArg())
 	}
 	if u, _ := d.fs.GetString("url"); u != "" {
-		d.url = stages.RedactURL(u) // for a summary of a failure before the config loads
+		d.url = httpx.RedactURL(u) // for a summary of a failure before the config loads
 	}
 	for _, h := range d.flags.headers {
-		if _, _, err := stages.ParseHeader(h); err != nil {
+		if _, _, err := httpx.ParseHeader(h); err != nil {
 			return usagef("-H/--header %w", err)
 		}
 	}
@@ -278,8 +279,8 @@ func (d *download) run(ctx context.Context) error {
 	if cfg.URL == "" {
 		return usagef("no URL: give one as the argument or with --url")
 	}
-	d.url, d.target = stages.RedactURL(cfg.URL), cfg.Output
-	client, header, err := stages.NewClient(cfg.HTTP)
+	d.url, d.target = httpx.RedactURL(cfg.URL), cfg.Output
+	client, header, err := httpx.NewClient(cfg.HTTP)
 	if err != nil {
 		return &usageError{err} // it names the http.* key
 	}
@@ -302,9 +303,9 @@ func (d *download) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := stages.Probe(ctx, client, header, cfg.URL)
+	res, err := httpx.Probe(ctx, client, header, cfg.URL)
 	release()
-	if errors.Is(err, stages.ErrInvalidURL) {
+	if errors.Is(err, httpx.ErrInvalidURL) {
 		return &usageError{err} // refused before any request
 	}
 	if err != nil {
@@ -328,19 +329,19 @@ func (d *download) run(ctx context.Context) error {
 		return err
 	}
 	d.output = cfg.Output
-	d.log.Info().Str("url", stages.RedactURL(res.URL)).Int64("size", res.Size).Bool("ranges", res.AcceptRanges).
+	d.log.Info().Str("url", httpx.RedactURL(res.URL)).Int64("size", res.Size).Bool("ranges", res.AcceptRanges).
 		Str("output", cfg.Output).Stringer("memory_bound", g.MemoryBound()).Msg("starting")
 
 	start := time.Now()
 	d.started = true
 	err = d.runGraph(ctx, g, res)
-	if errors.Is(err, stages.ErrResourceChanged) && ctx.Err() == nil {
+	if errors.Is(err, httpx.ErrResourceChanged) && ctx.Err() == nil {
 		// The bytes so far belong to the old version and must never be
 		// mixed with the new one: start again from zero, once (without
 		// resume the file sink replaces the stale OUTPUT.tmp). A second
 		// change fails, so a file that changes all the time cannot loop.
 		d.log.Warn().Err(err).Msg("the file changed on the server; restarting the download from zero")
-		if res, err = stages.Probe(ctx, client, header, cfg.URL); err != nil {
+		if res, err = httpx.Probe(ctx, client, header, cfg.URL); err != nil {
 			return fmt.Errorf("probe after the file changed: %w", err)
 		}
 		cfg.Resume = false // from zero, whatever the sink's state file says
@@ -379,7 +380,7 @@ func (d *download) load(embedded string) (*config.Config, error) {
 		cfg.Resume = false
 	}
 	for _, h := range d.flags.headers {
-		name, value, _ := stages.ParseHeader(h) // checked in checkArgs
+		name, value, _ := httpx.ParseHeader(h) // checked in checkArgs
 		if cfg.HTTP.Headers == nil {
 			cfg.HTTP.Headers = map[string]string{}
 		}
@@ -452,7 +453,7 @@ func defaultOutput(res *pipeline.Resource) string {
 		return res.FileName
 	}
 	if u, err := url.Parse(res.URL); err == nil {
-		if name := stages.SafeFileName(path.Base(u.Path)); name != "" {
+		if name := httpx.SafeFileName(path.Base(u.Path)); name != "" {
 			return name
 		}
 	}

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dlflow/dlflow/internal/nginxtest"
 	"github.com/dlflow/dlflow/bench/origin"
+	"github.com/dlflow/dlflow/internal/nginxtest"
 )
 
 // nginxFileSize is not a multiple of the 4 MiB piece or of any buffer size,

@@ -19,13 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"github.com/rs/zerolog"
 	"github.com/vbauerster/mpb/v8"
 
-	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/bench/origin"
+	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/pipeline"
-	"github.com/dlflow/dlflow/stages"
 )
 
 // uxSummary decodes the --json object; the names are the contract.
@@ -441,13 +442,13 @@ func TestProgressBarDraws(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, header, err := stages.NewClient(cfg.HTTP)
+	client, header, err := httpx.NewClient(cfg.HTTP)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.CloseIdleConnections()
 	ctx := context.Background()
-	res, err := stages.Probe(ctx, client, header, srv.URL())
+	res, err := httpx.Probe(ctx, client, header, srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}

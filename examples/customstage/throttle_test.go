@@ -17,13 +17,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlflow/dlflow/httpx"
+
 	"go.uber.org/goleak"
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/examples/customstage"
 	"github.com/dlflow/dlflow/pipeline"
 	_ "github.com/dlflow/dlflow/sinks" // file.sink, for throttled.yaml
-	"github.com/dlflow/dlflow/stages"  // http.source, NewClient, Probe
+	// http.source, NewClient, Probe
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -241,12 +243,12 @@ func TestThrottledYAML(t *testing.T) {
 	if d := g.Describe(); !strings.Contains(d, "limit  throttle.tap") || !strings.Contains(d, "(ordered bytes)  -> ordered bytes") {
 		t.Fatalf("wiring:\n%s", d)
 	}
-	client, header, err := stages.NewClient(cfg.HTTP)
+	client, header, err := httpx.NewClient(cfg.HTTP)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.CloseIdleConnections()
-	res, err := stages.Probe(t.Context(), client, header, cfg.URL)
+	res, err := httpx.Probe(t.Context(), client, header, cfg.URL)
 	if err != nil {
 		t.Fatal(err)
 	}

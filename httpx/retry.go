@@ -1,4 +1,4 @@
-package stages
+package httpx
 
 import (
 	"context"
@@ -40,7 +40,8 @@ type RetryConfig struct {
 // set.
 var DefaultRetry = RetryConfig{Attempts: 5, Total: 50, Backoff: 250 * time.Millisecond, MaxBackoff: 10 * time.Second}
 
-func (c RetryConfig) validate() error {
+// Validate reports the first setting of c that is out of range.
+func (c RetryConfig) Validate() error {
 	switch {
 	case c.Attempts < 1:
 		return fmt.Errorf("attempts must be at least 1, got %d", c.Attempts)
@@ -54,18 +55,19 @@ func (c RetryConfig) validate() error {
 	return nil
 }
 
-// httpRetryBudget is the Total budget of one stage run; the stage value holds it
-// so all replicas draw from the same counter, and resets it in Start.
-// used counts the retries taken, for Retries.
-type httpRetryBudget struct{ left, used atomic.Int64 }
+// RetryBudget is the Total budget of one run of a stage (or of a probe):
+// a stage value holds it so that all replicas draw from the same counter,
+// and resets it in Start. It is safe for concurrent use.
+type RetryBudget struct{ left, used atomic.Int64 }
 
-func (b *httpRetryBudget) reset(total int) {
+// Reset gives the budget total retries and forgets those used.
+func (b *RetryBudget) Reset(total int) {
 	b.left.Store(int64(total))
 	b.used.Store(0)
 }
 
-// take spends one retry; false when none is left.
-func (b *httpRetryBudget) take() bool {
+// Take spends one retry; false when none is left.
+func (b *RetryBudget) Take() bool {
 	if b.left.Add(-1) < 0 {
 		return false
 	}
@@ -109,19 +111,27 @@ func IsTransient(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// httpRetrier applies the policy to one piece of work.
-type httpRetrier struct {
-	cfg     RetryConfig
-	budget  *httpRetryBudget
-	attempt int // tries of the current piece that delivered nothing
+// Retrier applies the policy to one piece of work. It is not safe for
+// concurrent use: each replica (or probe) makes its own.
+type Retrier struct {
+	Config  RetryConfig
+	Budget  *RetryBudget // shared by the pieces of one run; nil: Config.Total alone
+	attempt int          // tries of the current piece that delivered nothing
 }
 
-// next is called after a failed try of the piece. It returns how long to
+// Attempt is the number of failed tries of the current piece that
+// delivered nothing.
+func (r *Retrier) Attempt() int { return r.attempt }
+
+// Used returns the retries taken from the budget.
+func (b *RetryBudget) Used() int64 { return b.used.Load() }
+
+// Next is called after a failed try of the piece. It returns how long to
 // wait before trying again, or the error to fail with: err itself when it is
 // permanent, err wrapped when a budget is spent, ctx's error when ctx is
 // done. progressed says the failed try delivered bytes, which resets the
-// per-piece count. The caller waits with sleepCtx, so that it can log first.
-func (r *httpRetrier) next(ctx context.Context, err error, progressed bool) (time.Duration, error) {
+// per-piece count. The caller waits with Sleep, so that it can log first.
+func (r *Retrier) Next(ctx context.Context, err error, progressed bool) (time.Duration, error) {
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
 	}
@@ -132,23 +142,32 @@ func (r *httpRetrier) next(ctx context.Context, err error, progressed bool) (tim
 		r.attempt = 0
 	}
 	r.attempt++
-	if r.attempt >= r.cfg.Attempts {
+	if r.attempt >= r.Config.Attempts {
 		return 0, fmt.Errorf("giving up after %d attempts: %w", r.attempt, err)
 	}
-	if !r.budget.take() {
-		return 0, fmt.Errorf("giving up: the stage's %d retries are spent: %w", r.cfg.Total, err)
+	if !r.takeBudget() {
+		return 0, fmt.Errorf("giving up: the stage's %d retries are spent: %w", r.Config.Total, err)
 	}
 	return r.delay(err), nil
 }
 
-func (r *httpRetrier) delay(err error) time.Duration {
+// takeBudget spends one retry of the run's budget.
+func (r *Retrier) takeBudget() bool {
+	if r.Budget == nil {
+		r.Budget = new(RetryBudget)
+		r.Budget.Reset(r.Config.Total)
+	}
+	return r.Budget.Take()
+}
+
+func (r *Retrier) delay(err error) time.Duration {
 	var he *HTTPError
 	if errors.As(err, &he) && he.hasRetryAfter {
 		return he.retryAfter
 	}
-	ceiling := r.cfg.MaxBackoff
-	if shift := r.attempt - 1; shift < 62 && r.cfg.Backoff <= r.cfg.MaxBackoff>>shift {
-		ceiling = r.cfg.Backoff << shift
+	ceiling := r.Config.MaxBackoff
+	if shift := r.attempt - 1; shift < 62 && r.Config.Backoff <= r.Config.MaxBackoff>>shift {
+		ceiling = r.Config.Backoff << shift
 	}
 	if ceiling <= 0 {
 		return 0
@@ -157,7 +176,7 @@ func (r *httpRetrier) delay(err error) time.Duration {
 }
 
 // sleep waits d or until ctx is done, whichever is first.
-func sleepCtx(ctx context.Context, d time.Duration) error {
+func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

@@ -1,4 +1,4 @@
-package stages
+package httpx
 
 import (
 	"crypto/md5"
@@ -13,36 +13,36 @@ import (
 	"strings"
 )
 
-// hashAlgorithm is a digest algorithm a checksum may name.
-type hashAlgorithm struct {
-	name string // as written in a checksum: "sha256"
-	size int    // digest length in bytes
-	new  func() hash.Hash
+// Algorithm is a digest algorithm a checksum may name.
+type Algorithm struct {
+	Name string // as written in a checksum: "sha256"
+	Size int    // digest length in bytes
+	New  func() hash.Hash
 }
 
-var hashAlgorithms = []hashAlgorithm{
+var algorithms = []Algorithm{
 	{"sha256", sha256.Size, sha256.New},
 	{"sha512", sha512.Size, sha512.New},
 	{"sha1", sha1.Size, sha1.New},
 	{"md5", md5.Size, md5.New},
 }
 
-// lookupAlgorithm finds an algorithm by name, ignoring case and dashes, so
+// LookupAlgorithm finds an algorithm by name, ignoring case and dashes, so
 // "SHA-256" (the HTTP spelling) and "sha256" are the same.
-func lookupAlgorithm(name string) (hashAlgorithm, bool) {
+func LookupAlgorithm(name string) (Algorithm, bool) {
 	name = strings.ToLower(strings.ReplaceAll(name, "-", ""))
-	for _, a := range hashAlgorithms {
-		if a.name == name {
+	for _, a := range algorithms {
+		if a.Name == name {
 			return a, true
 		}
 	}
-	return hashAlgorithm{}, false
+	return Algorithm{}, false
 }
 
 func algorithmNames() string {
-	names := make([]string, len(hashAlgorithms))
-	for i, a := range hashAlgorithms {
-		names[i] = a.name
+	names := make([]string, len(algorithms))
+	for i, a := range algorithms {
+		names[i] = a.Name
 	}
 	return strings.Join(names, ", ")
 }
@@ -55,28 +55,29 @@ func ParseChecksum(s string) (algorithm, digest string, err error) {
 	if !ok {
 		return "", "", fmt.Errorf("checksum %q: want algorithm:hex, such as sha256:<64 hex digits>", s)
 	}
-	a, ok := lookupAlgorithm(name)
+	a, ok := LookupAlgorithm(name)
 	if !ok {
 		return "", "", fmt.Errorf("checksum %q: unknown algorithm %q (known: %s)", s, name, algorithmNames())
 	}
 	value = strings.ToLower(strings.TrimSpace(value))
-	if raw, err := hex.DecodeString(value); err != nil || len(raw) != a.size {
-		return "", "", fmt.Errorf("checksum %q: a %s digest is %d hex digits", s, a.name, 2*a.size)
+	if raw, err := hex.DecodeString(value); err != nil || len(raw) != a.Size {
+		return "", "", fmt.Errorf("checksum %q: a %s digest is %d hex digits", s, a.Name, 2*a.Size)
 	}
-	return a.name, value, nil
+	return a.Name, value, nil
 }
 
-// The algorithms a server's digest is verified with; others are ignored.
-var serverDigestAlgorithms = []string{"sha-256", "sha-512"}
+// ServerDigestAlgorithms are the algorithms a server's digest is verified
+// with, in order of preference; others are ignored.
+var ServerDigestAlgorithms = []string{"sha-256", "sha-512"}
 
-// parseDigests returns the digests of the whole representation that a
+// ParseDigests returns the digests of the whole representation that a
 // response declares, keyed "sha-256" or "sha-512", hex encoded (see
 // pipeline.Resource.Digests), or nil. Repr-Digest (RFC 9530) describes the
 // representation whatever part a response carries. Digest (RFC 3230) is
 // read only when full is set (a 200 or a HEAD): on a 206 servers disagree on
 // whether it covers the part or the whole. Repr-Digest wins where both
 // name an algorithm.
-func parseDigests(h http.Header, full bool) map[string]string {
+func ParseDigests(h http.Header, full bool) map[string]string {
 	out := map[string]string{}
 	if full {
 		for _, v := range h.Values("Digest") {
@@ -107,16 +108,16 @@ func parseDigests(h http.Header, full bool) map[string]string {
 
 func addDigest(out map[string]string, alg, b64 string) {
 	alg = strings.ToLower(strings.TrimSpace(alg))
-	a, ok := lookupAlgorithm(alg)
+	a, ok := LookupAlgorithm(alg)
 	if !ok {
 		return
 	}
 	known := false
-	for _, name := range serverDigestAlgorithms {
+	for _, name := range ServerDigestAlgorithms {
 		known = known || name == alg
 	}
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
-	if !known || err != nil || len(raw) != a.size {
+	if !known || err != nil || len(raw) != a.Size {
 		return
 	}
 	out[alg] = hex.EncodeToString(raw)

@@ -1,4 +1,4 @@
-package stages
+package httpx
 
 import (
 	"errors"
@@ -29,8 +29,8 @@ func (e *HTTPError) Error() string {
 	return fmt.Sprintf("http %d from %s", e.Status, e.URL)
 }
 
-// newHTTPError describes resp, keeping its Retry-After for the retry policy.
-func newHTTPError(resp *http.Response, rawURL string) *HTTPError {
+// NewHTTPError describes resp, keeping its Retry-After for the retry policy.
+func NewHTTPError(resp *http.Response, rawURL string) *HTTPError {
 	e := &HTTPError{Status: resp.StatusCode, URL: RedactURL(rawURL)}
 	e.retryAfter, e.hasRetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return e

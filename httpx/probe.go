@@ -1,4 +1,4 @@
-package stages
+package httpx
 
 import (
 	"context"
@@ -51,7 +51,7 @@ func Probe(ctx context.Context, client *http.Client, header http.Header, rawURL 
 			return newResource(head, client, header, u, "")
 		}
 		if isFinalStatus(head.StatusCode) {
-			return nil, newHTTPError(head, u.String())
+			return nil, NewHTTPError(head, u.String())
 		}
 		if head.StatusCode != http.StatusOK {
 			head = nil
@@ -73,9 +73,9 @@ func Probe(ctx context.Context, client *http.Client, header http.Header, rawURL 
 		if _, _, total, crErr := ParseContentRange(resp.Header.Get("Content-Range")); crErr == nil && total == 0 {
 			return newResource(resp, client, header, u, "bytes=0-0")
 		}
-		err = newHTTPError(resp, u.String())
+		err = NewHTTPError(resp, u.String())
 	default:
-		err = newHTTPError(resp, u.String())
+		err = NewHTTPError(resp, u.String())
 	}
 	if head != nil && ctx.Err() == nil {
 		// HEAD answered 200 without a length and the GET did not help:
@@ -156,7 +156,7 @@ func newResource(resp *http.Response, client *http.Client, header http.Header, a
 		LastModified: h.Get("Last-Modified"),
 		FileName:     ParseContentDisposition(h.Get("Content-Disposition")),
 		ContentType:  h.Get("Content-Type"),
-		Digests:      parseDigests(h, resp.StatusCode == http.StatusOK),
+		Digests:      ParseDigests(h, resp.StatusCode == http.StatusOK),
 		Client:       client,
 		Header:       header,
 		ProbedAt:     time.Now(),

@@ -1,4 +1,4 @@
-package stages
+package httpx
 
 import (
 	"context"
@@ -72,7 +72,7 @@ func TestParseRetryAfter(t *testing.T) {
 
 func TestRetrierBackoff(t *testing.T) {
 	cfg := RetryConfig{Attempts: 100, Total: 100, Backoff: 10 * time.Millisecond, MaxBackoff: 80 * time.Millisecond}
-	r := httpRetrier{cfg: cfg, budget: &httpRetryBudget{}}
+	r := Retrier{Config: cfg, Budget: &RetryBudget{}}
 	for attempt, ceiling := range []time.Duration{10, 20, 40, 80, 80, 80} {
 		r.attempt = attempt + 1
 		for range 50 {
@@ -93,27 +93,27 @@ func TestRetrierBackoff(t *testing.T) {
 
 func TestRetrierBudgets(t *testing.T) {
 	ctx := context.Background()
-	b := &httpRetryBudget{}
-	b.reset(3)
-	r := httpRetrier{cfg: RetryConfig{Attempts: 2, Total: 3}, budget: b}
-	if _, err := r.next(ctx, io.EOF, false); err != nil {
+	b := &RetryBudget{}
+	b.Reset(3)
+	r := Retrier{Config: RetryConfig{Attempts: 2, Total: 3}, Budget: b}
+	if _, err := r.Next(ctx, io.EOF, false); err != nil {
 		t.Fatalf("first retry refused: %v", err)
 	}
-	if _, err := r.next(ctx, io.EOF, false); err == nil {
+	if _, err := r.Next(ctx, io.EOF, false); err == nil {
 		t.Fatal("attempts not enforced")
 	}
 	// Progress resets the per-piece count but not the shared budget.
-	r = httpRetrier{cfg: RetryConfig{Attempts: 2, Total: 3}, budget: b}
+	r = Retrier{Config: RetryConfig{Attempts: 2, Total: 3}, Budget: b}
 	for i := range 2 {
-		if _, err := r.next(ctx, io.EOF, true); err != nil {
+		if _, err := r.Next(ctx, io.EOF, true); err != nil {
 			t.Fatalf("retry %d refused: %v", i, err)
 		}
 	}
-	_, err := r.next(ctx, io.EOF, true)
+	_, err := r.Next(ctx, io.EOF, true)
 	if !errors.Is(err, io.EOF) || err.Error() != "giving up: the stage's 3 retries are spent: EOF" {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := r.next(ctx, &HTTPError{Status: 404}, false); err.Error() != "http 404 Not Found from " {
+	if _, err := r.Next(ctx, &HTTPError{Status: 404}, false); err.Error() != "http 404 Not Found from " {
 		t.Fatalf("permanent error rewrapped: %v", err)
 	}
 }
@@ -122,13 +122,13 @@ func TestSleepStopsAtCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(20*time.Millisecond, cancel)
 	start := time.Now()
-	if err := sleepCtx(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+	if err := Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("sleep took %v after cancel", d)
 	}
-	if err := sleepCtx(context.Background(), time.Millisecond); err != nil {
+	if err := Sleep(context.Background(), time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 }
