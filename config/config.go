@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/dlflow/dlflow/httpx"
+	"github.com/dlflow/dlflow/pipeline"
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
@@ -258,16 +259,28 @@ func (cfg *Config) StageIDs() []string {
 	return ids
 }
 
-// SetWorkers sets the workers of every stage of the given type and returns
-// how many stages it changed (--connections sets those of http.reader).
-func (cfg *Config) SetWorkers(stageType string, n int) int {
+// SetConnections gives n workers to every stage whose type holds a network
+// connection per worker (pipeline.Spec.Connects) and can run more than one
+// worker with its config, which is what --connections N means. It returns
+// how many stages it changed; 0 means the topology cannot use more
+// connections (a stream).
+func (cfg *Config) SetConnections(reg *pipeline.Registry, n int) int {
 	changed := 0
-	for id, sc := range cfg.Stages {
-		if sc.Type == stageType {
-			sc.Workers = n
-			cfg.Stages[id] = sc
-			changed++
+	for _, id := range cfg.StageIDs() {
+		sc := cfg.Stages[id]
+		spec, ok := reg.Lookup(sc.Type)
+		if !ok || !spec.Connects {
+			continue
 		}
+		stageCfg := spec.Config()
+		// A bad config is reported when the graph is built.
+		_ = Decode(sc.Config, stageCfg, "", nil)
+		if most := spec.WorkersAllowed(stageCfg); most == 1 {
+			continue
+		}
+		sc.Workers = n
+		cfg.Stages[id] = sc
+		changed++
 	}
 	return changed
 }

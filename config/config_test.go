@@ -169,9 +169,6 @@ func TestLoadKeepsDefaultsAndFileValues(t *testing.T) {
 	if ids := strings.Join(cfg.StageIDs(), ","); ids != "fetch,write" {
 		t.Errorf("StageIDs = %s", ids)
 	}
-	if n := cfg.SetWorkers("http.source", 5); n != 1 || cfg.Stages["fetch"].Workers != 5 || cfg.Stages["write"].Workers != 0 {
-		t.Errorf("SetWorkers changed %d stages, fetch has %d workers", n, cfg.Stages["fetch"].Workers)
-	}
 }
 
 func TestLoadErrorPositions(t *testing.T) {

@@ -8,20 +8,16 @@ import (
 	"github.com/dlflow/dlflow/httpx"
 
 	"github.com/dlflow/dlflow/pipeline"
-	"github.com/dlflow/dlflow/sinks"
-	"github.com/dlflow/dlflow/stages"
 )
 
 // Nodes decodes each stage's own config subtree strictly against its type's
-// spec and returns the graph's nodes. The top-level output and overwrite
-// fill every file sink that does not set its own, and resume: false turns
-// resuming off in all of them. The top-level checksum fills every hash.tap
-// that does not set its own; a checksum with no hash.tap to verify it is an
-// error, since the run could not keep the promise to verify.
+// spec and returns the graph's nodes. A stage config that takes run-wide
+// settings (pipeline.SettingsTaker) gets the top-level output, overwrite,
+// resume and checksum after its own keys are decoded.
 func (cfg *Config) Nodes(reg *pipeline.Registry) ([]pipeline.Node, error) {
 	var errs []*KeyError
 	var nodes []pipeline.Node
-	verifiers := 0
+	settings := cfg.Settings()
 	for _, id := range cfg.StageIDs() {
 		sc := cfg.Stages[id]
 		prefix := "stages." + id
@@ -36,18 +32,8 @@ func (cfg *Config) Nodes(reg *pipeline.Registry) ([]pipeline.Node, error) {
 			errs = append(errs, decodeErrs...)
 			continue
 		}
-		if fc, ok := stageCfg.(*sinks.FileConfig); ok {
-			if fc.Path == "" {
-				fc.Path = cfg.Output
-			}
-			fc.Overwrite = fc.Overwrite || cfg.Overwrite
-			fc.Resume = fc.Resume && cfg.Resume
-		}
-		if hc, ok := stageCfg.(*stages.HashConfig); ok {
-			if hc.Checksum == "" {
-				hc.Checksum = cfg.Checksum
-			}
-			verifiers++
+		if st, ok := stageCfg.(pipeline.SettingsTaker); ok {
+			st.TakeSettings(settings)
 		}
 		nodes = append(nodes, pipeline.Node{
 			ID: id, Type: sc.Type, Inputs: sc.Inputs, Workers: sc.Workers, Queue: sc.Queue, Config: stageCfg,
@@ -58,13 +44,15 @@ func (cfg *Config) Nodes(reg *pipeline.Registry) ([]pipeline.Node, error) {
 			errs = append(errs, cfg.keyError("checksum", "%v", err))
 		}
 	}
-	if cfg.Checksum != "" && verifiers == 0 && len(errs) == 0 {
-		errs = append(errs, cfg.keyError("checksum", "a checksum is set, but no stage verifies it; add a stage of type hash.tap in front of the sink (see examples/)"))
-	}
 	if len(errs) > 0 {
 		return nil, &Error{Errs: errs}
 	}
 	return nodes, nil
+}
+
+// Settings are the run-wide settings of the config's top level.
+func (cfg *Config) Settings() pipeline.Settings {
+	return pipeline.Settings{Output: cfg.Output, Overwrite: cfg.Overwrite, Resume: cfg.Resume, Checksum: cfg.Checksum}
 }
 
 // Graph builds the validated graph the config describes. Wiring problems
@@ -76,6 +64,11 @@ func (cfg *Config) Graph(reg *pipeline.Registry) (*pipeline.Graph, error) {
 	}
 	g, err := pipeline.Build(reg, nodes)
 	if err == nil {
+		if cfg.Checksum != "" && len(pipeline.Reporters[pipeline.Verifier](g)) == 0 {
+			// The run could not keep the promise to verify.
+			return nil, &Error{Errs: []*KeyError{cfg.keyError("checksum",
+				"a checksum is set, but no stage verifies it; add a stage of type hash.tap in front of the sink (see examples/)")}}
+		}
 		return g, nil
 	}
 	var errs []*KeyError

@@ -59,6 +59,7 @@ type node struct {
 	queue    int   // capacity of this node's input channel
 	chunk    int64 // largest chunk on this node's output edge
 	mem      Memory
+	reshaped bool // a stage before it reshapes the bytes (Spec.Reshapes)
 }
 
 const (
@@ -113,6 +114,9 @@ func Build(reg *Registry, nodes []Node) (*Graph, error) {
 		if err != nil {
 			fail(n.ID, "config", "%v", err)
 			continue
+		}
+		if most, why := spec.maxWorkers(n.Config); most > 0 && n.Workers > most {
+			fail(n.ID, "workers", "%s runs at most %d %s (%s); set workers: %d", n.Type, most, plural(most, "worker"), why, most)
 		}
 		in, out := spec.ports(n.Config)
 		nd := &node{Node: n, spec: spec, stage: stage, in: in, out: out, mem: spec.memory(n.Config)}
@@ -185,6 +189,7 @@ func (g *Graph) wire(n *node, fail func(id, key, format string, args ...any)) {
 
 	var arriving Flow
 	for _, p := range n.inputs {
+		n.reshaped = n.reshaped || p.reshaped || p.spec.Reshapes
 		f := p.out
 		if f == Same {
 			return // p could not be wired; its error is reported
@@ -323,6 +328,10 @@ type StageInfo struct {
 	HoldsPerReplica int64
 	ReorderWindow   int64
 	Sink, Source    bool
+	// Connects: each replica holds a network connection (Spec.Connects).
+	Connects bool
+	// Reshaped: a stage before this one reshapes the bytes (Spec.Reshapes).
+	Reshaped bool
 }
 
 // Stages describes the wired stages, sources first, each after its inputs.
@@ -335,6 +344,7 @@ func (g *Graph) Stages() []StageInfo {
 			InChunk: n.inChunk(), Chunk: n.chunk, Config: n.Config,
 			HoldsPerReplica: n.mem.PerReplica + n.held(), ReorderWindow: n.mem.Window,
 			Sink: n.out == None, Source: len(n.inputs) == 0,
+			Connects: n.spec.Connects, Reshaped: n.reshaped,
 		}
 		infos = append(infos, si)
 	}
@@ -363,6 +373,18 @@ func (g *Graph) StagesOfType(typ string) []Stage {
 		}
 	}
 	return out
+}
+
+// Connections is the most network connections a run of g holds at once:
+// the workers of every stage whose spec Connects, or 0 when none does.
+func (g *Graph) Connections() int {
+	total := 0
+	for _, n := range g.nodes {
+		if n.spec.Connects {
+			total += n.Workers
+		}
+	}
+	return total
 }
 
 // MemoryBound is the most buffer memory a run of g can borrow at once: every
@@ -459,6 +481,13 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
 
 // ceilMiB renders a bound in MiB rounded up to a tenth, so that "at most"

@@ -8,12 +8,13 @@ import (
 // Have is the part of the resource already in place from an earlier,
 // interrupted run: what a resume does not fetch again.
 //
-// A sink that can resume (the file sink, from its state file) records it
-// with Set during its Start hook; every Start runs before any Run, so in Run
-// the other stages see the final value: the splitter hands out only the
-// missing ranges, a stream source starts at the first missing byte, a
-// reorderer treats present bytes as already emitted, and a hash stage reads
-// present bytes back through ReadAt. Without a resume Have is empty.
+// The runner sets it from what a Resumer (the file sink, from its state
+// file) reports, before any Start, so every stage sees the final value in
+// Start and Run: the splitter hands out only the missing ranges, a stream
+// source starts at the first missing byte, a reorderer treats present bytes
+// as already emitted, a progress counter counts them as done, and a hash
+// stage reads present bytes back through ReadAt. Without a resume Have is
+// empty.
 type Have struct {
 	mu     sync.RWMutex
 	set    RangeSet
@@ -21,7 +22,7 @@ type Have struct {
 }
 
 // Set records the present ranges and where their bytes can be read back.
-// Call it only from a Start hook.
+// The runner calls it with what a Resumer reported; stages only read Have.
 func (h *Have) Set(ranges []Range, reader io.ReaderAt) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -33,6 +33,19 @@ type Spec struct {
 	// AnyOrder, for a stage whose Ports can take bytes in any order, says
 	// how, as a wiring error suggests it: "set config mode: positional".
 	AnyOrder string
+	// MaxWorkers, when set, is the most replicas the stage can run with a
+	// given config (0: any number) and why, for the error Build reports
+	// when a node asks for more: "sequential mode writes one stream".
+	MaxWorkers func(cfg any) (n int, why string)
+	// Connects says each replica holds one network connection of its own
+	// (http.reader): a run's connection count, a --connections setting and
+	// a batch's per-host limit are the workers of such stages.
+	Connects bool
+	// Reshapes says the stage's output is not the resource's bytes at the
+	// resource's offsets (a decompressor, a decryptor): stages after it
+	// see Env.Reshaped, so that a sink neither checks their offsets
+	// against Resource.Size nor resumes by them.
+	Reshapes bool
 }
 
 // Memory declares what a stage holds, for [Graph.MemoryBound].
@@ -68,10 +81,14 @@ type Def[C any] struct {
 	Defaults C
 	// New builds a stage from its config.
 	New func(C) (Stage, error)
-	// Ports, Memory and AnyOrder are optional; see Spec.
-	Ports    func(C) (consumes, produces Flow)
-	Memory   func(C) Memory
-	AnyOrder string
+	// Ports, Memory, AnyOrder, MaxWorkers, Connects and Reshapes are
+	// optional; see Spec.
+	Ports      func(C) (consumes, produces Flow)
+	Memory     func(C) Memory
+	AnyOrder   string
+	MaxWorkers func(C) (n int, why string)
+	Connects   bool
+	Reshapes   bool
 }
 
 // Spec converts d to an untyped Spec.
@@ -87,12 +104,17 @@ func (d Def[C]) Spec() Spec {
 		},
 		New:      func(cfg any) (Stage, error) { return d.New(*cfg.(*C)) },
 		AnyOrder: d.AnyOrder,
+		Connects: d.Connects,
+		Reshapes: d.Reshapes,
 	}
 	if d.Ports != nil {
 		s.Ports = func(cfg any) (Flow, Flow) { return d.Ports(*cfg.(*C)) }
 	}
 	if d.Memory != nil {
 		s.Memory = func(cfg any) Memory { return d.Memory(*cfg.(*C)) }
+	}
+	if d.MaxWorkers != nil {
+		s.MaxWorkers = func(cfg any) (int, string) { return d.MaxWorkers(*cfg.(*C)) }
 	}
 	return s
 }
@@ -177,6 +199,21 @@ func (s Spec) ports(cfg any) (consumes, produces Flow) {
 		return s.Ports(cfg)
 	}
 	return s.Consumes, s.Produces
+}
+
+// maxWorkers is the most replicas a config allows, 0 for any.
+func (s Spec) maxWorkers(cfg any) (int, string) {
+	if s.MaxWorkers != nil {
+		return s.MaxWorkers(cfg)
+	}
+	return 0, ""
+}
+
+// WorkersAllowed is the most replicas a stage of this type can run with
+// cfg (a pointer from Config, decoded), 0 for any number.
+func (s Spec) WorkersAllowed(cfg any) int {
+	n, _ := s.maxWorkers(cfg)
+	return n
 }
 
 func (s Spec) memory(cfg any) Memory {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -14,8 +15,11 @@ import (
 // Finisher is implemented by stages that hold state beyond Run, such as an
 // open file. Finish is called once per run, after every stage of the graph
 // has returned, with the run's error (nil on success), and before any
-// Commit. It is called for every stage whose Start succeeded (or that has no
-// Start), also when the run failed.
+// Commit, also when the run failed. When every Resume and Start hook
+// succeeded it is called for every stage; when one failed, only for the
+// stages of which a Resume or Start hook succeeded (so a stage whose Start
+// failed after its Resume succeeded is finished, and releases what Resume
+// took), not for those no hook reached.
 type Finisher interface {
 	Finish(ctx context.Context, env *Env, runErr error) error
 }
@@ -140,6 +144,8 @@ func (g *Graph) newRun(opts RunOptions) *run {
 			Buffers:  buffers,
 			Window:   window,
 			Have:     have,
+			Workers:  n.Workers,
+			Reshaped: n.reshaped,
 		}
 		if len(n.inputs) == 0 {
 			continue
@@ -158,23 +164,64 @@ func (g *Graph) newRun(opts RunOptions) *run {
 	return r
 }
 
-// start calls the Start hooks in order and returns the nodes whose Start
-// succeeded or that have none.
-func (r *run) start(ctx context.Context) ([]*node, error) {
-	var started []*node
-	for _, n := range r.g.nodes {
-		if s, ok := n.stage.(Starter); ok {
-			if err := s.Start(ctx, r.envs[n]); err != nil {
-				return started, &StageError{Stage: n.ID, Type: n.Type, Err: err}
+// start calls the Resume hooks, sets Have from them, then calls the Start
+// hooks, each in declaration order. It returns the stages whose Finish is
+// due (see Finisher).
+func (r *run) start(ctx context.Context) (finish []*node, err error) {
+	touched := make(map[*node]bool, len(r.g.nodes))
+	due := func() []*node {
+		if err == nil {
+			return r.g.nodes
+		}
+		var out []*node
+		for _, n := range r.g.nodes {
+			if touched[n] {
+				out = append(out, n)
 			}
 		}
-		started = append(started, n)
+		return out
+	}
+	var resumedBy *node
+	for _, n := range r.g.nodes {
+		rs, ok := n.stage.(Resumer)
+		if !ok {
+			continue
+		}
+		present, reader, rerr := rs.Resume(ctx, r.envs[n])
+		switch {
+		case rerr != nil:
+			err = rerr
+		case len(present) > 0 && n.reshaped:
+			err = errors.New("resumes bytes that a stage before it reshaped; their offsets are not the resource's")
+		case len(present) > 0 && resumedBy != nil:
+			err = fmt.Errorf("resumes too, after %q; only one stage may", resumedBy.ID)
+		}
+		if err != nil {
+			touched[n] = rerr == nil // it holds what it resumed
+			err = &StageError{Stage: n.ID, Type: n.Type, Err: err}
+			return due(), err
+		}
+		touched[n] = true
+		if len(present) > 0 {
+			resumedBy = n
+			r.have.Set(present, reader)
+		}
 	}
 	if r.window != nil {
 		// Bytes a resumed sink already has count as emitted in order.
 		r.window.Advance(r.have.Skip(0))
 	}
-	return started, nil
+	for _, n := range r.g.nodes {
+		if s, ok := n.stage.(Starter); ok {
+			if serr := s.Start(ctx, r.envs[n]); serr != nil {
+				// touched[n] stays as Resume left it.
+				err = &StageError{Stage: n.ID, Type: n.Type, Err: serr}
+				return due(), err
+			}
+			touched[n] = true
+		}
+	}
+	return due(), nil
 }
 
 // runStages runs every replica and waits for all of them. The first error

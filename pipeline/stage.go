@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -30,10 +31,25 @@ type StageFunc func(ctx context.Context, env *Env, io IO) error
 // Run calls f.
 func (f StageFunc) Run(ctx context.Context, env *Env, io IO) error { return f(ctx, env, io) }
 
+// Resumer is implemented by a stage that keeps what an earlier,
+// interrupted run wrote, such as a file sink with a resume state. Before
+// any Start, the runner calls Resume on every Resumer, in the order stages
+// were declared; the ranges one reports become Env.Have, so that every
+// stage's Start and Run know what is already in place. r reads those bytes
+// back (a hash stage needs them); it must stay valid until Finish.
+//
+// At most one stage of a graph may report ranges, and not one whose
+// Env.Reshaped is set: its offsets are not the resource's. A stage that
+// resumes nothing returns no ranges and a nil r. An error stops the run
+// before any Start.
+type Resumer interface {
+	Resume(ctx context.Context, env *Env) (present []Range, r io.ReaderAt, err error)
+}
+
 // Starter is implemented by stages that need to set up shared state once
 // before any replica runs, such as opening the output file. Start is called
-// after the resource is probed, in the order stages were declared; an error
-// stops the run before any stage runs.
+// after the resource is probed and every Resume returned, in the order
+// stages were declared; an error stops the run before any stage runs.
 type Starter interface {
 	Start(ctx context.Context, env *Env) error
 }
@@ -70,8 +86,16 @@ type Env struct {
 	// that hands out ranges must Acquire each range from it when it is set.
 	Window *Window
 	// Have is what an earlier run already wrote, shared by all stages of
-	// the run; empty unless a sink resumed. See Have.
+	// the run; empty unless a stage resumed (see Resumer). It is final
+	// before the first Start.
 	Have *Have
+	// Workers is the number of replicas the stage runs with.
+	Workers int
+	// Reshaped is set when a stage before this one reshapes the bytes
+	// (Spec.Reshapes): the chunks' offsets and length are that stage's
+	// output's, not the resource's, so a sink must not check them against
+	// Resource.Size nor resume by them.
+	Reshaped bool
 }
 
 // IO is a stage's view of its edges. Only the input that matches the flow the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -70,6 +71,7 @@ type FileSink struct {
 	written atomic.Int64 // bytes written by this run
 	next    int64        // sequential mode: the offset the next chunk must start at
 	ready   bool         // Finish verified and synced the file; Commit may rename it
+	created bool         // Resume created PATH.tmp afresh (it resumed nothing)
 
 	// mu guards have: every byte of PATH.tmp that holds the resource, the
 	// present ranges of an earlier run and what this run wrote. Positional
@@ -182,7 +184,32 @@ var fileDef = pipeline.Def[FileConfig]{
 	},
 	Memory:   func(c FileConfig) pipeline.Memory { return pipeline.Memory{Gather: c.gatherBytes()} },
 	AnyOrder: "set its config mode: positional",
+	MaxWorkers: func(c FileConfig) (int, string) {
+		if c.Mode == ModePositional {
+			return 0, ""
+		}
+		return 1, "sequential mode writes one stream; set mode: positional to write in parallel"
+	},
 }
+
+// TakeSettings fills an unset path from the run's output, and takes the
+// run's overwrite and resume: false.
+func (c *FileConfig) TakeSettings(s pipeline.Settings) {
+	if c.Path == "" {
+		c.Path = s.Output
+	}
+	c.Overwrite = c.Overwrite || s.Overwrite
+	c.Resume = c.Resume && s.Resume
+}
+
+var (
+	_ pipeline.SettingsTaker = (*FileConfig)(nil)
+	_ pipeline.Preflighter   = (*FileSink)(nil)
+	_ pipeline.Resumer       = (*FileSink)(nil)
+	_ pipeline.Starter       = (*FileSink)(nil)
+	_ pipeline.Finisher      = (*FileSink)(nil)
+	_ pipeline.Committer     = (*FileSink)(nil)
+)
 
 func init() { builtin(fileDef.Spec()) }
 
@@ -298,27 +325,31 @@ func symlinkError(path string) error {
 	return fmt.Errorf("%s is a symlink; refusing to follow it (remove it and run again)", path)
 }
 
-// Start opens PATH.tmp. With Resume on, a PATH.tmp whose state file proves
-// it holds bytes of the probed resource (same size and validators) is
-// reopened as it is, and its ranges become env.Have (only the prefix in
-// sequential mode, which writes one stream from there). Otherwise PATH.tmp
-// is created afresh, exclusively; a stale one is removed first, after its
-// state, and a log line says why. The file is preallocated when the size is
-// known. On error nothing is left open, and a PATH.tmp that Start created
-// is removed (it holds no data).
-func (s *FileSink) Start(ctx context.Context, env *pipeline.Env) error {
-	s.file, s.fd, s.direct, s.next, s.ready, s.state, s.ck = nil, -1, nil, 0, false, nil, nil
+// Resume opens PATH.tmp and reports what it already holds. With Resume
+// on, a PATH.tmp whose state file proves it holds bytes of the probed
+// resource (same size and validators) is reopened as it is, and its ranges
+// are reported (only the prefix in sequential mode, which writes one
+// stream from there). Otherwise PATH.tmp is created afresh, exclusively; a
+// stale one is removed first, after its state, and a log line says why.
+// After a stage that reshapes the bytes (env.Reshaped) nothing is resumed
+// and no state is kept: its offsets are not the resource's. On error
+// nothing is left open.
+func (s *FileSink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Range, io.ReaderAt, error) {
+	s.file, s.fd, s.direct, s.next, s.ready, s.state, s.ck, s.created = nil, -1, nil, 0, false, nil, nil, false
 	s.written.Store(0)
 	s.have = pipeline.RangeSet{}
 	s.size = -1
 	res := env.Resource
-	if res.SizeKnown() {
+	if res.SizeKnown() && !env.Reshaped {
 		s.size = res.Size
 	}
 	if err := s.checkOutput(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	notResumable := resumable(res)
+	if env.Reshaped {
+		notResumable = "a stage before the sink changes the bytes, so the partial file's offsets are not the server's"
+	}
 	if notResumable == "" {
 		st := stateFor(res)
 		s.state = &st
@@ -326,31 +357,40 @@ func (s *FileSink) Start(ctx context.Context, env *pipeline.Env) error {
 
 	f, present, err := s.open(env, notResumable)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	fd := int(f.Fd())
+	s.file, s.fd, s.created = f, int(f.Fd()), len(present) == 0
+	if len(present) == 0 {
+		return nil, nil, nil
+	}
+	for _, r := range present {
+		s.have.Add(r)
+	}
+	s.next = s.have.PrefixEnd()
+	return present, f, nil
+}
+
+// Start preallocates PATH.tmp when the size is known, opens it for direct
+// I/O when configured, and starts the checkpoints of the resume state. On
+// error the file is closed, and removed if Resume created it (it holds no
+// data).
+func (s *FileSink) Start(ctx context.Context, env *pipeline.Env) error {
+	if s.file == nil {
+		return errors.New("file sink: Start without a successful Resume")
+	}
 	if s.preallocate && s.size > 0 {
 		// On a resumed file this only reserves what is still missing:
 		// fallocate without flags never touches existing data.
-		err := unix.Fallocate(fd, 0, 0, s.size)
+		err := unix.Fallocate(s.fd, 0, 0, s.size)
 		if err != nil && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
-			f.Close()
-			if len(present) == 0 {
+			s.file.Close()
+			s.file, s.fd = nil, -1
+			if s.created {
 				os.Remove(s.tmp)
 			}
 			return fmt.Errorf("preallocate %d bytes for %s: %w", s.size, s.tmp, err)
 		}
 	}
-	if len(present) > 0 {
-		for _, r := range present {
-			s.have.Add(r)
-		}
-		s.next = s.have.PrefixEnd()
-		if env.Have != nil {
-			env.Have.Set(present, f)
-		}
-	}
-	s.file, s.fd = f, fd
 	if s.useDirect {
 		d, err := openDirect(s.tmp)
 		if err != nil {
@@ -498,9 +538,6 @@ func (s *FileSink) create(env *pipeline.Env, why, detail string) (*os.File, erro
 func (s *FileSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
 	if s.file == nil {
 		return errors.New("file sink: Run without a successful Start")
-	}
-	if !s.positional && io.Replica > 0 {
-		return errors.New("sequential mode writes one stream; set workers: 1, or mode: positional to write in parallel")
 	}
 	w := batchWriter{s: s}
 	if s.fsync {
@@ -821,18 +858,22 @@ func (c *checkpointer) halt() {
 // ranges are read before the fdatasync, so the state claims only bytes that
 // the sync covered.
 func (s *FileSink) checkpoint() error {
-	s.ck.unsaved.Store(0)
+	ck := s.ck
+	if ck == nil { // Start did not run: Finish saves the state once
+		ck = &checkpointer{}
+	}
+	ck.unsaved.Store(0)
 	s.mu.Lock()
 	ranges := s.have.Ranges()
 	s.mu.Unlock()
 	if err := fdatasync(s.fd); err != nil {
 		return fmt.Errorf("fdatasync %s: %w", s.tmp, err)
 	}
-	if !s.ck.dirSynced {
+	if !ck.dirSynced {
 		if err := syncDir(filepath.Dir(s.tmp)); err != nil {
 			return err
 		}
-		s.ck.dirSynced = true
+		ck.dirSynced = true
 	}
 	st := *s.state
 	st.Ranges = nil

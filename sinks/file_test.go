@@ -317,15 +317,21 @@ func TestFileSinkRejectsChunkPastSize(t *testing.T) {
 	assertMissing(t, out)
 }
 
+// Build refuses a second worker in sequential mode, naming the key and the
+// way out, before anything is created.
 func TestFileSinkSequentialTakesOneWorker(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out.bin")
-	data := payload(4 * chunk)
-	g := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", fileCfg(out, sinks.ModeSequential), 2)
-	err := run(t, t.Context(), g, int64(len(data)))
-	if err == nil || !strings.Contains(err.Error(), "workers: 1") {
-		t.Fatalf("Run: %v, want an error about workers", err)
+	r := newRig(t)
+	_, err := pipeline.Build(r.reg, []pipeline.Node{
+		{ID: "src", Type: "test.source", Config: &srcConfig{Run: sendPieces(payload(chunk), chunk, []int{0})}},
+		{ID: "out", Type: "file.sink", Inputs: []string{"src"}, Workers: 2, Config: fileCfg(out, sinks.ModeSequential)},
+	})
+	var we *pipeline.WiringError
+	if !errors.As(err, &we) || we.Key != "workers" || !strings.Contains(err.Error(), "set mode: positional") {
+		t.Fatalf("Build: %v, want a wiring error about workers", err)
 	}
 	assertMissing(t, out)
+	assertMissing(t, out+".tmp")
 }
 
 func TestFileSinkCancel(t *testing.T) {

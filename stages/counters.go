@@ -3,28 +3,13 @@ package stages
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/dlflow/dlflow/pipeline"
 )
 
 // This file holds the counters the HTTP stages expose to whoever runs the
-// graph (the CLI's progress bar and summary): bytes per connection and
-// retries. They are read with Graph.StagesOfType and a type assertion on
-// the interfaces below, at any time from any goroutine.
-
-// ReplicaCounter is implemented by stages that count the bytes each replica
-// (each connection, for http.reader) sent downstream in the current or last
-// run.
-type ReplicaCounter interface {
-	// ReplicaBytes returns the bytes sent by each replica, indexed by
-	// replica number; replicas that have not started yet are missing or 0.
-	ReplicaBytes() []int64
-}
-
-// RetryCounter is implemented by stages that retry requests.
-type RetryCounter interface {
-	// Retries returns the number of retries taken in the current or last
-	// run, over all replicas.
-	Retries() int64
-}
+// graph (the library's progress and result): bytes per connection and
+// retries, through pipeline.ConnectionReporter and pipeline.RetryReporter.
 
 // replicaBytes is a counter per replica, grown on demand: a stage does not
 // know its worker count.
@@ -60,9 +45,9 @@ func (r *replicaBytes) snapshot() []int64 {
 	return out
 }
 
-// ReplicaBytes returns the bytes each reader (connection) sent downstream
-// in the current or last run; see ReplicaCounter.
-func (s *httpReader) ReplicaBytes() []int64 { return s.sent.snapshot() }
+// ConnectionBytes returns the bytes each reader (connection) sent
+// downstream in the current or last run.
+func (s *httpReader) ConnectionBytes() []int64 { return s.sent.snapshot() }
 
 // Retries returns the retries the readers took in the current or last run.
 func (s *httpReader) Retries() int64 { return s.budget.Used() }
@@ -71,7 +56,7 @@ func (s *httpReader) Retries() int64 { return s.budget.Used() }
 func (s *httpSource) Retries() int64 { return s.budget.Used() }
 
 var (
-	_ ReplicaCounter = (*httpReader)(nil)
-	_ RetryCounter   = (*httpReader)(nil)
-	_ RetryCounter   = (*httpSource)(nil)
+	_ pipeline.ConnectionReporter = (*httpReader)(nil)
+	_ pipeline.RetryReporter      = (*httpReader)(nil)
+	_ pipeline.RetryReporter      = (*httpSource)(nil)
 )

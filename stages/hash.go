@@ -126,10 +126,34 @@ var hashDef = pipeline.Def[HashConfig]{
 	Memory: func(c HashConfig) pipeline.Memory {
 		return pipeline.Memory{Window: int64(c.Window), PerReplica: readBackSize}
 	},
-	AnyOrder: "give it a config window (such as window: 64MiB)",
+	AnyOrder:   "give it a config window (such as window: 64MiB)",
+	MaxWorkers: func(HashConfig) (int, string) { return 1, "a hash is one sequential computation" },
 }
 
+// TakeSettings fills an unset checksum from the run's (--checksum).
+func (c *HashConfig) TakeSettings(s pipeline.Settings) {
+	if c.Checksum == "" {
+		c.Checksum = s.Checksum
+	}
+}
+
+var (
+	_ pipeline.SettingsTaker = (*HashConfig)(nil)
+	_ pipeline.Verifier      = (*HashTap)(nil)
+	_ pipeline.Starter       = (*HashTap)(nil)
+)
+
 func init() { builtin(hashDef.Spec()) }
+
+// Verification reports what the tap verified in the current or last run.
+func (t *HashTap) Verification() pipeline.Verification {
+	s := t.Stats()
+	v := pipeline.Verification{Algorithm: s.Algorithm, Digest: s.Digest, Verified: s.Verified}
+	if c := t.check; c != nil {
+		v.Source = c.source
+	}
+	return v
+}
 
 // Stats reports what the tap did; safe to call at any time.
 func (t *HashTap) Stats() HashStats {
@@ -173,9 +197,6 @@ func (t *HashTap) Start(_ context.Context, env *pipeline.Env) error {
 
 // Run hashes and passes on its input until it is closed; see HashTap.
 func (t *HashTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-	if io.Replica > 0 {
-		return errors.New("hash.tap hashes one stream; set workers: 1")
-	}
 	if t.check == nil {
 		return t.passThrough(ctx, env, io)
 	}

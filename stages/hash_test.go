@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"reflect"
@@ -34,7 +35,7 @@ type hashHaveConfig struct {
 
 var hashHaveDef = pipeline.Def[hashHaveConfig]{
 	Type:     "mem.have",
-	Summary:  "test stage whose Start sets env.Have",
+	Summary:  "test stage that resumes the given ranges (env.Have)",
 	Consumes: pipeline.None,
 	Produces: pipeline.None,
 	New:      func(c hashHaveConfig) (pipeline.Stage, error) { return &hashHave{cfg: c}, nil },
@@ -42,9 +43,11 @@ var hashHaveDef = pipeline.Def[hashHaveConfig]{
 
 type hashHave struct{ cfg hashHaveConfig }
 
-func (h *hashHave) Start(_ context.Context, env *pipeline.Env) error {
-	env.Have.Set(h.cfg.Ranges, h.cfg.Reader)
-	return nil
+func (h *hashHave) Resume(context.Context, *pipeline.Env) ([]pipeline.Range, io.ReaderAt, error) {
+	if h.cfg.Reader == nil {
+		return h.cfg.Ranges, nil, nil // a nil *hashCountingReader is not a nil io.ReaderAt
+	}
+	return h.cfg.Ranges, h.cfg.Reader, nil
 }
 
 func (h *hashHave) Run(context.Context, *pipeline.Env, pipeline.IO) error { return nil }
@@ -362,6 +365,11 @@ func TestHashTapWiring(t *testing.T) {
 		t.Errorf("tap with a window after a reorder heap: %v", err)
 	}
 	err = build(unordered, pipeline.Node{ID: "verify", Type: "hash.tap", Inputs: []string{"src"}, Workers: 2, Config: &HashConfig{Window: 1 << 20}}, sink)
+	var we *pipeline.WiringError
+	if !errors.As(err, &we) || we.Key != "workers" || !strings.Contains(err.Error(), "hash.tap runs at most 1 worker") {
+		t.Errorf("a tap with two workers: %v", err)
+	}
+	err = build(unordered, pipeline.Node{ID: "verify", Type: "hash.tap", Inputs: []string{"src"}, Config: &HashConfig{Window: 1 << 20}}, sink)
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}

@@ -118,8 +118,8 @@ type htHaveConfig struct {
 	Prefix int64
 }
 
-// htHaveSinkDef is ht.sink that, like a resuming file sink, records in
-// Start that the first Prefix bytes are present.
+// htHaveSinkDef is ht.sink that, like a resuming file sink, reports in
+// Resume that the first Prefix bytes are present.
 var htHaveSinkDef = pipeline.Def[htHaveConfig]{
 	Type: "ht.havesink", Consumes: pipeline.Bytes, Produces: pipeline.None,
 	New: func(cfg htHaveConfig) (pipeline.Stage, error) {
@@ -129,9 +129,8 @@ var htHaveSinkDef = pipeline.Def[htHaveConfig]{
 
 type htHaveSink struct{ cfg htHaveConfig }
 
-func (s *htHaveSink) Start(ctx context.Context, env *pipeline.Env) error {
-	env.Have.Set([]pipeline.Range{{Start: 0, End: s.cfg.Prefix}}, nil)
-	return nil
+func (s *htHaveSink) Resume(context.Context, *pipeline.Env) ([]pipeline.Range, io.ReaderAt, error) {
+	return []pipeline.Range{{Start: 0, End: s.cfg.Prefix}}, nil, nil
 }
 
 func (s *htHaveSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {

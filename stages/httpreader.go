@@ -34,7 +34,8 @@ var httpReaderDef = pipeline.Def[HTTPReaderConfig]{
 		}
 		return &httpReader{cfg: cfg}, nil
 	},
-	Memory: func(cfg HTTPReaderConfig) pipeline.Memory { return cfg.memory() },
+	Memory:   func(cfg HTTPReaderConfig) pipeline.Memory { return cfg.memory() },
+	Connects: true,
 }
 
 func init() { builtin(httpReaderDef.Spec()) }

@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"errors"
 
 	"github.com/dlflow/dlflow/httpx"
 
@@ -26,7 +25,12 @@ var httpSourceDef = pipeline.Def[HTTPSourceConfig]{
 		}
 		return &httpSource{cfg: cfg}, nil
 	},
-	Memory: func(cfg HTTPSourceConfig) pipeline.Memory { return cfg.memory() },
+	Memory:   func(cfg HTTPSourceConfig) pipeline.Memory { return cfg.memory() },
+	Connects: true,
+	// Each replica would download the whole file.
+	MaxWorkers: func(HTTPSourceConfig) (int, string) {
+		return 1, "it streams one body over one connection; use range.splitter and http.reader for parallel connections"
+	},
 }
 
 func init() { builtin(httpSourceDef.Spec()) }
@@ -45,9 +49,6 @@ type httpSource struct {
 	budget httpx.RetryBudget
 }
 
-// errOneStream refuses replicas: each would download the whole file.
-var errOneStream = errors.New("http.source streams over one connection; set workers: 1 (use range.splitter and http.reader for parallel connections)")
-
 // Start resets the retry budget of the run and checks the resource.
 func (s *httpSource) Start(ctx context.Context, env *pipeline.Env) error {
 	s.budget.Reset(s.cfg.Total)
@@ -56,9 +57,6 @@ func (s *httpSource) Start(ctx context.Context, env *pipeline.Env) error {
 
 // Run sends the resource's bytes in order; see httpSource.
 func (s *httpSource) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-	if io.Replica > 0 {
-		return errOneStream
-	}
 	if err := checkResource(env.Resource); err != nil {
 		return err
 	}

@@ -178,13 +178,14 @@ func TestHTTPSourceStatus(t *testing.T) {
 	}
 }
 
+// Two replicas would each download the whole file: Build refuses them,
+// naming the workers key.
 func TestHTTPSourceOneReplica(t *testing.T) {
-	htNoLeaks(t)
-	srv := htOrigin(t, 1000, nil)
-	res := htProbe(t, srv.URL())
 	nodes := htSourceGraph(htSourceConfig(nil), newHTOutput())
 	nodes[0].Workers = 2
-	if err := htRun(t, htCtx(t, 10*time.Second), res, nodes...); !errors.Is(err, errOneStream) {
+	_, err := pipeline.Build(htRegistry(t), nodes)
+	var we *pipeline.WiringError
+	if !errors.As(err, &we) || we.Key != "workers" || !strings.Contains(err.Error(), "http.source runs at most 1 worker (it streams one body over one connection") {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -28,10 +28,6 @@ type ProgressTap struct {
 	total   atomic.Int64 // Resource.Size at Start, -1 when unknown
 	started atomic.Int64 // Start time, unix nanoseconds
 
-	// haveOnce counts, at the first Run of a run, the bytes the sinks found
-	// on disk in their Start, which comes after this stage's.
-	haveOnce *sync.Once
-
 	// mu guards the rate estimate, which only replica 0 updates but Finish
 	// reads.
 	mu       sync.Mutex
@@ -68,17 +64,19 @@ func newProgressTap(interval time.Duration) *ProgressTap {
 	return p
 }
 
-// Progress reports the bytes done so far (passed through, plus those an
-// earlier run left that a resume does not fetch again) and the size of the
-// resource (-1 when unknown). It is safe to call at any time from any
-// goroutine.
-func (p *ProgressTap) Progress() (done, total int64) {
-	return p.done.Load(), p.total.Load()
-}
+var (
+	_ pipeline.ProgressReporter = (*ProgressTap)(nil)
+	_ pipeline.Starter          = (*ProgressTap)(nil)
+	_ pipeline.Finisher         = (*ProgressTap)(nil)
+)
 
-// Resumed reports the bytes an earlier run left that the current (or last)
-// run did not fetch again. It is safe to call at any time.
-func (p *ProgressTap) Resumed() int64 { return p.resumed.Load() }
+// Progress reports the bytes done so far (passed through, plus those an
+// earlier run left that a resume does not fetch again), the size of the
+// resource (-1 when unknown) and the bytes resumed. It is safe to call at
+// any time from any goroutine.
+func (p *ProgressTap) Progress() pipeline.Progress {
+	return pipeline.Progress{Done: p.done.Load(), Total: p.total.Load(), Resumed: p.resumed.Load()}
+}
 
 // Start resets the counters for a new run.
 func (p *ProgressTap) Start(_ context.Context, env *pipeline.Env) error {
@@ -98,33 +96,12 @@ func (p *ProgressTap) Start(_ context.Context, env *pipeline.Env) error {
 	p.mu.Lock()
 	p.rate, p.sampled, p.lastDone, p.lastTime = 0, false, resumed, now
 	p.mu.Unlock()
-	p.haveOnce = new(sync.Once)
 	return nil
-}
-
-// countHave adds what env.Have gained since Start: a sink declared after
-// this stage fills it in its own Start, before any Run.
-func (p *ProgressTap) countHave(env *pipeline.Env) {
-	if p.haveOnce == nil || env.Have == nil {
-		return
-	}
-	p.haveOnce.Do(func() {
-		more := env.Have.Len() - p.resumed.Load()
-		if more <= 0 {
-			return
-		}
-		p.resumed.Add(more)
-		p.done.Add(more)
-		p.mu.Lock()
-		p.lastDone += more
-		p.mu.Unlock()
-	})
 }
 
 // Run passes chunks on until its input is closed. Sending blocks like any
 // send; ticks that fall while it is blocked are skipped, not queued.
 func (p *ProgressTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-	p.countHave(env)
 	if io.Replica == 0 {
 		// Reports go on while the chunks stall, from their own goroutine,
 		// so that the loop below waits on its input alone (Recv, which
@@ -163,7 +140,8 @@ func (p *ProgressTap) reportEvery(env *pipeline.Env, stop <-chan struct{}, done 
 
 // report updates the rate estimate and logs one progress line.
 func (p *ProgressTap) report(env *pipeline.Env, now time.Time) {
-	done, total := p.Progress()
+	pr := p.Progress()
+	done, total := pr.Done, pr.Total
 	p.mu.Lock()
 	if dt := now.Sub(p.lastTime).Seconds(); dt > 0 {
 		inst := float64(done-p.lastDone) / dt
@@ -194,7 +172,8 @@ func (p *ProgressTap) report(env *pipeline.Env, now time.Time) {
 // Finish logs the last line: the bytes passed, the total and the average
 // rate over the whole run, whether or not it succeeded.
 func (p *ProgressTap) Finish(_ context.Context, env *pipeline.Env, runErr error) error {
-	done, total := p.Progress()
+	pr := p.Progress()
+	done, total := pr.Done, pr.Total
 	elapsed := time.Since(time.Unix(0, p.started.Load())).Seconds()
 	ev := env.Log.Info().Int64("bytes", done)
 	if total >= 0 {

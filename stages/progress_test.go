@@ -99,8 +99,8 @@ func TestProgressPassesThroughAndLogs(t *testing.T) {
 	if final.Rate == nil || math.Abs(*final.Rate - size / *final.Elapsed) > 1 {
 		t.Errorf("final rate %v, want bytes/elapsed = %v", final.Rate, size / *final.Elapsed)
 	}
-	if done, total := tap.Progress(); done != size || total != size {
-		t.Errorf("Progress() = %d, %d; want %d, %d", done, total, size, size)
+	if p := tap.Progress(); p.Done != size || p.Total != size {
+		t.Errorf("Progress() = %+v; want done and total %d", p, size)
 	}
 }
 
@@ -115,7 +115,7 @@ func TestProgressReplicasShareCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	memCheckBytes(t, out.Bytes(), size)
-	if done, _ := tap.Progress(); done != size {
+	if done := tap.Progress().Done; done != size {
 		t.Errorf("counted %d bytes, want %d", done, size)
 	}
 }
@@ -238,7 +238,8 @@ func ExampleProgressTap() {
 		panic(err)
 	}
 	err = g.Run(context.Background(), pipeline.RunOptions{Resource: &pipeline.Resource{Size: 5000}, Log: zerolog.Nop()})
-	done, total := tap.Progress()
+	p := tap.Progress()
+	done, total := p.Done, p.Total
 	fmt.Printf("%d of %d bytes, error: %v\n", done, total, err)
 	// Output:
 	// 5000 of 5000 bytes, error: <nil>

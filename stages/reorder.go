@@ -86,6 +86,7 @@ var reorderDef = pipeline.Def[ReorderConfig]{
 	Memory: func(c ReorderConfig) pipeline.Memory {
 		return pipeline.Memory{Window: int64(c.Window)}
 	},
+	MaxWorkers: func(ReorderConfig) (int, string) { return 1, "one heap restores one order" },
 }
 
 func init() { builtin(reorderDef.Spec()) }

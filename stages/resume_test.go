@@ -94,7 +94,7 @@ func TestProgressCountsPresentBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if done, total := tap.Progress(); done != size || total != size {
-		t.Errorf("progress %d of %d, want all %d done (60000 of them resumed)", done, total, size)
+	if p := tap.Progress(); p.Done != size || p.Total != size {
+		t.Errorf("progress %+v, want all %d done (60000 of them resumed)", p, size)
 	}
 }

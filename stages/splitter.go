@@ -50,6 +50,7 @@ var splitterDef = pipeline.Def[SplitterConfig]{
 	Memory: func(c SplitterConfig) pipeline.Memory {
 		return pipeline.Memory{MaxRange: alignPiece(c.Piece)}
 	},
+	MaxWorkers: func(SplitterConfig) (int, string) { return 1, "it hands out each range once" },
 }
 
 func init() { builtin(splitterDef.Spec()) }
@@ -77,9 +78,6 @@ func (s *Splitter) Piece() int64 { return s.piece }
 // window (if any) or the readers have no room, and returns ctx.Err() when
 // cancelled.
 func (s *Splitter) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-	if io.Replica != 0 {
-		return nil
-	}
 	res := env.Resource
 	if res != nil && res.Size == 0 {
 		return nil

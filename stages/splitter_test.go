@@ -116,17 +116,14 @@ func TestSplitterPieceLargerThanWindow(t *testing.T) {
 	}
 }
 
-// Replicas beyond the first hand out nothing: every range exactly once.
+// Replicas would hand out every range more than once: Build refuses them.
 func TestSplitterReplicas(t *testing.T) {
-	memNoLeaks(t)
-	out := &memRangeOutput{}
-	nodes := splitterNodes(4096, out)
+	nodes := splitterNodes(4096, &memRangeOutput{})
 	nodes[0].Workers = 3
-	if _, _, err := memRun(t, t.Context(), memRegistry(t), 3*4096, nodes...); err != nil {
-		t.Fatal(err)
-	}
-	if got := len(out.Ranges()); got != 3 {
-		t.Errorf("%d ranges, want 3", got)
+	_, err := pipeline.Build(memRegistry(t), nodes)
+	var we *pipeline.WiringError
+	if !errors.As(err, &we) || we.Stage != "split" || we.Key != "workers" {
+		t.Fatalf("error %v, want a wiring error on split's workers", err)
 	}
 }
 

@@ -342,7 +342,7 @@ func (t benchTopology) memoryBound(sets []string, connections int) (int64, error
 		return 0, configError(err)
 	}
 	if connections > 0 {
-		cfg.SetWorkers("http.reader", connections)
+		cfg.SetConnections(pipeline.DefaultRegistry, connections)
 	}
 	cfg.Output = "OUTPUT"
 	g, err := cfg.Graph(pipeline.DefaultRegistry)

@@ -223,12 +223,17 @@ func TestBenchCompareWithReferenceTools(t *testing.T) {
 	}
 	// Peak RSS is the child's own: under GNU time it does not include the
 	// bench's memory, which vfork would carry over into every child's
-	// figure. This test process (with the race detector and the origin)
-	// is far larger than the reference tools.
+	// figure. This test process (the origin, and the race detector in CI)
+	// is larger than curl (about 11 MiB) and axel (about 5 MiB); aria2c
+	// (about 20 MiB) is not checked, since a test process without the
+	// race detector can be smaller.
 	if gnuTime() != "" {
 		self := selfRSS(t)
 		for _, c := range cells[1:] {
 			t.Logf("%s: peak RSS %d bytes; this process %d", c.Label, c.PeakRSS, self)
+			if c.Tool == "aria2c" {
+				continue
+			}
 			if c.PeakRSS <= 0 || c.PeakRSS >= self*3/4 {
 				t.Errorf("%s: peak RSS %d, want above 0 and well below this process's %d", c.Label, c.PeakRSS, self)
 			}

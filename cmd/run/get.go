@@ -395,8 +395,8 @@ func (d *download) load(embedded string) (*config.Config, error) {
 		if n < 1 {
 			return nil, usagef("--connections must be at least 1, got %d", n)
 		}
-		if cfg.SetWorkers("http.reader", n) == 0 && d.flags.configFile != "" {
-			return nil, usagef("--connections: %s has no http.reader stage to give connections to", d.flags.configFile)
+		if cfg.SetConnections(pipeline.DefaultRegistry, n) == 0 && d.flags.configFile != "" {
+			return nil, usagef("--connections: %s has no stage that opens several connections (such as http.reader)", d.flags.configFile)
 		}
 	}
 	return cfg, nil

@@ -12,7 +12,6 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/dlflow/dlflow/pipeline"
-	"github.com/dlflow/dlflow/stages"
 )
 
 // barPoll is how often the bar reads the stages' counters; barAlpha weighs
@@ -37,8 +36,8 @@ type progressBar struct {
 	// the bar is one line, removed when the download ends.
 	shared bool
 
-	tap     *stages.ProgressTap // nil: sum the readers instead
-	readers []stages.ReplicaCounter
+	tap     pipeline.ProgressReporter // nil: sum the readers instead
+	readers []pipeline.ConnectionReporter
 
 	mu    sync.Mutex // guards stats, which the decorators read
 	stats barStats
@@ -102,17 +101,10 @@ func addBatchBar(p *mpb.Progress, g *pipeline.Graph, output string, size int64) 
 // newBar finds the counters of g's stages, or returns nil without any.
 func newBar(g *pipeline.Graph, size int64) *progressBar {
 	b := &progressBar{stop: make(chan struct{}), done: make(chan struct{})}
-	for _, s := range g.StagesOfType("progress.tap") {
-		if t, ok := s.(*stages.ProgressTap); ok {
-			b.tap = t
-			break
-		}
+	if taps := pipeline.Reporters[pipeline.ProgressReporter](g); len(taps) > 0 {
+		b.tap = taps[0]
 	}
-	for _, s := range g.StagesOfType("http.reader") {
-		if rc, ok := s.(stages.ReplicaCounter); ok {
-			b.readers = append(b.readers, rc)
-		}
-	}
+	b.readers = pipeline.Reporters[pipeline.ConnectionReporter](g)
 	if b.tap == nil && len(b.readers) == 0 {
 		return nil
 	}
@@ -180,12 +172,12 @@ func (b *progressBar) finish(ok bool) {
 func (b *progressBar) poll(dt float64) {
 	var perConn []int64
 	for _, r := range b.readers {
-		perConn = append(perConn, r.ReplicaBytes()...)
+		perConn = append(perConn, r.ConnectionBytes()...)
 	}
 	var done, total, resumed int64 = 0, -1, 0
 	if b.tap != nil {
-		done, total = b.tap.Progress()
-		resumed = b.tap.Resumed()
+		p := b.tap.Progress()
+		done, total, resumed = p.Done, p.Total, p.Resumed
 	} else {
 		for _, n := range perConn {
 			done += n

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/dlflow/dlflow/pipeline"
-	"github.com/dlflow/dlflow/stages"
 )
 
 // summary is the end of a download as the user and scripts see it: one line
@@ -45,32 +44,18 @@ type runStats struct {
 // add reads the counters of g after a run.
 func (r *runStats) add(g *pipeline.Graph) {
 	r.ran = true
-	r.connections = 0
-	for _, s := range g.Stages() {
-		if s.Type == "http.reader" {
-			r.connections += s.Workers
-		}
-	}
-	r.connections = max(r.connections, 1)
-	for _, s := range g.Stages() {
-		st, _ := g.Stage(s.ID)
-		if rc, ok := st.(stages.RetryCounter); ok {
-			r.retries += rc.Retries()
-		}
+	r.connections = max(g.Connections(), 1)
+	for _, rr := range pipeline.Reporters[pipeline.RetryReporter](g) {
+		r.retries += rr.Retries()
 	}
 	r.resumed, r.done, r.checksum = 0, 0, ""
-	for _, s := range g.StagesOfType("progress.tap") {
-		if t, ok := s.(*stages.ProgressTap); ok {
-			r.done, _ = t.Progress()
-			r.resumed = t.Resumed()
-			break
-		}
+	if taps := pipeline.Reporters[pipeline.ProgressReporter](g); len(taps) > 0 {
+		p := taps[0].Progress()
+		r.done, r.resumed = p.Done, p.Resumed
 	}
-	for _, s := range g.StagesOfType("hash.tap") {
-		if t, ok := s.(*stages.HashTap); ok {
-			if hs := t.Stats(); hs.Verified {
-				r.checksum = hs.Algorithm + ":" + hs.Digest
-			}
+	for _, v := range pipeline.Reporters[pipeline.Verifier](g) {
+		if vv := v.Verification(); vv.Verified {
+			r.checksum = vv.Algorithm + ":" + vv.Digest
 		}
 	}
 }

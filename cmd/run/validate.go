@@ -50,7 +50,7 @@ Flags:
 		return fail(stderr, configError(err))
 	}
 	if *connections > 0 {
-		cfg.SetWorkers("http.reader", *connections)
+		cfg.SetConnections(pipeline.DefaultRegistry, *connections)
 	}
 	if cfg.Output == "" {
 		cfg.Output = "OUTPUT" // the sink needs a path to be built; nothing is written

@@ -24,7 +24,8 @@ import (
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/examples/customstage"
 	"github.com/dlflow/dlflow/pipeline"
-	_ "github.com/dlflow/dlflow/sinks" // file.sink, for throttled.yaml
+	_ "github.com/dlflow/dlflow/sinks"  // file.sink, for throttled.yaml
+	_ "github.com/dlflow/dlflow/stages" // http.source, for throttled.yaml
 	// http.source, NewClient, Probe
 )
 

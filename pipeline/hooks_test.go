@@ -1,0 +1,286 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// hookConfig configures test.hooks, a pass-through that records the hooks
+// the runner calls, in order, into a log shared by the test.
+type hookConfig struct {
+	Log       *[]string
+	Present   []pipeline.Range // what Resume reports
+	FailStart bool
+	FailRes   bool
+}
+
+type hookStage struct {
+	id  string
+	cfg hookConfig
+}
+
+func (s *hookStage) Resume(_ context.Context, env *pipeline.Env) ([]pipeline.Range, io.ReaderAt, error) {
+	*s.cfg.Log = append(*s.cfg.Log, env.Stage+".Resume")
+	if s.cfg.FailRes {
+		return nil, nil, errors.New("no resume")
+	}
+	return s.cfg.Present, nil, nil
+}
+
+func (s *hookStage) Start(_ context.Context, env *pipeline.Env) error {
+	*s.cfg.Log = append(*s.cfg.Log, env.Stage+".Start have="+itoa(env.Have.Len()))
+	if s.cfg.FailStart {
+		return errors.New("no start")
+	}
+	return nil
+}
+
+func (s *hookStage) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	for ch := range io.Chunks {
+		if err := io.Send(ctx, ch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *hookStage) Finish(_ context.Context, env *pipeline.Env, _ error) error {
+	*s.cfg.Log = append(*s.cfg.Log, env.Stage+".Finish")
+	return nil
+}
+
+func itoa(n int64) string {
+	const digits = "0123456789"
+	if n == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; n > 0; n /= 10 {
+		b = append([]byte{digits[n%10]}, b...)
+	}
+	return string(b)
+}
+
+func hookRegistry(t *testing.T) *pipeline.Registry {
+	reg, _ := newRegistry(t)
+	pipeline.MustRegister(reg, pipeline.Def[hookConfig]{
+		Type: "test.hooks", Consumes: pipeline.Bytes, Produces: pipeline.Same,
+		New: func(c hookConfig) (pipeline.Stage, error) { return &hookStage{cfg: c}, nil },
+	})
+	return reg
+}
+
+// Every Resume runs before any Start, so a stage declared before the
+// resuming one already sees Have in its Start.
+func TestResumeBeforeStart(t *testing.T) {
+	var log []string
+	reg := hookRegistry(t)
+	g, err := pipeline.Build(reg, []pipeline.Node{
+		{ID: "gen", Type: "test.gen", Config: &genConfig{Size: 0, Chunk: 4096}},
+		{ID: "a", Type: "test.hooks", Inputs: []string{"gen"}, Config: &hookConfig{Log: &log}},
+		{ID: "b", Type: "test.hooks", Inputs: []string{"a"}, Config: &hookConfig{Log: &log, Present: []pipeline.Range{{Start: 0, End: 100}}}},
+		{ID: "out", Type: "test.collect", Inputs: []string{"b"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Run(t.Context(), pipeline.RunOptions{Resource: &pipeline.Resource{Size: 100}, Log: zerolog.Nop()}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a.Resume", "b.Resume", "a.Start have=100", "b.Start have=100", "a.Finish", "b.Finish"}
+	if !slices.Equal(log, want) {
+		t.Errorf("hooks ran as %q, want %q", log, want)
+	}
+}
+
+// When a hook fails, Finish goes to the stages of which a hook had
+// succeeded (b's Resume, though its Start failed), and not to those whose
+// only hook failed nor to those no hook reached.
+func TestFinishAfterFailedHook(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		a, b, c  hookConfig
+		want     []string
+		wantErrs string
+	}{
+		{
+			name:     "start fails",
+			b:        hookConfig{FailStart: true},
+			want:     []string{"a.Resume", "b.Resume", "c.Resume", "a.Start have=0", "b.Start have=0", "a.Finish", "b.Finish", "c.Finish"},
+			wantErrs: "b: no start",
+		},
+		{
+			name:     "resume fails",
+			b:        hookConfig{FailRes: true},
+			want:     []string{"a.Resume", "b.Resume", "a.Finish"},
+			wantErrs: "b: no resume",
+		},
+		{
+			name:     "two resume",
+			a:        hookConfig{Present: []pipeline.Range{{Start: 0, End: 1}}},
+			b:        hookConfig{Present: []pipeline.Range{{Start: 0, End: 1}}},
+			want:     []string{"a.Resume", "b.Resume", "a.Finish", "b.Finish"},
+			wantErrs: `b: resumes too, after "a"`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log []string
+			tc.a.Log, tc.b.Log, tc.c.Log = &log, &log, &log
+			g, err := pipeline.Build(hookRegistry(t), []pipeline.Node{
+				{ID: "gen", Type: "test.gen", Config: &genConfig{Size: 0, Chunk: 4096}},
+				{ID: "a", Type: "test.hooks", Inputs: []string{"gen"}, Config: &tc.a},
+				{ID: "b", Type: "test.hooks", Inputs: []string{"a"}, Config: &tc.b},
+				{ID: "c", Type: "test.hooks", Inputs: []string{"b"}, Config: &tc.c},
+				{ID: "out", Type: "test.collect", Inputs: []string{"c"}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = g.Run(t.Context(), pipeline.RunOptions{Resource: &pipeline.Resource{Size: 1}, Log: zerolog.Nop()})
+			if err == nil || !strings.Contains(err.Error(), tc.wantErrs) {
+				t.Errorf("err = %v, want %q", err, tc.wantErrs)
+			}
+			if !slices.Equal(log, tc.want) {
+				t.Errorf("hooks ran as %q, want %q", log, tc.want)
+			}
+		})
+	}
+}
+
+// A stage after one that reshapes the bytes sees Env.Reshaped and may not
+// resume; the stages before it are not reshaped.
+func TestReshaped(t *testing.T) {
+	reg := hookRegistry(t)
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	probe := func(id string) pipeline.StageFunc {
+		return func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			mu.Lock()
+			seen[id] = env.Reshaped
+			mu.Unlock()
+			for ch := range io.Chunks {
+				if err := io.Send(ctx, ch); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	type fnConfig struct{ Fn pipeline.StageFunc }
+	for _, d := range []pipeline.Def[fnConfig]{
+		{Type: "test.fn", Consumes: pipeline.Bytes, Produces: pipeline.Same},
+		{Type: "test.reshape", Consumes: pipeline.OrderedBytes, Produces: pipeline.OrderedBytes, Reshapes: true},
+	} {
+		d.New = func(c fnConfig) (pipeline.Stage, error) { return c.Fn, nil }
+		pipeline.MustRegister(reg, d)
+	}
+	var log []string
+	build := func(present []pipeline.Range) *pipeline.Graph {
+		g, err := pipeline.Build(reg, []pipeline.Node{
+			{ID: "gen", Type: "test.gen", Config: &genConfig{Size: 8192, Chunk: 4096}},
+			{ID: "before", Type: "test.fn", Inputs: []string{"gen"}, Config: &fnConfig{Fn: probe("before")}},
+			{ID: "gunzip", Type: "test.reshape", Inputs: []string{"before"}, Config: &fnConfig{Fn: probe("gunzip")}},
+			{ID: "after", Type: "test.fn", Inputs: []string{"gunzip"}, Config: &fnConfig{Fn: probe("after")}},
+			{ID: "sink", Type: "test.hooks", Inputs: []string{"after"}, Config: &hookConfig{Log: &log, Present: present}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"sink"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	g := build([]pipeline.Range{{Start: 0, End: 10}})
+	for _, s := range g.Stages() {
+		if want := s.ID == "after" || s.ID == "sink" || s.ID == "out"; s.Reshaped != want {
+			t.Errorf("%s: Reshaped %v, want %v", s.ID, s.Reshaped, want)
+		}
+	}
+	err := g.Run(t.Context(), pipeline.RunOptions{Resource: &pipeline.Resource{Size: 8192}, Log: zerolog.Nop()})
+	if err == nil || !strings.Contains(err.Error(), "sink: resumes bytes that a stage before it reshaped") {
+		t.Fatalf("err = %v, want a refused resume", err)
+	}
+	if err := build(nil).Run(t.Context(), pipeline.RunOptions{Resource: &pipeline.Resource{Size: 8192}, Log: zerolog.Nop()}); err != nil {
+		t.Fatal(err)
+	}
+	if seen["before"] || seen["gunzip"] || !seen["after"] {
+		t.Errorf("Env.Reshaped seen as %v; want only after the reshaping stage", seen)
+	}
+}
+
+// reportStage reports fixed figures through every capability interface.
+type reportStage struct{ pipeline.StageFunc }
+
+func (reportStage) Progress() pipeline.Progress {
+	return pipeline.Progress{Done: 5, Total: 10, Resumed: 1}
+}
+func (reportStage) ConnectionBytes() []int64 { return []int64{2, 3} }
+func (reportStage) Retries() int64           { return 7 }
+
+// Reporters finds stages by what they report, whatever their type; the
+// connection count is the workers of the stages that declare Connects.
+func TestReporters(t *testing.T) {
+	reg, _ := newRegistry(t)
+	type none struct{}
+	pipeline.MustRegister(reg, pipeline.Def[none]{
+		Type: "test.reports", Consumes: pipeline.Bytes, Produces: pipeline.Same, Connects: true,
+		New: func(none) (pipeline.Stage, error) { return reportStage{}, nil },
+	})
+	g, err := pipeline.Build(reg, []pipeline.Node{
+		{ID: "gen", Type: "test.gen"},
+		{ID: "r", Type: "test.reports", Inputs: []string{"gen"}, Workers: 3},
+		{ID: "out", Type: "test.collect", Inputs: []string{"r"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := pipeline.Reporters[pipeline.ProgressReporter](g); len(p) != 1 || p[0].Progress().Done != 5 {
+		t.Errorf("progress reporters %v", p)
+	}
+	if c := pipeline.Reporters[pipeline.ConnectionReporter](g); len(c) != 1 || !slices.Equal(c[0].ConnectionBytes(), []int64{2, 3}) {
+		t.Errorf("connection reporters %v", c)
+	}
+	if v := pipeline.Reporters[pipeline.Verifier](g); len(v) != 0 {
+		t.Errorf("verifiers %v, want none", v)
+	}
+	if n := g.Connections(); n != 3 {
+		t.Errorf("Connections() = %d, want the 3 workers of the stage that connects", n)
+	}
+}
+
+// MaxWorkers is checked at Build, with the key and the reason.
+func TestMaxWorkers(t *testing.T) {
+	reg, _ := newRegistry(t)
+	type one struct{ Max int }
+	pipeline.MustRegister(reg, pipeline.Def[one]{
+		Type: "test.one", Consumes: pipeline.Bytes, Produces: pipeline.Same,
+		New:        func(one) (pipeline.Stage, error) { return pipeline.StageFunc(nil), nil },
+		MaxWorkers: func(c one) (int, string) { return c.Max, "it counts alone" },
+	})
+	build := func(max, workers int) error {
+		_, err := pipeline.Build(reg, []pipeline.Node{
+			{ID: "gen", Type: "test.gen"},
+			{ID: "x", Type: "test.one", Inputs: []string{"gen"}, Workers: workers, Config: &one{Max: max}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"x"}},
+		})
+		return err
+	}
+	var we *pipeline.WiringError
+	if err := build(1, 2); !errors.As(err, &we) || we.Key != "workers" || err.Error() != `stage "x": test.one runs at most 1 worker (it counts alone); set workers: 1` {
+		t.Errorf("err = %v", err)
+	}
+	if err := build(1, 1); err != nil {
+		t.Errorf("one worker refused: %v", err)
+	}
+	if err := build(0, 9); err != nil {
+		t.Errorf("no cap, 9 workers refused: %v", err)
+	}
+}

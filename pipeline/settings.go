@@ -1,0 +1,25 @@
+package pipeline
+
+// Settings are the run-wide settings a config holds at its top level (and
+// the command line sets with -o, --overwrite, --no-resume, --checksum). A
+// stage takes those it has a use for as its own defaults.
+type Settings struct {
+	// Output is the path the download ends up at.
+	Output string
+	// Overwrite allows replacing an existing output.
+	Overwrite bool
+	// Resume allows continuing what an earlier run left; false starts over.
+	Resume bool
+	// Checksum is the expected digest as algorithm:hex, or "".
+	Checksum string
+}
+
+// SettingsTaker is implemented by a stage's config type (the pointer its
+// Spec.Config returns) to take the run-wide settings. The config loader
+// calls TakeSettings after decoding the stage's own keys, so a key the
+// stage sets itself should win over the setting where that makes sense
+// (a file.sink's own path over Output), and a setting that only narrows
+// should narrow (resume: false anywhere turns resuming off).
+type SettingsTaker interface {
+	TakeSettings(Settings)
+}
