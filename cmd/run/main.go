@@ -1,144 +1,14 @@
 // Command run is the dlflow CLI: it downloads a URL through a graph of
 // stages wired from a YAML config, validates configs, and benchmarks
-// topologies against a built-in origin.
+// topologies against a built-in origin. It ships the built-in stages only;
+// see package cmd for a binary with stages of your own.
 //
-//	go run ./cmd/run URL                          # embedded default topology
+//	go run ./cmd/run URL                          # default topology, picked by the probe
 //	go run ./cmd/run -c examples/ranged.yaml --url URL -o PATH --connections 8
 //	go run ./cmd/run validate -c examples/ranged.yaml
 //	go run ./cmd/run bench                        # offline, built-in origin
-//
-// Exit codes: 0 the output is complete; 1 the download failed; 2 usage or
-// config error; 130 interrupted by SIGINT, 143 by SIGTERM.
 package main
 
-import (
-	"context"
-	"errors"
-	"fmt"
-	"io"
-	"os"
-	"os/signal"
-	"strings"
-	"syscall"
+import "github.com/dlflow/dlflow/cmd"
 
-	"github.com/spf13/pflag"
-
-	_ "github.com/dlflow/dlflow/sinks"  // registers the built-in sinks
-	_ "github.com/dlflow/dlflow/stages" // registers the built-in stages
-)
-
-// Exit codes, documented in the README.
-const (
-	exitOK          = 0
-	exitFailed      = 1
-	exitUsage       = 2
-	exitInterrupted = 130 // 128 + SIGINT; SIGTERM gives 143
-)
-
-const version = "0.1.0"
-
-func main() {
-	ctx, stop := withSignals(context.Background())
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
-
-// run is the whole CLI minus process concerns, so tests can call it.
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cmd := "get"
-	if len(args) > 0 {
-		switch args[0] {
-		case "validate", "bench", "get", "stages":
-			cmd, args = args[0], args[1:]
-		case "help":
-			args = []string{"--help"}
-		}
-	}
-	switch cmd {
-	case "validate":
-		return validate(args, stdout, stderr)
-	case "bench":
-		return bench(ctx, args, stdout, stderr)
-	case "stages":
-		return stagesCmd(args, stdout, stderr)
-	default:
-		return get(ctx, args, stdin, stdout, stderr)
-	}
-}
-
-// interrupted is the cancellation cause when a signal stops a run.
-type interrupted struct{ sig os.Signal }
-
-func (e *interrupted) Error() string { return "interrupted by " + signalName(e.sig) }
-
-func signalName(sig os.Signal) string {
-	if sig == syscall.SIGTERM {
-		return "SIGTERM"
-	}
-	return "SIGINT"
-}
-
-func (e *interrupted) exitCode() int {
-	if e.sig == syscall.SIGTERM {
-		return 128 + int(syscall.SIGTERM)
-	}
-	return exitInterrupted
-}
-
-// withSignals cancels the context with an *interrupted cause on the first
-// SIGINT or SIGTERM. A second signal gets the default behaviour (the process
-// dies), for a user who really wants out.
-func withSignals(parent context.Context) (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(parent)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		select {
-		case sig := <-sigs:
-			signal.Stop(sigs)
-			cancel(&interrupted{sig: sig})
-		case <-done:
-		}
-	}()
-	return ctx, func() {
-		close(done)
-		signal.Stop(sigs)
-		cancel(nil)
-	}
-}
-
-// usageError is a problem with the command line or the config: exit 2.
-type usageError struct{ err error }
-
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
-
-func usagef(format string, args ...any) error {
-	return &usageError{fmt.Errorf(format, args...)}
-}
-
-// fail prints err and returns the exit code it calls for. Config errors may
-// span lines (one per problem); everything else is one line.
-func fail(stderr io.Writer, err error) int {
-	var ue *usageError
-	var ie *interrupted
-	switch {
-	case errors.As(err, &ie):
-		fmt.Fprintf(stderr, "dlflow: %s\n", oneLine(err.Error()))
-		return ie.exitCode()
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "dlflow: %s\n", strings.TrimSpace(err.Error()))
-		return exitUsage
-	case errors.Is(err, pflag.ErrHelp):
-		return exitOK
-	default:
-		fmt.Fprintf(stderr, "dlflow: %s\n", oneLine(err.Error()))
-		return exitFailed
-	}
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
-}
+func main() { cmd.Main() }

@@ -1,4 +1,4 @@
-package main
+package cmd
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 // After the tests it fails the run if any goroutine leaked.
 func TestMain(m *testing.M) {
 	if os.Getenv(cliEnv) == "1" {
-		main()
+		Main()
 		return
 	}
 	os.Exit(testscript.RunMain(leakCheck{m}, map[string]func() int{

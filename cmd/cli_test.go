@@ -1,4 +1,4 @@
-package main
+package cmd
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ const scriptFileSize, scriptSeed = 1<<20 + 3, 42
 // file's sha256), BASEURL (the origin without a path) and EXAMPLES (the
 // examples directory, absolute).
 func TestScripts(t *testing.T) {
-	examples, err := filepath.Abs(filepath.Join("..", "..", "examples"))
+	examples, err := filepath.Abs(filepath.Join("..", "examples"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package cmd
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 // package's directory (go test runs in it).
 var exampleTopologies = []string{"stream", "buffered", "ranged", "ranged-ordered"}
 
-func examplePath(name string) string { return filepath.Join("..", "..", "examples", name+".yaml") }
+func examplePath(name string) string { return filepath.Join("..", "examples", name+".yaml") }
 
 func isRanged(topology string) bool { return strings.HasPrefix(topology, "ranged") }
 
@@ -94,7 +94,7 @@ func plainGETs(log []origin.Request) []origin.Request {
 func TestGetStreamsTheExactBytes(t *testing.T) {
 	srv := startOrigin(t, origin.Options{Size: 3<<20 + 5, Seed: 7})
 	out := filepath.Join(t.TempDir(), "out.bin")
-	res := runCLI(t, "-c", "../../examples/stream.yaml", "--url", srv.URL(), "-o", out)
+	res := runCLI(t, "-c", "../examples/stream.yaml", "--url", srv.URL(), "-o", out)
 	if res.code != 0 {
 		t.Fatalf("exit %d: %s", res.code, res.stderr)
 	}

@@ -1,4 +1,4 @@
-package main
+package cmd
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 // structure of what it prints, never its timings. Each download is a child
 // process (this test binary, as the CLI).
 
-func benchExample(name string) string { return filepath.Join("..", "..", "examples", name) }
+func benchExample(name string) string { return filepath.Join("..", "examples", name) }
 
 // benchEnv keeps the race runtime from sleeping a second at each child's
 // exit.

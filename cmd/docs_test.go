@@ -1,4 +1,4 @@
-package main
+package cmd
 
 import (
 	"os"
@@ -10,7 +10,7 @@ import (
 // docs/CONFIG.md is generated from the registered stage types and the
 // config's declarations; this test fails when it no longer matches them.
 func TestConfigReferenceUpToDate(t *testing.T) {
-	path := filepath.Join("..", "..", "docs", "CONFIG.md")
+	path := filepath.Join("..", "docs", "CONFIG.md")
 	const regenerate = "regenerate it with: go run ./cmd/run stages --markdown > docs/CONFIG.md"
 	want, err := os.ReadFile(path)
 	if err != nil {
