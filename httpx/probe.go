@@ -151,6 +151,7 @@ func newResource(resp *http.Response, client *http.Client, header http.Header, a
 	h := resp.Header
 	res := &pipeline.Resource{
 		URL:          final.String(),
+		Requested:    asked.String(),
 		Size:         -1,
 		ETag:         h.Get("ETag"),
 		LastModified: h.Get("Last-Modified"),

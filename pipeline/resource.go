@@ -11,6 +11,11 @@ type Resource struct {
 	// URL is the final URL after redirects; every request of the run goes
 	// there.
 	URL string
+	// Requested is the URL the download was asked for, before redirects:
+	// the one that names it across runs (a redirect may carry a new
+	// signature each time). It may hold credentials: never store or log
+	// it unredacted.
+	Requested string
 	// Size is the length in bytes, or -1 when the server did not say.
 	Size int64
 	// ETag and LastModified are the validators of the version being
