@@ -362,7 +362,7 @@ func (d *download) run(ctx context.Context) error {
 
 // load reads the topology: the -c file, or the named embedded example.
 func (d *download) load(embedded string) (*config.Config, error) {
-	opts := config.Options{File: d.flags.configFile, Flags: d.fs, Sets: d.flags.sets}
+	opts := config.Options{File: d.flags.configFile, Overrides: flagOverrides(d.fs), Sets: d.flags.sets}
 	d.topology = opts.File
 	if opts.File == "" {
 		data, err := examples.FS.ReadFile(embedded)
@@ -478,4 +478,25 @@ func (d *download) runGraph(ctx context.Context, g *pipeline.Graph, res *pipelin
 	bar.finish(err == nil)
 	d.stats.add(g)
 	return err
+}
+
+// flagKeys maps command line flags to the config keys they set. Repeated
+// -H/--header flags are not here: each sets one key under http.headers,
+// which load applies itself.
+var flagKeys = map[string]string{
+	"url": "url", "output": "output", "overwrite": "overwrite", "checksum": "checksum",
+	"user-agent": "http.user_agent", "user": "http.basic_auth", "proxy": "http.proxy",
+	"ca-cert": "http.ca_cert", "insecure": "http.insecure", "limit-rate": "http.limit_rate",
+}
+
+// flagOverrides are the config keys that the flags given on the command
+// line set, for config.Load.
+func flagOverrides(fs *pflag.FlagSet) []config.Override {
+	var out []config.Override
+	fs.Visit(func(f *pflag.Flag) {
+		if key, ok := flagKeys[f.Name]; ok {
+			out = append(out, config.Override{Key: key, Value: f.Value.String(), Origin: "--" + f.Name})
+		}
+	})
+	return out
 }

@@ -45,7 +45,7 @@ Flags:
 		fs.Usage()
 		return exitUsage
 	}
-	cfg, err := config.Load(config.Options{File: *file, Flags: fs, Sets: *sets})
+	cfg, err := config.Load(config.Options{File: *file, Overrides: flagOverrides(fs), Sets: *sets})
 	if err != nil {
 		return fail(stderr, configError(err))
 	}

@@ -2,8 +2,9 @@
 // it describes.
 //
 // Values are layered, each layer overriding the one before: built-in
-// defaults < the YAML file < environment variables (DLFLOW_ prefix) < command
-// line flags (named flags, then --set key=value). Decoding is strict: an
+// defaults < the YAML file < environment variables (DLFLOW_ prefix) <
+// overrides (what the command line's named flags set) < sets (--set
+// key=value). Decoding is strict: an
 // unknown or mistyped key is an error that names the file, line, column and
 // key path, and every such error is reported, not only the first.
 //
@@ -26,10 +27,8 @@ import (
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/env/v2"
-	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/providers/rawbytes"
 	"github.com/knadh/koanf/v2"
-	"github.com/spf13/pflag"
 )
 
 // EnvPrefix starts every environment variable the loader reads.
@@ -68,20 +67,23 @@ type Options struct {
 	Data []byte
 	// Environ lists "KEY=value" pairs; nil reads os.Environ().
 	Environ []string
-	// Flags, when set, contributes the flags that were given on the command
-	// line and are named in FlagKeys.
-	Flags *pflag.FlagSet
+	// Overrides set keys above the file and the environment, the way a
+	// command line's named flags do.
+	Overrides []Override
 	// Sets are "key=value" overrides (--set), applied last.
 	Sets []string
 }
 
-// FlagKeys maps command line flag names to the config keys they set.
-// Repeated -H/--header flags are not here: each sets one key under
-// http.headers, which the CLI applies itself.
-var FlagKeys = map[string]string{
-	"url": "url", "output": "output", "overwrite": "overwrite", "checksum": "checksum",
-	"user-agent": "http.user_agent", "user": "http.basic_auth", "proxy": "http.proxy",
-	"ca-cert": "http.ca_cert", "insecure": "http.insecure", "limit-rate": "http.limit_rate",
+// Override sets one key of the configuration.
+type Override struct {
+	// Key is the dotted key path, such as "output" or "http.user_agent".
+	Key string
+	// Value is the value; a string is parsed as an environment variable's
+	// is ("8" sets an integer key to 8).
+	Value any
+	// Origin names where the value came from in error messages, such as
+	// "--output"; "" names the key.
+	Origin string
 }
 
 // Error is every problem found in a configuration, one per line.
@@ -113,8 +115,8 @@ func Load(opts Options) (*Config, error) {
 			return "$" + EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "__"))
 		})
 	}
-	if err == nil && opts.Flags != nil {
-		err = cfg.mergeFlags(k, opts.Flags)
+	if err == nil && len(opts.Overrides) > 0 {
+		err = cfg.mergeOverrides(k, opts.Overrides)
 	}
 	if err != nil {
 		return nil, err
@@ -187,25 +189,20 @@ func loadEnv(environ []string) (*koanf.Koanf, error) {
 	return layer, err
 }
 
-func (cfg *Config) mergeFlags(k *koanf.Koanf, flags *pflag.FlagSet) error {
+func (cfg *Config) mergeOverrides(k *koanf.Koanf, overrides []Override) error {
 	layer := koanf.New(".")
-	err := layer.Load(posflag.ProviderWithFlag(flags, ".", nil, func(f *pflag.Flag) (string, any) {
-		key, ok := FlagKeys[f.Name]
-		if !ok || !f.Changed {
-			return "", nil
+	origins := map[string]string{}
+	for _, o := range overrides {
+		if err := layer.Set(o.Key, o.Value); err != nil {
+			return err
 		}
-		return key, posflag.FlagVal(flags, f)
-	}), nil)
-	if err != nil {
-		return err
+		origins[o.Key] = o.Origin
 	}
 	return cfg.merge(k, layer, func(key string) string {
-		for name, k := range FlagKeys {
-			if k == key {
-				return "--" + name
-			}
+		if o := origins[key]; o != "" {
+			return o
 		}
-		return "--" + key
+		return key
 	})
 }
 

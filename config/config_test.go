@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/spf13/pflag"
-
 	"github.com/dlflow/dlflow/config"
 )
 
@@ -68,18 +66,14 @@ stages:
     inputs: [fetch]
 `
 
-// cliFlags is a flag set like the CLI's, after parsing args.
-func cliFlags(t *testing.T, args ...string) *pflag.FlagSet {
-	t.Helper()
-	fs := pflag.NewFlagSet("dlflow", pflag.ContinueOnError)
-	fs.String("url", "", "")
-	fs.StringP("output", "o", "", "")
-	fs.Bool("overwrite", false, "")
-	fs.Int("connections", 0, "") // not in FlagKeys: never a config key
-	if err := fs.Parse(args); err != nil {
-		t.Fatal(err)
+// flags are overrides as the CLI makes them from its named flags: key,
+// value, origin, key, value, origin...
+func flags(kvo ...string) []config.Override {
+	var out []config.Override
+	for i := 0; i+3 <= len(kvo); i += 3 {
+		out = append(out, config.Override{Key: kvo[i], Value: kvo[i+1], Origin: kvo[i+2]})
 	}
-	return fs
+	return out
 }
 
 func TestLoadPrecedence(t *testing.T) {
@@ -110,19 +104,19 @@ func TestLoadPrecedence(t *testing.T) {
 			url:  "https://env.example/a.iso", out: "from-env.iso", workers: 16, agent: "env-agent",
 		},
 		{
-			name: "flags over env, unchanged flags ignored",
-			opts: config.Options{File: file, Environ: env, Flags: cliFlags(t, "--url", "https://flag.example/a.iso", "--connections", "3")},
+			name: "flags over env",
+			opts: config.Options{File: file, Environ: env, Overrides: flags("url", "https://flag.example/a.iso", "--url")},
 			url:  "https://flag.example/a.iso", out: "from-env.iso", workers: 16, agent: "env-agent",
 		},
 		{
 			name: "every flag",
-			opts: config.Options{File: file, Environ: env, Flags: cliFlags(t, "--url=https://flag.example/a.iso", "-o", "from-flag.iso", "--overwrite")},
+			opts: config.Options{File: file, Environ: env, Overrides: flags("url", "https://flag.example/a.iso", "--url", "output", "from-flag.iso", "-o", "overwrite", "true", "--overwrite")},
 			url:  "https://flag.example/a.iso", out: "from-flag.iso", workers: 16, agent: "env-agent", overwrite: true,
 		},
 		{
 			name: "--set over flags",
 			opts: config.Options{
-				File: file, Environ: env, Flags: cliFlags(t, "--url", "https://flag.example/a.iso", "-o", "from-flag.iso"),
+				File: file, Environ: env, Overrides: flags("url", "https://flag.example/a.iso", "--url", "output", "from-flag.iso", "-o"),
 				Sets: []string{"url=https://set.example/a.iso", " stages.fetch.workers = 4", "http.user_agent=set-agent"},
 			},
 			url: "https://set.example/a.iso", out: "from-flag.iso", workers: 4, agent: "set-agent",
@@ -197,12 +191,7 @@ func TestLoadErrorPositions(t *testing.T) {
 	})
 	t.Run("from a flag", func(t *testing.T) {
 		file := writeFile(t, "dl.yaml", layeredYAML)
-		fs := pflag.NewFlagSet("dlflow", pflag.ContinueOnError)
-		fs.String("overwrite", "", "") // a string flag, so that a bad value reaches the decoder
-		if err := fs.Parse([]string{"--overwrite=maybe"}); err != nil {
-			t.Fatal(err)
-		}
-		checkLines(t, loadErrors(t, config.Options{File: file, Flags: fs}),
+		checkLines(t, loadErrors(t, config.Options{File: file, Overrides: flags("overwrite", "maybe", "--overwrite")}),
 			`--overwrite: overwrite: want a boolean, got "maybe"`)
 	})
 	t.Run("every problem at once", func(t *testing.T) {

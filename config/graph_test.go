@@ -55,7 +55,7 @@ func TestGraphOfEveryExample(t *testing.T) {
 	for _, path := range examples {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			output := filepath.Join(t.TempDir(), "out.bin")
-			cfg, err := config.Load(config.Options{File: path, Environ: []string{}, Flags: cliFlags(t, "-o", output)})
+			cfg, err := config.Load(config.Options{File: path, Environ: []string{}, Overrides: flags("output", output, "-o")})
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
