@@ -87,6 +87,18 @@ func (e *RedirectError) Error() string {
 // readers really are N TCP connections. It never asks for compression: a
 // compressed body would break sizes and offsets.
 func NewClient(cfg HTTPConfig) (*http.Client, http.Header, error) {
+	tr, err := NewTransport(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return NewClientOn(tr, cfg)
+}
+
+// NewClientOn builds a client like NewClient on tr, a transport that
+// NewTransport made from a config with the same TransportKey; downloads that
+// share it reuse its connections and TLS sessions. The client adds what is
+// the download's own: the redirect policy, the rate limit and the header.
+func NewClientOn(tr *http.Transport, cfg HTTPConfig) (*http.Client, http.Header, error) {
 	header, err := requestHeader(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -94,7 +106,36 @@ func NewClient(cfg HTTPConfig) (*http.Client, http.Header, error) {
 	if cfg.MaxRedirects < 0 {
 		return nil, nil, fmt.Errorf("http.max_redirects must be 0 or more, got %d", cfg.MaxRedirects)
 	}
+	client := &http.Client{
+		Transport:     tr,
+		CheckRedirect: redirectPolicy(cfg),
+	}
+	if cfg.LimitRate > 0 {
+		client.Transport = newLimitedTransport(tr, int64(cfg.LimitRate))
+	}
+	return client, header, nil
+}
 
+// TransportKey holds the settings of an HTTPConfig that its transport is
+// built from: two configs with equal keys can share one transport.
+type TransportKey struct {
+	ConnectTimeout, TLSTimeout, HeaderTimeout, IdleTimeout time.Duration
+	Insecure, HTTP2                                        bool
+	CACert, Proxy                                          string
+}
+
+// TransportKey returns the settings of c that NewTransport uses.
+func (c HTTPConfig) TransportKey() TransportKey {
+	return TransportKey{
+		ConnectTimeout: c.ConnectTimeout, TLSTimeout: c.TLSTimeout, HeaderTimeout: c.HeaderTimeout, IdleTimeout: c.IdleTimeout,
+		Insecure: c.Insecure, HTTP2: c.HTTP2, CACert: c.CACert, Proxy: c.Proxy,
+	}
+}
+
+// NewTransport builds the transport of cfg: timeouts, TLS, proxy, and
+// HTTP/1.1 only unless cfg.HTTP2 is set. An unreadable CA file or a bad
+// proxy URL is an error naming the key.
+func NewTransport(cfg HTTPConfig) (*http.Transport, error) {
 	proxy := http.ProxyFromEnvironment
 	switch p := strings.TrimSpace(cfg.Proxy); {
 	case p == "":
@@ -103,12 +144,12 @@ func NewClient(cfg HTTPConfig) (*http.Client, http.Header, error) {
 	default:
 		u, err := url.Parse(p)
 		if err != nil || u.Host == "" {
-			return nil, nil, fmt.Errorf("http.proxy %q: want a URL such as http://proxy:3128", RedactURL(p))
+			return nil, fmt.Errorf("http.proxy %q: want a URL such as http://proxy:3128", RedactURL(p))
 		}
 		switch u.Scheme {
 		case "http", "https", "socks5", "socks5h":
 		default:
-			return nil, nil, fmt.Errorf("http.proxy %q: unsupported scheme %q", RedactURL(p), u.Scheme)
+			return nil, fmt.Errorf("http.proxy %q: unsupported scheme %q", RedactURL(p), u.Scheme)
 		}
 		proxy = http.ProxyURL(u)
 	}
@@ -117,14 +158,14 @@ func NewClient(cfg HTTPConfig) (*http.Client, http.Header, error) {
 	if cfg.CACert != "" {
 		pem, err := os.ReadFile(cfg.CACert)
 		if err != nil {
-			return nil, nil, fmt.Errorf("http.ca_cert: %w", err)
+			return nil, fmt.Errorf("http.ca_cert: %w", err)
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, nil, fmt.Errorf("http.ca_cert %s: no PEM certificate found", cfg.CACert)
+			return nil, fmt.Errorf("http.ca_cert %s: no PEM certificate found", cfg.CACert)
 		}
 		tlsConf.RootCAs = pool
 	}
@@ -134,7 +175,7 @@ func NewClient(cfg HTTPConfig) (*http.Client, http.Header, error) {
 		v   time.Duration
 	}{{"connect_timeout", cfg.ConnectTimeout}, {"tls_timeout", cfg.TLSTimeout}, {"header_timeout", cfg.HeaderTimeout}, {"idle_timeout", cfg.IdleTimeout}} {
 		if d.v < 0 {
-			return nil, nil, fmt.Errorf("http.%s must not be negative (0 means no limit), got %v", d.key, d.v)
+			return nil, fmt.Errorf("http.%s must not be negative (0 means no limit), got %v", d.key, d.v)
 		}
 	}
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
@@ -168,14 +209,7 @@ func NewClient(cfg HTTPConfig) (*http.Client, http.Header, error) {
 		// A non-nil empty map turns off the transport's automatic HTTP/2.
 		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
-	client := &http.Client{
-		Transport:     tr,
-		CheckRedirect: redirectPolicy(cfg),
-	}
-	if cfg.LimitRate > 0 {
-		client.Transport = newLimitedTransport(tr, int64(cfg.LimitRate))
-	}
-	return client, header, nil
+	return tr, nil
 }
 
 // limitedTransport shares one token bucket among the bodies of every
