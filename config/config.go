@@ -72,6 +72,10 @@ type Options struct {
 	Overrides []Override
 	// Sets are "key=value" overrides (--set), applied last.
 	Sets []string
+	// StagesOptional accepts a configuration without stages: the graph
+	// comes from elsewhere (built in code, or a topology picked later).
+	// Stage entries that are there are not checked.
+	StagesOptional bool
 }
 
 // Override sets one key of the configuration.
@@ -135,7 +139,9 @@ func Load(opts Options) (*Config, error) {
 	}
 
 	errs = append(errs, Decode(k.Raw(), cfg, "", cfg.Position)...)
-	errs = append(errs, cfg.check()...)
+	if !opts.StagesOptional {
+		errs = append(errs, cfg.check()...)
+	}
 	if len(errs) > 0 {
 		return nil, &Error{Errs: errs}
 	}

@@ -62,6 +62,13 @@ func (cfg *Config) Graph(reg *pipeline.Registry) (*pipeline.Graph, error) {
 	if err != nil {
 		return nil, err
 	}
+	return cfg.Build(reg, nodes)
+}
+
+// Build builds the graph of nodes that Nodes returned (and the caller may
+// have changed, such as their workers): Graph in two steps. Wiring problems
+// come back as an *Error whose entries point at the stage's lines.
+func (cfg *Config) Build(reg *pipeline.Registry, nodes []pipeline.Node) (*pipeline.Graph, error) {
 	g, err := pipeline.Build(reg, nodes)
 	if err == nil {
 		if cfg.Checksum != "" && len(pipeline.Reporters[pipeline.Verifier](g)) == 0 {

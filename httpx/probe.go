@@ -340,7 +340,7 @@ func SafeFileName(name string) string {
 		return ""
 	}
 	if len(name) > maxFileName {
-		name = truncateName(name)
+		name = truncateName(name, maxFileName)
 	}
 	stem, _, _ := strings.Cut(name, ".")
 	switch strings.ToUpper(strings.TrimSpace(stem)) {
@@ -349,21 +349,21 @@ func SafeFileName(name string) string {
 		"LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9":
 		name = "_" + name
 		if len(name) > maxFileName {
-			name = truncateName(name)
+			name = truncateName(name, maxFileName)
 		}
 	}
 	return name
 }
 
-// truncateName cuts name to maxFileName bytes on a rune boundary, keeping an
+// truncateName cuts name to limit bytes on a rune boundary, keeping an
 // extension of up to 16 bytes.
-func truncateName(name string) string {
+func truncateName(name string, limit int) string {
 	ext := ""
 	if i := strings.LastIndexByte(name, '.'); i > 0 && len(name)-i <= 16 {
 		ext = name[i:]
 	}
 	stem := name[:len(name)-len(ext)]
-	limit := maxFileName - len(ext)
+	limit -= len(ext)
 	for limit > 0 && !utf8.RuneStart(stem[limit]) {
 		limit--
 	}

@@ -496,3 +496,31 @@ func ceilMiB(b ByteSize) string {
 	tenths := (int64(b)*10 + (1<<20 - 1)) >> 20
 	return fmt.Sprintf("%d.%dMiB", tenths/10, tenths%10)
 }
+
+// SetConnections gives n workers to every node whose type holds a network
+// connection per worker (Spec.Connects) and can run more than one worker
+// with its config, which is what asking for n connections means. It
+// returns how many nodes it changed; 0 means the nodes cannot use more
+// connections (a stream). A node's nil Config is filled with the defaults.
+func SetConnections(reg *Registry, nodes []Node, n int) int {
+	changed := 0
+	for i := range nodes {
+		nd := &nodes[i]
+		spec, ok := reg.Lookup(nd.Type)
+		if !ok || !spec.Connects {
+			continue
+		}
+		if nd.Config == nil {
+			nd.Config = spec.Config()
+		}
+		if reflect.TypeOf(nd.Config) != reflect.TypeOf(spec.Config()) {
+			continue // Build reports the wrong config type
+		}
+		if spec.WorkersAllowed(nd.Config) == 1 {
+			continue
+		}
+		nd.Workers = n
+		changed++
+	}
+	return changed
+}

@@ -1,0 +1,413 @@
+package dlflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/sourcegraph/conc/panics"
+
+	"github.com/dlflow/dlflow/config"
+	"github.com/dlflow/dlflow/httpx"
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// rangedThreshold is the smallest size for which the automatic topology
+// splits the download into ranges: below it, the extra requests cost more
+// than the parallelism buys.
+const rangedThreshold = 16 << 20
+
+// Download is a download that Client.Start started: a handle to watch it,
+// cancel it and wait for its end. Its methods are safe for concurrent use.
+type Download struct {
+	client *Client
+	req    *Request
+	log    zerolog.Logger
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+	begun  time.Time
+	// claim, set by a batch, reserves the output for this download; nil
+	// alone.
+	claim func(path string) error
+
+	// Set before done is closed.
+	result *Result
+	err    error
+
+	mu      sync.Mutex
+	info    Info
+	taps    []pipeline.ProgressReporter   // of the graph running
+	conns   []pipeline.ConnectionReporter // of the graph running
+	rate    rateMeter
+	stats   runStats
+	started bool // a graph started: Path.tmp may hold data
+}
+
+// Info describes a download once its probe answered.
+type Info struct {
+	// URL is the final URL after redirects, redacted (no password).
+	URL string
+	// Path is the output.
+	Path string
+	// Size is the resource's length, -1 when the server did not say.
+	Size int64
+	// Ranges reports whether the server answers range requests.
+	Ranges bool
+	// Topology names the graph that runs: the file, or
+	// "(built-in) NAME.yaml".
+	Topology string
+	// Connections is the most connections the graph opens at once.
+	Connections int
+	// MemoryBound is the most buffer memory the graph can hold.
+	MemoryBound pipeline.ByteSize
+}
+
+// Start starts downloading req in the background and returns its handle at
+// once. Cancelling ctx cancels the download. Problems with the request
+// itself come back from Wait as a *RequestError.
+func (c *Client) Start(ctx context.Context, req *Request) *Download {
+	return c.start(ctx, req, nil)
+}
+
+// start is Start with a batch's claim on the output.
+func (c *Client) start(ctx context.Context, req *Request, claim func(path string) error) *Download {
+	ctx, cancel := context.WithCancelCause(ctx)
+	d := &Download{client: c, req: req, log: c.logger(ctx), cancel: cancel, done: make(chan struct{}), begun: time.Now(), claim: claim}
+	d.info.Size = -1
+	go func() {
+		defer close(d.done)
+		defer cancel(nil)
+		var err error
+		if r := panics.Try(func() { err = d.run(ctx) }); r != nil {
+			err = r.AsError()
+		}
+		if err != nil && ctx.Err() != nil {
+			// Cancelled (say, during the probe): the cause is the reason,
+			// whatever the request said.
+			err = context.Cause(ctx)
+		}
+		d.result = d.finalResult(err)
+		if errors.Is(err, errSkipped) {
+			err = nil
+		}
+		d.err = err
+	}()
+	return d
+}
+
+// Wait waits for the download to end and returns its result, which is
+// never nil: on failure it says how far the download got. The error is nil
+// only when the output is complete (and verified, where a checksum was
+// set), or skipped as asked.
+func (d *Download) Wait() (*Result, error) {
+	<-d.done
+	return d.result, d.err
+}
+
+// Done is closed when the download has ended.
+func (d *Download) Done() <-chan struct{} { return d.done }
+
+// Cancel stops the download; Wait then returns an error that wraps
+// context.Canceled. The partial data stays for a later resume.
+func (d *Download) Cancel() { d.cancel(context.Canceled) }
+
+// Request returns the request being downloaded.
+func (d *Download) Request() *Request { return d.req }
+
+// Info describes the download; its fields are zero until the probe
+// answered (Hooks.Started).
+func (d *Download) Info() Info {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.info
+}
+
+// run is the whole download: configuration, probe, topology, output,
+// run, and one restart if the file changed on the server.
+func (d *Download) run(ctx context.Context) error {
+	req := d.req
+	if err := req.check(); err != nil {
+		return err
+	}
+	pre, err := d.load(req.Topology, true)
+	if err != nil {
+		return err
+	}
+	rawURL := pre.URL
+	if strings.TrimSpace(rawURL) == "" {
+		return requestErrorf("URL", "no URL")
+	}
+	if _, err := httpx.CheckURL(rawURL); err != nil {
+		return &RequestError{Field: "URL", Err: err}
+	}
+	d.setInfo(func(i *Info) { i.URL = httpx.RedactURL(rawURL) })
+	client, header, err := d.client.httpClient(pre.HTTP)
+	if err != nil {
+		return &RequestError{Field: "Config", Err: err} // it names the http.* key
+	}
+	if pre.HTTP.Insecure {
+		d.log.Warn().Msg("TLS certificate verification is off (http.insecure): anyone on the network path can read and alter the download")
+	}
+
+	// With the output known, a doomed run (output exists, directory not
+	// writable) fails before any network I/O.
+	output := ""
+	if pre.Output != "" {
+		if output, err = placeIn(req.Dir, pre.Output); err != nil {
+			return &RequestError{Field: "Path", Err: err}
+		}
+		d.setInfo(func(i *Info) { i.Path = output })
+		if err := d.preflightAt(req.Topology, output); err != nil {
+			return err
+		}
+	}
+
+	res, err := d.probe(ctx, client, header, rawURL)
+	if err != nil {
+		return err
+	}
+	if output == "" {
+		if output, err = placeIn(req.Dir, defaultName(res)); err != nil {
+			return &RequestError{Field: "Path", Err: err}
+		}
+		d.setInfo(func(i *Info) { i.Path = output })
+	}
+	if d.claim != nil {
+		if err := d.claim(output); err != nil {
+			return err
+		}
+	}
+	for restarted := false; ; restarted = true {
+		err = d.runOnce(ctx, res, output, restarted)
+		if !errors.Is(err, httpx.ErrResourceChanged) || restarted || ctx.Err() != nil {
+			return err
+		}
+		// The bytes so far belong to the old version and must never be
+		// mixed with the new one: probe again and start from zero, once. A
+		// second change fails, so a file that changes all the time cannot
+		// loop.
+		d.log.Warn().Err(err).Msg("the file changed on the server; probing again and restarting the download from zero")
+		if res, err = d.probe(ctx, client, header, rawURL); err != nil {
+			return fmt.Errorf("after the file changed: %w", err)
+		}
+	}
+}
+
+// runOnce picks the topology for res, builds its graph for output, and
+// runs it. fromZero discards what an earlier run left.
+func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output string, fromZero bool) error {
+	topology := d.req.Topology
+	if topology.auto() {
+		topology = Topology{Name: "stream"}
+		if res.AcceptRanges && res.Size >= rangedThreshold {
+			topology = Topology{Name: "ranged"}
+		}
+	}
+	g, err := d.graph(topology, output, res, fromZero)
+	if err != nil {
+		if d.req.SkipExisting && errors.Is(err, ErrOutputExists) {
+			return errSkipped
+		}
+		return err
+	}
+	release, err := d.client.hosts.acquire(ctx, hostKey(res.URL), max(g.Connections(), 1))
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	d.setInfo(func(i *Info) {
+		i.URL, i.Path, i.Size, i.Ranges = httpx.RedactURL(res.URL), output, res.Size, res.AcceptRanges
+		i.Topology, i.Connections, i.MemoryBound = topology.describe(), max(g.Connections(), 1), g.MemoryBound()
+	})
+	if h := d.req.Hooks.Started; h != nil {
+		h(d)
+	}
+	d.log.Info().Str("url", httpx.RedactURL(res.URL)).Int64("size", res.Size).Bool("ranges", res.AcceptRanges).
+		Str("output", output).Stringer("memory_bound", g.MemoryBound()).Msg("starting")
+
+	d.mu.Lock()
+	d.taps = pipeline.Reporters[pipeline.ProgressReporter](g)
+	d.conns = pipeline.Reporters[pipeline.ConnectionReporter](g)
+	d.started = true
+	d.rate = rateMeter{}
+	d.mu.Unlock()
+	start := time.Now()
+	err = g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log, Metrics: d.req.Metrics})
+	d.mu.Lock()
+	d.stats.add(g)
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	d.log.Info().Str("output", output).Int64("bytes", res.Size).Dur("elapsed", elapsed).
+		Float64("rate", float64(max(res.Size, 0))/elapsed.Seconds()).Msg("done")
+	return nil
+}
+
+// errSkipped ends a download whose output exists when the request says to
+// skip it.
+var errSkipped = errors.New("skipped: the output exists")
+
+// probe asks the server about rawURL, holding one connection of the host's.
+func (d *Download) probe(ctx context.Context, client *http.Client, header http.Header, rawURL string) (*pipeline.Resource, error) {
+	release, err := d.client.hosts.acquire(ctx, hostKey(rawURL), 1)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	res, err := httpx.Probe(ctx, client, header, rawURL)
+	switch {
+	case errors.Is(err, httpx.ErrInvalidURL):
+		return nil, &RequestError{Field: "URL", Err: err}
+	case err != nil:
+		return nil, &ProbeError{URL: httpx.RedactURL(rawURL), Err: err}
+	}
+	return res, nil
+}
+
+// graph loads topology for output and res, and builds and checks its
+// graph: connections as asked (within the client's per-host cap), and a
+// preflight of its stages.
+func (d *Download) graph(topology Topology, output string, res *pipeline.Resource, fromZero bool) (*pipeline.Graph, error) {
+	reg := d.client.reg
+	cfg, err := d.load(topology, false)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Output = output
+	if fromZero {
+		cfg.Resume = false
+	}
+	nodes, err := d.nodes(cfg, topology)
+	if err != nil {
+		return nil, err
+	}
+	if n := d.req.Connections; n > 0 && pipeline.SetConnections(reg, nodes, n) == 0 {
+		if !d.req.Topology.auto() {
+			return nil, connectionsError(topology.describe())
+		}
+		why := "the file is smaller than 16 MiB"
+		if !res.AcceptRanges || res.Size < 0 {
+			why = "the server does not answer range requests or does not say the size"
+		}
+		d.log.Info().Int("connections", n).Msgf("downloading over one connection: %s", why)
+	}
+	g, err := d.build(cfg, nodes)
+	if err != nil {
+		return nil, err
+	}
+	if limit := d.client.maxPerHost; limit > 0 && g.Connections() > limit {
+		asked := g.Connections()
+		capConnections(reg, nodes, limit)
+		if g, err = d.build(cfg, nodes); err != nil {
+			return nil, err
+		}
+		d.log.Info().Int("connections", asked).Int("max_per_host", limit).Int("now", g.Connections()).
+			Msg("fewer connections for this download: the client caps the connections to one host")
+	}
+	if err := g.Preflight(d.log); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// preflightAt lets the stages of topology refuse output before the probe
+// (the output exists, its directory is not writable). An automatic
+// topology is checked with the stream topology's stages, whose sink the
+// ranged one shares.
+func (d *Download) preflightAt(topology Topology, output string) error {
+	if topology.auto() {
+		topology = Topology{Name: "stream"}
+	}
+	cfg, err := d.load(topology, false)
+	if err != nil {
+		return err
+	}
+	cfg.Output = output
+	nodes, err := d.nodes(cfg, topology)
+	if err != nil {
+		return err
+	}
+	g, err := d.build(cfg, nodes)
+	if err != nil {
+		return err
+	}
+	err = g.Preflight(d.log)
+	if d.req.SkipExisting && errors.Is(err, ErrOutputExists) {
+		return errSkipped
+	}
+	return err
+}
+
+// nodes returns the nodes of the topology: decoded from cfg, or the
+// request's own with the run-wide settings taken.
+func (d *Download) nodes(cfg *config.Config, topology Topology) ([]pipeline.Node, error) {
+	if topology.Nodes == nil {
+		return cfg.Nodes(d.client.reg)
+	}
+	nodes := append([]pipeline.Node(nil), topology.Nodes...)
+	for i := range nodes {
+		spec, ok := d.client.reg.Lookup(nodes[i].Type)
+		if !ok {
+			continue // Build names it
+		}
+		if nodes[i].Config == nil {
+			nodes[i].Config = spec.Config()
+		}
+		if st, ok := nodes[i].Config.(pipeline.SettingsTaker); ok {
+			st.TakeSettings(cfg.Settings())
+		}
+	}
+	return nodes, nil
+}
+
+// build builds nodes, with config positions in wiring errors when they came
+// from a file.
+func (d *Download) build(cfg *config.Config, nodes []pipeline.Node) (*pipeline.Graph, error) {
+	if d.req.Topology.Nodes != nil {
+		return pipeline.Build(d.client.reg, nodes)
+	}
+	return cfg.Build(d.client.reg, nodes)
+}
+
+// capConnections shares limit connections among the nodes that connect, at
+// least one each.
+func capConnections(reg *pipeline.Registry, nodes []pipeline.Node, limit int) {
+	var connecting []*pipeline.Node
+	for i := range nodes {
+		if spec, ok := reg.Lookup(nodes[i].Type); ok && spec.Connects {
+			connecting = append(connecting, &nodes[i])
+		}
+	}
+	for _, n := range connecting {
+		n.Workers = min(max(n.Workers, 1), max(limit/len(connecting), 1))
+	}
+}
+
+func (d *Download) setInfo(f func(*Info)) {
+	d.mu.Lock()
+	f(&d.info)
+	d.mu.Unlock()
+}
+
+// partial is the file that holds what a failed download received, or "".
+func (d *Download) partial() string {
+	d.mu.Lock()
+	path, started := d.info.Path, d.started
+	d.mu.Unlock()
+	if !started || path == "" {
+		return ""
+	}
+	if _, err := os.Lstat(path + ".tmp"); err != nil {
+		return ""
+	}
+	return path + ".tmp"
+}

@@ -1,0 +1,52 @@
+package dlflow
+
+import (
+	"fmt"
+
+	"github.com/dlflow/dlflow/sinks"
+)
+
+// ErrOutputExists is what a download's error wraps when its output is
+// already there and the request asked neither to overwrite it nor to skip
+// it. Test for it with errors.Is.
+var ErrOutputExists = sinks.ErrOutputExists
+
+// RequestError is a request refused before any I/O: one of its fields has a
+// value the library cannot use. The CLI reports it as a usage error.
+type RequestError struct {
+	// Field names the Request field at fault: "URL", "Path", "Dir",
+	// "Connections", "Header", "Overwrite", "Topology".
+	Field string
+	Err   error
+}
+
+func (e *RequestError) Error() string { return e.Err.Error() }
+func (e *RequestError) Unwrap() error { return e.Err }
+
+func requestErrorf(field, format string, args ...any) error {
+	return &RequestError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// OutputClaimedError is the error of a download of a batch whose output
+// is already the output of another download of the same batch: two
+// downloads writing one file would corrupt it.
+type OutputClaimedError struct {
+	Path string
+	// By is the request that claimed Path first.
+	By *Request
+}
+
+func (e *OutputClaimedError) Error() string {
+	return fmt.Sprintf("%s is already the output of another download of the batch", e.Path)
+}
+
+// ProbeError is the error of a download whose probe (the first request,
+// which learns the size, range support and validators) failed; Err says
+// why.
+type ProbeError struct {
+	URL string // redacted
+	Err error
+}
+
+func (e *ProbeError) Error() string { return "probe: " + e.Err.Error() }
+func (e *ProbeError) Unwrap() error { return e.Err }

@@ -1,0 +1,134 @@
+package dlflow
+
+import (
+	"strings"
+
+	"github.com/dlflow/dlflow/config"
+	"github.com/dlflow/dlflow/examples"
+)
+
+// load reads the configuration of topology with the request layered on:
+// the topology's YAML < DLFLOW_ environment < the request's fields and
+// Config < its Sets. Before the probe an automatic topology is not known
+// yet: then (and for a graph built in code) the configuration has no
+// stages, only the top-level keys and http.
+//
+// For a topology the library picked itself, the environment keys and Sets
+// that name stages it does not have are left out (with a log line): they
+// were meant for the other built-in topology.
+func (d *Download) load(t Topology, beforeProbe bool) (*config.Config, error) {
+	req := d.req
+	opts := config.Options{
+		Overrides: req.overrides(),
+		Sets:      req.Sets,
+		Environ:   req.Environ,
+	}
+	if opts.Environ == nil {
+		opts.Environ = []string{} // the library reads no environment unless asked
+	}
+	switch {
+	case t.auto() || t.Nodes != nil:
+		opts.StagesOptional = true
+	case t.Name != "":
+		name := builtinName(t.Name)
+		data, err := examples.FS.ReadFile(name)
+		if err != nil {
+			return nil, requestErrorf("Topology", "no built-in topology %q (built-in: %s)", t.Name, strings.Join(examples.Topologies, ", "))
+		}
+		opts.File, opts.Data = "(built-in) "+name, data
+		if req.Topology.auto() && !beforeProbe {
+			ids, err := stageIDs(opts.File, data)
+			if err != nil {
+				return nil, err
+			}
+			opts.Sets = d.keepStageKeys(ids, opts.Sets, "--set", func(s string) string { k, _, _ := strings.Cut(s, "="); return strings.TrimSpace(k) })
+			opts.Environ = d.keepStageKeys(ids, opts.Environ, "environment", envKey)
+		}
+	default:
+		opts.File, opts.Data = t.File, t.Data
+	}
+	cfg, err := config.Load(opts)
+	if err != nil {
+		return nil, err
+	}
+	if req.NoResume {
+		cfg.Resume = false
+	}
+	for name, values := range req.Header {
+		if cfg.HTTP.Headers == nil {
+			cfg.HTTP.Headers = map[string]string{}
+		}
+		for k := range cfg.HTTP.Headers {
+			if strings.EqualFold(k, name) {
+				delete(cfg.HTTP.Headers, k) // the request wins over the file
+			}
+		}
+		if len(values) > 0 {
+			cfg.HTTP.Headers[name] = values[len(values)-1]
+		}
+	}
+	return cfg, nil
+}
+
+// overrides are the request's fields as configuration keys.
+func (r *Request) overrides() []config.Override {
+	var out []config.Override
+	add := func(key string, value any) { out = append(out, config.Override{Key: key, Value: value}) }
+	if r.URL != "" {
+		add("url", r.URL)
+	}
+	if r.Path != "" {
+		add("output", r.Path)
+	}
+	if r.Overwrite {
+		add("overwrite", true)
+	}
+	if r.Checksum != "" {
+		add("checksum", r.Checksum)
+	}
+	if r.LimitRate > 0 {
+		add("http.limit_rate", r.LimitRate)
+	}
+	return append(out, r.Config...)
+}
+
+// stageIDs lists the stages a topology file declares.
+func stageIDs(file string, data []byte) (map[string]bool, error) {
+	cfg, err := config.Load(config.Options{File: file, Data: data, Environ: []string{}})
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]bool{}
+	for _, id := range cfg.StageIDs() {
+		ids[id] = true
+	}
+	return ids, nil
+}
+
+// keepStageKeys drops the entries whose key (as key returns it) names a
+// stage not in ids, logging each.
+func (d *Download) keepStageKeys(ids map[string]bool, entries []string, origin string, key func(string) string) []string {
+	var kept []string
+	for _, e := range entries {
+		k := key(e)
+		if rest, ok := strings.CutPrefix(k, "stages."); ok {
+			id, _, _ := strings.Cut(rest, ".")
+			if !ids[id] {
+				d.log.Info().Str("key", k).Str("from", origin).Msg("ignored: the topology picked for this download has no such stage")
+				continue
+			}
+		}
+		kept = append(kept, e)
+	}
+	return kept
+}
+
+// envKey is the config key a DLFLOW_ environment entry sets, or "".
+func envKey(entry string) string {
+	name, _, _ := strings.Cut(entry, "=")
+	rest, ok := strings.CutPrefix(name, config.EnvPrefix)
+	if !ok {
+		return ""
+	}
+	return strings.ReplaceAll(strings.ToLower(rest), "__", ".")
+}

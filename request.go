@@ -1,0 +1,178 @@
+package dlflow
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+
+	"github.com/dlflow/dlflow/config"
+	"github.com/dlflow/dlflow/httpx"
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// MaxConnections is the most connections one download may ask for. More
+// would not fill a link any faster, and each costs buffers (see the memory
+// bound) and a slot in the server's connection table.
+const MaxConnections = 64
+
+// Request is one download: what to fetch, where to put it, and how. Only
+// URL is required. A Request must not be changed while its download runs.
+type Request struct {
+	// URL is the http or https URL to download. It may carry credentials
+	// (https://user:pass@host/); they are never logged nor stored.
+	URL string
+	// Path is where the file ends up. "" names it after the server's
+	// Content-Disposition, else the URL's last path segment, made safe.
+	// With Dir set, Path must be a relative path inside Dir.
+	Path string
+	// Dir is the directory of the output. A Path inside it (or the name
+	// the server suggests) may not leave it: no absolute path, no "..",
+	// no symlink on the way. Missing directories under Dir are created.
+	Dir string
+
+	// Topology is the graph of stages that downloads. The zero Topology
+	// picks one from the probe: ranged when the server takes ranges and
+	// the file is 16 MiB or more, else stream.
+	Topology Topology
+	// Connections, when positive, sets the workers of the stages that hold
+	// a connection each (http.reader): at most MaxConnections. A topology
+	// that cannot use more than one connection logs that at info level.
+	Connections int
+	// Checksum is the expected digest as algorithm:hex (sha256, sha512,
+	// sha1, md5). The download fails, and keeps nothing, on a mismatch.
+	Checksum string
+	// NoResume starts over instead of continuing a partial download that
+	// an earlier run left at Path.tmp.
+	NoResume bool
+	// Overwrite replaces an existing output. Without it, and without
+	// SkipExisting, an existing output is an error that wraps
+	// ErrOutputExists, and nothing is fetched.
+	Overwrite bool
+	// SkipExisting leaves an existing output alone and succeeds with
+	// Result.Skipped set.
+	SkipExisting bool
+	// Header holds extra request headers, sent with every request (a
+	// Header value here wins over the topology's http.headers). Range and
+	// Accept-Encoding are the library's own and may not be set.
+	Header http.Header
+	// LimitRate, when positive, caps the whole download (all connections
+	// together) at this many bytes per second.
+	LimitRate int64
+
+	// Config sets configuration keys above the topology file and the
+	// environment, the way the command line's flags do. Sets are
+	// "key=value" strings applied after them (--set). Both apply to the
+	// topology that runs, also when it is picked after the probe.
+	Config []config.Override
+	Sets   []string
+	// Environ lists the "KEY=value" pairs whose DLFLOW_ keys set the
+	// configuration; nil reads none (the CLI passes os.Environ()).
+	Environ []string
+
+	// Metrics, when set, collects per-stage counters of the run.
+	Metrics *pipeline.Metrics
+	// Hooks are called as the download goes.
+	Hooks Hooks
+}
+
+// Hooks are called from the download's goroutine; they must return
+// promptly.
+type Hooks struct {
+	// Started is called once the probe answered and the output, the
+	// topology and the connections are known, before the first byte is
+	// fetched; d.Info() describes them. It is called again if the file
+	// changed on the server and the download starts over.
+	Started func(d *Download)
+}
+
+// Topology says which graph of stages a download runs. Set at most one
+// field; the zero Topology picks a built-in one after the probe.
+type Topology struct {
+	// Name is a built-in topology: "stream", "buffered", "ranged" or
+	// "ranged-ordered" (with or without ".yaml").
+	Name string
+	// File is a YAML topology file (see examples/).
+	File string
+	// Data is a YAML topology itself; File, when set, names it in errors.
+	Data []byte
+	// Nodes is a graph built in code. Their configs take the request's
+	// settings (output, overwrite, resume, checksum) where they implement
+	// pipeline.SettingsTaker, and Connections sets the workers of the
+	// stages that connect.
+	Nodes []pipeline.Node
+}
+
+func (t Topology) auto() bool {
+	return t.Name == "" && t.File == "" && t.Data == nil && t.Nodes == nil
+}
+
+// describe names the topology for results and logs: the file, or
+// "(built-in) NAME.yaml", or "(code)".
+func (t Topology) describe() string {
+	switch {
+	case t.File != "":
+		return t.File
+	case t.Name != "":
+		return "(built-in) " + builtinName(t.Name)
+	case t.Nodes != nil:
+		return "(code)"
+	case t.Data != nil:
+		return "(data)"
+	}
+	return ""
+}
+
+func builtinName(name string) string {
+	if strings.HasSuffix(name, ".yaml") {
+		return name
+	}
+	return name + ".yaml"
+}
+
+// check refuses what the request says that the library cannot do, before
+// any I/O.
+func (r *Request) check() error {
+	set := 0
+	for _, ok := range []bool{r.Topology.Name != "", r.Topology.File != "" || r.Topology.Data != nil, r.Topology.Nodes != nil} {
+		if ok {
+			set++
+		}
+	}
+	switch {
+	case r.Connections < 0 || r.Connections > MaxConnections:
+		return requestErrorf("Connections", "connections must be between 1 and %d, got %d", MaxConnections, r.Connections)
+	case r.Overwrite && r.SkipExisting:
+		return requestErrorf("Overwrite", "overwrite and skip-existing contradict each other")
+	case set > 1:
+		return requestErrorf("Topology", "a topology is a name, a file or data, or nodes: set one")
+	case r.LimitRate < 0:
+		return requestErrorf("LimitRate", "the rate limit must not be negative, got %d", r.LimitRate)
+	}
+	for name, values := range r.Header {
+		switch {
+		case strings.EqualFold(name, "Range"):
+			return requestErrorf("Header", "the Range header is the download's own: the stages ask for the ranges they need")
+		case strings.EqualFold(name, "Accept-Encoding"):
+			return requestErrorf("Header", "the Accept-Encoding header is the download's own: a compressed body breaks sizes and offsets")
+		}
+		for _, v := range values {
+			if _, _, err := httpx.ParseHeader(name + ": " + v); err != nil {
+				return &RequestError{Field: "Header", Err: err}
+			}
+		}
+	}
+	if r.Path != "" && r.Dir != "" && !filepath.IsLocal(r.Path) {
+		return requestErrorf("Path", "%q is not a relative path inside %s", r.Path, r.Dir)
+	}
+	return nil
+}
+
+// errNoStagesOpenConnections says a topology given by the user cannot take
+// Connections.
+var errNoStagesOpenConnections = errors.New("has no stage that opens several connections (such as http.reader)")
+
+func connectionsError(topology string) error {
+	return &RequestError{Field: "Connections", Err: fmt.Errorf("%s %w", topology, errNoStagesOpenConnections)}
+}

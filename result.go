@@ -1,0 +1,204 @@
+package dlflow
+
+import (
+	"errors"
+	"math"
+	"os"
+	"time"
+
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// Result is how a download ended.
+type Result struct {
+	// URL is the URL asked for, redacted (no password).
+	URL string
+	// Path is the output, "" when it was not known yet.
+	Path string
+	// Bytes is the size of the output; on failure, the bytes in place so
+	// far (Resumed included).
+	Bytes int64
+	// Elapsed is the wall time of the download, probe included.
+	Elapsed time.Duration
+	// Connections is the most connections the download used at once.
+	Connections int
+	// Retries counts the retries of every request, over every run (a file
+	// that changed on the server restarts once).
+	Retries int64
+	// Resumed is the bytes an earlier run left that this one did not fetch.
+	Resumed int64
+	// Checksum is "algorithm:hex" when a digest was verified, else "".
+	Checksum string
+	// Topology names the graph that ran: the file, or "(built-in) NAME.yaml".
+	Topology string
+	// Skipped is set when the output existed and the request said to skip
+	// it (SkipExisting): nothing was fetched.
+	Skipped bool
+	// Partial is the file that keeps what a failed download received, for
+	// a later resume ("Path.tmp"), or "" when there is none.
+	Partial string
+}
+
+// Rate is the bytes this download fetched (Resumed left out) per second.
+func (r *Result) Rate() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(max(r.Bytes-r.Resumed, 0)) / r.Elapsed.Seconds()
+}
+
+// runStats is what the graph runs of one download reported.
+type runStats struct {
+	connections int
+	retries     int64 // over every run
+	resumed     int64 // of the last run
+	done        int64 // bytes in place, by the progress reporter, of the last run
+	checksum    string
+}
+
+// add reads the counters of g after a run.
+func (r *runStats) add(g *pipeline.Graph) {
+	r.connections = max(g.Connections(), 1)
+	for _, rr := range pipeline.Reporters[pipeline.RetryReporter](g) {
+		r.retries += rr.Retries()
+	}
+	r.resumed, r.done, r.checksum = 0, 0, ""
+	if taps := pipeline.Reporters[pipeline.ProgressReporter](g); len(taps) > 0 {
+		p := taps[0].Progress()
+		r.done, r.resumed = p.Done, p.Resumed
+	}
+	for _, v := range pipeline.Reporters[pipeline.Verifier](g) {
+		if vv := v.Verification(); vv.Verified {
+			r.checksum = vv.Algorithm + ":" + vv.Digest
+		}
+	}
+}
+
+// finalResult is the Result of a download that ended with err; it turns
+// errSkipped into a skipped result.
+func (d *Download) finalResult(err error) *Result {
+	d.mu.Lock()
+	info, stats := d.info, d.stats
+	d.mu.Unlock()
+	r := &Result{
+		URL:         info.URL,
+		Path:        info.Path,
+		Bytes:       stats.done,
+		Elapsed:     time.Since(d.begun),
+		Connections: max(stats.connections, 1),
+		Retries:     stats.retries,
+		Resumed:     stats.resumed,
+		Checksum:    stats.checksum,
+		Topology:    info.Topology,
+	}
+	switch {
+	case errors.Is(err, errSkipped):
+		r.Skipped, r.Bytes = true, 0
+		if fi, serr := os.Stat(info.Path); serr == nil {
+			r.Bytes = fi.Size()
+		}
+	case err == nil:
+		if fi, serr := os.Stat(info.Path); serr == nil {
+			r.Bytes = fi.Size()
+		}
+	default:
+		r.Partial = d.partial()
+		if r.Partial != "" {
+			d.log.Info().Str("partial", r.Partial).Msg("partial data kept")
+		}
+	}
+	if r.Topology == "" {
+		r.Topology = d.req.Topology.describe()
+	}
+	return r
+}
+
+// Progress is how far a running download is.
+type Progress struct {
+	// Done is the bytes of the resource in place (Resumed included).
+	Done int64
+	// Total is the size of the resource, -1 while unknown.
+	Total int64
+	// Resumed is the bytes an earlier run left that this one does not
+	// fetch again.
+	Resumed int64
+	// Rate is the bytes per second fetched, averaged over the last few
+	// seconds; 0 until it was measured.
+	Rate float64
+	// ETA is the time left at Rate, -1 when unknown.
+	ETA time.Duration
+	// Connections holds the bytes each connection delivered, for
+	// topologies whose stages report them (http.reader).
+	Connections []int64
+}
+
+// Progress reports how far the download is. It may be called at any time;
+// the rate is measured between calls at least rateMinInterval apart.
+func (d *Download) Progress() Progress {
+	d.mu.Lock()
+	taps, conns, total := d.taps, d.conns, d.info.Size
+	d.mu.Unlock()
+	p := Progress{Total: total, ETA: -1}
+	for _, c := range conns {
+		p.Connections = append(p.Connections, c.ConnectionBytes()...)
+	}
+	if len(taps) > 0 {
+		tp := taps[0].Progress()
+		p.Done, p.Resumed = tp.Done, tp.Resumed
+		if tp.Total >= 0 {
+			p.Total = tp.Total
+		}
+	} else {
+		for _, n := range p.Connections {
+			p.Done += n
+		}
+	}
+	d.mu.Lock()
+	p.Rate = d.rate.sample(time.Now(), p.Done-p.Resumed)
+	d.mu.Unlock()
+	switch left := p.Total - p.Done; {
+	case p.Total < 0:
+	case left <= 0:
+		p.ETA = 0
+	case p.Rate > 0:
+		p.ETA = time.Duration(float64(left) / p.Rate * float64(time.Second))
+	}
+	return p
+}
+
+// rateMeter smooths a byte rate over about rateWindow, from samples taken
+// whenever Progress is called.
+type rateMeter struct {
+	last    time.Time
+	bytes   int64
+	rate    float64
+	sampled bool
+}
+
+const (
+	rateWindow      = 2 * time.Second
+	rateMinInterval = 100 * time.Millisecond
+)
+
+func (m *rateMeter) sample(now time.Time, bytes int64) float64 {
+	if m.last.IsZero() {
+		m.last, m.bytes = now, bytes
+		return 0
+	}
+	dt := now.Sub(m.last)
+	if dt < rateMinInterval {
+		return m.rate
+	}
+	inst := float64(bytes-m.bytes) / dt.Seconds()
+	if m.sampled {
+		// An exponential average whose weight follows the time between
+		// samples, so that the window is about rateWindow however often
+		// Progress is called.
+		w := 1 - math.Exp(-dt.Seconds()/rateWindow.Seconds())
+		m.rate += w * (inst - m.rate)
+	} else {
+		m.rate, m.sampled = inst, true
+	}
+	m.last, m.bytes = now, bytes
+	return m.rate
+}
