@@ -79,6 +79,9 @@ func (c *Client) Start(ctx context.Context, req *Request) *Download {
 func (c *Client) start(ctx context.Context, req *Request, claim func(path string) error) *Download {
 	ctx, cancel := context.WithCancelCause(ctx)
 	d := &Download{client: c, req: req, log: c.logger(ctx), cancel: cancel, done: make(chan struct{}), begun: time.Now(), claim: claim}
+	if req.Label != "" {
+		d.log = d.log.With().Str("download", req.Label).Logger()
+	}
 	d.info.Size = -1
 	go func() {
 		defer close(d.done)

@@ -1,6 +1,7 @@
 package dlflow
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/dlflow/dlflow/config"
@@ -48,8 +49,12 @@ func (d *Download) load(t Topology, beforeProbe bool) (*config.Config, error) {
 		opts.File, opts.Data = t.File, t.Data
 	}
 	cfg, err := config.Load(opts)
-	if err != nil {
+	var ce *config.Error
+	switch {
+	case errors.As(err, &ce):
 		return nil, err
+	case err != nil: // the topology file cannot be read
+		return nil, &RequestError{Field: "Topology", Err: err}
 	}
 	if req.NoResume {
 		cfg.Resume = false

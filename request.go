@@ -71,6 +71,8 @@ type Request struct {
 	// configuration; nil reads none (the CLI passes os.Environ()).
 	Environ []string
 
+	// Label names the download in log lines (a batch's list line, say).
+	Label string
 	// Metrics, when set, collects per-stage counters of the run.
 	Metrics *pipeline.Metrics
 	// Hooks are called as the download goes.

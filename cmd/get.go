@@ -6,29 +6,17 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
+	"net/http"
 	"os"
-	"path"
 	"runtime/pprof"
-	"strings"
-	"time"
 
+	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/httpx"
 
-	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
-	"github.com/vbauerster/mpb/v8"
 
 	"github.com/dlflow/dlflow/config"
-	"github.com/dlflow/dlflow/examples"
-	"github.com/dlflow/dlflow/pipeline"
-	"github.com/dlflow/dlflow/sinks"
 )
-
-// rangedThreshold is the smallest size for which the default topology
-// splits the download into ranges: below it, the extra requests cost more
-// than the parallelism buys.
-const rangedThreshold = 16 << 20
 
 // getFlags are the flags of a download.
 type getFlags struct {
@@ -138,280 +126,170 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if isBatch(fs) {
 		return getBatch(ctx, args, fs, flags, stdin, stdout, stderr)
 	}
-	d := newDownload(fs, flags, stderr)
-	if err := d.checkArgs(); err != nil {
-		return d.exit(stdout, err)
+	rep := &reporter{stdout: stdout, stderr: stderr, quiet: flags.log.quiet, json: flags.json}
+	req, err := newRequest(fs, flags)
+	if err != nil {
+		return rep.exit(requestURL(fs), nil, err)
 	}
 	log, sink, err := flags.log.build(stderr)
 	if err != nil {
-		return d.exit(stdout, err)
+		return rep.exit(requestURL(fs), nil, err)
 	}
-	d.log, d.sink = log, sink
-	if err := d.run(ctx); err != nil {
-		if d.skipped(err) {
-			return d.exitSkipped(stdout)
+	client := dlflow.NewClient(dlflow.WithLogger(log))
+	defer client.CloseIdleConnections()
+
+	var bar *progressBar // drawn from the download's goroutine, read after Wait
+	if sink != nil && isTerminal(stderr) && !flags.log.quiet && !flags.noProgress {
+		req.Hooks.Started = func(d *dlflow.Download) {
+			bar.finish(false) // the file changed on the server: a new bar for the new run
+			bar = startBar(stderr, d, sink)
 		}
-		var ie *interrupted
-		if ctx.Err() != nil && errors.As(context.Cause(ctx), &ie) && !errors.As(err, &ie) {
-			// Cancelled before the graph ran (say, during the probe): the
-			// signal is the cause, whatever the request said.
-			err = ie
-		}
-		if d.output != "" && !errors.As(err, new(*usageError)) && d.started && !errors.Is(err, pipeline.ErrCorrupt) {
-			log.Info().Str("partial", d.output+".tmp").Msg("partial data kept")
-			if errors.As(err, &ie) {
-				if _, serr := os.Lstat(d.output + ".tmp"); serr == nil {
-					// The one line a user sees after Ctrl-C says how to go on.
-					err = fmt.Errorf("%w; partial data kept in %s", err, d.output+".tmp")
-				}
-			}
-		}
-		return d.exit(stdout, err)
 	}
-	return d.exit(stdout, nil)
-}
-
-// skipped reports whether err means the output exists and --skip-existing
-// says that is fine.
-func (d *download) skipped(err error) bool {
-	return d.flags.skipExisting && errors.Is(err, sinks.ErrOutputExists)
-}
-
-// exitSkipped reports a download skipped by --skip-existing: one line on
-// stderr (unless -q), the summary with "skipped" under --json; exit 0.
-func (d *download) exitSkipped(stdout io.Writer) int {
-	if !d.flags.log.quiet {
-		fmt.Fprintln(d.stderr, d.skipLine())
+	res, err := client.Start(ctx, req).Wait()
+	bar.finish(err == nil)
+	if err == nil {
+		err = writeRunMetrics(flags.metricsJSON, req.Metrics)
 	}
-	if d.flags.json {
-		d.skipSummary().writeJSON(stdout)
+	return rep.exit(requestURL(fs), res, err)
+}
+
+// newRequest turns the command line of one download into a request: the
+// flags that set config keys go in as overrides (so that an error names the
+// flag), the rest as fields.
+func newRequest(fs *pflag.FlagSet, flags *getFlags) (*dlflow.Request, error) {
+	if overwrite, _ := fs.GetBool("overwrite"); overwrite && flags.skipExisting {
+		return nil, usagef("--overwrite and --skip-existing contradict each other; give one")
 	}
-	return exitOK
-}
-
-func (d *download) skipLine() string {
-	return fmt.Sprintf("dlflow: skipped %s: it exists (--skip-existing)", d.target)
-}
-
-func (d *download) skipSummary() summary {
-	s := d.summary(nil, exitOK)
-	s.Skipped, s.RateBPS = true, 0
-	return s
-}
-
-// checkArgs checks what the flag parser cannot: the URL argument and the
-// format of the -H headers.
-func (d *download) checkArgs() error {
-	if overwrite, _ := d.fs.GetBool("overwrite"); overwrite && d.flags.skipExisting {
-		return usagef("--overwrite and --skip-existing contradict each other; give one")
-	}
-	switch d.fs.NArg() {
+	switch fs.NArg() {
 	case 0:
 	case 1:
-		if d.fs.Changed("url") {
-			return usagef("give the URL either as the argument or with --url, not both")
+		if fs.Changed("url") {
+			return nil, usagef("give the URL either as the argument or with --url, not both")
 		}
-		_ = d.fs.Set("url", d.fs.Arg(0))
+		_ = fs.Set("url", fs.Arg(0))
 	default:
-		return usagef("one URL at a time; got %d arguments", d.fs.NArg())
+		return nil, usagef("one URL at a time; got %d arguments", fs.NArg())
 	}
-	if u, _ := d.fs.GetString("url"); u != "" {
-		d.url = httpx.RedactURL(u) // for a summary of a failure before the config loads
+	req := &dlflow.Request{
+		Topology:     dlflow.Topology{File: flags.configFile},
+		NoResume:     flags.noResume,
+		SkipExisting: flags.skipExisting,
+		Config:       flagOverrides(fs),
+		Sets:         flags.sets,
+		Environ:      os.Environ(),
+		Metrics:      newRunMetrics(flags.metricsJSON),
 	}
-	for _, h := range d.flags.headers {
-		if _, _, err := httpx.ParseHeader(h); err != nil {
-			return usagef("-H/--header %w", err)
+	if fs.Changed("connections") {
+		if flags.connections < 1 {
+			return nil, usagef("--connections must be at least 1, got %d", flags.connections)
 		}
+		req.Connections = flags.connections
 	}
-	return nil
+	for _, h := range flags.headers {
+		name, value, err := httpx.ParseHeader(h)
+		if err != nil {
+			return nil, usagef("-H/--header %w", err)
+		}
+		if req.Header == nil {
+			req.Header = http.Header{}
+		}
+		req.Header[name] = []string{value} // as given: -H is sent as written
+	}
+	return req, nil
 }
 
-// exit reports the end of the run: the summary line on stderr (unless -q)
-// or the one error line, and with --json the summary as JSON on stdout. It
-// returns the exit code.
-func (d *download) exit(stdout io.Writer, err error) int {
+// requestURL is the URL of the command line, redacted, for a summary of a
+// failure that came before the library knew it.
+func requestURL(fs *pflag.FlagSet) string {
+	u, _ := fs.GetString("url")
+	if u == "" && fs.NArg() == 1 {
+		u = fs.Arg(0)
+	}
+	return httpx.RedactURL(u)
+}
+
+// reporter prints the end of a download: the summary line on stderr
+// (unless -q) or the one error line, and with --json the summary as JSON
+// on stdout.
+type reporter struct {
+	stdout, stderr io.Writer
+	quiet, json    bool
+}
+
+// exit reports how the download ended and returns the exit code.
+func (r *reporter) exit(url string, res *dlflow.Result, err error) int {
 	code := exitOK
+	err = cliError(err, res)
 	if err != nil {
-		code = fail(d.stderr, err)
+		code = fail(r.stderr, err)
 	}
-	sum := d.summary(err, code)
-	if err == nil && !d.flags.log.quiet {
-		fmt.Fprintln(d.stderr, sum.line())
+	sum := summaryOf(url, res, err, code)
+	switch {
+	case err == nil && res.Skipped && !r.quiet:
+		fmt.Fprintln(r.stderr, skipLine(res.Path))
+	case err == nil && !r.quiet:
+		fmt.Fprintln(r.stderr, sum.line())
 	}
-	if d.flags.json {
-		sum.writeJSON(stdout)
+	if r.json {
+		sum.writeJSON(r.stdout)
 	}
 	return code
 }
 
-// newDownload is a download with the parsed flags, before its logger is
-// built; a batch makes one per line of its list.
-func newDownload(fs *pflag.FlagSet, flags *getFlags, stderr io.Writer) *download {
-	return &download{flags: flags, fs: fs, log: zerolog.Nop(), stderr: stderr, begun: time.Now()}
+func skipLine(path string) string {
+	return fmt.Sprintf("dlflow: skipped %s: it exists (--skip-existing)", path)
 }
 
-// download is one run of the get command.
-type download struct {
-	flags   *getFlags
-	fs      *pflag.FlagSet
-	log     zerolog.Logger
-	sink    *logSink // where log lines go; nil before the logger is built
-	stderr  io.Writer
-	output  string
-	started bool           // the graph started running, so OUTPUT.tmp may hold data
-	hooks   *downloadHooks // limits shared with the other downloads of a batch; nil alone
-	bars    *mpb.Progress  // a batch's progress display, where this download adds its line; nil alone
-
-	// For the summary.
-	begun    time.Time
-	url      string // redacted
-	target   string // the output path once known, even before the run
-	topology string // the -c file, or "(built-in) NAME.yaml"
-	stats    runStats
-}
-
-func (d *download) run(ctx context.Context) error {
-	topology := "stream.yaml" // until the probe says ranges pay off
-	cfg, err := d.load(topology)
-	if err != nil {
+// cliError words a library error for the command line: what the user got
+// wrong is a usage error naming the flag, and an interruption says where
+// the partial data is.
+func cliError(err error, res *dlflow.Result) error {
+	var re *dlflow.RequestError
+	var ie *interrupted
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ie):
+		if res != nil && res.Partial != "" {
+			// The one line a user sees after Ctrl-C says how to go on.
+			return &interrupted{sig: ie.sig, partial: res.Partial}
+		}
 		return err
-	}
-	if cfg.URL == "" {
-		return usagef("no URL: give one as the argument or with --url")
-	}
-	d.url, d.target = httpx.RedactURL(cfg.URL), cfg.Output
-	client, header, err := httpx.NewClient(cfg.HTTP)
-	if err != nil {
-		return &usageError{err} // it names the http.* key
-	}
-	if cfg.HTTP.Insecure {
-		d.log.Warn().Msg("TLS certificate verification is off (--insecure, http.insecure): anyone on the network path can read and alter the download")
-	}
-	// The client is this run's alone: its idle keep-alive connections (and
-	// their two goroutines each) would otherwise outlive run() when the CLI
-	// is embedded or called from tests.
-	defer client.CloseIdleConnections()
-	// With an output known, a doomed run (output exists, directory not
-	// writable) fails before any network I/O.
-	if cfg.Output != "" {
-		if _, err := d.preflight(cfg); err != nil {
-			return err
-		}
-	}
-
-	release, err := d.beforeProbe(ctx, cfg.URL)
-	if err != nil {
-		return err
-	}
-	res, err := httpx.Probe(ctx, client, header, cfg.URL)
-	release()
-	if errors.Is(err, httpx.ErrInvalidURL) {
-		return &usageError{err} // refused before any request
-	}
-	if err != nil {
-		return fmt.Errorf("probe: %w", err)
-	}
-	if d.flags.configFile == "" && res.AcceptRanges && res.Size >= rangedThreshold {
-		if cfg, err = d.load("ranged.yaml"); err != nil {
-			return err
-		}
-	}
-	if cfg.Output == "" {
-		cfg.Output = defaultOutput(res)
-	}
-	d.target = cfg.Output
-	if release, err = d.beforeStart(ctx, res, cfg); err != nil {
-		return err
-	}
-	defer release()
-	g, err := d.preflight(cfg)
-	if err != nil {
-		return err
-	}
-	d.output = cfg.Output
-	d.log.Info().Str("url", httpx.RedactURL(res.URL)).Int64("size", res.Size).Bool("ranges", res.AcceptRanges).
-		Str("output", cfg.Output).Stringer("memory_bound", g.MemoryBound()).Msg("starting")
-
-	start := time.Now()
-	d.started = true
-	err = d.runGraph(ctx, g, res)
-	if errors.Is(err, httpx.ErrResourceChanged) && ctx.Err() == nil {
-		// The bytes so far belong to the old version and must never be
-		// mixed with the new one: start again from zero, once (without
-		// resume the file sink replaces the stale OUTPUT.tmp). A second
-		// change fails, so a file that changes all the time cannot loop.
-		d.log.Warn().Err(err).Msg("the file changed on the server; restarting the download from zero")
-		if res, err = httpx.Probe(ctx, client, header, cfg.URL); err != nil {
-			return fmt.Errorf("probe after the file changed: %w", err)
-		}
-		cfg.Resume = false // from zero, whatever the sink's state file says
-		if g, err = d.preflight(cfg); err != nil {
-			return err
-		}
-		start = time.Now()
-		err = d.runGraph(ctx, g, res)
-	}
-	if err != nil {
-		return err
-	}
-	elapsed := time.Since(start)
-	d.log.Info().Str("output", cfg.Output).Int64("bytes", res.Size).Dur("elapsed", elapsed).
-		Str("rate", humanRate(float64(max(res.Size, 0))/elapsed.Seconds())).Msg("done")
-	return nil
-}
-
-// load reads the topology: the -c file, or the named embedded example.
-func (d *download) load(embedded string) (*config.Config, error) {
-	opts := config.Options{File: d.flags.configFile, Overrides: flagOverrides(d.fs), Sets: d.flags.sets}
-	d.topology = opts.File
-	if opts.File == "" {
-		data, err := examples.FS.ReadFile(embedded)
-		if err != nil {
-			return nil, err
-		}
-		opts.File, opts.Data = "(built-in) "+embedded, data
-		d.topology = opts.File
-	}
-	cfg, err := config.Load(opts)
-	if err != nil {
-		return nil, configError(err)
-	}
-	if d.flags.noResume {
-		cfg.Resume = false
-	}
-	for _, h := range d.flags.headers {
-		name, value, _ := httpx.ParseHeader(h) // checked in checkArgs
-		if cfg.HTTP.Headers == nil {
-			cfg.HTTP.Headers = map[string]string{}
-		}
-		for k := range cfg.HTTP.Headers {
-			if strings.EqualFold(k, name) {
-				delete(cfg.HTTP.Headers, k) // the flag wins over the file
+	case errors.As(err, &re):
+		switch re.Field {
+		case "URL":
+			if re.Err.Error() == "no URL" {
+				return usagef("no URL: give one as the argument or with --url")
 			}
+		case "Connections":
+			return usagef("--connections: %w", re.Err)
 		}
-		cfg.HTTP.Headers[name] = value
+		return &usageError{err}
+	case errors.As(err, new(*config.Error)):
+		return &usageError{err}
 	}
-	if n := d.flags.connections; d.fs.Changed("connections") {
-		if n < 1 {
-			return nil, usagef("--connections must be at least 1, got %d", n)
-		}
-		if cfg.SetConnections(pipeline.DefaultRegistry, n) == 0 && d.flags.configFile != "" {
-			return nil, usagef("--connections: %s has no stage that opens several connections (such as http.reader)", d.flags.configFile)
-		}
-	}
-	return cfg, nil
+	return err
 }
 
-// preflight builds the graph and lets its stages refuse the run.
-func (d *download) preflight(cfg *config.Config) (*pipeline.Graph, error) {
-	g, err := cfg.Graph(pipeline.DefaultRegistry)
-	if err != nil {
-		return nil, configError(err)
-	}
-	if err := g.Preflight(d.log); err != nil {
-		return nil, err
-	}
-	return g, nil
+// flagKeys maps command line flags to the config keys they set. Repeated
+// -H/--header flags are not here: each sets one key under http.headers,
+// which load applies itself.
+var flagKeys = map[string]string{
+	"url": "url", "output": "output", "overwrite": "overwrite", "checksum": "checksum",
+	"user-agent": "http.user_agent", "user": "http.basic_auth", "proxy": "http.proxy",
+	"ca-cert": "http.ca_cert", "insecure": "http.insecure", "limit-rate": "http.limit_rate",
+}
+
+// flagOverrides are the config keys that the flags given on the command
+// line set, for config.Load.
+func flagOverrides(fs *pflag.FlagSet) []config.Override {
+	var out []config.Override
+	fs.Visit(func(f *pflag.Flag) {
+		if key, ok := flagKeys[f.Name]; ok {
+			out = append(out, config.Override{Key: key, Value: f.Value.String(), Origin: "--" + f.Name})
+		}
+	})
+	return out
 }
 
 func configError(err error) error {
@@ -444,59 +322,4 @@ func startCPUProfile(path string) (stop func() error, err error) {
 		}
 		return nil
 	}, nil
-}
-
-// defaultOutput names the output when the user did not: the server's
-// Content-Disposition name, else the URL's last path segment, made safe.
-func defaultOutput(res *pipeline.Resource) string {
-	if res.FileName != "" {
-		return res.FileName
-	}
-	if u, err := url.Parse(res.URL); err == nil {
-		if name := httpx.SafeFileName(path.Base(u.Path)); name != "" {
-			return name
-		}
-	}
-	return "download"
-}
-
-// runGraph runs g, with a progress bar when stderr is a terminal, and
-// collects what the summary reports.
-func (d *download) runGraph(ctx context.Context, g *pipeline.Graph, res *pipeline.Resource) error {
-	var bar *progressBar
-	switch {
-	case d.bars != nil:
-		bar = addBatchBar(d.bars, g, d.output, res.Size)
-	case d.sink != nil && isTerminal(d.stderr) && !d.flags.log.quiet && !d.flags.noProgress:
-		bar = startBar(d.stderr, g, d.sink, d.output, res.Size)
-	}
-	metrics := newRunMetrics(d.flags.metricsJSON)
-	err := g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log, Metrics: metrics})
-	if err == nil {
-		err = writeRunMetrics(d.flags.metricsJSON, metrics)
-	}
-	bar.finish(err == nil)
-	d.stats.add(g)
-	return err
-}
-
-// flagKeys maps command line flags to the config keys they set. Repeated
-// -H/--header flags are not here: each sets one key under http.headers,
-// which load applies itself.
-var flagKeys = map[string]string{
-	"url": "url", "output": "output", "overwrite": "overwrite", "checksum": "checksum",
-	"user-agent": "http.user_agent", "user": "http.basic_auth", "proxy": "http.proxy",
-	"ca-cert": "http.ca_cert", "insecure": "http.insecure", "limit-rate": "http.limit_rate",
-}
-
-// flagOverrides are the config keys that the flags given on the command
-// line set, for config.Load.
-func flagOverrides(fs *pflag.FlagSet) []config.Override {
-	var out []config.Override
-	fs.Visit(func(f *pflag.Flag) {
-		if key, ok := flagKeys[f.Name]; ok {
-			out = append(out, config.Override{Key: key, Value: f.Value.String(), Origin: "--" + f.Name})
-		}
-	})
-	return out
 }

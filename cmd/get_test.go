@@ -14,7 +14,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/dlflow/dlflow/bench/origin"
-	"github.com/dlflow/dlflow/pipeline"
 )
 
 // exampleTopologies are the shipped topology files, relative to this
@@ -230,32 +229,6 @@ func TestGetDefaultTopology(t *testing.T) {
 				t.Errorf("%d plain GETs, want one stream: %+v", n, log)
 			}
 		})
-	}
-}
-
-// TestDefaultOutput covers how the output is named when -o is not given;
-// the testscript download_noname case runs the same through the CLI.
-func TestDefaultOutput(t *testing.T) {
-	cases := []struct {
-		res  pipeline.Resource
-		want string
-	}{
-		{pipeline.Resource{URL: "http://h/dir/file.bin"}, "file.bin"},
-		{pipeline.Resource{URL: "http://h/dir/file.bin?sig=abc#frag"}, "file.bin"},
-		{pipeline.Resource{URL: "http://h/a%20b.iso"}, "a b.iso"},
-		{pipeline.Resource{URL: "http://h/dir/file.bin", FileName: "server.tar"}, "server.tar"},
-		{pipeline.Resource{URL: "http://h/"}, "download"},
-		{pipeline.Resource{URL: "http://h"}, "download"},
-		{pipeline.Resource{URL: "http://h/.."}, "download"},
-		{pipeline.Resource{URL: "http://h/%2e%2e%2fetc%2fpasswd"}, "passwd"},
-	}
-	for _, c := range cases {
-		if got := defaultOutput(&c.res); got != c.want {
-			t.Errorf("defaultOutput(%q, %q) = %q, want %q", c.res.URL, c.res.FileName, got, c.want)
-		}
-		if got := defaultOutput(&c.res); filepath.Base(got) != got {
-			t.Errorf("defaultOutput(%q) = %q is a path, not a name", c.res.URL, got)
-		}
 	}
 }
 

@@ -74,9 +74,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 // interrupted is the cancellation cause when a signal stops a run.
-type interrupted struct{ sig os.Signal }
+type interrupted struct {
+	sig     os.Signal
+	partial string // where the partial data is kept, once known
+}
 
-func (e *interrupted) Error() string { return "interrupted by " + signalName(e.sig) }
+func (e *interrupted) Error() string {
+	if e.partial != "" {
+		return "interrupted by " + signalName(e.sig) + "; partial data kept in " + e.partial
+	}
+	return "interrupted by " + signalName(e.sig)
+}
 
 func signalName(sig os.Signal) string {
 	if sig == syscall.SIGTERM {

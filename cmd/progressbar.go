@@ -8,10 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dlflow/dlflow"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
-
-	"github.com/dlflow/dlflow/pipeline"
 )
 
 // barPoll is how often the bar reads the stages' counters; barAlpha weighs
@@ -24,10 +23,9 @@ const (
 )
 
 // progressBar draws a download on a terminal: one line for the whole file
-// (bytes, percentage, smoothed rate, eta) and, for ranged topologies, one
-// line per connection (bytes and rate of each http.reader replica). It
-// reads the counters the running stages expose: progress.tap's Progress
-// and http.reader's ReplicaBytes.
+// (bytes, percentage, rate, eta) and, for ranged topologies, one line per
+// connection (bytes and smoothed rate of each). It polls the download's
+// Progress.
 type progressBar struct {
 	p     *mpb.Progress
 	main  *mpb.Bar
@@ -36,8 +34,7 @@ type progressBar struct {
 	// the bar is one line, removed when the download ends.
 	shared bool
 
-	tap     pipeline.ProgressReporter // nil: sum the readers instead
-	readers []pipeline.ConnectionReporter
+	d *dlflow.Download
 
 	mu    sync.Mutex // guards stats, which the decorators read
 	stats barStats
@@ -50,8 +47,7 @@ type progressBar struct {
 type barStats struct {
 	done, total int64 // total -1: unknown
 	rate        float64
-	sampled     bool
-	last        int64 // transferred bytes at the last poll
+	eta         time.Duration // -1: unknown
 	conns       []connStats
 }
 
@@ -60,19 +56,15 @@ type connStats struct {
 	rate  float64
 }
 
-// startBar starts drawing the run of g on w, a terminal, and sends the log
-// lines through the bar meanwhile. It returns nil when g has nothing to
-// count bytes with (no progress.tap and no http.reader).
+// startBar starts drawing d on w, a terminal, and sends the log lines
+// through the bar meanwhile.
 //
 // opts are added to the container's; a test gives a width (a terminal's
 // own is used otherwise).
-func startBar(w io.Writer, g *pipeline.Graph, sink *logSink, output string, size int64, opts ...mpb.ContainerOption) *progressBar {
-	b := newBar(g, size)
-	if b == nil {
-		return nil
-	}
+func startBar(w io.Writer, d *dlflow.Download, sink *logSink, opts ...mpb.ContainerOption) *progressBar {
+	b := newBar(d)
 	b.p = newBarContainer(w, opts...)
-	b.addMain(output)
+	b.addMain(d.Info().Path)
 	b.restore = sink.redirect(b.p, true)
 	go b.pollEvery()
 	return b
@@ -86,29 +78,17 @@ func newBarContainer(w io.Writer, opts ...mpb.ContainerOption) *mpb.Progress {
 // addBatchBar draws one download of a batch on the batch's container p: a
 // single line (no line per connection, to keep --jobs downloads readable),
 // which goes away when the download ends and its summary line is printed.
-// It returns nil when g has nothing to count bytes with.
-func addBatchBar(p *mpb.Progress, g *pipeline.Graph, output string, size int64) *progressBar {
-	b := newBar(g, size)
-	if b == nil {
-		return nil
-	}
+func addBatchBar(p *mpb.Progress, d *dlflow.Download) *progressBar {
+	b := newBar(d)
 	b.p, b.shared, b.restore = p, true, func() {}
-	b.addMain(output, mpb.BarRemoveOnComplete())
+	b.addMain(d.Info().Path, mpb.BarRemoveOnComplete())
 	go b.pollEvery()
 	return b
 }
 
-// newBar finds the counters of g's stages, or returns nil without any.
-func newBar(g *pipeline.Graph, size int64) *progressBar {
-	b := &progressBar{stop: make(chan struct{}), done: make(chan struct{})}
-	if taps := pipeline.Reporters[pipeline.ProgressReporter](g); len(taps) > 0 {
-		b.tap = taps[0]
-	}
-	b.readers = pipeline.Reporters[pipeline.ConnectionReporter](g)
-	if b.tap == nil && len(b.readers) == 0 {
-		return nil
-	}
-	b.stats.total = size
+func newBar(d *dlflow.Download) *progressBar {
+	b := &progressBar{d: d, stop: make(chan struct{}), done: make(chan struct{})}
+	b.stats.total, b.stats.eta = d.Info().Size, -1
 	return b
 }
 
@@ -170,32 +150,15 @@ func (b *progressBar) finish(ok bool) {
 // poll reads the counters and updates the bars; dt is the time since the
 // last poll in seconds, 0 for a final read that does not sample the rate.
 func (b *progressBar) poll(dt float64) {
-	var perConn []int64
-	for _, r := range b.readers {
-		perConn = append(perConn, r.ConnectionBytes()...)
-	}
-	var done, total, resumed int64 = 0, -1, 0
-	if b.tap != nil {
-		p := b.tap.Progress()
-		done, total, resumed = p.Done, p.Total, p.Resumed
-	} else {
-		for _, n := range perConn {
-			done += n
-		}
-	}
+	p := b.d.Progress()
+	perConn, done, total := p.Connections, p.Done, p.Total
 
 	b.mu.Lock()
 	s := &b.stats
 	if total >= 0 {
 		s.total = total
 	}
-	s.done = done
-	transferred := done - resumed
-	if dt > 0 {
-		inst := float64(transferred-s.last) / dt
-		s.rate, s.sampled = smooth(s.rate, inst, s.sampled), true
-		s.last = transferred
-	}
+	s.done, s.rate, s.eta = done, p.Rate, p.ETA
 	for len(s.conns) < len(perConn) {
 		s.conns = append(s.conns, connStats{})
 	}
@@ -247,10 +210,8 @@ func (b *progressBar) mainText() string {
 		pct = float64(s.done) * 100 / float64(s.total)
 	}
 	eta := "--"
-	if left := s.total - s.done; left <= 0 {
-		eta = "0s"
-	} else if s.rate > 0 {
-		eta = fmtETA(float64(left) / s.rate)
+	if s.eta >= 0 {
+		eta = fmtETA(s.eta.Seconds())
 	}
 	return fmt.Sprintf("%10s / %-10s %5.1f%%  %12s  eta %s",
 		humanBytes(float64(s.done)), humanBytes(float64(s.total)), pct, humanRate(s.rate), eta)

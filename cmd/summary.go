@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
-	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow"
 )
 
 // summary is the end of a download as the user and scripts see it: one line
@@ -31,55 +30,31 @@ type summary struct {
 	ExitCode     int     `json:"exit_code,omitempty"`
 }
 
-// runStats is what the graph runs of one download reported.
-type runStats struct {
-	ran         bool
-	connections int
-	retries     int64 // over every run (a changed file restarts once)
-	resumed     int64 // of the last run
-	done        int64 // bytes done, by the progress tap, of the last run
-	checksum    string
-}
-
-// add reads the counters of g after a run.
-func (r *runStats) add(g *pipeline.Graph) {
-	r.ran = true
-	r.connections = max(g.Connections(), 1)
-	for _, rr := range pipeline.Reporters[pipeline.RetryReporter](g) {
-		r.retries += rr.Retries()
+// summaryOf is the summary of a download that ended with err (already
+// worded for the CLI) and exit code code. url names the download when the
+// library did not get to know it.
+func summaryOf(url string, res *dlflow.Result, err error, code int) summary {
+	if res == nil {
+		res = &dlflow.Result{}
 	}
-	r.resumed, r.done, r.checksum = 0, 0, ""
-	if taps := pipeline.Reporters[pipeline.ProgressReporter](g); len(taps) > 0 {
-		p := taps[0].Progress()
-		r.done, r.resumed = p.Done, p.Resumed
-	}
-	for _, v := range pipeline.Reporters[pipeline.Verifier](g) {
-		if vv := v.Verification(); vv.Verified {
-			r.checksum = vv.Algorithm + ":" + vv.Digest
-		}
-	}
-}
-
-func (d *download) summary(err error, code int) summary {
-	elapsed := time.Since(d.begun)
 	s := summary{
-		URL:          d.url,
-		Output:       d.target,
-		Bytes:        d.stats.done,
-		Seconds:      elapsed.Seconds(),
-		Connections:  max(d.stats.connections, 1),
-		Retries:      d.stats.retries,
-		ResumedBytes: d.stats.resumed,
-		Checksum:     d.stats.checksum,
-		Topology:     d.topology,
+		URL:          res.URL,
+		Output:       res.Path,
+		Bytes:        res.Bytes,
+		Seconds:      res.Elapsed.Seconds(),
+		RateBPS:      res.Rate(),
+		Connections:  max(res.Connections, 1),
+		Retries:      res.Retries,
+		ResumedBytes: res.Resumed,
+		Checksum:     res.Checksum,
+		Topology:     res.Topology,
+		Skipped:      res.Skipped,
 	}
-	if err == nil && d.target != "" {
-		if fi, serr := os.Stat(d.target); serr == nil {
-			s.Bytes = fi.Size()
-		}
+	if s.URL == "" {
+		s.URL = url
 	}
-	if s.Seconds > 0 {
-		s.RateBPS = float64(max(s.Bytes-s.ResumedBytes, 0)) / s.Seconds
+	if s.Skipped {
+		s.RateBPS = 0
 	}
 	if err != nil {
 		s.Error, s.ExitCode = errorText(err), code

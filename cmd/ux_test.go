@@ -19,14 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dlflow/dlflow/httpx"
-
 	"github.com/rs/zerolog"
 	"github.com/vbauerster/mpb/v8"
 
+	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/bench/origin"
-	"github.com/dlflow/dlflow/config"
-	"github.com/dlflow/dlflow/pipeline"
 )
 
 // uxSummary decodes the --json object; the names are the contract.
@@ -433,34 +430,19 @@ func TestProgressBarDraws(t *testing.T) {
 	const size, seed = 8 << 20, 21
 	srv := startOrigin(t, origin.Options{Size: size, Seed: seed, RateLimit: 16 << 20})
 	out := filepath.Join(t.TempDir(), "bar.bin")
-	cfg, err := config.Load(config.Options{File: examplePath("ranged"), Environ: []string{},
-		Sets: []string{"url=" + srv.URL(), "output=" + out, "stages.split.config.piece=512KiB", "stages.fetch.workers=3", "stages.progress.config.interval=20ms"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := cfg.Graph(pipeline.DefaultRegistry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, header, err := httpx.NewClient(cfg.HTTP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.CloseIdleConnections()
-	ctx := context.Background()
-	res, err := httpx.Probe(ctx, client, header, srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
 	var term lockedBuffer
 	sink := &logSink{w: &term}
 	log := zerolog.New(sink).Hook(sink).Level(zerolog.InfoLevel)
-	bar := startBar(&term, g, sink, out, res.Size, mpb.WithWidth(160))
-	if bar == nil {
-		t.Fatal("no bar for a ranged topology")
-	}
-	log.Warn().Msg("a line above the bar")
-	err = g.Run(ctx, pipeline.RunOptions{Resource: res, Log: log})
+	client := dlflow.NewClient(dlflow.WithLogger(log))
+	defer client.CloseIdleConnections()
+	var bar *progressBar
+	req := &dlflow.Request{URL: srv.URL(), Path: out, Topology: dlflow.Topology{Name: "ranged"}, Connections: 3,
+		Sets: []string{"stages.split.config.piece=512KiB", "stages.progress.config.interval=20ms"},
+		Hooks: dlflow.Hooks{Started: func(d *dlflow.Download) {
+			bar = startBar(&term, d, sink, mpb.WithWidth(160))
+			log.Warn().Msg("a line above the bar")
+		}}}
+	_, err := client.Do(context.Background(), req)
 	bar.finish(err == nil)
 	if err != nil {
 		t.Fatal(err)
