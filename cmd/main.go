@@ -28,8 +28,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	_ "github.com/dlflow/dlflow/sinks"  // registers the built-in sinks
-	_ "github.com/dlflow/dlflow/stages" // registers the built-in stages
 )
 
 // Exit codes, documented in the README.

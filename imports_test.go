@@ -1,0 +1,101 @@
+package dlflow_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/dlflow/dlflow"
+
+// The import rules of DESIGN.md ("Layout"): each holds the layering that
+// lets a custom stage import pipeline alone, keeps config free of stages
+// and flags, and keeps the CLI a shell over the library.
+func TestImportRules(t *testing.T) {
+	direct := goList(t, "{{.ImportPath}} {{join .Imports \" \"}}", "./...")
+	deps := goList(t, "{{.ImportPath}} {{join .Deps \" \"}}", "./...")
+	rules := []struct {
+		from   string // package, or prefix ending in "/..."
+		never  []string
+		deps   bool // transitively, not only direct imports
+		reason string
+	}{
+		{"cmd/...", []string{"stages", "sinks"}, false, "the CLI asks pipeline interfaces and the library, never a built-in stage"},
+		{"config", []string{"stages", "sinks", "github.com/spf13/pflag"}, true, "stage configs reach it through the registry, settings through an interface, flags as overrides"},
+		{"pipeline", []string{"..."}, true, "the core knows no stage"},
+		{"httpx", []string{"stages", "sinks", "config", "cmd/..."}, true, "the HTTP layer sits below the stages"},
+		{"stages", []string{"sinks"}, true, "siblings"},
+		{"sinks", []string{"stages"}, true, "siblings"},
+		{"cmd/run", []string{"config", "pipeline", "httpx"}, false, "the release binary's main only calls cmd.Main"},
+	}
+	for _, r := range rules {
+		graph := direct
+		if r.deps {
+			graph = deps
+		}
+		for pkg, imports := range graph {
+			if !matches(pkg, r.from, graph) {
+				continue
+			}
+			for _, imp := range imports {
+				for _, never := range r.never {
+					if matches(imp, never, graph) && imp != pkg {
+						t.Errorf("%s imports %s: %s", pkg, imp, r.reason)
+					}
+				}
+			}
+		}
+	}
+}
+
+// goList runs go list with format over pkgs and returns, per package
+// (relative to the module), the packages of its line (relative where they
+// are the module's).
+func goList(t *testing.T, format string, pkgs ...string) map[string][]string {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"list", "-f", format}, pkgs...)...).Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	graph := map[string][]string{}
+	for line := range strings.Lines(string(out)) {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		pkg := rel(fields[0])
+		for _, imp := range fields[1:] {
+			graph[pkg] = append(graph[pkg], rel(imp))
+		}
+	}
+	if len(graph) < 10 {
+		t.Fatalf("go list found %d packages", len(graph))
+	}
+	return graph
+}
+
+// rel names a package of the module relative to it ("." for the root);
+// other packages keep their path.
+func rel(pkg string) string {
+	if pkg == module {
+		return "."
+	}
+	if r, ok := strings.CutPrefix(pkg, module+"/"); ok {
+		return r
+	}
+	return pkg
+}
+
+// matches reports whether pkg is pattern, or under it when pattern ends in
+// "/..."; "..." alone is every package of the module (the packages graph
+// lists).
+func matches(pkg, pattern string, graph map[string][]string) bool {
+	if pattern == "..." {
+		_, ours := graph[pkg]
+		return ours
+	}
+	if prefix, ok := strings.CutSuffix(pattern, "/..."); ok {
+		return pkg == prefix || strings.HasPrefix(pkg, prefix+"/")
+	}
+	return pkg == pattern
+}
