@@ -130,6 +130,7 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	if err != nil {
 		return fail(stderr, err)
 	}
+	defer captureStdLog(log)()
 	// The topology is the same for every line: a problem with the flags or
 	// the config file is reported once, before any download.
 	base, err := newRequest(fs, flags)

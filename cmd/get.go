@@ -135,6 +135,7 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return rep.exit(requestURL(fs), nil, err)
 	}
+	defer captureStdLog(log)()
 	client := dlflow.NewClient(dlflow.WithLogger(log))
 	defer client.CloseIdleConnections()
 

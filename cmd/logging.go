@@ -3,7 +3,9 @@ package cmd
 import (
 	"fmt"
 	"io"
+	stdlog "log"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,4 +135,29 @@ func humanBytes(n float64) string {
 		i++
 	}
 	return fmt.Sprintf("%.1f %s", n, units[i])
+}
+
+// captureStdLog sends what Go's standard logger prints into log at debug
+// level until the returned function restores it. net/http's transport
+// prints through it ("Unsolicited response received on idle HTTP channel"
+// when a server sends bytes after a body, or a body to a HEAD): a line on
+// stderr that -q and --log-format json must not let through.
+func captureStdLog(log zerolog.Logger) (restore func()) {
+	prevOut, prevFlags, prevPrefix := stdlog.Writer(), stdlog.Flags(), stdlog.Prefix()
+	stdlog.SetFlags(0)
+	stdlog.SetPrefix("")
+	stdlog.SetOutput(stdLogWriter{log})
+	return func() {
+		stdlog.SetOutput(prevOut)
+		stdlog.SetFlags(prevFlags)
+		stdlog.SetPrefix(prevPrefix)
+	}
+}
+
+// stdLogWriter writes each line of the standard logger as a debug event.
+type stdLogWriter struct{ log zerolog.Logger }
+
+func (w stdLogWriter) Write(p []byte) (int, error) {
+	w.log.Debug().Str("from", "go").Msg(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

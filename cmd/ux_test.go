@@ -1,18 +1,22 @@
 package cmd
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -495,5 +499,86 @@ func TestCPUProfile(t *testing.T) {
 	assertFailedCleanly(t, res, exitUsage, other, "cpu profile:", "no such file or directory")
 	if n := srv.Stats().Requests - before; n != 0 {
 		t.Errorf("%d requests after the profile could not be created, want none", n)
+	}
+}
+
+// headBodyServer answers HEAD with a body, against the protocol, and GET
+// with the 16 bytes of content; Go's transport then prints "Unsolicited
+// response received on idle HTTP channel" through the standard logger.
+func headBodyServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	const content = "0123456789abcdef"
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for range 8 {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					header := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\nETag: \"v1\"\r\n\r\n", len(content))
+					if req.Method == http.MethodHead {
+						_, _ = io.WriteString(conn, header+"stray bytes after a HEAD")
+						continue
+					}
+					_, _ = io.WriteString(conn, header+content)
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/f.bin"
+}
+
+// A server that sends a body to a HEAD makes Go's transport print a line
+// through the standard logger; the CLI routes it into its own log at debug
+// level, so that -q (or JSON logs) leave stderr as promised. The child
+// process is the real CLI with the real stderr.
+func TestStrayTransportLinesStayInTheLog(t *testing.T) {
+	url := headBodyServer(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want func(stderr string) bool
+	}{
+		{[]string{"-q"}, func(s string) bool { return s == "" }},
+		{[]string{"--log-level", "debug", "--log-format", "json", "--no-progress"}, func(s string) bool {
+			for line := range strings.Lines(s) {
+				if !strings.HasPrefix(line, "{") && !strings.HasPrefix(line, "dlflow: saved") {
+					return false
+				}
+			}
+			for line := range strings.Lines(s) {
+				if strings.Contains(line, `"level":"debug","from":"go"`) && strings.Contains(line, "Unsolicited response received on idle HTTP channel") {
+					return true
+				}
+			}
+			return false
+		}},
+	} {
+		out := filepath.Join(dir, fmt.Sprintf("out%d.bin", len(tc.args)))
+		cmd := exec.Command(os.Args[0], append([]string{url, "-o", out}, tc.args...)...)
+		cmd.Env = append(os.Environ(), cliEnv+"=1")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%v: %v; stderr:\n%s", tc.args, err, stderr.String())
+		}
+		if data, _ := os.ReadFile(out); string(data) != "0123456789abcdef" {
+			t.Fatalf("%v: output %q", tc.args, data)
+		}
+		if !tc.want(stderr.String()) {
+			t.Errorf("%v: stderr:\n%s", tc.args, stderr.String())
+		}
 	}
 }
