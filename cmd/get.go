@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"strings"
 
 	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/httpx"
@@ -35,7 +36,9 @@ type getFlags struct {
 	version      bool
 }
 
-func newGetFlags(stderr io.Writer) (*pflag.FlagSet, *getFlags) {
+// newGetFlags returns the flags of a download; --help prints the usage
+// to help (stdout), errors go to stderr.
+func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	f := &getFlags{}
 	fs := pflag.NewFlagSet("dlflow", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -65,7 +68,9 @@ func newGetFlags(stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	f.log.register(fs)
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: dlflow [flags] URL
+		fs.SetOutput(help)
+		defer fs.SetOutput(stderr)
+		fmt.Fprint(help, `Usage: dlflow [flags] URL
        dlflow -c TOPOLOGY.yaml --url URL -o PATH [--connections N]
        dlflow -i LIST [--jobs N] [--dir DIR] [--max-per-host N]   (LIST: one "URL [NAME]" a line, - for stdin)
        dlflow validate -c TOPOLOGY.yaml
@@ -90,7 +95,7 @@ Examples:
 Flags:
 `)
 		fs.PrintDefaults()
-		fmt.Fprint(stderr, `
+		fmt.Fprint(help, `
 Environment: DLFLOW_<KEY> sets a config key, with __ between levels
 (DLFLOW_STAGES__FETCH__WORKERS=16). Precedence: defaults < file < env < flags.
 Exit codes: 0 complete, 1 download failed, 2 usage or config error,
@@ -101,7 +106,7 @@ Exit codes: 0 complete, 1 download failed, 2 usage or config error,
 }
 
 func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs, flags := newGetFlags(stderr)
+	fs, flags := newGetFlags(stdout, stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK
@@ -171,6 +176,9 @@ func newRequest(fs *pflag.FlagSet, flags *getFlags) (*dlflow.Request, error) {
 	default:
 		return nil, usagef("one URL at a time; got %d arguments", fs.NArg())
 	}
+	if err := checkSets(fs, flags.sets); err != nil {
+		return nil, err
+	}
 	req := &dlflow.Request{
 		Topology:     dlflow.Topology{File: flags.configFile},
 		NoResume:     flags.noResume,
@@ -197,6 +205,25 @@ func newRequest(fs *pflag.FlagSet, flags *getFlags) (*dlflow.Request, error) {
 		req.Header[name] = []string{value} // as given: -H is sent as written
 	}
 	return req, nil
+}
+
+// checkSets refuses a --set of a key that a flag of the command line sets
+// too: which one wins is a question the user should not have to ask.
+func checkSets(fs *pflag.FlagSet, sets []string) error {
+	for _, set := range sets {
+		key, _, _ := strings.Cut(set, "=")
+		key = strings.TrimSpace(key)
+		var both error
+		fs.Visit(func(f *pflag.Flag) {
+			if flagKeys[f.Name] == key && both == nil {
+				both = usagef("--set %s and --%s both set %s; give one", key, f.Name, key)
+			}
+		})
+		if both != nil {
+			return both
+		}
+	}
+	return nil
 }
 
 // requestURL is the URL of the command line, redacted, for a summary of a
@@ -264,6 +291,8 @@ func cliError(err error, res *dlflow.Result) error {
 			}
 		case "Connections":
 			return usagef("--connections: %w", re.Err)
+		case "Header":
+			return usagef("-H/--header: %w", re.Err)
 		}
 		return &usageError{err}
 	case errors.As(err, new(*config.Error)):

@@ -582,3 +582,34 @@ func TestStrayTransportLinesStayInTheLog(t *testing.T) {
 		}
 	}
 }
+
+// What the command line gets wrong is a usage error (exit 2) on one line,
+// before any request and with nothing written.
+func TestUsageErrorsBeforeAnyRequest(t *testing.T) {
+	srv := startOrigin(t, origin.Options{Size: 1 << 20, Seed: 5})
+	port := srv.URL()[strings.LastIndex(srv.URL(), ":")+1:]
+	port = port[:strings.Index(port, "/")]
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{srv.URL(), "--connections", "100000"}, "dlflow: --connections: connections must be between 1 and 64, got 100000\n"},
+		{[]string{srv.URL(), "-H", "X: a\x01b"}, `dlflow: -H/--header header "X": value contains the control character '\x01'` + "\n"},
+		{[]string{srv.URL(), "-H", "Range: bytes=0-9"}, "dlflow: -H/--header: the Range header is the download's own: the stages ask for the ranges they need\n"},
+		{[]string{strings.Replace(srv.URL(), port, "99999", 1)}, "port 99999 is not between 1 and 65535\n"},
+		{[]string{srv.URL(), "--set", "output=other.bin"}, "dlflow: --set output and --output both set output; give one\n"},
+	} {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "out.bin")
+		res := runCLI(t, append(tc.args, "-o", out)...)
+		if res.code != exitUsage || !strings.HasSuffix(res.stderr, tc.want) || strings.Count(res.stderr, "\n") != 1 {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 and one line ending %q", tc.args, res.code, res.stderr, tc.want)
+		}
+		if names := dirNames(t, dir); len(names) != 0 {
+			t.Errorf("%q: wrote %v", tc.args, names)
+		}
+	}
+	if n := srv.Stats().Requests; n != 0 {
+		t.Errorf("%d requests for command lines that are wrong", n)
+	}
+}

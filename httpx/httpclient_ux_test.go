@@ -21,7 +21,10 @@ func TestParseHeader(t *testing.T) {
 		{in: "X-Token abc", err: `"X-Token abc": want "Name: value"`},
 		{in: ": v", err: "empty header name"},
 		{in: "Bad Name: v", err: `header name "Bad Name"`},
-		{in: "X: a\nb", err: "CR, LF or NUL"},
+		{in: "X: a\nb", err: `control character '\n'`},
+		{in: "X: a\x01b", err: `control character '\x01'`},
+		{in: "X: a\x7fb", err: `control character '\x7f'`},
+		{in: "X: a\tb é", name: "X", value: "a\tb é"},
 	} {
 		name, value, err := ParseHeader(tc.in)
 		switch {
