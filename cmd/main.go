@@ -27,7 +27,6 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
-
 )
 
 // Exit codes, documented in the README.
