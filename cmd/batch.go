@@ -13,6 +13,7 @@ import (
 	"unicode"
 
 	"github.com/dlflow/dlflow"
+	"github.com/dlflow/dlflow/cmd/internal/progress"
 	"github.com/dlflow/dlflow/httpx"
 
 	"github.com/spf13/pflag"
@@ -159,11 +160,11 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	}
 
 	lines := stderr
-	var display *batchDisplay
+	var display *progress.Display
 	if showBars {
-		display = newBatchDisplay(stderr)
+		display = progress.NewDisplay(stderr)
 		lines = display.Lines()
-		defer sink.redirect(lines, true)()
+		defer sink.Redirect(lines, true)()
 	}
 	client := dlflow.NewClient(dlflow.WithLogger(log), dlflow.WithMaxPerHost(bf.maxPerHost))
 	defer client.CloseIdleConnections()
@@ -176,7 +177,7 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 		quiet:   flags.log.quiet,
 		json:    flags.json,
 		lines:   map[*dlflow.Request]int{},
-		bars:    map[*dlflow.Request]*progressBar{},
+		bars:    map[*dlflow.Request]*progress.Bar{},
 	}
 	readErr := b.run(ctx, client, bf.jobs, list, file)
 	if display != nil {
@@ -222,11 +223,11 @@ type batch struct {
 	stderr  io.Writer
 	quiet   bool
 	json    bool
-	display *batchDisplay // the shared progress display on a terminal, or nil
+	display *progress.Display // the shared progress display on a terminal, or nil
 
 	mu    sync.Mutex
 	lines map[*dlflow.Request]int // request -> its line in the list
-	bars  map[*dlflow.Request]*progressBar
+	bars  map[*dlflow.Request]*progress.Bar
 
 	// Counted by run's goroutine alone.
 	ok, failed, stopped int
@@ -291,8 +292,8 @@ func (b *batch) request(e listEntry) *dlflow.Request {
 			b.mu.Lock()
 			prev := b.bars[d.Request()] // the file changed on the server: a new bar for the new run
 			b.mu.Unlock()
-			prev.finish(false)
-			bar := addBatchBar(b.display.bars, d)
+			prev.Finish(false)
+			bar := b.display.Add(d)
 			b.mu.Lock()
 			b.bars[d.Request()] = bar
 			b.mu.Unlock()
@@ -310,7 +311,7 @@ func (b *batch) report(ctx context.Context, r dlflow.BatchResult) {
 	bar := b.bars[r.Request]
 	delete(b.bars, r.Request)
 	b.mu.Unlock()
-	bar.finish(r.Err == nil)
+	bar.Finish(r.Err == nil)
 
 	err := cliError(r.Err, r.Result)
 	var claimed *dlflow.OutputClaimedError

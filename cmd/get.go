@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/dlflow/dlflow"
+	"github.com/dlflow/dlflow/cmd/internal/progress"
 	"github.com/dlflow/dlflow/httpx"
 
 	"github.com/spf13/pflag"
@@ -144,15 +145,15 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	client := dlflow.NewClient(dlflow.WithLogger(log))
 	defer client.CloseIdleConnections()
 
-	var bar *progressBar // drawn from the download's goroutine, read after Wait
+	var bar *progress.Bar // drawn from the download's goroutine, read after Wait
 	if sink != nil && isTerminal(stderr) && !flags.log.quiet && !flags.noProgress {
 		req.Hooks.Started = func(d *dlflow.Download) {
-			bar.finish(false) // the file changed on the server: a new bar for the new run
-			bar = startBar(stderr, d, sink)
+			bar.Finish(false) // the file changed on the server: a new bar for the new run
+			bar = progress.Start(stderr, d, sink)
 		}
 	}
 	res, err := client.Start(ctx, req).Wait()
-	bar.finish(err == nil)
+	bar.Finish(err == nil)
 	if err == nil {
 		err = writeRunMetrics(flags.metricsJSON, req.Metrics)
 	}

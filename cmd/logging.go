@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"fmt"
 	"io"
 	stdlog "log"
 	"os"
@@ -89,9 +88,9 @@ func (s *logSink) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// redirect sends the log lines to w until the returned function restores
+// Redirect sends the log lines to w until the returned function restores
 // the previous writer. bar says w draws a progress bar.
-func (s *logSink) redirect(w io.Writer, bar bool) (restore func()) {
+func (s *logSink) Redirect(w io.Writer, bar bool) (restore func()) {
 	s.mu.Lock()
 	prev := s.w
 	s.w, s.prev = w, prev
@@ -115,26 +114,6 @@ func (s *logSink) Run(e *zerolog.Event, _ zerolog.Level, msg string) {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-// humanRate formats bytes per second.
-func humanRate(bytesPerSec float64) string {
-	return humanBytes(bytesPerSec) + "/s"
-}
-
-// humanBytes formats a byte count with a binary unit and one decimal:
-// "512 B", "1.5 KiB", "200.0 MiB".
-func humanBytes(n float64) string {
-	if n < 1024 {
-		return fmt.Sprintf("%.0f B", n)
-	}
-	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB"}
-	i := -1
-	for n >= 1024 && i < len(units)-1 {
-		n /= 1024
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", n, units[i])
 }
 
 // captureStdLog sends what Go's standard logger prints into log at debug

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dlflow/dlflow"
+	"github.com/dlflow/dlflow/cmd/internal/progress"
 )
 
 // summary is the end of a download as the user and scripts see it: one line
@@ -75,11 +76,11 @@ func errorText(err error) string {
 //	dlflow: saved big.iso: 200.0 MiB in 9.81s, 20.4 MiB/s, 8 connections, 0 retries, sha256:9f86... verified
 func (s summary) line() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "dlflow: saved %s: %s in %s, %s", s.Output, humanBytes(float64(s.Bytes)),
-		time.Duration(s.Seconds*float64(time.Second)).Round(10*time.Millisecond), humanRate(s.RateBPS))
+	fmt.Fprintf(&b, "dlflow: saved %s: %s in %s, %s", s.Output, progress.Bytes(float64(s.Bytes)),
+		time.Duration(s.Seconds*float64(time.Second)).Round(10*time.Millisecond), progress.Rate(s.RateBPS))
 	fmt.Fprintf(&b, ", %d %s, %d %s", s.Connections, plural(s.Connections, "connection"), s.Retries, plural(int(s.Retries), "retry"))
 	if s.ResumedBytes > 0 {
-		fmt.Fprintf(&b, ", %s resumed", humanBytes(float64(s.ResumedBytes)))
+		fmt.Fprintf(&b, ", %s resumed", progress.Bytes(float64(s.ResumedBytes)))
 	}
 	if s.Checksum != "" {
 		fmt.Fprintf(&b, ", %s verified", s.Checksum)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/bench/origin"
+	"github.com/dlflow/dlflow/cmd/internal/progress"
 )
 
 // uxSummary decodes the --json object; the names are the contract.
@@ -439,15 +440,15 @@ func TestProgressBarDraws(t *testing.T) {
 	log := zerolog.New(sink).Hook(sink).Level(zerolog.InfoLevel)
 	client := dlflow.NewClient(dlflow.WithLogger(log))
 	defer client.CloseIdleConnections()
-	var bar *progressBar
+	var bar *progress.Bar
 	req := &dlflow.Request{URL: srv.URL(), Path: out, Topology: dlflow.Topology{Name: "ranged"}, Connections: 3,
 		Sets: []string{"stages.split.config.piece=512KiB", "stages.progress.config.interval=20ms"},
 		Hooks: dlflow.Hooks{Started: func(d *dlflow.Download) {
-			bar = startBar(&term, d, sink, mpb.WithWidth(160))
+			bar = progress.Start(&term, d, sink, mpb.WithWidth(160))
 			log.Warn().Msg("a line above the bar")
 		}}}
 	_, err := client.Do(context.Background(), req)
-	bar.finish(err == nil)
+	bar.Finish(err == nil)
 	if err != nil {
 		t.Fatal(err)
 	}

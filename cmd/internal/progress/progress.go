@@ -1,9 +1,12 @@
-package cmd
+// Package progress draws downloads on a terminal with mpb: a bar for one
+// download (and a line per connection of a ranged one), or a display of one
+// line per running download of a batch, with other lines printed above.
+// It reads each download's dlflow.Download.Progress.
+package progress
 
 import (
 	"fmt"
 	"io"
-	"math"
 	"path/filepath"
 	"sync"
 	"time"
@@ -22,11 +25,11 @@ const (
 	barWidth   = 30 // of the [===>---] part
 )
 
-// progressBar draws a download on a terminal: one line for the whole file
+// Bar draws a download on a terminal: one line for the whole file
 // (bytes, percentage, rate, eta) and, for ranged topologies, one line per
 // connection (bytes and smoothed rate of each). It polls the download's
 // Progress.
-type progressBar struct {
+type Bar struct {
 	p     *mpb.Progress
 	main  *mpb.Bar
 	conns []*mpb.Bar
@@ -56,16 +59,26 @@ type connStats struct {
 	rate  float64
 }
 
-// startBar starts drawing d on w, a terminal, and sends the log lines
-// through the bar meanwhile.
+// Redirector is where log lines go: while a bar is drawn they must print
+// above it, through the bar's container, instead of through it.
+type Redirector interface {
+	// Redirect sends the log lines to w until restore is called; bar says
+	// w draws a progress bar (the lines that repeat what it shows may be
+	// dropped).
+	Redirect(w io.Writer, bar bool) (restore func())
+}
+
+// Start starts drawing d on w, a terminal, and sends the log lines through
+// the bar meanwhile. Finish stops it. Call it once d's output and size are
+// known (dlflow.Hooks.Started).
 //
 // opts are added to the container's; a test gives a width (a terminal's
 // own is used otherwise).
-func startBar(w io.Writer, d *dlflow.Download, sink *logSink, opts ...mpb.ContainerOption) *progressBar {
+func Start(w io.Writer, d *dlflow.Download, logs Redirector, opts ...mpb.ContainerOption) *Bar {
 	b := newBar(d)
 	b.p = newBarContainer(w, opts...)
 	b.addMain(d.Info().Path)
-	b.restore = sink.redirect(b.p, true)
+	b.restore = logs.Redirect(b.p, true)
 	go b.pollEvery()
 	return b
 }
@@ -75,10 +88,11 @@ func newBarContainer(w io.Writer, opts ...mpb.ContainerOption) *mpb.Progress {
 	return mpb.New(append([]mpb.ContainerOption{mpb.WithOutput(w), mpb.WithRefreshRate(barRefresh), mpb.WithAutoRefresh()}, opts...)...)
 }
 
-// addBatchBar draws one download of a batch on the batch's container p: a
-// single line (no line per connection, to keep --jobs downloads readable),
-// which goes away when the download ends and its summary line is printed.
-func addBatchBar(p *mpb.Progress, d *dlflow.Download) *progressBar {
+// Add draws one download of a batch on the display: a single line (no line
+// per connection, to keep several downloads readable), which goes away when
+// the download ends and its summary line is printed. Finish stops it.
+func (disp *Display) Add(d *dlflow.Download) *Bar {
+	p := disp.bars
 	b := newBar(d)
 	b.p, b.shared, b.restore = p, true, func() {}
 	b.addMain(d.Info().Path, mpb.BarRemoveOnComplete())
@@ -86,13 +100,13 @@ func addBatchBar(p *mpb.Progress, d *dlflow.Download) *progressBar {
 	return b
 }
 
-func newBar(d *dlflow.Download) *progressBar {
-	b := &progressBar{d: d, stop: make(chan struct{}), done: make(chan struct{})}
+func newBar(d *dlflow.Download) *Bar {
+	b := &Bar{d: d, stop: make(chan struct{}), done: make(chan struct{})}
 	b.stats.total, b.stats.eta = d.Info().Size, -1
 	return b
 }
 
-func (b *progressBar) addMain(output string, opts ...mpb.BarOption) {
+func (b *Bar) addMain(output string, opts ...mpb.BarOption) {
 	name := filepath.Base(output)
 	if len(name) > 24 {
 		name = name[:21] + "..."
@@ -106,7 +120,7 @@ func (b *progressBar) addMain(output string, opts ...mpb.BarOption) {
 }
 
 // pollEvery updates the bars every barPoll until stop is closed.
-func (b *progressBar) pollEvery() {
+func (b *Bar) pollEvery() {
 	defer close(b.done)
 	t := time.NewTicker(barPoll)
 	defer t.Stop()
@@ -125,7 +139,7 @@ func (b *progressBar) pollEvery() {
 // finish stops the polling, draws the final state, and waits until the bar
 // is off the terminal's active area: complete when ok, aborted (left as it
 // was) otherwise.
-func (b *progressBar) finish(ok bool) {
+func (b *Bar) Finish(ok bool) {
 	if b == nil {
 		return
 	}
@@ -149,7 +163,7 @@ func (b *progressBar) finish(ok bool) {
 
 // poll reads the counters and updates the bars; dt is the time since the
 // last poll in seconds, 0 for a final read that does not sample the rate.
-func (b *progressBar) poll(dt float64) {
+func (b *Bar) poll(dt float64) {
 	p := b.d.Progress()
 	perConn, done, total := p.Connections, p.Done, p.Total
 
@@ -198,12 +212,12 @@ func smooth(avg, inst float64, sampled bool) float64 {
 	return barAlpha*inst + (1-barAlpha)*avg
 }
 
-func (b *progressBar) mainText() string {
+func (b *Bar) mainText() string {
 	b.mu.Lock()
 	s := b.stats
 	b.mu.Unlock()
 	if s.total < 0 {
-		return fmt.Sprintf("%10s  %12s", humanBytes(float64(s.done)), humanRate(s.rate))
+		return fmt.Sprintf("%10s  %12s", Bytes(float64(s.done)), Rate(s.rate))
 	}
 	pct := 100.0
 	if s.total > 0 {
@@ -211,47 +225,31 @@ func (b *progressBar) mainText() string {
 	}
 	eta := "--"
 	if s.eta >= 0 {
-		eta = fmtETA(s.eta.Seconds())
+		eta = ETA(s.eta.Seconds())
 	}
 	return fmt.Sprintf("%10s / %-10s %5.1f%%  %12s  eta %s",
-		humanBytes(float64(s.done)), humanBytes(float64(s.total)), pct, humanRate(s.rate), eta)
+		Bytes(float64(s.done)), Bytes(float64(s.total)), pct, Rate(s.rate), eta)
 }
 
-func (b *progressBar) connText(i int) string {
+func (b *Bar) connText(i int) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if i >= len(b.stats.conns) {
 		return ""
 	}
 	c := b.stats.conns[i]
-	return fmt.Sprintf("%10s  %12s", humanBytes(float64(c.bytes)), humanRate(c.rate))
+	return fmt.Sprintf("%10s  %12s", Bytes(float64(c.bytes)), Rate(c.rate))
 }
 
-// fmtETA renders seconds as "42s", "3m05s" or "2h03m".
-func fmtETA(sec float64) string {
-	if math.IsInf(sec, 0) || math.IsNaN(sec) || sec > 99*3600 {
-		return "--"
-	}
-	s := int64(math.Ceil(sec))
-	switch {
-	case s < 60:
-		return fmt.Sprintf("%ds", s)
-	case s < 3600:
-		return fmt.Sprintf("%dm%02ds", s/60, s%60)
-	default:
-		return fmt.Sprintf("%dh%02dm", s/3600, s%3600/60)
-	}
-}
-
-// batchDisplay is the progress display of a batch on a terminal: one mpb
-// container where each running download adds its line (addBatchBar), and
+// Display is the progress display of a batch on a terminal: one mpb
+// container where each running download adds its line (Add), and
 // Lines, a writer for the lines that print above them (finished
 // downloads, failures, the log).
 //
 // mpb prints a written line at its next refresh, and drops it if the
 // container shuts down first: Close waits until the terminal got a frame
 // drawn after the last line, then shuts the container down.
-type batchDisplay struct {
+type Display struct {
 	bars *mpb.Progress
 
 	mu       sync.Mutex
@@ -259,18 +257,18 @@ type batchDisplay struct {
 	lastDraw time.Time // when the container last wrote to the terminal
 }
 
-func newBatchDisplay(term io.Writer, opts ...mpb.ContainerOption) *batchDisplay {
-	d := &batchDisplay{}
+func NewDisplay(term io.Writer, opts ...mpb.ContainerOption) *Display {
+	d := &Display{}
 	d.bars = newBarContainer(drawnWriter{w: term, d: d}, opts...)
 	return d
 }
 
 // Lines returns the writer of lines above the bars.
-func (d *batchDisplay) Lines() io.Writer { return displayLines{d} }
+func (d *Display) Lines() io.Writer { return displayLines{d} }
 
 // Close waits (a second at most) until the lines written so far are drawn,
 // and for the bars to end, then shuts the container down.
-func (d *batchDisplay) Close() {
+func (d *Display) Close() {
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {
 		d.mu.Lock()
@@ -284,7 +282,7 @@ func (d *batchDisplay) Close() {
 	d.bars.Wait()
 }
 
-type displayLines struct{ d *batchDisplay }
+type displayLines struct{ d *Display }
 
 func (l displayLines) Write(p []byte) (int, error) {
 	n, err := l.d.bars.Write(p) // returns once the container holds p
@@ -296,7 +294,7 @@ func (l displayLines) Write(p []byte) (int, error) {
 
 type drawnWriter struct {
 	w io.Writer
-	d *batchDisplay
+	d *Display
 }
 
 func (t drawnWriter) Write(p []byte) (int, error) {
