@@ -166,6 +166,9 @@ func (d *Download) run(ctx context.Context) error {
 			return &RequestError{Field: "Path", Err: err}
 		}
 		d.setInfo(func(i *Info) { i.Path = output })
+		if err := d.claimOutput(output); err != nil {
+			return err
+		}
 		if err := d.preflightAt(req.Topology, output); err != nil {
 			return err
 		}
@@ -180,9 +183,7 @@ func (d *Download) run(ctx context.Context) error {
 			return &RequestError{Field: "Path", Err: err}
 		}
 		d.setInfo(func(i *Info) { i.Path = output })
-	}
-	if d.claim != nil {
-		if err := d.claim(output); err != nil {
+		if err := d.claimOutput(output); err != nil {
 			return err
 		}
 	}
@@ -393,6 +394,14 @@ func capConnections(reg *pipeline.Registry, nodes []pipeline.Node, limit int) {
 	for _, n := range connecting {
 		n.Workers = min(max(n.Workers, 1), max(limit/len(connecting), 1))
 	}
+}
+
+// claimOutput reserves output for this download within its batch.
+func (d *Download) claimOutput(output string) error {
+	if d.claim == nil {
+		return nil
+	}
+	return d.claim(output)
 }
 
 func (d *Download) setInfo(f func(*Info)) {

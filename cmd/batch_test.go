@@ -470,3 +470,48 @@ func TestBatchProgressOnTerminal(t *testing.T) {
 		t.Errorf("the batch summary is not the last line:\n%q", text)
 	}
 }
+
+// TestBatchNamesStayInDir: names from a list are relative paths inside
+// --dir; one that would leave it (.., an absolute path) is refused on one
+// line of its own, and the others download. Nothing is written outside
+// --dir, and even --overwrite cannot reach a file there.
+func TestBatchNamesStayInDir(t *testing.T) {
+	srv := startOrigin(t, origin.Options{Size: 4096, Seed: 6})
+	top := t.TempDir()
+	victim := filepath.Join(top, "victim")
+	if err := os.WriteFile(victim, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(top, "out")
+	list := writeList(t,
+		srv.URL()+" ../victim",
+		srv.URL()+" "+victim,
+		srv.URL()+" d/../../victim",
+		srv.URL()+" good.bin",
+	)
+	r := runCLI(t, "-i", list, "--dir", dir, "--overwrite")
+	if r.code != exitFailed {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", r.code, r.stderr)
+	}
+	refused := stderrLines(r, `is not a relative path inside `)
+	if len(refused) != 3 {
+		t.Errorf("%d refusals, want 3:\n%s", len(refused), r.stderr)
+	}
+	for _, line := range refused {
+		if !strings.HasPrefix(line, "dlflow: "+srv.URL()+": ") {
+			t.Errorf("refusal %q does not name the URL", line)
+		}
+	}
+	if data, _ := os.ReadFile(victim); string(data) != "keep" {
+		t.Errorf("the file outside --dir changed (%d bytes)", len(data))
+	}
+	if got := fileSHA256(t, filepath.Join(dir, "good.bin")); got != origin.SHA256Hex(4096, 6) {
+		t.Errorf("good.bin: sha256 %s", got)
+	}
+	if names := dirNames(t, top); !slices.Equal(names, []string{"out", "victim"}) {
+		t.Errorf("%s holds %q", top, names)
+	}
+	if !strings.HasSuffix(r.stderr, "dlflow: 1 downloaded, 3 failed\n") {
+		t.Errorf("stderr does not end with the summary:\n%s", r.stderr)
+	}
+}

@@ -1,0 +1,149 @@
+package dlflow_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dlflow/dlflow"
+	"github.com/dlflow/dlflow/bench/origin"
+)
+
+// A batch shares one transport: ten files one after another from one host
+// travel over one keep-alive connection, a request each (no probe of its
+// own: a HEAD and a GET per file), and every file is exact.
+func TestBatchReusesConnections(t *testing.T) {
+	noLeaks(t)
+	srv := startOrigin(t, origin.Options{Size: 64 << 10, Seed: 9})
+	dir := t.TempDir()
+	c := newClient(t)
+	reqs := make(chan *dlflow.Request)
+	go func() {
+		defer close(reqs)
+		for i := range 10 {
+			reqs <- &dlflow.Request{URL: srv.URL(), Path: filepath.Join("f", string(rune('a'+i))), Dir: dir}
+		}
+	}()
+	n := 0
+	for r := range c.Batch(t.Context(), 1, reqs) {
+		if r.Err != nil {
+			t.Fatalf("%s: %v", r.Request.Path, r.Err)
+		}
+		assertComplete(t, r.Result.Path, 64<<10, 9)
+		n++
+	}
+	if n != 10 {
+		t.Fatalf("%d results, want 10", n)
+	}
+	conns := map[string]bool{}
+	for _, r := range srv.Log() {
+		conns[r.RemoteAddr] = true
+	}
+	if st := srv.Stats(); len(conns) != 1 || st.Requests != 20 {
+		t.Errorf("%d connections for %d requests; want 1 connection for 20 (a HEAD and a GET per file)", len(conns), st.Requests)
+	}
+}
+
+// Names in a batch are relative paths inside Dir: one that leaves it is
+// refused before any request, and two downloads never write one file.
+func TestBatchOutputsStayInDir(t *testing.T) {
+	noLeaks(t)
+	srv := startOrigin(t, origin.Options{Size: 32 << 10, Seed: 4})
+	top := t.TempDir()
+	dir := filepath.Join(top, "dir")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(top, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{"../x", "/abs/x", "d/../../x", "link/x", "ok.bin", "sub/ok.bin", "ok.bin"}
+	reqs := make(chan *dlflow.Request, len(paths))
+	for _, p := range paths {
+		reqs <- &dlflow.Request{URL: srv.URL(), Path: p, Dir: dir}
+	}
+	close(reqs)
+	got := map[string]error{}
+	claimed := 0
+	for r := range newClient(t).Batch(t.Context(), 1, reqs) {
+		var ce *dlflow.OutputClaimedError
+		if errors.As(r.Err, &ce) {
+			claimed++
+			if ce.Path != filepath.Join(dir, "ok.bin") || ce.By.Path != "ok.bin" {
+				t.Errorf("claim error %v by %+v", ce, ce.By)
+			}
+			continue
+		}
+		got[r.Request.Path] = r.Err
+	}
+	for _, bad := range paths[:4] {
+		var re *dlflow.RequestError
+		if !errors.As(got[bad], &re) || re.Field != "Path" {
+			t.Errorf("%q: %v, want a *RequestError on Path", bad, got[bad])
+		}
+	}
+	if got["ok.bin"] != nil || got["sub/ok.bin"] != nil || claimed != 1 {
+		t.Errorf("good names: %v, %v; %d claim errors, want 1", got["ok.bin"], got["sub/ok.bin"], claimed)
+	}
+	assertComplete(t, filepath.Join(dir, "ok.bin"), 32<<10, 4)
+	assertComplete(t, filepath.Join(dir, "sub", "ok.bin"), 32<<10, 4)
+	for _, outside := range []string{filepath.Join(top, "x"), "/abs/x"} {
+		assertMissing(t, outside)
+	}
+	if entries, _ := os.ReadDir(top); len(entries) != 1 {
+		t.Errorf("%d entries beside dir, want none", len(entries)-1)
+	}
+	// The refused names made no request: a HEAD and a GET for each of the
+	// two files written.
+	if n := srv.Stats().Requests; n != 4 {
+		t.Errorf("%d requests, want 4", n)
+	}
+}
+
+// A cancelled batch stops taking requests; the downloads it started end
+// with the cancellation, keep their partial data, and report; then the
+// channel closes.
+func TestBatchCancel(t *testing.T) {
+	noLeaks(t)
+	srv := startOrigin(t, origin.Options{Size: 32 << 20, Seed: 4, RateLimit: 4 << 20})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan struct{}, 100)
+	reqs := make(chan *dlflow.Request)
+	dir := t.TempDir()
+	go func() {
+		defer close(reqs)
+		for i := range 100 {
+			r := &dlflow.Request{URL: srv.URL(), Path: fmt.Sprintf("f%d", i), Dir: dir,
+				Hooks: dlflow.Hooks{Started: func(*dlflow.Download) { started <- struct{}{} }}}
+			select {
+			case reqs <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	results := newClient(t).Batch(ctx, 2, reqs)
+	for range 2 {
+		select {
+		case <-started:
+		case <-time.After(testTimeout):
+			t.Fatal("two downloads did not start")
+		}
+	}
+	cancel()
+	n := 0
+	for r := range results {
+		n++
+		if !errors.Is(r.Err, context.Canceled) || r.Result.Partial == "" {
+			t.Errorf("%s: %v, partial %q; want a cancellation that kept its partial data", r.Request.Path, r.Err, r.Result.Partial)
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d results, want the 2 started downloads", n)
+	}
+}
