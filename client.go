@@ -115,7 +115,7 @@ func (c *Client) Check(req *Request) error {
 	if err := req.check(); err != nil {
 		return err
 	}
-	cfg, err := d.load(req.Topology, true)
+	cfg, err := d.load(req.Topology, allStageKeys)
 	if err != nil {
 		return err
 	}

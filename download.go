@@ -138,7 +138,7 @@ func (d *Download) run(ctx context.Context) error {
 	if err := req.check(); err != nil {
 		return err
 	}
-	pre, err := d.load(req.Topology, true)
+	pre, err := d.load(req.Topology, allStageKeys)
 	if err != nil {
 		return err
 	}
@@ -280,9 +280,34 @@ func (d *Download) probe(ctx context.Context, client *http.Client, header http.H
 // graph loads topology for output and res, and builds and checks its
 // graph: connections as asked (within the client's per-host cap), and a
 // preflight of its stages.
+//
+// For a topology the library picked, stage keys meant for the other one
+// may not fit (stages.fetch.workers: 8 for ranged.yaml's reader, where the
+// stream's fetch is one source): then the graph is built without the
+// request's stage keys, and a warning says which problem was left aside.
 func (d *Download) graph(topology Topology, output string, res *pipeline.Resource, fromZero bool) (*pipeline.Graph, error) {
+	g, err := d.graphWith(topology, output, fromZero, knownStageKeys)
+	var ce *config.Error
+	if d.req.Topology.auto() && errors.As(err, &ce) {
+		d.log.Warn().Str("topology", topology.describe()).Str("problem", oneLine(err)).
+			Msg("the configuration keys for stages do not fit the topology picked for this download; it runs without them")
+		g, err = d.graphWith(topology, output, fromZero, noStageKeys)
+	}
+	if err == nil && d.req.Connections > 1 && g.Connections() <= 1 {
+		why := "the file is smaller than 16 MiB"
+		if !res.AcceptRanges || res.Size < 0 {
+			why = "the server does not answer range requests or does not say the size"
+		}
+		d.log.Info().Int("connections", d.req.Connections).Msgf("downloading over one connection: %s", why)
+	}
+	return g, err
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+func (d *Download) graphWith(topology Topology, output string, fromZero bool, keys stageKeys) (*pipeline.Graph, error) {
 	reg := d.client.reg
-	cfg, err := d.load(topology, false)
+	cfg, err := d.load(topology, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -294,15 +319,8 @@ func (d *Download) graph(topology Topology, output string, res *pipeline.Resourc
 	if err != nil {
 		return nil, err
 	}
-	if n := d.req.Connections; n > 0 && pipeline.SetConnections(reg, nodes, n) == 0 {
-		if !d.req.Topology.auto() {
-			return nil, connectionsError(topology.describe())
-		}
-		why := "the file is smaller than 16 MiB"
-		if !res.AcceptRanges || res.Size < 0 {
-			why = "the server does not answer range requests or does not say the size"
-		}
-		d.log.Info().Int("connections", n).Msgf("downloading over one connection: %s", why)
+	if n := d.req.Connections; n > 0 && pipeline.SetConnections(reg, nodes, n) == 0 && !d.req.Topology.auto() {
+		return nil, connectionsError(topology.describe())
 	}
 	g, err := d.build(cfg, nodes)
 	if err != nil {
@@ -328,10 +346,11 @@ func (d *Download) graph(topology Topology, output string, res *pipeline.Resourc
 // topology is checked with the stream topology's stages, whose sink the
 // ranged one shares.
 func (d *Download) preflightAt(topology Topology, output string) error {
+	keys := allStageKeys
 	if topology.auto() {
-		topology = Topology{Name: "stream"}
+		topology, keys = Topology{Name: "stream"}, noStageKeys
 	}
-	cfg, err := d.load(topology, false)
+	cfg, err := d.load(topology, keys)
 	if err != nil {
 		return err
 	}

@@ -8,16 +8,26 @@ import (
 	"github.com/dlflow/dlflow/examples"
 )
 
+// stageKeys says which of the environment's and Sets' keys under stages.
+// load applies.
+type stageKeys int
+
+const (
+	allStageKeys   stageKeys = iota // a topology the user chose: every key applies
+	knownStageKeys                  // a topology the library picked: keys of its stages
+	noStageKeys                     // none: only the top-level keys and http
+)
+
 // load reads the configuration of topology with the request layered on:
 // the topology's YAML < DLFLOW_ environment < the request's fields and
-// Config < its Sets. Before the probe an automatic topology is not known
-// yet: then (and for a graph built in code) the configuration has no
-// stages, only the top-level keys and http.
+// Config < its Sets. An automatic topology (before the probe picks one)
+// and a graph built in code have no stages in the configuration, only the
+// top-level keys and http.
 //
-// For a topology the library picked itself, the environment keys and Sets
-// that name stages it does not have are left out (with a log line): they
-// were meant for the other built-in topology.
-func (d *Download) load(t Topology, beforeProbe bool) (*config.Config, error) {
+// With knownStageKeys, the environment keys and Sets that name stages the
+// topology does not have are left out with a log line: they were meant
+// for the other built-in topology.
+func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
 	req := d.req
 	opts := config.Options{
 		Overrides: req.overrides(),
@@ -37,13 +47,16 @@ func (d *Download) load(t Topology, beforeProbe bool) (*config.Config, error) {
 			return nil, requestErrorf("Topology", "no built-in topology %q (built-in: %s)", t.Name, strings.Join(examples.Topologies, ", "))
 		}
 		opts.File, opts.Data = "(built-in) "+name, data
-		if req.Topology.auto() && !beforeProbe {
-			ids, err := stageIDs(opts.File, data)
-			if err != nil {
-				return nil, err
+		if keys != allStageKeys {
+			ids := map[string]bool{}
+			if keys == knownStageKeys {
+				var err error
+				if ids, err = stageIDs(opts.File, data); err != nil {
+					return nil, err
+				}
 			}
-			opts.Sets = d.keepStageKeys(ids, opts.Sets, "--set", func(s string) string { k, _, _ := strings.Cut(s, "="); return strings.TrimSpace(k) })
-			opts.Environ = d.keepStageKeys(ids, opts.Environ, "environment", envKey)
+			opts.Sets = d.keepStageKeys(ids, opts.Sets, "--set", setKey, keys == knownStageKeys)
+			opts.Environ = d.keepStageKeys(ids, opts.Environ, "environment", envKey, keys == knownStageKeys)
 		}
 	default:
 		opts.File, opts.Data = t.File, t.Data
@@ -111,21 +124,29 @@ func stageIDs(file string, data []byte) (map[string]bool, error) {
 }
 
 // keepStageKeys drops the entries whose key (as key returns it) names a
-// stage not in ids, logging each.
-func (d *Download) keepStageKeys(ids map[string]bool, entries []string, origin string, key func(string) string) []string {
+// stage not in ids, logging each when logIt.
+func (d *Download) keepStageKeys(ids map[string]bool, entries []string, origin string, key func(string) string, logIt bool) []string {
 	var kept []string
 	for _, e := range entries {
 		k := key(e)
 		if rest, ok := strings.CutPrefix(k, "stages."); ok {
 			id, _, _ := strings.Cut(rest, ".")
 			if !ids[id] {
-				d.log.Info().Str("key", k).Str("from", origin).Msg("ignored: the topology picked for this download has no such stage")
+				if logIt {
+					d.log.Info().Str("key", k).Str("from", origin).Msg("ignored: the topology picked for this download has no such stage")
+				}
 				continue
 			}
 		}
 		kept = append(kept, e)
 	}
 	return kept
+}
+
+// setKey is the config key a --set entry sets.
+func setKey(set string) string {
+	k, _, _ := strings.Cut(set, "=")
+	return strings.TrimSpace(k)
 }
 
 // envKey is the config key a DLFLOW_ environment entry sets, or "".

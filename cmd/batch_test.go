@@ -515,3 +515,33 @@ func TestBatchNamesStayInDir(t *testing.T) {
 		t.Errorf("stderr does not end with the summary:\n%s", r.stderr)
 	}
 }
+
+// TestBatchJSONReportsRealOutputs: with --dir, an output named from the URL
+// is reported with the path and size of the file written in --dir, not of
+// a file of the same name in the working directory.
+func TestBatchJSONReportsRealOutputs(t *testing.T) {
+	srv := startOrigin(t, origin.Options{Size: 16384, Seed: 2, Path: "/f5.bin"})
+	wd := t.TempDir()
+	t.Chdir(wd)
+	if err := os.WriteFile("f5.bin", []byte("other!"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	list := writeList(t, srv.URL())
+	r := runCLI(t, "-i", list, "--dir", "out", "--json")
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var sum summary
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+		t.Fatalf("%v: %q", err, r.stdout)
+	}
+	if sum.Output != filepath.Join("out", "f5.bin") || sum.Bytes != 16384 {
+		t.Errorf("reported %q, %d bytes; want out/f5.bin, 16384", sum.Output, sum.Bytes)
+	}
+	if !strings.Contains(r.stderr, "dlflow: saved out/f5.bin: 16.0 KiB") {
+		t.Errorf("stderr: %s", r.stderr)
+	}
+	if data, _ := os.ReadFile("f5.bin"); string(data) != "other!" {
+		t.Errorf("the working directory's f5.bin changed")
+	}
+}

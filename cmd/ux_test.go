@@ -614,3 +614,72 @@ func TestUsageErrorsBeforeAnyRequest(t *testing.T) {
 		t.Errorf("%d requests for command lines that are wrong", n)
 	}
 }
+
+// --set and DLFLOW_ keys apply to the topology that runs, also when the
+// ranged one is picked after the probe; on a file small enough for the
+// stream topology, keys for stages it does not have are left out with a
+// log line, and --connections says it cannot be honoured.
+func TestSetAppliesToPickedTopology(t *testing.T) {
+	big := startOrigin(t, origin.Options{Size: 64 << 20, Seed: 8})
+	dir := t.TempDir()
+	out := filepath.Join(dir, "big.bin")
+	t.Setenv("DLFLOW_STAGES__FETCH__WORKERS", "3")
+	res := runCLI(t, big.URL(), "-o", out, "--set", "stages.split.config.piece=8MiB", "--json", "--no-progress")
+	if res.code != exitOK {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	if got := fileSHA256(t, out); got != origin.SHA256Hex(64<<20, 8) {
+		t.Fatalf("sha256 %s", got)
+	}
+	ranges := 0
+	for _, r := range big.Log() {
+		if r.Method == "GET" && r.Range != "" && r.Range != "bytes=0-0" {
+			var start, end int64
+			if _, err := fmt.Sscanf(r.Range, "bytes=%d-%d", &start, &end); err != nil || end-start+1 > 8<<20 || start%(8<<20) != 0 {
+				t.Errorf("range %q is not one 8 MiB piece", r.Range)
+			}
+			ranges++
+		}
+	}
+	var sum summary
+	if err := json.Unmarshal([]byte(res.stdout), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if ranges < 8 || sum.Connections != 3 || sum.Topology != "(built-in) ranged.yaml" {
+		t.Errorf("%d ranged GETs, %d connections, topology %q; want 8 pieces of 8 MiB over 3 connections of ranged.yaml", ranges, sum.Connections, sum.Topology)
+	}
+
+	small := startOrigin(t, origin.Options{Size: 1 << 20, Seed: 8})
+	out = filepath.Join(dir, "small.bin")
+	res = runCLI(t, small.URL(), "-o", out, "--set", "stages.split.config.piece=8MiB", "--connections", "8", "--log-level", "info", "--log-format", "json", "--no-progress")
+	if res.code != exitOK {
+		t.Fatalf("small: exit %d: %s", res.code, res.stderr)
+	}
+	for _, want := range [][]string{
+		{`"level":"info","key":"stages.split.config.piece","from":"--set"`, `"message":"ignored: the topology picked for this download has no such stage"`},
+		{`"level":"warn","topology":"(built-in) stream.yaml","problem":"$DLFLOW_STAGES__FETCH__WORKERS: stages.fetch.workers: http.source runs at most 1 worker`, `"message":"the configuration keys for stages do not fit the topology picked for this download; it runs without them"`},
+		{`"level":"info","connections":8`, `"message":"downloading over one connection: the file is smaller than 16 MiB"`},
+	} {
+		if n := logLines(res.stderr, want...); n != 1 {
+			t.Errorf("small: %d log lines with %q, want 1:\n%s", n, want, res.stderr)
+		}
+	}
+	if got := fileSHA256(t, out); got != origin.SHA256Hex(1<<20, 8) {
+		t.Fatalf("small: sha256 %s", got)
+	}
+}
+
+// logLines counts the lines of log that hold every one of parts.
+func logLines(log string, parts ...string) int {
+	n := 0
+	for line := range strings.Lines(log) {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
