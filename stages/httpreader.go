@@ -77,6 +77,11 @@ type httpReader struct {
 	sent    replicaBytes  // bytes sent per replica, for ReplicaBytes
 }
 
+var (
+	_ pipeline.Starter  = (*httpReader)(nil)
+	_ pipeline.Finisher = (*httpReader)(nil)
+)
+
 // Start resets the retry budget and the range support of the run and checks
 // the resource.
 func (s *httpReader) Start(ctx context.Context, env *pipeline.Env) error {

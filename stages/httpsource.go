@@ -49,6 +49,8 @@ type httpSource struct {
 	budget httpx.RetryBudget
 }
 
+var _ pipeline.Starter = (*httpSource)(nil)
+
 // Start resets the retry budget of the run and checks the resource.
 func (s *httpSource) Start(ctx context.Context, env *pipeline.Env) error {
 	s.budget.Reset(s.cfg.Total)
