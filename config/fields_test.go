@@ -24,16 +24,18 @@ type docStage struct {
 	retryPart `koanf:",squash"`
 	Workers   int `koanf:"workers" help:"replicas"`
 	bodyPart  `koanf:",squash"`
-	Limits    *limits           `koanf:"limits"`
-	Auth      struct{ User string `koanf:"user" help:"who"` } `koanf:"auth"`
-	Tags      []string          `koanf:"tags" help:"labels"`
-	Headers   map[string]string `koanf:"headers" help:"extra"`
-	Extra     map[string]any    `koanf:"extra"`
-	Verify    *bool             `koanf:"verify" help:"check it"`
-	Since     time.Time         `koanf:"since"`
-	Name      string            `koanf:"name"`
-	Ignored   int
-	Skipped   int `koanf:"-"`
+	Limits    *limits `koanf:"limits"`
+	Auth      struct {
+		User string `koanf:"user" help:"who"`
+	} `koanf:"auth"`
+	Tags    []string          `koanf:"tags" help:"labels"`
+	Headers map[string]string `koanf:"headers" help:"extra"`
+	Extra   map[string]any    `koanf:"extra"`
+	Verify  *bool             `koanf:"verify" help:"check it"`
+	Since   time.Time         `koanf:"since"`
+	Name    string            `koanf:"name"`
+	Ignored int
+	Skipped int `koanf:"-"`
 }
 
 func TestFields(t *testing.T) {
