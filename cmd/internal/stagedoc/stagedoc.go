@@ -30,15 +30,9 @@ const byConfigNote = "with the default config; depends on config"
 func List(w io.Writer, reg *pipeline.Registry) {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "TYPE\tCONSUMES\tPRODUCES\tSUMMARY")
-	marked := false
-	for _, name := range reg.Types() {
-		spec, _ := reg.Lookup(name)
-		consumes, produces, byConfig := flows(spec)
-		mark := ""
-		if byConfig {
-			mark, marked = "*", true
-		}
-		fmt.Fprintf(tw, "%s\t%s%s\t%s\t%s\n", name, consumes, mark, produces, spec.Summary)
+	docs, marked := typeDocs(reg)
+	for _, t := range docs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Type, t.consumed("*"), t.produces, t.Summary)
 	}
 	tw.Flush()
 	if marked {
@@ -70,6 +64,35 @@ func Describe(w io.Writer, spec pipeline.Spec) {
 		fmt.Fprintf(tw, "    %s\t%s\t(default %s)\t%s\n", o.Key, o.Kind, def, o.Help)
 	}
 	tw.Flush()
+}
+
+// typeDoc is a stage type with the flows of its default config.
+type typeDoc struct {
+	pipeline.Spec
+	consumes, produces pipeline.Flow
+	byConfig bool // its config can change them
+}
+
+// consumed is what the type consumes, followed by mark when its config
+// can change that.
+func (t typeDoc) consumed(mark string) string {
+	if t.byConfig {
+		return t.consumes.String() + mark
+	}
+	return t.consumes.String()
+}
+
+// typeDocs are the types of reg in name order, and whether the config of
+// any can change its flows.
+func typeDocs(reg *pipeline.Registry) (docs []typeDoc, anyByConfig bool) {
+	for _, name := range reg.Types() {
+		spec, _ := reg.Lookup(name)
+		t := typeDoc{Spec: spec}
+		t.consumes, t.produces, t.byConfig = flows(spec)
+		docs = append(docs, t)
+		anyByConfig = anyByConfig || t.byConfig
+	}
+	return docs, anyByConfig
 }
 
 // flows is what a stage type consumes and produces with its default config,
@@ -152,29 +175,21 @@ func markdown(w io.Writer, reg *pipeline.Registry, top []config.Field) {
 
 	fmt.Fprint(w, flowsIntro)
 	fmt.Fprint(w, "| type | consumes | produces | summary |\n|---|---|---|---|\n")
-	marked := false
-	for _, name := range reg.Types() {
-		spec, _ := reg.Lookup(name)
-		consumes, produces, byConfig := flows(spec)
-		mark := ""
-		if byConfig {
-			mark, marked = `\*`, true
-		}
-		fmt.Fprintf(w, "| [`%s`](#%s) | %s%s | %s | %s |\n", name, anchor(name), consumes, mark, produces, cell(spec.Summary))
+	docs, marked := typeDocs(reg)
+	for _, t := range docs {
+		fmt.Fprintf(w, "| [`%s`](#%s) | %s | %s | %s |\n", t.Type, anchor(t.Type), t.consumed(`\*`), t.produces, cell(t.Summary))
 	}
 	if marked {
 		fmt.Fprintf(w, "\n\\* %s.\n", byConfigNote)
 	}
 
-	for _, name := range reg.Types() {
-		spec, _ := reg.Lookup(name)
-		consumes, produces, byConfig := flows(spec)
-		fmt.Fprintf(w, "\n### `%s`\n\n%s\n\nConsumes %s, produces %s", name, sentence(spec.Summary), consumes, produces)
-		if byConfig {
+	for _, t := range docs {
+		fmt.Fprintf(w, "\n### `%s`\n\n%s\n\nConsumes %s, produces %s", t.Type, sentence(t.Summary), t.consumes, t.produces)
+		if t.byConfig {
 			fmt.Fprintf(w, " (%s)", byConfigNote)
 		}
 		fmt.Fprint(w, ".\n\n")
-		if opts := config.Fields(spec.Config()); len(opts) > 0 {
+		if opts := config.Fields(t.Config()); len(opts) > 0 {
 			optionTable(w, "key under `config:`", opts)
 		} else {
 			fmt.Fprintln(w, "No options.")
