@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,48 +15,24 @@ import (
 
 	"github.com/spf13/pflag"
 
+	dlbench "github.com/dlflow/dlflow/bench"
 	"github.com/dlflow/dlflow/pipeline"
 )
-
-// benchSeed picks the generated content; any value works.
-const benchSeed = 0xd1f10
 
 // cliEnv, when set to 1, makes a binary that embeds the CLI (the test
 // binary, too) behave as the CLI; bench runs each download as such a child
 // process so that its peak RSS and CPU time are its own.
 const cliEnv = "RUN_DLFLOW_CLI"
 
-// Scenarios of the built-in origin.
-const (
-	scenarioPlain     = "plain"     // as fast as loopback goes
-	scenarioRateLimit = "ratelimit" // every connection limited to --rate
-	scenarioLatency   = "latency"   // --latency before every response header
-	scenarioSlowConn  = "slowconn"  // one GET (--slow-request) trickles at --trickle
-)
-
-var benchScenarios = []string{scenarioPlain, scenarioRateLimit, scenarioLatency, scenarioSlowConn}
-
+// benchFlags are the bench's options and how to print its result.
 type benchFlags struct {
-	size        pipeline.ByteSize
-	runs        int
-	scenarios   []string
-	connections []int // 0: the topology's own
-	pieces      []pipeline.ByteSize
-	rate        pipeline.ByteSize
-	latency     time.Duration
-	trickle     pipeline.ByteSize
-	slowRequest int
-	origin      string // go or nginx
-	url, sha256 string // an external origin instead of the built-in one
-	compare     bool
-	dir         string
-	configs     []string
-	sets        []string     // --set KEY=VALUE, for every dlflow cell
-	variations  [][]benchSet // --vary: one cell per combination
-	json        bool
-	plot        string
+	opts dlbench.Options
+	json bool
+	plot string
 }
 
+// bench parses the flags, runs package bench on this executable and prints
+// its result; exit 1 when a cell failed.
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f, err := parseBenchFlags(args, stderr)
 	if err != nil {
@@ -66,55 +41,78 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if f == nil {
 		return exitOK // --help
 	}
-	cells, err := runBench(ctx, f, stderr)
+	exe, err := os.Executable()
+	if err != nil {
+		return fail(stderr, err)
+	}
+	opts := f.opts
+	opts.Executable, opts.Env, opts.Registry = exe, []string{cliEnv + "=1"}, pipeline.DefaultRegistry
+	opts.Progress = func(e dlbench.Event) { printBenchEvent(stderr, e) }
+	res, err := dlbench.Run(ctx, opts)
+	if errors.As(err, new(*dlbench.TopologyError)) {
+		err = usagef("%w", err)
+	}
 	if err != nil {
 		return fail(stderr, err)
 	}
 	if f.plot != "" {
-		if err := writePlot(f.plot, f, cells); err != nil {
+		svg, err := res.SVG()
+		if err == nil {
+			err = os.WriteFile(f.plot, svg, 0o644)
+		}
+		if err != nil {
 			return fail(stderr, fmt.Errorf("--plot: %w", err))
 		}
 	}
 	if f.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(cells)
+		_ = res.WriteJSON(stdout)
 	} else {
-		printBench(stdout, f, cells)
+		_ = res.WriteTable(stdout)
 	}
-	for _, c := range cells {
-		if c.Error != "" {
-			return exitFailed
-		}
+	if res.Failed() {
+		return exitFailed
 	}
 	return exitOK
+}
+
+// printBenchEvent prints what the bench is doing, a line each.
+func printBenchEvent(w io.Writer, e dlbench.Event) {
+	switch e.Kind {
+	case dlbench.ScenarioStarted:
+		fmt.Fprintf(w, "bench: scenario %s: %s\n", e.Scenario, e.Server)
+	case dlbench.RunStarted:
+		fmt.Fprintf(w, "bench: %s: %s run %d/%d\n", e.Scenario, e.Cell, e.Run, e.Runs)
+	case dlbench.Unverified:
+		fmt.Fprintf(w, "bench: sha256 of the first output: %s (unverified)\n", e.SHA256)
+	}
 }
 
 // parseBenchFlags returns nil flags (and no error) after --help.
 func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
 	f := &benchFlags{}
+	o := &f.opts
 	fs := pflag.NewFlagSet("dlflow bench", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
 	size := fs.String("size", "256MiB", "size of the generated file")
-	fs.IntVar(&f.runs, "runs", 3, "runs per cell; the table shows the median and min-max")
-	fs.StringArrayVarP(&f.configs, "config", "c", nil, "topology to run (repeatable; default: every example)")
+	fs.IntVar(&o.Runs, "runs", 3, "runs per cell; the table shows the median and min-max")
+	fs.StringArrayVarP(&o.Topologies, "config", "c", nil, "topology to run (repeatable; default: every example)")
 	conns := fs.String("connections", "8", "range readers for topologies with an http.reader, a comma list: one cell each (4,8,16)")
 	pieces := fs.String("piece", "", "range.splitter piece sizes, a comma list: one cell each (1MiB,4MiB; default: the topology's)")
-	fs.StringArrayVar(&f.sets, "set", nil, "set a config key in every topology, e.g. --set stages.write.config.fsync=false (repeatable)")
+	fs.StringArrayVar(&o.Sets, "set", nil, "set a config key in every topology, e.g. --set stages.write.config.fsync=false (repeatable)")
 	varies := fs.StringArray("vary", nil, "a config key and a comma list of values, one cell each, e.g. --vary stages.write.config.direct=always,never (repeatable: every combination)")
-	scenarios := fs.StringSlice("scenario", []string{scenarioPlain}, "origin behaviour, repeatable or a comma list: "+strings.Join(benchScenarios, ", "))
+	scenarios := fs.StringSlice("scenario", []string{string(dlbench.ScenarioPlain)}, "origin behaviour, repeatable or a comma list: "+scenarioNames)
 	rate := fs.String("rate", "25MiB", "per-connection rate limit of the ratelimit scenario")
-	fs.DurationVar(&f.latency, "latency", 20*time.Millisecond, "delay before each response header in the latency scenario")
+	fs.DurationVar(&o.Latency, "latency", 20*time.Millisecond, "delay before each response header in the latency scenario")
 	trickle := fs.String("trickle", "1MiB", "rate of the one slow GET of the slowconn scenario, per second")
-	fs.IntVar(&f.slowRequest, "slow-request", 2, "which GET trickles in the slowconn scenario (1: the first; single-stream downloads make only one)")
-	fs.StringVar(&f.origin, "origin", "go", "serve the generated file from the built-in Go origin (go) or a real nginx (nginx: plain and ratelimit)")
-	fs.StringVar(&f.url, "url", "", "benchmark an external URL instead of the built-in origin (no scenarios)")
-	fs.StringVar(&f.sha256, "sha256", "", "expected sha256 (hex) of --url; without it the outputs are reported unverified")
-	fs.BoolVar(&f.compare, "compare", false, "add curl, aria2c and axel (when installed) as reference rows on the same origin")
+	fs.IntVar(&o.SlowRequest, "slow-request", dlbench.DefaultSlowRequest, "which GET trickles in the slowconn scenario (1: the first; single-stream downloads make only one)")
+	origin := fs.String("origin", string(dlbench.OriginGo), "serve the generated file from the built-in Go origin (go) or a real nginx (nginx: plain and ratelimit)")
+	fs.StringVar(&o.URL, "url", "", "benchmark an external URL instead of the built-in origin (no scenarios)")
+	fs.StringVar(&o.SHA256, "sha256", "", "expected sha256 (hex) of --url; without it the outputs are reported unverified")
+	fs.BoolVar(&o.Compare, "compare", false, "add curl, aria2c and axel (when installed) as reference rows on the same origin")
 	fs.BoolVar(&f.json, "json", false, "print the cells as a JSON array instead of tables")
 	fs.StringVar(&f.plot, "plot", "", "write a bar chart of median throughput per cell (min-max whiskers) to this SVG file")
-	fs.StringVar(&f.dir, "dir", "", "directory for the outputs (default: a temporary directory)")
+	fs.StringVar(&o.Dir, "dir", "", "directory for the outputs (default: a temporary directory)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: dlflow bench [flags]
 
@@ -152,30 +150,30 @@ Flags:
 		return nil, usagef("bench takes no arguments; got %q", fs.Args())
 	}
 	var err error
-	if f.size, err = pipeline.ParseByteSize(*size); err != nil || f.size <= 0 {
+	if o.Size, err = pipeline.ParseByteSize(*size); err != nil || o.Size <= 0 {
 		return nil, usagef("--size: want a positive size such as 256MiB, got %q", *size)
 	}
-	if f.rate, err = pipeline.ParseByteSize(*rate); err != nil || f.rate <= 0 {
+	if o.Rate, err = pipeline.ParseByteSize(*rate); err != nil || o.Rate <= 0 {
 		return nil, usagef("--rate: want a positive size per second such as 25MiB, got %q", *rate)
 	}
-	if f.trickle, err = pipeline.ParseByteSize(*trickle); err != nil || f.trickle <= 0 {
+	if o.Trickle, err = pipeline.ParseByteSize(*trickle); err != nil || o.Trickle <= 0 {
 		return nil, usagef("--trickle: want a positive size per second such as 1MiB, got %q", *trickle)
 	}
-	if f.runs < 1 {
+	if o.Runs < 1 {
 		return nil, usagef("--runs must be at least 1")
 	}
-	if f.slowRequest < 1 {
+	if o.SlowRequest < 1 {
 		return nil, usagef("--slow-request must be at least 1")
 	}
-	if f.latency < 0 {
+	if o.Latency < 0 {
 		return nil, usagef("--latency must not be negative")
 	}
-	for _, s := range f.sets {
+	for _, s := range o.Sets {
 		if k, _, ok := strings.Cut(s, "="); !ok || k == "" {
 			return nil, usagef("--set: want KEY=VALUE, got %q", s)
 		}
 	}
-	if f.variations, err = parseVaries(*varies); err != nil {
+	if o.Vary, err = parseVaries(*varies); err != nil {
 		return nil, err
 	}
 	for _, s := range splitList(*conns) {
@@ -183,29 +181,27 @@ Flags:
 		if err != nil || n < 1 {
 			return nil, usagef("--connections: want numbers of at least 1 such as 4,8,16, got %q", s)
 		}
-		if !slices.Contains(f.connections, n) {
-			f.connections = append(f.connections, n)
+		if !slices.Contains(o.Connections, n) {
+			o.Connections = append(o.Connections, n)
 		}
-	}
-	if len(f.connections) == 0 {
-		f.connections = []int{0}
 	}
 	for _, s := range splitList(*pieces) {
 		p, err := pipeline.ParseByteSize(s)
 		if err != nil || p <= 0 {
 			return nil, usagef("--piece: want sizes such as 1MiB,4MiB, got %q", s)
 		}
-		if !slices.Contains(f.pieces, p) {
-			f.pieces = append(f.pieces, p)
+		if !slices.Contains(o.Pieces, p) {
+			o.Pieces = append(o.Pieces, p)
 		}
 	}
 	for _, list := range *scenarios {
-		for _, s := range splitList(list) {
-			if !slices.Contains(benchScenarios, s) {
-				return nil, usagef("--scenario: unknown scenario %q (known: %s)", s, strings.Join(benchScenarios, ", "))
+		for _, name := range splitList(list) {
+			s := dlbench.Scenario(name)
+			if !slices.Contains(dlbench.Scenarios, s) {
+				return nil, usagef("--scenario: unknown scenario %q (known: %s)", name, scenarioNames)
 			}
-			if !slices.Contains(f.scenarios, s) {
-				f.scenarios = append(f.scenarios, s)
+			if !slices.Contains(o.Scenarios, s) {
+				o.Scenarios = append(o.Scenarios, s)
 			}
 		}
 	}
@@ -213,43 +209,52 @@ Flags:
 	if !fs.Changed("scenario") {
 		switch {
 		case fs.Changed("rate"):
-			f.scenarios = []string{scenarioRateLimit}
+			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioRateLimit}
 		case fs.Changed("latency"):
-			f.scenarios = []string{scenarioLatency}
+			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioLatency}
 		case fs.Changed("trickle") || fs.Changed("slow-request"):
-			f.scenarios = []string{scenarioSlowConn}
+			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioSlowConn}
 		}
 	}
-	switch f.origin {
-	case "go":
-	case "nginx":
-		for _, s := range f.scenarios {
-			if s != scenarioPlain && s != scenarioRateLimit {
+	switch o.Origin = dlbench.Origin(*origin); o.Origin {
+	case dlbench.OriginGo:
+	case dlbench.OriginNginx:
+		for _, s := range o.Scenarios {
+			if s != dlbench.ScenarioPlain && s != dlbench.ScenarioRateLimit {
 				return nil, usagef("--origin nginx serves the plain and ratelimit scenarios only, not %s", s)
 			}
 		}
 	default:
-		return nil, usagef("--origin: want go or nginx, got %q", f.origin)
+		return nil, usagef("--origin: want go or nginx, got %q", *origin)
 	}
-	if f.url != "" {
+	if o.URL != "" {
 		if fs.Changed("scenario") || fs.Changed("origin") || fs.Changed("size") {
 			return nil, usagef("--url benchmarks an external server: --scenario, --origin and --size apply to the built-in origin only")
 		}
-		f.scenarios = []string{"external"}
-		f.origin = "external"
-	} else if f.sha256 != "" {
+		o.Scenarios = []dlbench.Scenario{dlbench.ScenarioExternal}
+		o.Origin = dlbench.OriginExternal
+	} else if o.SHA256 != "" {
 		return nil, usagef("--sha256 goes with --url; the built-in origin's sha256 is known")
 	}
-	if f.sha256 != "" {
-		f.sha256 = strings.ToLower(strings.TrimPrefix(f.sha256, "sha256:"))
-		if b, err := hex.DecodeString(f.sha256); err != nil || len(b) != sha256.Size {
-			return nil, usagef("--sha256: want 64 hex digits, got %q", f.sha256)
+	if o.SHA256 != "" {
+		o.SHA256 = strings.ToLower(strings.TrimPrefix(o.SHA256, "sha256:"))
+		if b, err := hex.DecodeString(o.SHA256); err != nil || len(b) != sha256.Size {
+			return nil, usagef("--sha256: want 64 hex digits, got %q", o.SHA256)
 		}
 	}
 	return f, nil
 }
 
 // splitList splits a comma list, dropping blanks.
+// scenarioNames lists the built-in origin's scenarios for help and errors.
+var scenarioNames = func() string {
+	var names []string
+	for _, s := range dlbench.Scenarios {
+		names = append(names, string(s))
+	}
+	return strings.Join(names, ", ")
+}()
+
 func splitList(s string) []string {
 	var out []string
 	for _, part := range strings.Split(s, ",") {
@@ -260,90 +265,17 @@ func splitList(s string) []string {
 	return out
 }
 
-func verify(path, want string) (got string, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	got = hex.EncodeToString(h.Sum(nil))
-	if want != "" && got != want {
-		return got, fmt.Errorf("sha256 mismatch: got %s, want %s", got, want)
-	}
-	return got, nil
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if n := len(s); n%2 == 1 {
-		return s[n/2]
-	} else {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-}
-
-func sha256Sum(data []byte) [32]byte { return sha256.Sum256(data) }
-
-// benchSet is one --vary value: the --set it passes and the label it adds.
-type benchSet struct {
-	set, label string
-}
-
-// parseVaries turns the --vary flags into every combination of their
-// values, in the order given (the last flag varies fastest). With none it
-// is one empty combination.
-func parseVaries(varies []string) ([][]benchSet, error) {
-	keys := make([]string, len(varies))
-	valueLists := make([][]string, len(varies))
-	for i, v := range varies {
+// parseVaries reads the --vary flags: a key and a comma list of values
+// each.
+func parseVaries(varies []string) ([]dlbench.Vary, error) {
+	var out []dlbench.Vary
+	for _, v := range varies {
 		key, list, ok := strings.Cut(v, "=")
 		values := splitList(list)
 		if !ok || key == "" || len(values) == 0 {
 			return nil, usagef("--vary: want KEY=V1,V2, got %q", v)
 		}
-		keys[i], valueLists[i] = key, values
+		out = append(out, dlbench.Vary{Key: key, Values: values})
 	}
-	labels := varyLabels(keys)
-	combos := [][]benchSet{nil}
-	for i, key := range keys {
-		var next [][]benchSet
-		for _, c := range combos {
-			for _, val := range valueLists[i] {
-				next = append(next, append(slices.Clip(c), benchSet{set: key + "=" + val, label: labels[i] + "=" + val}))
-			}
-		}
-		combos = next
-	}
-	return combos, nil
-}
-
-// varyLabels names each key by its last part, since fsync=false reads
-// better in a table than stages.write.config.fsync=false; keys that share
-// a last part keep their stage too (fetch.buffer, write.buffer).
-func varyLabels(keys []string) []string {
-	last := func(k string) string { return k[strings.LastIndexByte(k, '.')+1:] }
-	count := map[string]int{}
-	for _, k := range keys {
-		count[last(k)]++
-	}
-	labels := make([]string, len(keys))
-	for i, k := range keys {
-		labels[i] = last(k)
-		if count[labels[i]] > 1 {
-			if stage, _, ok := strings.Cut(strings.TrimPrefix(k, "stages."), "."); ok && strings.HasPrefix(k, "stages.") {
-				labels[i] = stage + "." + labels[i]
-			} else {
-				labels[i] = k
-			}
-		}
-	}
-	return labels
+	return out, nil
 }

@@ -343,27 +343,13 @@ func (d *decoder) setStruct(key string, n any, v reflect.Value) {
 	}
 }
 
-// structFields maps koanf names to field index paths. Fields of the struct
-// itself take precedence over fields of squashed embedded structs.
+// structFields maps koanf names to field index paths, by keyFields (the
+// walk that Fields documents): fields of the struct itself take precedence
+// over fields of squashed embedded structs.
 func structFields(t reflect.Type) map[string][]int {
 	out := map[string][]int{}
-	var squashed [][]int
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, opts, _ := strings.Cut(f.Tag.Get("koanf"), ",")
-		switch {
-		case f.Anonymous && name == "" && opts == "squash" && f.Type.Kind() == reflect.Struct:
-			squashed = append(squashed, []int{i})
-		case name != "" && name != "-" && f.IsExported():
-			out[name] = []int{i}
-		}
-	}
-	for _, idx := range squashed {
-		for name, sub := range structFields(t.Field(idx[0]).Type) {
-			if _, ok := out[name]; !ok {
-				out[name] = append(append([]int{}, idx...), sub...)
-			}
-		}
+	for _, kf := range keyFields(t) {
+		out[kf.name] = kf.index
 	}
 	return out
 }

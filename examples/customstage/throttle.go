@@ -4,7 +4,8 @@
 //
 //	import _ "github.com/dlflow/dlflow/examples/customstage"
 //
-// as cmd/run/plugins.go does. docs/STAGES.md walks through this file.
+// as the custom binary of examples/custombuild does. docs/STAGES.md walks
+// through this file.
 package customstage
 
 import (

@@ -1,12 +1,12 @@
-package cmd
+package bench
 
 import (
 	"bytes"
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,13 +18,21 @@ func mib(n int64) string {
 	return fmt.Sprintf("%.1fMiB", math.Ceil(float64(n)*10/(1<<20))/10)
 }
 
-// printBench prints one table per scenario, then the per-stage table of the
+// WriteTable writes one table per scenario: a row per cell with its
+// median time, median and min-max throughput, peak RSS, CPU time, memory
+// bound, sha256 check and bottleneck, then the per-stage figures of the
 // dlflow cells.
-func printBench(w io.Writer, f *benchFlags, cells []*benchCell) {
-	for i, scenario := range f.scenarios {
-		var rows []*benchCell
-		for _, c := range cells {
-			if c.Scenario == scenario {
+func (r *Result) WriteTable(w io.Writer) error {
+	ew := &errWriter{w: w}
+	writeTable(ew, r)
+	return ew.err
+}
+
+func writeTable(w io.Writer, r *Result) {
+	for i, scenario := range r.Options.Scenarios {
+		var rows []*Cell
+		for k := range r.Cells {
+			if c := &r.Cells[k]; c.Scenario == scenario {
 				rows = append(rows, c)
 			}
 		}
@@ -34,7 +42,7 @@ func printBench(w io.Writer, f *benchFlags, cells []*benchCell) {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "scenario %s: %s; %d run(s) per cell\n\n", scenario, rows[0].where, f.runs)
+		fmt.Fprintf(w, "scenario %s: %s; %d run(s) per cell\n\n", scenario, r.Servers[scenario], r.Options.Runs)
 		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "cell\tmedian time\tMB/s median (min-max)\tpeak RSS\tCPU s\tbuffer bound\tsha256\tbottleneck")
 		for _, c := range rows {
@@ -42,7 +50,7 @@ func printBench(w io.Writer, f *benchFlags, cells []*benchCell) {
 			if c.MemoryBound > 0 {
 				bound = mib(c.MemoryBound)
 			}
-			if c.failed() {
+			if c.Failed() {
 				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t%s\t%s\tFAILED: %s\n", c.Label, bound, c.SHA256, c.Error)
 				continue
 			}
@@ -51,7 +59,7 @@ func printBench(w io.Writer, f *benchFlags, cells []*benchCell) {
 		}
 		tw.Flush()
 
-		var staged []*benchCell
+		var staged []*Cell
 		for _, c := range rows {
 			if len(c.Stages) > 0 {
 				staged = append(staged, c)
@@ -112,23 +120,32 @@ const (
 	plotBottom = 40
 )
 
-// writePlot writes a horizontal bar chart: one bar per cell (median MB/s),
-// a min-max whisker on each, cells grouped by scenario.
-func writePlot(path string, f *benchFlags, cells []*benchCell) error {
-	data := renderPlot(f, cells)
-	if err := xml.Unmarshal(data, new(struct{})); err != nil {
-		return fmt.Errorf("generated SVG is not well-formed: %w", err)
-	}
-	return os.WriteFile(path, data, 0o644)
+// WriteJSON writes the cells as an indented JSON array.
+func (r *Result) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r.Cells)
 }
 
-func renderPlot(f *benchFlags, cells []*benchCell) []byte {
+// SVG renders a horizontal bar chart: one bar per cell (median MB/s), a
+// min-max whisker on each, cells grouped by scenario. It fails only when
+// the document it made is not well-formed XML.
+func (r *Result) SVG() ([]byte, error) {
+	data := renderPlot(r)
+	if err := xml.Unmarshal(data, new(struct{})); err != nil {
+		return nil, fmt.Errorf("generated SVG is not well-formed: %w", err)
+	}
+	return data, nil
+}
+
+func renderPlot(r *Result) []byte {
+	o, cells := r.Options, r.Cells
 	maxMBps := 0.0
 	for _, c := range cells {
 		maxMBps = max(maxMBps, c.MaxMBps)
 	}
 	scale, step := niceScale(maxMBps)
-	rows := len(cells) + len(f.scenarios) // a heading row per scenario
+	rows := len(cells) + len(o.Scenarios) // a heading row per scenario
 	height := plotTop + rows*plotRowH + plotBottom
 	barW := float64(plotWidth - plotLabelW - plotRight)
 	x := func(mbps float64) float64 { return plotLabelW + barW*mbps/scale }
@@ -137,10 +154,10 @@ func renderPlot(f *benchFlags, cells []*benchCell) []byte {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="13">`, plotWidth, height, plotWidth, height)
 	p(`<rect width="100%%" height="100%%" fill="white"/>`)
-	p(`<text x="%d" y="22" font-size="16" font-weight="bold">%s</text>`, 12, esc(fmt.Sprintf("dlflow bench: median throughput, MB/s (whiskers: min-max of %d run(s))", f.runs)))
-	what := fmt.Sprintf("%v file", f.size)
-	if f.url != "" {
-		what = f.url
+	p(`<text x="%d" y="22" font-size="16" font-weight="bold">%s</text>`, 12, esc(fmt.Sprintf("dlflow bench: median throughput, MB/s (whiskers: min-max of %d run(s))", o.Runs)))
+	what := fmt.Sprintf("%v file", o.Size)
+	if o.URL != "" {
+		what = o.URL
 	}
 	for _, c := range cells {
 		if c.Tool != "dlflow" {
@@ -160,15 +177,15 @@ func renderPlot(f *benchFlags, cells []*benchCell) []byte {
 	p(`<text x="%.1f" y="%d" text-anchor="middle" fill="#555">MB/s</text>`, plotLabelW+barW/2, gridBottom+34)
 
 	y := plotTop
-	for _, scenario := range f.scenarios {
-		p(`<text x="%d" y="%d" font-weight="bold">%s</text>`, 12, y+16, esc("scenario "+scenario))
+	for _, scenario := range o.Scenarios {
+		p(`<text x="%d" y="%d" font-weight="bold">%s</text>`, 12, y+16, esc("scenario "+string(scenario)))
 		y += plotRowH
 		for _, c := range cells {
 			if c.Scenario != scenario {
 				continue
 			}
 			p(`<text x="%d" y="%d" text-anchor="end">%s</text>`, plotLabelW-8, y+16, esc(c.Label))
-			if c.failed() || c.MedianMBps == 0 {
+			if c.Failed() || c.MedianMBps == 0 {
 				p(`<text x="%d" y="%d" fill="#b00">failed</text>`, plotLabelW+4, y+16)
 				y += plotRowH
 				continue
@@ -212,4 +229,20 @@ func esc(s string) string {
 	var b strings.Builder
 	_ = xml.EscapeText(&b, []byte(s))
 	return b.String()
+}
+
+// errWriter keeps the first error of a series of writes and drops the
+// writes after it.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
 }

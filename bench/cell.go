@@ -1,0 +1,157 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"time"
+
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// Cell is one cell of the matrix (a topology with a number of connections,
+// a piece size and config overrides, or a reference tool) in one scenario,
+// with its measurements over all runs. Its JSON form is the output of
+// `dlflow bench --json`, whose names are a contract.
+type Cell struct {
+	Scenario    Scenario `json:"scenario"`
+	Origin      Origin   `json:"origin"`
+	Tool        string   `json:"tool"` // dlflow, curl, aria2c or axel
+	Topology    string   `json:"topology,omitempty"`
+	Connections int      `json:"connections,omitempty"` // 0: the topology's own, or one stream
+	Piece       int64    `json:"piece_bytes,omitempty"` // 0: the topology's own
+	Sets        []string `json:"sets,omitempty"`        // Options.Sets and the Vary values
+	Label       string   `json:"label"`
+
+	Runs          int       `json:"runs"`
+	Bytes         int64     `json:"bytes"`
+	Seconds       []float64 `json:"seconds"`
+	MedianSeconds float64   `json:"median_seconds"`
+	MedianMBps    float64   `json:"median_mbps"`
+	MinMBps       float64   `json:"min_mbps"`
+	MaxMBps       float64   `json:"max_mbps"`
+	PeakRSS       int64     `json:"peak_rss_bytes"` // 0 where the platform does not tell
+	CPUSeconds    float64   `json:"cpu_seconds_median"`
+	MemoryBound   int64     `json:"memory_bound_bytes,omitempty"`
+	// SHA256 is "ok", "unverified" (an external URL without an expected
+	// sum), "failed" (an output hashed to something else) or "-" (the
+	// cell failed otherwise); Verified is true for "ok" only.
+	SHA256   string `json:"sha256"`
+	Verified bool   `json:"sha256_ok"`
+	// Bottleneck is the stage that limits the run (see
+	// pipeline.MetricsSnapshot.Bottleneck), and Stages its per-stage
+	// counters averaged over the runs; dlflow cells only.
+	Bottleneck string                  `json:"bottleneck,omitempty"`
+	Stages     []pipeline.StageMetrics `json:"stages,omitempty"`
+	// Error is why the cell failed, "" when every run succeeded; a
+	// failed cell runs no more.
+	Error string `json:"error,omitempty"`
+}
+
+// Failed reports whether a run of the cell failed.
+func (c *Cell) Failed() bool { return c.Error != "" }
+
+// cell is a Cell being measured.
+type cell struct {
+	Cell
+	command func(ctx context.Context, url, out, metrics string) *exec.Cmd // one run's child process
+	mbps    []float64
+	cpu     []float64
+	metrics []pipeline.MetricsSnapshot
+}
+
+// record adds one run's measurements.
+func (c *cell) record(m measurement, out, metricsFile string) error {
+	fi, err := os.Stat(out)
+	if err != nil {
+		return err
+	}
+	if c.Bytes = fi.Size(); c.Bytes == 0 {
+		return errors.New("empty output")
+	}
+	c.Seconds = append(c.Seconds, m.wall.Seconds())
+	c.mbps = append(c.mbps, float64(c.Bytes)/m.wall.Seconds()/1e6)
+	c.cpu = append(c.cpu, m.cpu.Seconds())
+	c.PeakRSS = max(c.PeakRSS, m.maxRSS)
+	if c.Tool == "dlflow" {
+		data, err := os.ReadFile(metricsFile)
+		if err != nil {
+			return fmt.Errorf("per-stage metrics: %w", err)
+		}
+		var snap pipeline.MetricsSnapshot
+		if err := json.Unmarshal(data, &snap); err != nil {
+			return fmt.Errorf("per-stage metrics: %w", err)
+		}
+		c.metrics = append(c.metrics, snap)
+	}
+	return nil
+}
+
+// summarize turns the runs into the reported figures.
+func (c *cell) summarize() {
+	c.Runs = len(c.Seconds)
+	if c.SHA256 == "" {
+		c.SHA256 = "ok"
+		if c.Failed() {
+			c.SHA256 = "-"
+		}
+	}
+	c.Verified = c.SHA256 == "ok" && !c.Failed()
+	if len(c.mbps) == 0 {
+		return
+	}
+	c.MedianSeconds = median(c.Seconds)
+	c.MedianMBps, c.MinMBps, c.MaxMBps = median(c.mbps), slices.Min(c.mbps), slices.Max(c.mbps)
+	c.CPUSeconds = median(c.cpu)
+	if len(c.metrics) > 0 {
+		avg := averageMetrics(c.metrics)
+		c.Stages = avg.Stages
+		c.Bottleneck = avg.Bottleneck()
+	}
+}
+
+// averageMetrics averages the queue fills, blocked times and counts of
+// several runs' snapshots of one graph.
+func averageMetrics(runs []pipeline.MetricsSnapshot) pipeline.MetricsSnapshot {
+	avg := pipeline.MetricsSnapshot{Stages: slices.Clone(runs[0].Stages)}
+	n := len(runs)
+	for i := range avg.Stages {
+		s := &avg.Stages[i]
+		var fill, full, blocked, busyShare float64
+		var bytes, blockedSends int64
+		var ran, wait, busy time.Duration
+		for _, r := range runs {
+			rs, _ := r.Stage(s.Stage)
+			fill, full, blocked = fill+rs.QueueFill, full+rs.QueueFull, blocked+float64(rs.SendBlocked)
+			bytes, blockedSends = bytes+rs.BytesSent, blockedSends+rs.BlockedSends
+			ran, wait, busy, busyShare = ran+rs.Ran, wait+rs.InputWait, busy+rs.Busy, busyShare+rs.BusyShare
+			s.BusyKnown = s.BusyKnown && rs.BusyKnown
+		}
+		s.QueueFill, s.QueueFull = fill/float64(n), full/float64(n)
+		s.SendBlocked = time.Duration(blocked / float64(n))
+		s.Ran, s.InputWait, s.Busy = ran/time.Duration(n), wait/time.Duration(n), busy/time.Duration(n)
+		s.BusyShare = busyShare / float64(n)
+		s.BytesSent, s.BlockedSends = bytes/int64(n), blockedSends/int64(n)
+	}
+	for _, r := range runs {
+		avg.Elapsed += r.Elapsed / time.Duration(n)
+	}
+	return avg
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+}

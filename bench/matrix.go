@@ -1,0 +1,279 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/dlflow/dlflow/config"
+	"github.com/dlflow/dlflow/examples"
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// TopologyError is a topology that does not load, or does not wire with
+// the options' overrides: a problem with the input, found before its
+// cell runs.
+type TopologyError struct {
+	Path string // the topology file
+	Err  error  // a *config.Error, or why the file could not be read
+}
+
+// Error is Err's message alone: a config error names the file already.
+func (e *TopologyError) Error() string { return e.Err.Error() }
+func (e *TopologyError) Unwrap() error { return e.Err }
+
+// topology is a topology file and what the matrix needs to know about it.
+type topology struct {
+	name, path string
+	splitter   string // id of its range.splitter stage, or ""
+	readers    bool   // it has an http.reader stage
+}
+
+// loadTopologies resolves the topology files, writing the embedded
+// examples to dir when none are given.
+func loadTopologies(files []string, dir string) ([]topology, error) {
+	if len(files) == 0 {
+		for _, name := range examples.Topologies {
+			data, err := examples.FS.ReadFile(name)
+			if err != nil {
+				return nil, err
+			}
+			path := filepath.Join(dir, name)
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				return nil, err
+			}
+			files = append(files, path)
+		}
+	}
+	var out []topology
+	for _, path := range files {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, err
+		}
+		cfg, err := config.Load(config.Options{File: abs, Environ: []string{}})
+		if err != nil {
+			return nil, &TopologyError{Path: abs, Err: err}
+		}
+		t := topology{name: strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), path: abs}
+		for _, id := range cfg.StageIDs() {
+			switch cfg.Stages[id].Type {
+			case "range.splitter":
+				t.splitter = id
+			case "http.reader":
+				t.readers = true
+			}
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// memoryBound is what validate prints for the topology with these
+// overrides.
+func (t topology) memoryBound(reg *pipeline.Registry, sets []string, connections int) (int64, error) {
+	cfg, err := config.Load(config.Options{File: t.path, Environ: []string{}, Sets: sets})
+	if err != nil {
+		return 0, &TopologyError{Path: t.path, Err: err}
+	}
+	if connections > 0 {
+		cfg.SetConnections(reg, connections)
+	}
+	cfg.Output = "OUTPUT"
+	g, err := cfg.Graph(reg)
+	if err != nil {
+		return 0, &TopologyError{Path: t.path, Err: err}
+	}
+	return int64(g.MemoryBound()), nil
+}
+
+// matrix expands the cells of one scenario: every topology x connections
+// (when it has readers) x piece size (when it has a splitter) x
+// combination of varied values, then the reference tools when asked.
+func matrix(o Options, scenario Scenario, topologies []topology) ([]*cell, error) {
+	var cells []*cell
+	variations := combinations(o.Vary)
+	for _, t := range topologies {
+		conns, pieces := []int{0}, []pipeline.ByteSize{0}
+		if t.readers {
+			conns = o.Connections
+		}
+		if t.splitter != "" && len(o.Pieces) > 0 {
+			pieces = o.Pieces
+		}
+		for _, n := range conns {
+			for _, p := range pieces {
+				for _, vary := range variations {
+					c, err := dlflowCell(o, scenario, t, n, p, vary)
+					if err != nil {
+						return nil, err
+					}
+					cells = append(cells, c)
+				}
+			}
+		}
+	}
+	if o.Compare {
+		cells = append(cells, referenceCells(o, scenario)...)
+	}
+	return cells, nil
+}
+
+// dlflowCell is the cell of topology t with n connections (0: its own),
+// piece size p (0: its own) and one combination of varied values, on top
+// of Options.Sets.
+func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.ByteSize, vary []setting) (*cell, error) {
+	c := &cell{Cell: Cell{Scenario: scenario, Origin: o.Origin, Tool: "dlflow", Topology: filepath.Base(t.path), Connections: n, Piece: int64(p)}}
+	c.Label = t.name
+	var extra []string
+	if n > 0 {
+		c.Label += fmt.Sprintf(" c=%d", n)
+		extra = append(extra, "--connections", fmt.Sprint(n))
+	}
+	sets := slices.Clone(o.Sets)
+	if p > 0 {
+		c.Label += fmt.Sprintf(" piece=%v", p)
+		sets = append(sets, fmt.Sprintf("stages.%s.config.piece=%v", t.splitter, p))
+	}
+	for _, v := range vary {
+		c.Label += " " + v.label
+		sets = append(sets, v.set)
+	}
+	for _, s := range sets {
+		extra = append(extra, "--set", s)
+	}
+	c.Sets = sets
+	bound, err := t.memoryBound(o.Registry, sets, n)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Label, err)
+	}
+	c.MemoryBound = bound
+	exe, env, path := o.Executable, append(os.Environ(), o.Env...), t.path
+	c.command = func(ctx context.Context, url, out, metrics string) *exec.Cmd {
+		args := []string{"get", "-c", path, "--url", url, "-o", out, "-q", "--no-resume", "--metrics-json", metrics}
+		cmd := exec.CommandContext(ctx, exe, append(args, extra...)...)
+		cmd.Env = env
+		return cmd
+	}
+	return c, nil
+}
+
+// setting is one varied value: the --set it passes and the label it adds.
+type setting struct {
+	set, label string
+}
+
+// combinations are every combination of the varied values, in the order
+// given (the last key varies fastest); with nothing varied it is one
+// empty combination.
+func combinations(varies []Vary) [][]setting {
+	keys := make([]string, len(varies))
+	for i, v := range varies {
+		keys[i] = v.Key
+	}
+	labels := varyLabels(keys)
+	combos := [][]setting{nil}
+	for i, v := range varies {
+		var next [][]setting
+		for _, c := range combos {
+			for _, val := range v.Values {
+				next = append(next, append(slices.Clip(c), setting{set: v.Key + "=" + val, label: labels[i] + "=" + val}))
+			}
+		}
+		combos = next
+	}
+	return combos
+}
+
+// varyLabels names each key by its last part, since fsync=false reads
+// better in a table than stages.write.config.fsync=false; keys that share
+// a last part keep their stage too (fetch.buffer, write.buffer).
+func varyLabels(keys []string) []string {
+	last := func(k string) string { return k[strings.LastIndexByte(k, '.')+1:] }
+	count := map[string]int{}
+	for _, k := range keys {
+		count[last(k)]++
+	}
+	labels := make([]string, len(keys))
+	for i, k := range keys {
+		labels[i] = last(k)
+		if count[labels[i]] > 1 {
+			if stage, _, ok := strings.Cut(strings.TrimPrefix(k, "stages."), "."); ok && strings.HasPrefix(k, "stages.") {
+				labels[i] = stage + "." + labels[i]
+			} else {
+				labels[i] = k
+			}
+		}
+	}
+	return labels
+}
+
+// referenceCells are curl (one stream), aria2c and axel (one cell per
+// number of connections each), when they are installed.
+func referenceCells(o Options, scenario Scenario) []*cell {
+	var cells []*cell
+	if curl, err := exec.LookPath("curl"); err == nil {
+		cells = append(cells, &cell{
+			Cell: Cell{Scenario: scenario, Origin: o.Origin, Tool: "curl", Label: "curl"},
+			command: func(ctx context.Context, url, out, _ string) *exec.Cmd {
+				return exec.CommandContext(ctx, curl, "-sf", "-o", out, url)
+			},
+		})
+	}
+	if aria, err := exec.LookPath("aria2c"); err == nil {
+		for _, n := range referenceConnections(o.Connections, 16) { // aria2c's limit
+			x := fmt.Sprint(n)
+			cells = append(cells, &cell{
+				Cell: Cell{Scenario: scenario, Origin: o.Origin, Tool: "aria2c", Connections: n, Label: "aria2c c=" + x},
+				command: func(ctx context.Context, url, out, _ string) *exec.Cmd {
+					return exec.CommandContext(ctx, aria, "-x"+x, "-s"+x, "-k1M", "--file-allocation=none",
+						"-q", "--allow-overwrite=true", "--auto-file-renaming=false",
+						"-d", filepath.Dir(out), "-o", filepath.Base(out), url)
+				},
+			})
+		}
+	}
+	if axel, err := exec.LookPath("axel"); err == nil {
+		for _, n := range referenceConnections(o.Connections, math.MaxUint16) { // axel reads -n as an unsigned short
+			cells = append(cells, axelCell(o.Origin, scenario, axel, n))
+		}
+	}
+	return cells
+}
+
+// axelCell runs axel with n connections (fewer on a small file: axel
+// gives each at least 100KB). axel exits 0 when its download loop ends
+// "ready", which includes some write errors and, on a server without
+// ranges, a connection closed early; so only the sha256 check, as for every
+// cell, tells a complete output. It resumes when OUT.st exists, and
+// refuses to start when OUT exists without it: runOnce removes both first.
+func axelCell(origin Origin, scenario Scenario, axel string, n int) *cell {
+	x := fmt.Sprint(n)
+	return &cell{
+		Cell: Cell{Scenario: scenario, Origin: origin, Tool: "axel", Connections: n, Label: "axel c=" + x},
+		command: func(ctx context.Context, url, out, _ string) *exec.Cmd {
+			return exec.CommandContext(ctx, axel, "-n", x, "-q", "-o", out, url)
+		},
+	}
+}
+
+// referenceConnections are the numbers of connections of the
+// multi-connection reference tools: conns, capped at limit and without
+// duplicates, or 8 when the topologies' own are asked for.
+func referenceConnections(conns []int, limit int) []int {
+	if conns[0] == 0 {
+		return []int{8}
+	}
+	var out []int
+	for _, n := range conns {
+		if n = min(max(n, 1), limit); !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}

@@ -1,0 +1,78 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/dlflow/dlflow/bench/origin"
+	"github.com/dlflow/dlflow/internal/nginxtest"
+)
+
+// seed picks the generated content; any value works.
+const seed = 0xd1f10
+
+// server is what the cells of one scenario download from.
+type server struct {
+	url   string
+	sha   string // "": unknown, outputs are unverified
+	desc  string
+	reset func() // before every run: fault counters back to zero
+	close func()
+}
+
+// startServer starts the origin of a scenario.
+func startServer(o Options, scenario Scenario, dir string) (*server, error) {
+	if o.URL != "" {
+		return &server{url: o.URL, sha: o.SHA256, desc: o.URL, reset: func() {}, close: func() {}}, nil
+	}
+	size := int64(o.Size)
+	sha := origin.SHA256Hex(size, seed)
+	if o.Origin == OriginNginx {
+		root := filepath.Join(dir, "www")
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			return nil, err
+		}
+		if err := origin.WriteFile(filepath.Join(root, "file.bin"), size, seed); err != nil {
+			return nil, err
+		}
+		opts := nginxtest.Options{Root: root}
+		desc := fmt.Sprintf("nginx on 127.0.0.1, %v file", o.Size)
+		if scenario == ScenarioRateLimit {
+			opts.LimitRate = fmt.Sprint(int64(o.Rate))
+			desc += fmt.Sprintf(", limit_rate %v/s per connection", o.Rate)
+		}
+		ngx, err := nginxtest.Start(opts)
+		if err != nil {
+			os.RemoveAll(root)
+			return nil, err
+		}
+		return &server{
+			url: ngx.BaseURL() + "/file.bin", sha: sha, desc: desc, reset: func() {},
+			close: func() { ngx.Close(); os.RemoveAll(root) },
+		}, nil
+	}
+	opts := origin.Options{Size: size, Seed: seed}
+	var faults origin.Faults
+	desc := fmt.Sprintf("built-in origin on 127.0.0.1, %v generated", o.Size)
+	switch scenario {
+	case ScenarioRateLimit:
+		opts.RateLimit = int64(o.Rate)
+		desc += fmt.Sprintf(", %v/s per connection", o.Rate)
+	case ScenarioLatency:
+		opts.Latency = o.Latency
+		desc += fmt.Sprintf(", %v before each response", o.Latency)
+	case ScenarioSlowConn:
+		faults = origin.Faults{Trickle: int64(o.Trickle), TrickleRequest: o.SlowRequest}
+		desc += fmt.Sprintf(", GET #%d trickles at %v/s", o.SlowRequest, o.Trickle)
+	}
+	srv, err := origin.Start(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &server{
+		url: srv.URL(), sha: sha, desc: desc,
+		reset: func() { srv.ResetStats(); srv.SetFaults(faults) },
+		close: func() { srv.Close() },
+	}, nil
+}
