@@ -81,11 +81,15 @@ func (t topology) memoryBound(reg *pipeline.Registry, sets []string, connections
 	if err != nil {
 		return 0, &TopologyError{Path: t.path, Err: err}
 	}
-	if connections > 0 {
-		cfg.SetConnections(reg, connections)
-	}
 	cfg.Output = "OUTPUT"
-	g, err := cfg.Graph(reg)
+	nodes, err := cfg.Nodes(reg)
+	if err != nil {
+		return 0, &TopologyError{Path: t.path, Err: err}
+	}
+	if connections > 0 {
+		pipeline.SetConnections(reg, nodes, connections)
+	}
+	g, err := cfg.Build(reg, nodes)
 	if err != nil {
 		return 0, &TopologyError{Path: t.path, Err: err}
 	}

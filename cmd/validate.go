@@ -49,13 +49,17 @@ Flags:
 	if err != nil {
 		return fail(stderr, configError(err))
 	}
-	if *connections > 0 {
-		cfg.SetConnections(pipeline.DefaultRegistry, *connections)
-	}
 	if cfg.Output == "" {
 		cfg.Output = "OUTPUT" // the sink needs a path to be built; nothing is written
 	}
-	g, err := cfg.Graph(pipeline.DefaultRegistry)
+	nodes, err := cfg.Nodes(pipeline.DefaultRegistry)
+	if err != nil {
+		return fail(stderr, configError(err))
+	}
+	if *connections > 0 {
+		pipeline.SetConnections(pipeline.DefaultRegistry, nodes, *connections)
+	}
+	g, err := cfg.Build(pipeline.DefaultRegistry, nodes)
 	if err != nil {
 		return fail(stderr, configError(err))
 	}

@@ -22,7 +22,6 @@ import (
 	"strings"
 
 	"github.com/dlflow/dlflow/httpx"
-	"github.com/dlflow/dlflow/pipeline"
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
@@ -260,32 +259,6 @@ func (cfg *Config) StageIDs() []string {
 	}
 	sort.Strings(ids)
 	return ids
-}
-
-// SetConnections gives n workers to every stage whose type holds a network
-// connection per worker (pipeline.Spec.Connects) and can run more than one
-// worker with its config, which is what --connections N means. It returns
-// how many stages it changed; 0 means the topology cannot use more
-// connections (a stream).
-func (cfg *Config) SetConnections(reg *pipeline.Registry, n int) int {
-	changed := 0
-	for _, id := range cfg.StageIDs() {
-		sc := cfg.Stages[id]
-		spec, ok := reg.Lookup(sc.Type)
-		if !ok || !spec.Connects {
-			continue
-		}
-		stageCfg := spec.Config()
-		// A bad config is reported when the graph is built.
-		_ = Decode(sc.Config, stageCfg, "", nil)
-		if most := spec.WorkersAllowed(stageCfg); most == 1 {
-			continue
-		}
-		sc.Workers = n
-		cfg.Stages[id] = sc
-		changed++
-	}
-	return changed
 }
 
 // File is the path of the YAML file the config came from, or "".

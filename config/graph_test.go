@@ -215,30 +215,3 @@ const sinkOnly = `stages:
     type: file.sink
     inputs: [fetch]
 `
-
-// --connections N gives N workers to the stages that hold a connection per
-// worker and can run several; a stream's one source is left alone.
-func TestSetConnections(t *testing.T) {
-	load := func(yaml string) *config.Config {
-		cfg, err := config.Load(config.Options{Data: []byte(yaml), File: "t.yaml", Environ: []string{}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
-	ranged := load(`stages:
-  split: {type: range.splitter}
-  fetch: {type: http.reader, inputs: [split], workers: 8}
-  write: {type: file.sink, inputs: [fetch], config: {mode: positional}}
-`)
-	if n := ranged.SetConnections(pipeline.DefaultRegistry, 3); n != 1 || ranged.Stages["fetch"].Workers != 3 || ranged.Stages["write"].Workers != 0 {
-		t.Errorf("ranged: changed %d stages, fetch has %d workers, write %d", n, ranged.Stages["fetch"].Workers, ranged.Stages["write"].Workers)
-	}
-	stream := load(`stages:
-  fetch: {type: http.source}
-  write: {type: file.sink, inputs: [fetch]}
-`)
-	if n := stream.SetConnections(pipeline.DefaultRegistry, 3); n != 0 || stream.Stages["fetch"].Workers != 0 {
-		t.Errorf("stream: changed %d stages, fetch has %d workers", n, stream.Stages["fetch"].Workers)
-	}
-}
