@@ -70,7 +70,7 @@ func Describe(w io.Writer, spec pipeline.Spec) {
 type typeDoc struct {
 	pipeline.Spec
 	consumes, produces pipeline.Flow
-	byConfig bool // its config can change them
+	byConfig           bool // its config can change them
 }
 
 // consumed is what the type consumes, followed by mark when its config
