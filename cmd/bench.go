@@ -34,7 +34,7 @@ type benchFlags struct {
 // bench parses the flags, runs package bench on this executable and prints
 // its result; exit 1 when a cell failed.
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f, err := parseBenchFlags(args, stderr)
+	f, err := parseBenchFlags(args, stdout, stderr)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -88,7 +88,7 @@ func printBenchEvent(w io.Writer, e dlbench.Event) {
 }
 
 // parseBenchFlags returns nil flags (and no error) after --help.
-func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
+func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, error) {
 	f := &benchFlags{}
 	o := &f.opts
 	fs := pflag.NewFlagSet("dlflow bench", pflag.ContinueOnError)
@@ -113,33 +113,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
 	fs.BoolVar(&f.json, "json", false, "print the cells as a JSON array instead of tables")
 	fs.StringVar(&f.plot, "plot", "", "write a bar chart of median throughput per cell (min-max whiskers) to this SVG file")
 	fs.StringVar(&o.Dir, "dir", "", "directory for the outputs (default: a temporary directory)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: dlflow bench [flags]
-
-Serves a generated file from a built-in origin on 127.0.0.1 (or nginx, or
-takes --url) and downloads it with every cell of a matrix: topology x
-connections x piece size, each --runs times, each run a child process.
-Checks every output's sha256 and prints, per cell, the median and min-max
-throughput, median time, peak RSS, CPU time, the memory bound (as validate
-computes it), and the stage that limits the run (from per-stage queue
-fills). Needs no network unless --url is given.
-
-Scenarios: plain; ratelimit (--rate per connection); latency (--latency
-per response); slowconn (one GET, --slow-request, trickles at --trickle).
-
-Examples:
-  dlflow bench
-  dlflow bench --size 1GiB --runs 5 -c examples/ranged.yaml -c examples/stream.yaml
-  dlflow bench -c examples/ranged.yaml --connections 4,8,16 --piece 1MiB,4MiB
-  dlflow bench -c examples/stream.yaml --vary stages.write.config.fsync=true,false
-  dlflow bench --scenario ratelimit,slowconn --compare --plot bench.svg
-  dlflow bench --origin nginx --scenario ratelimit --compare
-  dlflow bench --url https://example.com/big.iso --sha256 HEX --runs 1
-
-Flags:
-`)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(fs, stdout, benchUsageHead, benchUsageTail) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, nil
@@ -279,3 +253,31 @@ func parseVaries(varies []string) ([]dlbench.Vary, error) {
 	}
 	return out, nil
 }
+
+// benchUsageHead and benchUsageTail frame the flags in the usage.
+const benchUsageHead = `Usage: dlflow bench [flags]
+
+Serves a generated file from a built-in origin on 127.0.0.1 (or nginx, or
+takes --url) and downloads it with every cell of a matrix: topology x
+connections x piece size, each --runs times, each run a child process.
+Checks every output's sha256 and prints, per cell, the median and min-max
+throughput, median time, peak RSS, CPU time, the memory bound (as validate
+computes it), and the stage that limits the run (from per-stage queue
+fills). Needs no network unless --url is given.
+
+Scenarios: plain; ratelimit (--rate per connection); latency (--latency
+per response); slowconn (one GET, --slow-request, trickles at --trickle).
+
+Examples:
+  dlflow bench
+  dlflow bench --size 1GiB --runs 5 -c examples/ranged.yaml -c examples/stream.yaml
+  dlflow bench -c examples/ranged.yaml --connections 4,8,16 --piece 1MiB,4MiB
+  dlflow bench -c examples/stream.yaml --vary stages.write.config.fsync=true,false
+  dlflow bench --scenario ratelimit,slowconn --compare --plot bench.svg
+  dlflow bench --origin nginx --scenario ratelimit --compare
+  dlflow bench --url https://example.com/big.iso --sha256 HEX --runs 1
+
+Flags:
+`
+
+const benchUsageTail = ""

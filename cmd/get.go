@@ -68,41 +68,7 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	f.batch.register(fs)
 	f.log.register(fs)
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
-	fs.Usage = func() {
-		fs.SetOutput(help)
-		defer fs.SetOutput(stderr)
-		fmt.Fprint(help, `Usage: dlflow [flags] URL
-       dlflow -c TOPOLOGY.yaml --url URL -o PATH [--connections N]
-       dlflow -i LIST [--jobs N] [--dir DIR] [--max-per-host N]   (LIST: one "URL [NAME]" a line, - for stdin)
-       dlflow validate -c TOPOLOGY.yaml
-       dlflow bench [--size 256MiB]
-       dlflow stages [TYPE]
-
-Downloads URL into PATH through a graph of stages. PATH appears only when it
-is complete: the data goes to PATH.tmp, is fsynced, and is renamed.
-
-On a terminal a progress bar shows bytes, percentage, rate, eta and, for a
-ranged download, one line per connection; elsewhere, --log-level info logs
-progress events. A summary line follows on stderr (not with -q); --json also
-prints it as one JSON object on stdout.
-
-Examples:
-  dlflow https://example.com/big.iso
-  dlflow -c examples/ranged.yaml --url https://example.com/big.iso -o big.iso --connections 16
-  dlflow -c examples/stream.yaml --url https://example.com/log.txt --set stages.fetch.config.buffer=1MiB
-  dlflow https://example.com/big.iso -H 'Authorization: Bearer TOKEN' --limit-rate 10M
-  dlflow https://user:secret@example.com/private.tar -q --json > result.json
-
-Flags:
-`)
-		fs.PrintDefaults()
-		fmt.Fprint(help, `
-Environment: DLFLOW_<KEY> sets a config key, with __ between levels
-(DLFLOW_STAGES__FETCH__WORKERS=16). Precedence: defaults < file < env < flags.
-Exit codes: 0 complete, 1 download failed, 2 usage or config error,
-130 interrupted (SIGINT), 143 terminated (SIGTERM).
-`)
-	}
+	fs.Usage = func() { printUsage(fs, help, getUsageHead, getUsageTail) }
 	return fs, f
 }
 
@@ -354,3 +320,36 @@ func startCPUProfile(path string) (stop func() error, err error) {
 		return nil
 	}, nil
 }
+
+// getUsageHead and getUsageTail frame the flags in the usage.
+const getUsageHead = `Usage: dlflow [flags] URL
+       dlflow -c TOPOLOGY.yaml --url URL -o PATH [--connections N]
+       dlflow -i LIST [--jobs N] [--dir DIR] [--max-per-host N]   (LIST: one "URL [NAME]" a line, - for stdin)
+       dlflow validate -c TOPOLOGY.yaml
+       dlflow bench [--size 256MiB]
+       dlflow stages [TYPE]
+
+Downloads URL into PATH through a graph of stages. PATH appears only when it
+is complete: the data goes to PATH.tmp, is fsynced, and is renamed.
+
+On a terminal a progress bar shows bytes, percentage, rate, eta and, for a
+ranged download, one line per connection; elsewhere, --log-level info logs
+progress events. A summary line follows on stderr (not with -q); --json also
+prints it as one JSON object on stdout.
+
+Examples:
+  dlflow https://example.com/big.iso
+  dlflow -c examples/ranged.yaml --url https://example.com/big.iso -o big.iso --connections 16
+  dlflow -c examples/stream.yaml --url https://example.com/log.txt --set stages.fetch.config.buffer=1MiB
+  dlflow https://example.com/big.iso -H 'Authorization: Bearer TOKEN' --limit-rate 10M
+  dlflow https://user:secret@example.com/private.tar -q --json > result.json
+
+Flags:
+`
+
+const getUsageTail = `
+Environment: DLFLOW_<KEY> sets a config key, with __ between levels
+(DLFLOW_STAGES__FETCH__WORKERS=16). Precedence: defaults < file < env < flags.
+Exit codes: 0 complete, 1 download failed, 2 usage or config error,
+130 interrupted (SIGINT), 143 terminated (SIGTERM).
+`

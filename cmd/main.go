@@ -153,3 +153,14 @@ func fail(stderr io.Writer, err error) int {
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
 }
+
+// printUsage prints a command's usage to w: head, the flags, tail. --help
+// prints it to stdout; a command prints it to stderr after a mistake.
+func printUsage(fs *pflag.FlagSet, w io.Writer, head, tail string) {
+	out := fs.Output()
+	fs.SetOutput(w)
+	defer fs.SetOutput(out)
+	fmt.Fprint(w, head)
+	fs.PrintDefaults()
+	fmt.Fprint(w, tail)
+}

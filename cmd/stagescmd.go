@@ -24,23 +24,7 @@ func stagesWith(reg *pipeline.Registry, args []string, stdout, stderr io.Writer)
 	fs := pflag.NewFlagSet("dlflow stages", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	markdown := fs.Bool("markdown", false, "print the Markdown reference of every config key and stage type (docs/CONFIG.md)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: dlflow stages [TYPE...]
-       dlflow stages --markdown
-
-Lists every registered stage type with what it consumes and produces, or
-shows the given types' options with their defaults. --markdown prints the
-reference of every config key, which docs/CONFIG.md holds.
-
-Examples:
-  dlflow stages
-  dlflow stages http.reader
-  dlflow stages --markdown > docs/CONFIG.md
-
-Flags:
-`)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(fs, stdout, stagesUsageHead, stagesUsageTail) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK
@@ -71,3 +55,21 @@ Flags:
 	}
 	return exitOK
 }
+
+// stagesUsageHead and stagesUsageTail frame the flags in the usage.
+const stagesUsageHead = `Usage: dlflow stages [TYPE...]
+       dlflow stages --markdown
+
+Lists every registered stage type with what it consumes and produces, or
+shows the given types' options with their defaults. --markdown prints the
+reference of every config key, which docs/CONFIG.md holds.
+
+Examples:
+  dlflow stages
+  dlflow stages http.reader
+  dlflow stages --markdown > docs/CONFIG.md
+
+Flags:
+`
+
+const stagesUsageTail = ""

@@ -66,7 +66,7 @@ func TestStagesUsage(t *testing.T) {
 	res = runStages(t, stagesRegistry(t), "--bogus")
 	wantResult(t, res, exitUsage, "", "dlflow: unknown flag: --bogus (see dlflow stages --help)\n")
 	res = runStages(t, stagesRegistry(t), "--help")
-	if res.code != exitOK || res.stdout != "" || !strings.Contains(res.stderr, "  dlflow stages --markdown > docs/CONFIG.md\n") {
+	if res.code != exitOK || res.stderr != "" || !strings.Contains(res.stdout, "  dlflow stages --markdown > docs/CONFIG.md\n") {
 		t.Fatalf("--help: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
 	}
 }

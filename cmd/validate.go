@@ -19,21 +19,7 @@ func validate(args []string, stdout, stderr io.Writer) int {
 	file := fs.StringP("config", "c", "", "topology file (YAML) to check")
 	sets := fs.StringArray("set", nil, "set any config key (repeatable)")
 	connections := fs.Int("connections", 0, "number of range readers")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: dlflow validate -c TOPOLOGY.yaml [--set key=value] [--connections N]
-
-Checks a topology without touching the network or the disk, then prints each
-stage (type, workers, input queue, what flows on each edge) and the most
-buffer memory a run can hold. Exits 2 on a bad config, naming file:line:col.
-
-Examples:
-  dlflow validate -c examples/ranged.yaml --connections 16
-  dlflow validate -c my.yaml --set stages.fetch.workers=4
-
-Flags:
-`)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(fs, stdout, validateUsageHead, validateUsageTail) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK
@@ -42,7 +28,7 @@ Flags:
 		return exitUsage
 	}
 	if *file == "" || fs.NArg() > 0 {
-		fs.Usage()
+		printUsage(fs, stderr, validateUsageHead, validateUsageTail)
 		return exitUsage
 	}
 	cfg, err := config.Load(config.Options{File: *file, Overrides: flagOverrides(fs), Sets: *sets})
@@ -66,3 +52,19 @@ Flags:
 	fmt.Fprintf(stdout, "%s: ok\n\n%s", *file, g.Describe())
 	return exitOK
 }
+
+// validateUsageHead and validateUsageTail frame the flags in the usage.
+const validateUsageHead = `Usage: dlflow validate -c TOPOLOGY.yaml [--set key=value] [--connections N]
+
+Checks a topology without touching the network or the disk, then prints each
+stage (type, workers, input queue, what flows on each edge) and the most
+buffer memory a run can hold. Exits 2 on a bad config, naming file:line:col.
+
+Examples:
+  dlflow validate -c examples/ranged.yaml --connections 16
+  dlflow validate -c my.yaml --set stages.fetch.workers=4
+
+Flags:
+`
+
+const validateUsageTail = ""
