@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -220,6 +221,11 @@ func NewTransport(cfg HTTPConfig) (*http.Transport, error) {
 type limitedTransport struct {
 	base *http.Transport
 	lim  *rate.Limiter
+	// mu orders the reservations: rate.Limiter takes the time of a
+	// reservation from its caller and sets its clock to it, so two bodies
+	// that read time.Now() and then reserve in the other order would turn
+	// its clock back, and the bucket would count the time between twice.
+	mu sync.Mutex
 }
 
 // limitBurst is the bucket size for a rate: a sixteenth of a second's worth,
@@ -233,12 +239,19 @@ func newLimitedTransport(base *http.Transport, bytesPerSec int64) *limitedTransp
 	return &limitedTransport{base: base, lim: rate.NewLimiter(rate.Limit(bytesPerSec), limitBurst(bytesPerSec))}
 }
 
+// reserve takes n <= burst tokens, so it is always OK.
+func (t *limitedTransport) reserve(n int) *rate.Reservation {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lim.ReserveN(time.Now(), n)
+}
+
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(req)
 	if err != nil || resp.Body == nil || resp.Body == http.NoBody {
 		return resp, err
 	}
-	resp.Body = &limitedBody{ReadCloser: resp.Body, lim: t.lim, ctx: req.Context()}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, t: t, ctx: req.Context()}
 	return resp, nil
 }
 
@@ -248,32 +261,31 @@ func (t *limitedTransport) CloseIdleConnections() { t.base.CloseIdleConnections(
 
 type limitedBody struct {
 	io.ReadCloser
-	lim *rate.Limiter
+	t   *limitedTransport
 	ctx context.Context
 }
 
+// Read hands out bytes only once their tokens are due: it reads at most a
+// burst, reserves its tokens, and waits for them, also when the request is
+// cancelled meanwhile. Handing a cancelled request's bytes out early (a
+// range stolen by another reader keeps what it read) ended downloads
+// faster than the limit at their tail; dropping them wasted what they cost
+// and made the readers fetch them again (2 MiB at 4 MiB/s took up to 1.3 s
+// instead of 0.45). The wait is at most the reservations queued ahead, a
+// sixteenth of a second per connection (limitBurst).
 func (b *limitedBody) Read(p []byte) (int, error) {
-	if burst := b.lim.Burst(); len(p) > burst {
+	if burst := b.t.lim.Burst(); len(p) > burst {
 		p = p[:burst]
 	}
 	n, err := b.ReadCloser.Read(p)
-	if n > 0 {
-		// The bytes are in hand: their tokens are spent whatever happens
-		// (WaitN would give them back to the bucket when the request is
-		// cancelled, and a cancelled request's bytes still count). The
-		// wait makes the next read later; cancelling the request ends it.
-		r := b.lim.ReserveN(time.Now(), n) // n <= burst, so always OK
-		if d := r.Delay(); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-b.ctx.Done():
-				t.Stop()
-				if err == nil {
-					err = b.ctx.Err()
-				}
-			}
-		}
+	if n == 0 {
+		return n, err
+	}
+	if d := b.t.reserve(n).Delay(); d > 0 {
+		time.Sleep(d)
+	}
+	if err == nil {
+		err = b.ctx.Err()
 	}
 	return n, err
 }

@@ -2,6 +2,8 @@ package httpx
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -100,5 +102,45 @@ func TestLimitRateSharedByBodies(t *testing.T) {
 	burst := time.Duration(limitBurst(2<<20)) * time.Second / (2 << 20)
 	if least := time.Second/2 - burst; time.Since(start) < least {
 		t.Fatalf("1 MiB at 2 MiB/s over two bodies took %v, less than %v", time.Since(start), least)
+	}
+}
+
+// TestLimitRateCancelledBodyWaits: a body whose request is cancelled while
+// its bytes wait for their tokens hands them out only when they are due:
+// a cancelled request's bytes never beat the limit. At 64 KiB/s the
+// burst is 4 KiB: the second 4 KiB are due 62.5 ms after the first.
+func TestLimitRateCancelledBodyWaits(t *testing.T) {
+	body := bytes.Repeat([]byte{'x'}, 64<<10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(body)
+	}))
+	defer srv.Close()
+	cfg := DefaultHTTPConfig()
+	cfg.LimitRate = 64 << 10
+	client, _, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 4<<10)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	time.AfterFunc(5*time.Millisecond, cancel)
+	n, err := resp.Body.Read(buf)
+	due := time.Duration(n) * time.Second / (64 << 10)
+	if took := time.Since(start); n > 0 && took < due-5*time.Millisecond {
+		t.Fatalf("%d bytes handed out after %v, before they were due (%v)", n, took, due)
+	}
+	if n > 0 && !errors.Is(err, context.Canceled) {
+		t.Errorf("read after the cancel: %d bytes, %v; want the bytes with the cancellation", n, err)
 	}
 }
