@@ -114,9 +114,11 @@ func IsTransient(err error) bool {
 // Retrier applies the policy to one piece of work. It is not safe for
 // concurrent use: each replica (or probe) makes its own.
 type Retrier struct {
-	Config  RetryConfig
-	Budget  *RetryBudget // shared by the pieces of one run; nil: Config.Total alone
-	attempt int          // tries of the current piece that delivered nothing
+	Config RetryConfig
+	Budget *RetryBudget // shared by the pieces of one run; nil: Config.Total alone
+	// Owner names whose Total is spent in the error: "stage" when empty.
+	Owner   string
+	attempt int // tries of the current piece that delivered nothing
 }
 
 // Attempt is the number of failed tries of the current piece that
@@ -146,7 +148,11 @@ func (r *Retrier) Next(ctx context.Context, err error, progressed bool) (time.Du
 		return 0, fmt.Errorf("giving up after %d attempts: %w", r.attempt, err)
 	}
 	if !r.takeBudget() {
-		return 0, fmt.Errorf("giving up: the stage's %d retries are spent: %w", r.Config.Total, err)
+		owner := r.Owner
+		if owner == "" {
+			owner = "stage"
+		}
+		return 0, fmt.Errorf("giving up: the %s's %d retries are spent: %w", owner, r.Config.Total, err)
 	}
 	return r.delay(err), nil
 }

@@ -58,10 +58,11 @@ type Options struct {
 //
 // "GET number" means the 1-based sequence number of GET requests that reached
 // the file (after redirects, including FailStatus answers) since the last
-// SetFaults. Budgeted faults (FailCount, DropRequests, ShortBodyRequests) are
-// consumed independently in that order of precedence: with FailCount=1 and
-// DropRequests=1 the first GET fails, the second is dropped, the third
-// succeeds.
+// SetFaults. Budgeted faults (ResetRequests, FailCount, DropRequests,
+// ShortBodyRequests) are consumed independently in that order of
+// precedence: with FailCount=1 and DropRequests=1 the first GET fails, the
+// second is dropped, the third succeeds; with ResetRequests=1 and
+// FailCount=1 the first request is reset and the second fails.
 type Faults struct {
 	// Status, when nonzero, answers every request (any path, any method)
 	// with this status and a short text body (e.g. 401, 404, 410).
@@ -84,9 +85,20 @@ type Faults struct {
 	// FailStatus (e.g. 503) with a small text body.
 	FailStatus int
 	FailCount  int
+	// FailAnyMethod makes FailStatus and FailCount count requests of the
+	// file of any method, HEAD included, not GETs only: FailCount=2 fails a
+	// HEAD and the GET after it (a server that is down for both).
+	FailAnyMethod bool
 	// RetryAfter, when set, is sent as the Retry-After header on FailStatus
 	// answers (e.g. "1" or an HTTP date).
 	RetryAfter string
+
+	// ResetRequests: the first ResetRequests requests of the file, of any
+	// method, are reset: once the request is read, the connection is
+	// closed with a TCP RST (SO_LINGER 0) before any byte of an answer, so
+	// the client sees "connection reset by peer" (or EOF) instead of a
+	// response. A reset GET does not count as a GET number.
+	ResetRequests int
 
 	// IgnoreRange answers any Range request with 200 and the whole body
 	// (Accept-Ranges: bytes is still advertised).
@@ -136,6 +148,19 @@ type Faults struct {
 	// `attachment; filename="../../etc/passwd"`: untrusted input a client
 	// must reduce to a safe base name.
 	ContentDisposition string
+
+	// HEADBody makes every HEAD answer of the file carry a body anyway:
+	// after the header, the Content-Length bytes a GET would send, then
+	// the connection is closed. A Go client has already taken the answer
+	// and put the connection in its idle pool, so it finds bytes nobody
+	// asked for and logs "Unsolicited response received on idle HTTP
+	// channel" through the standard log package.
+	HEADBody bool
+	// ExtraBytes, when set, is sent after every complete GET body of the
+	// file (200 or 206), beyond its Content-Length, and then the
+	// connection is closed: a server that miscounts its length. A Go client
+	// sees the same unsolicited bytes as with HEADBody.
+	ExtraBytes string
 
 	// Trickle, when > 0, is a bytes/sec rate (replacing RateLimit) applied
 	// to one kind of request: the TrickleRequest-th GET when TrickleRequest
@@ -202,6 +227,7 @@ type faultState struct {
 	failLeft  atomic.Int64
 	dropLeft  atomic.Int64
 	shortLeft atomic.Int64
+	resetLeft atomic.Int64
 }
 
 func newFaultState(f Faults) *faultState {
@@ -209,6 +235,7 @@ func newFaultState(f Faults) *faultState {
 	fs.failLeft.Store(int64(f.FailCount))
 	fs.dropLeft.Store(int64(f.DropRequests))
 	fs.shortLeft.Store(int64(f.ShortBodyRequests))
+	fs.resetLeft.Store(int64(f.ResetRequests))
 	return fs
 }
 
