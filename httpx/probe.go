@@ -97,10 +97,11 @@ func Probe(ctx context.Context, client *http.Client, header http.Header, rawURL 
 //
 // Retries. A try whose last answer is a transient failure (IsTransient: a
 // connection reset or refused, a cut answer, 408, 429, 500, 502, 503, 504)
-// is tried again under opts.Retry, as a reader retries a range: each failed try counts against Attempts and against the
-// probe's own Total (one retry budget per probe), and the wait is the
-// backoff with full jitter, or the server's Retry-After (the longer of the
-// HEAD's and the GET's when both sent one). Each retry is logged at warn
+// is tried again under opts.Retry, as a reader retries a range: each
+// failed try counts against Attempts and against the probe's own Total
+// (one retry budget per probe), and the wait is the backoff with full
+// jitter, or the server's Retry-After (the longer of the HEAD's and the
+// GET's when both sent one). Each retry is logged at warn
 // level on opts.Log and counted in ProbeStats.Retries. A HEAD refused with
 // a status that will not change (403, 405, 501, ...) is not asked again in
 // later tries. These fail at once, with no retry: 401, 404 and 410 (a

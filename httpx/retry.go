@@ -28,7 +28,8 @@ import (
 // Retry-After when it sent one (capped at 60s). Two budgets bound the
 // retries: Attempts per piece of work (a range, or the stream), where a try
 // that delivered bytes before failing does not count, and Total retries per
-// run of the stage, shared by all its replicas.
+// run of the stage, shared by all its replicas. The probe applies the same
+// policy to its tries, with a Total of its own (see ProbeWith).
 type RetryConfig struct {
 	Attempts   int           `koanf:"attempts" help:"tries per range (or per stream) before giving up; a try that delivered bytes does not count"`
 	Total      int           `koanf:"total_retries" help:"retries allowed per run across all ranges and workers of the stage"`
