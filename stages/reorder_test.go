@@ -223,8 +223,9 @@ func TestReorderCancelReleasesHeld(t *testing.T) {
 		case <-held:
 		case <-time.After(10 * time.Second):
 		}
-		// Wait (bounded) for the heap to take the chunks, then cancel.
-		for i := 0; i < 1000 && heapStage.Stats().Held < 300; i++ {
+		// Wait (bounded in time, not in sleeps, which a loaded machine
+		// stretches) for the heap to take the chunks, then cancel.
+		for deadline := time.Now().Add(10 * time.Second); heapStage.Stats().Held < 300 && time.Now().Before(deadline); {
 			time.Sleep(time.Millisecond)
 		}
 		cancel()
