@@ -5,84 +5,318 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/dlflow/dlflow/pipeline"
+	"github.com/rs/zerolog"
 )
 
 // ErrInvalidURL is wrapped by Probe's error for a URL it cannot download.
 var ErrInvalidURL = errors.New("invalid url")
 
-// Probe asks the server about rawURL once, before a run, and returns the
-// Resource every stage of the run shares.
-//
-// It sends HEAD first. Where HEAD is refused or misbehaves (403 from a
-// presigned URL, 405, 501, a 5xx, a connection error, a 200 with no length),
-// it asks `GET` with `Range: bytes=0-0` instead and reads the one byte, which
-// also proves range support. 401, 404 and 410 (and 403 from the GET) fail at
-// once with a *HTTPError; a refused redirect fails with a *RedirectError
-// inside the error. The Resource's URL is the final one after redirects;
-// when that is another host, the credential headers are dropped from
-// Resource.Header so later requests do not leak them there.
-//
-// client and header usually come from NewClient; header may be nil.
+// ProbeOptions configure ProbeWith. The zero value means the defaults.
+type ProbeOptions struct {
+	// Retry is the probe's retry policy: Attempts tries of the probe,
+	// Total retries at most, the same backoff and Retry-After as the
+	// readers. The zero value means DefaultRetry; another value must pass
+	// Validate.
+	Retry RetryConfig
+	// Timeout is the probe's time budget for the server's answers (see
+	// ProbeWith). 0 means the client's response-header timeout
+	// (http.header_timeout) when the client is one NewClient built, else
+	// no budget; a negative value means no budget: each request is then
+	// bounded only by the client's timeouts and ctx.
+	Timeout time.Duration
+	// Log receives a warning for each retry. The zero Logger logs nothing.
+	Log zerolog.Logger
+}
+
+// ProbeStats says what a probe cost. It is filled on failure too.
+type ProbeStats struct {
+	// Requests is the number of requests sent, HEAD and GET.
+	Requests int
+	// Retries is the number of times the probe started again after a
+	// transient failure; the fallback from HEAD to GET is not one.
+	Retries int
+}
+
+// NoResponseError is a probe that got no response header in time: its time
+// budget ran out, or the client's own header or idle timeout fired, while
+// Method waited. It is not transient (a silent server stays silent), and
+// errors.Is(err, context.DeadlineExceeded) holds, as it does for the
+// transport's own header timeout; Unwrap gives the client's error.
+type NoResponseError struct {
+	// Host is the host:port that was asked.
+	Host string
+	// Method is the request that was waiting: HEAD or GET.
+	Method string
+	// Within is how long the server was given: the probe's budget, or the
+	// request's own wait when the client's timeout fired first.
+	Within time.Duration
+	// Requests is the number of requests the probe had sent, this one
+	// included.
+	Requests int
+	Err      error
+}
+
+func (e *NoResponseError) Error() string {
+	if e.Requests > 1 {
+		return fmt.Sprintf("no response header from %s within %v (%s, request %d of the probe)", e.Host, e.Within, e.Method, e.Requests)
+	}
+	return fmt.Sprintf("no response header from %s within %v (%s)", e.Host, e.Within, e.Method)
+}
+
+func (e *NoResponseError) Unwrap() error { return e.Err }
+
+// Is makes a NoResponseError a context.DeadlineExceeded, whichever timer
+// fired, so that IsTransient and callers see one kind of error.
+func (e *NoResponseError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// Probe is ProbeWith with zero options (DefaultRetry, the client's header
+// timeout as the budget, no log), for callers that need neither the
+// statistics nor a logger.
 func Probe(ctx context.Context, client *http.Client, header http.Header, rawURL string) (*pipeline.Resource, error) {
+	res, _, err := ProbeWith(ctx, client, header, rawURL, ProbeOptions{})
+	return res, err
+}
+
+// ProbeWith asks the server about rawURL before a run and returns the
+// Resource every stage of the run shares, and what asking cost.
+//
+// A try sends HEAD first. Where HEAD is refused or misbehaves (403 from a
+// presigned URL, 405, 501, a 5xx, a connection error, a 200 with no
+// length), it asks `GET` with `Range: bytes=0-0` instead and reads the one
+// byte, which also proves range support. The Resource's URL is the final one
+// after redirects; when that is another host, the credential headers are
+// dropped from Resource.Header so later requests do not leak them there.
+//
+// Retries. A try whose last answer is a transient failure (IsTransient: a
+// connection reset or refused, a cut answer, 408, 429, 500, 502, 503, 504)
+// is tried again under opts.Retry, as a reader retries a range: each
+// failed try counts against Attempts and against the probe's own Total
+// (one retry budget per probe), and the wait is the backoff with full
+// jitter, or the server's Retry-After (the longer of the HEAD's and the
+// GET's when both sent one). Each retry is logged at warn
+// level on opts.Log and counted in ProbeStats.Retries. A HEAD refused with
+// a status that will not change (403, 405, 501, ...) is not asked again in
+// later tries. These fail at once, with no retry: 401, 404 and 410 (a
+// *HTTPError, from HEAD or GET), 403 or another permanent status from the
+// GET, a refused redirect (a *RedirectError inside the error), an invalid
+// URL (ErrInvalidURL, before any request), a done ctx, and any timeout: no
+// response header in time (a *NoResponseError), no TLS handshake, no
+// connection. A server that let both HEAD and GET time out is not asked a
+// third time: the probe would multiply the wait the timeouts already
+// bound.
+//
+// Time budget. opts.Timeout bounds the time the probe waits for the server,
+// summed over all its requests and tries: from sending each request
+// (connect and TLS included) to its response header and the few bytes of
+// body it reads. The waits between tries are not in it: the retry policy
+// bounds those (Attempts, MaxBackoff, Retry-After capped at 60s). When the
+// budget runs out while a request waits, the probe fails with a
+// *NoResponseError naming the host, the budget and the method; when it is
+// spent by answers that failed, with the last failure. A HEAD that timed
+// out is followed by the GET only while the budget has time left: with the
+// budget equal to the client's header timeout (the default) a silent server
+// costs one header timeout and one request, not two (issue #10.10); with a
+// larger budget, or none, a server that ignores only HEAD still gets its
+// GET.
+//
+// client and header usually come from NewClient; header may be nil. The
+// returned error does not say "probe": the caller adds that.
+func ProbeWith(ctx context.Context, client *http.Client, header http.Header, rawURL string, opts ProbeOptions) (*pipeline.Resource, ProbeStats, error) {
 	u, err := checkURL(rawURL)
 	if err != nil {
-		return nil, err
+		return nil, ProbeStats{}, err
 	}
 	if client == nil {
-		return nil, errors.New("probe: nil http client")
+		return nil, ProbeStats{}, errors.New("nil http client")
+	}
+	policy := opts.Retry
+	if policy == (RetryConfig{}) {
+		policy = DefaultRetry
+	} else if err := policy.Validate(); err != nil {
+		return nil, ProbeStats{}, fmt.Errorf("probe retry policy: %w", err)
 	}
 	header = header.Clone()
 	if header == nil {
 		header = make(http.Header)
 	}
 	header.Set("Accept-Encoding", "identity")
-
-	head, err := probeRequest(ctx, client, header, u, http.MethodHead)
-	if err == nil {
-		if head.StatusCode == http.StatusOK && head.ContentLength >= 0 {
-			return newResource(head, client, header, u, "")
-		}
-		if isFinalStatus(head.StatusCode) {
-			return nil, NewHTTPError(head, u.String())
-		}
-		if head.StatusCode != http.StatusOK {
-			head = nil
-		}
-	} else if ctx.Err() != nil || isRedirectError(err) {
-		return nil, err
+	p := &prober{client: client, header: header, url: u, budget: opts.Timeout}
+	if p.budget == 0 {
+		p.budget = clientHeaderTimeout(client)
 	}
 
-	// HEAD did not give a usable answer: ask for the first byte.
-	get := header.Clone()
+	r := Retrier{Config: policy, Owner: "probe"}
+	for {
+		res, err := p.try(ctx)
+		if err == nil {
+			return res, p.stats, nil
+		}
+		if ctx.Err() != nil || !IsTransient(err) || isTimeout(err) {
+			return nil, p.stats, err
+		}
+		if p.budget > 0 && p.spent >= p.budget {
+			return nil, p.stats, fmt.Errorf("giving up: the probe's %v time budget is spent: %w", p.budget, err)
+		}
+		wait, giveUp := r.Next(ctx, err, false)
+		if giveUp != nil {
+			return nil, p.stats, giveUp
+		}
+		wait = max(wait, p.headRetryAfter)
+		p.stats.Retries++
+		opts.Log.Warn().Err(err).Str("url", RedactURL(u.String())).Int("attempt", r.Attempt()).
+			Dur("backoff", wait).Msg("retrying the probe")
+		if err := Sleep(ctx, wait); err != nil {
+			return nil, p.stats, err
+		}
+	}
+}
+
+// prober is the state of one probe across its tries.
+type prober struct {
+	client *http.Client
+	header http.Header
+	url    *url.URL
+	budget time.Duration // <= 0: none
+	spent  time.Duration // waiting for the server, all requests so far
+	stats  ProbeStats
+
+	skipHEAD       bool          // HEAD gave an answer that will not change
+	headRetryAfter time.Duration // the Retry-After of this try's transient HEAD answer
+}
+
+// try asks HEAD, then the ranged GET where HEAD did not do. Its error is
+// the one that decides whether to try again.
+func (p *prober) try(ctx context.Context) (*pipeline.Resource, error) {
+	p.headRetryAfter = 0
+	var head *http.Response // a 200 without a usable length
+	if !p.skipHEAD {
+		resp, err := p.request(ctx, p.header, http.MethodHead)
+		switch {
+		case err != nil:
+			if ctx.Err() != nil || isRedirectError(err) || isTimeout(err) && p.budgetLeft() <= 0 {
+				return nil, err
+			}
+		case resp.StatusCode == http.StatusOK && resp.ContentLength >= 0:
+			return newResource(resp, p.client, p.header, p.url, "")
+		case resp.StatusCode == http.StatusOK:
+			head = resp
+		case isFinalStatus(resp.StatusCode):
+			return nil, NewHTTPError(resp, p.url.String())
+		default:
+			he := NewHTTPError(resp, p.url.String())
+			if !IsTransient(he) {
+				p.skipHEAD = true
+			} else if he.hasRetryAfter {
+				p.headRetryAfter = he.retryAfter
+			}
+		}
+	}
+
+	get := p.header.Clone()
 	get.Set("Range", "bytes=0-0")
-	resp, err := probeRequest(ctx, client, get, u, http.MethodGet)
+	resp, err := p.request(ctx, get, http.MethodGet)
 	switch {
 	case err != nil:
 	case resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent:
-		return newResource(resp, client, header, u, "bytes=0-0")
+		return newResource(resp, p.client, p.header, p.url, "bytes=0-0")
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
 		// An empty file has no byte 0; the 416 still tells its length.
 		if _, _, total, crErr := ParseContentRange(resp.Header.Get("Content-Range")); crErr == nil && total == 0 {
-			return newResource(resp, client, header, u, "bytes=0-0")
+			return newResource(resp, p.client, p.header, p.url, "bytes=0-0")
 		}
-		err = NewHTTPError(resp, u.String())
+		err = NewHTTPError(resp, p.url.String())
 	default:
-		err = NewHTTPError(resp, u.String())
+		err = NewHTTPError(resp, p.url.String())
 	}
 	if head != nil && ctx.Err() == nil {
 		// HEAD answered 200 without a length and the GET did not help:
 		// the size stays unknown.
-		return newResource(head, client, header, u, "")
+		return newResource(head, p.client, p.header, p.url, "")
 	}
 	return nil, err
+}
+
+// budgetLeft is the time the probe may still wait for the server; with no
+// budget, an hour stands for no limit.
+func (p *prober) budgetLeft() time.Duration {
+	if p.budget <= 0 {
+		return time.Hour
+	}
+	return p.budget - p.spent
+}
+
+// request sends one request within what is left of the budget and counts
+// the time it waited. A request that got no response header in time fails
+// with a *NoResponseError.
+func (p *prober) request(ctx context.Context, header http.Header, method string) (*http.Response, error) {
+	reqCtx := ctx
+	if p.budget > 0 {
+		var cancel context.CancelFunc
+		reqCtx, cancel = context.WithTimeout(ctx, p.budgetLeft())
+		defer cancel()
+	}
+	p.stats.Requests++
+	start := time.Now()
+	resp, err := probeRequest(reqCtx, p.client, header, p.url, method)
+	waited := time.Since(start)
+	p.spent += waited
+	if err == nil || ctx.Err() != nil {
+		return resp, err
+	}
+	awaited := !isDialError(err) && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded))
+	// The client's header timeout, when it equals what was left of the
+	// budget, fires just after the budget's own deadline: both mean the
+	// budget ran out.
+	budgetOut := reqCtx.Err() != nil || awaited && p.budget > 0 && p.spent >= p.budget
+	if !budgetOut && !awaited {
+		return nil, err
+	}
+	nr := &NoResponseError{Host: p.url.Host, Method: method, Within: roundWait(waited), Requests: p.stats.Requests, Err: err}
+	if budgetOut {
+		nr.Within = p.budget
+		p.spent = p.budget
+	}
+	return nil, nr
+}
+
+// isTimeout: a timer of the client or of the probe fired before an answer.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// isDialError: the connection was never made, so no request was sent.
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// roundWait keeps a measured wait readable in a message.
+func roundWait(d time.Duration) time.Duration {
+	if d >= 10*time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(10 * time.Millisecond)
+}
+
+// clientHeaderTimeout is the response-header timeout of a client NewClient
+// built (or of any client on an *http.Transport), else 0.
+func clientHeaderTimeout(client *http.Client) time.Duration {
+	switch tr := client.Transport.(type) {
+	case *http.Transport:
+		return tr.ResponseHeaderTimeout
+	case *limitedTransport:
+		return tr.base.ResponseHeaderTimeout
+	}
+	return 0
 }
 
 // isFinalStatus: statuses that a GET would answer the same way.
@@ -197,179 +431,4 @@ func acceptsBytes(values []string) bool {
 		}
 	}
 	return false
-}
-
-// maxFileName is the common file system limit on a name, in bytes.
-const maxFileName = 255
-
-// ParseContentDisposition returns the file name that a Content-Disposition
-// header value (RFC 6266) suggests, reduced to a safe base name, or "" when
-// there is none or it is unusable. filename* (RFC 8187, UTF-8 or
-// ISO-8859-1) wins over filename.
-//
-// The value is untrusted input that becomes a path on disk, so the result is
-// never a path: only the part after the last / or \ is kept; control and
-// bidirectional-override characters and the characters Windows forbids
-// become "_"; leading dots and trailing dots and spaces are dropped (no
-// hidden files, no "..", no "."); invalid UTF-8 is rejected; it is cut to
-// 255 bytes, keeping a short extension.
-func ParseContentDisposition(v string) (filename string) {
-	var plain, ext string
-	var haveExt bool
-	rest := v
-	// Skip the disposition type; parameters follow the first ';'.
-	if i := strings.IndexByte(rest, ';'); i >= 0 {
-		rest = rest[i+1:]
-	} else {
-		return ""
-	}
-	for rest != "" {
-		var name, value string
-		name, value, rest = nextDispositionParam(rest)
-		switch strings.ToLower(name) {
-		case "filename":
-			if plain == "" {
-				plain = value
-			}
-		case "filename*":
-			if decoded, ok := decodeExtValue(value); ok && !haveExt {
-				ext, haveExt = decoded, true
-			}
-		}
-	}
-	if haveExt {
-		if name := SafeFileName(ext); name != "" {
-			return name
-		}
-	}
-	return SafeFileName(plain)
-}
-
-// nextDispositionParam splits the first `name=value` off s (which starts
-// after a ';'), unquoting a quoted-string value. It is lenient the way
-// browsers are: an unquoted value runs to the next ';', spaces included.
-func nextDispositionParam(s string) (name, value, rest string) {
-	s = strings.TrimLeft(s, " \t")
-	eq := strings.IndexAny(s, "=;")
-	if eq < 0 {
-		return strings.TrimSpace(s), "", ""
-	}
-	if s[eq] == ';' {
-		return strings.TrimSpace(s[:eq]), "", s[eq+1:]
-	}
-	name = strings.TrimSpace(s[:eq])
-	s = strings.TrimLeft(s[eq+1:], " \t")
-	if !strings.HasPrefix(s, `"`) {
-		value, rest, _ = strings.Cut(s, ";")
-		return name, strings.TrimRight(value, " \t"), rest
-	}
-	var b strings.Builder
-	i := 1
-	for ; i < len(s); i++ {
-		c := s[i]
-		if c == '\\' && i+1 < len(s) {
-			i++
-			b.WriteByte(s[i])
-			continue
-		}
-		if c == '"' {
-			i++
-			break
-		}
-		b.WriteByte(c)
-	}
-	rest = s[i:]
-	if j := strings.IndexByte(rest, ';'); j >= 0 {
-		rest = rest[j+1:]
-	} else {
-		rest = ""
-	}
-	return name, b.String(), rest
-}
-
-// decodeExtValue decodes an RFC 8187 ext-value: charset'language'pct-encoded.
-func decodeExtValue(v string) (string, bool) {
-	v = strings.Trim(v, `"`) // some servers quote it, against the grammar
-	charset, rest, ok := strings.Cut(v, "'")
-	if !ok {
-		return "", false
-	}
-	_, encoded, ok := strings.Cut(rest, "'")
-	if !ok {
-		return "", false
-	}
-	raw, err := url.PathUnescape(encoded)
-	if err != nil {
-		return "", false
-	}
-	switch strings.ToLower(charset) {
-	case "utf-8":
-		return raw, utf8.ValidString(raw)
-	case "iso-8859-1":
-		var b strings.Builder
-		for i := 0; i < len(raw); i++ {
-			b.WriteRune(rune(raw[i]))
-		}
-		return b.String(), true
-	}
-	return "", false
-}
-
-// SafeFileName reduces an untrusted name to a base name safe to create in
-// the current directory, or "".
-func SafeFileName(name string) string {
-	if !utf8.ValidString(name) {
-		return ""
-	}
-	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
-		name = name[i+1:]
-	}
-	name = strings.Map(func(r rune) rune {
-		switch {
-		case unicode.IsControl(r), r == unicode.ReplacementChar,
-			r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f:
-			return '_'
-		case strings.ContainsRune(`<>:"|?*`, r):
-			return '_'
-		}
-		return r
-	}, name)
-	name = strings.TrimLeft(name, ". ")
-	name = strings.TrimRight(name, ". ")
-	if name == "" {
-		return ""
-	}
-	if len(name) > maxFileName {
-		name = truncateName(name, maxFileName)
-	}
-	stem, _, _ := strings.Cut(name, ".")
-	switch strings.ToUpper(strings.TrimSpace(stem)) {
-	case "CON", "PRN", "AUX", "NUL",
-		"COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9",
-		"LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9":
-		name = "_" + name
-		if len(name) > maxFileName {
-			name = truncateName(name, maxFileName)
-		}
-	}
-	return name
-}
-
-// truncateName cuts name to limit bytes on a rune boundary, keeping an
-// extension of up to 16 bytes.
-func truncateName(name string, limit int) string {
-	ext := ""
-	if i := strings.LastIndexByte(name, '.'); i > 0 && len(name)-i <= 16 {
-		ext = name[i:]
-	}
-	stem := name[:len(name)-len(ext)]
-	limit -= len(ext)
-	for limit > 0 && !utf8.RuneStart(stem[limit]) {
-		limit--
-	}
-	stem = strings.TrimRight(stem[:limit], ". ")
-	if stem == "" {
-		return ""
-	}
-	return stem + ext
 }

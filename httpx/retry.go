@@ -28,7 +28,8 @@ import (
 // Retry-After when it sent one (capped at 60s). Two budgets bound the
 // retries: Attempts per piece of work (a range, or the stream), where a try
 // that delivered bytes before failing does not count, and Total retries per
-// run of the stage, shared by all its replicas.
+// run of the stage, shared by all its replicas. The probe applies the same
+// policy to its tries, with a Total of its own (see ProbeWith).
 type RetryConfig struct {
 	Attempts   int           `koanf:"attempts" help:"tries per range (or per stream) before giving up; a try that delivered bytes does not count"`
 	Total      int           `koanf:"total_retries" help:"retries allowed per run across all ranges and workers of the stage"`
@@ -114,9 +115,11 @@ func IsTransient(err error) bool {
 // Retrier applies the policy to one piece of work. It is not safe for
 // concurrent use: each replica (or probe) makes its own.
 type Retrier struct {
-	Config  RetryConfig
-	Budget  *RetryBudget // shared by the pieces of one run; nil: Config.Total alone
-	attempt int          // tries of the current piece that delivered nothing
+	Config RetryConfig
+	Budget *RetryBudget // shared by the pieces of one run; nil: Config.Total alone
+	// Owner names whose Total is spent in the error: "stage" when empty.
+	Owner   string
+	attempt int // tries of the current piece that delivered nothing
 }
 
 // Attempt is the number of failed tries of the current piece that
@@ -146,7 +149,11 @@ func (r *Retrier) Next(ctx context.Context, err error, progressed bool) (time.Du
 		return 0, fmt.Errorf("giving up after %d attempts: %w", r.attempt, err)
 	}
 	if !r.takeBudget() {
-		return 0, fmt.Errorf("giving up: the stage's %d retries are spent: %w", r.Config.Total, err)
+		owner := r.Owner
+		if owner == "" {
+			owner = "stage"
+		}
+		return 0, fmt.Errorf("giving up: the %s's %d retries are spent: %w", owner, r.Config.Total, err)
 	}
 	return r.delay(err), nil
 }

@@ -10,35 +10,76 @@ import (
 	"github.com/dlflow/dlflow/pipeline"
 )
 
-// slowSink releases each chunk after a pause, so the queue in front of it
-// fills up and its producer blocks.
-var slowSink = pipeline.Def[struct{}]{
-	Type: "test.slow", Consumes: pipeline.Bytes, Produces: pipeline.None,
-	New: func(struct{}) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-			for c := range io.Chunks {
-				time.Sleep(2 * time.Millisecond)
-				c.Release()
-			}
-			return nil
-		}), nil
-	},
+// gateWait bounds each wait of a gatedSink, so that a broken run fails its
+// assertions instead of hanging.
+const gateWait = 10 * time.Second
+
+// gatedSink returns a sink that holds its input queue full, whatever the
+// scheduler does: it takes nothing until the stage src has sent its whole
+// output (*want chunks in all runs, read from m; perRun in this one), and
+// then, before each chunk, waits
+// until the queue is full again (or fewer chunks than it holds are still to
+// come) and works 2ms with it full. src's output must fit in the queues
+// between them, so that src is done early and the stage in front of the
+// sink always has a chunk to send into the full queue: it blocks on (nearly)
+// every send, where a sink that only slept blocked no one on a loaded
+// machine whose producers were slower than the sleep (#10.12). With recv,
+// the sink takes its chunks with IO.Recv, which then never waits: its busy
+// time is all of its run.
+func gatedSink(typ string, m *pipeline.Metrics, src string, want *int64, perRun int64, recv bool) pipeline.Def[struct{}] {
+	return pipeline.Def[struct{}]{
+		Type: typ, Consumes: pipeline.Bytes, Produces: pipeline.None,
+		New: func(struct{}) (pipeline.Stage, error) {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+				deadline := time.Now().Add(gateWait)
+				for time.Now().Before(deadline) {
+					if s, _ := m.Snapshot().Stage(src); s.ChunksSent >= *want {
+						break
+					}
+					time.Sleep(100 * time.Microsecond)
+				}
+				for left := perRun; ; left-- {
+					deadline := time.Now().Add(gateWait)
+					for left >= int64(cap(io.Chunks)) && len(io.Chunks) < cap(io.Chunks) && time.Now().Before(deadline) {
+						time.Sleep(100 * time.Microsecond)
+					}
+					time.Sleep(2 * time.Millisecond)
+					var c pipeline.Chunk
+					var ok bool
+					var err error
+					if recv {
+						c, ok, err = io.Recv(ctx)
+					} else {
+						c, ok = <-io.Chunks
+					}
+					if !ok {
+						return err
+					}
+					c.Release()
+				}
+			}), nil
+		},
+	}
 }
 
+// TestMetricsCountBytesBlockingAndQueueFill: a sink that holds its queue
+// full shows a full queue, blocks the stage in front of it, and is the
+// bottleneck.
 func TestMetricsCountBytesBlockingAndQueueFill(t *testing.T) {
 	reg, _ := newRegistry(t)
-	pipeline.MustRegister(reg, slowSink)
-	const size, chunk = 4 << 20, 64 << 10
+	m := pipeline.NewMetrics()
+	m.Interval = time.Millisecond
+	const size, chunk = 1 << 20, 64 << 10
+	want := int64(size / chunk) // 16 chunks fit in pass's queue of 32
+	pipeline.MustRegister(reg, gatedSink("test.slow", m, "src", &want, size/chunk, false))
 	g, err := pipeline.Build(reg, []pipeline.Node{
 		{ID: "src", Type: "test.gen", Config: &genConfig{Size: size, Chunk: chunk}},
-		{ID: "pass", Type: "test.pass", Inputs: []string{"src"}},
+		{ID: "pass", Type: "test.pass", Inputs: []string{"src"}, Queue: 32},
 		{ID: "slow", Type: "test.slow", Inputs: []string{"pass"}, Queue: 4},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := pipeline.NewMetrics()
-	m.Interval = time.Millisecond
 	if err := g.Run(context.Background(), pipeline.RunOptions{Log: zerolog.Nop(), Metrics: m}); err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +107,7 @@ func TestMetricsCountBytesBlockingAndQueueFill(t *testing.T) {
 	}
 
 	// A second run adds up.
+	want += size / chunk
 	if err := g.Run(context.Background(), pipeline.RunOptions{Log: zerolog.Nop(), Metrics: m}); err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +146,14 @@ func TestMetricsCountRanges(t *testing.T) {
 		Type: "test.rangesink", Consumes: pipeline.Ranges,
 		New: func(struct{}) (pipeline.Stage, error) {
 			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+				// Hold the queue full for a while before the first
+				// receive, so that the source's next send blocks even
+				// when it ran late.
+				deadline := time.Now().Add(gateWait)
+				for len(io.Ranges) < cap(io.Ranges) && time.Now().Before(deadline) {
+					time.Sleep(100 * time.Microsecond)
+				}
+				time.Sleep(20 * time.Millisecond)
 				for range io.Ranges {
 					time.Sleep(time.Millisecond)
 				}
@@ -127,9 +177,8 @@ func TestMetricsCountRanges(t *testing.T) {
 	}
 }
 
-// recvPass and recvSlow take their input with IO.Recv, so the metrics know
-// how long they waited for it: recvSlow pauses on every chunk, recvPass
-// hands each one on at once.
+// recvPass takes its input with IO.Recv, so the metrics know how long it
+// waited for it, and hands each chunk on at once.
 var (
 	recvPass = pipeline.Def[struct{}]{
 		Type: "test.recvpass", Consumes: pipeline.Bytes, Produces: pipeline.Bytes,
@@ -147,41 +196,28 @@ var (
 			}), nil
 		},
 	}
-	recvSlow = pipeline.Def[struct{}]{
-		Type: "test.recvslow", Consumes: pipeline.Bytes, Produces: pipeline.None,
-		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				for {
-					c, ok, err := io.Recv(ctx)
-					if !ok {
-						return err
-					}
-					time.Sleep(2 * time.Millisecond)
-					c.Release()
-				}
-			}), nil
-		},
-	}
 )
 
-// TestMetricsBusyTime: a sink that works on every chunk is busy nearly all
-// the run, and the stage feeding it mostly waits to send. A stage that
-// receives from its channel itself has no known busy time.
+// TestMetricsBusyTime: a sink that works on every chunk (here: holds its
+// queue full, so that its Recv never waits) is busy nearly all the run, and
+// the stage feeding it mostly waits to send. A stage that receives from its
+// channel itself has no known busy time.
 func TestMetricsBusyTime(t *testing.T) {
 	reg, _ := newRegistry(t)
+	m := pipeline.NewMetrics()
+	const size, chunk = 1 << 20, 64 << 10
+	want := int64(size / chunk) // 16 chunks fit in the queues of 32
 	pipeline.MustRegister(reg, recvPass)
-	pipeline.MustRegister(reg, recvSlow)
-	const size, chunk = 4 << 20, 64 << 10
+	pipeline.MustRegister(reg, gatedSink("test.recvslow", m, "src", &want, size/chunk, true))
 	g, err := pipeline.Build(reg, []pipeline.Node{
 		{ID: "src", Type: "test.gen", Config: &genConfig{Size: size, Chunk: chunk}},
-		{ID: "plain", Type: "test.pass", Inputs: []string{"src"}},
-		{ID: "pass", Type: "test.recvpass", Inputs: []string{"plain"}},
+		{ID: "plain", Type: "test.pass", Inputs: []string{"src"}, Queue: 32},
+		{ID: "pass", Type: "test.recvpass", Inputs: []string{"plain"}, Queue: 32},
 		{ID: "slow", Type: "test.recvslow", Inputs: []string{"pass"}, Queue: 4},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := pipeline.NewMetrics()
 	if err := g.Run(context.Background(), pipeline.RunOptions{Log: zerolog.Nop(), Metrics: m}); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +264,10 @@ var slowGen = pipeline.Def[struct{}]{
 }
 
 // TestMetricsInputWait: the stage after a slow source mostly waits for
-// input, and Recv counts that wait, so the stage is not busy.
+// input, and Recv counts that wait, so the stage is not busy. The queue
+// after it holds all 32 chunks, so it never waits to send: on a loaded
+// machine a collecting sink that fell behind made it wait to send more
+// than for input (#10.12), which is not what this measures.
 func TestMetricsInputWait(t *testing.T) {
 	reg, _ := newRegistry(t)
 	pipeline.MustRegister(reg, slowGen)
@@ -236,7 +275,7 @@ func TestMetricsInputWait(t *testing.T) {
 	g, err := pipeline.Build(reg, []pipeline.Node{
 		{ID: "src", Type: "test.slowgen"},
 		{ID: "pass", Type: "test.recvpass", Inputs: []string{"src"}},
-		{ID: "out", Type: "test.collect", Inputs: []string{"pass"}},
+		{ID: "out", Type: "test.collect", Inputs: []string{"pass"}, Queue: 64},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -247,6 +286,9 @@ func TestMetricsInputWait(t *testing.T) {
 	}
 	pass, _ := m.Snapshot().Stage("pass")
 	t.Logf("pass: busy %v (%.0f%%), input wait %v, ran %v", pass.Busy, 100*pass.BusyShare, pass.InputWait, pass.Ran)
+	if pass.BlockedSends != 0 || pass.SendBlocked != 0 {
+		t.Errorf("pass waited %v to send %d times into a queue that holds every chunk", pass.SendBlocked, pass.BlockedSends)
+	}
 	if !pass.BusyKnown || pass.BusyShare > 0.3 || pass.InputWait < pass.Ran/2 {
 		t.Errorf("the stage after a slow source: busy %.2f, input wait %v of %v; want mostly waiting for input", pass.BusyShare, pass.InputWait, pass.Ran)
 	}

@@ -69,8 +69,10 @@ func TestHTTPReaderFaultLateWholeBody(t *testing.T) {
 		if rng == "" {
 			return false
 		}
-		// Answer the later ranges only after the range at 0 was.
-		for i := 0; i < 500 && !zeroDone.Load(); i++ {
+		// Answer the later ranges only after the range at 0 was
+		// (bounded in time, not in sleeps, which a loaded machine
+		// stretches).
+		for deadline := time.Now().Add(10 * time.Second); !zeroDone.Load() && time.Now().Before(deadline); {
 			time.Sleep(2 * time.Millisecond)
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")

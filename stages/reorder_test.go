@@ -41,8 +41,16 @@ func TestReorderSlowFirstRangeStaysInWindow(t *testing.T) {
 	reader := &memReaderConfig{
 		Chunk: 256 << 10,
 		Before: func(ctx context.Context, r pipeline.Range) error {
-			if r.Start == 0 {
-				return memSleep(ctx, 300*time.Millisecond)
+			if r.Start != 0 {
+				return nil
+			}
+			// Hold the first range until the heap holds the three after
+			// it (bounded: then the assertion below fails). A fixed sleep
+			// was too short for a loaded machine to read them (#10.12).
+			for deadline := time.Now().Add(10 * time.Second); heapStage.Stats().Held < 3<<20 && time.Now().Before(deadline); {
+				if err := memSleep(ctx, time.Millisecond); err != nil {
+					return err
+				}
 			}
 			return nil
 		},
@@ -60,7 +68,7 @@ func TestReorderSlowFirstRangeStaysInWindow(t *testing.T) {
 		t.Errorf("heap held up to %v, more than its window %v", pipeline.ByteSize(stats.PeakHeld), pipeline.ByteSize(window))
 	}
 	// The three ranges after the slow first one fit the window and are read
-	// while it sleeps: the heap did have to hold them.
+	// while it is held: the heap did have to hold them.
 	if stats.PeakHeld < 3<<20 {
 		t.Errorf("heap held at most %v; the slow first range should have made it hold 3MiB", pipeline.ByteSize(stats.PeakHeld))
 	}
@@ -223,8 +231,9 @@ func TestReorderCancelReleasesHeld(t *testing.T) {
 		case <-held:
 		case <-time.After(10 * time.Second):
 		}
-		// Wait (bounded) for the heap to take the chunks, then cancel.
-		for i := 0; i < 1000 && heapStage.Stats().Held < 300; i++ {
+		// Wait (bounded in time, not in sleeps, which a loaded machine
+		// stretches) for the heap to take the chunks, then cancel.
+		for deadline := time.Now().Add(10 * time.Second); heapStage.Stats().Held < 300 && time.Now().Before(deadline); {
 			time.Sleep(time.Millisecond)
 		}
 		cancel()

@@ -162,20 +162,24 @@ func TestStealSlowConnection(t *testing.T) {
 // throttled, the idle readers split its range; each byte is fetched once.
 func TestStealSplitsLongRanges(t *testing.T) {
 	htNoLeaks(t)
-	const size = 32 << 20
+	const size = 8 << 20
 	// Rates far below what the machine can do even under load, so that
 	// only the origin sets them: the fast reader ends its piece after one
-	// second, when the slow one still has 10 MiB to go.
-	srv := htOrigin(t, size, func(o *origin.Options) { o.RateLimit = 16 << 20 })
+	// second, when the slow one still has 2.5 MiB to go. (At 16 and 6 MiB/s,
+	// -race on two loaded cores could not keep up and both readers ran at
+	// the speed of the CPU, so nothing was split: #10.12.) The small
+	// steal_min keeps the split worth it even if the fast reader is late.
+	srv := htOrigin(t, size, func(o *origin.Options) { o.RateLimit = 4 << 20 })
 	res := htProbe(t, srv.URL())
 	srv.ResetStats()
 	// The first GET (the range at 0) is slower but not far below the
 	// others' speed: it is split, not replaced.
-	srv.SetFaults(origin.Faults{Trickle: 6 << 20, TrickleRequest: 1})
+	srv.SetFaults(origin.Faults{Trickle: 3 << 19, TrickleRequest: 1})
 	out := newHTOutput()
-	// Two readers, two 16 MiB pieces: the fast one ends first and splits
+	// Two readers, two 4 MiB pieces: the fast one ends first and splits
 	// the other's rest.
-	st, err := stealRun(t, htCtx(t, 60*time.Second), res, stealGraph(16<<20, 2, htReaderConfig(nil), 0, out))
+	cfg := htReaderConfig(func(c *HTTPReaderConfig) { c.StealMin = 256 << 10 })
+	st, err := stealRun(t, htCtx(t, 60*time.Second), res, stealGraph(4<<20, 2, cfg, 0, out))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -60,9 +61,18 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 		return
 	}
 
+	if f.ResetRequests > 0 && take(&fs.resetLeft) {
+		w.end()
+		resetConn(w)
+		return
+	}
 	var getNum int64 // 1-based GET number since SetFaults; 0 for HEAD
 	var res resource
 	if r.Method == http.MethodHead {
+		if f.FailAnyMethod && f.FailStatus != 0 && take(&fs.failLeft) {
+			injectFailure(w, r, f)
+			return
+		}
 		if f.NoHEAD != 0 {
 			plainStatus(w, r, f.NoHEAD, "HEAD not supported")
 			return
@@ -72,10 +82,7 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 		getNum = fs.gets.Add(1)
 		res = s.resourceAfter(f, getNum-1)
 		if f.FailStatus != 0 && take(&fs.failLeft) {
-			if f.RetryAfter != "" {
-				w.Header().Set("Retry-After", f.RetryAfter)
-			}
-			plainStatus(w, r, f.FailStatus, "injected failure")
+			injectFailure(w, r, f)
 			return
 		}
 	}
@@ -86,10 +93,65 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 		w.Header().Set("Content-Disposition", f.ContentDisposition)
 	}
 	s.writeHeader(w, p, res)
-	if r.Method == http.MethodHead || p.status == http.StatusRequestedRangeNotSatisfiable {
+	if r.Method == http.MethodHead {
+		if f.HEADBody {
+			s.sendUnsolicited(w, func(conn io.Writer) error {
+				return writeContent(conn, p.off, p.n, res.seed)
+			})
+		}
 		return
 	}
-	s.writeBody(r.Context(), w, p, res.seed, s.rateFor(f, getNum, p.off), s.cutAt(fs, p))
+	if p.status == http.StatusRequestedRangeNotSatisfiable {
+		return
+	}
+	complete := s.writeBody(r.Context(), w, p, res.seed, s.rateFor(f, getNum, p.off), s.cutAt(fs, p))
+	if !complete || f.ExtraBytes == "" || p.noLength {
+		return // a chunked body ends when the handler returns
+	}
+	s.sendUnsolicited(w, func(conn io.Writer) error {
+		_, err := io.WriteString(conn, f.ExtraBytes)
+		return err
+	})
+}
+
+// injectFailure answers f.FailStatus, with f.RetryAfter when set.
+func injectFailure(w http.ResponseWriter, r *http.Request, f *Faults) {
+	if f.RetryAfter != "" {
+		w.Header().Set("Retry-After", f.RetryAfter)
+	}
+	plainStatus(w, r, f.FailStatus, "injected failure")
+}
+
+// sendUnsolicited ends a complete answer, then writes what write sends
+// straight to the connection, past the end of the answer, and closes the
+// connection (HEADBody, ExtraBytes).
+func (s *Server) sendUnsolicited(w *recorder, write func(conn io.Writer) error) {
+	w.end() // the client sees the answer complete with the flush
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	conn, buf, err := rc.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	defer conn.Close()
+	if err := write(buf); err == nil {
+		_ = buf.Flush()
+	}
+}
+
+// writeContent writes n content bytes from off to dst.
+func writeContent(dst io.Writer, off, n int64, seed uint64) error {
+	bp := getBuf()
+	defer putBuf(bp)
+	for sent := int64(0); sent < n; {
+		chunk := (*bp)[:min(int64(bufSize), n-sent)]
+		Fill(chunk, off+sent, seed)
+		if _, err := dst.Write(chunk); err != nil {
+			return err
+		}
+		sent += int64(len(chunk))
+	}
+	return nil
 }
 
 // route reports whether path serves the file, or else the redirect target.
@@ -312,8 +374,8 @@ func (s *Server) writeHeader(w *recorder, p plan, res resource) {
 
 // writeBody writes p's body from pooled buffers, pacing writes to rate
 // (bytes/sec, 0 = unlimited). If cut >= 0, the connection is closed after
-// cut content bytes.
-func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64, rate, cut int64) {
+// cut content bytes. It reports whether the whole body was written.
+func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64, rate, cut int64) bool {
 	total := p.n
 	if cut >= 0 {
 		total = min(total, cut)
@@ -336,16 +398,16 @@ func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64
 		if rate > 0 && sent > 0 {
 			due := start.Add(time.Duration(float64(sent) / float64(rate) * float64(time.Second)))
 			if !s.sleepUntil(ctx, due) {
-				return
+				return false
 			}
 		} else if ctx.Err() != nil {
-			return
+			return false
 		}
 		n := min(chunk, total-sent)
 		buf := (*bp)[:n]
 		Fill(buf, p.off+sent, seed)
 		if _, err := dst.Write(buf); err != nil {
-			return
+			return false
 		}
 		sent += n
 	}
@@ -355,11 +417,12 @@ func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64
 		}
 		w.end() // the client sees the close before the handler returns
 		abortConn(w)
-		return
+		return false
 	}
 	if gz != nil {
 		_ = gz.Close()
 	}
+	return true
 }
 
 // abortConn flushes what was written and closes the connection without
@@ -370,6 +433,18 @@ func abortConn(w http.ResponseWriter) {
 	conn, _, err := rc.Hijack()
 	if err != nil {
 		panic(http.ErrAbortHandler)
+	}
+	_ = conn.Close()
+}
+
+// resetConn closes the connection of w with a TCP RST, before any answer.
+func resetConn(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // close sends RST, not FIN
 	}
 	_ = conn.Close()
 }
