@@ -267,7 +267,12 @@ func (d *Download) probe(ctx context.Context, client *http.Client, header http.H
 		return nil, err
 	}
 	defer release()
-	res, err := httpx.Probe(ctx, client, header, rawURL)
+	// The probe retries like the readers (httpx.DefaultRetry), within one
+	// budget of the client's header timeout.
+	res, stats, err := httpx.ProbeWith(ctx, client, header, rawURL, httpx.ProbeOptions{Log: d.log})
+	d.mu.Lock()
+	d.stats.retries += int64(stats.Retries)
+	d.mu.Unlock()
 	switch {
 	case errors.Is(err, httpx.ErrInvalidURL):
 		return nil, &RequestError{Field: "URL", Err: err}

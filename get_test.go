@@ -66,3 +66,21 @@ func TestGetExistingOutput(t *testing.T) {
 	}
 	assertMissing(t, out+".tmp")
 }
+
+// The probe retries like the readers: a server that answers 503 to the
+// first two requests of any method (HEAD and the GET fallback) is probed
+// again, and the result counts the retry.
+func TestGetProbeRetries(t *testing.T) {
+	noLeaks(t)
+	srv := startOrigin(t, origin.Options{Size: 1 << 20, Seed: 3})
+	srv.SetFaults(origin.Faults{FailStatus: 503, FailCount: 2, FailAnyMethod: true})
+	out := filepath.Join(t.TempDir(), "out.bin")
+	res, err := newClient(t).Do(t.Context(), &dlflow.Request{URL: srv.URL(), Path: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertComplete(t, out, 1<<20, 3)
+	if res.Retries != 1 {
+		t.Errorf("%d retries, want the probe's 1", res.Retries)
+	}
+}
