@@ -35,6 +35,8 @@ type Download struct {
 	// claim, set by a batch, reserves the output for this download; nil
 	// alone.
 	claim func(path string) error
+	// asked is the URL asked for, redacted, once the configuration named it.
+	asked string
 
 	// Set before done is closed.
 	result *Result
@@ -150,6 +152,9 @@ func (d *Download) run(ctx context.Context) error {
 		return &RequestError{Field: "URL", Err: err}
 	}
 	d.setInfo(func(i *Info) { i.URL = httpx.RedactURL(rawURL) })
+	d.mu.Lock()
+	d.asked = httpx.RedactURL(rawURL)
+	d.mu.Unlock()
 	client, header, err := d.client.httpClient(pre.HTTP)
 	if err != nil {
 		return &RequestError{Field: "Config", Err: err} // it names the http.* key

@@ -78,10 +78,10 @@ func (r *runStats) add(g *pipeline.Graph) {
 // errSkipped into a skipped result.
 func (d *Download) finalResult(err error) *Result {
 	d.mu.Lock()
-	info, stats := d.info, d.stats
+	info, stats, asked := d.info, d.stats, d.asked
 	d.mu.Unlock()
 	r := &Result{
-		URL:         info.URL,
+		URL:         asked,
 		Path:        info.Path,
 		Bytes:       stats.done,
 		Elapsed:     time.Since(d.begun),
