@@ -8,8 +8,6 @@ import (
 	"io/fs"
 	"os"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/dlflow/dlflow/pipeline"
 )
 
@@ -123,7 +121,7 @@ var errNoState = errors.New("no resume state")
 // readState reads and checks the state file at path. It does not follow a
 // symlink.
 func readState(path string) (*resumeState, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	f, err := openRegular(path, os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errNoState
 	}
@@ -161,7 +159,7 @@ func writeState(path string, st *resumeState) error {
 		return err
 	}
 	tmp := path + ".new"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	f, err := openRegular(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("write resume state: %w", err)
 	}

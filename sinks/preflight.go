@@ -1,0 +1,96 @@
+package sinks
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// Preflight refuses a run that cannot end well, before any network I/O: the
+// output's directory must exist and take a new file, the output must not
+// exist (unless Overwrite) nor be a directory, and PATH.tmp must not be a
+// symlink.
+func (s *FileSink) Preflight(env *pipeline.Env) error {
+	dir := filepath.Dir(s.path)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("output directory %s is not a directory", dir)
+	}
+	if err := s.checkOutput(); err != nil {
+		return err
+	}
+	// A real probe, not access(2): it also catches read-only mounts, ACLs,
+	// quotas and full inode tables.
+	probe, err := os.CreateTemp(dir, ".dlflow-probe-*")
+	if err != nil {
+		return fmt.Errorf("output directory %s is not writable: %w", dir, err)
+	}
+	name := probe.Name()
+	cerr := probe.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("output directory %s: remove probe file: %w", dir, err)
+	}
+	if cerr != nil {
+		return fmt.Errorf("output directory %s: %w", dir, cerr)
+	}
+	return nil
+}
+
+// checkOutput reports what is in the way at PATH and PATH.tmp.
+func (s *FileSink) checkOutput() error {
+	st, err := os.Lstat(s.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("output: %w", err)
+	case st.IsDir():
+		return fmt.Errorf("output %s is a directory; name a file", s.path)
+	case st.Mode()&fs.ModeSymlink == 0 && !st.Mode().IsRegular():
+		// A rename would replace a device or a pipe, such as /dev/null.
+		return fmt.Errorf("output %s is not a regular file", s.path)
+	case !s.overwrite:
+		return &OutputExistsError{Path: s.path}
+	}
+	if st, err := os.Lstat(s.tmp); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+		return symlinkError(s.tmp)
+	}
+	return nil
+}
+
+// notRegularError is the error for a path that holds something the sink
+// did not write and will not touch: a FIFO, a device, a directory.
+type notRegularError struct {
+	Path string
+	Mode fs.FileMode
+}
+
+func (e *notRegularError) Error() string {
+	return fmt.Sprintf("%s exists and is not a regular file (%s)", e.Path, fileType(e.Mode))
+}
+
+func fileType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "mode " + m.String()
+}
+
+func symlinkError(path string) error {
+	return fmt.Errorf("%s is a symlink; refusing to follow it (remove it and run again)", path)
+}
