@@ -31,11 +31,6 @@ type checkpointer struct {
 
 	errMu sync.Mutex
 	err   error
-
-	// dirSynced: PATH.tmp's directory entry is durable, so a state file
-	// can no longer outlive it in a crash. Used by one goroutine at a time
-	// (the checkpointer, then Finish after it stopped).
-	dirSynced bool
 }
 
 func startCheckpointer(s *FileSink) *checkpointer {
@@ -90,27 +85,31 @@ func (c *checkpointer) halt() {
 
 // checkpoint makes what was written durable and then records it: the
 // ranges are read before the fdatasync, so the state claims only bytes that
-// the sync covered.
+// the sync covered. The checkpointer calls it, and Finish after a failure
+// (the checkpointer stopped, or never started when Start did not run). It
+// writes no state once PATH.tmp is no longer this run's file: the error
+// then wraps errReplaced.
 func (s *FileSink) checkpoint() error {
-	ck := s.ck
-	if ck == nil { // Start did not run: Finish saves the state once
-		ck = &checkpointer{}
+	if s.ck != nil {
+		s.ck.unsaved.Store(0)
 	}
-	ck.unsaved.Store(0)
 	s.mu.Lock()
 	ranges := s.have.Ranges()
 	s.mu.Unlock()
 	if err := datasync(s.file); err != nil {
 		return fmt.Errorf("fdatasync %s: %w", s.tmp, err)
 	}
-	if !ck.dirSynced {
+	if err := s.checkTmp(s.file); err != nil {
+		return err
+	}
+	if !s.dirSynced {
 		if err := syncDir(filepath.Dir(s.tmp)); err != nil {
 			return err
 		}
-		ck.dirSynced = true
+		s.dirSynced = true
 	}
 	st := *s.state
 	st.Ranges = nil
 	st.setRanges(ranges)
-	return writeState(s.tmp+".state", &st)
+	return writeState(s.statePath(), &st)
 }

@@ -16,27 +16,59 @@ import (
 //
 //   - PATH appears only by an atomic rename of PATH.tmp, after PATH.tmp was
 //     checked complete and fsynced (with fsync: true, the default).
+//   - One download at a time per output. From Resume until Commit (or
+//     Finish after a failure) the sink holds an exclusive lock on PATH.tmp
+//     (flock; LockFileEx on Windows), taken without waiting. A second
+//     download of the same output, in this process or another, fails with
+//     a *BusyError (ErrBusy) and changes nothing: it removes, truncates,
+//     renames and writes nothing. The lock is taken before deciding whether
+//     PATH.tmp is stale, and starting over truncates that same locked file
+//     rather than making a new one, so the lock always guards the file at
+//     PATH.tmp (see Resume).
+//   - PATH.tmp is renamed only while it is still the file this run wrote
+//     (same device and inode as the sink's descriptor); otherwise Commit
+//     fails and renames nothing. Cleanups after a failure go through the
+//     descriptor (truncate), and save or remove a state only while PATH.tmp
+//     is still that file.
 //   - On any failure nothing is created at PATH, and PATH.tmp is kept with
 //     the bytes received so far (in sequential mode it is truncated to them,
-//     so it is an exact prefix of the resource).
+//     so it is an exact prefix of the resource); a PATH.tmp that this run
+//     made, or emptied to start over, and then wrote nothing into is
+//     removed, with its state. A resumed PATH.tmp is always kept, unless
+//     its bytes failed verification.
 //   - An existing PATH is never replaced without Overwrite, even one that
 //     appears while the download runs (rename with RENAME_NOREPLACE).
-//   - A symlink at PATH.tmp is never followed nor removed: the run is refused.
-//   - With Resume (the default), PATH.tmp.state records which bytes of
-//     PATH.tmp are on disk and for which version of the resource (see
-//     state.go); a rerun whose probe finds the same size and validators
-//     continues from there and sets env.Have, so the other stages fetch only
-//     what is missing. The state is written from a checkpoint goroutine every
+//   - Only regular files are opened, replaced or removed: a symlink at
+//     PATH.tmp is never followed, and a symlink, FIFO, device or directory
+//     at PATH.tmp or its state refuses the run; opening never blocks (a
+//     FIFO would block open(2)).
+//   - With Resume (the default), PATH.tmp.state (mode 0600) records which
+//     bytes of PATH.tmp are on disk, for which version of the resource and
+//     for which URL (see state.go). It holds no secret: the URL asked for
+//     is kept without userinfo and query, to read, and as a SHA-256, to
+//     compare. A rerun continues from there when its probe finds the same
+//     size and validators and the same URL, or, for another URL, when the
+//     ETag names the content or a checksum will verify it; it sets
+//     env.Have, so the other stages fetch only what is missing. A state
+//     holds at most maxStateRanges ranges of at least minStateRange bytes
+//     (besides the prefix), so a resume hands out a bounded number of
+//     requests. The state is written from a checkpoint goroutine every
 //     checkpointBytes or checkpointEvery, and by Finish after a failure,
 //     each time after fdatasync of PATH.tmp. It is removed once PATH exists.
 //   - A run that fails with pipeline.ErrCorrupt (a checksum mismatch)
 //     removes PATH.tmp and its state: those bytes must not be resumed.
 //
-// With direct I/O (see FileConfig.Direct and direct.go) a replica writes
-// the aligned blocks of large chunks past the page cache. With direct:
-// always it also takes the chunks already queued behind the first, up to
-// Gather bytes, into one pwritev, since a direct write waits for the disk
-// and must be large to pay; the graph's memory bound counts those chunks.
+// After a successful Finish PATH.tmp stays open and locked until Commit.
+// If the runner never calls Commit (another stage's Finish failed), it
+// stays so until the next Resume of the sink or the process ends.
+//
+// On Linux, with direct I/O (see FileConfig.Direct and direct.go), a
+// replica writes the aligned blocks of large chunks past the page cache.
+// With direct: always it also takes the chunks already queued behind the
+// first, up to Gather bytes, into one pwritev, since a direct write waits
+// for the disk and must be large to pay; the graph's memory bound counts
+// those chunks. Elsewhere the sink goes without direct I/O, preallocation
+// and writeback hints (see sys_other.go).
 //
 // In sequential mode the sink takes ordered bytes and writes them as one
 // stream, so it must run with one worker. In positional mode it takes bytes in
@@ -53,18 +85,18 @@ type FileSink struct {
 	directMin   int   // chunks of smaller buffers go through the page cache
 	gather      int64 // with direct: always, bytes of queued chunks one write may take
 
-	// Set by Start, before any replica runs; read-only during Run.
-	file   *os.File
+	// Set by Resume and Start, before any replica runs; read-only during Run.
+	file   *os.File // PATH.tmp, open and locked from Resume to Commit or Finish
 	fd     int
 	direct *directFile // nil: every write goes through the page cache
 	size   int64       // Resource.Size, or -1 when unknown
 	state  *resumeState
 	// state is nil when the resource cannot be resumed: nothing is recorded.
+	fresh bool // PATH.tmp holds nothing of an earlier run: Resume made or emptied it
 
 	written atomic.Int64 // bytes written by this run
 	next    int64        // sequential mode: the offset the next chunk must start at
 	ready   bool         // Finish verified and synced the file; Commit may rename it
-	created bool         // Resume created PATH.tmp afresh (it resumed nothing)
 
 	// mu guards have: every byte of PATH.tmp that holds the resource, the
 	// present ranges of an earlier run and what this run wrote. Positional
@@ -72,8 +104,22 @@ type FileSink struct {
 	mu   sync.Mutex
 	have pipeline.RangeSet
 
-	ck *checkpointer // nil when state is nil
+	ck *checkpointer // nil when state is nil or Start did not run
+	// dirSynced: PATH.tmp's directory entry is durable, so a state file
+	// can no longer outlive it in a crash. Used by one goroutine at a time
+	// (the checkpointer, then Finish after it stopped).
+	dirSynced bool
 }
+
+// The names of the files the sink keeps beside PATH: PATH.tmp, its state
+// PATH.tmp.state, and PATH.tmp.state.new while the state is replaced.
+const (
+	tmpSuffix   = ".tmp"
+	stateSuffix = ".state"
+	newSuffix   = ".new"
+)
+
+func (s *FileSink) statePath() string { return s.tmp + stateSuffix }
 
 // FileConfig configures a file.sink.
 type FileConfig struct {
@@ -116,6 +162,23 @@ func (e *OutputExistsError) Error() string {
 
 func (e *OutputExistsError) Unwrap() error { return ErrOutputExists }
 
+// ErrBusy is what a file sink's error wraps when another download, in
+// this process or another, is writing the same output: it holds the lock
+// on PATH.tmp. Test for it with errors.Is.
+var ErrBusy = errors.New("output busy")
+
+// BusyError names the partial download (PATH.tmp) that another download
+// holds; it wraps ErrBusy. The run that gets it has changed nothing.
+type BusyError struct {
+	Path string
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("%s is in use by another download of the same output", e.Path)
+}
+
+func (e *BusyError) Unwrap() error { return ErrBusy }
+
 var fileDef = pipeline.Def[FileConfig]{
 	Type:     "file.sink",
 	Summary:  "writes the download into OUTPUT.tmp and renames it to OUTPUT when complete",
@@ -148,7 +211,7 @@ var fileDef = pipeline.Def[FileConfig]{
 		path := filepath.Clean(c.Path)
 		return &FileSink{
 			path:        path,
-			tmp:         path + ".tmp",
+			tmp:         path + tmpSuffix,
 			positional:  c.Mode == ModePositional,
 			overwrite:   c.Overwrite,
 			fsync:       c.Fsync,
@@ -170,7 +233,7 @@ var fileDef = pipeline.Def[FileConfig]{
 }
 
 // TakeSettings fills an unset path from the run's output, and takes the
-// run's overwrite and resume: false.
+// run's overwrite, resume: false, and whether a checksum is set.
 func (c *FileConfig) TakeSettings(s pipeline.Settings) {
 	if c.Path == "" {
 		c.Path = s.Output

@@ -12,17 +12,27 @@ import (
 	"github.com/dlflow/dlflow/pipeline"
 )
 
-// Resume opens PATH.tmp and reports what it already holds. With Resume
-// on, a PATH.tmp whose state file proves it holds bytes of the probed
-// resource (same size and validators) is reopened as it is, and its ranges
-// are reported (only the prefix in sequential mode, which writes one
-// stream from there). Otherwise PATH.tmp is created afresh, exclusively; a
-// stale one is removed first, after its state, and a log line says why.
-// After a stage that reshapes the bytes (env.Reshaped) nothing is resumed
-// and no state is kept: its offsets are not the resource's. On error
-// nothing is left open.
+// Resume opens and locks PATH.tmp, and reports what it already holds.
+//
+// The lock comes first, before anything is decided: a PATH.tmp without a
+// state may be the file another download has just created, and a state may
+// be one that download is about to replace. A PATH.tmp locked by another
+// download fails the run with a *BusyError, having changed nothing. Then,
+// with Resume on, a PATH.tmp whose state proves it holds bytes of the
+// probed resource is kept as it is, and its ranges are reported (only the
+// prefix in sequential mode, which writes one stream from there; see
+// resumeFrom for when a state is trusted). Otherwise the run starts over:
+// the stale state is removed and PATH.tmp is truncated in place, keeping
+// the locked file (a new file would be a new, unlocked one, which another
+// download could lock), and a warning says why. After a stage that
+// reshapes the bytes (env.Reshaped) nothing is resumed and no state is
+// kept: its offsets are not the resource's.
+//
+// On error nothing is left open, and a PATH.tmp that Resume created is
+// removed.
 func (s *FileSink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Range, io.ReaderAt, error) {
-	s.file, s.fd, s.direct, s.next, s.ready, s.state, s.ck, s.created = nil, -1, nil, 0, false, nil, nil, false
+	s.release() // a previous run of this graph whose Commit never came
+	s.direct, s.next, s.ready, s.state, s.ck, s.fresh, s.dirSynced = nil, 0, false, nil, nil, false, false
 	s.written.Store(0)
 	s.have = pipeline.RangeSet{}
 	s.size = -1
@@ -33,6 +43,13 @@ func (s *FileSink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Ra
 	if err := s.checkOutput(); err != nil {
 		return nil, nil, err
 	}
+	// Nothing that is not a regular file is ever opened, replaced or
+	// removed: refuse before touching anything.
+	for _, p := range []string{s.statePath(), s.statePath() + newSuffix} {
+		if fi, err := os.Lstat(p); err == nil && !fi.Mode().IsRegular() {
+			return nil, nil, &notRegularError{Path: p, Mode: fi.Mode()}
+		}
+	}
 	notResumable := resumable(res)
 	if env.Reshaped {
 		notResumable = "a stage before the sink changes the bytes, so the partial file's offsets are not the server's"
@@ -42,11 +59,19 @@ func (s *FileSink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Ra
 		s.state = &st
 	}
 
-	f, present, err := s.open(env, notResumable)
+	f, created, err := s.lockTmp()
 	if err != nil {
 		return nil, nil, err
 	}
-	s.file, s.fd, s.created = f, int(f.Fd()), len(present) == 0
+	present, err := s.prepare(env, f, created, notResumable)
+	if err != nil {
+		if created && s.checkTmp(f) == nil {
+			_ = os.Remove(s.tmp) // empty, made by this run, and still locked
+		}
+		f.Close()
+		return nil, nil, err
+	}
+	s.file, s.fd, s.fresh = f, int(f.Fd()), len(present) == 0
 	if len(present) == 0 {
 		return nil, nil, nil
 	}
@@ -59,19 +84,14 @@ func (s *FileSink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Ra
 
 // Start preallocates PATH.tmp when the size is known, opens it for direct
 // I/O when configured, and starts the checkpoints of the resume state. On
-// error the file is closed, and removed if Resume created it (it holds no
-// data).
+// error it leaves PATH.tmp to Finish, which the runner calls after a
+// failed Start and which removes a PATH.tmp that holds nothing.
 func (s *FileSink) Start(ctx context.Context, env *pipeline.Env) error {
 	if s.file == nil {
 		return errors.New("file sink: Start without a successful Resume")
 	}
 	if s.preallocate && s.size > 0 {
 		if err := preallocate(s.file, s.size); err != nil {
-			s.file.Close()
-			s.file, s.fd = nil, -1
-			if s.created {
-				os.Remove(s.tmp)
-			}
 			return fmt.Errorf("preallocate %d bytes for %s: %w", s.size, s.tmp, err)
 		}
 	}
@@ -89,54 +109,179 @@ func (s *FileSink) Start(ctx context.Context, env *pipeline.Env) error {
 	return nil
 }
 
-// open returns PATH.tmp ready to write and the ranges of it already
-// present: a resumed partial download, or a new empty file.
-func (s *FileSink) open(env *pipeline.Env, notResumable string) (*os.File, []pipeline.Range, error) {
+// lockAttempts bounds how often lockTmp opens PATH.tmp again after finding
+// that the file it locked is no longer there.
+const lockAttempts = 3
+
+// lockTmp opens PATH.tmp, creating it (created) when there is none, and
+// locks it without waiting. A lock held elsewhere is a *BusyError, and
+// lockTmp then has changed nothing: it only opened and closed.
+//
+// The file it locked must still be the one at PATH.tmp: the download that
+// held the lock may have renamed it to PATH, or removed it, between this
+// open and this lock, and a lock on that file would then guard nothing
+// (worse, truncating it would truncate the finished output). It opens
+// again when that happened.
+func (s *FileSink) lockTmp() (f *os.File, created bool, err error) {
+	for range lockAttempts {
+		f, err = s.openTmp(os.O_RDWR | os.O_CREATE | os.O_EXCL)
+		created = err == nil
+		if errors.Is(err, fs.ErrExist) {
+			f, err = s.openTmp(os.O_RDWR)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed since: create it
+			}
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if err := lockFile(f); err != nil {
+			f.Close()
+			if errors.Is(err, errLocked) {
+				return nil, false, &BusyError{Path: s.tmp}
+			}
+			return nil, false, fmt.Errorf("lock %s: %w", s.tmp, err)
+		}
+		fi, err := f.Stat()
+		if err == nil {
+			err = s.checkTmp(f)
+		}
+		switch {
+		case errors.Is(err, errReplaced):
+			f.Close()
+			continue
+		case err == nil && links(fi) > 1:
+			// A link left beside PATH by a rename made with link and
+			// remove: writing would change the output too.
+			err = fmt.Errorf("%s has %d hard links; refusing to write through it", s.tmp, links(fi))
+		}
+		if err != nil {
+			f.Close()
+			return nil, false, err
+		}
+		return f, created, nil
+	}
+	// It keeps changing: another download is creating, renaming or
+	// removing it right now.
+	return nil, false, &BusyError{Path: s.tmp}
+}
+
+// openTmp opens PATH.tmp with flag (and mode 0644 when it creates it),
+// without following a symlink and without blocking in open(2). A symlink
+// there is refused with symlinkError, anything else that is not a regular
+// file with a *notRegularError; neither is opened for I/O (a device could
+// act on an open) nor ever removed.
+func (s *FileSink) openTmp(flag int) (*os.File, error) {
+	if st, err := os.Lstat(s.tmp); err == nil {
+		switch {
+		case st.Mode()&fs.ModeSymlink != 0:
+			return nil, symlinkError(s.tmp)
+		case !st.Mode().IsRegular():
+			return nil, &notRegularError{Path: s.tmp, Mode: st.Mode()}
+		}
+	}
+	f, err := openRegular(s.tmp, flag, 0o644)
+	if err != nil && !errors.Is(err, fs.ErrExist) && !errors.Is(err, fs.ErrNotExist) {
+		// Made a symlink since the Lstat: O_NOFOLLOW fails with ELOOP on
+		// Linux, EMLINK on FreeBSD.
+		if st, lerr := os.Lstat(s.tmp); lerr == nil && st.Mode()&fs.ModeSymlink != 0 {
+			return nil, symlinkError(s.tmp)
+		}
+	}
+	return f, err
+}
+
+// errReplaced is what checkTmp's error wraps.
+var errReplaced = errors.New("replaced or removed by someone else")
+
+// checkTmp checks that PATH.tmp is still f, the file this run locked and
+// wrote: same device and inode. Every step that acts on the name PATH.tmp
+// (the rename, a state that describes it, a removal) checks first, so that
+// it never acts on a file another program put there.
+func (s *FileSink) checkTmp(f *os.File) error {
+	held, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	there, err := os.Lstat(s.tmp)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err != nil || !os.SameFile(held, there) {
+		return fmt.Errorf("%s is no longer the file this download wrote: %w", s.tmp, errReplaced)
+	}
+	return nil
+}
+
+// prepare decides, on the locked PATH.tmp f, what of it this run keeps,
+// and starts over when that is nothing: it removes the stale state, then
+// empties f. It returns the present ranges.
+func (s *FileSink) prepare(env *pipeline.Env, f *os.File, created bool, notResumable string) ([]pipeline.Range, error) {
 	why, detail := "", ""
 	switch {
+	case created:
+		// Nothing to say; a state beside no PATH.tmp is what a crash
+		// right after a rename leaves.
 	case !s.resume:
 		why = "resume is off (resume: false or --no-resume); discarding the partial download and starting over"
 	case notResumable != "":
 		why, detail = "cannot resume this download; starting over", notResumable
 	default:
-		f, present, w, d, err := s.reopen(env)
-		if err != nil || f != nil {
-			return f, present, err
+		present, w, d, err := s.resumeFrom(env, f)
+		if err != nil || len(present) > 0 {
+			return present, err
 		}
 		why, detail = w, d
 	}
 	// The old state goes first, and durably, so that a crash can never
-	// leave it beside a new PATH.tmp whose bytes it does not describe.
-	had, err := removeState(s.tmp + ".state")
+	// leave it beside a PATH.tmp whose bytes it does not describe.
+	had, err := removeState(s.statePath())
 	if err != nil {
-		return nil, nil, fmt.Errorf("remove stale resume state: %w", err)
+		return nil, fmt.Errorf("remove stale resume state: %w", err)
 	}
 	if had {
 		if err := syncDir(filepath.Dir(s.tmp)); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	f, err := s.create(env, why, detail)
-	return f, nil, err
+	if created {
+		return nil, nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	ev := env.Log.Warn().Str("path", s.tmp).Int64("bytes", fi.Size())
+	if detail != "" {
+		ev = ev.Str("reason", detail)
+	}
+	ev.Msg(why)
+	if err := f.Truncate(0); err != nil {
+		return nil, fmt.Errorf("start over: %w", err)
+	}
+	return nil, nil
 }
 
-// reopen opens PATH.tmp for resuming when its state matches the resource.
-// When it does not, it returns no file and why it starts over (why is ""
-// when there is no PATH.tmp, which needs no explanation).
-func (s *FileSink) reopen(env *pipeline.Env) (f *os.File, present []pipeline.Range, why, detail string, err error) {
-	if _, err := os.Lstat(s.tmp); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, "", "", nil
-	}
-	st, err := readState(s.tmp + ".state")
+// resumeFrom returns the ranges of PATH.tmp (f) that this run may keep,
+// or none and why it starts over. A state is trusted when it is for the
+// probed resource (same size, and validators that match: see mismatch)
+// and, when it was written for another URL than the one asked for now,
+// when the content is proven the same (see otherURL). Its ranges are
+// coarsened (see coarsen) and must lie within f.
+func (s *FileSink) resumeFrom(env *pipeline.Env, f *os.File) (present []pipeline.Range, why, detail string, err error) {
+	st, err := readState(s.statePath())
+	var notRegular *notRegularError
 	switch {
 	case errors.Is(err, errNoState):
-		return nil, nil, "the partial download has no resume state beside it, so its bytes cannot be trusted; starting over", "", nil
+		return nil, "the partial download has no resume state beside it, so its bytes cannot be trusted; starting over", "", nil
+	case errors.As(err, &notRegular):
+		return nil, "", "", err // made a FIFO since Resume looked
 	case err != nil:
-		return nil, nil, "the resume state of the partial download is unreadable; starting over", err.Error(), nil
+		return nil, "the resume state of the partial download is unreadable; starting over", err.Error(), nil
 	}
 	res := env.Resource
 	if d := st.mismatch(res); d != "" {
-		return nil, nil, "the file changed on the server since the partial download; starting over", d, nil
+		return nil, "the file changed on the server since the partial download; starting over", d, nil
 	}
 	present, _ = st.ranges() // checked by readState
 	if !s.positional {
@@ -149,24 +294,15 @@ func (s *FileSink) reopen(env *pipeline.Env) (f *os.File, present []pipeline.Ran
 		}
 	}
 	if len(present) == 0 {
-		return nil, nil, "the partial download has no bytes this sink can continue from; starting over", "", nil
-	}
-	f, err = s.openTmp(os.O_RDWR)
-	if err != nil {
-		return nil, nil, "", "", err
+		return nil, "the partial download has no bytes this sink can continue from; starting over", "", nil
 	}
 	fi, err := f.Stat()
-	switch {
-	case err != nil:
-		f.Close()
-		return nil, nil, "", "", err
-	case fi.Size() < present[len(present)-1].End:
-		f.Close()
-		return nil, nil, "the partial download is shorter than its resume state says; starting over",
-			fmt.Sprintf("%d bytes, state claims up to %d", fi.Size(), present[len(present)-1].End), nil
+	if err != nil {
+		return nil, "", "", err
 	}
-	if st.URL != res.URL {
-		env.Log.Info().Msg("the URL differs from the partial download's, but size and validators match; resuming")
+	if end := present[len(present)-1].End; fi.Size() < end {
+		return nil, "the partial download is shorter than its resume state says; starting over",
+			fmt.Sprintf("%d bytes, state claims up to %d", fi.Size(), end), nil
 	}
 	var n int64
 	for _, r := range present {
@@ -174,54 +310,19 @@ func (s *FileSink) reopen(env *pipeline.Env) (f *os.File, present []pipeline.Ran
 	}
 	env.Log.Info().Str("path", s.tmp).Int64("present", n).Int64("size", res.Size).Int("ranges", len(present)).
 		Msg("resuming a partial download")
-	return f, present, "", "", nil
+	return present, "", "", nil
 }
 
-// create makes a new PATH.tmp exclusively. A regular file in the way is
-// removed, with a log line saying why it was not resumed.
-func (s *FileSink) create(env *pipeline.Env, why, detail string) (*os.File, error) {
-	const flags = os.O_RDWR | os.O_CREATE | os.O_EXCL
-	f, err := s.openTmp(flags)
-	if err == nil || !errors.Is(err, fs.ErrExist) {
-		return f, err
+// release closes PATH.tmp, which drops the lock, and forgets it.
+func (s *FileSink) release() {
+	if s.direct != nil {
+		s.direct.Close()
+		s.direct = nil
 	}
-	// O_EXCL fails on any existing name, symlinks included, without
-	// following them; look at what is there.
-	st, lerr := os.Lstat(s.tmp)
-	switch {
-	case lerr != nil:
-		return nil, err
-	case st.Mode()&fs.ModeSymlink != 0:
-		return nil, symlinkError(s.tmp)
-	case !st.Mode().IsRegular():
-		return nil, &notRegularError{Path: s.tmp, Mode: st.Mode()}
+	if s.file != nil {
+		s.file.Close()
+		s.file, s.fd = nil, -1
 	}
-	if why == "" {
-		why = "removing a partial download left by an earlier run; starting over"
-	}
-	ev := env.Log.Warn().Str("path", s.tmp).Int64("bytes", st.Size())
-	if detail != "" {
-		ev = ev.Str("reason", detail)
-	}
-	ev.Msg(why)
-	if err := os.Remove(s.tmp); err != nil {
-		return nil, err
-	}
-	return s.openTmp(flags)
-}
-
-// openTmp opens PATH.tmp with flag (and mode 0644 when it creates it). A
-// symlink there is refused with symlinkError, anything else that is not a
-// regular file with a *notRegularError.
-func (s *FileSink) openTmp(flag int) (*os.File, error) {
-	f, err := openRegular(s.tmp, flag, 0o644)
-	if err != nil && !errors.Is(err, fs.ErrExist) && !errors.Is(err, fs.ErrNotExist) {
-		// O_NOFOLLOW fails with ELOOP on Linux, EMLINK on FreeBSD.
-		if st, lerr := os.Lstat(s.tmp); lerr == nil && st.Mode()&fs.ModeSymlink != 0 {
-			return nil, symlinkError(s.tmp)
-		}
-	}
-	return f, err
 }
 
 // errLocked is lockFile's error when another download holds the lock.
@@ -238,7 +339,7 @@ func sameFile(f1, f2 *os.File) error {
 		return err
 	}
 	if !os.SameFile(a, b) {
-		return fmt.Errorf("%s is no longer the file this download opened", f2.Name())
+		return fmt.Errorf("%s is no longer the file this download opened: %w", f2.Name(), errReplaced)
 	}
 	return nil
 }

@@ -11,8 +11,9 @@ import (
 )
 
 // Preflight refuses a run that cannot end well, before any network I/O: the
-// output's directory must exist and take a new file, the output must not
-// exist (unless Overwrite) nor be a directory, and PATH.tmp must not be a
+// output's name must leave room for the sink's suffixes (see MaxSuffix),
+// its directory must exist and take a new file, the output must not exist
+// (unless Overwrite) nor be a directory, and PATH.tmp must not be a
 // symlink.
 func (s *FileSink) Preflight(env *pipeline.Env) error {
 	dir := filepath.Dir(s.path)

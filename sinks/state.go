@@ -1,11 +1,14 @@
 package sinks
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 
 	"github.com/dlflow/dlflow/pipeline"
@@ -24,17 +27,29 @@ import (
 // loses at most the progress since the last checkpoint.
 
 // stateVersion is the format of the state file; a file of another version
-// is not trusted.
-const stateVersion = 1
+// is not trusted. Version 1 kept the URL in clear, credentials included;
+// its states are started over, which removes them.
+const stateVersion = 2
 
-// maxStateSize bounds what Start reads: a state lists at most a few
-// thousand ranges, so anything larger is not ours.
+// maxStateSize bounds what Resume reads. This sink writes at most
+// maxStateRanges ranges, a few kilobytes; a larger state, from elsewhere,
+// is read and coarsened up to this size, and is unreadable beyond it.
 const maxStateSize = 16 << 20
 
-// resumeState is the content of a state file.
+// resumeState is the content of a state file. It holds no secret, since it
+// outlives failures: the URL asked for (Resource.Requested) may carry a
+// password in its userinfo or a signature in its query (a presigned URL),
+// so it is kept only redacted, for people, and hashed, for comparing.
 type resumeState struct {
-	Version      int        `json:"version"`
-	URL          string     `json:"url"`
+	Version int `json:"version"`
+	// URL is the URL asked for without userinfo, query and fragment: what
+	// a person needs to tell which download this was.
+	URL string `json:"url"`
+	// URLSum is the hex SHA-256 of the whole URL asked for, salted with
+	// the state's format, which a rerun compares with its own. It does not
+	// give the URL back; a URL whose only unknown is a weak password could
+	// still be found by trying passwords, which is why the file is 0600.
+	URLSum       string     `json:"url_sha256"`
 	Size         int64      `json:"size"`
 	ETag         string     `json:"etag,omitempty"`
 	LastModified string     `json:"last_modified,omitempty"`
@@ -43,13 +58,46 @@ type resumeState struct {
 
 // stateFor is the state of a download of res, with no ranges yet.
 func stateFor(res *pipeline.Resource) resumeState {
+	u := requested(res)
 	return resumeState{
 		Version:      stateVersion,
-		URL:          res.URL,
+		URL:          redactURL(u),
+		URLSum:       urlSum(u),
 		Size:         res.Size,
 		ETag:         res.ETag,
 		LastModified: res.LastModified,
 	}
+}
+
+// requested is the URL that names the download across runs: the one asked
+// for, before redirects (which may sign each run anew); the final URL when
+// the caller did not say.
+func requested(res *pipeline.Resource) string {
+	if res.Requested != "" {
+		return res.Requested
+	}
+	return res.URL
+}
+
+// redactURL is raw without what may be secret: the userinfo (not just its
+// password, unlike httpx.RedactURL for logs: a user name can be a token
+// too), the query (presigned URLs carry their signature and credential
+// there) and the fragment. It is "" for a URL that does not parse.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.User = nil
+	u.RawQuery, u.ForceQuery = "", false
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
+}
+
+// urlSum is what a state records to compare URLs by.
+func urlSum(raw string) string {
+	sum := sha256.Sum256([]byte("dlflow resume state 2\x00" + raw))
+	return hex.EncodeToString(sum[:])
 }
 
 // resumable reports why res cannot be resumed, or "" when it can: a resumed
@@ -118,8 +166,8 @@ func (st *resumeState) setRanges(rs []pipeline.Range) {
 // errNoState is readState's error when there is no state file.
 var errNoState = errors.New("no resume state")
 
-// readState reads and checks the state file at path. It does not follow a
-// symlink.
+// readState reads and checks the state file at path. It opens only a
+// regular file, without following a symlink or blocking (see openRegular).
 func readState(path string) (*resumeState, error) {
 	f, err := openRegular(path, os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -150,16 +198,22 @@ func readState(path string) (*resumeState, error) {
 }
 
 // writeState replaces the state file at path atomically: the new content
-// goes to path.new, is fsynced, and is renamed over path. The directory is
-// not synced: a rename lost in a crash leaves the previous state, which
-// claims less but nothing untrue.
+// goes to path.new, made afresh with mode 0600 (only its owner may read
+// even what is left of the URL), is fsynced, and is renamed over path. The
+// directory is not synced: a rename lost in a crash leaves the previous
+// state, which claims less but nothing untrue.
 func writeState(path string, st *resumeState) error {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	tmp := path + ".new"
-	f, err := openRegular(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	tmp := path + newSuffix
+	// A leftover keeps its mode and links through O_TRUNC; a new file
+	// has only the mode asked for.
+	if _, err := removeRegular(tmp); err != nil {
+		return fmt.Errorf("write resume state: %w", err)
+	}
+	f, err := openRegular(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("write resume state: %w", err)
 	}
@@ -181,15 +235,29 @@ func writeState(path string, st *resumeState) error {
 }
 
 // removeState deletes the state file and any leftover of writeState,
-// reporting whether there was a state file.
+// reporting whether there was a state file. It removes regular files
+// only: anything else there is not the sink's, and is an error.
 func removeState(path string) (bool, error) {
-	_ = os.Remove(path + ".new")
-	err := os.Remove(path)
+	if _, err := removeRegular(path + newSuffix); err != nil {
+		return false, err
+	}
+	return removeRegular(path)
+}
+
+// removeRegular removes path when it is a regular file, reporting whether
+// it was there; anything else there is a *notRegularError.
+func removeRegular(path string) (bool, error) {
+	fi, err := os.Lstat(path)
 	switch {
-	case err == nil:
-		return true, nil
 	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
+	case err != nil:
+		return false, err
+	case !fi.Mode().IsRegular():
+		return false, &notRegularError{Path: path, Mode: fi.Mode()}
 	}
-	return false, err
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	return true, nil
 }

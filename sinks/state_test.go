@@ -22,6 +22,7 @@ import (
 type stateFile struct {
 	Version      int        `json:"version"`
 	URL          string     `json:"url"`
+	URLSum       string     `json:"url_sha256"`
 	Size         int64      `json:"size"`
 	ETag         string     `json:"etag"`
 	LastModified string     `json:"last_modified"`
@@ -116,7 +117,7 @@ func TestFileSinkResumes(t *testing.T) {
 				t.Fatalf("first run: %v", err)
 			}
 			st := readStateFile(t, out)
-			if st.Version != 1 || st.URL != res.URL || st.Size != res.Size || st.ETag != res.ETag || st.LastModified != res.LastModified {
+			if st.Version != 2 || st.URL != res.URL || len(st.URLSum) != 64 || st.Size != res.Size || st.ETag != res.ETag || st.LastModified != res.LastModified {
 				t.Errorf("state %+v does not describe the resource", st)
 			}
 			if !reflect.DeepEqual(st.Ranges, tc.have) {
@@ -285,4 +286,57 @@ func TestFileSinkNoStateWithoutValidators(t *testing.T) {
 	if got := readFile(t, out+".tmp"); !bytes.Equal(got, data[:chunk]) {
 		t.Error("partial data not kept")
 	}
+}
+
+// TestFileSinkStateHoldsNoSecret: the URL asked for, with a password in
+// its userinfo and a signature in its query, leaves neither in the state
+// file, which is 0600; a rerun with the same URL still resumes.
+func TestFileSinkStateHoldsNoSecret(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.bin")
+	data := payload(4 * chunk)
+	res := resource(int64(len(data)), `"v1"`)
+	res.Requested = "https://alice:Pa55w0rd-Hunter2@files.example.test/dl/f.iso?X-Amz-Credential=AKIAEXAMPLEKEY&X-Amz-Signature=5f1e2d3c4b5a69788796a5b4c3d2e1f0#frag"
+	res.URL = "https://cdn.example.test/f.iso?token=cdn-secret-token"
+	r := newRig(t)
+	g := r.build(t, failAfter(r, data, []int{0, 1}), "file.sink", fileCfg(out, sinks.ModePositional), 1)
+	if err := runWith(t, g, res, new(bytes.Buffer)); !errors.Is(err, errCut) {
+		t.Fatal(err)
+	}
+	raw := readFile(t, out+".tmp.state")
+	for _, secret := range []string{"Pa55w0rd-Hunter2", "alice", "AKIAEXAMPLEKEY", "5f1e2d3c4b5a69788796a5b4c3d2e1f0", "cdn-secret-token", "frag"} {
+		if bytes.Contains(raw, []byte(secret)) {
+			t.Errorf("the state holds %q:\n%s", secret, raw)
+		}
+	}
+	if st := readStateFile(t, out); st.URL != "https://files.example.test/dl/f.iso" {
+		t.Errorf("state url %q, want the URL asked for without userinfo, query and fragment", st.URL)
+	}
+	fi, err := os.Stat(out + ".tmp.state")
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("state mode %v (%v), want 0600", fi.Mode(), err)
+	}
+
+	var sent []pipeline.Range
+	r2 := newRig(t)
+	g = r2.build(t, sendMissing(data, chunk, &sent), "file.sink", fileCfg(out, sinks.ModePositional), 1)
+	if err := runWith(t, g, res, new(bytes.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, out); !bytes.Equal(got, data) {
+		t.Fatal("output differs")
+	}
+	if len(sent) == 0 || sent[0].Start != 2*chunk {
+		t.Errorf("the rerun sent %v, want only from %d on: the same URL resumes", sent, 2*chunk)
+	}
+}
+
+// logged reports whether logs hold a record of level with message msg.
+func logged(logs *bytes.Buffer, level, msg string) bool {
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var rec struct{ Level, Message string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level == level && rec.Message == msg {
+			return true
+		}
+	}
+	return false
 }
