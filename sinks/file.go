@@ -81,6 +81,7 @@ type FileSink struct {
 	fsync       bool
 	preallocate bool
 	resume      bool
+	verifies    bool // a checksum verifies the run's result (see otherURL)
 	useDirect   bool
 	directMin   int   // chunks of smaller buffers go through the page cache
 	gather      int64 // with direct: always, bytes of queued chunks one write may take
@@ -131,6 +132,11 @@ type FileConfig struct {
 	Resume      bool              `koanf:"resume" help:"continue a partial download from PATH.tmp and its state file when the server still has the same file; false starts over (--no-resume)"`
 	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache, so that the final fsync has nothing left to flush, at a fraction of the CPU. Each direct write waits for the disk, which pays for large writes only: auto writes chunks of 512 KiB or more direct (a coalesce.buffer's, ranged.yaml's readers') and smaller ones through the page cache. Unaligned edges, and file systems without direct I/O, always use the page cache"`
 	Gather      pipeline.ByteSize `koanf:"gather" help:"with direct: always, write the chunks already queued, up to this many bytes, with one call, so that small network chunks make fewer, larger direct writes"`
+
+	// checksum is set when the run verifies a checksum (Settings.Checksum):
+	// the result of a resume is then checked as a whole, so a partial
+	// download of another URL may be resumed (see FileSink.otherURL).
+	checksum bool
 }
 
 // The values of a file.sink's direct.
@@ -217,6 +223,7 @@ var fileDef = pipeline.Def[FileConfig]{
 			fsync:       c.Fsync,
 			preallocate: c.Preallocate,
 			resume:      c.Resume,
+			verifies:    c.checksum,
 			useDirect:   c.usesDirect(),
 			directMin:   c.directMin(),
 			gather:      c.gatherBytes(),
@@ -240,6 +247,7 @@ func (c *FileConfig) TakeSettings(s pipeline.Settings) {
 	}
 	c.Overwrite = c.Overwrite || s.Overwrite
 	c.Resume = c.Resume && s.Resume
+	c.checksum = s.Checksum != ""
 }
 
 var (

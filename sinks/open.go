@@ -283,6 +283,9 @@ func (s *FileSink) resumeFrom(env *pipeline.Env, f *os.File) (present []pipeline
 	if d := st.mismatch(res); d != "" {
 		return nil, "the file changed on the server since the partial download; starting over", d, nil
 	}
+	if d := s.otherURL(env, st); d != "" {
+		return nil, "the partial download is of another URL, and nothing proves it is the same file; starting over", d, nil
+	}
 	present, _ = st.ranges() // checked by readState
 	if !s.positional {
 		// One stream can only continue where the prefix ends; bytes after
@@ -311,6 +314,34 @@ func (s *FileSink) resumeFrom(env *pipeline.Env, f *os.File) (present []pipeline
 	env.Log.Info().Str("path", s.tmp).Int64("present", n).Int64("size", res.Size).Int("ranges", len(present)).
 		Msg("resuming a partial download")
 	return present, "", "", nil
+}
+
+// otherURL returns why the state, written for another URL than the one
+// asked for now, cannot be trusted, or "" when it can: it is for the same
+// URL, or something names the content itself rather than a file that
+// happens to match in size and validators. Many servers derive their ETag
+// from the file's modification time and size (nginx's "5f1e2d3c-100000"),
+// so two files of one size written in the same second, on one server or
+// on two, share ETag and Last-Modified while their bytes differ. What does
+// name the content: an ETag that is not of a form derived from such
+// metadata (see contentETag), or a checksum that the run verifies at the
+// end, which fails a mixed file (and removes it) instead of keeping it.
+func (s *FileSink) otherURL(env *pipeline.Env, st *resumeState) string {
+	res := env.Resource
+	if st.URLSum == urlSum(requested(res)) {
+		return ""
+	}
+	switch {
+	case s.verifies:
+		env.Log.Info().Str("was", st.URL).Msg("the partial download is of another URL; resuming, the checksum will verify the result")
+		return ""
+	case contentETag(res.ETag, res.Size):
+		env.Log.Info().Str("was", st.URL).Str("etag", res.ETag).Msg("the partial download is of another URL with the same content ETag; resuming")
+		return ""
+	case res.ETag == "":
+		return fmt.Sprintf("it was %s; without an ETag, size and Last-Modified do not prove the same content", st.URL)
+	}
+	return fmt.Sprintf("it was %s; the ETag %s looks derived from the file's size and time, not its content, and no checksum is set", st.URL, res.ETag)
 }
 
 // release closes PATH.tmp, which drops the lock, and forgets it.

@@ -330,6 +330,70 @@ func TestFileSinkStateHoldsNoSecret(t *testing.T) {
 	}
 }
 
+// TestFileSinkResumeOtherURL: a partial download of URL a is resumed by a
+// download of URL b only when the ETag names the content or a checksum
+// will verify the result; an ETag made of the file's time and size
+// (nginx's, Apache's), or none, starts over with a warning. Without that,
+// two same-size files written in the same second on an nginx server made
+// a file that was a up to the resume point and b after.
+func TestFileSinkResumeOtherURL(t *testing.T) {
+	data := payload(6*chunk + 11)
+	size := int64(len(data))
+	nginx := fmt.Sprintf(`"65a1b2c3-%x"`, size)       // mtime-size
+	apache := fmt.Sprintf(`"%x-60d2f1a3b4c5e"`, size) // size-mtime (µs)
+	for _, tc := range []struct {
+		name     string
+		url      string // of the second run; the first's is http://a.example.test/f
+		etag     string
+		checksum bool
+		resumes  bool
+	}{
+		{"same URL, nginx ETag", "http://a.example.test/f", nginx, false, true},
+		{"other URL, nginx ETag", "http://b.example.test/f", nginx, false, false},
+		{"other URL, Apache ETag", "http://b.example.test/f", apache, false, false},
+		{"other URL, no ETag", "http://b.example.test/f", "", false, false},
+		{"other URL, content ETag", "http://b.example.test/f", `"9e107d9d372bb6826bd81d3542a419d6"`, false, true},
+		{"other URL, nginx ETag, checksum", "http://b.example.test/f", nginx, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out.bin")
+			res := resource(size, tc.etag)
+			res.Requested, res.URL = "http://a.example.test/f", "http://a.example.test/f"
+			r := newRig(t)
+			g := r.build(t, failAfter(r, data, []int{0, 1, 2}), "file.sink", fileCfg(out, sinks.ModePositional), 1)
+			if err := runWith(t, g, res, new(bytes.Buffer)); !errors.Is(err, errCut) {
+				t.Fatal(err)
+			}
+
+			res2 := *res
+			res2.Requested, res2.URL = tc.url, tc.url
+			cfg := fileCfg(out, sinks.ModePositional)
+			settings := pipeline.Settings{Output: out, Resume: true}
+			if tc.checksum {
+				settings.Checksum = "sha256:" + sum(data)
+			}
+			cfg.TakeSettings(settings)
+			var sent []pipeline.Range
+			g = newRig(t).build(t, sendMissing(data, chunk, &sent), "file.sink", cfg, 1)
+			var logs bytes.Buffer
+			if err := runWith(t, g, &res2, &logs); err != nil {
+				t.Fatal(err)
+			}
+			if got := readFile(t, out); !bytes.Equal(got, data) {
+				t.Fatal("output differs")
+			}
+			resumed := len(sent) > 0 && sent[0].Start == 3*chunk
+			if resumed != tc.resumes || (!resumed && (len(sent) == 0 || sent[0].Start != 0)) {
+				t.Fatalf("the rerun sent %v; want resumed=%v", sent, tc.resumes)
+			}
+			const why = "the partial download is of another URL, and nothing proves it is the same file; starting over"
+			if logged(&logs, "warn", why) == tc.resumes {
+				t.Errorf("want a warning %q iff it starts over; log:\n%s", why, logs.String())
+			}
+		})
+	}
+}
+
 // logged reports whether logs hold a record of level with message msg.
 func logged(logs *bytes.Buffer, level, msg string) bool {
 	for _, line := range strings.Split(logs.String(), "\n") {
