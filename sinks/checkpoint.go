@@ -110,6 +110,6 @@ func (s *FileSink) checkpoint() error {
 	}
 	st := *s.state
 	st.Ranges = nil
-	st.setRanges(ranges)
+	st.setRanges(coarsen(ranges))
 	return writeState(s.statePath(), &st)
 }

@@ -287,6 +287,7 @@ func (s *FileSink) resumeFrom(env *pipeline.Env, f *os.File) (present []pipeline
 		return nil, "the partial download is of another URL, and nothing proves it is the same file; starting over", d, nil
 	}
 	present, _ = st.ranges() // checked by readState
+	present = coarsen(present)
 	if !s.positional {
 		// One stream can only continue where the prefix ends; bytes after
 		// a hole are fetched again.

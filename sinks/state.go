@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"slices"
 
 	"github.com/dlflow/dlflow/pipeline"
 )
@@ -98,6 +100,42 @@ func redactURL(raw string) string {
 func urlSum(raw string) string {
 	sum := sha256.Sum256([]byte("dlflow resume state 2\x00" + raw))
 	return hex.EncodeToString(sum[:])
+}
+
+// What a state may claim, and so how many requests a resume can cost:
+// each present range that is not at an end of the file splits a missing
+// range in two, and each missing range is at least one request. A state
+// of 295,000 valid four-byte ranges (5.6 MB of JSON) once made a resume
+// send 30,829 requests in a minute. So, when a state is read and when it
+// is written, a present range shorter than minStateRange is dropped (its
+// bytes are fetched again, for about the price of the request that
+// skipping it would cost), except the one at offset 0, which splits
+// nothing, and of the others at most maxStateRanges, the largest, are
+// kept. Dropping a range only loses progress; it never claims a byte.
+const (
+	minStateRange  = 64 << 10
+	maxStateRanges = 256
+)
+
+// coarsen returns the ranges of rs (sorted, disjoint) that a state keeps,
+// in offset order, in a new slice.
+func coarsen(rs []pipeline.Range) []pipeline.Range {
+	out := make([]pipeline.Range, 0, min(len(rs), maxStateRanges+1))
+	var big []pipeline.Range
+	for _, r := range rs {
+		switch {
+		case r.Start == 0:
+			out = append(out, r)
+		case r.Len() >= minStateRange:
+			big = append(big, r)
+		}
+	}
+	if len(big) > maxStateRanges {
+		slices.SortStableFunc(big, func(a, b pipeline.Range) int { return cmp.Compare(b.Len(), a.Len()) })
+		big = big[:maxStateRanges]
+		slices.SortFunc(big, func(a, b pipeline.Range) int { return cmp.Compare(a.Start, b.Start) })
+	}
+	return append(out, big...)
 }
 
 // resumable reports why res cannot be resumed, or "" when it can: a resumed

@@ -1,7 +1,11 @@
 package sinks
 
 import (
+	"fmt"
+	"reflect"
 	"testing"
+
+	"github.com/dlflow/dlflow/pipeline"
 )
 
 func TestContentETag(t *testing.T) {
@@ -30,6 +34,55 @@ func TestContentETag(t *testing.T) {
 			t.Errorf("contentETag(%s, %d) = %v, want %v", tc.etag, size, got, tc.want)
 		}
 	}
+}
+
+func TestCoarsen(t *testing.T) {
+	const k = minStateRange
+	r := func(start, end int64) pipeline.Range { return pipeline.Range{Start: start, End: end} }
+	many := func(n int, length int64) []pipeline.Range {
+		var out []pipeline.Range
+		for i := range int64(n) {
+			out = append(out, r((2*i+1)*k*4, (2*i+1)*k*4+length))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		in   []pipeline.Range
+		want []pipeline.Range
+	}{
+		{"empty", nil, []pipeline.Range{}},
+		{"short prefix kept", []pipeline.Range{r(0, 10)}, []pipeline.Range{r(0, 10)}},
+		{"short others dropped", []pipeline.Range{r(0, 10), r(k, k+10), r(3*k, 4*k)}, []pipeline.Range{r(0, 10), r(3*k, 4*k)}},
+		{"at the cap", many(maxStateRanges, k), many(maxStateRanges, k)},
+		{"the largest kept", append(many(maxStateRanges, k), r(1<<40, 1<<40+2*k)),
+			append(many(maxStateRanges-1, k), r(1<<40, 1<<40+2*k))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := coarsen(tc.in)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("coarsen: %d ranges %s, want %d %s", len(got), head(got), len(tc.want), head(tc.want))
+			}
+		})
+	}
+	// Never more than the cap, prefix included, in offset order.
+	in := append([]pipeline.Range{r(0, 1)}, many(3*maxStateRanges, k)...)
+	got := coarsen(in)
+	if len(got) != maxStateRanges+1 || got[0] != r(0, 1) {
+		t.Fatalf("coarsen of %d ranges: %d, first %v", len(in), len(got), got[0])
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Start <= got[i-1].End {
+			t.Fatalf("not in offset order at %d: %v %v", i, got[i-1], got[i])
+		}
+	}
+}
+
+func head(rs []pipeline.Range) string {
+	if len(rs) > 3 {
+		return fmt.Sprint(rs[:3], "...")
+	}
+	return fmt.Sprint(rs)
 }
 
 func TestRedactURL(t *testing.T) {
