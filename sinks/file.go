@@ -120,6 +120,14 @@ const (
 	newSuffix   = ".new"
 )
 
+// MaxSuffix is the length in bytes of the longest suffix the file sink
+// appends to the output's base name, ".tmp.state.new" (the resume state
+// while it is replaced). A file system limits a name to 255 bytes on the
+// usual ones, so an output's base name may have at most 255 - MaxSuffix
+// bytes; Preflight refuses a longer one. A caller that makes up names,
+// such as from a server's Content-Disposition, should cut them to fit.
+const MaxSuffix = len(tmpSuffix + stateSuffix + newSuffix)
+
 func (s *FileSink) statePath() string { return s.tmp + stateSuffix }
 
 // FileConfig configures a file.sink.

@@ -541,6 +541,58 @@ func BenchmarkFileSinkSequential(b *testing.B) {
 	}
 }
 
+// TestFileSinkLongNames: an output name of 255-MaxSuffix bytes works,
+// companion files included (a failed run writes PATH.tmp.state through
+// PATH.tmp.state.new); one byte more is refused by Preflight, and by
+// Resume without Preflight, before any I/O, with an error that says why.
+// Without the check every run of a 242 to 255-byte name failed with "file
+// name too long" on the state, after fetching.
+func TestFileSinkLongNames(t *testing.T) {
+	if sinks.MaxSuffix != len(".tmp.state.new") {
+		t.Fatalf("MaxSuffix = %d, want len(\".tmp.state.new\")", sinks.MaxSuffix)
+	}
+	data := payload(3 * chunk)
+	res := resource(int64(len(data)), `"v1"`)
+
+	dir := t.TempDir()
+	out := filepath.Join(dir, strings.Repeat("n", 255-sinks.MaxSuffix))
+	r := newRig(t)
+	g := r.build(t, failAfter(r, data, []int{0}), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
+	if err := g.Preflight(zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	if err := runWith(t, g, res, new(bytes.Buffer)); !errors.Is(err, errCut) {
+		t.Fatalf("Run: %v, want the source's error", err)
+	}
+	if st := readStateFile(t, out); len(st.Ranges) != 1 {
+		t.Fatalf("state ranges %v, want the one written", st.Ranges)
+	}
+	var sent []pipeline.Range
+	g = newRig(t).build(t, sendMissing(data, chunk, &sent), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
+	if err := runWith(t, g, res, new(bytes.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, out); !bytes.Equal(got, data) {
+		t.Fatal("output differs")
+	}
+
+	dir = t.TempDir()
+	for _, n := range []int{256 - sinks.MaxSuffix, 255} {
+		out := filepath.Join(dir, strings.Repeat("l", n))
+		g := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
+		want := fmt.Sprintf("output name is too long: %d bytes, and %d with the \".tmp.state.new\" the sink adds for its partial download, past the limit of 255 bytes for a file name; use a name of at most 241 bytes", n, n+14)
+		if err := g.Preflight(zerolog.Nop()); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Preflight of a %d-byte name: %v, want %q", n, err, want)
+		}
+		if err := runWith(t, g, res, new(bytes.Buffer)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Run of a %d-byte name: %v, want %q", n, err, want)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("a refused %d-byte name left %v", n, ents)
+		}
+	}
+}
+
 // failStartConfig configures test.failstart, a source whose Start fails.
 type failStartConfig struct{}
 

@@ -40,6 +40,9 @@ func (s *FileSink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Ra
 	if res.SizeKnown() && !env.Reshaped {
 		s.size = res.Size
 	}
+	if err := s.checkName(); err != nil {
+		return nil, nil, err
+	}
 	if err := s.checkOutput(); err != nil {
 		return nil, nil, err
 	}

@@ -16,6 +16,9 @@ import (
 // (unless Overwrite) nor be a directory, and PATH.tmp must not be a
 // symlink.
 func (s *FileSink) Preflight(env *pipeline.Env) error {
+	if err := s.checkName(); err != nil {
+		return err
+	}
 	dir := filepath.Dir(s.path)
 	st, err := os.Stat(dir)
 	if err != nil {
@@ -40,6 +43,23 @@ func (s *FileSink) Preflight(env *pipeline.Env) error {
 	}
 	if cerr != nil {
 		return fmt.Errorf("output directory %s: %w", dir, cerr)
+	}
+	return nil
+}
+
+// maxNameLen is the longest file name, in bytes, of the usual file systems
+// (NAME_MAX of ext4, XFS, btrfs, APFS; 255 UTF-16 units on NTFS).
+const maxNameLen = 255
+
+// checkName refuses an output whose companion files could not be named:
+// without it every run of a 242 to 255-byte name failed with "file name
+// too long" on PATH.tmp.state, after the probe, and so did every rerun.
+// It does no I/O.
+func (s *FileSink) checkName() error {
+	base := filepath.Base(s.path)
+	if n := len(base) + MaxSuffix; n > maxNameLen {
+		return fmt.Errorf("output name is too long: %d bytes, and %d with the %q the sink adds for its partial download, past the limit of %d bytes for a file name; use a name of at most %d bytes",
+			len(base), n, tmpSuffix+stateSuffix+newSuffix, maxNameLen, maxNameLen-MaxSuffix)
 	}
 	return nil
 }
