@@ -516,3 +516,69 @@ func TestFileSinkStateCapOnWrite(t *testing.T) {
 		t.Errorf("the rerun sent %d pieces, want the %d the state does not claim", n, 600-257)
 	}
 }
+
+// reshapeDef is a source that declares it reshapes the bytes, as a
+// decompressor does: its offsets are not the resource's.
+var reshapeDef = pipeline.Def[srcConfig]{
+	Type:     "test.reshaper",
+	Summary:  "sends what its Run function sends, reshaped",
+	Produces: pipeline.OrderedBytes,
+	Reshapes: true,
+	New:      func(c srcConfig) (pipeline.Stage, error) { return c.Run, nil },
+	Memory:   func(srcConfig) pipeline.Memory { return pipeline.Memory{} },
+}
+
+// TestFileSinkAfterReshape: after a stage that reshapes the bytes the sink
+// neither checks offsets against Resource.Size (the decompressed file is
+// larger) nor resumes a partial download of the resource, nor records a
+// state that a rerun could resume by the resource's offsets.
+func TestFileSinkAfterReshape(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.bin")
+	compressed := payload(2 * chunk)
+	res := resource(int64(len(compressed)), `"v1"`)
+	r := newRig(t)
+	g := r.build(t, failAfter(r, compressed, []int{0}), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
+	if err := runWith(t, g, res, new(bytes.Buffer)); !errors.Is(err, errCut) {
+		t.Fatal(err)
+	}
+	readStateFile(t, out) // a resumable partial download of the resource
+
+	build := func(r *rig, src pipeline.StageFunc) *pipeline.Graph {
+		if err := pipeline.Register(r.reg, reshapeDef); err != nil {
+			t.Fatal(err)
+		}
+		g, err := pipeline.Build(r.reg, []pipeline.Node{
+			{ID: "src", Type: "test.reshaper", Config: &srcConfig{Run: src}},
+			{ID: "out", Type: "file.sink", Inputs: []string{"src"}, Config: fileCfg(out, sinks.ModeSequential)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	plain := payload(5*chunk + 3)
+	var logs bytes.Buffer
+	if err := runWith(t, build(newRig(t), sendPieces(plain, chunk, pieces(len(plain), chunk, 0))), res, &logs); err != nil {
+		t.Fatalf("reshaped run: %v", err)
+	}
+	if got := readFile(t, out); !bytes.Equal(got, plain) {
+		t.Fatalf("output has %d bytes, want the %d reshaped ones", len(got), len(plain))
+	}
+	if !logged(&logs, "warn", "cannot resume this download; starting over") {
+		t.Errorf("starting over is not logged:\n%s", logs.String())
+	}
+	assertMissing(t, out+".tmp.state")
+
+	// A reshaped run that fails keeps its bytes but no state.
+	if err := os.Remove(out); err != nil {
+		t.Fatal(err)
+	}
+	r = newRig(t)
+	if err := runWith(t, build(r, failAfter(r, plain, []int{0, 1, 2})), res, new(bytes.Buffer)); !errors.Is(err, errCut) {
+		t.Fatal(err)
+	}
+	assertMissing(t, out+".tmp.state")
+	if got := readFile(t, out+".tmp"); !bytes.Equal(got, plain[:3*chunk]) {
+		t.Fatalf(".tmp has %d bytes, want the %d written", len(got), 3*chunk)
+	}
+}
