@@ -22,14 +22,10 @@ func openRegular(path string, flag int, perm fs.FileMode) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = &notRegularError{Path: path, Mode: fi.Mode()}
+	if f, err = regularOnly(f); err != nil {
+		return nil, err
 	}
-	if err == nil {
-		err = unix.SetNonblock(int(f.Fd()), false)
-	}
-	if err != nil {
+	if err := unix.SetNonblock(int(f.Fd()), false); err != nil {
 		f.Close()
 		return nil, err
 	}

@@ -49,16 +49,7 @@ func openRegular(path string, flag int, perm fs.FileMode) (*os.File, error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	f := os.NewFile(uintptr(h), path)
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = &notRegularError{Path: path, Mode: fi.Mode()}
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
+	return regularOnly(os.NewFile(uintptr(h), path))
 }
 
 // links is 1: counting a file's names on Windows takes a call per file,

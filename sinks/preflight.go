@@ -112,6 +112,20 @@ func fileType(m fs.FileMode) string {
 	return "mode " + m.String()
 }
 
+// regularOnly returns f, just opened, when it is a regular file; otherwise
+// it closes f and returns a *notRegularError (or fstat's error).
+func regularOnly(f *os.File) (*os.File, error) {
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = &notRegularError{Path: f.Name(), Mode: fi.Mode()}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 func symlinkError(path string) error {
 	return fmt.Errorf("%s is a symlink; refusing to follow it (remove it and run again)", path)
 }
