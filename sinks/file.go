@@ -18,7 +18,8 @@ import (
 //     checked complete and fsynced (with fsync: true, the default).
 //   - One download at a time per output. From Resume until Commit (or
 //     Finish after a failure) the sink holds an exclusive lock on PATH.tmp
-//     (flock; LockFileEx on Windows), taken without waiting. A second
+//     (flock; LockFileEx on Windows; none where neither exists, such as
+//     AIX and WASI), taken without waiting. A second
 //     download of the same output, in this process or another, fails with
 //     a *BusyError (ErrBusy) and changes nothing: it removes, truncates,
 //     renames and writes nothing. The lock is taken before deciding whether
@@ -37,7 +38,9 @@ import (
 //     removed, with its state. A resumed PATH.tmp is always kept, unless
 //     its bytes failed verification.
 //   - An existing PATH is never replaced without Overwrite, even one that
-//     appears while the download runs (rename with RENAME_NOREPLACE).
+//     appears while the download runs (rename with RENAME_NOREPLACE on
+//     Linux, link and remove on other Unix systems, MoveFileEx without
+//     MOVEFILE_REPLACE_EXISTING on Windows).
 //   - Only regular files are opened, replaced or removed: a symlink at
 //     PATH.tmp is never followed, and a symlink, FIFO, device or directory
 //     at PATH.tmp or its state refuses the run; opening never blocks (a
