@@ -319,9 +319,11 @@ func TestBatchInterrupt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Wait (bounded) until both jobs are fetching their file: each sends a
-	// HEAD (the probe), then the GET of its graph.
-	for i := 0; a.Stats().GETs < 2; i++ {
+	// Wait (bounded) until both jobs are fetching their file (each sends a
+	// HEAD, the probe, then the GET of its graph) and the first wrote some
+	// of it (a checkpoint made its state): a .tmp that nothing was written
+	// into is not kept.
+	for i := 0; a.Stats().GETs < 2 || !fltExists(filepath.Join(out, "1.bin.tmp.state")); i++ {
 		if i > 60_000 {
 			t.Fatal("the downloads did not start")
 		}

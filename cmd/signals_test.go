@@ -46,9 +46,11 @@ func TestSignalInterrupt(t *testing.T) {
 					}
 				})
 
-				// Bounded wait until data flows into PATH.tmp.
+				// Bounded wait until data is on disk in PATH.tmp: its
+				// state appears at the first checkpoint after a write (a
+				// PATH.tmp that nothing was written into is not kept).
 				deadline := time.Now().Add(30 * time.Second)
-				for srv.Stats().BytesServed < 1<<20 || !fltExists(out+".tmp") {
+				for srv.Stats().BytesServed < 1<<20 || !fltExists(out+".tmp.state") {
 					if time.Now().After(deadline) {
 						t.Fatalf("no data after 30s; stderr:\n%s", stderr.String())
 					}

@@ -1,11 +1,8 @@
 package sinks
 
 import (
-	"errors"
 	"os"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // directFile is PATH.tmp opened a second time with O_DIRECT, for the file
@@ -28,28 +25,6 @@ type directFile struct {
 	memAlign uintptr
 }
 
-// openDirect opens path with O_DIRECT. It returns nil, and no error, where
-// the file system does not support direct I/O (tmpfs, some FUSE and
-// network file systems): the sink then writes through the page cache.
-func openDirect(path string) (*directFile, error) {
-	var st unix.Statx_t
-	err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_DIOALIGN, &st)
-	if err != nil || st.Mask&unix.STATX_DIOALIGN == 0 || st.Dio_offset_align == 0 || st.Dio_mem_align == 0 {
-		return nil, nil
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.EINVAL) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	// A whole page: a direct write then never shares a page with a
-	// buffered edge, whose page the kernel would have to read first.
-	offAlign := max(int64(st.Dio_offset_align), int64(os.Getpagesize()))
-	return &directFile{f: f, fd: int(f.Fd()), offAlign: offAlign, memAlign: uintptr(st.Dio_mem_align)}, nil
-}
-
 // span returns where, within p (to be written at off), the part that may
 // go direct begins and ends; start == end when no part may.
 func (d *directFile) span(p []byte, off int64) (start, end int) {
@@ -70,40 +45,6 @@ func (d *directFile) span(p []byte, off int64) (start, end int) {
 // should write the rest through the page cache.
 func (d *directFile) writeAt(p []byte, off int64) (int, error) {
 	return d.writevAt([][]byte{p}, off)
-}
-
-// writevAt writes the buffers of iov one after the other from off, with
-// as few pwritev calls as the kernel allows. Every buffer must be one that
-// span approves whole. It returns what writeAt returns.
-func (d *directFile) writevAt(iov [][]byte, off int64) (int, error) {
-	done := 0
-	for len(iov) > 0 {
-		n, err := unix.Pwritev(d.fd, iov, off+int64(done))
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.EINVAL):
-			return done, nil
-		case err != nil:
-			return done, &os.PathError{Op: "write", Path: d.f.Name(), Err: err}
-		case n == 0:
-			return done, &os.PathError{Op: "write", Path: d.f.Name(), Err: unix.EIO}
-		}
-		done += n
-		if n%int(d.offAlign) != 0 {
-			return done, nil
-		}
-		for len(iov) > 0 && n >= len(iov[0]) {
-			n -= len(iov[0])
-			iov = iov[1:]
-		}
-		if n > 0 {
-			// Rare: the kernel stopped inside a buffer, at an aligned
-			// offset; carry on from there.
-			iov = append([][]byte{iov[0][n:]}, iov[1:]...)
-		}
-	}
-	return done, nil
 }
 
 func (d *directFile) Close() error { return d.f.Close() }

@@ -22,6 +22,7 @@ import (
 type stateFile struct {
 	Version      int        `json:"version"`
 	URL          string     `json:"url"`
+	URLSum       string     `json:"url_sha256"`
 	Size         int64      `json:"size"`
 	ETag         string     `json:"etag"`
 	LastModified string     `json:"last_modified"`
@@ -116,7 +117,7 @@ func TestFileSinkResumes(t *testing.T) {
 				t.Fatalf("first run: %v", err)
 			}
 			st := readStateFile(t, out)
-			if st.Version != 1 || st.URL != res.URL || st.Size != res.Size || st.ETag != res.ETag || st.LastModified != res.LastModified {
+			if st.Version != 2 || st.URL != res.URL || len(st.URLSum) != 64 || st.Size != res.Size || st.ETag != res.ETag || st.LastModified != res.LastModified {
 				t.Errorf("state %+v does not describe the resource", st)
 			}
 			if !reflect.DeepEqual(st.Ranges, tc.have) {

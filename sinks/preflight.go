@@ -1,0 +1,131 @@
+package sinks
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// Preflight refuses a run that cannot end well, before any network I/O: the
+// output's name must leave room for the sink's suffixes (see MaxSuffix),
+// its directory must exist and take a new file, the output must not exist
+// (unless Overwrite) nor be a directory, and PATH.tmp must not be a
+// symlink.
+func (s *FileSink) Preflight(env *pipeline.Env) error {
+	if err := s.checkName(); err != nil {
+		return err
+	}
+	dir := filepath.Dir(s.path)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("output directory %s is not a directory", dir)
+	}
+	if err := s.checkOutput(); err != nil {
+		return err
+	}
+	// A real probe, not access(2): it also catches read-only mounts, ACLs,
+	// quotas and full inode tables.
+	probe, err := os.CreateTemp(dir, ".dlflow-probe-*")
+	if err != nil {
+		return fmt.Errorf("output directory %s is not writable: %w", dir, err)
+	}
+	name := probe.Name()
+	cerr := probe.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("output directory %s: remove probe file: %w", dir, err)
+	}
+	if cerr != nil {
+		return fmt.Errorf("output directory %s: %w", dir, cerr)
+	}
+	return nil
+}
+
+// maxNameLen is the longest file name, in bytes, of the usual file systems
+// (NAME_MAX of ext4, XFS, btrfs, APFS; 255 UTF-16 units on NTFS).
+const maxNameLen = 255
+
+// checkName refuses an output whose companion files could not be named:
+// without it every run of a 242 to 255-byte name failed with "file name
+// too long" on PATH.tmp.state, after the probe, and so did every rerun.
+// It does no I/O.
+func (s *FileSink) checkName() error {
+	base := filepath.Base(s.path)
+	if n := len(base) + MaxSuffix; n > maxNameLen {
+		return fmt.Errorf("output name is too long: %d bytes, and %d with the %q the sink adds for its partial download, past the limit of %d bytes for a file name; use a name of at most %d bytes",
+			len(base), n, tmpSuffix+stateSuffix+newSuffix, maxNameLen, maxNameLen-MaxSuffix)
+	}
+	return nil
+}
+
+// checkOutput reports what is in the way at PATH and PATH.tmp.
+func (s *FileSink) checkOutput() error {
+	st, err := os.Lstat(s.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("output: %w", err)
+	case st.IsDir():
+		return fmt.Errorf("output %s is a directory; name a file", s.path)
+	case st.Mode()&fs.ModeSymlink == 0 && !st.Mode().IsRegular():
+		// A rename would replace a device or a pipe, such as /dev/null.
+		return fmt.Errorf("output %s is not a regular file", s.path)
+	case !s.overwrite:
+		return &OutputExistsError{Path: s.path}
+	}
+	if st, err := os.Lstat(s.tmp); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+		return symlinkError(s.tmp)
+	}
+	return nil
+}
+
+// notRegularError is the error for a path that holds something the sink
+// did not write and will not touch: a FIFO, a device, a directory.
+type notRegularError struct {
+	Path string
+	Mode fs.FileMode
+}
+
+func (e *notRegularError) Error() string {
+	return fmt.Sprintf("%s exists and is not a regular file (%s)", e.Path, fileType(e.Mode))
+}
+
+func fileType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "mode " + m.String()
+}
+
+// regularOnly returns f, just opened, when it is a regular file; otherwise
+// it closes f and returns a *notRegularError (or fstat's error).
+func regularOnly(f *os.File) (*os.File, error) {
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = &notRegularError{Path: f.Name(), Mode: fi.Mode()}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func symlinkError(path string) error {
+	return fmt.Errorf("%s is a symlink; refusing to follow it (remove it and run again)", path)
+}

@@ -1,0 +1,58 @@
+package sinks
+
+import (
+	"errors"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// preallocate reserves size bytes for f, so that a full disk fails the run
+// at once instead of midway, and the file's blocks are laid out together.
+// On a resumed file it only reserves what is still missing: fallocate
+// without flags never touches existing data. A file system that cannot
+// preallocate is not an error: the writes then allocate as they go.
+func preallocate(f *os.File, size int64) error {
+	err := unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		return nil
+	}
+	return err
+}
+
+// startWriteback asks the kernel to start writing [off, off+n) of fd to
+// the disk now, without waiting, so that the final fsync finds little left
+// to flush. It is a hint: an error is ignored, the fsync reports any real
+// one.
+func startWriteback(fd int, off, n int64) {
+	_ = unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE)
+}
+
+// datasync makes f's data durable, and the metadata needed to read it back
+// (its size), but not its times: cheaper than fsync for a checkpoint.
+func datasync(f *os.File) error {
+	fd := int(f.Fd())
+	for {
+		err := unix.Fdatasync(fd)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// renameNoReplace renames oldpath to newpath in one step that fails, with
+// an *OutputExistsError, when newpath exists: an output that appeared
+// during the run is never replaced.
+func renameNoReplace(oldpath, newpath string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EEXIST):
+		return &OutputExistsError{Path: newpath}
+	case !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS):
+		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
+	}
+	// An old kernel or a file system without RENAME_NOREPLACE.
+	return linkRename(oldpath, newpath)
+}
