@@ -11,6 +11,11 @@ import (
 // it. Test for it with errors.Is.
 var ErrOutputExists = sinks.ErrOutputExists
 
+// ErrBusy is what a download's error wraps when another download (in this
+// process or another) is writing the same output: its Path.tmp is locked.
+// Nothing of the other download is touched. Test for it with errors.Is.
+var ErrBusy = sinks.ErrBusy
+
 // RequestError is a request refused before any I/O: one of its fields has a
 // value the library cannot use. The CLI reports it as a usage error.
 type RequestError struct {

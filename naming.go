@@ -12,13 +12,14 @@ import (
 
 	"github.com/dlflow/dlflow/httpx"
 	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/sinks"
 )
 
 // maxName is the longest name the library gives an output it names: the
 // file sink writes PATH.tmp, PATH.tmp.state and PATH.tmp.state.new beside
 // it, and each must fit in the 255 bytes a name may have on the usual file
 // systems.
-const maxName = 255 - len(".tmp.state.new")
+const maxName = 255 - sinks.MaxSuffix
 
 // fallbackName is the output's name when neither the server nor the URL
 // offers a usable one.

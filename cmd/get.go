@@ -264,6 +264,8 @@ func cliError(err error, res *dlflow.Result) error {
 		return &usageError{err}
 	case errors.As(err, new(*config.Error)):
 		return &usageError{err}
+	case errors.Is(err, dlflow.ErrOutputExists):
+		return fmt.Errorf("%w; pass --overwrite to replace it, or --skip-existing to keep it", err)
 	}
 	return err
 }

@@ -683,3 +683,47 @@ func logLines(log string, parts ...string) int {
 	}
 	return n
 }
+
+// Two processes started half a second apart with one output: the second
+// is refused at once (the first holds PATH.tmp), touches nothing, and the
+// first ends with the exact bytes. Never exit 0 with wrong bytes, never a
+// wrong PATH.
+func TestTwoProcessesOneOutput(t *testing.T) {
+	const size, seed = 8 << 20, 13
+	srv := startOrigin(t, origin.Options{Size: size, Seed: seed, RateLimit: 4 << 20})
+	out := filepath.Join(t.TempDir(), "out.bin")
+	start := func() (*exec.Cmd, *strings.Builder) {
+		cmd := exec.Command(os.Args[0], srv.URL(), "-o", out, "--no-progress")
+		cmd.Env = append(os.Environ(), cliEnv+"=1")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, &stderr
+	}
+	first, firstErr := start()
+	// Wait until the first holds PATH.tmp, within a bound.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(out + ".tmp"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = first.Process.Kill()
+			t.Fatal("the first download did not open its PATH.tmp in 20 s")
+		}
+	}
+	second, secondErr := start()
+	if err := second.Wait(); second.ProcessState.ExitCode() != exitFailed {
+		t.Errorf("second: %v, stderr %q; want exit 1", err, secondErr.String())
+	}
+	if !strings.Contains(secondErr.String(), "out.bin.tmp is in use by another download of the same output") || strings.Count(secondErr.String(), "\n") != 1 {
+		t.Errorf("second: stderr %q", secondErr.String())
+	}
+	if err := first.Wait(); err != nil {
+		t.Fatalf("first: %v; stderr:\n%s", err, firstErr.String())
+	}
+	if got := fileSHA256(t, out); got != origin.SHA256Hex(size, seed) {
+		t.Fatalf("sha256 %s after two downloads of one output", got)
+	}
+}

@@ -84,7 +84,7 @@ func TestGraphWithoutOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = cfg.Graph(pipeline.DefaultRegistry)
-	if want := file + ":4:3: stages.write.config: path is required (set output: or -o)"; err == nil || err.Error() != want {
+	if want := file + ":4:3: stages.write.config: path is required (set the top-level output)"; err == nil || err.Error() != want {
 		t.Errorf("Graph error:\n got %v\nwant %s", err, want)
 	}
 }

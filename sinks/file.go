@@ -174,7 +174,7 @@ type OutputExistsError struct {
 }
 
 func (e *OutputExistsError) Error() string {
-	return fmt.Sprintf("output %s exists; pass --overwrite to replace it", e.Path)
+	return fmt.Sprintf("output %s exists", e.Path)
 }
 
 func (e *OutputExistsError) Unwrap() error { return ErrOutputExists }
@@ -210,7 +210,7 @@ var fileDef = pipeline.Def[FileConfig]{
 	},
 	New: func(c FileConfig) (pipeline.Stage, error) {
 		if c.Path == "" {
-			return nil, errors.New("path is required (set output: or -o)")
+			return nil, errors.New("path is required (set the top-level output)")
 		}
 		switch c.Mode {
 		case ModeSequential, ModePositional, "":

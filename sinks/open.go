@@ -226,7 +226,7 @@ func (s *FileSink) prepare(env *pipeline.Env, f *os.File, created bool, notResum
 		// Nothing to say; a state beside no PATH.tmp is what a crash
 		// right after a rename leaves.
 	case !s.resume:
-		why = "resume is off (resume: false or --no-resume); discarding the partial download and starting over"
+		why = "resume is off for this run; discarding the partial download and starting over"
 	case notResumable != "":
 		why, detail = "cannot resume this download; starting over", notResumable
 	default:
