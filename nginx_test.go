@@ -1,0 +1,165 @@
+package dlflow_test
+
+// Downloads from a real nginx, whose Range, HEAD and keep-alive handling is
+// the production reference, and the faults it produces.
+
+import (
+	"errors"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/dlflow/dlflow"
+	"github.com/dlflow/dlflow/bench/origin"
+	"github.com/dlflow/dlflow/httpx"
+	"github.com/dlflow/dlflow/internal/nginxtest"
+)
+
+// nginxFileSize is not a multiple of the 4 MiB piece or of any buffer size,
+// so the last piece and the last write are short.
+const nginxFileSize, nginxSeed = 32<<20 + 123, 17
+
+// startNginx serves one generated file from a real nginx and returns its URL.
+func startNginx(t *testing.T, opts nginxtest.Options) (*nginxtest.Server, string) {
+	t.Helper()
+	root := t.TempDir()
+	if err := origin.WriteFile(filepath.Join(root, "file.bin"), nginxFileSize, nginxSeed); err != nil {
+		t.Fatal(err)
+	}
+	opts.Root = root
+	srv := nginxtest.StartT(t, opts)
+	return srv, srv.BaseURL() + "/file.bin"
+}
+
+// nginxGET is one GET line of the access log.
+type nginxGET struct {
+	status int
+	bytes  int64
+	rng    string
+}
+
+// nginxGETs parses the GET lines of the access log. nginx writes a line when
+// it finishes a request, which can trail the client's last read a little,
+// so it polls (bounded) until want lines are there.
+func nginxGETs(t *testing.T, srv *nginxtest.Server, want int) []nginxGET {
+	t.Helper()
+	// addr:port "GET /file.bin HTTP/1.1" 206 4194304 "bytes=0-4194303" "\"etag\""
+	re := regexp.MustCompile(`"GET [^"]*" (\d+) (\d+) "([^"]*)"`)
+	var gets []nginxGET
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		log, err := srv.AccessLog()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gets = gets[:0]
+		for _, m := range re.FindAllStringSubmatch(log, -1) {
+			status, _ := strconv.Atoi(m[1])
+			n, _ := strconv.ParseInt(m[2], 10, 64)
+			rng := m[3]
+			if rng == "-" {
+				rng = ""
+			}
+			gets = append(gets, nginxGET{status, n, rng})
+		}
+		if len(gets) >= want || time.Now().After(deadline) {
+			return gets
+		}
+	}
+}
+
+// TestNginxExampleTopologies runs every shipped topology against nginx.
+func TestNginxExampleTopologies(t *testing.T) {
+	_, url := startNginx(t, nginxtest.Options{})
+	for _, topo := range fltTopologies {
+		t.Run(topo, func(t *testing.T) {
+			t.Parallel()
+			out := fltOut(t)
+			res, err := do(t, &dlflow.Request{URL: url, Path: out, Topology: dlflow.Topology{Name: topo}})
+			fltOK(t, res, err, out, nginxFileSize, nginxSeed)
+		})
+	}
+}
+
+// TestNginxIgnoringRangesFallsBackToOneStream: with max_ranges 0 nginx
+// answers every Range request with 200 and the whole file (and stops
+// sending Accept-Ranges). The ranged topologies must download it as one
+// stream, not fetch the whole file once per piece; the default topology
+// must not pick ranges. The origin's IgnoreRange fault
+// (TestGetServerIgnoringRanges) covers a server that still advertises
+// ranges.
+func TestNginxIgnoringRangesFallsBackToOneStream(t *testing.T) {
+	zero := 0
+	for _, topo := range []string{"ranged", "ranged-ordered", ""} {
+		name := topo
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv, url := startNginx(t, nginxtest.Options{MaxRanges: &zero})
+			out := fltOut(t)
+			res, err := do(t, &dlflow.Request{URL: url, Path: out, Topology: dlflow.Topology{Name: topo}})
+			fltOK(t, res, err, out, nginxFileSize, nginxSeed)
+			if topo == "" && res.Topology != builtin("stream") {
+				t.Errorf("result topology %q, want the stream for a server without ranges", res.Topology)
+			}
+			// One stream means one full-body 200; the probe may add a GET
+			// (Range: bytes=0-0, answered 200), which a careful client
+			// abandons after a few bytes.
+			var full int
+			for _, g := range nginxGETs(t, srv, 1) {
+				if g.bytes == nginxFileSize {
+					full++
+				}
+				if g.status != 200 {
+					t.Errorf("nginx answered %d to a GET (Range %q), want 200 for every request", g.status, g.rng)
+				}
+			}
+			if full != 1 {
+				t.Errorf("the whole file was sent %d times, want exactly one stream", full)
+			}
+		})
+	}
+}
+
+// TestFaultNginx: the faults a real nginx produces: max_ranges 0 (Range
+// ignored, no Accept-Ranges), limit_rate (slow, many connections), and a
+// missing file.
+func TestFaultNginx(t *testing.T) {
+	const size, seed = 6<<20 + 77, 23
+	root := t.TempDir()
+	if err := origin.WriteFile(filepath.Join(root, "file.bin"), size, seed); err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	cases := []struct {
+		name string
+		opts nginxtest.Options
+	}{
+		{"max_ranges 0", nginxtest.Options{Root: root, MaxRanges: &zero}},
+		{"limit_rate", nginxtest.Options{Root: root, LimitRate: "4m"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := nginxtest.StartT(t, tc.opts)
+			for _, topo := range fltTopologies {
+				t.Run(topo, func(t *testing.T) {
+					out := fltOut(t)
+					res, err := do(t, fltRequest(topo, srv.BaseURL()+"/file.bin", out))
+					fltOK(t, res, err, out, size, seed)
+				})
+			}
+			t.Run("404", func(t *testing.T) {
+				out := fltOut(t)
+				res, err := do(t, fltRequest("ranged", srv.BaseURL()+"/missing.bin", out))
+				fltFailed(t, res, err, out, "http 404")
+				var he *httpx.HTTPError
+				if !errors.As(err, &he) || he.Status != 404 {
+					t.Errorf("err = %v, want an *httpx.HTTPError, 404", err)
+				}
+			})
+		})
+	}
+}
