@@ -69,13 +69,15 @@ func do(t *testing.T, req *dlflow.Request, opts ...dlflow.Option) (*dlflow.Resul
 }
 
 // fltOK asserts a successful download: no error, out holds exactly size
-// bytes of seed, no PATH.tmp nor state left, and the result says so.
+// bytes of seed, no PATH.tmp nor its state (or a new state) left, and the
+// result says so.
 func fltOK(t *testing.T, res *dlflow.Result, err error, out string, size int64, seed uint64) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("download failed: %v", err)
 	}
 	assertComplete(t, out, size, seed)
+	assertMissing(t, out+".tmp.state.new")
 	if res.Path != out || res.Bytes != size || res.Partial != "" || res.Skipped {
 		t.Fatalf("result %+v, want %d bytes at %s", res, size, out)
 	}

@@ -146,12 +146,14 @@ func TestFaultNginx(t *testing.T) {
 			srv := nginxtest.StartT(t, tc.opts)
 			for _, topo := range fltTopologies {
 				t.Run(topo, func(t *testing.T) {
+					t.Parallel()
 					out := fltOut(t)
 					res, err := do(t, fltRequest(topo, srv.BaseURL()+"/file.bin", out))
 					fltOK(t, res, err, out, size, seed)
 				})
 			}
 			t.Run("404", func(t *testing.T) {
+				t.Parallel()
 				out := fltOut(t)
 				res, err := do(t, fltRequest("ranged", srv.BaseURL()+"/missing.bin", out))
 				fltFailed(t, res, err, out, "http 404")
