@@ -302,39 +302,6 @@ func TestResumeOff(t *testing.T) {
 	}
 }
 
-// TestResumeTmpWithoutState: a PATH.tmp without a state file may hold
-// anything (another tool, a crash before the first checkpoint): it is not
-// trusted.
-func TestResumeTmpWithoutState(t *testing.T) {
-	const size, seed = 8<<20 + 5, 3
-	for _, topo := range []string{"ranged", "stream"} {
-		t.Run(topo, func(t *testing.T) {
-			t.Parallel()
-			out := filepath.Join(t.TempDir(), "f.bin")
-			// A prefix of the right bytes followed by garbage: neither part
-			// may be kept.
-			junk := make([]byte, size)
-			origin.Fill(junk[:size/2], 0, seed)
-			for i := size / 2; i < size; i++ {
-				junk[i] = 0xa5
-			}
-			if err := os.WriteFile(out+".tmp", junk, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			srv := startOrigin(t, origin.Options{Size: size, Seed: seed})
-			res := runCLI(t, resArgs(topo, srv.URL(), out)...)
-			resAssertDone(t, res, out, size, seed)
-			srv.WaitIdle(5 * time.Second)
-			if served := srv.Stats().BytesServed; served < size {
-				t.Errorf("fetched %d bytes, want all %d", served, size)
-			}
-			if !strings.Contains(res.stderr, "no resume state") {
-				t.Errorf("not logged why the partial file was discarded:\n%s", res.stderr)
-			}
-		})
-	}
-}
-
 // TestResumeAfterInterrupt: SIGINT lets the sink save its state with every
 // byte written, so the rerun fetches exactly the rest.
 func TestResumeAfterInterrupt(t *testing.T) {

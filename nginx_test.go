@@ -1,13 +1,19 @@
-package cmd
+package dlflow_test
+
+// Downloads from a real nginx, whose Range, HEAD and keep-alive handling is
+// the production reference, and the faults it produces.
 
 import (
+	"errors"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/bench/origin"
+	"github.com/dlflow/dlflow/httpx"
 	"github.com/dlflow/dlflow/internal/nginxtest"
 )
 
@@ -63,47 +69,42 @@ func nginxGETs(t *testing.T, srv *nginxtest.Server, want int) []nginxGET {
 	}
 }
 
-// TestNginxExampleTopologies runs every shipped topology against nginx,
-// whose Range, HEAD and keep-alive handling is the production reference.
+// TestNginxExampleTopologies runs every shipped topology against nginx.
 func TestNginxExampleTopologies(t *testing.T) {
 	_, url := startNginx(t, nginxtest.Options{})
-	for _, topo := range exampleTopologies {
+	for _, topo := range fltTopologies {
 		t.Run(topo, func(t *testing.T) {
 			t.Parallel()
-			out := filepath.Join(t.TempDir(), "out.bin")
-			res := runCLI(t, "-c", examplePath(topo), "--url", url, "-o", out)
-			if res.code != 0 {
-				t.Fatalf("exit %d: %s", res.code, res.stderr)
-			}
-			assertComplete(t, out, nginxFileSize, nginxSeed)
+			out := fltOut(t)
+			res, err := do(t, &dlflow.Request{URL: url, Path: out, Topology: dlflow.Topology{Name: topo}})
+			fltOK(t, res, err, out, nginxFileSize, nginxSeed)
 		})
 	}
 }
 
 // TestNginxIgnoringRangesFallsBackToOneStream: with max_ranges 0 nginx
-// answers every Range request with 200 and the whole file (and stops sending
-// Accept-Ranges). The ranged topologies must download it as one stream, not
-// fetch the whole file once per piece; the default topology must not pick
-// ranges. The origin's IgnoreRange fault (TestGetServerIgnoringRanges)
-// covers a server that still advertises ranges.
+// answers every Range request with 200 and the whole file (and stops
+// sending Accept-Ranges). The ranged topologies must download it as one
+// stream, not fetch the whole file once per piece; the default topology
+// must not pick ranges. The origin's IgnoreRange fault
+// (TestGetServerIgnoringRanges) covers a server that still advertises
+// ranges.
 func TestNginxIgnoringRangesFallsBackToOneStream(t *testing.T) {
 	zero := 0
-	cases := map[string][]string{
-		"ranged":         {"-c", examplePath("ranged")},
-		"ranged-ordered": {"-c", examplePath("ranged-ordered")},
-		"default":        nil,
-	}
-	for name, args := range cases {
+	for _, topo := range []string{"ranged", "ranged-ordered", ""} {
+		name := topo
+		if name == "" {
+			name = "default"
+		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			srv, url := startNginx(t, nginxtest.Options{MaxRanges: &zero})
-			out := filepath.Join(t.TempDir(), "out.bin")
-			start := time.Now()
-			res := runCLI(t, append(args, "--url", url, "-o", out)...)
-			if res.code != 0 {
-				t.Fatalf("exit %d after %v: %s", res.code, time.Since(start), res.stderr)
+			out := fltOut(t)
+			res, err := do(t, &dlflow.Request{URL: url, Path: out, Topology: dlflow.Topology{Name: topo}})
+			fltOK(t, res, err, out, nginxFileSize, nginxSeed)
+			if topo == "" && res.Topology != builtin("stream") {
+				t.Errorf("result topology %q, want the stream for a server without ranges", res.Topology)
 			}
-			assertComplete(t, out, nginxFileSize, nginxSeed)
 			// One stream means one full-body 200; the probe may add a GET
 			// (Range: bytes=0-0, answered 200), which a careful client
 			// abandons after a few bytes.
@@ -119,6 +120,48 @@ func TestNginxIgnoringRangesFallsBackToOneStream(t *testing.T) {
 			if full != 1 {
 				t.Errorf("the whole file was sent %d times, want exactly one stream", full)
 			}
+		})
+	}
+}
+
+// TestFaultNginx: the faults a real nginx produces: max_ranges 0 (Range
+// ignored, no Accept-Ranges), limit_rate (slow, many connections), and a
+// missing file.
+func TestFaultNginx(t *testing.T) {
+	const size, seed = 6<<20 + 77, 23
+	root := t.TempDir()
+	if err := origin.WriteFile(filepath.Join(root, "file.bin"), size, seed); err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	cases := []struct {
+		name string
+		opts nginxtest.Options
+	}{
+		{"max_ranges 0", nginxtest.Options{Root: root, MaxRanges: &zero}},
+		{"limit_rate", nginxtest.Options{Root: root, LimitRate: "4m"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := nginxtest.StartT(t, tc.opts)
+			for _, topo := range fltTopologies {
+				t.Run(topo, func(t *testing.T) {
+					t.Parallel()
+					out := fltOut(t)
+					res, err := do(t, fltRequest(topo, srv.BaseURL()+"/file.bin", out))
+					fltOK(t, res, err, out, size, seed)
+				})
+			}
+			t.Run("404", func(t *testing.T) {
+				t.Parallel()
+				out := fltOut(t)
+				res, err := do(t, fltRequest("ranged", srv.BaseURL()+"/missing.bin", out))
+				fltFailed(t, res, err, out, "http 404")
+				var he *httpx.HTTPError
+				if !errors.As(err, &he) || he.Status != 404 {
+					t.Errorf("err = %v, want an *httpx.HTTPError, 404", err)
+				}
+			})
 		})
 	}
 }
