@@ -112,14 +112,14 @@ func TestBatchCancel(t *testing.T) {
 	srv := startOrigin(t, origin.Options{Size: 32 << 20, Seed: 4, RateLimit: 4 << 20})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	started := make(chan struct{}, 100)
+	started := make(chan *dlflow.Download, 100)
 	reqs := make(chan *dlflow.Request)
 	dir := t.TempDir()
 	go func() {
 		defer close(reqs)
 		for i := range 100 {
 			r := &dlflow.Request{URL: srv.URL(), Path: fmt.Sprintf("f%d", i), Dir: dir,
-				Hooks: dlflow.Hooks{Started: func(*dlflow.Download) { started <- struct{}{} }}}
+				Hooks: dlflow.Hooks{Started: func(d *dlflow.Download) { started <- d }}}
 			select {
 			case reqs <- r:
 			case <-ctx.Done():
@@ -130,7 +130,11 @@ func TestBatchCancel(t *testing.T) {
 	results := newClient(t).Batch(ctx, 2, reqs)
 	for range 2 {
 		select {
-		case <-started:
+		case d := <-started:
+			// Bytes on disk, so that there is partial data to keep.
+			for deadline := time.Now().Add(testTimeout); d.Progress().Done < 2<<20 && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
 		case <-time.After(testTimeout):
 			t.Fatal("two downloads did not start")
 		}

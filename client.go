@@ -106,37 +106,14 @@ func (c *Client) logger(ctx context.Context) zerolog.Logger {
 }
 
 // Check finds what is wrong with req without any network or disk I/O: the
-// request's fields, its configuration (the topology file, the environment,
-// Config and Sets) and, for a topology it names, the wiring of its graph.
-// A batch checks its common request once this way before the first
-// download. Errors are those Do would return.
+// request's fields, its URL (when it has one), its configuration (the
+// topology file, the environment, Config and Sets) and the wiring of its
+// graph (for an automatic topology, each stage key must fit one of the
+// built-in topologies the probe may pick). A batch checks its common
+// request once this way before the first download. Errors are those Do
+// would return before any I/O.
 func (c *Client) Check(req *Request) error {
 	d := &Download{client: c, req: req, log: c.log}
-	if err := req.check(); err != nil {
-		return err
-	}
-	cfg, err := d.load(req.Topology, allStageKeys)
-	if err != nil {
-		return err
-	}
-	if _, err := httpx.NewTransport(cfg.HTTP); err != nil {
-		return &RequestError{Field: "Config", Err: err}
-	}
-	if _, _, err := httpx.NewClientOn(nil, cfg.HTTP); err != nil {
-		return &RequestError{Field: "Config", Err: err}
-	}
-	if req.Topology.auto() {
-		return nil
-	}
-	// Any output will do: building a graph touches nothing.
-	cfg.Output = "check"
-	nodes, err := d.nodes(cfg, req.Topology)
-	if err != nil {
-		return err
-	}
-	if n := req.Connections; n > 0 && pipeline.SetConnections(c.reg, nodes, n) == 0 {
-		return connectionsError(req.Topology.describe())
-	}
-	_, err = d.build(cfg, nodes)
+	_, err := d.prepare(false)
 	return err
 }

@@ -137,23 +137,13 @@ func (d *Download) Info() Info {
 // run, and one restart if the file changed on the server.
 func (d *Download) run(ctx context.Context) error {
 	req := d.req
-	if err := req.check(); err != nil {
-		return err
-	}
-	pre, err := d.load(req.Topology, allStageKeys)
+	pre, err := d.prepare(true)
 	if err != nil {
 		return err
 	}
 	rawURL := pre.URL
-	if strings.TrimSpace(rawURL) == "" {
-		return requestErrorf("URL", "no URL")
-	}
-	if _, err := httpx.CheckURL(rawURL); err != nil {
-		return &RequestError{Field: "URL", Err: err}
-	}
-	d.setInfo(func(i *Info) { i.URL = httpx.RedactURL(rawURL) })
 	d.mu.Lock()
-	d.asked = httpx.RedactURL(rawURL)
+	d.info.URL, d.asked = httpx.RedactURL(rawURL), httpx.RedactURL(rawURL)
 	d.mu.Unlock()
 	client, header, err := d.client.httpClient(pre.HTTP)
 	if err != nil {
@@ -296,50 +286,28 @@ func (d *Download) probe(ctx context.Context, client *http.Client, header http.H
 // stream's fetch is one source): then the graph is built without the
 // request's stage keys, and a warning says which problem was left aside.
 func (d *Download) graph(topology Topology, output string, res *pipeline.Resource, fromZero bool) (*pipeline.Graph, error) {
-	g, err := d.graphWith(topology, output, fromZero, knownStageKeys)
+	p, err := d.plan(topology, output, fromZero, knownStageKeys)
 	var ce *config.Error
 	if d.req.Topology.auto() && errors.As(err, &ce) {
 		d.log.Warn().Str("topology", topology.describe()).Str("problem", oneLine(err)).
 			Msg("the configuration keys for stages do not fit the topology picked for this download; it runs without them")
-		g, err = d.graphWith(topology, output, fromZero, noStageKeys)
+		p, err = d.plan(topology, output, fromZero, noStageKeys)
 	}
-	if err == nil && d.req.Connections > 1 && g.Connections() <= 1 {
+	if err != nil {
+		return nil, err
+	}
+	g := p.graph
+	if d.req.Connections > 1 && g.Connections() <= 1 {
 		why := "the file is smaller than 16 MiB"
 		if !res.AcceptRanges || res.Size < 0 {
 			why = "the server does not answer range requests or does not say the size"
 		}
 		d.log.Info().Int("connections", d.req.Connections).Msgf("downloading over one connection: %s", why)
 	}
-	return g, err
-}
-
-func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
-
-func (d *Download) graphWith(topology Topology, output string, fromZero bool, keys stageKeys) (*pipeline.Graph, error) {
-	reg := d.client.reg
-	cfg, err := d.load(topology, keys)
-	if err != nil {
-		return nil, err
-	}
-	cfg.Output = output
-	if fromZero {
-		cfg.Resume = false
-	}
-	nodes, err := d.nodes(cfg, topology)
-	if err != nil {
-		return nil, err
-	}
-	if n := d.req.Connections; n > 0 && pipeline.SetConnections(reg, nodes, n) == 0 && !d.req.Topology.auto() {
-		return nil, connectionsError(topology.describe())
-	}
-	g, err := d.build(cfg, nodes)
-	if err != nil {
-		return nil, err
-	}
 	if limit := d.client.maxPerHost; limit > 0 && g.Connections() > limit {
 		asked := g.Connections()
-		capConnections(reg, nodes, limit)
-		if g, err = d.build(cfg, nodes); err != nil {
+		capConnections(d.client.reg, p.nodes, limit)
+		if g, err = d.build(p.cfg, p.nodes); err != nil {
 			return nil, err
 		}
 		d.log.Info().Int("connections", asked).Int("max_per_host", limit).Int("now", g.Connections()).
@@ -351,6 +319,84 @@ func (d *Download) graphWith(topology Topology, output string, fromZero bool, ke
 	return g, nil
 }
 
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// plan is a topology loaded and built for one output.
+type plan struct {
+	cfg   *config.Config
+	nodes []pipeline.Node
+	graph *pipeline.Graph
+}
+
+// plan loads topology with the stage keys keys lets through, and builds
+// its graph for output with the connections asked. It does no I/O.
+func (d *Download) plan(topology Topology, output string, fromZero bool, keys stageKeys) (plan, error) {
+	cfg, err := d.load(topology, keys)
+	if err != nil {
+		return plan{}, err
+	}
+	cfg.Output = output
+	if fromZero {
+		cfg.Resume = false
+	}
+	nodes, err := d.nodes(cfg, topology)
+	if err != nil {
+		return plan{}, err
+	}
+	if n := d.req.Connections; n > 0 && pipeline.SetConnections(d.client.reg, nodes, n) == 0 && !d.req.Topology.auto() {
+		return plan{}, connectionsError(topology.describe())
+	}
+	g, err := d.build(cfg, nodes)
+	return plan{cfg: cfg, nodes: nodes, graph: g}, err
+}
+
+// prepare finds what is wrong with the request without any I/O, and
+// returns its configuration before the probe: the request's fields, the
+// URL (required with needURL), the configuration, and the wiring of the
+// topology's graph. For an automatic topology each stage key must fit one
+// of the built-in topologies the probe may pick.
+func (d *Download) prepare(needURL bool) (*config.Config, error) {
+	req := d.req
+	if err := req.check(); err != nil {
+		return nil, err
+	}
+	pre, err := d.load(req.Topology, allStageKeys)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case strings.TrimSpace(pre.URL) != "":
+		if _, err := httpx.CheckURL(pre.URL); err != nil {
+			return nil, &RequestError{Field: "URL", Err: err}
+		}
+	case needURL:
+		return nil, requestErrorf("URL", "no URL")
+	}
+	if _, err := httpx.NewTransport(pre.HTTP); err != nil {
+		return nil, &RequestError{Field: "Config", Err: err}
+	}
+	if _, _, err := httpx.NewClientOn(nil, pre.HTTP); err != nil {
+		return nil, &RequestError{Field: "Config", Err: err}
+	}
+	// Any output will do: building a graph touches nothing.
+	if !req.Topology.auto() {
+		_, err := d.plan(req.Topology, "check", false, allStageKeys)
+		return pre, err
+	}
+	var first error
+	for _, name := range []string{"ranged", "stream"} {
+		_, err := d.plan(Topology{Name: name}, "check", false, quietStageKeys)
+		var ce *config.Error
+		if err == nil || !errors.As(err, &ce) {
+			return pre, err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return pre, first
+}
+
 // preflightAt lets the stages of topology refuse output before the probe
 // (the output exists, its directory is not writable). An automatic
 // topology is checked with the stream topology's stages, whose sink the
@@ -360,20 +406,10 @@ func (d *Download) preflightAt(topology Topology, output string) error {
 	if topology.auto() {
 		topology, keys = Topology{Name: "stream"}, noStageKeys
 	}
-	cfg, err := d.load(topology, keys)
-	if err != nil {
-		return err
+	p, err := d.plan(topology, output, false, keys)
+	if err == nil {
+		err = p.graph.Preflight(d.log)
 	}
-	cfg.Output = output
-	nodes, err := d.nodes(cfg, topology)
-	if err != nil {
-		return err
-	}
-	g, err := d.build(cfg, nodes)
-	if err != nil {
-		return err
-	}
-	err = g.Preflight(d.log)
 	if d.req.SkipExisting && errors.Is(err, ErrOutputExists) {
 		return errSkipped
 	}

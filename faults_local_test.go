@@ -146,7 +146,6 @@ func TestFaultExistingOutput(t *testing.T) {
 
 // TestOutputExistsErrorWording: library errors carry no CLI wording.
 func TestOutputExistsErrorWording(t *testing.T) {
-	t.Skip("BUG: sinks.OutputExistsError says \"pass --overwrite to replace it\", a flag of the CLI, in a library error")
 	err := error(&sinks.OutputExistsError{Path: "out.bin"})
 	if strings.Contains(err.Error(), "--") {
 		t.Fatalf("%q names a command line flag", err)

@@ -14,7 +14,8 @@ type stageKeys int
 
 const (
 	allStageKeys   stageKeys = iota // a topology the user chose: every key applies
-	knownStageKeys                  // a topology the library picked: keys of its stages
+	knownStageKeys                  // a topology the library picked: keys of its stages, the others logged
+	quietStageKeys                  // knownStageKeys, the others left out silently (a check)
 	noStageKeys                     // none: only the top-level keys and http
 )
 
@@ -49,7 +50,7 @@ func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
 		opts.File, opts.Data = "(built-in) "+name, data
 		if keys != allStageKeys {
 			ids := map[string]bool{}
-			if keys == knownStageKeys {
+			if keys == knownStageKeys || keys == quietStageKeys {
 				var err error
 				if ids, err = stageIDs(opts.File, data); err != nil {
 					return nil, err
