@@ -14,7 +14,7 @@ import (
 	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/httpx"
-	"github.com/dlflow/dlflow/internal/nginxtest"
+	"github.com/dlflow/dlflow/bench/nginx"
 )
 
 // nginxFileSize is not a multiple of the 4 MiB piece or of any buffer size,
@@ -22,14 +22,14 @@ import (
 const nginxFileSize, nginxSeed = 32<<20 + 123, 17
 
 // startNginx serves one generated file from a real nginx and returns its URL.
-func startNginx(t *testing.T, opts nginxtest.Options) (*nginxtest.Server, string) {
+func startNginx(t *testing.T, opts nginx.Options) (*nginx.Server, string) {
 	t.Helper()
 	root := t.TempDir()
 	if err := origin.WriteFile(filepath.Join(root, "file.bin"), nginxFileSize, nginxSeed); err != nil {
 		t.Fatal(err)
 	}
 	opts.Root = root
-	srv := nginxtest.StartT(t, opts)
+	srv := nginx.StartT(t, opts)
 	return srv, srv.BaseURL() + "/file.bin"
 }
 
@@ -43,7 +43,7 @@ type nginxGET struct {
 // nginxGETs parses the GET lines of the access log. nginx writes a line when
 // it finishes a request, which can trail the client's last read a little,
 // so it polls (bounded) until want lines are there.
-func nginxGETs(t *testing.T, srv *nginxtest.Server, want int) []nginxGET {
+func nginxGETs(t *testing.T, srv *nginx.Server, want int) []nginxGET {
 	t.Helper()
 	// addr:port "GET /file.bin HTTP/1.1" 206 4194304 "bytes=0-4194303" "\"etag\""
 	re := regexp.MustCompile(`"GET [^"]*" (\d+) (\d+) "([^"]*)"`)
@@ -71,7 +71,7 @@ func nginxGETs(t *testing.T, srv *nginxtest.Server, want int) []nginxGET {
 
 // TestNginxExampleTopologies runs every shipped topology against nginx.
 func TestNginxExampleTopologies(t *testing.T) {
-	_, url := startNginx(t, nginxtest.Options{})
+	_, url := startNginx(t, nginx.Options{})
 	for _, topo := range fltTopologies {
 		t.Run(topo, func(t *testing.T) {
 			t.Parallel()
@@ -98,7 +98,7 @@ func TestNginxIgnoringRangesFallsBackToOneStream(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv, url := startNginx(t, nginxtest.Options{MaxRanges: &zero})
+			srv, url := startNginx(t, nginx.Options{MaxRanges: &zero})
 			out := fltOut(t)
 			res, err := do(t, &dlflow.Request{URL: url, Path: out, Topology: dlflow.Topology{Name: topo}})
 			fltOK(t, res, err, out, nginxFileSize, nginxSeed)
@@ -136,14 +136,14 @@ func TestFaultNginx(t *testing.T) {
 	zero := 0
 	cases := []struct {
 		name string
-		opts nginxtest.Options
+		opts nginx.Options
 	}{
-		{"max_ranges 0", nginxtest.Options{Root: root, MaxRanges: &zero}},
-		{"limit_rate", nginxtest.Options{Root: root, LimitRate: "4m"}},
+		{"max_ranges 0", nginx.Options{Root: root, MaxRanges: &zero}},
+		{"limit_rate", nginx.Options{Root: root, LimitRate: "4m"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := nginxtest.StartT(t, tc.opts)
+			srv := nginx.StartT(t, tc.opts)
 			for _, topo := range fltTopologies {
 				t.Run(topo, func(t *testing.T) {
 					t.Parallel()

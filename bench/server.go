@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/dlflow/dlflow/bench/origin"
-	"github.com/dlflow/dlflow/internal/nginxtest"
+	"github.com/dlflow/dlflow/bench/nginx"
 )
 
 // seed picks the generated content; any value works.
@@ -36,13 +36,13 @@ func startServer(o Options, scenario Scenario, dir string) (*server, error) {
 		if err := origin.WriteFile(filepath.Join(root, "file.bin"), size, seed); err != nil {
 			return nil, err
 		}
-		opts := nginxtest.Options{Root: root}
+		opts := nginx.Options{Root: root}
 		desc := fmt.Sprintf("nginx on 127.0.0.1, %v file", o.Size)
 		if scenario == ScenarioRateLimit {
 			opts.LimitRate = fmt.Sprint(int64(o.Rate))
 			desc += fmt.Sprintf(", limit_rate %v/s per connection", o.Rate)
 		}
-		ngx, err := nginxtest.Start(opts)
+		ngx, err := nginx.Start(opts)
 		if err != nil {
 			os.RemoveAll(root)
 			return nil, err

@@ -1,6 +1,7 @@
-// Package nginxtest runs a real nginx on loopback to serve a directory, for
-// tests against a production-grade origin.
-package nginxtest
+// Package nginx runs a real nginx on loopback to serve a directory: the
+// production-grade origin of `dlflow bench --origin nginx` and of the
+// integration tests.
+package nginx
 
 import (
 	"bytes"
@@ -63,7 +64,7 @@ func Binary() (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("nginxtest: %w (apt-get install nginx)", ErrNotInstalled)
+	return "", fmt.Errorf("nginx: %w (apt-get install nginx)", ErrNotInstalled)
 }
 
 // Start writes a configuration into a new temporary directory and starts
@@ -79,7 +80,7 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("nginxtest: root %q is not a directory", opts.Root)
+		return nil, fmt.Errorf("nginx: root %q is not a directory", opts.Root)
 	}
 	// The free port is found by binding and releasing it, so another process
 	// may grab it in between: retry a few times.
@@ -97,7 +98,7 @@ func start(bin, root string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "nginxtest-")
+	dir, err := os.MkdirTemp("", "dlflow-nginx-")
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +121,7 @@ func start(bin, root string, opts Options) (*Server, error) {
 	setSysProcAttr(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("nginxtest: start %s: %w", bin, err)
+		return nil, fmt.Errorf("nginx: start %s: %w", bin, err)
 	}
 	go func() {
 		s.waitErr = s.cmd.Wait()
@@ -139,7 +140,7 @@ func (s *Server) waitReady() error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.exited:
-			return fmt.Errorf("nginxtest: nginx exited during startup (%v): %s", s.waitErr, s.diagnostics())
+			return fmt.Errorf("nginx: nginx exited during startup (%v): %s", s.waitErr, s.diagnostics())
 		default:
 		}
 		c, err := net.DialTimeout("tcp", s.addr, 100*time.Millisecond)
@@ -149,7 +150,7 @@ func (s *Server) waitReady() error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return fmt.Errorf("nginxtest: nginx not accepting connections on %s after %v: %s", s.addr, startTimeout, s.diagnostics())
+	return fmt.Errorf("nginx: nginx not accepting connections on %s after %v: %s", s.addr, startTimeout, s.diagnostics())
 }
 
 func (s *Server) diagnostics() string {
@@ -233,7 +234,7 @@ func (s *Server) Close() error {
 		case <-time.After(stopTimeout):
 			_ = s.cmd.Process.Kill()
 			<-s.exited
-			s.closeErr = fmt.Errorf("nginxtest: nginx did not stop within %v; killed", stopTimeout)
+			s.closeErr = fmt.Errorf("nginx: nginx did not stop within %v; killed", stopTimeout)
 		}
 		if err := os.RemoveAll(s.dir); err != nil && s.closeErr == nil {
 			s.closeErr = err

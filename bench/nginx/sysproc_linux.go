@@ -1,4 +1,4 @@
-package nginxtest
+package nginx
 
 import (
 	"os/exec"

@@ -1,4 +1,4 @@
-package nginxtest
+package nginx
 
 import (
 	"errors"
@@ -18,7 +18,7 @@ func StartT(t testing.TB, opts Options) *Server {
 	}
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
-			t.Errorf("nginxtest: Close: %v", err)
+			t.Errorf("nginx: Close: %v", err)
 		}
 	})
 	return s

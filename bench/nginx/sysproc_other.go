@@ -1,6 +1,6 @@
 //go:build !linux
 
-package nginxtest
+package nginx
 
 import "os/exec"
 
