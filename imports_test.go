@@ -21,6 +21,8 @@ func TestImportRules(t *testing.T) {
 		reason string
 	}{
 		{"cmd/...", []string{"stages", "sinks"}, false, "the CLI asks pipeline interfaces and the library, never a built-in stage"},
+		{"cmd/...", []string{"internal/..."}, true, "test harnesses stay out of the release binary"},
+		{".", []string{"cmd/...", "bench/..."}, true, "the library does not know its command line nor the bench"},
 		{"config", []string{"stages", "sinks", "github.com/spf13/pflag"}, true, "stage configs reach it through the registry, settings through an interface, flags as overrides"},
 		{"pipeline", []string{"..."}, true, "the core knows no stage"},
 		{"httpx", []string{"stages", "sinks", "config", "cmd/..."}, true, "the HTTP layer sits below the stages"},
@@ -87,12 +89,16 @@ func rel(pkg string) string {
 }
 
 // matches reports whether pkg is pattern, or under it when pattern ends in
-// "/..."; "..." alone is every package of the module (the packages graph
-// lists).
+// "/...". A pattern whose first element has no dot names packages of the
+// module (those graph lists; "..." alone is all of them); others are
+// import paths ("github.com/spf13/pflag").
 func matches(pkg, pattern string, graph map[string][]string) bool {
+	_, ours := graph[pkg]
 	if pattern == "..." {
-		_, ours := graph[pkg]
 		return ours
+	}
+	if first, _, _ := strings.Cut(pattern, "/"); !strings.Contains(first, ".") && !ours {
+		return false // a pattern of the module's packages; pkg is not one
 	}
 	if prefix, ok := strings.CutSuffix(pattern, "/..."); ok {
 		return pkg == prefix || strings.HasPrefix(pkg, prefix+"/")
