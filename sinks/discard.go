@@ -33,6 +33,11 @@ func init() { builtin(discardDef.Spec()) }
 // Bytes is the number of bytes received in the current (or last) run.
 func (s *DiscardSink) Bytes() int64 { return s.bytes.Load() }
 
+var (
+	_ pipeline.Starter  = (*DiscardSink)(nil)
+	_ pipeline.Finisher = (*DiscardSink)(nil)
+)
+
 // Start resets the count, so that a graph can be run again.
 func (s *DiscardSink) Start(ctx context.Context, env *pipeline.Env) error {
 	s.bytes.Store(0)
