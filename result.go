@@ -132,8 +132,9 @@ type Progress struct {
 	Connections []int64
 }
 
-// Progress reports how far the download is. It may be called at any time;
-// the rate is measured between calls at least rateMinInterval apart.
+// Progress reports how far the download is. It may be called at any time,
+// from any goroutine; the rate is measured from the calls themselves (those
+// at least 100 ms apart), averaged over about two seconds.
 func (d *Download) Progress() Progress {
 	d.mu.Lock()
 	taps, conns, total := d.taps, d.conns, d.info.Size
