@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/dlflow/dlflow"
+	"github.com/dlflow/dlflow/bench/nginx"
 	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/httpx"
-	"github.com/dlflow/dlflow/bench/nginx"
 )
 
 // nginxFileSize is not a multiple of the 4 MiB piece or of any buffer size,

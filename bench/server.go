@@ -5,8 +5,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/bench/nginx"
+	"github.com/dlflow/dlflow/bench/origin"
 )
 
 // seed picks the generated content; any value works.
