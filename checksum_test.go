@@ -143,10 +143,12 @@ func TestChecksumReprDigest(t *testing.T) {
 		{"wrong ranged", "ranged", origin.Faults{ReprDigest: "sha-256", WrongDigest: true}, "", "", "sha256"},
 		{"wrong ranged-ordered", "ranged-ordered", origin.Faults{ReprDigest: "sha-512", WrongDigest: true}, "", "", "sha512"},
 		{"wrong stream", "stream", origin.Faults{ReprDigest: "sha-256", WrongDigest: true}, "", "", "sha256"},
-		{"wrong digest on a HEAD", "ranged", origin.Faults{Digest: "sha-256", WrongDigest: true}, "", "", "sha256"},
-		// Without HEAD the probe sees the Digest of a 206, which may
-		// describe the part: it is not trusted, so nothing is verified.
-		{"digest on a 206 ignored", "ranged", origin.Faults{Digest: "sha-256", WrongDigest: true, NoHEAD: 405}, "", "", ""},
+		// Digest (RFC 3230) is trusted on a whole answer: the probe's GET
+		// answered 200 by a server that ignores ranges.
+		{"wrong digest on a 200", "ranged", origin.Faults{Digest: "sha-256", WrongDigest: true, IgnoreRange: true}, "", "", "sha256"},
+		// The probe's GET is answered 206: its Digest may describe the
+		// part, so it is not trusted, and nothing is verified.
+		{"digest on a 206 ignored", "ranged", origin.Faults{Digest: "sha-256", WrongDigest: true}, "", "", ""},
 		{"checksum wins", "ranged", origin.Faults{ReprDigest: "sha-256", WrongDigest: true}, sha256Sum, sha256Sum, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

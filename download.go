@@ -37,6 +37,8 @@ type Download struct {
 	claim func(path string) error
 	// asked is the URL asked for, redacted, once the configuration named it.
 	asked string
+	// probe is how the probe asks, from the topology (prepare).
+	probeOpts httpx.ProbeOptions
 
 	// Set before done is closed.
 	result *Result
@@ -167,12 +169,24 @@ func (d *Download) run(ctx context.Context) error {
 		if err := d.preflightAt(req.Topology, output); err != nil {
 			return err
 		}
+		if _, err := os.Lstat(output + ".tmp"); err == nil && !req.NoResume {
+			// An earlier run left the first bytes, likely: a probe that
+			// fetched them again would throw them away. HEAD is for this.
+			d.probeOpts.Prefetch = 0
+		}
 	}
 
-	res, err := d.probe(ctx, client, header, rawURL)
+	res, releaseProbe, err := d.probe(ctx, client, header, rawURL)
 	if err != nil {
 		return err
 	}
+	// The probe's open answer is the run's to take; if no run takes it
+	// (the output exists, say), it must not keep its connection. Its
+	// connection counts against the host's limit until then.
+	defer func() {
+		res.Prefetched.Close()
+		releaseProbe()
+	}()
 	if output == "" {
 		if output, err = placeIn(req.Dir, defaultName(res)); err != nil {
 			return &RequestError{Field: "Path", Err: err}
@@ -183,7 +197,7 @@ func (d *Download) run(ctx context.Context) error {
 		}
 	}
 	for restarted := false; ; restarted = true {
-		err = d.runOnce(ctx, res, output, restarted)
+		err = d.runOnce(ctx, res, output, restarted, releaseProbe)
 		if !errors.Is(err, httpx.ErrResourceChanged) || restarted || ctx.Err() != nil {
 			return err
 		}
@@ -192,15 +206,20 @@ func (d *Download) run(ctx context.Context) error {
 		// second change fails, so a file that changes all the time cannot
 		// loop.
 		d.log.Warn().Err(err).Msg("the file changed on the server; probing again and restarting the download from zero")
-		if res, err = d.probe(ctx, client, header, rawURL); err != nil {
+		releaseProbe()
+		if res, releaseProbe, err = d.probe(ctx, client, header, rawURL); err != nil {
 			return fmt.Errorf("after the file changed: %w", err)
 		}
 	}
 }
 
 // runOnce picks the topology for res, builds its graph for output, and
-// runs it. fromZero discards what an earlier run left.
-func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output string, fromZero bool) error {
+// runs it. fromZero discards what an earlier run left. The probe holds one
+// connection of the host's (until releaseProbe), whose answer the graph
+// reads: the run takes the others it needs if they are free; else, so as
+// never to wait holding one while others wait holding theirs, it drops the
+// probe's answer and its connection and waits for all it needs.
+func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output string, fromZero bool, releaseProbe func()) error {
 	topology := d.req.Topology
 	if topology.auto() {
 		topology = Topology{Name: "stream"}
@@ -215,9 +234,17 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 		}
 		return err
 	}
-	release, err := d.client.hosts.acquire(ctx, hostKey(res.URL), max(g.Connections(), 1))
-	if err != nil {
-		return err
+	need, host := max(g.Connections(), 1), hostKey(res.URL)
+	release, ok := noRelease, false
+	if host == hostKey(res.Requested) { // the probe's slot is this host's
+		release, ok = d.client.hosts.tryAcquire(host, need-1)
+	}
+	if !ok {
+		res.Prefetched.Close()
+		releaseProbe()
+		if release, err = d.client.hosts.acquire(ctx, host, need); err != nil {
+			return err
+		}
 	}
 	defer release()
 
@@ -255,26 +282,36 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 // skip it.
 var errSkipped = errors.New("skipped: the output exists")
 
-// probe asks the server about rawURL, holding one connection of the host's.
-func (d *Download) probe(ctx context.Context, client *http.Client, header http.Header, rawURL string) (*pipeline.Resource, error) {
-	release, err := d.client.hosts.acquire(ctx, hostKey(rawURL), 1)
+// probe asks the server about rawURL, holding one connection of the
+// host's, which release gives back: the run that reads the probe's answer
+// counts it among its own.
+func (d *Download) probe(ctx context.Context, client *http.Client, header http.Header, rawURL string) (res *pipeline.Resource, release func(), err error) {
+	release, err = d.client.hosts.acquire(ctx, hostKey(rawURL), 1)
 	if err != nil {
-		return nil, err
+		return nil, noRelease, err
 	}
-	defer release()
-	// The probe retries like the readers (httpx.DefaultRetry), within one
-	// budget of the client's header timeout.
-	res, stats, err := httpx.ProbeWith(ctx, client, header, rawURL, httpx.ProbeOptions{Log: d.log})
+	defer func() {
+		if err != nil {
+			release()
+			release = noRelease
+		}
+	}()
+	// The probe is the download's first GET: its answer, kept open, carries
+	// the first piece (see prepare). It retries as the topology's HTTP stage
+	// does, within one budget of the client's header timeout.
+	opts := d.probeOpts
+	opts.Log = d.log
+	res, stats, err := httpx.ProbeWith(ctx, client, header, rawURL, opts)
 	d.mu.Lock()
 	d.stats.retries += int64(stats.Retries)
 	d.mu.Unlock()
 	switch {
 	case errors.Is(err, httpx.ErrInvalidURL):
-		return nil, &RequestError{Field: "URL", Err: err}
+		return nil, release, &RequestError{Field: "URL", Err: err}
 	case err != nil:
-		return nil, &ProbeError{URL: httpx.RedactURL(rawURL), Err: err}
+		return nil, release, &ProbeError{URL: httpx.RedactURL(rawURL), Err: err}
 	}
-	return res, nil
+	return res, release, nil
 }
 
 // graph loads topology for output and res, and builds and checks its
@@ -380,13 +417,19 @@ func (d *Download) prepare(needURL bool) (*config.Config, error) {
 	}
 	// Any output will do: building a graph touches nothing.
 	if !req.Topology.auto() {
-		_, err := d.plan(req.Topology, "check", false, allStageKeys)
+		p, err := d.plan(req.Topology, "check", false, allStageKeys)
+		if err == nil {
+			d.probeOpts = probeOptions(p)
+		}
 		return pre, err
 	}
 	var first error
 	for _, name := range []string{"ranged", "stream"} {
-		_, err := d.plan(Topology{Name: name}, "check", false, quietStageKeys)
+		p, err := d.plan(Topology{Name: name}, "check", false, quietStageKeys)
 		var ce *config.Error
+		if err == nil {
+			d.probeOpts = probeOptions(p)
+		}
 		if err == nil || !errors.As(err, &ce) {
 			return pre, err
 		}
@@ -395,6 +438,26 @@ func (d *Download) prepare(needURL bool) (*config.Config, error) {
 		}
 	}
 	return pre, first
+}
+
+// probeOptions makes the probe the first request of the graph p: it asks
+// for the first piece of a topology that splits the file (its largest
+// range), or for the whole file (one stream), and keeps the answer for the
+// stage that needs those bytes; and it retries as the graph's HTTP stage.
+// For the automatic topology the ranged one is asked: a file shorter than
+// its first piece then takes one request whichever topology runs.
+func probeOptions(p plan) httpx.ProbeOptions {
+	opts := httpx.ProbeOptions{Prefetch: p.graph.MaxRange()}
+	if opts.Prefetch == 0 {
+		opts.Prefetch = -1 // the whole file
+	}
+	for _, n := range p.nodes {
+		if rp, ok := n.Config.(httpx.RetryPolicy); ok {
+			opts.Retry = rp.RetryPolicy()
+			break
+		}
+	}
+	return opts
 }
 
 // preflightAt lets the stages of topology refuse output before the probe

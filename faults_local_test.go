@@ -273,9 +273,11 @@ func TestFaultContentDispositionDir(t *testing.T) {
 // line, in the error or in the result, even at debug level; from the probe
 // or from a running stage.
 func TestFaultSecretsRedacted(t *testing.T) {
+	// "stage": the probe's answer is cut, and the requests for the rest
+	// fail, so that a running graph reports the URL.
 	faults := map[string]origin.Faults{
 		"probe": {Status: 404},
-		"stage": {FailStatus: 404, FailCount: 1000},
+		"stage": {FailStatus: 404, FailCount: 1000, FailAfter: 1, DropAfter: 100 << 10, DropRequests: 1},
 	}
 	for _, topo := range []string{"stream", "ranged"} {
 		for where, f := range faults {

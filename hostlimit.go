@@ -61,9 +61,9 @@ func (l *hostLimiter) slotsOf(host string) *hostSlots {
 
 // acquire waits until n connections to host are free (n is capped at the
 // limit, so it cannot wait forever) and takes them; release gives them
-// back. An unknown host ("") is not limited.
+// back. An unknown host ("") is not limited, and n <= 0 takes nothing.
 func (l *hostLimiter) acquire(ctx context.Context, host string, n int) (release func(), err error) {
-	if l == nil || host == "" {
+	if l == nil || host == "" || n <= 0 {
 		return noRelease, nil
 	}
 	n = min(max(n, 1), l.max)
@@ -93,3 +93,29 @@ func (s *hostSlots) give(n int) {
 }
 
 func noRelease() {}
+
+// tryAcquire is acquire without waiting: it takes n connections to host if
+// they are free now, else nothing (ok false).
+func (l *hostLimiter) tryAcquire(host string, n int) (release func(), ok bool) {
+	if l == nil || host == "" || n <= 0 {
+		return noRelease, true
+	}
+	n = min(n, l.max)
+	s := l.slotsOf(host)
+	select {
+	case s.turn <- struct{}{}:
+	default:
+		return nil, false
+	}
+	defer func() { <-s.turn }()
+	for got := 0; got < n; got++ {
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.give(got)
+			return nil, false
+		}
+	}
+	var once sync.Once
+	return func() { once.Do(func() { s.give(n) }) }, true
+}

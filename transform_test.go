@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -106,12 +105,10 @@ func gzServer(t *testing.T, content []byte, cutAt int64) (url string, gz []byte)
 	var answers atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("ETag", `"gz-1"`)
-		if r.Method == http.MethodGet && r.Header.Get("Range") == "" && answers.Add(1) == 1 && cutAt > 0 {
-			// A body cut short, on a server that then hangs up.
-			w.Header().Set("Content-Length", strconv.Itoa(len(gz)))
-			w.WriteHeader(http.StatusOK)
-			w.Write(gz[:cutAt])
-			panic(http.ErrAbortHandler)
+		if r.Method == http.MethodGet && answers.Add(1) == 1 && cutAt > 0 {
+			// The first answer (a 206 to the probe's Range, or a 200) is
+			// cut short by a server that then hangs up.
+			w = &cutWriter{ResponseWriter: w, left: cutAt}
 		}
 		http.ServeContent(w, r, "f.gz", time.Time{}, bytes.NewReader(gz))
 	}))
@@ -181,4 +178,20 @@ func randomBytes(n int, seed byte) []byte {
 	b := make([]byte, n)
 	_, _ = rand.NewChaCha8([32]byte{seed}).Read(b)
 	return b
+}
+
+// cutWriter aborts the answer after left body bytes.
+type cutWriter struct {
+	http.ResponseWriter
+	left int64
+}
+
+func (w *cutWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) >= w.left {
+		_, _ = w.ResponseWriter.Write(p[:w.left])
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	w.left -= int64(len(p))
+	return w.ResponseWriter.Write(p)
 }

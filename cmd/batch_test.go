@@ -404,8 +404,8 @@ func TestSkipExisting(t *testing.T) {
 	if !strings.HasSuffix(r.stderr, "dlflow: 1 downloaded, 1 skipped (they exist), 0 failed\n") {
 		t.Errorf("stderr does not end with the summary")
 	}
-	if got := a.Stats(); got.Requests != 2 { // the probe and GET of new.bin
-		t.Errorf("%d requests, want 2: none for the skipped file", got.Requests)
+	if got := a.Stats(); got.Requests != 1 { // the probe's GET of new.bin, which is the file
+		t.Errorf("%d requests, want 1: none for the skipped file", got.Requests)
 	}
 
 	// One download.

@@ -162,7 +162,8 @@ func TestFaultsCLIContract(t *testing.T) {
 			code: exitFailed, needles: []string{"http 404", "user:xxxxx@"}, records: true,
 		},
 		{
-			name: "stage 404, credentials, debug log", faults: origin.Faults{FailStatus: 404, FailCount: 1000}, url: secretURL,
+			// The probe's answer is cut, and the requests for the rest 404.
+			name: "stage 404, credentials, debug log", faults: origin.Faults{FailStatus: 404, FailCount: 1000, FailAfter: 1, DropAfter: 100 << 10, DropRequests: 1}, url: secretURL,
 			args: func(url, out string) []string {
 				return fltArgs("stream", url, out, "--log-level", "debug", "--log-format", "json", "--set", "http.headers.Authorization=Bearer secret2")
 			},

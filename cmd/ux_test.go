@@ -504,8 +504,9 @@ func TestCPUProfile(t *testing.T) {
 }
 
 // headBodyServer answers HEAD with a body, against the protocol, and GET
-// with the 16 bytes of content; Go's transport then prints "Unsolicited
-// response received on idle HTTP channel" through the standard logger.
+// with the 16 bytes of content followed by stray bytes; Go's transport then
+// prints "Unsolicited response received on idle HTTP channel" through the
+// standard logger.
 func headBodyServer(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -533,7 +534,7 @@ func headBodyServer(t *testing.T) string {
 						_, _ = io.WriteString(conn, header+"stray bytes after a HEAD")
 						continue
 					}
-					_, _ = io.WriteString(conn, header+content)
+					_, _ = io.WriteString(conn, header+content+"stray bytes after a body")
 				}
 			}()
 		}

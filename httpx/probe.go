@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dlflow/dlflow/pipeline"
@@ -34,6 +36,17 @@ type ProbeOptions struct {
 	Timeout time.Duration
 	// Log receives a warning for each retry. The zero Logger logs nothing.
 	Log zerolog.Logger
+	// Prefetch, when not 0, makes the probe ask `GET` first, with no
+	// HEAD, for the resource's first Prefetch bytes (`Range:
+	// bytes=0-(Prefetch-1)`; a negative Prefetch asks `bytes=0-`, all of
+	// it), and keep a usable answer open in Resource.Prefetched: a 206
+	// from offset 0, or a 200 (the server ignores ranges). The download
+	// reads its first bytes from it instead of asking again: one round
+	// trip less, and a file smaller than Prefetch costs one request. Ask
+	// for the first piece of the ranged topology that may run, so that no
+	// byte sent is thrown away. An answer that says too little (a 206 that
+	// does not start at 0) is closed, and the probe asks as without it.
+	Prefetch int64
 }
 
 // ProbeStats says what a probe cost. It is filled on failure too.
@@ -148,7 +161,7 @@ func ProbeWith(ctx context.Context, client *http.Client, header http.Header, raw
 		header = make(http.Header)
 	}
 	header.Set("Accept-Encoding", "identity")
-	p := &prober{client: client, header: header, url: u, budget: opts.Timeout}
+	p := &prober{client: client, header: header, url: u, budget: opts.Timeout, prefetch: opts.Prefetch}
 	if p.budget == 0 {
 		p.budget = clientHeaderTimeout(client)
 	}
@@ -190,15 +203,23 @@ type prober struct {
 
 	skipHEAD       bool          // HEAD gave an answer that will not change
 	headRetryAfter time.Duration // the Retry-After of this try's transient HEAD answer
+	prefetch       int64         // ask GET for the first bytes and keep its answer (ProbeOptions.Prefetch); 0: no
 }
 
-// try asks HEAD, then the ranged GET where HEAD did not do. Its error is
-// the one that decides whether to try again.
+// try asks HEAD, then the ranged GET where HEAD did not do; with Prefetch
+// it asks the GET for the first bytes and keeps it. Its error is the one
+// that decides whether to try again.
 func (p *prober) try(ctx context.Context) (*pipeline.Resource, error) {
+	if p.prefetch != 0 {
+		if res, err, done := p.tryPrefetch(ctx); done {
+			return res, err
+		}
+		p.prefetch = 0 // an answer that said too little: ask without it
+	}
 	p.headRetryAfter = 0
 	var head *http.Response // a 200 without a usable length
 	if !p.skipHEAD {
-		resp, err := p.request(ctx, p.header, http.MethodHead)
+		resp, err := p.request(ctx, p.header, http.MethodHead, false)
 		switch {
 		case err != nil:
 			if ctx.Err() != nil || isRedirectError(err) || isTimeout(err) && p.budgetLeft() <= 0 {
@@ -222,7 +243,7 @@ func (p *prober) try(ctx context.Context) (*pipeline.Resource, error) {
 
 	get := p.header.Clone()
 	get.Set("Range", "bytes=0-0")
-	resp, err := p.request(ctx, get, http.MethodGet)
+	resp, err := p.request(ctx, get, http.MethodGet, false)
 	switch {
 	case err != nil:
 	case resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent:
@@ -244,6 +265,52 @@ func (p *prober) try(ctx context.Context) (*pipeline.Resource, error) {
 	return nil, err
 }
 
+// tryPrefetch asks GET for the first bytes and keeps a usable answer open.
+// done is false when the answer says too little and the probe should ask
+// without Prefetch.
+func (p *prober) tryPrefetch(ctx context.Context) (res *pipeline.Resource, err error, done bool) {
+	rangeSent := "bytes=0-"
+	if p.prefetch > 0 {
+		rangeSent += strconv.FormatInt(p.prefetch-1, 10)
+	}
+	get := p.header.Clone()
+	get.Set("Range", rangeSent)
+	resp, err := p.request(ctx, get, http.MethodGet, true)
+	if err != nil {
+		return nil, err, true
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		// The server ignores ranges: the whole body, from offset 0.
+	case http.StatusPartialContent:
+		start, end, total, crErr := ParseContentRange(resp.Header.Get("Content-Range"))
+		last := total - 1
+		if p.prefetch > 0 {
+			last = min(last, p.prefetch-1)
+		}
+		if crErr != nil || start != 0 || total < 0 || end != last || resp.ContentLength >= 0 && resp.ContentLength != end+1 {
+			resp.Body.Close()
+			return nil, nil, false
+		}
+	case http.StatusRequestedRangeNotSatisfiable:
+		// An empty file has no byte 0; the 416 still tells its length.
+		if _, _, total, crErr := ParseContentRange(resp.Header.Get("Content-Range")); crErr == nil && total == 0 {
+			res, err := newResource(resp, p.client, p.header, p.url, rangeSent)
+			return res, err, true
+		}
+		return nil, NewHTTPError(resp, p.url.String()), true
+	default:
+		return nil, NewHTTPError(resp, p.url.String()), true
+	}
+	res, err = newResource(resp, p.client, p.header, p.url, rangeSent)
+	if err != nil {
+		resp.Body.Close()
+		return nil, err, true
+	}
+	res.Prefetched = pipeline.NewPrefetched(resp)
+	return res, nil, true
+}
+
 // budgetLeft is the time the probe may still wait for the server; with no
 // budget, an hour stands for no limit.
 func (p *prober) budgetLeft() time.Duration {
@@ -255,19 +322,35 @@ func (p *prober) budgetLeft() time.Duration {
 
 // request sends one request within what is left of the budget and counts
 // the time it waited. A request that got no response header in time fails
-// with a *NoResponseError.
-func (p *prober) request(ctx context.Context, header http.Header, method string) (*http.Response, error) {
-	reqCtx := ctx
+// with a *NoResponseError. With keep, a 200 or 206 answer comes back with
+// its body open (the budget no longer bounds it); closing the body ends
+// the request.
+func (p *prober) request(ctx context.Context, header http.Header, method string, keep bool) (*http.Response, error) {
+	reqCtx, cancel := context.WithCancel(ctx)
+	var budgetOver atomic.Bool
 	if p.budget > 0 {
-		var cancel context.CancelFunc
-		reqCtx, cancel = context.WithTimeout(ctx, p.budgetLeft())
-		defer cancel()
+		timer := time.AfterFunc(p.budgetLeft(), func() { budgetOver.Store(true); cancel() })
+		defer timer.Stop()
 	}
 	p.stats.Requests++
 	start := time.Now()
-	resp, err := probeRequest(reqCtx, p.client, header, p.url, method)
+	resp, err := probeRequest(reqCtx, p.client, header, p.url, method, keep)
 	waited := time.Since(start)
 	p.spent += waited
+	if err == nil && resp.Body != http.NoBody && reqCtx.Err() == nil {
+		// The body is open: its request lives until it is closed.
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		return resp, nil
+	}
+	defer cancel()
+	if budgetOver.Load() {
+		// The budget's timer cancelled the request (its error says
+		// "canceled"), or ran out just as the answer came: a timeout.
+		if err == nil {
+			resp.Body.Close()
+		}
+		err = context.DeadlineExceeded
+	}
 	if err == nil || ctx.Err() != nil {
 		return resp, err
 	}
@@ -275,7 +358,7 @@ func (p *prober) request(ctx context.Context, header http.Header, method string)
 	// The client's header timeout, when it equals what was left of the
 	// budget, fires just after the budget's own deadline: both mean the
 	// budget ran out.
-	budgetOut := reqCtx.Err() != nil || awaited && p.budget > 0 && p.spent >= p.budget
+	budgetOut := budgetOver.Load() || awaited && p.budget > 0 && p.spent >= p.budget
 	if !budgetOut && !awaited {
 		return nil, err
 	}
@@ -353,8 +436,9 @@ func checkURL(rawURL string) (*url.URL, error) {
 
 // probeRequest sends one request; its response body is read (at most a few
 // KiB, the body of a 0-0 range or an error page) and closed, so only the
-// header is left to look at.
-func probeRequest(ctx context.Context, client *http.Client, header http.Header, u *url.URL, method string) (*http.Response, error) {
+// header is left to look at; with keep, the body of a 200 or 206 is left
+// open for the caller.
+func probeRequest(ctx context.Context, client *http.Client, header http.Header, u *url.URL, method string, keep bool) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, RedactURL(u.String()), err)
@@ -370,12 +454,28 @@ func probeRequest(ctx context.Context, client *http.Client, header http.Header, 
 		}
 		return nil, fmt.Errorf("%s %s: %w", method, RedactURL(u.String()), err)
 	}
+	if keep && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent) {
+		return resp, nil
+	}
 	// A 200 to the ranged GET would be the whole file: do not read it.
 	if resp.StatusCode != http.StatusOK || method == http.MethodHead {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 16<<10))
 	}
 	resp.Body.Close()
+	resp.Body = http.NoBody
 	return resp, nil
+}
+
+// cancelOnClose ends an open answer's request when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // newResource fills a Resource from a usable probe answer; rangeSent is the
@@ -403,8 +503,10 @@ func newResource(resp *http.Response, client *http.Client, header http.Header, a
 		// whatever Accept-Ranges says.
 		res.AcceptRanges = rangeSent == "" && acceptsBytes(h.Values("Accept-Ranges"))
 	default: // 206, or 416 for an empty file
-		start, end, total, err := ParseContentRange(h.Get("Content-Range"))
-		ok := err == nil && (resp.StatusCode != http.StatusPartialContent || (start == 0 && end == 0))
+		// A 206 from offset 0 proves range support: the one byte of
+		// bytes=0-0, or the first bytes a prefetching probe asked for.
+		start, _, total, err := ParseContentRange(h.Get("Content-Range"))
+		ok := err == nil && (resp.StatusCode != http.StatusPartialContent || start == 0)
 		if ok {
 			res.Size = total
 		}

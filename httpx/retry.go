@@ -37,6 +37,13 @@ type RetryConfig struct {
 	MaxBackoff time.Duration `koanf:"max_backoff" help:"longest retry delay (a server's Retry-After may ask up to 60s)"`
 }
 
+// RetryPolicy is implemented by the config of a stage that retries its
+// requests (http.source, http.reader), so that the probe, the download's
+// first request, retries as that stage would.
+type RetryPolicy interface {
+	RetryPolicy() RetryConfig
+}
+
 // DefaultRetry is the retry policy a stage gets for keys the user did not
 // set.
 var DefaultRetry = RetryConfig{Attempts: 5, Total: 50, Backoff: 250 * time.Millisecond, MaxBackoff: 10 * time.Second}

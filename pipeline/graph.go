@@ -387,6 +387,16 @@ func (g *Graph) Connections() int {
 	return total
 }
 
+// MaxRange is the largest range a stage of g hands out (Memory.MaxRange:
+// a splitter's piece), or 0 when none does.
+func (g *Graph) MaxRange() int64 {
+	var most int64
+	for _, n := range g.nodes {
+		most = max(most, n.mem.MaxRange)
+	}
+	return most
+}
+
 // MemoryBound is the most buffer memory a run of g can borrow at once: every
 // queue full of its largest chunks, every replica holding its own buffers
 // and a chunk in hand, and the reorder window full.

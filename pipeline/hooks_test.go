@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -314,3 +315,102 @@ func TestSetConnections(t *testing.T) {
 		t.Errorf("nil config not filled with the defaults: %T", nodes[1].Config)
 	}
 }
+
+// When a stage fails, the stages downstream of it are not cancelled: they
+// take what was already sent to them (a sink keeps the bytes that reached
+// it) and the run reports the first error. Here the source sends four
+// chunks and fails before the sink reads any: the sink still gets all four.
+func TestFailureDrainsDownstream(t *testing.T) {
+	reg, last := newRegistry(t)
+	type failConfig struct{ Failed chan struct{} }
+	pipeline.MustRegister(reg, pipeline.Def[failConfig]{
+		Type: "test.failsource", Consumes: pipeline.None, Produces: pipeline.OrderedBytes,
+		Memory: func(failConfig) pipeline.Memory { return pipeline.Memory{ChunkSize: 4096} },
+		New: func(c failConfig) (pipeline.Stage, error) {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+				pool := env.Buffers.Pool(4096)
+				for i := range 4 {
+					ch := pool.Get(int64(i) * 4096)
+					for j := range ch.Data {
+						ch.Data[j] = pattern(int64(i)*4096 + int64(j))
+					}
+					if err := io.Send(ctx, ch); err != nil {
+						return err
+					}
+				}
+				defer close(c.Failed)
+				return errors.New("the network is gone")
+			}), nil
+		},
+	})
+	type waitConfig struct{ Failed chan struct{} }
+	pipeline.MustRegister(reg, pipeline.Def[waitConfig]{
+		Type: "test.waitfail", Consumes: pipeline.Bytes, Produces: pipeline.Same,
+		New: func(c waitConfig) (pipeline.Stage, error) {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+				<-c.Failed // hold the chunks until the source has failed
+				for {
+					ch, ok, err := io.Recv(ctx)
+					if !ok {
+						return err
+					}
+					if err := io.Send(ctx, ch); err != nil {
+						return err
+					}
+				}
+			}), nil
+		},
+	})
+	failed := make(chan struct{})
+	g, err := pipeline.Build(reg, []pipeline.Node{
+		{ID: "src", Type: "test.failsource", Config: &failConfig{Failed: failed}},
+		{ID: "hold", Type: "test.waitfail", Inputs: []string{"src"}, Queue: 8, Config: &waitConfig{Failed: failed}},
+		{ID: "out", Type: "test.collect", Inputs: []string{"hold"}, Queue: 8, Config: &collectConfig{Ordered: true}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = g.Run(t.Context(), pipeline.RunOptions{Resource: &pipeline.Resource{Size: 1 << 20}, Log: zerolog.Nop()})
+	if err == nil || !strings.Contains(err.Error(), "src: the network is gone") {
+		t.Fatalf("err = %v, want the source's", err)
+	}
+	sink := *last
+	if len(sink.got) != 4*4096 || sink.finishErr == nil || sink.committed {
+		t.Fatalf("sink got %d bytes (finish error %v, committed %v); want the 16384 sent before the failure, and no commit", len(sink.got), sink.finishErr, sink.committed)
+	}
+	for i, b := range sink.got {
+		if b != pattern(int64(i)) {
+			t.Fatalf("byte %d is %d, want %d", i, b, pattern(int64(i)))
+		}
+	}
+}
+
+// A probe's answer that no stage takes is closed by the run: when it ends,
+// and at once when a resume already has offset 0.
+func TestRunClosesPrefetched(t *testing.T) {
+	for _, present := range [][]pipeline.Range{nil, {{Start: 0, End: 10}}} {
+		var log []string
+		reg := hookRegistry(t)
+		g, err := pipeline.Build(reg, []pipeline.Node{
+			{ID: "gen", Type: "test.gen", Config: &genConfig{Size: 0, Chunk: 4096}},
+			{ID: "have", Type: "test.hooks", Inputs: []string{"gen"}, Config: &hookConfig{Log: &log, Present: present}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"have"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := &closeCounter{}
+		res := &pipeline.Resource{Size: 100, Prefetched: pipeline.NewPrefetched(&http.Response{Body: body})}
+		if err := g.Run(t.Context(), pipeline.RunOptions{Resource: res, Log: zerolog.Nop()}); err != nil {
+			t.Fatal(err)
+		}
+		if body.closed != 1 || res.Prefetched.Take() != nil {
+			t.Errorf("present %v: the answer closed %d times, or still there", present, body.closed)
+		}
+	}
+}
+
+type closeCounter struct{ closed int }
+
+func (c *closeCounter) Read([]byte) (int, error) { return 0, io.EOF }
+func (c *closeCounter) Close() error             { c.closed++; return nil }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -45,6 +46,10 @@ type Resource struct {
 
 	// ProbedAt is when the probe answered.
 	ProbedAt time.Time
+
+	// Prefetched, when not nil, is the probe's open answer with the bytes
+	// from offset 0 (see Prefetched).
+	Prefetched *Prefetched
 }
 
 // SizeKnown reports whether the size of the resource is known.
@@ -60,3 +65,38 @@ func (r *Resource) Validator() string {
 }
 
 func isWeakETag(etag string) bool { return len(etag) >= 2 && etag[:2] == "W/" }
+
+// Prefetched is an answer the probe already has open, whose body holds the
+// resource's bytes from offset 0 on: the stage that would ask for the
+// bytes at offset 0 takes it instead, which saves the download a round
+// trip (for a small file, its only one). It is handed out once. The runner
+// closes it when nobody took it (the run ended, or an earlier run already
+// wrote offset 0). Its methods are safe for concurrent use and on a nil
+// *Prefetched.
+type Prefetched struct {
+	mu   sync.Mutex
+	resp *http.Response
+}
+
+// NewPrefetched wraps resp, an answer whose body starts at offset 0.
+func NewPrefetched(resp *http.Response) *Prefetched { return &Prefetched{resp: resp} }
+
+// Take returns the answer and with it the duty to close its body; nil when
+// it was taken or closed already.
+func (p *Prefetched) Take() *http.Response {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	resp := p.resp
+	p.resp = nil
+	return resp
+}
+
+// Close closes the answer's body unless a stage took it.
+func (p *Prefetched) Close() {
+	if resp := p.Take(); resp != nil {
+		resp.Body.Close()
+	}
+}

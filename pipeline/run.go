@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,8 +78,13 @@ func (g *Graph) Preflight(log zerolog.Logger) error {
 // first error cancels the others; Run returns it (or the cause of ctx's
 // cancellation when ctx was cancelled from outside) after every stage has
 // returned, every channel is drained, and every stage is finished. Commit
-// hooks run only when everything succeeded. No goroutine outlives Run.
+// hooks run only when everything succeeded. No goroutine outlives Run, and
+// the resource's Prefetched answer, if no stage took it, is closed.
 func (g *Graph) Run(ctx context.Context, opts RunOptions) error {
+	if opts.Resource != nil {
+		// A probe's answer that no stage took holds a connection.
+		defer opts.Resource.Prefetched.Close()
+	}
 	r := g.newRun(opts)
 	started, err := r.start(ctx)
 	if err == nil {
@@ -104,6 +110,7 @@ type run struct {
 	// producers counts, per consumer, the replicas still able to send to it;
 	// the last one to return closes the consumer's input.
 	producers map[*node]*atomic.Int32
+	res       *Resource
 	window    *Window // nil unless a stage reorders
 	have      *Have
 	metrics   *Metrics
@@ -126,6 +133,7 @@ func (g *Graph) newRun(opts RunOptions) *run {
 		chunksIn:  make(map[*node]chan Chunk),
 		rangesIn:  make(map[*node]chan Range),
 		producers: make(map[*node]*atomic.Int32),
+		res:       opts.Resource,
 		window:    window,
 		have:      have,
 		metrics:   opts.Metrics,
@@ -211,6 +219,9 @@ func (r *run) start(ctx context.Context) (finish []*node, err error) {
 		// Bytes a resumed sink already has count as emitted in order.
 		r.window.Advance(r.have.Skip(0))
 	}
+	if r.res != nil && r.have.Skip(0) > 0 {
+		r.res.Prefetched.Close() // nobody fetches offset 0 again
+	}
 	for _, n := range r.g.nodes {
 		if s, ok := n.stage.(Starter); ok {
 			if serr := s.Start(ctx, r.envs[n]); serr != nil {
@@ -224,13 +235,42 @@ func (r *run) start(ctx context.Context) (finish []*node, err error) {
 	return due(), nil
 }
 
-// runStages runs every replica and waits for all of them. The first error
-// cancels the run's context, with the error as its cause, before the failed
-// stage drains its input; so the cause is the error that started the
-// shutdown, not a later context.Canceled.
+// runStages runs every replica and waits for all of them.
+//
+// Each node runs under a context of its own. When a stage fails, the first
+// error is recorded as the run's error and every node is cancelled, with
+// it as the cause, except the stages downstream of the failed one: their
+// inputs close as their producers return, and they handle what was already
+// sent to them, so that a sink keeps every byte that reached it (the
+// partial data of a source that failed). When the caller cancels, every
+// stage stops at once.
 func (r *run) runStages(parent context.Context) error {
-	ctx, cancel := context.WithCancelCause(parent)
-	defer cancel(nil)
+	ctxs := make(map[*node]context.Context, len(r.g.nodes))
+	cancels := make(map[*node]context.CancelCauseFunc, len(r.g.nodes))
+	for _, n := range r.g.nodes {
+		ctxs[n], cancels[n] = context.WithCancelCause(parent)
+	}
+	defer func() {
+		for _, cancel := range cancels {
+			cancel(nil)
+		}
+	}()
+	var (
+		failOnce sync.Once
+		firstErr error
+	)
+	fail := func(failed *node, err error) {
+		failOnce.Do(func() { firstErr = err })
+		downstream := map[*node]bool{}
+		for c := failed.consumer; c != nil; c = c.consumer {
+			downstream[c] = true
+		}
+		for _, n := range r.g.nodes {
+			if !downstream[n] {
+				cancels[n](err)
+			}
+		}
+	}
 	if r.metrics != nil {
 		defer r.sample()()
 	}
@@ -247,8 +287,8 @@ func (r *run) runStages(parent context.Context) error {
 				if io.metrics != nil {
 					defer io.metrics.ran(time.Now())
 				}
-				if err := r.runReplica(ctx, n, io); err != nil {
-					cancel(err)
+				if err := r.runReplica(ctxs[n], n, io); err != nil {
+					fail(n, err)
 				}
 				r.producerDone(n)
 				if alive.Add(-1) == 0 {
@@ -261,7 +301,7 @@ func (r *run) runStages(parent context.Context) error {
 	if parent.Err() != nil {
 		return context.Cause(parent)
 	}
-	return context.Cause(ctx)
+	return firstErr
 }
 
 // sample starts the sampler of queue fills and returns the function that

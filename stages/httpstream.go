@@ -36,6 +36,11 @@ type BodyConfig struct {
 // DefaultBody is the body config both HTTP stages start from.
 var DefaultBody = BodyConfig{Buffer: 256 << 10, IdleTimeout: 30 * time.Second, RetryConfig: httpx.DefaultRetry}
 
+// RetryPolicy is the stage's retry policy, which the probe follows too.
+func (c BodyConfig) RetryPolicy() httpx.RetryConfig { return c.RetryConfig }
+
+var _ httpx.RetryPolicy = BodyConfig{}
+
 func (c BodyConfig) validate() error {
 	if c.Buffer < 1 || c.Buffer > maxReadBuffer {
 		return fmt.Errorf("buffer must be between 1B and %v, got %v", pipeline.ByteSize(maxReadBuffer), c.Buffer)
@@ -141,6 +146,9 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 		}
 		before := pos
 		err := f.try(ctx, p, &pos)
+		if errors.Is(err, errPrefetchEnded) {
+			continue // the rest with a request of its own; no retry spent
+		}
 		if err != nil && pos == p.start && f.support != nil {
 			err = f.settle(ctx, err, p)
 		}
@@ -217,6 +225,11 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 		}
 	}()
 
+	if *pos == 0 {
+		if resp := f.res.Prefetched.Take(); resp != nil {
+			return f.tryPrefetched(ctx, reqCtx, resp, p, pos, idle)
+		}
+	}
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, f.res.URL, nil)
 	if err != nil {
 		return fmt.Errorf("request for %s: %w", f.url, err)
@@ -267,6 +280,58 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 	}
 	return f.stream(ctx, resp.Body, pos, want, idle)
 }
+
+// tryPrefetched is try on the probe's open answer (Resource.Prefetched):
+// a 206 for the resource's first bytes, or a 200 with the whole body. It is
+// checked as the answer to a request for exactly what it holds, and read
+// as far as p goes: when p goes further, it returns errPrefetchEnded and
+// fetch asks for the rest as usual (on the same connection, whose body was
+// read to its end); when p ends sooner, the rest of the answer is dropped.
+// Cancelling reqCtx (a stall, a stolen span) closes the answer, since its
+// own request knows nothing of this reader.
+func (f *httpFetcher) tryPrefetched(ctx, reqCtx context.Context, resp *http.Response, p httpPiece, pos *int64, idle *time.Timer) error {
+	defer resp.Body.Close()
+	stop := context.AfterFunc(reqCtx, func() { resp.Body.Close() })
+	defer stop()
+	ranged := resp.StatusCode == http.StatusPartialContent
+	asked := p
+	if ranged {
+		_, last, _, err := httpx.ParseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil {
+			return &httpx.RangeError{Range: pipeline.Range{Start: 0, End: p.end}, Status: resp.StatusCode,
+				ContentRange: resp.Header.Get("Content-Range"), Reason: err.Error(), URL: f.url}
+		}
+		asked = httpPiece{start: 0, end: last + 1}
+	}
+	covered, err := f.check(resp, asked, 0, ranged, "")
+	if err != nil {
+		return err
+	}
+	want, body := covered, io.Reader(resp.Body)
+	if p.end >= 0 && (covered < 0 || p.end < covered) {
+		want, body = p.end, io.LimitReader(resp.Body, p.end)
+	}
+	if f.sr != nil {
+		if !ranged || f.whole {
+			f.sched.leave(f.sr)
+			f.sr = nil
+		} else {
+			f.sched.answered(f.sr, 0) // its round trip was the probe's
+			err = f.streamSpan(ctx, body, pos, want, idle)
+		}
+	}
+	if f.sr == nil {
+		err = f.stream(ctx, body, pos, want, idle)
+	}
+	if err == nil && ranged && want == covered && (p.end < 0 || *pos < p.end) && *pos < f.res.Size {
+		return errPrefetchEnded
+	}
+	return err
+}
+
+// errPrefetchEnded: the probe's answer ended before the piece; fetch asks
+// for the rest.
+var errPrefetchEnded = errors.New("the probe's answer ended before the piece")
 
 // drainLimit is the most of an unwanted body read to keep its connection
 // for the next request; a longer rest closes the connection instead.

@@ -158,9 +158,11 @@ func (s *scheduler) answered(r *spanReader, ttfb time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.sp.stealable = true
-	if s.ttfb == 0 {
+	switch {
+	case ttfb <= 0: // not measured
+	case s.ttfb == 0:
 		s.ttfb = ttfb
-	} else {
+	default:
 		s.ttfb = (3*s.ttfb + ttfb) / 4
 	}
 }

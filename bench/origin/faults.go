@@ -32,9 +32,12 @@ type Faults struct {
 	NoHEAD int
 
 	// FailStatus and FailCount: the first FailCount GET requests answer
-	// FailStatus (e.g. 503) with a small text body.
+	// FailStatus (e.g. 503) with a small text body. FailAfter GETs are
+	// served first (FailAfter 1 spares a download's probe and fails its
+	// first GET after it).
 	FailStatus int
 	FailCount  int
+	FailAfter  int
 	// FailAnyMethod makes FailStatus and FailCount count requests of the
 	// file of any method, HEAD included, not GETs only: FailCount=2 fails a
 	// HEAD and the GET after it (a server that is down for both).

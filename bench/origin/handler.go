@@ -81,7 +81,7 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 	} else {
 		getNum = fs.gets.Add(1)
 		res = s.resourceAfter(f, getNum-1)
-		if f.FailStatus != 0 && take(&fs.failLeft) {
+		if f.FailStatus != 0 && getNum > int64(f.FailAfter) && take(&fs.failLeft) {
 			injectFailure(w, r, f)
 			return
 		}
@@ -389,9 +389,20 @@ func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64
 	bp := getBuf()
 	defer putBuf(bp)
 	chunk := int64(bufSize)
+	var flush func()
 	if rate > 0 {
-		// Small slices (~1/32 s each) keep the pace smooth.
+		// Small slices (~1/32 s each) keep the pace smooth, and each is
+		// flushed, the header first, as a paced server sends as it goes: a
+		// slow body is a slow body, not a missing header.
 		chunk = min(max(rate/32, 1), 16<<10)
+		rc := http.NewResponseController(w)
+		flush = func() {
+			if gz != nil {
+				_ = gz.Flush()
+			}
+			_ = rc.Flush()
+		}
+		flush()
 	}
 	start := time.Now()
 	for sent := int64(0); sent < total; {
@@ -408,6 +419,9 @@ func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64
 		Fill(buf, p.off+sent, seed)
 		if _, err := dst.Write(buf); err != nil {
 			return false
+		}
+		if flush != nil {
+			flush()
 		}
 		sent += n
 	}
