@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"unicode"
 
 	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/cmd/internal/progress"
@@ -27,13 +25,13 @@ type batchFlags struct {
 	jobs       int
 	maxPerHost int
 	dir        string
+	shard      string
 }
 
 // Defaults of the batch flags.
 const (
 	defaultJobs       = 4
 	defaultMaxPerHost = 8
-	maxListLine       = 1 << 20 // longest line of a list, URL and name
 )
 
 func (b *batchFlags) register(fs *pflag.FlagSet) {
@@ -41,58 +39,18 @@ func (b *batchFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&b.jobs, "jobs", defaultJobs, "with -i: how many files are downloaded at once")
 	fs.IntVar(&b.maxPerHost, "max-per-host", defaultMaxPerHost, "with -i: most connections open to one host at once, over all downloads (a download wanting more gets fewer)")
 	fs.StringVarP(&b.dir, "dir", "d", "", "with -i: directory of the outputs (created if missing)")
+	fs.StringVar(&b.shard, "shard", "", "with -i: download only shard K of N of the list (K/N, 0 <= K < N: entries K, K+N, K+2N...), so that N machines share one list; N alone takes K from $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)")
 }
 
 // isBatch reports whether the command line asks for a batch (or gives a
 // flag that only makes sense with one: getBatch says so).
 func isBatch(fs *pflag.FlagSet) bool {
-	for _, name := range []string{"input-file", "jobs", "max-per-host", "dir"} {
+	for _, name := range []string{"input-file", "jobs", "max-per-host", "dir", "shard"} {
 		if fs.Changed(name) {
 			return true
 		}
 	}
 	return false
-}
-
-// listEntry is one URL of a list.
-type listEntry struct {
-	line int    // 1-based line number in the list
-	url  string // as written
-	name string // output name as written, or "" to derive it
-}
-
-// parseListLine reads "URL [NAME]"; ok is false for a blank line or a
-// comment. NAME is the rest of the line after the URL and the whitespace
-// that follows it, so it may contain spaces.
-func parseListLine(n int, line string) (e listEntry, ok bool) {
-	line = strings.TrimSpace(strings.TrimPrefix(line, "\ufeff"))
-	if line == "" || strings.HasPrefix(line, "#") {
-		return listEntry{}, false
-	}
-	e = listEntry{line: n, url: line}
-	if i := strings.IndexFunc(line, unicode.IsSpace); i >= 0 {
-		e.url, e.name = line[:i], strings.TrimSpace(line[i:])
-	}
-	return e, true
-}
-
-// readList streams the list into out, one entry at a time, until the list
-// ends or done is closed. It never holds more than a line.
-func readList(r io.Reader, out chan<- listEntry, done <-chan struct{}) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), maxListLine)
-	for n := 1; sc.Scan(); n++ {
-		e, ok := parseListLine(n, sc.Text())
-		if !ok {
-			continue
-		}
-		select {
-		case out <- e:
-		case <-done:
-			return nil
-		}
-	}
-	return sc.Err()
 }
 
 // getBatch runs `dlflow -i LIST`: every URL of the list is downloaded with
@@ -103,7 +61,7 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	bf := flags.batch
 	switch {
 	case !fs.Changed("input-file"):
-		return fail(stderr, usagef("--jobs, --max-per-host and --dir go with -i LIST (a file of URLs, or - for stdin)"))
+		return fail(stderr, usagef("--jobs, --max-per-host, --dir and --shard go with -i LIST (a file of URLs, or - for stdin)"))
 	case fs.Changed("output"):
 		return fail(stderr, usagef("-o names one output; with -i, write a name after a URL in the list, or use --dir"))
 	case fs.Changed("url") || fs.NArg() > 0:
@@ -114,6 +72,13 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 		return fail(stderr, usagef("--jobs must be at least 1, got %d", bf.jobs))
 	case bf.maxPerHost < 1:
 		return fail(stderr, usagef("--max-per-host must be at least 1, got %d", bf.maxPerHost))
+	}
+	var shard dlflow.Shard
+	if fs.Changed("shard") {
+		var err error
+		if shard, err = dlflow.ParseShard(bf.shard); err != nil {
+			return fail(stderr, usagef("--%w", err))
+		}
 	}
 	// On a terminal every running download gets a line of a shared
 	// progress display; the lines of the log and of finished downloads
@@ -179,7 +144,7 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 		lines:   map[*dlflow.Request]int{},
 		bars:    map[*dlflow.Request]*progress.Bar{},
 	}
-	readErr := b.run(ctx, client, bf.jobs, list, file)
+	readErr := b.run(ctx, client, bf.jobs, list, shard, file)
 	if display != nil {
 		display.Close() // every download ended: the summary goes below the last line
 	}
@@ -238,24 +203,20 @@ type batch struct {
 // and reports each download as it ends. It returns the error reading the
 // list, if any. file, when set, is the list, closed to stop the reader
 // early.
-func (b *batch) run(ctx context.Context, client *dlflow.Client, jobs int, list io.Reader, file *os.File) error {
-	entries := make(chan listEntry)
+func (b *batch) run(ctx context.Context, client *dlflow.Client, jobs int, list io.Reader, shard dlflow.Shard, file *os.File) error {
 	reqs := make(chan *dlflow.Request)
 	done := make(chan struct{})
 	readErr := make(chan error, 1)
 	go func() {
-		defer close(entries)
-		readErr <- readList(list, entries, done)
-	}()
-	go func() {
 		defer close(reqs)
-		for e := range entries {
+		readErr <- dlflow.ReadList(list, shard, func(e dlflow.ListEntry) bool {
 			select {
 			case reqs <- b.request(e):
+				return true
 			case <-done:
-				return
+				return false
 			}
-		}
+		})
 	}()
 	for r := range client.Batch(ctx, jobs, reqs) {
 		b.report(ctx, r)
@@ -278,13 +239,13 @@ func (b *batch) run(ctx context.Context, client *dlflow.Client, jobs int, list i
 
 // request is the download of one entry of the list: the command line's
 // request with the entry's URL and output.
-func (b *batch) request(e listEntry) *dlflow.Request {
+func (b *batch) request(e dlflow.ListEntry) *dlflow.Request {
 	r := *b.base
-	r.URL, r.Dir, r.Label = e.url, b.dir, fmt.Sprintf("line %d", e.line)
+	r.URL, r.Dir, r.Label = e.URL, b.dir, fmt.Sprintf("line %d", e.Line)
 	// An output: key of the config file names one file, not one per line.
 	r.Config = append(slices.Clip(r.Config), config.Override{Key: "output", Value: "", Origin: "the list"})
-	r.Path = e.name
-	if e.name != "" {
+	r.Path = e.Name
+	if e.Name != "" {
 		r.Config = r.Config[:len(r.Config)-1]
 	}
 	if b.display != nil {
@@ -300,7 +261,7 @@ func (b *batch) request(e listEntry) *dlflow.Request {
 		}
 	}
 	b.mu.Lock()
-	b.lines[&r] = e.line
+	b.lines[&r] = e.Line
 	b.mu.Unlock()
 	return &r
 }

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,8 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -352,30 +355,6 @@ func TestBatchInterrupt(t *testing.T) {
 	}
 }
 
-func TestParseListLine(t *testing.T) {
-	for _, tc := range []struct {
-		in        string
-		url, name string
-		ok        bool
-	}{
-		{"", "", "", false},
-		{" \t ", "", "", false},
-		{"# http://x/y", "", "", false},
-		{"  # comment", "", "", false},
-		{"http://x/y", "http://x/y", "", true},
-		{"http://x/y\r", "http://x/y", "", true},
-		{"\ufeffhttp://x/y", "http://x/y", "", true},
-		{"  http://x/y   out.bin  ", "http://x/y", "out.bin", true},
-		{"http://x/y\tmy file.bin", "http://x/y", "my file.bin", true},
-		{"http://x/y#frag name", "http://x/y#frag", "name", true},
-	} {
-		e, ok := parseListLine(3, tc.in)
-		if ok != tc.ok || e.url != tc.url || e.name != tc.name || ok && e.line != 3 {
-			t.Errorf("parseListLine(%q) = %+v, %v; want %q %q %v", tc.in, e, ok, tc.url, tc.name, tc.ok)
-		}
-	}
-}
-
 // TestSkipExisting: rerunning a list with --skip-existing leaves the files
 // that are there alone, without a request for those named in the list, and
 // downloads the rest; alone, a download of an existing output succeeds
@@ -545,5 +524,72 @@ func TestBatchJSONReportsRealOutputs(t *testing.T) {
 	}
 	if data, _ := os.ReadFile("f5.bin"); string(data) != "other!" {
 		t.Errorf("the working directory's f5.bin changed")
+	}
+}
+
+// TestBatchShardOfAMillionLines: --shard K/N downloads every Nth entry of
+// a list from the Kth, and the list streams: over a 1,000,000-line list
+// (about 45 MB) of which shard 7/100000 downloads ten entries, the heap
+// never grows by more than a few MiB.
+func TestBatchShardOfAMillionLines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes a 45 MB list")
+	}
+	srv := startOrigin(t, origin.Options{Size: 512, Seed: 4})
+	dir := t.TempDir()
+	listPath := filepath.Join(dir, "list.txt")
+	f, err := os.Create(listPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for i := range 1_000_000 {
+		fmt.Fprintf(w, "%s f%07d\n", srv.URL(), i)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var m runtime.MemStats
+		for {
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	out := filepath.Join(dir, "out")
+	r := runCLI(t, "-i", listPath, "--dir", out, "--shard", "7/100000", "--jobs", "2", "-q")
+	close(stop)
+	<-sampled
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var want []string
+	for k := 7; k < 1_000_000; k += 100_000 {
+		want = append(want, fmt.Sprintf("f%07d", k))
+	}
+	if got := dirNames(t, out); !slices.Equal(got, want) {
+		t.Errorf("downloaded %q, want %q", got, want)
+	}
+	if n := srv.Stats().Requests; n != 10 {
+		t.Errorf("%d requests, want 10", n)
+	}
+	if grew := int64(peak.Load()) - int64(before.HeapInuse); grew > 16<<20 {
+		t.Errorf("the heap grew by %d MiB over a 45 MB list", grew>>20)
 	}
 }
