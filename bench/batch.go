@@ -6,8 +6,30 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
+
+// dlflowBatch is the command of a dlflow cell of the small scenario:
+// args (get, and -c TOPOLOGY when one is given) -i LIST --jobs jobs --dir
+// DIR -q --no-resume, then extra; LIST has a line "URL NAME" per file.
+// No --metrics-json: the downloads of a batch run side by side and would
+// share one set of per-stage counters.
+func dlflowBatch(exe string, env, args []string, jobs int, extra []string) func(context.Context, job) (*exec.Cmd, error) {
+	return func(ctx context.Context, j job) (*exec.Cmd, error) {
+		var list strings.Builder
+		for _, f := range j.files {
+			fmt.Fprintf(&list, "%s %s\n", f.url, f.name)
+		}
+		if err := os.WriteFile(j.list, []byte(list.String()), 0o644); err != nil {
+			return nil, err
+		}
+		args := append(slices.Clip(args), "-i", j.list, "--jobs", fmt.Sprint(jobs), "--dir", j.dir, "-q", "--no-resume")
+		cmd := exec.CommandContext(ctx, exe, append(args, extra...)...)
+		cmd.Env = env
+		return cmd, nil
+	}
+}
 
 // batchReferenceCells are the reference tools of the small scenario, where
 // installed: curl as `xargs -P Jobs` runs it, and aria2c with its own list.

@@ -163,38 +163,26 @@ func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.Byte
 		extra = append(extra, "--set", s)
 	}
 	c.Sets = sets
+	get := []string{"get"}
 	if t.path != "" {
 		bound, err := t.memoryBound(o.Registry, sets, n)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", c.Label, err)
 		}
 		c.MemoryBound = bound
-		extra = append([]string{"-c", t.path}, extra...)
+		get = append(get, "-c", t.path)
 	}
 	exe, env := o.Executable, append(os.Environ(), o.Env...)
 	if scenario == ScenarioSmall {
 		// The bound is validate's for one download, not for a batch.
 		c.MemoryBound, c.Jobs, c.Files = 0, o.Jobs, o.Files
 		c.Label += fmt.Sprintf(" jobs=%d", o.Jobs)
-		jobs := fmt.Sprint(o.Jobs)
-		c.command = func(ctx context.Context, j job) (*exec.Cmd, error) {
-			var list strings.Builder
-			for _, f := range j.files {
-				fmt.Fprintf(&list, "%s %s\n", f.url, f.name)
-			}
-			if err := os.WriteFile(j.list, []byte(list.String()), 0o644); err != nil {
-				return nil, err
-			}
-			args := []string{"get", "-i", j.list, "--jobs", jobs, "--dir", j.dir, "-q", "--no-resume"}
-			cmd := exec.CommandContext(ctx, exe, append(args, extra...)...)
-			cmd.Env = env
-			return cmd, nil
-		}
+		c.command = dlflowBatch(exe, env, get, o.Jobs, extra)
 		return c, nil
 	}
 	c.stageMetrics = true
 	c.command = func(ctx context.Context, j job) (*exec.Cmd, error) {
-		args := []string{"get", "--url", j.url, "-o", j.out, "-q", "--no-resume", "--metrics-json", j.metrics}
+		args := append(slices.Clip(get), "--url", j.url, "-o", j.out, "-q", "--no-resume", "--metrics-json", j.metrics)
 		cmd := exec.CommandContext(ctx, exe, append(args, extra...)...)
 		cmd.Env = env
 		return cmd, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -225,6 +226,14 @@ func renderPlot(r *Result) []byte {
 	p(`<rect width="100%%" height="100%%" fill="white"/>`)
 	p(`<text x="%d" y="22" font-size="16" font-weight="bold">%s</text>`, 12, esc(fmt.Sprintf("dlflow bench: median throughput, MB/s (whiskers: min-max of %d run(s))", o.Runs)))
 	what := fmt.Sprintf("%v file", o.Size)
+	if slices.Contains(o.Scenarios, ScenarioSmall) {
+		batch := fmt.Sprintf("%d files of %v", o.Files, o.FileSize)
+		if len(o.Scenarios) == 1 {
+			what = batch
+		} else {
+			what += "; small: " + batch
+		}
+	}
 	if o.URL != "" {
 		what = o.URL
 	}
