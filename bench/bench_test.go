@@ -122,11 +122,11 @@ func TestRunMatrix(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &objects); err != nil || len(objects) != 3 {
 		t.Fatalf("JSON: %v, %d objects\n%s", err, len(objects), buf.String())
 	}
-	common := "bottleneck bytes cpu_seconds_median label max_mbps median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes runs scenario seconds sha256 sha256_ok stages tool topology"
+	common := "bottleneck bytes conns_accepted cpu_seconds_median label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes requests runs scenario seconds sha256 sha256_ok stages tool topology"
 	if got := strings.Join(slices.Sorted(maps.Keys(objects[0])), " "); got != common {
 		t.Errorf("JSON names of the stream cell:\n%s\nwant\n%s", got, common)
 	}
-	if got, want := strings.Join(slices.Sorted(maps.Keys(objects[1])), " "), "bottleneck bytes connections cpu_seconds_median label max_mbps median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes piece_bytes runs scenario seconds sets sha256 sha256_ok stages tool topology"; got != want {
+	if got, want := strings.Join(slices.Sorted(maps.Keys(objects[1])), " "), "bottleneck bytes connections conns_accepted cpu_seconds_median label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes piece_bytes requests runs scenario seconds sets sha256 sha256_ok stages tool topology"; got != want {
 		t.Errorf("JSON names of a ranged cell:\n%s\nwant\n%s", got, want)
 	}
 	if objects[1]["sets"].([]any)[0] != "stages.split.config.piece=512KiB" || objects[1]["piece_bytes"] != float64(512<<10) {
@@ -390,10 +390,9 @@ func TestAxelStartsFresh(t *testing.T) {
 			}
 		}
 		c := axelCell(OriginGo, ScenarioPlain, axel, 4)
-		out := filepath.Join(dir, "out.bin")
 		// Resuming from a bogus state file can hang: fail instead.
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		_, err := runOnce(ctx, c, bsrv, out, filepath.Join(dir, "metrics.json"))
+		_, err := runOnce(ctx, c, bsrv, dir)
 		cancel()
 		if err != nil {
 			t.Errorf("over %q: %v", stale, err)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/pipeline"
 )
 
@@ -25,6 +26,8 @@ type Cell struct {
 	Connections int      `json:"connections,omitempty"` // 0: the topology's own, or one stream
 	Piece       int64    `json:"piece_bytes,omitempty"` // 0: the topology's own
 	Sets        []string `json:"sets,omitempty"`        // Options.Sets and the Vary values
+	Jobs        int      `json:"jobs,omitempty"`        // small: files downloaded at once
+	Files       int      `json:"files,omitempty"`       // small: files per run
 	Label       string   `json:"label"`
 
 	Runs          int       `json:"runs"`
@@ -47,6 +50,19 @@ type Cell struct {
 	// counters averaged over the runs; dlflow cells only.
 	Bottleneck string                  `json:"bottleneck,omitempty"`
 	Stages     []pipeline.StageMetrics `json:"stages,omitempty"`
+	// Requests and ConnsAccepted are what the built-in origin counted in
+	// a run (the median over the runs): requests of any method, and TCP
+	// connections it accepted; RequestsPerFile is Requests over Files
+	// (small), and MaxOpenConns the most connections open at once in any
+	// run. All 0 where the origin does not count (nginx, an external URL).
+	Requests        float64 `json:"requests,omitempty"`
+	RequestsPerFile float64 `json:"requests_per_file,omitempty"`
+	ConnsAccepted   float64 `json:"conns_accepted,omitempty"`
+	MaxOpenConns    int64   `json:"max_open_conns,omitempty"`
+	// VsFastestReference is MedianSeconds over the median time of the
+	// scenario's fastest reference tool (1.25: a quarter slower); 0 when
+	// the scenario has no reference row that succeeded.
+	VsFastestReference float64 `json:"time_vs_fastest_reference,omitempty"`
 	// Error is why the cell failed, "" when every run succeeded; a
 	// failed cell runs no more.
 	Error string `json:"error,omitempty"`
@@ -58,26 +74,41 @@ func (c *Cell) Failed() bool { return c.Error != "" }
 // cell is a Cell being measured.
 type cell struct {
 	Cell
-	command func(ctx context.Context, url, out, metrics string) *exec.Cmd // one run's child process
-	mbps    []float64
-	cpu     []float64
-	metrics []pipeline.MetricsSnapshot
+	command      func(ctx context.Context, j job) (*exec.Cmd, error) // one run's child process
+	stageMetrics bool                                                // the command writes j.metrics
+	mbps         []float64
+	cpu          []float64
+	metrics      []pipeline.MetricsSnapshot
+	requests     []float64
+	conns        []float64
 }
 
-// record adds one run's measurements.
-func (c *cell) record(m measurement, out, metricsFile string) error {
-	fi, err := os.Stat(out)
-	if err != nil {
-		return err
-	}
-	if c.Bytes = fi.Size(); c.Bytes == 0 {
+// job is what one run downloads and where it writes.
+type job struct {
+	url     string      // the file (every scenario but small)
+	out     string      // its output
+	metrics string      // dlflow's per-stage metrics (--metrics-json)
+	files   []batchFile // small: the batch, each file written to dir/name
+	dir     string      // small: the outputs' directory, empty at the start
+	list    string      // small: a scratch file for the tool's list of URLs
+}
+
+// record adds one run's measurements: it wrote bytes, and the origin
+// counted stats (nil: it does not count).
+func (c *cell) record(m measurement, bytes int64, stats *origin.Stats, metricsFile string) error {
+	if c.Bytes = bytes; c.Bytes == 0 {
 		return errors.New("empty output")
 	}
 	c.Seconds = append(c.Seconds, m.wall.Seconds())
 	c.mbps = append(c.mbps, float64(c.Bytes)/m.wall.Seconds()/1e6)
 	c.cpu = append(c.cpu, m.cpu.Seconds())
 	c.PeakRSS = max(c.PeakRSS, m.maxRSS)
-	if c.Tool == "dlflow" {
+	if stats != nil {
+		c.requests = append(c.requests, float64(stats.Requests))
+		c.conns = append(c.conns, float64(stats.ConnsAccepted))
+		c.MaxOpenConns = max(c.MaxOpenConns, stats.MaxOpenConns)
+	}
+	if c.stageMetrics {
 		data, err := os.ReadFile(metricsFile)
 		if err != nil {
 			return fmt.Errorf("per-stage metrics: %w", err)
@@ -107,6 +138,12 @@ func (c *cell) summarize() {
 	c.MedianSeconds = median(c.Seconds)
 	c.MedianMBps, c.MinMBps, c.MaxMBps = median(c.mbps), slices.Min(c.mbps), slices.Max(c.mbps)
 	c.CPUSeconds = median(c.cpu)
+	if len(c.requests) > 0 {
+		c.Requests, c.ConnsAccepted = median(c.requests), median(c.conns)
+		if c.Files > 0 {
+			c.RequestsPerFile = c.Requests / float64(c.Files)
+		}
+	}
 	if len(c.metrics) > 0 {
 		avg := averageMetrics(c.metrics)
 		c.Stages = avg.Stages

@@ -98,9 +98,14 @@ func (t topology) memoryBound(reg *pipeline.Registry, sets []string, connections
 
 // matrix expands the cells of one scenario: every topology x connections
 // (when it has readers) x piece size (when it has a splitter) x
-// combination of varied values, then the reference tools when asked.
+// combination of varied values, then the reference tools when asked. The
+// small scenario's batch runs without -c (dlflow picks each file's
+// topology) unless topologies were given.
 func matrix(o Options, scenario Scenario, topologies []topology) ([]*cell, error) {
 	var cells []*cell
+	if scenario == ScenarioSmall && len(o.Topologies) == 0 {
+		topologies = []topology{{name: "auto"}}
+	}
 	variations := combinations(o.Vary)
 	for _, t := range topologies {
 		conns, pieces := []int{0}, []pipeline.ByteSize{0}
@@ -122,7 +127,10 @@ func matrix(o Options, scenario Scenario, topologies []topology) ([]*cell, error
 			}
 		}
 	}
-	if o.Compare {
+	switch {
+	case o.Compare && scenario == ScenarioSmall:
+		cells = append(cells, batchReferenceCells(o)...)
+	case o.Compare:
 		cells = append(cells, referenceCells(o, scenario)...)
 	}
 	return cells, nil
@@ -130,9 +138,12 @@ func matrix(o Options, scenario Scenario, topologies []topology) ([]*cell, error
 
 // dlflowCell is the cell of topology t with n connections (0: its own),
 // piece size p (0: its own) and one combination of varied values, on top
-// of Options.Sets.
+// of Options.Sets. A topology without a path is dlflow's own choice.
 func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.ByteSize, vary []setting) (*cell, error) {
-	c := &cell{Cell: Cell{Scenario: scenario, Origin: o.Origin, Tool: "dlflow", Topology: filepath.Base(t.path), Connections: n, Piece: int64(p)}}
+	c := &cell{Cell: Cell{Scenario: scenario, Origin: o.Origin, Tool: "dlflow", Connections: n, Piece: int64(p)}}
+	if t.path != "" {
+		c.Topology = filepath.Base(t.path)
+	}
 	c.Label = t.name
 	var extra []string
 	if n > 0 {
@@ -152,17 +163,29 @@ func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.Byte
 		extra = append(extra, "--set", s)
 	}
 	c.Sets = sets
-	bound, err := t.memoryBound(o.Registry, sets, n)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", c.Label, err)
+	get := []string{"get"}
+	if t.path != "" {
+		bound, err := t.memoryBound(o.Registry, sets, n)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Label, err)
+		}
+		c.MemoryBound = bound
+		get = append(get, "-c", t.path)
 	}
-	c.MemoryBound = bound
-	exe, env, path := o.Executable, append(os.Environ(), o.Env...), t.path
-	c.command = func(ctx context.Context, url, out, metrics string) *exec.Cmd {
-		args := []string{"get", "-c", path, "--url", url, "-o", out, "-q", "--no-resume", "--metrics-json", metrics}
+	exe, env := o.Executable, append(os.Environ(), o.Env...)
+	if scenario == ScenarioSmall {
+		// The bound is validate's for one download, not for a batch.
+		c.MemoryBound, c.Jobs, c.Files = 0, o.Jobs, o.Files
+		c.Label += fmt.Sprintf(" jobs=%d", o.Jobs)
+		c.command = dlflowBatch(exe, env, get, o.Jobs, extra)
+		return c, nil
+	}
+	c.stageMetrics = true
+	c.command = func(ctx context.Context, j job) (*exec.Cmd, error) {
+		args := append(slices.Clip(get), "--url", j.url, "-o", j.out, "-q", "--no-resume", "--metrics-json", j.metrics)
 		cmd := exec.CommandContext(ctx, exe, append(args, extra...)...)
 		cmd.Env = env
-		return cmd
+		return cmd, nil
 	}
 	return c, nil
 }
@@ -224,8 +247,8 @@ func referenceCells(o Options, scenario Scenario) []*cell {
 	if curl, err := exec.LookPath("curl"); err == nil {
 		cells = append(cells, &cell{
 			Cell: Cell{Scenario: scenario, Origin: o.Origin, Tool: "curl", Label: "curl"},
-			command: func(ctx context.Context, url, out, _ string) *exec.Cmd {
-				return exec.CommandContext(ctx, curl, "-sf", "-o", out, url)
+			command: func(ctx context.Context, j job) (*exec.Cmd, error) {
+				return exec.CommandContext(ctx, curl, "-sf", "-o", j.out, j.url), nil
 			},
 		})
 	}
@@ -234,10 +257,10 @@ func referenceCells(o Options, scenario Scenario) []*cell {
 			x := fmt.Sprint(n)
 			cells = append(cells, &cell{
 				Cell: Cell{Scenario: scenario, Origin: o.Origin, Tool: "aria2c", Connections: n, Label: "aria2c c=" + x},
-				command: func(ctx context.Context, url, out, _ string) *exec.Cmd {
+				command: func(ctx context.Context, j job) (*exec.Cmd, error) {
 					return exec.CommandContext(ctx, aria, "-x"+x, "-s"+x, "-k1M", "--file-allocation=none",
 						"-q", "--allow-overwrite=true", "--auto-file-renaming=false",
-						"-d", filepath.Dir(out), "-o", filepath.Base(out), url)
+						"-d", filepath.Dir(j.out), "-o", filepath.Base(j.out), j.url), nil
 				},
 			})
 		}
@@ -260,8 +283,8 @@ func axelCell(origin Origin, scenario Scenario, axel string, n int) *cell {
 	x := fmt.Sprint(n)
 	return &cell{
 		Cell: Cell{Scenario: scenario, Origin: origin, Tool: "axel", Connections: n, Label: "axel c=" + x},
-		command: func(ctx context.Context, url, out, _ string) *exec.Cmd {
-			return exec.CommandContext(ctx, axel, "-n", x, "-q", "-o", out, url)
+		command: func(ctx context.Context, j job) (*exec.Cmd, error) {
+			return exec.CommandContext(ctx, axel, "-n", x, "-q", "-o", j.out, j.url), nil
 		},
 	}
 }

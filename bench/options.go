@@ -16,7 +16,13 @@
 // with Options.Env added to this process's environment: Executable is any
 // binary that runs the dlflow command line (github.com/dlflow/dlflow/cmd),
 // and FILE receives its per-stage metrics as a pipeline.MetricsSnapshot in
-// JSON.
+// JSON. In the small scenario a run is a batch of many files,
+//
+//	EXECUTABLE get -i LIST --jobs J --dir DIR -q --no-resume [-c TOPOLOGY] [--connections N] [--set KEY=VALUE]...
+//
+// without -c unless Options.Topologies are given (dlflow then picks each
+// file's topology, as for a user's -i LIST), and without per-stage
+// metrics.
 package bench
 
 import (
@@ -39,11 +45,20 @@ const (
 	ScenarioRateLimit Scenario = "ratelimit" // every connection limited to Options.Rate
 	ScenarioLatency   Scenario = "latency"   // Options.Latency before every response header
 	ScenarioSlowConn  Scenario = "slowconn"  // one GET (Options.SlowRequest) trickles at Options.Trickle
-	ScenarioExternal  Scenario = "external"  // Options.URL, as it is
+	// ScenarioWAN is a real network's link: every TCP connection capped
+	// at Options.ConnRate over all its responses, and Options.Latency
+	// before every response header.
+	ScenarioWAN Scenario = "wan"
+	// ScenarioSmall is many small files: Options.Files of
+	// Options.FileSize, Options.Latency before every response header,
+	// downloaded as a batch, Options.Jobs at once. Its cells report the
+	// requests per file and the connections the origin accepted.
+	ScenarioSmall    Scenario = "small"
+	ScenarioExternal Scenario = "external" // Options.URL, as it is
 )
 
 // Scenarios are the scenarios of the built-in origins.
-var Scenarios = []Scenario{ScenarioPlain, ScenarioRateLimit, ScenarioLatency, ScenarioSlowConn}
+var Scenarios = []Scenario{ScenarioPlain, ScenarioRateLimit, ScenarioLatency, ScenarioSlowConn, ScenarioWAN, ScenarioSmall}
 
 // Origin is the server the cells download from.
 type Origin string
@@ -51,7 +66,7 @@ type Origin string
 // The origins.
 const (
 	OriginGo       Origin = "go"       // the built-in Go origin (bench/origin)
-	OriginNginx    Origin = "nginx"    // nginx serving the generated file: plain and ratelimit only
+	OriginNginx    Origin = "nginx"    // nginx serving the generated file: plain and ratelimit only (its limit_rate is per request, not per connection)
 	OriginExternal Origin = "external" // Options.URL
 )
 
@@ -61,6 +76,16 @@ const (
 	DefaultRate        = 25 << 20  // bytes per second per connection, ratelimit
 	DefaultTrickle     = 1 << 20   // bytes per second of the slow GET, slowconn
 	DefaultSlowRequest = 2         // which GET trickles, slowconn
+	DefaultConnRate    = 10 << 20  // bytes per second per TCP connection, wan
+	DefaultFiles       = 300       // files of the batch, small
+	DefaultFileSize    = 16 << 10  // bytes of each, small
+	DefaultJobs        = 8         // files at once, small
+
+	// Delays before each response header when Options.Latency is 0:
+	// issue #14 measured the wan and small figures with these.
+	DefaultLatency      = 20 * time.Millisecond  // latency
+	DefaultWANLatency   = 100 * time.Millisecond // wan
+	DefaultSmallLatency = 50 * time.Millisecond  // small
 )
 
 // Vary is a config key and the values it takes, one cell each.
@@ -97,7 +122,10 @@ type Options struct {
 	Sets []string
 	Vary []Vary
 	// Compare adds curl, aria2c and axel, where installed, as reference
-	// rows on the same origin.
+	// rows on the same origin. In the small scenario they are curl (Jobs
+	// processes under xargs -P, each given its share of the URLs in one
+	// invocation, so it keeps its connection alive) and aria2c (-i LIST
+	// -j Jobs); axel takes no list and has no row.
 	Compare bool
 	// Runs is how many times each cell runs (default 1); runs go
 	// round-robin over the cells.
@@ -114,8 +142,19 @@ type Options struct {
 	// Rate limits every connection in the ratelimit scenario (default
 	// DefaultRate per second).
 	Rate pipeline.ByteSize
-	// Latency delays each response header in the latency scenario.
+	// Latency delays each response header in the latency, wan and small
+	// scenarios; 0 picks each one's default (DefaultLatency,
+	// DefaultWANLatency, DefaultSmallLatency).
 	Latency time.Duration
+	// ConnRate caps every TCP connection of the wan scenario, over all
+	// the responses it carries (default DefaultConnRate per second).
+	ConnRate pipeline.ByteSize
+	// Files of FileSize each are the batch of the small scenario (default
+	// DefaultFiles of DefaultFileSize; Size is the single file's of the
+	// other scenarios), downloaded Jobs at once (default DefaultJobs).
+	Files    int
+	FileSize pipeline.ByteSize
+	Jobs     int
 	// Trickle is the rate of the one slow GET of the slowconn scenario
 	// (default DefaultTrickle per second), and SlowRequest which GET it is
 	// (1: the first; default DefaultSlowRequest).
@@ -185,12 +224,26 @@ func (o Options) normalized() (Options, error) {
 	if o.SlowRequest == 0 {
 		o.SlowRequest = DefaultSlowRequest
 	}
+	if o.ConnRate == 0 {
+		o.ConnRate = DefaultConnRate
+	}
+	if o.Files == 0 {
+		o.Files = DefaultFiles
+	}
+	if o.FileSize == 0 {
+		o.FileSize = DefaultFileSize
+	}
+	if o.Jobs == 0 {
+		o.Jobs = DefaultJobs
+	}
 	if len(o.Connections) == 0 {
 		o.Connections = []int{0}
 	}
 	switch {
 	case o.Runs < 0, o.Size < 0, o.Rate < 0, o.Trickle < 0, o.SlowRequest < 0, o.Latency < 0:
 		return o, errors.New("runs, size, rate, trickle, slow request and latency must not be negative")
+	case o.ConnRate < 0, o.Files < 0, o.FileSize < 0, o.Jobs < 0:
+		return o, errors.New("connection rate, files, file size and jobs must not be negative")
 	case slices.ContainsFunc(o.Connections, func(n int) bool { return n < 0 }):
 		return o, fmt.Errorf("connections must not be negative, got %v", o.Connections)
 	case slices.ContainsFunc(o.Pieces, func(p pipeline.ByteSize) bool { return p <= 0 }):
@@ -234,4 +287,17 @@ func (o Options) normalized() (Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// latency is the delay before each response header in scenario s.
+func (o Options) latency(s Scenario) time.Duration {
+	switch {
+	case o.Latency > 0:
+		return o.Latency
+	case s == ScenarioWAN:
+		return DefaultWANLatency
+	case s == ScenarioSmall:
+		return DefaultSmallLatency
+	}
+	return DefaultLatency
 }

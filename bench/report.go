@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,9 +20,11 @@ func mib(n int64) string {
 }
 
 // WriteTable writes one table per scenario: a row per cell with its
-// median time, median and min-max throughput, peak RSS, CPU time, memory
-// bound, sha256 check and bottleneck, then the per-stage figures of the
-// dlflow cells.
+// median time, its ratio to the fastest reference tool's (with reference
+// rows), median and min-max throughput, peak RSS, CPU time, memory bound,
+// the requests (per file, in the small scenario) and connections the
+// built-in origin counted, sha256 check and bottleneck, then the
+// per-stage figures of the dlflow cells.
 func (r *Result) WriteTable(w io.Writer) error {
 	ew := &errWriter{w: w}
 	writeTable(ew, r)
@@ -43,19 +46,11 @@ func writeTable(w io.Writer, r *Result) {
 			fmt.Fprintln(w)
 		}
 		fmt.Fprintf(w, "scenario %s: %s; %d run(s) per cell\n\n", scenario, r.Servers[scenario], r.Options.Runs)
+		cols := columnsOf(rows)
 		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "cell\tmedian time\tMB/s median (min-max)\tpeak RSS\tCPU s\tbuffer bound\tsha256\tbottleneck")
+		fmt.Fprintln(tw, strings.Join(cols.header(), "\t"))
 		for _, c := range rows {
-			bound := "-"
-			if c.MemoryBound > 0 {
-				bound = mib(c.MemoryBound)
-			}
-			if c.Failed() {
-				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t%s\t%s\tFAILED: %s\n", c.Label, bound, c.SHA256, c.Error)
-				continue
-			}
-			fmt.Fprintf(tw, "%s\t%.2fs\t%.0f (%.0f-%.0f)\t%s\t%.2f\t%s\t%s\t%s\n", c.Label, c.MedianSeconds,
-				c.MedianMBps, c.MinMBps, c.MaxMBps, mib(c.PeakRSS), c.CPUSeconds, bound, c.SHA256, orDash(c.Bottleneck))
+			fmt.Fprintln(tw, strings.Join(cols.row(c), "\t"))
 		}
 		tw.Flush()
 
@@ -90,6 +85,81 @@ func writeTable(w io.Writer, r *Result) {
 		}
 		tw.Flush()
 	}
+}
+
+// columns are the optional columns of a scenario's table.
+type columns struct {
+	ratio    bool // time over the fastest reference tool's
+	requests bool // the origin's counts
+	perFile  bool // requests per file (small)
+}
+
+func columnsOf(rows []*Cell) columns {
+	var cols columns
+	for _, c := range rows {
+		cols.ratio = cols.ratio || c.VsFastestReference > 0
+		cols.requests = cols.requests || c.ConnsAccepted > 0
+		cols.perFile = cols.perFile || c.Files > 0
+	}
+	cols.perFile = cols.perFile && cols.requests
+	return cols
+}
+
+func (cols columns) header() []string {
+	h := []string{"cell", "median time"}
+	if cols.ratio {
+		h = append(h, "vs fastest ref")
+	}
+	h = append(h, "MB/s median (min-max)", "peak RSS", "CPU s", "buffer bound")
+	if cols.requests {
+		h = append(h, "requests")
+		if cols.perFile {
+			h = append(h, "req/file")
+		}
+		h = append(h, "conns")
+	}
+	return append(h, "sha256", "bottleneck")
+}
+
+// row is a cell's row; a failed cell has dashes for its figures and the
+// error in place of the bottleneck.
+func (cols columns) row(c *Cell) []string {
+	bound := "-"
+	if c.MemoryBound > 0 {
+		bound = mib(c.MemoryBound)
+	}
+	failed := c.Failed()
+	figure := func(format string, args ...any) string {
+		if failed {
+			return "-"
+		}
+		return fmt.Sprintf(format, args...)
+	}
+	r := []string{c.Label, figure("%.2fs", c.MedianSeconds)}
+	if cols.ratio {
+		r = append(r, figure("%.2fx", c.VsFastestReference))
+	}
+	r = append(r, figure("%.0f (%.0f-%.0f)", c.MedianMBps, c.MinMBps, c.MaxMBps), figure("%s", mib(c.PeakRSS)), figure("%.2f", c.CPUSeconds), bound)
+	if cols.requests {
+		r = append(r, figure("%s", count(c.Requests)))
+		if cols.perFile {
+			r = append(r, figure("%.2f", c.RequestsPerFile))
+		}
+		r = append(r, figure("%s", count(c.ConnsAccepted)))
+	}
+	if failed {
+		return append(r, c.SHA256, "FAILED: "+c.Error)
+	}
+	return append(r, c.SHA256, orDash(c.Bottleneck))
+}
+
+// count prints a median of counts: whole, or with the half of an even
+// number of runs.
+func count(x float64) string {
+	if x == math.Trunc(x) {
+		return fmt.Sprintf("%.0f", x)
+	}
+	return fmt.Sprintf("%.1f", x)
 }
 
 func orDash(s string) string {
@@ -156,6 +226,14 @@ func renderPlot(r *Result) []byte {
 	p(`<rect width="100%%" height="100%%" fill="white"/>`)
 	p(`<text x="%d" y="22" font-size="16" font-weight="bold">%s</text>`, 12, esc(fmt.Sprintf("dlflow bench: median throughput, MB/s (whiskers: min-max of %d run(s))", o.Runs)))
 	what := fmt.Sprintf("%v file", o.Size)
+	if slices.Contains(o.Scenarios, ScenarioSmall) {
+		batch := fmt.Sprintf("%d files of %v", o.Files, o.FileSize)
+		if len(o.Scenarios) == 1 {
+			what = batch
+		} else {
+			what += "; small: " + batch
+		}
+	}
 	if o.URL != "" {
 		what = o.URL
 	}

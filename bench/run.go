@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/dlflow/dlflow/bench/origin"
 )
 
 // Result is what a bench measured.
@@ -91,8 +93,6 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 // sync, and that slowed whichever cell came right after the reference
 // tools.
 func runCells(ctx context.Context, o Options, srv *server, cells []*cell, dir string) error {
-	out := filepath.Join(dir, "out.bin")
-	metricsFile := filepath.Join(dir, "metrics.json")
 	for i := range o.Runs {
 		for k := range cells {
 			c := cells[(i+k)%len(cells)]
@@ -100,7 +100,7 @@ func runCells(ctx context.Context, o Options, srv *server, cells []*cell, dir st
 				continue
 			}
 			o.Progress(Event{Kind: RunStarted, Scenario: c.Scenario, Cell: c.Label, Run: i + 1, Runs: o.Runs})
-			sum, err := runOnce(ctx, c, srv, out, metricsFile)
+			sum, err := runOnce(ctx, c, srv, dir)
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
 			}
@@ -111,7 +111,7 @@ func runCells(ctx context.Context, o Options, srv *server, cells []*cell, dir st
 				}
 				continue
 			}
-			if srv.sha == "" {
+			if srv.sha == "" && len(srv.files) == 0 {
 				c.SHA256 = "unverified"
 				if i == 0 && c == cells[0] {
 					o.Progress(Event{Kind: Unverified, Scenario: c.Scenario, SHA256: sum})
@@ -122,48 +122,99 @@ func runCells(ctx context.Context, o Options, srv *server, cells []*cell, dir st
 	for _, c := range cells {
 		c.summarize()
 	}
+	compareToFastestReference(cells)
 	return nil
 }
 
-// runOnce runs a cell once from a clean slate, checks the output's sha256
-// and records the measurements; it returns the output's sha256.
-func runOnce(ctx context.Context, c *cell, srv *server, out, metricsFile string) (string, error) {
-	files := runFiles(out, metricsFile)
+// compareToFastestReference sets each measured cell's time over the
+// fastest reference tool's.
+func compareToFastestReference(cells []*cell) {
+	fastest := 0.0
+	for _, c := range cells {
+		if c.Tool != "dlflow" && !c.Failed() && c.MedianSeconds > 0 && (fastest == 0 || c.MedianSeconds < fastest) {
+			fastest = c.MedianSeconds
+		}
+	}
+	if fastest == 0 {
+		return
+	}
+	for _, c := range cells {
+		if !c.Failed() && c.MedianSeconds > 0 {
+			c.VsFastestReference = c.MedianSeconds / fastest
+		}
+	}
+}
+
+// runOnce runs a cell once from a clean slate in dir, checks the
+// output's sha256 (every file's, for a batch) and records the
+// measurements; it returns the output's sha256 ("" for a batch).
+func runOnce(ctx context.Context, c *cell, srv *server, dir string) (string, error) {
+	j := job{
+		url: srv.url, out: filepath.Join(dir, "out.bin"), metrics: filepath.Join(dir, "metrics.json"),
+		files: srv.files, dir: filepath.Join(dir, "batch.out"), list: filepath.Join(dir, "batch.list"),
+	}
+	files := runFiles(j)
 	defer removeFiles(files)
 	if err := removeFiles(files); err != nil {
 		return "", fmt.Errorf("clean up before the run: %w", err)
+	}
+	if len(j.files) > 0 {
+		if err := os.Mkdir(j.dir, 0o755); err != nil {
+			return "", err
+		}
+	}
+	cmd, err := c.command(ctx, j)
+	if err != nil {
+		return "", err
 	}
 	srv.reset()
 	// Reference tools do not fsync: without a sync their dirty pages
 	// would be written back during the next row's run.
 	syncDisks()
-	m, err := measure(c.command(ctx, srv.url, out, metricsFile), out+".rss")
+	m, err := measure(cmd, j.out+".rss")
 	if err != nil {
 		return "", err
 	}
-	sum, err := verify(out, srv.sha)
+	var stats *origin.Stats
+	if srv.stats != nil {
+		st := srv.stats()
+		stats = &st
+	}
+	if len(j.files) > 0 {
+		bytes, err := verifyBatch(j.dir, j.files)
+		if err != nil {
+			return "", err
+		}
+		return "", c.record(m, bytes, stats, j.metrics)
+	}
+	sum, err := verify(j.out, srv.sha)
 	if err != nil {
 		return sum, err
 	}
-	return sum, c.record(m, out, metricsFile)
+	fi, err := os.Stat(j.out)
+	if err != nil {
+		return sum, err
+	}
+	return sum, c.record(m, fi.Size(), stats, j.metrics)
 }
 
 // runFiles are the files a run may leave behind: the output, dlflow's
 // temporary file and its resume state, aria2c's control file, axel's state
-// file, GNU time's report and the per-stage metrics.
-func runFiles(out, metricsFile string) []string {
-	return []string{out, out + ".tmp", out + ".tmp.state", out + ".aria2", out + ".st", out + ".rss", metricsFile}
+// file, GNU time's report and the per-stage metrics; for a batch, the
+// directory of its outputs and the list.
+func runFiles(j job) []string {
+	return []string{j.out, j.out + ".tmp", j.out + ".tmp.state", j.out + ".aria2", j.out + ".st", j.out + ".rss", j.metrics, j.dir, j.list}
 }
 
-// removeFiles removes the files that exist. It runs before every run as
-// well as after: a leftover of an interrupted bench in Dir would make
-// aria2c resume from its control file, and axel resume from its state file
-// or, with the output alone, refuse to start ("No state file, cannot
-// resume!").
+// removeFiles removes the files (and directories, with what they hold)
+// that exist. It runs before every run as well as after: a leftover of an
+// interrupted bench in Dir would make aria2c resume from its control file,
+// and axel resume from its state file or, with the output alone, refuse to
+// start ("No state file, cannot resume!").
 func removeFiles(paths []string) error {
 	var errs []error
 	for _, p := range paths {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.RemoveAll(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
@@ -175,6 +226,28 @@ type mismatchError struct{ got, want string }
 
 func (e *mismatchError) Error() string {
 	return fmt.Sprintf("sha256 mismatch: got %s, want %s", e.got, e.want)
+}
+
+// verifyBatch checks the sha256 of every file of a batch in dir and
+// returns their total size. An error names the first file that is
+// missing or wrong (a *mismatchError for a wrong one).
+func verifyBatch(dir string, files []batchFile) (int64, error) {
+	var total int64
+	for _, f := range files {
+		path := filepath.Join(dir, f.name)
+		if _, err := verify(path, f.sha); err != nil {
+			if errors.As(err, new(*mismatchError)) {
+				return 0, fmt.Errorf("%s: %w", f.name, err)
+			}
+			return 0, err // it names the path
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			return 0, err
+		}
+		total += fi.Size()
+	}
+	return total, nil
 }
 
 // verify returns the hex sha256 of the file at path, and a *mismatchError

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 
 	"github.com/dlflow/dlflow/bench/nginx"
@@ -15,10 +16,21 @@ const seed = 0xd1f10
 // server is what the cells of one scenario download from.
 type server struct {
 	url   string
-	sha   string // "": unknown, outputs are unverified
+	sha   string      // "": unknown, outputs are unverified
+	files []batchFile // the small scenario's batch, instead of url
 	desc  string
 	reset func() // before every run: fault counters back to zero
+	// stats are the origin's counters since reset; nil where the origin
+	// does not count (nginx, an external URL).
+	stats func() origin.Stats
 	close func()
+}
+
+// batchFile is one file of the small scenario's batch.
+type batchFile struct {
+	url  string
+	name string // its output's name in the run's directory
+	sha  string
 }
 
 // startServer starts the origin of a scenario.
@@ -27,6 +39,9 @@ func startServer(o Options, scenario Scenario, dir string) (*server, error) {
 		return &server{url: o.URL, sha: o.SHA256, desc: o.URL, reset: func() {}, close: func() {}}, nil
 	}
 	size := int64(o.Size)
+	if scenario == ScenarioSmall {
+		return startBatchOrigin(o)
+	}
 	sha := origin.SHA256Hex(size, seed)
 	if o.Origin == OriginNginx {
 		root := filepath.Join(dir, "www")
@@ -56,12 +71,16 @@ func startServer(o Options, scenario Scenario, dir string) (*server, error) {
 	var faults origin.Faults
 	desc := fmt.Sprintf("built-in origin on 127.0.0.1, %v generated", o.Size)
 	switch scenario {
+	case ScenarioWAN:
+		opts.ConnRateLimit, opts.Latency = int64(o.ConnRate), o.latency(scenario)
+		desc += fmt.Sprintf(", %v/s per TCP connection, %v before each response", o.ConnRate, opts.Latency)
+
 	case ScenarioRateLimit:
 		opts.RateLimit = int64(o.Rate)
 		desc += fmt.Sprintf(", %v/s per connection", o.Rate)
 	case ScenarioLatency:
-		opts.Latency = o.Latency
-		desc += fmt.Sprintf(", %v before each response", o.Latency)
+		opts.Latency = o.latency(scenario)
+		desc += fmt.Sprintf(", %v before each response", opts.Latency)
 	case ScenarioSlowConn:
 		faults = origin.Faults{Trickle: int64(o.Trickle), TrickleRequest: o.SlowRequest}
 		desc += fmt.Sprintf(", GET #%d trickles at %v/s", o.SlowRequest, o.Trickle)
@@ -73,6 +92,32 @@ func startServer(o Options, scenario Scenario, dir string) (*server, error) {
 	return &server{
 		url: srv.URL(), sha: sha, desc: desc,
 		reset: func() { srv.ResetStats(); srv.SetFaults(faults) },
+		stats: srv.Stats,
 		close: func() { srv.Close() },
 	}, nil
+}
+
+// startBatchOrigin starts the origin of the small scenario: Files files
+// of FileSize, each of content of its own, so that an output written
+// under another file's name fails its check.
+func startBatchOrigin(o Options) (*server, error) {
+	opts := origin.Options{Size: int64(o.FileSize), Seed: seed, Files: o.Files, Latency: o.latency(ScenarioSmall)}
+	srv, err := origin.Start(opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{
+		desc:  fmt.Sprintf("built-in origin on 127.0.0.1, %d files of %v generated, %v before each response, %d at once", o.Files, o.FileSize, opts.Latency, o.Jobs),
+		reset: srv.ResetStats,
+		stats: srv.Stats,
+		close: func() { srv.Close() },
+	}
+	for i := range opts.Files {
+		s.files = append(s.files, batchFile{
+			url:  srv.FileURL(i),
+			name: path.Base(origin.FilePath(i)),
+			sha:  origin.SHA256Hex(opts.Size, origin.FileSeed(seed, i)),
+		})
+	}
+	return s, nil
 }

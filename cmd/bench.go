@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 
@@ -103,7 +102,11 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	varies := fs.StringArray("vary", nil, "a config key and a comma list of values, one cell each, e.g. --vary stages.write.config.direct=always,never (repeatable: every combination)")
 	scenarios := fs.StringSlice("scenario", []string{string(dlbench.ScenarioPlain)}, "origin behaviour, repeatable or a comma list: "+scenarioNames)
 	rate := fs.String("rate", "25MiB", "per-connection rate limit of the ratelimit scenario")
-	fs.DurationVar(&o.Latency, "latency", 20*time.Millisecond, "delay before each response header in the latency scenario")
+	fs.DurationVar(&o.Latency, "latency", 0, "delay before each response header in the latency, wan and small scenarios (default 20ms, 100ms and 50ms)")
+	connRate := fs.String("conn-rate", "10MiB", "cap of every TCP connection in the wan scenario, per second, over all its responses")
+	fs.IntVar(&o.Files, "files", dlbench.DefaultFiles, "number of files of the small scenario")
+	fileSize := fs.String("file-size", "16KiB", "size of each file of the small scenario (--size is the other scenarios')")
+	fs.IntVar(&o.Jobs, "jobs", dlbench.DefaultJobs, "files downloaded at once in the small scenario (dlflow --jobs, xargs -P for curl, aria2c -j)")
 	trickle := fs.String("trickle", "1MiB", "rate of the one slow GET of the slowconn scenario, per second")
 	fs.IntVar(&o.SlowRequest, "slow-request", dlbench.DefaultSlowRequest, "which GET trickles in the slowconn scenario (1: the first; single-stream downloads make only one)")
 	origin := fs.String("origin", string(dlbench.OriginGo), "serve the generated file from the built-in Go origin (go) or a real nginx (nginx: plain and ratelimit)")
@@ -133,14 +136,23 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	if o.Trickle, err = pipeline.ParseByteSize(*trickle); err != nil || o.Trickle <= 0 {
 		return nil, usagef("--trickle: want a positive size per second such as 1MiB, got %q", *trickle)
 	}
+	if o.ConnRate, err = pipeline.ParseByteSize(*connRate); err != nil || o.ConnRate <= 0 {
+		return nil, usagef("--conn-rate: want a positive size per second such as 10MiB, got %q", *connRate)
+	}
+	if o.FileSize, err = pipeline.ParseByteSize(*fileSize); err != nil || o.FileSize <= 0 {
+		return nil, usagef("--file-size: want a positive size such as 16KiB, got %q", *fileSize)
+	}
+	if o.Files < 1 || o.Jobs < 1 {
+		return nil, usagef("--files and --jobs must be at least 1")
+	}
 	if o.Runs < 1 {
 		return nil, usagef("--runs must be at least 1")
 	}
 	if o.SlowRequest < 1 {
 		return nil, usagef("--slow-request must be at least 1")
 	}
-	if o.Latency < 0 {
-		return nil, usagef("--latency must not be negative")
+	if o.Latency < 0 || fs.Changed("latency") && o.Latency == 0 {
+		return nil, usagef("--latency must be positive")
 	}
 	for _, s := range o.Sets {
 		if k, _, ok := strings.Cut(s, "="); !ok || k == "" {
@@ -179,11 +191,15 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 			}
 		}
 	}
-	// --rate or --latency alone ask for their scenario.
+	// --rate, --latency, ... alone ask for their scenario.
 	if !fs.Changed("scenario") {
 		switch {
 		case fs.Changed("rate"):
 			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioRateLimit}
+		case fs.Changed("conn-rate"):
+			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioWAN}
+		case fs.Changed("files") || fs.Changed("file-size") || fs.Changed("jobs"):
+			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioSmall}
 		case fs.Changed("latency"):
 			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioLatency}
 		case fs.Changed("trickle") || fs.Changed("slow-request"):
@@ -265,8 +281,13 @@ throughput, median time, peak RSS, CPU time, the memory bound (as validate
 computes it), and the stage that limits the run (from per-stage queue
 fills). Needs no network unless --url is given.
 
-Scenarios: plain; ratelimit (--rate per connection); latency (--latency
-per response); slowconn (one GET, --slow-request, trickles at --trickle).
+Scenarios: plain; ratelimit (--rate per response); latency (--latency
+per response); slowconn (one GET, --slow-request, trickles at --trickle);
+wan (every TCP connection capped at --conn-rate over all its responses,
+and --latency, 100ms, per response); small (--files files of --file-size,
+--latency, 50ms, per response, downloaded as one batch, --jobs at once:
+dlflow -i LIST; the table adds the requests per file and the connections
+the origin accepted).
 
 Examples:
   dlflow bench
@@ -274,6 +295,7 @@ Examples:
   dlflow bench -c examples/ranged.yaml --connections 4,8,16 --piece 1MiB,4MiB
   dlflow bench -c examples/stream.yaml --vary stages.write.config.fsync=true,false
   dlflow bench --scenario ratelimit,slowconn --compare --plot bench.svg
+  dlflow bench --scenario wan,small --compare
   dlflow bench --origin nginx --scenario ratelimit --compare
   dlflow bench --url https://example.com/big.iso --sha256 HEX --runs 1
 

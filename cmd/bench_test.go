@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -47,7 +49,7 @@ bench: latency: stream run 2/2
 	if res.stderr != wantStderr {
 		t.Errorf("stderr:\n%s\nwant:\n%s", res.stderr, wantStderr)
 	}
-	row := regexp.MustCompile(`(?m)^(stream|ranged c=2 piece=256KiB) +[0-9.]+s +[0-9]+ \([0-9]+-[0-9]+\) +[0-9.]+MiB +[0-9.]+ +[0-9.]+MiB +ok +\S+$`)
+	row := regexp.MustCompile(`(?m)^(stream|ranged c=2 piece=256KiB) +[0-9.]+s +[0-9]+ \([0-9]+-[0-9]+\) +[0-9.]+MiB +[0-9.]+ +[0-9.]+MiB +[0-9.]+ +[0-9.]+ +ok +\S+$`)
 	if !strings.HasPrefix(res.stdout, "scenario latency: built-in origin on 127.0.0.1, 1MiB generated, 1ms before each response; 2 run(s) per cell\n\ncell ") ||
 		len(row.FindAllString(res.stdout, -1)) != 2 || !strings.Contains(res.stdout, "\nper stage: ") {
 		t.Errorf("stdout:\n%s", res.stdout)
@@ -110,6 +112,13 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"--vary", "stages.write.config.fsync"},
 		{"--vary", "=true,false"},
 		{"--set", "fsync"},
+		{"--jobs", "0"},
+		{"--files", "0"},
+		{"--file-size", "small"},
+		{"--conn-rate", "0"},
+		{"--latency", "0s"},
+		{"--origin", "nginx", "--scenario", "wan"},
+		{"--origin", "nginx", "--scenario", "small"},
 		{"-c", benchExample("stream.yaml"), "--set", "stages.write.config.fsnc=false"},
 		{"-c", filepath.Join(t.TempDir(), "missing.yaml")},
 		{"extra"},
@@ -117,6 +126,62 @@ func TestBenchUsageErrors(t *testing.T) {
 		res := runCLI(t, append([]string{"bench"}, args...)...)
 		if res.code != exitUsage || !strings.HasPrefix(res.stderr, "dlflow: ") || strings.Count(res.stderr, "\n") != 1 {
 			t.Errorf("bench %q: exit %d, stderr %q; want exit 2 and one line", args, res.code, res.stderr)
+		}
+	}
+}
+
+// TestBenchSmall: --files alone asks for the small scenario; its JSON
+// cell counts the files, the requests per file and the connections.
+func TestBenchSmall(t *testing.T) {
+	benchEnv(t)
+	res := runCLI(t, "bench", "--files", "3", "--file-size", "4KiB", "--jobs", "2", "--latency", "1ms", "--runs", "1", "--json")
+	if res.code != exitOK {
+		t.Fatalf("exit %d\nstderr:\n%s", res.code, res.stderr)
+	}
+	if want := "bench: scenario small: built-in origin on 127.0.0.1, 3 files of 4KiB generated, 1ms before each response, 2 at once\nbench: small: auto jobs=2 run 1/1\n"; res.stderr != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", res.stderr, want)
+	}
+	var cells []struct {
+		Scenario        string  `json:"scenario"`
+		Label           string  `json:"label"`
+		Files           int     `json:"files"`
+		Jobs            int     `json:"jobs"`
+		Bytes           int64   `json:"bytes"`
+		Verified        bool    `json:"sha256_ok"`
+		Requests        float64 `json:"requests"`
+		RequestsPerFile float64 `json:"requests_per_file"`
+		ConnsAccepted   float64 `json:"conns_accepted"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &cells); err != nil || len(cells) != 1 {
+		t.Fatalf("%v\n%s", err, res.stdout)
+	}
+	if c := cells[0]; c.Scenario != "small" || c.Label != "auto jobs=2" || c.Files != 3 || c.Jobs != 2 || c.Bytes != 3*4<<10 || !c.Verified ||
+		c.Requests < 3 || c.RequestsPerFile != c.Requests/3 || c.ConnsAccepted < 1 {
+		t.Errorf("cell %+v", c)
+	}
+}
+
+// TestBenchScenarioFlags: the wan and small flags reach the options, and
+// alone ask for their scenario; --latency is left to each scenario's
+// default unless given.
+func TestBenchScenarioFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "[plain] latency 0s conn-rate 10MiB files 300 of 16KiB jobs 8"},
+		{[]string{"--conn-rate", "2MiB"}, "[wan] latency 0s conn-rate 2MiB files 300 of 16KiB jobs 8"},
+		{[]string{"--jobs", "4"}, "[small] latency 0s conn-rate 10MiB files 300 of 16KiB jobs 4"},
+		{[]string{"--file-size", "1KiB", "--files", "7"}, "[small] latency 0s conn-rate 10MiB files 7 of 1KiB jobs 8"},
+		{[]string{"--scenario", "wan,small", "--latency", "5ms"}, "[wan small] latency 5ms conn-rate 10MiB files 300 of 16KiB jobs 8"},
+	} {
+		f, err := parseBenchFlags(tc.args, io.Discard, io.Discard)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		o := f.opts
+		if got := fmt.Sprintf("%v latency %v conn-rate %v files %d of %v jobs %d", o.Scenarios, o.Latency, o.ConnRate, o.Files, o.FileSize, o.Jobs); got != tc.want {
+			t.Errorf("%q: %s, want %s", tc.args, got, tc.want)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -45,7 +44,7 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 		plainStatus(w, r, f.Status, "injected status")
 		return
 	}
-	serve, location := s.route(r.URL.Path, f)
+	file, serve, location := s.route(r.URL.Path, f)
 	if location != "" {
 		w.Header().Set("Location", location)
 		w.WriteHeader(http.StatusFound)
@@ -87,6 +86,9 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 		}
 	}
 
+	if file >= 0 {
+		res = s.fileResource(file)
+	}
 	p := s.plan(r, f, res)
 	s.setDigests(w.Header(), f, res)
 	if f.ContentDisposition != "" {
@@ -154,28 +156,32 @@ func writeContent(dst io.Writer, off, n int64, seed uint64) error {
 	return nil
 }
 
-// route reports whether path serves the file, or else the redirect target.
-func (s *Server) route(path string, f *Faults) (serve bool, location string) {
+// route reports whether path serves the file (file -1) or one of
+// Options.Files (its index), or else the redirect target.
+func (s *Server) route(path string, f *Faults) (file int, serve bool, location string) {
 	if path == s.opts.Path {
 		switch {
 		case f.RedirectTo != "":
-			return false, f.RedirectTo
+			return -1, false, f.RedirectTo
 		case f.Redirects > 0:
-			return false, "/r/1"
+			return -1, false, "/r/1"
 		}
-		return true, ""
+		return -1, true, ""
 	}
 	if rest, ok := strings.CutPrefix(path, "/r/"); ok && f.Redirects > 0 && f.RedirectTo == "" {
 		k, err := strconv.Atoi(rest)
 		switch {
 		case err != nil || k < 1 || k > f.Redirects || strconv.Itoa(k) != rest:
-			return false, ""
+			return -1, false, ""
 		case k < f.Redirects:
-			return false, "/r/" + strconv.Itoa(k+1)
+			return -1, false, "/r/" + strconv.Itoa(k+1)
 		}
-		return true, ""
+		return -1, true, ""
 	}
-	return false, ""
+	if i, ok := s.fileIndex(path); ok {
+		return i, true, ""
+	}
+	return -1, false, ""
 }
 
 // resourceAfter returns the resource version visible after prior GETs.
@@ -457,7 +463,8 @@ func resetConn(w http.ResponseWriter) {
 	if err != nil {
 		panic(http.ErrAbortHandler)
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
+	// A *net.TCPConn, or a capped connection over one (ConnRateLimit).
+	if tc, ok := conn.(interface{ SetLinger(int) error }); ok {
 		_ = tc.SetLinger(0) // close sends RST, not FIN
 	}
 	_ = conn.Close()

@@ -48,8 +48,24 @@ type Options struct {
 	// RateLimit limits each response body to this many bytes per second
 	// (each connection gets its own budget); 0 means unlimited.
 	RateLimit int64
+	// ConnRateLimit caps the bytes per second written on each accepted
+	// TCP connection, over all the responses it carries, headers included
+	// (a token bucket per connection whose burst is about 1/32 s of
+	// traffic, at most 16 KiB); 0 means no cap. RateLimit paces each
+	// response body on its own, from its first byte; ConnRateLimit is a
+	// link or CDN that limits connections: the requests of one connection
+	// share its rate, and each new connection brings a rate of its own.
+	ConnRateLimit int64
 	// Latency is slept before each response header is written.
 	Latency time.Duration
+	// Files, when > 0, serves that many more files besides Path, at
+	// FilePath(i) for i in [0, Files): each Size bytes of the content of
+	// FileSeed(Seed, i), with an ETag of its own, for benchmarks of many
+	// small files. Latency, the rate limits and the faults that answer
+	// any request of the file (Status, FailStatus, DropAfter, ...) apply
+	// to them too, and their GETs count as GET numbers; Redirects,
+	// RedirectTo and ChangeETagAfter concern Path alone.
+	Files int
 }
 
 // Stats are request counters since Start or the last ResetStats.
@@ -69,6 +85,8 @@ type Stats struct {
 	// (the high-water mark), from accept until the server sees them
 	// closed.
 	MaxOpenConns int64
+	// ConnsAccepted is how many TCP connections the server accepted.
+	ConnsAccepted int64
 }
 
 // Request is one entry of the request log.
@@ -100,12 +118,14 @@ type Server struct {
 	ln        net.Listener
 	srv       *http.Server
 	serveDone chan struct{}
-	done      chan struct{} // closed by Close
+	done      chan struct{}      // closed by Close
+	stop      context.CancelFunc // ends the writes that ConnRateLimit holds
 	faults    atomic.Pointer[faultState]
 
 	requests, gets, heads, bytes, inflight atomic.Int64
 	active, maxActive                      atomic.Int64 // for Stats.MaxInFlight
 	conns, maxConns                        atomic.Int64 // for Stats.MaxOpenConns
+	accepted                               atomic.Int64 // Stats.ConnsAccepted
 
 	logMu sync.Mutex
 	log   []*Request
@@ -122,8 +142,8 @@ type Server struct {
 
 // Start starts a server listening on 127.0.0.1 on a free port.
 func Start(opts Options) (*Server, error) {
-	if opts.Size < 0 {
-		return nil, errors.New("origin: negative size")
+	if opts.Size < 0 || opts.ConnRateLimit < 0 || opts.Files < 0 {
+		return nil, errors.New("origin: negative size, connection rate limit or number of files")
 	}
 	if opts.Path == "" {
 		opts.Path = DefaultPath
@@ -145,7 +165,12 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	life, stop := context.WithCancel(context.Background())
+	if opts.ConnRateLimit > 0 {
+		ln = &cappedListener{Listener: ln, bytesPerSec: opts.ConnRateLimit, life: life}
+	}
 	s := &Server{
+		stop:      stop,
 		opts:      opts,
 		base:      newResource(opts.Seed, opts.ETag, opts.LastModified),
 		changed:   newResource(opts.Seed+1, changedETag, opts.LastModified.Add(time.Hour)),
@@ -187,12 +212,13 @@ func (s *Server) SetFaults(f Faults) { s.faults.Store(newFaultState(f)) }
 // Stats returns the current counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		Requests:     s.requests.Load(),
-		GETs:         s.gets.Load(),
-		HEADs:        s.heads.Load(),
-		BytesServed:  s.bytes.Load(),
-		MaxInFlight:  s.maxActive.Load(),
-		MaxOpenConns: s.maxConns.Load(),
+		Requests:      s.requests.Load(),
+		GETs:          s.gets.Load(),
+		HEADs:         s.heads.Load(),
+		BytesServed:   s.bytes.Load(),
+		MaxInFlight:   s.maxActive.Load(),
+		MaxOpenConns:  s.maxConns.Load(),
+		ConnsAccepted: s.accepted.Load(),
 	}
 }
 
@@ -218,6 +244,7 @@ func (s *Server) ResetStats() {
 	s.bytes.Store(0)
 	s.maxActive.Store(s.active.Load())
 	s.maxConns.Store(s.conns.Load())
+	s.accepted.Store(0)
 	s.logMu.Unlock()
 }
 
@@ -243,6 +270,7 @@ func (s *Server) Close() error {
 		s.closed = true
 		s.mu.Unlock()
 		close(s.done)
+		s.stop()
 		s.closeErr = s.srv.Close()
 		s.wg.Wait()
 		<-s.serveDone
@@ -310,10 +338,12 @@ func (s *Server) sleepUntil(ctx context.Context, t time.Time) bool {
 // begin counts a request in flight for Stats.MaxInFlight.
 func (s *Server) begin() { raiseMax(&s.maxActive, s.active.Add(1)) }
 
-// connState counts open connections for Stats.MaxOpenConns.
+// connState counts connections for Stats.MaxOpenConns and
+// Stats.ConnsAccepted.
 func (s *Server) connState(_ net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateNew:
+		s.accepted.Add(1)
 		raiseMax(&s.maxConns, s.conns.Add(1))
 	case http.StateClosed, http.StateHijacked:
 		s.conns.Add(-1)
