@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -131,8 +133,10 @@ func TestBatchCancel(t *testing.T) {
 	for range 2 {
 		select {
 		case d := <-started:
-			// Bytes on disk, so that there is partial data to keep.
-			for deadline := time.Now().Add(testTimeout); d.Progress().Done < 2<<20 && time.Now().Before(deadline); {
+			// Bytes on disk, so that there is partial data to keep: the
+			// progress counts bytes received, which may still be on their
+			// way to the sink, so look for the first piece in the file.
+			for deadline := time.Now().Add(testTimeout); !wroteStart(d) && time.Now().Before(deadline); {
 				time.Sleep(5 * time.Millisecond)
 			}
 		case <-time.After(testTimeout):
@@ -150,4 +154,23 @@ func TestBatchCancel(t *testing.T) {
 	if n != 2 {
 		t.Errorf("%d results, want the 2 started downloads", n)
 	}
+}
+
+// wroteStart reports whether d's PATH.tmp holds data at its start, which
+// preallocation leaves zero: the generated content has no 4 KiB of zeros.
+func wroteStart(d *dlflow.Download) bool {
+	path := d.Info().Path
+	if path == "" {
+		return false
+	}
+	f, err := os.Open(path + ".tmp")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return false
+	}
+	return slices.ContainsFunc(buf, func(b byte) bool { return b != 0 })
 }

@@ -26,6 +26,9 @@ type Client struct {
 
 	mu         sync.Mutex
 	transports map[httpx.TransportKey]*http.Transport
+	// wirings remembers what checking a request's configuration found,
+	// by wiringKey: every download of a batch has the same.
+	wirings sync.Map
 }
 
 // Option configures a Client.

@@ -37,8 +37,11 @@ type Download struct {
 	claim func(path string) error
 	// asked is the URL asked for, redacted, once the configuration named it.
 	asked string
-	// probe is how the probe asks, from the topology (prepare).
+	// probeOpts is how the probe asks, from the topology (prepare).
 	probeOpts httpx.ProbeOptions
+	// preflighted is the output the stages checked before the probe; the
+	// run's graph, which has the same sink, need not check it again.
+	preflighted string
 
 	// Set before done is closed.
 	result *Result
@@ -350,8 +353,10 @@ func (d *Download) graph(topology Topology, output string, res *pipeline.Resourc
 		d.log.Info().Int("connections", asked).Int("max_per_host", limit).Int("now", g.Connections()).
 			Msg("fewer connections for this download: the client caps the connections to one host")
 	}
-	if err := g.Preflight(d.log); err != nil {
-		return nil, err
+	if output != d.preflighted || fromZero {
+		if err := g.Preflight(d.log); err != nil {
+			return nil, err
+		}
 	}
 	return g, nil
 }
@@ -409,19 +414,41 @@ func (d *Download) prepare(needURL bool) (*config.Config, error) {
 	case needURL:
 		return nil, requestErrorf("URL", "no URL")
 	}
-	if _, err := httpx.NewTransport(pre.HTTP); err != nil {
+	if _, _, err := d.client.httpClient(pre.HTTP); err != nil {
 		return nil, &RequestError{Field: "Config", Err: err}
 	}
-	if _, _, err := httpx.NewClientOn(nil, pre.HTTP); err != nil {
-		return nil, &RequestError{Field: "Config", Err: err}
+	key, cacheable := req.wiringKey()
+	if cacheable {
+		if w, ok := d.client.wirings.Load(key); ok {
+			d.probeOpts = w.(wiring).probe
+			return pre, w.(wiring).err
+		}
 	}
-	// Any output will do: building a graph touches nothing.
+	err = d.checkWiring()
+	if cacheable {
+		d.client.wirings.Store(key, wiring{probe: d.probeOpts, err: err})
+	}
+	return pre, err
+}
+
+// wiring is what checkWiring found for a request, which requests of the
+// same configuration (a batch's) share.
+type wiring struct {
+	probe httpx.ProbeOptions
+	err   error
+}
+
+// checkWiring builds the graph of the request's topology (of each
+// built-in one the probe may pick, for the automatic topology), which
+// touches nothing, and sets how the probe asks from it.
+func (d *Download) checkWiring() error {
+	req := d.req
 	if !req.Topology.auto() {
 		p, err := d.plan(req.Topology, "check", false, allStageKeys)
 		if err == nil {
 			d.probeOpts = probeOptions(p)
 		}
-		return pre, err
+		return err
 	}
 	var first error
 	for _, name := range []string{"ranged", "stream"} {
@@ -431,13 +458,13 @@ func (d *Download) prepare(needURL bool) (*config.Config, error) {
 			d.probeOpts = probeOptions(p)
 		}
 		if err == nil || !errors.As(err, &ce) {
-			return pre, err
+			return err
 		}
 		if first == nil {
 			first = err
 		}
 	}
-	return pre, first
+	return first
 }
 
 // probeOptions makes the probe the first request of the graph p: it asks
@@ -472,6 +499,9 @@ func (d *Download) preflightAt(topology Topology, output string) error {
 	p, err := d.plan(topology, output, false, keys)
 	if err == nil {
 		err = p.graph.Preflight(d.log)
+	}
+	if err == nil {
+		d.preflighted = output
 	}
 	if d.req.SkipExisting && errors.Is(err, ErrOutputExists) {
 		return errSkipped

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,6 +182,26 @@ func rangedGETs(log []origin.Request) []origin.Request {
 		}
 	}
 	return out
+}
+
+// cutShort counts the range answers that ended before their range did:
+// the reader dropped them (work stealing replaced a slow connection or
+// raced its tail), which closes that connection, so one more may open.
+func cutShort(ranged []origin.Request, size int64) int {
+	n := 0
+	for _, r := range ranged {
+		var first, last int64
+		if _, err := fmt.Sscanf(r.Range, "bytes=%d-%d", &first, &last); err != nil {
+			continue
+		}
+		if last >= size {
+			last = size - 1
+		}
+		if r.Bytes < last-first+1 {
+			n++
+		}
+	}
+	return n
 }
 
 func plainGETs(log []origin.Request) []origin.Request {

@@ -3,6 +3,7 @@ package dlflow
 import (
 	"errors"
 	"strings"
+	"sync"
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/examples"
@@ -111,8 +112,12 @@ func (r *Request) overrides() []config.Override {
 	return append(out, r.Config...)
 }
 
-// stageIDs lists the stages a topology file declares.
+// stageIDs lists the stages a built-in topology declares. They never
+// change: each topology's are read once.
 func stageIDs(file string, data []byte) (map[string]bool, error) {
+	if ids, ok := builtinIDs.Load(file); ok {
+		return ids.(map[string]bool), nil
+	}
 	cfg, err := config.Load(config.Options{File: file, Data: data, Environ: []string{}})
 	if err != nil {
 		return nil, err
@@ -121,8 +126,12 @@ func stageIDs(file string, data []byte) (map[string]bool, error) {
 	for _, id := range cfg.StageIDs() {
 		ids[id] = true
 	}
+	builtinIDs.Store(file, ids)
 	return ids, nil
 }
+
+// builtinIDs holds stageIDs' answers, by file (read only once stored).
+var builtinIDs sync.Map
 
 // keepStageKeys drops the entries whose key (as key returns it) names a
 // stage not in ids, logging each when logIt.

@@ -86,19 +86,24 @@ func TestGetConnections(t *testing.T) {
 			// Each reader keeps its own connection, so three readers use at
 			// most three, and the probe's, whose answer the first reader
 			// reads (a retry could add one; none is expected here).
+			// On a loaded machine work stealing may drop a slow answer,
+			// which closes its connection: each such answer allows one
+			// more connection, never more requests at once.
+			cut := cutShort(ranged, size)
 			conns := map[string]bool{}
 			for _, r := range ranged {
 				conns[r.RemoteAddr] = true
 			}
-			if len(conns) > 4 {
-				t.Errorf("range requests came from %d connections, want at most 4: %v", len(conns), conns)
+			if len(conns) > 4+cut {
+				t.Errorf("range requests came from %d connections (%d answers cut short), want at most %d: %v", len(conns), cut, 4+cut, conns)
 			}
 			// At most three requests at once. The probe's connection is
 			// reused by a reader when it is back in the idle pool in time;
 			// on a loaded machine the readers may have dialled before, and
 			// it idles beside them until the end: one more, never two.
-			if st := srv.Stats(); st.MaxOpenConns > 4 || st.MaxInFlight > 3 {
-				t.Errorf("%d connections open and %d requests in flight at once, want at most 4 and 3", st.MaxOpenConns, st.MaxInFlight)
+			if st := srv.Stats(); st.MaxOpenConns > int64(4+cut) || st.MaxInFlight > 3 {
+				t.Errorf("%d connections open and %d requests in flight at once (%d answers cut short), want at most %d and 3",
+					st.MaxOpenConns, st.MaxInFlight, cut, 4+cut)
 			}
 		})
 	}

@@ -23,10 +23,8 @@ import (
 
 	"github.com/dlflow/dlflow/httpx"
 
-	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/env/v2"
-	"github.com/knadh/koanf/providers/rawbytes"
 	"github.com/knadh/koanf/v2"
 )
 
@@ -159,15 +157,13 @@ func (cfg *Config) loadFile(k *koanf.Koanf, opts Options) error {
 	if data == nil {
 		return nil
 	}
-	positions, err := IndexPositions(opts.File, data)
-	if err != nil { // already a positioned *KeyError
-		return &Error{Errs: []*KeyError{asKeyError(err)}}
+	p := parse(opts.File, data)
+	if p.err != nil { // already a positioned *KeyError
+		return &Error{Errs: []*KeyError{asKeyError(p.err)}}
 	}
-	cfg.positions = positions
-	if err := k.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
-		return &Error{Errs: []*KeyError{asKeyError(ParseError(opts.File, err))}}
-	}
-	return nil
+	cfg.positions = p.positions
+	// The provider copies the tree: k never changes the cached one.
+	return k.Load(confmap.Provider(p.tree, ""), nil)
 }
 
 func asKeyError(err error) *KeyError {
