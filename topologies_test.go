@@ -79,9 +79,12 @@ func TestGetConnections(t *testing.T) {
 				t.Errorf("result counts %d connections, want 3", res.Connections)
 			}
 			srv.WaitIdle(5 * time.Second)
+			// Each reader asks for its share of whole pieces (ranged), or
+			// for one piece at a time under the reorder window
+			// (ranged-ordered): at least one request per connection.
 			ranged := rangedGETs(srv.Log())
-			if want := (size + 4<<20 - 1) / (4 << 20); len(ranged) < int(want) {
-				t.Fatalf("%d range requests, want at least %d (one per piece)", len(ranged), want)
+			if len(ranged) < 3 {
+				t.Fatalf("%d range requests, want at least 3 (one per connection)", len(ranged))
 			}
 			// Each reader keeps its own connection, so three readers use at
 			// most three, and the probe's, whose answer the first reader

@@ -155,8 +155,12 @@ func TestBatchMaxPerHost(t *testing.T) {
 		if !srv.WaitIdle(time.Minute) {
 			t.Fatal("origin still busy")
 		}
-		if got := srv.Stats().MaxInFlight; got < 1 || got > 2 {
-			t.Errorf("%s: %d requests in flight at once, want at most 2 (--max-per-host 2)", srv.BaseURL(), got)
+		// A request that work stealing cut short frees its slot when the
+		// client closes its connection, which the server sees a moment
+		// later: each may overlap one more request.
+		cut := cutShort(srv.Log(), size)
+		if got := srv.Stats().MaxInFlight; got < 1 || got > int64(2+cut) {
+			t.Errorf("%s: %d requests in flight at once (%d cut short), want at most %d (--max-per-host 2)", srv.BaseURL(), got, cut, 2+cut)
 		}
 	}
 	if n := strings.Count(r.stderr, "fewer connections for this download"); n != 6 {
@@ -592,4 +596,23 @@ func TestBatchShardOfAMillionLines(t *testing.T) {
 	if grew := int64(peak.Load()) - int64(before.HeapInuse); grew > 16<<20 {
 		t.Errorf("the heap grew by %d MiB over a 45 MB list", grew>>20)
 	}
+}
+
+// cutShort counts the range answers of log that ended before their range
+// did: the client dropped them (work stealing cut or raced them).
+func cutShort(log []origin.Request, size int64) int {
+	n := 0
+	for _, r := range log {
+		var first, last int64
+		if r.Method != "GET" {
+			continue
+		}
+		if _, err := fmt.Sscanf(r.Range, "bytes=%d-%d", &first, &last); err != nil {
+			continue
+		}
+		if r.Bytes < min(last, size-1)-first+1 {
+			n++
+		}
+	}
+	return n
 }

@@ -625,7 +625,10 @@ func TestSetAppliesToPickedTopology(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "big.bin")
 	t.Setenv("DLFLOW_STAGES__FETCH__WORKERS", "3")
-	res := runCLI(t, big.URL(), "-o", out, "--set", "stages.split.config.piece=8MiB", "--json", "--no-progress")
+	// max_request: one piece per request, so that the requests show the
+	// pieces.
+	res := runCLI(t, big.URL(), "-o", out, "--set", "stages.split.config.piece=8MiB",
+		"--set", "stages.fetch.config.max_request=8MiB", "--json", "--no-progress")
 	if res.code != exitOK {
 		t.Fatalf("exit %d: %s", res.code, res.stderr)
 	}

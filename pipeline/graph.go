@@ -66,6 +66,11 @@ const (
 	autoQueueBytes = 2 << 20
 	autoQueueMin   = 2
 	autoQueueMax   = 64
+	// autoQueueRanges is the queue of a stage that consumes ranges. A
+	// queued range holds no bytes (the window, if any, counts its bytes
+	// from when it was handed out), and a reader that finds the ranges
+	// continuing its own queued behind it can fetch them with one request.
+	autoQueueRanges = 64
 )
 
 // Build checks the nodes against the registry and wires them. It does no
@@ -254,6 +259,9 @@ func (n *node) held() int64 {
 }
 
 func autoQueue(f Flow, chunk int64) int {
+	if f == Ranges {
+		return autoQueueRanges
+	}
 	if !f.isBytes() || chunk <= 0 {
 		return 1
 	}

@@ -476,8 +476,8 @@ func TestBuildAutoQueue(t *testing.T) {
 		{ID: "fetch", Type: "test.reader", Inputs: []string{"split"}, Workers: 4},
 		{ID: "out", Type: "test.collect", Inputs: []string{"fetch"}},
 	})
-	if fetch := stageInfo(t, g, "fetch"); fetch.Queue != 1 {
-		t.Errorf("ranges queue %d, want 1", fetch.Queue)
+	if fetch := stageInfo(t, g, "fetch"); fetch.Queue != 64 {
+		t.Errorf("ranges queue %d, want 64", fetch.Queue)
 	}
 }
 
@@ -540,7 +540,7 @@ func TestDescribe(t *testing.T) {
 	got := g.Describe()
 	for _, line := range []string{
 		"split  test.ranges     1 worker    -> ranges\n",
-		"fetch  test.reader     4 workers   <- split via queue 1 (ranges)  -> bytes in chunks up to 64KiB\n",
+		"fetch  test.reader     4 workers   <- split via queue 64 (ranges)  -> bytes in chunks up to 64KiB\n",
 		"order  test.order      1 worker    <- fetch via queue 32 x 64KiB (bytes)  -> ordered bytes in chunks up to 64KiB, window 4MiB\n",
 		"out    test.collect    1 worker    <- order via queue 2 x 64KiB (ordered bytes)\n",
 		"peak buffer memory: at most 6.3MiB (6553600 bytes)\n",

@@ -163,7 +163,7 @@ func TestMetricsCountRanges(t *testing.T) {
 	})
 	g, err := pipeline.Build(reg, []pipeline.Node{
 		{ID: "split", Type: "test.ranges"},
-		{ID: "take", Type: "test.rangesink", Inputs: []string{"split"}},
+		{ID: "take", Type: "test.rangesink", Inputs: []string{"split"}, Queue: 2}, // fewer than the 10 ranges sent
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -192,6 +192,11 @@ func (t *HashTap) Start(_ context.Context, env *pipeline.Env) error {
 			return nil
 		}
 	}
+	if t.window > 0 && env.Window != nil {
+		// Nothing to check, so nothing held: lift the window before any
+		// stage runs, so that no reader sizes its requests by it.
+		env.Window.Advance(math.MaxInt64)
+	}
 	return nil
 }
 
@@ -238,12 +243,9 @@ func (t *HashTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) er
 	}
 }
 
-// passThrough is Run without a checksum. A tap with a window lifts it at
-// once: holding nothing, it has no reason to hold the readers back.
+// passThrough is Run without a checksum. A tap with a window lifted it in
+// Start: holding nothing, it has no reason to hold the readers back.
 func (t *HashTap) passThrough(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-	if t.window > 0 && env.Window != nil {
-		env.Window.Advance(math.MaxInt64)
-	}
 	for {
 		c, ok, err := io.Recv(ctx)
 		if !ok {

@@ -26,14 +26,21 @@ import (
 	"github.com/dlflow/dlflow/pipeline"
 )
 
-// htRangesConfig feeds fixed ranges to the stage that consumes them.
-type htRangesConfig struct{ Ranges []pipeline.Range }
+// htRangesConfig feeds fixed ranges to the stage that consumes them, Gap
+// apart.
+type htRangesConfig struct {
+	Ranges []pipeline.Range
+	Gap    time.Duration
+}
 
 var htRangesDef = pipeline.Def[htRangesConfig]{
 	Type: "ht.ranges", Consumes: pipeline.None, Produces: pipeline.Ranges,
 	New: func(cfg htRangesConfig) (pipeline.Stage, error) {
 		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
 			for _, r := range cfg.Ranges {
+				if cfg.Gap > 0 {
+					time.Sleep(cfg.Gap)
+				}
 				if err := io.SendRange(ctx, r); err != nil {
 					return err
 				}

@@ -16,7 +16,8 @@ import (
 // HTTPReaderConfig configures http.reader.
 type HTTPReaderConfig struct {
 	BodyConfig `koanf:",squash"`
-	StealMin   pipeline.ByteSize `koanf:"steal_min" help:"smallest range an idle worker takes over from a slower one (work stealing, rounded up to 4KiB); 0 disables stealing and the replacing or racing of slow connections"`
+	StealMin   pipeline.ByteSize `koanf:"steal_min" help:"smallest range an idle worker takes over from a slower one (work stealing, rounded up to 4KiB); 0 disables stealing and the replacing or racing of slow connections, and asks for one range per request"`
+	MaxRequest pipeline.ByteSize `koanf:"max_request" help:"most bytes one request asks for, taking the queued ranges that continue its own; 0 (automatic) is the worker's share: what is left to fetch divided among the workers; a value up to the splitter's piece, or a reorder window that binds, asks for one range per request"`
 }
 
 var httpReaderDef = pipeline.Def[HTTPReaderConfig]{
@@ -32,6 +33,9 @@ var httpReaderDef = pipeline.Def[HTTPReaderConfig]{
 		if cfg.StealMin < 0 {
 			return nil, fmt.Errorf("steal_min must not be negative, got %v", cfg.StealMin)
 		}
+		if cfg.MaxRequest < 0 {
+			return nil, fmt.Errorf("max_request must not be negative, got %v", cfg.MaxRequest)
+		}
 		return &httpReader{cfg: cfg}, nil
 	},
 	Memory:   func(cfg HTTPReaderConfig) pipeline.Memory { return cfg.memory() },
@@ -41,11 +45,12 @@ var httpReaderDef = pipeline.Def[HTTPReaderConfig]{
 func init() { builtin(httpReaderDef.Spec()) }
 
 // httpReader turns ranges into bytes. Each replica (workers: N, one
-// connection each) takes ranges from its input and, for each, sends
-// `Range: bytes=start-(end-1)` with If-Range, checks that the answer is a
-// 206 whose Content-Range is exactly that range of the probed length with
-// no Content-Encoding, and sends the body downstream as chunks at their
-// offsets. A body cut short, broken or stalled is retried from its first
+// connection each) takes a range from its input, with the ranges queued
+// behind it that continue it up to its share of the download (max_request;
+// see rangetake.go), sends `Range: bytes=start-(end-1)` for them with
+// If-Range, checks that the answer is a 206 whose Content-Range is exactly
+// that range of the probed length with no Content-Encoding, and sends the
+// body downstream as chunks at their offsets. A body cut short, broken or stalled is retried from its first
 // missing byte; bytes already sent are never sent again.
 //
 // Range{Start: 0, End: -1} (size unknown, or no range support) is a plain
@@ -74,6 +79,7 @@ type httpReader struct {
 	budget  httpx.RetryBudget
 	support *rangeSupport // of the current run; set by Start
 	sched   *scheduler    // of the current run; set by Start
+	take    *rangeTaker   // of the current run; set by Start
 	sent    replicaBytes  // bytes sent per replica, for ReplicaBytes
 }
 
@@ -89,6 +95,7 @@ func (s *httpReader) Start(ctx context.Context, env *pipeline.Env) error {
 	s.sent.reset()
 	s.support = newRangeSupport()
 	s.sched = newScheduler(alignPiece(s.cfg.StealMin))
+	s.take = newRunTaker(env, int64(s.cfg.MaxRequest))
 	if env.Have != nil && env.Have.Skip(0) > 0 {
 		// Byte 0 is on disk from an earlier run, so no reader will ask for
 		// the range at 0 and nothing could cover a range answered with the
@@ -184,31 +191,41 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			poll.Stop()
 		}
 	}()
+	take := s.take
+	if take == nil || sched == nil {
+		// Run without Start, or nothing to steal: a large request would
+		// have nobody to share its tail, so one range per request.
+		take = newRangeTaker(0)
+	}
 	in := io.Ranges
+	var carry *pipeline.Range // received while extending a range; taken next
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		var r pipeline.Range
 		got := false
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case next, ok := <-in:
+		if carry != nil {
+			r, got, carry = *carry, true, nil
+		} else if in != nil {
+			next, c, res := take.try(ctx, in)
 			switch {
-			case ok:
-				r, got = next, true
-			case sched == nil:
+			case res == takeRange:
+				r, carry, got = next, c, true
+			case res == takeClosed && sched == nil:
 				return nil
-			default:
+			case res == takeClosed:
 				in = nil
 			}
-		default:
-			if sched == nil {
-				// Block for the next range.
-				next, ok, err := io.RecvRange(ctx)
-				if !ok {
-					return err
-				}
-				r, got = next, true
+		}
+		if !got && sched == nil {
+			// Block for the next range.
+			next, c, res, err := take.wait(ctx, in, nil, nil)
+			if err != nil || res == takeClosed {
+				return err
 			}
+			r, carry = next, c
+			got = res == takeRange
 		}
 		if !got {
 			// Nothing queued: help the other replicas, or wait for work
@@ -232,25 +249,19 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 				poll.Reset(stealPoll)
 			}
 			armed := time.Now()
-			woke := func() { io.Waited(time.Since(armed)) } // idle, for the metrics' busy time
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case next, ok := <-in:
-				woke()
-				if !ok {
-					in = nil
-					continue
-				}
-				r = next
-			case <-changed:
-				woke()
+			next, c, res, err := take.wait(ctx, in, changed, poll.C)
+			io.Waited(time.Since(armed)) // idle, for the metrics' busy time
+			switch {
+			case err != nil:
+				return err
+			case res == takeClosed:
+				in = nil
 				continue
-			case <-poll.C:
-				woke()
+			case res == takeNone:
 				sched.late(time.Since(armed) - stealPoll)
 				continue
 			}
+			r, carry = next, c
 		}
 		if r.Start == 0 {
 			f.support.zeroTaken.Store(true)

@@ -150,7 +150,9 @@ func TestHTTPReaderResumesShortBody(t *testing.T) {
 	})
 	res := htProbe(t, srv.URL)
 	out := newHTOutput()
-	if err := htRun(t, htCtx(t, 30*time.Second), res, htReaderGraph(htPieces(size, 1<<20), 2, htReaderConfig(nil), out)...); err != nil {
+	// One piece per request, so that the middle piece is a request.
+	cfg := htReaderConfig(func(c *HTTPReaderConfig) { c.MaxRequest = 1 })
+	if err := htRun(t, htCtx(t, 30*time.Second), res, htReaderGraph(htPieces(size, 1<<20), 2, cfg, out)...); err != nil {
 		t.Fatal(err)
 	}
 	htCheck(t, out, size)
@@ -243,7 +245,9 @@ func TestHTTPReaderPermanentErrors(t *testing.T) {
 			res := htProbe(t, srv.URL())
 			srv.ResetStats()
 			srv.SetFaults(tc.faults)
-			err := htRun(t, htCtx(t, 10*time.Second), res, htReaderGraph(tc.ranges, 1, htReaderConfig(nil), newHTOutput())...)
+			// One piece per request: "changed" needs a second request.
+			cfg := htReaderConfig(func(c *HTTPReaderConfig) { c.MaxRequest = 1 })
+			err := htRun(t, htCtx(t, 10*time.Second), res, htReaderGraph(tc.ranges, 1, cfg, newHTOutput())...)
 			if err == nil || !tc.check(err) {
 				t.Fatalf("err = %v", err)
 			}

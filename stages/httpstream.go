@@ -259,6 +259,10 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 	}
 	defer resp.Body.Close()
 
+	if e := f.env.Log.Debug(); e.Enabled() {
+		e.Int("replica", f.io.Replica).Str("range", req.Header.Get("Range")).Int("status", resp.StatusCode).
+			Dur("ttfb", time.Since(sent)).Msg("request answered")
+	}
 	want, err := f.check(resp, p, *pos, ranged, ifRange)
 	if err != nil {
 		if _, ok := err.(*httpx.HTTPError); ok {

@@ -111,18 +111,23 @@ func checkTailTaken(t *testing.T, log []origin.Request) {
 
 // TestStealSlowConnection: one request trickles; the idle readers take its
 // range over, so the download ends long before the trickle could deliver
-// it, with every byte exactly once, in both topologies.
+// it, with every byte exactly once, in both topologies. With a piece per
+// request, the trickling reader is replaced; with a request per share
+// (the default), its 12 MiB are halved or replaced.
 func TestStealSlowConnection(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		window pipeline.ByteSize
-		faults origin.Faults
+		name       string
+		window     pipeline.ByteSize
+		faults     origin.Faults
+		maxRequest pipeline.ByteSize
 	}{
 		// The second GET trickles (a piece in the middle).
-		{"positional", 0, origin.Faults{Trickle: 64 << 10, TrickleRequest: 2}},
+		{"positional", 0, origin.Faults{Trickle: 64 << 10, TrickleRequest: 2}, 1},
 		// The range at 0 trickles: the reorder heap's frontier, which
 		// stalls the splitter on the window.
-		{"ordered", 16 << 20, origin.Faults{Trickle: 64 << 10, TrickleOffset: 0}},
+		{"ordered", 16 << 20, origin.Faults{Trickle: 64 << 10, TrickleOffset: 0}, 1},
+		// The second GET trickles, a quarter of the file.
+		{"shares", 0, origin.Faults{Trickle: 64 << 10, TrickleRequest: 2}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			htNoLeaks(t)
@@ -133,7 +138,8 @@ func TestStealSlowConnection(t *testing.T) {
 			srv.SetFaults(tc.faults)
 			out := newHTOutput()
 			start := time.Now()
-			st, err := stealRun(t, htCtx(t, 60*time.Second), res, stealGraph(4<<20, 4, htReaderConfig(nil), tc.window, out))
+			cfg := htReaderConfig(func(c *HTTPReaderConfig) { c.MaxRequest = tc.maxRequest })
+			st, err := stealRun(t, htCtx(t, 60*time.Second), res, stealGraph(4<<20, 4, cfg, tc.window, out))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -146,7 +152,7 @@ func TestStealSlowConnection(t *testing.T) {
 			if d > 30*time.Second {
 				t.Fatalf("took %v", d)
 			}
-			if st.Replaced == 0 {
+			if (tc.maxRequest != 0 && st.Replaced == 0) || st.Replaced+st.Halved == 0 {
 				t.Fatalf("the slow connection was not replaced: %+v", st)
 			}
 			if !srv.WaitIdle(5 * time.Second) {

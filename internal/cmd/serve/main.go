@@ -2,6 +2,7 @@
 // demos of the CLI (a progress bar needs a download that takes a while):
 //
 //	go run ./internal/cmd/serve --size 200MiB --rate 20MiB
+//	go run ./internal/cmd/serve --size 256MiB --conn-rate 10MiB --latency 100ms  # the wan scenario
 //
 // It prints the file's URL and sha256, then serves until interrupted.
 package main
@@ -21,6 +22,7 @@ import (
 func main() {
 	size := flag.String("size", "200MiB", "size of the served file")
 	rate := flag.String("rate", "0", "bytes per second per connection, e.g. 20MiB (0: unlimited)")
+	connRate := flag.String("conn-rate", "0", "bytes per second per TCP connection over all its responses, e.g. 10MiB (0: unlimited)")
 	latency := flag.Duration("latency", 0, "delay before each response header")
 	seed := flag.Uint64("seed", 1, "selects the generated content")
 	flag.Parse()
@@ -34,7 +36,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "serve: --rate: %v\n", err)
 		os.Exit(2)
 	}
-	srv, err := origin.Start(origin.Options{Size: int64(n), Seed: *seed, RateLimit: int64(r), Latency: *latency})
+	cr, err := pipeline.ParseByteSize(*connRate)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "serve: --conn-rate: %v\n", err)
+		os.Exit(2)
+	}
+	srv, err := origin.Start(origin.Options{Size: int64(n), Seed: *seed, RateLimit: int64(r), ConnRateLimit: int64(cr), Latency: *latency})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "serve: %v\n", err)
 		os.Exit(1)
