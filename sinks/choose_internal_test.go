@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -8,68 +9,80 @@ import (
 	"github.com/dlflow/dlflow/pipeline"
 )
 
-// win is a window of 16 MiB written at rate MB/s, of which the writer
-// waited for the disk the share stall, and whose backlog grew by grew.
-func win(rate float64, stall float64, grew int64) window {
-	elapsed := time.Duration(float64(16<<20-grew) / (rate * 1e6) * float64(time.Second))
-	return window{bytes: 16 << 20, elapsed: elapsed, stall: time.Duration(stall * float64(elapsed)), grew: grew}
+// win is a window of 16 MiB taken in at rate MB/s, of which the writer
+// held the download up the share stall, and which took drain to drain.
+func win(rate float64, stall float64, drain time.Duration) window {
+	elapsed := time.Duration(float64(16<<20) / (rate * 1e6) * float64(time.Second))
+	return window{bytes: 16 << 20, elapsed: elapsed, stall: time.Duration(stall * float64(elapsed)), drain: drain}
 }
 
 // TestChooserSteps walks direct: auto's choice through the cases it
 // decides: it stays where the disk keeps up, tries the other way where it
-// does not, keeps the faster one, and waits longer after each trial.
-// Each step is the window that ended and the way and trial it must lead
-// to.
+// does not, keeps the one that would finish sooner (its drain counting
+// more as the end nears), and waits longer after each trial. Each step is
+// the window that ended, the bytes left, and the way and trial it must
+// lead to; drained is the drain of the way a trial is measured against.
 func TestChooserSteps(t *testing.T) {
 	type step struct {
-		w     window
-		mode  writeMode
-		trial bool
+		w         window
+		remaining int64
+		drained   time.Duration
+		mode      writeMode
+		trial     bool
 	}
-	fast, slow := 1500.0, 600.0
+	const fast, slow, ms, gib = 1500.0, 600.0, time.Millisecond, 1 << 30
 	cases := []struct {
 		name  string
 		steps []step
 	}{
 		{"direct keeps up: no trial, ever", []step{
-			{win(fast, 0, 0), writeDirect, false},
-			{win(fast, 0.05, 1<<20), writeDirect, false},
-			{win(slow, 0.09, 0), writeDirect, false}, // slow input, not the disk
+			{w: win(fast, 0, 0), remaining: gib, mode: writeDirect},
+			{w: win(fast, 0.09, 0), remaining: gib, mode: writeDirect},
+			{w: win(slow, 0.05, 0), remaining: gib, mode: writeDirect}, // slow input, not the disk
 		}},
 		{"direct held up, the page cache is faster: it stays", []step{
-			{win(slow, 0.5, 0), writeCached, true},
-			{win(fast, 0, 2<<20), writeCached, false},
-			{win(fast, 0, 0), writeCached, false},
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: writeCached, trial: true},
+			{w: win(fast, 0, 20*ms), remaining: gib, mode: writeCached},
+			{w: win(fast, 0, 0), remaining: gib, mode: writeCached},
 		}},
 		{"the page cache is no faster: back to direct", []step{
-			{win(fast, 0.9, 0), writeCached, true},
-			{win(fast*1.04, 0, 0), writeDirect, false}, // within the margin
+			{w: win(fast, 0.9, 0), remaining: gib, drained: ms, mode: writeCached, trial: true},
+			{w: win(fast*1.04, 0, ms), remaining: gib, mode: writeDirect}, // within the margin
 		}},
-		{"the page cache falls behind: its backlog grows, direct is tried", []step{
-			{win(slow, 0.5, 0), writeCached, true},    // 16 MiB seen
-			{win(fast, 0, 0), writeCached, false},     // 32: won; no trial before 32+64
-			{win(fast, 0, 5<<20), writeCached, false}, // 48
-			{win(fast, 0, 5<<20), writeCached, false}, // 64
-			{win(fast, 0, 5<<20), writeCached, false}, // 80
-			{win(fast, 0, 3<<20), writeCached, false}, // 96, but it kept up
-			{win(fast, 0, 5<<20), writeDirect, true},  // 112
+		{"near the end, the page cache's drain outweighs its rate", []step{
+			{w: win(slow, 0.5, 0), remaining: 32 << 20, drained: ms, mode: writeCached, trial: true},
+			// 32 MiB: 28 ms + 40 ms against 56 ms + 1 ms
+			{w: win(2*slow, 0, 40*ms), remaining: 32 << 20, mode: writeDirect},
+		}},
+		{"far from it, the rate outweighs the drain", []step{
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: writeCached, trial: true},
+			{w: win(2*slow, 0, 40*ms), remaining: gib, mode: writeCached},
+		}},
+		{"the page cache held up in turn: direct is tried again after the backoff", []step{
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: writeCached, trial: true}, // 16 MiB seen
+			{w: win(fast, 0, 0), remaining: gib, mode: writeCached},                             // 32: won; no trial before 32+64
+			{w: win(fast, 0.5, 0), remaining: gib, mode: writeCached},                           // 48
+			{w: win(fast, 0.5, 0), remaining: gib, mode: writeCached},                           // 64
+			{w: win(fast, 0.5, 0), remaining: gib, mode: writeCached},                           // 80
+			{w: win(fast, 0, 0), remaining: gib, mode: writeCached},                             // 96, but it kept up
+			{w: win(fast, 0.5, 0), remaining: gib, drained: ms, mode: writeDirect, trial: true}, // 112
 		}},
 		{"backoff doubles after each trial", []step{
-			{win(slow, 0.5, 0), writeCached, true},  // seen 16
-			{win(slow, 0, 0), writeDirect, false},   // 32: lost; retry at 32+64
-			{win(slow, 0.5, 0), writeDirect, false}, // 48
-			{win(slow, 0.5, 0), writeDirect, false}, // 64
-			{win(slow, 0.5, 0), writeDirect, false}, // 80
-			{win(slow, 0.5, 0), writeCached, true},  // 96: trial
-			{win(slow, 0, 0), writeDirect, false},   // 112: lost; retry at 112+128
-			{win(slow, 0.5, 0), writeDirect, false}, // 128
-			{win(slow, 0.5, 0), writeDirect, false}, // 144 ... 224
-			{win(slow, 0.5, 0), writeDirect, false}, // 160
-			{win(slow, 0.5, 0), writeDirect, false}, // 176
-			{win(slow, 0.5, 0), writeDirect, false}, // 192
-			{win(slow, 0.5, 0), writeDirect, false}, // 208
-			{win(slow, 0.5, 0), writeDirect, false}, // 224
-			{win(slow, 0.5, 0), writeCached, true},  // 240: trial
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: writeCached, trial: true}, // seen 16
+			{w: win(slow/2, 0, 0), remaining: gib, mode: writeDirect},                           // 32: lost; retry at 32+64
+			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 48
+			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 64
+			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 80
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: writeCached, trial: true}, // 96: trial
+			{w: win(slow/2, 0, 0), remaining: gib, mode: writeDirect},                           // 112: lost; retry at 112+128
+			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 128
+			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 144
+			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 160
+			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 176
+			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 192
+			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 208
+			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 224
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: writeCached, trial: true}, // 240: trial
 		}},
 	}
 	for _, tc := range cases {
@@ -79,32 +92,36 @@ func TestChooserSteps(t *testing.T) {
 				t.Fatalf("starts with %v, want direct", c.mode)
 			}
 			for i, s := range tc.steps {
-				mode, trial, why := c.next(s.w)
+				mode, trial, why := c.next(s.w, s.remaining)
 				if mode != s.mode || trial != s.trial {
 					t.Fatalf("step %d (%v): %v, trial %v (%q); want %v, trial %v", i, s.w, mode, trial, why, s.mode, s.trial)
+				}
+				if trial {
+					c.drained(s.drained)
 				}
 			}
 		})
 	}
 }
 
-// TestWindowRate: a window's rate counts the bytes that reached the disk:
-// those received less the growth of the backlog, or more when it shrank.
-func TestWindowRate(t *testing.T) {
+// TestWindowTimeFor: a way's time for n bytes is n at the rate it took its
+// window in, plus its drain.
+func TestWindowTimeFor(t *testing.T) {
 	for _, tc := range []struct {
 		w     window
-		rate  float64
+		n     int64
+		want  time.Duration
 		bound bool
 	}{
-		{window{bytes: 100e6, elapsed: time.Second}, 100e6, false},
-		{window{bytes: 100e6, elapsed: time.Second, grew: 30e6}, 70e6, true},
-		{window{bytes: 100e6, elapsed: time.Second, grew: -20e6}, 120e6, false},
-		{window{bytes: 100e6, elapsed: time.Second, stall: 100 * time.Millisecond}, 100e6, true},
-		{window{bytes: 100e6, elapsed: time.Second, stall: 99 * time.Millisecond}, 100e6, false},
-		{window{bytes: 100e6}, 0, true},
+		{window{bytes: 100e6, elapsed: time.Second}, 50e6, 500 * time.Millisecond, false},
+		{window{bytes: 100e6, elapsed: time.Second, drain: 30 * time.Millisecond}, 200e6, 2030 * time.Millisecond, false},
+		{window{bytes: 100e6, elapsed: time.Second, drain: 30 * time.Millisecond}, 0, 30 * time.Millisecond, false},
+		{window{bytes: 100e6, elapsed: time.Second, stall: 100 * time.Millisecond}, 100e6, time.Second, true},
+		{window{bytes: 100e6, elapsed: time.Second, stall: 99 * time.Millisecond}, 100e6, time.Second, false},
+		{window{}, 1, time.Duration(math.MaxInt64), true},
 	} {
-		if got := tc.w.rate(); got != tc.rate || tc.w.writeBound() != tc.bound {
-			t.Errorf("%+v: rate %v, write-bound %v; want %v, %v", tc.w, got, tc.w.writeBound(), tc.rate, tc.bound)
+		if got := tc.w.timeFor(tc.n); got != tc.want || tc.w.writeBound() != tc.bound {
+			t.Errorf("%+v: time for %d bytes %v, held up %v; want %v, %v", tc.w, tc.n, got, tc.w.writeBound(), tc.want, tc.bound)
 		}
 	}
 }

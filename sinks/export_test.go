@@ -17,7 +17,7 @@ func (s *FileSink) CachedBytes() int64 { return s.cachedBytes.Load() }
 func TuneChooser(windowBytes, warmup, backoff int64, trialsWin bool) (restore func()) {
 	w, u, b, st, tw := chooseWindow, chooseWarmup, chooseBackoff, chooseStall, trialWins
 	chooseWindow, chooseWarmup, chooseBackoff, chooseStall = windowBytes, warmup, backoff, -1
-	trialWins = func(trial, base window) bool { return trialsWin }
+	trialWins = func(trial, base window, remaining int64) bool { return trialsWin }
 	return func() {
 		chooseWindow, chooseWarmup, chooseBackoff, chooseStall, trialWins = w, u, b, st, tw
 	}

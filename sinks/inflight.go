@@ -40,7 +40,6 @@ type inflight struct {
 	cond    sync.Cond
 	running int   // writes in flight
 	chunks  int   // chunks they hold
-	bytes   int64 // bytes of data they hold: not yet on disk
 	err     error // the failure at the lowest offset
 	errAt   int64
 }
@@ -108,14 +107,9 @@ func (f *inflight) batch() []pipeline.Chunk { return <-f.free }
 
 // submit hands the batch to a worker, which releases its chunks.
 func (f *inflight) submit(b []pipeline.Chunk) {
-	var n int64
-	for _, c := range b {
-		n += int64(len(c.Data))
-	}
 	f.mu.Lock()
 	f.running++
 	f.chunks += len(b)
-	f.bytes += n
 	f.mu.Unlock()
 	f.jobs <- b
 }
@@ -140,7 +134,6 @@ func (f *inflight) work(wb *writeback) {
 		f.mu.Lock()
 		f.running--
 		f.chunks -= k
-		f.bytes -= n
 		if err != nil && (f.err == nil || at < f.errAt) {
 			f.err, f.errAt = err, at
 		}
@@ -159,13 +152,6 @@ func (f *inflight) waitIdle() {
 	for f.running > 0 {
 		f.cond.Wait()
 	}
-}
-
-// inFlight is the number of bytes in writes not yet complete.
-func (f *inflight) inFlight() int64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.bytes
 }
 
 // failure returns the failure at the lowest offset so far, or nil.

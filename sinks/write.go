@@ -48,7 +48,6 @@ type writer struct {
 	warmup    int64     // bytes left to write before the next window starts
 	win       window    // the window being measured
 	winStart  time.Time // when it started
-	winFrom   int64     // bytes not yet on disk when it started
 	trial     bool      // the window is a trial (see chooser)
 }
 
@@ -96,13 +95,10 @@ func (w *writer) run(ctx context.Context, io pipeline.IO) (err error) {
 				return err
 			}
 		}
-		stall := w.waitRoom()
+		w.held(w.waitRoom(), io.Chunks)
 		c, ok, err := io.Recv(ctx)
 		if !ok {
 			return err
-		}
-		if w.measuring {
-			w.win.stall += stall
 		}
 		if err := w.take(c, io.Chunks); err != nil {
 			return err
@@ -114,6 +110,15 @@ func (w *writer) run(ctx context.Context, io pipeline.IO) (err error) {
 		case w.measuring && w.win.bytes >= chooseWindow:
 			w.endWindow()
 		}
+	}
+}
+
+// held counts d, a time the writer was busy or waiting for room, as the
+// window's stall when chunks were waiting in the queue at its end: the
+// write path, not the network, held the download up.
+func (w *writer) held(d time.Duration, in <-chan pipeline.Chunk) {
+	if w.measuring && d > 0 && len(in) > 0 {
+		w.win.stall += d
 	}
 }
 
@@ -134,7 +139,10 @@ func (w *writer) take(c pipeline.Chunk, in <-chan pipeline.Chunk) error {
 		return err
 	}
 	if w.mode == writeCached {
-		return w.writeCached(c)
+		start := time.Now()
+		err := w.writeCached(c)
+		w.held(time.Since(start), in)
+		return err
 	}
 	b := append(w.fl.batch(), c)
 	err := w.gather(&b, in)
@@ -210,18 +218,21 @@ func (w *writer) startWindow() {
 	w.measuring = true
 	w.win = window{}
 	w.winStart = time.Now()
-	w.winFrom = w.backlog()
 }
 
 // endWindow ends the window, asks the chooser for the next way and
-// changes to it. A change of way waits until the previous way's writes are
-// on disk, so that they do not slow the next window's, and the new way's
-// first chooseWarmup bytes fill its pipeline before a window is measured.
+// changes to it. A trial ends with its writes on disk, and the time that
+// took is its drain; a trial begins with the previous way's writes on
+// disk, so that they do not slow its window, and the time that took is
+// the drain of the way it is measured against. The new way's first
+// chooseWarmup bytes fill its pipeline before a window is measured.
 func (w *writer) endWindow() {
 	w.win.elapsed = time.Since(w.winStart)
-	w.win.grew = w.backlog() - w.winFrom
+	if w.trial {
+		w.win.drain = w.drain()
+	}
 	w.log.Debug().Str("mode", w.mode.String()).Bool("trial", w.trial).Stringer("window", w.win).Msg("write window")
-	mode, trial, why := w.choose.next(w.win)
+	mode, trial, why := w.choose.next(w.win, w.remaining())
 	if why != "" {
 		w.log.Debug().Str("path", w.s.tmp).Msg(why)
 	}
@@ -230,28 +241,36 @@ func (w *writer) endWindow() {
 		w.startWindow()
 		return
 	}
-	w.drain()
+	if d := w.drain(); trial {
+		w.choose.drained(d)
+	}
 	w.mode = mode
 	w.s.switches.Add(1)
 	w.measuring = false
 	w.warmup = chooseWarmup
 }
 
-// drain waits until what the current way wrote is on disk.
-func (w *writer) drain() {
+// remaining is how many bytes are still to be written: what the resource
+// lacks, or when its size is unknown, as many as were written so far.
+func (w *writer) remaining() int64 {
+	s := w.s
+	if s.size < 0 {
+		return s.written.Load()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(s.size-s.have.Len(), 0)
+}
+
+// drain waits until what the current way wrote is on disk, and returns
+// how long that took.
+func (w *writer) drain() time.Duration {
+	start := time.Now()
 	if w.mode == writeDirect {
 		w.fl.waitIdle()
 	}
 	w.wb.drain()
-}
-
-// backlog is the number of bytes written and not yet on disk.
-func (w *writer) backlog() int64 {
-	n := w.wb.backlog()
-	if w.fl != nil {
-		n += w.fl.inFlight()
-	}
-	return n
+	return time.Since(start)
 }
 
 // batchWriter writes batches of chunks: runs of contiguous, aligned

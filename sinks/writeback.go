@@ -30,7 +30,7 @@ const (
 // an fdatasync covered. Its errors are ignored; the fdatasync and fsync that
 // follow report any real one.
 //
-// add, waitRoom, drain and backlog may be called from any goroutine; close
+// add, waitRoom and drain may be called from any goroutine; close
 // once, after the last of them.
 type writeback struct {
 	fd    int
@@ -115,16 +115,6 @@ func (w *writeback) drain() {
 		w.cond.Wait()
 	}
 	w.draining--
-}
-
-// backlog is the number of bytes written and not yet written back.
-func (w *writeback) backlog() int64 {
-	if w == nil {
-		return 0
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.backlogBytes
 }
 
 // close stops the goroutines and waits for them; what is not written back yet
