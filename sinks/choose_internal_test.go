@@ -31,66 +31,92 @@ func TestChooserSteps(t *testing.T) {
 		trial     bool
 	}
 	const fast, slow, ms, gib = 1500.0, 600.0, time.Millisecond, 1 << 30
+	first, other := writeCached, writeDirect
 	cases := []struct {
 		name  string
 		steps []step
 	}{
-		{"direct keeps up: no trial, ever", []step{
-			{w: win(fast, 0, 0), remaining: gib, mode: writeDirect},
-			{w: win(fast, 0.09, 0), remaining: gib, mode: writeDirect},
-			{w: win(slow, 0.05, 0), remaining: gib, mode: writeDirect}, // slow input, not the disk
+		{"the first way keeps up: no trial, ever", []step{
+			{w: win(fast, 0, 0), remaining: gib, mode: first},
+			{w: win(fast, 0.09, 0), remaining: gib, mode: first},
+			{w: win(slow, 0.05, 0), remaining: gib, mode: first}, // slow input, not the disk
 		}},
-		{"direct held up, the page cache is faster: it stays", []step{
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: writeCached, trial: true},
-			{w: win(fast, 0, 20*ms), remaining: gib, mode: writeCached},
-			{w: win(fast, 0, 0), remaining: gib, mode: writeCached},
+		{"the first way held up, the other is faster: it stays", []step{
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true},
+			{w: win(fast, 0, 20*ms), remaining: gib, mode: other},
+			{w: win(fast, 0, 0), remaining: gib, mode: other},
 		}},
-		{"the page cache is no faster: back to direct", []step{
-			{w: win(fast, 0.9, 0), remaining: gib, drained: ms, mode: writeCached, trial: true},
-			{w: win(fast*1.04, 0, ms), remaining: gib, mode: writeDirect}, // within the margin
+		{"the other way is no faster: back to the first", []step{
+			{w: win(fast, 0.9, 0), remaining: gib, drained: ms, mode: other, trial: true},
+			{w: win(fast*1.04, 0, ms), remaining: gib, mode: first}, // within the margin
 		}},
-		{"near the end, the page cache's drain outweighs its rate", []step{
-			{w: win(slow, 0.5, 0), remaining: 32 << 20, drained: ms, mode: writeCached, trial: true},
-			// 32 MiB: 28 ms + 40 ms against 56 ms + 1 ms
-			{w: win(2*slow, 0, 40*ms), remaining: 32 << 20, mode: writeDirect},
+		{"near the end, the other way's drain outweighs its rate", []step{
+			{w: win(slow, 0.5, 0), remaining: 128 << 20, drained: ms, mode: other, trial: true},
+			// 32 MiB left: 28 ms + 40 ms against 56 ms + 1 ms
+			{w: win(2*slow, 0, 40*ms), remaining: 32 << 20, mode: first},
+		}},
+		{"the way that won falls far behind the loser's measure: tried again before the backoff", []step{
+			{w: win(fast, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true},   // 16; first measured at fast
+			{w: win(2*fast, 0, 0), remaining: gib, mode: other},                             // 32: won (a burst); no retry before 96
+			{w: win(fast/2, 0.9, 0), remaining: gib, mode: other},                           // 48: twice first's time, once
+			{w: win(fast/2, 0.9, 0), remaining: gib, drained: ms, mode: first, trial: true}, // 64: twice in a row
+		}},
+		{"one window that is not behind resets the count", []step{
+			{w: win(fast, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true},   // 16
+			{w: win(2*fast, 0, 0), remaining: gib, mode: other},                             // 32
+			{w: win(fast/2, 0.9, 0), remaining: gib, mode: other},                           // 48: behind
+			{w: win(fast, 0.9, 0), remaining: gib, mode: other},                             // 64: held up, not behind
+			{w: win(fast/2, 0.9, 0), remaining: gib, mode: other},                           // 80: behind, once
+			{w: win(fast/2, 0.9, 0), remaining: gib, drained: ms, mode: first, trial: true}, // 96: the backoff is over anyway
+		}},
+		{"a clear loss waits four times as long", []step{
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true}, // seen 16
+			{w: win(slow/2, 0, 0), remaining: gib, mode: first},                           // 32: lost by 2x; retry at 32+64, then +256
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 48
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 64
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 80
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true}, // 96: trial
+			{w: win(slow/2, 0, 0), remaining: gib, mode: first},                           // 112: lost by 2x; retry at 112+256
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 128
+		}},
+		{"no trial with less than four trials' bytes to come", []step{
+			{w: win(slow, 0.5, 0), remaining: 4*(24<<20) - 1, mode: first},
+			{w: win(slow, 0.5, 0), remaining: 16 << 20, mode: first},
 		}},
 		{"far from it, the rate outweighs the drain", []step{
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: writeCached, trial: true},
-			{w: win(2*slow, 0, 40*ms), remaining: gib, mode: writeCached},
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true},
+			{w: win(2*slow, 0, 40*ms), remaining: gib, mode: other},
 		}},
-		{"the page cache held up in turn: direct is tried again after the backoff", []step{
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: writeCached, trial: true}, // 16 MiB seen
-			{w: win(fast, 0, 0), remaining: gib, mode: writeCached},                             // 32: won; no trial before 32+64
-			{w: win(fast, 0.5, 0), remaining: gib, mode: writeCached},                           // 48
-			{w: win(fast, 0.5, 0), remaining: gib, mode: writeCached},                           // 64
-			{w: win(fast, 0.5, 0), remaining: gib, mode: writeCached},                           // 80
-			{w: win(fast, 0, 0), remaining: gib, mode: writeCached},                             // 96, but it kept up
-			{w: win(fast, 0.5, 0), remaining: gib, drained: ms, mode: writeDirect, trial: true}, // 112
+		{"the other way held up in turn: the first is tried again after the backoff", []step{
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true}, // 16 MiB seen
+			{w: win(fast, 0, 0), remaining: gib, mode: other},                             // 32: won; no trial before 32+64
+			{w: win(fast, 0.5, 0), remaining: gib, mode: other},                           // 48
+			{w: win(fast, 0.5, 0), remaining: gib, mode: other},                           // 64
+			{w: win(fast, 0.5, 0), remaining: gib, mode: other},                           // 80
+			{w: win(fast, 0, 0), remaining: gib, mode: other},                             // 96, but it kept up
+			{w: win(fast, 0.5, 0), remaining: gib, drained: ms, mode: first, trial: true}, // 112
 		}},
 		{"backoff doubles after each trial", []step{
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: writeCached, trial: true}, // seen 16
-			{w: win(slow/2, 0, 0), remaining: gib, mode: writeDirect},                           // 32: lost; retry at 32+64
-			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 48
-			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 64
-			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 80
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: writeCached, trial: true}, // 96: trial
-			{w: win(slow/2, 0, 0), remaining: gib, mode: writeDirect},                           // 112: lost; retry at 112+128
-			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 128
-			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 144
-			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 160
-			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 176
-			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 192
-			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 208
-			{w: win(slow, 0.5, 0), remaining: gib, mode: writeDirect},                           // 224
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: writeCached, trial: true}, // 240: trial
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true}, // seen 16
+			{w: win(slow/1.2, 0, 0), remaining: gib, mode: first},                         // 32: lost; retry at 32+64
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 48
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 64
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 80
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true}, // 96: trial
+			{w: win(slow/1.2, 0, 0), remaining: gib, mode: first},                         // 112: lost; retry at 112+128
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 128
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 144
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 160
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 176
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 192
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 208
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 224
+			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true}, // 240: trial
 		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newChooser()
-			if c.mode != writeDirect {
-				t.Fatalf("starts with %v, want direct", c.mode)
-			}
+			c := newChooser(first, 256<<10)
 			for i, s := range tc.steps {
 				mode, trial, why := c.next(s.w, s.remaining)
 				if mode != s.mode || trial != s.trial {

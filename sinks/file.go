@@ -66,12 +66,19 @@ import (
 // If the runner never calls Commit (another stage's Finish failed), it
 // stays so until the next Resume of the sink or the process ends.
 //
-// On Linux, with direct I/O (see FileConfig.Direct and direct.go), a
-// replica writes the aligned blocks of large chunks past the page cache.
-// With direct: always it also takes the chunks already queued behind the
-// first, up to Gather bytes, into one pwritev, since a direct write waits
-// for the disk and must be large to pay; the graph's memory bound counts
-// those chunks. Elsewhere the sink goes without direct I/O, preallocation
+// A replica writes one of two ways (see write.go). Through the page cache,
+// with the kernel's writeback started every few MiB and waited for from
+// goroutines of the replica's own, never on the write path, and at most
+// writebackAhead bytes ahead of it. Or, on Linux with direct I/O (see
+// direct.go), past the page cache: each write takes the chunks already
+// queued, up to Gather bytes, into one pwritev of their aligned blocks,
+// and up to Writes of them are in flight at once (see inflight.go); the
+// graph's memory bound counts the chunks they hold. direct: always and
+// never force a way; auto measures both during the run and keeps the one
+// that would finish sooner (see choose.go). Neither way changes what the
+// sink claims: a write counts once it completed, in sequential mode only
+// as part of the prefix, and the state only what an fdatasync covered.
+// Elsewhere than on Linux the sink goes without direct I/O, preallocation
 // and writeback hints (see sys_other.go).
 //
 // In sequential mode the sink takes ordered bytes and writes them as one
@@ -150,7 +157,7 @@ type FileConfig struct {
 	Fsync       bool              `koanf:"fsync" help:"fsync the file and its directory before the output appears"`
 	Preallocate bool              `koanf:"preallocate" help:"reserve the whole file up front when the size is known"`
 	Resume      bool              `koanf:"resume" help:"continue a partial download from PATH.tmp and its state file when the server still has the same file; false starts over (--no-resume)"`
-	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache (no copy, and nothing left for the final fsync to flush), or through the page cache, whose writeback is started and paced as the file is written. Which is faster depends on the disk: auto starts direct, and when the way it writes holds the download up, it tries the other for 16 MiB and keeps the faster. Unaligned edges, and file systems without direct I/O, always use the page cache"`
+	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache (no copy, nothing left for the final fsync, but each write waits for the disk), or through the page cache, whose writeback is started and paced as the file is written. Which is faster depends on the disk and the machine: auto starts with the page cache and, when the way it writes holds the download up, measures the other and keeps the one that would finish sooner. Unaligned edges, and file systems without direct I/O, always use the page cache"`
 	Gather      pipeline.ByteSize `koanf:"gather" help:"a direct write takes the chunks already queued, up to this many bytes, with one call, so that small network chunks make fewer, larger direct writes"`
 	Writes      int               `koanf:"writes" help:"direct writes in flight at once (per worker; 0 is 1), each of up to gather bytes: while one waits for the disk the next is on its way. The memory bound counts writes x gather"`
 

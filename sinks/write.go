@@ -42,7 +42,7 @@ type writer struct {
 	expect int64      // sequential mode: the offset the next chunk must start at
 	maxBuf int        // the largest chunk buffer received
 
-	// What choose measures: a warm-up of chooseWarmup bytes after each
+	// What choose measures: a warm-up after the start and after each
 	// change of way, then windows one after the other.
 	measuring bool
 	warmup    int64     // bytes left to write before the next window starts
@@ -52,18 +52,20 @@ type writer struct {
 }
 
 func (s *FileSink) newWriter(log zerolog.Logger) *writer {
-	w := &writer{s: s, log: log, mode: writeCached, warmup: chooseWarmup}
+	w := &writer{s: s, log: log, mode: writeCached}
 	s.mu.Lock()
 	w.expect = s.next
 	s.mu.Unlock()
-	if s.direct != nil && s.directWay != DirectNever {
+	if s.direct != nil && s.directWay == DirectAlways {
 		w.mode = writeDirect
-		if s.directWay != DirectAlways {
-			w.choose = newChooser()
-			w.mode = w.choose.mode
-		}
 	}
 	return w
+}
+
+// chooses reports whether the replica chooses its way (direct: auto with
+// a direct descriptor).
+func (w *writer) chooses() bool {
+	return w.s.direct != nil && w.s.directWay == DirectAuto
 }
 
 // run feeds the chunks of io to the write path until the input ends, the
@@ -107,7 +109,7 @@ func (w *writer) run(ctx context.Context, io pipeline.IO) (err error) {
 		case w.choose == nil:
 		case !w.measuring && w.warmup <= 0:
 			w.startWindow()
-		case w.measuring && w.win.bytes >= chooseWindow:
+		case w.measuring && w.win.bytes >= w.choose.window:
 			w.endWindow()
 		}
 	}
@@ -134,6 +136,10 @@ func (w *writer) waitRoom() time.Duration {
 // take checks c and writes it, with the chunks queued behind it when it
 // goes direct. It owns c, and releases it or hands it to a write.
 func (w *writer) take(c pipeline.Chunk, in <-chan pipeline.Chunk) error {
+	if w.choose == nil && w.chooses() {
+		w.choose = newChooser(firstWay(c.BufferSize(), w.s.gather), c.BufferSize())
+		w.mode, w.warmup = w.choose.mode, w.choose.warmup
+	}
 	if err := w.check(c); err != nil {
 		c.Release()
 		return err
@@ -225,7 +231,7 @@ func (w *writer) startWindow() {
 // took is its drain; a trial begins with the previous way's writes on
 // disk, so that they do not slow its window, and the time that took is
 // the drain of the way it is measured against. The new way's first
-// chooseWarmup bytes fill its pipeline before a window is measured.
+// warm-up bytes fill its pipeline before a window is measured.
 func (w *writer) endWindow() {
 	w.win.elapsed = time.Since(w.winStart)
 	if w.trial {
@@ -247,7 +253,7 @@ func (w *writer) endWindow() {
 	w.mode = mode
 	w.s.switches.Add(1)
 	w.measuring = false
-	w.warmup = chooseWarmup
+	w.warmup = w.choose.warmup
 }
 
 // remaining is how many bytes are still to be written: what the resource

@@ -22,7 +22,7 @@ func TestFileSinkAutoSwitchKeepsBytes(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/chunk %d", mode, chunk), func(t *testing.T) {
 				dir := t.TempDir()
 				out := filepath.Join(dir, "out.bin")
-				data := payload(12<<20 + 12345)
+				data := payload(24<<20 + 12345)
 				order := pieces(len(data), chunk, 0)
 				if mode == sinks.ModePositional {
 					order = pieces(len(data), chunk, 3)
