@@ -78,6 +78,13 @@ func TestChooserSteps(t *testing.T) {
 			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true}, // 96: trial
 			{w: win(slow/2, 0, 0), remaining: gib, mode: first},                           // 112: lost by 2x; retry at 112+256
 			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 128
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 144
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 160
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 176
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 192
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 208
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 224
+			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 240: a doubled backoff would try here
 		}},
 		{"no trial with less than four trials' bytes to come", []step{
 			{w: win(slow, 0.5, 0), remaining: 4*(24<<20) - 1, mode: first},

@@ -23,18 +23,21 @@ func writesCfg(path, mode, direct string, writes int) *sinks.FileConfig {
 }
 
 // TestFileSinkWritesInFlight writes files every way the sink writes, with
-// one and with four writes in flight, in aligned and odd chunks, in order
-// and shuffled: the bytes are exact, and run checks that the buffers the
-// sink held never exceeded the memory bound, which counts writes x gather.
+// one and with four writes in flight, in aligned and odd chunks and in
+// chunks larger than a write's gather, in order and shuffled: the bytes
+// are exact, and run checks that the buffers the sink held never exceeded
+// the memory bound, which counts writes x gather.
 func TestFileSinkWritesInFlight(t *testing.T) {
 	for _, direct := range []string{sinks.DirectAlways, sinks.DirectAuto, sinks.DirectNever} {
 		for _, mode := range []string{sinks.ModeSequential, sinks.ModePositional} {
-			for _, chunk := range []int{256 << 10, 100_000} {
+			// 3 MiB chunks are larger than a write's gather: the budget
+			// of writes x gather then holds one chunk at a time.
+			for _, chunk := range []int{256 << 10, 100_000, 3 << 20} {
 				for _, writes := range []int{1, 4} {
 					name := fmt.Sprintf("%s/%s/chunk %d/writes %d", direct, mode, chunk, writes)
 					t.Run(name, func(t *testing.T) {
 						out := filepath.Join(t.TempDir(), "out.bin")
-						data := payload(5<<20 + 4097)
+						data := payload(max(5<<20, 8*chunk) + 4097)
 						order, workers := pieces(len(data), chunk, 0), 1
 						if mode == sinks.ModePositional {
 							order, workers = pieces(len(data), chunk, uint64(chunk)), 2
