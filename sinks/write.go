@@ -20,7 +20,7 @@ import (
 // A replica writes one of two ways (see writer): through the page cache,
 // whose writeback a goroutine of its own starts and paces; or direct, with
 // up to FileConfig.Writes writes in flight. direct: auto measures both
-// while it runs and keeps the one that keeps up (see chooser).
+// while it runs and keeps the one that would finish sooner (see chooser).
 func (s *FileSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
 	if s.file == nil {
 		return errors.New("file sink: Run without a successful Start")
@@ -145,6 +145,9 @@ func (w *writer) take(c pipeline.Chunk, in <-chan pipeline.Chunk) error {
 		return err
 	}
 	if w.mode == writeCached {
+		if !w.measuring {
+			return w.writeCached(c)
+		}
 		start := time.Now()
 		err := w.writeCached(c)
 		w.held(time.Since(start), in)
