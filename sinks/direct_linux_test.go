@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,18 +18,20 @@ import (
 	"github.com/dlflow/dlflow/sinks"
 )
 
-// directCfg is the file sink's config with direct I/O forced on or off.
+// directCfg is the file sink's config with direct I/O forced on or off,
+// and the default gather and writes in flight.
 func directCfg(path, mode, direct string) *sinks.FileConfig {
-	c := fileCfg(path, mode)
-	c.Direct, c.Gather = direct, 1<<20
-	return c
+	return writesCfg(path, mode, direct, 4)
 }
 
 // TestFileSinkDirect writes through O_DIRECT with chunks that are aligned,
 // cut at odd sizes, out of order and in unaligned memory, and checks the
 // bytes. Where the file system supports direct I/O, it also checks that
 // the aligned blocks really bypassed the page cache: mincore finds them not
-// resident, while the same file written with direct: never is.
+// resident, while the same file written with direct: never is. direct:
+// auto starts with the page cache, or direct for chunks that fill a direct
+// write (gather) on their own, and a file shorter than its first window
+// never tries the other way.
 func TestFileSinkDirect(t *testing.T) {
 	const big = 256 << 10
 	cases := []struct {
@@ -109,32 +112,48 @@ func TestFileSinkDirectWithoutSupport(t *testing.T) {
 }
 
 // TestFileSinkDirectDiskFull fills a small ext4 file system through direct
-// writes: the run fails with ENOSPC naming PATH.tmp, and in sequential mode
-// PATH.tmp is exactly a prefix of the data, whatever the short write cut.
+// writes, four in flight: the run fails with ENOSPC naming PATH.tmp, and in
+// sequential mode PATH.tmp is exactly a prefix of the data, whatever the
+// short write cut, and the state claims exactly that prefix. Writes in
+// flight race for the last free blocks, so a later write may succeed where
+// an earlier one failed: its bytes, beyond the failure, are cut off with
+// the rest (the log says when a run saw that).
 func TestFileSinkDirectDiskFull(t *testing.T) {
 	dir := testfs.MountExt4(t, 8<<20)
 	if !supportsDirect(dir) {
 		t.Skipf("%s has no direct I/O", dir)
 	}
-	out := filepath.Join(dir, "out.bin")
-	data := payload(16 << 20)
-	cfg := directCfg(out, sinks.ModeSequential, sinks.DirectAlways)
-	cfg.Preallocate = false // the writes, not fallocate, must hit the full disk
-	g := newRig(t).buildChunked(t, sendSkewed(data, 256<<10, 0, pieces(len(data), 256<<10, 0)), 256<<10, "file.sink", cfg, 1)
-	err := run(t, t.Context(), g, int64(len(data)))
-	if !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), out+".tmp") {
-		t.Fatalf("Run: %v, want ENOSPC naming %s.tmp", err, out)
+	for attempt := range 3 {
+		out := filepath.Join(dir, fmt.Sprintf("out%d.bin", attempt))
+		data := payload(16 << 20)
+		cfg := directCfg(out, sinks.ModeSequential, sinks.DirectAlways)
+		cfg.Preallocate = false // the writes, not fallocate, must hit the full disk
+		r := newRig(t)
+		g := r.buildChunked(t, sendSkewed(data, 256<<10, 0, pieces(len(data), 256<<10, 0)), 256<<10, "file.sink", cfg, 1)
+		err := runWith(t, g, resource(int64(len(data)), `"v1"`), new(bytes.Buffer))
+		if !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), out+".tmp") {
+			t.Fatalf("Run: %v, want ENOSPC naming %s.tmp", err, out)
+		}
+		assertMissing(t, out)
+		got := readFile(t, out+".tmp")
+		if len(got) == 0 || len(got) >= len(data) || !bytes.Equal(got, data[:len(got)]) {
+			t.Fatalf(".tmp has %d bytes, want a non-empty proper prefix of the %d sent", len(got), len(data))
+		}
+		if st := readStateFile(t, out); len(st.Ranges) != 1 || st.Ranges[0] != [2]int64{0, int64(len(got))} {
+			t.Fatalf("state claims %v, want [[0 %d]]", st.Ranges, len(got))
+		}
+		t.Logf(".tmp kept %d bytes; the run wrote %d", len(got), r.file.Bytes())
+		if err := os.Remove(out + ".tmp"); err != nil {
+			t.Fatal(err)
+		}
+		if r.file.Bytes() > int64(len(got)) {
+			break // a write beyond the failure succeeded, and was cut off
+		}
 	}
-	assertMissing(t, out)
-	got := readFile(t, out+".tmp")
-	if len(got) == 0 || len(got) >= len(data) || !bytes.Equal(got, data[:len(got)]) {
-		t.Fatalf(".tmp has %d bytes, want a non-empty proper prefix of the %d sent", len(got), len(data))
-	}
-	t.Logf(".tmp kept %d bytes", len(got))
 }
 
-// TestFileSinkGatherBound: gathering queued chunks into one write stays
-// within the memory bound, which counts them (run checks the peak).
+// TestFileSinkGatherBound: gathering queued chunks into writes in flight
+// stays within the memory bound, which counts them (run checks the peak).
 func TestFileSinkGatherBound(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out.bin")
 	const c = 64 << 10
@@ -143,8 +162,8 @@ func TestFileSinkGatherBound(t *testing.T) {
 	withoutGather := *cfg
 	withoutGather.Gather = 0
 	g0 := newRig(t).buildChunked(t, sendSkewed(nil, c, 0, nil), c, "file.sink", &withoutGather, 1)
-	if got, want := g.MemoryBound()-g0.MemoryBound(), pipeline.ByteSize(cfg.Gather-c); got != want {
-		t.Fatalf("gather adds %v to the bound, want %v (the chunks it may hold beyond one)", got, want)
+	if got, want := g.MemoryBound()-g0.MemoryBound(), pipeline.ByteSize(int64(cfg.Writes)*int64(cfg.Gather)-c); got != want {
+		t.Fatalf("gather adds %v to the bound, want %v (the chunks %d writes in flight may hold beyond one)", got, want, cfg.Writes)
 	}
 	if err := run(t, t.Context(), g, 4<<20); err != nil {
 		t.Fatal(err)

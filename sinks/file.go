@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -65,12 +66,19 @@ import (
 // If the runner never calls Commit (another stage's Finish failed), it
 // stays so until the next Resume of the sink or the process ends.
 //
-// On Linux, with direct I/O (see FileConfig.Direct and direct.go), a
-// replica writes the aligned blocks of large chunks past the page cache.
-// With direct: always it also takes the chunks already queued behind the
-// first, up to Gather bytes, into one pwritev, since a direct write waits
-// for the disk and must be large to pay; the graph's memory bound counts
-// those chunks. Elsewhere the sink goes without direct I/O, preallocation
+// A replica writes one of two ways (see write.go). Through the page cache,
+// with the kernel's writeback started every few MiB and waited for from
+// goroutines of the replica's own, never on the write path, and at most
+// writebackAhead bytes ahead of it. Or, on Linux with direct I/O (see
+// direct.go), past the page cache: each write takes the chunks already
+// queued, up to Gather bytes, into one pwritev of their aligned blocks,
+// and up to Writes of them are in flight at once (see inflight.go); the
+// graph's memory bound counts the chunks they hold. direct: always and
+// never force a way; auto measures both during the run and keeps the one
+// that would finish sooner (see choose.go). Neither way changes what the
+// sink claims: a write counts once it completed, in sequential mode only
+// as part of the prefix, and the state only what an fdatasync covered.
+// Elsewhere than on Linux the sink goes without direct I/O, preallocation
 // and writeback hints (see sys_other.go).
 //
 // In sequential mode the sink takes ordered bytes and writes them as one
@@ -84,10 +92,11 @@ type FileSink struct {
 	fsync       bool
 	preallocate bool
 	resume      bool
-	verifies    bool // a checksum verifies the run's result (see otherURL)
-	useDirect   bool
-	directMin   int   // chunks of smaller buffers go through the page cache
-	gather      int64 // with direct: always, bytes of queued chunks one write may take
+	verifies    bool   // a checksum verifies the run's result (see otherURL)
+	directWay   string // DirectAuto, DirectAlways or DirectNever
+	gather      int64  // bytes of queued chunks one direct write may take
+	writes      int    // direct writes in flight at once, per replica
+	inflight    int64  // chunk buffer bytes a replica may hold in direct writes
 
 	// Set by Resume and Start, before any replica runs; read-only during Run.
 	file   *os.File // PATH.tmp, open and locked from Resume to Commit or Finish
@@ -99,14 +108,21 @@ type FileSink struct {
 	fresh bool // PATH.tmp holds nothing of an earlier run: Resume made or emptied it
 
 	written atomic.Int64 // bytes written by this run
-	next    int64        // sequential mode: the offset the next chunk must start at
 	ready   bool         // Finish verified and synced the file; Commit may rename it
+	// How many bytes went each way, and how often a replica changed way
+	// (direct: auto), for tests and the log.
+	directBytes, cachedBytes, switches atomic.Int64
 
-	// mu guards have: every byte of PATH.tmp that holds the resource, the
-	// present ranges of an earlier run and what this run wrote. Positional
-	// replicas add to it concurrently with the checkpoint goroutine.
-	mu   sync.Mutex
-	have pipeline.RangeSet
+	// mu guards have, next and ahead. have is every byte of PATH.tmp that
+	// holds the resource: the present ranges of an earlier run and the
+	// writes of this run that completed. Writes in flight, positional
+	// replicas and the checkpoint goroutine use it concurrently. In
+	// sequential mode have is the prefix [0, next), and ahead holds the
+	// writes that completed beyond a write still in flight (see wrote).
+	mu    sync.Mutex
+	have  pipeline.RangeSet
+	next  int64
+	ahead []pipeline.Range
 
 	ck *checkpointer // nil when state is nil or Start did not run
 	// dirSynced: PATH.tmp's directory entry is durable, so a state file
@@ -141,8 +157,9 @@ type FileConfig struct {
 	Fsync       bool              `koanf:"fsync" help:"fsync the file and its directory before the output appears"`
 	Preallocate bool              `koanf:"preallocate" help:"reserve the whole file up front when the size is known"`
 	Resume      bool              `koanf:"resume" help:"continue a partial download from PATH.tmp and its state file when the server still has the same file; false starts over (--no-resume)"`
-	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache, so that the final fsync has nothing left to flush, at a fraction of the CPU. Each direct write waits for the disk, which pays for large writes only: auto writes chunks of 512 KiB or more direct (a coalesce.buffer's, ranged.yaml's readers') and smaller ones through the page cache. Unaligned edges, and file systems without direct I/O, always use the page cache"`
-	Gather      pipeline.ByteSize `koanf:"gather" help:"with direct: always, write the chunks already queued, up to this many bytes, with one call, so that small network chunks make fewer, larger direct writes"`
+	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache (no copy, nothing left for the final fsync, but each write waits for the disk), or through the page cache, whose writeback is started and paced as the file is written. Which is faster depends on the disk and the machine: auto starts with the page cache (direct for chunks of gather bytes or more) and, when the way it writes holds the download up, measures the other and keeps the one that would finish sooner. Unaligned edges, and file systems without direct I/O, always use the page cache"`
+	Gather      pipeline.ByteSize `koanf:"gather" help:"a direct write takes the chunks already queued, up to this many bytes, with one call, so that small network chunks make fewer, larger direct writes"`
+	Writes      int               `koanf:"writes" help:"direct writes in flight at once (per worker; 0 is 1), each of up to gather bytes: while one waits for the disk the next is on its way. The memory bound counts writes x gather"`
 
 	// checksum is set when the run verifies a checksum (Settings.Checksum):
 	// the result of a resume is then checked as a whole, so a partial
@@ -201,7 +218,7 @@ var fileDef = pipeline.Def[FileConfig]{
 	Summary:  "writes the download into OUTPUT.tmp and renames it to OUTPUT when complete",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,
-	Defaults: FileConfig{Mode: ModeSequential, Fsync: true, Preallocate: true, Resume: true, Direct: DirectAuto, Gather: 1 << 20},
+	Defaults: FileConfig{Mode: ModeSequential, Fsync: true, Preallocate: true, Resume: true, Direct: DirectAuto, Gather: 1 << 20, Writes: 4},
 	Ports: func(c FileConfig) (pipeline.Flow, pipeline.Flow) {
 		if c.Mode == ModePositional {
 			return pipeline.Bytes, pipeline.None
@@ -225,6 +242,9 @@ var fileDef = pipeline.Def[FileConfig]{
 		if c.Gather < 0 {
 			return nil, fmt.Errorf("gather must not be negative, got %v", c.Gather)
 		}
+		if c.Writes < 0 {
+			return nil, fmt.Errorf("writes must not be negative, got %d", c.Writes)
+		}
 		path := filepath.Clean(c.Path)
 		return &FileSink{
 			path:        path,
@@ -235,12 +255,13 @@ var fileDef = pipeline.Def[FileConfig]{
 			preallocate: c.Preallocate,
 			resume:      c.Resume,
 			verifies:    c.checksum,
-			useDirect:   c.usesDirect(),
-			directMin:   c.directMin(),
-			gather:      c.gatherBytes(),
+			directWay:   cmp.Or(c.Direct, DirectAuto),
+			gather:      int64(c.Gather),
+			writes:      c.Writes,
+			inflight:    c.inflightBytes(),
 		}, nil
 	},
-	Memory:   func(c FileConfig) pipeline.Memory { return pipeline.Memory{Gather: c.gatherBytes()} },
+	Memory:   func(c FileConfig) pipeline.Memory { return pipeline.Memory{Gather: c.inflightBytes()} },
 	AnyOrder: "set its config mode: positional",
 	MaxWorkers: func(c FileConfig) (int, string) {
 		if c.Mode == ModePositional {
@@ -272,51 +293,14 @@ var (
 
 func init() { builtin(fileDef.Spec()) }
 
-// autoDirectMin is the smallest buffer that direct: auto writes with
-// O_DIRECT, with or without fsync. Measured on 1 GiB downloads from nginx
-// on loopback, medians of 3-5 runs in one bench each (fsync on unless
-// said):
-//
-//   - large writes pay: buffered.yaml's 16 MiB chunks ran at 1390-1484 MB/s
-//     direct for 0.39-0.45 s of CPU, against 611-751 MB/s and 1.6-1.9 s
-//     through the page cache; without fsync, 1391 against 665-751 MB/s;
-//     ranged.yaml with 512 KiB reader buffers at 1103 MB/s direct (1 MiB:
-//     1126-1324), where its 256 KiB chunks through the page cache ran at
-//     483 to 2257 MB/s from one bench to the next, each with runs near
-//     450 and near 2200: page-cache writes on the test VM alternate between
-//     cheap and costly (2.5 s of CPU), direct ones do not;
-//   - 256 KiB chunks do not, even gathered into 1 MiB writes: a direct
-//     write waits for the disk, and positional ranged.yaml ran at 806
-//     against 1506 MB/s, ranged-ordered.yaml at 1055-1291 against
-//     1768-2054 (in a cheap phase of the page cache).
-const autoDirectMin = 512 << 10
-
-// usesDirect reports whether the sink opens PATH.tmp for direct I/O.
-func (c FileConfig) usesDirect() bool {
-	switch c.Direct {
-	case DirectAlways:
-		return true
-	case DirectAuto, "":
-		return true
-	}
-	return false
-}
-
-// directMin is the smallest chunk buffer written direct.
-func (c FileConfig) directMin() int {
-	if c.Direct == DirectAlways {
+// inflightBytes is how many bytes of chunk buffers a replica may hold in
+// direct writes: writes of up to gather bytes each. Page cache writes hold
+// one chunk, only while it is copied.
+func (c FileConfig) inflightBytes() int64 {
+	if c.Direct == DirectNever {
 		return 0
 	}
-	return autoDirectMin
-}
-
-// gatherBytes is how much of the queue one direct write takes: only with
-// direct: always, since auto writes only large chunks direct.
-func (c FileConfig) gatherBytes() int64 {
-	if c.Direct == DirectAlways {
-		return int64(c.Gather)
-	}
-	return 0
+	return int64(max(c.Writes, 1)) * int64(c.Gather)
 }
 
 // Path is the output the sink writes; Path()+".tmp" is the file it fills.

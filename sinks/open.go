@@ -32,8 +32,11 @@ import (
 // removed.
 func (s *FileSink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Range, io.ReaderAt, error) {
 	s.release() // a previous run of this graph whose Commit never came
-	s.direct, s.next, s.ready, s.state, s.ck, s.fresh, s.dirSynced = nil, 0, false, nil, nil, false, false
+	s.direct, s.next, s.ahead, s.ready, s.state, s.ck, s.fresh, s.dirSynced = nil, 0, nil, false, nil, nil, false, false
 	s.written.Store(0)
+	s.directBytes.Store(0)
+	s.cachedBytes.Store(0)
+	s.switches.Store(0)
 	s.have = pipeline.RangeSet{}
 	s.size = -1
 	res := env.Resource
@@ -98,7 +101,7 @@ func (s *FileSink) Start(ctx context.Context, env *pipeline.Env) error {
 			return fmt.Errorf("preallocate %d bytes for %s: %w", s.size, s.tmp, err)
 		}
 	}
-	if s.useDirect {
+	if s.directWay != DirectNever {
 		d, err := openDirect(s.file, s.tmp)
 		if err != nil {
 			// Not fatal: the page cache is slower, not wrong.

@@ -20,12 +20,25 @@ func preallocate(f *os.File, size int64) error {
 	return err
 }
 
+// writebackHints: the file sink may start and wait for the writeback of a
+// file's range (see writeback.go).
+const writebackHints = true
+
 // startWriteback asks the kernel to start writing [off, off+n) of fd to
-// the disk now, without waiting, so that the final fsync finds little left
-// to flush. It is a hint: an error is ignored, the fsync reports any real
-// one.
+// the disk now, without waiting for it, so that the final fsync finds
+// little left to flush. It is a hint: an error is ignored, the fsync
+// reports any real one. It may still block while the device's queue is
+// full, so the file sink calls it from a goroutine of its own.
 func startWriteback(fd int, off, n int64) {
 	_ = unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE)
+}
+
+// awaitWriteback writes what is dirty in [off, off+n) of fd and waits
+// until all of the range is written back. It neither flushes the disk's
+// cache nor writes metadata: a pace, not durability. Errors are ignored
+// like startWriteback's.
+func awaitWriteback(fd int, off, n int64) {
+	_ = unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
 }
 
 // datasync makes f's data durable, and the metadata needed to read it back

@@ -6,97 +6,287 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/dlflow/dlflow/pipeline"
 )
 
-// writebackEvery is how much newly written data makes the sink start its
-// writeback (sync_file_range), so that the final fsync finds little left to
-// flush.
-const writebackEvery = 8 << 20
-
 // Run writes the chunks it receives into PATH.tmp and releases them. In
 // sequential mode a chunk that does not start where the previous one ended
 // is an error (a bug upstream), as is a second replica.
+//
+// A replica writes one of two ways (see writer): through the page cache,
+// whose writeback a goroutine of its own starts and paces; or direct, with
+// up to FileConfig.Writes writes in flight. direct: auto measures both
+// while it runs and keeps the one that would finish sooner (see chooser).
 func (s *FileSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
 	if s.file == nil {
 		return errors.New("file sink: Run without a successful Start")
 	}
-	w := batchWriter{s: s}
-	if s.fsync {
-		w.wb = &writeback{}
+	w := s.newWriter(env.Log)
+	return w.run(ctx, io)
+}
+
+// writer is one replica's write path. Its feeder, the Run goroutine,
+// receives and checks the chunks; page cache writes happen on it, direct
+// writes on inflight's workers.
+type writer struct {
+	s      *FileSink
+	log    zerolog.Logger
+	mode   writeMode
+	choose *chooser   // nil unless direct: auto has both ways to choose from
+	wb     *writeback // nil without fsync, or where the system has no writeback hints
+	fl     *inflight  // nil without a direct descriptor; started by run
+	expect int64      // sequential mode: the offset the next chunk must start at
+	maxBuf int        // the largest chunk buffer received
+
+	// What choose measures: a warm-up after the start and after each
+	// change of way, then windows one after the other.
+	measuring bool
+	warmup    int64     // bytes left to write before the next window starts
+	win       window    // the window being measured
+	winStart  time.Time // when it started
+	trial     bool      // the window is a trial (see chooser)
+}
+
+func (s *FileSink) newWriter(log zerolog.Logger) *writer {
+	w := &writer{s: s, log: log, mode: writeCached}
+	s.mu.Lock()
+	w.expect = s.next
+	s.mu.Unlock()
+	if s.direct != nil && s.directWay == DirectAlways {
+		w.mode = writeDirect
 	}
-	batch := make([]pipeline.Chunk, 0, maxGather)
+	return w
+}
+
+// chooses reports whether the replica chooses its way (direct: auto with
+// a direct descriptor).
+func (w *writer) chooses() bool {
+	return w.s.direct != nil && w.s.directWay == DirectAuto
+}
+
+// run feeds the chunks of io to the write path until the input ends, the
+// context is done or a write fails. It returns only when no write is in
+// flight and every chunk it took is released. A write's failure wins over
+// the cancellation it causes; among failures, the one at the lowest offset.
+func (w *writer) run(ctx context.Context, io pipeline.IO) (err error) {
+	s := w.s
+	if s.fsync {
+		w.wb = newWriteback(s.fd, writebackAhead)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if s.direct != nil && s.directWay != DirectNever {
+		w.fl = newInflight(s, s.writes, s.inflight, w.wb, cancel)
+	}
 	defer func() {
-		for _, c := range batch {
-			c.Release()
+		if w.fl != nil {
+			w.fl.close()
+			if ferr := w.fl.failure(); ferr != nil {
+				err = ferr
+			}
 		}
+		w.wb.close()
 	}()
 	for {
+		if w.fl != nil {
+			if err := w.fl.failure(); err != nil {
+				return err
+			}
+		}
+		w.held(w.waitRoom(), io.Chunks)
 		c, ok, err := io.Recv(ctx)
 		if !ok {
 			return err
 		}
-		batch = append(batch, c)
-		open := s.gatherQueued(io.Chunks, &batch)
-		var n int64
-		for _, c := range batch {
-			n += int64(len(c.Data))
-		}
-		err = w.write(batch)
-		for _, c := range batch {
-			c.Release()
-		}
-		clear(batch)
-		batch = batch[:0]
-		if err != nil {
+		if err := w.take(c, io.Chunks); err != nil {
 			return err
 		}
-		if s.ck != nil {
-			if err := s.ck.wrote(n); err != nil {
-				return err
-			}
-		}
-		if !open {
-			return nil
+		switch {
+		case w.choose == nil:
+		case !w.measuring && w.warmup <= 0:
+			w.startWindow()
+		case w.measuring && w.win.bytes >= w.choose.window:
+			w.endWindow()
 		}
 	}
+}
+
+// held counts d, a time the writer was busy or waiting for room, as the
+// window's stall when chunks were waiting in the queue at its end: the
+// write path, not the network, held the download up.
+func (w *writer) held(d time.Duration, in <-chan pipeline.Chunk) {
+	if w.measuring && d > 0 && len(in) > 0 {
+		w.win.stall += d
+	}
+}
+
+// waitRoom waits until the way the replica writes has room for another
+// chunk, and returns how long that took.
+func (w *writer) waitRoom() time.Duration {
+	if w.mode == writeDirect {
+		return w.fl.waitRoom(w.maxBuf)
+	}
+	return w.wb.waitRoom()
+}
+
+// take checks c and writes it, with the chunks queued behind it when it
+// goes direct. It owns c, and releases it or hands it to a write.
+func (w *writer) take(c pipeline.Chunk, in <-chan pipeline.Chunk) error {
+	if w.choose == nil && w.chooses() {
+		w.choose = newChooser(firstWay(c.BufferSize(), w.s.gather), c.BufferSize())
+		w.mode, w.warmup = w.choose.mode, w.choose.warmup
+	}
+	if err := w.check(c); err != nil {
+		c.Release()
+		return err
+	}
+	if w.mode == writeCached {
+		if !w.measuring {
+			return w.writeCached(c)
+		}
+		start := time.Now()
+		err := w.writeCached(c)
+		w.held(time.Since(start), in)
+		return err
+	}
+	b := append(w.fl.batch(), c)
+	err := w.gather(&b, in)
+	if len(b) > 0 {
+		w.fl.submit(b)
+	}
+	return err
+}
+
+// check refuses c where it cannot belong, and counts it.
+func (w *writer) check(c pipeline.Chunk) error {
+	if err := w.s.check(c.Offset, c.End(), w.expect); err != nil {
+		return err
+	}
+	w.expect = c.End()
+	w.maxBuf = max(w.maxBuf, c.BufferSize())
+	if w.measuring {
+		w.win.bytes += int64(len(c.Data))
+	} else {
+		w.warmup -= int64(len(c.Data))
+	}
+	return nil
+}
+
+// writeCached writes c through the page cache, on the feeder.
+func (w *writer) writeCached(c pipeline.Chunk) error {
+	s := w.s
+	n, err := s.cachedWriteAt(c.Data, c.Offset, w.wb)
+	s.wrote(c.Offset, int64(n))
+	c.Release()
+	if err == nil && s.ck != nil {
+		err = s.ck.wrote(int64(n))
+	}
+	return err
 }
 
 // maxGather caps the chunks one write takes, well below the kernel's
 // limit of 1024 iovecs.
 const maxGather = 64
 
-// gatherQueued adds to batch the chunks waiting in the queue, without
-// blocking, while their buffers fit in the gather size; a sink without
-// direct I/O takes one chunk at a time. It reports false when the queue
-// is closed.
-func (s *FileSink) gatherQueued(in <-chan pipeline.Chunk, batch *[]pipeline.Chunk) bool {
-	if s.direct == nil || s.gather <= 0 {
-		return true
+// gather adds to the batch b the chunks waiting in the queue, without
+// blocking, while their buffers fit in the gather size and the inflight
+// budget. A chunk that fails its check is released and its error
+// returned; b keeps the chunks before it.
+func (w *writer) gather(b *[]pipeline.Chunk, in <-chan pipeline.Chunk) error {
+	s := w.s
+	if s.gather <= 0 {
+		return nil
 	}
-	// The graph's memory bound counts the whole input chunks that fit in
-	// the gather size.
-	limit := min(maxGather, int(s.gather/int64(max((*batch)[0].BufferSize(), 1))))
-	for len(*batch) < limit {
+	bufSize := int64(max((*b)[0].BufferSize(), 1))
+	limit := min(maxGather, int(s.gather/bufSize))
+	limit = min(limit, len(*b)+w.fl.room(w.maxBuf, len(*b)))
+	for len(*b) < limit {
 		select {
 		case c, ok := <-in:
 			if !ok {
-				return false
+				return nil // Run's next receive sees the end
 			}
-			*batch = append(*batch, c)
+			if err := w.check(c); err != nil {
+				c.Release()
+				return err
+			}
+			*b = append(*b, c)
 		default:
-			return true
+			return nil
 		}
 	}
-	return true
+	return nil
 }
 
-// batchWriter writes the batches of one replica: runs of contiguous,
-// aligned chunks with one direct pwritev, anything else chunk by chunk.
+// startWindow starts measuring a window of the chooser.
+func (w *writer) startWindow() {
+	w.measuring = true
+	w.win = window{}
+	w.winStart = time.Now()
+}
+
+// endWindow ends the window, asks the chooser for the next way and
+// changes to it. A trial ends with its writes on disk, and the time that
+// took is its drain; a trial begins with the previous way's writes on
+// disk, so that they do not slow its window, and the time that took is
+// the drain of the way it is measured against. The new way's first
+// warm-up bytes fill its pipeline before a window is measured.
+func (w *writer) endWindow() {
+	w.win.elapsed = time.Since(w.winStart)
+	if w.trial {
+		w.win.drain = w.drain()
+	}
+	w.log.Debug().Str("mode", w.mode.String()).Bool("trial", w.trial).Stringer("window", w.win).Msg("write window")
+	mode, trial, why := w.choose.next(w.win, w.remaining())
+	if why != "" {
+		w.log.Debug().Str("path", w.s.tmp).Msg(why)
+	}
+	w.trial = trial
+	if mode == w.mode {
+		w.startWindow()
+		return
+	}
+	if d := w.drain(); trial {
+		w.choose.drained(d)
+	}
+	w.mode = mode
+	w.s.switches.Add(1)
+	w.measuring = false
+	w.warmup = w.choose.warmup
+}
+
+// remaining is how many bytes are still to be written: what the resource
+// lacks, or when its size is unknown, as many as were written so far.
+func (w *writer) remaining() int64 {
+	s := w.s
+	if s.size < 0 {
+		return s.written.Load()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(s.size-s.have.Len(), 0)
+}
+
+// drain waits until what the current way wrote is on disk, and returns
+// how long that took.
+func (w *writer) drain() time.Duration {
+	start := time.Now()
+	if w.mode == writeDirect {
+		w.fl.waitIdle()
+	}
+	w.wb.drain()
+	return time.Since(start)
+}
+
+// batchWriter writes batches of chunks: runs of contiguous, aligned
+// chunks with one direct pwritev, anything else chunk by chunk.
 type batchWriter struct {
 	s   *FileSink
-	wb  *writeback // nil without fsync
+	wb  *writeback // nil: no writeback of the page cache edges
 	iov [][]byte   // reused for each run
 }
 
@@ -127,43 +317,32 @@ func (w *batchWriter) write(batch []pipeline.Chunk) error {
 
 // directWhole reports whether all of c may be written direct.
 func (s *FileSink) directWhole(c pipeline.Chunk) bool {
-	if !s.directFor(c) || len(c.Data) == 0 {
+	if len(c.Data) == 0 {
 		return false
 	}
 	start, end := s.direct.span(c.Data, c.Offset)
 	return start == 0 && end == len(c.Data)
 }
 
-// one writes a single chunk.
+// one writes a single chunk, its aligned blocks direct.
 func (w *batchWriter) one(c pipeline.Chunk) error {
-	s := w.s
-	if err := s.check(c.Offset, c.End()); err != nil {
-		return err
-	}
-	n, err := s.writeAt(c.Data, c.Offset, w.wb, s.directFor(c))
-	s.wrote(c.Offset, int64(n))
+	n, err := w.s.writeAt(c.Data, c.Offset, w.wb)
+	w.s.wrote(c.Offset, int64(n))
 	return err
-}
-
-// directFor reports whether c's aligned blocks go direct.
-func (s *FileSink) directFor(c pipeline.Chunk) bool {
-	return s.direct != nil && c.BufferSize() >= s.directMin
 }
 
 // run writes contiguous chunks that may all go direct, with one pwritev.
 // After a short write the rest goes chunk by chunk.
 func (w *batchWriter) run(run []pipeline.Chunk) error {
 	s := w.s
-	first, last := run[0], run[len(run)-1]
-	if err := s.check(first.Offset, last.End()); err != nil {
-		return err
-	}
+	first := run[0]
 	w.iov = w.iov[:0]
 	for _, c := range run {
 		w.iov = append(w.iov, c.Data)
 	}
 	n, err := s.direct.writevAt(w.iov, first.Offset)
 	clear(w.iov)
+	s.directBytes.Add(int64(n))
 	s.wrote(first.Offset, int64(n))
 	if err != nil {
 		return err
@@ -184,43 +363,57 @@ func (w *batchWriter) run(run []pipeline.Chunk) error {
 	return nil
 }
 
-// check refuses to write [off, end) where it cannot belong.
-func (s *FileSink) check(off, end int64) error {
+// check refuses to write [off, end) where it cannot belong; in sequential
+// mode the chunk must start at expect.
+func (s *FileSink) check(off, end, expect int64) error {
 	if off < 0 {
 		return fmt.Errorf("chunk at negative offset %d", off)
 	}
 	if s.size >= 0 && end > s.size {
 		return fmt.Errorf("chunk [%d,%d) ends past the resource size %d", off, end, s.size)
 	}
-	if !s.positional && off != s.next {
-		return fmt.Errorf("out-of-order bytes: chunk starts at %d, expected %d (a bug in the stage feeding the sink)", off, s.next)
+	if !s.positional && off != expect {
+		return fmt.Errorf("out-of-order bytes: chunk starts at %d, expected %d (a bug in the stage feeding the sink)", off, expect)
 	}
 	return nil
 }
 
-// wrote records that n bytes from off are in PATH.tmp.
+// wrote records that n bytes from off are in PATH.tmp. In sequential mode
+// with writes in flight they may complete out of order: a range that does
+// not continue the prefix waits in ahead until the writes before it
+// complete, so that have (and so the state) and next only ever describe a
+// prefix, the bytes that stay in PATH.tmp after a failure.
 func (s *FileSink) wrote(off, n int64) {
 	if n <= 0 {
 		return
 	}
-	if !s.positional {
-		s.next += n
-	}
 	s.written.Add(n)
+	r := pipeline.Range{Start: off, End: off + n}
 	s.mu.Lock()
-	s.have.Add(pipeline.Range{Start: off, End: off + n})
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.positional {
+		s.have.Add(r)
+		return
+	}
+	if off != s.next {
+		i, _ := slices.BinarySearchFunc(s.ahead, off, func(r pipeline.Range, off int64) int { return cmp.Compare(r.Start, off) })
+		s.ahead = slices.Insert(s.ahead, i, r)
+		return
+	}
+	s.next = r.End
+	for len(s.ahead) > 0 && s.ahead[0].Start == s.next {
+		s.next = s.ahead[0].End
+		s.ahead = s.ahead[1:]
+	}
+	s.have.Add(pipeline.Range{Start: off, End: s.next})
 }
 
 // writeAt writes p at off and returns how many bytes from the start of p
-// are written, the way io.WriterAt does. With direct, the aligned middle of
-// p goes through the direct descriptor; the rest goes through the page
-// cache, and wb (nil without fsync) starts its writeback.
-func (s *FileSink) writeAt(p []byte, off int64, wb *writeback, direct bool) (int, error) {
-	start, end := 0, 0
-	if direct {
-		start, end = s.direct.span(p, off)
-	}
+// are written, the way io.WriterAt does. The aligned middle of p goes
+// through the direct descriptor; the rest goes through the page cache,
+// and wb (nil: none) paces its writeback.
+func (s *FileSink) writeAt(p []byte, off int64, wb *writeback) (int, error) {
+	start, end := s.direct.span(p, off)
 	if start == end {
 		return s.cachedWriteAt(p, off, wb)
 	}
@@ -230,6 +423,7 @@ func (s *FileSink) writeAt(p []byte, off int64, wb *writeback, direct bool) (int
 		}
 	}
 	n, err := s.direct.writeAt(p[start:end], off+int64(start))
+	s.directBytes.Add(int64(n))
 	done := start + n
 	if err != nil || done == len(p) {
 		return done, err
@@ -240,30 +434,7 @@ func (s *FileSink) writeAt(p []byte, off int64, wb *writeback, direct bool) (int
 
 func (s *FileSink) cachedWriteAt(p []byte, off int64, wb *writeback) (int, error) {
 	n, err := s.file.WriteAt(p, off)
-	wb.add(s.fd, off, int64(n))
+	s.cachedBytes.Add(int64(n))
+	wb.add(off, int64(n))
 	return n, err
-}
-
-// writeback starts the kernel's writeback of what one replica wrote, every
-// writebackEvery bytes, over the span its recent chunks covered. It is a
-// hint: errors are ignored, the final fsync reports any real I/O error.
-type writeback struct {
-	lo, hi, pending int64
-}
-
-func (w *writeback) add(fd int, off, n int64) {
-	if w == nil || n == 0 {
-		return
-	}
-	if w.pending == 0 {
-		w.lo, w.hi = off, off+n
-	} else {
-		w.lo, w.hi = min(w.lo, off), max(w.hi, off+n)
-	}
-	w.pending += n
-	if w.pending < writebackEvery {
-		return
-	}
-	startWriteback(fd, w.lo, w.hi-w.lo)
-	w.pending = 0
 }

@@ -1,0 +1,25 @@
+package sinks
+
+// What the tests of package sinks_test watch inside a file sink.
+
+// Switches is how often a replica of the last run changed the way it
+// writes (direct: auto).
+func (s *FileSink) Switches() int64 { return s.switches.Load() }
+
+// DirectBytes and CachedBytes are the bytes the last run wrote direct and
+// through the page cache.
+func (s *FileSink) DirectBytes() int64 { return s.directBytes.Load() }
+func (s *FileSink) CachedBytes() int64 { return s.cachedBytes.Load() }
+
+// TuneChooser sets direct: auto's least window, warm-up and backoff for a
+// test, makes every window hold the download up, lets a trial start however
+// little is left, and makes every trial win or lose; it returns what
+// restores them.
+func TuneChooser(windowBytes, warmup, backoff int64, trialsWin bool) (restore func()) {
+	w, u, b, st, tl, tw := chooseWindow, chooseWarmup, chooseBackoff, chooseStall, chooseTrialLeft, trialWins
+	chooseWindow, chooseWarmup, chooseBackoff, chooseStall, chooseTrialLeft = windowBytes, warmup, backoff, -1, 0
+	trialWins = func(trial, base window, remaining int64) bool { return trialsWin }
+	return func() {
+		chooseWindow, chooseWarmup, chooseBackoff, chooseStall, chooseTrialLeft, trialWins = w, u, b, st, tl, tw
+	}
+}
