@@ -17,9 +17,12 @@ type BatchResult struct {
 }
 
 // Batch downloads the requests it receives on reqs, jobs at a time, and
-// sends how each ended on the returned channel, in the order they end. It
-// takes a request from reqs only when a download slot is free, so a list
-// of any length streams through in bounded memory. Connections and TLS
+// sends how each ended on the returned channel, in the order they end. A
+// download whose bytes are all in no longer counts against jobs while it
+// makes its file durable and visible (fsync, rename): the next one's
+// requests overlap that, and at most jobs more downloads are at that
+// stage. It takes a request from reqs only when a download slot is free,
+// so a list of any length streams through in bounded memory. Connections and TLS
 // sessions are shared, and the client's per-host limit holds over all the
 // downloads (WithMaxPerHost).
 //
@@ -35,7 +38,13 @@ func (c *Client) Batch(ctx context.Context, jobs int, reqs <-chan *Request) <-ch
 	b := &batch{claimed: map[string]*Request{}}
 	go func() {
 		defer close(out)
-		p := pool.New().WithMaxGoroutines(max(jobs, 1))
+		// A download holds a transfer slot from its first request until
+		// its bytes are in (or it ends): it prepares (configuration,
+		// output checks) before, and makes its file durable and visible
+		// (fsync, rename) after, overlapping the others' transfers. So up
+		// to 2*jobs downloads exist, each holding a pool goroutine.
+		turns := newTurns(max(jobs, 1))
+		p := pool.New().WithMaxGoroutines(2 * max(jobs, 1))
 		defer p.Wait()
 		for {
 			select {
@@ -45,13 +54,18 @@ func (c *Client) Batch(ctx context.Context, jobs int, reqs <-chan *Request) <-ch
 				if !ok {
 					return
 				}
-				// Go blocks while jobs downloads run.
+				turn := turns.next()
+				// Go blocks while 2*jobs downloads run.
 				p.Go(func() {
+					defer turn.free()
 					if ctx.Err() != nil {
 						return // interrupted before it started: not reported
 					}
-					d := c.start(ctx, r, func(path string) error { return b.claim(path, r) })
+					d := c.startWith(ctx, r, func(path string) error { return b.claim(path, r) }, turn.wait, turn.free)
 					res, err := d.Wait()
+					if !turn.admitted && ctx.Err() != nil {
+						return // interrupted before it reached the network: not reported
+					}
 					out <- BatchResult{Request: r, Result: res, Err: err}
 				})
 			}
@@ -79,4 +93,71 @@ func (b *batch) claim(path string, r *Request) error {
 	}
 	b.claimed[key] = r
 	return nil
+}
+
+// turns admits the downloads of a batch to the network in the order the
+// batch received them, jobs at a time.
+type turns struct {
+	slots chan struct{}
+	last  chan struct{} // closed once the latest download's turn passed
+}
+
+func newTurns(jobs int) *turns {
+	t := &turns{slots: make(chan struct{}, jobs), last: make(chan struct{})}
+	close(t.last)
+	return t
+}
+
+// next returns the turn of the next download; the batch's goroutine calls
+// it in the order of the requests.
+func (t *turns) next() *turn {
+	tn := &turn{slots: t.slots, prev: t.last, mine: make(chan struct{})}
+	t.last = tn.mine
+	return tn
+}
+
+// turn is one download's place in the order. wait is called at most once,
+// from the download's goroutine; free may be called more than once, and
+// after the download ended.
+type turn struct {
+	slots    chan struct{}
+	prev     <-chan struct{} // closed when the turn before passed
+	mine     chan struct{}   // closed when this turn passes
+	admitted bool            // a slot was taken; read after the download ended
+	passOnce sync.Once
+	freeOnce sync.Once
+}
+
+// wait blocks until the downloads before this one were admitted (or
+// ended) and a slot is free, and takes the slot.
+func (tn *turn) wait(ctx context.Context) error {
+	select {
+	case <-tn.prev:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	select {
+	case tn.slots <- struct{}{}:
+		tn.admitted = true
+		tn.pass()
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (tn *turn) pass() { tn.passOnce.Do(func() { close(tn.mine) }) }
+
+// free gives the slot back, once, and lets the next download's turn come
+// if this one never took a slot (it failed before, or was interrupted).
+func (tn *turn) free() {
+	tn.pass()
+	tn.freeOnce.Do(func() {
+		if tn.admitted {
+			<-tn.slots
+		}
+	})
 }

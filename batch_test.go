@@ -8,11 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/bench/origin"
+	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/stages"
 )
 
 // A batch shares one transport: ten files one after another from one host
@@ -173,4 +177,88 @@ func wroteStart(d *dlflow.Download) bool {
 		return false
 	}
 	return slices.ContainsFunc(buf, func(b byte) bool { return b != 0 })
+}
+
+// TestBatchOverlapsFinishWithNextTransfer: with one job, the second
+// download's first request goes out while the first one still makes its
+// output durable (Finish): a download gives its transfer slot back once
+// its bytes are in. A tap's Finish stands for a slow fsync: it waits
+// (bounded) for the origin to see the second request.
+func TestBatchOverlapsFinishWithNextTransfer(t *testing.T) {
+	noLeaks(t)
+	const size = 64 << 10
+	srv := startOrigin(t, origin.Options{Size: size, Seed: 21, Files: 2})
+	var finishes, overlapped atomic.Int32
+	holdDef := pipeline.Def[struct{}]{
+		Type: "test.holdfinish", Consumes: pipeline.OrderedBytes, Produces: pipeline.Same,
+		New: func(struct{}) (pipeline.Stage, error) {
+			return &holdFinish{until: func() bool { return srv.Stats().GETs >= 2 }, finishes: &finishes, overlapped: &overlapped}, nil
+		},
+	}
+	reg := pipeline.NewRegistry()
+	for _, register := range []func(*pipeline.Registry) error{stages.Register, sinks.Register} {
+		if err := register(reg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pipeline.MustRegister(reg, holdDef)
+	topology := dlflow.Topology{Data: []byte(`stages:
+  fetch: {type: http.source}
+  hold: {type: test.holdfinish, inputs: [fetch]}
+  write: {type: file.sink, inputs: [hold]}
+`)}
+	dir := t.TempDir()
+	reqs := make(chan *dlflow.Request, 2)
+	for i := range 2 {
+		reqs <- &dlflow.Request{URL: srv.FileURL(i), Path: fmt.Sprintf("%d.bin", i), Dir: dir, Topology: topology}
+	}
+	close(reqs)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for r := range newClient(t, dlflow.WithRegistry(reg)).Batch(ctx, 1, reqs) {
+		if r.Err != nil {
+			t.Fatalf("%s: %v", r.Request.Path, r.Err)
+		}
+	}
+	for i := range 2 {
+		if got := fileSHA256(t, filepath.Join(dir, fmt.Sprintf("%d.bin", i))); got != origin.SHA256Hex(size, origin.FileSeed(21, i)) {
+			t.Errorf("%d.bin: sha256 %s", i, got)
+		}
+	}
+	if overlapped.Load() == 0 {
+		t.Error("the second download's request waited for the first download's Finish")
+	}
+}
+
+// holdFinish passes its input on. The first Finish of all that share
+// finishes waits until until reports true (at most 10s), and counts in
+// overlapped that it did.
+type holdFinish struct {
+	until                func() bool
+	finishes, overlapped *atomic.Int32
+}
+
+func (h *holdFinish) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	for {
+		c, ok, err := io.Recv(ctx)
+		if !ok {
+			return err
+		}
+		if err := io.Send(ctx, c); err != nil {
+			return err
+		}
+	}
+}
+
+func (h *holdFinish) Finish(ctx context.Context, env *pipeline.Env, runErr error) error {
+	if h.finishes.Add(1) > 1 {
+		return nil
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if h.until() {
+			h.overlapped.Add(1)
+			return nil
+		}
+	}
+	return nil
 }

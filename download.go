@@ -42,6 +42,11 @@ type Download struct {
 	// preflighted is the output the stages checked before the probe; the
 	// run's graph, which has the same sink, need not check it again.
 	preflighted string
+	// gate, when set, is passed before the first request; transferred,
+	// when set, is called once the bytes are all in, before the sink makes
+	// them durable. A batch's transfer slot is held between the two.
+	gate        func(context.Context) error
+	transferred func()
 
 	// Set before done is closed.
 	result *Result
@@ -84,8 +89,18 @@ func (c *Client) Start(ctx context.Context, req *Request) *Download {
 
 // start is Start with a batch's claim on the output.
 func (c *Client) start(ctx context.Context, req *Request, claim func(path string) error) *Download {
+	return c.startWith(ctx, req, claim, nil, nil)
+}
+
+// startWith is start with a gate that the download passes before its
+// first request, after it checked its configuration and output, and a
+// function called once its bytes are all in (see
+// pipeline.RunOptions.Transferred); nil for none. A batch's transfer
+// slots are taken and given back by them.
+func (c *Client) startWith(ctx context.Context, req *Request, claim func(path string) error, gate func(context.Context) error, transferred func()) *Download {
 	ctx, cancel := context.WithCancelCause(ctx)
-	d := &Download{client: c, req: req, log: c.logger(ctx), cancel: cancel, done: make(chan struct{}), begun: time.Now(), claim: claim}
+	d := &Download{client: c, req: req, log: c.logger(ctx), cancel: cancel, done: make(chan struct{}), begun: time.Now(),
+		claim: claim, gate: gate, transferred: transferred}
 	if req.Label != "" {
 		d.log = d.log.With().Str("download", req.Label).Logger()
 	}
@@ -179,6 +194,11 @@ func (d *Download) run(ctx context.Context) error {
 		}
 	}
 
+	if d.gate != nil {
+		if err := d.gate(ctx); err != nil {
+			return err
+		}
+	}
 	res, releaseProbe, err := d.probe(ctx, client, header, rawURL)
 	if err != nil {
 		return err
@@ -249,6 +269,9 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 			return err
 		}
 	}
+	// The host's connections are free once the bytes are all in: making
+	// them durable needs none.
+	release = sync.OnceFunc(release)
 	defer release()
 
 	d.setInfo(func(i *Info) {
@@ -268,7 +291,13 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 	d.rate = rateMeter{}
 	d.mu.Unlock()
 	start := time.Now()
-	err = g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log, Metrics: d.req.Metrics})
+	transferred := func() {
+		release()
+		if d.transferred != nil {
+			d.transferred()
+		}
+	}
+	err = g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log, Metrics: d.req.Metrics, Transferred: transferred})
 	d.mu.Lock()
 	d.stats.add(g)
 	d.mu.Unlock()

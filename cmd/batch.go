@@ -36,7 +36,7 @@ const (
 
 func (b *batchFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&b.input, "input-file", "i", "", "download every URL listed in FILE (- reads stdin): one per line, optionally followed by an output name; blank lines and # comments are skipped")
-	fs.IntVar(&b.jobs, "jobs", defaultJobs, "with -i: how many files are downloaded at once")
+	fs.IntVar(&b.jobs, "jobs", defaultJobs, "with -i: how many files are downloaded at once (a file whose bytes are in no longer counts while it is made durable)")
 	fs.IntVar(&b.maxPerHost, "max-per-host", defaultMaxPerHost, "with -i: most connections open to one host at once, over all downloads (a download wanting more gets fewer)")
 	fs.StringVarP(&b.dir, "dir", "d", "", "with -i: directory of the outputs (created if missing)")
 	fs.StringVar(&b.shard, "shard", "", "with -i: download only shard K of N of the list (K/N, 0 <= K < N: entries K, K+N, K+2N...), so that N machines share one list; N alone takes K from $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)")

@@ -163,7 +163,7 @@ func (cfg *Config) loadFile(k *koanf.Koanf, opts Options) error {
 	}
 	cfg.positions = p.positions
 	// The provider copies the tree: k never changes the cached one.
-	return k.Load(confmap.Provider(p.tree, ""), nil)
+	return k.Load(treeProvider{p.tree}, nil)
 }
 
 func asKeyError(err error) *KeyError {

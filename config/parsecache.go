@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/knadh/koanf/parsers/yaml"
@@ -53,4 +54,43 @@ func parse(file string, data []byte) *parsedFile {
 	parsed.files[key] = p
 	parsed.Unlock()
 	return p
+}
+
+// treeProvider is a koanf provider of a parsed tree, which it hands out as
+// a copy: koanf merges nested maps into its own by reference, so the
+// cached tree must not be handed out itself. confmap.Provider copies by
+// reflection, which cost a batch more than the parse it saved.
+type treeProvider struct{ tree map[string]any }
+
+// ReadBytes is not supported: the tree is already parsed.
+func (p treeProvider) ReadBytes() ([]byte, error) {
+	return nil, errors.New("treeProvider does not support ReadBytes")
+}
+
+// Read returns a deep copy of the tree.
+func (p treeProvider) Read() (map[string]any, error) { return copyMap(p.tree), nil }
+
+func copyMap(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = copyValue(v)
+	}
+	return out
+}
+
+// copyValue copies the maps and lists a YAML parse makes; scalars are
+// values already.
+func copyValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return copyMap(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = copyValue(e)
+		}
+		return out
+	default:
+		return v
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"time"
 
@@ -345,14 +346,22 @@ func (d *decoder) setStruct(key string, n any, v reflect.Value) {
 
 // structFields maps koanf names to field index paths, by keyFields (the
 // walk that Fields documents): fields of the struct itself take precedence
-// over fields of squashed embedded structs.
+// over fields of squashed embedded structs. The map is read only; it is
+// made once per type (a batch decodes the same types for every file).
 func structFields(t reflect.Type) map[string][]int {
+	if m, ok := fieldsByType.Load(t); ok {
+		return m.(map[string][]int)
+	}
 	out := map[string][]int{}
 	for _, kf := range keyFields(t) {
 		out[kf.name] = kf.index
 	}
+	fieldsByType.Store(t, out)
 	return out
 }
+
+// fieldsByType holds structFields' maps by reflect.Type.
+var fieldsByType sync.Map
 
 // normalize reduces a scalar to string, bool, int64 (uint64 only above
 // MaxInt64) or float64, a map to map[string]any and a list to []any.

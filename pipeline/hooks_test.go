@@ -414,3 +414,33 @@ type closeCounter struct{ closed int }
 
 func (c *closeCounter) Read([]byte) (int, error) { return 0, io.EOF }
 func (c *closeCounter) Close() error             { c.closed++; return nil }
+
+// Transferred is called once, after every Run and before any Finish, when
+// the runs succeeded; not when a stage failed.
+func TestTransferredBeforeFinish(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		var log []string
+		reg := hookRegistry(t)
+		gen := &genConfig{Size: 64 << 10, Chunk: 4096}
+		if fail {
+			gen.FailAt = 8 << 10
+		}
+		g, err := pipeline.Build(reg, []pipeline.Node{
+			{ID: "gen", Type: "test.gen", Config: gen},
+			{ID: "a", Type: "test.hooks", Inputs: []string{"gen"}, Config: &hookConfig{Log: &log}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"a"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = g.Run(t.Context(), pipeline.RunOptions{Resource: &pipeline.Resource{Size: 64 << 10}, Log: zerolog.Nop(),
+			Transferred: func() { log = append(log, "transferred") }})
+		want := []string{"a.Resume", "a.Start have=0", "transferred", "a.Finish"}
+		if fail {
+			want = []string{"a.Resume", "a.Start have=0", "a.Finish"}
+		}
+		if (err != nil) != fail || !slices.Equal(log, want) {
+			t.Errorf("fail=%v: err %v, hooks ran as %q, want %q", fail, err, log, want)
+		}
+	}
+}

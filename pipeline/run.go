@@ -58,6 +58,12 @@ type RunOptions struct {
 	// blocked in sends, and input queue fill sampled every Metrics.Interval
 	// by one goroutine that stops before Run returns.
 	Metrics *Metrics
+	// Transferred, when set, is called once every replica of every stage
+	// returned nil, before any Finish: the stages hold every byte and
+	// need the network no more, and what is left is to make the output
+	// durable and visible (Finish, Commit), which may still fail. It is
+	// not called when the run failed or was cancelled.
+	Transferred func()
 }
 
 // Preflight lets every stage that implements Preflighter refuse the run
@@ -92,6 +98,9 @@ func (g *Graph) Run(ctx context.Context, opts RunOptions) error {
 	}
 	if ctx.Err() != nil {
 		err = context.Cause(ctx)
+	}
+	if err == nil && opts.Transferred != nil {
+		opts.Transferred()
 	}
 	if ferr := r.finish(ctx, started, err); err == nil {
 		err = ferr

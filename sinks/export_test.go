@@ -1,5 +1,11 @@
 package sinks
 
+import (
+	"os"
+	"path/filepath"
+	"sync"
+)
+
 // What the tests of package sinks_test watch inside a file sink.
 
 // Switches is how often a replica of the last run changed the way it
@@ -22,4 +28,25 @@ func TuneChooser(windowBytes, warmup, backoff int64, trialsWin bool) (restore fu
 	return func() {
 		chooseWindow, chooseWarmup, chooseBackoff, chooseStall, chooseTrialLeft, trialWins = w, u, b, st, tl, tw
 	}
+}
+
+// CountProbes counts the probe files Preflight makes in each directory
+// until restore is called; probes reports the count for dir.
+func CountProbes() (probes func(dir string) int, restore func()) {
+	var mu sync.Mutex
+	counts := map[string]int{}
+	orig := createTemp
+	createTemp = func(dir, pattern string) (*os.File, error) {
+		mu.Lock()
+		counts[filepath.Clean(dir)]++
+		mu.Unlock()
+		return orig(dir, pattern)
+	}
+	return func(dir string) int {
+			mu.Lock()
+			defer mu.Unlock()
+			return counts[filepath.Clean(dir)]
+		}, func() {
+			createTemp = orig
+		}
 }

@@ -392,6 +392,28 @@ func TestFileSinkPreflightReadOnlyDir(t *testing.T) {
 	}
 }
 
+// TestFileSinkPreflightProbesOnce: outputs in one directory, checked one
+// after the other as a batch does, make one probe file, not one each; an
+// output in another directory makes its own.
+func TestFileSinkPreflightProbesOnce(t *testing.T) {
+	probes, restore := sinks.CountProbes()
+	defer restore()
+	dir, other := t.TempDir(), t.TempDir()
+	for i, d := range []string{dir, dir, dir, other} {
+		out := filepath.Join(d, fmt.Sprintf("out%d.bin", i))
+		g := newRig(t).build(t, sendPieces(nil, chunk, nil), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
+		if err := g.Preflight(zerolog.Nop()); err != nil {
+			t.Fatalf("Preflight %s: %v", out, err)
+		}
+	}
+	if got, gotOther := probes(dir), probes(other); got != 1 || gotOther != 1 {
+		t.Errorf("%d probe files for three outputs in one directory and %d in another, want 1 and 1", got, gotOther)
+	}
+	if names, _ := os.ReadDir(dir); len(names) != 0 {
+		t.Errorf("Preflight left %v", names)
+	}
+}
+
 func TestFileSinkPreflightOutputIsDir(t *testing.T) {
 	out := t.TempDir()
 	cfg := fileCfg(out, sinks.ModeSequential)

@@ -3,6 +3,7 @@
 //
 //	go run ./internal/cmd/serve --size 200MiB --rate 20MiB
 //	go run ./internal/cmd/serve --size 256MiB --conn-rate 10MiB --latency 100ms  # the wan scenario
+//	go run ./internal/cmd/serve --size 16KiB --files 300 --latency 50ms           # the small scenario
 //
 // It prints the file's URL and sha256, then serves until interrupted.
 package main
@@ -25,6 +26,7 @@ func main() {
 	connRate := flag.String("conn-rate", "0", "bytes per second per TCP connection over all its responses, e.g. 10MiB (0: unlimited)")
 	latency := flag.Duration("latency", 0, "delay before each response header")
 	seed := flag.Uint64("seed", 1, "selects the generated content")
+	files := flag.Int("files", 0, "also serve this many files of --size at /files/0.bin, /files/1.bin, ... (the small scenario)")
 	flag.Parse()
 	n, err := pipeline.ParseByteSize(*size)
 	if err != nil {
@@ -41,7 +43,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "serve: --conn-rate: %v\n", err)
 		os.Exit(2)
 	}
-	srv, err := origin.Start(origin.Options{Size: int64(n), Seed: *seed, RateLimit: int64(r), ConnRateLimit: int64(cr), Latency: *latency})
+	srv, err := origin.Start(origin.Options{Size: int64(n), Seed: *seed, RateLimit: int64(r), ConnRateLimit: int64(cr), Latency: *latency, Files: *files})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "serve: %v\n", err)
 		os.Exit(1)
