@@ -42,6 +42,9 @@ type Download struct {
 	// preflighted is the output the stages checked before the probe; the
 	// run's graph, which has the same sink, need not check it again.
 	preflighted string
+	// preflightGraph is the graph whose stages checked the output before
+	// the probe; what they hold for the run is released when run ends.
+	preflightGraph *pipeline.Graph
 	// gate, when set, is passed before the first request; transferred,
 	// when set, is called once the bytes are all in, before the sink makes
 	// them durable. A batch's transfer slot is held between the two.
@@ -157,6 +160,11 @@ func (d *Download) Info() Info {
 // run, and one restart if the file changed on the server.
 func (d *Download) run(ctx context.Context) error {
 	req := d.req
+	defer func() {
+		if d.preflightGraph != nil {
+			d.preflightGraph.Release(d.log)
+		}
+	}()
 	pre, err := d.prepare(true)
 	if err != nil {
 		return err
@@ -184,13 +192,14 @@ func (d *Download) run(ctx context.Context) error {
 		if err := d.claimOutput(output); err != nil {
 			return err
 		}
-		if err := d.preflightAt(req.Topology, output); err != nil {
-			return err
-		}
 		if _, err := os.Lstat(output + ".tmp"); err == nil && !req.NoResume {
 			// An earlier run left the first bytes, likely: a probe that
 			// fetched them again would throw them away. HEAD is for this.
+			// (Asked before the preflight, which makes PATH.tmp.)
 			d.probeOpts.Prefetch = 0
+		}
+		if err := d.preflightAt(req.Topology, output); err != nil {
+			return err
 		}
 	}
 
@@ -527,6 +536,9 @@ func (d *Download) preflightAt(topology Topology, output string) error {
 	}
 	p, err := d.plan(topology, output, false, keys)
 	if err == nil {
+		// What its stages hold for the run (the sink's PATH.tmp), run
+		// releases at the end.
+		d.preflightGraph = p.graph
 		err = p.graph.Preflight(d.log)
 	}
 	if err == nil {

@@ -80,6 +80,17 @@ func (g *Graph) Preflight(log zerolog.Logger) error {
 	return nil
 }
 
+// Release lets every stage that implements Releaser give back what its
+// Preflight held and no run took. Call it on a preflighted graph once the
+// runs that followed are over.
+func (g *Graph) Release(log zerolog.Logger) {
+	for _, n := range g.nodes {
+		if r, ok := n.stage.(Releaser); ok {
+			r.Release(&Env{Stage: n.ID, Log: log.With().Str("stage", n.ID).Logger()})
+		}
+	}
+}
+
 // Run starts every replica of every stage and waits for all of them. The
 // first error cancels the others; Run returns it (or the cause of ctx's
 // cancellation when ctx was cancelled from outside) after every stage has

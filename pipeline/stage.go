@@ -69,6 +69,14 @@ type Preflighter interface {
 	Preflight(env *Env) error
 }
 
+// Releaser is implemented by stages whose Preflight holds something for
+// the run that follows, such as the file sink, which creates and locks
+// its partial file. [Graph.Release] calls Release on the graph that was
+// preflighted, once the download is over: it gives back what no run took.
+type Releaser interface {
+	Release(env *Env)
+}
+
 // Env is what a stage sees of the run besides its channels. The runner
 // gives each stage its own Env; stages must treat it as read-only.
 type Env struct {

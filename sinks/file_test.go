@@ -392,25 +392,78 @@ func TestFileSinkPreflightReadOnlyDir(t *testing.T) {
 	}
 }
 
-// TestFileSinkPreflightProbesOnce: outputs in one directory, checked one
-// after the other as a batch does, make one probe file, not one each; an
-// output in another directory makes its own.
+// TestFileSinkPreflightProbesOnce: a Preflight that finds PATH.tmp (an
+// earlier run's) checks the directory with a probe file of its own; for
+// outputs in one directory, checked one after the other as a batch does,
+// that is one probe file, not one each.
 func TestFileSinkPreflightProbesOnce(t *testing.T) {
 	probes, restore := sinks.CountProbes()
 	defer restore()
 	dir, other := t.TempDir(), t.TempDir()
 	for i, d := range []string{dir, dir, dir, other} {
 		out := filepath.Join(d, fmt.Sprintf("out%d.bin", i))
+		if err := os.WriteFile(out+".tmp", []byte("earlier"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		g := newRig(t).build(t, sendPieces(nil, chunk, nil), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
 		if err := g.Preflight(zerolog.Nop()); err != nil {
 			t.Fatalf("Preflight %s: %v", out, err)
+		}
+		g.Release(zerolog.Nop())
+		if got, err := os.ReadFile(out + ".tmp"); err != nil || string(got) != "earlier" {
+			t.Fatalf("%s.tmp: %q, %v; want the earlier run's left alone", out, got, err)
 		}
 	}
 	if got, gotOther := probes(dir), probes(other); got != 1 || gotOther != 1 {
 		t.Errorf("%d probe files for three outputs in one directory and %d in another, want 1 and 1", got, gotOther)
 	}
-	if names, _ := os.ReadDir(dir); len(names) != 0 {
-		t.Errorf("Preflight left %v", names)
+}
+
+// TestFileSinkPreflightReserves: Preflight makes PATH.tmp, empty and
+// locked (another download of the output is busy); the run of another
+// graph for the same output takes it over and completes; Release then
+// has nothing to do. Without a run, Release removes it.
+func TestFileSinkPreflightReserves(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.bin")
+	data := payload(3*chunk + 5)
+	pre := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
+	if err := pre.Preflight(zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(out + ".tmp"); err != nil || fi.Size() != 0 {
+		t.Fatalf("after Preflight: %v, %v; want an empty PATH.tmp", fi, err)
+	}
+	// Another process's download of the same output: it finds the lock.
+	// (A second open file description in this process stands for it.)
+	other := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", fileCfg(filepath.Join(dir, "out.bin"), sinks.ModeSequential), 1)
+	sinks.HideReservations(func() {
+		var busy *sinks.BusyError
+		if err := run(t, t.Context(), other, int64(len(data))); !errors.As(err, &busy) {
+			t.Errorf("a second download while the first holds PATH.tmp: %v, want a BusyError", err)
+		}
+	})
+	g := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
+	if err := run(t, t.Context(), g, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	pre.Release(zerolog.Nop())
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("output: %d bytes, %v; want the %d sent", len(got), err, len(data))
+	}
+	if names, _ := os.ReadDir(dir); len(names) != 1 {
+		t.Errorf("directory holds %v, want the output alone", names)
+	}
+
+	// No run: Release removes the empty file it made.
+	out2 := filepath.Join(dir, "never.bin")
+	pre = newRig(t).build(t, sendPieces(nil, chunk, nil), "file.sink", fileCfg(out2, sinks.ModeSequential), 1)
+	if err := pre.Preflight(zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	pre.Release(zerolog.Nop())
+	if _, err := os.Lstat(out2 + ".tmp"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after Release without a run: %v, want no PATH.tmp", err)
 	}
 }
 
@@ -424,6 +477,8 @@ func TestFileSinkPreflightOutputIsDir(t *testing.T) {
 	}
 }
 
+// TestFileSinkPreflightLeavesNothing: Preflight and Release leave nothing
+// in the directory, probe file included.
 func TestFileSinkPreflightLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.bin")
@@ -431,8 +486,9 @@ func TestFileSinkPreflightLeavesNothing(t *testing.T) {
 	if err := g.Preflight(zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
+	g.Release(zerolog.Nop())
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Fatalf("Preflight left %v", ents)
+		t.Fatalf("Preflight and Release left %v", ents)
 	}
 }
 

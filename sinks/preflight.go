@@ -16,7 +16,8 @@ import (
 // output's name must leave room for the sink's suffixes (see MaxSuffix),
 // its directory must exist and take a new file, the output must not exist
 // (unless Overwrite) nor be a directory, and PATH.tmp must not be a
-// symlink.
+// symlink. It creates PATH.tmp, locked, for the run that follows (see
+// reserve.go); Release removes it if no run took it.
 func (s *FileSink) Preflight(env *pipeline.Env) error {
 	if err := s.checkName(); err != nil {
 		return err
@@ -32,7 +33,7 @@ func (s *FileSink) Preflight(env *pipeline.Env) error {
 	if err := s.checkOutput(); err != nil {
 		return err
 	}
-	return probeDir(dir)
+	return s.reserve(dir)
 }
 
 // probeDir checks that dir takes a new file by making one. A real probe,

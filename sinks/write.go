@@ -74,7 +74,7 @@ func (w *writer) chooses() bool {
 // the cancellation it causes; among failures, the one at the lowest offset.
 func (w *writer) run(ctx context.Context, io pipeline.IO) (err error) {
 	s := w.s
-	if s.fsync {
+	if s.fsync && !s.small() {
 		w.wb = newWriteback(s.fd, writebackAhead)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
