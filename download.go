@@ -16,6 +16,7 @@ import (
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/httpx"
 	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/sinks"
 )
 
 // rangedThreshold is the smallest size for which the automatic topology
@@ -185,7 +186,7 @@ func (d *Download) run(ctx context.Context) error {
 	// writable) fails before any network I/O.
 	output := ""
 	if pre.Output != "" {
-		if output, err = placeIn(req.Dir, pre.Output); err != nil {
+		if output, err = placeOutput(req.Dir, pre.Output); err != nil {
 			return &RequestError{Field: "Path", Err: err}
 		}
 		d.setInfo(func(i *Info) { i.Path = output })
@@ -253,7 +254,10 @@ func (d *Download) run(ctx context.Context) error {
 // probe's answer and its connection and waits for all it needs.
 func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output string, fromZero bool, releaseProbe func()) error {
 	topology := d.req.Topology
-	if topology.auto() {
+	switch {
+	case topology.auto() && sinks.IsObjectURL(output):
+		topology = Topology{Name: "s3"}
+	case topology.auto():
 		topology = Topology{Name: "stream"}
 		if res.AcceptRanges && res.Size >= rangedThreshold {
 			topology = Topology{Name: "ranged"}
@@ -456,13 +460,15 @@ func (d *Download) prepare(needURL bool) (*config.Config, error) {
 		return nil, &RequestError{Field: "Config", Err: err}
 	}
 	key, cacheable := req.wiringKey()
+	object := sinks.IsObjectURL(pre.Output)
+	key += fmt.Sprint(object)
 	if cacheable {
 		if w, ok := d.client.wirings.Load(key); ok {
 			d.probeOpts = w.(wiring).probe
 			return pre, w.(wiring).err
 		}
 	}
-	err = d.checkWiring()
+	err = d.checkWiring(object)
 	if cacheable {
 		d.client.wirings.Store(key, wiring{probe: d.probeOpts, err: err})
 	}
@@ -478,9 +484,17 @@ type wiring struct {
 
 // checkWiring builds the graph of the request's topology (of each
 // built-in one the probe may pick, for the automatic topology), which
-// touches nothing, and sets how the probe asks from it.
-func (d *Download) checkWiring() error {
+// touches nothing, and sets how the probe asks from it. An automatic
+// topology with an object URL for output (s3://bucket/key) is s3.yaml.
+func (d *Download) checkWiring(object bool) error {
 	req := d.req
+	if req.Topology.auto() && object {
+		p, err := d.plan(Topology{Name: "s3"}, "s3://check/check", false, allStageKeys)
+		if err == nil {
+			d.probeOpts = probeOptions(p)
+		}
+		return err
+	}
 	if !req.Topology.auto() {
 		p, err := d.plan(req.Topology, "check", false, allStageKeys)
 		if err == nil {
@@ -531,7 +545,10 @@ func probeOptions(p plan) httpx.ProbeOptions {
 // ranged one shares.
 func (d *Download) preflightAt(topology Topology, output string) error {
 	keys := allStageKeys
-	if topology.auto() {
+	switch {
+	case topology.auto() && sinks.IsObjectURL(output):
+		topology = Topology{Name: "s3"}
+	case topology.auto():
 		topology, keys = Topology{Name: "stream"}, noStageKeys
 	}
 	p, err := d.plan(topology, output, false, keys)

@@ -51,6 +51,15 @@ func defaultName(res *pipeline.Resource) string {
 // With one, name must be a relative path that stays inside dir; the
 // directories on the way must not be symlinks (which could lead out of
 // dir), and missing ones are created.
+// placeOutput is placeIn for a file, and an object URL (s3://bucket/key)
+// as it is: Dir does not apply to it.
+func placeOutput(dir, name string) (string, error) {
+	if sinks.IsObjectURL(name) {
+		return name, nil
+	}
+	return placeIn(dir, name)
+}
+
 func placeIn(dir, name string) (string, error) {
 	if dir == "" {
 		return name, nil

@@ -1,0 +1,634 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// S3 multipart limits: every part but the last is at least minPartSize,
+// none is larger than maxPartSize, and an upload has at most maxParts.
+const (
+	minPartSize = 5 << 20
+	maxPartSize = 5 << 30
+	maxParts    = 10000
+)
+
+// S3Config configures an s3.sink. Endpoint, region and credentials that
+// are not set here come from the environment when the run starts (see
+// S3Sink).
+type S3Config struct {
+	Object    string            `koanf:"object" help:"where the object goes, as s3://bucket/key; filled from the output (-o) when unset"`
+	Endpoint  string            `koanf:"endpoint" help:"URL of the S3 service, such as https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:8333; default AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, then AWS"`
+	Region    string            `koanf:"region" help:"region of the bucket; default AWS_REGION, then AWS_DEFAULT_REGION, then us-east-1"`
+	AccessKey string            `koanf:"access_key" help:"access key id; default AWS_ACCESS_KEY_ID (prefer the environment: a config file is easy to leak)"`
+	SecretKey string            `koanf:"secret_key" help:"secret access key; default AWS_SECRET_ACCESS_KEY (prefer the environment)"`
+	PartSize  pipeline.ByteSize `koanf:"part_size" help:"size of each multipart part, at least 5MiB; raised for objects of more than 10,000 parts"`
+	Uploads   int               `koanf:"uploads" help:"parts uploaded at once; each holds a part in memory"`
+	Overwrite bool              `koanf:"overwrite" help:"replace an existing object; default from --overwrite"`
+	Resume    bool              `koanf:"resume" help:"continue the pending upload an interrupted run left; default on, off with --no-resume"`
+
+	// verifies is set when the run verifies a checksum (the settings'):
+	// such a run does not resume (see S3Sink).
+	verifies bool
+}
+
+// TakeSettings fills the object from the output and takes overwrite and
+// resume from the run's settings.
+func (c *S3Config) TakeSettings(s pipeline.Settings) {
+	if c.Object == "" {
+		c.Object = s.Output
+	}
+	c.Overwrite = c.Overwrite || s.Overwrite
+	c.Resume = c.Resume && s.Resume
+	c.verifies = c.verifies || s.Checksum != ""
+}
+
+// IsObjectURL reports whether output names an object of an S3-compatible
+// store (s3://bucket/key) rather than a file.
+func IsObjectURL(output string) bool { return strings.HasPrefix(output, "s3://") }
+
+// ObjectURL is a parsed s3://bucket/key.
+type ObjectURL struct{ Bucket, Key string }
+
+func (o ObjectURL) String() string { return "s3://" + o.Bucket + "/" + o.Key }
+
+// ParseObjectURL parses s3://bucket/key; the key may hold slashes.
+func ParseObjectURL(raw string) (ObjectURL, error) {
+	rest, ok := strings.CutPrefix(raw, "s3://")
+	if !ok {
+		return ObjectURL{}, fmt.Errorf("object %q: not an s3://bucket/key URL", raw)
+	}
+	bucket, key, _ := strings.Cut(rest, "/")
+	if bucket == "" || key == "" || strings.HasSuffix(key, "/") {
+		return ObjectURL{}, fmt.Errorf("object %q: want s3://bucket/key with a bucket and a key that does not end in /", raw)
+	}
+	return ObjectURL{Bucket: bucket, Key: key}, nil
+}
+
+var s3Def = pipeline.Def[S3Config]{
+	Type:     "s3.sink",
+	Summary:  "uploads the bytes to an S3-compatible object store as a multipart upload, with no local copy",
+	Consumes: pipeline.OrderedBytes,
+	Produces: pipeline.None,
+	Defaults: S3Config{PartSize: 8 << 20, Uploads: 4, Resume: true},
+	New: func(c S3Config) (pipeline.Stage, error) {
+		switch {
+		case c.PartSize < minPartSize || c.PartSize > maxPartSize:
+			return nil, fmt.Errorf("part_size must be between 5MiB and 5GiB, got %v", c.PartSize)
+		case c.Uploads < 1:
+			return nil, fmt.Errorf("uploads must be at least 1, got %d", c.Uploads)
+		}
+		return &S3Sink{cfg: c}, nil
+	},
+	// Each upload in flight holds its part, and one more part is being
+	// filled. Parts larger than part_size (objects of more than 10,000
+	// parts) raise this in proportion.
+	Memory: func(c S3Config) pipeline.Memory {
+		return pipeline.Memory{PerReplica: int64(c.Uploads+1) * int64(c.PartSize)}
+	},
+	MaxWorkers: func(S3Config) (int, string) { return 1, "it cuts one ordered stream into parts" },
+}
+
+func init() { builtin(s3Def.Spec()) }
+
+// S3Sink is the s3.sink stage: it uploads the resource to an object of an
+// S3-compatible store while it downloads, as a multipart upload, with no
+// local copy. It consumes ordered bytes (after reorder.heap, whose window
+// bounds what the parallel readers hold), cuts them into parts and uploads
+// up to Uploads parts at once: its memory is (Uploads+1) parts.
+//
+// The part size is part_size, raised for a resource of more than 10,000
+// parts to the size over 10,000 rounded up to a MiB, so it follows from
+// the probed size and is the same in every run of one resource.
+//
+// Lifecycle, and what is visible when:
+//   - Preflight refuses an existing object unless overwrite is set
+//     (HeadObject; an *OutputExistsError).
+//   - Start begins a multipart upload and writes a small state object
+//     beside the object, KEY.dlflow-upload, holding the upload id, the
+//     part size and the source's validators (size, ETag, Last-Modified,
+//     a hash of the URL). It holds no secret.
+//   - Commit completes the upload, which makes the object appear whole,
+//     and deletes the state object. Nothing of the object is visible
+//     before.
+//   - A failure (any run error but a cancellation: the source failed, a
+//     checksum did not match, an upload failed) aborts the upload and
+//     deletes the state object: no part stays stored.
+//   - An interruption keeps both, for the next run to resume: a process
+//     killed runs nothing, and a cancelled context (Download.Cancel,
+//     SIGINT) is treated the same way, as the file sink keeps PATH.tmp.
+//     A pending upload that is never resumed costs storage until a
+//     bucket lifecycle rule (AbortIncompleteMultipartUpload) removes it.
+//
+// Resume reads the state object; when it belongs to the same source (URL,
+// size and validators, as for files) and part size, it lists the parts
+// of the pending upload (ListObjectParts), and the whole parts of the
+// expected size become Env.Have: the splitter fetches only the rest. A
+// state that does not match is started over: its upload is aborted. S3
+// cannot read back the parts of a pending upload, so a run that verifies
+// a checksum (set by the settings, or a digest the server declares)
+// starts over instead of resuming.
+//
+// Credentials are never logged nor written to the state object.
+type S3Sink struct {
+	cfg S3Config
+
+	obj       ObjectURL
+	client    *minio.Core
+	transport *http.Transport
+
+	// Of the current run.
+	partSize int64
+	uploadID string
+	resumed  map[int]string // part number -> ETag listed by Resume
+	state    *s3State
+
+	mu     sync.Mutex
+	etags  map[int]string // parts of this upload, listed or uploaded
+	stored atomic.Int64   // bytes in parts (listed or uploaded)
+
+	uploaded atomic.Int64 // parts uploaded by this run
+	listed   atomic.Int64 // parts found in place by Resume
+}
+
+var (
+	_ pipeline.Preflighter = (*S3Sink)(nil)
+	_ pipeline.Resumer     = (*S3Sink)(nil)
+	_ pipeline.Starter     = (*S3Sink)(nil)
+	_ pipeline.Finisher    = (*S3Sink)(nil)
+	_ pipeline.Committer   = (*S3Sink)(nil)
+)
+
+// S3Stats is what an s3.sink did in the current or last run.
+type S3Stats struct {
+	// PartSize is the size of every part but the last.
+	PartSize int64
+	// Listed is the number of parts an earlier run had uploaded, which
+	// this run kept; Uploaded those this run uploaded.
+	Listed, Uploaded int64
+}
+
+// Stats reports the run's parts; safe to call at any time.
+func (s *S3Sink) Stats() S3Stats {
+	return S3Stats{PartSize: atomic.LoadInt64(&s.partSize), Listed: s.listed.Load(), Uploaded: s.uploaded.Load()}
+}
+
+// connect parses the object and builds the client, once.
+func (s *S3Sink) connect() error {
+	if s.client != nil {
+		return nil
+	}
+	obj, err := ParseObjectURL(s.cfg.Object)
+	if err != nil {
+		return err
+	}
+	client, transport, err := newS3Client(s.cfg)
+	if err != nil {
+		return err
+	}
+	s.obj, s.client, s.transport = obj, client, transport
+	return nil
+}
+
+// closeIdle closes the client's idle connections, whose goroutines would
+// otherwise outlive the run.
+func (s *S3Sink) closeIdle() {
+	if s.transport != nil {
+		s.transport.CloseIdleConnections()
+	}
+}
+
+// Preflight refuses an existing object unless overwrite is set.
+func (s *S3Sink) Preflight(env *pipeline.Env) error {
+	if err := s.connect(); err != nil {
+		return err
+	}
+	defer s.closeIdle()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return s.refuseExisting(ctx)
+}
+
+func (s *S3Sink) refuseExisting(ctx context.Context) error {
+	if s.cfg.Overwrite {
+		return nil
+	}
+	_, err := s.client.StatObject(ctx, s.obj.Bucket, s.obj.Key, minio.StatObjectOptions{})
+	switch {
+	case err == nil:
+		return &OutputExistsError{Path: s.obj.String()}
+	case isNotFound(err):
+		return nil
+	}
+	return fmt.Errorf("head %s: %w", s.obj, err)
+}
+
+// partSizeFor is the part size for a resource of size bytes (-1:
+// unknown): part_size, or more when size would need more than maxParts
+// parts.
+func partSizeFor(size, configured int64) int64 {
+	if size <= int64(configured)*maxParts {
+		return configured
+	}
+	p := (size + maxParts - 1) / maxParts
+	return (p + 1<<20 - 1) &^ (1<<20 - 1)
+}
+
+// Resume finds what an interrupted run uploaded: see S3Sink. The reader
+// it returns refuses to read, since parts of a pending upload cannot be
+// read back; no stage needs to when Resume reports ranges, because a run
+// that verifies a checksum does not resume.
+func (s *S3Sink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Range, io.ReaderAt, error) {
+	s.resetRun()
+	if err := s.connect(); err != nil {
+		return nil, nil, err
+	}
+	res := env.Resource
+	s.partSize = partSizeFor(res.Size, int64(s.cfg.PartSize))
+	st, err := s.readState(ctx)
+	if errors.Is(err, errNoState) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		// A state that cannot be read is not trusted, nor kept.
+		env.Log.Warn().Err(err).Msg("unreadable upload state; starting over")
+		return nil, nil, s.dropState(ctx, env, "")
+	}
+	why := ""
+	switch {
+	case !s.cfg.Resume:
+		why = "resume is off"
+	case resumable(res) != "":
+		why = resumable(res)
+	case st.URLSum != stateFor(res).URLSum:
+		why = "the URL differs"
+	case st.PartSize != s.partSize:
+		why = fmt.Sprintf("part size is now %d, was %d", s.partSize, st.PartSize)
+	case s.cfg.verifies || len(res.Digests) > 0:
+		why = "a checksum is verified, and the parts of a pending upload cannot be read back to hash"
+	default:
+		why = st.mismatch(res)
+	}
+	if why != "" {
+		env.Log.Info().Str("reason", why).Msg("not resuming the pending upload; aborting it and starting over")
+		return nil, nil, s.dropState(ctx, env, st.UploadID)
+	}
+	parts, err := s.listParts(ctx, st.UploadID)
+	if isNoSuchUpload(err) {
+		env.Log.Info().Msg("the pending upload is gone; starting over")
+		return nil, nil, s.dropState(ctx, env, "")
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("list parts of the pending upload of %s: %w", s.obj, err)
+	}
+	var have []pipeline.Range
+	for _, p := range parts {
+		r := s.partRange(p.PartNumber, res.Size)
+		if r.Len() <= 0 || p.Size != r.Len() {
+			continue // not a part this run would cut: uploaded again
+		}
+		s.etags[p.PartNumber] = p.ETag
+		s.stored.Add(p.Size)
+		have = append(have, r)
+	}
+	s.listed.Store(int64(len(s.etags)))
+	s.uploadID, s.state = st.UploadID, st
+	env.Log.Info().Int("parts", len(have)).Int64("bytes", s.stored.Load()).Msg("resuming the pending upload")
+	if len(have) == 0 {
+		return nil, nil, nil
+	}
+	return mergeRanges(have), noReadBack{}, nil
+}
+
+// partRange is the bytes of part n (1-based) of a resource of size bytes.
+func (s *S3Sink) partRange(n int, size int64) pipeline.Range {
+	start := int64(n-1) * s.partSize
+	return pipeline.Range{Start: start, End: min(start+s.partSize, size)}
+}
+
+// mergeRanges joins ranges sorted by start that touch.
+func mergeRanges(rs []pipeline.Range) []pipeline.Range {
+	slices.SortFunc(rs, func(a, b pipeline.Range) int { return int(min(max(a.Start-b.Start, -1), 1)) })
+	out := rs[:0]
+	for _, r := range rs {
+		if n := len(out); n > 0 && out[n-1].End == r.Start {
+			out[n-1].End = r.End
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (s *S3Sink) resetRun() {
+	s.uploadID, s.state, s.resumed = "", nil, nil
+	s.etags = map[int]string{}
+	s.stored.Store(0)
+	s.uploaded.Store(0)
+	s.listed.Store(0)
+}
+
+// Start begins a new multipart upload unless Resume found one, and
+// records it in the state object.
+func (s *S3Sink) Start(ctx context.Context, env *pipeline.Env) error {
+	if s.etags == nil { // no Resume ran: a graph without resumers
+		s.resetRun()
+	}
+	if err := s.connect(); err != nil {
+		return err
+	}
+	res := env.Resource
+	if s.partSize == 0 {
+		s.partSize = partSizeFor(res.Size, int64(s.cfg.PartSize))
+	}
+	if s.uploadID != "" {
+		return nil
+	}
+	if err := s.refuseExisting(ctx); err != nil {
+		return err
+	}
+	id, err := s.client.NewMultipartUpload(ctx, s.obj.Bucket, s.obj.Key, minio.PutObjectOptions{})
+	if err != nil {
+		return fmt.Errorf("begin the upload of %s: %w", s.obj, err)
+	}
+	s.uploadID = id
+	st := &s3State{resumeState: stateFor(res), UploadID: id, PartSize: s.partSize}
+	if err := s.writeState(ctx, st); err != nil {
+		s.abort(env)
+		return err
+	}
+	s.state = st
+	env.Log.Debug().Str("object", s.obj.String()).Int64("part_size", s.partSize).Msg("multipart upload begun")
+	return nil
+}
+
+// Run cuts the ordered input into parts and uploads them, up to Uploads
+// at once. It returns once every part it began is uploaded or failed.
+func (s *S3Sink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	size := env.Resource.Size
+	u := newUploader(ctx, s, env)
+	err := s.cut(ctx, env, io, size, u)
+	if werr := u.wait(); err == nil {
+		err = werr
+	}
+	return err
+}
+
+// cut fills part buffers from the input and hands each full one to u.
+func (s *S3Sink) cut(ctx context.Context, env *pipeline.Env, io pipeline.IO, size int64, u *uploader) error {
+	var (
+		part []byte // being filled, up to want bytes
+		want int
+		num  int // its number
+		next int64 = -1
+	)
+	flush := func() error {
+		if len(part) == 0 {
+			return nil
+		}
+		if num > maxParts {
+			return fmt.Errorf("the resource needs more than %d parts of %v", maxParts, pipeline.ByteSize(s.partSize))
+		}
+		err := u.upload(num, part)
+		part = nil
+		return err
+	}
+	for {
+		c, ok, err := io.Recv(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return flush()
+		}
+		data, off := c.Data, c.Offset
+		if next >= 0 && off != next && !(len(part) == 0 && off%s.partSize == 0) {
+			c.Release()
+			return fmt.Errorf("bytes at %d where %d was expected: the input is not whole parts in order", off, next)
+		}
+		for len(data) > 0 {
+			if part == nil {
+				if off%s.partSize != 0 {
+					c.Release()
+					return fmt.Errorf("bytes at %d do not start a part of %d bytes", off, s.partSize)
+				}
+				num = int(off/s.partSize) + 1
+				n := s.partSize
+				if size >= 0 {
+					n = min(n, size-off)
+				}
+				if part, err = u.buffer(int(n)); err != nil {
+					c.Release()
+					return err
+				}
+				want = int(n)
+			}
+			k := min(len(data), want-len(part))
+			part = append(part, data[:k]...)
+			data, off = data[k:], off+int64(k)
+			if len(part) == want {
+				if err := flush(); err != nil {
+					c.Release()
+					return err
+				}
+			}
+		}
+		next = off
+		c.Release()
+	}
+}
+
+// Finish aborts the upload after a failure and keeps it after an
+// interruption (see S3Sink).
+func (s *S3Sink) Finish(ctx context.Context, env *pipeline.Env, runErr error) error {
+	if runErr == nil {
+		return nil // Commit follows
+	}
+	defer s.closeIdle()
+	if s.uploadID == "" {
+		return nil
+	}
+	if errors.Is(runErr, context.Canceled) || errors.Is(runErr, context.DeadlineExceeded) {
+		env.Log.Info().Str("object", s.obj.String()).Int64("bytes", s.stored.Load()).
+			Msg("interrupted: the pending upload is kept for a later run to resume")
+		return nil
+	}
+	return s.abort(env)
+}
+
+// abort aborts the upload and deletes the state object, within a minute
+// of its own: the run's context may be done.
+func (s *S3Sink) abort(env *pipeline.Env) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := s.client.AbortMultipartUpload(ctx, s.obj.Bucket, s.obj.Key, s.uploadID)
+	if err != nil && !isNoSuchUpload(err) {
+		return fmt.Errorf("abort the upload of %s: %w", s.obj, err)
+	}
+	s.uploadID = ""
+	if err := s.removeState(ctx); err != nil {
+		return err
+	}
+	env.Log.Info().Str("object", s.obj.String()).Msg("upload aborted")
+	return nil
+}
+
+// Commit completes the upload, which makes the object appear, and
+// deletes the state object.
+func (s *S3Sink) Commit(ctx context.Context, env *pipeline.Env) error {
+	defer s.closeIdle()
+	size := env.Resource.Size
+	if got := s.stored.Load(); size >= 0 && got != size {
+		err := fmt.Errorf("incomplete: %d of %d bytes uploaded", got, size)
+		return errors.Join(err, s.abort(env))
+	}
+	s.mu.Lock()
+	parts := make([]minio.CompletePart, 0, len(s.etags))
+	for n, etag := range s.etags {
+		parts = append(parts, minio.CompletePart{PartNumber: n, ETag: etag})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(parts, func(a, b minio.CompletePart) int { return a.PartNumber - b.PartNumber })
+	if len(parts) == 0 {
+		// S3 completes no upload of zero parts: an empty object is put.
+		if err := s.abort(env); err != nil {
+			return err
+		}
+		if _, err := s.client.PutObject(ctx, s.obj.Bucket, s.obj.Key, strings.NewReader(""), 0, "", "", minio.PutObjectOptions{}); err != nil {
+			return fmt.Errorf("put %s: %w", s.obj, err)
+		}
+		return nil
+	}
+	if _, err := s.client.CompleteMultipartUpload(ctx, s.obj.Bucket, s.obj.Key, s.uploadID, parts, minio.PutObjectOptions{}); err != nil {
+		return errors.Join(fmt.Errorf("complete the upload of %s: %w", s.obj, err), s.abort(env))
+	}
+	s.uploadID = ""
+	if err := s.removeState(ctx); err != nil {
+		env.Log.Warn().Err(err).Msg("the object is complete, but its upload state object stays")
+	}
+	env.Log.Debug().Str("object", s.obj.String()).Int("parts", len(parts)).Msg("upload complete")
+	return nil
+}
+
+// noReadBack is the reader Resume returns: parts of a pending upload
+// cannot be read.
+type noReadBack struct{}
+
+// ErrNoReadBack is what reading back the parts of a pending upload fails
+// with.
+var ErrNoReadBack = errors.New("the parts of a pending multipart upload cannot be read back")
+
+func (noReadBack) ReadAt(p []byte, off int64) (int, error) { return 0, ErrNoReadBack }
+
+// uploader runs the part uploads of one Run: at most Uploads at once, and
+// at most Uploads+1 part buffers, which it recycles.
+type uploader struct {
+	s      *S3Sink
+	env    *pipeline.Env
+	ctx    context.Context
+	cancel context.CancelFunc
+	slots  chan struct{}
+	free   chan []byte
+	wg     sync.WaitGroup
+
+	errOnce sync.Once
+	err     error
+}
+
+func newUploader(ctx context.Context, s *S3Sink, env *pipeline.Env) *uploader {
+	ctx, cancel := context.WithCancel(ctx)
+	n := s.cfg.Uploads
+	u := &uploader{s: s, env: env, ctx: ctx, cancel: cancel, slots: make(chan struct{}, n), free: make(chan []byte, n+1)}
+	for range n + 1 {
+		u.free <- nil // a token: the buffer is made on first use
+	}
+	return u
+}
+
+// buffer returns an empty buffer of capacity n, waiting for one of the
+// Uploads+1 to be free.
+func (u *uploader) buffer(n int) ([]byte, error) {
+	select {
+	case b := <-u.free:
+		if cap(b) < n {
+			b = make([]byte, 0, n)
+		}
+		return b[:0], nil
+	case <-u.ctx.Done():
+		return nil, u.failure()
+	}
+}
+
+// upload uploads part num in the background once a slot is free; the
+// buffer goes back to the free list when it is done.
+func (u *uploader) upload(num int, part []byte) error {
+	select {
+	case u.slots <- struct{}{}:
+	case <-u.ctx.Done():
+		u.free <- part
+		return u.failure()
+	}
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		defer func() { <-u.slots }()
+		err := u.s.putPart(u.ctx, num, part)
+		u.free <- part[:0]
+		if err != nil {
+			u.fail(err)
+		}
+	}()
+	return nil
+}
+
+func (u *uploader) fail(err error) {
+	u.errOnce.Do(func() {
+		u.err = err
+		u.cancel()
+	})
+}
+
+// failure is the error that stopped the uploads, or the context's.
+func (u *uploader) failure() error {
+	u.fail(u.ctx.Err())
+	return u.err
+}
+
+// wait waits for the uploads begun and returns the first error.
+func (u *uploader) wait() error {
+	u.wg.Wait()
+	u.cancel()
+	return u.err // no upload is left to set it
+}
+
+// putPart uploads one part with its Content-MD5, which the store checks,
+// and records its ETag.
+func (s *S3Sink) putPart(ctx context.Context, num int, data []byte) error {
+	sum := md5.Sum(data)
+	p, err := s.client.PutObjectPart(ctx, s.obj.Bucket, s.obj.Key, s.uploadID, num,
+		bytes.NewReader(data), int64(len(data)), minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(sum[:])})
+	if err != nil {
+		return fmt.Errorf("upload part %d of %s: %w", num, s.obj, err)
+	}
+	s.mu.Lock()
+	s.etags[num] = p.ETag
+	s.mu.Unlock()
+	s.stored.Add(int64(len(data)))
+	s.uploaded.Add(1)
+	return nil
+}
