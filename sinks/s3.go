@@ -394,7 +394,7 @@ func (s *S3Sink) cut(ctx context.Context, env *pipeline.Env, io pipeline.IO, siz
 	var (
 		part []byte // being filled, up to want bytes
 		want int
-		num  int // its number
+		num  int   // its number
 		next int64 = -1
 	)
 	flush := func() error {

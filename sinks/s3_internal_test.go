@@ -1,0 +1,38 @@
+package sinks
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestS3PartSizeFor(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct{ size, configured, want int64 }{
+		{-1, 8 * mib, 8 * mib},                 // unknown size: as configured
+		{10_000_019, 8 * mib, 8 * mib},         // 2 parts
+		{8 * mib * maxParts, 8 * mib, 8 * mib}, // exactly 10,000 parts
+		{8*mib*maxParts + 1, 8 * mib, 9 * mib}, // one byte more: the next whole MiB
+		{1 << 40, 5 * mib, 105 * mib},          // 1 TiB: 104.9 MiB, rounded up
+		{5 * (1 << 40), 8 * mib, 525 * mib},    // 5 TiB, the largest S3 object
+	} {
+		got := partSizeFor(c.size, c.configured)
+		if got != c.want {
+			t.Errorf("partSizeFor(%d, %d) = %d, want %d", c.size, c.configured, got, c.want)
+		}
+		if c.size > 0 && (c.size+got-1)/got > maxParts {
+			t.Errorf("partSizeFor(%d) = %d makes %d parts", c.size, got, (c.size+got-1)/got)
+		}
+	}
+}
+
+func TestS3ParseObjectURL(t *testing.T) {
+	o, err := ParseObjectURL("s3://bucket/a/b.iso")
+	if err != nil || o.Bucket != "bucket" || o.Key != "a/b.iso" || o.String() != "s3://bucket/a/b.iso" {
+		t.Fatalf("got %+v, %v", o, err)
+	}
+	for _, bad := range []string{"s3://bucket", "s3://bucket/", "s3:///key", "s3://b/dir/", "http://b/k"} {
+		if _, err := ParseObjectURL(bad); err == nil || !strings.Contains(err.Error(), "s3://") {
+			t.Errorf("ParseObjectURL(%q) = %v, want an error", bad, err)
+		}
+	}
+}
