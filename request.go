@@ -27,6 +27,12 @@ type Request struct {
 	// Path is where the file ends up. "" names it after the server's
 	// Content-Disposition, else the URL's last path segment, made safe.
 	// With Dir set, Path must be a relative path inside Dir.
+	//
+	// An object URL, s3://bucket/key, uploads to an S3-compatible store
+	// instead, with no local copy: the zero Topology then runs s3.yaml,
+	// whose s3.sink takes its endpoint, region and credentials from the
+	// process's AWS_* variables unless its config sets them. Dir does not
+	// apply to it.
 	Path string
 	// Dir is the directory of the output. A Path inside it (or the name
 	// the server suggests) may not leave it: no absolute path, no "..",
