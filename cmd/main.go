@@ -83,6 +83,11 @@ func (e *interrupted) Error() string {
 	return "interrupted by " + signalName(e.sig)
 }
 
+// Unwrap makes an interruption a cancellation for the library and its
+// stages: what they keep for a resume after Download.Cancel (an s3.sink's
+// pending upload) they keep after a signal too.
+func (e *interrupted) Unwrap() error { return context.Canceled }
+
 func signalName(sig os.Signal) string {
 	if sig == syscall.SIGTERM {
 		return "SIGTERM"

@@ -130,8 +130,10 @@ func init() { builtin(s3Def.Spec()) }
 //     checksum did not match, an upload failed) aborts the upload and
 //     deletes the state object: no part stays stored.
 //   - An interruption keeps both, for the next run to resume: a process
-//     killed runs nothing, and a cancelled context (Download.Cancel,
-//     SIGINT) is treated the same way, as the file sink keeps PATH.tmp.
+//     killed runs nothing, and a run error that wraps context.Canceled
+//     (Download.Cancel, the CLI's SIGINT or SIGTERM) is treated the same
+//     way, as the file sink keeps PATH.tmp. A context's deadline is a
+//     failure.
 //     A pending upload that is never resumed costs storage until a
 //     bucket lifecycle rule (AbortIncompleteMultipartUpload) removes it.
 //
@@ -183,9 +185,9 @@ type S3Stats struct {
 	Listed, Uploaded int64
 }
 
-// Stats reports the run's parts; safe to call at any time.
+// Stats reports the run's parts; safe to call once Start returned.
 func (s *S3Sink) Stats() S3Stats {
-	return S3Stats{PartSize: atomic.LoadInt64(&s.partSize), Listed: s.listed.Load(), Uploaded: s.uploaded.Load()}
+	return S3Stats{PartSize: s.partSize, Listed: s.listed.Load(), Uploaded: s.uploaded.Load()}
 }
 
 // connect parses the object and builds the client, once.
@@ -463,7 +465,9 @@ func (s *S3Sink) Finish(ctx context.Context, env *pipeline.Env, runErr error) er
 	if s.uploadID == "" {
 		return nil
 	}
-	if errors.Is(runErr, context.Canceled) || errors.Is(runErr, context.DeadlineExceeded) {
+	// Only a cancellation is an interruption: a deadline is a failure
+	// (the source's timeouts are DeadlineExceeded errors too).
+	if errors.Is(runErr, context.Canceled) {
 		env.Log.Info().Str("object", s.obj.String()).Int64("bytes", s.stored.Load()).
 			Msg("interrupted: the pending upload is kept for a later run to resume")
 		return nil
