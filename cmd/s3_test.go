@@ -71,16 +71,30 @@ func TestS3CLIKillAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-done
-	lp, err := c.ListObjectParts(context.Background(), "cli", "k/obj.bin", uploadID, 0, 1000)
-	if err != nil {
-		t.Fatalf("the pending upload is gone after kill -9: %v", err)
-	}
-	present := int64(0)
-	for _, p := range lp.ObjectParts {
-		if p.Size != part {
-			t.Fatalf("part %d is %d bytes, want %d", p.PartNumber, p.Size, part)
+	// A part whose body weed had when the process died still lands: list
+	// until two listings a moment apart agree.
+	present, count := int64(-1), 0
+	for i := 0; ; i++ {
+		lp, err := c.ListObjectParts(context.Background(), "cli", "k/obj.bin", uploadID, 0, 1000)
+		if err != nil {
+			t.Fatalf("the pending upload is gone after kill -9: %v", err)
 		}
-		present += p.Size
+		now := int64(0)
+		for _, p := range lp.ObjectParts {
+			if p.Size != part {
+				t.Fatalf("part %d is %d bytes, want %d", p.PartNumber, p.Size, part)
+			}
+			now += p.Size
+		}
+		if now == present {
+			count = len(lp.ObjectParts)
+			break
+		}
+		if i == 50 {
+			t.Fatal("the parts of the pending upload still change after 50 listings")
+		}
+		present = now
+		time.Sleep(300 * time.Millisecond)
 	}
 
 	src.ResetStats()
@@ -101,11 +115,13 @@ func TestS3CLIKillAndResume(t *testing.T) {
 		t.Fatalf("object sha256 %s, want %s", got, origin.SHA256Hex(size, 4))
 	}
 	// The rerun fetched the missing parts, plus at most the probe's first
-	// piece, which it asks for before it knows the part is in place.
+	// piece, which it asks for before it knows the part is in place, and
+	// what requests cut short by work stealing sent past their cut.
 	served := src.Stats().BytesServed
-	if served < size-present || served > size-present+part {
-		t.Fatalf("the rerun fetched %d bytes; %d were missing (%d parts in place)", served, size-present, len(lp.ObjectParts))
+	if served < size-present || served > size-present+2*part {
+		t.Fatalf("the rerun fetched %d bytes; %d were missing (%d parts in place)", served, size-present, count)
 	}
+	t.Logf("%d parts were in place; the rerun fetched %d bytes", count, served)
 	if ups, err := c.ListMultipartUploads(context.Background(), "cli", "k/obj.bin", "", "", "", 10); err != nil || len(ups.Uploads) != 0 {
 		t.Fatalf("pending uploads after completion: %+v, %v", ups.Uploads, err)
 	}

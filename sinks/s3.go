@@ -488,7 +488,7 @@ func (s *S3Sink) abort(env *pipeline.Env) error {
 	if err := s.removeState(ctx); err != nil {
 		return err
 	}
-	env.Log.Info().Str("object", s.obj.String()).Msg("upload aborted")
+	env.Log.Info().Str("object", s.obj.String()).Int64("parts", s.uploaded.Load()+s.listed.Load()).Msg("upload aborted")
 	return nil
 }
 
