@@ -18,10 +18,12 @@ import (
 )
 
 // TestS3CLIKillAndResume: `dlflow URL -o s3://bucket/key` in a child
-// process is killed with SIGKILL (nothing of it runs) once parts are
-// uploaded; the same command then resumes the pending upload, fetching
-// only the missing parts, and completes the object. Endpoint and
-// credentials come from the AWS_* variables, the part size from --set.
+// process is interrupted with SIGINT once a part is uploaded (exit 130:
+// the pending upload and its state stay), then run again and killed with
+// SIGKILL (nothing of it runs) once more parts are uploaded; the same
+// command then resumes the pending upload, fetching only the missing
+// parts, and completes the object. Endpoint and credentials come from the
+// AWS_* variables, the part size from --set.
 func TestS3CLIKillAndResume(t *testing.T) {
 	srv := s3test.Start(t)
 	srv.Bucket(t, "cli")
@@ -32,69 +34,96 @@ func TestS3CLIKillAndResume(t *testing.T) {
 	args := []string{src.URL(), "-o", "s3://cli/k/obj.bin", "--connections", "4",
 		"--set", "stages.upload.config.part_size=6MiB", "--set", "stages.split.config.piece=6MiB"}
 
-	child := exec.Command(os.Args[0], args...)
-	child.Env = append(os.Environ(), cliEnv+"=1")
-	var stderr strings.Builder
-	child.Stderr = &stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
+	// parts lists the parts of the pending upload, until two listings a
+	// moment apart agree when settle is set (a part whose body weed had
+	// when the process stopped still lands).
+	parts := func(settle bool) (id string, n int, bytes int64) {
+		t.Helper()
+		prev := -1
+		for i := 0; i < 50; i++ {
+			res, err := c.ListMultipartUploads(context.Background(), "cli", "k/obj.bin", "", "", "", 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Uploads) == 0 {
+				return "", 0, 0
+			}
+			id = res.Uploads[0].UploadID
+			lp, err := c.ListObjectParts(context.Background(), "cli", "k/obj.bin", id, 0, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, bytes = len(lp.ObjectParts), 0
+			for _, p := range lp.ObjectParts {
+				if p.Size != part {
+					t.Fatalf("part %d is %d bytes, want %d", p.PartNumber, p.Size, part)
+				}
+				bytes += p.Size
+			}
+			if !settle || n == prev {
+				return id, n, bytes
+			}
+			prev = n
+			time.Sleep(300 * time.Millisecond)
+		}
+		t.Fatal("the parts of the pending upload still change after 50 listings")
+		return
 	}
-	done := make(chan struct{})
-	go func() { _ = child.Wait(); close(done) }()
-	t.Cleanup(func() {
+	// runUntil runs the CLI in a child process until the pending upload
+	// has n parts, then sends it sig and returns its exit code.
+	runUntil := func(n int, sig os.Signal) int {
+		t.Helper()
+		child := exec.Command(os.Args[0], args...)
+		child.Env = append(os.Environ(), cliEnv+"=1")
+		var stderr strings.Builder
+		child.Stderr = &stderr
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { _ = child.Wait(); close(done) }()
+		defer func() {
+			select {
+			case <-done:
+			default:
+				_ = child.Process.Kill()
+				<-done
+			}
+		}()
+		for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("not %d parts after 90s; stderr:\n%s", n, stderr.String())
+			}
+			if _, got, _ := parts(false); got >= n {
+				break
+			}
+		}
+		if err := child.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
 		select {
 		case <-done:
-		default:
-			_ = child.Process.Kill()
-			<-done
+		case <-time.After(60 * time.Second):
+			t.Fatalf("the CLI did not stop within 60s of %v; stderr:\n%s", sig, stderr.String())
 		}
-	})
+		return child.ProcessState.ExitCode()
+	}
 
-	// Bounded wait until two parts are stored, then kill -9.
-	var uploadID string
-	var parts []minio.ObjectPart
-	for deadline := time.Now().Add(90 * time.Second); len(parts) < 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no two parts after 90s; stderr:\n%s", stderr.String())
-		}
-		res, err := c.ListMultipartUploads(context.Background(), "cli", "k/obj.bin", "", "", "", 10)
-		if err != nil || len(res.Uploads) == 0 {
-			continue
-		}
-		uploadID = res.Uploads[0].UploadID
-		lp, err := c.ListObjectParts(context.Background(), "cli", "k/obj.bin", uploadID, 0, 1000)
-		if err == nil {
-			parts = lp.ObjectParts
-		}
+	if code := runUntil(1, os.Interrupt); code != exitInterrupted {
+		t.Fatalf("after SIGINT: exit %d, want %d", code, exitInterrupted)
 	}
-	if err := child.Process.Kill(); err != nil {
-		t.Fatal(err)
+	firstID, firstParts, _ := parts(true)
+	if firstID == "" || firstParts < 1 {
+		t.Fatalf("after SIGINT: pending upload %q with %d parts, want it kept with its parts", firstID, firstParts)
 	}
-	<-done
-	// A part whose body weed had when the process died still lands: list
-	// until two listings a moment apart agree.
-	present, count := int64(-1), 0
-	for i := 0; ; i++ {
-		lp, err := c.ListObjectParts(context.Background(), "cli", "k/obj.bin", uploadID, 0, 1000)
-		if err != nil {
-			t.Fatalf("the pending upload is gone after kill -9: %v", err)
-		}
-		now := int64(0)
-		for _, p := range lp.ObjectParts {
-			if p.Size != part {
-				t.Fatalf("part %d is %d bytes, want %d", p.PartNumber, p.Size, part)
-			}
-			now += p.Size
-		}
-		if now == present {
-			count = len(lp.ObjectParts)
-			break
-		}
-		if i == 50 {
-			t.Fatal("the parts of the pending upload still change after 50 listings")
-		}
-		present = now
-		time.Sleep(300 * time.Millisecond)
+	if _, err := c.StatObject(context.Background(), "cli", "k/obj.bin.dlflow-upload", minio.StatObjectOptions{}); err != nil {
+		t.Fatalf("after SIGINT: the state object is gone: %v", err)
+	}
+
+	runUntil(firstParts+2, os.Kill)
+	id, count, present := parts(true)
+	if id != firstID || count < firstParts+2 {
+		t.Fatalf("after kill -9: upload %q with %d parts, want %q (resumed) with %d or more", id, count, firstID, firstParts+2)
 	}
 
 	src.ResetStats()
@@ -121,7 +150,7 @@ func TestS3CLIKillAndResume(t *testing.T) {
 	if served < size-present || served > size-present+2*part {
 		t.Fatalf("the rerun fetched %d bytes; %d were missing (%d parts in place)", served, size-present, count)
 	}
-	t.Logf("%d parts were in place; the rerun fetched %d bytes", count, served)
+	t.Logf("%d parts after SIGINT, %d after kill -9; the rerun fetched %d bytes", firstParts, count, served)
 	if ups, err := c.ListMultipartUploads(context.Background(), "cli", "k/obj.bin", "", "", "", 10); err != nil || len(ups.Uploads) != 0 {
 		t.Fatalf("pending uploads after completion: %+v, %v", ups.Uploads, err)
 	}
