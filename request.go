@@ -48,6 +48,9 @@ type Request struct {
 	// KiB) each, and a chunk's bytes must not be kept after Write
 	// returns. A Write error ends the download at once, and Wait returns
 	// an error that wraps it (a closed pipe: errors.Is syscall.EPIPE).
+	// A program that passes os.Stdout gets that error only if it called
+	// signal.Notify for SIGPIPE: otherwise Go's runtime ends it with
+	// SIGPIPE at that write (see os/signal), as the CLI's -o - avoids.
 	// A checksum is verified as the bytes pass: on a mismatch the bytes
 	// are already out when Wait returns the *ChecksumError, so a reader
 	// must not trust them before the download succeeded. If the file

@@ -55,7 +55,7 @@ func (e *writeError) Error() string {
 func (e *writeError) Unwrap() error { return e.err }
 
 // isBrokenPipe reports whether err says the reader of a pipe went away.
-func isBrokenPipe(err error) bool { return errors.Is(err, syscall.EPIPE) }
+func isBrokenPipe(err error) bool { return errors.Is(err, syscall.EPIPE) || brokenPipeErrno(err) }
 
 // stdoutRequest makes req write to stdout: the bytes go to w, and the
 // output override that -o - made is dropped (it names no file).
