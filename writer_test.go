@@ -194,3 +194,30 @@ func (w *changeAtFirstWrite) Write(p []byte) (int, error) {
 	}
 	return w.hashWriter.Write(p)
 }
+
+// A topology given with a Writer: one whose sink is a stdout.sink takes
+// it, whatever the size; one that writes a file is refused before any
+// request, with a hint.
+func TestWriterTopologies(t *testing.T) {
+	inEmptyDir(t)
+	noLeaks(t)
+	const size = 10_000_019
+	srv := startOrigin(t, origin.Options{Size: size, Seed: 5})
+	hw := newHashWriter()
+	res, err := newClient(t).Do(t.Context(), &dlflow.Request{URL: srv.URL(), Writer: hw, Topology: dlflow.Topology{Name: "stdout"}, Connections: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hw.n != size || hw.sum() != origin.SHA256Hex(size, 5) || res.Topology != "(built-in) stdout.yaml" || res.Connections != 3 {
+		t.Errorf("%d bytes, sha256 %s; result %+v", hw.n, hw.sum(), res)
+	}
+	srv.ResetStats()
+	_, err = newClient(t).Do(t.Context(), &dlflow.Request{URL: srv.URL(), Writer: hw, Topology: dlflow.Topology{Name: "ranged"}})
+	const want = "stages.write.config: writes a file, but this run's bytes go to a writer: use a topology whose sink is a stdout.sink, such as stdout.yaml"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("ranged.yaml with a writer: %v, want %q", err, want)
+	}
+	if n := srv.Stats().Requests; n != 0 {
+		t.Errorf("%d requests for a refused topology", n)
+	}
+}
