@@ -41,15 +41,13 @@ func checkStdout(fs *pflag.FlagSet, flags *getFlags) error {
 	return nil
 }
 
-// writeError is a download whose writer failed (its reader went away):
-// exit 23, one line.
+// writeError is a download stopped because the reader of stdout went
+// away: exit 23, one line. (Other write errors, such as a full disk under
+// `> FILE`, are failed downloads: exit 1, with the error's own words.)
 type writeError struct{ err error }
 
 func (e *writeError) Error() string {
-	if isBrokenPipe(e.err) {
-		return "stdout closed by its reader (broken pipe); download stopped"
-	}
-	return "write to stdout: " + e.err.Error()
+	return "stdout closed by its reader (broken pipe); download stopped"
 }
 
 func (e *writeError) Unwrap() error { return e.err }
