@@ -28,7 +28,9 @@ import (
 // cancel the stages downstream of a failure): the writer then has every
 // byte that passed the stages before it. That is why a hash tap's checksum
 // mismatch arrives after all the bytes it hashed are out. A cancelled run
-// (the caller's context) stops at once.
+// (the caller's context) stops at once, but a Write in progress is not
+// interrupted: a reader that stalls holds the run until it reads or goes
+// away.
 type StdoutSink struct {
 	w       io.Writer
 	written atomic.Int64
