@@ -64,11 +64,17 @@ func TestGraphOfEveryExample(t *testing.T) {
 				t.Fatalf("Graph: %v", err)
 			}
 			fcs := fileSinks(t, g)
-			if filepath.Base(path) == "s3.yaml" { // uploads: no file sink
+			switch {
+			case filepath.Base(path) == "s3.yaml": // uploads: no file sink
 				if s3, ok := g.Stages()[len(g.Stages())-1].Config.(*sinks.S3Config); len(fcs) != 0 || !ok || s3.Object != output {
 					t.Errorf("s3.yaml: file sinks %v, last stage %+v, want an s3.sink of object %s", fcs, g.Stages()[len(g.Stages())-1], output)
 				}
-			} else if len(fcs) != 1 || fcs["write"] == nil || fcs["write"].Path != output || fcs["write"].Overwrite {
+			case strings.HasPrefix(filepath.Base(path), "stdout"):
+				// Writes to standard output: no file sink.
+				if len(fcs) != 0 {
+					t.Errorf("file sinks %v in a topology that writes to stdout", fcs)
+				}
+			case len(fcs) != 1 || fcs["write"] == nil || fcs["write"].Path != output || fcs["write"].Overwrite:
 				t.Errorf("file sinks %v, want write with path %s and no overwrite", fcs, output)
 			}
 			if g.MemoryBound() <= 0 {
