@@ -126,10 +126,16 @@ func TestS3CLIKillAndResume(t *testing.T) {
 		t.Fatalf("after kill -9: upload %q with %d parts, want %q (resumed) with %d or more", id, count, firstID, firstParts+2)
 	}
 
+	// The rerun logs everything, and takes the credentials from --set
+	// (the same as the environment's): none is logged.
 	src.ResetStats()
-	res := runCLI(t, args...)
+	res := runCLI(t, append(args, "--log-level", "debug",
+		"--set", "stages.upload.config.access_key="+srv.AccessKey, "--set", "stages.upload.config.secret_key="+srv.SecretKey)...)
 	if res.code != exitOK {
 		t.Fatalf("rerun: exit %d, stderr:\n%s", res.code, res.stderr)
+	}
+	if !strings.Contains(res.stderr, "resuming the pending upload") || strings.Contains(res.stderr+res.stdout, srv.SecretKey) {
+		t.Fatalf("rerun: want a resume logged and no secret key; stderr:\n%s", res.stderr)
 	}
 	body, _, _, err := c.GetObject(context.Background(), "cli", "k/obj.bin", minio.GetObjectOptions{})
 	if err != nil {

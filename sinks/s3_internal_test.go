@@ -36,3 +36,17 @@ func TestS3ParseObjectURL(t *testing.T) {
 		}
 	}
 }
+
+// The bound `dlflow validate` prints counts a part for each upload in
+// flight and the one being filled.
+func TestS3MemoryDeclared(t *testing.T) {
+	m := s3Def.Memory(S3Config{PartSize: 8 << 20, Uploads: 4})
+	if m.PerReplica != 5*8<<20 {
+		t.Fatalf("PerReplica %d, want %d", m.PerReplica, 5*8<<20)
+	}
+	u := newUploader(t.Context(), &S3Sink{cfg: S3Config{Uploads: 4}, partSize: 8 << 20}, nil)
+	defer u.cancel()
+	if got := cap(u.free); got != 5 {
+		t.Fatalf("%d part buffers, want 5", got)
+	}
+}
