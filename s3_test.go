@@ -340,3 +340,24 @@ func TestS3ExistingObject(t *testing.T) {
 		t.Fatalf("object: %d bytes, sha256 %s", n, sum)
 	}
 }
+
+// TestS3SmallObjects: an empty resource becomes an empty object (S3
+// completes no upload of zero parts), and a one-byte one a single part.
+func TestS3SmallObjects(t *testing.T) {
+	s3NoLeaks(t)
+	_, c := s3Setup(t, "small")
+	for _, size := range []int64{0, 1} {
+		src := startOrigin(t, origin.Options{Size: size, Seed: 2})
+		key := fmt.Sprintf("s%d", size)
+		if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://small/" + key}); err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if sum, n, _ := objectSHA256(t, c, "small", key); n != size || sum != origin.SHA256Hex(size, 2) {
+			t.Fatalf("size %d: object of %d bytes, sha256 %s", size, n, sum)
+		}
+		assertNoObject(t, c, "small", key+".dlflow-upload")
+		if ids := pendingUploads(t, c, "small", key); len(ids) != 0 {
+			t.Fatalf("size %d: pending uploads left: %v", size, ids)
+		}
+	}
+}

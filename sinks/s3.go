@@ -176,20 +176,6 @@ var (
 	_ pipeline.Committer   = (*S3Sink)(nil)
 )
 
-// S3Stats is what an s3.sink did in the current or last run.
-type S3Stats struct {
-	// PartSize is the size of every part but the last.
-	PartSize int64
-	// Listed is the number of parts an earlier run had uploaded, which
-	// this run kept; Uploaded those this run uploaded.
-	Listed, Uploaded int64
-}
-
-// Stats reports the run's parts; safe to call once Start returned.
-func (s *S3Sink) Stats() S3Stats {
-	return S3Stats{PartSize: s.partSize, Listed: s.listed.Load(), Uploaded: s.uploaded.Load()}
-}
-
 // connect parses the object and builds the client, once.
 func (s *S3Sink) connect() error {
 	if s.client != nil {
