@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"os"
 	"regexp"
 	"strconv"
@@ -359,5 +360,52 @@ func TestS3SmallObjects(t *testing.T) {
 		if ids := pendingUploads(t, c, "small", key); len(ids) != 0 {
 			t.Fatalf("size %d: pending uploads left: %v", size, ids)
 		}
+	}
+}
+
+// TestS3ChangedSourceStartsOver: after an interruption the file changes
+// on the server (new ETag and content); the next run does not resume the
+// pending upload (its parts belong to the old file) but aborts it and
+// uploads the new file whole.
+func TestS3ChangedSourceStartsOver(t *testing.T) {
+	s3NoLeaks(t)
+	_, c := s3Setup(t, "changed")
+	const size = 32 << 20
+	src := startOrigin(t, origin.Options{Size: size, Seed: 20, RateLimit: 2 << 20})
+	req := &dlflow.Request{URL: src.URL(), Path: "s3://changed/c.bin", Connections: 2}
+	d := newClient(t).Start(context.Background(), req)
+	listedParts(t, c, "changed", "c.bin", 1, 60*time.Second)
+	d.Cancel()
+	if _, err := d.Wait(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v, want a cancellation", err)
+	}
+	old := pendingUploads(t, c, "changed", "c.bin")
+	if len(old) != 1 {
+		t.Fatalf("pending uploads %v, want 1", old)
+	}
+
+	// One GET of the old version, then the file is version 2 (Seed+1).
+	src.SetFaults(origin.Faults{ChangeETagAfter: 1})
+	resp, err := http.Get(src.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	src.ResetStats()
+	logOpt, log := withLog(zerolog.InfoLevel)
+	if _, err := newClient(t, logOpt).Start(context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://changed/c.bin"}).Wait(); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	if sum, n, _ := objectSHA256(t, c, "changed", "c.bin"); n != size || sum != origin.SHA256Hex(size, 21) {
+		t.Fatalf("object: %d bytes, sha256 %s; want the new file, %s", n, sum, origin.SHA256Hex(size, 21))
+	}
+	if !strings.Contains(log.String(), "ETag is now") || !strings.Contains(log.String(), "not resuming the pending upload") {
+		t.Fatalf("no reason logged for starting over:\n%s", log.String())
+	}
+	if got := src.Stats().BytesServed; got < size {
+		t.Fatalf("the second run fetched %d bytes, want the whole file (%d)", got, size)
+	}
+	if ids := pendingUploads(t, c, "changed", "c.bin"); len(ids) != 0 {
+		t.Fatalf("pending uploads left: %v (the old one was %v)", ids, old)
 	}
 }

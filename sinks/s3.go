@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -154,8 +155,6 @@ type S3Sink struct {
 	// Of the current run.
 	partSize int64
 	uploadID string
-	resumed  map[int]string // part number -> ETag listed by Resume
-	state    *s3State
 
 	mu     sync.Mutex
 	etags  map[int]string // parts of this upload, listed or uploaded
@@ -292,7 +291,7 @@ func (s *S3Sink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Rang
 		have = append(have, r)
 	}
 	s.listed.Store(int64(len(s.etags)))
-	s.uploadID, s.state = st.UploadID, st
+	s.uploadID = st.UploadID
 	env.Log.Info().Int("parts", len(have)).Int64("bytes", s.stored.Load()).Msg("resuming the pending upload")
 	if len(have) == 0 {
 		return nil, nil, nil
@@ -308,7 +307,7 @@ func (s *S3Sink) partRange(n int, size int64) pipeline.Range {
 
 // mergeRanges joins ranges sorted by start that touch.
 func mergeRanges(rs []pipeline.Range) []pipeline.Range {
-	slices.SortFunc(rs, func(a, b pipeline.Range) int { return int(min(max(a.Start-b.Start, -1), 1)) })
+	slices.SortFunc(rs, func(a, b pipeline.Range) int { return cmp.Compare(a.Start, b.Start) })
 	out := rs[:0]
 	for _, r := range rs {
 		if n := len(out); n > 0 && out[n-1].End == r.Start {
@@ -321,7 +320,7 @@ func mergeRanges(rs []pipeline.Range) []pipeline.Range {
 }
 
 func (s *S3Sink) resetRun() {
-	s.uploadID, s.state, s.resumed = "", nil, nil
+	s.uploadID = ""
 	s.etags = map[int]string{}
 	s.stored.Store(0)
 	s.uploaded.Store(0)
@@ -357,7 +356,6 @@ func (s *S3Sink) Start(ctx context.Context, env *pipeline.Env) error {
 		s.abort(env)
 		return err
 	}
-	s.state = st
 	env.Log.Debug().Str("object", s.obj.String()).Int64("part_size", s.partSize).Msg("multipart upload begun")
 	return nil
 }
