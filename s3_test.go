@@ -47,15 +47,20 @@ func s3NoLeaks(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, opt, s3test.IgnoreLeaks()) })
 }
 
-// s3Setup makes a bucket on the shared weed, points the AWS_* variables
-// at it and returns a client of it.
-func s3Setup(t *testing.T, bucket string) (*s3test.Server, *minio.Core) {
+// s3Setup makes a bucket named after name on the shared weed (a new one
+// each time: -count=N reruns a test on the same weed), points the AWS_*
+// variables at it and returns its name and a client.
+func s3Setup(t *testing.T, name string) (bucket string, c *minio.Core) {
 	t.Helper()
 	srv := s3test.Shared(t)
+	bucketSeq++
+	bucket = fmt.Sprintf("%s-%d", name, bucketSeq)
 	srv.Bucket(t, bucket)
 	srv.SetEnv(t)
-	return srv, srv.Client(t)
+	return bucket, srv.Client(t)
 }
+
+var bucketSeq int // tests that set the environment do not run in parallel
 
 // objectSHA256 is the sha256 of the object and its size and ETag.
 func objectSHA256(t *testing.T, c *minio.Core, bucket, key string) (sum string, size int64, etag string) {
@@ -116,15 +121,15 @@ func uploadTo(t *testing.T, ctx context.Context, req *dlflow.Request) (*dlflow.R
 
 func TestS3UploadWhileDownloading(t *testing.T) {
 	s3NoLeaks(t)
-	_, c := s3Setup(t, "upload")
+	b, c := s3Setup(t, "upload")
 	for _, size := range []int64{64 << 20, 10_000_019} {
 		t.Run(strconv.FormatInt(size, 10), func(t *testing.T) {
 			src := startOrigin(t, origin.Options{Size: size, Seed: 7})
 			key := fmt.Sprintf("dir/obj-%d.bin", size)
-			if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://upload/" + key}); err != nil {
+			if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://" + b + "/" + key}); err != nil {
 				t.Fatalf("upload: %v", err)
 			}
-			sum, n, etag := objectSHA256(t, c, "upload", key)
+			sum, n, etag := objectSHA256(t, c, b, key)
 			if n != size || sum != origin.SHA256Hex(size, 7) {
 				t.Fatalf("object is %d bytes with sha256 %s, want %d bytes with %s", n, sum, size, origin.SHA256Hex(size, 7))
 			}
@@ -138,8 +143,8 @@ func TestS3UploadWhileDownloading(t *testing.T) {
 			if got := src.Stats().BytesServed; got < size || got > size+s3PartSize {
 				t.Fatalf("the source served %d bytes, want %d to %d", got, size, size+s3PartSize)
 			}
-			assertNoObject(t, c, "upload", key+".dlflow-upload")
-			if ids := pendingUploads(t, c, "upload", key); len(ids) != 0 {
+			assertNoObject(t, c, b, key+".dlflow-upload")
+			if ids := pendingUploads(t, c, b, key); len(ids) != 0 {
 				t.Fatalf("pending uploads left: %v", ids)
 			}
 		})
@@ -191,21 +196,21 @@ func rangeStart(h string) (start, end int64) {
 // the object is whole.
 func TestS3ResumeAfterInterrupt(t *testing.T) {
 	s3NoLeaks(t)
-	_, c := s3Setup(t, "resume")
+	b, c := s3Setup(t, "resume")
 	const size = 64 << 20
 	key := "big.bin"
 	// 2 MiB/s a response: the first run takes seconds, long enough to
 	// cancel it after a few parts.
 	src := startOrigin(t, origin.Options{Size: size, Seed: 3, RateLimit: 2 << 20})
-	req := &dlflow.Request{URL: src.URL(), Path: "s3://resume/" + key, Connections: 4}
+	req := &dlflow.Request{URL: src.URL(), Path: "s3://" + b + "/" + key, Connections: 4}
 	d := newClient(t).Start(context.Background(), req)
-	before := listedParts(t, c, "resume", key, 2, 60*time.Second)
+	before := listedParts(t, c, b, key, 2, 60*time.Second)
 	d.Cancel()
 	if _, err := d.Wait(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("first run: %v, want a cancellation", err)
 	}
-	assertNoObject(t, c, "resume", key)
-	ids := pendingUploads(t, c, "resume", key)
+	assertNoObject(t, c, b, key)
+	ids := pendingUploads(t, c, b, key)
 	if len(ids) != 1 {
 		t.Fatalf("after the interruption: pending uploads %v, want 1", ids)
 	}
@@ -214,7 +219,7 @@ func TestS3ResumeAfterInterrupt(t *testing.T) {
 	// moment apart agree.
 	var present map[int64]bool // part starts
 	for i := 0; ; i++ {
-		res, err := c.ListObjectParts(context.Background(), "resume", key, ids[0], 0, 1000)
+		res, err := c.ListObjectParts(context.Background(), b, key, ids[0], 0, 1000)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,15 +244,15 @@ func TestS3ResumeAfterInterrupt(t *testing.T) {
 
 	src.ResetStats()
 	src.SetFaults(origin.Faults{}) // no rate limit change: Options hold it; faults reset counters
-	if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://resume/" + key, Connections: 8}); err != nil {
+	if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://" + b + "/" + key, Connections: 8}); err != nil {
 		t.Fatalf("second run: %v", err)
 	}
-	sum, n, etag := objectSHA256(t, c, "resume", key)
+	sum, n, etag := objectSHA256(t, c, b, key)
 	if n != size || sum != origin.SHA256Hex(size, 3) || !strings.HasSuffix(etag, "-8") {
 		t.Fatalf("object: %d bytes, sha256 %s, ETag %s; want %d bytes, %s, 8 parts", n, sum, etag, size, origin.SHA256Hex(size, 3))
 	}
-	assertNoObject(t, c, "resume", key+".dlflow-upload")
-	if ids := pendingUploads(t, c, "resume", key); len(ids) != 0 {
+	assertNoObject(t, c, b, key+".dlflow-upload")
+	if ids := pendingUploads(t, c, b, key); len(ids) != 0 {
 		t.Fatalf("pending uploads left: %v", ids)
 	}
 	// The second run asked the source for no byte of the parts in place,
@@ -280,17 +285,17 @@ func TestS3ResumeAfterInterrupt(t *testing.T) {
 // parts were uploaded; the upload is aborted, and nothing of it stays.
 func TestS3AbortOnSourceFailure(t *testing.T) {
 	s3NoLeaks(t)
-	_, c := s3Setup(t, "fail")
+	b, c := s3Setup(t, "fail")
 	src := startOrigin(t, origin.Options{Size: 64 << 20, Seed: 5})
 	// The probe and four pieces are served (the reorder window makes the
 	// readers ask for a piece a request), then the file is gone.
 	src.SetFaults(origin.Faults{FailStatus: 404, FailCount: 1000, FailAfter: 5})
 	logOpt, log := withLog(zerolog.InfoLevel)
-	_, err := newClient(t, logOpt).Start(context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://fail/f.bin", Connections: 2}).Wait()
+	_, err := newClient(t, logOpt).Start(context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://" + b + "/f.bin", Connections: 2}).Wait()
 	if err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("err = %v, want the source's 404", err)
 	}
-	assertNothingLeft(t, c, "fail", "f.bin")
+	assertNothingLeft(t, c, b, "f.bin")
 	if !regexp.MustCompile(`"parts":[1-9][0-9]*,"message":"upload aborted"`).MatchString(log.String()) {
 		t.Fatalf("no abort of an upload with parts logged:\n%s", log.String())
 	}
@@ -300,20 +305,20 @@ func TestS3AbortOnSourceFailure(t *testing.T) {
 // upload: no object, no pending upload.
 func TestS3ChecksumMismatch(t *testing.T) {
 	s3NoLeaks(t)
-	_, c := s3Setup(t, "checksum")
+	b, c := s3Setup(t, "checksum")
 	src := startOrigin(t, origin.Options{Size: 20 << 20, Seed: 9})
 	wrong := "sha256:" + origin.SHA256Hex(20<<20, 10)
-	_, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://checksum/s.bin", Checksum: wrong})
+	_, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://" + b + "/s.bin", Checksum: wrong})
 	if !errors.Is(err, pipeline.ErrCorrupt) || !strings.Contains(err.Error(), "sha256 mismatch") {
 		t.Fatalf("err = %v, want a sha256 mismatch", err)
 	}
-	assertNothingLeft(t, c, "checksum", "s.bin")
+	assertNothingLeft(t, c, b, "s.bin")
 
 	right := "sha256:" + origin.SHA256Hex(20<<20, 9)
-	if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://checksum/s.bin", Checksum: right}); err != nil {
+	if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://" + b + "/s.bin", Checksum: right}); err != nil {
 		t.Fatalf("with the right checksum: %v", err)
 	}
-	if sum, _, _ := objectSHA256(t, c, "checksum", "s.bin"); sum != origin.SHA256Hex(20<<20, 9) {
+	if sum, _, _ := objectSHA256(t, c, b, "s.bin"); sum != origin.SHA256Hex(20<<20, 9) {
 		t.Fatalf("object sha256 %s", sum)
 	}
 }
@@ -322,22 +327,22 @@ func TestS3ChecksumMismatch(t *testing.T) {
 // to the source, and replaced with Overwrite.
 func TestS3ExistingObject(t *testing.T) {
 	s3NoLeaks(t)
-	_, c := s3Setup(t, "exist")
-	if _, err := c.PutObject(context.Background(), "exist", "e.bin", strings.NewReader("old"), 3, "", "", minio.PutObjectOptions{}); err != nil {
+	b, c := s3Setup(t, "exist")
+	if _, err := c.PutObject(context.Background(), b, "e.bin", strings.NewReader("old"), 3, "", "", minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	src := startOrigin(t, origin.Options{Size: 1 << 20, Seed: 1})
-	_, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://exist/e.bin"})
-	if !errors.Is(err, dlflow.ErrOutputExists) || !strings.Contains(err.Error(), "s3://exist/e.bin exists") {
+	_, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://" + b + "/e.bin"})
+	if !errors.Is(err, dlflow.ErrOutputExists) || !strings.Contains(err.Error(), "s3://"+b+"/e.bin exists") {
 		t.Fatalf("err = %v, want ErrOutputExists naming the object", err)
 	}
 	if got := src.Stats().Requests; got != 0 {
 		t.Fatalf("the source got %d requests, want 0", got)
 	}
-	if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://exist/e.bin", Overwrite: true}); err != nil {
+	if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://" + b + "/e.bin", Overwrite: true}); err != nil {
 		t.Fatalf("overwrite: %v", err)
 	}
-	if sum, n, _ := objectSHA256(t, c, "exist", "e.bin"); n != 1<<20 || sum != origin.SHA256Hex(1<<20, 1) {
+	if sum, n, _ := objectSHA256(t, c, b, "e.bin"); n != 1<<20 || sum != origin.SHA256Hex(1<<20, 1) {
 		t.Fatalf("object: %d bytes, sha256 %s", n, sum)
 	}
 }
@@ -346,18 +351,18 @@ func TestS3ExistingObject(t *testing.T) {
 // completes no upload of zero parts), and a one-byte one a single part.
 func TestS3SmallObjects(t *testing.T) {
 	s3NoLeaks(t)
-	_, c := s3Setup(t, "small")
+	b, c := s3Setup(t, "small")
 	for _, size := range []int64{0, 1} {
 		src := startOrigin(t, origin.Options{Size: size, Seed: 2})
 		key := fmt.Sprintf("s%d", size)
-		if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://small/" + key}); err != nil {
+		if _, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://" + b + "/" + key}); err != nil {
 			t.Fatalf("size %d: %v", size, err)
 		}
-		if sum, n, _ := objectSHA256(t, c, "small", key); n != size || sum != origin.SHA256Hex(size, 2) {
+		if sum, n, _ := objectSHA256(t, c, b, key); n != size || sum != origin.SHA256Hex(size, 2) {
 			t.Fatalf("size %d: object of %d bytes, sha256 %s", size, n, sum)
 		}
-		assertNoObject(t, c, "small", key+".dlflow-upload")
-		if ids := pendingUploads(t, c, "small", key); len(ids) != 0 {
+		assertNoObject(t, c, b, key+".dlflow-upload")
+		if ids := pendingUploads(t, c, b, key); len(ids) != 0 {
 			t.Fatalf("size %d: pending uploads left: %v", size, ids)
 		}
 	}
@@ -369,17 +374,17 @@ func TestS3SmallObjects(t *testing.T) {
 // uploads the new file whole.
 func TestS3ChangedSourceStartsOver(t *testing.T) {
 	s3NoLeaks(t)
-	_, c := s3Setup(t, "changed")
+	b, c := s3Setup(t, "changed")
 	const size = 32 << 20
 	src := startOrigin(t, origin.Options{Size: size, Seed: 20, RateLimit: 2 << 20})
-	req := &dlflow.Request{URL: src.URL(), Path: "s3://changed/c.bin", Connections: 2}
+	req := &dlflow.Request{URL: src.URL(), Path: "s3://" + b + "/c.bin", Connections: 2}
 	d := newClient(t).Start(context.Background(), req)
-	listedParts(t, c, "changed", "c.bin", 1, 60*time.Second)
+	listedParts(t, c, b, "c.bin", 1, 60*time.Second)
 	d.Cancel()
 	if _, err := d.Wait(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("first run: %v, want a cancellation", err)
 	}
-	old := pendingUploads(t, c, "changed", "c.bin")
+	old := pendingUploads(t, c, b, "c.bin")
 	if len(old) != 1 {
 		t.Fatalf("pending uploads %v, want 1", old)
 	}
@@ -393,10 +398,10 @@ func TestS3ChangedSourceStartsOver(t *testing.T) {
 	resp.Body.Close()
 	src.ResetStats()
 	logOpt, log := withLog(zerolog.InfoLevel)
-	if _, err := newClient(t, logOpt).Start(context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://changed/c.bin"}).Wait(); err != nil {
+	if _, err := newClient(t, logOpt).Start(context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://" + b + "/c.bin"}).Wait(); err != nil {
 		t.Fatalf("second run: %v", err)
 	}
-	if sum, n, _ := objectSHA256(t, c, "changed", "c.bin"); n != size || sum != origin.SHA256Hex(size, 21) {
+	if sum, n, _ := objectSHA256(t, c, b, "c.bin"); n != size || sum != origin.SHA256Hex(size, 21) {
 		t.Fatalf("object: %d bytes, sha256 %s; want the new file, %s", n, sum, origin.SHA256Hex(size, 21))
 	}
 	if !strings.Contains(log.String(), "ETag is now") || !strings.Contains(log.String(), "not resuming the pending upload") {
@@ -405,7 +410,7 @@ func TestS3ChangedSourceStartsOver(t *testing.T) {
 	if got := src.Stats().BytesServed; got < size {
 		t.Fatalf("the second run fetched %d bytes, want the whole file (%d)", got, size)
 	}
-	if ids := pendingUploads(t, c, "changed", "c.bin"); len(ids) != 0 {
+	if ids := pendingUploads(t, c, b, "c.bin"); len(ids) != 0 {
 		t.Fatalf("pending uploads left: %v (the old one was %v)", ids, old)
 	}
 }
