@@ -85,7 +85,9 @@ var decompressDef = pipeline.Def[DecompressConfig]{
 	Memory: func(c DecompressConfig) pipeline.Memory {
 		return pipeline.Memory{ChunkSize: int64(c.Buffer), PerReplica: decoderMemory(c)}
 	},
-	MaxWorkers: func(DecompressConfig) (int, string) { return 1, "a compressed stream is decoded in order, by one decoder" },
+	MaxWorkers: func(DecompressConfig) (int, string) {
+		return 1, "a compressed stream is decoded in order, by one decoder"
+	},
 }
 
 func init() { builtin(decompressDef.Spec()) }
