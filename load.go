@@ -46,7 +46,7 @@ func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
 		name := builtinName(t.Name)
 		data, err := examples.FS.ReadFile(name)
 		if err != nil {
-			return nil, requestErrorf("Topology", "no built-in topology %q (built-in: %s)", t.Name, strings.Join(examples.Topologies, ", "))
+			return nil, requestErrorf("Topology", "no built-in topology %q (built-in: %s)", t.Name, strings.Join(append(examples.Topologies[:len(examples.Topologies):len(examples.Topologies)], examples.Extract...), ", "))
 		}
 		opts.File, opts.Data = "(built-in) "+name, data
 		if keys != allStageKeys {

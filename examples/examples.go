@@ -12,3 +12,8 @@ var FS embed.FS
 
 // Topologies are the example files that bench runs, in order.
 var Topologies = []string{"stream.yaml", "buffered.yaml", "ranged.yaml", "ranged-ordered.yaml"}
+
+// Extract are the example topologies that unpack an archive into a
+// directory (`dlflow URL --extract DIR` runs one of them): ranged, and
+// one stream.
+var Extract = []string{"extract.yaml", "extract-stream.yaml"}
