@@ -254,9 +254,10 @@ func (d *Download) run(ctx context.Context) error {
 func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output string, fromZero bool, releaseProbe func()) error {
 	topology := d.req.Topology
 	if topology.auto() {
-		topology = Topology{Name: "stream"}
+		ranged, stream := d.req.autoTopologies()
+		topology = stream
 		if res.AcceptRanges && res.Size >= rangedThreshold {
-			topology = Topology{Name: "ranged"}
+			topology = ranged
 		}
 	}
 	g, err := d.graph(topology, output, res, fromZero)
@@ -489,8 +490,9 @@ func (d *Download) checkWiring() error {
 		return err
 	}
 	var first error
-	for _, name := range []string{"ranged", "stream"} {
-		p, err := d.plan(Topology{Name: name}, "check", false, quietStageKeys)
+	ranged, stream := req.autoTopologies()
+	for _, topology := range []Topology{ranged, stream} {
+		p, err := d.plan(topology, "check", false, quietStageKeys)
 		var ce *config.Error
 		if err == nil {
 			d.probeOpts = probeOptions(p)
@@ -532,7 +534,8 @@ func probeOptions(p plan) httpx.ProbeOptions {
 func (d *Download) preflightAt(topology Topology, output string) error {
 	keys := allStageKeys
 	if topology.auto() {
-		topology, keys = Topology{Name: "stream"}, noStageKeys
+		_, stream := d.req.autoTopologies()
+		topology, keys = stream, noStageKeys
 	}
 	p, err := d.plan(topology, output, false, keys)
 	if err == nil {

@@ -100,6 +100,9 @@ func (r *Request) overrides() []config.Override {
 	if r.Path != "" {
 		add("output", r.Path)
 	}
+	if r.Extract != "" {
+		add("output", r.Extract)
+	}
 	if r.Overwrite {
 		add("overwrite", true)
 	}

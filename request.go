@@ -32,6 +32,16 @@ type Request struct {
 	// the server suggests) may not leave it: no absolute path, no "..",
 	// no symlink on the way. Missing directories under Dir are created.
 	Dir string
+	// Extract, when set, is a directory to unpack the download into, a
+	// .tar, .tar.gz or .tar.zst archive, as its bytes arrive: no archive
+	// is stored. The format comes from the archive's first bytes, not its
+	// name. Extract appears only once the whole archive is unpacked and
+	// synced; a failure leaves neither it nor a partial directory, and
+	// there is no resume (a rerun starts over). Archive members may not
+	// write outside it (see sinks.TarExtract). It excludes Path and Dir.
+	// The zero Topology then picks a built-in extract topology: ranged
+	// ("extract") or one stream ("extract-stream"), as for files.
+	Extract string
 
 	// Topology is the graph of stages that downloads. The zero Topology
 	// picks one from the probe: ranged when the server takes ranges and
@@ -107,6 +117,16 @@ type Topology struct {
 	Nodes []pipeline.Node
 }
 
+// autoTopologies are the built-in topologies the zero Topology picks
+// from: the ranged one, for a server that answers ranges and a file of
+// rangedThreshold bytes or more, else the stream one.
+func (r *Request) autoTopologies() (ranged, stream Topology) {
+	if r.Extract != "" {
+		return Topology{Name: "extract"}, Topology{Name: "extract-stream"}
+	}
+	return Topology{Name: "ranged"}, Topology{Name: "stream"}
+}
+
 func (t Topology) auto() bool {
 	return t.Name == "" && t.File == "" && t.Data == nil && t.Nodes == nil
 }
@@ -166,6 +186,9 @@ func (r *Request) check() error {
 			}
 		}
 	}
+	if r.Extract != "" && (r.Path != "" || r.Dir != "") {
+		return requestErrorf("Extract", "an extraction directory excludes Path and Dir: the archive is unpacked into Extract, and no file is written")
+	}
 	if r.Path != "" && r.Dir != "" && !filepath.IsLocal(r.Path) {
 		return requestErrorf("Path", "%q is not a relative path inside %s", r.Path, r.Dir)
 	}
@@ -200,6 +223,6 @@ func (r *Request) wiringKey() (key string, ok bool) {
 			config = append(config, fmt.Sprintf("%s=%v@%s", o.Key, o.Value, o.Origin))
 		}
 	}
-	return fmt.Sprintf("%q %q %q %d %v %q %v %v %d %q %q %q", r.Topology.Name, r.Topology.File, data,
+	return fmt.Sprintf("%v %q %q %q %d %v %q %v %v %d %q %q %q", r.Extract != "", r.Topology.Name, r.Topology.File, data,
 		r.Connections, r.NoResume, r.Checksum, r.Overwrite, r.SkipExisting, r.LimitRate, config, r.Sets, r.Environ), true
 }
