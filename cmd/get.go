@@ -23,6 +23,7 @@ import (
 // getFlags are the flags of a download.
 type getFlags struct {
 	configFile   string
+	extract      string
 	connections  int
 	noResume     bool
 	sets         []string
@@ -47,6 +48,7 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.StringVarP(&f.configFile, "config", "c", "", "topology file (YAML); default: ranged or stream, picked by what the server supports")
 	fs.String("url", "", "URL to download (or give it as the argument)")
 	fs.StringP("output", "o", "", "output path (default: the server's file name or the URL's last path segment)")
+	fs.StringVar(&f.extract, "extract", "", "unpack the download, a .tar, .tar.gz or .tar.zst archive (told by its bytes), into `DIR` as it arrives; DIR appears when complete, no archive is stored")
 	fs.IntVar(&f.connections, "connections", 0, "number of range readers (workers of every http.reader stage)")
 	fs.Bool("overwrite", false, "replace an existing output file")
 	fs.BoolVar(&f.skipExisting, "skip-existing", false, "when the output file exists, leave it and succeed (exit 0) without downloading: for rerunning a list with -i")
@@ -154,6 +156,15 @@ func newRequest(fs *pflag.FlagSet, flags *getFlags) (*dlflow.Request, error) {
 		Sets:         flags.sets,
 		Environ:      os.Environ(),
 		Metrics:      newRunMetrics(flags.metricsJSON),
+	}
+	if fs.Changed("extract") {
+		switch {
+		case fs.Changed("output"):
+			return nil, usagef("--extract and -o both name the output; give one")
+		case flags.extract == "":
+			return nil, usagef("--extract needs a directory")
+		}
+		req.Extract = flags.extract
 	}
 	if fs.Changed("connections") {
 		if flags.connections < 1 {
@@ -345,6 +356,7 @@ Examples:
   dlflow -c examples/stream.yaml --url https://example.com/log.txt --set stages.fetch.config.buffer=1MiB
   dlflow https://example.com/big.iso -H 'Authorization: Bearer TOKEN' --limit-rate 10M
   dlflow https://user:secret@example.com/private.tar -q --json > result.json
+  dlflow https://example.com/src.tar.zst --extract src
 
 Flags:
 `
