@@ -82,6 +82,7 @@ type TarExtract struct {
 	tmp      string   // the temporary directory, "" when there is none
 	root     *os.Root // on tmp, during the run
 	symlinks map[string]bool
+	dirs     map[string]bool // directories made: a member below one needs no MkdirAll
 	dirModes map[string]fs.FileMode
 	files    int64
 	bytes    int64
@@ -182,7 +183,7 @@ func (s *TarExtract) Start(ctx context.Context, env *pipeline.Env) error {
 		return err
 	}
 	s.files, s.bytes, s.ready = 0, 0, false
-	s.symlinks, s.dirModes = map[string]bool{}, map[string]fs.FileMode{}
+	s.symlinks, s.dirModes, s.dirs = map[string]bool{}, map[string]fs.FileMode{}, map[string]bool{".": true}
 	tmp, err := os.MkdirTemp(filepath.Dir(s.dir), "."+filepath.Base(s.dir)+".tmp-")
 	if err != nil {
 		return fmt.Errorf("temporary directory: %w", err)
@@ -288,10 +289,20 @@ func (s *TarExtract) belowSymlink(name string) error {
 	})
 }
 
-// mkdirParents makes the missing directories above name.
+// mkdirParents makes the missing directories above name. It remembers
+// the directories it made, which stay directories (clear never removes
+// one), so that the members of a directory cost no MkdirAll each: it
+// resolves every component of the path, a system call or more apiece.
 func (s *TarExtract) mkdirParents(name string) error {
-	if dir := path.Dir(name); dir != "." {
-		return s.root.MkdirAll(dir, 0o755)
+	dir := path.Dir(name)
+	if s.dirs[dir] {
+		return nil
+	}
+	if err := s.root.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for ; dir != "."; dir = path.Dir(dir) {
+		s.dirs[dir] = true
 	}
 	return nil
 }
@@ -314,6 +325,7 @@ func (s *TarExtract) mkdir(name string, hdr *tar.Header) error {
 		}
 	}
 	s.dirModes[name] = dirMode(hdr)
+	s.dirs[name] = true
 	return nil
 }
 
