@@ -234,3 +234,17 @@ func tmpHolds(t *testing.T, dir, name string) bool {
 	}
 	return found
 }
+
+// A zip (served as .tar.gz: the bytes decide) is spooled next to DIR and
+// unpacked with the same rules; the spool is gone afterwards.
+func TestExtractZip(t *testing.T) {
+	noLeaks(t)
+	tree := testtar.ZipEntries(testtar.Tree())
+	url, _ := archiveServer(t, "lies.tar.gz", testtar.Zip(t, tree), nil)
+	dir := extractDir(t)
+	if _, err := newClient(t).Do(t.Context(), &dlflow.Request{URL: url, Extract: dir}); err != nil {
+		t.Fatal(err)
+	}
+	testtar.Check(t, dir, tree)
+	assertNothingBeside(t, dir)
+}

@@ -34,7 +34,8 @@ type Request struct {
 	Dir string
 	// Extract, when set, is a directory to unpack the download into, a
 	// .tar, .tar.gz or .tar.zst archive, as its bytes arrive: no archive
-	// is stored. The format comes from the archive's first bytes, not its
+	// is stored (a .zip, whose index comes last, is spooled to a
+	// temporary file first). The format comes from the archive's first bytes, not its
 	// name. Extract appears only once the whole archive is unpacked and
 	// synced; a failure leaves neither it nor a partial directory, and
 	// there is no resume (a rerun starts over). Archive members may not

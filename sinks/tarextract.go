@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -70,6 +71,11 @@ type TarExtractConfig struct {
 // word wins, as with tar); a directory is never replaced by a non-directory.
 // Symlink targets are stored cleaned ("./a/../b" becomes "b").
 //
+// A zip archive (told by its first bytes) cannot be unpacked as it
+// arrives: its index comes last. The sink spools it to a temporary file
+// next to DIR (".NAME.zip-RANDOM", removed when the run ends), then unpacks
+// it with the same rules; see zipextract.go.
+//
 // The sink runs with one worker. It holds one copy buffer (Memory).
 type TarExtract struct {
 	dir       string
@@ -92,6 +98,10 @@ type TarExtract struct {
 // copyBufferSize is the sink's buffer between the archive and the files.
 const copyBufferSize = 256 << 10
 
+// peekSize is the read-ahead that tells a zip from a tar; reads past it go
+// straight through.
+const peekSize = 4 << 10
+
 var tarExtractDef = pipeline.Def[TarExtractConfig]{
 	Type:     "tar.extract",
 	Summary:  "unpacks a tar stream into a directory that appears when complete",
@@ -110,7 +120,7 @@ var tarExtractDef = pipeline.Def[TarExtractConfig]{
 		}
 		return &TarExtract{dir: filepath.Clean(c.Dir), overwrite: c.Overwrite, fsync: c.Fsync, specials: c.Specials, maxSize: int64(c.MaxSize)}, nil
 	},
-	Memory:     func(TarExtractConfig) pipeline.Memory { return pipeline.Memory{PerReplica: copyBufferSize} },
+	Memory:     func(TarExtractConfig) pipeline.Memory { return pipeline.Memory{PerReplica: copyBufferSize + peekSize} },
 	MaxWorkers: func(TarExtractConfig) (int, string) { return 1, "a tar stream is read in order" },
 }
 
@@ -204,7 +214,11 @@ func (s *TarExtract) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO
 	defer in.Close()
 	buf := env.Buffers.Pool(copyBufferSize).Get(0)
 	defer buf.Release()
-	tr := tar.NewReader(in)
+	br := bufio.NewReaderSize(in, peekSize)
+	if head, _ := br.Peek(4); isZip(head) {
+		return s.unzip(ctx, env, br, buf.Data)
+	}
+	tr := tar.NewReader(br)
 	last := ""
 	for {
 		hdr, err := tr.Next()

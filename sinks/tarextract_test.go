@@ -69,6 +69,43 @@ func TestTarExtractTree(t *testing.T) {
 	}
 }
 
+// A zip archive, told by its bytes, is spooled and unpacked with the same
+// rules: the tree comes out, and the spool file is gone.
+func TestTarExtractZip(t *testing.T) {
+	tree := testtar.ZipEntries(testtar.Tree())
+	dir := filepath.Join(t.TempDir(), "out")
+	if err := extractRun(t, t.Context(), testtar.Zip(t, tree), 4096, extractCfg(dir)); err != nil {
+		t.Fatal(err)
+	}
+	testtar.Check(t, dir, tree)
+	if s := siblings(t, dir); len(s) != 0 {
+		t.Fatalf("left beside the directory: %v", s)
+	}
+	for _, h := range testtar.Hostiles() {
+		entries := testtar.ZipEntries(h.Entries)
+		if len(entries) < len(h.Entries) || h.Name == "fifo" {
+			continue // hard links; a FIFO mode is not written by testtar.Zip
+		}
+		t.Run(h.Name, func(t *testing.T) {
+			base := filepath.Join(t.TempDir(), "a", "b")
+			if err := os.MkdirAll(base, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(base, "out")
+			err := extractRun(t, t.Context(), testtar.Zip(t, entries), 4096, extractCfg(dir))
+			var me *sinks.MemberError
+			if !errors.As(err, &me) || me.Member != h.Member || !errors.Is(err, sinks.ErrUnsafeMember) {
+				t.Fatalf("err = %v; want an unsafe member error naming %q", err, h.Member)
+			}
+			assertMissing(t, dir)
+			if s := siblings(t, dir); len(s) != 0 {
+				t.Fatalf("left beside the directory: %v", s)
+			}
+			testtar.Outside(t, base)
+		})
+	}
+}
+
 // Each hostile archive fails with an error naming the member, plants
 // nothing outside, and leaves neither DIR nor its temporary sibling.
 func TestTarExtractHostile(t *testing.T) {

@@ -43,8 +43,8 @@ const DefaultMaxWindow = 128 << 20
 //
 // The format is decided by the stream's first bytes, not by a name: with
 // format auto, gzip (1f 8b) and zstd (28 b5 2f fd) are decompressed,
-// xz, bzip2 and zip are refused by name, and anything else passes
-// through as is (a plain tar). With gzip or zstd the stream must start
+// xz and bzip2 are refused by name, and anything else passes through as
+// is (a plain tar, a zip). With gzip or zstd the stream must start
 // with that magic. Concatenated gzip members and zstd frames are read as
 // one stream.
 //
@@ -117,12 +117,11 @@ var (
 	zstdMagic  = []byte{0x28, 0xb5, 0x2f, 0xfd}
 	xzMagic    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
 	bzip2Magic = []byte("BZh")
-	zipMagic   = []byte("PK\x03\x04")
 )
 
 // Detect names the format of a stream from its first bytes: "gzip",
-// "zstd", or "none" for anything else, along with an error for formats it
-// recognizes but does not decode (xz, bzip2, zip).
+// "zstd", or "none" for anything else (a tar, a zip), along with an error
+// for compressions it recognizes but does not decode (xz, bzip2).
 func Detect(head []byte) (string, error) {
 	switch {
 	case bytes.HasPrefix(head, gzipMagic):
@@ -133,8 +132,6 @@ func Detect(head []byte) (string, error) {
 		return "", errors.New("the stream is xz-compressed, which is not supported (gzip and zstd are)")
 	case bytes.HasPrefix(head, bzip2Magic) && len(head) >= 4 && head[3] >= '1' && head[3] <= '9':
 		return "", errors.New("the stream is bzip2-compressed, which is not supported (gzip and zstd are)")
-	case bytes.HasPrefix(head, zipMagic):
-		return "", errors.New("the stream is a zip archive, which cannot be unpacked while it downloads (its index comes last)")
 	}
 	return FormatNone, nil
 }

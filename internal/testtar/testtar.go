@@ -5,6 +5,7 @@ package testtar
 
 import (
 	"archive/tar"
+	"archive/zip"
 	"bytes"
 	"errors"
 	"io/fs"
@@ -79,6 +80,51 @@ func Tar(tb testing.TB, entries []Entry) []byte {
 		tb.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// Zip is the zip archive of entries (deflated), with Unix modes; a zip has
+// no hard links, so they are left out (see ZipEntries).
+func Zip(tb testing.TB, entries []Entry) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, e := range ZipEntries(entries) {
+		fh := &zip.FileHeader{Name: e.Name, Method: zip.Deflate, Modified: ModTime}
+		mode := fs.FileMode(e.Mode) & 0o777
+		body := e.Body
+		switch e.Type {
+		case tar.TypeDir:
+			mode |= fs.ModeDir
+		case tar.TypeSymlink:
+			mode |= fs.ModeSymlink
+			body = []byte(e.Link)
+		case tar.TypeChar:
+			mode |= fs.ModeDevice | fs.ModeCharDevice
+		}
+		fh.SetMode(mode)
+		w, err := zw.CreateHeader(fh)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := w.Write(body); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// ZipEntries is entries less what a zip cannot hold: hard links.
+func ZipEntries(entries []Entry) []Entry {
+	var out []Entry
+	for _, e := range entries {
+		if e.Type != tar.TypeLink {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Gzip compresses b.
