@@ -33,14 +33,5 @@ func syncTree(dir string) error {
 // that fails with an *OutputExistsError when newpath exists (rename(2)
 // alone would replace an empty directory).
 func renameDirNoReplace(oldpath, newpath string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, unix.EEXIST):
-		return &OutputExistsError{Path: newpath}
-	case !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS):
-		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
-	}
-	return renameDirChecked(oldpath, newpath) // an old kernel or a file system without RENAME_NOREPLACE
+	return renameat2NoReplace(oldpath, newpath, renameDirChecked)
 }
