@@ -108,6 +108,9 @@ func TestExtract(t *testing.T) {
 				if res.Path != dir || res.Bytes != int64(len(data)) {
 					t.Errorf("result path %s, %d bytes; want %s, %d", res.Path, res.Bytes, dir, len(data))
 				}
+				if want := "(built-in) " + cmpOr(topo, "extract-stream") + ".yaml"; res.Topology != want {
+					t.Errorf("topology %s, want %s", res.Topology, want)
+				}
 				testtar.Check(t, dir, tree)
 				assertNothingBeside(t, dir)
 			})
@@ -247,4 +250,22 @@ func TestExtractZip(t *testing.T) {
 	}
 	testtar.Check(t, dir, tree)
 	assertNothingBeside(t, dir)
+}
+
+// An archive of 16 MiB or more from a server with ranges takes the ranged
+// extract topology, over several connections.
+func TestExtractLargePicksRanged(t *testing.T) {
+	big := randomBytes(17<<20, 9)
+	tree := []testtar.Entry{{Name: "big.bin", Mode: 0o644, Body: big}}
+	data := testtar.Zstd(t, testtar.Tar(t, tree))
+	url, _ := archiveServer(t, "big.tar.zst", data, nil)
+	dir := extractDir(t)
+	res, err := newClient(t).Do(t.Context(), &dlflow.Request{URL: url, Extract: dir, Connections: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Topology != "(built-in) extract.yaml" || res.Connections < 2 {
+		t.Errorf("topology %s over %d connections, want extract.yaml over several", res.Topology, res.Connections)
+	}
+	testtar.Check(t, dir, tree)
 }
