@@ -112,6 +112,9 @@ var tarExtractDef = pipeline.Def[TarExtractConfig]{
 		if c.Dir == "" {
 			return nil, errors.New("no directory: set config dir or the run's output")
 		}
+		if base := filepath.Base(filepath.Clean(c.Dir)); base == "." || base == ".." || base == string(filepath.Separator) {
+			return nil, fmt.Errorf("dir %q names no new directory: give the name of the directory to create", c.Dir)
+		}
 		if c.Specials != SpecialsFail && c.Specials != SpecialsSkip {
 			return nil, fmt.Errorf("specials must be fail or skip, got %q", c.Specials)
 		}

@@ -269,6 +269,20 @@ func TestTarExtractPreflight(t *testing.T) {
 	}
 }
 
+// A directory that names no new directory is refused when the graph is
+// built.
+func TestTarExtractDirName(t *testing.T) {
+	for _, dir := range []string{".", "..", "/", "a/.."} {
+		_, err := pipeline.Build(newRig(t).reg, []pipeline.Node{
+			{ID: "src", Type: "test.source", Config: &srcConfig{Run: sendPieces(nil, 1, nil)}},
+			{ID: "out", Type: "tar.extract", Inputs: []string{"src"}, Config: extractCfg(dir)},
+		})
+		if err == nil || !strings.Contains(err.Error(), "names no new directory") {
+			t.Errorf("dir %q: %v", dir, err)
+		}
+	}
+}
+
 // ExampleTarExtract unpacks a tar stream into a directory that appears
 // only once the whole archive is in.
 func ExampleTarExtract() {
