@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -183,10 +184,12 @@ func TestExtractRefused(t *testing.T) {
 	if !errors.Is(err, dlflow.ErrOutputExists) || requests.Load() != 0 {
 		t.Fatalf("err = %v after %d requests; want ErrOutputExists before any", err, requests.Load())
 	}
-	_, err = newClient(t).Do(t.Context(), &dlflow.Request{URL: url, Extract: dir, Path: "x"})
-	var re *dlflow.RequestError
-	if !errors.As(err, &re) || re.Field != "Extract" {
-		t.Fatalf("err = %v, want a RequestError on Extract", err)
+	for _, req := range []*dlflow.Request{{URL: url, Extract: dir, Path: "x"}, {URL: url, Extract: dir, Writer: io.Discard}} {
+		_, err = newClient(t).Do(t.Context(), req)
+		var re *dlflow.RequestError
+		if !errors.As(err, &re) || re.Field != "Extract" {
+			t.Fatalf("err = %v, want a RequestError on Extract", err)
+		}
 	}
 	// With Overwrite the old directory is replaced by the archive's.
 	if _, err := newClient(t).Do(t.Context(), &dlflow.Request{URL: url, Extract: dir, Overwrite: true}); err != nil {

@@ -3,6 +3,7 @@ package dlflow
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -43,6 +44,30 @@ type Request struct {
 	// The zero Topology then picks a built-in extract topology: ranged
 	// ("extract") or one stream ("extract-stream"), as for files.
 	Extract string
+	// Writer, when set, gets the bytes, in file order, instead of a file:
+	// Path and Dir must be empty (and SkipExisting unset), nothing is
+	// written to disk, and Result.Path and Info.Path are "". There is no
+	// resume (NoResume is implied): an interrupted download starts over.
+	// The automatic topology is stdout.yaml (parallel ranges put back in
+	// order by a reorder window, so memory stays bounded) for a server
+	// that takes ranges and a file of 16 MiB or more, else
+	// stdout-stream.yaml (one stream); a topology given instead needs a
+	// sink that takes the writer (stdout.sink, see
+	// pipeline.Settings.Writer).
+	//
+	// Write calls come from one goroutine, one chunk (up to a few hundred
+	// KiB) each, and a chunk's bytes must not be kept after Write
+	// returns. A Write error ends the download at once, and Wait returns
+	// an error that wraps it (a closed pipe: errors.Is syscall.EPIPE).
+	// A program that passes os.Stdout gets that error only if it called
+	// signal.Notify for SIGPIPE: otherwise Go's runtime ends it with
+	// SIGPIPE at that write (see os/signal), as the CLI's -o - avoids.
+	// A checksum is verified as the bytes pass: on a mismatch the bytes
+	// are already out when Wait returns the *ChecksumError, so a reader
+	// must not trust them before the download succeeded. If the file
+	// changes on the server after bytes went out, the download fails
+	// (it cannot take them back) instead of starting over.
+	Writer io.Writer
 
 	// Topology is the graph of stages that downloads. The zero Topology
 	// picks one from the probe: ranged when the server takes ranges and
@@ -118,16 +143,6 @@ type Topology struct {
 	Nodes []pipeline.Node
 }
 
-// autoTopologies are the built-in topologies the zero Topology picks
-// from: the ranged one, for a server that answers ranges and a file of
-// rangedThreshold bytes or more, else the stream one.
-func (r *Request) autoTopologies() (ranged, stream Topology) {
-	if r.Extract != "" {
-		return Topology{Name: "extract"}, Topology{Name: "extract-stream"}
-	}
-	return Topology{Name: "ranged"}, Topology{Name: "stream"}
-}
-
 func (t Topology) auto() bool {
 	return t.Name == "" && t.File == "" && t.Data == nil && t.Nodes == nil
 }
@@ -187,8 +202,16 @@ func (r *Request) check() error {
 			}
 		}
 	}
-	if r.Extract != "" && (r.Path != "" || r.Dir != "") {
-		return requestErrorf("Extract", "an extraction directory excludes Path and Dir: the archive is unpacked into Extract, and no file is written")
+	if r.Writer != nil {
+		switch {
+		case r.Path != "" || r.Dir != "":
+			return requestErrorf("Writer", "a download to a writer has no path: set Writer, or Path and Dir, not both")
+		case r.SkipExisting:
+			return requestErrorf("Writer", "a download to a writer has no output that could exist: SkipExisting does not apply")
+		}
+	}
+	if r.Extract != "" && (r.Path != "" || r.Dir != "" || r.Writer != nil) {
+		return requestErrorf("Extract", "an extraction directory excludes Path, Dir and Writer: the archive is unpacked into Extract, and no file is written")
 	}
 	if r.Path != "" && r.Dir != "" && !filepath.IsLocal(r.Path) {
 		return requestErrorf("Path", "%q is not a relative path inside %s", r.Path, r.Dir)
@@ -224,6 +247,6 @@ func (r *Request) wiringKey() (key string, ok bool) {
 			config = append(config, fmt.Sprintf("%s=%v@%s", o.Key, o.Value, o.Origin))
 		}
 	}
-	return fmt.Sprintf("%v %q %q %q %d %v %q %v %v %d %q %q %q", r.Extract != "", r.Topology.Name, r.Topology.File, data,
-		r.Connections, r.NoResume, r.Checksum, r.Overwrite, r.SkipExisting, r.LimitRate, config, r.Sets, r.Environ), true
+	return fmt.Sprintf("%q %q %q %d %v %q %v %v %d %q %q %q %v %v", r.Topology.Name, r.Topology.File, data,
+		r.Connections, r.NoResume, r.Checksum, r.Overwrite, r.SkipExisting, r.LimitRate, config, r.Sets, r.Environ, r.Writer != nil, r.Extract != ""), true
 }

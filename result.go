@@ -13,7 +13,8 @@ import (
 type Result struct {
 	// URL is the URL asked for, redacted (no password).
 	URL string
-	// Path is the output, "" when it was not known yet.
+	// Path is the output, "" when it was not known yet, and "" for a
+	// download to Request.Writer, which makes no file.
 	Path string
 	// Bytes is the size of the output (of the archive, for an
 	// extraction); on failure, the bytes in place so far (Resumed

@@ -47,7 +47,7 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.SortFlags = false
 	fs.StringVarP(&f.configFile, "config", "c", "", "topology file (YAML); default: ranged or stream, picked by what the server supports")
 	fs.String("url", "", "URL to download (or give it as the argument)")
-	fs.StringP("output", "o", "", "output path (default: the server's file name or the URL's last path segment)")
+	fs.StringP("output", "o", "", "output path (default: the server's file name or the URL's last path segment); - writes the bytes in order to stdout, with no resume")
 	fs.StringVar(&f.extract, "extract", "", "unpack the download, a .tar, .tar.gz or .tar.zst archive (told by its bytes), into `DIR` as it arrives; DIR appears when complete, no archive is stored")
 	fs.IntVar(&f.connections, "connections", 0, "number of range readers (workers of every http.reader stage)")
 	fs.Bool("overwrite", false, "replace an existing output file")
@@ -97,13 +97,23 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			fmt.Fprintf(stderr, "dlflow: %v\n", err)
 		}
 	}()
+	streamed := toStdout(fs)
+	if streamed {
+		if err := checkStdout(fs, flags); err != nil {
+			return fail(stderr, err)
+		}
+		defer catchSIGPIPE()()
+	}
 	if isBatch(fs) {
 		return getBatch(ctx, args, fs, flags, stdin, stdout, stderr)
 	}
-	rep := &reporter{stdout: stdout, stderr: stderr, quiet: flags.log.quiet, json: flags.json}
+	rep := &reporter{stdout: stdout, stderr: stderr, quiet: flags.log.quiet, json: flags.json, streamed: streamed}
 	req, err := newRequest(fs, flags)
 	if err != nil {
 		return rep.exit(requestURL(fs), nil, err)
+	}
+	if streamed {
+		stdoutRequest(req, stdout)
 	}
 	log, sink, err := flags.log.build(stderr)
 	if err != nil {
@@ -220,6 +230,7 @@ func requestURL(fs *pflag.FlagSet) string {
 type reporter struct {
 	stdout, stderr io.Writer
 	quiet, json    bool
+	streamed       bool // -o -: the bytes went to stdout
 }
 
 // exit reports how the download ended and returns the exit code.
@@ -230,6 +241,9 @@ func (r *reporter) exit(url string, res *dlflow.Result, err error) int {
 		code = fail(r.stderr, err)
 	}
 	sum := summaryOf(url, res, err, code)
+	if r.streamed {
+		sum.Output = "-"
+	}
 	switch {
 	case err == nil && res.Skipped && !r.quiet:
 		fmt.Fprintln(r.stderr, skipLine(res.Path))
@@ -275,6 +289,8 @@ func cliError(err error, res *dlflow.Result) error {
 		return &usageError{err}
 	case errors.As(err, new(*config.Error)):
 		return &usageError{err}
+	case isBrokenPipe(err):
+		return &writeError{err}
 	case errors.Is(err, dlflow.ErrOutputExists):
 		return fmt.Errorf("%w; pass --overwrite to replace it, or --skip-existing to keep it", err)
 	}
@@ -357,6 +373,7 @@ Examples:
   dlflow https://example.com/big.iso -H 'Authorization: Bearer TOKEN' --limit-rate 10M
   dlflow https://user:secret@example.com/private.tar -q --json > result.json
   dlflow https://example.com/src.tar.zst --extract src
+  dlflow https://example.com/big.tar -o - --connections 8 | tar x
 
 Flags:
 `
@@ -365,5 +382,12 @@ const getUsageTail = `
 Environment: DLFLOW_<KEY> sets a config key, with __ between levels
 (DLFLOW_STAGES__FETCH__WORKERS=16). Precedence: defaults < file < env < flags.
 Exit codes: 0 complete, 1 download failed, 2 usage or config error,
-130 interrupted (SIGINT), 143 terminated (SIGTERM).
+23 stdout closed by its reader (-o - | head), 130 interrupted (SIGINT),
+143 terminated (SIGTERM).
+
+-o - streams the bytes in order to stdout (ranges in parallel, put back in
+order within a bounded window); the progress bar and the summary go to
+stderr, and --json is refused. There is no resume: an interrupted download
+starts over. A --checksum is verified as the bytes pass, so a mismatch is
+reported (exit 1) after the bytes are out: trust them only on exit 0.
 `

@@ -76,7 +76,11 @@ func errorText(err error) string {
 //	dlflow: saved big.iso: 200.0 MiB in 9.81s, 20.4 MiB/s, 8 connections, 0 retries, sha256:9f86... verified
 func (s summary) line() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "dlflow: saved %s: %s in %s, %s", s.Output, progress.Bytes(float64(s.Bytes)),
+	what := "saved " + s.Output
+	if s.Output == "-" {
+		what = "streamed to stdout"
+	}
+	fmt.Fprintf(&b, "dlflow: %s: %s in %s, %s", what, progress.Bytes(float64(s.Bytes)),
 		time.Duration(s.Seconds*float64(time.Second)).Round(10*time.Millisecond), progress.Rate(s.RateBPS))
 	fmt.Fprintf(&b, ", %d %s, %d %s", s.Connections, plural(s.Connections, "connection"), s.Retries, plural(int(s.Retries), "retry"))
 	if s.ResumedBytes > 0 {
