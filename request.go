@@ -27,7 +27,9 @@ type Request struct {
 	URL string
 	// Path is where the file ends up. "" names it after the server's
 	// Content-Disposition, else the URL's last path segment, made safe.
-	// With Dir set, Path must be a relative path inside Dir.
+	// With Dir set, Path must be a relative path inside Dir. A Path that
+	// is, or links to, a device, a pipe or a /proc entry (/dev/null,
+	// /dev/stdout) is refused, never replaced: stream to it with Writer.
 	Path string
 	// Dir is the directory of the output. A Path inside it (or the name
 	// the server suggests) may not leave it: no absolute path, no "..",

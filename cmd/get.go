@@ -104,16 +104,31 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		defer catchSIGPIPE()()
 	}
+	device, err := openStream(fs)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if device != nil {
+		defer device.Close()
+		if isBatch(fs) {
+			return fail(stderr, usagef("-o %s is a stream, not a file; it does not go with -i LIST", device.Name()))
+		}
+	}
 	if isBatch(fs) {
 		return getBatch(ctx, args, fs, flags, stdin, stdout, stderr)
 	}
-	rep := &reporter{stdout: stdout, stderr: stderr, quiet: flags.log.quiet, json: flags.json, streamed: streamed}
+	rep := &reporter{stdout: stdout, stderr: stderr, quiet: flags.log.quiet, json: flags.json}
 	req, err := newRequest(fs, flags)
 	if err != nil {
 		return rep.exit(requestURL(fs), nil, err)
 	}
-	if streamed {
+	switch {
+	case streamed:
 		stdoutRequest(req, stdout)
+		rep.streamedTo = "-"
+	case device != nil:
+		stdoutRequest(req, device)
+		rep.streamedTo = device.Name()
 	}
 	log, sink, err := flags.log.build(stderr)
 	if err != nil {
@@ -230,7 +245,7 @@ func requestURL(fs *pflag.FlagSet) string {
 type reporter struct {
 	stdout, stderr io.Writer
 	quiet, json    bool
-	streamed       bool // -o -: the bytes went to stdout
+	streamedTo     string // "-" for stdout, or the device or pipe -o named; "" for a file
 }
 
 // exit reports how the download ended and returns the exit code.
@@ -241,8 +256,8 @@ func (r *reporter) exit(url string, res *dlflow.Result, err error) int {
 		code = fail(r.stderr, err)
 	}
 	sum := summaryOf(url, res, err, code)
-	if r.streamed {
-		sum.Output = "-"
+	if r.streamedTo != "" {
+		sum.Output, sum.streamed = r.streamedTo, true
 	}
 	switch {
 	case err == nil && res.Skipped && !r.quiet:
