@@ -561,7 +561,8 @@ func (d *Download) preflightAt(topology Topology, output string) error {
 	case topology.auto() && sinks.IsObjectURL(output):
 		topology = Topology{Name: "s3"}
 	case topology.auto():
-		topology, keys = Topology{Name: "stream"}, noStageKeys
+		names := d.req.autoTopologies() // the stream one last
+		topology, keys = Topology{Name: names[len(names)-1]}, noStageKeys
 	}
 	p, err := d.plan(topology, output, false, keys)
 	if err == nil {

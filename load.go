@@ -47,7 +47,7 @@ func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
 		name := builtinName(t.Name)
 		data, err := examples.FS.ReadFile(name)
 		if err != nil {
-			return nil, requestErrorf("Topology", "no built-in topology %q (built-in: %s)", t.Name, strings.Join(append(slices.Clip(examples.Topologies), examples.WriterTopologies...), ", "))
+			return nil, requestErrorf("Topology", "no built-in topology %q (built-in: %s)", t.Name, strings.Join(append(append(slices.Clip(examples.Topologies), examples.WriterTopologies...), examples.Extract...), ", "))
 		}
 		opts.File, opts.Data = "(built-in) "+name, data
 		if keys != allStageKeys {
@@ -107,6 +107,9 @@ func (r *Request) overrides() []config.Override {
 	}
 	if r.Path != "" {
 		add("output", r.Path)
+	}
+	if r.Extract != "" {
+		add("output", r.Extract)
 	}
 	if r.Overwrite {
 		add("overwrite", true)

@@ -27,7 +27,9 @@ type Request struct {
 	URL string
 	// Path is where the file ends up. "" names it after the server's
 	// Content-Disposition, else the URL's last path segment, made safe.
-	// With Dir set, Path must be a relative path inside Dir.
+	// With Dir set, Path must be a relative path inside Dir. A Path that
+	// is, or links to, a device, a pipe or a /proc entry (/dev/null,
+	// /dev/stdout) is refused, never replaced: stream to it with Writer.
 	//
 	// An object URL, s3://bucket/key, uploads to an S3-compatible store
 	// instead, with no local copy: the zero Topology then runs s3.yaml,
@@ -39,6 +41,17 @@ type Request struct {
 	// the server suggests) may not leave it: no absolute path, no "..",
 	// no symlink on the way. Missing directories under Dir are created.
 	Dir string
+	// Extract, when set, is a directory to unpack the download into, a
+	// .tar, .tar.gz or .tar.zst archive, as its bytes arrive: no archive
+	// is stored (a .zip, whose index comes last, is spooled to a
+	// temporary file first). The format comes from the archive's first bytes, not its
+	// name. Extract appears only once the whole archive is unpacked and
+	// synced; a failure leaves neither it nor a partial directory, and
+	// there is no resume (a rerun starts over). Archive members may not
+	// write outside it (see sinks.TarExtract). It excludes Path and Dir.
+	// The zero Topology then picks a built-in extract topology: ranged
+	// ("extract") or one stream ("extract-stream"), as for files.
+	Extract string
 	// Writer, when set, gets the bytes, in file order, instead of a file:
 	// Path and Dir must be empty (and SkipExisting unset), nothing is
 	// written to disk, and Result.Path and Info.Path are "". There is no
@@ -205,6 +218,9 @@ func (r *Request) check() error {
 			return requestErrorf("Writer", "a download to a writer has no output that could exist: SkipExisting does not apply")
 		}
 	}
+	if r.Extract != "" && (r.Path != "" || r.Dir != "" || r.Writer != nil) {
+		return requestErrorf("Extract", "an extraction directory excludes Path, Dir and Writer: the archive is unpacked into Extract, and no file is written")
+	}
 	if r.Path != "" && r.Dir != "" && !filepath.IsLocal(r.Path) {
 		return requestErrorf("Path", "%q is not a relative path inside %s", r.Path, r.Dir)
 	}
@@ -239,6 +255,6 @@ func (r *Request) wiringKey() (key string, ok bool) {
 			config = append(config, fmt.Sprintf("%s=%v@%s", o.Key, o.Value, o.Origin))
 		}
 	}
-	return fmt.Sprintf("%q %q %q %d %v %q %v %v %d %q %q %q %v", r.Topology.Name, r.Topology.File, data,
-		r.Connections, r.NoResume, r.Checksum, r.Overwrite, r.SkipExisting, r.LimitRate, config, r.Sets, r.Environ, r.Writer != nil), true
+	return fmt.Sprintf("%q %q %q %d %v %q %v %v %d %q %q %q %v %v", r.Topology.Name, r.Topology.File, data,
+		r.Connections, r.NoResume, r.Checksum, r.Overwrite, r.SkipExisting, r.LimitRate, config, r.Sets, r.Environ, r.Writer != nil, r.Extract != ""), true
 }

@@ -15,13 +15,23 @@ const (
 	writerStream = "stdout-stream"
 )
 
+// The built-in topologies that unpack into Request.Extract.
+const (
+	extractRanged = "extract"
+	extractStream = "extract-stream"
+)
+
 // autoTopology is the built-in topology the library picks for res: ranged
 // when the server takes ranges and the file is large enough to gain from
-// them, else one stream; each with a sink that writes to Request.Writer
-// when it is set.
+// them, else one stream; each with a sink that unpacks into
+// Request.Extract, or writes to Request.Writer, when one is set.
 func (r *Request) autoTopology(res *pipeline.Resource) Topology {
 	ranged := res.AcceptRanges && res.Size >= rangedThreshold
 	switch {
+	case r.Extract != "" && ranged:
+		return Topology{Name: extractRanged}
+	case r.Extract != "":
+		return Topology{Name: extractStream}
 	case r.Writer != nil && ranged:
 		return Topology{Name: writerRanged}
 	case r.Writer != nil:
@@ -35,6 +45,9 @@ func (r *Request) autoTopology(res *pipeline.Resource) Topology {
 // autoTopologies are the built-in topologies the probe may pick for r, the
 // ranged one first.
 func (r *Request) autoTopologies() []string {
+	if r.Extract != "" {
+		return []string{extractRanged, extractStream}
+	}
 	if r.Writer != nil {
 		return []string{writerRanged, writerStream}
 	}

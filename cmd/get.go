@@ -23,6 +23,7 @@ import (
 // getFlags are the flags of a download.
 type getFlags struct {
 	configFile   string
+	extract      string
 	connections  int
 	noResume     bool
 	sets         []string
@@ -47,6 +48,7 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.StringVarP(&f.configFile, "config", "c", "", "topology file (YAML); default: ranged or stream, picked by what the server supports")
 	fs.String("url", "", "URL to download (or give it as the argument)")
 	fs.StringP("output", "o", "", "output path (default: the server's file name or the URL's last path segment); - writes the bytes in order to stdout, with no resume")
+	fs.StringVar(&f.extract, "extract", "", "unpack the download, a .tar, .tar.gz or .tar.zst archive (told by its bytes), into `DIR` as it arrives; DIR appears when complete, no archive is stored")
 	fs.IntVar(&f.connections, "connections", 0, "number of range readers (workers of every http.reader stage)")
 	fs.Bool("overwrite", false, "replace an existing output file")
 	fs.BoolVar(&f.skipExisting, "skip-existing", false, "when the output file exists, leave it and succeed (exit 0) without downloading: for rerunning a list with -i")
@@ -102,16 +104,31 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		defer catchSIGPIPE()()
 	}
+	device, err := openStream(fs)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if device != nil {
+		defer device.Close()
+		if isBatch(fs) {
+			return fail(stderr, usagef("-o %s is a stream, not a file; it does not go with -i LIST", device.Name()))
+		}
+	}
 	if isBatch(fs) {
 		return getBatch(ctx, args, fs, flags, stdin, stdout, stderr)
 	}
-	rep := &reporter{stdout: stdout, stderr: stderr, quiet: flags.log.quiet, json: flags.json, streamed: streamed}
+	rep := &reporter{stdout: stdout, stderr: stderr, quiet: flags.log.quiet, json: flags.json}
 	req, err := newRequest(fs, flags)
 	if err != nil {
 		return rep.exit(requestURL(fs), nil, err)
 	}
-	if streamed {
+	switch {
+	case streamed:
 		stdoutRequest(req, stdout)
+		rep.streamedTo = "-"
+	case device != nil:
+		stdoutRequest(req, device)
+		rep.streamedTo = device.Name()
 	}
 	log, sink, err := flags.log.build(stderr)
 	if err != nil {
@@ -164,6 +181,15 @@ func newRequest(fs *pflag.FlagSet, flags *getFlags) (*dlflow.Request, error) {
 		Sets:         flags.sets,
 		Environ:      os.Environ(),
 		Metrics:      newRunMetrics(flags.metricsJSON),
+	}
+	if fs.Changed("extract") {
+		switch {
+		case fs.Changed("output"):
+			return nil, usagef("--extract and -o both name the output; give one")
+		case flags.extract == "":
+			return nil, usagef("--extract needs a directory")
+		}
+		req.Extract = flags.extract
 	}
 	if fs.Changed("connections") {
 		if flags.connections < 1 {
@@ -219,7 +245,7 @@ func requestURL(fs *pflag.FlagSet) string {
 type reporter struct {
 	stdout, stderr io.Writer
 	quiet, json    bool
-	streamed       bool // -o -: the bytes went to stdout
+	streamedTo     string // "-" for stdout, or the device or pipe -o named; "" for a file
 }
 
 // exit reports how the download ended and returns the exit code.
@@ -230,8 +256,8 @@ func (r *reporter) exit(url string, res *dlflow.Result, err error) int {
 		code = fail(r.stderr, err)
 	}
 	sum := summaryOf(url, res, err, code)
-	if r.streamed {
-		sum.Output = "-"
+	if r.streamedTo != "" {
+		sum.Output, sum.streamed = r.streamedTo, true
 	}
 	switch {
 	case err == nil && res.Skipped && !r.quiet:
@@ -361,6 +387,7 @@ Examples:
   dlflow -c examples/stream.yaml --url https://example.com/log.txt --set stages.fetch.config.buffer=1MiB
   dlflow https://example.com/big.iso -H 'Authorization: Bearer TOKEN' --limit-rate 10M
   dlflow https://user:secret@example.com/private.tar -q --json > result.json
+  dlflow https://example.com/src.tar.zst --extract src
   dlflow https://example.com/big.tar -o - --connections 8 | tar x
 
 Flags:

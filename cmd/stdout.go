@@ -2,7 +2,9 @@ package cmd
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -17,10 +19,37 @@ import (
 const exitWrite = 23
 
 // toStdout reports whether the command line asks for the bytes on stdout:
-// -o - (or --output -).
+// -o - (or --output -), or -o naming the process's own stdout
+// (/dev/stdout, /dev/fd/1, /proc/self/fd/1), which is a link that a file
+// download would have to replace.
 func toStdout(fs *pflag.FlagSet) bool {
 	out, _ := fs.GetString("output")
-	return out == "-"
+	switch out {
+	case "-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1":
+		return true
+	}
+	return false
+}
+
+// openStream opens the output when -o names a device or a named pipe
+// (/dev/null, a FIFO, /dev/stderr): such a path gets the bytes as a
+// stream, as curl writes them, since a file download renames its
+// PATH.tmp onto PATH and that would replace it. It returns nil for any
+// other output. Opening a FIFO blocks until it has a reader, as for curl.
+func openStream(fs *pflag.FlagSet) (*os.File, error) {
+	out, _ := fs.GetString("output")
+	if out == "" || out == "-" {
+		return nil, nil
+	}
+	st, err := os.Stat(out)
+	if err != nil || st.IsDir() || st.Mode().IsRegular() {
+		return nil, nil // the library says what is wrong with it, if anything
+	}
+	f, err := os.OpenFile(out, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("output: %w", err)
+	}
+	return f, nil
 }
 
 // checkStdout refuses what does not go with -o -, before any I/O: the

@@ -29,6 +29,8 @@ type summary struct {
 	Skipped      bool    `json:"skipped,omitempty"` // --skip-existing left an existing output alone
 	Error        string  `json:"error,omitempty"`
 	ExitCode     int     `json:"exit_code,omitempty"`
+
+	streamed bool // Output is "-" (stdout) or a device or pipe, not a file
 }
 
 // summaryOf is the summary of a download that ended with err (already
@@ -77,8 +79,11 @@ func errorText(err error) string {
 func (s summary) line() string {
 	var b strings.Builder
 	what := "saved " + s.Output
-	if s.Output == "-" {
+	switch {
+	case s.streamed && s.Output == "-":
 		what = "streamed to stdout"
+	case s.streamed:
+		what = "streamed to " + s.Output
 	}
 	fmt.Fprintf(&b, "dlflow: %s: %s in %s, %s", what, progress.Bytes(float64(s.Bytes)),
 		time.Duration(s.Seconds*float64(time.Second)).Round(10*time.Millisecond), progress.Rate(s.RateBPS))

@@ -74,6 +74,17 @@ func TestGraphOfEveryExample(t *testing.T) {
 				if len(fcs) != 0 {
 					t.Errorf("file sinks %v in a topology that writes to stdout", fcs)
 				}
+			case strings.HasPrefix(filepath.Base(path), "extract"):
+				// An archive is unpacked into the output, a directory.
+				var dirs []string
+				for _, s := range g.Stages() {
+					if ec, ok := s.Config.(*sinks.TarExtractConfig); ok {
+						dirs = append(dirs, ec.Dir)
+					}
+				}
+				if len(fcs) != 0 || len(dirs) != 1 || dirs[0] != output {
+					t.Errorf("file sinks %v, extraction dirs %v; want one tar.extract into %s", fcs, dirs, output)
+				}
 			case len(fcs) != 1 || fcs["write"] == nil || fcs["write"].Path != output || fcs["write"].Overwrite:
 				t.Errorf("file sinks %v, want write with path %s and no overwrite", fcs, output)
 			}

@@ -18,3 +18,8 @@ var Topologies = []string{"stream.yaml", "buffered.yaml", "ranged.yaml", "ranged
 // `dlflow URL -o -` runs one of them. Bench, which measures files, leaves
 // them out.
 var WriterTopologies = []string{"stdout.yaml", "stdout-stream.yaml"}
+
+// Extract are the example topologies that unpack an archive into a
+// directory (`dlflow URL --extract DIR` runs one of them): ranged, and
+// one stream.
+var Extract = []string{"extract.yaml", "extract-stream.yaml"}
