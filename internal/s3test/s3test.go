@@ -50,7 +50,10 @@ type Server struct {
 // Binary returns the path of weed, or "" when it is not installed.
 func Binary() string {
 	if p := os.Getenv("WEED"); p != "" {
-		return p
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		return ""
 	}
 	if p, err := exec.LookPath("weed"); err == nil {
 		return p
