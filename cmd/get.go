@@ -47,7 +47,7 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.SortFlags = false
 	fs.StringVarP(&f.configFile, "config", "c", "", "topology file (YAML); default: ranged or stream, picked by what the server supports")
 	fs.String("url", "", "URL to download (or give it as the argument)")
-	fs.StringP("output", "o", "", "output path (default: the server's file name or the URL's last path segment); - writes the bytes in order to stdout, with no resume")
+	fs.StringP("output", "o", "", "output path (default: the server's file name or the URL's last path segment); - writes the bytes in order to stdout, with no resume; s3://BUCKET/KEY uploads to an object (AWS_* variables)")
 	fs.StringVar(&f.extract, "extract", "", "unpack the download, a .tar, .tar.gz or .tar.zst archive (told by its bytes), into `DIR` as it arrives; DIR appears when complete, no archive is stored")
 	fs.IntVar(&f.connections, "connections", 0, "number of range readers (workers of every http.reader stage)")
 	fs.Bool("overwrite", false, "replace an existing output file")
@@ -389,6 +389,7 @@ Examples:
   dlflow https://user:secret@example.com/private.tar -q --json > result.json
   dlflow https://example.com/src.tar.zst --extract src
   dlflow https://example.com/big.tar -o - --connections 8 | tar x
+  dlflow https://example.com/big.iso -o s3://bucket/isos/big.iso
 
 Flags:
 `
@@ -405,4 +406,10 @@ order within a bounded window); the progress bar and the summary go to
 stderr, and --json is refused. There is no resume: an interrupted download
 starts over. A --checksum is verified as the bytes pass, so a mismatch is
 reported (exit 1) after the bytes are out: trust them only on exit 0.
+
+-o s3://BUCKET/KEY uploads to an S3-compatible store while downloading, with
+no local copy (examples/s3.yaml): endpoint, region and credentials from
+AWS_ENDPOINT_URL(_S3), AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+or --set stages.upload.config.KEY. The object appears when complete; a
+failure aborts the upload, an interruption keeps it for a rerun to resume.
 `
