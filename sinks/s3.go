@@ -243,7 +243,7 @@ func (s *S3Sink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Rang
 		return nil, nil, err
 	}
 	res := env.Resource
-	s.partSize = partSizeFor(res.Size, int64(s.cfg.PartSize))
+	s.partSize = partSizeFor(resourceSize(env), int64(s.cfg.PartSize))
 	st, err := s.readState(ctx)
 	if errors.Is(err, errNoState) {
 		return nil, nil, nil
@@ -257,6 +257,8 @@ func (s *S3Sink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Rang
 	switch {
 	case !s.cfg.Resume:
 		why = "resume is off"
+	case env.Reshaped:
+		why = "a stage before the sink reshapes the bytes: their offsets are not the resource's"
 	case resumable(res) != "":
 		why = resumable(res)
 	case st.URLSum != stateFor(res).URLSum:
@@ -299,6 +301,15 @@ func (s *S3Sink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Rang
 	return mergeRanges(have), noReadBack{}, nil
 }
 
+// resourceSize is the number of bytes the sink receives, -1 when unknown:
+// the resource's size, unless a stage before reshapes the bytes.
+func resourceSize(env *pipeline.Env) int64 {
+	if env.Reshaped || env.Resource == nil || !env.Resource.SizeKnown() {
+		return -1
+	}
+	return env.Resource.Size
+}
+
 // partRange is the bytes of part n (1-based) of a resource of size bytes.
 func (s *S3Sink) partRange(n int, size int64) pipeline.Range {
 	start := int64(n-1) * s.partSize
@@ -338,7 +349,7 @@ func (s *S3Sink) Start(ctx context.Context, env *pipeline.Env) error {
 	}
 	res := env.Resource
 	if s.partSize == 0 {
-		s.partSize = partSizeFor(res.Size, int64(s.cfg.PartSize))
+		s.partSize = partSizeFor(resourceSize(env), int64(s.cfg.PartSize))
 	}
 	if s.uploadID != "" {
 		return nil
@@ -363,7 +374,7 @@ func (s *S3Sink) Start(ctx context.Context, env *pipeline.Env) error {
 // Run cuts the ordered input into parts and uploads them, up to Uploads
 // at once. It returns once every part it began is uploaded or failed.
 func (s *S3Sink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-	size := env.Resource.Size
+	size := resourceSize(env)
 	u := newUploader(ctx, s, env)
 	err := s.cut(ctx, env, io, size, u)
 	if werr := u.wait(); err == nil {
@@ -413,7 +424,7 @@ func (s *S3Sink) abort(env *pipeline.Env) error {
 // deletes the state object.
 func (s *S3Sink) Commit(ctx context.Context, env *pipeline.Env) error {
 	defer s.closeIdle()
-	size := env.Resource.Size
+	size := resourceSize(env)
 	if got := s.stored.Load(); size >= 0 && got != size {
 		err := fmt.Errorf("incomplete: %d of %d bytes uploaded", got, size)
 		return errors.Join(err, s.abort(env))
