@@ -122,6 +122,7 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return rep.exit(requestURL(fs), nil, err)
 	}
+	rep.extracted = req.Extract != ""
 	switch {
 	case streamed:
 		stdoutRequest(req, stdout)
@@ -246,6 +247,7 @@ type reporter struct {
 	stdout, stderr io.Writer
 	quiet, json    bool
 	streamedTo     string // "-" for stdout, or the device or pipe -o named; "" for a file
+	extracted      bool   // --extract: the output is a directory the archive was unpacked into
 }
 
 // exit reports how the download ended and returns the exit code.
@@ -259,6 +261,7 @@ func (r *reporter) exit(url string, res *dlflow.Result, err error) int {
 	if r.streamedTo != "" {
 		sum.Output, sum.streamed = r.streamedTo, true
 	}
+	sum.extracted = r.extracted
 	switch {
 	case err == nil && res.Skipped && !r.quiet:
 		fmt.Fprintln(r.stderr, skipLine(res.Path))

@@ -30,7 +30,8 @@ type summary struct {
 	Error        string  `json:"error,omitempty"`
 	ExitCode     int     `json:"exit_code,omitempty"`
 
-	streamed bool // Output is "-" (stdout) or a device or pipe, not a file
+	streamed  bool // Output is "-" (stdout) or a device or pipe, not a file
+	extracted bool // Output is a directory the archive was unpacked into
 }
 
 // summaryOf is the summary of a download that ended with err (already
@@ -84,6 +85,8 @@ func (s summary) line() string {
 		what = "streamed to stdout"
 	case s.streamed:
 		what = "streamed to " + s.Output
+	case s.extracted:
+		what = "extracted into " + s.Output
 	}
 	fmt.Fprintf(&b, "dlflow: %s: %s in %s, %s", what, progress.Bytes(float64(s.Bytes)),
 		time.Duration(s.Seconds*float64(time.Second)).Round(10*time.Millisecond), progress.Rate(s.RateBPS))
