@@ -50,6 +50,9 @@ type Download struct {
 	// them durable. A batch's transfer slot is held between the two.
 	gate        func(context.Context) error
 	transferred func()
+	// sources is how many URLs the run's reader spreads its connections
+	// over (mirrors.go); 0 or 1: the primary alone.
+	sources int
 
 	// Set before done is closed.
 	result *Result
@@ -170,6 +173,10 @@ func (d *Download) run(ctx context.Context) error {
 		return err
 	}
 	rawURL := pre.URL
+	mirrors, err := d.mirrors(pre)
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
 	d.info.URL, d.asked = httpx.RedactURL(rawURL), httpx.RedactURL(rawURL)
 	d.mu.Unlock()
@@ -212,6 +219,7 @@ func (d *Download) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	addMirrors(res, mirrors, pre)
 	// The probe's open answer is the run's to take; if no run takes it
 	// (the output exists, say), it must not keep its connection. Its
 	// connection counts against the host's limit until then.
@@ -229,7 +237,8 @@ func (d *Download) run(ctx context.Context) error {
 		}
 	}
 	for restarted := false; ; restarted = true {
-		err = d.runOnce(ctx, res, output, restarted, releaseProbe)
+		d.sources = len(res.Mirrors) + 1
+		err = d.runSources(ctx, res, output, restarted, releaseProbe)
 		if !errors.Is(err, httpx.ErrResourceChanged) || restarted || ctx.Err() != nil {
 			return err
 		}
@@ -242,6 +251,7 @@ func (d *Download) run(ctx context.Context) error {
 		if res, releaseProbe, err = d.probe(ctx, client, header, rawURL); err != nil {
 			return fmt.Errorf("after the file changed: %w", err)
 		}
+		addMirrors(res, mirrors, pre)
 	}
 }
 
@@ -426,6 +436,7 @@ func (d *Download) plan(topology Topology, output string, fromZero bool, keys st
 	if n := d.req.Connections; n > 0 && pipeline.SetConnections(d.client.reg, nodes, n) == 0 && !d.req.Topology.auto() {
 		return plan{}, connectionsError(topology.describe())
 	}
+	scaleForSources(d.client.reg, nodes, d.sources)
 	g, err := d.build(cfg, nodes)
 	return plan{cfg: cfg, nodes: nodes, graph: g}, err
 }

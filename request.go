@@ -24,6 +24,16 @@ type Request struct {
 	// URL is the http or https URL to download. It may carry credentials
 	// (https://user:pass@host/); they are never logged nor stored.
 	URL string
+	// Mirrors are other URLs of the same file (after the configuration's
+	// url list and mirrors key). A ranged download spreads its
+	// connections over URL and them, Connections to each, and moves work
+	// to the sources that finish it soonest. Each mirror is checked on its
+	// first answer: one whose size differs, or whose ETag or Last-Modified
+	// differ while no Checksum guards the bytes, is dropped with a
+	// warning. A source that fails is dropped while another serves; the
+	// download fails only when the last one does. With a Checksum, bytes
+	// that fail it are fetched again from URL alone.
+	Mirrors []string
 	// Path is where the file ends up. "" names it after the server's
 	// Content-Disposition, else the URL's last path segment, made safe.
 	// With Dir set, Path must be a relative path inside Dir.

@@ -24,6 +24,7 @@ import (
 type getFlags struct {
 	configFile   string
 	connections  int
+	mirrors      []string // --mirror URL, repeatable
 	noResume     bool
 	sets         []string
 	headers      []string // -H "Name: value", each sets http.headers.Name
@@ -47,7 +48,8 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.StringVarP(&f.configFile, "config", "c", "", "topology file (YAML); default: ranged or stream, picked by what the server supports")
 	fs.String("url", "", "URL to download (or give it as the argument)")
 	fs.StringP("output", "o", "", "output path (default: the server's file name or the URL's last path segment)")
-	fs.IntVar(&f.connections, "connections", 0, "number of range readers (workers of every http.reader stage)")
+	fs.IntVar(&f.connections, "connections", 0, "number of range readers (workers of every http.reader stage); with mirrors, per source")
+	fs.StringArrayVar(&f.mirrors, "mirror", nil, "another URL of the same file, fetched from at the same time (repeatable)")
 	fs.Bool("overwrite", false, "replace an existing output file")
 	fs.BoolVar(&f.skipExisting, "skip-existing", false, "when the output file exists, leave it and succeed (exit 0) without downloading: for rerunning a list with -i")
 	fs.String("checksum", "", "verify the download against algorithm:hex (sha256, sha512, sha1, md5); needs a hash.tap stage, as in the examples")
@@ -154,6 +156,7 @@ func newRequest(fs *pflag.FlagSet, flags *getFlags) (*dlflow.Request, error) {
 		Sets:         flags.sets,
 		Environ:      os.Environ(),
 		Metrics:      newRunMetrics(flags.metricsJSON),
+		Mirrors:      flags.mirrors,
 	}
 	if fs.Changed("connections") {
 		if flags.connections < 1 {

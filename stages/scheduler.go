@@ -68,8 +68,14 @@ type scheduler struct {
 	spans   map[*span]struct{}
 	changed chan struct{} // closed and replaced when a span ends
 	typical float64       // bytes/s of one connection (EWMA), 0 while unknown
+	// bySource is typical per source (index of sources.list), with
+	// several sources: a thief's speed is that of its own source.
+	bySource map[int]float64
+	// multi: the replicas fetch from several sources, so a span is split
+	// where the two readers finish together, not in the middle.
+	multi bool
 	ttfb    time.Duration // time to the response header (EWMA)
-	counts  [stealRace + 1]int
+	counts  [stealAdopt + 1]int
 	// quiet: no reader is judged before then, because an idle replica
 	// woke late: the process is short of CPU, so readers look slow.
 	quiet time.Time
@@ -92,6 +98,7 @@ type span struct {
 // lock.
 type spanReader struct {
 	sp       *span
+	src      int                     // the index of its source
 	cancel   context.CancelCauseFunc // of the request in flight, or nil
 	replaced bool                    // a faster reader took over
 	started  time.Time               // attached, or sent its latest request
@@ -101,10 +108,11 @@ type spanReader struct {
 	read atomic.Int64
 }
 
-// begin registers a new span [start, end) fetched by the calling replica.
-func (s *scheduler) begin(start, end int64) *spanReader {
+// begin registers a new span [start, end) fetched by the calling replica
+// from source src.
+func (s *scheduler) begin(start, end int64, src int) *spanReader {
 	sp := &span{pos: start, end: end}
-	r := &spanReader{sp: sp, started: time.Now()}
+	r := &spanReader{sp: sp, started: time.Now(), src: src}
 	sp.readers = []*spanReader{r}
 	s.mu.Lock()
 	s.spans[sp] = struct{}{}
@@ -208,8 +216,9 @@ func (s *scheduler) sent(r *spanReader, d time.Duration) {
 	s.mu.Unlock()
 }
 
-// sample feeds the speed of one request into the typical speed.
-func (s *scheduler) sample(bytes int64, d time.Duration) {
+// sample feeds the speed of one request to source src into the typical
+// speed and that of the source.
+func (s *scheduler) sample(src int, bytes int64, d time.Duration) {
 	if bytes < rateSample || d <= 0 {
 		return
 	}
@@ -221,6 +230,69 @@ func (s *scheduler) sample(bytes int64, d time.Duration) {
 	} else {
 		s.typical = 0.75*s.typical + 0.25*rate
 	}
+	if s.multi {
+		if s.bySource == nil {
+			s.bySource = make(map[int]float64)
+		}
+		if old, ok := s.bySource[src]; ok {
+			rate = 0.75*old + 0.25*rate
+		}
+		s.bySource[src] = rate
+	}
+}
+
+// rateOfLocked is the typical speed of a connection to source src: its
+// own measured one, else the typical over all.
+func (s *scheduler) rateOfLocked(src int) float64 {
+	if r, ok := s.bySource[src]; ok && r > 0 {
+		return r
+	}
+	return s.typical
+}
+
+// setSource records that r now fetches from source src (a failover).
+func (s *scheduler) setSource(r *spanReader, src int) {
+	s.mu.Lock()
+	r.src = src
+	s.mu.Unlock()
+}
+
+// orphan detaches a reader whose source was dropped and that stops: its
+// span stays registered without readers, and the first idle replica
+// adopts it (steal), so that its bytes are fetched from another source.
+func (s *scheduler) orphan(r *spanReader) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sp := r.sp
+	r.cancel = nil
+	for i, o := range sp.readers {
+		if o == r {
+			sp.readers = append(sp.readers[:i], sp.readers[i+1:]...)
+			break
+		}
+	}
+	if sp.done || sp.pos >= sp.end {
+		if !sp.done {
+			s.completeLocked(sp, r)
+		}
+		return
+	}
+	// Wake idle replicas: there is work to adopt.
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// orphanRange registers [start, end), taken from the input by a replica
+// that stops before fetching it, for the others to adopt.
+func (s *scheduler) orphanRange(start, end int64) {
+	if end <= start {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.spans[&span{pos: start, end: end}] = struct{}{}
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 // leave detaches a reader that stops working on its span: done (nothing
@@ -283,24 +355,37 @@ const (
 	stealReplace
 	stealHalve
 	stealRace
+	stealAdopt
 )
 
-// steal finds work for an idle replica: it replaces a slow reader, halves
-// the span that will take longest, or races a slow tail, in that order of
-// preference. It returns the reader to run and how it was found, or nil.
-func (s *scheduler) steal() (*spanReader, int) {
+// steal finds work for an idle replica fetching from source src: it
+// adopts a span whose reader's source was dropped, replaces a slow reader,
+// halves the span that will take longest, or races a slow tail, in that
+// order of preference. It returns the reader to run and how it was found,
+// or nil.
+func (s *scheduler) steal(src int) (*spanReader, int) {
 	if s.stealMin <= 0 {
 		return nil, stealNone
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
+	for sp := range s.spans {
+		if len(sp.readers) == 0 && !sp.done && sp.pos < sp.end {
+			s.counts[stealAdopt]++
+			r := s.attachLocked(sp, now)
+			r.src = src
+			return r, stealAdopt
+		}
+	}
+	thief := s.rateOfLocked(src)
 	judging := now.After(s.quiet)
 	var (
 		slow     *span // to replace: slowest live reader, most bytes left
 		slowLeft int64
-		half     *span // to halve: longest time to finish
-		halfETA  float64
+		half      *span // to halve: longest time to finish
+		halfETA   float64
+		halfSpeed float64
 		race     *span
 		raceETA  float64
 	)
@@ -319,7 +404,8 @@ func (s *scheduler) steal() (*spanReader, int) {
 		}
 		speed := best
 		if !judged && s.typical > 0 {
-			speed = max(speed, s.typical) // too young to tell: assume typical
+			// Too young to tell: assume typical (of its own source).
+			speed = max(speed, s.rateOfLocked(sp.readers[0].src))
 		}
 		eta := float64(left) / max(speed, 1)
 		if judging && len(sp.readers) == 1 && judged && s.typical > 0 && sp.readers[0].cancel != nil {
@@ -327,7 +413,7 @@ func (s *scheduler) steal() (*spanReader, int) {
 			// waiting to retry is not slow, its retry policy governs it.
 			// A new connection must save real time: a replaced reader's
 			// bytes in flight are wasted, and a race fetches twice.
-			fresh := s.ttfb.Seconds() + float64(left)/s.typical
+			fresh := s.ttfb.Seconds() + float64(left)/thief
 			gain := eta - fresh
 			if best*slowFactor < s.typical && gain > raceMinETA.Seconds() && left > slowLeft {
 				slow, slowLeft = sp, left
@@ -336,11 +422,11 @@ func (s *scheduler) steal() (*spanReader, int) {
 				race, raceETA = sp, eta
 			}
 		}
-		if split := splitPoint(sp.pos, sp.end); sp.end-split >= s.stealMin && eta > halfETA {
+		if split := s.splitLocked(sp, speed, thief); sp.end-split >= s.stealMin && eta > halfETA {
 			// Worth a new request only when half of the time left is well
 			// beyond the time to a first byte.
 			if eta/2 > 2*s.ttfb.Seconds() {
-				half, halfETA = sp, eta
+				half, halfETA, halfSpeed = sp, eta, speed
 			}
 		}
 	}
@@ -352,36 +438,57 @@ func (s *scheduler) steal() (*spanReader, int) {
 			victim.cancel(errReplaced)
 		}
 		s.counts[stealReplace]++
-		return s.attachLocked(slow, now), stealReplace
+		r := s.attachLocked(slow, now)
+		r.src = src
+		return r, stealReplace
 	case half != nil:
-		split := splitPoint(half.pos, half.end)
+		split := s.splitLocked(half, halfSpeed, thief)
 		sp := &span{pos: split, end: half.end}
 		half.end = split
-		r := &spanReader{sp: sp, started: now}
+		r := &spanReader{sp: sp, started: now, src: src}
 		sp.readers = []*spanReader{r}
 		s.spans[sp] = struct{}{}
 		s.counts[stealHalve]++
 		return r, stealHalve
 	case race != nil:
 		s.counts[stealRace]++
-		return s.attachLocked(race, now), stealRace
+		r := s.attachLocked(race, now)
+		r.src = src
+		return r, stealRace
 	}
 	return nil, stealNone
 }
 
 // stealCounts are how often each way of stealing was used in a run.
-type stealCounts struct{ Replaced, Halved, Raced int }
+type stealCounts struct{ Replaced, Halved, Raced, Adopted int }
 
 func (s *scheduler) stats() stealCounts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return stealCounts{Replaced: s.counts[stealReplace], Halved: s.counts[stealHalve], Raced: s.counts[stealRace]}
+	return stealCounts{Replaced: s.counts[stealReplace], Halved: s.counts[stealHalve], Raced: s.counts[stealRace],
+		Adopted: s.counts[stealAdopt]}
 }
 
 func (s *scheduler) attachLocked(sp *span, now time.Time) *spanReader {
 	r := &spanReader{sp: sp, started: now}
 	sp.readers = append(sp.readers, r)
 	return r
+}
+
+// splitLocked is where an idle replica of speed thief splits sp, whose
+// reader goes at victim bytes/s: the middle with one source; with several,
+// where both end together, the thief starting a time to first byte later,
+// so that a slow source keeps only what it finishes as soon as the fast
+// one. Either is rounded up to pieceAlign.
+func (s *scheduler) splitLocked(sp *span, victim, thief float64) int64 {
+	if !s.multi || victim <= 0 || thief <= 0 {
+		return splitPoint(sp.pos, sp.end)
+	}
+	left := float64(sp.end - sp.pos)
+	keep := victim * (left + thief*s.ttfb.Seconds()) / (victim + thief)
+	keep = min(max(keep, 0), left)
+	at := sp.pos + int64(keep)
+	return min((at+pieceAlign-1)/pieceAlign*pieceAlign, sp.end)
 }
 
 // splitPoint is the middle of [pos, end) rounded up to pieceAlign.
