@@ -62,6 +62,7 @@ type Download struct {
 	info    Info
 	taps    []pipeline.ProgressReporter   // of the graph running
 	conns   []pipeline.ConnectionReporter // of the graph running
+	srcReps []pipeline.SourceReporter     // of the graph running
 	rate    rateMeter
 	stats   runStats
 	started bool // a graph started: Path.tmp may hold data
@@ -306,6 +307,7 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 	d.mu.Lock()
 	d.taps = pipeline.Reporters[pipeline.ProgressReporter](g)
 	d.conns = pipeline.Reporters[pipeline.ConnectionReporter](g)
+	d.srcReps = pipeline.Reporters[pipeline.SourceReporter](g)
 	d.started = true
 	d.rate = rateMeter{}
 	d.mu.Unlock()

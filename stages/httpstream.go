@@ -139,6 +139,11 @@ func (f *httpFetcher) failover(err error) (moved bool, gone error) {
 	if f.src == nil || !f.srcs.failed(f.src, err) {
 		return false, nil
 	}
+	return f.moveOff()
+}
+
+// moveOff moves the replica off its dropped source; see failover.
+func (f *httpFetcher) moveOff() (moved bool, gone error) {
 	next := f.srcs.move(f.src, f.sched != nil)
 	if next == nil {
 		f.src = nil
@@ -182,6 +187,12 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 				return nil
 			}
 			pos, p.end = start, end
+		}
+		if f.src != nil && f.srcs.isDropped(f.src) {
+			if _, gone := f.moveOff(); gone != nil {
+				return gone
+			}
+			r = httpx.Retrier{Config: f.retry, Budget: f.budget}
 		}
 		before := pos
 		err := f.try(ctx, p, &pos)
@@ -229,10 +240,26 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 		}
 		f.env.Log.Warn().Err(err).Str("url", f.url).Int64("offset", pos).
 			Int("attempt", r.Attempt()).Dur("backoff", wait).Msg("retrying")
-		if err := httpx.Sleep(ctx, wait); err != nil {
+		if err := f.backoff(ctx, wait); err != nil {
 			return err
 		}
 	}
+}
+
+// backoff waits d before a retry, or less when the replica's source is
+// dropped meanwhile (the next try fails over at once).
+func (f *httpFetcher) backoff(ctx context.Context, d time.Duration) error {
+	if f.src == nil {
+		return httpx.Sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-f.src.gone:
+	case <-ctx.Done():
+	}
+	return ctx.Err()
 }
 
 // settle resolves the answers that depend on what the range at 0 showed,

@@ -73,9 +73,9 @@ type scheduler struct {
 	bySource map[int]float64
 	// multi: the replicas fetch from several sources, so a span is split
 	// where the two readers finish together, not in the middle.
-	multi bool
-	ttfb    time.Duration // time to the response header (EWMA)
-	counts  [stealAdopt + 1]int
+	multi  bool
+	ttfb   time.Duration // time to the response header (EWMA)
+	counts [stealAdopt + 1]int
 	// quiet: no reader is judged before then, because an idle replica
 	// woke late: the process is short of CPU, so readers look slow.
 	quiet time.Time
@@ -381,13 +381,13 @@ func (s *scheduler) steal(src int) (*spanReader, int) {
 	thief := s.rateOfLocked(src)
 	judging := now.After(s.quiet)
 	var (
-		slow     *span // to replace: slowest live reader, most bytes left
-		slowLeft int64
+		slow      *span // to replace: slowest live reader, most bytes left
+		slowLeft  int64
 		half      *span // to halve: longest time to finish
 		halfETA   float64
 		halfSpeed float64
-		race     *span
-		raceETA  float64
+		race      *span
+		raceETA   float64
 	)
 	for sp := range s.spans {
 		left := sp.end - sp.pos

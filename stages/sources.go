@@ -66,6 +66,9 @@ type source struct {
 
 	bytes  atomic.Int64
 	errors atomic.Int64
+	// gone is closed when the source is dropped: it wakes its replicas
+	// that wait to retry it.
+	gone chan struct{}
 
 	conns   int
 	fails   int
@@ -100,7 +103,7 @@ func newSources(res *pipeline.Resource, workers int, log zerolog.Logger) *source
 	s := &sources{res: res, log: log, perSource: max((workers+len(urls)-1)/len(urls), 1)}
 	primaryHost := hostOf(res.URL)
 	for i, u := range urls {
-		src := &source{idx: i, url: u, name: httpx.RedactURL(u), primary: i == 0, header: res.Header}
+		src := &source{idx: i, url: u, name: httpx.RedactURL(u), primary: i == 0, header: res.Header, gone: make(chan struct{})}
 		if i > 0 && hostOf(u) != primaryHost && res.Header != nil {
 			// Credentials meant for the primary's host never go to another.
 			src.header = res.Header.Clone()
@@ -234,6 +237,7 @@ func (s *sources) failed(src *source, err error) bool {
 	if transient {
 		src.dropped = fmt.Sprintf("%d failed requests in a row: %v", src.fails, err)
 	}
+	close(src.gone)
 	s.log.Warn().Str("url", src.name).Str("reason", src.dropped).
 		Msg("source dropped; the others fetch its ranges")
 	return true
