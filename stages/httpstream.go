@@ -451,7 +451,16 @@ func (f *httpFetcher) check(resp *http.Response, p httpPiece, pos int64, ranged 
 	if mirror && resp.StatusCode == http.StatusOK && ranged {
 		// Only the primary's answers decide whether ranges are honoured.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
-		return 0, &SourceMismatchError{URL: f.url, Reason: "it answered a range request with 200 (its validators differ, or it ignores ranges)"}
+		reason := "it answered a range request with 200: it ignores ranges"
+		switch etag := resp.Header.Get("ETag"); {
+		case resp.ContentLength >= 0 && resp.ContentLength != size:
+			reason = fmt.Sprintf("its size %d differs from the primary's %d", resp.ContentLength, size)
+		case ifRange != "" && etag != "" && f.res.ETag != "" && etag != f.res.ETag:
+			reason = fmt.Sprintf("ETag %s differs from the primary's %s and no checksum guards the bytes", etag, f.res.ETag)
+		case ifRange != "":
+			reason = "it answered If-Range " + ifRange + " with 200: its validators differ from the primary's and no checksum guards the bytes"
+		}
+		return 0, &SourceMismatchError{URL: f.url, Reason: reason}
 	}
 	var want int64
 	switch {
