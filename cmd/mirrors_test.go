@@ -1,0 +1,66 @@
+package cmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dlflow/dlflow/bench/origin"
+)
+
+// TestCLIMirrors: --mirror adds sources; --json reports each with its
+// bytes and why a dead one was dropped; a lying mirror with --checksum
+// ends right (exit 0, the primary's bytes) or fails cleanly.
+func TestCLIMirrors(t *testing.T) {
+	const size, seed = 6<<20 + 7, 5
+	start := func(opts origin.Options) *origin.Server { return startOrigin(t, opts) }
+	a := start(origin.Options{Size: size, Seed: seed})
+	b := start(origin.Options{Size: size, Seed: seed})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String() + "/file.bin"
+	ln.Close()
+
+	t.Run("json", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "f.bin")
+		res := runCLI(t, a.URL(), "--mirror", b.URL(), "--mirror", dead, "-o", out, "--json", "-q",
+			"-c", examplePath("ranged"), "--connections", "2", "--set", "stages.split.config.piece=1MiB")
+		if res.code != 0 {
+			t.Fatalf("exit %d: %s", res.code, res.stderr)
+		}
+		assertComplete(t, out, size, seed)
+		var sum summary
+		if err := json.Unmarshal([]byte(res.stdout), &sum); err != nil {
+			t.Fatalf("%v: %s", err, res.stdout)
+		}
+		if len(sum.Sources) != 3 {
+			t.Fatalf("sources %+v, want 3", sum.Sources)
+		}
+		var total int64
+		for _, s := range sum.Sources {
+			total += s.Bytes
+		}
+		if total != size || sum.Sources[2].URL != dead || !strings.Contains(sum.Sources[2].Dropped, "connection refused") || sum.Sources[2].Bytes != 0 {
+			t.Fatalf("sources %+v, want %d bytes from the first two and the dead one dropped", sum.Sources, size)
+		}
+	})
+	t.Run("lying mirror", func(t *testing.T) {
+		liar := start(origin.Options{Size: size, Seed: seed + 1, ETag: fmt.Sprintf(`"%x-%x"`, size, seed)})
+		out := filepath.Join(t.TempDir(), "f.bin")
+		res := runCLI(t, a.URL(), "--mirror", liar.URL(), "-o", out, "-q", "--checksum", "sha256:"+origin.SHA256Hex(size, seed),
+			"-c", examplePath("ranged"), "--connections", "2", "--set", "stages.split.config.piece=1MiB")
+		if res.code != 0 {
+			assertFailedCleanly(t, res, res.code, out, "mismatch")
+			return
+		}
+		assertComplete(t, out, size, seed)
+		if liar.Stats().BytesServed == 0 {
+			t.Fatal("the liar served nothing: the test proves nothing")
+		}
+	})
+}
