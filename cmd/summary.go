@@ -29,9 +29,9 @@ type summary struct {
 	Skipped      bool    `json:"skipped,omitempty"` // --skip-existing left an existing output alone
 	// Sources is what each URL did, the primary first, for a download
 	// with mirrors.
-	Sources []sourceSummary `json:"sources,omitempty"`
-	Error        string  `json:"error,omitempty"`
-	ExitCode     int     `json:"exit_code,omitempty"`
+	Sources  []sourceSummary `json:"sources,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	ExitCode int             `json:"exit_code,omitempty"`
 }
 
 // summaryOf is the summary of a download that ended with err (already
