@@ -15,6 +15,7 @@ import (
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/httpx"
+	"github.com/dlflow/dlflow/internal/metalink"
 	"github.com/dlflow/dlflow/pipeline"
 )
 
@@ -53,6 +54,8 @@ type Download struct {
 	// sources is how many URLs the run's reader spreads its connections
 	// over (mirrors.go); 0 or 1: the primary alone.
 	sources int
+	// metalink is the request's Metalink file, once read.
+	metalink *metalink.File
 
 	// Set before done is closed.
 	result *Result
@@ -169,6 +172,10 @@ func (d *Download) run(ctx context.Context) error {
 			d.preflightGraph.Release(d.log)
 		}
 	}()
+	if err := d.applyMetalink(ctx); err != nil {
+		return err
+	}
+	req = d.req
 	pre, err := d.prepare(true)
 	if err != nil {
 		return err
@@ -220,7 +227,6 @@ func (d *Download) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	addMirrors(res, mirrors, pre)
 	// The probe's open answer is the run's to take; if no run takes it
 	// (the output exists, say), it must not keep its connection. Its
 	// connection counts against the host's limit until then.
@@ -228,6 +234,10 @@ func (d *Download) run(ctx context.Context) error {
 		res.Prefetched.Close()
 		releaseProbe()
 	}()
+	addMirrors(res, mirrors, pre)
+	if err := d.metalinkResource(res); err != nil {
+		return err
+	}
 	if output == "" {
 		if output, err = placeIn(req.Dir, defaultName(res)); err != nil {
 			return &RequestError{Field: "Path", Err: err}
@@ -253,6 +263,9 @@ func (d *Download) run(ctx context.Context) error {
 			return fmt.Errorf("after the file changed: %w", err)
 		}
 		addMirrors(res, mirrors, pre)
+		if err := d.metalinkResource(res); err != nil {
+			return err
+		}
 	}
 }
 

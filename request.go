@@ -34,6 +34,14 @@ type Request struct {
 	// download fails only when the last one does. With a Checksum, bytes
 	// that fail it are fetched again from URL alone.
 	Mirrors []string
+	// Metalink is a Metalink file (RFC 5854, .meta4): a path, or an http
+	// or https URL. Its URLs are sources (by priority; the first is the
+	// primary unless URL is set), its size must be the server's, its
+	// strongest hash is the Checksum unless one is set, its name names the
+	// output unless Path does, and its piece hashes are verified as the
+	// pieces arrive: a piece that fails is fetched from another source,
+	// and the source that served it is dropped.
+	Metalink string
 	// Path is where the file ends up. "" names it after the server's
 	// Content-Disposition, else the URL's last path segment, made safe.
 	// With Dir set, Path must be a relative path inside Dir.

@@ -25,6 +25,7 @@ type getFlags struct {
 	configFile   string
 	connections  int
 	mirrors      []string // --mirror URL, repeatable
+	metalink     string   // --metalink FILE or URL
 	noResume     bool
 	sets         []string
 	headers      []string // -H "Name: value", each sets http.headers.Name
@@ -50,6 +51,7 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.StringP("output", "o", "", "output path (default: the server's file name or the URL's last path segment)")
 	fs.IntVar(&f.connections, "connections", 0, "number of range readers (workers of every http.reader stage); with mirrors, per source")
 	fs.StringArrayVar(&f.mirrors, "mirror", nil, "another URL of the same file, fetched from at the same time (repeatable)")
+	fs.StringVar(&f.metalink, "metalink", "", "a Metalink file (.meta4, a path or a URL): its URLs, size, hash and piece hashes")
 	fs.Bool("overwrite", false, "replace an existing output file")
 	fs.BoolVar(&f.skipExisting, "skip-existing", false, "when the output file exists, leave it and succeed (exit 0) without downloading: for rerunning a list with -i")
 	fs.String("checksum", "", "verify the download against algorithm:hex (sha256, sha512, sha1, md5); needs a hash.tap stage, as in the examples")
@@ -157,6 +159,7 @@ func newRequest(fs *pflag.FlagSet, flags *getFlags) (*dlflow.Request, error) {
 		Environ:      os.Environ(),
 		Metrics:      newRunMetrics(flags.metricsJSON),
 		Mirrors:      flags.mirrors,
+		Metalink:     flags.metalink,
 	}
 	if fs.Changed("connections") {
 		if flags.connections < 1 {

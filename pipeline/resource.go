@@ -23,6 +23,11 @@ type Resource struct {
 	// differ from the primary's may still serve them: wrong bytes fail the
 	// verification instead of reaching the output.
 	Guarded bool
+	// Pieces, when set, are digests of the resource's consecutive pieces
+	// (a Metalink file's). A stage that fetches ranges verifies each
+	// piece before it sends its bytes on, and takes a piece that fails
+	// from another source.
+	Pieces *PieceHashes
 	// Requested is the URL the download was asked for, before redirects:
 	// the one that names it across runs (a redirect may carry a new
 	// signature each time). It may hold credentials: never store or log

@@ -46,3 +46,14 @@ func (s SourceStats) Rate() float64 {
 	}
 	return float64(s.Bytes) / s.Active.Seconds()
 }
+
+// PieceHashes are the digests of consecutive pieces of a resource: piece i
+// is the bytes [i*Length, min((i+1)*Length, Size)).
+type PieceHashes struct {
+	// Length is the length of every piece but the last, at least 1.
+	Length int64
+	// Algorithm names the digest: "sha256", "sha512", "sha1" or "md5".
+	Algorithm string
+	// Sums holds the digest of each piece, in order.
+	Sums [][]byte
+}

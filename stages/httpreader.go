@@ -102,6 +102,15 @@ func (s *httpReader) Start(ctx context.Context, env *pipeline.Env) error {
 	srcs := newSources(env.Resource, env.Workers, env.Log)
 	s.srcs.Store(srcs)
 	s.sched.multi = srcs != nil
+	if env.Resource != nil && env.Resource.Pieces != nil {
+		if err := checkPieces(env.Resource); err != nil {
+			return err
+		}
+		s.sched.align = env.Resource.Pieces.Length
+		if s.cfg.StealMin == 0 {
+			env.Log.Warn().Msg("piece hashes are not verified with steal_min 0; the file's checksum, if any, still is")
+		}
+	}
 	if env.Have != nil && env.Have.Skip(0) > 0 {
 		// Byte 0 is on disk from an earlier run, so no reader will ask for
 		// the range at 0 and nothing could cover a range answered with the

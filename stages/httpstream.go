@@ -186,6 +186,11 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 			if !ok {
 				return nil
 			}
+			if f.res.Pieces != nil {
+				// Whole pieces, to verify them; the bytes outside the
+				// span are read for the digest alone.
+				start, end = widen(f.res.Pieces, f.res.Size, start, end)
+			}
 			pos, p.end = start, end
 		}
 		if f.src != nil && f.srcs.isDropped(f.src) {
@@ -373,6 +378,9 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 			f.sr = nil
 		} else {
 			f.sched.answered(f.sr, time.Since(sent))
+			if f.res.Pieces != nil {
+				return f.streamPieces(ctx, resp.Body, pos, want, idle)
+			}
 			return f.streamSpan(ctx, resp.Body, pos, want, idle)
 		}
 	}
@@ -415,7 +423,11 @@ func (f *httpFetcher) tryPrefetched(ctx, reqCtx context.Context, resp *http.Resp
 			f.sr = nil
 		} else {
 			f.sched.answered(f.sr, 0) // its round trip was the probe's
-			err = f.streamSpan(ctx, body, pos, want, idle)
+			if f.res.Pieces != nil {
+				err = f.streamPieces(ctx, body, pos, want, idle)
+			} else {
+				err = f.streamSpan(ctx, body, pos, want, idle)
+			}
 		}
 	}
 	if f.sr == nil {

@@ -73,7 +73,11 @@ type scheduler struct {
 	bySource map[int]float64
 	// multi: the replicas fetch from several sources, so a span is split
 	// where the two readers finish together, not in the middle.
-	multi  bool
+	multi bool
+	// align is where spans are split: pieceAlign, or the length of the
+	// resource's verified pieces, so that each piece is read whole by
+	// one reader.
+	align  int64
 	ttfb   time.Duration // time to the response header (EWMA)
 	counts [stealAdopt + 1]int
 	// quiet: no reader is judged before then, because an idle replica
@@ -82,7 +86,7 @@ type scheduler struct {
 }
 
 func newScheduler(stealMin int64) *scheduler {
-	return &scheduler{stealMin: stealMin, spans: make(map[*span]struct{}), changed: make(chan struct{})}
+	return &scheduler{stealMin: stealMin, spans: make(map[*span]struct{}), changed: make(chan struct{}), align: pieceAlign}
 }
 
 // span is a range being fetched: [pos, end) is still to emit. Guarded by
@@ -481,14 +485,16 @@ func (s *scheduler) attachLocked(sp *span, now time.Time) *spanReader {
 // so that a slow source keeps only what it finishes as soon as the fast
 // one. Either is rounded up to pieceAlign.
 func (s *scheduler) splitLocked(sp *span, victim, thief float64) int64 {
-	if !s.multi || victim <= 0 || thief <= 0 {
+	if (!s.multi || victim <= 0 || thief <= 0) && s.align == pieceAlign {
 		return splitPoint(sp.pos, sp.end)
 	}
-	left := float64(sp.end - sp.pos)
-	keep := victim * (left + thief*s.ttfb.Seconds()) / (victim + thief)
-	keep = min(max(keep, 0), left)
-	at := sp.pos + int64(keep)
-	return min((at+pieceAlign-1)/pieceAlign*pieceAlign, sp.end)
+	at := sp.pos + (sp.end-sp.pos)/2
+	if s.multi && victim > 0 && thief > 0 {
+		left := float64(sp.end - sp.pos)
+		keep := victim * (left + thief*s.ttfb.Seconds()) / (victim + thief)
+		at = sp.pos + int64(min(max(keep, 0), left))
+	}
+	return min((at+s.align-1)/s.align*s.align, sp.end)
 }
 
 // splitPoint is the middle of [pos, end) rounded up to pieceAlign.

@@ -43,16 +43,18 @@ const sourceFailLimit = 3
 // scheduler.
 var errSourceGone = errors.New("source dropped and no other source has room")
 
-// SourceMismatchError is a mirror's answer that does not fit the primary's
-// resource (size, validators, ranges). It drops the mirror; it is never an
-// httpx.ErrResourceChanged, which would restart the whole download.
+// SourceMismatchError is an answer of a source that does not fit the
+// resource: a mirror's size, validators or ranges that differ from the
+// primary's, or a piece of any source that fails its digest. It drops the
+// source (while another serves); it is never an httpx.ErrResourceChanged,
+// which would restart the whole download.
 type SourceMismatchError struct {
 	URL    string // redacted
 	Reason string
 }
 
 func (e *SourceMismatchError) Error() string {
-	return fmt.Sprintf("mirror %s does not serve the same file: %s", e.URL, e.Reason)
+	return fmt.Sprintf("%s does not serve the same file: %s", e.URL, e.Reason)
 }
 
 // source is one server of the resource. url and header never change; the
@@ -221,7 +223,8 @@ func (s *sources) failed(src *source, err error) bool {
 	}
 	src.fails++
 	transient := httpx.IsTransient(err)
-	if !(transient && src.fails >= sourceFailLimit || !transient && !src.primary) {
+	mismatch := errors.As(err, new(*SourceMismatchError))
+	if !(mismatch || transient && src.fails >= sourceFailLimit || !transient && !src.primary) {
 		return false
 	}
 	live := 0
