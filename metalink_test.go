@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,5 +132,34 @@ func TestMetalinkRequestErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.As(err, &re) || re.Field != "Metalink" {
 			t.Fatalf("%s: %v (%+v), want a RequestError on Metalink saying %q", tt.path, err, res, tt.want)
 		}
+	}
+}
+
+// TestMetalinkFromURL: --metalink takes a URL; the file named in it is
+// fetched from its URLs, checked against its hash.
+func TestMetalinkFromURL(t *testing.T) {
+	noLeaks(t)
+	a := startOrigin(t, origin.Options{Size: mirSize, Seed: mirSeed})
+	b := startOrigin(t, origin.Options{Size: mirSize, Seed: mirSeed})
+	data, err := os.ReadFile(writeMetalink(t, mirSize, mirSeed, 1<<20, a.URL(), b.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/metalink4+xml")
+		w.Write(data)
+	}))
+	defer srv.Close()
+	out := fltOut(t)
+	req := mirRequest("", out)
+	req.Metalink = srv.URL + "/f.meta4"
+	res, err := do(t, req)
+	fltOK(t, res, err, out, mirSize, mirSeed)
+	got := sourceBytes(t, res.Sources, 2)
+	if got[0]+got[1] != mirSize || got[1] == 0 {
+		t.Fatalf("sources delivered %v, want both some", got)
+	}
+	if res.URL != a.URL() {
+		t.Fatalf("primary %q, want the first by priority %q", res.URL, a.URL())
 	}
 }
