@@ -15,7 +15,7 @@ import (
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/httpx"
-	"github.com/dlflow/dlflow/internal/metalink"
+	"github.com/dlflow/dlflow/metalink"
 	"github.com/dlflow/dlflow/pipeline"
 )
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/dlflow/dlflow/httpx"
-	"github.com/dlflow/dlflow/internal/metalink"
+	"github.com/dlflow/dlflow/metalink"
 	"github.com/dlflow/dlflow/pipeline"
 )
 
