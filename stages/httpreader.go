@@ -251,7 +251,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		if carry != nil {
 			r, got, carry = *carry, true, nil
 		} else if in != nil {
-			next, c, res := take.try(ctx, in)
+			next, c, res := take.try(ctx, in, s.sched.shareOf(f.srcIndex()))
 			switch {
 			case res == takeRange:
 				r, carry, got = next, c, true
@@ -263,7 +263,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		}
 		if !got && sched == nil {
 			// Block for the next range.
-			next, c, res, err := take.wait(ctx, in, nil, nil)
+			next, c, res, err := take.wait(ctx, in, nil, nil, 1)
 			if err != nil || res == takeClosed {
 				return err
 			}
@@ -295,7 +295,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 				poll.Reset(stealPoll)
 			}
 			armed := time.Now()
-			next, c, res, err := take.wait(ctx, in, changed, poll.C)
+			next, c, res, err := take.wait(ctx, in, changed, poll.C, sched.shareOf(f.srcIndex()))
 			io.Waited(time.Since(armed)) // idle, for the metrics' busy time
 			switch {
 			case err != nil:

@@ -245,6 +245,33 @@ func (s *scheduler) sample(src int, bytes int64, d time.Duration) {
 	}
 }
 
+// liveRatesLocked is, with several sources, the mean speed of the
+// readers of each source that ran long enough to be judged: a source's
+// requests may be too long (or too slow) to have completed one, and an
+// unmeasured slow source taken for a typical one would steal work it
+// finishes late.
+func (s *scheduler) liveRatesLocked(now time.Time) map[int]float64 {
+	if !s.multi {
+		return nil
+	}
+	if s.bySource == nil {
+		s.bySource = make(map[int]float64)
+	}
+	sum, n := map[int]float64{}, map[int]int{}
+	for sp := range s.spans {
+		for _, r := range sp.readers {
+			if rate, ok := s.rateLocked(r, now); ok && r.cancel != nil {
+				sum[r.src] += rate
+				n[r.src]++
+			}
+		}
+	}
+	for src := range sum {
+		sum[src] /= float64(n[src])
+	}
+	return sum
+}
+
 // rateOfLocked is the typical speed of a connection to source src: its
 // own measured one, else the typical over all.
 func (s *scheduler) rateOfLocked(src int) float64 {
@@ -252,6 +279,31 @@ func (s *scheduler) rateOfLocked(src int) float64 {
 		return r
 	}
 	return s.typical
+}
+
+// shareOf is the part of a full request (rangeTaker) that a replica of
+// source src asks for: 1 with one source; with several, its source's
+// speed over the fastest one's, and 0 (one range) while its source is not
+// measured, so that a slow source does not start with a large share that
+// the others must take back from it.
+func (s *scheduler) shareOf(src int) float64 {
+	if s == nil {
+		return 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.multi {
+		return 1
+	}
+	rate, ok := s.bySource[src]
+	if !ok || rate <= 0 {
+		return 0
+	}
+	fastest := rate
+	for _, r := range s.bySource {
+		fastest = max(fastest, r)
+	}
+	return rate / fastest
 }
 
 // setSource records that r now fetches from source src (a failover).
@@ -382,7 +434,20 @@ func (s *scheduler) steal(src int) (*spanReader, int) {
 			return r, stealAdopt
 		}
 	}
-	thief := s.rateOfLocked(src)
+	live := s.liveRatesLocked(now)
+	rateOf := func(src int) float64 {
+		if r, ok := s.bySource[src]; ok && r > 0 {
+			return r
+		}
+		if r, ok := live[src]; ok {
+			// Kept: the readers that showed it may be replaced before
+			// one of its requests completes.
+			s.bySource[src] = r
+			return r
+		}
+		return s.typical
+	}
+	thief := rateOf(src)
 	judging := now.After(s.quiet)
 	var (
 		slow      *span // to replace: slowest live reader, most bytes left
@@ -409,7 +474,7 @@ func (s *scheduler) steal(src int) (*spanReader, int) {
 		speed := best
 		if !judged && s.typical > 0 {
 			// Too young to tell: assume typical (of its own source).
-			speed = max(speed, s.rateOfLocked(sp.readers[0].src))
+			speed = max(speed, rateOf(sp.readers[0].src))
 		}
 		eta := float64(left) / max(speed, 1)
 		if judging && len(sp.readers) == 1 && judged && s.typical > 0 && sp.readers[0].cancel != nil {

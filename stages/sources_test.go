@@ -207,3 +207,34 @@ func TestSourcesValidators(t *testing.T) {
 		t.Fatalf("changed ETag: %v", err)
 	}
 }
+
+// TestSchedulerShareOf: with several sources a replica asks for one range
+// until its source is measured, then for its source's part of a full
+// request, by speed; with one source always the full request.
+func TestSchedulerShareOf(t *testing.T) {
+	s := newScheduler(1 << 20)
+	if got := s.shareOf(0); got != 1 {
+		t.Fatalf("one source: %v, want 1", got)
+	}
+	s.multi = true
+	if got := s.shareOf(1); got != 0 {
+		t.Fatalf("unmeasured: %v, want 0", got)
+	}
+	s.sample(0, 10<<20, time.Second)
+	s.sample(1, 4<<20, time.Second)
+	if a, b := s.shareOf(0), s.shareOf(1); a != 1 || b != 0.4 {
+		t.Fatalf("shares %v %v, want 1 0.4", a, b)
+	}
+	tk := newRangeTaker(8 << 20)
+	in := make(chan pipeline.Range, 8)
+	for i := range int64(8) {
+		in <- pipeline.Range{Start: i << 20, End: (i + 1) << 20}
+	}
+	// 0.4 of 8 MiB: ranges are added while the request is shorter.
+	if r, _, _ := tk.try(t.Context(), in, s.shareOf(1)); r != (pipeline.Range{Start: 0, End: 4 << 20}) {
+		t.Fatalf("took %v, want [0, 4MiB)", r)
+	}
+	if r, _, _ := tk.try(t.Context(), in, 0); r != (pipeline.Range{Start: 4 << 20, End: 5 << 20}) {
+		t.Fatalf("took %v, want one range", r)
+	}
+}
