@@ -246,6 +246,20 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			}
 			f.useSource(next)
 		}
+		if sched != nil && carry == nil && f.srcs != nil {
+			// A dropped source's ranges first: they lie below the new ones.
+			if sr := sched.adopt(f.srcIndex()); sr != nil {
+				start, end, ok := sched.next(sr)
+				env.Log.Debug().Int64("start", start).Int64("end", end).Msg("took over the range of a dropped source")
+				if err := f.fetchSpan(ctx, sched, sr, httpPiece{start: start, end: end}, ok); err != nil {
+					if errors.Is(err, errSourceGone) {
+						return gone()
+					}
+					return err
+				}
+				continue
+			}
+		}
 		var r pipeline.Range
 		got := false
 		if carry != nil {

@@ -283,9 +283,10 @@ func (s *scheduler) rateOfLocked(src int) float64 {
 
 // shareOf is the part of a full request (rangeTaker) that a replica of
 // source src asks for: 1 with one source; with several, its source's
-// speed over the fastest one's, and 0 (one range) while its source is not
-// measured, so that a slow source does not start with a large share that
-// the others must take back from it.
+// speed over the fastest one's, and while its source is not measured 1
+// for the primary (the source asked for; a dead or slow mirror then costs
+// it nothing) and 0 (one range) for a mirror, so that a slow mirror does
+// not start with a large share that the others must take back from it.
 func (s *scheduler) shareOf(src int) float64 {
 	if s == nil {
 		return 1
@@ -296,7 +297,10 @@ func (s *scheduler) shareOf(src int) float64 {
 		return 1
 	}
 	rate, ok := s.bySource[src]
-	if !ok || rate <= 0 {
+	switch {
+	case (!ok || rate <= 0) && src == 0:
+		return 1
+	case !ok || rate <= 0:
 		return 0
 	}
 	fastest := rate
@@ -336,6 +340,32 @@ func (s *scheduler) orphan(r *spanReader) {
 	// Wake idle replicas: there is work to adopt.
 	close(s.changed)
 	s.changed = make(chan struct{})
+}
+
+// adopt attaches a replica of source src to a span left without readers
+// (orphan), the lowest first: a replica takes such work before new ranges,
+// since it lies below them and may hold a reorder window back. Nil when
+// there is none.
+func (s *scheduler) adopt(src int) *spanReader {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.adoptLocked(src, time.Now())
+}
+
+func (s *scheduler) adoptLocked(src int, now time.Time) *spanReader {
+	var lowest *span
+	for sp := range s.spans {
+		if len(sp.readers) == 0 && !sp.done && sp.pos < sp.end && (lowest == nil || sp.pos < lowest.pos) {
+			lowest = sp
+		}
+	}
+	if lowest == nil {
+		return nil
+	}
+	s.counts[stealAdopt]++
+	r := s.attachLocked(lowest, now)
+	r.src = src
+	return r
 }
 
 // orphanRange registers [start, end), taken from the input by a replica
@@ -426,13 +456,8 @@ func (s *scheduler) steal(src int) (*spanReader, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	for sp := range s.spans {
-		if len(sp.readers) == 0 && !sp.done && sp.pos < sp.end {
-			s.counts[stealAdopt]++
-			r := s.attachLocked(sp, now)
-			r.src = src
-			return r, stealAdopt
-		}
+	if r := s.adoptLocked(src, now); r != nil {
+		return r, stealAdopt
 	}
 	live := s.liveRatesLocked(now)
 	rateOf := func(src int) float64 {

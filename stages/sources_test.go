@@ -217,8 +217,8 @@ func TestSchedulerShareOf(t *testing.T) {
 		t.Fatalf("one source: %v, want 1", got)
 	}
 	s.multi = true
-	if got := s.shareOf(1); got != 0 {
-		t.Fatalf("unmeasured: %v, want 0", got)
+	if a, b := s.shareOf(0), s.shareOf(1); a != 1 || b != 0 {
+		t.Fatalf("unmeasured primary %v, mirror %v; want 1 and 0", a, b)
 	}
 	s.sample(0, 10<<20, time.Second)
 	s.sample(1, 4<<20, time.Second)
