@@ -262,3 +262,20 @@ func TestMirrorsResume(t *testing.T) {
 		t.Fatalf("the origins served %d bytes for a rest of %d", served, mirSize-claimed)
 	}
 }
+
+// TestMirrorSlowNeverHoldsTheTail: a mirror at 16 KiB/s per connection
+// would take a minute for one 1 MiB range; the download ends with the
+// test's bounds because the fast source takes its ranges back, and the
+// bytes are right.
+func TestMirrorSlowNeverHoldsTheTail(t *testing.T) {
+	noLeaks(t)
+	a := startOrigin(t, origin.Options{Size: mirSize, Seed: mirSeed})
+	b := startOrigin(t, origin.Options{Size: mirSize, Seed: mirSeed, RateLimit: 16 << 10})
+	out := fltOut(t)
+	res, err := do(t, mirRequest(a.URL(), out, b.URL()))
+	fltOK(t, res, err, out, mirSize, mirSeed)
+	got := sourceBytes(t, res.Sources, 2)
+	if got[0]+got[1] != mirSize || got[1] >= 1<<20 {
+		t.Fatalf("sources delivered %v, want the slow one less than one range", got)
+	}
+}

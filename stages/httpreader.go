@@ -102,6 +102,9 @@ func (s *httpReader) Start(ctx context.Context, env *pipeline.Env) error {
 	srcs := newSources(env.Resource, env.Workers, env.Log)
 	s.srcs.Store(srcs)
 	s.sched.multi = srcs != nil
+	if srcs != nil {
+		srcs.onDrop = s.sched.forget
+	}
 	if env.Resource != nil && env.Resource.Pieces != nil {
 		if err := checkPieces(env.Resource); err != nil {
 			return err
@@ -258,6 +261,29 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 					return err
 				}
 				continue
+			}
+		}
+		if sched != nil && carry == nil && f.srcs != nil && sched.tooSlow(f.srcIndex()) {
+			// Its source is far slower than another: what it took, a
+			// faster connection would take back from it. It waits, and
+			// takes work only when no other connection is busy.
+			if busy, changed := sched.busy(); busy {
+				if poll == nil {
+					poll = time.NewTimer(stealPoll)
+				} else {
+					poll.Reset(stealPoll)
+				}
+				armed := time.Now()
+				select {
+				case <-changed:
+				case <-poll.C:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				io.Waited(time.Since(armed))
+				continue
+			} else if in == nil {
+				return nil
 			}
 		}
 		var r pipeline.Range

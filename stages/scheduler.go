@@ -310,6 +310,36 @@ func (s *scheduler) shareOf(src int) float64 {
 	return rate / fastest
 }
 
+// tooSlow reports, with several sources, whether source src is measured
+// slowFactor times slower per connection than the fastest one: its
+// replicas then take no work while others are busy, and steal none.
+func (s *scheduler) tooSlow(src int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tooSlowLocked(src)
+}
+
+func (s *scheduler) tooSlowLocked(src int) bool {
+	rate, ok := s.bySource[src]
+	if !s.multi || !ok || rate <= 0 {
+		return false
+	}
+	for _, r := range s.bySource {
+		if rate*slowFactor < r {
+			return true
+		}
+	}
+	return false
+}
+
+// forget drops what is known of source src's speed: it was dropped, and
+// must not make the others look fast or slow.
+func (s *scheduler) forget(src int) {
+	s.mu.Lock()
+	delete(s.bySource, src)
+	s.mu.Unlock()
+}
+
 // setSource records that r now fetches from source src (a failover).
 func (s *scheduler) setSource(r *spanReader, src int) {
 	s.mu.Lock()
@@ -473,6 +503,9 @@ func (s *scheduler) steal(src int) (*spanReader, int) {
 		return s.typical
 	}
 	thief := rateOf(src)
+	if s.tooSlowLocked(src) {
+		return nil, stealNone // a faster source's replica will
+	}
 	judging := now.After(s.quiet)
 	var (
 		slow      *span // to replace: slowest live reader, most bytes left

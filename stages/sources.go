@@ -89,6 +89,9 @@ type sources struct {
 	res       *pipeline.Resource
 	log       zerolog.Logger
 	perSource int
+	// onDrop, when set, is told the index of a source dropped (the
+	// scheduler forgets its speed). Set before the run, called under mu.
+	onDrop func(idx int)
 
 	mu   sync.Mutex
 	list []*source
@@ -241,6 +244,9 @@ func (s *sources) failed(src *source, err error) bool {
 		src.dropped = fmt.Sprintf("%d failed requests in a row: %v", src.fails, err)
 	}
 	close(src.gone)
+	if s.onDrop != nil {
+		s.onDrop(src.idx)
+	}
 	s.log.Warn().Str("url", src.name).Str("reason", src.dropped).
 		Msg("source dropped; the others fetch its ranges")
 	return true

@@ -238,3 +238,29 @@ func TestSchedulerShareOf(t *testing.T) {
 		t.Fatalf("took %v, want one range", r)
 	}
 }
+
+// TestSchedulerTooSlow: a source measured slowFactor times slower than
+// another takes no work while others are busy and steals none; once the
+// fast source is dropped (forget), it works again.
+func TestSchedulerTooSlow(t *testing.T) {
+	s := newScheduler(1 << 20)
+	s.multi = true
+	s.sample(0, 40<<20, time.Second)
+	s.sample(1, 8<<20, time.Second) // 5 times slower
+	s.sample(2, 20<<20, time.Second)
+	if !s.tooSlow(1) || s.tooSlow(0) || s.tooSlow(2) {
+		t.Fatalf("tooSlow %v %v %v, want only source 1", s.tooSlow(0), s.tooSlow(1), s.tooSlow(2))
+	}
+	victim := s.begin(0, 64<<20, 2)
+	s.answered(victim, 0)
+	if r, how := s.steal(1); r != nil {
+		t.Fatalf("a too slow source stole (%d)", how)
+	}
+	s.forget(0)
+	if s.tooSlow(1) {
+		t.Fatal("still too slow once the fast source is forgotten")
+	}
+	if r, how := s.steal(1); r == nil || how != stealHalve {
+		t.Fatalf("steal = %v, %d; want a halving", r, how)
+	}
+}
