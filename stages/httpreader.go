@@ -252,9 +252,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		if sched != nil && carry == nil && f.srcs != nil {
 			// A dropped source's ranges first: they lie below the new ones.
 			if sr := sched.adopt(f.srcIndex()); sr != nil {
-				start, end, ok := sched.next(sr)
-				env.Log.Debug().Int64("start", start).Int64("end", end).Msg("took over the range of a dropped source")
-				if err := f.fetchSpan(ctx, sched, sr, httpPiece{start: start, end: end}, ok); err != nil {
+				if err := f.takeOver(ctx, sched, sr, stealAdopt); err != nil {
 					if errors.Is(err, errSourceGone) {
 						return gone()
 					}
@@ -314,10 +312,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			// Nothing queued: help the other replicas, or wait for work
 			// (or for the others to finish, once the input is closed).
 			if sr, how := sched.steal(f.srcIndex()); sr != nil {
-				start, end, ok := sched.next(sr)
-				env.Log.Debug().Int64("start", start).Int64("end", end).Str("how", stealNames[how]).
-					Msg("took over work of a slower connection")
-				if err := f.fetchSpan(ctx, sched, sr, httpPiece{start: start, end: end}, ok); err != nil {
+				if err := f.takeOver(ctx, sched, sr, how); err != nil {
 					if errors.Is(err, errSourceGone) {
 						return gone()
 					}
@@ -385,6 +380,15 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 
 var stealNames = [...]string{stealReplace: "replaced a slow connection", stealHalve: "split a range", stealRace: "racing a slow tail",
 	stealAdopt: "adopted the range of a dropped source"}
+
+// takeOver fetches what is left of the span another reader worked on,
+// which steal or adopt (how) attached sr to.
+func (f *httpFetcher) takeOver(ctx context.Context, sched *scheduler, sr *spanReader, how int) error {
+	start, end, ok := sched.next(sr)
+	f.env.Log.Debug().Int64("start", start).Int64("end", end).Str("how", stealNames[how]).
+		Msg("took over work of a slower connection")
+	return f.fetchSpan(ctx, sched, sr, httpPiece{start: start, end: end}, ok)
+}
 
 // srcIndex is the index of the replica's source, 0 for the resource's URL.
 func (f *httpFetcher) srcIndex() int {

@@ -353,14 +353,7 @@ func (s *scheduler) setSource(r *spanReader, src int) {
 func (s *scheduler) orphan(r *spanReader) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sp := r.sp
-	r.cancel = nil
-	for i, o := range sp.readers {
-		if o == r {
-			sp.readers = append(sp.readers[:i], sp.readers[i+1:]...)
-			break
-		}
-	}
+	sp := s.detachLocked(r)
 	if sp.done || sp.pos >= sp.end {
 		if !sp.done {
 			s.completeLocked(sp, r)
@@ -417,6 +410,14 @@ func (s *scheduler) orphanRange(start, end int64) {
 func (s *scheduler) leave(r *spanReader) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	sp := s.detachLocked(r)
+	if !sp.done && (len(sp.readers) == 0 || sp.pos >= sp.end) {
+		s.completeLocked(sp, r)
+	}
+}
+
+// detachLocked removes r from its span's readers and returns the span.
+func (s *scheduler) detachLocked(r *spanReader) *span {
 	sp := r.sp
 	r.cancel = nil
 	for i, o := range sp.readers {
@@ -425,9 +426,7 @@ func (s *scheduler) leave(r *spanReader) {
 			break
 		}
 	}
-	if !sp.done && (len(sp.readers) == 0 || sp.pos >= sp.end) {
-		s.completeLocked(sp, r)
-	}
+	return sp
 }
 
 // busy reports whether any span is still being fetched, and returns a
