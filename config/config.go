@@ -34,8 +34,8 @@ const EnvPrefix = "DLFLOW_"
 // Config is a whole dlflow configuration.
 type Config struct {
 	URL       string                 `koanf:"url" help:"what to download; --url or the first argument overrides. A list names the file's mirrors after it: url: [A, B]"`
-	Mirrors   []string               `koanf:"mirrors" help:"other URLs of the same file, fetched from at the same time (--mirror adds to them)"`
 	Output    string                 `koanf:"output" help:"where to write it; -o overrides"`
+	Mirrors   []string               `koanf:"mirrors" help:"other URLs of the same file, fetched from at the same time (--mirror adds to them)"`
 	Overwrite bool                   `koanf:"overwrite" help:"replace an existing output file"`
 	Resume    bool                   `koanf:"resume" help:"continue a partial download (OUTPUT.tmp and its state file) when the server still has the same file; false starts over (--no-resume)"`
 	Checksum  string                 `koanf:"checksum" help:"expected digest as algorithm:hex (sha256, sha512, sha1, md5), verified by the topology's hash.tap; --checksum overrides"`
