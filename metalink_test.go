@@ -164,3 +164,26 @@ func TestMetalinkFromURL(t *testing.T) {
 		t.Fatalf("primary %q, want the first by priority %q", res.URL, a.URL())
 	}
 }
+
+// TestMetalinkPiecesAcrossRanges: pieces of 700 KiB over ranges of 1 MiB:
+// a reader asks for the whole pieces its range touches, verifies them and
+// sends on only its range's bytes; every byte once, a liar still caught.
+func TestMetalinkPiecesAcrossRanges(t *testing.T) {
+	noLeaks(t)
+	good := startOrigin(t, origin.Options{Size: mirSize, Seed: mirSeed})
+	liar := startOrigin(t, origin.Options{Size: mirSize, Seed: mirSeed + 1, ETag: fmt.Sprintf(`"%x-%x"`, mirSize, mirSeed)})
+	meta := writeMetalink(t, mirSize, mirSeed, 700<<10, good.URL(), liar.URL())
+	out := fltOut(t)
+	req := mirRequest("", out)
+	req.Metalink = meta
+	req.Sets = append(req.Sets, "stages.split.config.piece=1MiB")
+	res, err := do(t, req)
+	fltOK(t, res, err, out, mirSize, mirSeed)
+	if liar.Stats().BytesServed == 0 {
+		t.Fatal("the liar served nothing: the test proves nothing")
+	}
+	got := sourceBytes(t, res.Sources, 2)
+	if got[0] != mirSize || got[1] != 0 || !strings.Contains(res.Sources[1].Dropped, "fails its sha256 digest") {
+		t.Fatalf("sources %+v, want every byte from the good one and the liar dropped", res.Sources)
+	}
+}
