@@ -56,6 +56,8 @@ type Download struct {
 	sources int
 	// metalink is the request's Metalink file, once read.
 	metalink *metalink.File
+	// out is Request.Writer, counted; nil without one.
+	out *countingWriter
 
 	// Set before done is closed.
 	result *Result
@@ -75,7 +77,7 @@ type Download struct {
 type Info struct {
 	// URL is the final URL after redirects, redacted (no password).
 	URL string
-	// Path is the output.
+	// Path is the output; "" for a download to Request.Writer.
 	Path string
 	// Size is the resource's length, -1 when the server did not say.
 	Size int64
@@ -113,6 +115,9 @@ func (c *Client) startWith(ctx context.Context, req *Request, claim func(path st
 		claim: claim, gate: gate, transferred: transferred}
 	if req.Label != "" {
 		d.log = d.log.With().Str("download", req.Label).Logger()
+	}
+	if req.Writer != nil {
+		d.out = &countingWriter{w: req.Writer}
 	}
 	d.info.Size = -1
 	go func() {
@@ -199,7 +204,10 @@ func (d *Download) run(ctx context.Context) error {
 	// With the output known, a doomed run (output exists, directory not
 	// writable) fails before any network I/O.
 	output := ""
-	if pre.Output != "" {
+	if req.Writer != nil {
+		d.log.Info().Msg("writing to a writer, not a file: no resume, an interrupted download starts over")
+	}
+	if pre.Output != "" && req.Writer == nil {
 		if output, err = placeIn(req.Dir, pre.Output); err != nil {
 			return &RequestError{Field: "Path", Err: err}
 		}
@@ -238,7 +246,7 @@ func (d *Download) run(ctx context.Context) error {
 	if err := d.metalinkResource(res); err != nil {
 		return err
 	}
-	if output == "" {
+	if output == "" && req.Writer == nil {
 		if output, err = placeIn(req.Dir, defaultName(res)); err != nil {
 			return &RequestError{Field: "Path", Err: err}
 		}
@@ -252,6 +260,9 @@ func (d *Download) run(ctx context.Context) error {
 		err = d.runSources(ctx, res, output, restarted, releaseProbe)
 		if !errors.Is(err, httpx.ErrResourceChanged) || restarted || ctx.Err() != nil {
 			return err
+		}
+		if d.wrote() {
+			return fmt.Errorf("%w; the bytes of the old version went out to the writer already, so the download cannot start over", err)
 		}
 		// The bytes so far belong to the old version and must never be
 		// mixed with the new one: probe again and start from zero, once. A
@@ -278,10 +289,7 @@ func (d *Download) run(ctx context.Context) error {
 func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output string, fromZero bool, releaseProbe func()) error {
 	topology := d.req.Topology
 	if topology.auto() {
-		topology = Topology{Name: "stream"}
-		if res.AcceptRanges && res.Size >= rangedThreshold {
-			topology = Topology{Name: "ranged"}
-		}
+		topology = d.req.autoTopology(res)
 	}
 	g, err := d.graph(topology, output, res, fromZero)
 	if err != nil {
@@ -507,16 +515,20 @@ type wiring struct {
 // touches nothing, and sets how the probe asks from it.
 func (d *Download) checkWiring() error {
 	req := d.req
+	output := "check" // a file sink needs one to be built; a writer has none
+	if req.Writer != nil {
+		output = ""
+	}
 	if !req.Topology.auto() {
-		p, err := d.plan(req.Topology, "check", false, allStageKeys)
+		p, err := d.plan(req.Topology, output, false, allStageKeys)
 		if err == nil {
 			d.probeOpts = probeOptions(p)
 		}
 		return err
 	}
 	var first error
-	for _, name := range []string{"ranged", "stream"} {
-		p, err := d.plan(Topology{Name: name}, "check", false, quietStageKeys)
+	for _, name := range req.autoTopologies() {
+		p, err := d.plan(Topology{Name: name}, output, false, quietStageKeys)
 		var ce *config.Error
 		if err == nil {
 			d.probeOpts = probeOptions(p)
@@ -558,7 +570,8 @@ func probeOptions(p plan) httpx.ProbeOptions {
 func (d *Download) preflightAt(topology Topology, output string) error {
 	keys := allStageKeys
 	if topology.auto() {
-		topology, keys = Topology{Name: "stream"}, noStageKeys
+		names := d.req.autoTopologies() // the stream one last
+		topology, keys = Topology{Name: names[len(names)-1]}, noStageKeys
 	}
 	p, err := d.plan(topology, output, false, keys)
 	if err == nil {

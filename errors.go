@@ -20,7 +20,7 @@ var ErrBusy = sinks.ErrBusy
 // value the library cannot use. The CLI reports it as a usage error.
 type RequestError struct {
 	// Field names the Request field at fault: "URL", "Path", "Dir",
-	// "Connections", "Header", "Overwrite", "Topology".
+	// "Connections", "Header", "Overwrite", "Topology", "Writer", "Extract".
 	Field string
 	Err   error
 }

@@ -2,6 +2,8 @@ package dlflow_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log"
 	"os"
@@ -107,4 +109,21 @@ func ExampleClient_Batch() {
 	// Output:
 	// ../c.iso failed: true
 	// 2 downloaded
+}
+
+// A download to a writer: the bytes arrive in order, here into a hash, and
+// nothing is written to disk. Over ranges, a reorder window bounds what
+// waits for the bytes before it.
+func ExampleRequest_writer() {
+	srv := exampleServer(32 << 20)
+	defer srv.Close()
+
+	h := sha256.New()
+	res, err := dlflow.NewClient().Do(context.Background(), &dlflow.Request{URL: srv.URL(), Writer: h})
+	if err != nil {
+		log.Fatal(err) // a checksum mismatch comes here after the bytes were written
+	}
+	fmt.Printf("%d bytes over %d connections, path %q, sha256 matches: %v\n",
+		res.Bytes, res.Connections, res.Path, hex.EncodeToString(h.Sum(nil)) == origin.SHA256Hex(32<<20, 1))
+	// Output: 33554432 bytes over 8 connections, path "", sha256 matches: true
 }

@@ -2,6 +2,7 @@ package dlflow
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 
@@ -46,7 +47,7 @@ func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
 		name := builtinName(t.Name)
 		data, err := examples.FS.ReadFile(name)
 		if err != nil {
-			return nil, requestErrorf("Topology", "no built-in topology %q (built-in: %s)", t.Name, strings.Join(examples.Topologies, ", "))
+			return nil, requestErrorf("Topology", "no built-in topology %q (built-in: %s)", t.Name, strings.Join(append(append(slices.Clip(examples.Topologies), examples.WriterTopologies...), examples.Extract...), ", "))
 		}
 		opts.File, opts.Data = "(built-in) "+name, data
 		if keys != allStageKeys {
@@ -74,6 +75,13 @@ func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
 	if req.NoResume {
 		cfg.Resume = false
 	}
+	if req.Writer != nil {
+		// The bytes go to the writer: no file to name, none to resume.
+		cfg.Output, cfg.Resume, cfg.Writer = "", false, req.Writer
+		if d.out != nil {
+			cfg.Writer = d.out
+		}
+	}
 	for name, values := range req.Header {
 		if cfg.HTTP.Headers == nil {
 			cfg.HTTP.Headers = map[string]string{}
@@ -99,6 +107,9 @@ func (r *Request) overrides() []config.Override {
 	}
 	if r.Path != "" {
 		add("output", r.Path)
+	}
+	if r.Extract != "" {
+		add("output", r.Extract)
 	}
 	if r.Overwrite {
 		add("overwrite", true)

@@ -66,10 +66,12 @@ func scaleForSources(reg *pipeline.Registry, nodes []pipeline.Node, sources int)
 // runSources is runOnce, and when the run fails its checksum with bytes
 // from several sources, once more from the primary alone and from zero: a
 // mirror may serve other bytes of the same size, and a checksum of the
-// whole file cannot tell which one did.
+// whole file cannot tell which one did. Not with a Request.Writer, which
+// has the bad bytes already.
 func (d *Download) runSources(ctx context.Context, res *pipeline.Resource, output string, fromZero bool, releaseProbe func()) error {
 	err := d.runOnce(ctx, res, output, fromZero, releaseProbe)
-	if len(res.Mirrors) == 0 || !errors.Is(err, pipeline.ErrCorrupt) || ctx.Err() != nil {
+	if len(res.Mirrors) == 0 || !errors.Is(err, pipeline.ErrCorrupt) || ctx.Err() != nil || d.req.Writer != nil {
+		// A Writer has taken the bytes already: they cannot be taken back.
 		return err
 	}
 	d.log.Warn().Err(err).Int("mirrors", len(res.Mirrors)).

@@ -165,3 +165,65 @@ func TestFaultNginx(t *testing.T) {
 		})
 	}
 }
+
+// TestNginxBatchOneRequestPerFile: a batch of small files from nginx costs
+// one request per file on connections the batch shares: at most 1.05
+// requests per file (a probe that is also the GET; a retry at most now and
+// then) over at most 3 x jobs TCP connections, each told apart by its
+// client port in the access log.
+func TestNginxBatchOneRequestPerFile(t *testing.T) {
+	const files, jobs, size = 60, 8, 16 << 10
+	root := t.TempDir()
+	for i := range files {
+		if err := origin.WriteFile(filepath.Join(root, "f"+strconv.Itoa(i)), size+int64(i), uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := nginx.StartT(t, nginx.Options{Root: root})
+	dir := t.TempDir()
+	reqs := make(chan *dlflow.Request)
+	go func() {
+		defer close(reqs)
+		for i := range files {
+			name := "f" + strconv.Itoa(i)
+			reqs <- &dlflow.Request{URL: srv.BaseURL() + "/" + name, Path: name, Dir: dir}
+		}
+	}()
+	done := 0
+	for r := range newClient(t).Batch(t.Context(), jobs, reqs) {
+		if r.Err != nil {
+			t.Fatalf("%s: %v", r.Request.Path, r.Err)
+		}
+		i, _ := strconv.Atoi(r.Request.Path[1:])
+		assertComplete(t, r.Result.Path, size+int64(i), uint64(i))
+		done++
+	}
+	if done != files {
+		t.Fatalf("%d results, want %d", done, files)
+	}
+
+	// 127.0.0.1:40312 "GET /f7 HTTP/1.1" 206 16391 "bytes=0-" "-"
+	line := regexp.MustCompile(`(?m)^(\S+) "(GET|HEAD) /f\d+ `)
+	var requests int
+	conns := map[string]bool{}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		log, err := srv.AccessLog()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms := line.FindAllStringSubmatch(log, -1)
+		requests = len(ms)
+		clear(conns)
+		for _, m := range ms {
+			conns[m[1]] = true
+		}
+		if requests >= files || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("%d files: %d requests over %d connections", files, requests, len(conns))
+	if requests < files || requests*100 > files*105 || len(conns) > 3*jobs {
+		t.Errorf("%d files took %d requests over %d connections; want at most %d requests over at most %d connections",
+			files, requests, len(conns), files*105/100, 3*jobs)
+	}
+}

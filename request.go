@@ -3,6 +3,7 @@ package dlflow
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -44,12 +45,49 @@ type Request struct {
 	Metalink string
 	// Path is where the file ends up. "" names it after the server's
 	// Content-Disposition, else the URL's last path segment, made safe.
-	// With Dir set, Path must be a relative path inside Dir.
+	// With Dir set, Path must be a relative path inside Dir. A Path that
+	// is, or links to, a device, a pipe or a /proc entry (/dev/null,
+	// /dev/stdout) is refused, never replaced: stream to it with Writer.
 	Path string
 	// Dir is the directory of the output. A Path inside it (or the name
 	// the server suggests) may not leave it: no absolute path, no "..",
 	// no symlink on the way. Missing directories under Dir are created.
 	Dir string
+	// Extract, when set, is a directory to unpack the download into, a
+	// .tar, .tar.gz or .tar.zst archive, as its bytes arrive: no archive
+	// is stored (a .zip, whose index comes last, is spooled to a
+	// temporary file first). The format comes from the archive's first bytes, not its
+	// name. Extract appears only once the whole archive is unpacked and
+	// synced; a failure leaves neither it nor a partial directory, and
+	// there is no resume (a rerun starts over). Archive members may not
+	// write outside it (see sinks.TarExtract). It excludes Path and Dir.
+	// The zero Topology then picks a built-in extract topology: ranged
+	// ("extract") or one stream ("extract-stream"), as for files.
+	Extract string
+	// Writer, when set, gets the bytes, in file order, instead of a file:
+	// Path and Dir must be empty (and SkipExisting unset), nothing is
+	// written to disk, and Result.Path and Info.Path are "". There is no
+	// resume (NoResume is implied): an interrupted download starts over.
+	// The automatic topology is stdout.yaml (parallel ranges put back in
+	// order by a reorder window, so memory stays bounded) for a server
+	// that takes ranges and a file of 16 MiB or more, else
+	// stdout-stream.yaml (one stream); a topology given instead needs a
+	// sink that takes the writer (stdout.sink, see
+	// pipeline.Settings.Writer).
+	//
+	// Write calls come from one goroutine, one chunk (up to a few hundred
+	// KiB) each, and a chunk's bytes must not be kept after Write
+	// returns. A Write error ends the download at once, and Wait returns
+	// an error that wraps it (a closed pipe: errors.Is syscall.EPIPE).
+	// A program that passes os.Stdout gets that error only if it called
+	// signal.Notify for SIGPIPE: otherwise Go's runtime ends it with
+	// SIGPIPE at that write (see os/signal), as the CLI's -o - avoids.
+	// A checksum is verified as the bytes pass: on a mismatch the bytes
+	// are already out when Wait returns the *ChecksumError, so a reader
+	// must not trust them before the download succeeded. If the file
+	// changes on the server after bytes went out, the download fails
+	// (it cannot take them back) instead of starting over.
+	Writer io.Writer
 
 	// Topology is the graph of stages that downloads. The zero Topology
 	// picks one from the probe: ranged when the server takes ranges and
@@ -184,6 +222,17 @@ func (r *Request) check() error {
 			}
 		}
 	}
+	if r.Writer != nil {
+		switch {
+		case r.Path != "" || r.Dir != "":
+			return requestErrorf("Writer", "a download to a writer has no path: set Writer, or Path and Dir, not both")
+		case r.SkipExisting:
+			return requestErrorf("Writer", "a download to a writer has no output that could exist: SkipExisting does not apply")
+		}
+	}
+	if r.Extract != "" && (r.Path != "" || r.Dir != "" || r.Writer != nil) {
+		return requestErrorf("Extract", "an extraction directory excludes Path, Dir and Writer: the archive is unpacked into Extract, and no file is written")
+	}
 	if r.Path != "" && r.Dir != "" && !filepath.IsLocal(r.Path) {
 		return requestErrorf("Path", "%q is not a relative path inside %s", r.Path, r.Dir)
 	}
@@ -218,6 +267,6 @@ func (r *Request) wiringKey() (key string, ok bool) {
 			config = append(config, fmt.Sprintf("%s=%v@%s", o.Key, o.Value, o.Origin))
 		}
 	}
-	return fmt.Sprintf("%q %q %q %d %v %q %v %v %d %q %q %q", r.Topology.Name, r.Topology.File, data,
-		r.Connections, r.NoResume, r.Checksum, r.Overwrite, r.SkipExisting, r.LimitRate, config, r.Sets, r.Environ), true
+	return fmt.Sprintf("%q %q %q %d %v %q %v %v %d %q %q %q %v %v", r.Topology.Name, r.Topology.File, data,
+		r.Connections, r.NoResume, r.Checksum, r.Overwrite, r.SkipExisting, r.LimitRate, config, r.Sets, r.Environ, r.Writer != nil, r.Extract != ""), true
 }

@@ -13,10 +13,12 @@ import (
 type Result struct {
 	// URL is the URL asked for, redacted (no password).
 	URL string
-	// Path is the output, "" when it was not known yet.
+	// Path is the output, "" when it was not known yet, and "" for a
+	// download to Request.Writer, which makes no file.
 	Path string
-	// Bytes is the size of the output; on failure, the bytes in place so
-	// far (Resumed included).
+	// Bytes is the size of the output (of the archive, for an
+	// extraction); on failure, the bytes in place so far (Resumed
+	// included).
 	Bytes int64
 	// Elapsed is the wall time of the download, probe included.
 	Elapsed time.Duration
@@ -100,12 +102,12 @@ func (d *Download) finalResult(err error) *Result {
 	switch {
 	case errors.Is(err, errSkipped):
 		r.Skipped, r.Bytes = true, 0
-		if fi, serr := os.Stat(info.Path); serr == nil {
+		if fi, serr := os.Stat(info.Path); serr == nil && fi.Mode().IsRegular() {
 			r.Bytes = fi.Size()
 		}
 	case err == nil:
-		if fi, serr := os.Stat(info.Path); serr == nil {
-			r.Bytes = fi.Size()
+		if fi, serr := os.Stat(info.Path); serr == nil && fi.Mode().IsRegular() {
+			r.Bytes = fi.Size() // an extraction's directory: the archive's bytes, counted
 		}
 	default:
 		r.Partial = d.partial()

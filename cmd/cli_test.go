@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/dlflow/dlflow/bench/origin"
+	"github.com/dlflow/dlflow/internal/testtar"
 )
 
 // scriptFileSize is the file every script's origin serves: just over 1 MiB,
@@ -24,8 +28,9 @@ const scriptFileSize, scriptSeed = 1<<20 + 3, 42
 // a shell, each script in its own work directory against its own origin.
 //
 // Environment of a script: URL (the origin's file, path /file.bin), SHA (the
-// file's sha256), BASEURL (the origin without a path) and EXAMPLES (the
-// examples directory, absolute).
+// file's sha256), BASEURL (the origin without a path), EXAMPLES (the
+// examples directory, absolute), ARCHIVES (a server of archives, see
+// archiveServer) and BIGSHA (the sha256 of the tree's big file).
 func TestScripts(t *testing.T) {
 	examples, err := filepath.Abs(filepath.Join("..", "examples"))
 	if err != nil {
@@ -43,6 +48,10 @@ func TestScripts(t *testing.T) {
 			env.Setenv("BASEURL", srv.BaseURL())
 			env.Setenv("SHA", origin.SHA256Hex(scriptFileSize, scriptSeed))
 			env.Setenv("EXAMPLES", examples)
+			archives := archiveServer(env.T().(testing.TB))
+			env.Defer(archives.Close)
+			env.Setenv("ARCHIVES", archives.URL)
+			env.Setenv("BIGSHA", fmt.Sprintf("%x", sha256Sum(testtar.Tree()[6].Body)))
 			// Under -race every successful dlflow process would otherwise
 			// sleep a second at exit (the race runtime's default).
 			env.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
@@ -153,4 +162,26 @@ func TestVersion(t *testing.T) {
 	if res.code != 0 || res.stderr != "" || !bytes.Equal([]byte(res.stdout), []byte("dlflow "+version+"\n")) {
 		t.Fatalf("--version: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
 	}
+}
+
+// archiveServer serves, on 127.0.0.1, the test tree (testtar.Tree) as
+// /tree.tar.zst and, under a name that says nothing of its format,
+// /tree.bin (gzip); and /evil.tar.gz, whose second member is
+// ../../pwned.txt.
+func archiveServer(tb testing.TB) *httptest.Server {
+	tree := testtar.Tar(tb, testtar.Tree())
+	evil := testtar.Hostiles()[0]
+	files := map[string][]byte{
+		"/tree.tar.zst": testtar.Zstd(tb, tree),
+		"/tree.bin":     testtar.Gzip(tb, tree),
+		"/evil.tar.gz":  testtar.Gzip(tb, testtar.Tar(tb, evil.Entries)),
+	}
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeContent(w, r, r.URL.Path, time.Time{}, bytes.NewReader(data))
+	}))
 }

@@ -13,7 +13,8 @@
 //	func main() { dlcmd.Main() }
 //
 // Exit codes: 0 the output is complete; 1 the download failed; 2 usage or
-// config error; 130 interrupted by SIGINT, 143 by SIGTERM.
+// config error; 23 stdout's reader went away (-o -); 130 interrupted by
+// SIGINT, 143 by SIGTERM.
 package cmd
 
 import (
@@ -135,7 +136,11 @@ func usagef(format string, args ...any) error {
 func fail(stderr io.Writer, err error) int {
 	var ue *usageError
 	var ie *interrupted
+	var we *writeError
 	switch {
+	case errors.As(err, &we):
+		fmt.Fprintf(stderr, "dlflow: %s\n", oneLine(err.Error()))
+		return exitWrite
 	case errors.As(err, &ie):
 		fmt.Fprintf(stderr, "dlflow: %s\n", oneLine(err.Error()))
 		return ie.exitCode()

@@ -32,6 +32,8 @@ type summary struct {
 	Sources  []sourceSummary `json:"sources,omitempty"`
 	Error    string          `json:"error,omitempty"`
 	ExitCode int             `json:"exit_code,omitempty"`
+
+	streamed bool // Output is "-" (stdout) or a device or pipe, not a file
 }
 
 // summaryOf is the summary of a download that ended with err (already
@@ -92,7 +94,14 @@ func errorText(err error) string {
 //	dlflow: saved big.iso: 200.0 MiB in 9.81s, 20.4 MiB/s, 8 connections, 0 retries, sha256:9f86... verified
 func (s summary) line() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "dlflow: saved %s: %s in %s, %s", s.Output, progress.Bytes(float64(s.Bytes)),
+	what := "saved " + s.Output
+	switch {
+	case s.streamed && s.Output == "-":
+		what = "streamed to stdout"
+	case s.streamed:
+		what = "streamed to " + s.Output
+	}
+	fmt.Fprintf(&b, "dlflow: %s: %s in %s, %s", what, progress.Bytes(float64(s.Bytes)),
 		time.Duration(s.Seconds*float64(time.Second)).Round(10*time.Millisecond), progress.Rate(s.RateBPS))
 	fmt.Fprintf(&b, ", %d %s, %d %s", s.Connections, plural(s.Connections, "connection"), s.Retries, plural(int(s.Retries), "retry"))
 	if s.ResumedBytes > 0 {

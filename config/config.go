@@ -16,6 +16,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"sort"
@@ -41,6 +42,11 @@ type Config struct {
 	Checksum  string                 `koanf:"checksum" help:"expected digest as algorithm:hex (sha256, sha512, sha1, md5), verified by the topology's hash.tap; --checksum overrides"`
 	HTTP      httpx.HTTPConfig       `koanf:"http" help:"how requests reach the server"`
 	Stages    map[string]StageConfig `koanf:"stages" help:"the stages of the graph, keyed by stage id"`
+
+	// Writer is handed to the stages as pipeline.Settings.Writer. No file,
+	// environment variable or override sets it: a program does, after
+	// Load (see dlflow.Request.Writer).
+	Writer io.Writer `koanf:"-"`
 
 	file      string
 	positions *Positions

@@ -52,7 +52,7 @@ func (cfg *Config) Nodes(reg *pipeline.Registry) ([]pipeline.Node, error) {
 
 // Settings are the run-wide settings of the config's top level.
 func (cfg *Config) Settings() pipeline.Settings {
-	return pipeline.Settings{Output: cfg.Output, Overwrite: cfg.Overwrite, Resume: cfg.Resume, Checksum: cfg.Checksum}
+	return pipeline.Settings{Output: cfg.Output, Overwrite: cfg.Overwrite, Resume: cfg.Resume, Checksum: cfg.Checksum, Writer: cfg.Writer}
 }
 
 // Graph builds the validated graph the config describes. Wiring problems

@@ -1,5 +1,7 @@
 package pipeline
 
+import "io"
+
 // Settings are the run-wide settings a config holds at its top level (and
 // the command line sets with -o, --overwrite, --no-resume, --checksum). A
 // stage takes those it has a use for as its own defaults.
@@ -12,6 +14,12 @@ type Settings struct {
 	Resume bool
 	// Checksum is the expected digest as algorithm:hex, or "".
 	Checksum string
+	// Writer, when set, is where a sink that streams the bytes (such as
+	// stdout.sink) writes them instead of its default (standard output).
+	// It comes from code, never from a config file, which cannot hold
+	// one: dlflow.Request.Writer sets it, and the CLI's -o - sets that.
+	// A stage that does not stream ignores it.
+	Writer io.Writer
 }
 
 // SettingsTaker is implemented by a stage's config type (the pointer its

@@ -5,6 +5,7 @@ package sinks_test
 import (
 	"bytes"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
+	"github.com/rs/zerolog"
 )
 
 // TestFileSinkRefusesFIFO: a FIFO at PATH.tmp.state, PATH.tmp.state.new
@@ -68,5 +70,42 @@ func TestFileSinkRefusesFIFO(t *testing.T) {
 			assertSameSnapshot(t, before, snapshot(t, dir))
 			assertMissing(t, out)
 		})
+	}
+}
+
+// TestFileSinkNeverReplacesLinkToDevice: an output that is a symlink to a
+// device or a pipe, as /dev/stdout is, is refused in Preflight even with
+// overwrite, and the link stays. Without the check the run's rename
+// replaced the link with a regular file (it did so to /dev/stdout).
+func TestFileSinkNeverReplacesLinkToDevice(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// /proc/self/fd/0 is a link to whatever the test's stdin is (a
+	// regular file or /dev/null under go test): /dev/stdout's kind.
+	for _, target := range []string{os.DevNull, fifo, "/proc/self/fd/0"} {
+		if _, err := os.Stat(target); err != nil {
+			continue // no /proc on this system
+		}
+		out := filepath.Join(dir, "out-"+strings.ReplaceAll(target, "/", "_"))
+		if err := os.Symlink(target, out); err != nil {
+			t.Fatal(err)
+		}
+		cfg := fileCfg(out, sinks.ModeSequential)
+		cfg.Overwrite = true
+		g := newRig(t).build(t, sendPieces(nil, chunk, nil), "file.sink", cfg, 1)
+		err := g.Preflight(zerolog.Nop())
+		want := "output " + out + " is a link to something that is not a regular file; it is never replaced"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Preflight of a link to %s: %v, want %q", target, err, want)
+		}
+		if got, err := os.Readlink(out); err != nil || got != target {
+			t.Fatalf("the link now reads %q, %v; want it left pointing to %s", got, err, target)
+		}
+		if _, err := os.Lstat(out + ".tmp"); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s.tmp: %v; want nothing created", out, err)
+		}
 	}
 }

@@ -165,6 +165,9 @@ type FileConfig struct {
 	// the result of a resume is then checked as a whole, so a partial
 	// download of another URL may be resumed (see FileSink.otherURL).
 	checksum bool
+	// toWriter is set when the run's bytes go to a writer
+	// (Settings.Writer), which a file sink does not take.
+	toWriter bool
 }
 
 // The values of a file.sink's direct.
@@ -226,6 +229,9 @@ var fileDef = pipeline.Def[FileConfig]{
 		return pipeline.OrderedBytes, pipeline.None
 	},
 	New: func(c FileConfig) (pipeline.Stage, error) {
+		if c.Path == "" && c.toWriter {
+			return nil, errors.New("writes a file, but this run's bytes go to a writer: use a topology whose sink is a stdout.sink, such as stdout.yaml")
+		}
 		if c.Path == "" {
 			return nil, errors.New("path is required (set the top-level output)")
 		}
@@ -280,6 +286,7 @@ func (c *FileConfig) TakeSettings(s pipeline.Settings) {
 	c.Overwrite = c.Overwrite || s.Overwrite
 	c.Resume = c.Resume && s.Resume
 	c.checksum = s.Checksum != ""
+	c.toWriter = s.Writer != nil
 }
 
 var (

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,6 +108,11 @@ func (s *FileSink) checkOutput() error {
 	case st.Mode()&fs.ModeSymlink == 0 && !st.Mode().IsRegular():
 		// A rename would replace a device or a pipe, such as /dev/null.
 		return fmt.Errorf("output %s is not a regular file", s.path)
+	case st.Mode()&fs.ModeSymlink != 0 && linksToSpecial(s.path):
+		// /dev/stdout is a link to the process's fd 1: with --overwrite,
+		// the rename replaced the link itself with a regular file, and
+		// every later program's /dev/stdout wrote into that file.
+		return fmt.Errorf("output %s is a link to something that is not a regular file; it is never replaced", s.path)
 	case !s.overwrite:
 		return &OutputExistsError{Path: s.path}
 	}
@@ -114,6 +120,19 @@ func (s *FileSink) checkOutput() error {
 		return symlinkError(s.tmp)
 	}
 	return nil
+}
+
+// linksToSpecial reports whether the symlink at path resolves to a
+// device, a pipe or a socket, or points into /proc, whose links (as
+// /dev/stdout's /proc/self/fd/1) name whatever a process has open: a
+// regular file too, when stdout is redirected to one. A dangling link, or
+// one to a directory or a regular file elsewhere, is not special.
+func linksToSpecial(path string) bool {
+	if target, err := os.Readlink(path); err == nil && strings.HasPrefix(target, "/proc/") {
+		return true
+	}
+	st, err := os.Stat(path)
+	return err == nil && !st.IsDir() && !st.Mode().IsRegular()
 }
 
 // notRegularError is the error for a path that holds something the sink

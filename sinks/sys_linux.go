@@ -57,6 +57,12 @@ func datasync(f *os.File) error {
 // an *OutputExistsError, when newpath exists: an output that appeared
 // during the run is never replaced.
 func renameNoReplace(oldpath, newpath string) error {
+	return renameat2NoReplace(oldpath, newpath, linkRename)
+}
+
+// renameat2NoReplace is renameNoReplace with the way to go where the
+// kernel or the file system lacks RENAME_NOREPLACE: fallback.
+func renameat2NoReplace(oldpath, newpath string, fallback func(oldpath, newpath string) error) error {
 	err := unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
 	switch {
 	case err == nil:
@@ -67,5 +73,5 @@ func renameNoReplace(oldpath, newpath string) error {
 		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
 	}
 	// An old kernel or a file system without RENAME_NOREPLACE.
-	return linkRename(oldpath, newpath)
+	return fallback(oldpath, newpath)
 }

@@ -119,6 +119,9 @@ func newBar(d *dlflow.Download) *Bar {
 
 func (b *Bar) addMain(output string, opts ...mpb.BarOption) {
 	name := filepath.Base(output)
+	if output == "" {
+		name = "stdout" // the download goes to a writer (-o -)
+	}
 	if len(name) > 24 {
 		name = name[:21] + "..."
 	}

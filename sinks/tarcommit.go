@@ -1,0 +1,179 @@
+package sinks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// The life of DIR around a tar.extract run: Preflight checks it before any
+// network I/O, Start makes the temporary directory next to it, Finish
+// syncs or removes that, and Commit renames it to DIR. See TarExtract.
+
+// Preflight refuses, before any network I/O, a DIR that exists (unless
+// overwrite, for a directory) and a parent that does not take a new
+// directory.
+func (s *TarExtract) Preflight(env *pipeline.Env) error {
+	parent := filepath.Dir(s.dir)
+	st, err := os.Stat(parent)
+	if err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("output directory %s is not a directory", parent)
+	}
+	if err := s.checkDir(); err != nil {
+		return err
+	}
+	return probeDir(parent)
+}
+
+// checkDir reports what is in the way at DIR.
+func (s *TarExtract) checkDir() error {
+	st, err := os.Lstat(s.dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("output: %w", err)
+	case !s.overwrite:
+		return &OutputExistsError{Path: s.dir}
+	case !st.IsDir():
+		return fmt.Errorf("output %s exists and is not a directory; it is not replaced", s.dir)
+	}
+	return nil
+}
+
+// Start makes the temporary directory next to DIR.
+func (s *TarExtract) Start(ctx context.Context, env *pipeline.Env) error {
+	if err := s.checkDir(); err != nil {
+		return err
+	}
+	s.files, s.bytes, s.ready = 0, 0, false
+	s.symlinks, s.dirModes, s.dirs = map[string]bool{}, map[string]fs.FileMode{}, map[string]bool{".": true}
+	tmp, err := os.MkdirTemp(filepath.Dir(s.dir), "."+filepath.Base(s.dir)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("temporary directory: %w", err)
+	}
+	root, err := os.OpenRoot(tmp)
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("temporary directory: %w", err)
+	}
+	s.tmp, s.root = tmp, root
+	s.dirModes["."] = 0o755 // MkdirTemp made it 0o700
+	return nil
+}
+
+// Finish closes the temporary directory; after a success it sets the
+// directories' modes and makes everything durable, after a failure it
+// removes the temporary directory.
+func (s *TarExtract) Finish(ctx context.Context, env *pipeline.Env, runErr error) error {
+	if s.root == nil {
+		return nil
+	}
+	err := runErr
+	if err == nil {
+		err = s.setDirModes()
+	}
+	if cerr := s.root.Close(); err == nil {
+		err = cerr
+	}
+	s.root = nil
+	if err == nil && s.fsync {
+		err = syncTree(s.tmp)
+	}
+	if err != nil {
+		s.discard(env)
+		if runErr != nil {
+			return nil // the run's error says it
+		}
+		return err
+	}
+	s.ready = true
+	return nil
+}
+
+// setDirModes gives the directories their modes, deepest first (a
+// directory that loses write permission for its owner would refuse the
+// changes below it; dirMode keeps it, but the order costs nothing).
+func (s *TarExtract) setDirModes() error {
+	names := make([]string, 0, len(s.dirModes))
+	for name := range s.dirModes {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool { return strings.Count(names[i], "/") > strings.Count(names[j], "/") })
+	for _, name := range names {
+		if err := s.root.Chmod(name, s.dirModes[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// discard removes the temporary directory.
+func (s *TarExtract) discard(env *pipeline.Env) {
+	if s.tmp == "" {
+		return
+	}
+	if err := os.RemoveAll(s.tmp); err != nil {
+		env.Log.Warn().Err(err).Str("dir", s.tmp).Msg("could not remove the partial extraction")
+	}
+	s.tmp, s.ready = "", false
+}
+
+// Commit renames the temporary directory to DIR (replacing an existing
+// DIR with overwrite) and fsyncs DIR's parent.
+func (s *TarExtract) Commit(ctx context.Context, env *pipeline.Env) error {
+	if !s.ready {
+		return errors.New("commit without a complete extraction")
+	}
+	err := s.rename(env)
+	if err != nil {
+		s.discard(env)
+		return err
+	}
+	s.tmp, s.ready = "", false
+	if s.fsync {
+		if err := syncDir(filepath.Dir(s.dir)); err != nil {
+			return fmt.Errorf("sync %s: %w", filepath.Dir(s.dir), err)
+		}
+	}
+	env.Log.Debug().Str("dir", s.dir).Int64("files", s.files).Int64("bytes", s.bytes).Msg("extracted")
+	return nil
+}
+
+func (s *TarExtract) rename(env *pipeline.Env) error {
+	if !s.overwrite {
+		return renameDirNoReplace(s.tmp, s.dir)
+	}
+	if err := s.checkDir(); err != nil {
+		return err
+	}
+	aside := s.tmp + ".old"
+	if err := os.Rename(s.dir, aside); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("move the old %s aside: %w", s.dir, err)
+		}
+		aside = ""
+	}
+	if err := renameDirNoReplace(s.tmp, s.dir); err != nil {
+		if aside != "" {
+			_ = os.Rename(aside, s.dir) // put the old one back
+		}
+		return err
+	}
+	if aside != "" {
+		if err := os.RemoveAll(aside); err != nil {
+			env.Log.Warn().Err(err).Str("dir", aside).Msg("could not remove the replaced directory")
+		}
+	}
+	return nil
+}
