@@ -80,6 +80,12 @@ func newRunTaker(env *pipeline.Env, limit int64) *rangeTaker {
 		return newRangeTaker(0)
 	}
 	workers := int64(max(env.Workers, 1))
+	if n := int64(len(res.Mirrors) + 1); n > 1 && res.SizeKnown() {
+		// With several sources a share is the primary's connection's:
+		// mirrors ask for less until measured (shareOf), and a dead one
+		// must not cut the primary's requests.
+		workers = max((workers+n-1)/n, 1)
+	}
 	left := res.Size
 	if env.Have != nil {
 		left -= env.Have.Len()
