@@ -249,7 +249,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			}
 			f.useSource(next)
 		}
-		if sched != nil && carry == nil && f.srcs != nil {
+		if sched != nil && carry == nil && f.srcs != nil && !sched.tooSlow(f.srcIndex()) {
 			// A dropped source's ranges first: they lie below the new ones.
 			if sr := sched.adopt(f.srcIndex()); sr != nil {
 				if err := f.takeOver(ctx, sched, sr, stealAdopt); err != nil {

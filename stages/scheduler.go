@@ -485,6 +485,9 @@ func (s *scheduler) steal(src int) (*spanReader, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
+	if s.tooSlowLocked(src) {
+		return nil, stealNone // a faster source's replica will
+	}
 	if r := s.adoptLocked(src, now); r != nil {
 		return r, stealAdopt
 	}
@@ -502,9 +505,6 @@ func (s *scheduler) steal(src int) (*spanReader, int) {
 		return s.typical
 	}
 	thief := rateOf(src)
-	if s.tooSlowLocked(src) {
-		return nil, stealNone // a faster source's replica will
-	}
 	judging := now.After(s.quiet)
 	var (
 		slow      *span // to replace: slowest live reader, most bytes left

@@ -256,6 +256,16 @@ func TestSchedulerTooSlow(t *testing.T) {
 	if r, how := s.steal(1); r != nil {
 		t.Fatalf("a too slow source stole (%d)", how)
 	}
+	s.orphanRange(100<<20, 104<<20)
+	if r, how := s.steal(1); r != nil {
+		t.Fatalf("a too slow source adopted an orphan (%d)", how)
+	}
+	if r := s.adopt(0); r == nil {
+		t.Fatal("the fast source did not adopt the orphan")
+	} else {
+		s.claim(r, 100<<20, 4<<20)
+		s.leave(r)
+	}
 	s.forget(0)
 	if s.tooSlow(1) {
 		t.Fatal("still too slow once the fast source is forgotten")
