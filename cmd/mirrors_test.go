@@ -84,6 +84,18 @@ func TestCLIMirrors(t *testing.T) {
 			t.Fatalf("sources %+v, want the liar dropped for a piece", sum.Sources)
 		}
 	})
+	t.Run("not with a list", func(t *testing.T) {
+		list := filepath.Join(t.TempDir(), "list")
+		if err := os.WriteFile(list, []byte(a.URL()+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, flag := range [][]string{{"--mirror", b.URL()}, {"--metalink", list}} {
+			res := runCLI(t, append([]string{"-i", list, "--dir", t.TempDir()}, flag...)...)
+			if res.code != 2 || !strings.Contains(res.stderr, "do not go with -i") {
+				t.Fatalf("%v: exit %d, %s", flag, res.code, res.stderr)
+			}
+		}
+	})
 	t.Run("lying mirror", func(t *testing.T) {
 		liar := start(origin.Options{Size: size, Seed: seed + 1, ETag: fmt.Sprintf(`"%x-%x"`, size, seed)})
 		out := filepath.Join(t.TempDir(), "f.bin")
