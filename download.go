@@ -459,7 +459,10 @@ func (d *Download) plan(topology Topology, output string, fromZero bool, keys st
 	if n := d.req.Connections; n > 0 && pipeline.SetConnections(d.client.reg, nodes, n) == 0 && !d.req.Topology.auto() {
 		return plan{}, connectionsError(topology.describe())
 	}
-	scaleForSources(d.client.reg, nodes, d.sources)
+	if scaleForSources(d.client.reg, nodes, d.sources) == 0 && d.sources > 1 {
+		d.log.Info().Str("topology", topology.describe()).
+			Msg("the mirrors are not used: the topology fetches one stream (a file under 16 MiB, or no stage that fetches ranges)")
+	}
 	g, err := d.build(cfg, nodes)
 	return plan{cfg: cfg, nodes: nodes, graph: g}, err
 }

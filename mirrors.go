@@ -49,10 +49,12 @@ func addMirrors(res *pipeline.Resource, mirrors []string, pre *config.Config) {
 // scaleForSources makes each connecting stage that takes ranges open its
 // connections to every source (Request.Connections is per source), at
 // most MaxConnections in all.
-func scaleForSources(reg *pipeline.Registry, nodes []pipeline.Node, sources int) {
+// It returns how many stages it scaled.
+func scaleForSources(reg *pipeline.Registry, nodes []pipeline.Node, sources int) int {
 	if sources < 2 {
-		return
+		return 0
 	}
+	scaled := 0
 	for i := range nodes {
 		nd := &nodes[i]
 		spec, ok := reg.Lookup(nd.Type)
@@ -60,7 +62,9 @@ func scaleForSources(reg *pipeline.Registry, nodes []pipeline.Node, sources int)
 			continue
 		}
 		nd.Workers = min(max(nd.Workers, 1)*sources, MaxConnections)
+		scaled++
 	}
+	return scaled
 }
 
 // runSources is runOnce, and when the run fails its checksum with bytes
