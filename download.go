@@ -15,6 +15,7 @@ import (
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/httpx"
+	"github.com/dlflow/dlflow/metalink"
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
 )
@@ -51,6 +52,11 @@ type Download struct {
 	// them durable. A batch's transfer slot is held between the two.
 	gate        func(context.Context) error
 	transferred func()
+	// sources is how many URLs the run's reader spreads its connections
+	// over (mirrors.go); 0 or 1: the primary alone.
+	sources int
+	// metalink is the request's Metalink file, once read.
+	metalink *metalink.File
 	// out is Request.Writer, counted; nil without one.
 	out *countingWriter
 
@@ -62,6 +68,7 @@ type Download struct {
 	info    Info
 	taps    []pipeline.ProgressReporter   // of the graph running
 	conns   []pipeline.ConnectionReporter // of the graph running
+	srcReps []pipeline.SourceReporter     // of the graph running
 	rate    rateMeter
 	stats   runStats
 	started bool // a graph started: Path.tmp may hold data
@@ -171,11 +178,19 @@ func (d *Download) run(ctx context.Context) error {
 			d.preflightGraph.Release(d.log)
 		}
 	}()
+	if err := d.applyMetalink(ctx); err != nil {
+		return err
+	}
+	req = d.req
 	pre, err := d.prepare(true)
 	if err != nil {
 		return err
 	}
 	rawURL := pre.URL
+	mirrors, err := d.mirrors(pre)
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
 	d.info.URL, d.asked = httpx.RedactURL(rawURL), httpx.RedactURL(rawURL)
 	d.mu.Unlock()
@@ -228,6 +243,10 @@ func (d *Download) run(ctx context.Context) error {
 		res.Prefetched.Close()
 		releaseProbe()
 	}()
+	addMirrors(res, mirrors, pre)
+	if err := d.metalinkResource(res); err != nil {
+		return err
+	}
 	if output == "" && req.Writer == nil {
 		if output, err = placeIn(req.Dir, defaultName(res)); err != nil {
 			return &RequestError{Field: "Path", Err: err}
@@ -238,7 +257,8 @@ func (d *Download) run(ctx context.Context) error {
 		}
 	}
 	for restarted := false; ; restarted = true {
-		err = d.runOnce(ctx, res, output, restarted, releaseProbe)
+		d.sources = len(res.Mirrors) + 1
+		err = d.runSources(ctx, res, output, restarted, releaseProbe)
 		if !errors.Is(err, httpx.ErrResourceChanged) || restarted || ctx.Err() != nil {
 			return err
 		}
@@ -253,6 +273,10 @@ func (d *Download) run(ctx context.Context) error {
 		releaseProbe()
 		if res, releaseProbe, err = d.probe(ctx, client, header, rawURL); err != nil {
 			return fmt.Errorf("after the file changed: %w", err)
+		}
+		addMirrors(res, mirrors, pre)
+		if err := d.metalinkResource(res); err != nil {
+			return err
 		}
 	}
 }
@@ -308,6 +332,7 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 	d.mu.Lock()
 	d.taps = pipeline.Reporters[pipeline.ProgressReporter](g)
 	d.conns = pipeline.Reporters[pipeline.ConnectionReporter](g)
+	d.srcReps = pipeline.Reporters[pipeline.SourceReporter](g)
 	d.started = true
 	d.rate = rateMeter{}
 	d.mu.Unlock()
@@ -437,6 +462,10 @@ func (d *Download) plan(topology Topology, output string, fromZero bool, keys st
 	}
 	if n := d.req.Connections; n > 0 && pipeline.SetConnections(d.client.reg, nodes, n) == 0 && !d.req.Topology.auto() {
 		return plan{}, connectionsError(topology.describe())
+	}
+	if scaleForSources(d.client.reg, nodes, d.sources) == 0 && d.sources > 1 {
+		d.log.Info().Str("topology", topology.describe()).
+			Msg("the mirrors are not used: the topology fetches one stream (a file under 16 MiB, or no stage that fetches ranges)")
 	}
 	g, err := d.build(cfg, nodes)
 	return plan{cfg: cfg, nodes: nodes, graph: g}, err

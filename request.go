@@ -25,6 +25,24 @@ type Request struct {
 	// URL is the http or https URL to download. It may carry credentials
 	// (https://user:pass@host/); they are never logged nor stored.
 	URL string
+	// Mirrors are other URLs of the same file (after the configuration's
+	// url list and mirrors key). A ranged download spreads its
+	// connections over URL and them, Connections to each, and moves work
+	// to the sources that finish it soonest. Each mirror is checked on its
+	// first answer: one whose size differs, or whose ETag or Last-Modified
+	// differ while no Checksum guards the bytes, is dropped with a
+	// warning. A source that fails is dropped while another serves; the
+	// download fails only when the last one does. With a Checksum, bytes
+	// that fail it are fetched again from URL alone.
+	Mirrors []string
+	// Metalink is a Metalink file (RFC 5854, .meta4): a path, or an http
+	// or https URL. Its URLs are sources (by priority; the first is the
+	// primary unless URL is set), its size must be the server's, its
+	// strongest hash is the Checksum unless one is set, its name names the
+	// output unless Path does, and its piece hashes are verified as the
+	// pieces arrive: a piece that fails is fetched from another source,
+	// and the source that served it is dropped.
+	Metalink string
 	// Path is where the file ends up. "" names it after the server's
 	// Content-Disposition, else the URL's last path segment, made safe.
 	// With Dir set, Path must be a relative path inside Dir. A Path that

@@ -39,6 +39,9 @@ type Result struct {
 	// Partial is the file that keeps what a failed download received, for
 	// a later resume ("Path.tmp"), or "" when there is none.
 	Partial string
+	// Sources is what each URL did in the last run, the primary first,
+	// when the download had mirrors; nil otherwise.
+	Sources []pipeline.SourceStats
 }
 
 // Rate is the bytes this download fetched (Resumed left out) per second.
@@ -56,6 +59,7 @@ type runStats struct {
 	resumed     int64 // of the last run
 	done        int64 // bytes in place, by the progress reporter, of the last run
 	checksum    string
+	sources     []pipeline.SourceStats // of the last run
 }
 
 // add reads the counters of g after a run.
@@ -65,6 +69,7 @@ func (r *runStats) add(g *pipeline.Graph) {
 		r.retries += rr.Retries()
 	}
 	r.resumed, r.done, r.checksum = 0, 0, ""
+	r.sources = sourceStats(pipeline.Reporters[pipeline.SourceReporter](g))
 	if taps := pipeline.Reporters[pipeline.ProgressReporter](g); len(taps) > 0 {
 		p := taps[0].Progress()
 		r.done, r.resumed = p.Done, p.Resumed
@@ -92,6 +97,7 @@ func (d *Download) finalResult(err error) *Result {
 		Resumed:     stats.resumed,
 		Checksum:    stats.checksum,
 		Topology:    info.Topology,
+		Sources:     stats.sources,
 	}
 	switch {
 	case errors.Is(err, errSkipped):
@@ -132,6 +138,17 @@ type Progress struct {
 	// Connections holds the bytes each connection delivered, for
 	// topologies whose stages report them (http.reader).
 	Connections []int64
+	// Sources holds what each URL did so far, the primary first, when the
+	// download has mirrors.
+	Sources []pipeline.SourceStats
+}
+
+func sourceStats(reps []pipeline.SourceReporter) []pipeline.SourceStats {
+	var out []pipeline.SourceStats
+	for _, r := range reps {
+		out = append(out, r.SourceStats()...)
+	}
+	return out
 }
 
 // Progress reports how far the download is. It may be called at any time,
@@ -139,9 +156,9 @@ type Progress struct {
 // at least 100 ms apart), averaged over about two seconds.
 func (d *Download) Progress() Progress {
 	d.mu.Lock()
-	taps, conns, total := d.taps, d.conns, d.info.Size
+	taps, conns, srcs, total := d.taps, d.conns, d.srcReps, d.info.Size
 	d.mu.Unlock()
-	p := Progress{Total: total, ETA: -1}
+	p := Progress{Total: total, ETA: -1, Sources: sourceStats(srcs)}
 	for _, c := range conns {
 		p.Connections = append(p.Connections, c.ConnectionBytes()...)
 	}

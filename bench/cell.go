@@ -86,6 +86,8 @@ type cell struct {
 // job is what one run downloads and where it writes.
 type job struct {
 	url     string      // the file (every scenario but small)
+	mirror  string      // mirrors: a mirror of url
+	dead    string      // mirrors: a URL where nothing listens
 	out     string      // its output
 	metrics string      // dlflow's per-stage metrics (--metrics-json)
 	files   []batchFile // small: the batch, each file written to dir/name

@@ -123,6 +123,10 @@ func matrix(o Options, scenario Scenario, topologies []topology) ([]*cell, error
 						return nil, err
 					}
 					cells = append(cells, c)
+					if scenario == ScenarioMirrors {
+						cells = append(cells, withMirror(c, "+mirror", func(j job) string { return j.mirror }),
+							withMirror(c, "+dead", func(j job) string { return j.dead }))
+					}
 				}
 			}
 		}
@@ -190,6 +194,22 @@ func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.Byte
 	return c, nil
 }
 
+// withMirror is cell c with --mirror URL added, the URL picked from the
+// job; suffix ends its label.
+func withMirror(c *cell, suffix string, url func(job) string) *cell {
+	m := &cell{Cell: c.Cell, command: c.command, stageMetrics: c.stageMetrics}
+	m.Label += " " + suffix
+	m.Sets = slices.Clone(c.Sets)
+	m.command = func(ctx context.Context, j job) (*exec.Cmd, error) {
+		cmd, err := c.command(ctx, j)
+		if err == nil {
+			cmd.Args = append(cmd.Args, "--mirror", url(j))
+		}
+		return cmd, err
+	}
+	return m
+}
+
 // setting is one varied value: the --set it passes and the label it adds.
 type setting struct {
 	set, label string
@@ -249,6 +269,17 @@ func referenceCells(o Options, scenario Scenario) []*cell {
 			Cell: Cell{Scenario: scenario, Origin: o.Origin, Tool: "curl", Label: "curl"},
 			command: func(ctx context.Context, j job) (*exec.Cmd, error) {
 				return exec.CommandContext(ctx, curl, "-sf", "-o", j.out, j.url), nil
+			},
+		})
+	}
+	if aria, err := exec.LookPath("aria2c"); err == nil && scenario == ScenarioMirrors {
+		// As aria2 users run it on a file with two sources.
+		cells = append(cells, &cell{
+			Cell: Cell{Scenario: scenario, Origin: o.Origin, Tool: "aria2c", Connections: 16, Label: "aria2c -x8 -s16 A B"},
+			command: func(ctx context.Context, j job) (*exec.Cmd, error) {
+				return exec.CommandContext(ctx, aria, "-x8", "-s16", "--file-allocation=none",
+					"-q", "--allow-overwrite=true", "--auto-file-renaming=false",
+					"-d", filepath.Dir(j.out), "-o", filepath.Base(j.out), j.url, j.mirror), nil
 			},
 		})
 	}

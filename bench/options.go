@@ -53,12 +53,20 @@ const (
 	// Options.FileSize, Options.Latency before every response header,
 	// downloaded as a batch, Options.Jobs at once. Its cells report the
 	// requests per file and the connections the origin accepted.
-	ScenarioSmall    Scenario = "small"
+	ScenarioSmall Scenario = "small"
+	// ScenarioMirrors is one file on several servers: the primary as in
+	// wan (Options.ConnRate per TCP connection, Options.Latency before
+	// each response, 50 ms by default), a mirror capped at
+	// Options.MirrorRate per connection, and a dead one (nothing
+	// listens). Each dlflow cell runs three ways: the primary alone, with
+	// the mirror (+mirror) and with the dead one (+dead); --compare adds
+	// aria2c with the primary and the mirror.
+	ScenarioMirrors  Scenario = "mirrors"
 	ScenarioExternal Scenario = "external" // Options.URL, as it is
 )
 
 // Scenarios are the scenarios of the built-in origins.
-var Scenarios = []Scenario{ScenarioPlain, ScenarioRateLimit, ScenarioLatency, ScenarioSlowConn, ScenarioWAN, ScenarioSmall}
+var Scenarios = []Scenario{ScenarioPlain, ScenarioRateLimit, ScenarioLatency, ScenarioSlowConn, ScenarioWAN, ScenarioSmall, ScenarioMirrors}
 
 // Origin is the server the cells download from.
 type Origin string
@@ -77,15 +85,17 @@ const (
 	DefaultTrickle     = 1 << 20   // bytes per second of the slow GET, slowconn
 	DefaultSlowRequest = 2         // which GET trickles, slowconn
 	DefaultConnRate    = 10 << 20  // bytes per second per TCP connection, wan
+	DefaultMirrorRate  = 4 << 20   // bytes per second per TCP connection of the mirror, mirrors
 	DefaultFiles       = 300       // files of the batch, small
 	DefaultFileSize    = 16 << 10  // bytes of each, small
 	DefaultJobs        = 8         // files at once, small
 
 	// Delays before each response header when Options.Latency is 0:
 	// issue #14 measured the wan and small figures with these.
-	DefaultLatency      = 20 * time.Millisecond  // latency
-	DefaultWANLatency   = 100 * time.Millisecond // wan
-	DefaultSmallLatency = 50 * time.Millisecond  // small
+	DefaultLatency        = 20 * time.Millisecond  // latency
+	DefaultWANLatency     = 100 * time.Millisecond // wan
+	DefaultSmallLatency   = 50 * time.Millisecond  // small
+	DefaultMirrorsLatency = 50 * time.Millisecond  // mirrors, the primary's
 )
 
 // Vary is a config key and the values it takes, one cell each.
@@ -149,6 +159,9 @@ type Options struct {
 	// ConnRate caps every TCP connection of the wan scenario, over all
 	// the responses it carries (default DefaultConnRate per second).
 	ConnRate pipeline.ByteSize
+	// MirrorRate caps every TCP connection of the mirrors scenario's
+	// mirror (default DefaultMirrorRate per second).
+	MirrorRate pipeline.ByteSize
 	// Files of FileSize each are the batch of the small scenario (default
 	// DefaultFiles of DefaultFileSize; Size is the single file's of the
 	// other scenarios), downloaded Jobs at once (default DefaultJobs).
@@ -224,6 +237,9 @@ func (o Options) normalized() (Options, error) {
 	if o.SlowRequest == 0 {
 		o.SlowRequest = DefaultSlowRequest
 	}
+	if o.MirrorRate == 0 {
+		o.MirrorRate = DefaultMirrorRate
+	}
 	if o.ConnRate == 0 {
 		o.ConnRate = DefaultConnRate
 	}
@@ -242,7 +258,7 @@ func (o Options) normalized() (Options, error) {
 	switch {
 	case o.Runs < 0, o.Size < 0, o.Rate < 0, o.Trickle < 0, o.SlowRequest < 0, o.Latency < 0:
 		return o, errors.New("runs, size, rate, trickle, slow request and latency must not be negative")
-	case o.ConnRate < 0, o.Files < 0, o.FileSize < 0, o.Jobs < 0:
+	case o.ConnRate < 0, o.MirrorRate < 0, o.Files < 0, o.FileSize < 0, o.Jobs < 0:
 		return o, errors.New("connection rate, files, file size and jobs must not be negative")
 	case slices.ContainsFunc(o.Connections, func(n int) bool { return n < 0 }):
 		return o, fmt.Errorf("connections must not be negative, got %v", o.Connections)
@@ -298,6 +314,8 @@ func (o Options) latency(s Scenario) time.Duration {
 		return DefaultWANLatency
 	case s == ScenarioSmall:
 		return DefaultSmallLatency
+	case s == ScenarioMirrors:
+		return DefaultMirrorsLatency
 	}
 	return DefaultLatency
 }

@@ -150,7 +150,7 @@ func compareToFastestReference(cells []*cell) {
 // measurements; it returns the output's sha256 ("" for a batch).
 func runOnce(ctx context.Context, c *cell, srv *server, dir string) (string, error) {
 	j := job{
-		url: srv.url, out: filepath.Join(dir, "out.bin"), metrics: filepath.Join(dir, "metrics.json"),
+		url: srv.url, mirror: srv.mirror, dead: srv.dead, out: filepath.Join(dir, "out.bin"), metrics: filepath.Join(dir, "metrics.json"),
 		files: srv.files, dir: filepath.Join(dir, "batch.out"), list: filepath.Join(dir, "batch.list"),
 	}
 	files := runFiles(j)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -18,8 +19,11 @@ type server struct {
 	url   string
 	sha   string      // "": unknown, outputs are unverified
 	files []batchFile // the small scenario's batch, instead of url
-	desc  string
-	reset func() // before every run: fault counters back to zero
+	// mirror and dead are the mirrors scenario's other URLs: a live
+	// mirror of url, and one where nothing listens.
+	mirror, dead string
+	desc         string
+	reset        func() // before every run: fault counters back to zero
 	// stats are the origin's counters since reset; nil where the origin
 	// does not count (nginx, an external URL).
 	stats func() origin.Stats
@@ -39,8 +43,11 @@ func startServer(o Options, scenario Scenario, dir string) (*server, error) {
 		return &server{url: o.URL, sha: o.SHA256, desc: o.URL, reset: func() {}, close: func() {}}, nil
 	}
 	size := int64(o.Size)
-	if scenario == ScenarioSmall {
+	switch scenario {
+	case ScenarioSmall:
 		return startBatchOrigin(o)
+	case ScenarioMirrors:
+		return startMirrors(o)
 	}
 	sha := origin.SHA256Hex(size, seed)
 	if o.Origin == OriginNginx {
@@ -120,4 +127,35 @@ func startBatchOrigin(o Options) (*server, error) {
 		})
 	}
 	return s, nil
+}
+
+// startMirrors starts the origins of the mirrors scenario: the primary
+// and its mirror (the same file and validators, each TCP connection
+// capped), and finds a port where nothing listens.
+func startMirrors(o Options) (*server, error) {
+	size := int64(o.Size)
+	primary, err := origin.Start(origin.Options{Size: size, Seed: seed, ConnRateLimit: int64(o.ConnRate), Latency: o.latency(ScenarioMirrors)})
+	if err != nil {
+		return nil, err
+	}
+	mirror, err := origin.Start(origin.Options{Size: size, Seed: seed, ConnRateLimit: int64(o.MirrorRate)})
+	if err != nil {
+		primary.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		primary.Close()
+		mirror.Close()
+		return nil, err
+	}
+	dead := "http://" + ln.Addr().String() + "/file.bin"
+	ln.Close()
+	return &server{
+		url: primary.URL(), mirror: mirror.URL(), dead: dead, sha: origin.SHA256Hex(size, seed),
+		desc: fmt.Sprintf("built-in origins on 127.0.0.1, %v generated: A %v/s per TCP connection, %v before each response; B (mirror) %v/s per TCP connection; DEAD: nothing listens",
+			o.Size, o.ConnRate, o.latency(ScenarioMirrors), o.MirrorRate),
+		reset: func() { primary.ResetStats(); mirror.ResetStats() },
+		close: func() { primary.Close(); mirror.Close() },
+	}, nil
 }

@@ -68,6 +68,8 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 		return fail(stderr, usagef("with -i the URLs come from the list; give none on the command line"))
 	case fs.Changed("extract"):
 		return fail(stderr, usagef("--extract unpacks one archive; it does not go with -i"))
+	case fs.Changed("mirror") || fs.Changed("metalink"):
+		return fail(stderr, usagef("--mirror and --metalink name the sources of one file; they do not go with -i"))
 	case bf.input == "":
 		return fail(stderr, usagef("-i needs a file name, or - for stdin"))
 	case bf.jobs < 1:

@@ -103,7 +103,8 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	scenarios := fs.StringSlice("scenario", []string{string(dlbench.ScenarioPlain)}, "origin behaviour, repeatable or a comma list: "+scenarioNames)
 	rate := fs.String("rate", "25MiB", "per-connection rate limit of the ratelimit scenario")
 	fs.DurationVar(&o.Latency, "latency", 0, "delay before each response header in the latency, wan and small scenarios (default 20ms, 100ms and 50ms)")
-	connRate := fs.String("conn-rate", "10MiB", "cap of every TCP connection in the wan scenario, per second, over all its responses")
+	connRate := fs.String("conn-rate", "10MiB", "cap of every TCP connection in the wan scenario (and of the primary in mirrors), per second, over all its responses")
+	mirrorRate := fs.String("mirror-rate", "4MiB", "cap of every TCP connection of the mirror in the mirrors scenario, per second")
 	fs.IntVar(&o.Files, "files", dlbench.DefaultFiles, "number of files of the small scenario")
 	fileSize := fs.String("file-size", "16KiB", "size of each file of the small scenario (--size is the other scenarios')")
 	fs.IntVar(&o.Jobs, "jobs", dlbench.DefaultJobs, "files downloaded at once in the small scenario (dlflow --jobs, xargs -P for curl, aria2c -j)")
@@ -135,6 +136,9 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	}
 	if o.Trickle, err = pipeline.ParseByteSize(*trickle); err != nil || o.Trickle <= 0 {
 		return nil, usagef("--trickle: want a positive size per second such as 1MiB, got %q", *trickle)
+	}
+	if o.MirrorRate, err = pipeline.ParseByteSize(*mirrorRate); err != nil || o.MirrorRate <= 0 {
+		return nil, usagef("--mirror-rate: want a positive size per second such as 4MiB, got %q", *mirrorRate)
 	}
 	if o.ConnRate, err = pipeline.ParseByteSize(*connRate); err != nil || o.ConnRate <= 0 {
 		return nil, usagef("--conn-rate: want a positive size per second such as 10MiB, got %q", *connRate)
@@ -196,6 +200,8 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 		switch {
 		case fs.Changed("rate"):
 			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioRateLimit}
+		case fs.Changed("mirror-rate"):
+			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioMirrors}
 		case fs.Changed("conn-rate"):
 			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioWAN}
 		case fs.Changed("files") || fs.Changed("file-size") || fs.Changed("jobs"):
@@ -287,10 +293,14 @@ wan (every TCP connection capped at --conn-rate over all its responses,
 and --latency, 100ms, per response); small (--files files of --file-size,
 --latency, 50ms, per response, downloaded as one batch, --jobs at once:
 dlflow -i LIST; the table adds the requests per file and the connections
-the origin accepted).
+the origin accepted); mirrors (A as in wan with 50ms per response, a
+mirror B capped at --mirror-rate per TCP connection, and DEAD where
+nothing listens: each dlflow cell runs alone, "+mirror" B and "+dead";
+--compare adds aria2c -x8 -s16 A B).
 
 Examples:
   dlflow bench
+  dlflow bench --scenario mirrors -c examples/ranged.yaml --compare --runs 3
   dlflow bench --size 1GiB --runs 5 -c examples/ranged.yaml -c examples/stream.yaml
   dlflow bench -c examples/ranged.yaml --connections 4,8,16 --piece 1MiB,4MiB
   dlflow bench -c examples/stream.yaml --vary stages.write.config.fsync=true,false

@@ -25,6 +25,8 @@ type getFlags struct {
 	configFile   string
 	extract      string
 	connections  int
+	mirrors      []string // --mirror URL, repeatable
+	metalink     string   // --metalink FILE or URL
 	noResume     bool
 	sets         []string
 	headers      []string // -H "Name: value", each sets http.headers.Name
@@ -49,7 +51,9 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.String("url", "", "URL to download (or give it as the argument)")
 	fs.StringP("output", "o", "", "output path (default: the server's file name or the URL's last path segment); - writes the bytes in order to stdout, with no resume; s3://BUCKET/KEY uploads to an object (AWS_* variables)")
 	fs.StringVar(&f.extract, "extract", "", "unpack the download, a .tar, .tar.gz or .tar.zst archive (told by its bytes), into `DIR` as it arrives; DIR appears when complete, no archive is stored")
-	fs.IntVar(&f.connections, "connections", 0, "number of range readers (workers of every http.reader stage)")
+	fs.IntVar(&f.connections, "connections", 0, "number of range readers (workers of every http.reader stage); with mirrors, per source")
+	fs.StringArrayVar(&f.mirrors, "mirror", nil, "another URL of the same file, fetched from at the same time (repeatable)")
+	fs.StringVar(&f.metalink, "metalink", "", "a Metalink file (.meta4, a path or a URL): its URLs, size, hash and piece hashes")
 	fs.Bool("overwrite", false, "replace an existing output file")
 	fs.BoolVar(&f.skipExisting, "skip-existing", false, "when the output file exists, leave it and succeed (exit 0) without downloading: for rerunning a list with -i")
 	fs.String("checksum", "", "verify the download against algorithm:hex (sha256, sha512, sha1, md5); needs a hash.tap stage, as in the examples")
@@ -182,6 +186,8 @@ func newRequest(fs *pflag.FlagSet, flags *getFlags) (*dlflow.Request, error) {
 		Sets:         flags.sets,
 		Environ:      os.Environ(),
 		Metrics:      newRunMetrics(flags.metricsJSON),
+		Mirrors:      flags.mirrors,
+		Metalink:     flags.metalink,
 	}
 	if fs.Changed("extract") {
 		switch {

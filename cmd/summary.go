@@ -27,8 +27,11 @@ type summary struct {
 	Checksum     string  `json:"checksum"`          // "algorithm:hex" when verified, else ""
 	Topology     string  `json:"topology"`          // the -c file, or "(built-in) NAME.yaml"
 	Skipped      bool    `json:"skipped,omitempty"` // --skip-existing left an existing output alone
-	Error        string  `json:"error,omitempty"`
-	ExitCode     int     `json:"exit_code,omitempty"`
+	// Sources is what each URL did, the primary first, for a download
+	// with mirrors.
+	Sources  []sourceSummary `json:"sources,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	ExitCode int             `json:"exit_code,omitempty"`
 
 	streamed  bool // Output is "-" (stdout) or a device or pipe, not a file
 	extracted bool // Output is a directory the archive was unpacked into
@@ -57,6 +60,10 @@ func summaryOf(url string, res *dlflow.Result, err error, code int) summary {
 	if s.URL == "" {
 		s.URL = url
 	}
+	for _, src := range res.Sources {
+		s.Sources = append(s.Sources, sourceSummary{URL: src.URL, Bytes: src.Bytes, RateBPS: src.Rate(),
+			Errors: src.Errors, Dropped: src.Dropped})
+	}
 	if s.Skipped {
 		s.RateBPS = 0
 	}
@@ -64,6 +71,15 @@ func summaryOf(url string, res *dlflow.Result, err error, code int) summary {
 		s.Error, s.ExitCode = errorText(err), code
 	}
 	return s
+}
+
+// sourceSummary is one URL of a download with mirrors.
+type sourceSummary struct {
+	URL     string  `json:"url"`               // redacted
+	Bytes   int64   `json:"bytes"`             // delivered by this run
+	RateBPS float64 `json:"rate_bps"`          // while it had requests open
+	Errors  int64   `json:"errors"`            // failed requests
+	Dropped string  `json:"dropped,omitempty"` // why it stopped being used
 }
 
 // errorText is the message fail prints, without the "dlflow: " prefix.

@@ -34,8 +34,9 @@ const EnvPrefix = "DLFLOW_"
 
 // Config is a whole dlflow configuration.
 type Config struct {
-	URL       string                 `koanf:"url" help:"what to download; --url or the first argument overrides"`
+	URL       string                 `koanf:"url" help:"what to download; --url or the first argument overrides. A list names the file's mirrors after it: url: [A, B]"`
 	Output    string                 `koanf:"output" help:"where to write it; -o overrides"`
+	Mirrors   []string               `koanf:"mirrors" help:"other URLs of the same file, fetched from at the same time (--mirror adds to them)"`
 	Overwrite bool                   `koanf:"overwrite" help:"replace an existing output file"`
 	Resume    bool                   `koanf:"resume" help:"continue a partial download (OUTPUT.tmp and its state file) when the server still has the same file; false starts over (--no-resume)"`
 	Checksum  string                 `koanf:"checksum" help:"expected digest as algorithm:hex (sha256, sha512, sha1, md5), verified by the topology's hash.tap; --checksum overrides"`
@@ -141,7 +142,9 @@ func Load(opts Options) (*Config, error) {
 		cfg.origins[key] = "--set " + key
 	}
 
-	errs = append(errs, Decode(k.Raw(), cfg, "", cfg.Position)...)
+	raw := k.Raw()
+	splitURLList(raw)
+	errs = append(errs, Decode(raw, cfg, "", cfg.Position)...)
 	if !opts.StagesOptional {
 		errs = append(errs, cfg.check()...)
 	}
@@ -149,6 +152,21 @@ func Load(opts Options) (*Config, error) {
 		return nil, &Error{Errs: errs}
 	}
 	return cfg, nil
+}
+
+// splitURLList reads `url: [A, B, ...]` as url A with mirrors B, ...
+// (before those of the mirrors key).
+func splitURLList(raw map[string]any) {
+	list, ok := raw["url"].([]any)
+	if !ok || len(list) == 0 {
+		return
+	}
+	raw["url"] = list[0]
+	mirrors := append([]any(nil), list[1:]...)
+	if m, ok := raw["mirrors"].([]any); ok {
+		mirrors = append(mirrors, m...)
+	}
+	raw["mirrors"] = mirrors
 }
 
 func (cfg *Config) loadFile(k *koanf.Koanf, opts Options) error {

@@ -12,6 +12,22 @@ type Resource struct {
 	// URL is the final URL after redirects; every request of the run goes
 	// there.
 	URL string
+	// Mirrors are other URLs of the same bytes (the --mirror flag, a
+	// Metalink file's URLs), in order of preference. A stage that fetches
+	// ranges may spread its requests over URL and them (see Sources); each
+	// mirror is checked on its first answer against Size and, unless
+	// Guarded, the validators. It may hold credentials, like Requested.
+	Mirrors []string
+	// Guarded says the bytes are verified before the output is kept (a
+	// checksum, piece hashes), so a mirror whose ETag or Last-Modified
+	// differ from the primary's may still serve them: wrong bytes fail the
+	// verification instead of reaching the output.
+	Guarded bool
+	// Pieces, when set, are digests of the resource's consecutive pieces
+	// (a Metalink file's). A stage that fetches ranges verifies each
+	// piece before it sends its bytes on, and takes a piece that fails
+	// from another source.
+	Pieces *PieceHashes
 	// Requested is the URL the download was asked for, before redirects:
 	// the one that names it across runs (a redirect may carry a new
 	// signature each time). It may hold credentials: never store or log

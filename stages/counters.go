@@ -55,7 +55,17 @@ func (s *httpReader) Retries() int64 { return s.budget.Used() }
 // Retries returns the retries the source took in the current or last run.
 func (s *httpSource) Retries() int64 { return s.budget.Used() }
 
+// SourceStats returns what each source did in the current or last run;
+// nil when the resource had no mirrors.
+func (s *httpReader) SourceStats() []pipeline.SourceStats {
+	if srcs := s.srcs.Load(); srcs != nil {
+		return srcs.stats()
+	}
+	return nil
+}
+
 var (
+	_ pipeline.SourceReporter     = (*httpReader)(nil)
 	_ pipeline.ConnectionReporter = (*httpReader)(nil)
 	_ pipeline.RetryReporter      = (*httpReader)(nil)
 	_ pipeline.RetryReporter      = (*httpSource)(nil)

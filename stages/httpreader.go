@@ -81,6 +81,9 @@ type httpReader struct {
 	sched   *scheduler    // of the current run; set by Start
 	take    *rangeTaker   // of the current run; set by Start
 	sent    replicaBytes  // bytes sent per replica, for ReplicaBytes
+	// srcs are the sources of the current or last run, nil without
+	// mirrors (see sources.go); an atomic for SourceStats.
+	srcs atomic.Pointer[sources]
 }
 
 var (
@@ -96,6 +99,21 @@ func (s *httpReader) Start(ctx context.Context, env *pipeline.Env) error {
 	s.support = newRangeSupport()
 	s.sched = newScheduler(alignPiece(s.cfg.StealMin))
 	s.take = newRunTaker(env, int64(s.cfg.MaxRequest))
+	srcs := newSources(env.Resource, env.Workers, env.Log)
+	s.srcs.Store(srcs)
+	s.sched.multi = srcs != nil
+	if srcs != nil {
+		srcs.onDrop = s.sched.forget
+	}
+	if env.Resource != nil && env.Resource.Pieces != nil {
+		if err := checkPieces(env.Resource); err != nil {
+			return err
+		}
+		s.sched.align = env.Resource.Pieces.Length
+		if s.cfg.StealMin == 0 {
+			env.Log.Warn().Msg("piece hashes are not verified with steal_min 0; the file's checksum, if any, still is")
+		}
+	}
 	if env.Have != nil && env.Have.Skip(0) > 0 {
 		// Byte 0 is on disk from an earlier run, so no reader will ask for
 		// the range at 0 and nothing could cover a range answered with the
@@ -181,6 +199,19 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		f.support.decide(false)
 	}
 	size := env.Resource.Size
+	if srcs := s.srcs.Load(); srcs != nil && s.sched != nil {
+		f.srcs = srcs
+		src := srcs.assign(io.Replica)
+		if src == nil {
+			return nil // more replicas than the sources have room for
+		}
+		f.useSource(src)
+		defer func() {
+			if f.src != nil {
+				srcs.release(f.src)
+			}
+		}()
+	}
 	sched := s.sched
 	if s.cfg.StealMin == 0 || !env.Resource.SizeKnown() {
 		sched = nil // nothing to steal: ranges run to the end of the body
@@ -199,16 +230,66 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 	}
 	in := io.Ranges
 	var carry *pipeline.Range // received while extending a range; taken next
+	// gone ends a replica whose source was dropped with no other to move
+	// to: what it took from the input goes back to the others.
+	gone := func() error {
+		if carry != nil {
+			s.sched.orphanRange(carry.Start, carry.End)
+		}
+		return nil
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if f.src != nil && f.srcs.isDropped(f.src) {
+			next := f.srcs.move(f.src, true)
+			if f.src = next; next == nil {
+				return gone()
+			}
+			f.useSource(next)
+		}
+		if sched != nil && carry == nil && f.srcs != nil && !sched.tooSlow(f.srcIndex()) {
+			// A dropped source's ranges first: they lie below the new ones.
+			if sr := sched.adopt(f.srcIndex()); sr != nil {
+				if err := f.takeOver(ctx, sched, sr, stealAdopt); err != nil {
+					if errors.Is(err, errSourceGone) {
+						return gone()
+					}
+					return err
+				}
+				continue
+			}
+		}
+		if sched != nil && carry == nil && f.srcs != nil && sched.tooSlow(f.srcIndex()) {
+			// Its source is far slower than another: what it took, a
+			// faster connection would take back from it. It waits, and
+			// takes work only when no other connection is busy.
+			if busy, changed := sched.busy(); busy {
+				if poll == nil {
+					poll = time.NewTimer(stealPoll)
+				} else {
+					poll.Reset(stealPoll)
+				}
+				armed := time.Now()
+				select {
+				case <-changed:
+				case <-poll.C:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				io.Waited(time.Since(armed))
+				continue
+			} else if in == nil {
+				return nil
+			}
 		}
 		var r pipeline.Range
 		got := false
 		if carry != nil {
 			r, got, carry = *carry, true, nil
 		} else if in != nil {
-			next, c, res := take.try(ctx, in)
+			next, c, res := take.try(ctx, in, s.sched.shareOf(f.srcIndex()))
 			switch {
 			case res == takeRange:
 				r, carry, got = next, c, true
@@ -220,7 +301,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		}
 		if !got && sched == nil {
 			// Block for the next range.
-			next, c, res, err := take.wait(ctx, in, nil, nil)
+			next, c, res, err := take.wait(ctx, in, nil, nil, 1)
 			if err != nil || res == takeClosed {
 				return err
 			}
@@ -230,11 +311,11 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		if !got {
 			// Nothing queued: help the other replicas, or wait for work
 			// (or for the others to finish, once the input is closed).
-			if sr, how := sched.steal(); sr != nil {
-				start, end, ok := sched.next(sr)
-				env.Log.Debug().Int64("start", start).Int64("end", end).Str("how", stealNames[how]).
-					Msg("took over work of a slower connection")
-				if err := f.fetchSpan(ctx, sched, sr, httpPiece{start: start, end: end}, ok); err != nil {
+			if sr, how := sched.steal(f.srcIndex()); sr != nil {
+				if err := f.takeOver(ctx, sched, sr, how); err != nil {
+					if errors.Is(err, errSourceGone) {
+						return gone()
+					}
 					return err
 				}
 				continue
@@ -249,7 +330,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 				poll.Reset(stealPoll)
 			}
 			armed := time.Now()
-			next, c, res, err := take.wait(ctx, in, changed, poll.C)
+			next, c, res, err := take.wait(ctx, in, changed, poll.C, sched.shareOf(f.srcIndex()))
 			io.Waited(time.Since(armed)) // idle, for the metrics' busy time
 			switch {
 			case err != nil:
@@ -284,9 +365,12 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		}
 		var err error
 		if sched != nil && r.End >= 0 {
-			err = f.fetchSpan(ctx, sched, sched.begin(r.Start, r.End), p, true)
+			err = f.fetchSpan(ctx, sched, sched.begin(r.Start, r.End, f.srcIndex()), p, true)
 		} else {
 			err = f.fetch(ctx, p)
+		}
+		if errors.Is(err, errSourceGone) {
+			return gone()
 		}
 		if err != nil {
 			return err
@@ -294,7 +378,25 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 	}
 }
 
-var stealNames = [...]string{stealReplace: "replaced a slow connection", stealHalve: "split a range", stealRace: "racing a slow tail"}
+var stealNames = [...]string{stealReplace: "replaced a slow connection", stealHalve: "split a range", stealRace: "racing a slow tail",
+	stealAdopt: "adopted the range of a dropped source"}
+
+// takeOver fetches what is left of the span another reader worked on,
+// which steal or adopt (how) attached sr to.
+func (f *httpFetcher) takeOver(ctx context.Context, sched *scheduler, sr *spanReader, how int) error {
+	start, end, ok := sched.next(sr)
+	f.env.Log.Debug().Int64("start", start).Int64("end", end).Str("how", stealNames[how]).
+		Msg("took over work of a slower connection")
+	return f.fetchSpan(ctx, sched, sr, httpPiece{start: start, end: end}, ok)
+}
+
+// srcIndex is the index of the replica's source, 0 for the resource's URL.
+func (f *httpFetcher) srcIndex() int {
+	if f.src == nil {
+		return 0
+	}
+	return f.src.idx
+}
 
 // fetchSpan fetches p as the reader sr of a span of sched; ok false means
 // there is nothing left of it to fetch.
@@ -304,7 +406,11 @@ func (f *httpFetcher) fetchSpan(ctx context.Context, sched *scheduler, sr *spanR
 	if ok {
 		err = f.fetch(ctx, p)
 	}
-	if f.sr != nil { // nil when the answer could not be shared (a 200)
+	switch {
+	case f.sr == nil: // the answer could not be shared (a 200)
+	case errors.Is(err, errSourceGone):
+		sched.orphan(f.sr)
+	default:
 		sched.leave(f.sr)
 	}
 	f.sched, f.sr = nil, nil
@@ -315,7 +421,7 @@ func (f *httpFetcher) fetchSpan(ctx context.Context, sched *scheduler, sr *spanR
 func (s *httpReader) Finish(ctx context.Context, env *pipeline.Env, runErr error) error {
 	if s.sched != nil {
 		if st := s.sched.stats(); st != (stealCounts{}) {
-			env.Log.Debug().Int("replaced", st.Replaced).Int("split", st.Halved).Int("raced", st.Raced).
+			env.Log.Debug().Int("replaced", st.Replaced).Int("split", st.Halved).Int("raced", st.Raced).Int("adopted", st.Adopted).
 				Msg("work stealing")
 		}
 	}

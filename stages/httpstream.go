@@ -108,6 +108,50 @@ type httpFetcher struct {
 	// scheduler.go); nil for a piece fetched alone.
 	sched *scheduler
 	sr    *spanReader
+	// srcs and src: the sources of an http.reader with mirrors, and the
+	// one this replica fetches from; nil for the resource's URL alone.
+	srcs *sources
+	src  *source
+}
+
+// target is the URL of this replica's requests.
+func (f *httpFetcher) target() string {
+	if f.src != nil {
+		return f.src.url
+	}
+	return f.res.URL
+}
+
+// useSource makes src this replica's source.
+func (f *httpFetcher) useSource(src *source) {
+	f.src, f.url = src, src.name
+	if f.sr != nil {
+		f.sched.setSource(f.sr, src.idx)
+	}
+}
+
+// failover records that a request to this replica's source failed with
+// err, and when that dropped the source, moves the replica to another
+// (within the sources' per-source cap while a scheduler can take its
+// range back). It reports whether the replica moved; errSourceGone when it
+// must stop, its source dropped and no other with room.
+func (f *httpFetcher) failover(err error) (moved bool, gone error) {
+	if f.src == nil || !f.srcs.failed(f.src, err) {
+		return false, nil
+	}
+	return f.moveOff()
+}
+
+// moveOff moves the replica off its dropped source; see failover.
+func (f *httpFetcher) moveOff() (moved bool, gone error) {
+	next := f.srcs.move(f.src, f.sched != nil)
+	if next == nil {
+		f.src = nil
+		return false, errSourceGone
+	}
+	f.env.Log.Debug().Str("from", f.url).Str("to", next.name).Msg("moving a connection to another source")
+	f.useSource(next)
+	return true, nil
 }
 
 func newHTTPFetcher(env *pipeline.Env, io pipeline.IO, buffer pipeline.ByteSize, idle time.Duration, retry httpx.RetryConfig, budget *httpx.RetryBudget) *httpFetcher {
@@ -142,12 +186,26 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 			if !ok {
 				return nil
 			}
+			if f.res.Pieces != nil {
+				// Whole pieces, to verify them; the bytes outside the
+				// span are read for the digest alone.
+				start, end = widen(f.res.Pieces, f.res.Size, start, end)
+			}
 			pos, p.end = start, end
+		}
+		if f.src != nil && f.srcs.isDropped(f.src) {
+			if _, gone := f.moveOff(); gone != nil {
+				return gone
+			}
+			r = httpx.Retrier{Config: f.retry, Budget: f.budget}
 		}
 		before := pos
 		err := f.try(ctx, p, &pos)
 		if errors.Is(err, errPrefetchEnded) {
 			continue // the rest with a request of its own; no retry spent
+		}
+		if f.src != nil && (err == nil || pos > before) {
+			f.srcs.succeeded(f.src)
 		}
 		if err != nil && pos == p.start && f.support != nil {
 			err = f.settle(ctx, err, p)
@@ -163,6 +221,21 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 				return nil // completed by another reader, or replaced
 			}
 		}
+		if f.src != nil {
+			moved, gone := f.failover(err)
+			if gone != nil {
+				return gone
+			}
+			if moved {
+				// Another server: the retries spent on the dropped one
+				// say nothing of it.
+				r = httpx.Retrier{Config: f.retry, Budget: f.budget}
+				continue
+			}
+			if mm := (*SourceMismatchError)(nil); errors.As(err, &mm) {
+				return err // the last source left does not fit
+			}
+		}
 		if pos > 0 && (f.whole || p.plain && !f.res.AcceptRanges) && httpx.IsTransient(err) {
 			return fmt.Errorf("cannot resume at byte %d: the server does not accept ranges: %w", pos, err)
 		}
@@ -172,10 +245,26 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 		}
 		f.env.Log.Warn().Err(err).Str("url", f.url).Int64("offset", pos).
 			Int("attempt", r.Attempt()).Dur("backoff", wait).Msg("retrying")
-		if err := httpx.Sleep(ctx, wait); err != nil {
+		if err := f.backoff(ctx, wait); err != nil {
 			return err
 		}
 	}
+}
+
+// backoff waits d before a retry, or less when the replica's source is
+// dropped meanwhile (the next try fails over at once).
+func (f *httpFetcher) backoff(ctx context.Context, d time.Duration) error {
+	if f.src == nil {
+		return httpx.Sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-f.src.gone:
+	case <-ctx.Done():
+	}
+	return ctx.Err()
 }
 
 // settle resolves the answers that depend on what the range at 0 showed,
@@ -225,17 +314,23 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 		}
 	}()
 
-	if *pos == 0 {
+	if *pos == 0 && (f.src == nil || f.src.primary) {
 		if resp := f.res.Prefetched.Take(); resp != nil {
 			return f.tryPrefetched(ctx, reqCtx, resp, p, pos, idle)
 		}
 	}
-	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, f.res.URL, nil)
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, f.target(), nil)
 	if err != nil {
 		return fmt.Errorf("request for %s: %w", f.url, err)
 	}
-	if f.res.Header != nil {
-		req.Header = f.res.Header.Clone()
+	header := f.res.Header
+	if f.src != nil {
+		header = f.src.header
+		f.srcs.begin(f.src)
+		defer f.srcs.end(f.src)
+	}
+	if header != nil {
+		req.Header = header.Clone()
 	}
 	req.Header.Set("Accept-Encoding", "identity")
 	ranged := !(p.plain && *pos == 0)
@@ -247,7 +342,11 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 			spec += strconv.FormatInt(p.end-1, 10)
 		}
 		req.Header.Set("Range", spec)
-		if ifRange = f.res.Validator(); ifRange != "" {
+		ifRange = f.res.Validator()
+		if f.src != nil {
+			ifRange = f.srcs.ifRange(f.src)
+		}
+		if ifRange != "" {
 			req.Header.Set("If-Range", ifRange)
 		}
 	}
@@ -279,6 +378,9 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 			f.sr = nil
 		} else {
 			f.sched.answered(f.sr, time.Since(sent))
+			if f.res.Pieces != nil {
+				return f.streamPieces(ctx, resp.Body, pos, want, idle)
+			}
 			return f.streamSpan(ctx, resp.Body, pos, want, idle)
 		}
 	}
@@ -321,7 +423,11 @@ func (f *httpFetcher) tryPrefetched(ctx, reqCtx context.Context, resp *http.Resp
 			f.sr = nil
 		} else {
 			f.sched.answered(f.sr, 0) // its round trip was the probe's
-			err = f.streamSpan(ctx, body, pos, want, idle)
+			if f.res.Pieces != nil {
+				err = f.streamPieces(ctx, body, pos, want, idle)
+			} else {
+				err = f.streamSpan(ctx, body, pos, want, idle)
+			}
 		}
 	}
 	if f.sr == nil {
@@ -353,6 +459,21 @@ func (f *httpFetcher) check(resp *http.Response, p httpPiece, pos int64, ranged 
 		return fmt.Errorf("%w: %s: %s", httpx.ErrResourceChanged, f.url, fmt.Sprintf(format, args...))
 	}
 
+	mirror := f.src != nil && !f.src.primary
+	if mirror && resp.StatusCode == http.StatusOK && ranged {
+		// Only the primary's answers decide whether ranges are honoured.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+		reason := "it answered a range request with 200: it ignores ranges"
+		switch etag := resp.Header.Get("ETag"); {
+		case resp.ContentLength >= 0 && resp.ContentLength != size:
+			reason = fmt.Sprintf("its size %d differs from the primary's %d", resp.ContentLength, size)
+		case ifRange != "" && etag != "" && f.res.ETag != "" && etag != f.res.ETag:
+			reason = fmt.Sprintf("ETag %s differs from the primary's %s and no checksum guards the bytes", etag, f.res.ETag)
+		case ifRange != "":
+			reason = "it answered If-Range " + ifRange + " with 200: its validators differ from the primary's and no checksum guards the bytes"
+		}
+		return 0, &SourceMismatchError{URL: f.url, Reason: reason}
+	}
 	var want int64
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && ranged:
@@ -363,6 +484,8 @@ func (f *httpFetcher) check(resp *http.Response, p httpPiece, pos int64, ranged 
 			return 0, rangeErr(err.Error())
 		case start != pos:
 			return 0, rangeErr("wrong first byte")
+		case mirror && total != size:
+			return 0, &SourceMismatchError{URL: f.url, Reason: fmt.Sprintf("its size %d differs from the primary's %d", total, size)}
 		case total >= 0 && size >= 0 && total != size:
 			return 0, changed("length is now %d, was %d", total, size)
 		case !p.openEnded && p.end >= 0 && last != p.end-1:
@@ -375,6 +498,11 @@ func (f *httpFetcher) check(resp *http.Response, p httpPiece, pos int64, ranged 
 		want = last + 1
 		if resp.ContentLength >= 0 && resp.ContentLength != want-pos {
 			return 0, rangeErr(fmt.Sprintf("Content-Length %d does not match the range", resp.ContentLength))
+		}
+		if mirror {
+			if err := f.srcs.checkAnswer(f.src, resp); err != nil {
+				return 0, err
+			}
 		}
 		if f.support != nil && f.support.decide(false) {
 			// A replica already streams the whole body from 0.
@@ -479,6 +607,9 @@ func (f *httpFetcher) stream(ctx context.Context, body io.Reader, pos *int64, wa
 			if f.sent != nil {
 				f.sent.Add(int64(n))
 			}
+			if f.src != nil {
+				f.src.bytes.Add(int64(n))
+			}
 		}
 		switch {
 		case rerr == io.EOF:
@@ -539,6 +670,9 @@ func (f *httpFetcher) streamSpan(ctx context.Context, body io.Reader, pos *int64
 			if f.sent != nil {
 				f.sent.Add(to - from)
 			}
+			if f.src != nil {
+				f.src.bytes.Add(to - from)
+			}
 		} else {
 			c.Release()
 		}
@@ -549,7 +683,7 @@ func (f *httpFetcher) streamSpan(ctx context.Context, body io.Reader, pos *int64
 				_, _ = io.CopyN(io.Discard, body, want-*pos)
 			}
 			if rerr == nil || rerr == io.EOF {
-				f.sched.sample(*pos-first, time.Since(began)-blocked)
+				f.sched.sample(f.sr.src, *pos-first, time.Since(began)-blocked)
 			}
 			return nil
 		}

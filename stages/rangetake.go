@@ -80,6 +80,12 @@ func newRunTaker(env *pipeline.Env, limit int64) *rangeTaker {
 		return newRangeTaker(0)
 	}
 	workers := int64(max(env.Workers, 1))
+	if n := int64(len(res.Mirrors) + 1); n > 1 && res.SizeKnown() {
+		// With several sources a share is the primary's connection's:
+		// mirrors ask for less until measured (shareOf), and a dead one
+		// must not cut the primary's requests.
+		workers = max((workers+n-1)/n, 1)
+	}
 	left := res.Size
 	if env.Have != nil {
 		left -= env.Have.Len()
@@ -114,7 +120,10 @@ const (
 // behind it. A range received that does not continue it is returned in
 // carry, for the replica's next request. It waits for the token while
 // another replica takes a range, not while one waits for the input.
-func (t *rangeTaker) try(ctx context.Context, in <-chan pipeline.Range) (r pipeline.Range, carry *pipeline.Range, res takeResult) {
+//
+// frac scales the request the replica may ask for (see httpReader with
+// several sources): 1 is the whole limit, 0 one range.
+func (t *rangeTaker) try(ctx context.Context, in <-chan pipeline.Range, frac float64) (r pipeline.Range, carry *pipeline.Range, res takeResult) {
 	select {
 	case t.token <- struct{}{}:
 	default:
@@ -133,7 +142,7 @@ func (t *rangeTaker) try(ctx context.Context, in <-chan pipeline.Range) (r pipel
 		if !ok {
 			return r, nil, takeClosed
 		}
-		r, carry = t.extend(next, in)
+		r, carry = t.extend(next, in, frac)
 		return r, carry, takeRange
 	default:
 		return r, nil, takeNone
@@ -144,7 +153,7 @@ func (t *rangeTaker) try(ctx context.Context, in <-chan pipeline.Range) (r pipel
 // closes, changed or poll is ready, or ctx is done; nil channels never
 // are, and a nil input waits for the others alone. It returns takeNone
 // when woken by changed or poll, and ctx.Err() when cancelled.
-func (t *rangeTaker) wait(ctx context.Context, in <-chan pipeline.Range, changed <-chan struct{}, poll <-chan time.Time) (r pipeline.Range, carry *pipeline.Range, res takeResult, err error) {
+func (t *rangeTaker) wait(ctx context.Context, in <-chan pipeline.Range, changed <-chan struct{}, poll <-chan time.Time, frac float64) (r pipeline.Range, carry *pipeline.Range, res takeResult, err error) {
 	token := t.token
 	if in == nil {
 		token = nil
@@ -167,7 +176,7 @@ func (t *rangeTaker) wait(ctx context.Context, in <-chan pipeline.Range, changed
 			return r, nil, takeClosed, nil
 		}
 		t.idle.Store(false)
-		r, carry = t.extend(next, in)
+		r, carry = t.extend(next, in, frac)
 		return r, carry, takeRange, nil
 	case <-changed:
 		return r, nil, takeNone, nil
@@ -182,11 +191,14 @@ func (t *rangeTaker) release() { <-t.token }
 
 // extend appends to r the ranges of the input that continue it, while r
 // is shorter than the limit. It waits for them at most extendWait in all.
-func (t *rangeTaker) extend(r pipeline.Range, in <-chan pipeline.Range) (pipeline.Range, *pipeline.Range) {
+func (t *rangeTaker) extend(r pipeline.Range, in <-chan pipeline.Range, frac float64) (pipeline.Range, *pipeline.Range) {
 	if r.End < 0 {
 		return r, nil
 	}
 	limit := t.limit()
+	if frac < 1 {
+		limit = int64(float64(limit) * max(frac, 0))
+	}
 	var timeout <-chan time.Time
 	for r.End-r.Start < limit {
 		var next pipeline.Range

@@ -23,21 +23,21 @@ func TestRangeTakerExtends(t *testing.T) {
 	tk := newRangeTaker(2 * mib)
 	ctx := context.Background()
 
-	r, carry, res := tk.try(ctx, in)
+	r, carry, res := tk.try(ctx, in, 1)
 	if res != takeRange || r != (pipeline.Range{Start: 0, End: 2 * mib}) || carry != nil {
 		t.Fatalf("first take: %v %v %v, want [0, 2MiB) at the share", r, carry, res)
 	}
 	// [2,3) is continued by nothing queued: the next range is past a gap
 	// (a resume's), carried, not merged.
-	r, carry, res = tk.try(ctx, in)
+	r, carry, res = tk.try(ctx, in, 1)
 	if res != takeRange || r != (pipeline.Range{Start: 2 * mib, End: 3 * mib}) || carry == nil || *carry != (pipeline.Range{Start: 5 * mib, End: 6 * mib}) {
 		t.Fatalf("second take: %v %v %v, want [2, 3MiB) carrying [5, 6MiB)", r, carry, res)
 	}
-	r, carry, res = tk.try(ctx, in)
+	r, carry, res = tk.try(ctx, in, 1)
 	if res != takeRange || r != (pipeline.Range{Start: 6 * mib, End: 8 * mib}) || carry != nil {
 		t.Fatalf("third take: %v %v %v, want [6, 8MiB)", r, carry, res)
 	}
-	if _, _, res = tk.try(ctx, in); res != takeClosed {
+	if _, _, res = tk.try(ctx, in, 1); res != takeClosed {
 		t.Fatalf("take of a drained closed input: %v, want takeClosed", res)
 	}
 
@@ -46,7 +46,7 @@ func TestRangeTakerExtends(t *testing.T) {
 	in2 := make(chan pipeline.Range, 2)
 	in2 <- pipeline.Range{Start: 0, End: mib}
 	in2 <- pipeline.Range{Start: mib, End: 2 * mib}
-	if r, _, _ := one.try(ctx, in2); r.End != mib {
+	if r, _, _ := one.try(ctx, in2, 1); r.End != mib {
 		t.Fatalf("share 0 took %v, want one range", r)
 	}
 }
@@ -66,11 +66,11 @@ func TestRangeTakerWindow(t *testing.T) {
 		in <- pipeline.Range{Start: i * mib, End: (i + 1) * mib}
 	}
 	ctx := context.Background()
-	if r, _, _ := tk.try(ctx, in); r != (pipeline.Range{Start: 0, End: mib}) {
+	if r, _, _ := tk.try(ctx, in, 1); r != (pipeline.Range{Start: 0, End: mib}) {
 		t.Fatalf("take under a window: %v, want [0, 1MiB)", r)
 	}
 	w.Advance(1 << 62) // lifted, as hash.tap does when it has nothing to check
-	if r, _, _ := tk.try(ctx, in); r != (pipeline.Range{Start: mib, End: 16 * mib}) {
+	if r, _, _ := tk.try(ctx, in, 1); r != (pipeline.Range{Start: mib, End: 16 * mib}) {
 		t.Fatalf("take once lifted: %v, want the rest of the queue, [1, 16MiB)", r)
 	}
 
@@ -100,7 +100,7 @@ func TestRangeTakerIdleHolder(t *testing.T) {
 	defer cancel()
 	got := make(chan pipeline.Range, 1)
 	go func() {
-		r, _, _, _ := tk.wait(ctx, in, nil, nil)
+		r, _, _, _ := tk.wait(ctx, in, nil, nil, 1)
 		got <- r
 	}()
 	for deadline := time.Now().Add(5 * time.Second); !tk.idle.Load(); {
@@ -109,7 +109,7 @@ func TestRangeTakerIdleHolder(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if _, _, res := tk.try(ctx, in); res != takeNone {
+	if _, _, res := tk.try(ctx, in, 1); res != takeNone {
 		t.Fatalf("try beside an idle holder: %v, want takeNone", res)
 	}
 	in <- pipeline.Range{Start: 0, End: 4096}

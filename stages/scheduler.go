@@ -68,15 +68,25 @@ type scheduler struct {
 	spans   map[*span]struct{}
 	changed chan struct{} // closed and replaced when a span ends
 	typical float64       // bytes/s of one connection (EWMA), 0 while unknown
-	ttfb    time.Duration // time to the response header (EWMA)
-	counts  [stealRace + 1]int
+	// bySource is typical per source (index of sources.list), with
+	// several sources: a thief's speed is that of its own source.
+	bySource map[int]float64
+	// multi: the replicas fetch from several sources, so a span is split
+	// where the two readers finish together, not in the middle.
+	multi bool
+	// align is where spans are split: pieceAlign, or the length of the
+	// resource's verified pieces, so that each piece is read whole by
+	// one reader.
+	align  int64
+	ttfb   time.Duration // time to the response header (EWMA)
+	counts [stealAdopt + 1]int
 	// quiet: no reader is judged before then, because an idle replica
 	// woke late: the process is short of CPU, so readers look slow.
 	quiet time.Time
 }
 
 func newScheduler(stealMin int64) *scheduler {
-	return &scheduler{stealMin: stealMin, spans: make(map[*span]struct{}), changed: make(chan struct{})}
+	return &scheduler{stealMin: stealMin, spans: make(map[*span]struct{}), changed: make(chan struct{}), align: pieceAlign}
 }
 
 // span is a range being fetched: [pos, end) is still to emit. Guarded by
@@ -92,6 +102,7 @@ type span struct {
 // lock.
 type spanReader struct {
 	sp       *span
+	src      int                     // the index of its source
 	cancel   context.CancelCauseFunc // of the request in flight, or nil
 	replaced bool                    // a faster reader took over
 	started  time.Time               // attached, or sent its latest request
@@ -101,10 +112,11 @@ type spanReader struct {
 	read atomic.Int64
 }
 
-// begin registers a new span [start, end) fetched by the calling replica.
-func (s *scheduler) begin(start, end int64) *spanReader {
+// begin registers a new span [start, end) fetched by the calling replica
+// from source src.
+func (s *scheduler) begin(start, end int64, src int) *spanReader {
 	sp := &span{pos: start, end: end}
-	r := &spanReader{sp: sp, started: time.Now()}
+	r := &spanReader{sp: sp, started: time.Now(), src: src}
 	sp.readers = []*spanReader{r}
 	s.mu.Lock()
 	s.spans[sp] = struct{}{}
@@ -208,8 +220,9 @@ func (s *scheduler) sent(r *spanReader, d time.Duration) {
 	s.mu.Unlock()
 }
 
-// sample feeds the speed of one request into the typical speed.
-func (s *scheduler) sample(bytes int64, d time.Duration) {
+// sample feeds the speed of one request to source src into the typical
+// speed and that of the source.
+func (s *scheduler) sample(src int, bytes int64, d time.Duration) {
 	if bytes < rateSample || d <= 0 {
 		return
 	}
@@ -221,6 +234,174 @@ func (s *scheduler) sample(bytes int64, d time.Duration) {
 	} else {
 		s.typical = 0.75*s.typical + 0.25*rate
 	}
+	if s.multi {
+		if s.bySource == nil {
+			s.bySource = make(map[int]float64)
+		}
+		if old, ok := s.bySource[src]; ok {
+			rate = 0.75*old + 0.25*rate
+		}
+		s.bySource[src] = rate
+	}
+}
+
+// liveRatesLocked is, with several sources, the mean speed of the
+// readers of each source that ran long enough to be judged: a source's
+// requests may be too long (or too slow) to have completed one, and an
+// unmeasured slow source taken for a typical one would steal work it
+// finishes late.
+func (s *scheduler) liveRatesLocked(now time.Time) map[int]float64 {
+	if !s.multi {
+		return nil
+	}
+	if s.bySource == nil {
+		s.bySource = make(map[int]float64)
+	}
+	sum, n := map[int]float64{}, map[int]int{}
+	for sp := range s.spans {
+		for _, r := range sp.readers {
+			if rate, ok := s.rateLocked(r, now); ok && r.cancel != nil {
+				sum[r.src] += rate
+				n[r.src]++
+			}
+		}
+	}
+	for src := range sum {
+		sum[src] /= float64(n[src])
+	}
+	return sum
+}
+
+// rateOfLocked is the typical speed of a connection to source src: its
+// own measured one, else the typical over all.
+func (s *scheduler) rateOfLocked(src int) float64 {
+	if r, ok := s.bySource[src]; ok && r > 0 {
+		return r
+	}
+	return s.typical
+}
+
+// shareOf is the part of a full request (rangeTaker) that a replica of
+// source src asks for: 1 with one source; with several, its source's
+// speed over the fastest one's, and while its source is not measured 1
+// for the primary (the source asked for; a dead or slow mirror then costs
+// it nothing) and 0 (one range) for a mirror, so that a slow mirror does
+// not start with a large share that the others must take back from it.
+func (s *scheduler) shareOf(src int) float64 {
+	if s == nil {
+		return 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.multi {
+		return 1
+	}
+	rate, ok := s.bySource[src]
+	switch {
+	case (!ok || rate <= 0) && src == 0:
+		return 1
+	case !ok || rate <= 0:
+		return 0
+	}
+	fastest := rate
+	for _, r := range s.bySource {
+		fastest = max(fastest, r)
+	}
+	return rate / fastest
+}
+
+// tooSlow reports, with several sources, whether source src is measured
+// slowFactor times slower per connection than the fastest one: its
+// replicas then take no work while others are busy, and steal none.
+func (s *scheduler) tooSlow(src int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tooSlowLocked(src)
+}
+
+func (s *scheduler) tooSlowLocked(src int) bool {
+	rate, ok := s.bySource[src]
+	if !s.multi || !ok || rate <= 0 {
+		return false
+	}
+	for _, r := range s.bySource {
+		if rate*slowFactor < r {
+			return true
+		}
+	}
+	return false
+}
+
+// forget drops what is known of source src's speed: it was dropped, and
+// must not make the others look fast or slow.
+func (s *scheduler) forget(src int) {
+	s.mu.Lock()
+	delete(s.bySource, src)
+	s.mu.Unlock()
+}
+
+// setSource records that r now fetches from source src (a failover).
+func (s *scheduler) setSource(r *spanReader, src int) {
+	s.mu.Lock()
+	r.src = src
+	s.mu.Unlock()
+}
+
+// orphan detaches a reader whose source was dropped and that stops: its
+// span stays registered without readers, and the first idle replica
+// adopts it (steal), so that its bytes are fetched from another source.
+func (s *scheduler) orphan(r *spanReader) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sp := s.detachLocked(r)
+	if sp.done || sp.pos >= sp.end {
+		if !sp.done {
+			s.completeLocked(sp, r)
+		}
+		return
+	}
+	// Wake idle replicas: there is work to adopt.
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// adopt attaches a replica of source src to a span left without readers
+// (orphan), the lowest first: a replica takes such work before new ranges,
+// since it lies below them and may hold a reorder window back. Nil when
+// there is none.
+func (s *scheduler) adopt(src int) *spanReader {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.adoptLocked(src, time.Now())
+}
+
+func (s *scheduler) adoptLocked(src int, now time.Time) *spanReader {
+	var lowest *span
+	for sp := range s.spans {
+		if len(sp.readers) == 0 && !sp.done && sp.pos < sp.end && (lowest == nil || sp.pos < lowest.pos) {
+			lowest = sp
+		}
+	}
+	if lowest == nil {
+		return nil
+	}
+	s.counts[stealAdopt]++
+	r := s.attachLocked(lowest, now)
+	r.src = src
+	return r
+}
+
+// orphanRange registers [start, end), taken from the input by a replica
+// that stops before fetching it, for the others to adopt.
+func (s *scheduler) orphanRange(start, end int64) {
+	if end <= start {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.spans[&span{pos: start, end: end}] = struct{}{}
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 // leave detaches a reader that stops working on its span: done (nothing
@@ -229,6 +410,14 @@ func (s *scheduler) sample(bytes int64, d time.Duration) {
 func (s *scheduler) leave(r *spanReader) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	sp := s.detachLocked(r)
+	if !sp.done && (len(sp.readers) == 0 || sp.pos >= sp.end) {
+		s.completeLocked(sp, r)
+	}
+}
+
+// detachLocked removes r from its span's readers and returns the span.
+func (s *scheduler) detachLocked(r *spanReader) *span {
 	sp := r.sp
 	r.cancel = nil
 	for i, o := range sp.readers {
@@ -237,9 +426,7 @@ func (s *scheduler) leave(r *spanReader) {
 			break
 		}
 	}
-	if !sp.done && (len(sp.readers) == 0 || sp.pos >= sp.end) {
-		s.completeLocked(sp, r)
-	}
+	return sp
 }
 
 // busy reports whether any span is still being fetched, and returns a
@@ -283,26 +470,50 @@ const (
 	stealReplace
 	stealHalve
 	stealRace
+	stealAdopt
 )
 
-// steal finds work for an idle replica: it replaces a slow reader, halves
-// the span that will take longest, or races a slow tail, in that order of
-// preference. It returns the reader to run and how it was found, or nil.
-func (s *scheduler) steal() (*spanReader, int) {
+// steal finds work for an idle replica fetching from source src: it
+// adopts a span whose reader's source was dropped, replaces a slow reader,
+// halves the span that will take longest, or races a slow tail, in that
+// order of preference. It returns the reader to run and how it was found,
+// or nil.
+func (s *scheduler) steal(src int) (*spanReader, int) {
 	if s.stealMin <= 0 {
 		return nil, stealNone
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
+	if s.tooSlowLocked(src) {
+		return nil, stealNone // a faster source's replica will
+	}
+	if r := s.adoptLocked(src, now); r != nil {
+		return r, stealAdopt
+	}
+	live := s.liveRatesLocked(now)
+	rateOf := func(src int) float64 {
+		if r, ok := s.bySource[src]; ok && r > 0 {
+			return r
+		}
+		if r, ok := live[src]; ok {
+			// Kept: the readers that showed it may be replaced before
+			// one of its requests completes.
+			s.bySource[src] = r
+			return r
+		}
+		return s.typical
+	}
+	thief := rateOf(src)
 	judging := now.After(s.quiet)
 	var (
-		slow     *span // to replace: slowest live reader, most bytes left
-		slowLeft int64
-		half     *span // to halve: longest time to finish
-		halfETA  float64
-		race     *span
-		raceETA  float64
+		slow      *span // to replace: slowest live reader, most bytes left
+		slowLeft  int64
+		half      *span // to halve: longest time to finish
+		halfETA   float64
+		halfSpeed float64
+		race      *span
+		raceETA   float64
 	)
 	for sp := range s.spans {
 		left := sp.end - sp.pos
@@ -319,7 +530,8 @@ func (s *scheduler) steal() (*spanReader, int) {
 		}
 		speed := best
 		if !judged && s.typical > 0 {
-			speed = max(speed, s.typical) // too young to tell: assume typical
+			// Too young to tell: assume typical (of its own source).
+			speed = max(speed, rateOf(sp.readers[0].src))
 		}
 		eta := float64(left) / max(speed, 1)
 		if judging && len(sp.readers) == 1 && judged && s.typical > 0 && sp.readers[0].cancel != nil {
@@ -327,7 +539,7 @@ func (s *scheduler) steal() (*spanReader, int) {
 			// waiting to retry is not slow, its retry policy governs it.
 			// A new connection must save real time: a replaced reader's
 			// bytes in flight are wasted, and a race fetches twice.
-			fresh := s.ttfb.Seconds() + float64(left)/s.typical
+			fresh := s.ttfb.Seconds() + float64(left)/thief
 			gain := eta - fresh
 			if best*slowFactor < s.typical && gain > raceMinETA.Seconds() && left > slowLeft {
 				slow, slowLeft = sp, left
@@ -336,11 +548,11 @@ func (s *scheduler) steal() (*spanReader, int) {
 				race, raceETA = sp, eta
 			}
 		}
-		if split := splitPoint(sp.pos, sp.end); sp.end-split >= s.stealMin && eta > halfETA {
+		if split := s.splitLocked(sp, speed, thief); sp.end-split >= s.stealMin && eta > halfETA {
 			// Worth a new request only when half of the time left is well
 			// beyond the time to a first byte.
 			if eta/2 > 2*s.ttfb.Seconds() {
-				half, halfETA = sp, eta
+				half, halfETA, halfSpeed = sp, eta, speed
 			}
 		}
 	}
@@ -352,36 +564,59 @@ func (s *scheduler) steal() (*spanReader, int) {
 			victim.cancel(errReplaced)
 		}
 		s.counts[stealReplace]++
-		return s.attachLocked(slow, now), stealReplace
+		r := s.attachLocked(slow, now)
+		r.src = src
+		return r, stealReplace
 	case half != nil:
-		split := splitPoint(half.pos, half.end)
+		split := s.splitLocked(half, halfSpeed, thief)
 		sp := &span{pos: split, end: half.end}
 		half.end = split
-		r := &spanReader{sp: sp, started: now}
+		r := &spanReader{sp: sp, started: now, src: src}
 		sp.readers = []*spanReader{r}
 		s.spans[sp] = struct{}{}
 		s.counts[stealHalve]++
 		return r, stealHalve
 	case race != nil:
 		s.counts[stealRace]++
-		return s.attachLocked(race, now), stealRace
+		r := s.attachLocked(race, now)
+		r.src = src
+		return r, stealRace
 	}
 	return nil, stealNone
 }
 
 // stealCounts are how often each way of stealing was used in a run.
-type stealCounts struct{ Replaced, Halved, Raced int }
+type stealCounts struct{ Replaced, Halved, Raced, Adopted int }
 
 func (s *scheduler) stats() stealCounts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return stealCounts{Replaced: s.counts[stealReplace], Halved: s.counts[stealHalve], Raced: s.counts[stealRace]}
+	return stealCounts{Replaced: s.counts[stealReplace], Halved: s.counts[stealHalve], Raced: s.counts[stealRace],
+		Adopted: s.counts[stealAdopt]}
 }
 
 func (s *scheduler) attachLocked(sp *span, now time.Time) *spanReader {
 	r := &spanReader{sp: sp, started: now}
 	sp.readers = append(sp.readers, r)
 	return r
+}
+
+// splitLocked is where an idle replica of speed thief splits sp, whose
+// reader goes at victim bytes/s: the middle with one source; with several,
+// where both end together, the thief starting a time to first byte later,
+// so that a slow source keeps only what it finishes as soon as the fast
+// one. Either is rounded up to pieceAlign.
+func (s *scheduler) splitLocked(sp *span, victim, thief float64) int64 {
+	if (!s.multi || victim <= 0 || thief <= 0) && s.align == pieceAlign {
+		return splitPoint(sp.pos, sp.end)
+	}
+	at := sp.pos + (sp.end-sp.pos)/2
+	if s.multi && victim > 0 && thief > 0 {
+		left := float64(sp.end - sp.pos)
+		keep := victim * (left + thief*s.ttfb.Seconds()) / (victim + thief)
+		at = sp.pos + int64(min(max(keep, 0), left))
+	}
+	return min((at+s.align-1)/s.align*s.align, sp.end)
 }
 
 // splitPoint is the middle of [pos, end) rounded up to pieceAlign.

@@ -241,7 +241,7 @@ func TestStealDisabled(t *testing.T) {
 func TestSchedulerClaimsOnce(t *testing.T) {
 	s := newScheduler(1 << 20)
 	const start, end = 4 << 20, 12 << 20
-	owner := s.begin(start, end)
+	owner := s.begin(start, end, 0)
 	s.answered(owner, 0) // no time to a first byte: any split pays
 	var emitted pipeline.RangeSet
 	var total int64
@@ -280,7 +280,7 @@ func TestSchedulerClaimsOnce(t *testing.T) {
 		t.Fatalf("owner emitted [%d,%d) after the racer", a, b)
 	}
 	// An idle replica halves what is left.
-	half, how := s.steal()
+	half, how := s.steal(0)
 	if half == nil || how != stealHalve {
 		t.Fatalf("steal = %v, %d", half, how)
 	}
@@ -312,20 +312,20 @@ func TestSchedulerClaimsOnce(t *testing.T) {
 // speed loses its span to an idle replica, and its request is cancelled.
 func TestSchedulerReplacesSlowReader(t *testing.T) {
 	s := newScheduler(1 << 20)
-	slow := s.begin(0, 1<<20) // too short to halve
+	slow := s.begin(0, 1<<20, 0) // too short to halve
 	s.answered(slow, time.Millisecond)
 	var mu sync.Mutex
 	var cause error
 	s.request(slow, func(err error) { mu.Lock(); cause = err; mu.Unlock() })
-	s.sample(64<<20, time.Second) // typical: 64 MiB/s
+	s.sample(0, 64<<20, time.Second) // typical: 64 MiB/s
 	s.claim(slow, 0, 4096)
-	if r, _ := s.steal(); r != nil {
+	if r, _ := s.steal(0); r != nil {
 		t.Fatal("a reader was judged before it ran long enough")
 	}
 	s.mu.Lock()
 	slow.started = time.Now().Add(-time.Second) // 4 KiB/s
 	s.mu.Unlock()
-	r, how := s.steal()
+	r, how := s.steal(0)
 	if r == nil || how != stealReplace {
 		t.Fatalf("steal = %v, %d", r, how)
 	}

@@ -7,6 +7,7 @@ package progress
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"path/filepath"
 	"sync"
 	"time"
@@ -52,6 +53,16 @@ type barStats struct {
 	rate        float64
 	eta         time.Duration // -1: unknown
 	conns       []connStats
+	sources     []sourceStats
+}
+
+// sourceStats is a line of a download from several URLs.
+type sourceStats struct {
+	connStats
+	url     string
+	conns   int
+	errors  int64
+	dropped bool
 }
 
 type connStats struct {
@@ -169,6 +180,14 @@ func (b *Bar) Finish(ok bool) {
 func (b *Bar) poll(dt float64) {
 	p := b.d.Progress()
 	perConn, done, total := p.Connections, p.Done, p.Total
+	if len(p.Sources) > 1 {
+		// From several URLs, a line per source says more than one per
+		// connection.
+		perConn = make([]int64, len(p.Sources))
+		for i, src := range p.Sources {
+			perConn[i] = src.Bytes
+		}
+	}
 
 	b.mu.Lock()
 	s := &b.stats
@@ -186,6 +205,14 @@ func (b *Bar) poll(dt float64) {
 		}
 		c.bytes = n
 	}
+	for len(s.sources) < len(p.Sources) {
+		s.sources = append(s.sources, sourceStats{})
+	}
+	for i, src := range p.Sources {
+		ss := &s.sources[i]
+		ss.connStats = s.conns[i]
+		ss.url, ss.conns, ss.errors, ss.dropped = src.URL, src.Connections, src.Errors, src.Dropped != ""
+	}
 	total = s.total
 	b.mu.Unlock()
 
@@ -198,7 +225,7 @@ func (b *Bar) poll(dt float64) {
 	if len(perConn) > 1 && !b.shared {
 		for i := len(b.conns); i < len(perConn); i++ {
 			b.conns = append(b.conns, b.p.New(-1, mpb.NopStyle(),
-				mpb.PrependDecorators(decor.Name(fmt.Sprintf("  conn %d", i+1), decor.WC{C: decor.DindentRight | decor.DextraSpace | decor.DSyncWidth})),
+				mpb.PrependDecorators(decor.Name(b.lineName(i), decor.WC{C: decor.DindentRight | decor.DextraSpace | decor.DSyncWidth})),
 				mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return b.connText(i) })),
 			))
 		}
@@ -241,7 +268,32 @@ func (b *Bar) connText(i int) string {
 		return ""
 	}
 	c := b.stats.conns[i]
-	return fmt.Sprintf("%10s  %12s", Bytes(float64(c.bytes)), Rate(c.rate))
+	line := fmt.Sprintf("%10s  %12s", Bytes(float64(c.bytes)), Rate(c.rate))
+	if i < len(b.stats.sources) {
+		src := b.stats.sources[i]
+		line += fmt.Sprintf("  %d conns, %d errors", src.conns, src.errors)
+		if src.dropped {
+			line += ", dropped"
+		}
+	}
+	return line
+}
+
+// lineName names the line of connection or source i.
+func (b *Bar) lineName(i int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if i < len(b.stats.sources) {
+		host := b.stats.sources[i].url
+		if u, err := url.Parse(host); err == nil && u.Host != "" {
+			host = u.Host
+		}
+		if len(host) > 24 {
+			host = host[:21] + "..."
+		}
+		return "  " + host
+	}
+	return fmt.Sprintf("  conn %d", i+1)
 }
 
 // Display is the progress display of a batch on a terminal: one mpb

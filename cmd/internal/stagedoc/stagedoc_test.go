@@ -164,7 +164,7 @@ func TestTopLevelKeys(t *testing.T) {
 		keys = append(keys, f.Key)
 	}
 	for _, want := range []config.Field{
-		{Key: "url", Kind: "string", Default: `""`, Help: "what to download; --url or the first argument overrides"},
+		{Key: "url", Kind: "string", Default: `""`, Help: "what to download; --url or the first argument overrides. A list names the file's mirrors after it: url: [A, B]"},
 		{Key: "overwrite", Kind: "bool", Default: "false", Help: "replace an existing output file"},
 		{Key: "http.connect_timeout", Kind: "duration", Default: "10s", Help: "time allowed to open a TCP connection"},
 		{Key: "http.user_agent", Kind: "string", Default: "dlflow/0.1", Help: "User-Agent header of every request"},

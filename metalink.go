@@ -1,0 +1,105 @@
+package dlflow
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/dlflow/dlflow/httpx"
+	"github.com/dlflow/dlflow/metalink"
+	"github.com/dlflow/dlflow/pipeline"
+)
+
+// applyMetalink reads the request's Metalink file (a path, or an http(s)
+// URL fetched with the configuration's HTTP settings) and makes the
+// download a copy of the request with its URLs (the most preferred one
+// the primary unless the request names one), its checksum (unless the
+// request has one); its size, name and piece hashes apply after the
+// probe (metalinkResource).
+func (d *Download) applyMetalink(ctx context.Context) error {
+	src := d.req.Metalink
+	if src == "" {
+		return nil
+	}
+	cfg, err := d.load(d.req.Topology, allStageKeys)
+	if err != nil {
+		return err
+	}
+	var r io.ReadCloser
+	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
+		client, header, err := d.client.httpClient(cfg.HTTP)
+		if err != nil {
+			return &RequestError{Field: "Config", Err: err}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+		if err != nil {
+			return &RequestError{Field: "Metalink", Err: err}
+		}
+		req.Header = header.Clone()
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("metalink %s: %w", httpx.RedactURL(src), err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return fmt.Errorf("metalink: %w", httpx.NewHTTPError(resp, src))
+		}
+		r = resp.Body
+	} else if r, err = os.Open(src); err != nil {
+		return &RequestError{Field: "Metalink", Err: err}
+	}
+	file, err := metalink.Parse(r, "")
+	r.Close()
+	if err != nil {
+		return &RequestError{Field: "Metalink", Err: err}
+	}
+	req := *d.req
+	var urls []string
+	for _, u := range file.URLs {
+		urls = append(urls, u.URL)
+	}
+	if req.URL == "" && cfg.URL == "" {
+		req.URL, urls = urls[0], urls[1:]
+	}
+	req.Mirrors = append(urls, req.Mirrors...)
+	if len(req.Mirrors) > MaxSources-1 {
+		d.log.Info().Int("urls", len(req.Mirrors)+1).Msgf("the metalink lists more URLs than a download uses; the %d most preferred are used", MaxSources)
+		req.Mirrors = req.Mirrors[:MaxSources-1]
+	}
+	if req.Checksum == "" && cfg.Checksum == "" {
+		req.Checksum = file.Checksum()
+	}
+	d.req, d.metalink = &req, file
+	return nil
+}
+
+// metalinkResource applies the Metalink file's size, name and piece
+// hashes to the probed resource.
+func (d *Download) metalinkResource(res *pipeline.Resource) error {
+	f := d.metalink
+	if f == nil {
+		return nil
+	}
+	if f.Size >= 0 && res.Size >= 0 && f.Size != res.Size {
+		return fmt.Errorf("%s has %d bytes; the metalink says %d: %w", httpx.RedactURL(res.URL), res.Size, f.Size, httpx.ErrResourceChanged)
+	}
+	if f.Name != "" {
+		res.FileName = f.Name
+	}
+	if p := f.Pieces; p != nil && res.Size == f.Size {
+		if p.Length > maxVerifiedPiece {
+			d.log.Warn().Int64("piece", p.Length).Msg("the metalink's pieces are too long to verify one by one; the file's checksum still is verified")
+		} else {
+			res.Pieces = &pipeline.PieceHashes{Length: p.Length, Algorithm: p.Algorithm, Sums: p.Hashes}
+			res.Guarded = true
+		}
+	}
+	return nil
+}
+
+// maxVerifiedPiece is the longest piece verified as it arrives: a reader
+// holds a whole piece until it is (the stages' own bound).
+const maxVerifiedPiece = 16 << 20
