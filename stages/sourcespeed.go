@@ -1,0 +1,196 @@
+package stages
+
+import (
+	"time"
+)
+
+// This file holds what the scheduler knows of each source's speed when a
+// reader stage fetches from several (mirrors): the samples it takes, the
+// share of a request each source asks for, the source too slow to take
+// new work, and the ranges a reader hands back when its source is dropped
+// (orphans) for the readers of other sources to adopt. The scheduler's
+// state and locking are in scheduler.go.
+
+// sample feeds the speed of one request to source src into the typical
+// speed and that of the source.
+func (s *scheduler) sample(src int, bytes int64, d time.Duration) {
+	if bytes < rateSample || d <= 0 {
+		return
+	}
+	rate := float64(bytes) / d.Seconds()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.typical == 0 {
+		s.typical = rate
+	} else {
+		s.typical = 0.75*s.typical + 0.25*rate
+	}
+	if s.multi {
+		if s.bySource == nil {
+			s.bySource = make(map[int]float64)
+		}
+		if old, ok := s.bySource[src]; ok {
+			rate = 0.75*old + 0.25*rate
+		}
+		s.bySource[src] = rate
+	}
+}
+
+// liveRatesLocked is, with several sources, the mean speed of the
+// readers of each source that ran long enough to be judged: a source's
+// requests may be too long (or too slow) to have completed one, and an
+// unmeasured slow source taken for a typical one would steal work it
+// finishes late.
+func (s *scheduler) liveRatesLocked(now time.Time) map[int]float64 {
+	if !s.multi {
+		return nil
+	}
+	if s.bySource == nil {
+		s.bySource = make(map[int]float64)
+	}
+	sum, n := map[int]float64{}, map[int]int{}
+	for sp := range s.spans {
+		for _, r := range sp.readers {
+			if rate, ok := s.rateLocked(r, now); ok && r.cancel != nil {
+				sum[r.src] += rate
+				n[r.src]++
+			}
+		}
+	}
+	for src := range sum {
+		sum[src] /= float64(n[src])
+	}
+	return sum
+}
+
+// rateOfLocked is the typical speed of a connection to source src: its
+// own measured one, else the typical over all.
+func (s *scheduler) rateOfLocked(src int) float64 {
+	if r, ok := s.bySource[src]; ok && r > 0 {
+		return r
+	}
+	return s.typical
+}
+
+// shareOf is the part of a full request (rangeTaker) that a replica of
+// source src asks for: 1 with one source; with several, its source's
+// speed over the fastest one's, and while its source is not measured 1
+// for the primary (the source asked for; a dead or slow mirror then costs
+// it nothing) and 0 (one range) for a mirror, so that a slow mirror does
+// not start with a large share that the others must take back from it.
+func (s *scheduler) shareOf(src int) float64 {
+	if s == nil {
+		return 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.multi {
+		return 1
+	}
+	rate, ok := s.bySource[src]
+	switch {
+	case (!ok || rate <= 0) && src == 0:
+		return 1
+	case !ok || rate <= 0:
+		return 0
+	}
+	fastest := rate
+	for _, r := range s.bySource {
+		fastest = max(fastest, r)
+	}
+	return rate / fastest
+}
+
+// tooSlow reports, with several sources, whether source src is measured
+// slowFactor times slower per connection than the fastest one: its
+// replicas then take no work while others are busy, and steal none.
+func (s *scheduler) tooSlow(src int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tooSlowLocked(src)
+}
+
+func (s *scheduler) tooSlowLocked(src int) bool {
+	rate, ok := s.bySource[src]
+	if !s.multi || !ok || rate <= 0 {
+		return false
+	}
+	for _, r := range s.bySource {
+		if rate*slowFactor < r {
+			return true
+		}
+	}
+	return false
+}
+
+// forget drops what is known of source src's speed: it was dropped, and
+// must not make the others look fast or slow.
+func (s *scheduler) forget(src int) {
+	s.mu.Lock()
+	delete(s.bySource, src)
+	s.mu.Unlock()
+}
+
+// setSource records that r now fetches from source src (a failover).
+func (s *scheduler) setSource(r *spanReader, src int) {
+	s.mu.Lock()
+	r.src = src
+	s.mu.Unlock()
+}
+
+// orphan detaches a reader whose source was dropped and that stops: its
+// span stays registered without readers, and the first idle replica
+// adopts it (steal), so that its bytes are fetched from another source.
+func (s *scheduler) orphan(r *spanReader) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sp := s.detachLocked(r)
+	if sp.done || sp.pos >= sp.end {
+		if !sp.done {
+			s.completeLocked(sp, r)
+		}
+		return
+	}
+	// Wake idle replicas: there is work to adopt.
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// adopt attaches a replica of source src to a span left without readers
+// (orphan), the lowest first: a replica takes such work before new ranges,
+// since it lies below them and may hold a reorder window back. Nil when
+// there is none.
+func (s *scheduler) adopt(src int) *spanReader {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.adoptLocked(src, time.Now())
+}
+
+func (s *scheduler) adoptLocked(src int, now time.Time) *spanReader {
+	var lowest *span
+	for sp := range s.spans {
+		if len(sp.readers) == 0 && !sp.done && sp.pos < sp.end && (lowest == nil || sp.pos < lowest.pos) {
+			lowest = sp
+		}
+	}
+	if lowest == nil {
+		return nil
+	}
+	s.counts[stealAdopt]++
+	r := s.attachLocked(lowest, now)
+	r.src = src
+	return r
+}
+
+// orphanRange registers [start, end), taken from the input by a replica
+// that stops before fetching it, for the others to adopt.
+func (s *scheduler) orphanRange(start, end int64) {
+	if end <= start {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.spans[&span{pos: start, end: end}] = struct{}{}
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
