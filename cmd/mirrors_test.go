@@ -47,8 +47,14 @@ func TestCLIMirrors(t *testing.T) {
 		for _, s := range sum.Sources {
 			total += s.Bytes
 		}
-		if total != size || sum.Sources[2].URL != dead || !strings.Contains(sum.Sources[2].Dropped, "connection refused") || sum.Sources[2].Bytes != 0 {
-			t.Fatalf("sources %+v, want %d bytes from the first two and the dead one dropped", sum.Sources, size)
+		// The dead mirror's connections are refused as soon as they ask
+		// for a range; under load the live ones can take every range
+		// before they ask, and then it was never tried: both are fine,
+		// as long as the JSON says which.
+		d := sum.Sources[2]
+		tried := d.Errors > 0 || d.Dropped != ""
+		if total != size || d.URL != dead || d.Bytes != 0 || tried && !strings.Contains(d.Dropped, "connection refused") {
+			t.Fatalf("sources %+v, want %d bytes from the first two and the dead one dropped (or not tried)", sum.Sources, size)
 		}
 	})
 	t.Run("metalink", func(t *testing.T) {
