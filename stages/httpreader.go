@@ -284,6 +284,35 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 				return nil
 			}
 		}
+		if sched != nil && carry == nil && f.srcs != nil && sched.probing(f.srcIndex()) {
+			// A mirror not measured yet probes the tail of a range the
+			// others hold rather than take one from the input: see
+			// probeTailLocked. Until the first answer, it waits.
+			if sr, how := sched.steal(f.srcIndex()); sr != nil {
+				if err := f.takeOver(ctx, sched, sr, how); err != nil {
+					if errors.Is(err, errSourceGone) {
+						return gone()
+					}
+					return err
+				}
+				continue
+			}
+			if sched.probeWait(f.srcIndex()) {
+				if poll == nil {
+					poll = time.NewTimer(stealPoll)
+				} else {
+					poll.Reset(stealPoll)
+				}
+				armed := time.Now()
+				select {
+				case <-poll.C:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				io.Waited(time.Since(armed))
+				continue
+			}
+		}
 		var r pipeline.Range
 		got := false
 		if carry != nil {
@@ -356,6 +385,9 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		if ignored, ok := f.support.known(); ok && ignored && r.Start > 0 {
 			// The stream of the range at 0 carries these bytes.
 			continue
+		}
+		if sched != nil && f.srcs != nil {
+			r.End = sched.probeRange(f.srcIndex(), r.Start, r.End)
 		}
 		p := httpPiece{start: r.Start, end: r.End}
 		if r.End < 0 {

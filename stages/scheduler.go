@@ -83,10 +83,12 @@ type scheduler struct {
 	// quiet: no reader is judged before then, because an idle replica
 	// woke late: the process is short of CPU, so readers look slow.
 	quiet time.Time
+	born  time.Time // see probeWait
 }
 
 func newScheduler(stealMin int64) *scheduler {
-	return &scheduler{stealMin: stealMin, spans: make(map[*span]struct{}), changed: make(chan struct{}), align: pieceAlign}
+	return &scheduler{stealMin: stealMin, spans: make(map[*span]struct{}), changed: make(chan struct{}), align: pieceAlign,
+		born: time.Now()}
 }
 
 // span is a range being fetched: [pos, end) is still to emit. Guarded by
@@ -306,6 +308,14 @@ func (s *scheduler) steal(src int) (*spanReader, int) {
 	}
 	if r := s.adoptLocked(src, now); r != nil {
 		return r, stealAdopt
+	}
+	if probe := s.probeLocked(src); probe > 0 {
+		// An unmeasured mirror takes a probe, never a half: it may be far
+		// slower than the reader it would take the half from.
+		if r := s.probeTailLocked(src, probe, now); r != nil {
+			return r, stealHalve
+		}
+		return nil, stealNone
 	}
 	live := s.liveRatesLocked(now)
 	rateOf := func(src int) float64 {

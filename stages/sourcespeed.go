@@ -176,6 +176,13 @@ func (s *scheduler) adoptLocked(src int, now time.Time) *spanReader {
 	if lowest == nil {
 		return nil
 	}
+	if probe := s.probeLocked(src); probe > 0 {
+		// An unmeasured mirror adopts a probe; the rest stays an orphan.
+		if cut := (lowest.pos + probe + s.align - 1) / s.align * s.align; cut < lowest.end {
+			s.spans[&span{pos: cut, end: lowest.end}] = struct{}{}
+			lowest.end = cut
+		}
+	}
 	s.counts[stealAdopt]++
 	r := s.attachLocked(lowest, now)
 	r.src = src
@@ -193,4 +200,99 @@ func (s *scheduler) orphanRange(start, end int64) {
 	s.spans[&span{pos: start, end: end}] = struct{}{}
 	close(s.changed)
 	s.changed = make(chan struct{})
+}
+
+// mirrorProbe is the most an unmeasured mirror's request asks for (rounded
+// up to the scheduler's align): enough for a sample (rateSample), little
+// enough that a mirror far slower than the primary holds few bytes that
+// the primary must fetch again. A 4 MiB piece at 256 KiB/s holds 16 s of
+// work; 512 KiB holds 2 s, less than the primary takes for 256 MiB.
+const mirrorProbe = 512 << 10
+
+// probeLocked is the most a request of a replica of source src may ask
+// for while its source is not measured: 0 (no limit) with one source, for
+// the primary, and for a measured mirror.
+func (s *scheduler) probeLocked(src int) int64 {
+	if !s.multi || src == 0 {
+		return 0
+	}
+	if r, ok := s.bySource[src]; ok && r > 0 {
+		return 0
+	}
+	return (int64(mirrorProbe) + s.align - 1) / s.align * s.align
+}
+
+// probing reports whether the requests of source src are cut to a probe:
+// a mirror whose speed is not measured yet.
+func (s *scheduler) probing(src int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.probeLocked(src) > 0
+}
+
+// probeWait reports whether an unmeasured mirror's replica should wait
+// before taking a range from the input: until the first answer of any
+// source (the primary's replicas then hold the input's ranges, and the
+// mirror probes the tail of one of them, probeTailLocked), at most
+// judgeMax, so that a dead primary does not leave the input untaken.
+func (s *scheduler) probeWait(src int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.probeLocked(src) > 0 && s.stealMin > 0 && s.ttfb == 0 && time.Since(s.born) < judgeMax
+}
+
+// probeRange cuts [start, end), which a replica of source src took from
+// the input, to what its request asks for, and returns the new end: for
+// an unmeasured mirror a probe, the rest being registered for the others
+// to adopt (orphanRange); otherwise end.
+func (s *scheduler) probeRange(src int, start, end int64) int64 {
+	s.mu.Lock()
+	probe := s.probeLocked(src)
+	s.mu.Unlock()
+	if probe <= 0 || end < 0 {
+		return end
+	}
+	cut := (start + probe + s.align - 1) / s.align * s.align
+	if cut >= end {
+		return end
+	}
+	s.orphanRange(cut, end)
+	return cut
+}
+
+// probeTailLocked gives an unmeasured mirror's replica the last probe
+// bytes of the span with the most left (a halving that leaves the other
+// reader almost all of it): the other reader's request stops where it
+// would have ended anyway, so the probe costs the others no request,
+// unlike a range taken from the input, whose rest must be fetched by a
+// request of its own. Nil when no span is long enough.
+func (s *scheduler) probeTailLocked(src int, probe int64, now time.Time) *spanReader {
+	var (
+		best *span
+		cut  int64
+	)
+	for sp := range s.spans {
+		if !sp.stealable || sp.done || len(sp.readers) == 0 {
+			continue
+		}
+		// The span's reader keeps at least the probe's length: a probe
+		// slower than it must not become what it waits for.
+		at := (sp.end - probe) / s.align * s.align
+		if at-sp.pos < 2*probe || at >= sp.end {
+			continue
+		}
+		if best == nil || sp.end-sp.pos > best.end-best.pos {
+			best, cut = sp, at
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	sp := &span{pos: cut, end: best.end}
+	best.end = cut
+	r := &spanReader{sp: sp, started: now, src: src}
+	sp.readers = []*spanReader{r}
+	s.spans[sp] = struct{}{}
+	s.counts[stealHalve]++
+	return r
 }
