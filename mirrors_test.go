@@ -279,3 +279,36 @@ func TestMirrorSlowNeverHoldsTheTail(t *testing.T) {
 		t.Fatalf("sources delivered %v, want the slow one less than one range", got)
 	}
 }
+
+// TestMirrorSlowAskedForAProbe: a mirror whose speed is not measured yet
+// asks for a probe (512 KiB) at a time, never a whole range that the
+// primary must fetch again when the mirror turns out far slower; so a slow
+// mirror cannot make the download slower than the primary alone.
+func TestMirrorSlowAskedForAProbe(t *testing.T) {
+	noLeaks(t)
+	// The primary takes about 0.4 s, long enough for the mirror to be
+	// asked; the mirror would take 16 s for a sample of its speed.
+	a := startOrigin(t, origin.Options{Size: mirSize, Seed: mirSeed, RateLimit: 16 << 20})
+	b := startOrigin(t, origin.Options{Size: mirSize, Seed: mirSeed, RateLimit: 16 << 10})
+	out := fltOut(t)
+	res, err := do(t, mirRequest(a.URL(), out, b.URL()))
+	fltOK(t, res, err, out, mirSize, mirSeed)
+	b.WaitIdle(5 * time.Second)
+	gets := 0
+	for _, r := range b.Log() {
+		if r.Method != "GET" {
+			continue
+		}
+		gets++
+		var first, last int64
+		if _, err := fmt.Sscanf(r.Range, "bytes=%d-%d", &first, &last); err != nil {
+			t.Fatalf("mirror GET with Range %q: %v", r.Range, err)
+		}
+		if n := last - first + 1; n > 512<<10 {
+			t.Errorf("the unmeasured mirror was asked for %d bytes (%s), want at most 512 KiB", n, r.Range)
+		}
+	}
+	if gets == 0 {
+		t.Fatal("the mirror was never asked: the test shows nothing")
+	}
+}

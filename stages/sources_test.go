@@ -274,3 +274,52 @@ func TestSchedulerTooSlow(t *testing.T) {
 		t.Fatalf("steal = %v, %d; want a halving", r, how)
 	}
 }
+
+// TestSchedulerProbesUnmeasuredMirror: until its speed is measured, a
+// mirror's replica takes the last 512 KiB of the longest span (not a
+// half), cuts a range it took to 512 KiB and adopts 512 KiB of an orphan,
+// leaving the rest to others; once measured, it takes whole ranges.
+func TestSchedulerProbesUnmeasuredMirror(t *testing.T) {
+	const probe = 512 << 10
+	s := newScheduler(1 << 20)
+	s.multi = true
+	if s.probing(0) || !s.probing(1) {
+		t.Fatalf("probing primary %v, mirror %v; want false, true", s.probing(0), s.probing(1))
+	}
+	victim := s.begin(0, 32<<20, 0)
+	s.answered(victim, 50*time.Millisecond)
+	if s.probeWait(1) {
+		t.Fatal("the mirror still waits after the first answer")
+	}
+	r, how := s.steal(1)
+	if r == nil || how != stealHalve {
+		t.Fatalf("steal = %v, %d; want the tail probed", r, how)
+	}
+	if start, end, _ := s.next(r); start != 32<<20-probe || end != 32<<20 {
+		t.Fatalf("the mirror took [%d,%d), want the last 512 KiB", start, end)
+	}
+	if _, end, _ := s.next(victim); end != 32<<20-probe {
+		t.Fatalf("the primary's span ends at %d, want %d", end, 32<<20-probe)
+	}
+	if end := s.probeRange(1, 40<<20, 44<<20); end != 40<<20+probe {
+		t.Fatalf("a taken range is cut at %d, want %d", end, 40<<20+probe)
+	}
+	a := s.adopt(1)
+	if a == nil {
+		t.Fatal("the rest of the cut range is not an orphan")
+	}
+	if start, end, _ := s.next(a); start != 40<<20+probe || end != 41<<20 {
+		t.Fatalf("the mirror adopted [%d,%d), want 512 KiB", start, end)
+	}
+	rest := s.adopt(0)
+	if rest == nil {
+		t.Fatal("the rest of the orphan is gone")
+	}
+	if start, end, _ := s.next(rest); start != 41<<20 || end != 44<<20 {
+		t.Fatalf("the primary adopted [%d,%d), want [41MiB,44MiB)", start, end)
+	}
+	s.sample(1, 4<<20, time.Second)
+	if s.probing(1) || s.probeRange(1, 48<<20, 52<<20) != 52<<20 {
+		t.Fatal("a measured mirror still probes")
+	}
+}
