@@ -286,8 +286,8 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		}
 		if sched != nil && carry == nil && f.srcs != nil && sched.probing(f.srcIndex()) {
 			// A mirror not measured yet probes the tail of a range the
-			// others hold rather than take one from the input: see
-			// probeTailLocked. Until the first answer, it waits.
+			// others hold rather than take one from the input (and cut
+			// it, probeRange): see probeTailLocked.
 			if sr, how := sched.steal(f.srcIndex()); sr != nil {
 				if err := f.takeOver(ctx, sched, sr, how); err != nil {
 					if errors.Is(err, errSourceGone) {
@@ -295,21 +295,6 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 					}
 					return err
 				}
-				continue
-			}
-			if sched.probeWait(f.srcIndex()) {
-				if poll == nil {
-					poll = time.NewTimer(stealPoll)
-				} else {
-					poll.Reset(stealPoll)
-				}
-				armed := time.Now()
-				select {
-				case <-poll.C:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				io.Waited(time.Since(armed))
 				continue
 			}
 		}

@@ -83,12 +83,10 @@ type scheduler struct {
 	// quiet: no reader is judged before then, because an idle replica
 	// woke late: the process is short of CPU, so readers look slow.
 	quiet time.Time
-	born  time.Time // see probeWait
 }
 
 func newScheduler(stealMin int64) *scheduler {
-	return &scheduler{stealMin: stealMin, spans: make(map[*span]struct{}), changed: make(chan struct{}), align: pieceAlign,
-		born: time.Now()}
+	return &scheduler{stealMin: stealMin, spans: make(map[*span]struct{}), changed: make(chan struct{}), align: pieceAlign}
 }
 
 // span is a range being fetched: [pos, end) is still to emit. Guarded by

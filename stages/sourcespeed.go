@@ -230,17 +230,6 @@ func (s *scheduler) probing(src int) bool {
 	return s.probeLocked(src) > 0
 }
 
-// probeWait reports whether an unmeasured mirror's replica should wait
-// before taking a range from the input: until the first answer of any
-// source (the primary's replicas then hold the input's ranges, and the
-// mirror probes the tail of one of them, probeTailLocked), at most
-// judgeMax, so that a dead primary does not leave the input untaken.
-func (s *scheduler) probeWait(src int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.probeLocked(src) > 0 && s.stealMin > 0 && s.ttfb == 0 && time.Since(s.born) < judgeMax
-}
-
 // probeRange cuts [start, end), which a replica of source src took from
 // the input, to what its request asks for, and returns the new end: for
 // an unmeasured mirror a probe, the rest being registered for the others
