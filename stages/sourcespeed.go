@@ -182,6 +182,20 @@ func (s *scheduler) adoptLocked(src int, now time.Time) *spanReader {
 			s.spans[&span{pos: cut, end: lowest.end}] = struct{}{}
 			lowest.end = cut
 		}
+	} else {
+		// The orphans that continue it go with it, in one request: a
+		// probe that failed lies just below the rest of its range.
+		for merged := true; merged; {
+			merged = false
+			for sp := range s.spans {
+				if sp != lowest && len(sp.readers) == 0 && !sp.done && sp.pos == lowest.end && sp.end > sp.pos {
+					lowest.end = sp.end
+					delete(s.spans, sp)
+					merged = true
+					break
+				}
+			}
+		}
 	}
 	s.counts[stealAdopt]++
 	r := s.attachLocked(lowest, now)
