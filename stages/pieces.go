@@ -161,7 +161,9 @@ func (f *httpFetcher) streamPieces(ctx context.Context, body io.Reader, pos *int
 		}
 		drop()
 		if done || *pos >= want {
-			f.sched.sample(f.sr.src, *pos-first, time.Since(began)-blocked)
+			if !f.prefetched {
+				f.sched.sample(f.sr.src, *pos-first, time.Since(began)-blocked)
+			}
 			return nil
 		}
 	}
