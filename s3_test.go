@@ -139,9 +139,13 @@ func TestS3UploadWhileDownloading(t *testing.T) {
 				t.Fatalf("ETag %s, want a multipart ETag of %d parts (ending %s)", etag, parts, want)
 			}
 			// Each byte once, but for what the probe's answer carried
-			// past what its reader took (up to a piece).
-			if got := src.Stats().BytesServed; got < size || got > size+s3PartSize {
-				t.Fatalf("the source served %d bytes, want %d to %d", got, size, size+s3PartSize)
+			// past what its reader took (up to a piece) and what a
+			// connection that work stealing replaced had in flight: on
+			// loopback the socket buffers hold megabytes, and under load
+			// a few replacements sent 15 MB more for 64 MiB. Half the
+			// size again still catches a download that fetches twice.
+			if got, most := src.Stats().BytesServed, size+max(s3PartSize, size/2); got < size || got > most {
+				t.Fatalf("the source served %d bytes, want %d to %d", got, size, most)
 			}
 			assertNoObject(t, c, b, key+".dlflow-upload")
 			if ids := pendingUploads(t, c, b, key); len(ids) != 0 {
