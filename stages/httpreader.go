@@ -238,6 +238,22 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		}
 		return nil
 	}
+	// ended is what Run returns after a fetch failed with err.
+	ended := func(err error) error {
+		if errors.Is(err, errSourceGone) {
+			return gone()
+		}
+		return err
+	}
+	// armPoll (re)starts the timer that bounds a wait for work to steal.
+	armPoll := func() <-chan time.Time {
+		if poll == nil {
+			poll = time.NewTimer(stealPoll)
+		} else {
+			poll.Reset(stealPoll)
+		}
+		return poll.C
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -253,10 +269,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			// A dropped source's ranges first: they lie below the new ones.
 			if sr := sched.adopt(f.srcIndex()); sr != nil {
 				if err := f.takeOver(ctx, sched, sr, stealAdopt); err != nil {
-					if errors.Is(err, errSourceGone) {
-						return gone()
-					}
-					return err
+					return ended(err)
 				}
 				continue
 			}
@@ -266,15 +279,11 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			// faster connection would take back from it. It waits, and
 			// takes work only when no other connection is busy.
 			if busy, changed := sched.busy(); busy {
-				if poll == nil {
-					poll = time.NewTimer(stealPoll)
-				} else {
-					poll.Reset(stealPoll)
-				}
+				tick := armPoll()
 				armed := time.Now()
 				select {
 				case <-changed:
-				case <-poll.C:
+				case <-tick:
 				case <-ctx.Done():
 					return ctx.Err()
 				}
@@ -290,10 +299,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			// it, probeRange): see probeTailLocked.
 			if sr, how := sched.steal(f.srcIndex()); sr != nil {
 				if err := f.takeOver(ctx, sched, sr, how); err != nil {
-					if errors.Is(err, errSourceGone) {
-						return gone()
-					}
-					return err
+					return ended(err)
 				}
 				continue
 			}
@@ -327,10 +333,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			// (or for the others to finish, once the input is closed).
 			if sr, how := sched.steal(f.srcIndex()); sr != nil {
 				if err := f.takeOver(ctx, sched, sr, how); err != nil {
-					if errors.Is(err, errSourceGone) {
-						return gone()
-					}
-					return err
+					return ended(err)
 				}
 				continue
 			}
@@ -338,13 +341,9 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			if in == nil && !busy {
 				return nil
 			}
-			if poll == nil {
-				poll = time.NewTimer(stealPoll)
-			} else {
-				poll.Reset(stealPoll)
-			}
+			tick := armPoll()
 			armed := time.Now()
-			next, c, res, err := take.wait(ctx, in, changed, poll.C, sched.shareOf(f.srcIndex()))
+			next, c, res, err := take.wait(ctx, in, changed, tick, sched.shareOf(f.srcIndex()))
 			io.Waited(time.Since(armed)) // idle, for the metrics' busy time
 			switch {
 			case err != nil:
@@ -386,11 +385,8 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		} else {
 			err = f.fetch(ctx, p)
 		}
-		if errors.Is(err, errSourceGone) {
-			return gone()
-		}
 		if err != nil {
-			return err
+			return ended(err)
 		}
 	}
 }
