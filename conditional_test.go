@@ -194,7 +194,7 @@ func TestRetryPolicy(t *testing.T) {
 	if res.Retries != 3 {
 		t.Fatalf("%d retries, want 3", res.Retries)
 	}
-	if _, err := c.Do(ctx, &dlflow.Request{URL: srv.URL(), Path: filepath.Join(dir, "c"), Retry: &dlflow.Retry{Retries: -1}}); !errors.As(err, new(*dlflow.RequestError)) {
+	if _, err := c.Do(ctx, &dlflow.Request{URL: srv.URL(), Path: filepath.Join(dir, "c"), Retry: &dlflow.Retry{Retries: -2}}); !errors.As(err, new(*dlflow.RequestError)) {
 		t.Fatalf("negative retries: %v, want a *RequestError", err)
 	}
 }

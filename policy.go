@@ -16,7 +16,8 @@ import (
 // before failing does not count.
 type Retry struct {
 	// Retries is the most retries of a request after its first try
-	// (curl --retry): 0 tries once.
+	// (curl --retry): 0 tries once; -1 keeps the topology's, for a Retry
+	// that sets only Delay.
 	Retries int
 	// Delay, when positive, is the longest wait before each retry, in
 	// place of the doubling backoff: each wait is up to Delay, at random
@@ -38,8 +39,10 @@ func (r *Retry) key() string {
 // Retries+1 tries per piece of work, a run-wide budget of at least
 // Retries, and Delay as the backoff and its ceiling.
 func (r *Retry) policy(p httpx.RetryConfig) httpx.RetryConfig {
-	p.Attempts = r.Retries + 1
-	p.Total = max(p.Total, r.Retries)
+	if r.Retries >= 0 {
+		p.Attempts = r.Retries + 1
+		p.Total = max(p.Total, r.Retries)
+	}
 	if r.Delay > 0 {
 		p.Backoff, p.MaxBackoff = r.Delay, r.Delay
 	}

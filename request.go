@@ -237,8 +237,8 @@ func (r *Request) check() error {
 		return requestErrorf("LimitRate", "the rate limit must not be negative, got %d", r.LimitRate)
 	case r.MaxTime < 0:
 		return requestErrorf("MaxTime", "the time limit must not be negative, got %v", r.MaxTime)
-	case r.Retry != nil && r.Retry.Retries < 0:
-		return requestErrorf("Retry", "retries must be 0 or more, got %d", r.Retry.Retries)
+	case r.Retry != nil && r.Retry.Retries < -1:
+		return requestErrorf("Retry", "retries must be 0 or more (or -1: the topology's), got %d", r.Retry.Retries)
 	case r.Retry != nil && r.Retry.Delay < 0:
 		return requestErrorf("Retry", "the retry delay must not be negative, got %v", r.Retry.Delay)
 	case r.IfNewer && (r.Overwrite || r.SkipExisting):

@@ -186,7 +186,7 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	if b.stopped > 0 {
 		summary += fmt.Sprintf(", %d interrupted", b.stopped)
 	}
-	if !flags.log.quiet || b.failed > 0 || b.stopped > 0 || readErr != nil {
+	if !b.silent && (!flags.log.quiet || b.failed > 0 || b.stopped > 0 || readErr != nil) {
 		fmt.Fprintln(stderr, summary)
 	}
 

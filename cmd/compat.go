@@ -81,7 +81,12 @@ var flagHints = map[string]string{
 	"split":                     "aria2c's -s/--split N is --connections N",
 	"max-connection-per-server": "aria2c's -x/--max-connection-per-server N is --connections N",
 	"max-concurrent-downloads":  "aria2c's -j/--max-concurrent-downloads N is --jobs N",
-	"U":                         "wget's -U/--user-agent is -A/--user-agent",
+	"U":                         "wget's and aria2c's -U/--user-agent is -A/--user-agent",
+	"parallel-max":              "curl's --parallel-max N is --jobs N",
+	"allow-overwrite":           "aria2c's --allow-overwrite is --overwrite",
+	"all-proxy":                 "aria2c's --all-proxy is -x/--proxy",
+	"http-user":                 "aria2c's --http-user and --http-passwd are -u USER:PASSWORD",
+	"http-passwd":               "aria2c's --http-user and --http-passwd are -u USER:PASSWORD",
 	"output-document":           "wget's -O/--output-document FILE is -o FILE",
 	"out":                       "aria2c's --out FILE is -o FILE",
 	"R":                         "not needed: a completed file takes the server's Last-Modified as its time (curl's -R)",
@@ -174,7 +179,7 @@ func applyCompat(fs *pflag.FlagSet, c *compatFlags, req *dlflow.Request) error {
 		}
 		req.Retry = &dlflow.Retry{Retries: c.retry}
 		if !fs.Changed("retry") {
-			req.Retry.Retries = 4 // the default tries, with another delay
+			req.Retry.Retries = -1 // the topology's tries, with another delay
 		}
 		if c.retryDelay != "" {
 			d, err := seconds("retry-delay", c.retryDelay)
