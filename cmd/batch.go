@@ -159,6 +159,7 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	b := &batch{
 		base:    base,
 		dir:     base.Dir,
+		args:    fromArgs,
 		silent:  flags.compat.silent && !flags.compat.showError,
 		stdout:  stdout,
 		stderr:  lines,
@@ -215,6 +216,7 @@ type batch struct {
 	stderr  io.Writer
 	quiet   bool
 	silent  bool // -s without -S: no error lines either
+	args    bool // the URLs are the command line's, not a list's
 	json    bool
 	display *progress.Display // the shared progress display on a terminal, or nil
 
@@ -271,6 +273,9 @@ func (b *batch) run(ctx context.Context, client *dlflow.Client, jobs int, list i
 func (b *batch) request(e dlflow.ListEntry) *dlflow.Request {
 	r := *b.base
 	r.URL, r.Dir, r.Label = e.URL, b.dir, fmt.Sprintf("line %d", e.Line)
+	if b.args {
+		r.Label = fmt.Sprintf("URL %d", e.Line)
+	}
 	// An output: key of the config file names one file, not one per line.
 	r.Config = append(slices.Clip(r.Config), config.Override{Key: "output", Value: "", Origin: "the list"})
 	r.Path = e.Name
@@ -310,6 +315,9 @@ func (b *batch) report(ctx context.Context, r dlflow.BatchResult) {
 		line := b.lines[claimed.By]
 		b.mu.Unlock()
 		err = fmt.Errorf("%s is already the output of line %d of the list; write a name after the URL", claimed.Path, line)
+		if b.args {
+			err = fmt.Errorf("%s is already the output of URL %d of the command line; name them in a list (-i) to keep both", claimed.Path, line)
+		}
 	}
 	redacted := httpx.RedactURL(r.Request.URL)
 	var ie *interrupted

@@ -103,6 +103,9 @@ func flagHint(err error) string {
 	if m == nil {
 		return ""
 	}
+	if m[1] >= "0" && m[1] <= "9" {
+		return "aria2c's -sN (split) is --connections N; -s is curl's --silent here"
+	}
 	return flagHints[m[1]+m[2]]
 }
 

@@ -442,7 +442,7 @@ func startCPUProfile(path string) (stop func() error, err error) {
 }
 
 // getUsageHead and getUsageTail frame the flags in the usage.
-const getUsageHead = `Usage: dlflow [flags] URL
+const getUsageHead = `Usage: dlflow [flags] URL [URL...] [-d DIR]
        dlflow -c TOPOLOGY.yaml --url URL -o PATH [--connections N]
        dlflow -i LIST [--jobs N] [--dir DIR] [--max-per-host N]   (LIST: one "URL [NAME]" a line, - for stdin)
        dlflow validate -c TOPOLOGY.yaml
@@ -460,6 +460,9 @@ prints it as one JSON object on stdout.
 Examples:
   dlflow https://example.com/big.iso
   dlflow -c examples/ranged.yaml --url https://example.com/big.iso -o big.iso --connections 16
+  dlflow -c ranged https://example.com/big.iso --retry 10 -m 1h   (a built-in topology, by name)
+  dlflow https://example.com/a.iso https://example.com/b.iso -d isos
+  dlflow -N https://example.com/big.iso -o big.iso                 (again only if the server's copy is newer)
   dlflow -c examples/stream.yaml --url https://example.com/log.txt --set stages.fetch.config.buffer=1MiB
   dlflow https://example.com/big.iso -H 'Authorization: Bearer TOKEN' --limit-rate 10M
   dlflow https://user:secret@example.com/private.tar -q --json > result.json
@@ -473,6 +476,8 @@ Flags:
 const getUsageTail = `
 Environment: DLFLOW_<KEY> sets a config key, with __ between levels
 (DLFLOW_STAGES__FETCH__WORKERS=16). Precedence: defaults < file < env < flags.
+Coming from curl, wget or aria2c: resume is automatic (-c is the topology);
+-L, -O, -C - and --continue are accepted; the README has a table.
 Exit codes: 0 complete, 1 download failed, 2 usage or config error,
 23 stdout closed by its reader (-o - | head), 130 interrupted (SIGINT),
 143 terminated (SIGTERM).
