@@ -176,6 +176,9 @@ func applyCompat(fs *pflag.FlagSet, c *compatFlags, req *dlflow.Request) error {
 	if overwrite, _ := fs.GetBool("overwrite"); c.ifNewer && overwrite {
 		return usagef("-N replaces the output only when the server's copy is newer and --overwrite always does; give one")
 	}
+	if err := checkRetrySets(fs, req.Sets); err != nil {
+		return err
+	}
 	if fs.Changed("retry") || fs.Changed("retry-delay") {
 		if c.retry < 0 {
 			return usagef("--retry must be 0 or more, got %d", c.retry)
@@ -198,6 +201,26 @@ func applyCompat(fs *pflag.FlagSet, c *compatFlags, req *dlflow.Request) error {
 			return err
 		}
 		req.MaxTime = d
+	}
+	return nil
+}
+
+// checkRetrySets refuses a --set of a stage's retry key that --retry or
+// --retry-delay sets too, as checkSets does for the flags' config keys.
+func checkRetrySets(fs *pflag.FlagSet, sets []string) error {
+	for _, set := range sets {
+		key, _, _ := strings.Cut(set, "=")
+		key = strings.TrimSpace(key)
+		for flag, suffixes := range map[string][]string{
+			"retry":       {".config.attempts", ".config.total_retries"},
+			"retry-delay": {".config.backoff", ".config.max_backoff"},
+		} {
+			for _, suffix := range suffixes {
+				if fs.Changed(flag) && strings.HasPrefix(key, "stages.") && strings.HasSuffix(key, suffix) {
+					return usagef("--set %s and --%s both set the retries of the HTTP stages; give one", key, flag)
+				}
+			}
+		}
 	}
 	return nil
 }
