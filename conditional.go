@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/dlflow/dlflow/httpx"
@@ -55,7 +56,11 @@ func (d *Download) ifNewer(ctx context.Context, client *http.Client, header http
 		return &ProbeError{URL: httpx.RedactURL(rawURL), Err: fmt.Errorf("conditional request: %w", err)}
 	}
 	if !same {
-		d.log.Info().Str("output", output).Str("reason", why).Msg("the server's copy is newer: downloading it")
+		ev := d.log.Info()
+		if serverLimit(why) {
+			ev = d.log.Warn() // the server cannot tell: the whole file again
+		}
+		ev.Str("output", output).Str("reason", why).Msg("the server's copy is newer, or the server cannot tell: downloading it")
 		d.replace = output
 		return nil
 	}
@@ -131,7 +136,7 @@ func compareAnswer(resp *http.Response, rawURL string, fi os.FileInfo) (same boo
 	lm, perr := http.ParseTime(resp.Header.Get("Last-Modified"))
 	switch {
 	case perr != nil:
-		return false, "the server gives no Last-Modified", nil
+		return false, noLastModified, nil
 	case lm.After(fi.ModTime()):
 		return false, fmt.Sprintf("Last-Modified %s is later than the file's %s", lm.UTC().Format(time.RFC3339), fi.ModTime().UTC().Format(time.RFC3339)), nil
 	case resp.ContentLength != fi.Size():
@@ -139,6 +144,14 @@ func compareAnswer(resp *http.Response, rawURL string, fi os.FileInfo) (same boo
 	}
 	return true, "same Last-Modified and size", nil
 }
+
+// serverLimit reports whether compareAnswer's reason is the server's
+// limit (no HEAD, no Last-Modified) rather than a newer copy.
+func serverLimit(why string) bool {
+	return why == noLastModified || strings.HasPrefix(why, "the server answered")
+}
+
+const noLastModified = "the server gives no Last-Modified"
 
 // keepLastModified gives a completed file the server's Last-Modified as
 // its modification time (as wget does), so that an IfNewer run can
