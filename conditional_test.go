@@ -8,9 +8,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/bench/origin"
@@ -217,5 +220,32 @@ func TestMaxTime(t *testing.T) {
 	assertMissing(t, out)
 	if res.Partial != out+".tmp" || res.Bytes <= 0 || res.Bytes >= size {
 		t.Fatalf("partial %q with %d bytes, want %s.tmp with some of %d", res.Partial, res.Bytes, out, size)
+	}
+}
+
+// TestIfNewerNoLastModified: a server that gives no Last-Modified cannot
+// say whether its copy is newer: IfNewer fetches the file again, replaces
+// the output, and warns that the server was the limit.
+func TestIfNewerNoLastModified(t *testing.T) {
+	noLeaks(t)
+	v1, v2 := bytes.Repeat([]byte("a"), 5000), bytes.Repeat([]byte("b"), 7000)
+	srv := newLogServer(t, v1, time.Time{}) // the zero time: no Last-Modified
+	out := filepath.Join(t.TempDir(), "f.bin")
+	if err := os.WriteFile(out, v2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	c := newClient(t, dlflow.WithLogger(zerolog.New(&logs).Level(zerolog.WarnLevel)))
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	res, err := c.Do(ctx, &dlflow.Request{URL: srv.URL + "/f.bin", Path: out, IfNewer: true})
+	if err != nil || res.UpToDate {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, v1) {
+		t.Fatalf("the output is not the server's copy (%d bytes)", len(got))
+	}
+	if !strings.Contains(logs.String(), `"level":"warn"`) || !strings.Contains(logs.String(), "no Last-Modified") {
+		t.Fatalf("no warning that the server cannot tell: %s", logs.String())
 	}
 }
