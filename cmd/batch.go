@@ -130,6 +130,9 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	if fromArgs {
 		urls := make([]string, fs.NArg())
 		for i, a := range fs.Args() {
+			if a == "" || strings.ContainsAny(a, " \t\r\n") {
+				return fail(stderr, usagef("URL %d %q: a URL has no spaces (write %%20) and is not empty", i+1, a))
+			}
 			urls[i] = guessURL(a)
 		}
 		list = strings.NewReader(strings.Join(urls, "\n"))
@@ -272,7 +275,7 @@ func (b *batch) run(ctx context.Context, client *dlflow.Client, jobs int, list i
 // request with the entry's URL and output.
 func (b *batch) request(e dlflow.ListEntry) *dlflow.Request {
 	r := *b.base
-	r.URL, r.Dir, r.Label = e.URL, b.dir, fmt.Sprintf("line %d", e.Line)
+	r.URL, r.Dir, r.Label = guessURL(e.URL), b.dir, fmt.Sprintf("line %d", e.Line)
 	if b.args {
 		r.Label = fmt.Sprintf("URL %d", e.Line)
 	}
