@@ -72,7 +72,13 @@ var flagHints = map[string]string{
 	"retry-wait":                "aria2c's --retry-wait is --retry-delay",
 	"T":                         "wget's -T/--timeout is --connect-timeout (to connect) or -m/--max-time (in all)",
 	"timeout":                   "wget's -T/--timeout is --connect-timeout (to connect) or -m/--max-time (in all)",
-	"n":                         "wget's -nc/--no-clobber is --skip-existing",
+	"-nc":                       "wget's -nc/--no-clobber is --skip-existing",
+	"-nv":                       "wget's -nv: dlflow prints one summary line by default, -q prints errors only",
+	"J":                         "not needed: the name comes from the server's Content-Disposition by default (curl's -J)",
+	"remote-header-name":        "not needed: the name comes from the server's Content-Disposition by default (curl's -J)",
+	"v":                         "-v is --log-level info (or debug)",
+	"verbose":                   "--verbose is --log-level info (or debug)",
+	"compressed":                "not taken: dlflow asks for the bytes as stored (ranges and sizes need them)",
 	"no-clobber":                "wget's -nc/--no-clobber is --skip-existing",
 	"no-check-certificate":      "wget's --no-check-certificate is -k/--insecure",
 	"check-certificate":         "aria2c's --check-certificate=false is -k/--insecure",
@@ -94,7 +100,7 @@ var flagHints = map[string]string{
 	"max-download-limit":        "aria2c's --max-download-limit is --limit-rate",
 }
 
-var unknownFlag = regexp.MustCompile(`^unknown (?:shorthand )?flag: (?:'(.)' in -\S*|--([^=\s]+))`)
+var unknownFlag = regexp.MustCompile(`^unknown (?:shorthand )?flag: (?:'(.)' in (-\S*)|--([^=\s]+))`)
 
 // flagHint is the hint for a parse error of an unknown flag that another
 // tool has, or "".
@@ -103,10 +109,14 @@ func flagHint(err error) string {
 	if m == nil {
 		return ""
 	}
-	if m[1] >= "0" && m[1] <= "9" {
+	short, token, long := m[1], m[2], m[3]
+	switch {
+	case short >= "0" && short <= "9":
 		return "aria2c's -sN (split) is --connections N; -s is curl's --silent here"
+	case short == "n" && len(token) >= 3:
+		return flagHints[token[:3]] // wget's -nc, -nv
 	}
-	return flagHints[m[1]+m[2]]
+	return flagHints[short+long]
 }
 
 // checkHabits refuses, with a hint, what reads as a habit of wget or
