@@ -275,7 +275,7 @@ func (b *batch) run(ctx context.Context, client *dlflow.Client, jobs int, list i
 // request with the entry's URL and output.
 func (b *batch) request(e dlflow.ListEntry) *dlflow.Request {
 	r := *b.base
-	r.URL, r.Dir, r.Label = guessURL(e.URL), b.dir, fmt.Sprintf("line %d", e.Line)
+	r.URL, r.Dir, r.Label = e.URL, b.dir, fmt.Sprintf("line %d", e.Line)
 	if b.args {
 		r.Label = fmt.Sprintf("URL %d", e.Line)
 	}
