@@ -38,7 +38,14 @@ var DefaultBody = BodyConfig{Buffer: 256 << 10, IdleTimeout: 30 * time.Second, R
 // RetryPolicy is the stage's retry policy, which the probe follows too.
 func (c BodyConfig) RetryPolicy() httpx.RetryConfig { return c.RetryConfig }
 
-var _ httpx.RetryPolicy = BodyConfig{}
+// SetRetryPolicy replaces the stage's retry policy (dlflow.Request.Retry).
+func (c *BodyConfig) SetRetryPolicy(p httpx.RetryConfig) { c.RetryConfig = p }
+
+var (
+	_ httpx.RetryPolicy       = BodyConfig{}
+	_ httpx.RetryPolicySetter = &HTTPReaderConfig{}
+	_ httpx.RetryPolicySetter = &HTTPSourceConfig{}
+)
 
 func (c BodyConfig) validate() error {
 	if c.Buffer < 1 || c.Buffer > maxReadBuffer {
