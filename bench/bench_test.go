@@ -114,19 +114,15 @@ func TestRunMatrix(t *testing.T) {
 	}
 
 	// The JSON names are a contract: scripts read them.
-	var buf bytes.Buffer
-	if err := res.WriteJSON(&buf); err != nil {
-		t.Fatal(err)
+	objects := cellObjects(t, res)
+	if len(objects) != 3 {
+		t.Fatalf("JSON: %d cells, want 3", len(objects))
 	}
-	var objects []map[string]any
-	if err := json.Unmarshal(buf.Bytes(), &objects); err != nil || len(objects) != 3 {
-		t.Fatalf("JSON: %v, %d objects\n%s", err, len(objects), buf.String())
-	}
-	common := "bottleneck bytes conns_accepted cpu_seconds_median label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes requests runs scenario seconds sha256 sha256_ok stages tool topology"
+	common := "bottleneck busy_runs bytes command conns_accepted cpu_seconds_median durable label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes requests run_count runs scenario seconds sha256 sha256_ok stages stats tool topology"
 	if got := strings.Join(slices.Sorted(maps.Keys(objects[0])), " "); got != common {
 		t.Errorf("JSON names of the stream cell:\n%s\nwant\n%s", got, common)
 	}
-	if got, want := strings.Join(slices.Sorted(maps.Keys(objects[1])), " "), "bottleneck bytes connections conns_accepted cpu_seconds_median label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes piece_bytes requests runs scenario seconds sets sha256 sha256_ok stages tool topology"; got != want {
+	if got, want := strings.Join(slices.Sorted(maps.Keys(objects[1])), " "), "bottleneck busy_runs bytes command connections conns_accepted cpu_seconds_median durable label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes piece_bytes requests run_count runs scenario seconds sets sha256 sha256_ok stages stats tool topology"; got != want {
 		t.Errorf("JSON names of a ranged cell:\n%s\nwant\n%s", got, want)
 	}
 	if objects[1]["sets"].([]any)[0] != "stages.split.config.piece=512KiB" || objects[1]["piece_bytes"] != float64(512<<10) {
@@ -145,7 +141,12 @@ func TestRunTableScenariosAndPlot(t *testing.T) {
 	o.Scenarios = []Scenario{ScenarioPlain, ScenarioLatency, ScenarioSlowConn}
 	o.Latency, o.Trickle, o.SlowRequest = time.Millisecond, 4<<20, 1
 	var events []string
+	estimates := 0
 	o.Progress = func(e Event) {
+		if e.Kind == Estimated {
+			estimates++
+			return
+		}
 		events = append(events, fmt.Sprintf("%d %s %s %s %d/%d", e.Kind, e.Scenario, e.Server, e.Cell, e.Run, e.Runs))
 	}
 	res := run(t, o)
@@ -181,6 +182,10 @@ func TestRunTableScenariosAndPlot(t *testing.T) {
 	}
 	if len(events) != 15 || !slices.Equal(events[:5], wantEvents) {
 		t.Errorf("%d events, starting %q; want 15 starting %q", len(events), events[:min(5, len(events))], wantEvents)
+	}
+	// An estimate before each scenario and after its first round.
+	if estimates != 6 {
+		t.Errorf("%d estimates, want 6 (2 per scenario)", estimates)
 	}
 
 	data, err := res.SVG()
@@ -392,7 +397,7 @@ func TestAxelStartsFresh(t *testing.T) {
 		c := axelCell(OriginGo, ScenarioPlain, axel, 4)
 		// Resuming from a bogus state file can hang: fail instead.
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		_, err := runOnce(ctx, c, bsrv, dir)
+		_, err := runOnce(ctx, c, bsrv, dir, false)
 		cancel()
 		if err != nil {
 			t.Errorf("over %q: %v", stale, err)
@@ -476,4 +481,18 @@ func TestVaryLabels(t *testing.T) {
 	if c := combos[1]; c[1].set != "stages.write.config.buffer=4MiB" {
 		t.Errorf("the set of a value: %q", c[1].set)
 	}
+}
+
+// cellObjects decodes the results document's cells as JSON objects.
+func cellObjects(t *testing.T, res *Result) []map[string]any {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := res.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct{ Cells []map[string]any }
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, buf.String())
+	}
+	return doc.Cells
 }

@@ -89,6 +89,7 @@ const (
 	DefaultFiles       = 300       // files of the batch, small
 	DefaultFileSize    = 16 << 10  // bytes of each, small
 	DefaultJobs        = 8         // files at once, small
+	DefaultTarget      = 0.05      // relative width of a median's 95% interval, with MaxRuns
 
 	// Delays before each response header when Options.Latency is 0:
 	// issue #14 measured the wan and small figures with these.
@@ -137,9 +138,25 @@ type Options struct {
 	// invocation, so it keeps its connection alive) and aria2c (-i LIST
 	// -j Jobs); axel takes no list and has no row.
 	Compare bool
-	// Runs is how many times each cell runs (default 1); runs go
-	// round-robin over the cells.
-	Runs int
+	// Tools, when not empty, are the reference tools that Compare adds
+	// (of curl, curl+fsync, aria2c, axel); empty is all of them.
+	Tools []string
+	// Runs is how many times each cell runs at least (default 1); runs go
+	// round-robin over the cells. With MaxRuns above Runs, rounds go on
+	// until every cell's median time is known to Target (the relative
+	// width of its 95% interval, default DefaultTarget) or MaxRuns rounds
+	// ran. Warmup rounds run first and are checked but not measured.
+	Runs, MaxRuns, Warmup int
+	Target                float64
+	// MaxTime, when positive, starts no run after this much time: the
+	// cells keep the runs they have, and Result.Stopped says so.
+	MaxTime time.Duration
+	// Baseline is the label of the cell every other cell of its scenario
+	// is compared to (Cell.VsBaseline); "" compares none.
+	Baseline string
+	// Command is the command line the bench was started with, recorded
+	// in the results document.
+	Command []string
 
 	// Scenarios are the origin's behaviours, each a table of its own;
 	// none is plain (external with URL).
@@ -196,6 +213,13 @@ const (
 	ScenarioStarted EventKind = iota + 1
 	// RunStarted: run Run of Runs of Cell (its label) is starting.
 	RunStarted
+	// WarmupStarted: warm-up run Run of Runs of Cell is starting; it is
+	// checked but not measured.
+	WarmupStarted
+	// Estimated: the cells of Scenario will take about Estimate, from
+	// the scenario's parameters before the first run, and from the
+	// measured rounds after each round (then Run is the rounds done).
+	Estimated
 	// Unverified: the first output of Scenario hashes to SHA256, and no
 	// expected sum was given to verify it against.
 	Unverified
@@ -209,6 +233,7 @@ type Event struct {
 	Cell      string
 	Run, Runs int
 	SHA256    string
+	Estimate  time.Duration
 }
 
 // normalized fills in the defaults and checks the options.
@@ -224,6 +249,12 @@ func (o Options) normalized() (Options, error) {
 	}
 	if o.Runs == 0 {
 		o.Runs = 1
+	}
+	if o.MaxRuns < o.Runs {
+		o.MaxRuns = o.Runs
+	}
+	if o.Target == 0 {
+		o.Target = DefaultTarget
 	}
 	if o.Size == 0 {
 		o.Size = DefaultSize
@@ -256,6 +287,8 @@ func (o Options) normalized() (Options, error) {
 		o.Connections = []int{0}
 	}
 	switch {
+	case o.Warmup < 0, o.Target < 0, o.MaxTime < 0:
+		return o, errors.New("warm-up runs, target and max time must not be negative")
 	case o.Runs < 0, o.Size < 0, o.Rate < 0, o.Trickle < 0, o.SlowRequest < 0, o.Latency < 0:
 		return o, errors.New("runs, size, rate, trickle, slow request and latency must not be negative")
 	case o.ConnRate < 0, o.MirrorRate < 0, o.Files < 0, o.FileSize < 0, o.Jobs < 0:
@@ -318,4 +351,34 @@ func (o Options) latency(s Scenario) time.Duration {
 		return DefaultMirrorsLatency
 	}
 	return DefaultLatency
+}
+
+// estimate is a rough duration of one run of a cell with conns
+// connections (0: one) in scenario s, from the scenario's parameters: the
+// bytes over the rate that caps them, plus the latency of a request. It
+// assumes 400 MB/s where nothing caps the rate, and knows nothing of an
+// external URL (1 s).
+func (o Options) estimate(s Scenario, conns int) time.Duration {
+	conns = max(conns, 1)
+	const loopback = 400e6
+	secs := func(bytes int64, rate float64) time.Duration {
+		return time.Duration(float64(bytes) / rate * float64(time.Second))
+	}
+	size := int64(o.Size)
+	switch s {
+	case ScenarioRateLimit:
+		return secs(size, float64(o.Rate)*float64(conns))
+	case ScenarioWAN:
+		return secs(size, float64(o.ConnRate)*float64(conns)) + 2*o.latency(s)
+	case ScenarioMirrors:
+		return secs(size, float64(o.ConnRate)*float64(conns)) + 2*o.latency(s)
+	case ScenarioSlowConn:
+		return secs(size, loopback) + secs(size/int64(conns), float64(o.Trickle))/4
+	case ScenarioSmall:
+		rounds := (o.Files + o.Jobs - 1) / o.Jobs
+		return time.Duration(rounds) * (o.latency(s) + time.Millisecond)
+	case ScenarioExternal:
+		return time.Second
+	}
+	return secs(size, loopback) + 2*o.latency(s)
 }

@@ -2,11 +2,11 @@ package bench
 
 import (
 	"bytes"
-	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -45,7 +45,7 @@ func writeTable(w io.Writer, r *Result) {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "scenario %s: %s; %d run(s) per cell\n\n", scenario, r.Servers[scenario], r.Options.Runs)
+		fmt.Fprintf(w, "scenario %s: %s; %s\n\n", scenario, r.Servers[scenario], runsDescription(r.Options))
 		cols := columnsOf(rows)
 		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, strings.Join(cols.header(), "\t"))
@@ -53,6 +53,7 @@ func writeTable(w io.Writer, r *Result) {
 			fmt.Fprintln(tw, strings.Join(cols.row(c), "\t"))
 		}
 		tw.Flush()
+		writeNotes(w, rows, cols)
 
 		var staged []*Cell
 		for _, c := range rows {
@@ -87,8 +88,28 @@ func writeTable(w io.Writer, r *Result) {
 	}
 }
 
+// writeNotes explains the marks and columns that need it under a table.
+func writeNotes(w io.Writer, rows []*Cell, cols columns) {
+	var outliers, busy bool
+	for _, c := range rows {
+		outliers, busy = outliers || c.Stats.Outliers > 0, busy || c.Busy > 0
+	}
+	if outliers {
+		fmt.Fprintln(w, "runs !N: N runs outside Tukey's fences (1.5 IQR beyond the quartiles)")
+	}
+	if busy {
+		fmt.Fprintf(w, "runs ~N: N runs started with the load average above the machine's %d cores\n", runtime.NumCPU())
+	}
+	if cols.durable {
+		fmt.Fprintln(w, "fsync: the output is on disk when the tool exits (dlflow fsyncs; curl, aria2c and axel do not, so they may finish before the disk has the bytes)")
+	}
+}
+
 // columns are the optional columns of a scenario's table.
 type columns struct {
+	interval bool // the median's 95% interval (more than one run)
+	baseline bool // time over the baseline cell's
+	durable  bool // whether the output is fsynced (with reference rows)
 	ratio    bool // time over the fastest reference tool's
 	requests bool // the origin's counts
 	perFile  bool // requests per file (small)
@@ -98,6 +119,9 @@ func columnsOf(rows []*Cell) columns {
 	var cols columns
 	for _, c := range rows {
 		cols.ratio = cols.ratio || c.VsFastestReference > 0
+		cols.interval = cols.interval || c.Runs > 1
+		cols.baseline = cols.baseline || c.VsBaseline != nil
+		cols.durable = cols.durable || c.Tool != "dlflow"
 		cols.requests = cols.requests || c.ConnsAccepted > 0
 		cols.perFile = cols.perFile || c.Files > 0
 	}
@@ -107,8 +131,17 @@ func columnsOf(rows []*Cell) columns {
 
 func (cols columns) header() []string {
 	h := []string{"cell", "median time"}
+	if cols.interval {
+		h = append(h, "95% CI", "mean ± sd", "runs")
+	}
+	if cols.baseline {
+		h = append(h, "vs baseline (95% CI)")
+	}
 	if cols.ratio {
 		h = append(h, "vs fastest ref")
+	}
+	if cols.durable {
+		h = append(h, "fsync")
 	}
 	h = append(h, "MB/s median (min-max)", "peak RSS", "CPU s", "buffer bound")
 	if cols.requests {
@@ -136,8 +169,18 @@ func (cols columns) row(c *Cell) []string {
 		return fmt.Sprintf(format, args...)
 	}
 	r := []string{c.Label, figure("%.2fs", c.MedianSeconds)}
+	if cols.interval {
+		st := c.Stats
+		r = append(r, figure("%.2f-%.2fs", st.MedianLowS, st.MedianHighS), figure("%.2f ± %.2fs", st.MeanS, st.StddevS), fmt.Sprint(c.Runs)+flags(*c))
+	}
+	if cols.baseline {
+		r = append(r, figure("%s", ratioText(c.VsBaseline)))
+	}
 	if cols.ratio {
 		r = append(r, figure("%.2fx", c.VsFastestReference))
+	}
+	if cols.durable {
+		r = append(r, yesNo(c.Durable))
 	}
 	r = append(r, figure("%.0f (%.0f-%.0f)", c.MedianMBps, c.MinMBps, c.MaxMBps), figure("%s", mib(c.PeakRSS)), figure("%.2f", c.CPUSeconds), bound)
 	if cols.requests {
@@ -189,13 +232,6 @@ const (
 	plotTop    = 56
 	plotBottom = 40
 )
-
-// WriteJSON writes the cells as an indented JSON array.
-func (r *Result) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r.Cells)
-}
 
 // SVG renders a horizontal bar chart: one bar per cell (median MB/s), a
 // min-max whisker on each, cells grouped by scenario. It fails only when

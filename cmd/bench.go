@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -25,9 +27,12 @@ const cliEnv = "RUN_DLFLOW_CLI"
 
 // benchFlags are the bench's options and how to print its result.
 type benchFlags struct {
-	opts dlbench.Options
-	json bool
-	plot string
+	opts     dlbench.Options
+	json     bool
+	markdown bool
+	csv      string
+	plot     string
+	version  bool
 }
 
 // bench parses the flags, runs package bench on this executable and prints
@@ -40,6 +45,14 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if f == nil {
 		return exitOK // --help
 	}
+	if f.version {
+		version, commit, modified := dlbench.Version()
+		if modified {
+			commit += " (modified)"
+		}
+		fmt.Fprintf(stdout, "dlflow bench %s %s %s\n", version, strings.TrimSpace(commit), runtime.Version())
+		return exitOK
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fail(stderr, err)
@@ -47,6 +60,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts := f.opts
 	opts.Executable, opts.Env, opts.Registry = exe, []string{cliEnv + "=1"}, pipeline.DefaultRegistry
 	opts.Progress = func(e dlbench.Event) { printBenchEvent(stderr, e) }
+	opts.Command = append([]string{"dlflow", "bench"}, args...)
 	res, err := dlbench.Run(ctx, opts)
 	if errors.As(err, new(*dlbench.TopologyError)) {
 		err = usagef("%w", err)
@@ -63,10 +77,21 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(stderr, fmt.Errorf("--plot: %w", err))
 		}
 	}
-	if f.json {
+	if f.csv != "" {
+		if err := writeFile(f.csv, res.WriteCSV); err != nil {
+			return fail(stderr, fmt.Errorf("--csv: %w", err))
+		}
+	}
+	switch {
+	case f.json:
 		_ = res.WriteJSON(stdout)
-	} else {
+	case f.markdown:
+		_ = res.WriteMarkdown(stdout)
+	default:
 		_ = res.WriteTable(stdout)
+	}
+	if res.Stopped != "" {
+		fmt.Fprintf(stderr, "bench: %s\n", res.Stopped)
 	}
 	if res.Failed() {
 		return exitFailed
@@ -81,6 +106,16 @@ func printBenchEvent(w io.Writer, e dlbench.Event) {
 		fmt.Fprintf(w, "bench: scenario %s: %s\n", e.Scenario, e.Server)
 	case dlbench.RunStarted:
 		fmt.Fprintf(w, "bench: %s: %s run %d/%d\n", e.Scenario, e.Cell, e.Run, e.Runs)
+	case dlbench.WarmupStarted:
+		fmt.Fprintf(w, "bench: %s: %s warm-up %d/%d\n", e.Scenario, e.Cell, e.Run, e.Runs)
+	case dlbench.Estimated:
+		switch {
+		case e.Estimate < 5*time.Second: // not worth a line
+		case e.Run == 0:
+			fmt.Fprintf(w, "bench: %s: about %v (an estimate from the scenario's parameters)\n", e.Scenario, e.Estimate.Round(time.Second))
+		default:
+			fmt.Fprintf(w, "bench: %s: about %v left (measured over %d round(s))\n", e.Scenario, e.Estimate.Round(time.Second), e.Run)
+		}
 	case dlbench.Unverified:
 		fmt.Fprintf(w, "bench: sha256 of the first output: %s (unverified)\n", e.SHA256)
 	}
@@ -94,7 +129,14 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
 	size := fs.String("size", "256MiB", "size of the generated file")
-	fs.IntVar(&o.Runs, "runs", 3, "runs per cell; the table shows the median and min-max")
+	fs.IntVar(&o.Runs, "runs", 3, "runs per cell (the least, with --max-runs); the table shows the median, its 95% interval, mean and sd")
+	fs.IntVar(&o.Runs, "min-runs", 3, "the same as --runs")
+	fs.IntVar(&o.MaxRuns, "max-runs", 0, "go on past --runs, up to this many runs, until every cell's median time is known to --target")
+	fs.Float64Var(&o.Target, "target", dlbench.DefaultTarget, "with --max-runs: the width of the median's 95% interval over the median to reach (0.05: about ±2.5%)")
+	fs.IntVar(&o.Warmup, "warmup", 0, "runs of each cell before the measured ones, checked but not measured")
+	fs.DurationVar(&o.MaxTime, "max-time", 0, "start no run after this long (e.g. 10m); the cells keep the runs they have")
+	fs.StringVar(&o.Baseline, "baseline", "", "label of the cell (as the table shows it) that every cell is compared to, with a 95% interval")
+	fs.BoolVar(&f.version, "version", false, "print the version and commit of this binary and exit")
 	fs.StringArrayVarP(&o.Topologies, "config", "c", nil, "topology to run (repeatable; default: every example)")
 	conns := fs.String("connections", "8", "range readers for topologies with an http.reader, a comma list: one cell each (4,8,16)")
 	pieces := fs.String("piece", "", "range.splitter piece sizes, a comma list: one cell each (1MiB,4MiB; default: the topology's)")
@@ -113,8 +155,11 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	origin := fs.String("origin", string(dlbench.OriginGo), "serve the generated file from the built-in Go origin (go) or a real nginx (nginx: plain and ratelimit)")
 	fs.StringVar(&o.URL, "url", "", "benchmark an external URL instead of the built-in origin (no scenarios)")
 	fs.StringVar(&o.SHA256, "sha256", "", "expected sha256 (hex) of --url; without it the outputs are reported unverified")
-	fs.BoolVar(&o.Compare, "compare", false, "add curl, aria2c and axel (when installed) as reference rows on the same origin")
-	fs.BoolVar(&f.json, "json", false, "print the cells as a JSON array instead of tables")
+	compare := fs.String("compare", "", "add reference rows on the same origin: --compare for all installed of "+strings.Join(dlbench.ReferenceTools, ", ")+", or a comma list (--compare=curl,axel)")
+	fs.Lookup("compare").NoOptDefVal = "all"
+	fs.BoolVar(&f.json, "json", false, "print the results document (environment, command, options, cells with every run) as JSON instead of tables")
+	fs.BoolVar(&f.markdown, "markdown", false, "print the tables in Markdown, for a report")
+	fs.StringVar(&f.csv, "csv", "", "also write one row per run to this CSV file")
 	fs.StringVar(&f.plot, "plot", "", "write a bar chart of median throughput per cell (min-max whiskers) to this SVG file")
 	fs.StringVar(&o.Dir, "dir", "", "directory for the outputs (default: a temporary directory)")
 	fs.Usage = func() { printUsage(fs, stdout, benchUsageHead, benchUsageTail) }
@@ -151,6 +196,28 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	}
 	if o.Runs < 1 {
 		return nil, usagef("--runs must be at least 1")
+	}
+	if fs.Changed("max-runs") && o.MaxRuns < o.Runs {
+		return nil, usagef("--max-runs %d is below --runs %d", o.MaxRuns, o.Runs)
+	}
+	if o.Target <= 0 || o.Warmup < 0 || o.MaxTime < 0 {
+		return nil, usagef("--target must be positive, --warmup and --max-time not negative")
+	}
+	if f.json && f.markdown {
+		return nil, usagef("--json and --markdown both choose the output: pick one")
+	}
+	switch *compare {
+	case "":
+	case "all":
+		o.Compare = true
+	default:
+		o.Compare = true
+		for _, tool := range splitList(*compare) {
+			if !slices.Contains(dlbench.ReferenceTools, tool) {
+				return nil, usagef("--compare: unknown tool %q (known: %s)", tool, strings.Join(dlbench.ReferenceTools, ", "))
+			}
+			o.Tools = append(o.Tools, tool)
+		}
 	}
 	if o.SlowRequest < 1 {
 		return nil, usagef("--slow-request must be at least 1")
@@ -239,6 +306,19 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 		}
 	}
 	return f, nil
+}
+
+// writeFile writes what write makes to path.
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // splitList splits a comma list, dropping blanks.

@@ -1,0 +1,179 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"maps"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestResultsDocument: --json is one self-describing object: where and
+// when the bench ran, its command, every option with the topology's
+// contents and the reference tools' versions and command lines, and per
+// cell every measured run (warm-ups left out) with its statistics and the
+// ratio to the baseline. The CSV has a row per measured run.
+func TestResultsDocument(t *testing.T) {
+	o := testOptions(t)
+	o.Size, o.Runs, o.Warmup = 256<<10, 2, 1
+	o.Topologies = []string{example("stream.yaml"), example("buffered.yaml")}
+	o.Baseline, o.Command = "stream", []string{"dlflow", "bench", "--json"}
+	if installed("curl") {
+		o.Compare, o.Tools = true, []string{"curl"}
+	}
+	res := run(t, o)
+
+	var buf bytes.Buffer
+	if err := res.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(slices.Sorted(maps.Keys(doc)), " "); got != "cells command environment options servers" {
+		t.Errorf("document keys: %s", got)
+	}
+	var env map[string]any
+	if err := json.Unmarshal(doc["environment"], &env); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"dlflow_version", "go_version", "os", "arch", "cores", "load_before", "load_after", "start", "seconds"} {
+		if _, ok := env[key]; !ok {
+			t.Errorf("environment lacks %q: %v", key, env)
+		}
+	}
+	if env["go_version"] != runtime.Version() || env["cores"] != float64(runtime.NumCPU()) {
+		t.Errorf("environment: go %v, cores %v", env["go_version"], env["cores"])
+	}
+	if runtime.GOOS == "linux" {
+		for _, key := range []string{"kernel", "cpu", "memory_bytes", "filesystem"} {
+			if v, ok := env[key]; !ok || v == "" || v == float64(0) {
+				t.Errorf("environment on Linux lacks %q: %v", key, env)
+			}
+		}
+	}
+	var command []string
+	if err := json.Unmarshal(doc["command"], &command); err != nil || !slices.Equal(command, o.Command) {
+		t.Errorf("command: %s", doc["command"])
+	}
+
+	d := res.Document()
+	if len(d.Options.Topologies) != 2 || !strings.Contains(d.Options.Topologies[0].Contents, "file.sink") || len(d.Options.Topologies[0].SHA256) != 64 {
+		t.Errorf("topologies: %+v", d.Options.Topologies)
+	}
+	if d.Options.SizeBytes != 256<<10 || d.Options.Warmup != 1 || d.Options.Baseline != "stream" {
+		t.Errorf("options: %+v", d.Options)
+	}
+	if installed("curl") {
+		if len(d.Options.ReferenceTools) != 1 || !strings.HasPrefix(d.Options.ReferenceTools[0].Version, "curl ") ||
+			!slices.Contains(d.Options.ReferenceTools[0].Command, "-o") {
+			t.Errorf("reference tools: %+v", d.Options.ReferenceTools)
+		}
+	}
+
+	for _, c := range res.Cells {
+		if c.Failed() {
+			t.Fatalf("%s failed: %s", c.Label, c.Error)
+		}
+		if c.Runs != 2 || len(c.RunRecords) != 2 || c.Warmups != 1 {
+			t.Errorf("%s: %d runs, %d records, %d warm-ups; want 2, 2, 1", c.Label, c.Runs, len(c.RunRecords), c.Warmups)
+		}
+		for _, r := range c.RunRecords {
+			if r.Seconds <= 0 || r.RSS <= 0 || math.Abs(r.MBps-float64(c.Bytes)/r.Seconds/1e6) > 1e-6 {
+				t.Errorf("%s: run %+v", c.Label, r)
+			}
+		}
+		st := c.Stats
+		if st.MinS > st.MedianS || st.MedianS > st.MaxS || st.MedianLowS > st.MedianS || st.MedianHighS < st.MedianS || st.StddevS < 0 {
+			t.Errorf("%s: stats %+v", c.Label, st)
+		}
+		if c.VsBaseline == nil || c.VsBaseline.Baseline != "stream" || c.VsBaseline.Low > c.VsBaseline.Ratio || c.VsBaseline.High < c.VsBaseline.Ratio {
+			t.Errorf("%s: vs baseline %+v", c.Label, c.VsBaseline)
+		}
+		if c.Label == "stream" && (c.VsBaseline.Ratio != 1 || !c.Durable) {
+			t.Errorf("the baseline against itself: %+v, durable %v", c.VsBaseline, c.Durable)
+		}
+		if c.Tool == "curl" && c.Durable {
+			t.Errorf("curl does not fsync, yet is durable")
+		}
+	}
+
+	var csvBuf bytes.Buffer
+	if err := res.WriteCSV(&csvBuf); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&csvBuf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 1 + 2*len(res.Cells); len(rows) != want || !slices.Equal(rows[0], csvHeader) {
+		t.Errorf("CSV: %d rows, want %d; header %v", len(rows), want, rows[0])
+	}
+
+	var md bytes.Buffer
+	if err := res.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "| cell | median time (95% CI) |") || !strings.Contains(md.String(), "| stream | ") ||
+		!strings.Contains(md.String(), "1.00x (1.00-1.00)") {
+		t.Errorf("markdown:\n%s", md.String())
+	}
+}
+
+// TestMaxRunsAndMaxTime: rounds go on past Runs while a median is not
+// known to Target, up to MaxRuns; MaxTime starts no run after it.
+func TestMaxRunsAndMaxTime(t *testing.T) {
+	o := testOptions(t)
+	o.Size, o.Runs, o.MaxRuns, o.Target = 64<<10, 2, 4, 1e-9 // a target no run meets
+	o.Topologies = []string{example("stream.yaml")}
+	res := run(t, o)
+	if c := res.Cells[0]; c.Runs != 4 {
+		t.Errorf("an unmet target: %d runs, want MaxRuns 4", c.Runs)
+	}
+
+	o.MaxRuns, o.Target = 6, 1e9 // a target any two runs meet
+	if c := run(t, o).Cells[0]; c.Runs != 2 {
+		t.Errorf("a met target: %d runs, want Runs 2", c.Runs)
+	}
+
+	o.Runs, o.MaxRuns, o.MaxTime = 50, 50, time.Nanosecond
+	res = run(t, o)
+	if c := res.Cells[0]; c.Runs != 0 || res.Stopped == "" {
+		t.Errorf("max time 1ns: %d runs, stopped %q", c.Runs, res.Stopped)
+	}
+}
+
+// TestSummary holds the statistics to values worked by hand.
+func TestSummary(t *testing.T) {
+	s := summarize([]float64{2, 4, 4, 4, 5, 5, 7, 9})
+	if s.Mean != 5 || math.Abs(s.Stddev-2.138) > 1e-3 || s.Median != 4.5 || s.Min != 2 || s.Max != 9 {
+		t.Errorf("summary %+v", s)
+	}
+	// t(7) = 2.365: 5 ± 2.365*2.138/sqrt(8).
+	if math.Abs(s.MeanLow-3.2124) > 1e-3 || math.Abs(s.MeanHigh-6.7876) > 1e-3 {
+		t.Errorf("mean interval %.4f-%.4f", s.MeanLow, s.MeanHigh)
+	}
+	// n=8: P(X<=0)*2 = 0.0078, P(X<=1)*2 = 0.070: the interval is x(1)-x(8).
+	if s.MedianLow != 2 || s.MedianHigh != 9 {
+		t.Errorf("median interval %v-%v", s.MedianLow, s.MedianHigh)
+	}
+	if got := medianRank(20); got != 6 { // [x(6), x(15)] covers 95.9%
+		t.Errorf("medianRank(20) = %d, want 6", got)
+	}
+	if s := summarize([]float64{1, 1.01, 0.99, 1, 5}); s.Outliers != 1 {
+		t.Errorf("outliers of a sample with one far run: %d", s.Outliers)
+	}
+	if s := summarize([]float64{3}); s.MedianLow != 3 || s.MeanHigh != 3 || s.Stddev != 0 {
+		t.Errorf("one run: %+v", s)
+	}
+	r, lo, hi := bootstrapRatio([]float64{2, 2.1, 1.9, 2}, []float64{1, 1.05, 0.95, 1})
+	if r != 2 || lo > r || hi < r || lo < 1.7 || hi > 2.3 {
+		t.Errorf("ratio %v (%v-%v)", r, lo, hi)
+	}
+}
