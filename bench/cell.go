@@ -36,14 +36,14 @@ type Cell struct {
 	RunRecords    []RunRecord `json:"runs"`
 	Warmups       int         `json:"warmup_runs,omitempty"`
 	Bytes         int64       `json:"bytes"`
-	Seconds       []float64 `json:"seconds"`
-	MedianSeconds float64   `json:"median_seconds"`
-	MedianMBps    float64   `json:"median_mbps"`
-	MinMBps       float64   `json:"min_mbps"`
-	MaxMBps       float64   `json:"max_mbps"`
-	PeakRSS       int64     `json:"peak_rss_bytes"` // 0 where the platform does not tell
-	CPUSeconds    float64   `json:"cpu_seconds_median"`
-	MemoryBound   int64     `json:"memory_bound_bytes,omitempty"`
+	Seconds       []float64   `json:"seconds"`
+	MedianSeconds float64     `json:"median_seconds"`
+	MedianMBps    float64     `json:"median_mbps"`
+	MinMBps       float64     `json:"min_mbps"`
+	MaxMBps       float64     `json:"max_mbps"`
+	PeakRSS       int64       `json:"peak_rss_bytes"` // 0 where the platform does not tell
+	CPUSeconds    float64     `json:"cpu_seconds_median"`
+	MemoryBound   int64       `json:"memory_bound_bytes,omitempty"`
 	// SHA256 is "ok", "unverified" (an external URL without an expected
 	// sum), "failed" (an output hashed to something else) or "-" (the
 	// cell failed otherwise); Verified is true for "ok" only.
