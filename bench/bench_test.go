@@ -284,7 +284,7 @@ func TestOptionsErrors(t *testing.T) {
 		{func(o *Options) { o.Origin = OriginNginx; o.Scenarios = []Scenario{ScenarioSlowConn} }, "nginx serves the plain and ratelimit scenarios only, not slowconn"},
 		{func(o *Options) { o.Origin = "apache" }, `unknown origin "apache"`},
 		{func(o *Options) { o.SHA256 = strings.Repeat("0", 64) }, "an expected sha256 goes with an external URL; the built-in origin's is known"},
-		{func(o *Options) { o.URL = "http://127.0.0.1:1/x"; o.SHA256 = "abc" }, `sha256: want 64 hex digits, got "abc"`},
+		{func(o *Options) { o.URL = "http://127.0.0.1:1/x"; o.SHA256 = "abc" }, `sha256 of external: want 64 hex digits, got "abc"`},
 		{func(o *Options) { o.URL = "http://127.0.0.1:1/x"; o.Scenarios = []Scenario{ScenarioLatency} }, "an external URL is benchmarked as it is: scenarios and origins are the built-in origin's"},
 		{func(o *Options) { o.Runs = -1 }, "runs, size, rate, trickle, slow request and latency must not be negative"},
 		{func(o *Options) { o.Connections = []int{4, -1} }, "connections must not be negative, got [4 -1]"},

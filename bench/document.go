@@ -28,8 +28,7 @@ type Document struct {
 type DocumentOptions struct {
 	Scenarios      []Scenario     `json:"scenarios"`
 	Origin         Origin         `json:"origin"`
-	URL            string         `json:"url,omitempty"`
-	SHA256         string         `json:"sha256,omitempty"`
+	URLs           []Target       `json:"urls,omitempty"` // each a table, its label the cells' scenario
 	SizeBytes      int64          `json:"size_bytes"`
 	Rate           int64          `json:"rate_bytes_per_s"`
 	ConnRate       int64          `json:"conn_rate_bytes_per_s"`
@@ -69,7 +68,7 @@ func (r *Result) Document() Document {
 	d := Document{
 		Environment: r.Environment, Command: o.Command, Servers: r.Servers, Stopped: r.Stopped, Cells: r.Cells,
 		Options: DocumentOptions{
-			Scenarios: o.Scenarios, Origin: o.Origin, URL: o.URL, SHA256: o.SHA256,
+			Scenarios: o.Scenarios, Origin: o.Origin, URLs: o.URLs,
 			SizeBytes: int64(o.Size), Rate: int64(o.Rate), ConnRate: int64(o.ConnRate), MirrorRate: int64(o.MirrorRate),
 			Trickle: int64(o.Trickle), SlowRequest: o.SlowRequest, LatencyMS: float64(o.Latency) / float64(time.Millisecond),
 			Files: o.Files, FileSizeBytes: int64(o.FileSize), Jobs: o.Jobs, Connections: o.Connections,

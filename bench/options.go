@@ -99,6 +99,15 @@ const (
 	DefaultMirrorsLatency = 50 * time.Millisecond  // mirrors, the primary's
 )
 
+// Target is an external URL to benchmark, with the label of its table and
+// cells (their Scenario) and the sha256 (hex) its outputs must hash to,
+// or "" to report them unverified.
+type Target struct {
+	Label  string `json:"label"`
+	URL    string `json:"url"`
+	SHA256 string `json:"sha256,omitempty"`
+}
+
 // Vary is a config key and the values it takes, one cell each.
 type Vary struct {
 	Key    string   // dotted key path, such as stages.write.config.fsync
@@ -192,8 +201,10 @@ type Options struct {
 	SlowRequest int
 	// URL benchmarks an external server instead of the built-in origin;
 	// SHA256 (hex) is what its outputs must hash to, or "" to report them
-	// unverified.
+	// unverified. URLs benchmark several, a table each; URL and SHA256
+	// are then URLs' first when it has one, labelled "external".
 	URL, SHA256 string
+	URLs        []Target
 
 	// Dir holds the outputs; "" is a temporary directory, removed after.
 	Dir string
@@ -303,18 +314,8 @@ func (o Options) normalized() (Options, error) {
 			return o, fmt.Errorf("vary %q: want a key and at least one value", v.Key)
 		}
 	}
-	if o.URL != "" {
-		if (o.Origin != "" && o.Origin != OriginExternal) || slices.ContainsFunc(o.Scenarios, func(s Scenario) bool { return s != ScenarioExternal }) {
-			return o, errors.New("an external URL is benchmarked as it is: scenarios and origins are the built-in origin's")
-		}
-		o.Origin, o.Scenarios = OriginExternal, []Scenario{ScenarioExternal}
-		if o.SHA256 != "" {
-			o.SHA256 = strings.ToLower(o.SHA256)
-			if b, err := hex.DecodeString(o.SHA256); err != nil || len(b) != 32 {
-				return o, fmt.Errorf("sha256: want 64 hex digits, got %q", o.SHA256)
-			}
-		}
-		return o, nil
+	if o.URL != "" || len(o.URLs) > 0 {
+		return o.normalizedTargets()
 	}
 	if o.SHA256 != "" {
 		return o, errors.New("an expected sha256 goes with an external URL; the built-in origin's is known")
@@ -336,6 +337,54 @@ func (o Options) normalized() (Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// normalizedTargets checks the external URLs: one scenario per URL,
+// named by its label, each label once.
+func (o Options) normalizedTargets() (Options, error) {
+	if (o.Origin != "" && o.Origin != OriginExternal) || slices.ContainsFunc(o.Scenarios, func(s Scenario) bool { return s != ScenarioExternal }) {
+		return o, errors.New("an external URL is benchmarked as it is: scenarios and origins are the built-in origin's")
+	}
+	if o.URL != "" {
+		if len(o.URLs) > 0 && o.URLs[0].URL != o.URL {
+			return o, errors.New("give the external URLs in URLs or URL, not both")
+		}
+		if len(o.URLs) == 0 {
+			o.URLs = []Target{{Label: string(ScenarioExternal), URL: o.URL, SHA256: o.SHA256}}
+		}
+	}
+	o.URLs = slices.Clone(o.URLs)
+	o.Origin, o.Scenarios = OriginExternal, nil
+	for i := range o.URLs {
+		t := &o.URLs[i]
+		if t.Label == "" {
+			t.Label = string(ScenarioExternal)
+			if len(o.URLs) > 1 {
+				t.Label = fmt.Sprintf("url%d", i+1)
+			}
+		}
+		if t.URL == "" || slices.Contains(o.Scenarios, Scenario(t.Label)) {
+			return o, fmt.Errorf("url %q labelled %q: want a URL and a label of its own", t.URL, t.Label)
+		}
+		if t.SHA256 != "" {
+			t.SHA256 = strings.ToLower(t.SHA256)
+			if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != 32 {
+				return o, fmt.Errorf("sha256 of %s: want 64 hex digits, got %q", t.Label, t.SHA256)
+			}
+		}
+		o.Scenarios = append(o.Scenarios, Scenario(t.Label))
+	}
+	o.URL, o.SHA256 = o.URLs[0].URL, o.URLs[0].SHA256
+	return o, nil
+}
+
+// target is the external URL of scenario s.
+func (o Options) target(s Scenario) (Target, bool) {
+	i := slices.IndexFunc(o.URLs, func(t Target) bool { return t.Label == string(s) })
+	if i < 0 {
+		return Target{}, false
+	}
+	return o.URLs[i], true
 }
 
 // latency is the delay before each response header in scenario s.
@@ -377,7 +426,8 @@ func (o Options) estimate(s Scenario, conns int) time.Duration {
 	case ScenarioSmall:
 		rounds := (o.Files + o.Jobs - 1) / o.Jobs
 		return time.Duration(rounds) * (o.latency(s) + time.Millisecond)
-	case ScenarioExternal:
+	}
+	if o.Origin == OriginExternal {
 		return time.Second
 	}
 	return secs(size, loopback) + 2*o.latency(s)

@@ -45,7 +45,7 @@ func writeTable(w io.Writer, r *Result) {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "scenario %s: %s; %s\n\n", scenario, r.Servers[scenario], runsDescription(r.Options))
+		fmt.Fprintf(w, "%s: %s; %s\n\n", heading(r.Options, scenario), r.Servers[scenario], runsDescription(r.Options))
 		cols := columnsOf(rows)
 		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, strings.Join(cols.header(), "\t"))
@@ -86,6 +86,15 @@ func writeTable(w io.Writer, r *Result) {
 		}
 		tw.Flush()
 	}
+}
+
+// heading names a table: "scenario wan", or "url LABEL" for an external
+// URL.
+func heading(o Options, s Scenario) string {
+	if _, ok := o.target(s); ok {
+		return "url " + string(s)
+	}
+	return "scenario " + string(s)
 }
 
 // writeNotes explains the marks and columns that need it under a table.

@@ -39,8 +39,8 @@ type batchFile struct {
 
 // startServer starts the origin of a scenario.
 func startServer(o Options, scenario Scenario, dir string) (*server, error) {
-	if o.URL != "" {
-		return &server{url: o.URL, sha: o.SHA256, desc: o.URL, reset: func() {}, close: func() {}}, nil
+	if t, ok := o.target(scenario); ok {
+		return &server{url: t.URL, sha: t.SHA256, desc: t.URL, reset: func() {}, close: func() {}}, nil
 	}
 	size := int64(o.Size)
 	switch scenario {

@@ -153,8 +153,8 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	trickle := fs.String("trickle", "1MiB", "rate of the one slow GET of the slowconn scenario, per second")
 	fs.IntVar(&o.SlowRequest, "slow-request", dlbench.DefaultSlowRequest, "which GET trickles in the slowconn scenario (1: the first; single-stream downloads make only one)")
 	origin := fs.String("origin", string(dlbench.OriginGo), "serve the generated file from the built-in Go origin (go) or a real nginx (nginx: plain and ratelimit)")
-	fs.StringVar(&o.URL, "url", "", "benchmark an external URL instead of the built-in origin (no scenarios)")
-	fs.StringVar(&o.SHA256, "sha256", "", "expected sha256 (hex) of --url; without it the outputs are reported unverified")
+	urls := fs.StringArray("url", nil, "benchmark an external [LABEL=]URL instead of the built-in origin (no scenarios); repeatable, a table each")
+	sums := fs.StringArray("sha256", nil, "expected [LABEL=]sha256 (hex) of --url; without it the outputs are reported unverified")
 	compare := fs.String("compare", "", "add reference rows on the same origin: --compare for all installed of "+strings.Join(dlbench.ReferenceTools, ", ")+", or a comma list (--compare=curl,axel)")
 	fs.Lookup("compare").NoOptDefVal = "all"
 	fs.BoolVar(&f.json, "json", false, "print the results document (environment, command, options, cells with every run) as JSON instead of tables")
@@ -290,22 +290,69 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	default:
 		return nil, usagef("--origin: want go or nginx, got %q", *origin)
 	}
-	if o.URL != "" {
+	if len(*urls) > 0 {
 		if fs.Changed("scenario") || fs.Changed("origin") || fs.Changed("size") {
 			return nil, usagef("--url benchmarks an external server: --scenario, --origin and --size apply to the built-in origin only")
 		}
-		o.Scenarios = []dlbench.Scenario{dlbench.ScenarioExternal}
-		o.Origin = dlbench.OriginExternal
-	} else if o.SHA256 != "" {
+		if o.URLs, err = parseTargets(*urls, *sums); err != nil {
+			return nil, err
+		}
+		o.Origin, o.Scenarios = dlbench.OriginExternal, nil
+	} else if len(*sums) > 0 {
 		return nil, usagef("--sha256 goes with --url; the built-in origin's sha256 is known")
 	}
-	if o.SHA256 != "" {
-		o.SHA256 = strings.ToLower(strings.TrimPrefix(o.SHA256, "sha256:"))
-		if b, err := hex.DecodeString(o.SHA256); err != nil || len(b) != sha256.Size {
-			return nil, usagef("--sha256: want 64 hex digits, got %q", o.SHA256)
+	return f, nil
+}
+
+// parseTargets reads the --url [LABEL=]URL and --sha256 [LABEL=]HEX
+// flags. A sum without a label is the only URL's.
+func parseTargets(urls, sums []string) ([]dlbench.Target, error) {
+	var targets []dlbench.Target
+	for i, u := range urls {
+		t := dlbench.Target{URL: u}
+		if label, rest, ok := cutLabel(u); ok {
+			t.Label, t.URL = label, rest
+		} else if len(urls) > 1 {
+			t.Label = fmt.Sprintf("url%d", i+1)
+		}
+		if slices.ContainsFunc(targets, func(o dlbench.Target) bool { return o.Label == t.Label }) {
+			return nil, usagef("--url: the label %q is given twice", t.Label)
+		}
+		targets = append(targets, t)
+	}
+	for _, s := range sums {
+		label, sum, ok := cutLabel(s)
+		i := slices.IndexFunc(targets, func(t dlbench.Target) bool { return t.Label == label })
+		switch {
+		case !ok && len(targets) == 1:
+			i, sum = 0, s
+		case !ok:
+			return nil, usagef("--sha256 %q: with several --url, name the URL: --sha256 LABEL=HEX", s)
+		case i < 0:
+			return nil, usagef("--sha256: no --url is labelled %q", label)
+		}
+		sum = strings.ToLower(strings.TrimPrefix(sum, "sha256:"))
+		if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
+			return nil, usagef("--sha256: want 64 hex digits, got %q", sum)
+		}
+		targets[i].SHA256 = sum
+	}
+	return targets, nil
+}
+
+// cutLabel splits LABEL=VALUE where LABEL is a plain word (letters,
+// digits, - _ .): a URL's own = (in its query) is never taken for one.
+func cutLabel(s string) (label, value string, ok bool) {
+	label, value, ok = strings.Cut(s, "=")
+	if !ok || label == "" || strings.ToLower(label) == "sha256" {
+		return "", s, false
+	}
+	for _, r := range label {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return "", s, false
 		}
 	}
-	return f, nil
+	return label, value, true
 }
 
 // writeFile writes what write makes to path.

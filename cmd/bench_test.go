@@ -134,6 +134,9 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"--target", "0"},
 		{"--warmup", "-1"},
 		{"--json", "--markdown"},
+		{"--url", "a=http://127.0.0.1:1/x", "--url", "a=http://127.0.0.1:1/y"},
+		{"--url", "http://127.0.0.1:1/x", "--url", "http://127.0.0.1:1/y", "--sha256", strings.Repeat("0", 64)},
+		{"--url", "a=http://127.0.0.1:1/x", "--sha256", "b=" + strings.Repeat("0", 64)},
 	} {
 		res := runCLI(t, append([]string{"bench"}, args...)...)
 		if res.code != exitUsage || !strings.HasPrefix(res.stderr, "dlflow: ") || strings.Count(res.stderr, "\n") != 1 {
@@ -164,14 +167,14 @@ func TestBenchReportForms(t *testing.T) {
 	}
 	var doc struct {
 		Command []string
-		Options struct{ URL string }
+		Options struct{ URLs []struct{ Label, URL string } }
 		Cells   []struct{ Tool string }
 	}
 	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Options.URL != srv.URL() || !slices.Equal(doc.Command, append([]string{"dlflow"}, args...)) {
-		t.Errorf("document: url %q, command %q", doc.Options.URL, doc.Command)
+	if len(doc.Options.URLs) != 1 || doc.Options.URLs[0].URL != srv.URL() || !slices.Equal(doc.Command, append([]string{"dlflow"}, args...)) {
+		t.Errorf("document: urls %+v, command %q", doc.Options.URLs, doc.Command)
 	}
 	for _, c := range doc.Cells {
 		if c.Tool != "dlflow" && c.Tool != "curl" {
@@ -189,6 +192,38 @@ func TestBenchReportForms(t *testing.T) {
 	res = runCLI(t, "bench", "--url", srv.URL(), "--runs", "1", "-c", benchExample("stream.yaml"), "--markdown")
 	if res.code != exitOK || !strings.Contains(res.stdout, "| stream | ") {
 		t.Errorf("--markdown: exit %d\n%s", res.code, res.stdout)
+	}
+}
+
+// TestBenchSeveralURLs: --url is repeatable, each [LABEL=]URL a table of
+// its own with its own sha256; a URL's own = is not a label.
+func TestBenchSeveralURLs(t *testing.T) {
+	benchEnv(t)
+	a := startOrigin(t, origin.Options{Size: 64 << 10, Seed: 1})
+	b := startOrigin(t, origin.Options{Size: 80 << 10, Seed: 2})
+	res := runCLI(t, "bench", "--runs", "1", "-c", benchExample("stream.yaml"), "--json",
+		"--url", "near="+a.URL(), "--url", b.URL()+"?x=1", "--sha256", "near="+origin.SHA256Hex(64<<10, 1), "--sha256", "url2="+origin.SHA256Hex(80<<10, 2))
+	var doc struct {
+		Options struct{ URLs []struct{ Label, URL string } }
+		Cells   []struct {
+			Scenario string
+			Bytes    int64
+			Verified bool `json:"sha256_ok"`
+		}
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &doc); res.code != exitOK || err != nil {
+		t.Fatalf("exit %d, %v: %s", res.code, err, res.stderr)
+	}
+	if len(doc.Cells) != 2 || doc.Cells[0].Scenario != "near" || doc.Cells[0].Bytes != 64<<10 || !doc.Cells[0].Verified ||
+		doc.Cells[1].Scenario != "url2" || doc.Cells[1].Bytes != 80<<10 || !doc.Cells[1].Verified {
+		t.Errorf("cells %+v", doc.Cells)
+	}
+	if len(doc.Options.URLs) != 2 || doc.Options.URLs[1].URL != b.URL()+"?x=1" {
+		t.Errorf("urls %+v", doc.Options.URLs)
+	}
+	res = runCLI(t, "bench", "--runs", "1", "-c", benchExample("stream.yaml"), "--url", "near="+a.URL(), "--url", b.URL())
+	if res.code != exitOK || !strings.Contains(res.stdout, "url near: "+a.URL()) || !strings.Contains(res.stdout, "\nurl url2: "+b.URL()) {
+		t.Errorf("table per URL: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
 }
 
