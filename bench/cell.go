@@ -250,23 +250,25 @@ func (c *cell) summarize() {
 // averageMetrics averages the queue fills, blocked times and counts of
 // several runs' snapshots of one graph.
 func averageMetrics(runs []pipeline.MetricsSnapshot) pipeline.MetricsSnapshot {
-	avg := pipeline.MetricsSnapshot{Stages: slices.Clone(runs[0].Stages)}
+	avg := pipeline.MetricsSnapshot{Stages: slices.Clone(runs[0].Stages), WindowOwner: runs[0].WindowOwner}
 	n := len(runs)
 	for i := range avg.Stages {
 		s := &avg.Stages[i]
 		var fill, full, blocked, busyShare float64
 		var bytes, blockedSends int64
-		var ran, wait, busy time.Duration
+		var ran, wait, window, busy time.Duration
 		for _, r := range runs {
 			rs, _ := r.Stage(s.Stage)
 			fill, full, blocked = fill+rs.QueueFill, full+rs.QueueFull, blocked+float64(rs.SendBlocked)
 			bytes, blockedSends = bytes+rs.BytesSent, blockedSends+rs.BlockedSends
 			ran, wait, busy, busyShare = ran+rs.Ran, wait+rs.InputWait, busy+rs.Busy, busyShare+rs.BusyShare
+			window += rs.WindowWait
 			s.BusyKnown = s.BusyKnown && rs.BusyKnown
 		}
 		s.QueueFill, s.QueueFull = fill/float64(n), full/float64(n)
 		s.SendBlocked = time.Duration(blocked / float64(n))
 		s.Ran, s.InputWait, s.Busy = ran/time.Duration(n), wait/time.Duration(n), busy/time.Duration(n)
+		s.WindowWait = window / time.Duration(n)
 		s.BusyShare = busyShare / float64(n)
 		s.BytesSent, s.BlockedSends = bytes/int64(n), blockedSends/int64(n)
 	}

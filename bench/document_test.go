@@ -177,3 +177,27 @@ func TestSummary(t *testing.T) {
 		t.Errorf("ratio %v (%v-%v)", r, lo, hi)
 	}
 }
+
+// TestBottleneckNamesTheWindow: a reorder window that holds two pieces
+// while eight readers wait 20 ms for each answer limits the run; the
+// splitter's wait on it is window wait, not busy time, and the
+// bottleneck column names the window.
+func TestBottleneckNamesTheWindow(t *testing.T) {
+	o := testOptions(t)
+	o.Size, o.Runs = 4<<20, 1
+	o.Scenarios, o.Latency = []Scenario{ScenarioLatency}, 20*time.Millisecond
+	o.Topologies, o.Connections = []string{example("ranged-ordered.yaml")}, []int{8}
+	o.Sets = []string{"stages.split.config.piece=128KiB", "stages.order.config.window=256KiB"}
+	c := run(t, o).Cells[0]
+	if c.Failed() {
+		t.Fatal(c.Error)
+	}
+	if c.Bottleneck != "window of order" {
+		t.Errorf("bottleneck %q, want the window of order; stages %+v", c.Bottleneck, c.Stages)
+	}
+	for _, s := range c.Stages {
+		if s.Stage == "split" && (s.WindowWait*2 < s.Ran || s.BusyShare > 0.5) {
+			t.Errorf("split: ran %v, window wait %v, busy %.0f%%", s.Ran, s.WindowWait, 100*s.BusyShare)
+		}
+	}
+}

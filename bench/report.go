@@ -70,7 +70,9 @@ func writeTable(w io.Writer, r *Result) {
 		for _, c := range staged {
 			var busy, fills, blocked []string
 			for _, s := range c.Stages {
-				if s.BusyKnown {
+				if s.BusyKnown && s.WindowWait > 0 && s.Ran > 0 {
+					busy = append(busy, fmt.Sprintf("%s %.0f%% (window wait %.0f%%)", s.Stage, 100*s.BusyShare, 100*float64(s.WindowWait)/float64(s.Ran)))
+				} else if s.BusyKnown {
 					busy = append(busy, fmt.Sprintf("%s %.0f%%", s.Stage, 100*s.BusyShare))
 				} else {
 					busy = append(busy, s.Stage+" -")
