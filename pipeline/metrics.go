@@ -27,9 +27,9 @@ type Metrics struct {
 
 	mu          sync.Mutex
 	windowOwner string // the stage that reorders with a window, or ""
-	stages  []*stageMetrics
-	byID    map[string]*stageMetrics
-	elapsed time.Duration
+	stages      []*stageMetrics
+	byID        map[string]*stageMetrics
+	elapsed     time.Duration
 }
 
 // NewMetrics returns an empty Metrics.
@@ -152,12 +152,12 @@ type StageMetrics struct {
 	// for a stage that receives from its input channel itself rather than
 	// through Recv (and does not report its waits with IO.Waited): its
 	// waits are not seen, and its Busy is 0.
-	Ran       time.Duration `json:"ran_ns"`
+	Ran        time.Duration `json:"ran_ns"`
 	InputWait  time.Duration `json:"input_wait_ns"`
 	WindowWait time.Duration `json:"window_wait_ns"`
 	Busy       time.Duration `json:"busy_ns"`
-	BusyShare float64       `json:"busy_share"`
-	BusyKnown bool          `json:"busy_known"`
+	BusyShare  float64       `json:"busy_share"`
+	BusyKnown  bool          `json:"busy_known"`
 }
 
 // MetricsSnapshot is every stage's counters, in graph order (sources first).
