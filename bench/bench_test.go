@@ -203,10 +203,13 @@ func TestRunTableScenariosAndPlot(t *testing.T) {
 	if svg.XMLName.Local != "svg" || len(svg.Rects) != 1+6 { // background + a bar per cell
 		t.Errorf("plot: <%s> with %d rects, want <svg> with 7", svg.XMLName.Local, len(svg.Rects))
 	}
-	for _, want := range []string{"scenario slowconn", "ranged c=2", "stream"} {
+	for _, want := range []string{"scenario slowconn: built-in origin on 127.0.0.1, 1MiB generated, GET #1 trickles at 4MiB/s", "ranged c=2", "stream"} {
 		if !slices.Contains(svg.Texts, want) {
 			t.Errorf("plot lacks the label %q", want)
 		}
+	}
+	if !slices.ContainsFunc(svg.Texts, func(s string) bool { return strings.HasPrefix(s, "dlflow ") && strings.HasSuffix(s, "2 run(s) per cell") }) {
+		t.Errorf("plot lacks a footer with the version and runs: %q", svg.Texts)
 	}
 }
 

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"image/png"
 	"maps"
 	"math"
 	"runtime"
@@ -199,5 +202,75 @@ func TestBottleneckNamesTheWindow(t *testing.T) {
 		if s.Stage == "split" && (s.WindowWait*2 < s.Ran || s.BusyShare > 0.5) {
 			t.Errorf("split: ran %v, window wait %v, busy %.0f%%", s.Ran, s.WindowWait, 100*s.BusyShare)
 		}
+	}
+}
+
+// TestPlotSweepAndLabels: a sweep over connections is a line chart, a line
+// per topology or tool and a flat one for a single stream, each point with
+// its interval; the PNG is the same size as the SVG; a long label widens
+// the bar chart's label column instead of being cut.
+func TestPlotSweepAndLabels(t *testing.T) {
+	stats := func(mbps float64) CellStats {
+		return CellStats{MedianMBps: mbps, MedianLowMBps: mbps * 0.9, MedianHighMBps: mbps * 1.1}
+	}
+	res := &Result{
+		Options: Options{Scenarios: []Scenario{ScenarioPlain}, Connections: []int{2, 4, 8}, Runs: 3},
+		Servers: map[Scenario]string{ScenarioPlain: "built-in origin"},
+	}
+	for _, n := range []int{2, 4, 8} {
+		res.Cells = append(res.Cells,
+			Cell{Scenario: ScenarioPlain, Tool: "dlflow", Connections: n, Label: fmt.Sprintf("ranged c=%d", n), MedianMBps: float64(100 * n), MaxMBps: float64(110 * n), Stats: stats(float64(100 * n))},
+			Cell{Scenario: ScenarioPlain, Tool: "axel", Connections: n, Label: fmt.Sprintf("axel c=%d", n), MedianMBps: float64(90 * n), MaxMBps: float64(95 * n), Stats: stats(float64(90 * n))})
+	}
+	res.Cells = append(res.Cells, Cell{Scenario: ScenarioPlain, Tool: "dlflow", Label: "stream", MedianMBps: 150, MaxMBps: 160, Stats: stats(150)})
+	svg, err := res.SVG()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Texts []string `xml:"text"`
+		Lines []struct {
+			Stroke string  `xml:"stroke,attr"`
+			Width  float64 `xml:"stroke-width,attr"`
+		} `xml:"line"`
+	}
+	if err := xml.Unmarshal(svg, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ranged", "axel", "stream", "connections", "2", "4", "8"} {
+		if !slices.Contains(doc.Texts, want) {
+			t.Errorf("line chart lacks the text %q: %q", want, doc.Texts)
+		}
+	}
+	segments := map[string]int{} // per color: the lines of width 2 join the points
+	for _, l := range doc.Lines {
+		if l.Width == 2 {
+			segments[l.Stroke]++
+		}
+	}
+	if len(segments) != 3 || segments[lineColors[0]] != 2 || segments[lineColors[1]] != 2 || segments[lineColors[2]] != 2 {
+		t.Errorf("segments per line: %v, want 3 lines of 2 segments", segments)
+	}
+
+	pngData, err := res.PNG()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(pngData))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, h := plotSize(res); img.Bounds().Dx() != w || img.Bounds().Dy() != h {
+		t.Errorf("PNG %v, want %dx%d", img.Bounds(), w, h)
+	}
+
+	long := strings.Repeat("ranged c=8 direct=always writes=8 ", 3)
+	res.Options.Connections = []int{8}
+	res.Cells = []Cell{{Scenario: ScenarioPlain, Tool: "dlflow", Label: long, MedianMBps: 10, MaxMBps: 10}}
+	if lw := labelWidth(res.Cells); lw < textWidth(long) {
+		t.Errorf("label column %.0f px for a label of %.0f px", lw, textWidth(long))
+	}
+	if svg, err = res.SVG(); err != nil || !bytes.Contains(svg, []byte(`text-anchor="end">`+long+`<`)) {
+		t.Errorf("bar chart: %v, or the long label is missing", err)
 	}
 }

@@ -1,13 +1,11 @@
 package bench
 
 import (
-	"bytes"
 	"encoding/xml"
 	"fmt"
 	"io"
 	"math"
 	"runtime"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -232,106 +230,6 @@ func shortDuration(d time.Duration) string {
 		return fmt.Sprintf("%dms", d.Milliseconds())
 	}
 	return fmt.Sprintf("%.2fs", d.Seconds())
-}
-
-// Plot geometry, in SVG user units (pixels).
-const (
-	plotWidth  = 960
-	plotLabelW = 300 // left column: cell labels
-	plotRight  = 110 // right margin: value text
-	plotRowH   = 24
-	plotTop    = 56
-	plotBottom = 40
-)
-
-// SVG renders a horizontal bar chart: one bar per cell (median MB/s), a
-// min-max whisker on each, cells grouped by scenario. It fails only when
-// the document it made is not well-formed XML.
-func (r *Result) SVG() ([]byte, error) {
-	data := renderPlot(r)
-	if err := xml.Unmarshal(data, new(struct{})); err != nil {
-		return nil, fmt.Errorf("generated SVG is not well-formed: %w", err)
-	}
-	return data, nil
-}
-
-func renderPlot(r *Result) []byte {
-	o, cells := r.Options, r.Cells
-	maxMBps := 0.0
-	for _, c := range cells {
-		maxMBps = max(maxMBps, c.MaxMBps)
-	}
-	scale, step := niceScale(maxMBps)
-	rows := len(cells) + len(o.Scenarios) // a heading row per scenario
-	height := plotTop + rows*plotRowH + plotBottom
-	barW := float64(plotWidth - plotLabelW - plotRight)
-	x := func(mbps float64) float64 { return plotLabelW + barW*mbps/scale }
-
-	var b bytes.Buffer
-	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="13">`, plotWidth, height, plotWidth, height)
-	p(`<rect width="100%%" height="100%%" fill="white"/>`)
-	p(`<text x="%d" y="22" font-size="16" font-weight="bold">%s</text>`, 12, esc(fmt.Sprintf("dlflow bench: median throughput, MB/s (whiskers: min-max of %d run(s))", o.Runs)))
-	what := fmt.Sprintf("%v file", o.Size)
-	if slices.Contains(o.Scenarios, ScenarioSmall) {
-		batch := fmt.Sprintf("%d files of %v", o.Files, o.FileSize)
-		if len(o.Scenarios) == 1 {
-			what = batch
-		} else {
-			what += "; small: " + batch
-		}
-	}
-	if o.URL != "" {
-		what = o.URL
-	}
-	for _, c := range cells {
-		if c.Tool != "dlflow" {
-			what += "; blue: dlflow, grey: reference tools"
-			break
-		}
-	}
-	p(`<text x="%d" y="40" fill="#555">%s</text>`, 12, esc(what+"; higher is better"))
-
-	// Grid and axis labels.
-	gridBottom := plotTop + rows*plotRowH
-	for v := 0.0; v <= scale+step/2; v += step {
-		gx := x(v)
-		p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>`, gx, plotTop-4, gx, gridBottom)
-		p(`<text x="%.1f" y="%d" text-anchor="middle" fill="#555">%s</text>`, gx, gridBottom+16, esc(fmt.Sprintf("%.0f", v)))
-	}
-	p(`<text x="%.1f" y="%d" text-anchor="middle" fill="#555">MB/s</text>`, plotLabelW+barW/2, gridBottom+34)
-
-	y := plotTop
-	for _, scenario := range o.Scenarios {
-		p(`<text x="%d" y="%d" font-weight="bold">%s</text>`, 12, y+16, esc("scenario "+string(scenario)))
-		y += plotRowH
-		for _, c := range cells {
-			if c.Scenario != scenario {
-				continue
-			}
-			p(`<text x="%d" y="%d" text-anchor="end">%s</text>`, plotLabelW-8, y+16, esc(c.Label))
-			if c.Failed() || c.MedianMBps == 0 {
-				p(`<text x="%d" y="%d" fill="#b00">failed</text>`, plotLabelW+4, y+16)
-				y += plotRowH
-				continue
-			}
-			color := "#3b6fb6" // dlflow
-			if c.Tool != "dlflow" {
-				color = "#9a9a9a" // reference tools
-			}
-			p(`<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>`, plotLabelW, y+4, x(c.MedianMBps)-plotLabelW, plotRowH-8, color,
-				esc(fmt.Sprintf("%s: median %.0f MB/s, min %.0f, max %.0f", c.Label, c.MedianMBps, c.MinMBps, c.MaxMBps)))
-			mid := y + plotRowH/2
-			x0, x1 := x(c.MinMBps), x(c.MaxMBps)
-			p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black"/>`, x0, mid, x1, mid)
-			p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black"/>`, x0, mid-5, x0, mid+5)
-			p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black"/>`, x1, mid-5, x1, mid+5)
-			p(`<text x="%.1f" y="%d">%s</text>`, max(x1, x(c.MedianMBps))+6, y+16, esc(fmt.Sprintf("%.0f", c.MedianMBps)))
-			y += plotRowH
-		}
-	}
-	p(`</svg>`)
-	return b.Bytes()
 }
 
 // niceScale returns an axis maximum at or above v and a grid step: 1, 2 or

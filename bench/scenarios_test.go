@@ -87,7 +87,7 @@ func TestRunSmallScenario(t *testing.T) {
 		t.Errorf("table lacks the curl row:\n%s", table.String())
 	}
 
-	if svg, err := res.SVG(); err != nil || !bytes.Contains(svg, []byte(">5 files of 4KiB; ")) {
+	if svg, err := res.SVG(); err != nil || !bytes.Contains(svg, []byte(", 5 files of 4KiB generated")) {
 		t.Errorf("plot: %v, or its subtitle does not name the batch:\n%s", err, svg)
 	}
 

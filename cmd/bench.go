@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -69,9 +70,13 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	if f.plot != "" {
-		svg, err := res.SVG()
+		render := res.SVG
+		if strings.EqualFold(filepath.Ext(f.plot), ".png") {
+			render = res.PNG
+		}
+		data, err := render()
 		if err == nil {
-			err = os.WriteFile(f.plot, svg, 0o644)
+			err = os.WriteFile(f.plot, data, 0o644)
 		}
 		if err != nil {
 			return fail(stderr, fmt.Errorf("--plot: %w", err))
@@ -160,7 +165,7 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	fs.BoolVar(&f.json, "json", false, "print the results document (environment, command, options, cells with every run) as JSON instead of tables")
 	fs.BoolVar(&f.markdown, "markdown", false, "print the tables in Markdown, for a report")
 	fs.StringVar(&f.csv, "csv", "", "also write one row per run to this CSV file")
-	fs.StringVar(&f.plot, "plot", "", "write a bar chart of median throughput per cell (min-max whiskers) to this SVG file")
+	fs.StringVar(&f.plot, "plot", "", "write a chart of median throughput to this file, SVG or, named .png, PNG: a line against the swept value for a sweep of --connections, --piece or one --vary, else a bar per cell")
 	fs.StringVar(&o.Dir, "dir", "", "directory for the outputs (default: a temporary directory)")
 	fs.Usage = func() { printUsage(fs, stdout, benchUsageHead, benchUsageTail) }
 	if err := fs.Parse(args); err != nil {
