@@ -208,7 +208,9 @@ func TestRunTableScenariosAndPlot(t *testing.T) {
 			t.Errorf("plot lacks the label %q", want)
 		}
 	}
-	if !slices.ContainsFunc(svg.Texts, func(s string) bool { return strings.HasPrefix(s, "dlflow ") && strings.HasSuffix(s, "2 run(s) per cell") }) {
+	if !slices.ContainsFunc(svg.Texts, func(s string) bool {
+		return strings.HasPrefix(s, "dlflow ") && strings.HasSuffix(s, "2 run(s) per cell")
+	}) {
 		t.Errorf("plot lacks a footer with the version and runs: %q", svg.Texts)
 	}
 }
