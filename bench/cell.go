@@ -220,6 +220,9 @@ func (c *cell) record(m measurement, bytes int64, stats *origin.Stats, metricsFi
 // summarize turns the runs into the reported figures.
 func (c *cell) summarize() {
 	c.Runs = len(c.Seconds)
+	if c.Seconds == nil { // a failed cell: no runs, not null
+		c.Seconds, c.RunRecords = []float64{}, []RunRecord{}
+	}
 	if c.SHA256 == "" {
 		c.SHA256 = "ok"
 		if c.Failed() {

@@ -152,6 +152,9 @@ func (cols columns) header() []string {
 	if cols.durable {
 		h = append(h, "fsync")
 	}
+	if cols.perFile {
+		h = append(h, "files/s")
+	}
 	h = append(h, "MB/s median (min-max)", "peak RSS", "CPU s", "buffer bound")
 	if cols.requests {
 		h = append(h, "requests")
@@ -190,6 +193,9 @@ func (cols columns) row(c *Cell) []string {
 	}
 	if cols.durable {
 		r = append(r, yesNo(c.Durable))
+	}
+	if cols.perFile {
+		r = append(r, figure("%.0f", float64(c.Files)/c.MedianSeconds))
 	}
 	r = append(r, figure("%.0f (%.0f-%.0f)", c.MedianMBps, c.MinMBps, c.MaxMBps), figure("%s", mib(c.PeakRSS)), figure("%.2f", c.CPUSeconds), bound)
 	if cols.requests {

@@ -76,7 +76,7 @@ func TestRunSmallScenario(t *testing.T) {
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	header := "cell  median time  95% CI  mean ± sd  runs  vs fastest ref  fsync  MB/s median (min-max)  peak RSS  CPU s  buffer bound  requests  req/file  conns  sha256  bottleneck"
+	header := "cell  median time  95% CI  mean ± sd  runs  vs fastest ref  fsync  files/s  MB/s median (min-max)  peak RSS  CPU s  buffer bound  requests  req/file  conns  sha256  bottleneck"
 	if len(res.Cells) == 1 {
 		header = strings.Replace(header, "  vs fastest ref  fsync", "", 1)
 	}

@@ -62,7 +62,7 @@ func startServer(o Options, scenario Scenario, dir string) (*server, error) {
 		desc := fmt.Sprintf("nginx on 127.0.0.1, %v file", o.Size)
 		if scenario == ScenarioRateLimit {
 			opts.LimitRate = fmt.Sprint(int64(o.Rate))
-			desc += fmt.Sprintf(", limit_rate %v/s per connection", o.Rate)
+			desc += fmt.Sprintf(", limit_rate %v/s per request", o.Rate)
 		}
 		ngx, err := nginx.Start(opts)
 		if err != nil {

@@ -58,7 +58,7 @@ bench: latency: stream run 2/2
 		t.Errorf("stdout:\n%s", res.stdout)
 	}
 	data, err := os.ReadFile(plot)
-	if err != nil || xml.Unmarshal(data, new(struct{})) != nil || !strings.Contains(string(data), ">scenario latency</text>") {
+	if err != nil || xml.Unmarshal(data, new(struct{})) != nil || !strings.Contains(string(data), ">scenario latency: built-in origin on 127.0.0.1, 1MiB generated, 1ms before each response</text>") {
 		t.Errorf("--plot: %v\n%s", err, data)
 	}
 }
