@@ -29,7 +29,7 @@ const cliEnv = "RUN_DLFLOW_CLI"
 // benchFlags are the bench's options and how to print its result.
 type benchFlags struct {
 	opts     dlbench.Options
-	json     bool
+	json     string // "-": stdout instead of the table; a path: also to this file
 	markdown bool
 	csv      string
 	plot     string
@@ -87,8 +87,13 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(stderr, fmt.Errorf("--csv: %w", err))
 		}
 	}
+	if f.json != "" && f.json != "-" {
+		if err := writeFile(f.json, res.WriteJSON); err != nil {
+			return fail(stderr, fmt.Errorf("--json: %w", err))
+		}
+	}
 	switch {
-	case f.json:
+	case f.json == "-":
 		_ = res.WriteJSON(stdout)
 	case f.markdown:
 		_ = res.WriteMarkdown(stdout)
@@ -162,7 +167,8 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	sums := fs.StringArray("sha256", nil, "expected [LABEL=]sha256 (hex) of --url; without it the outputs are reported unverified")
 	compare := fs.String("compare", "", "add reference rows on the same origin: --compare for all installed of "+strings.Join(dlbench.ReferenceTools, ", ")+", or a comma list (--compare=curl,axel)")
 	fs.Lookup("compare").NoOptDefVal = "all"
-	fs.BoolVar(&f.json, "json", false, "print the results document (environment, command, options, cells with every run) as JSON instead of tables")
+	fs.StringVar(&f.json, "json", "", "print the results document (environment, command, options, cells with every run) as JSON instead of tables; --json=FILE writes it to FILE besides the tables")
+	fs.Lookup("json").NoOptDefVal = "-"
 	fs.BoolVar(&f.markdown, "markdown", false, "print the tables in Markdown, for a report")
 	fs.StringVar(&f.csv, "csv", "", "also write one row per run to this CSV file")
 	fs.StringVar(&f.plot, "plot", "", "write a chart of median throughput to this file, SVG or, named .png, PNG: a line against the swept value for a sweep of --connections, --piece or one --vary, else a bar per cell")
@@ -208,7 +214,7 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	if o.Target <= 0 || o.Warmup < 0 || o.MaxTime < 0 {
 		return nil, usagef("--target must be positive, --warmup and --max-time not negative")
 	}
-	if f.json && f.markdown {
+	if f.json == "-" && f.markdown {
 		return nil, usagef("--json and --markdown both choose the output: pick one")
 	}
 	switch *compare {

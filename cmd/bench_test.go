@@ -189,9 +189,13 @@ func TestBenchReportForms(t *testing.T) {
 		t.Errorf("CSV: %d lines for %d cells of 2 runs:\n%s", lines, len(doc.Cells), data)
 	}
 
-	res = runCLI(t, "bench", "--url", srv.URL(), "--runs", "1", "-c", benchExample("stream.yaml"), "--markdown")
+	docPath := filepath.Join(t.TempDir(), "doc.json")
+	res = runCLI(t, "bench", "--url", srv.URL(), "--runs", "1", "-c", benchExample("stream.yaml"), "--markdown", "--json="+docPath)
 	if res.code != exitOK || !strings.Contains(res.stdout, "| stream | ") {
 		t.Errorf("--markdown: exit %d\n%s", res.code, res.stdout)
+	}
+	if data, err := os.ReadFile(docPath); err != nil || !json.Valid(data) || !strings.Contains(string(data), `"environment"`) {
+		t.Errorf("--json=FILE beside the tables: %v\n%s", err, data)
 	}
 }
 
