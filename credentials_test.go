@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/internal/credtest"
@@ -90,10 +92,15 @@ func TestCredentialsHTTPSPrimaryPlainMirror(t *testing.T) {
 	noLeaks(t)
 	secure, plain := credtest.Pair(t, credContent())
 	out := fltOut(t)
-	res, err := do(t, credRequest(secure.URL+"/file.bin", out, plain.URL+"/file.bin"))
+	logOpt, log := withLog(zerolog.WarnLevel)
+	res, err := do(t, credRequest(secure.URL+"/file.bin", out, plain.URL+"/file.bin"), logOpt)
 	fltOK(t, res, err, out, credSize, credSeed)
 	assertCarry(t, "https primary", secure, credSecrets)
 	assertCarry(t, "http mirror", plain, none())
+	// The refusal is said, naming the mirror, once.
+	if n := strings.Count(log.String(), "these sources get none"); n != 1 || !strings.Contains(log.String(), `"sources":["`+plain.URL+`/file.bin"]`) {
+		t.Fatalf("%d warnings naming the mirror, want 1:\n%s", n, log.String())
+	}
 }
 
 // TestCredentialsMirrorOwnUserinfo: a mirror on another origin gets only
@@ -106,8 +113,12 @@ func TestCredentialsMirrorOwnUserinfo(t *testing.T) {
 	other := credtest.Start(t, "127.0.0.2", content)
 	mirror := strings.Replace(other.URL, "http://", "http://bob:mirror-pw@", 1) + "/file.bin"
 	out := fltOut(t)
-	res, err := do(t, credRequest(primary.URL+"/file.bin", out, primary.URL+"/copy.bin", mirror))
+	logOpt, log := withLog(zerolog.WarnLevel)
+	res, err := do(t, credRequest(primary.URL+"/file.bin", out, primary.URL+"/copy.bin", mirror), logOpt)
 	fltOK(t, res, err, out, credSize, credSeed)
+	if strings.Contains(log.String(), "get none") {
+		t.Errorf("a warning though every source has credentials:\n%s", log.String())
+	}
 	assertCarry(t, "primary", primary, credSecrets)
 	own := none()
 	own["Authorization"] = basicAuth("bob", "mirror-pw")

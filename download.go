@@ -197,10 +197,12 @@ func (d *Download) run(ctx context.Context) error {
 	d.mu.Lock()
 	d.info.URL, d.asked = httpx.RedactURL(rawURL), httpx.RedactURL(rawURL)
 	d.mu.Unlock()
-	client, header, err := d.client.httpClient(pre.HTTP, d.credentialOwners(rawURL)...)
+	owners := d.credentialOwners(rawURL)
+	client, header, err := d.client.httpClient(pre.HTTP, owners...)
 	if err != nil {
 		return &RequestError{Field: "Config", Err: err} // it names the http.* key
 	}
+	d.warnUncredentialed(header, owners, append([]string{rawURL}, mirrors...))
 	if pre.HTTP.Insecure {
 		d.log.Warn().Msg("TLS certificate verification is off (http.insecure): anyone on the network path can read and alter the download")
 	}
