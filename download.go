@@ -55,8 +55,11 @@ type Download struct {
 	// sources is how many URLs the run's reader spreads its connections
 	// over (mirrors.go); 0 or 1: the primary alone.
 	sources int
-	// metalink is the request's Metalink file, once read.
-	metalink *metalink.File
+	// metalink is the request's Metalink file, once read;
+	// urlFromMetalink says its most preferred URL became the download's
+	// URL, which the user did not name (credentialOwners).
+	metalink        *metalink.File
+	urlFromMetalink bool
 	// out is Request.Writer, counted; nil without one.
 	out *countingWriter
 	// replace is the existing output that IfNewer found older than the
@@ -206,10 +209,12 @@ func (d *Download) run(ctx context.Context) error {
 	d.mu.Lock()
 	d.info.URL, d.asked = httpx.RedactURL(rawURL), httpx.RedactURL(rawURL)
 	d.mu.Unlock()
-	client, header, err := d.client.httpClient(pre.HTTP)
+	owners := d.credentialOwners(rawURL)
+	client, header, err := d.client.httpClient(pre.HTTP, owners...)
 	if err != nil {
 		return &RequestError{Field: "Config", Err: err} // it names the http.* key
 	}
+	d.warnUncredentialed(header, owners, append([]string{rawURL}, mirrors...))
 	if pre.HTTP.Insecure {
 		d.log.Warn().Msg("TLS certificate verification is off (http.insecure): anyone on the network path can read and alter the download")
 	}

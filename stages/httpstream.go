@@ -334,14 +334,12 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 	if err != nil {
 		return fmt.Errorf("request for %s: %w", f.url, err)
 	}
-	header := f.res.Header
 	if f.src != nil {
-		header = f.src.header
 		f.srcs.begin(f.src)
 		defer f.srcs.end(f.src)
 	}
-	if header != nil {
-		req.Header = header.Clone()
+	if f.res.Header != nil {
+		req.Header = f.res.Header.Clone()
 	}
 	req.Header.Set("Accept-Encoding", "identity")
 	ranged := !(p.plain && *pos == 0)
