@@ -83,10 +83,10 @@ type TarExtract struct {
 	maxSize   int64
 
 	// Set by Start, used by Run, Finish and Commit.
-	tmp      string   // the temporary directory, "" when there is none
-	root     *os.Root // on tmp, during the run
-	symlinks map[string]bool
-	dirs     map[string]bool // directories made: a member below one needs no MkdirAll
+	tmp      string    // the temporary directory, "" when there is none
+	root     *os.Root  // on tmp, during the run
+	lock     *os.File  // tmp, open and locked while it is this run's
+	tree     *pathTree // directories made or found, and symlinks made
 	dirModes map[string]fs.FileMode
 	files    int64
 	bytes    int64
@@ -164,24 +164,28 @@ func (s *TarExtract) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO
 	if head, _ := br.Peek(4); isZip(head) {
 		return s.unzip(ctx, env, br, buf.Data)
 	}
-	tr := tar.NewReader(br)
+	er := &endReader{r: br}
+	tr := tar.NewReader(er)
 	last := ""
 	for {
 		hdr, err := tr.Next()
 		switch {
-		case errors.Is(err, io.EOF):
-			env.Log.Debug().Int64("files", s.files).Int64("bytes", s.bytes).Msg("archive unpacked")
-			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case errors.Is(err, io.EOF):
+			if err := s.checkEnd(env, er, last); err != nil {
+				return err
+			}
+			env.Log.Debug().Int64("files", s.files).Int64("bytes", s.bytes).Msg("archive unpacked")
+			return nil
 		case err != nil && !errors.Is(err, tar.ErrInsecurePath): // memberPath words that one
 			if last == "" {
 				return fmt.Errorf("not a tar archive, or a damaged one: %w", err)
 			}
-			return fmt.Errorf("tar archive damaged or cut short after member %q: %w", last, err)
+			return fmt.Errorf("tar archive damaged or cut short after member %q: %w", shortName(last), err)
 		}
 		last = hdr.Name
-		if err := s.member(env, hdr, tr, buf.Data); err != nil {
+		if err := s.member(ctx, env, hdr, &tarData{tr, er}, buf.Data); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -190,8 +194,59 @@ func (s *TarExtract) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO
 	}
 }
 
+// checkEnd decides on a tar stream that ended after member last: with its
+// end marker, it is complete. Without one (the stream stopped at a block
+// boundary, or after one zero block) it may have been cut at a member
+// boundary: when the server gave no length, nothing else tells a cut
+// archive from a whole one, so that fails the run; when it gave one, the
+// source checked the length, and a warning says the marker is missing.
+func (s *TarExtract) checkEnd(env *pipeline.Env, er *endReader, last string) error {
+	if !er.eof {
+		return nil
+	}
+	if env.Resource == nil || env.Resource.Size < 0 {
+		return fmt.Errorf("tar archive ends after %d bytes, after member %q, without its end marker (two zero blocks), "+
+			"and the server sent no length: it was cut short", er.n, shortName(last))
+	}
+	env.Log.Warn().Int64("bytes", er.n).Msg("the tar archive has no end marker (two zero blocks); its length matched the server's")
+	return nil
+}
+
+// endReader is a tar stream as archive/tar reads it: it counts the bytes
+// read, and records whether it returned io.EOF. tar.Reader's Next
+// returns io.EOF both after the end marker, when it reads no further, and
+// where the stream stops at a block boundary, when it has seen io.EOF;
+// eof tells the two apart. It never returns bytes along with io.EOF.
+type endReader struct {
+	r   io.Reader
+	n   int64
+	eof bool
+}
+
+func (e *endReader) Read(p []byte) (int, error) {
+	if e.eof {
+		return 0, io.EOF
+	}
+	n, err := e.r.Read(p)
+	e.n += int64(n)
+	if errors.Is(err, io.EOF) {
+		if n > 0 {
+			return n, nil // the next Read returns io.EOF
+		}
+		e.eof = true
+	}
+	return n, err
+}
+
+// tarData is a tar member's data, with the count of the archive's bytes
+// read (which does not move over a sparse member's holes).
+type tarData struct {
+	io.Reader
+	er *endReader
+}
+
 // member unpacks one member.
-func (s *TarExtract) member(env *pipeline.Env, hdr *tar.Header, r io.Reader, buf []byte) error {
+func (s *TarExtract) member(ctx context.Context, env *pipeline.Env, hdr *tar.Header, r io.Reader, buf []byte) error {
 	name, err := memberPath(hdr.Name)
 	if err != nil {
 		return err
@@ -210,7 +265,7 @@ func (s *TarExtract) member(env *pipeline.Env, hdr *tar.Header, r io.Reader, buf
 	case tar.TypeDir:
 		return s.mkdir(name, hdr)
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-		return s.file(name, hdr, r, buf)
+		return s.file(ctx, name, hdr, r, buf)
 	case tar.TypeSymlink:
 		target, err := symlinkTarget(name, hdr.Linkname)
 		if err != nil {
@@ -222,13 +277,13 @@ func (s *TarExtract) member(env *pipeline.Env, hdr *tar.Header, r io.Reader, buf
 		if err := s.root.Symlink(target, name); err != nil {
 			return err
 		}
-		s.symlinks[name] = true
+		s.tree.node(name, true).symlink = true
 		return nil
 	case tar.TypeLink:
 		return s.link(name, hdr)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		if s.specials == SpecialsSkip {
-			env.Log.Warn().Str("member", hdr.Name).Str("type", typeName(hdr.Typeflag)).Msg("skipped: an archive may not create device or FIFO files")
+			env.Log.Warn().Str("member", shortName(hdr.Name)).Str("type", typeName(hdr.Typeflag)).Msg("skipped: an archive may not create device or FIFO files")
 			return nil
 		}
 		return unsafeMember("%s: an archive may not create device or FIFO files", typeName(hdr.Typeflag))
@@ -241,29 +296,26 @@ func (s *TarExtract) member(env *pipeline.Env, hdr *tar.Header, r io.Reader, buf
 // belowSymlink refuses a name under a symlink the archive made: writing
 // through it would put the member wherever the link points.
 func (s *TarExtract) belowSymlink(name string) error {
-	return parents(name, func(p string) error {
-		if s.symlinks[p] {
-			return unsafeMember("its parent %q is a symlink", p)
-		}
-		return nil
-	})
+	if p := s.tree.symlinkAbove(name); p != "" {
+		return unsafeMember("its parent %q is a symlink", shortName(p))
+	}
+	return nil
 }
 
 // mkdirParents makes the missing directories above name. It remembers
 // the directories it made, which stay directories (clear never removes
 // one), so that the members of a directory cost no MkdirAll each: it
 // resolves every component of the path, a system call or more apiece.
+// Both the lookup and MkdirAll take time linear in the name's length.
 func (s *TarExtract) mkdirParents(name string) error {
 	dir := path.Dir(name)
-	if s.dirs[dir] {
+	if s.tree.dirsUpTo(dir) {
 		return nil
 	}
 	if err := s.root.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for ; dir != "."; dir = path.Dir(dir) {
-		s.dirs[dir] = true
-	}
+	s.tree.markDirs(dir)
 	return nil
 }
 
@@ -285,7 +337,7 @@ func (s *TarExtract) mkdir(name string, hdr *tar.Header) error {
 		}
 	}
 	s.dirModes[name] = dirMode(hdr)
-	s.dirs[name] = true
+	s.tree.markDirs(name)
 	return nil
 }
 
@@ -306,11 +358,13 @@ func (s *TarExtract) clear(name string) error {
 	case st.IsDir():
 		return fmt.Errorf("a directory of that name is already there")
 	}
-	delete(s.symlinks, name)
+	if n := s.tree.node(name, false); n != nil {
+		n.symlink = false
+	}
 	return s.root.Remove(name)
 }
 
-func (s *TarExtract) file(name string, hdr *tar.Header, r io.Reader, buf []byte) error {
+func (s *TarExtract) file(ctx context.Context, name string, hdr *tar.Header, r io.Reader, buf []byte) error {
 	if hdr.Size < 0 {
 		return fmt.Errorf("negative size %d", hdr.Size)
 	}
@@ -326,7 +380,7 @@ func (s *TarExtract) file(name string, hdr *tar.Header, r io.Reader, buf []byte)
 	if err != nil {
 		return err
 	}
-	n, err := io.CopyBuffer(onlyWriter{f}, r, buf)
+	n, err := copyData(ctx, f, r, isSparse(hdr), buf)
 	if err == nil && n != hdr.Size {
 		err = fmt.Errorf("got %d of its %d bytes", n, hdr.Size)
 	}
