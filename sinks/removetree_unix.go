@@ -29,103 +29,86 @@ func removeTree(dir string) error {
 	case !st.IsDir():
 		return os.Remove(dir)
 	}
-	fd, err := openDirAt(unix.AT_FDCWD, dir)
+	d, err := openDirAt(unix.AT_FDCWD, dir)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
 	// Each level down: the name of the directory entered, and the
-	// entries of its parent still to look at.
+	// subdirectories of its parent still to remove.
 	type level struct {
 		name    string
 		pending []string
 	}
 	var stack []level
 	var pending []string
-	fresh := true // pending is to be read from fd
+	fresh := true // pending is to be read from d
 	for {
 		if fresh {
-			if pending, err = readNames(fd); err != nil {
-				unix.Close(fd)
-				return treeError("read", dir, len(stack), err)
+			if pending, err = clearFiles(d); err != nil {
+				d.Close()
+				return treeError("remove in", dir, len(stack), err)
 			}
 			fresh = false
 		}
-		sub, rest, err := clearEntries(fd, pending)
-		if err != nil {
-			unix.Close(fd)
-			return treeError("remove in", dir, len(stack), err)
-		}
-		if sub != "" { // a directory with something in it: go down
-			child, err := openDirAt(fd, sub)
-			unix.Close(fd)
+		if len(pending) > 0 { // go down
+			sub := pending[0]
+			child, err := openDirAt(int(d.Fd()), sub)
+			d.Close()
 			if err != nil {
 				return treeError("open", dir, len(stack)+1, err)
 			}
-			stack = append(stack, level{sub, rest})
-			fd, fresh = child, true
+			stack = append(stack, level{sub, pending[1:]})
+			d, fresh = child, true
 			continue
 		}
 		if len(stack) == 0 {
-			unix.Close(fd)
+			d.Close()
 			return os.Remove(dir)
 		}
-		parent, err := openDirAt(fd, "..")
-		unix.Close(fd)
+		parent, err := openDirAt(int(d.Fd()), "..")
+		d.Close()
 		if err != nil {
 			return treeError("open", dir, len(stack)-1, err)
 		}
 		top := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if err := unix.Unlinkat(parent, top.name, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
-			unix.Close(parent)
+		if err := unix.Unlinkat(int(parent.Fd()), top.name, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+			parent.Close()
 			return treeError("remove in", dir, len(stack), err)
 		}
-		fd, pending = parent, top.pending
+		d, pending = parent, top.pending
 	}
 }
 
-// clearEntries removes the entries names of the directory fd that are
-// not directories, and the empty directories, until it meets a directory
-// with something in it: it returns that one's name and the names after
-// it, or "" when it removed them all.
-func clearEntries(fd int, names []string) (sub string, rest []string, err error) {
-	for i, name := range names {
-		err := unix.Unlinkat(fd, name, 0)
-		if err == nil || errors.Is(err, unix.ENOENT) {
-			continue
-		}
-		if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
-			return "", nil, fmt.Errorf("%s: %w", shortName(name), err)
-		}
-		// A directory (Linux says EISDIR, POSIX EPERM): try it empty.
-		err = unix.Unlinkat(fd, name, unix.AT_REMOVEDIR)
-		switch {
-		case err == nil || errors.Is(err, unix.ENOENT):
-		case errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST):
-			return name, names[i+1:], nil
-		default:
-			return "", nil, fmt.Errorf("%s: %w", shortName(name), err)
-		}
-	}
-	return "", nil, nil
-}
-
-// readNames lists the directory fd, through a descriptor of its own.
-func readNames(fd int) ([]string, error) {
-	d, err := openDirAt(fd, ".")
+// clearFiles removes what the directory d holds but directories, and
+// returns the names of those.
+func clearFiles(d *os.File) ([]string, error) {
+	des, err := d.ReadDir(-1)
 	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(d), ".")
-	defer f.Close()
-	return f.Readdirnames(-1)
+	var dirs []string
+	for _, de := range des {
+		if de.IsDir() {
+			dirs = append(dirs, de.Name())
+			continue
+		}
+		if err := unix.Unlinkat(int(d.Fd()), de.Name(), 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("%s: %w", shortName(de.Name()), err)
+		}
+	}
+	return dirs, nil
 }
 
-func openDirAt(fd int, name string) (int, error) {
+// openDirAt opens the directory name in fd, never through a symlink.
+func openDirAt(fd int, name string) (*os.File, error) {
 	for {
 		d, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if !errors.Is(err, unix.EINTR) {
-			return d, err
+		switch {
+		case err == nil:
+			return os.NewFile(uintptr(d), name), nil
+		case !errors.Is(err, unix.EINTR):
+			return nil, err
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/dlflow/dlflow/pipeline"
 )
@@ -263,7 +264,7 @@ func (s *TarExtract) member(ctx context.Context, env *pipeline.Env, hdr *tar.Hea
 	}
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		return s.mkdir(name, hdr)
+		return s.mkdir(ctx, name, hdr)
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
 		return s.file(ctx, name, hdr, r, buf)
 	case tar.TypeSymlink:
@@ -271,7 +272,7 @@ func (s *TarExtract) member(ctx context.Context, env *pipeline.Env, hdr *tar.Hea
 		if err != nil {
 			return err
 		}
-		if err := s.clear(name); err != nil {
+		if err := s.clear(ctx, name); err != nil {
 			return err
 		}
 		if err := s.root.Symlink(target, name); err != nil {
@@ -280,7 +281,7 @@ func (s *TarExtract) member(ctx context.Context, env *pipeline.Env, hdr *tar.Hea
 		s.tree.node(name, true).symlink = true
 		return nil
 	case tar.TypeLink:
-		return s.link(name, hdr)
+		return s.link(ctx, name, hdr)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		if s.specials == SpecialsSkip {
 			env.Log.Warn().Str("member", shortName(hdr.Name)).Str("type", typeName(hdr.Typeflag)).Msg("skipped: an archive may not create device or FIFO files")
@@ -306,28 +307,65 @@ func (s *TarExtract) belowSymlink(name string) error {
 // the directories it made, which stay directories (clear never removes
 // one), so that the members of a directory cost no MkdirAll each: it
 // resolves every component of the path, a system call or more apiece.
-// Both the lookup and MkdirAll take time linear in the name's length.
-func (s *TarExtract) mkdirParents(name string) error {
+// Both the lookup and the making take time linear in the name's length,
+// and a cancel stops the making within a few hundred directories.
+func (s *TarExtract) mkdirParents(ctx context.Context, name string) error {
 	dir := path.Dir(name)
 	if s.tree.dirsUpTo(dir) {
 		return nil
 	}
-	if err := s.root.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirAllAt(ctx, s.root, dir); err != nil {
 		return err
 	}
 	s.tree.markDirs(dir)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return nil
 }
 
-func (s *TarExtract) mkdir(name string, hdr *tar.Header) error {
-	if err := s.mkdirParents(name); err != nil {
+// mkdirAllAt is root.MkdirAll(dir, 0o755) one directory at a time, each
+// made in the one above it through a root of its own (at most two open
+// at once), with ctx checked every 256 directories.
+func mkdirAllAt(ctx context.Context, root *os.Root, dir string) error {
+	r := root
+	defer func() {
+		if r != root {
+			r.Close()
+		}
+	}()
+	for i, rest := 0, dir; rest != ""; i++ {
+		c, after, _ := strings.Cut(rest, "/")
+		rest = after
+		if i%256 == 255 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if err := r.Mkdir(c, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		next, err := r.OpenRoot(c)
+		if err != nil {
+			return err
+		}
+		if r != root {
+			r.Close()
+		}
+		r = next
+	}
+	return nil
+}
+
+func (s *TarExtract) mkdir(ctx context.Context, name string, hdr *tar.Header) error {
+	if err := s.mkdirParents(ctx, name); err != nil {
 		return err
 	}
 	st, err := s.root.Lstat(name)
 	switch {
 	case err == nil && st.IsDir():
 	case err == nil || !errors.Is(err, fs.ErrNotExist):
-		if err := s.clear(name); err != nil {
+		if err := s.clear(ctx, name); err != nil {
 			return err
 		}
 		fallthrough
@@ -345,8 +383,8 @@ func (s *TarExtract) mkdir(name string, hdr *tar.Header) error {
 // parents, and removes a file or symlink an earlier member left there. A
 // directory in the way is an error: replacing it could turn a directory
 // that later members climb through into a symlink.
-func (s *TarExtract) clear(name string) error {
-	if err := s.mkdirParents(name); err != nil {
+func (s *TarExtract) clear(ctx context.Context, name string) error {
+	if err := s.mkdirParents(ctx, name); err != nil {
 		return err
 	}
 	st, err := s.root.Lstat(name)
@@ -371,7 +409,7 @@ func (s *TarExtract) file(ctx context.Context, name string, hdr *tar.Header, r i
 	if s.maxSize > 0 && s.bytes+hdr.Size > s.maxSize {
 		return fmt.Errorf("the files add up to more than max_size (%v)", pipeline.ByteSize(s.maxSize))
 	}
-	if err := s.clear(name); err != nil {
+	if err := s.clear(ctx, name); err != nil {
 		return err
 	}
 	mode := fileMode(hdr)
@@ -407,7 +445,7 @@ type onlyWriter struct{ w io.Writer }
 
 func (w onlyWriter) Write(p []byte) (int, error) { return w.w.Write(p) }
 
-func (s *TarExtract) link(name string, hdr *tar.Header) error {
+func (s *TarExtract) link(ctx context.Context, name string, hdr *tar.Header) error {
 	target, err := memberPath(hdr.Linkname)
 	if err != nil {
 		return linkError(hdr.Linkname, err)
@@ -422,7 +460,7 @@ func (s *TarExtract) link(name string, hdr *tar.Header) error {
 	if target == name {
 		return nil // a link to itself: it is there
 	}
-	if err := s.clear(name); err != nil {
+	if err := s.clear(ctx, name); err != nil {
 		return err
 	}
 	return s.root.Link(target, name)
