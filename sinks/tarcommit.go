@@ -63,14 +63,18 @@ func (s *TarExtract) Start(ctx context.Context, env *pipeline.Env) error {
 	if err != nil {
 		return fmt.Errorf("temporary directory: %w", err)
 	}
-	lock, err := lockLeftover(tmp)
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("temporary directory: %w", err)
+	var lock *os.File // what tells this run's tmp from a killed run's
+	if leftoverLocks {
+		if lock, err = lockLeftover(tmp); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("temporary directory: %w", err)
+		}
 	}
 	root, err := os.OpenRoot(tmp)
 	if err != nil {
-		lock.Close()
+		if lock != nil {
+			lock.Close()
+		}
 		os.Remove(tmp)
 		return fmt.Errorf("temporary directory: %w", err)
 	}

@@ -1,3 +1,5 @@
+//go:build unix
+
 package sinks_test
 
 import (
@@ -147,7 +149,7 @@ const (
 	deepDepth = 20_000
 	// cancelDepth is the depth of the cancelled run's members, above deepFDs.
 	cancelDepth = 5_000
-	deepFDs   = 4096
+	deepFDs     = 4096
 )
 
 // lowFDLimit lowers the soft limit on open descriptors to deepFDs for the

@@ -1,7 +1,7 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd || solaris || windows
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd || solaris
 
 package sinks
 
-// leftoverLocks: lockFile takes a real lock here, which tells a live
-// run's leftovers from a dead run's.
+// leftoverLocks: flock(2) locks a directory here, and tells a live run's
+// leftovers from a dead run's.
 const leftoverLocks = true

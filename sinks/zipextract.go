@@ -37,8 +37,10 @@ func (s *TarExtract) unzip(ctx context.Context, env *pipeline.Env, r io.Reader, 
 	}()
 	// Locked while this run owns it: a spool that can be locked is a killed
 	// run's, which the next run removes (collectLeftovers).
-	if err := lockFile(f); errors.Is(err, errLocked) {
-		return fmt.Errorf("zip spool: %w", err)
+	if leftoverLocks {
+		if err := lockFile(f); errors.Is(err, errLocked) {
+			return fmt.Errorf("zip spool: %w", err)
+		}
 	}
 	n, err := io.CopyBuffer(onlyWriter{f}, r, buf)
 	if err != nil {
