@@ -45,8 +45,13 @@ type TarExtractConfig struct {
 //   - An existing DIR is an error (an *OutputExistsError, found by
 //     Preflight before any network I/O and again at the rename, which
 //     never replaces a DIR that appeared during the run). With overwrite,
-//     an existing directory DIR is replaced only in Commit: it is moved
-//     aside, the new one renamed in, and the old one removed.
+//     an existing directory DIR is replaced only in Commit: swapped with
+//     the new one in one step on Linux (RENAME_EXCHANGE), elsewhere moved
+//     aside and the new one renamed in; the old one is then removed.
+//   - A run holds a lock on its temporary directory (and zip spool); the
+//     next run on DIR removes those of killed runs, which hold none (see
+//     collectLeftovers). Removal holds at most two file descriptors
+//     whatever the tree's depth (removeTree).
 //   - Members are untrusted input, and nothing is written outside DIR.
 //     Refused, with a *MemberError naming the member that wraps
 //     ErrUnsafeMember: an absolute name, a name that climbs out with "..",
@@ -64,7 +69,14 @@ type TarExtractConfig struct {
 //     be removed; their modes are set once every member is in. File
 //     modification times are the archive's. Owners are not restored.
 //   - Sizes are counted: the files' bytes may not exceed max_size (when
-//     set), and a member whose data ends early fails the run.
+//     set), and a member whose data ends early fails the run. A sparse
+//     member's holes stay holes (copyData). Bombs are the decompress
+//     stage's to stop (max_ratio).
+//   - The archive must end with its end marker when the server sent no
+//     length: an archive cut at a member boundary fails (checkEnd).
+//   - Time is linear in a member name's length, however deep, a cancel
+//     is seen between reads and every few hundred directories made, and
+//     messages show long names shortened (shortName).
 //
 // A member that names an existing file replaces it (the archive's last
 // word wins, as with tar); a directory is never replaced by a non-directory.
