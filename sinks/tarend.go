@@ -19,6 +19,9 @@ func (s *TarExtract) checkEnd(env *pipeline.Env, er *endReader, last string) err
 		return nil
 	}
 	if env.Resource == nil || env.Resource.Size < 0 {
+		if last == "" {
+			return fmt.Errorf("the stream ended after %d bytes, before any tar member or end marker, and the server sent no length: it was cut short", er.n)
+		}
 		return fmt.Errorf("tar archive ends after %d bytes, after member %q, without its end marker (two zero blocks), "+
 			"and the server sent no length: it was cut short", er.n, shortName(last))
 	}
