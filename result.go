@@ -100,8 +100,8 @@ type runStats struct {
 	resumed     int64 // of the last run
 	done        int64 // bytes in place, by the progress reporter, of the last run
 	checksum    string
-	pieces      int // piece hashes verified, of the last run
 	sources     []pipeline.SourceStats // of the last run
+	pieces      int                    // piece hashes verified, of the last run
 }
 
 // add reads the counters of g after a run.
