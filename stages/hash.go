@@ -174,7 +174,8 @@ func (t *HashTap) Stats() HashStats {
 }
 
 // VerifiesPieces reports that the tap checks the resource's piece hashes
-// (pipeline.PieceVerifier), where no stage before it reshapes the bytes.
+// (pipeline.PieceVerifier) where no stage before it reshapes the bytes:
+// each piece, or, with a window and a checksum, every byte (pickPieces).
 func (t *HashTap) VerifiesPieces() bool { return true }
 
 // Start picks what the run verifies: the configured checksum, else a
@@ -187,34 +188,23 @@ func (t *HashTap) Start(_ context.Context, env *pipeline.Env) error {
 	t.piecesOK.Store(0)
 	t.check, t.pieces = t.config, nil
 	var digests map[string]string
-	if res := env.Resource; res != nil {
-		digests = res.Digests
-		if res.Pieces != nil && !env.Reshaped {
-			if err := checkPieceHashes(res); err != nil {
-				return err
-			}
-			t.pieces = res.Pieces
-			if t.window == 0 && t.pieces.Length > maxVerifiedPiece {
-				env.Log.Info().Int64("piece", t.pieces.Length).
-					Msg("the pieces are too long to hold back: each is verified as its bytes pass, and a bad one fails the download before the output is kept")
-			}
-		}
+	if env.Resource != nil {
+		digests = env.Resource.Digests
 	}
-	if t.check != nil {
-		if len(digests) > 0 {
-			env.Log.Debug().Msg("the configured checksum takes precedence over the server's digest")
-		}
-		return nil
+	if t.check != nil && len(digests) > 0 {
+		env.Log.Debug().Msg("the configured checksum takes precedence over the server's digest")
 	}
 	for _, name := range httpx.ServerDigestAlgorithms {
-		if want, ok := digests[name]; ok {
+		if want, ok := digests[name]; ok && t.check == nil {
 			alg, _ := httpx.LookupAlgorithm(name)
 			t.check = &checksum{alg: alg, want: want, source: "the server's digest"}
 			env.Log.Info().Str("algorithm", alg.Name).Msg("the server declared a digest; verifying it")
-			return nil
 		}
 	}
-	if t.window > 0 && env.Window != nil && t.pieces == nil {
+	if err := t.pickPieces(env); err != nil {
+		return err
+	}
+	if t.check == nil && t.pieces == nil && t.window > 0 && env.Window != nil {
 		// Nothing to check, so nothing held: lift the window before any
 		// stage runs, so that no reader sizes its requests by it.
 		env.Window.Advance(math.MaxInt64)

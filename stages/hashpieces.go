@@ -58,6 +58,33 @@ type pieceCheck struct {
 	sum      []byte
 }
 
+// pickPieces sets the piece hashes the run verifies (t.check is set): the
+// resource's, unless a stage before the tap reshapes the bytes, or the tap
+// has a window and a checksum. Such a tap passes chunks on before it
+// hashes them, so the checksum, which covers every byte, fails a bad
+// piece before the output is kept as surely as the piece would (and an
+// http.reader verified the pieces of the spans it fetched): a second
+// digest of every byte would only cost time.
+func (t *HashTap) pickPieces(env *pipeline.Env) error {
+	res := env.Resource
+	if res == nil || res.Pieces == nil || env.Reshaped {
+		return nil
+	}
+	if err := checkPieceHashes(res); err != nil {
+		return err
+	}
+	if t.window > 0 && t.check != nil {
+		env.Log.Debug().Msg("the checksum covers every byte: the pieces are left to it")
+		return nil
+	}
+	t.pieces = res.Pieces
+	if t.window == 0 && t.pieces.Length > maxVerifiedPiece {
+		env.Log.Info().Int64("piece", t.pieces.Length).
+			Msg("the pieces are too long to hold back: each is verified as its bytes pass, and a bad one fails the download before the output is kept")
+	}
+	return nil
+}
+
 // checkPieceHashes checks that the resource's piece hashes cover its
 // size and name a known algorithm.
 func checkPieceHashes(res *pipeline.Resource) error {
