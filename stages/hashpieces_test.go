@@ -110,3 +110,31 @@ func TestHashTapPiecesWrongSize(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkHashTapPieces passes 256 KiB chunks of zeros through an
+// ordered hash.tap that verifies 1 MiB pieces (and holds each until it
+// matches), to compare with BenchmarkHashTap's sha256 of the whole.
+func BenchmarkHashTapPieces(b *testing.B) {
+	const chunk, length = 256 << 10, 1 << 20
+	n := int64(b.N)
+	size := n * chunk
+	sum := sha256.Sum256(make([]byte, length))
+	p := &pipeline.PieceHashes{Length: length, Algorithm: "sha256"}
+	for off := int64(0); off < size; off += length {
+		s := sum
+		if size-off < length {
+			s = sha256.Sum256(make([]byte, size-off))
+		}
+		p.Sums = append(p.Sums, s[:])
+	}
+	g, err := pipeline.Build(benchRegistry(b, benchZeros(n, chunk).Spec()), []pipeline.Node{
+		{ID: "src", Type: "bench.zeros"},
+		{ID: "verify", Type: "hash.tap", Inputs: []string{"src"}, Config: &HashConfig{}},
+		{ID: "sink", Type: "mem.discard", Inputs: []string{"verify"}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(chunk)
+	benchRunOnce(b, g, &pipeline.Resource{Size: size, Pieces: p})
+}
