@@ -104,13 +104,16 @@ func assertVerifiedPieces(t *testing.T, res *dlflow.Result, size, piece int64) {
 func TestMetalinkPiecesEveryTopology(t *testing.T) {
 	const piece = 256 << 10
 	for _, tt := range []struct {
-		name   string
-		size   int64
-		faults origin.Faults
+		name     string
+		size     int64
+		faults   origin.Faults
+		topology string // "" for the automatic choice
 	}{
-		{"stream picked", 3<<20 + 77, origin.Faults{}},
-		{"server ignores range", 20<<20 + 77, origin.Faults{IgnoreRange: true}},
-		{"no content-length", 3<<20 + 77, origin.Faults{NoLength: true}},
+		{"stream picked", 3<<20 + 77, origin.Faults{}, ""},
+		{"server ignores range", 20<<20 + 77, origin.Faults{IgnoreRange: true}, ""},
+		{"no content-length", 3<<20 + 77, origin.Faults{NoLength: true}, ""},
+		{"buffered", 3<<20 + 77, origin.Faults{}, "buffered"},
+		{"ranged, server ignores range", 20<<20 + 77, origin.Faults{IgnoreRange: true}, "ranged"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			noLeaks(t)
@@ -123,7 +126,7 @@ func TestMetalinkPiecesEveryTopology(t *testing.T) {
 				srv.SetFaults(tt.faults)
 				meta := meta4{size: tt.size, fill: originFill(mirSeed), piece: piece, urls: []string{srv.URL()}}.write(t)
 				out := fltOut(t)
-				res, err := do(t, &dlflow.Request{Metalink: meta, Path: out})
+				res, err := do(t, &dlflow.Request{Metalink: meta, Path: out, Topology: dlflow.Topology{Name: tt.topology}})
 				if lying {
 					fltFailed(t, res, err, out, "fails its sha256 digest")
 					assertPieceError(t, err, piece)
