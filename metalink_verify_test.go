@@ -318,3 +318,24 @@ func TestUnverifiedWarns(t *testing.T) {
 		})
 	}
 }
+
+// TestMetalinkLyingPrimaryStream: in the stream topology (a file under 16
+// MiB) only the primary serves; its bad piece fails the download at once,
+// with no second download from it alone.
+func TestMetalinkLyingPrimaryStream(t *testing.T) {
+	noLeaks(t)
+	const size, piece = 3<<20 + 77, 256 << 10
+	liar := startOrigin(t, origin.Options{Size: size, Seed: mirSeed + 1})
+	good := startOrigin(t, origin.Options{Size: size, Seed: mirSeed})
+	meta := meta4{size: size, fill: originFill(mirSeed), piece: piece, urls: []string{liar.URL(), good.URL()}}.write(t)
+	out := fltOut(t)
+	res, err := do(t, &dlflow.Request{Metalink: meta, Path: out})
+	fltFailed(t, res, err, out, "piece 0 ")
+	assertPieceError(t, err, piece)
+	if n := liar.Stats().GETs; n != 1 {
+		t.Fatalf("the liar answered %d GETs, want 1: the file was downloaded again from it", n)
+	}
+	if contains(err.Error(), "a mirror's bytes") {
+		t.Fatalf("the error blames a mirror: %v", err)
+	}
+}
