@@ -296,12 +296,15 @@ func chosenTools(o Options, cells []*cell) []*cell {
 }
 
 // ReferenceTools are the tools that --compare can add.
-var ReferenceTools = []string{"curl", "aria2c", "axel"}
+var ReferenceTools = []string{"curl", "aria2c", "axel", "oracle"}
 
 // toolVersion is the first line of a reference tool's --version (axel's
-// first line of -V), or "" when it does not tell.
+// first line of -V, the oracle's curl's), or "" when it does not tell.
 func toolVersion(tool string) string {
 	flag := "--version"
+	if tool == "oracle" { // curls under a shell
+		tool = "curl"
+	}
 	if tool == "axel" {
 		flag = "-V"
 	}
@@ -314,8 +317,8 @@ func toolVersion(tool string) string {
 	return line
 }
 
-// referenceCells are curl (one stream), aria2c and axel (one cell per
-// number of connections each), when they are installed.
+// referenceCells are curl (one stream), aria2c, axel and the oracle (one
+// cell per number of connections each), when they are installed.
 func referenceCells(o Options, scenario Scenario) []*cell {
 	var cells []*cell
 	if curl, err := exec.LookPath("curl"); err == nil {
@@ -355,7 +358,7 @@ func referenceCells(o Options, scenario Scenario) []*cell {
 			cells = append(cells, axelCell(o.Origin, scenario, axel, n))
 		}
 	}
-	return cells
+	return append(cells, oracleCells(o, scenario)...)
 }
 
 // axelCell runs axel with n connections (fewer on a small file: axel

@@ -255,9 +255,8 @@ func runOnce(ctx context.Context, c *cell, srv *server, dir string, warmup bool)
 		url: srv.url, mirror: srv.mirror, dead: srv.dead, out: filepath.Join(dir, "out.bin"), metrics: filepath.Join(dir, "metrics.json"),
 		files: srv.files, dir: filepath.Join(dir, "batch.out"), list: filepath.Join(dir, "batch.list"),
 	}
-	files := runFiles(j)
-	defer removeFiles(files)
-	if err := removeFiles(files); err != nil {
+	defer func() { removeFiles(runFiles(j)) }() // the oracle's parts exist only after the run
+	if err := removeFiles(runFiles(j)); err != nil {
 		return "", fmt.Errorf("clean up before the run: %w", err)
 	}
 	if len(j.files) > 0 {
@@ -317,10 +316,12 @@ func commandLine(args []string) []string {
 
 // runFiles are the files a run may leave behind: the output, dlflow's
 // temporary file and its resume state, aria2c's control file, axel's state
-// file, GNU time's report and the per-stage metrics; for a batch, the
-// directory of its outputs and the list.
+// file, GNU time's report, the per-stage metrics and the oracle's parts;
+// for a batch, the directory of its outputs and the list.
 func runFiles(j job) []string {
-	return []string{j.out, j.out + ".tmp", j.out + ".tmp.state", j.out + ".aria2", j.out + ".st", j.out + ".rss", j.metrics, j.dir, j.list}
+	files := []string{j.out, j.out + ".tmp", j.out + ".tmp.state", j.out + ".aria2", j.out + ".st", j.out + ".rss", j.metrics, j.dir, j.list}
+	parts, _ := filepath.Glob(j.out + ".part*")
+	return append(files, parts...)
 }
 
 // removeFiles removes the files (and directories, with what they hold)
