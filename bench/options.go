@@ -43,6 +43,8 @@ type Scenario string
 const (
 	ScenarioPlain     Scenario = "plain"     // as fast as loopback goes
 	ScenarioRateLimit Scenario = "ratelimit" // every connection limited to Options.Rate
+	ScenarioLatency   Scenario = "latency"   // Options.Latency before every response header
+	ScenarioSlowConn  Scenario = "slowconn"  // one GET (Options.SlowRequest) trickles at Options.Trickle
 	// ScenarioCap is nginx's limit_rate: every request (response) capped
 	// at Options.Rate from its first byte, so that each new request of a
 	// connection starts over at the cap's pace. The origin behaves as in
@@ -51,9 +53,7 @@ const (
 	// N ranges of a size known in advance). The figures were for
 	//
 	//	dlflow bench --scenario cap --size 1GiB -c examples/ranged.yaml --connections 8 --compare=oracle,axel
-	ScenarioCap      Scenario = "cap"
-	ScenarioLatency  Scenario = "latency"  // Options.Latency before every response header
-	ScenarioSlowConn Scenario = "slowconn" // one GET (Options.SlowRequest) trickles at Options.Trickle
+	ScenarioCap Scenario = "cap"
 	// ScenarioWAN is a real network's link: every TCP connection capped
 	// at Options.ConnRate over all its responses, and Options.Latency
 	// before every response header.
