@@ -218,6 +218,11 @@ type Options struct {
 	URL, SHA256 string
 	URLs        []Target
 
+	// Timeline makes every dlflow cell (but the small scenario's) record
+	// its requests (dlflow get --trace-json) and keep its last measured
+	// run's, for Result.Timeline.
+	Timeline bool
+
 	// Dir holds the outputs; "" is a temporary directory, removed after.
 	Dir string
 	// Progress, when set, is told what Run is doing, from Run's

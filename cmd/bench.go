@@ -33,6 +33,7 @@ type benchFlags struct {
 	markdown bool
 	csv      string
 	plot     string
+	timeline string
 	version  bool
 }
 
@@ -80,6 +81,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		if err != nil {
 			return fail(stderr, fmt.Errorf("--plot: %w", err))
+		}
+	}
+	if f.timeline != "" {
+		if err := writeTimeline(f.timeline, res.Timeline()); err != nil {
+			return fail(stderr, fmt.Errorf("--timeline: %w", err))
 		}
 	}
 	if f.csv != "" {
@@ -166,6 +172,7 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	fs.BoolVar(&f.markdown, "markdown", false, "print the tables in Markdown, for a report")
 	fs.StringVar(&f.csv, "csv", "", "also write one row per run to this CSV file")
 	fs.StringVar(&f.plot, "plot", "", "write a chart of median throughput to this file, SVG or, named .png, PNG: a line against the swept value for a sweep of --connections, --piece or one --vary, else a bar per cell")
+	fs.StringVar(&f.timeline, "timeline", "", "trace the last run of each dlflow cell and draw where its time went to this file: SVG, PNG (.png) or JSON (.json): a lane per connection, each request a bar (sent, header, rate), steals, retries and drops, and the stages' busy time")
 	fs.StringVar(&o.Dir, "dir", "", "directory for the outputs (default: a temporary directory)")
 	fs.Usage = func() { printUsage(fs, stdout, benchUsageHead, benchUsageTail) }
 	if err := fs.Parse(args); err != nil {
@@ -208,6 +215,7 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	if o.Target <= 0 || o.Warmup < 0 || o.MaxTime < 0 {
 		return nil, usagef("--target must be positive, --warmup and --max-time not negative")
 	}
+	o.Timeline = f.timeline != ""
 	if f.json && f.markdown {
 		return nil, usagef("--json and --markdown both choose the output: pick one")
 	}
@@ -373,6 +381,22 @@ func writeFile(path string, write func(io.Writer) error) error {
 	return f.Close()
 }
 
+// writeTimeline writes t to path as SVG, PNG or JSON, by its extension.
+func writeTimeline(path string, t dlbench.Timeline) error {
+	render := t.SVG
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".png":
+		render = t.PNG
+	case ".json":
+		render = t.JSON
+	}
+	data, err := render()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
 // splitList splits a comma list, dropping blanks.
 // scenarioNames lists the built-in origin's scenarios for help and errors.
 var scenarioNames = func() string {
@@ -443,6 +467,7 @@ Examples:
   dlflow bench --scenario wan,small --compare
   dlflow bench --origin nginx --scenario ratelimit --compare
   dlflow bench --scenario cap --size 1GiB -c examples/ranged.yaml --connections 8 --compare=oracle,axel
+  dlflow bench --scenario cap -c examples/ranged.yaml --runs 1 --timeline cap.svg
   dlflow bench --url https://example.com/big.iso --sha256 HEX --runs 1
 
 Flags:
