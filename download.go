@@ -379,7 +379,7 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 			d.transferred()
 		}
 	}
-	err = g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log, Metrics: d.req.Metrics, Transferred: transferred})
+	err = g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log, Metrics: d.req.Metrics, Trace: d.req.Trace, Transferred: transferred})
 	d.mu.Lock()
 	d.stats.add(g)
 	d.mu.Unlock()

@@ -159,6 +159,11 @@ type Request struct {
 	Label string
 	// Metrics, when set, collects per-stage counters of the run.
 	Metrics *pipeline.Metrics
+	// Trace, when set, records the run's requests, steals, retries and
+	// the stages' busy time, for a timeline (see pipeline.Trace); its
+	// times count from pipeline.NewTrace, so make it just before Start
+	// for the probe's time to show as the gap before the first request.
+	Trace *pipeline.Trace
 	// Hooks are called as the download goes.
 	Hooks Hooks
 }

@@ -268,6 +268,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			return err
 		}
 		if f.src != nil && f.srcs.isDropped(f.src) {
+			env.Trace.Event(env.Stage, io.Replica, "drop", -1, -1, "")
 			next := f.srcs.move(f.src, true)
 			if f.src = next; next == nil {
 				return gone()
@@ -407,6 +408,7 @@ var stealNames = [...]string{stealReplace: "replaced a slow connection", stealHa
 // which steal or adopt (how) attached sr to.
 func (f *httpFetcher) takeOver(ctx context.Context, sched *scheduler, sr *spanReader, how int) error {
 	start, end, ok := sched.next(sr)
+	f.env.Trace.Event(f.env.Stage, f.io.Replica, "steal", start, end, stealNames[how])
 	f.env.Log.Debug().Int64("start", start).Int64("end", end).Str("how", stealNames[how]).
 		Msg("took over work of a slower connection")
 	return f.fetchSpan(ctx, sched, sr, httpPiece{start: start, end: end}, ok)

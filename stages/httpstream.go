@@ -127,6 +127,8 @@ type httpFetcher struct {
 	// fetches (see pieces.go); nil when its stage leaves them to a
 	// hash.tap.
 	pieces *pipeline.PieceHashes
+	// treq is the current try's request in env.Trace; nil when off.
+	treq *pipeline.TraceRequest
 }
 
 // target is the URL of this replica's requests.
@@ -209,6 +211,7 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 			pos, p.end = start, end
 		}
 		if f.src != nil && f.srcs.isDropped(f.src) {
+			f.env.Trace.Event(f.env.Stage, f.io.Replica, "drop", pos, p.end, "")
 			if _, gone := f.moveOff(); gone != nil {
 				return gone
 			}
@@ -260,6 +263,9 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 		}
 		f.env.Log.Warn().Err(err).Str("url", f.url).Int64("offset", pos).
 			Int("attempt", r.Attempt()).Dur("backoff", wait).Msg("retrying")
+		if f.env.Trace != nil {
+			f.env.Trace.Event(f.env.Stage, f.io.Replica, "retry", pos, p.end, err.Error())
+		}
 		if err := f.backoff(ctx, wait); err != nil {
 			return err
 		}
@@ -310,6 +316,14 @@ func (f *httpFetcher) settle(ctx context.Context, err error, p httpPiece) error 
 // try is one request for the rest of p from *pos. It advances *pos past
 // every byte it sends downstream, also when it fails.
 func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err error) {
+	defer func() { // the timeline's record of this request, if any
+		if f.treq != nil && errors.Is(err, errPrefetchEnded) {
+			f.treq.Done(nil) // the rest comes with a request of its own
+		} else if f.treq != nil {
+			f.treq.Done(err)
+		}
+		f.treq = nil
+	}()
 	reqCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	if f.sr != nil {
@@ -331,6 +345,7 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 
 	if *pos == 0 && (f.src == nil || f.src.primary) {
 		if resp := f.res.Prefetched.Take(); resp != nil {
+			f.treq = f.env.Trace.Prefetched(f.env.Stage, f.io.Replica, *pos, p.end)
 			return f.tryPrefetched(ctx, reqCtx, resp, p, pos, idle)
 		}
 	}
@@ -365,10 +380,12 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 	}
 
 	sent := time.Now()
+	f.treq = f.env.Trace.RequestSent(f.env.Stage, f.io.Replica, *pos, p.end)
 	resp, err := f.res.Client.Do(req)
 	if err != nil {
 		return requestError(err, f.url)
 	}
+	f.treq.HeaderCame()
 	defer resp.Body.Close()
 
 	if e := f.env.Log.Debug(); e.Enabled() {
@@ -489,6 +506,7 @@ func (f *httpFetcher) stream(ctx context.Context, body io.Reader, pos *int64, wa
 				idle.Reset(f.idle)
 			}
 			*pos = end
+			f.treq.Delivered(int64(n))
 			if f.sent != nil {
 				f.sent.Add(int64(n))
 			}
@@ -552,6 +570,7 @@ func (f *httpFetcher) streamSpan(ctx context.Context, body io.Reader, pos *int64
 			if idle != nil {
 				idle.Reset(f.idle)
 			}
+			f.treq.Delivered(to - from)
 			if f.sent != nil {
 				f.sent.Add(to - from)
 			}

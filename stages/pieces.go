@@ -155,6 +155,7 @@ func (f *httpFetcher) streamPieces(ctx context.Context, body io.Reader, pos *int
 			if err != nil {
 				return err
 			}
+			f.treq.Delivered(hi - lo)
 			if f.sent != nil {
 				f.sent.Add(hi - lo)
 			}
