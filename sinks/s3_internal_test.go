@@ -30,7 +30,13 @@ func TestS3ParseObjectURL(t *testing.T) {
 	if err != nil || o.Bucket != "bucket" || o.Key != "a/b.iso" || o.String() != "s3://bucket/a/b.iso" {
 		t.Fatalf("got %+v, %v", o, err)
 	}
-	for _, bad := range []string{"s3://bucket", "s3://bucket/", "s3:///key", "s3://b/dir/", "http://b/k"} {
+	if o, err := ParseObjectURL("s3://b/a/..k/.x/k.."); err != nil || o.Key != "a/..k/.x/k.." {
+		t.Errorf("dots inside segments: got %+v, %v", o, err)
+	}
+	for _, bad := range []string{"s3://bucket", "s3://bucket/", "s3:///key", "s3://b/dir/", "http://b/k",
+		// Keys that S3 stores as they are, but that name another object
+		// for whoever maps keys to paths: refused before any request.
+		"s3://b/a/../k", "s3://b/..", "s3://b/../k", "s3://b/./k", "s3://b/a/.", "s3://b/a//k", "s3://b//k"} {
 		if _, err := ParseObjectURL(bad); err == nil || !strings.Contains(err.Error(), "s3://") {
 			t.Errorf("ParseObjectURL(%q) = %v, want an error", bad, err)
 		}
