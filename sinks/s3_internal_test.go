@@ -1,8 +1,15 @@
 package sinks
 
 import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/dlflow/dlflow/pipeline"
 )
 
 func TestS3PartSizeFor(t *testing.T) {
@@ -54,5 +61,37 @@ func TestS3MemoryDeclared(t *testing.T) {
 	defer u.cancel()
 	if got := cap(u.free); got != 5 {
 		t.Fatalf("%d part buffers, want 5", got)
+	}
+}
+
+// TestS3PreflightMissingBucket: against a store that has no bucket at all
+// (an HTTP server that answers 404 to everything, as S3 does for a missing
+// bucket: HEAD with no body, GET with NoSuchBucket), Preflight names the
+// bucket, with and without overwrite, where it passed before and the run
+// failed later on "remove the upload state ...". The S3 tests of the root
+// package check the same against weed.
+func TestS3PreflightMissingBucket(t *testing.T) {
+	var asked atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusNotFound)
+		if r.Method != http.MethodHead {
+			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>gone</BucketName></Error>`)
+		}
+	}))
+	defer srv.Close()
+	for _, overwrite := range []bool{false, true} {
+		s := &S3Sink{cfg: S3Config{Object: "s3://gone/k.bin", Endpoint: srv.URL, Region: "us-east-1",
+			AccessKey: "k", SecretKey: "s", Overwrite: overwrite}}
+		err := s.Preflight(&pipeline.Env{})
+		s.closeIdle()
+		var nb *NoBucketError
+		if !errors.As(err, &nb) || nb.Bucket != "gone" || !errors.Is(err, ErrNoBucket) || err.Error() != "bucket gone does not exist" {
+			t.Errorf("overwrite %v: Preflight: %v, want bucket gone does not exist", overwrite, err)
+		}
+	}
+	if asked.Load() == 0 {
+		t.Error("the store was never asked")
 	}
 }
