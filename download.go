@@ -57,9 +57,12 @@ type Download struct {
 	sources int
 	// metalink is the request's Metalink file, once read;
 	// urlFromMetalink says its most preferred URL became the download's
-	// URL, which the user did not name (credentialOwners).
-	metalink        *metalink.File
-	urlFromMetalink bool
+	// URL, which the user did not name (credentialOwners);
+	// sizeFromMetalink: the resource's size is the Metalink's, as the
+	// server did not say one.
+	metalink         *metalink.File
+	urlFromMetalink  bool
+	sizeFromMetalink bool
 	// out is Request.Writer, counted; nil without one.
 	out *countingWriter
 	// replace is the existing output that IfNewer found older than the
@@ -287,6 +290,11 @@ func (d *Download) run(ctx context.Context) error {
 		if err == nil {
 			d.keepLastModified(output, res)
 		}
+		if errors.Is(err, httpx.ErrResourceChanged) && d.sizeFromMetalink {
+			// The server said no size: what differs is its body and the
+			// metalink's size, which another try does not change.
+			return fmt.Errorf("%w (the size is the metalink's: the server did not send one)", err)
+		}
 		if !errors.Is(err, httpx.ErrResourceChanged) || restarted || ctx.Err() != nil {
 			return err
 		}
@@ -500,6 +508,9 @@ func (d *Download) plan(topology Topology, output string, fromZero bool, keys st
 			Msg("the mirrors are not used: the topology fetches one stream (a file under 16 MiB, or no stage that fetches ranges)")
 	}
 	g, err := d.build(cfg, nodes)
+	if err == nil {
+		err = d.piecesNeed(topology, g)
+	}
 	return plan{cfg: cfg, nodes: nodes, graph: g}, err
 }
 
@@ -530,7 +541,7 @@ func (d *Download) prepare(needURL bool) (*config.Config, error) {
 	}
 	key, cacheable := req.wiringKey()
 	object := sinks.IsObjectURL(pre.Output)
-	key += fmt.Sprint(object)
+	key += fmt.Sprint(object, d.metalink != nil && d.metalink.Pieces != nil)
 	if cacheable {
 		if w, ok := d.client.wirings.Load(key); ok {
 			d.probeOpts = w.(wiring).probe

@@ -115,7 +115,11 @@ func (d *Download) fetchMetalink(ctx context.Context, client *http.Client, heade
 }
 
 // metalinkResource applies the Metalink file's size, name and piece
-// hashes to the probed resource.
+// hashes to the probed resource. A server that does not say the size must
+// send the Metalink's: the resource takes it, so that the stages refuse
+// more bytes and fewer. The piece hashes are verified by the graph's
+// hash.tap in every topology (piecesNeed), and by an http.reader as it
+// fetches, which can take a bad piece from another source.
 func (d *Download) metalinkResource(res *pipeline.Resource) error {
 	f := d.metalink
 	if f == nil {
@@ -124,23 +128,19 @@ func (d *Download) metalinkResource(res *pipeline.Resource) error {
 	if f.Size >= 0 && res.Size >= 0 && f.Size != res.Size {
 		return fmt.Errorf("%s has %d bytes; the metalink says %d: %w", httpx.RedactURL(res.URL), res.Size, f.Size, httpx.ErrResourceChanged)
 	}
+	if f.Size >= 0 && res.Size < 0 {
+		d.log.Info().Int64("size", f.Size).Msg("the server does not say the size; the metalink's is enforced")
+		res.Size, d.sizeFromMetalink = f.Size, true
+	}
 	if f.Name != "" {
 		res.FileName = f.Name
 	}
-	if p := f.Pieces; p != nil && res.Size == f.Size {
-		if p.Length > maxVerifiedPiece {
-			d.log.Warn().Int64("piece", p.Length).Msg("the metalink's pieces are too long to verify one by one; the file's checksum still is verified")
-		} else {
-			res.Pieces = &pipeline.PieceHashes{Length: p.Length, Algorithm: p.Algorithm, Sums: p.Hashes}
-			res.Guarded = true
-		}
+	if p := f.Pieces; p != nil {
+		res.Pieces = &pipeline.PieceHashes{Length: p.Length, Algorithm: p.Algorithm, Sums: p.Hashes}
+		res.Guarded = true
 	}
 	return nil
 }
-
-// maxVerifiedPiece is the longest piece verified as it arrives: a reader
-// holds a whole piece until it is (the stages' own bound).
-const maxVerifiedPiece = 16 << 20
 
 // credentialOwners are the URLs whose origins own the download's
 // credentials (httpx.NewClientOn): the ones the user named. That is the
@@ -158,4 +158,24 @@ func (d *Download) credentialOwners(rawURL string) []string {
 		return []string{src}
 	}
 	return []string{src, rawURL}
+}
+
+// piecesNeed refuses graph, of topology, when the download has piece
+// hashes and no stage of graph can verify them all: a
+// pipeline.PieceVerifier that sees the resource's bytes.
+func (d *Download) piecesNeed(topology Topology, g *pipeline.Graph) error {
+	if d.metalink == nil || d.metalink.Pieces == nil {
+		return nil
+	}
+	for _, st := range g.Stages() {
+		if st.Reshaped {
+			continue
+		}
+		if s, ok := g.Stage(st.ID); ok {
+			if v, ok := s.(pipeline.PieceVerifier); ok && v.VerifiesPieces() {
+				return nil
+			}
+		}
+	}
+	return &RequestError{Field: "Topology", Err: fmt.Errorf("the metalink has piece hashes and %s has no stage that verifies them all; add a stage of type hash.tap before the sink (see examples/)", topology.describe())}
 }

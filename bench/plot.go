@@ -270,7 +270,7 @@ func drawSweep(r *Result, c canvas, sw *sweep) {
 					c.line(x(pts[i-1].index), y(pts[i-1].median), px, y(p.median), color, 2)
 				}
 			}
-			ly := top + float64(k)*18
+			ly := top + 14 + float64(k)*18
 			c.rect(left+plotBarsW+20, ly-9, 12, 4, color, "")
 			c.text(left+plotBarsW+38, ly-3, name, textStyle{})
 		}

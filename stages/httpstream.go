@@ -123,6 +123,10 @@ type httpFetcher struct {
 	// one this replica fetches from; nil for the resource's URL alone.
 	srcs *sources
 	src  *source
+	// pieces are the piece hashes this replica verifies on the spans it
+	// fetches (see pieces.go); nil when its stage leaves them to a
+	// hash.tap.
+	pieces *pipeline.PieceHashes
 }
 
 // target is the URL of this replica's requests.
@@ -197,10 +201,10 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 			if !ok {
 				return nil
 			}
-			if f.res.Pieces != nil {
+			if f.pieces != nil {
 				// Whole pieces, to verify them; the bytes outside the
 				// span are read for the digest alone.
-				start, end = widen(f.res.Pieces, f.res.Size, start, end)
+				start, end = widen(f.pieces, f.res.Size, start, end)
 			}
 			pos, p.end = start, end
 		}
@@ -401,7 +405,7 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 			f.sr = nil
 		} else {
 			f.sched.answered(f.sr, time.Since(sent))
-			if f.res.Pieces != nil {
+			if f.pieces != nil {
 				return f.streamPieces(ctx, resp.Body, pos, want, idle)
 			}
 			return f.streamSpan(ctx, resp.Body, pos, want, idle)
@@ -448,7 +452,7 @@ func (f *httpFetcher) tryPrefetched(ctx, reqCtx context.Context, resp *http.Resp
 			f.sched.answered(f.sr, 0) // its round trip was the probe's
 			f.prefetched = true
 			defer func() { f.prefetched = false }()
-			if f.res.Pieces != nil {
+			if f.pieces != nil {
 				err = f.streamPieces(ctx, body, pos, want, idle)
 			} else {
 				err = f.streamSpan(ctx, body, pos, want, idle)
