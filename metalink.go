@@ -3,15 +3,20 @@ package dlflow
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/dlflow/dlflow/httpx"
 	"github.com/dlflow/dlflow/metalink"
 	"github.com/dlflow/dlflow/pipeline"
 )
+
+// DefaultMetalinkTimeout is how long the fetch of a Metalink URL may take
+// when Request.MetalinkTimeout is 0: a document of a few kilobytes to a
+// few megabytes takes well under a second on any working link.
+const DefaultMetalinkTimeout = 30 * time.Second
 
 // applyMetalink reads the request's Metalink file (a path, or an http(s)
 // URL fetched with the configuration's HTTP settings) and makes the
@@ -28,7 +33,7 @@ func (d *Download) applyMetalink(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var r io.ReadCloser
+	var file *metalink.File
 	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
 		// The user named the Metalink's URL: its origin owns the
 		// credentials, also for the URLs the Metalink lists (credentialOwners).
@@ -36,27 +41,19 @@ func (d *Download) applyMetalink(ctx context.Context) error {
 		if err != nil {
 			return &RequestError{Field: "Config", Err: err}
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+		if file, err = d.fetchMetalink(ctx, client, header, src); err != nil {
+			return err
+		}
+	} else {
+		r, err := os.Open(src)
 		if err != nil {
 			return &RequestError{Field: "Metalink", Err: err}
 		}
-		req.Header = header.Clone()
-		resp, err := client.Do(req)
+		file, err = metalink.Parse(r, "")
+		r.Close()
 		if err != nil {
-			return fmt.Errorf("metalink %s: %w", httpx.RedactURL(src), err)
+			return &RequestError{Field: "Metalink", Err: err}
 		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			return fmt.Errorf("metalink: %w", httpx.NewHTTPError(resp, src))
-		}
-		r = resp.Body
-	} else if r, err = os.Open(src); err != nil {
-		return &RequestError{Field: "Metalink", Err: err}
-	}
-	file, err := metalink.Parse(r, "")
-	r.Close()
-	if err != nil {
-		return &RequestError{Field: "Metalink", Err: err}
 	}
 	req := *d.req
 	var urls []string
@@ -77,6 +74,44 @@ func (d *Download) applyMetalink(ctx context.Context) error {
 	}
 	d.req, d.metalink = &req, file
 	return nil
+}
+
+// fetchMetalink gets and parses the Metalink document at src, within
+// Request.MetalinkTimeout (DefaultMetalinkTimeout) for the answer and the
+// body together.
+func (d *Download) fetchMetalink(ctx context.Context, client *http.Client, header http.Header, src string) (*metalink.File, error) {
+	limit := d.req.MetalinkTimeout
+	if limit <= 0 {
+		limit = DefaultMetalinkTimeout
+	}
+	late := fmt.Errorf("metalink %s: not read within %v", httpx.RedactURL(src), limit)
+	ctx, cancel := context.WithTimeoutCause(ctx, limit, late)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+	if err != nil {
+		return nil, &RequestError{Field: "Metalink", Err: err}
+	}
+	req.Header = header.Clone()
+	resp, err := client.Do(req)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("metalink: %w", httpx.NewHTTPError(resp, src))
+	}
+	var file *metalink.File
+	if err == nil {
+		file, err = metalink.Parse(resp.Body, "")
+		resp.Body.Close()
+		if err != nil && ctx.Err() == nil {
+			return nil, &RequestError{Field: "Metalink", Err: err}
+		}
+	}
+	switch {
+	case err == nil:
+		return file, nil
+	case context.Cause(ctx) == late:
+		return nil, late
+	}
+	return nil, fmt.Errorf("metalink %s: %w", httpx.RedactURL(src), err)
 }
 
 // metalinkResource applies the Metalink file's size, name and piece

@@ -44,6 +44,12 @@ type Request struct {
 	// pieces arrive: a piece that fails is fetched from another source,
 	// and the source that served it is dropped.
 	Metalink string
+	// MetalinkTimeout bounds the fetch of a Metalink URL, answer and body
+	// together: a server that trickles it a byte at a time fails the
+	// download then, rather than hold it for ever (the body is also
+	// capped, at metalink.MaxBytes). 0 (or less) is
+	// DefaultMetalinkTimeout.
+	MetalinkTimeout time.Duration
 	// Path is where the file ends up. "" names it after the server's
 	// Content-Disposition, else the URL's last path segment, made safe.
 	// With Dir set, Path must be a relative path inside Dir. A Path that

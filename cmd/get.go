@@ -120,7 +120,7 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}()
 	streamed := toStdout(fs)
 	if streamed {
-		if err := checkStdout(fs, flags); err != nil {
+		if err := checkStdout(fs, flags, stdout); err != nil {
 			return fail(stderr, err)
 		}
 		defer catchSIGPIPE()()
@@ -384,6 +384,8 @@ func cliError(err error, res *dlflow.Result) error {
 		return &usageError{err}
 	case isBrokenPipe(err):
 		return &writeError{err}
+	case errors.Is(err, dlflow.ErrForeignTmp):
+		return fmt.Errorf("%w; move it away, or pass --overwrite to replace it", err)
 	case errors.Is(err, dlflow.ErrOutputExists):
 		return fmt.Errorf("%w; pass --overwrite to replace it, --skip-existing to keep it, or -N to replace it only with a newer copy", err)
 	case errors.As(err, new(*dlflow.MaxTimeError)):

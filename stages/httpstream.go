@@ -234,6 +234,16 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if errors.Is(err, errSilent) {
+			// Its span went to a source that answers; a silent mirror
+			// is dropped (failed), and the replica moves on.
+			if f.src != nil {
+				if _, gone := f.failover(err); gone != nil {
+					return gone
+				}
+			}
+			return nil
+		}
 		if f.sr != nil {
 			if _, _, ok := f.sched.next(f.sr); !ok {
 				return nil // completed by another reader, or replaced
@@ -338,8 +348,12 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 		defer idle.Stop()
 	}
 	defer func() {
-		if err != nil && ctx.Err() == nil && errors.Is(context.Cause(reqCtx), httpx.ErrStalled) {
+		switch cause := context.Cause(reqCtx); {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(cause, httpx.ErrStalled):
 			err = fmt.Errorf("%s: no bytes for %v at offset %d: %w", f.url, f.idle, *pos, httpx.ErrStalled)
+		case errors.Is(cause, errSilent):
+			err = fmt.Errorf("%s: %w", f.url, errSilent)
 		}
 	}()
 
