@@ -29,7 +29,11 @@ const rangedThreshold = 16 << 20
 // cancel it and wait for its end. Its methods are safe for concurrent use.
 type Download struct {
 	client *Client
-	req    *Request
+	// req is the request as it runs: a Metalink replaces it with one that
+	// names the Metalink's sources (applyMetalink), so only the run's own
+	// goroutine reads it. request is the caller's, which Request returns.
+	req     *Request
+	request *Request
 	log    zerolog.Logger
 	cancel context.CancelCauseFunc
 	done   chan struct{}
@@ -129,7 +133,7 @@ func (c *Client) startWith(ctx context.Context, req *Request, claim func(path st
 		stopTimer = func() { t.Stop(); timed(nil) }
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	d := &Download{client: c, req: req, log: c.logger(ctx), cancel: cancel, done: make(chan struct{}), begun: time.Now(),
+	d := &Download{client: c, req: req, request: req, log: c.logger(ctx), cancel: cancel, done: make(chan struct{}), begun: time.Now(),
 		claim: claim, gate: gate, transferred: transferred}
 	if req.Label != "" {
 		d.log = d.log.With().Str("download", req.Label).Logger()
@@ -176,8 +180,9 @@ func (d *Download) Done() <-chan struct{} { return d.done }
 // context.Canceled. The partial data stays for a later resume.
 func (d *Download) Cancel() { d.cancel(context.Canceled) }
 
-// Request returns the request being downloaded.
-func (d *Download) Request() *Request { return d.req }
+// Request returns the request that Start was given, as it was given: not
+// what a Metalink filled in. It is safe for concurrent use.
+func (d *Download) Request() *Request { return d.request }
 
 // Info describes the download; its fields are zero until the probe
 // answered (Hooks.Started).

@@ -225,3 +225,33 @@ func TestMetalinkTrickled(t *testing.T) {
 		t.Errorf("failed after %v, want about the 1s timeout", took)
 	}
 }
+
+// TestRequestDuringMetalink: Request and Progress may be read from another
+// goroutine while a Metalink download runs (go test -race reported the
+// Metalink's replacing the request under Request); Request is the
+// caller's own, the Metalink's sources not filled in.
+func TestRequestDuringMetalink(t *testing.T) {
+	noLeaks(t)
+	good := startOrigin(t, origin.Options{Size: mirSize, Seed: mirSeed, RateLimit: 16 << 20})
+	meta := writeMetalink(t, mirSize, mirSeed, 0, good.URL())
+	req := &dlflow.Request{Metalink: meta, Dir: t.TempDir()}
+	d := dlflow.NewClient().Start(t.Context(), req)
+	reads := 0
+	for done := false; !done; reads++ {
+		select {
+		case <-d.Done():
+			done = true
+		case <-time.After(time.Millisecond):
+		}
+		if got := d.Request(); got != req || got.URL != "" || len(got.Mirrors) != 0 {
+			t.Fatalf("Request() = %+v, want the caller's", got)
+		}
+		_ = d.Progress()
+	}
+	if _, err := d.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if reads < 2 {
+		t.Fatalf("read %d times: the test proves nothing", reads)
+	}
+}
