@@ -185,3 +185,55 @@ func TestResumeTmpWithoutState(t *testing.T) {
 		})
 	}
 }
+
+// TestResumeOtherURLNeedsContentETag: a partial download of URL A, then a
+// download of URL B to the same path, B of the same size, ETag and
+// Last-Modified. A short ETag ("e1") names a version of one resource, not
+// content: B's bytes differ, and the output must be B's alone, fetched
+// whole, with a warning that says the partial data was another URL's (not
+// that the file changed). An ETag that can be a digest (32 hex digits, as
+// S3's MD5) does prove the content: then B resumes A's bytes.
+func TestResumeOtherURLNeedsContentETag(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		etag    string
+		bSeed   uint64 // B's content: another file, or the same
+		resumes bool
+	}{
+		{"short ETag", `"e1"`, resSeed + 1, false},
+		{"digest ETag", resETag, resSeed, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out := fltOut(t)
+			a := startOrigin(t, origin.Options{Size: resSize, Seed: resSeed, ETag: tc.etag, RateLimit: 1 << 20})
+			req := &dlflow.Request{URL: a.URL(), Path: out, Topology: dlflow.Topology{Name: "ranged"}, Connections: 4,
+				Sets: []string{"stages.split.config.piece=1MiB", "stages.fetch.config.steal_min=0"}}
+			_, st := resCancelMidway(t, req, resSize/4)
+			a.Close()
+
+			b := startOrigin(t, origin.Options{Size: resSize, Seed: tc.bSeed, ETag: tc.etag})
+			logOpt, log := withLog(zerolog.InfoLevel)
+			res, err := do(t, &dlflow.Request{URL: b.URL(), Path: out}, logOpt)
+			fltOK(t, res, err, out, resSize, tc.bSeed)
+			b.WaitIdle(5 * time.Second)
+			served := b.Stats().BytesServed
+			t.Logf("A's state claimed %d bytes; B served %d", st.claimed(), served)
+			if tc.resumes {
+				if served >= resSize || res.Resumed == 0 {
+					t.Errorf("B served %d bytes of %d and the result resumed %d: want A's bytes kept", served, int64(resSize), res.Resumed)
+				}
+				return
+			}
+			if served < resSize || res.Resumed != 0 {
+				t.Errorf("B served %d bytes of %d and the result resumed %d: want all of B's", served, int64(resSize), res.Resumed)
+			}
+			if want := out + ".tmp holds a partial download of another URL (" + a.URL() + "); its ETag"; !contains(log.String(), `"level":"warn"`, want) {
+				t.Errorf("no warning %q...:\n%s", want, log)
+			}
+			if contains(log.String(), "the file changed on the server") {
+				t.Errorf("the partial data of another URL is called a changed file:\n%s", log)
+			}
+		})
+	}
+}

@@ -453,3 +453,30 @@ func TestS3MissingBucket(t *testing.T) {
 		assertNoObject(t, c, b, key)
 	}
 }
+
+// TestS3SwitchedSource: the source switches the file during the upload
+// and ignores If-Range (206 from the new file, with its validators). The
+// answer's validators tell; the download restarts, and the object is the
+// new file whole, never parts of both.
+func TestS3SwitchedSource(t *testing.T) {
+	s3NoLeaks(t)
+	b, c := s3Setup(t, "switched")
+	const size = 20 << 20
+	src := startOrigin(t, origin.Options{Size: size, Seed: 30})
+	src.SetFaults(origin.Faults{ChangeETagAfter: 2, IgnoreIfRange: true})
+	logOpt, log := withLog(zerolog.WarnLevel)
+	_, err := newClient(t, logOpt).Start(context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://" + b + "/s.bin", Connections: 4,
+		Sets: []string{"stages.fetch.config.max_request=1MiB"}}).Wait()
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	if sum, n, _ := objectSHA256(t, c, b, "s.bin"); n != size || sum != origin.SHA256Hex(size, 31) {
+		t.Fatalf("object: %d bytes, sha256 %s; want the new file, %s", n, sum, origin.SHA256Hex(size, 31))
+	}
+	if !contains(log.String(), "restarting the download from zero", "resource changed on the server") {
+		t.Errorf("no restart warning:\n%s", log)
+	}
+	if ids := pendingUploads(t, c, b, "s.bin"); len(ids) != 0 {
+		t.Fatalf("pending uploads left: %v", ids)
+	}
+}

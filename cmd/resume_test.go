@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -251,8 +252,9 @@ func TestResumeAfterKill(t *testing.T) {
 }
 
 // TestResumeChangedFile: the file on the server changed between the runs
-// (same size, other content, so another ETag): the rerun starts from zero
-// and ends with the new content, never a mix.
+// (same URL and size, other content, so another ETag): the rerun starts
+// from zero and ends with the new content, never a mix. (At another URL
+// the partial data is another URL's, which says so instead.)
 func TestResumeChangedFile(t *testing.T) {
 	for _, topo := range []string{"ranged", "stream"} {
 		t.Run(topo, func(t *testing.T) {
@@ -264,15 +266,30 @@ func TestResumeChangedFile(t *testing.T) {
 			if topo == "ranged" {
 				rate /= 8 // per connection
 			}
-			slow := startOrigin(t, origin.Options{Size: resSize, Seed: resSeed, RateLimit: rate})
-			resKillMidway(t, out, resSize/4, resArgs(topo, slow.URL(), out)...)
-			slow.Close()
+			srv := startOrigin(t, origin.Options{Size: resSize, Seed: resSeed, RateLimit: rate})
+			resKillMidway(t, out, resSize/4, resArgs(topo, srv.URL(), out)...)
+			srv.WaitIdle(5 * time.Second)
 
-			changed := startOrigin(t, origin.Options{Size: resSize, Seed: resSeed + 100})
-			res := runCLI(t, resArgs(topo, changed.URL(), out)...)
-			resAssertDone(t, res, out, resSize, resSeed+100)
-			changed.WaitIdle(5 * time.Second)
-			if served := changed.Stats().BytesServed; served < resSize {
+			// One GET of the old version, then the file is version 2
+			// (Seed+1, another ETag and Last-Modified).
+			srv.SetFaults(origin.Faults{ChangeETagAfter: 1})
+			req, err := http.NewRequest(http.MethodGet, srv.URL(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Range", "bytes=0-0")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			srv.WaitIdle(5 * time.Second)
+			srv.ResetStats()
+
+			res := runCLI(t, resArgs(topo, srv.URL(), out)...)
+			resAssertDone(t, res, out, resSize, resSeed+1)
+			srv.WaitIdle(5 * time.Second)
+			if served := srv.Stats().BytesServed; served < resSize {
 				t.Errorf("fetched %d bytes, want the whole %d again", served, int64(resSize))
 			}
 			if !strings.Contains(res.stderr, "the file changed on the server") {

@@ -6,13 +6,16 @@ import (
 )
 
 // contentETag reports whether etag, the ETag of a resource of size bytes,
-// may name the content itself (a hash, a version id) rather than the
-// metadata of the file the server read it from. Only such an ETag proves
-// that a partial download of another URL holds the same bytes: two files
-// of one size written in the same second share a metadata ETag.
+// can be a digest of the content (S3's MD5, a SHA-256) rather than a name
+// of one version of one resource. Only such an ETag proves that a partial
+// download of another URL holds the same bytes: a short ETag ("e1", "v1",
+// a version number) names a version of one resource, and two resources
+// may well be at version "e1"; and two files of one size written in the
+// same second share a metadata ETag.
 //
-// A weak ETag (W/...) or an unquoted one names nothing exact. The forms
-// that common servers derive from metadata, and that this refuses, are:
+// So it must be long enough for a digest of at least 128 bits (see
+// digestSized), and not of a form that common servers derive from
+// metadata even at that length:
 //
 //   - nginx: "mtime-size", both in hex ("5f1e2d3c-100000");
 //   - Apache: "size-mtime" or "inode-size-mtime", all in hex (FileETag
@@ -22,8 +25,8 @@ import (
 //
 // The first two are recognised by two or three hex parts of which one is
 // the size, so a hash that happens to contain a hyphen (an S3 multipart
-// ETag, "md5-parts") is not mistaken for them. Anything else is taken to
-// name the content: a server with another metadata form is not detected.
+// ETag, "md5-parts") is not mistaken for them. A weak ETag (W/...) or an
+// unquoted one names nothing exact.
 func contentETag(etag string, size int64) bool {
 	v, ok := strings.CutPrefix(etag, `"`)
 	if !ok {
@@ -33,7 +36,35 @@ func contentETag(etag string, size int64) bool {
 	if !ok || v == "" {
 		return false
 	}
-	return !metadataETag(v, size)
+	return digestSized(v) && !metadataETag(v, size)
+}
+
+// digestSized reports whether v, an ETag without its quotes, holds a
+// string long enough to be a digest of at least 128 bits: 32 hex digits in
+// a row (an MD5; an S3 multipart ETag is one followed by "-N"), or 22
+// characters of base64, standard or URL-safe, in a row, some of them not
+// hex (22 hex digits and hyphens are only 88 bits).
+func digestSized(v string) bool {
+	hexRun, b64Run, notHex := 0, 0, false
+	for _, c := range []byte(v) {
+		switch {
+		case isHexByte(c):
+			hexRun++
+			b64Run++
+		case c == '-':
+			hexRun = 0
+			b64Run++
+		case 'g' <= c && c <= 'z' || 'G' <= c && c <= 'Z' || c == '+' || c == '/' || c == '_':
+			hexRun, notHex = 0, true
+			b64Run++
+		default: // padding ('=') too ends a run
+			hexRun, b64Run, notHex = 0, 0, false
+		}
+		if hexRun >= 32 || b64Run >= 22 && notHex {
+			return true
+		}
+	}
+	return false
 }
 
 // metadataETag reports whether v, an ETag without its quotes, has one of
@@ -69,9 +100,13 @@ func isHex(s string) bool {
 		return false
 	}
 	for _, c := range []byte(s) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+		if !isHexByte(c) {
 			return false
 		}
 	}
 	return true
+}
+
+func isHexByte(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }

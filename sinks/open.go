@@ -326,11 +326,12 @@ func (s *FileSink) resumeFrom(env *pipeline.Env, f *os.File) (present []pipeline
 		return nil, "the resume state of the partial download is unreadable; starting over", err.Error(), nil
 	}
 	res := env.Resource
+	if d := s.otherURL(env, st); d != "" {
+		// Not "the file changed": the partial data is of another file.
+		return nil, fmt.Sprintf("%s holds a partial download of another URL (%s); %s; starting over", s.tmp, st.URL, d), "", nil
+	}
 	if d := st.mismatch(res); d != "" {
 		return nil, "the file changed on the server since the partial download; starting over", d, nil
-	}
-	if d := s.otherURL(env, st); d != "" {
-		return nil, "the partial download is of another URL, and nothing proves it is the same file; starting over", d, nil
 	}
 	present, _ = st.ranges() // checked by readState
 	present = coarsen(present)
@@ -365,18 +366,21 @@ func (s *FileSink) resumeFrom(env *pipeline.Env, f *os.File) (present []pipeline
 
 // otherURL returns why the state, written for another URL than the one
 // asked for now, cannot be trusted, or "" when it can: it is for the same
-// URL, or something names the content itself rather than a file that
-// happens to match in size and validators. Many servers derive their ETag
-// from the file's modification time and size (nginx's "5f1e2d3c-100000"),
-// so two files of one size written in the same second, on one server or
-// on two, share ETag and Last-Modified while their bytes differ. What does
-// name the content: an ETag that is not of a form derived from such
-// metadata (see contentETag), or a checksum that the run verifies at the
-// end, which fails a mixed file (and removes it) instead of keeping it.
+// URL, or it is for the probed resource (see mismatch) and something names
+// the content itself rather than a version of a file. A short ETag ("e1")
+// names a version of one resource, and many servers derive theirs from the
+// file's modification time and size (nginx's "5f1e2d3c-100000"), so two
+// URLs, on one server or on two, may share size, ETag and Last-Modified
+// while their bytes differ. What does name the content: an ETag that can be
+// a digest of it (see contentETag), or a checksum that the run verifies at
+// the end, which fails a mixed file (and removes it) instead of keeping it.
 func (s *FileSink) otherURL(env *pipeline.Env, st *resumeState) string {
 	res := env.Resource
 	if st.URLSum == urlSum(requested(res)) {
 		return ""
+	}
+	if d := st.mismatch(res); d != "" {
+		return "it is not this URL's file: " + d
 	}
 	switch {
 	case s.verifies:
@@ -386,9 +390,9 @@ func (s *FileSink) otherURL(env *pipeline.Env, st *resumeState) string {
 		env.Log.Info().Str("was", st.URL).Str("etag", res.ETag).Msg("the partial download is of another URL with the same content ETag; resuming")
 		return ""
 	case res.ETag == "":
-		return fmt.Sprintf("it was %s; without an ETag, size and Last-Modified do not prove the same content", st.URL)
+		return "without an ETag, size and Last-Modified do not prove the same content, and no checksum is set"
 	}
-	return fmt.Sprintf("it was %s; the ETag %s looks derived from the file's size and time, not its content, and no checksum is set", st.URL, res.ETag)
+	return fmt.Sprintf("its ETag %s does not prove the same content (only a digest-sized ETag does), and no checksum is set", res.ETag)
 }
 
 // release closes PATH.tmp, which drops the lock, and forgets it.

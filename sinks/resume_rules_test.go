@@ -80,6 +80,8 @@ func TestFileSinkResumeOtherURL(t *testing.T) {
 		{"other URL, nginx ETag", "http://b.example.test/f", nginx, false, false},
 		{"other URL, Apache ETag", "http://b.example.test/f", apache, false, false},
 		{"other URL, no ETag", "http://b.example.test/f", "", false, false},
+		{"other URL, short ETag", "http://b.example.test/f", `"e1"`, false, false},
+		{"other URL, weak digest ETag", "http://b.example.test/f", `W/"9e107d9d372bb6826bd81d3542a419d6"`, false, false},
 		{"other URL, content ETag", "http://b.example.test/f", `"9e107d9d372bb6826bd81d3542a419d6"`, false, true},
 		{"other URL, nginx ETag, checksum", "http://b.example.test/f", nginx, true, true},
 	} {
@@ -114,9 +116,12 @@ func TestFileSinkResumeOtherURL(t *testing.T) {
 			if resumed != tc.resumes || (!resumed && (len(sent) == 0 || sent[0].Start != 0)) {
 				t.Fatalf("the rerun sent %v; want resumed=%v", sent, tc.resumes)
 			}
-			const why = "the partial download is of another URL, and nothing proves it is the same file; starting over"
-			if logged(&logs, "warn", why) == tc.resumes {
-				t.Errorf("want a warning %q iff it starts over; log:\n%s", why, logs.String())
+			why := out + ".tmp holds a partial download of another URL (http://a.example.test/f); "
+			if loggedPrefix(&logs, "warn", why) == tc.resumes {
+				t.Errorf("want a warning %q... iff it starts over; log:\n%s", why, logs.String())
+			}
+			if strings.Contains(logs.String(), "changed") {
+				t.Errorf("the file of another URL is not a changed file; log:\n%s", logs.String())
 			}
 		})
 	}
@@ -124,9 +129,19 @@ func TestFileSinkResumeOtherURL(t *testing.T) {
 
 // logged reports whether logs hold a record of level with message msg.
 func logged(logs *bytes.Buffer, level, msg string) bool {
+	return loggedFunc(logs, level, func(m string) bool { return m == msg })
+}
+
+// loggedPrefix reports whether logs hold a record of level whose message
+// starts with prefix.
+func loggedPrefix(logs *bytes.Buffer, level, prefix string) bool {
+	return loggedFunc(logs, level, func(m string) bool { return strings.HasPrefix(m, prefix) })
+}
+
+func loggedFunc(logs *bytes.Buffer, level string, match func(string) bool) bool {
 	for _, line := range strings.Split(logs.String(), "\n") {
 		var rec struct{ Level, Message string }
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level == level && rec.Message == msg {
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level == level && match(rec.Message) {
 			return true
 		}
 	}

@@ -25,10 +25,18 @@ func TestContentETag(t *testing.T) {
 		{``, false},
 		{`"9e107d9d372bb6826bd81d3542a419d6"`, true},    // MD5 (S3)
 		{`"9e107d9d372bb6826bd81d3542a419d6-12"`, true}, // S3 multipart
-		{`"5f1e2d3c-fffff"`, true},                      // two hex parts, neither the size
-		{`"0x8DB5F0C8E3C8A5B"`, true},                   // Azure
-		{`"v1"`, true},
 		{`"sha256-n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg"`, true},
+		{`"CY9rzUYh03PK3k6DJie09g=="`, true}, // an MD5 in base64 (22 characters and padding)
+		{`"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"`, true},
+		// Shorter than a 128-bit digest: a version of one resource.
+		{`"e1"`, false},
+		{`"v1"`, false},
+		{`"5f1e2d3c-fffff"`, false},                     // two hex parts, neither the size
+		{`"0x8DB5F0C8E3C8A5B"`, false},                  // Azure
+		{`"CKih16GjycICEAE="`, false},                   // Google Cloud Storage's generation
+		{`"9e107d9d372bb6826bd81d3542a419d"`, false},    // 31 hex digits
+		{`"9e107d9d-372bb682-6bd81d35-42a419d"`, false}, // 31 hex digits and hyphens
+		{`"CY9rzUYh03PK3k6DJie09"`, false},              // 21 base64 characters
 	} {
 		if got := contentETag(tc.etag, size); got != tc.want {
 			t.Errorf("contentETag(%s, %d) = %v, want %v", tc.etag, size, got, tc.want)

@@ -67,11 +67,6 @@ func (f *httpFetcher) check(resp *http.Response, p httpPiece, pos int64, ranged 
 		if resp.ContentLength >= 0 && resp.ContentLength != want-pos {
 			return 0, rangeErr(fmt.Sprintf("Content-Length %d does not match the range", resp.ContentLength))
 		}
-		if mirror {
-			if err := f.srcs.checkAnswer(f.src, resp); err != nil {
-				return 0, err
-			}
-		}
 		if f.support != nil && f.support.decide(false) {
 			// A replica already streams the whole body from 0.
 			if pos == p.start {
@@ -142,5 +137,36 @@ func (f *httpFetcher) check(resp *http.Response, p httpPiece, pos int64, ranged 
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		return 0, &httpx.EncodingError{Encoding: ce, URL: f.url}
 	}
+	if err := f.checkVersion(resp); err != nil {
+		return 0, err
+	}
 	return want, nil
+}
+
+// checkVersion checks that an answer with the file's bytes is of the
+// version the download is of. If-Range is not enough: many servers and
+// caches ignore it and answer 206 from a newer file, and a 200 to a plain
+// GET has no If-Range at all. So every answer of the primary must carry
+// the probe's validators, the ETag, else Last-Modified, when the probe had
+// them (a resumed run's probe has those of its partial data, see
+// sinks.FileSink): one that does not means the file changed, which is an
+// httpx.ErrResourceChanged, as a 200 to If-Range is. A mirror's answers are
+// checked against its own first answer and the primary's (see
+// sources.checkAnswer); a mirror never restarts the download.
+func (f *httpFetcher) checkVersion(resp *http.Response) error {
+	if f.src != nil && !f.src.primary {
+		return f.srcs.checkAnswer(f.src, resp)
+	}
+	name, was, got := "ETag", f.res.ETag, resp.Header.Get("ETag")
+	if was == "" {
+		name, was, got = "Last-Modified", f.res.LastModified, resp.Header.Get("Last-Modified")
+	}
+	if was == "" || got == was {
+		return nil
+	}
+	if got == "" {
+		got = "none"
+	}
+	// Validators carry their own quotes; %q would double them.
+	return fmt.Errorf("%w: %s: %s is now %s, was %s", httpx.ErrResourceChanged, f.url, name, got, was)
 }

@@ -181,3 +181,23 @@ func TestFaultExtraBytes(t *testing.T) {
 		t.Fatalf("206: %q after the header", rest)
 	}
 }
+
+// TestFaultIgnoreIfRange: with ChangeETagAfter and IgnoreIfRange, a range
+// request whose If-Range names the old version is answered 206 with the
+// new version's bytes and validators.
+func TestFaultIgnoreIfRange(t *testing.T) {
+	const size = 1000
+	s := startServer(t, Options{Size: size, Seed: testSeed})
+	c := newClient(t, false)
+	s.SetFaults(Faults{ChangeETagAfter: 1, IgnoreIfRange: true})
+	oldTag := fmt.Sprintf(`"%x-%x"`, size, testSeed)
+	wantHeader(t, do(t, c, http.MethodGet, s.URL(), "Range", "bytes=0-99"), "ETag", oldTag)
+	r := do(t, c, http.MethodGet, s.URL(), "Range", "bytes=100-199", "If-Range", oldTag)
+	wantStatus(t, r, http.StatusPartialContent)
+	wantHeader(t, r, "ETag", fmt.Sprintf(`"%x-%x"`, size, testSeed+1))
+	wantHeader(t, r, "Last-Modified", DefaultLastModified.Add(time.Hour).Format(http.TimeFormat))
+	wantHeader(t, r, "Content-Range", fmt.Sprintf("bytes 100-199/%d", size))
+	if !bytes.Equal(r.body, content(100, 100, testSeed+1)) {
+		t.Fatal("body is not the new version's")
+	}
+}

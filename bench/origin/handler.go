@@ -244,7 +244,7 @@ func (s *Server) plan(r *http.Request, f *Faults, res resource) plan {
 	if rh == "" || f.IgnoreRange {
 		return full
 	}
-	if ir := r.Header.Get("If-Range"); ir != "" && !ifRangeMatches(ir, res) {
+	if ir := r.Header.Get("If-Range"); ir != "" && !f.IgnoreIfRange && !ifRangeMatches(ir, res) {
 		return full
 	}
 	start, end, kind := parseRange(rh, size)
