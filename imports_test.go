@@ -1,14 +1,20 @@
 package dlflow_test
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/stages"
 )
 
 const module = "github.com/dlflow/dlflow"
 
-// The import rules of DESIGN.md ("Layout"): each holds the layering that
+// The import rules of docs/ARCHITECTURE.md: each holds the layering that
 // lets a custom stage import pipeline alone, keeps config free of stages
 // and flags, and keeps the CLI a shell over the library.
 func TestImportRules(t *testing.T) {
@@ -104,4 +110,31 @@ func matches(pkg, pattern string, graph map[string][]string) bool {
 		return pkg == prefix || strings.HasPrefix(pkg, prefix+"/")
 	}
 	return pkg == pattern
+}
+
+// TestPackageDocsListEveryStage: the package documentation of stages and
+// sinks names every stage type the package registers, so that a reader of
+// `go doc` finds them all (it listed half of them once).
+func TestPackageDocsListEveryStage(t *testing.T) {
+	for _, pkg := range []struct {
+		dir      string
+		register func(*pipeline.Registry) error
+	}{{"stages", stages.Register}, {"sinks", sinks.Register}} {
+		reg := pipeline.NewRegistry()
+		if err := pkg.register(reg); err != nil {
+			t.Fatal(err)
+		}
+		doc, err := os.ReadFile(filepath.Join(pkg.dir, "doc.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(reg.Types()) == 0 {
+			t.Fatalf("%s registers no stage type", pkg.dir)
+		}
+		for _, typ := range reg.Types() {
+			if !strings.Contains(string(doc), "`"+typ+"`") {
+				t.Errorf("%s/doc.go does not list the stage type %s", pkg.dir, typ)
+			}
+		}
+	}
 }

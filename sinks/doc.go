@@ -1,4 +1,18 @@
-// Package sinks holds dlflow's terminal stages: the file sink (sequential or
-// positional writes into OUTPUT.tmp, renamed when complete) and the discard
-// sink. Importing the package registers them in pipeline.DefaultRegistry.
+// Package sinks holds dlflow's terminal stages. Importing the package
+// registers them in pipeline.DefaultRegistry; Register adds them to
+// another registry. The stage types:
+//
+//   - `file.sink` (file.go): writes the download into OUTPUT.tmp,
+//     sequentially or at offsets, keeps its resume state, and renames it to
+//     OUTPUT when complete.
+//   - `discard.sink` (discard.go): counts and drops the bytes, for
+//     benchmarks.
+//   - `stdout.sink` (stdout.go): writes the bytes in order to standard
+//     output or the program's writer; no file, no resume.
+//   - `tar.extract` (tarextract.go): unpacks a tar stream (or a zip, spooled)
+//     into a directory that appears when complete.
+//   - `s3.sink` (s3.go): uploads the bytes to an S3-compatible object store
+//     as a multipart upload, with no local copy.
+//
+// TestPackageDocsListEveryStage holds this list to the registry.
 package sinks
