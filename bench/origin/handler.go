@@ -84,6 +84,14 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 			injectFailure(w, r, f)
 			return
 		}
+		if getNum > int64(f.SilentAfter) && getNum <= int64(f.SilentAfter+f.SilentCount) {
+			s.sleepUntil(r.Context(), time.Now().Add(time.Hour)) // until the client or Close ends it
+			w.end()
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				_ = conn.Close() // no answer at all, not an empty 200
+			}
+			return
+		}
 	}
 
 	if file >= 0 {
@@ -98,7 +106,7 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 	if r.Method == http.MethodHead {
 		if f.HEADBody {
 			s.sendUnsolicited(w, func(conn io.Writer) error {
-				return writeContent(conn, p.off, p.n, res.seed)
+				return s.writeContent(conn, p.off, p.n, res.seed)
 			})
 		}
 		return
@@ -142,12 +150,12 @@ func (s *Server) sendUnsolicited(w *recorder, write func(conn io.Writer) error) 
 }
 
 // writeContent writes n content bytes from off to dst.
-func writeContent(dst io.Writer, off, n int64, seed uint64) error {
+func (s *Server) writeContent(dst io.Writer, off, n int64, seed uint64) error {
 	bp := getBuf()
 	defer putBuf(bp)
 	for sent := int64(0); sent < n; {
 		chunk := (*bp)[:min(int64(bufSize), n-sent)]
-		Fill(chunk, off+sent, seed)
+		s.fill(chunk, off+sent, seed)
 		if _, err := dst.Write(chunk); err != nil {
 			return err
 		}
@@ -244,7 +252,7 @@ func (s *Server) plan(r *http.Request, f *Faults, res resource) plan {
 	if rh == "" || f.IgnoreRange {
 		return full
 	}
-	if ir := r.Header.Get("If-Range"); ir != "" && !ifRangeMatches(ir, res) {
+	if ir := r.Header.Get("If-Range"); ir != "" && !f.IgnoreIfRange && !ifRangeMatches(ir, res) {
 		return full
 	}
 	start, end, kind := parseRange(rh, size)
@@ -261,7 +269,7 @@ func (s *Server) plan(r *http.Request, f *Faults, res resource) plan {
 		status:       http.StatusPartialContent,
 		off:          start,
 		n:            end - start + 1,
-		contentRange: fmt.Sprintf("bytes %d-%d/%d", start, end, size),
+		contentRange: fmt.Sprintf("bytes %d-%d/%d", start, end, size+f.WrongTotal),
 		acceptRanges: true,
 	}
 }
@@ -422,7 +430,7 @@ func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64
 		}
 		n := min(chunk, total-sent)
 		buf := (*bp)[:n]
-		Fill(buf, p.off+sent, seed)
+		s.fill(buf, p.off+sent, seed)
 		if _, err := dst.Write(buf); err != nil {
 			return false
 		}
