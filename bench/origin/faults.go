@@ -80,6 +80,14 @@ type Faults struct {
 	SilentAfter int
 	SilentCount int
 
+	// StallAfter and StallRequests: on the first StallRequests GETs
+	// (budgeted, after DropRequests and ShortBodyRequests) the body stops
+	// after StallAfter bytes (at most all but the last), and the
+	// connection is held open, silent, until the client gives up or the
+	// server closes. An empty body does not stall.
+	StallAfter    int64
+	StallRequests int
+
 	// NoLength sends no Content-Length (chunked transfer encoding) and no
 	// Accept-Ranges, and ignores Range: always 200 with the whole body.
 	NoLength bool
@@ -159,6 +167,7 @@ type faultState struct {
 	dropLeft  atomic.Int64
 	shortLeft atomic.Int64
 	resetLeft atomic.Int64
+	stallLeft atomic.Int64
 }
 
 func newFaultState(f Faults) *faultState {
@@ -167,6 +176,7 @@ func newFaultState(f Faults) *faultState {
 	fs.dropLeft.Store(int64(f.DropRequests))
 	fs.shortLeft.Store(int64(f.ShortBodyRequests))
 	fs.resetLeft.Store(int64(f.ResetRequests))
+	fs.stallLeft.Store(int64(f.StallRequests))
 	return fs
 }
 

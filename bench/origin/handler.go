@@ -98,6 +98,7 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 		res = s.fileResource(file)
 	}
 	p := s.plan(r, f, res)
+	s.fill(nil, 0, res.seed) // Options.Content's bytes, before the header: a slow Content is no slow body
 	s.setDigests(w.Header(), f, res)
 	if f.ContentDisposition != "" {
 		w.Header().Set("Content-Disposition", f.ContentDisposition)
@@ -114,7 +115,8 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 	if p.status == http.StatusRequestedRangeNotSatisfiable {
 		return
 	}
-	complete := s.writeBody(r.Context(), w, p, res.seed, s.rateFor(f, getNum, p.off), s.cutAt(fs, p))
+	cut, stall := s.cutAt(fs, p)
+	complete := s.writeBody(r.Context(), w, p, res.seed, s.rateFor(f, getNum, p.off), cut, stall)
 	if !complete || f.ExtraBytes == "" || p.noLength {
 		return // a chunked body ends when the handler returns
 	}
@@ -220,16 +222,23 @@ func (s *Server) rateFor(f *Faults, getNum, off int64) int64 {
 }
 
 // cutAt returns after how many body bytes the connection is to be closed
-// (DropAfter / ShortBody), or -1.
-func (s *Server) cutAt(fs *faultState, p plan) int64 {
+// (DropAfter / ShortBody, StallAfter), or -1, and whether it is held
+// silent first (a stall).
+func (s *Server) cutAt(fs *faultState, p plan) (int64, bool) {
 	f := &fs.f
 	if (f.DropAfter > 0 || f.DropRequests > 0) && (f.DropRequests <= 0 || take(&fs.dropLeft)) {
-		return max(f.DropAfter, 0)
+		return max(f.DropAfter, 0), false
 	}
 	if f.ShortBody > 0 && (f.ShortBodyRequests <= 0 || take(&fs.shortLeft)) {
-		return max(p.n-f.ShortBody, 0)
+		return max(p.n-f.ShortBody, 0), false
 	}
-	return -1
+	// A body stalls before its last byte: held after a complete answer,
+	// the connection would instead keep the client's next request on it
+	// unanswered (a silent answer, another fault).
+	if f.StallRequests > 0 && p.n > 0 && take(&fs.stallLeft) {
+		return min(max(f.StallAfter, 0), p.n-1), true
+	}
+	return -1, false
 }
 
 // plan describes the response to a file request.
@@ -388,8 +397,9 @@ func (s *Server) writeHeader(w *recorder, p plan, res resource) {
 
 // writeBody writes p's body from pooled buffers, pacing writes to rate
 // (bytes/sec, 0 = unlimited). If cut >= 0, the connection is closed after
-// cut content bytes. It reports whether the whole body was written.
-func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64, rate, cut int64) bool {
+// cut content bytes, once the client or Close ends the request if stall
+// is set. It reports whether the whole body was written.
+func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64, rate, cut int64, stall bool) bool {
 	total := p.n
 	if cut >= 0 {
 		total = min(total, cut)
@@ -442,6 +452,10 @@ func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64
 	if cut >= 0 {
 		if gz != nil {
 			_ = gz.Flush()
+		}
+		if stall {
+			_ = http.NewResponseController(w).Flush()
+			s.sleepUntil(ctx, time.Now().Add(time.Hour))
 		}
 		w.end() // the client sees the close before the handler returns
 		abortConn(w)

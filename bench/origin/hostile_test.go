@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -86,4 +87,27 @@ func TestContent(t *testing.T) {
 	}
 	sum := sha256.Sum256(version(8))
 	wantHeader(t, r, "Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(sum[:])+":")
+}
+
+// TestFaultStall: the first StallRequests bodies stop after StallAfter
+// bytes and hold the connection until the client gives up; the next is
+// whole.
+func TestFaultStall(t *testing.T) {
+	s := startServer(t, Options{Size: 1000, Seed: testSeed})
+	s.SetFaults(Faults{StallAfter: 100, StallRequests: 1})
+	c := newClient(t, false)
+	quick := &http.Client{Transport: c.Transport, Timeout: 500 * time.Millisecond}
+	resp, err := quick.Get(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil || !bytes.Equal(body, content(0, 100, testSeed)) {
+		t.Fatalf("stalled body: %d bytes, %v; want the first 100 and a timeout", len(body), err)
+	}
+	wantFull(t, do(t, c, http.MethodGet, s.URL()), 1000, testSeed)
+	if !s.WaitIdle(10 * time.Second) {
+		t.Fatal("the stalled handler did not end when the client went away")
+	}
 }
