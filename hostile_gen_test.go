@@ -39,7 +39,6 @@ var pendingFaults = []string{
 	"switch-no-if-range", // bug 1: validators of a primary's 206 not compared when the server ignores If-Range
 	"liar",               // bug 2: piece hashes checked only in the ranged topology
 	"mirror-auth",        // bugs 5, 6: credentials sent to mirrors and Metalink hosts of other origins
-	"silent-mirror",      // bug 8: a silent mirror holds its range for 30 s
 	"metalink-size",      // bug 8: the Metalink's size is not enforced
 }
 
@@ -48,7 +47,7 @@ var pendingFaults = []string{
 // Shorter ones fire on a loaded machine where nothing is wrong. (A body
 // that trickles, 1 B/s, but never stops is no fault a client can tell
 // from a slow link: there is no class for it.)
-const hostileHeaderTimeout, hostileIdleTimeout = "5s", "5s"
+const hostileHeaderTimeout, hostileIdleTimeout = "3s", "3s"
 
 // hostileCase is one drawn download.
 type hostileCase struct {
@@ -59,11 +58,15 @@ type hostileCase struct {
 	topology string // "" is the automatic choice
 	mirror   bool   // a second origin serves the file too
 	pieces   int64  // Metalink piece length; 0: no Metalink
+	whole    bool   // the Metalink has the file's hash besides its pieces'
+	metaHTTP bool   // the Metalink is fetched from a third origin
+	liar     string // for "liar": "primary" or "mirror" serves other bytes
 	metaSize int64  // the size the Metalink declares
 	classes  []string
 	primary  origin.Faults
 	second   origin.Faults
 	auth     bool // the request sets an Authorization header
+	userinfo bool // with auth: as user:password in the URL, not a header
 }
 
 // liarSeed is the content a lying mirror serves: no version of the
@@ -76,8 +79,8 @@ const hostileVersions = 64
 func (c *hostileCase) has(class string) bool { return slices.Contains(c.classes, class) }
 
 func (c *hostileCase) String() string {
-	return fmt.Sprintf("size %d tar %v output %s topology %q mirror %v pieces %d (metalink size %d) auth %v faults %v primary %+v mirror %+v",
-		c.size, c.tar, c.output, c.topology, c.mirror, c.pieces, c.metaSize, c.auth, c.classes, nonZero(c.primary), nonZero(c.second))
+	return fmt.Sprintf("size %d tar %v output %s topology %q mirror %v pieces %d (metalink size %d, file hash %v, over http %v) auth %v (userinfo %v) faults %v (liar %q) primary %+v mirror %+v",
+		c.size, c.tar, c.output, c.topology, c.mirror, c.pieces, c.metaSize, c.whole, c.metaHTTP, c.auth, c.userinfo, c.classes, c.liar, nonZero(c.primary), nonZero(c.second))
 }
 
 // nonZero shows only the faults set.
@@ -122,6 +125,7 @@ func genCase(seed uint64, enabled map[string]bool, long bool) *hostileCase {
 	c.mirror = r.IntN(2) == 0
 	if r.IntN(3) == 0 && c.size > 0 {
 		c.pieces = []int64{64 << 10, 256 << 10, 1 << 20}[r.IntN(3)]
+		c.whole, c.metaHTTP = r.IntN(2) == 0, r.IntN(2) == 0
 	}
 	c.metaSize = c.size
 	switch out := r.IntN(10); {
@@ -152,6 +156,7 @@ func genCase(seed uint64, enabled map[string]bool, long bool) *hostileCase {
 	// Credentials go with the request when the primary is its only
 	// origin, or when the class that checks them with others is on.
 	c.auth = !c.mirror && c.pieces == 0 || c.has("mirror-auth")
+	c.userinfo = c.auth && seed%3 == 0
 	c.primary, c.second = keep(c, c.primary, "silent"), keep(c, c.second, "silent-mirror")
 	if !c.has("metalink-size") {
 		c.metaSize = c.size
@@ -165,7 +170,7 @@ func applies(c *hostileCase, class string) bool {
 	case "liar":
 		// Without piece hashes (or a checksum) other bytes under the same
 		// validators cannot be told from the file.
-		return c.mirror && c.pieces > 0
+		return c.pieces > 0
 	case "silent-mirror":
 		return c.mirror
 	case "metalink-size":
@@ -198,7 +203,11 @@ func drawFault(r *rand.Rand, c *hostileCase, class string, f *origin.Faults) {
 			f.WrongTotal = max(f.WrongTotal, 1)
 		}
 	case "liar":
-		// The mirror's origin is started with another seed (hostileOrigins).
+		// That origin is started with another seed (hostileOrigins).
+		c.liar = "primary"
+		if c.mirror && r.IntN(3) != 0 {
+			c.liar = "mirror"
+		}
 	case "silent":
 		c.primary.SilentAfter, c.primary.SilentCount = 1+r.IntN(3), 1
 	case "silent-mirror":
@@ -213,6 +222,7 @@ func drawFault(r *rand.Rand, c *hostileCase, class string, f *origin.Faults) {
 		}
 	case "metalink-size":
 		c.metaSize = c.size + []int64{-1, 1, 1 << 20}[r.IntN(3)]
+		c.primary.NoLength = r.IntN(2) == 0 // and the server does not say its size
 	}
 }
 
@@ -237,6 +247,9 @@ func keep(c *hostileCase, f origin.Faults, silent string) origin.Faults {
 	}
 	if c.has("stall") {
 		k.StallAfter, k.StallRequests = f.StallAfter, f.StallRequests
+	}
+	if c.has("metalink-size") {
+		k.NoLength = f.NoLength
 	}
 	if c.has("reset") {
 		k.ResetRequests, k.DropRequests = f.ResetRequests, f.DropRequests
