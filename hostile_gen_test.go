@@ -33,6 +33,9 @@ var hostileClasses = []string{
 	"mirror-auth",        // the request's Authorization header with mirrors or a Metalink
 }
 
+// waitingClasses cost a download a timeout each.
+var waitingClasses = []string{"silent", "silent-mirror", "stall"}
+
 // pendingFaults are the classes whose bugs other branches fix; they are
 // off until those are merged (then the lead empties this list).
 var pendingFaults = []string{
@@ -141,7 +144,11 @@ func genCase(seed uint64, enabled map[string]bool, long bool) *hostileCase {
 		c.topology = []string{"", "stream", "buffered", "ranged", "ranged-ordered"}[r.IntN(5)]
 	}
 	for _, class := range hostileClasses {
-		if r.IntN(6) != 0 || !applies(c, class) {
+		odds := 6
+		if slices.Contains(waitingClasses, class) {
+			odds = 12 // each costs a timeout: drawn half as often
+		}
+		if r.IntN(odds) != 0 || !applies(c, class) {
 			continue
 		}
 		onMirror := c.mirror && r.IntN(2) == 0

@@ -67,9 +67,9 @@ func TestHostileRandom(t *testing.T) {
 		}
 	}
 	// Cases mostly wait (for timeouts, on loopback), so they run
-	// DLFLOW_HOSTILE_PARALLEL (8) at a time, whatever -parallel says;
+	// DLFLOW_HOSTILE_PARALLEL (16) at a time, whatever -parallel says;
 	// leaks are then checked once, after all of them. With 1, after each.
-	workers := max(envInt(t, "DLFLOW_HOSTILE_PARALLEL", 8), 1)
+	workers := max(envInt(t, "DLFLOW_HOSTILE_PARALLEL", 16), 1)
 	if workers > 1 {
 		opt := goleak.IgnoreCurrent()
 		t.Cleanup(func() {
