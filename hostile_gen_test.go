@@ -31,6 +31,7 @@ var hostileClasses = []string{
 	"reset",              // connections reset before the answer or right after the header
 	"metalink-size",      // the Metalink declares another size than the servers'
 	"mirror-auth",        // the request's Authorization header with mirrors or a Metalink
+	"pieces-only",        // a Metalink may have piece hashes and no hash of the file (not drawn: on or off)
 }
 
 // waitingClasses cost a download a timeout each.
@@ -43,6 +44,7 @@ var pendingFaults = []string{
 	"liar",               // bug 2: piece hashes checked only in the ranged topology
 	"mirror-auth",        // bugs 5, 6: credentials sent to mirrors and Metalink hosts of other origins
 	"metalink-size",      // bug 8: the Metalink's size is not enforced
+	"pieces-only",        // bug 2: without the file's hash, a stream takes a changed file (seed 1272 of the long run)
 }
 
 // hostileHeaderTimeout and hostileIdleTimeout are the header and idle
@@ -144,6 +146,12 @@ func genCase(seed uint64, enabled map[string]bool, long bool) *hostileCase {
 		c.topology = []string{"", "stream", "buffered", "ranged", "ranged-ordered"}[r.IntN(5)]
 	}
 	for _, class := range hostileClasses {
+		if class == "pieces-only" {
+			if enabled[class] {
+				c.classes = append(c.classes, class)
+			}
+			continue
+		}
 		odds := 6
 		if slices.Contains(waitingClasses, class) {
 			odds = 12 // each costs a timeout: drawn half as often
@@ -165,6 +173,9 @@ func genCase(seed uint64, enabled map[string]bool, long bool) *hostileCase {
 	// origin, or when the class that checks them with others is on.
 	c.auth = !c.mirror && c.pieces == 0 || c.has("mirror-auth")
 	c.userinfo = c.auth && seed%3 == 0
+	if !c.has("pieces-only") {
+		c.whole = true
+	}
 	c.primary, c.second = keep(c, c.primary, "silent"), keep(c, c.second, "silent-mirror")
 	if !c.has("metalink-size") {
 		c.metaSize = c.size

@@ -280,7 +280,7 @@ func versionOf(c *hostileCase, k int) []byte {
 // mustSucceed: only faults a download recovers from are on.
 func (c *hostileCase) mustSucceed() bool {
 	for _, class := range c.classes {
-		if !slices.Contains([]string{"cut", "reset", "stall"}, class) {
+		if !slices.Contains([]string{"cut", "reset", "stall", "pieces-only"}, class) {
 			return false
 		}
 	}
