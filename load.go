@@ -37,9 +37,6 @@ func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
 		Sets:      req.Sets,
 		Environ:   req.Environ,
 	}
-	if opts.Environ == nil {
-		opts.Environ = []string{} // the library reads no environment unless asked
-	}
 	switch {
 	case t.auto() || t.Nodes != nil:
 		opts.StagesOptional = true
@@ -63,6 +60,12 @@ func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
 		}
 	default:
 		opts.File, opts.Data = t.File, t.Data
+	}
+	if opts.Environ == nil {
+		// The library reads no environment unless asked; config.Load
+		// reads os.Environ() for nil, which keepStageKeys returns for
+		// none kept.
+		opts.Environ = []string{}
 	}
 	cfg, err := config.Load(opts)
 	var ce *config.Error

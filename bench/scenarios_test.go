@@ -62,8 +62,11 @@ func TestRunSmallScenario(t *testing.T) {
 			}
 		case "curl":
 			// Two curls of 3 and 2 URLs, each on one kept-alive connection.
-			if c.Requests != 5 || c.ConnsAccepted != 2 || c.MaxOpenConns != 2 {
-				t.Errorf("curl: %v requests on %v connections (%d at once), want 5 on 2", c.Requests, c.ConnsAccepted, c.MaxOpenConns)
+			// Whether the two are open at the same moment is the
+			// scheduler's choice (a loaded machine may run one curl to its
+			// end before the other starts), so only the bounds are checked.
+			if c.Requests != 5 || c.ConnsAccepted != 2 || c.MaxOpenConns < 1 || c.MaxOpenConns > 2 {
+				t.Errorf("curl: %v requests on %v connections (%d at once), want 5 on 2 (1 or 2 at once)", c.Requests, c.ConnsAccepted, c.MaxOpenConns)
 			}
 		case "aria2c":
 			if c.Requests != 5 || c.ConnsAccepted > 5 {

@@ -275,7 +275,10 @@ func TestProbeSilentServer(t *testing.T) {
 			if st != (ProbeStats{Requests: 1}) {
 				t.Fatalf("stats %+v", st)
 			}
-			if elapsed < budget || elapsed > 5*budget {
+			// One timeout, not two, is shown by the one request the
+			// server saw below; the upper bound is a backstop with room
+			// for a loaded machine.
+			if elapsed < budget || elapsed > 10*time.Second {
 				t.Fatalf("took %v with a budget of %v", elapsed, budget)
 			}
 			conns, methods := counts()
@@ -347,7 +350,7 @@ func TestProbeBudgetSpansTries(t *testing.T) {
 	default:
 		t.Fatalf("%d requests (err %v), want 3", st.Requests, err)
 	}
-	if elapsed > 5*budget {
+	if elapsed > 10*budget {
 		t.Fatalf("took %v with a budget of %v", elapsed, budget)
 	}
 }

@@ -125,7 +125,9 @@ func TestSleepStopsAtCancel(t *testing.T) {
 	if err := Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	// The sleep is an hour: any bound far below it shows the cancel
+	// ended it; 30 s leaves a loaded machine its margin.
+	if d := time.Since(start); d > 30*time.Second {
 		t.Fatalf("sleep took %v after cancel", d)
 	}
 	if err := Sleep(context.Background(), time.Millisecond); err != nil {

@@ -48,7 +48,13 @@ func (s *Server) digest(seed uint64, alg string) []byte {
 		return sum
 	}
 	h := newHash()
-	_, _ = io.Copy(h, NewReader(s.opts.Size, seed))
+	if s.opts.Content != nil {
+		buf := make([]byte, s.opts.Size)
+		s.fill(buf, 0, seed)
+		h.Write(buf)
+	} else {
+		_, _ = io.Copy(h, NewReader(s.opts.Size, seed))
+	}
 	if s.digests == nil {
 		s.digests = map[digestKey][]byte{}
 	}

@@ -62,6 +62,32 @@ type Faults struct {
 	// covering the whole file is declared as 1-(size-1).
 	WrongContentRange bool
 
+	// IgnoreIfRange answers a Range request with 206 and the current
+	// version's bytes even when its If-Range names another version (a
+	// server, or a cache, that does not implement If-Range). With
+	// ChangeETagAfter, a client that does not compare the validators of
+	// each 206 with those it started with mixes versions.
+	IgnoreIfRange bool
+	// WrongTotal, when nonzero, is added to the total that every 206's
+	// Content-Range declares ("bytes a-b/SIZE+WrongTotal"); the range and
+	// body are right. A server that lies about the file's length.
+	WrongTotal int64
+
+	// SilentAfter and SilentCount: GETs number SilentAfter+1 to
+	// SilentAfter+SilentCount get no answer at all: the request is read
+	// and the connection held open, silent, until the client gives up or
+	// the server closes (a stuck backend behind a proxy).
+	SilentAfter int
+	SilentCount int
+
+	// StallAfter and StallRequests: on the first StallRequests GETs
+	// (budgeted, after DropRequests and ShortBodyRequests) the body stops
+	// after StallAfter bytes (at most all but the last), and the
+	// connection is held open, silent, until the client gives up or the
+	// server closes. An empty body does not stall.
+	StallAfter    int64
+	StallRequests int
+
 	// NoLength sends no Content-Length (chunked transfer encoding) and no
 	// Accept-Ranges, and ignores Range: always 200 with the whole body.
 	NoLength bool
@@ -147,6 +173,7 @@ type faultState struct {
 	dropLeft  atomic.Int64
 	shortLeft atomic.Int64
 	resetLeft atomic.Int64
+	stallLeft atomic.Int64
 }
 
 func newFaultState(f Faults) *faultState {
@@ -155,6 +182,7 @@ func newFaultState(f Faults) *faultState {
 	fs.dropLeft.Store(int64(f.DropRequests))
 	fs.shortLeft.Store(int64(f.ShortBodyRequests))
 	fs.resetLeft.Store(int64(f.ResetRequests))
+	fs.stallLeft.Store(int64(f.StallRequests))
 	return fs
 }
 

@@ -84,12 +84,21 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 			injectFailure(w, r, f)
 			return
 		}
+		if getNum > int64(f.SilentAfter) && getNum <= int64(f.SilentAfter+f.SilentCount) {
+			s.sleepUntil(r.Context(), time.Now().Add(time.Hour)) // until the client or Close ends it
+			w.end()
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				_ = conn.Close() // no answer at all, not an empty 200
+			}
+			return
+		}
 	}
 
 	if file >= 0 {
 		res = s.fileResource(file)
 	}
 	p := s.plan(r, f, res)
+	s.fill(nil, 0, res.seed) // Options.Content's bytes, before the header: a slow Content is no slow body
 	s.setDigests(w.Header(), f, res)
 	if f.ContentDisposition != "" {
 		w.Header().Set("Content-Disposition", f.ContentDisposition)
@@ -98,7 +107,7 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 	if r.Method == http.MethodHead {
 		if f.HEADBody {
 			s.sendUnsolicited(w, func(conn io.Writer) error {
-				return writeContent(conn, p.off, p.n, res.seed)
+				return s.writeContent(conn, p.off, p.n, res.seed)
 			})
 		}
 		return
@@ -106,7 +115,8 @@ func (s *Server) handle(w *recorder, r *http.Request) {
 	if p.status == http.StatusRequestedRangeNotSatisfiable {
 		return
 	}
-	complete := s.writeBody(r.Context(), w, p, res.seed, s.rateFor(f, getNum, p.off), s.cutAt(fs, p))
+	cut, stall := s.cutAt(fs, p)
+	complete := s.writeBody(r.Context(), w, p, res.seed, s.rateFor(f, getNum, p.off), cut, stall)
 	if !complete || f.ExtraBytes == "" || p.noLength {
 		return // a chunked body ends when the handler returns
 	}
@@ -142,12 +152,12 @@ func (s *Server) sendUnsolicited(w *recorder, write func(conn io.Writer) error) 
 }
 
 // writeContent writes n content bytes from off to dst.
-func writeContent(dst io.Writer, off, n int64, seed uint64) error {
+func (s *Server) writeContent(dst io.Writer, off, n int64, seed uint64) error {
 	bp := getBuf()
 	defer putBuf(bp)
 	for sent := int64(0); sent < n; {
 		chunk := (*bp)[:min(int64(bufSize), n-sent)]
-		Fill(chunk, off+sent, seed)
+		s.fill(chunk, off+sent, seed)
 		if _, err := dst.Write(chunk); err != nil {
 			return err
 		}
@@ -212,16 +222,23 @@ func (s *Server) rateFor(f *Faults, getNum, off int64) int64 {
 }
 
 // cutAt returns after how many body bytes the connection is to be closed
-// (DropAfter / ShortBody), or -1.
-func (s *Server) cutAt(fs *faultState, p plan) int64 {
+// (DropAfter / ShortBody, StallAfter), or -1, and whether it is held
+// silent first (a stall).
+func (s *Server) cutAt(fs *faultState, p plan) (int64, bool) {
 	f := &fs.f
 	if (f.DropAfter > 0 || f.DropRequests > 0) && (f.DropRequests <= 0 || take(&fs.dropLeft)) {
-		return max(f.DropAfter, 0)
+		return max(f.DropAfter, 0), false
 	}
 	if f.ShortBody > 0 && (f.ShortBodyRequests <= 0 || take(&fs.shortLeft)) {
-		return max(p.n-f.ShortBody, 0)
+		return max(p.n-f.ShortBody, 0), false
 	}
-	return -1
+	// A body stalls before its last byte: held after a complete answer,
+	// the connection would instead keep the client's next request on it
+	// unanswered (a silent answer, another fault).
+	if f.StallRequests > 0 && p.n > 0 && take(&fs.stallLeft) {
+		return min(max(f.StallAfter, 0), p.n-1), true
+	}
+	return -1, false
 }
 
 // plan describes the response to a file request.
@@ -261,7 +278,7 @@ func (s *Server) plan(r *http.Request, f *Faults, res resource) plan {
 		status:       http.StatusPartialContent,
 		off:          start,
 		n:            end - start + 1,
-		contentRange: fmt.Sprintf("bytes %d-%d/%d", start, end, size),
+		contentRange: fmt.Sprintf("bytes %d-%d/%d", start, end, size+f.WrongTotal),
 		acceptRanges: true,
 	}
 }
@@ -380,8 +397,9 @@ func (s *Server) writeHeader(w *recorder, p plan, res resource) {
 
 // writeBody writes p's body from pooled buffers, pacing writes to rate
 // (bytes/sec, 0 = unlimited). If cut >= 0, the connection is closed after
-// cut content bytes. It reports whether the whole body was written.
-func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64, rate, cut int64) bool {
+// cut content bytes, once the client or Close ends the request if stall
+// is set. It reports whether the whole body was written.
+func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64, rate, cut int64, stall bool) bool {
 	total := p.n
 	if cut >= 0 {
 		total = min(total, cut)
@@ -422,7 +440,7 @@ func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64
 		}
 		n := min(chunk, total-sent)
 		buf := (*bp)[:n]
-		Fill(buf, p.off+sent, seed)
+		s.fill(buf, p.off+sent, seed)
 		if _, err := dst.Write(buf); err != nil {
 			return false
 		}
@@ -434,6 +452,10 @@ func (s *Server) writeBody(ctx context.Context, w *recorder, p plan, seed uint64
 	if cut >= 0 {
 		if gz != nil {
 			_ = gz.Flush()
+		}
+		if stall {
+			_ = http.NewResponseController(w).Flush()
+			s.sleepUntil(ctx, time.Now().Add(time.Hour))
 		}
 		w.end() // the client sees the close before the handler returns
 		abortConn(w)

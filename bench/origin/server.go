@@ -66,6 +66,11 @@ type Options struct {
 	// to them too, and their GETs count as GET numbers; Redirects,
 	// RedirectTo and ChangeETagAfter concern Path alone.
 	Files int
+	// Content, when set, gives the bytes of the file's version of seed
+	// instead of Fill (Options.Seed, and Seed+k for the versions that
+	// ChangeETagAfter serves; called once per seed). Each must be Size
+	// bytes long (a tar archive, say, to test extraction).
+	Content func(seed uint64) []byte
 }
 
 // Stats are request counters since Start or the last ResetStats.
@@ -138,6 +143,32 @@ type Server struct {
 
 	digestMu sync.Mutex
 	digests  map[digestKey][]byte // computed on first use; see digest.go
+
+	contentMu sync.Mutex
+	contents  map[uint64][]byte // Options.Content's answers, by seed
+}
+
+// fill puts the bytes of the version of seed at off into p.
+func (s *Server) fill(p []byte, off int64, seed uint64) {
+	if s.opts.Content == nil {
+		Fill(p, off, seed)
+		return
+	}
+	s.contentMu.Lock()
+	data, ok := s.contents[seed]
+	if !ok {
+		data = s.opts.Content(seed)
+		if int64(len(data)) != s.opts.Size {
+			s.contentMu.Unlock()
+			panic(fmt.Sprintf("origin: Content(%d) has %d bytes, not Size %d", seed, len(data), s.opts.Size))
+		}
+		if s.contents == nil {
+			s.contents = map[uint64][]byte{}
+		}
+		s.contents[seed] = data
+	}
+	s.contentMu.Unlock()
+	copy(p, data[off:])
 }
 
 // Start starts a server listening on 127.0.0.1 on a free port.

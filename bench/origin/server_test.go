@@ -307,7 +307,9 @@ func TestCloseInterruptsAndNoLeak(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if el := time.Since(start); el > 3*time.Second {
+	// The body would take 160 s at 64 KiB/s: a bound far below that shows
+	// Close interrupted it, with room for a loaded machine.
+	if el := time.Since(start); el > 20*time.Second {
 		t.Fatalf("Close took %v", el)
 	}
 	select {
