@@ -121,12 +121,6 @@ type Faults struct {
 	// k*ChangeETagAfter GETs have been. It models a file rewritten all the
 	// time, which a download must give up on rather than mix.
 	ChangeAgain bool
-	// IgnoreIfRange makes the server ignore If-Range: a Range request is
-	// answered 206 from the version it holds now, even when If-Range names
-	// another. With ChangeETagAfter it is a server (or cache) that switches
-	// the file under a download, new ETag and Last-Modified, and keeps
-	// answering 206: only the validators of each answer tell.
-	IgnoreIfRange bool
 
 	// ContentDisposition, when set, is sent as the Content-Disposition
 	// header of every file response (HEAD, 200 and 206), e.g.

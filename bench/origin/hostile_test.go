@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// TestFaultIgnoreIfRange: a changed file is served as 206 of the new
+// TestFaultIgnoreIfRangeBothWays: a changed file is served as 206 of the new
 // version to an If-Range naming the old one; without the fault, 200.
-func TestFaultIgnoreIfRange(t *testing.T) {
+func TestFaultIgnoreIfRangeBothWays(t *testing.T) {
 	const size = 1000
 	s := startServer(t, Options{Size: size, Seed: testSeed})
 	c := newClient(t, false)
