@@ -34,10 +34,10 @@ type Download struct {
 	// goroutine reads it. request is the caller's, which Request returns.
 	req     *Request
 	request *Request
-	log    zerolog.Logger
-	cancel context.CancelCauseFunc
-	done   chan struct{}
-	begun  time.Time
+	log     zerolog.Logger
+	cancel  context.CancelCauseFunc
+	done    chan struct{}
+	begun   time.Time
 	// claim, set by a batch, reserves the output for this download; nil
 	// alone.
 	claim func(path string) error
