@@ -57,7 +57,7 @@ type Request struct {
 	Path string
 	// Dir is the directory of the output. A Path inside it (or the name
 	// the server suggests) may not leave it: no absolute path, no "..",
-	// no symlink on the way. Missing directories under Dir are created.
+	// no symlink on the way. Dir and the missing directories under it are created (0o755).
 	Dir string
 	// Extract, when set, is a directory to unpack the download into, a
 	// .tar, .tar.gz or .tar.zst archive, as its bytes arrive: no archive
