@@ -323,19 +323,21 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 		i.URL, i.Path, i.Size, i.Ranges = httpx.RedactURL(res.URL), output, res.Size, res.AcceptRanges
 		i.Topology, i.Connections, i.MemoryBound = topology.describe(), max(g.Connections(), 1), g.MemoryBound()
 	})
+	// The rate is measured from here: Progress called from Started, or
+	// 100 ms after it, already has a baseline.
+	d.mu.Lock()
+	d.taps = pipeline.Reporters[pipeline.ProgressReporter](g)
+	d.conns = pipeline.Reporters[pipeline.ConnectionReporter](g)
+	d.srcReps = pipeline.Reporters[pipeline.SourceReporter](g)
+	d.started = true
+	d.rate = newRateMeter(time.Now())
+	d.mu.Unlock()
 	if h := d.req.Hooks.Started; h != nil {
 		h(d)
 	}
 	d.log.Info().Str("url", httpx.RedactURL(res.URL)).Int64("size", res.Size).Bool("ranges", res.AcceptRanges).
 		Str("output", output).Stringer("memory_bound", g.MemoryBound()).Msg("starting")
 
-	d.mu.Lock()
-	d.taps = pipeline.Reporters[pipeline.ProgressReporter](g)
-	d.conns = pipeline.Reporters[pipeline.ConnectionReporter](g)
-	d.srcReps = pipeline.Reporters[pipeline.SourceReporter](g)
-	d.started = true
-	d.rate = rateMeter{}
-	d.mu.Unlock()
 	start := time.Now()
 	transferred := func() {
 		release()
