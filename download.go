@@ -57,6 +57,8 @@ type Download struct {
 	sources int
 	// metalink is the request's Metalink file, once read.
 	metalink *metalink.File
+	// checksumFromMetalink: the checksum verified is the Metalink's.
+	checksumFromMetalink bool
 	// out is Request.Writer, counted; nil without one.
 	out *countingWriter
 
@@ -128,6 +130,7 @@ func (c *Client) startWith(ctx context.Context, req *Request, claim func(path st
 		if r := panics.Try(func() { err = d.run(ctx) }); r != nil {
 			err = r.AsError()
 		}
+		d.explainChecksum(err)
 		if err != nil && ctx.Err() != nil {
 			// Cancelled (say, during the probe): the cause is the reason,
 			// whatever the request said.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/httpx"
+	"github.com/dlflow/dlflow/metalink"
 	"github.com/dlflow/dlflow/pipeline"
 )
 
@@ -41,8 +42,17 @@ type Request struct {
 	// strongest hash is the Checksum unless one is set, its name names the
 	// output unless Path does, and its piece hashes are verified as the
 	// pieces arrive: a piece that fails is fetched from another source,
-	// and the source that served it is dropped.
+	// and the source that served it is dropped. Metalink 3.0 files
+	// (.metalink, as aria2c reads them) are read as well.
 	Metalink string
+	// MetalinkFile picks the file of a Metalink that lists several, by
+	// its 1-based index in the document (as aria2c's --select-file); 0
+	// takes the only one, and is an error (*MetalinkFilesError) with
+	// several. Client.MetalinkRequests makes a request for each.
+	MetalinkFile int
+	// metalinkFile is the file MetalinkFile picks, when MetalinkRequests
+	// read the Metalink already.
+	metalinkFile *metalink.File
 	// Path is where the file ends up. "" names it after the server's
 	// Content-Disposition, else the URL's last path segment, made safe.
 	// With Dir set, Path must be a relative path inside Dir. A Path that
