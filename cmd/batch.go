@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -287,6 +288,9 @@ func (b *batch) report(ctx context.Context, r dlflow.BatchResult) {
 		err = fmt.Errorf("%s is already the output of line %d of the list; write a name after the URL", claimed.Path, line)
 	}
 	redacted := httpx.RedactURL(r.Request.URL)
+	if redacted == "" { // a file of a metalink: the URL it was fetched from, else its label
+		redacted = cmp.Or(r.Result.URL, r.Request.Label)
+	}
 	var ie *interrupted
 	code := exitOK
 	switch {
