@@ -356,7 +356,7 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 		return err
 	}
 	elapsed := time.Since(start)
-	d.log.Info().Str("output", output).Int64("bytes", res.Size).Dur("elapsed", elapsed).
+	d.log.Info().Str("output", output).Int64("bytes", res.Size).Float64("elapsed_s", elapsed.Seconds()).
 		Float64("rate", float64(max(res.Size, 0))/elapsed.Seconds()).Msg("done")
 	return nil
 }
