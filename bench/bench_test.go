@@ -122,11 +122,11 @@ func TestRunMatrix(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &objects); err != nil || len(objects) != 3 {
 		t.Fatalf("JSON: %v, %d objects\n%s", err, len(objects), buf.String())
 	}
-	common := "bottleneck bytes conns_accepted cpu_seconds_median label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes requests runs scenario seconds sha256 sha256_ok stages tool topology"
+	common := "bottleneck bytes conns_accepted cpu_seconds_median durable label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes requests runs scenario seconds sha256 sha256_ok stages tool topology"
 	if got := strings.Join(slices.Sorted(maps.Keys(objects[0])), " "); got != common {
 		t.Errorf("JSON names of the stream cell:\n%s\nwant\n%s", got, common)
 	}
-	if got, want := strings.Join(slices.Sorted(maps.Keys(objects[1])), " "), "bottleneck bytes connections conns_accepted cpu_seconds_median label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes piece_bytes requests runs scenario seconds sets sha256 sha256_ok stages tool topology"; got != want {
+	if got, want := strings.Join(slices.Sorted(maps.Keys(objects[1])), " "), "bottleneck bytes connections conns_accepted cpu_seconds_median durable label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes piece_bytes requests runs scenario seconds sets sha256 sha256_ok stages tool topology"; got != want {
 		t.Errorf("JSON names of a ranged cell:\n%s\nwant\n%s", got, want)
 	}
 	if objects[1]["sets"].([]any)[0] != "stages.split.config.piece=512KiB" || objects[1]["piece_bytes"] != float64(512<<10) {
@@ -364,6 +364,58 @@ func TestCompareWithReferenceTools(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(o.Dir); len(left) != 0 {
 		t.Errorf("%d file(s) left in Dir after the bench, such as %s", len(left), left[0].Name())
+	}
+
+	// Beside curl, "curl + fsync" times curl and an fsync of its output
+	// together; the table says which rows write durably: dlflow's and
+	// that one.
+	var table bytes.Buffer
+	if err := res.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	durable := map[string]string{}                            // label -> the durable column
+	main, _, _ := strings.Cut(table.String(), "\nper stage:") // the rows, not the per-stage table
+	for _, line := range strings.Split(main, "\n") {
+		for _, c := range cells {
+			if rest, ok := strings.CutPrefix(line, c.Label+"  "); ok && c.Label != "" {
+				durable[c.Label] = strings.Fields(rest)[0]
+			}
+		}
+	}
+	if !cells[0].Durable || durable[cells[0].Label] != "fsync" {
+		t.Errorf("the dlflow row %q: durable %v, column %q; want fsync", cells[0].Label, cells[0].Durable, durable[cells[0].Label])
+	}
+	for _, c := range cells[1:] {
+		want := c.Label == "curl + fsync"
+		if c.Durable != want || durable[c.Label] != map[bool]string{true: "fsync", false: "no"}[want] {
+			t.Errorf("%s: durable %v, column %q", c.Label, c.Durable, durable[c.Label])
+		}
+	}
+	if _, err := exec.LookPath("curl"); err == nil && durable["curl + fsync"] == "" {
+		t.Errorf("curl is installed but there is no curl + fsync row:\n%s", table.String())
+	}
+}
+
+// A --set or a topology line that turns fsync off makes a dlflow row not
+// durable.
+func TestDurableRows(t *testing.T) {
+	off := filepath.Join(t.TempDir(), "nosync.yaml")
+	if err := os.WriteFile(off, []byte("stages:\n  write:\n    type: file.sink\n    config:\n      fsync: false\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		topology string
+		sets     []string
+		want     bool
+	}{
+		{"", nil, true},
+		{example("ranged.yaml"), []string{"stages.fetch.workers=4"}, true},
+		{example("ranged.yaml"), []string{"stages.write.config.fsync=false"}, false},
+		{off, nil, false},
+	} {
+		if got := fsyncs(tc.topology, tc.sets); got != tc.want {
+			t.Errorf("%s %v: durable %v, want %v", tc.topology, tc.sets, got, tc.want)
+		}
 	}
 }
 

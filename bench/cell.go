@@ -29,6 +29,11 @@ type Cell struct {
 	Jobs        int      `json:"jobs,omitempty"`        // small: files downloaded at once
 	Files       int      `json:"files,omitempty"`       // small: files per run
 	Label       string   `json:"label"`
+	// Durable is set when a run's time includes making the output
+	// durable (fsync of the file and its directory) before it ends:
+	// dlflow's file sink (unless its fsync is turned off) and "curl +
+	// fsync"; curl, aria2c and axel leave the bytes in the page cache.
+	Durable bool `json:"durable"`
 
 	Runs          int       `json:"runs"`
 	Bytes         int64     `json:"bytes"`

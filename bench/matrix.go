@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -167,6 +168,7 @@ func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.Byte
 		extra = append(extra, "--set", s)
 	}
 	c.Sets = sets
+	c.Durable = fsyncs(t.path, sets)
 	get := []string{"get"}
 	if t.path != "" {
 		bound, err := t.memoryBound(o.Registry, sets, n)
@@ -260,8 +262,31 @@ func varyLabels(keys []string) []string {
 	return labels
 }
 
-// referenceCells are curl (one stream), aria2c and axel (one cell per
-// number of connections each), when they are installed.
+// fsyncOff matches a setting, or a line of a topology file, that turns a
+// sink's fsync off.
+var fsyncOff = regexp.MustCompile(`(?m)(^\s*|\.)fsync\s*[:=]\s*(false|0|no|off)\s*$`)
+
+// fsyncs reports whether a dlflow cell makes its output durable: its
+// sinks fsync by default; a --set or a line of the topology file may turn
+// that off.
+func fsyncs(topology string, sets []string) bool {
+	for _, s := range sets {
+		if fsyncOff.MatchString(s) {
+			return false
+		}
+	}
+	if topology != "" {
+		if data, err := os.ReadFile(topology); err == nil && fsyncOff.Match(data) {
+			return false
+		}
+	}
+	return true
+}
+
+// referenceCells are curl (one stream), "curl + fsync" (curl, then an
+// fsync of the file and its directory, timed together: what dlflow's
+// durable rename costs on top), aria2c and axel (one cell per number of
+// connections each), when they are installed.
 func referenceCells(o Options, scenario Scenario) []*cell {
 	var cells []*cell
 	if curl, err := exec.LookPath("curl"); err == nil {
@@ -271,6 +296,17 @@ func referenceCells(o Options, scenario Scenario) []*cell {
 				return exec.CommandContext(ctx, curl, "-sf", "-o", j.out, j.url), nil
 			},
 		})
+		sh, errSh := exec.LookPath("sh")
+		sync, errSync := exec.LookPath("sync") // coreutils: sync FILE fsyncs FILE
+		if errSh == nil && errSync == nil {
+			cells = append(cells, &cell{
+				Cell: Cell{Scenario: scenario, Origin: o.Origin, Tool: "curl", Label: "curl + fsync", Durable: true},
+				command: func(ctx context.Context, j job) (*exec.Cmd, error) {
+					return exec.CommandContext(ctx, sh, "-c", `"$1" -sf -o "$3" "$4" && "$2" "$3" "$(dirname "$3")"`,
+						"sh", curl, sync, j.out, j.url), nil
+				},
+			})
+		}
 	}
 	if aria, err := exec.LookPath("aria2c"); err == nil && scenario == ScenarioMirrors {
 		// As aria2 users run it on a file with two sources.

@@ -106,7 +106,7 @@ func columnsOf(rows []*Cell) columns {
 }
 
 func (cols columns) header() []string {
-	h := []string{"cell", "median time"}
+	h := []string{"cell", "durable", "median time"}
 	if cols.ratio {
 		h = append(h, "vs fastest ref")
 	}
@@ -135,7 +135,11 @@ func (cols columns) row(c *Cell) []string {
 		}
 		return fmt.Sprintf(format, args...)
 	}
-	r := []string{c.Label, figure("%.2fs", c.MedianSeconds)}
+	durable := "no"
+	if c.Durable {
+		durable = "fsync" // the run's time includes it
+	}
+	r := []string{c.Label, durable, figure("%.2fs", c.MedianSeconds)}
 	if cols.ratio {
 		r = append(r, figure("%.2fx", c.VsFastestReference))
 	}

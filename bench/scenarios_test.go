@@ -77,7 +77,7 @@ func TestRunSmallScenario(t *testing.T) {
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	header := "cell  median time  vs fastest ref  MB/s median (min-max)  peak RSS  CPU s  buffer bound  requests  req/file  conns  sha256  bottleneck"
+	header := "cell  durable  median time  vs fastest ref  MB/s median (min-max)  peak RSS  CPU s  buffer bound  requests  req/file  conns  sha256  bottleneck"
 	if len(res.Cells) == 1 {
 		header = strings.Replace(header, "  vs fastest ref", "", 1)
 	}
@@ -100,7 +100,7 @@ func TestRunSmallScenario(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &objects); err != nil {
 		t.Fatal(err)
 	}
-	names := "bytes conns_accepted cpu_seconds_median files jobs label max_mbps max_open_conns median_mbps median_seconds min_mbps origin peak_rss_bytes requests requests_per_file runs scenario seconds sha256 sha256_ok tool"
+	names := "bytes conns_accepted cpu_seconds_median durable files jobs label max_mbps max_open_conns median_mbps median_seconds min_mbps origin peak_rss_bytes requests requests_per_file runs scenario seconds sha256 sha256_ok tool"
 	if len(objects) > 1 {
 		names += " time_vs_fastest_reference"
 		names = strings.Join(slices.Sorted(slices.Values(strings.Fields(names))), " ")
@@ -124,6 +124,9 @@ func TestRunWANScenario(t *testing.T) {
 	for _, tool := range []string{"curl", "aria2c", "axel"} {
 		if installed(tool) {
 			want = append(want, map[string]string{"curl": "curl", "aria2c": "aria2c c=2", "axel": "axel c=2"}[tool])
+		}
+		if tool == "curl" && installed("curl") && installed("sync") {
+			want = append(want, "curl + fsync")
 		}
 	}
 	if got := labels(res.Cells); !slices.Equal(got, want) {
