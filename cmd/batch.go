@@ -194,6 +194,9 @@ type batch struct {
 	quiet   bool
 	json    bool
 	display *progress.Display // the shared progress display on a terminal, or nil
+	// metalink: the requests are the files of a Metalink (getMetalink),
+	// lines holds their indexes.
+	metalink bool
 
 	mu    sync.Mutex
 	lines map[*dlflow.Request]int // request -> its line in the list
@@ -286,6 +289,9 @@ func (b *batch) report(ctx context.Context, r dlflow.BatchResult) {
 		line := b.lines[claimed.By]
 		b.mu.Unlock()
 		err = fmt.Errorf("%s is already the output of line %d of the list; write a name after the URL", claimed.Path, line)
+		if b.metalink {
+			err = fmt.Errorf("%s is already the output of file %d of the metalink, of the same name", claimed.Path, line)
+		}
 	}
 	redacted := httpx.RedactURL(r.Request.URL)
 	if redacted == "" { // a file of a metalink: the URL it was fetched from, else its label

@@ -74,7 +74,7 @@ func getMetalink(ctx context.Context, fs *pflag.FlagSet, flags *getFlags, stdout
 		return fail(stderr, cliError(err, nil))
 	}
 	ch := make(chan *dlflow.Request, len(reqs))
-	b := &batch{base: base, dir: bf.dir, stdout: stdout, stderr: stderr, quiet: flags.log.quiet, json: flags.json,
+	b := &batch{base: base, dir: bf.dir, stdout: stdout, stderr: stderr, quiet: flags.log.quiet, json: flags.json, metalink: true,
 		lines: map[*dlflow.Request]int{}, bars: map[*dlflow.Request]*progress.Bar{}}
 	for _, r := range reqs {
 		b.lines[r] = r.MetalinkFile

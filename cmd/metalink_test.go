@@ -88,3 +88,26 @@ func TestCLIMetalinkFiles(t *testing.T) {
 		})
 	}
 }
+
+// Two files of a Metalink with one name: the second is refused before it
+// writes anything, and the line says which file has the name.
+func TestCLIMetalinkSameName(t *testing.T) {
+	a := startOrigin(t, origin.Options{Size: 100_003, Seed: 63})
+	doc := `<metalink xmlns="urn:ietf:params:xml:ns:metalink">`
+	for range 2 {
+		doc += fmt.Sprintf(`<file name="same.bin"><size>100003</size><hash type="sha-256">%s</hash><url>%s</url></file>`, origin.SHA256Hex(100_003, 63), a.URL())
+	}
+	meta := filepath.Join(t.TempDir(), "same.meta4")
+	if err := os.WriteFile(meta, []byte(doc+`</metalink>`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	res := runCLI(t, "--metalink", meta, "--dir", dir, "--jobs", "1")
+	want := "same.bin is already the output of file 1 of the metalink, of the same name"
+	if res.code != 1 || !strings.Contains(res.stderr, want) || !strings.Contains(res.stderr, "1 downloaded, 1 failed") {
+		t.Fatalf("exit %d, want 1 and %q:\n%s", res.code, want, res.stderr)
+	}
+	if got := fileSHA256(t, filepath.Join(dir, "same.bin")); got != origin.SHA256Hex(100_003, 63) {
+		t.Fatalf("sha256 %s", got)
+	}
+}
