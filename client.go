@@ -78,8 +78,9 @@ func (c *Client) CloseIdleConnections() {
 
 // httpClient returns the client of one download: on the transport shared by
 // every download with the same transport settings, with the download's own
-// header, redirect policy and rate limit.
-func (c *Client) httpClient(cfg httpx.HTTPConfig) (*http.Client, http.Header, error) {
+// header, redirect policy and rate limit, and the credentials of the header
+// for the origins of owners alone (httpx.NewClientOn).
+func (c *Client) httpClient(cfg httpx.HTTPConfig, owners ...string) (*http.Client, http.Header, error) {
 	key := cfg.TransportKey()
 	c.mu.Lock()
 	tr, ok := c.transports[key]
@@ -96,7 +97,7 @@ func (c *Client) httpClient(cfg httpx.HTTPConfig) (*http.Client, http.Header, er
 		}
 		c.mu.Unlock()
 	}
-	return httpx.NewClientOn(tr, cfg)
+	return httpx.NewClientOn(tr, cfg, owners...)
 }
 
 // logger is the logger of one download: the one ctx carries, else the

@@ -55,12 +55,18 @@ type Download struct {
 	// sources is how many URLs the run's reader spreads its connections
 	// over (mirrors.go); 0 or 1: the primary alone.
 	sources int
-	// metalink is the request's Metalink file, once read.
-	metalink *metalink.File
+	// metalink is the request's Metalink file, once read;
+	// urlFromMetalink says its most preferred URL became the download's
+	// URL, which the user did not name (credentialOwners).
+	metalink        *metalink.File
+	urlFromMetalink bool
 	// checksumFromMetalink: the checksum verified is the Metalink's.
 	checksumFromMetalink bool
 	// out is Request.Writer, counted; nil without one.
 	out *countingWriter
+	// replace is the existing output that IfNewer found older than the
+	// server's copy: the run may replace it.
+	replace string
 
 	// Set before done is closed.
 	result *Result
@@ -113,6 +119,14 @@ func (c *Client) start(ctx context.Context, req *Request, claim func(path string
 // pipeline.RunOptions.Transferred); nil for none. A batch's transfer
 // slots are taken and given back by them.
 func (c *Client) startWith(ctx context.Context, req *Request, claim func(path string) error, gate func(context.Context) error, transferred func()) *Download {
+	stopTimer := func() {}
+	if req.MaxTime > 0 {
+		// The cause, not the deadline: Wait's error says what stopped it.
+		var timed context.CancelCauseFunc
+		ctx, timed = context.WithCancelCause(ctx)
+		t := time.AfterFunc(req.MaxTime, func() { timed(&MaxTimeError{MaxTime: req.MaxTime}) })
+		stopTimer = func() { t.Stop(); timed(nil) }
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	d := &Download{client: c, req: req, log: c.logger(ctx), cancel: cancel, done: make(chan struct{}), begun: time.Now(),
 		claim: claim, gate: gate, transferred: transferred}
@@ -125,6 +139,7 @@ func (c *Client) startWith(ctx context.Context, req *Request, claim func(path st
 	d.info.Size = -1
 	go func() {
 		defer close(d.done)
+		defer stopTimer()
 		defer cancel(nil)
 		var err error
 		if r := panics.Try(func() { err = d.run(ctx) }); r != nil {
@@ -137,7 +152,7 @@ func (c *Client) startWith(ctx context.Context, req *Request, claim func(path st
 			err = context.Cause(ctx)
 		}
 		d.result = d.finalResult(err)
-		if errors.Is(err, errSkipped) {
+		if errors.Is(err, errSkipped) || errors.Is(err, errUpToDate) {
 			err = nil
 		}
 		d.err = err
@@ -197,10 +212,12 @@ func (d *Download) run(ctx context.Context) error {
 	d.mu.Lock()
 	d.info.URL, d.asked = httpx.RedactURL(rawURL), httpx.RedactURL(rawURL)
 	d.mu.Unlock()
-	client, header, err := d.client.httpClient(pre.HTTP)
+	owners := d.credentialOwners(rawURL)
+	client, header, err := d.client.httpClient(pre.HTTP, owners...)
 	if err != nil {
 		return &RequestError{Field: "Config", Err: err} // it names the http.* key
 	}
+	d.warnUncredentialed(header, owners, append([]string{rawURL}, mirrors...))
 	if pre.HTTP.Insecure {
 		d.log.Warn().Msg("TLS certificate verification is off (http.insecure): anyone on the network path can read and alter the download")
 	}
@@ -225,6 +242,9 @@ func (d *Download) run(ctx context.Context) error {
 			// (Asked before the preflight, which makes PATH.tmp.)
 			d.probeOpts.Prefetch = 0
 		}
+		if req.IfNewer && isFile(output) {
+			d.replace = output // the check below decides; the preflight must not refuse it
+		}
 		if err := d.preflightAt(req.Topology, output); err != nil {
 			return err
 		}
@@ -232,6 +252,11 @@ func (d *Download) run(ctx context.Context) error {
 
 	if d.gate != nil {
 		if err := d.gate(ctx); err != nil {
+			return err
+		}
+	}
+	if req.IfNewer && req.Writer == nil {
+		if err := d.ifNewer(ctx, client, header, rawURL, output); err != nil {
 			return err
 		}
 	}
@@ -262,6 +287,9 @@ func (d *Download) run(ctx context.Context) error {
 	for restarted := false; ; restarted = true {
 		d.sources = len(res.Mirrors) + 1
 		err = d.runSources(ctx, res, output, restarted, releaseProbe)
+		if err == nil {
+			d.keepLastModified(output, res)
+		}
 		if !errors.Is(err, httpx.ErrResourceChanged) || restarted || ctx.Err() != nil {
 			return err
 		}
@@ -458,6 +486,9 @@ func (d *Download) plan(topology Topology, output string, fromZero bool, keys st
 		return plan{}, err
 	}
 	cfg.Output = output
+	if output != "" && output == d.replace {
+		cfg.Overwrite = true // IfNewer found the server's copy newer
+	}
 	if fromZero {
 		cfg.Resume = false
 	}
@@ -465,6 +496,7 @@ func (d *Download) plan(topology Topology, output string, fromZero bool, keys st
 	if err != nil {
 		return plan{}, err
 	}
+	applyRetry(d.client.reg, nodes, d.req.Retry)
 	if n := d.req.Connections; n > 0 && pipeline.SetConnections(d.client.reg, nodes, n) == 0 && !d.req.Topology.auto() {
 		return plan{}, connectionsError(topology.describe())
 	}

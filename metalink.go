@@ -50,6 +50,7 @@ func (d *Download) applyMetalink(ctx context.Context) error {
 	}
 	if req.URL == "" && cfg.URL == "" {
 		req.URL, urls = urls[0], urls[1:]
+		d.urlFromMetalink = true
 	}
 	req.Mirrors = append(urls, req.Mirrors...)
 	if len(req.Mirrors) > MaxSources-1 {
@@ -69,7 +70,9 @@ func (d *Download) applyMetalink(ctx context.Context) error {
 func (d *Download) readMetalink(ctx context.Context, cfg httpx.HTTPConfig, src string) ([]*metalink.File, error) {
 	var r io.ReadCloser
 	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
-		client, header, err := d.client.httpClient(cfg)
+		// The user named the Metalink's URL: its origin owns the
+		// credentials, also for the URLs the Metalink lists (credentialOwners).
+		client, header, err := d.client.httpClient(cfg, src)
 		if err != nil {
 			return nil, &RequestError{Field: "Config", Err: err}
 		}
@@ -233,3 +236,21 @@ func (d *Download) metalinkResource(res *pipeline.Resource) error {
 // maxVerifiedPiece is the longest piece verified as it arrives: a reader
 // holds a whole piece until it is (the stages' own bound).
 const maxVerifiedPiece = 16 << 20
+
+// credentialOwners are the URLs whose origins own the download's
+// credentials (httpx.NewClientOn): the ones the user named. That is the
+// download's URL, except that of a Metalink fetched over http(s), which is
+// the Metalink's own URL, joined by the download's URL only when the
+// request or configuration names it. The URLs such a Metalink lists get
+// the credentials only on its origin. A local Metalink file is the user's
+// own: its most preferred URL, the download's, owns them.
+func (d *Download) credentialOwners(rawURL string) []string {
+	src := d.req.Metalink
+	if !strings.HasPrefix(src, "http://") && !strings.HasPrefix(src, "https://") {
+		return []string{rawURL}
+	}
+	if d.urlFromMetalink {
+		return []string{src}
+	}
+	return []string{src, rawURL}
+}

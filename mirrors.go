@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"slices"
 
 	"github.com/dlflow/dlflow/config"
@@ -87,4 +89,35 @@ func (d *Download) runSources(ctx context.Context, res *pipeline.Resource, outpu
 		return fmt.Errorf("from the primary URL alone, after a mirror's bytes failed verification: %w", err)
 	}
 	return nil
+}
+
+// warnUncredentialed says, once per download, which of its sources get
+// none of the credentials of header because their origin is not an
+// owner's (httpx.NewClientOn): a mirror that needs them fails with 401 and
+// is dropped, and the user should know why. A source with its own userinfo
+// has its own credentials.
+func (d *Download) warnUncredentialed(header http.Header, owners, sources []string) {
+	secret := false
+	for name := range header {
+		secret = secret || httpx.IsSecretHeader(name)
+	}
+	if !secret {
+		return
+	}
+	var owned []httpx.Origin
+	for _, o := range owners {
+		if u, err := url.Parse(o); err == nil {
+			owned = append(owned, httpx.OriginOf(u))
+		}
+	}
+	var without []string
+	for _, s := range sources {
+		if u, err := url.Parse(s); err == nil && u.User == nil && !slices.Contains(owned, httpx.OriginOf(u)) {
+			without = append(without, httpx.RedactURL(s))
+		}
+	}
+	if len(without) > 0 {
+		d.log.Warn().Strs("sources", without).
+			Msg("the credentials go only to the origin named (scheme, host and port); these sources get none: give a mirror its own in its URL (https://user:pass@host/...)")
+	}
 }

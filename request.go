@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/httpx"
@@ -126,6 +127,26 @@ type Request struct {
 	// SkipExisting leaves an existing output alone and succeeds with
 	// Result.Skipped set.
 	SkipExisting bool
+	// IfNewer fetches the file only if the server's copy is newer than an
+	// existing output (wget -N, curl -z, aria2c --conditional-get): one
+	// HEAD asks with If-Modified-Since, the output's modification time.
+	// A 304, or a Last-Modified no later than that time with the output's
+	// size (a server that ignores the condition), leaves the output as it
+	// is and succeeds with Result.UpToDate set: no body is fetched. Else
+	// the output is replaced by the download, as with Overwrite. Without
+	// a Path, the output checked is the one the URL names (the server's
+	// Content-Disposition is known only after the probe). Every completed
+	// file gets the server's Last-Modified as its modification time, so
+	// that a later IfNewer run can compare.
+	IfNewer bool
+	// Retry, when set, replaces the retry policy of the topology's HTTP
+	// stages and of the probe (curl --retry, --retry-delay); nil keeps
+	// the topology's (5 tries per range by default).
+	Retry *Retry
+	// MaxTime, when positive, bounds the whole download, probe included
+	// (curl -m): past it the download fails with a *MaxTimeError, and
+	// keeps its partial data for a later resume.
+	MaxTime time.Duration
 	// Header holds extra request headers, sent with every request (a
 	// Header value here wins over the topology's http.headers). Range and
 	// Accept-Encoding are the library's own and may not be set.
@@ -224,6 +245,16 @@ func (r *Request) check() error {
 		return requestErrorf("Topology", "a topology is a name, a file or data, or nodes: set one")
 	case r.LimitRate < 0:
 		return requestErrorf("LimitRate", "the rate limit must not be negative, got %d", r.LimitRate)
+	case r.MaxTime < 0:
+		return requestErrorf("MaxTime", "the time limit must not be negative, got %v", r.MaxTime)
+	case r.Retry != nil && r.Retry.Retries < -1:
+		return requestErrorf("Retry", "retries must be 0 or more (or -1: the topology's), got %d", r.Retry.Retries)
+	case r.Retry != nil && r.Retry.Delay < 0:
+		return requestErrorf("Retry", "the retry delay must not be negative, got %v", r.Retry.Delay)
+	case r.IfNewer && (r.Overwrite || r.SkipExisting):
+		return requestErrorf("IfNewer", "if-newer decides itself whether to replace the output: it excludes Overwrite and SkipExisting")
+	case r.IfNewer && (r.Writer != nil || r.Extract != ""):
+		return requestErrorf("IfNewer", "if-newer compares with an output file: it does not apply to a Writer or Extract")
 	}
 	for name, values := range r.Header {
 		switch {
@@ -283,6 +314,6 @@ func (r *Request) wiringKey() (key string, ok bool) {
 			config = append(config, fmt.Sprintf("%s=%v@%s", o.Key, o.Value, o.Origin))
 		}
 	}
-	return fmt.Sprintf("%q %q %q %d %v %q %v %v %d %q %q %q %v %v", r.Topology.Name, r.Topology.File, data,
-		r.Connections, r.NoResume, r.Checksum, r.Overwrite, r.SkipExisting, r.LimitRate, config, r.Sets, r.Environ, r.Writer != nil, r.Extract != ""), true
+	return fmt.Sprintf("%q %q %q %d %v %q %v %v %d %q %q %q %v %v %v", r.Topology.Name, r.Topology.File, data,
+		r.Connections, r.NoResume, r.Checksum, r.Overwrite, r.SkipExisting, r.LimitRate, config, r.Sets, r.Environ, r.Writer != nil, r.Extract != "", r.Retry.key()), true
 }

@@ -36,6 +36,10 @@ type Result struct {
 	// Skipped is set when the output existed and the request said to skip
 	// it (SkipExisting): nothing was fetched.
 	Skipped bool
+	// UpToDate is set when the request asked for a newer copy only
+	// (IfNewer) and the server's is not: nothing was fetched, and the
+	// output is as it was.
+	UpToDate bool
 	// Partial is the file that keeps what a failed download received, for
 	// a later resume ("Path.tmp"), or "" when there is none.
 	Partial string
@@ -100,6 +104,11 @@ func (d *Download) finalResult(err error) *Result {
 		Sources:     stats.sources,
 	}
 	switch {
+	case errors.Is(err, errUpToDate):
+		r.UpToDate, r.Bytes = true, 0
+		if fi, serr := os.Stat(info.Path); serr == nil && fi.Mode().IsRegular() {
+			r.Bytes = fi.Size()
+		}
 	case errors.Is(err, errSkipped):
 		r.Skipped, r.Bytes = true, 0
 		if fi, serr := os.Stat(info.Path); serr == nil && fi.Mode().IsRegular() {

@@ -114,19 +114,15 @@ func TestRunMatrix(t *testing.T) {
 	}
 
 	// The JSON names are a contract: scripts read them.
-	var buf bytes.Buffer
-	if err := res.WriteJSON(&buf); err != nil {
-		t.Fatal(err)
+	objects := cellObjects(t, res)
+	if len(objects) != 3 {
+		t.Fatalf("JSON: %d cells, want 3", len(objects))
 	}
-	var objects []map[string]any
-	if err := json.Unmarshal(buf.Bytes(), &objects); err != nil || len(objects) != 3 {
-		t.Fatalf("JSON: %v, %d objects\n%s", err, len(objects), buf.String())
-	}
-	common := "bottleneck bytes conns_accepted cpu_seconds_median durable label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes requests runs scenario seconds sha256 sha256_ok stages tool topology"
+	common := "bottleneck busy_runs bytes command conns_accepted cpu_seconds_median durable label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes requests run_count runs scenario seconds sha256 sha256_ok stages stats tool topology"
 	if got := strings.Join(slices.Sorted(maps.Keys(objects[0])), " "); got != common {
 		t.Errorf("JSON names of the stream cell:\n%s\nwant\n%s", got, common)
 	}
-	if got, want := strings.Join(slices.Sorted(maps.Keys(objects[1])), " "), "bottleneck bytes connections conns_accepted cpu_seconds_median durable label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes piece_bytes requests runs scenario seconds sets sha256 sha256_ok stages tool topology"; got != want {
+	if got, want := strings.Join(slices.Sorted(maps.Keys(objects[1])), " "), "bottleneck busy_runs bytes command connections conns_accepted cpu_seconds_median durable label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes piece_bytes requests run_count runs scenario seconds sets sha256 sha256_ok stages stats tool topology"; got != want {
 		t.Errorf("JSON names of a ranged cell:\n%s\nwant\n%s", got, want)
 	}
 	if objects[1]["sets"].([]any)[0] != "stages.split.config.piece=512KiB" || objects[1]["piece_bytes"] != float64(512<<10) {
@@ -145,7 +141,12 @@ func TestRunTableScenariosAndPlot(t *testing.T) {
 	o.Scenarios = []Scenario{ScenarioPlain, ScenarioLatency, ScenarioSlowConn}
 	o.Latency, o.Trickle, o.SlowRequest = time.Millisecond, 4<<20, 1
 	var events []string
+	estimates := 0
 	o.Progress = func(e Event) {
+		if e.Kind == Estimated {
+			estimates++
+			return
+		}
 		events = append(events, fmt.Sprintf("%d %s %s %s %d/%d", e.Kind, e.Scenario, e.Server, e.Cell, e.Run, e.Runs))
 	}
 	res := run(t, o)
@@ -182,6 +183,10 @@ func TestRunTableScenariosAndPlot(t *testing.T) {
 	if len(events) != 15 || !slices.Equal(events[:5], wantEvents) {
 		t.Errorf("%d events, starting %q; want 15 starting %q", len(events), events[:min(5, len(events))], wantEvents)
 	}
+	// An estimate before each scenario and after its first round.
+	if estimates != 6 {
+		t.Errorf("%d estimates, want 6 (2 per scenario)", estimates)
+	}
 
 	data, err := res.SVG()
 	if err != nil {
@@ -198,10 +203,15 @@ func TestRunTableScenariosAndPlot(t *testing.T) {
 	if svg.XMLName.Local != "svg" || len(svg.Rects) != 1+6 { // background + a bar per cell
 		t.Errorf("plot: <%s> with %d rects, want <svg> with 7", svg.XMLName.Local, len(svg.Rects))
 	}
-	for _, want := range []string{"scenario slowconn", "ranged c=2", "stream"} {
+	for _, want := range []string{"scenario slowconn: built-in origin on 127.0.0.1, 1MiB generated, GET #1 trickles at 4MiB/s", "ranged c=2", "stream"} {
 		if !slices.Contains(svg.Texts, want) {
 			t.Errorf("plot lacks the label %q", want)
 		}
+	}
+	if !slices.ContainsFunc(svg.Texts, func(s string) bool {
+		return strings.HasPrefix(s, "dlflow ") && strings.HasSuffix(s, "2 run(s) per cell")
+	}) {
+		t.Errorf("plot lacks a footer with the version and runs: %q", svg.Texts)
 	}
 }
 
@@ -279,7 +289,7 @@ func TestOptionsErrors(t *testing.T) {
 		{func(o *Options) { o.Origin = OriginNginx; o.Scenarios = []Scenario{ScenarioSlowConn} }, "nginx serves the plain and ratelimit scenarios only, not slowconn"},
 		{func(o *Options) { o.Origin = "apache" }, `unknown origin "apache"`},
 		{func(o *Options) { o.SHA256 = strings.Repeat("0", 64) }, "an expected sha256 goes with an external URL; the built-in origin's is known"},
-		{func(o *Options) { o.URL = "http://127.0.0.1:1/x"; o.SHA256 = "abc" }, `sha256: want 64 hex digits, got "abc"`},
+		{func(o *Options) { o.URL = "http://127.0.0.1:1/x"; o.SHA256 = "abc" }, `sha256 of external: want 64 hex digits, got "abc"`},
 		{func(o *Options) { o.URL = "http://127.0.0.1:1/x"; o.Scenarios = []Scenario{ScenarioLatency} }, "an external URL is benchmarked as it is: scenarios and origins are the built-in origin's"},
 		{func(o *Options) { o.Runs = -1 }, "runs, size, rate, trickle, slow request and latency must not be negative"},
 		{func(o *Options) { o.Connections = []int{4, -1} }, "connections must not be negative, got [4 -1]"},
@@ -347,10 +357,10 @@ func TestCompareWithReferenceTools(t *testing.T) {
 	tools := map[string]bool{}
 	for _, c := range cells[1:] {
 		tools[c.Tool] = true
-		if !slices.Contains([]string{"curl", "aria2c", "axel"}, c.Tool) || !c.Verified || c.Runs != 2 || c.Bytes != 1<<20 || len(c.Stages) != 0 || c.MemoryBound != 0 {
+		if !slices.Contains(ReferenceTools, c.Tool) || !c.Verified || c.Runs != 2 || c.Bytes != 1<<20 || len(c.Stages) != 0 || c.MemoryBound != 0 {
 			t.Errorf("reference row %+v", c)
 		}
-		if c.Tool != "curl" && (c.Connections != 8 || c.Label != fmt.Sprintf("%s c=8", c.Tool)) {
+		if !strings.HasPrefix(c.Tool, "curl") && (c.Connections != 8 || c.Label != fmt.Sprintf("%s c=8", c.Tool)) {
 			t.Errorf("%s: connections %d, label %q; want the default 8", c.Tool, c.Connections, c.Label)
 		}
 		if timeTool() != "" && c.PeakRSS <= 0 {
@@ -367,31 +377,38 @@ func TestCompareWithReferenceTools(t *testing.T) {
 	}
 
 	// Beside curl, "curl + fsync" times curl and an fsync of its output
-	// together; the table says which rows write durably: dlflow's and
-	// that one.
+	// together; the fsync column says which rows write durably: dlflow's
+	// and that one.
 	var table bytes.Buffer
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	durable := map[string]string{}                            // label -> the durable column
-	main, _, _ := strings.Cut(table.String(), "\nper stage:") // the rows, not the per-stage table
-	for _, line := range strings.Split(main, "\n") {
+	rows, _, _ := strings.Cut(table.String(), "\nper stage:") // the rows, not the per-stage table
+	lines := strings.Split(rows, "\n")
+	col := -1 // the fsync column's offset: tabwriter aligns the values under it
+	for _, line := range lines {
+		if strings.HasPrefix(line, "cell ") {
+			col = strings.Index(line, "  fsync  ") + 2
+		}
+	}
+	if col < 2 {
+		t.Fatalf("no fsync column:\n%s", table.String())
+	}
+	durable := map[string]string{} // label -> the fsync column
+	for _, line := range lines {
 		for _, c := range cells {
-			if rest, ok := strings.CutPrefix(line, c.Label+"  "); ok && c.Label != "" {
-				durable[c.Label] = strings.Fields(rest)[0]
+			if strings.HasPrefix(line, c.Label+"  ") && len(line) > col {
+				durable[c.Label] = strings.Fields(line[col:])[0]
 			}
 		}
 	}
-	if !cells[0].Durable || durable[cells[0].Label] != "fsync" {
-		t.Errorf("the dlflow row %q: durable %v, column %q; want fsync", cells[0].Label, cells[0].Durable, durable[cells[0].Label])
-	}
-	for _, c := range cells[1:] {
-		want := c.Label == "curl + fsync"
-		if c.Durable != want || durable[c.Label] != map[bool]string{true: "fsync", false: "no"}[want] {
-			t.Errorf("%s: durable %v, column %q", c.Label, c.Durable, durable[c.Label])
+	for _, c := range cells {
+		want := c.Tool == "dlflow" || c.Label == "curl + fsync"
+		if c.Durable != want || durable[c.Label] != yesNo(want) {
+			t.Errorf("%s: durable %v, fsync column %q; want %v", c.Label, c.Durable, durable[c.Label], want)
 		}
 	}
-	if _, err := exec.LookPath("curl"); err == nil && durable["curl + fsync"] == "" {
+	if installed("curl") && installed("sync") && !tools["curl+fsync"] {
 		t.Errorf("curl is installed but there is no curl + fsync row:\n%s", table.String())
 	}
 }
@@ -444,7 +461,7 @@ func TestAxelStartsFresh(t *testing.T) {
 		c := axelCell(OriginGo, ScenarioPlain, axel, 4)
 		// Resuming from a bogus state file can hang: fail instead.
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		_, err := runOnce(ctx, c, bsrv, dir)
+		_, err := runOnce(ctx, c, bsrv, dir, false)
 		cancel()
 		if err != nil {
 			t.Errorf("over %q: %v", stale, err)
@@ -528,4 +545,18 @@ func TestVaryLabels(t *testing.T) {
 	if c := combos[1]; c[1].set != "stages.write.config.buffer=4MiB" {
 		t.Errorf("the set of a value: %q", c[1].set)
 	}
+}
+
+// cellObjects decodes the results document's cells as JSON objects.
+func cellObjects(t *testing.T, res *Result) []map[string]any {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := res.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct{ Cells []map[string]any }
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, buf.String())
+	}
+	return doc.Cells
 }

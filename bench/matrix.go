@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"os"
@@ -33,6 +35,25 @@ type topology struct {
 	name, path string
 	splitter   string // id of its range.splitter stage, or ""
 	readers    bool   // it has an http.reader stage
+}
+
+// TopologyFile is a topology that the dlflow cells ran, as the results
+// document records it: its name, path, sha256 and contents.
+type TopologyFile struct {
+	Name     string `json:"name"`
+	Path     string `json:"path"`
+	SHA256   string `json:"sha256"`
+	Contents string `json:"contents"`
+}
+
+// file describes t for the results document.
+func (t topology) file() TopologyFile {
+	f := TopologyFile{Name: t.name, Path: t.path}
+	if data, err := os.ReadFile(t.path); err == nil {
+		sum := sha256.Sum256(data)
+		f.SHA256, f.Contents = hex.EncodeToString(sum[:]), string(data)
+	}
+	return f
 }
 
 // loadTopologies resolves the topology files, writing the embedded
@@ -134,9 +155,9 @@ func matrix(o Options, scenario Scenario, topologies []topology) ([]*cell, error
 	}
 	switch {
 	case o.Compare && scenario == ScenarioSmall:
-		cells = append(cells, batchReferenceCells(o)...)
+		cells = append(cells, chosenTools(o, batchReferenceCells(o))...)
 	case o.Compare:
-		cells = append(cells, referenceCells(o, scenario)...)
+		cells = append(cells, chosenTools(o, referenceCells(o, scenario))...)
 	}
 	return cells, nil
 }
@@ -262,6 +283,38 @@ func varyLabels(keys []string) []string {
 	return labels
 }
 
+// chosenTools keeps the reference cells of the tools o.Tools names (all
+// when it names none), each with its version.
+func chosenTools(o Options, cells []*cell) []*cell {
+	cells = slices.DeleteFunc(cells, func(c *cell) bool {
+		return len(o.Tools) > 0 && !slices.Contains(o.Tools, c.Tool)
+	})
+	for _, c := range cells {
+		c.ToolVersion = toolVersion(c.Tool)
+	}
+	return cells
+}
+
+// ReferenceTools are the tools that --compare can add.
+var ReferenceTools = []string{"curl", "curl+fsync", "aria2c", "axel"}
+
+// toolVersion is the first line of a reference tool's --version (axel's
+// first line of -V), or "" when it does not tell.
+func toolVersion(tool string) string {
+	flag := "--version"
+	tool = strings.TrimSuffix(tool, "+fsync") // curl+fsync is curl's version
+	if tool == "axel" {
+		flag = "-V"
+	}
+	path, err := exec.LookPath(tool)
+	if err != nil {
+		return ""
+	}
+	out, _ := exec.Command(path, flag).Output()
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}
+
 // fsyncOff matches a setting, or a line of a topology file, that turns a
 // sink's fsync off.
 var fsyncOff = regexp.MustCompile(`(?m)(^\s*|\.)fsync\s*[:=]\s*(false|0|no|off)\s*$`)
@@ -300,7 +353,7 @@ func referenceCells(o Options, scenario Scenario) []*cell {
 		sync, errSync := exec.LookPath("sync") // coreutils: sync FILE fsyncs FILE
 		if errSh == nil && errSync == nil {
 			cells = append(cells, &cell{
-				Cell: Cell{Scenario: scenario, Origin: o.Origin, Tool: "curl", Label: "curl + fsync", Durable: true},
+				Cell: Cell{Scenario: scenario, Origin: o.Origin, Tool: "curl+fsync", Label: "curl + fsync", Durable: true},
 				command: func(ctx context.Context, j job) (*exec.Cmd, error) {
 					return exec.CommandContext(ctx, sh, "-c", `"$1" -sf -o "$3" "$4" && "$2" "$3" "$(dirname "$3")"`,
 						"sh", curl, sync, j.out, j.url), nil

@@ -11,8 +11,8 @@ import (
 
 // measurement is what one child process cost.
 type measurement struct {
-	wall, cpu time.Duration
-	maxRSS    int64 // bytes; 0 where the platform does not tell
+	wall, user, sys time.Duration
+	maxRSS          int64 // bytes; 0 where the platform does not tell
 }
 
 // measure runs cmd to completion and measures its wall time, CPU time and
@@ -44,7 +44,7 @@ func measureWith(cmd *exec.Cmd, rssFile, timePath string) (measurement, error) {
 		}
 		return measurement{}, fmt.Errorf("%w: %s", err, msg)
 	}
-	m := measurement{wall: wall, cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
+	m := measurement{wall: wall, user: cmd.ProcessState.UserTime(), sys: cmd.ProcessState.SystemTime()}
 	if timePath == "" {
 		m.maxRSS = childRSS(cmd.ProcessState)
 		return m, nil

@@ -89,6 +89,7 @@ const (
 	DefaultFiles       = 300       // files of the batch, small
 	DefaultFileSize    = 16 << 10  // bytes of each, small
 	DefaultJobs        = 8         // files at once, small
+	DefaultTarget      = 0.05      // relative width of a median's 95% interval, with MaxRuns
 
 	// Delays before each response header when Options.Latency is 0:
 	// issue #14 measured the wan and small figures with these.
@@ -97,6 +98,15 @@ const (
 	DefaultSmallLatency   = 50 * time.Millisecond  // small
 	DefaultMirrorsLatency = 50 * time.Millisecond  // mirrors, the primary's
 )
+
+// Target is an external URL to benchmark, with the label of its table and
+// cells (their Scenario) and the sha256 (hex) its outputs must hash to,
+// or "" to report them unverified.
+type Target struct {
+	Label  string `json:"label"`
+	URL    string `json:"url"`
+	SHA256 string `json:"sha256,omitempty"`
+}
 
 // Vary is a config key and the values it takes, one cell each.
 type Vary struct {
@@ -137,9 +147,25 @@ type Options struct {
 	// invocation, so it keeps its connection alive) and aria2c (-i LIST
 	// -j Jobs); axel takes no list and has no row.
 	Compare bool
-	// Runs is how many times each cell runs (default 1); runs go
-	// round-robin over the cells.
-	Runs int
+	// Tools, when not empty, are the reference tools that Compare adds
+	// (of curl, curl+fsync, aria2c, axel); empty is all of them.
+	Tools []string
+	// Runs is how many times each cell runs at least (default 1); runs go
+	// round-robin over the cells. With MaxRuns above Runs, rounds go on
+	// until every cell's median time is known to Target (the relative
+	// width of its 95% interval, default DefaultTarget) or MaxRuns rounds
+	// ran. Warmup rounds run first and are checked but not measured.
+	Runs, MaxRuns, Warmup int
+	Target                float64
+	// MaxTime, when positive, starts no run after this much time: the
+	// cells keep the runs they have, and Result.Stopped says so.
+	MaxTime time.Duration
+	// Baseline is the label of the cell every other cell of its scenario
+	// is compared to (Cell.VsBaseline); "" compares none.
+	Baseline string
+	// Command is the command line the bench was started with, recorded
+	// in the results document.
+	Command []string
 
 	// Scenarios are the origin's behaviours, each a table of its own;
 	// none is plain (external with URL).
@@ -175,8 +201,10 @@ type Options struct {
 	SlowRequest int
 	// URL benchmarks an external server instead of the built-in origin;
 	// SHA256 (hex) is what its outputs must hash to, or "" to report them
-	// unverified.
+	// unverified. URLs benchmark several, a table each; URL and SHA256
+	// are then URLs' first when it has one, labelled "external".
 	URL, SHA256 string
+	URLs        []Target
 
 	// Dir holds the outputs; "" is a temporary directory, removed after.
 	Dir string
@@ -196,6 +224,13 @@ const (
 	ScenarioStarted EventKind = iota + 1
 	// RunStarted: run Run of Runs of Cell (its label) is starting.
 	RunStarted
+	// WarmupStarted: warm-up run Run of Runs of Cell is starting; it is
+	// checked but not measured.
+	WarmupStarted
+	// Estimated: the cells of Scenario will take about Estimate, from
+	// the scenario's parameters before the first run, and from the
+	// measured rounds after each round (then Run is the rounds done).
+	Estimated
 	// Unverified: the first output of Scenario hashes to SHA256, and no
 	// expected sum was given to verify it against.
 	Unverified
@@ -209,6 +244,7 @@ type Event struct {
 	Cell      string
 	Run, Runs int
 	SHA256    string
+	Estimate  time.Duration
 }
 
 // normalized fills in the defaults and checks the options.
@@ -224,6 +260,12 @@ func (o Options) normalized() (Options, error) {
 	}
 	if o.Runs == 0 {
 		o.Runs = 1
+	}
+	if o.MaxRuns < o.Runs {
+		o.MaxRuns = o.Runs
+	}
+	if o.Target == 0 {
+		o.Target = DefaultTarget
 	}
 	if o.Size == 0 {
 		o.Size = DefaultSize
@@ -256,6 +298,8 @@ func (o Options) normalized() (Options, error) {
 		o.Connections = []int{0}
 	}
 	switch {
+	case o.Warmup < 0, o.Target < 0, o.MaxTime < 0:
+		return o, errors.New("warm-up runs, target and max time must not be negative")
 	case o.Runs < 0, o.Size < 0, o.Rate < 0, o.Trickle < 0, o.SlowRequest < 0, o.Latency < 0:
 		return o, errors.New("runs, size, rate, trickle, slow request and latency must not be negative")
 	case o.ConnRate < 0, o.MirrorRate < 0, o.Files < 0, o.FileSize < 0, o.Jobs < 0:
@@ -270,18 +314,8 @@ func (o Options) normalized() (Options, error) {
 			return o, fmt.Errorf("vary %q: want a key and at least one value", v.Key)
 		}
 	}
-	if o.URL != "" {
-		if (o.Origin != "" && o.Origin != OriginExternal) || slices.ContainsFunc(o.Scenarios, func(s Scenario) bool { return s != ScenarioExternal }) {
-			return o, errors.New("an external URL is benchmarked as it is: scenarios and origins are the built-in origin's")
-		}
-		o.Origin, o.Scenarios = OriginExternal, []Scenario{ScenarioExternal}
-		if o.SHA256 != "" {
-			o.SHA256 = strings.ToLower(o.SHA256)
-			if b, err := hex.DecodeString(o.SHA256); err != nil || len(b) != 32 {
-				return o, fmt.Errorf("sha256: want 64 hex digits, got %q", o.SHA256)
-			}
-		}
-		return o, nil
+	if o.URL != "" || len(o.URLs) > 0 {
+		return o.normalizedTargets()
 	}
 	if o.SHA256 != "" {
 		return o, errors.New("an expected sha256 goes with an external URL; the built-in origin's is known")
@@ -305,6 +339,54 @@ func (o Options) normalized() (Options, error) {
 	return o, nil
 }
 
+// normalizedTargets checks the external URLs: one scenario per URL,
+// named by its label, each label once.
+func (o Options) normalizedTargets() (Options, error) {
+	if (o.Origin != "" && o.Origin != OriginExternal) || slices.ContainsFunc(o.Scenarios, func(s Scenario) bool { return s != ScenarioExternal }) {
+		return o, errors.New("an external URL is benchmarked as it is: scenarios and origins are the built-in origin's")
+	}
+	if o.URL != "" {
+		if len(o.URLs) > 0 && o.URLs[0].URL != o.URL {
+			return o, errors.New("give the external URLs in URLs or URL, not both")
+		}
+		if len(o.URLs) == 0 {
+			o.URLs = []Target{{Label: string(ScenarioExternal), URL: o.URL, SHA256: o.SHA256}}
+		}
+	}
+	o.URLs = slices.Clone(o.URLs)
+	o.Origin, o.Scenarios = OriginExternal, nil
+	for i := range o.URLs {
+		t := &o.URLs[i]
+		if t.Label == "" {
+			t.Label = string(ScenarioExternal)
+			if len(o.URLs) > 1 {
+				t.Label = fmt.Sprintf("url%d", i+1)
+			}
+		}
+		if t.URL == "" || slices.Contains(o.Scenarios, Scenario(t.Label)) {
+			return o, fmt.Errorf("url %q labelled %q: want a URL and a label of its own", t.URL, t.Label)
+		}
+		if t.SHA256 != "" {
+			t.SHA256 = strings.ToLower(t.SHA256)
+			if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != 32 {
+				return o, fmt.Errorf("sha256 of %s: want 64 hex digits, got %q", t.Label, t.SHA256)
+			}
+		}
+		o.Scenarios = append(o.Scenarios, Scenario(t.Label))
+	}
+	o.URL, o.SHA256 = o.URLs[0].URL, o.URLs[0].SHA256
+	return o, nil
+}
+
+// target is the external URL of scenario s.
+func (o Options) target(s Scenario) (Target, bool) {
+	i := slices.IndexFunc(o.URLs, func(t Target) bool { return t.Label == string(s) })
+	if i < 0 {
+		return Target{}, false
+	}
+	return o.URLs[i], true
+}
+
 // latency is the delay before each response header in scenario s.
 func (o Options) latency(s Scenario) time.Duration {
 	switch {
@@ -318,4 +400,35 @@ func (o Options) latency(s Scenario) time.Duration {
 		return DefaultMirrorsLatency
 	}
 	return DefaultLatency
+}
+
+// estimate is a rough duration of one run of a cell with conns
+// connections (0: one) in scenario s, from the scenario's parameters: the
+// bytes over the rate that caps them, plus the latency of a request. It
+// assumes 400 MB/s where nothing caps the rate, and knows nothing of an
+// external URL (1 s).
+func (o Options) estimate(s Scenario, conns int) time.Duration {
+	conns = max(conns, 1)
+	const loopback = 400e6
+	secs := func(bytes int64, rate float64) time.Duration {
+		return time.Duration(float64(bytes) / rate * float64(time.Second))
+	}
+	size := int64(o.Size)
+	switch s {
+	case ScenarioRateLimit:
+		return secs(size, float64(o.Rate)*float64(conns))
+	case ScenarioWAN:
+		return secs(size, float64(o.ConnRate)*float64(conns)) + 2*o.latency(s)
+	case ScenarioMirrors:
+		return secs(size, float64(o.ConnRate)*float64(conns)) + 2*o.latency(s)
+	case ScenarioSlowConn:
+		return secs(size, loopback) + secs(size/int64(conns), float64(o.Trickle))/4
+	case ScenarioSmall:
+		rounds := (o.Files + o.Jobs - 1) / o.Jobs
+		return time.Duration(rounds) * (o.latency(s) + time.Millisecond)
+	}
+	if o.Origin == OriginExternal {
+		return time.Second
+	}
+	return secs(size, loopback) + 2*o.latency(s)
 }

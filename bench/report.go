@@ -1,13 +1,11 @@
 package bench
 
 import (
-	"bytes"
-	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
 	"math"
-	"slices"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -45,7 +43,7 @@ func writeTable(w io.Writer, r *Result) {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "scenario %s: %s; %d run(s) per cell\n\n", scenario, r.Servers[scenario], r.Options.Runs)
+		fmt.Fprintf(w, "%s: %s; %s\n\n", heading(r.Options, scenario), r.Servers[scenario], runsDescription(r.Options))
 		cols := columnsOf(rows)
 		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, strings.Join(cols.header(), "\t"))
@@ -53,6 +51,7 @@ func writeTable(w io.Writer, r *Result) {
 			fmt.Fprintln(tw, strings.Join(cols.row(c), "\t"))
 		}
 		tw.Flush()
+		writeNotes(w, rows, cols)
 
 		var staged []*Cell
 		for _, c := range rows {
@@ -69,7 +68,9 @@ func writeTable(w io.Writer, r *Result) {
 		for _, c := range staged {
 			var busy, fills, blocked []string
 			for _, s := range c.Stages {
-				if s.BusyKnown {
+				if s.BusyKnown && s.WindowWait > 0 && s.Ran > 0 {
+					busy = append(busy, fmt.Sprintf("%s %.0f%% (window wait %.0f%%)", s.Stage, 100*s.BusyShare, 100*float64(s.WindowWait)/float64(s.Ran)))
+				} else if s.BusyKnown {
 					busy = append(busy, fmt.Sprintf("%s %.0f%%", s.Stage, 100*s.BusyShare))
 				} else {
 					busy = append(busy, s.Stage+" -")
@@ -87,8 +88,37 @@ func writeTable(w io.Writer, r *Result) {
 	}
 }
 
+// heading names a table: "scenario wan", or "url LABEL" for an external
+// URL.
+func heading(o Options, s Scenario) string {
+	if _, ok := o.target(s); ok {
+		return "url " + string(s)
+	}
+	return "scenario " + string(s)
+}
+
+// writeNotes explains the marks and columns that need it under a table.
+func writeNotes(w io.Writer, rows []*Cell, cols columns) {
+	var outliers, busy bool
+	for _, c := range rows {
+		outliers, busy = outliers || c.Stats.Outliers > 0, busy || c.Busy > 0
+	}
+	if outliers {
+		fmt.Fprintln(w, "runs !N: N runs outside Tukey's fences (1.5 IQR beyond the quartiles)")
+	}
+	if busy {
+		fmt.Fprintf(w, "runs ~N: N runs started with the load average above the machine's %d cores\n", runtime.NumCPU())
+	}
+	if cols.durable {
+		fmt.Fprintln(w, "fsync: the output is on disk when the tool exits (dlflow and curl+fsync fsync; curl, aria2c and axel do not, so they may finish before the disk has the bytes)")
+	}
+}
+
 // columns are the optional columns of a scenario's table.
 type columns struct {
+	interval bool // the median's 95% interval (more than one run)
+	baseline bool // time over the baseline cell's
+	durable  bool // whether the output is fsynced (with reference rows)
 	ratio    bool // time over the fastest reference tool's
 	requests bool // the origin's counts
 	perFile  bool // requests per file (small)
@@ -98,6 +128,9 @@ func columnsOf(rows []*Cell) columns {
 	var cols columns
 	for _, c := range rows {
 		cols.ratio = cols.ratio || c.VsFastestReference > 0
+		cols.interval = cols.interval || c.Runs > 1
+		cols.baseline = cols.baseline || c.VsBaseline != nil
+		cols.durable = cols.durable || c.Tool != "dlflow"
 		cols.requests = cols.requests || c.ConnsAccepted > 0
 		cols.perFile = cols.perFile || c.Files > 0
 	}
@@ -106,9 +139,21 @@ func columnsOf(rows []*Cell) columns {
 }
 
 func (cols columns) header() []string {
-	h := []string{"cell", "durable", "median time"}
+	h := []string{"cell", "median time"}
+	if cols.interval {
+		h = append(h, "95% CI", "mean ± sd", "runs")
+	}
+	if cols.baseline {
+		h = append(h, "vs baseline (95% CI)")
+	}
 	if cols.ratio {
 		h = append(h, "vs fastest ref")
+	}
+	if cols.durable {
+		h = append(h, "fsync")
+	}
+	if cols.perFile {
+		h = append(h, "files/s")
 	}
 	h = append(h, "MB/s median (min-max)", "peak RSS", "CPU s", "buffer bound")
 	if cols.requests {
@@ -135,13 +180,22 @@ func (cols columns) row(c *Cell) []string {
 		}
 		return fmt.Sprintf(format, args...)
 	}
-	durable := "no"
-	if c.Durable {
-		durable = "fsync" // the run's time includes it
+	r := []string{c.Label, figure("%.2fs", c.MedianSeconds)}
+	if cols.interval {
+		st := c.Stats
+		r = append(r, figure("%.2f-%.2fs", st.MedianLowS, st.MedianHighS), figure("%.2f ± %.2fs", st.MeanS, st.StddevS), fmt.Sprint(c.Runs)+flags(*c))
 	}
-	r := []string{c.Label, durable, figure("%.2fs", c.MedianSeconds)}
+	if cols.baseline {
+		r = append(r, figure("%s", ratioText(c.VsBaseline)))
+	}
 	if cols.ratio {
 		r = append(r, figure("%.2fx", c.VsFastestReference))
+	}
+	if cols.durable {
+		r = append(r, yesNo(c.Durable))
+	}
+	if cols.perFile {
+		r = append(r, figure("%.0f", float64(c.Files)/c.MedianSeconds))
 	}
 	r = append(r, figure("%.0f (%.0f-%.0f)", c.MedianMBps, c.MinMBps, c.MaxMBps), figure("%s", mib(c.PeakRSS)), figure("%.2f", c.CPUSeconds), bound)
 	if cols.requests {
@@ -182,113 +236,6 @@ func shortDuration(d time.Duration) string {
 		return fmt.Sprintf("%dms", d.Milliseconds())
 	}
 	return fmt.Sprintf("%.2fs", d.Seconds())
-}
-
-// Plot geometry, in SVG user units (pixels).
-const (
-	plotWidth  = 960
-	plotLabelW = 300 // left column: cell labels
-	plotRight  = 110 // right margin: value text
-	plotRowH   = 24
-	plotTop    = 56
-	plotBottom = 40
-)
-
-// WriteJSON writes the cells as an indented JSON array.
-func (r *Result) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r.Cells)
-}
-
-// SVG renders a horizontal bar chart: one bar per cell (median MB/s), a
-// min-max whisker on each, cells grouped by scenario. It fails only when
-// the document it made is not well-formed XML.
-func (r *Result) SVG() ([]byte, error) {
-	data := renderPlot(r)
-	if err := xml.Unmarshal(data, new(struct{})); err != nil {
-		return nil, fmt.Errorf("generated SVG is not well-formed: %w", err)
-	}
-	return data, nil
-}
-
-func renderPlot(r *Result) []byte {
-	o, cells := r.Options, r.Cells
-	maxMBps := 0.0
-	for _, c := range cells {
-		maxMBps = max(maxMBps, c.MaxMBps)
-	}
-	scale, step := niceScale(maxMBps)
-	rows := len(cells) + len(o.Scenarios) // a heading row per scenario
-	height := plotTop + rows*plotRowH + plotBottom
-	barW := float64(plotWidth - plotLabelW - plotRight)
-	x := func(mbps float64) float64 { return plotLabelW + barW*mbps/scale }
-
-	var b bytes.Buffer
-	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="13">`, plotWidth, height, plotWidth, height)
-	p(`<rect width="100%%" height="100%%" fill="white"/>`)
-	p(`<text x="%d" y="22" font-size="16" font-weight="bold">%s</text>`, 12, esc(fmt.Sprintf("dlflow bench: median throughput, MB/s (whiskers: min-max of %d run(s))", o.Runs)))
-	what := fmt.Sprintf("%v file", o.Size)
-	if slices.Contains(o.Scenarios, ScenarioSmall) {
-		batch := fmt.Sprintf("%d files of %v", o.Files, o.FileSize)
-		if len(o.Scenarios) == 1 {
-			what = batch
-		} else {
-			what += "; small: " + batch
-		}
-	}
-	if o.URL != "" {
-		what = o.URL
-	}
-	for _, c := range cells {
-		if c.Tool != "dlflow" {
-			what += "; blue: dlflow, grey: reference tools"
-			break
-		}
-	}
-	p(`<text x="%d" y="40" fill="#555">%s</text>`, 12, esc(what+"; higher is better"))
-
-	// Grid and axis labels.
-	gridBottom := plotTop + rows*plotRowH
-	for v := 0.0; v <= scale+step/2; v += step {
-		gx := x(v)
-		p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>`, gx, plotTop-4, gx, gridBottom)
-		p(`<text x="%.1f" y="%d" text-anchor="middle" fill="#555">%s</text>`, gx, gridBottom+16, esc(fmt.Sprintf("%.0f", v)))
-	}
-	p(`<text x="%.1f" y="%d" text-anchor="middle" fill="#555">MB/s</text>`, plotLabelW+barW/2, gridBottom+34)
-
-	y := plotTop
-	for _, scenario := range o.Scenarios {
-		p(`<text x="%d" y="%d" font-weight="bold">%s</text>`, 12, y+16, esc("scenario "+string(scenario)))
-		y += plotRowH
-		for _, c := range cells {
-			if c.Scenario != scenario {
-				continue
-			}
-			p(`<text x="%d" y="%d" text-anchor="end">%s</text>`, plotLabelW-8, y+16, esc(c.Label))
-			if c.Failed() || c.MedianMBps == 0 {
-				p(`<text x="%d" y="%d" fill="#b00">failed</text>`, plotLabelW+4, y+16)
-				y += plotRowH
-				continue
-			}
-			color := "#3b6fb6" // dlflow
-			if c.Tool != "dlflow" {
-				color = "#9a9a9a" // reference tools
-			}
-			p(`<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>`, plotLabelW, y+4, x(c.MedianMBps)-plotLabelW, plotRowH-8, color,
-				esc(fmt.Sprintf("%s: median %.0f MB/s, min %.0f, max %.0f", c.Label, c.MedianMBps, c.MinMBps, c.MaxMBps)))
-			mid := y + plotRowH/2
-			x0, x1 := x(c.MinMBps), x(c.MaxMBps)
-			p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black"/>`, x0, mid, x1, mid)
-			p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black"/>`, x0, mid-5, x0, mid+5)
-			p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black"/>`, x1, mid-5, x1, mid+5)
-			p(`<text x="%.1f" y="%d">%s</text>`, max(x1, x(c.MedianMBps))+6, y+16, esc(fmt.Sprintf("%.0f", c.MedianMBps)))
-			y += plotRowH
-		}
-	}
-	p(`</svg>`)
-	return b.Bytes()
 }
 
 // niceScale returns an axis maximum at or above v and a grid step: 1, 2 or

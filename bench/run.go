@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"github.com/dlflow/dlflow/bench/origin"
 )
@@ -24,6 +26,12 @@ type Result struct {
 	// Servers describe what each scenario's cells downloaded from, such as
 	// "built-in origin on 127.0.0.1, 1MiB generated".
 	Servers map[Scenario]string
+	// Environment is where and when the bench ran; Topologies the files
+	// the dlflow cells ran, with their contents.
+	Environment Environment
+	Topologies  []TopologyFile
+	// Stopped says why runs were cut short (Options.MaxTime), or "".
+	Stopped string
 }
 
 // Failed reports whether any cell failed.
@@ -62,7 +70,18 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Options: o, Servers: map[Scenario]string{}}
+	res := &Result{Options: o, Servers: map[Scenario]string{}, Environment: captureEnvironment(dir)}
+	for _, t := range topologies {
+		res.Topologies = append(res.Topologies, t.file())
+	}
+	var deadline time.Time
+	if o.MaxTime > 0 {
+		deadline = res.Environment.Start.Add(o.MaxTime)
+	}
+	defer func() {
+		res.Environment.LoadAfter = loadAverage()
+		res.Environment.Seconds = time.Since(res.Environment.Start).Seconds()
+	}()
 	for _, scenario := range o.Scenarios {
 		srv, err := startServer(o, scenario, dir)
 		if err != nil {
@@ -72,7 +91,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if err == nil {
 			res.Servers[scenario] = srv.desc
 			o.Progress(Event{Kind: ScenarioStarted, Scenario: scenario, Server: srv.desc})
-			err = runCells(ctx, o, srv, cells, dir)
+			var stopped bool
+			stopped, err = runCells(ctx, o, srv, cells, dir, deadline)
+			if stopped && res.Stopped == "" {
+				res.Stopped = fmt.Sprintf("--max-time %v: runs after it were not started", o.MaxTime)
+			}
 		}
 		srv.close()
 		if err != nil {
@@ -85,24 +108,53 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// runCells runs every cell o.Runs times, round-robin (run 1 of every cell,
+// runCells runs every cell in rounds, round-robin (run 1 of every cell,
 // then run 2, ...), so that a change in the machine's load spreads over all
 // cells instead of skewing one; then it summarizes each cell. Each round
 // starts one cell further, so that no cell always follows the same one: on
 // a VM the host may still be flushing the previous run's writes after our
 // sync, and that slowed whichever cell came right after the reference
-// tools.
-func runCells(ctx context.Context, o Options, srv *server, cells []*cell, dir string) error {
-	for i := range o.Runs {
+// tools. The first o.Warmup rounds are not measured; then o.Runs rounds
+// run, and more up to o.MaxRuns while a cell's median is not yet known to
+// o.Target. No run starts after deadline (when not zero): stopped reports
+// that some were left out.
+func runCells(ctx context.Context, o Options, srv *server, cells []*cell, dir string, deadline time.Time) (stopped bool, err error) {
+	if len(cells) == 0 {
+		return false, nil
+	}
+	var perRound time.Duration
+	for _, c := range cells {
+		perRound += o.estimate(c.Scenario, c.Connections)
+	}
+	o.Progress(Event{Kind: Estimated, Scenario: cells[0].Scenario, Estimate: perRound * time.Duration(o.Warmup+o.Runs)})
+	start := time.Now()
+	for i := 0; i < o.Warmup+o.MaxRuns; i++ {
+		if i > 0 {
+			perRound = time.Since(start) / time.Duration(i)
+			left := max(o.Warmup+o.Runs-i, 1)
+			o.Progress(Event{Kind: Estimated, Scenario: cells[0].Scenario, Run: i, Estimate: perRound * time.Duration(left)})
+		}
+		measured := i - o.Warmup
+		if measured >= o.Runs && precise(cells, o.Target) {
+			break
+		}
 		for k := range cells {
 			c := cells[(i+k)%len(cells)]
 			if c.Failed() {
 				continue
 			}
-			o.Progress(Event{Kind: RunStarted, Scenario: c.Scenario, Cell: c.Label, Run: i + 1, Runs: o.Runs})
-			sum, err := runOnce(ctx, c, srv, dir)
+			if !deadline.IsZero() && time.Now().After(deadline) {
+				stopped = true
+				break
+			}
+			ev := Event{Kind: RunStarted, Scenario: c.Scenario, Cell: c.Label, Run: measured + 1, Runs: o.Runs}
+			if measured < 0 {
+				ev.Kind, ev.Run, ev.Runs = WarmupStarted, i+1, o.Warmup
+			}
+			o.Progress(ev)
+			sum, err := runOnce(ctx, c, srv, dir, measured < 0)
 			if ctx.Err() != nil {
-				return context.Cause(ctx)
+				return stopped, context.Cause(ctx)
 			}
 			if err != nil {
 				c.Error = err.Error()
@@ -118,29 +170,79 @@ func runCells(ctx context.Context, o Options, srv *server, cells []*cell, dir st
 				}
 			}
 		}
+		if stopped {
+			break
+		}
 	}
 	for _, c := range cells {
 		c.summarize()
 	}
 	compareToFastestReference(cells)
-	return nil
+	compareToBaseline(cells, o.Baseline)
+	return stopped, nil
 }
 
-// compareToFastestReference sets each measured cell's time over the
-// fastest reference tool's.
-func compareToFastestReference(cells []*cell) {
-	fastest := 0.0
+// precise reports whether every measured cell's median time is known to
+// the target relative width.
+func precise(cells []*cell, target float64) bool {
 	for _, c := range cells {
-		if c.Tool != "dlflow" && !c.Failed() && c.MedianSeconds > 0 && (fastest == 0 || c.MedianSeconds < fastest) {
-			fastest = c.MedianSeconds
+		if !c.Failed() && len(c.Seconds) > 0 && summarize(c.Seconds).RelativeWidth() > target {
+			return false
 		}
 	}
-	if fastest == 0 {
+	return true
+}
+
+// compareToBaseline sets each measured cell's time ratio to the cell
+// labelled baseline, when the scenario has it.
+func compareToBaseline(cells []*cell, baseline string) {
+	if baseline == "" {
 		return
 	}
+	i := slices.IndexFunc(cells, func(c *cell) bool { return c.Label == baseline })
+	if i < 0 || len(cells[i].Seconds) == 0 {
+		return
+	}
+	base := cells[i].Seconds
 	for _, c := range cells {
-		if !c.Failed() && c.MedianSeconds > 0 {
-			c.VsFastestReference = c.MedianSeconds / fastest
+		if len(c.Seconds) == 0 {
+			continue
+		}
+		r, lo, hi := 1.0, 1.0, 1.0 // the baseline itself
+		if c != cells[i] {
+			r, lo, hi = bootstrapRatio(c.Seconds, base)
+		}
+		c.VsBaseline = &Ratio{Baseline: baseline, Ratio: r, Low: lo, High: hi}
+	}
+}
+
+// compareToFastestReference sets each measured cell's time over that of
+// the fastest reference tool at the same number of connections (one for
+// a single stream), or of the fastest at any number when none has the
+// cell's: dlflow with 2 connections is not compared to axel with 16 when
+// axel ran with 2 too.
+func compareToFastestReference(cells []*cell) {
+	fastest := map[int]float64{} // by connections; -1: any
+	for _, c := range cells {
+		if c.Tool == "dlflow" || c.Failed() || c.MedianSeconds == 0 {
+			continue
+		}
+		for _, k := range []int{-1, max(c.Connections, 1)} {
+			if f, ok := fastest[k]; !ok || c.MedianSeconds < f {
+				fastest[k] = c.MedianSeconds
+			}
+		}
+	}
+	for _, c := range cells {
+		if c.Failed() || c.MedianSeconds == 0 {
+			continue
+		}
+		ref, ok := fastest[max(c.Connections, 1)]
+		if !ok {
+			ref, ok = fastest[-1]
+		}
+		if ok {
+			c.VsFastestReference = c.MedianSeconds / ref
 		}
 	}
 }
@@ -148,7 +250,7 @@ func compareToFastestReference(cells []*cell) {
 // runOnce runs a cell once from a clean slate in dir, checks the
 // output's sha256 (every file's, for a batch) and records the
 // measurements; it returns the output's sha256 ("" for a batch).
-func runOnce(ctx context.Context, c *cell, srv *server, dir string) (string, error) {
+func runOnce(ctx context.Context, c *cell, srv *server, dir string, warmup bool) (string, error) {
 	j := job{
 		url: srv.url, mirror: srv.mirror, dead: srv.dead, out: filepath.Join(dir, "out.bin"), metrics: filepath.Join(dir, "metrics.json"),
 		files: srv.files, dir: filepath.Join(dir, "batch.out"), list: filepath.Join(dir, "batch.list"),
@@ -167,7 +269,11 @@ func runOnce(ctx context.Context, c *cell, srv *server, dir string) (string, err
 	if err != nil {
 		return "", err
 	}
+	if c.Command == nil {
+		c.Command = commandLine(cmd.Args)
+	}
 	srv.reset()
+	load := loadAverage()
 	// Reference tools do not fsync: without a sync their dirty pages
 	// would be written back during the next row's run.
 	syncDisks()
@@ -185,7 +291,7 @@ func runOnce(ctx context.Context, c *cell, srv *server, dir string) (string, err
 		if err != nil {
 			return "", err
 		}
-		return "", c.record(m, bytes, stats, j.metrics)
+		return "", c.record(m, bytes, stats, j.metrics, load, warmup)
 	}
 	sum, err := verify(j.out, srv.sha)
 	if err != nil {
@@ -195,7 +301,18 @@ func runOnce(ctx context.Context, c *cell, srv *server, dir string) (string, err
 	if err != nil {
 		return sum, err
 	}
-	return sum, c.record(m, fi.Size(), stats, j.metrics)
+	return sum, c.record(m, fi.Size(), stats, j.metrics, load, warmup)
+}
+
+// commandLine is a run's argv as the results document records it: the
+// executable by its base name, so that the document does not depend on
+// where the binary was built.
+func commandLine(args []string) []string {
+	out := slices.Clone(args)
+	if len(out) > 0 {
+		out[0] = filepath.Base(out[0])
+	}
+	return out
 }
 
 // runFiles are the files a run may leave behind: the output, dlflow's

@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -77,9 +76,9 @@ func TestRunSmallScenario(t *testing.T) {
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	header := "cell  durable  median time  vs fastest ref  MB/s median (min-max)  peak RSS  CPU s  buffer bound  requests  req/file  conns  sha256  bottleneck"
+	header := "cell  median time  95% CI  mean ± sd  runs  vs fastest ref  fsync  files/s  MB/s median (min-max)  peak RSS  CPU s  buffer bound  requests  req/file  conns  sha256  bottleneck"
 	if len(res.Cells) == 1 {
-		header = strings.Replace(header, "  vs fastest ref", "", 1)
+		header = strings.Replace(header, "  vs fastest ref  fsync", "", 1)
 	}
 	if lines := strings.Split(table.String(), "\n"); len(lines) < 4 || strings.Join(strings.Fields(lines[2]), " ") != strings.Join(strings.Fields(header), " ") {
 		t.Errorf("table header, want %q:\n%s", header, table.String())
@@ -88,19 +87,12 @@ func TestRunSmallScenario(t *testing.T) {
 		t.Errorf("table lacks the curl row:\n%s", table.String())
 	}
 
-	if svg, err := res.SVG(); err != nil || !bytes.Contains(svg, []byte(">5 files of 4KiB; ")) {
+	if svg, err := res.SVG(); err != nil || !bytes.Contains(svg, []byte(", 5 files of 4KiB generated")) {
 		t.Errorf("plot: %v, or its subtitle does not name the batch:\n%s", err, svg)
 	}
 
-	var buf bytes.Buffer
-	if err := res.WriteJSON(&buf); err != nil {
-		t.Fatal(err)
-	}
-	var objects []map[string]any
-	if err := json.Unmarshal(buf.Bytes(), &objects); err != nil {
-		t.Fatal(err)
-	}
-	names := "bytes conns_accepted cpu_seconds_median durable files jobs label max_mbps max_open_conns median_mbps median_seconds min_mbps origin peak_rss_bytes requests requests_per_file runs scenario seconds sha256 sha256_ok tool"
+	objects := cellObjects(t, res)
+	names := "busy_runs bytes command conns_accepted cpu_seconds_median durable files jobs label max_mbps max_open_conns median_mbps median_seconds min_mbps origin peak_rss_bytes requests requests_per_file run_count runs scenario seconds sha256 sha256_ok stats tool"
 	if len(objects) > 1 {
 		names += " time_vs_fastest_reference"
 		names = strings.Join(slices.Sorted(slices.Values(strings.Fields(names))), " ")

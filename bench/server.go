@@ -39,8 +39,8 @@ type batchFile struct {
 
 // startServer starts the origin of a scenario.
 func startServer(o Options, scenario Scenario, dir string) (*server, error) {
-	if o.URL != "" {
-		return &server{url: o.URL, sha: o.SHA256, desc: o.URL, reset: func() {}, close: func() {}}, nil
+	if t, ok := o.target(scenario); ok {
+		return &server{url: t.URL, sha: t.SHA256, desc: t.URL, reset: func() {}, close: func() {}}, nil
 	}
 	size := int64(o.Size)
 	switch scenario {
@@ -62,7 +62,7 @@ func startServer(o Options, scenario Scenario, dir string) (*server, error) {
 		desc := fmt.Sprintf("nginx on 127.0.0.1, %v file", o.Size)
 		if scenario == ScenarioRateLimit {
 			opts.LimitRate = fmt.Sprint(int64(o.Rate))
-			desc += fmt.Sprintf(", limit_rate %v/s per connection", o.Rate)
+			desc += fmt.Sprintf(", limit_rate %v/s per request", o.Rate)
 		}
 		ngx, err := nginx.Start(opts)
 		if err != nil {

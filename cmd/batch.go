@@ -37,16 +37,20 @@ const (
 
 func (b *batchFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&b.input, "input-file", "i", "", "download every URL listed in FILE (- reads stdin): one per line, optionally followed by an output name; blank lines and # comments are skipped")
-	fs.IntVar(&b.jobs, "jobs", defaultJobs, "with -i: how many files are downloaded at once (a file whose bytes are in no longer counts while it is made durable)")
-	fs.IntVar(&b.maxPerHost, "max-per-host", defaultMaxPerHost, "with -i: most connections open to one host at once, over all downloads (a download wanting more gets fewer)")
-	fs.StringVarP(&b.dir, "dir", "d", "", "with -i: directory of the outputs (created if missing)")
+	fs.IntVarP(&b.jobs, "jobs", "j", defaultJobs, "with -i or several URLs: how many files are downloaded at once (a file whose bytes are in no longer counts while it is made durable)")
+	fs.IntVar(&b.maxPerHost, "max-per-host", defaultMaxPerHost, "with -i or several URLs: most connections open to one host at once, over all downloads (a download wanting more gets fewer)")
+	fs.StringVarP(&b.dir, "dir", "d", "", "directory of the outputs (created if missing); -o names a file inside it")
 	fs.StringVar(&b.shard, "shard", "", "with -i: download only shard K of N of the list (K/N, 0 <= K < N: entries K, K+N, K+2N...), so that N machines share one list; N alone takes K from $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)")
 }
 
-// isBatch reports whether the command line asks for a batch (or gives a
-// flag that only makes sense with one: getBatch says so).
+// isBatch reports whether the command line asks for a batch: -i LIST or
+// several URLs (or gives a flag that only makes sense with one: getBatch
+// says so).
 func isBatch(fs *pflag.FlagSet) bool {
-	for _, name := range []string{"input-file", "jobs", "max-per-host", "dir", "shard"} {
+	if fs.NArg() > 1 {
+		return true
+	}
+	for _, name := range []string{"input-file", "jobs", "max-per-host", "shard"} {
 		if fs.Changed(name) {
 			return true
 		}
@@ -60,18 +64,29 @@ func isBatch(fs *pflag.FlagSet) bool {
 // the others; the exit code is 1 if any failed.
 func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getFlags, stdin io.Reader, stdout, stderr io.Writer) int {
 	bf := flags.batch
+	fromArgs := !fs.Changed("input-file") // the URLs are the arguments
+	many := "-i"
+	if fromArgs {
+		many = "several URLs"
+	}
+	out, _ := fs.GetString("output")
+	_, outDir := outputDir(out)
 	switch {
-	case !fs.Changed("input-file"):
-		return fail(stderr, usagef("--jobs, --max-per-host, --dir and --shard go with -i LIST (a file of URLs, or - for stdin)"))
-	case fs.Changed("output"):
+	case fromArgs && fs.NArg() < 2:
+		return fail(stderr, usagef("--jobs, --max-per-host and --shard go with -i LIST (a file of URLs, or - for stdin) or several URLs"))
+	case fs.Changed("output") && fromArgs && !outDir:
+		return fail(stderr, usagef("-o names one output; with several URLs, give a directory: -d DIR (or -o DIR/)"))
+	case fs.Changed("output") && !outDir:
 		return fail(stderr, usagef("-o names one output; with -i, write a name after a URL in the list, or use --dir"))
-	case fs.Changed("url") || fs.NArg() > 0:
+	case fromArgs && fs.Changed("url"):
+		return fail(stderr, usagef("give the URLs as arguments, or one with --url, not both"))
+	case !fromArgs && (fs.Changed("url") || fs.NArg() > 0):
 		return fail(stderr, usagef("with -i the URLs come from the list; give none on the command line"))
 	case fs.Changed("extract"):
-		return fail(stderr, usagef("--extract unpacks one archive; it does not go with -i"))
+		return fail(stderr, usagef("--extract unpacks one archive; it does not go with %s", many))
 	case fs.Changed("mirror") || fs.Changed("metalink"):
-		return fail(stderr, usagef("--mirror and --metalink name the sources of one file; they do not go with -i"))
-	case bf.input == "":
+		return fail(stderr, usagef("--mirror and --metalink name the sources of one file; they do not go with %s", many))
+	case !fromArgs && bf.input == "":
 		return fail(stderr, usagef("-i needs a file name, or - for stdin"))
 	case bf.jobs < 1:
 		return fail(stderr, usagef("--jobs must be at least 1, got %d", bf.jobs))
@@ -113,7 +128,16 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	}
 	list := stdin
 	var file *os.File
-	if bf.input != "-" {
+	if fromArgs {
+		urls := make([]string, fs.NArg())
+		for i, a := range fs.Args() {
+			if a == "" || strings.ContainsAny(a, " \t\r\n") {
+				return fail(stderr, usagef("URL %d %q: a URL has no spaces (write %%20) and is not empty", i+1, a))
+			}
+			urls[i] = guessURL(a)
+		}
+		list = strings.NewReader(strings.Join(urls, "\n"))
+	} else if bf.input != "-" {
 		if file, err = os.Open(bf.input); err != nil {
 			return fail(stderr, &usageError{fmt.Errorf("-i: %w", err)})
 		}
@@ -123,10 +147,8 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	if list == nil {
 		list = strings.NewReader("")
 	}
-	if bf.dir != "" {
-		if err := os.MkdirAll(bf.dir, 0o777); err != nil {
-			return fail(stderr, fmt.Errorf("--dir: %w", err))
-		}
+	if err := makeDir(base.Dir); err != nil {
+		return fail(stderr, err)
 	}
 
 	lines := stderr
@@ -140,7 +162,9 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	defer client.CloseIdleConnections()
 	b := &batch{
 		base:    base,
-		dir:     bf.dir,
+		dir:     base.Dir,
+		args:    fromArgs,
+		silent:  flags.compat.silent && !flags.compat.showError,
 		stdout:  stdout,
 		stderr:  lines,
 		display: display,
@@ -161,10 +185,13 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	if b.skipped > 0 {
 		summary = fmt.Sprintf("dlflow: %d downloaded, %d skipped (they exist), %d failed", b.ok, b.skipped, b.failed)
 	}
+	if b.upToDate > 0 {
+		summary += fmt.Sprintf(", %d up to date", b.upToDate)
+	}
 	if b.stopped > 0 {
 		summary += fmt.Sprintf(", %d interrupted", b.stopped)
 	}
-	if !flags.log.quiet || b.failed > 0 || b.stopped > 0 || readErr != nil {
+	if !b.silent && (!flags.log.quiet || b.failed > 0 || b.stopped > 0 || readErr != nil) {
 		fmt.Fprintln(stderr, summary)
 	}
 
@@ -192,6 +219,8 @@ type batch struct {
 	stdout  io.Writer // --json: one summary object per download
 	stderr  io.Writer
 	quiet   bool
+	silent  bool // -s without -S: no error lines either
+	args    bool // the URLs are the command line's, not a list's
 	json    bool
 	display *progress.Display // the shared progress display on a terminal, or nil
 	// metalink: the requests are the files of a Metalink (getMetalink),
@@ -205,6 +234,7 @@ type batch struct {
 	// Counted by run's goroutine alone.
 	ok, failed, stopped int
 	skipped             int // --skip-existing found the output there
+	upToDate            int // -N found the output as new as the server's copy
 }
 
 // run feeds the list's entries to the client's batch, --jobs at a time,
@@ -250,6 +280,9 @@ func (b *batch) run(ctx context.Context, client *dlflow.Client, jobs int, list i
 func (b *batch) request(e dlflow.ListEntry) *dlflow.Request {
 	r := *b.base
 	r.URL, r.Dir, r.Label = e.URL, b.dir, fmt.Sprintf("line %d", e.Line)
+	if b.args {
+		r.Label = fmt.Sprintf("URL %d", e.Line)
+	}
 	// An output: key of the config file names one file, not one per line.
 	r.Config = append(slices.Clip(r.Config), config.Override{Key: "output", Value: "", Origin: "the list"})
 	r.Path = e.Name
@@ -289,6 +322,9 @@ func (b *batch) report(ctx context.Context, r dlflow.BatchResult) {
 		line := b.lines[claimed.By]
 		b.mu.Unlock()
 		err = fmt.Errorf("%s is already the output of line %d of the list; write a name after the URL", claimed.Path, line)
+		if b.args {
+			err = fmt.Errorf("%s is already the output of URL %d of the command line; name them in a list (-i) to keep both", claimed.Path, line)
+		}
 		if b.metalink {
 			err = fmt.Errorf("%s is already the output of file %d of the metalink, of the same name", claimed.Path, line)
 		}
@@ -305,6 +341,11 @@ func (b *batch) report(ctx context.Context, r dlflow.BatchResult) {
 		if !b.quiet {
 			fmt.Fprintln(b.stderr, skipLine(r.Result.Path))
 		}
+	case err == nil && r.Result.UpToDate:
+		b.upToDate++
+		if !b.quiet {
+			fmt.Fprintln(b.stderr, upToDateLine(r.Result.Path))
+		}
 	case err == nil:
 		b.ok++
 		if !b.quiet {
@@ -317,6 +358,9 @@ func (b *batch) report(ctx context.Context, r dlflow.BatchResult) {
 	default:
 		b.failed++
 		code = exitFailed
+		if b.silent {
+			break
+		}
 		fmt.Fprintf(b.stderr, "dlflow: %s: %s\n", redacted, oneLine(err.Error()))
 	}
 	if b.json {

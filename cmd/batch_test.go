@@ -285,7 +285,7 @@ func TestBatchUsage(t *testing.T) {
 		{[]string{"-i", list, "--url", a.URL()}, "the URLs come from the list"},
 		{[]string{"-i", list, "--jobs", "0"}, "--jobs must be at least 1"},
 		{[]string{"-i", list, "--max-per-host", "0"}, "--max-per-host must be at least 1"},
-		{[]string{a.URL(), "--dir", dir}, "go with -i"},
+		{[]string{a.URL(), "--jobs", "2"}, "go with -i"},
 		{[]string{"-i", filepath.Join(dir, "missing.txt")}, "missing.txt"},
 		{[]string{"-i", list, "--connections", "0"}, "--connections must be at least 1"},
 		{[]string{"-i", list, "-c", filepath.Join(dir, "nope.yaml")}, "nope.yaml"},

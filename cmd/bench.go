@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -25,9 +28,12 @@ const cliEnv = "RUN_DLFLOW_CLI"
 
 // benchFlags are the bench's options and how to print its result.
 type benchFlags struct {
-	opts dlbench.Options
-	json bool
-	plot string
+	opts     dlbench.Options
+	json     string // "-": stdout instead of the table; a path: also to this file
+	markdown bool
+	csv      string
+	plot     string
+	version  bool
 }
 
 // bench parses the flags, runs package bench on this executable and prints
@@ -40,6 +46,14 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if f == nil {
 		return exitOK // --help
 	}
+	if f.version {
+		version, commit, modified := dlbench.Version()
+		if modified {
+			commit += " (modified)"
+		}
+		fmt.Fprintf(stdout, "dlflow bench %s %s %s\n", version, strings.TrimSpace(commit), runtime.Version())
+		return exitOK
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fail(stderr, err)
@@ -47,6 +61,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts := f.opts
 	opts.Executable, opts.Env, opts.Registry = exe, []string{cliEnv + "=1"}, pipeline.DefaultRegistry
 	opts.Progress = func(e dlbench.Event) { printBenchEvent(stderr, e) }
+	opts.Command = append([]string{"dlflow", "bench"}, args...)
 	res, err := dlbench.Run(ctx, opts)
 	if errors.As(err, new(*dlbench.TopologyError)) {
 		err = usagef("%w", err)
@@ -55,18 +70,38 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	if f.plot != "" {
-		svg, err := res.SVG()
+		render := res.SVG
+		if strings.EqualFold(filepath.Ext(f.plot), ".png") {
+			render = res.PNG
+		}
+		data, err := render()
 		if err == nil {
-			err = os.WriteFile(f.plot, svg, 0o644)
+			err = os.WriteFile(f.plot, data, 0o644)
 		}
 		if err != nil {
 			return fail(stderr, fmt.Errorf("--plot: %w", err))
 		}
 	}
-	if f.json {
+	if f.csv != "" {
+		if err := writeFile(f.csv, res.WriteCSV); err != nil {
+			return fail(stderr, fmt.Errorf("--csv: %w", err))
+		}
+	}
+	if f.json != "" && f.json != "-" {
+		if err := writeFile(f.json, res.WriteJSON); err != nil {
+			return fail(stderr, fmt.Errorf("--json: %w", err))
+		}
+	}
+	switch {
+	case f.json == "-":
 		_ = res.WriteJSON(stdout)
-	} else {
+	case f.markdown:
+		_ = res.WriteMarkdown(stdout)
+	default:
 		_ = res.WriteTable(stdout)
+	}
+	if res.Stopped != "" {
+		fmt.Fprintf(stderr, "bench: %s\n", res.Stopped)
 	}
 	if res.Failed() {
 		return exitFailed
@@ -81,6 +116,16 @@ func printBenchEvent(w io.Writer, e dlbench.Event) {
 		fmt.Fprintf(w, "bench: scenario %s: %s\n", e.Scenario, e.Server)
 	case dlbench.RunStarted:
 		fmt.Fprintf(w, "bench: %s: %s run %d/%d\n", e.Scenario, e.Cell, e.Run, e.Runs)
+	case dlbench.WarmupStarted:
+		fmt.Fprintf(w, "bench: %s: %s warm-up %d/%d\n", e.Scenario, e.Cell, e.Run, e.Runs)
+	case dlbench.Estimated:
+		switch {
+		case e.Estimate < 5*time.Second: // not worth a line
+		case e.Run == 0:
+			fmt.Fprintf(w, "bench: %s: about %v (an estimate from the scenario's parameters)\n", e.Scenario, e.Estimate.Round(time.Second))
+		default:
+			fmt.Fprintf(w, "bench: %s: about %v left (measured over %d round(s))\n", e.Scenario, e.Estimate.Round(time.Second), e.Run)
+		}
 	case dlbench.Unverified:
 		fmt.Fprintf(w, "bench: sha256 of the first output: %s (unverified)\n", e.SHA256)
 	}
@@ -94,7 +139,14 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
 	size := fs.String("size", "256MiB", "size of the generated file")
-	fs.IntVar(&o.Runs, "runs", 3, "runs per cell; the table shows the median and min-max")
+	fs.IntVar(&o.Runs, "runs", 3, "runs per cell (the least, with --max-runs); the table shows the median, its 95% interval, mean and sd")
+	fs.IntVar(&o.Runs, "min-runs", 3, "the same as --runs")
+	fs.IntVar(&o.MaxRuns, "max-runs", 0, "go on past --runs, up to this many runs, until every cell's median time is known to --target")
+	fs.Float64Var(&o.Target, "target", dlbench.DefaultTarget, "with --max-runs: the width of the median's 95% interval over the median to reach (0.05: about ±2.5%)")
+	fs.IntVar(&o.Warmup, "warmup", 0, "runs of each cell before the measured ones, checked but not measured")
+	fs.DurationVar(&o.MaxTime, "max-time", 0, "start no run after this long (e.g. 10m); the cells keep the runs they have")
+	fs.StringVar(&o.Baseline, "baseline", "", "label of the cell (as the table shows it) that every cell is compared to, with a 95% interval")
+	fs.BoolVar(&f.version, "version", false, "print the version and commit of this binary and exit")
 	fs.StringArrayVarP(&o.Topologies, "config", "c", nil, "topology to run (repeatable; default: every example)")
 	conns := fs.String("connections", "8", "range readers for topologies with an http.reader, a comma list: one cell each (4,8,16)")
 	pieces := fs.String("piece", "", "range.splitter piece sizes, a comma list: one cell each (1MiB,4MiB; default: the topology's)")
@@ -111,11 +163,15 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	trickle := fs.String("trickle", "1MiB", "rate of the one slow GET of the slowconn scenario, per second")
 	fs.IntVar(&o.SlowRequest, "slow-request", dlbench.DefaultSlowRequest, "which GET trickles in the slowconn scenario (1: the first; single-stream downloads make only one)")
 	origin := fs.String("origin", string(dlbench.OriginGo), "serve the generated file from the built-in Go origin (go) or a real nginx (nginx: plain and ratelimit)")
-	fs.StringVar(&o.URL, "url", "", "benchmark an external URL instead of the built-in origin (no scenarios)")
-	fs.StringVar(&o.SHA256, "sha256", "", "expected sha256 (hex) of --url; without it the outputs are reported unverified")
-	fs.BoolVar(&o.Compare, "compare", false, "add curl, aria2c and axel (when installed) as reference rows on the same origin")
-	fs.BoolVar(&f.json, "json", false, "print the cells as a JSON array instead of tables")
-	fs.StringVar(&f.plot, "plot", "", "write a bar chart of median throughput per cell (min-max whiskers) to this SVG file")
+	urls := fs.StringArray("url", nil, "benchmark an external [LABEL=]URL instead of the built-in origin (no scenarios); repeatable, a table each")
+	sums := fs.StringArray("sha256", nil, "expected [LABEL=]sha256 (hex) of --url; without it the outputs are reported unverified")
+	compare := fs.String("compare", "", "add reference rows on the same origin: --compare for all installed of "+strings.Join(dlbench.ReferenceTools, ", ")+", or a comma list (--compare=curl,axel)")
+	fs.Lookup("compare").NoOptDefVal = "all"
+	fs.StringVar(&f.json, "json", "", "print the results document (environment, command, options, cells with every run) as JSON instead of tables; --json=FILE writes it to FILE besides the tables")
+	fs.Lookup("json").NoOptDefVal = "-"
+	fs.BoolVar(&f.markdown, "markdown", false, "print the tables in Markdown, for a report")
+	fs.StringVar(&f.csv, "csv", "", "also write one row per run to this CSV file")
+	fs.StringVar(&f.plot, "plot", "", "write a chart of median throughput to this file, SVG or, named .png, PNG: a line against the swept value for a sweep of --connections, --piece or one --vary, else a bar per cell")
 	fs.StringVar(&o.Dir, "dir", "", "directory for the outputs (default: a temporary directory)")
 	fs.Usage = func() { printUsage(fs, stdout, benchUsageHead, benchUsageTail) }
 	if err := fs.Parse(args); err != nil {
@@ -151,6 +207,28 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	}
 	if o.Runs < 1 {
 		return nil, usagef("--runs must be at least 1")
+	}
+	if fs.Changed("max-runs") && o.MaxRuns < o.Runs {
+		return nil, usagef("--max-runs %d is below --runs %d", o.MaxRuns, o.Runs)
+	}
+	if o.Target <= 0 || o.Warmup < 0 || o.MaxTime < 0 {
+		return nil, usagef("--target must be positive, --warmup and --max-time not negative")
+	}
+	if f.json == "-" && f.markdown {
+		return nil, usagef("--json and --markdown both choose the output: pick one")
+	}
+	switch *compare {
+	case "":
+	case "all":
+		o.Compare = true
+	default:
+		o.Compare = true
+		for _, tool := range splitList(*compare) {
+			if !slices.Contains(dlbench.ReferenceTools, tool) {
+				return nil, usagef("--compare: unknown tool %q (known: %s)", tool, strings.Join(dlbench.ReferenceTools, ", "))
+			}
+			o.Tools = append(o.Tools, tool)
+		}
 	}
 	if o.SlowRequest < 1 {
 		return nil, usagef("--slow-request must be at least 1")
@@ -223,22 +301,82 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	default:
 		return nil, usagef("--origin: want go or nginx, got %q", *origin)
 	}
-	if o.URL != "" {
+	if len(*urls) > 0 {
 		if fs.Changed("scenario") || fs.Changed("origin") || fs.Changed("size") {
 			return nil, usagef("--url benchmarks an external server: --scenario, --origin and --size apply to the built-in origin only")
 		}
-		o.Scenarios = []dlbench.Scenario{dlbench.ScenarioExternal}
-		o.Origin = dlbench.OriginExternal
-	} else if o.SHA256 != "" {
+		if o.URLs, err = parseTargets(*urls, *sums); err != nil {
+			return nil, err
+		}
+		o.Origin, o.Scenarios = dlbench.OriginExternal, nil
+	} else if len(*sums) > 0 {
 		return nil, usagef("--sha256 goes with --url; the built-in origin's sha256 is known")
 	}
-	if o.SHA256 != "" {
-		o.SHA256 = strings.ToLower(strings.TrimPrefix(o.SHA256, "sha256:"))
-		if b, err := hex.DecodeString(o.SHA256); err != nil || len(b) != sha256.Size {
-			return nil, usagef("--sha256: want 64 hex digits, got %q", o.SHA256)
+	return f, nil
+}
+
+// parseTargets reads the --url [LABEL=]URL and --sha256 [LABEL=]HEX
+// flags. A sum without a label is the only URL's.
+func parseTargets(urls, sums []string) ([]dlbench.Target, error) {
+	var targets []dlbench.Target
+	for i, u := range urls {
+		t := dlbench.Target{URL: u}
+		if label, rest, ok := cutLabel(u); ok {
+			t.Label, t.URL = label, rest
+		} else if len(urls) > 1 {
+			t.Label = fmt.Sprintf("url%d", i+1)
+		}
+		if slices.ContainsFunc(targets, func(o dlbench.Target) bool { return o.Label == t.Label }) {
+			return nil, usagef("--url: the label %q is given twice", t.Label)
+		}
+		targets = append(targets, t)
+	}
+	for _, s := range sums {
+		label, sum, ok := cutLabel(s)
+		i := slices.IndexFunc(targets, func(t dlbench.Target) bool { return t.Label == label })
+		switch {
+		case !ok && len(targets) == 1:
+			i, sum = 0, s
+		case !ok:
+			return nil, usagef("--sha256 %q: with several --url, name the URL: --sha256 LABEL=HEX", s)
+		case i < 0:
+			return nil, usagef("--sha256: no --url is labelled %q", label)
+		}
+		sum = strings.ToLower(strings.TrimPrefix(sum, "sha256:"))
+		if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
+			return nil, usagef("--sha256: want 64 hex digits, got %q", sum)
+		}
+		targets[i].SHA256 = sum
+	}
+	return targets, nil
+}
+
+// cutLabel splits LABEL=VALUE where LABEL is a plain word (letters,
+// digits, - _ .): a URL's own = (in its query) is never taken for one.
+func cutLabel(s string) (label, value string, ok bool) {
+	label, value, ok = strings.Cut(s, "=")
+	if !ok || label == "" || strings.ToLower(label) == "sha256" {
+		return "", s, false
+	}
+	for _, r := range label {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return "", s, false
 		}
 	}
-	return f, nil
+	return label, value, true
+}
+
+// writeFile writes what write makes to path.
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // splitList splits a comma list, dropping blanks.

@@ -39,12 +39,18 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: filepath.Join("testdata", "script"),
 		Setup: func(env *testscript.Env) error {
-			srv, err := origin.Start(origin.Options{Size: scriptFileSize, Seed: scriptSeed})
+			srv, err := origin.Start(origin.Options{Size: scriptFileSize, Seed: scriptSeed, Files: 2})
 			if err != nil {
 				return err
 			}
 			env.Defer(func() { srv.Close() })
+			env.Values[originKey{}] = srv
 			env.Setenv("URL", srv.URL())
+			env.Setenv("NOSCHEME", strings.TrimPrefix(srv.URL(), "http://"))
+			for i := range 2 {
+				env.Setenv(fmt.Sprintf("FILE%d", i), srv.FileURL(i))
+				env.Setenv(fmt.Sprintf("SHA%d", i), origin.SHA256Hex(scriptFileSize, origin.FileSeed(scriptSeed, i)))
+			}
 			env.Setenv("BASEURL", srv.BaseURL())
 			env.Setenv("SHA", origin.SHA256Hex(scriptFileSize, scriptSeed))
 			env.Setenv("EXAMPLES", examples)
@@ -60,6 +66,7 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"sha256":   cmdSHA256,
 			"exitcode": cmdExitCode,
+			"origin":   cmdOrigin,
 		},
 	})
 }
@@ -77,6 +84,52 @@ func cmdSHA256(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("%s: sha256 is %s", args[0], got)
 	case !neg && got != args[1]:
 		ts.Fatalf("%s: sha256 %s, want %s", args[0], got, args[1])
+	}
+}
+
+// originKey is where a script's origin is kept (testscript.Env.Values).
+type originKey struct{}
+
+// cmdOrigin drives and checks the script's origin:
+//
+//	origin reset           forget the counts so far
+//	origin gets N          N GETs (requests for a body) since the reset
+//	origin heads N         N HEADs since the reset
+//	origin fail STATUS N   the next N GETs answer STATUS
+//	origin trickle RATE    every GET from offset 0 sends RATE bytes/s
+//	origin clear           no faults
+func cmdOrigin(ts *testscript.TestScript, neg bool, args []string) {
+	srv := ts.Value(originKey{}).(*origin.Server)
+	if neg || len(args) == 0 {
+		ts.Fatalf("usage: origin reset|gets N|heads N|fail STATUS N|trickle RATE|clear")
+	}
+	num := func(i int) int64 {
+		if len(args) <= i {
+			ts.Fatalf("origin %s: missing a number", args[0])
+		}
+		n, err := strconv.ParseInt(args[i], 10, 64)
+		ts.Check(err)
+		return n
+	}
+	switch args[0] {
+	case "reset":
+		srv.ResetStats()
+	case "gets":
+		if got, want := srv.Stats().GETs, num(1); got != want {
+			ts.Fatalf("origin: %d GETs, want %d", got, want)
+		}
+	case "heads":
+		if got, want := srv.Stats().HEADs, num(1); got != want {
+			ts.Fatalf("origin: %d HEADs, want %d", got, want)
+		}
+	case "fail":
+		srv.SetFaults(origin.Faults{FailStatus: int(num(1)), FailCount: int(num(2))})
+	case "trickle":
+		srv.SetFaults(origin.Faults{Trickle: num(1)})
+	case "clear":
+		srv.SetFaults(origin.Faults{})
+	default:
+		ts.Fatalf("origin: unknown %q", args[0])
 	}
 }
 
@@ -124,7 +177,6 @@ func TestExitCodes(t *testing.T) {
 		{"success", []string{srv.URL(), "-o", filepath.Join(dir, "ok.bin")}, exitOK, "dlflow: saved "},
 		{"success quiet", []string{srv.URL(), "-o", filepath.Join(dir, "quiet.bin"), "-q"}, exitOK, ""},
 		{"no URL", []string{"-o", filepath.Join(dir, "x")}, exitUsage, "no URL"},
-		{"two URLs", []string{srv.URL(), srv.URL()}, exitUsage, "one URL at a time"},
 		{"unknown flag", []string{"--conections", "3", srv.URL()}, exitUsage, "conections"},
 		{"config error", []string{"-c", badConfig, "--url", srv.URL(), "-o", filepath.Join(dir, "y")}, exitUsage, `unknown key "bufer"`},
 		{"validate config error", []string{"validate", "-c", badConfig}, exitUsage, `unknown key "bufer"`},

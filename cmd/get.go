@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 
 	"github.com/dlflow/dlflow"
@@ -35,7 +37,8 @@ type getFlags struct {
 	metricsJSON  string // hidden: bench's child writes per-stage metrics here (bench_metrics.go)
 	cpuProfile   string
 	skipExisting bool
-	batch        batchFlags // -i LIST and its flags; see batch.go
+	batch        batchFlags  // -i LIST and its flags; see batch.go
+	compat       compatFlags // flags of curl, wget and aria2c; see compat.go
 	log          logFlags
 	version      bool
 }
@@ -47,9 +50,9 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs := pflag.NewFlagSet("dlflow", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
-	fs.StringVarP(&f.configFile, "config", "c", "", "topology file (YAML); default: ranged or stream, picked by what the server supports")
+	fs.StringVarP(&f.configFile, "config", "c", "", "topology: a YAML file, or a built-in name (stream, buffered, ranged, ranged-ordered; auto, the default, picks ranged or stream by what the server supports)")
 	fs.String("url", "", "URL to download (or give it as the argument)")
-	fs.StringP("output", "o", "", "output path (default: the server's file name or the URL's last path segment); - writes the bytes in order to stdout, with no resume; s3://BUCKET/KEY uploads to an object (AWS_* variables)")
+	fs.StringP("output", "o", "", "output path (default: the server's file name or the URL's last path segment); a directory (DIR/, or one that exists) gets the file inside it; - writes the bytes in order to stdout, with no resume; s3://BUCKET/KEY uploads to an object (AWS_* variables)")
 	fs.StringVar(&f.extract, "extract", "", "unpack the download, a .tar, .tar.gz or .tar.zst archive (told by its bytes), into `DIR` as it arrives; DIR appears when complete, no archive is stored")
 	fs.IntVar(&f.connections, "connections", 0, "number of range readers (workers of every http.reader stage); with mirrors, per source")
 	fs.StringArrayVar(&f.mirrors, "mirror", nil, "another URL of the same file, fetched from at the same time (repeatable)")
@@ -62,9 +65,9 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.StringArrayVar(&f.sets, "set", nil, "set any config key, e.g. --set stages.fetch.workers=16 (repeatable)")
 	fs.StringArrayVarP(&f.headers, "header", "H", nil, "extra request header 'Name: value' (repeatable)")
 	fs.StringP("user", "u", "", "USER:PASSWORD for HTTP basic auth (or put them in the URL: https://user:pass@host/)")
-	fs.String("user-agent", "", "User-Agent header (default dlflow/"+version+")")
+	fs.StringP("user-agent", "A", "", "User-Agent header (default dlflow/"+version+")")
 	fs.String("limit-rate", "", "most bytes per second for the whole download, all connections together, e.g. 10M or 500KiB")
-	fs.String("proxy", "", "proxy URL, or none (default: HTTPS_PROXY, HTTP_PROXY and NO_PROXY from the environment)")
+	fs.StringP("proxy", "x", "", "proxy URL, or none (default: HTTPS_PROXY, HTTP_PROXY and NO_PROXY from the environment)")
 	fs.String("ca-cert", "", "PEM file of extra CA certificates to trust")
 	fs.BoolP("insecure", "k", false, "skip TLS certificate verification (dangerous; warns)")
 	fs.BoolVar(&f.json, "json", false, "print a summary as one JSON object on stdout, also on failure")
@@ -73,6 +76,7 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	_ = fs.MarkHidden("metrics-json")
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of the download to this file, for go tool pprof")
 	f.batch.register(fs)
+	f.compat.register(fs, &f.batch.dir)
 	f.log.register(fs)
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	fs.Usage = func() { printUsage(fs, help, getUsageHead, getUsageTail) }
@@ -85,8 +89,18 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK
 		}
+		if hint := flagHint(err); hint != "" {
+			fmt.Fprintf(stderr, "dlflow: %v: %s\n", err, hint)
+			return exitUsage
+		}
 		fmt.Fprintf(stderr, "dlflow: %v (see dlflow --help)\n", err)
 		return exitUsage
+	}
+	if err := checkHabits(fs, &flags.compat); err != nil {
+		return fail(stderr, err)
+	}
+	if flags.compat.silent {
+		flags.log.quiet = true
 	}
 	if flags.version {
 		fmt.Fprintf(stdout, "dlflow %s\n", version)
@@ -125,12 +139,16 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if isBatch(fs) {
 		return getBatch(ctx, args, fs, flags, stdin, stdout, stderr)
 	}
-	rep := &reporter{stdout: stdout, stderr: stderr, quiet: flags.log.quiet, json: flags.json}
+	rep := &reporter{stdout: stdout, stderr: stderr, quiet: flags.log.quiet, json: flags.json,
+		silent: flags.compat.silent && !flags.compat.showError}
 	req, err := newRequest(fs, flags)
 	if err != nil {
 		return rep.exit(requestURL(fs), nil, err)
 	}
 	rep.extracted = req.Extract != ""
+	if err := makeDir(req.Dir); err != nil {
+		return rep.exit(requestURL(fs), nil, err)
+	}
 	switch {
 	case streamed:
 		stdoutRequest(req, stdout)
@@ -171,19 +189,26 @@ func newRequest(fs *pflag.FlagSet, flags *getFlags) (*dlflow.Request, error) {
 	}
 	switch fs.NArg() {
 	case 0:
+		if u, _ := fs.GetString("url"); fs.Changed("url") {
+			_ = fs.Set("url", guessURL(u))
+		}
 	case 1:
 		if fs.Changed("url") {
 			return nil, usagef("give the URL either as the argument or with --url, not both")
 		}
-		_ = fs.Set("url", fs.Arg(0))
+		_ = fs.Set("url", guessURL(fs.Arg(0)))
 	default:
-		return nil, usagef("one URL at a time; got %d arguments", fs.NArg())
+		// Several URLs: a batch (getBatch), whose entries give them.
 	}
 	if err := checkSets(fs, flags.sets); err != nil {
 		return nil, err
 	}
+	topology, err := topologyOf(flags.configFile, fs.NArg() > 0 || fs.Changed("url") || fs.Changed("input-file"))
+	if err != nil {
+		return nil, err
+	}
 	req := &dlflow.Request{
-		Topology:     dlflow.Topology{File: flags.configFile},
+		Topology:     topology,
 		NoResume:     flags.noResume,
 		SkipExisting: flags.skipExisting,
 		Config:       flagOverrides(fs),
@@ -192,6 +217,31 @@ func newRequest(fs *pflag.FlagSet, flags *getFlags) (*dlflow.Request, error) {
 		Metrics:      newRunMetrics(flags.metricsJSON),
 		Mirrors:      flags.mirrors,
 		Metalink:     flags.metalink,
+		Dir:          flags.batch.dir,
+	}
+	if out, _ := fs.GetString("output"); fs.Changed("output") {
+		if dir, ok := outputDir(out); ok {
+			// -o DIR/: the file goes inside, named from the server.
+			if req.Dir != "" && !filepath.IsAbs(dir) {
+				dir = filepath.Join(req.Dir, dir)
+			}
+			req.Dir = dir
+			req.Config = slices.DeleteFunc(req.Config, func(o config.Override) bool { return o.Key == "output" })
+		} else if flags.compat.createDirs {
+			if err := os.MkdirAll(filepath.Join(req.Dir, filepath.Dir(out)), 0o777); err != nil {
+				return nil, fmt.Errorf("--create-dirs: %w", err)
+			}
+		}
+	}
+	if err := applyCompat(fs, &flags.compat, req); err != nil {
+		return nil, err
+	}
+	if fs.Changed("connect-timeout") {
+		d, err := connectTimeout(&flags.compat)
+		if err != nil {
+			return nil, err
+		}
+		req.Config = append(req.Config, config.Override{Key: "http.connect_timeout", Value: d, Origin: "--connect-timeout"})
 	}
 	if fs.Changed("extract") {
 		switch {
@@ -229,7 +279,7 @@ func checkSets(fs *pflag.FlagSet, sets []string) error {
 		key = strings.TrimSpace(key)
 		var both error
 		fs.Visit(func(f *pflag.Flag) {
-			if flagKeys[f.Name] == key && both == nil {
+			if (flagKeys[f.Name] == key || compatKeys[f.Name] == key) && both == nil {
 				both = usagef("--set %s and --%s both set %s; give one", key, f.Name, key)
 			}
 		})
@@ -256,6 +306,7 @@ func requestURL(fs *pflag.FlagSet) string {
 type reporter struct {
 	stdout, stderr io.Writer
 	quiet, json    bool
+	silent         bool   // -s without -S: not even the error line
 	streamedTo     string // "-" for stdout, or the device or pipe -o named; "" for a file
 	extracted      bool   // --extract: the output is a directory the archive was unpacked into
 }
@@ -265,7 +316,12 @@ func (r *reporter) exit(url string, res *dlflow.Result, err error) int {
 	code := exitOK
 	err = cliError(err, res)
 	if err != nil {
-		code = fail(r.stderr, err)
+		w := r.stderr
+		var ue *usageError
+		if r.silent && !errors.As(err, &ue) {
+			w = io.Discard
+		}
+		code = fail(w, err)
 	}
 	sum := summaryOf(url, res, err, code)
 	if r.streamedTo != "" {
@@ -275,6 +331,8 @@ func (r *reporter) exit(url string, res *dlflow.Result, err error) int {
 	switch {
 	case err == nil && res.Skipped && !r.quiet:
 		fmt.Fprintln(r.stderr, skipLine(res.Path))
+	case err == nil && res.UpToDate && !r.quiet:
+		fmt.Fprintln(r.stderr, upToDateLine(res.Path))
 	case err == nil && !r.quiet:
 		fmt.Fprintln(r.stderr, sum.line())
 	}
@@ -282,6 +340,10 @@ func (r *reporter) exit(url string, res *dlflow.Result, err error) int {
 		sum.writeJSON(r.stdout)
 	}
 	return code
+}
+
+func upToDateLine(path string) string {
+	return fmt.Sprintf("dlflow: %s is up to date: the server has no newer copy (-N)", path)
 }
 
 func skipLine(path string) string {
@@ -323,7 +385,12 @@ func cliError(err error, res *dlflow.Result) error {
 	case isBrokenPipe(err):
 		return &writeError{err}
 	case errors.Is(err, dlflow.ErrOutputExists):
-		return fmt.Errorf("%w; pass --overwrite to replace it, or --skip-existing to keep it", err)
+		return fmt.Errorf("%w; pass --overwrite to replace it, --skip-existing to keep it, or -N to replace it only with a newer copy", err)
+	case errors.As(err, new(*dlflow.MaxTimeError)):
+		if res != nil && res.Partial != "" {
+			return fmt.Errorf("%w (-m/--max-time); partial data kept in %s, a rerun resumes it", err, res.Partial)
+		}
+		return fmt.Errorf("%w (-m/--max-time)", err)
 	}
 	return err
 }
@@ -382,7 +449,7 @@ func startCPUProfile(path string) (stop func() error, err error) {
 }
 
 // getUsageHead and getUsageTail frame the flags in the usage.
-const getUsageHead = `Usage: dlflow [flags] URL
+const getUsageHead = `Usage: dlflow [flags] URL [URL...] [-d DIR]
        dlflow -c TOPOLOGY.yaml --url URL -o PATH [--connections N]
        dlflow -i LIST [--jobs N] [--dir DIR] [--max-per-host N]   (LIST: one "URL [NAME]" a line, - for stdin)
        dlflow validate -c TOPOLOGY.yaml
@@ -400,6 +467,9 @@ prints it as one JSON object on stdout.
 Examples:
   dlflow https://example.com/big.iso
   dlflow -c examples/ranged.yaml --url https://example.com/big.iso -o big.iso --connections 16
+  dlflow -c ranged https://example.com/big.iso --retry 10 -m 1h   (a built-in topology, by name)
+  dlflow https://example.com/a.iso https://example.com/b.iso -d isos
+  dlflow -N https://example.com/big.iso -o big.iso                 (again only if the server's copy is newer)
   dlflow -c examples/stream.yaml --url https://example.com/log.txt --set stages.fetch.config.buffer=1MiB
   dlflow https://example.com/big.iso -H 'Authorization: Bearer TOKEN' --limit-rate 10M
   dlflow https://user:secret@example.com/private.tar -q --json > result.json
@@ -413,6 +483,8 @@ Flags:
 const getUsageTail = `
 Environment: DLFLOW_<KEY> sets a config key, with __ between levels
 (DLFLOW_STAGES__FETCH__WORKERS=16). Precedence: defaults < file < env < flags.
+Coming from curl, wget or aria2c: resume is automatic (-c is the topology);
+-L, -O, -C - and --continue are accepted; the README has a table.
 Exit codes: 0 complete, 1 download failed, 2 usage or config error,
 23 stdout closed by its reader (-o - | head), 130 interrupted (SIGINT),
 143 terminated (SIGTERM).

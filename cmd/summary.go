@@ -16,17 +16,18 @@ import (
 // on stderr, or with --json one JSON object on stdout. The JSON names are a
 // contract (bench and scripts parse them); add fields, never rename.
 type summary struct {
-	URL          string  `json:"url"`               // redacted: no password
-	Output       string  `json:"output"`            // the path written, "" when not known yet
-	Bytes        int64   `json:"bytes"`             // the size of the output; on failure, the bytes done so far
-	Seconds      float64 `json:"seconds"`           // wall time of the command, probe included
-	RateBPS      float64 `json:"rate_bps"`          // bytes fetched by this run (resumed ones left out) per second
-	Connections  int     `json:"connections"`       // workers of the http.reader stages, or 1
-	Retries      int64   `json:"retries"`           // retries the HTTP stages took
-	ResumedBytes int64   `json:"resumed_bytes"`     // bytes an earlier run left that this one did not fetch
-	Checksum     string  `json:"checksum"`          // "algorithm:hex" when verified, else ""
-	Topology     string  `json:"topology"`          // the -c file, or "(built-in) NAME.yaml"
-	Skipped      bool    `json:"skipped,omitempty"` // --skip-existing left an existing output alone
+	URL          string  `json:"url"`                  // redacted: no password
+	Output       string  `json:"output"`               // the path written, "" when not known yet
+	Bytes        int64   `json:"bytes"`                // the size of the output; on failure, the bytes done so far
+	Seconds      float64 `json:"seconds"`              // wall time of the command, probe included
+	RateBPS      float64 `json:"rate_bps"`             // bytes fetched by this run (resumed ones left out) per second
+	Connections  int     `json:"connections"`          // workers of the http.reader stages, or 1
+	Retries      int64   `json:"retries"`              // retries the HTTP stages took
+	ResumedBytes int64   `json:"resumed_bytes"`        // bytes an earlier run left that this one did not fetch
+	Checksum     string  `json:"checksum"`             // "algorithm:hex" when verified, else ""
+	Topology     string  `json:"topology"`             // the -c file, or "(built-in) NAME.yaml"
+	Skipped      bool    `json:"skipped,omitempty"`    // --skip-existing left an existing output alone
+	UpToDate     bool    `json:"up_to_date,omitempty"` // -N found the output as new as the server's copy
 	// Sources is what each URL did, the primary first, for a download
 	// with mirrors.
 	Sources  []sourceSummary `json:"sources,omitempty"`
@@ -56,6 +57,7 @@ func summaryOf(url string, res *dlflow.Result, err error, code int) summary {
 		Checksum:     res.Checksum,
 		Topology:     res.Topology,
 		Skipped:      res.Skipped,
+		UpToDate:     res.UpToDate,
 	}
 	if s.URL == "" {
 		s.URL = url
@@ -64,7 +66,7 @@ func summaryOf(url string, res *dlflow.Result, err error, code int) summary {
 		s.Sources = append(s.Sources, sourceSummary{URL: src.URL, Bytes: src.Bytes, RateBPS: src.Rate(),
 			Errors: src.Errors, Dropped: src.Dropped})
 	}
-	if s.Skipped {
+	if s.Skipped || s.UpToDate {
 		s.RateBPS = 0
 	}
 	if err != nil {

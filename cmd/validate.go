@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/pflag"
 
 	"github.com/dlflow/dlflow/config"
+	"github.com/dlflow/dlflow/examples"
 	"github.com/dlflow/dlflow/pipeline"
 )
 
@@ -16,7 +18,7 @@ import (
 func validate(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("dlflow validate", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	file := fs.StringP("config", "c", "", "topology file (YAML) to check")
+	file := fs.StringP("config", "c", "", "topology to check: a YAML file, or a built-in name (stream, ranged, ...)")
 	sets := fs.StringArray("set", nil, "set any config key (repeatable)")
 	connections := fs.Int("connections", 0, "number of range readers")
 	fs.Usage = func() { printUsage(fs, stdout, validateUsageHead, validateUsageTail) }
@@ -31,7 +33,22 @@ func validate(args []string, stdout, stderr io.Writer) int {
 		printUsage(fs, stderr, validateUsageHead, validateUsageTail)
 		return exitUsage
 	}
-	cfg, err := config.Load(config.Options{File: *file, Overrides: flagOverrides(fs), Sets: *sets})
+	opts := config.Options{File: *file, Overrides: flagOverrides(fs), Sets: *sets}
+	if t, err := topologyOf(*file, true); err != nil {
+		return fail(stderr, err)
+	} else if t.File == "" {
+		// A built-in topology, by name.
+		if t.Name == "" {
+			return fail(stderr, usagef("-c auto picks stream or ranged once the server answered; validate one of them"))
+		}
+		name := strings.TrimSuffix(t.Name, ".yaml") + ".yaml"
+		data, err := examples.FS.ReadFile(name)
+		if err != nil {
+			return fail(stderr, usagef("no built-in topology %q (built-in: %s)", t.Name, strings.Join(builtinTopologies()[1:], ", ")))
+		}
+		opts.File, opts.Data = "(built-in) "+name, data
+	}
+	cfg, err := config.Load(opts)
 	if err != nil {
 		return fail(stderr, configError(err))
 	}
@@ -49,7 +66,7 @@ func validate(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, configError(err))
 	}
-	fmt.Fprintf(stdout, "%s: ok\n\n%s", *file, g.Describe())
+	fmt.Fprintf(stdout, "%s: ok\n\n%s", opts.File, g.Describe())
 	return exitOK
 }
 

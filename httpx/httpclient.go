@@ -98,8 +98,15 @@ func NewClient(cfg HTTPConfig) (*http.Client, http.Header, error) {
 // NewClientOn builds a client like NewClient on tr, a transport that
 // NewTransport made from a config with the same TransportKey; downloads that
 // share it reuse its connections and TLS sessions. The client adds what is
-// the download's own: the redirect policy, the rate limit and the header.
-func NewClientOn(tr *http.Transport, cfg HTTPConfig) (*http.Client, http.Header, error) {
+// the download's own: the redirect policy, the rate limit, the header, and
+// the origins that own its credentials.
+//
+// Credentials (Authorization, cookies and the other secret headers, see
+// IsSecretHeader) go only to the origins of owners, the URLs the user
+// named, and never from https to http: the client drops them from every
+// request elsewhere, redirects and mirrors included (credentials.go).
+// With no owners, the origin of the client's first request owns them.
+func NewClientOn(tr *http.Transport, cfg HTTPConfig, owners ...string) (*http.Client, http.Header, error) {
 	header, err := requestHeader(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -107,14 +114,11 @@ func NewClientOn(tr *http.Transport, cfg HTTPConfig) (*http.Client, http.Header,
 	if cfg.MaxRedirects < 0 {
 		return nil, nil, fmt.Errorf("http.max_redirects must be 0 or more, got %d", cfg.MaxRedirects)
 	}
-	client := &http.Client{
-		Transport:     tr,
-		CheckRedirect: redirectPolicy(cfg),
-	}
+	var base http.RoundTripper = tr
 	if cfg.LimitRate > 0 {
-		client.Transport = newLimitedTransport(tr, int64(cfg.LimitRate))
+		base = newLimitedTransport(tr, int64(cfg.LimitRate))
 	}
-	return client, header, nil
+	return &http.Client{Transport: newCredentialTransport(base, owners), CheckRedirect: redirectPolicy(cfg)}, header, nil
 }
 
 // TransportKey holds the settings of an HTTPConfig that its transport is
@@ -307,10 +311,11 @@ func (c *idleConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// sensitiveHeaders are credentials that must not follow a redirect to
-// another host.
-var sensitiveHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie", "Cookie2"}
-
+// redirectPolicy refuses a redirect past http.max_redirects, to a scheme
+// other than http and https, and from https to http unless
+// http.allow_insecure_redirect. Which credentials a hop carries is the
+// client's transport's rule (credentials.go), for redirects as for every
+// other request.
 func redirectPolicy(cfg HTTPConfig) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		target := RedactURL(req.URL.String())
@@ -323,20 +328,6 @@ func redirectPolicy(cfg HTTPConfig) func(*http.Request, []*http.Request) error {
 		prev := via[len(via)-1]
 		if prev.URL.Scheme == "https" && req.URL.Scheme == "http" && !cfg.AllowInsecureRedirect {
 			return &RedirectError{URL: target, Reason: "it downgrades https to http (set http.allow_insecure_redirect to allow)"}
-		}
-		// net/http strips credentials only for a host that is not a
-		// subdomain and keeps them across ports; be strict: once the chain
-		// has left the original host, no credential follows it.
-		origin := via[0].URL.Host
-		left := req.URL.Host != origin
-		for _, r := range via[1:] {
-			left = left || r.URL.Host != origin
-		}
-		if left {
-			for _, h := range sensitiveHeaders {
-				req.Header.Del(h)
-			}
-			req.URL.User = nil // no basic auth from userinfo either
 		}
 		return nil
 	}

@@ -105,8 +105,10 @@ func Probe(ctx context.Context, client *http.Client, header http.Header, rawURL 
 // presigned URL, 405, 501, a 5xx, a connection error, a 200 with no
 // length), it asks `GET` with `Range: bytes=0-0` instead and reads the one
 // byte, which also proves range support. The Resource's URL is the final one
-// after redirects; when that is another host, the credential headers are
-// dropped from Resource.Header so later requests do not leak them there.
+// after redirects; its Header is header, credentials included: the client
+// of NewClient sends them only to their own origin (credentials.go), on
+// the probe's redirects as on the readers' later requests to the final
+// URL.
 //
 // Retries. A try whose last answer is a transient failure (IsTransient: a
 // connection reset or refused, a cut answer, 408, 429, 500, 502, 503, 504)
@@ -398,6 +400,8 @@ func clientHeaderTimeout(client *http.Client) time.Duration {
 		return tr.ResponseHeaderTimeout
 	case *limitedTransport:
 		return tr.base.ResponseHeaderTimeout
+	case *credentialTransport:
+		return clientHeaderTimeout(&http.Client{Transport: tr.base})
 	}
 	return 0
 }
@@ -514,12 +518,6 @@ func newResource(resp *http.Response, client *http.Client, header http.Header, a
 	}
 	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		res.AcceptRanges = false // ranges of an encoded body are not ranges of the file
-	}
-	if final.Host != asked.Host {
-		res.Header = header.Clone()
-		for _, name := range sensitiveHeaders {
-			res.Header.Del(name)
-		}
 	}
 	return res, nil
 }

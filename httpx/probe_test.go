@@ -157,21 +157,32 @@ func TestProbeDoesNotForwardCredentials(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A reader's request to the final URL, as the stages send it.
+			req, err := http.NewRequestWithContext(htCtx(t, 5*time.Second), http.MethodGet, res.URL, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header = res.Header.Clone()
+			resp, err := res.Client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
 			mu.Lock()
 			defer mu.Unlock()
 			if firstAuth == "" {
 				t.Fatal("the first host did not get the credentials")
 			}
-			if len(seen) == 0 {
-				t.Fatal("the second host was not asked")
+			if len(seen) < 2 {
+				t.Fatalf("the second host was asked %d times, want the probe's and the reader's", len(seen))
 			}
 			for _, s := range seen {
 				if s != "|" {
 					t.Fatalf("second host saw credentials %q", s)
 				}
 			}
-			if res.Header.Get("Authorization") != "" || res.Header.Get("Cookie") != "" || strings.Contains(res.URL, "s3cret") {
-				t.Fatalf("resource keeps credentials for the other host: %v %s", res.Header, res.URL)
+			if strings.Contains(res.URL, "s3cret") {
+				t.Fatalf("resource URL keeps credentials for the other host: %s", res.URL)
 			}
 		})
 	}

@@ -44,6 +44,13 @@ type RetryPolicy interface {
 	RetryPolicy() RetryConfig
 }
 
+// RetryPolicySetter is implemented by a pointer to such a config, so that
+// a download can replace the policy a topology gave (dlflow.Request.Retry).
+type RetryPolicySetter interface {
+	RetryPolicy
+	SetRetryPolicy(RetryConfig)
+}
+
 // DefaultRetry is the retry policy a stage gets for keys the user did not
 // set.
 var DefaultRetry = RetryConfig{Attempts: 5, Total: 50, Backoff: 250 * time.Millisecond, MaxBackoff: 10 * time.Second}

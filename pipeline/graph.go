@@ -46,6 +46,8 @@ func (e *WiringError) Error() string { return fmt.Sprintf("stage %q: %s", e.Stag
 type Graph struct {
 	nodes  []*node // sources first, each node after its inputs
 	window int64
+	// windowOwner is the id of the stage that declares the window.
+	windowOwner string
 }
 
 type node struct {
@@ -164,7 +166,7 @@ func Build(reg *Registry, nodes []Node) (*Graph, error) {
 			if windowOwner != nil {
 				fail(n.ID, "type", "only one stage may reorder with a window; %q already does", windowOwner.ID)
 			}
-			windowOwner, g.window = n, n.mem.Window
+			windowOwner, g.window, g.windowOwner = n, n.mem.Window, n.ID
 		}
 	}
 	if windowOwner != nil {

@@ -25,10 +25,11 @@ type Metrics struct {
 	// DefaultSampleInterval. Set it before the run.
 	Interval time.Duration
 
-	mu      sync.Mutex
-	stages  []*stageMetrics
-	byID    map[string]*stageMetrics
-	elapsed time.Duration
+	mu          sync.Mutex
+	windowOwner string // the stage that reorders with a window, or ""
+	stages      []*stageMetrics
+	byID        map[string]*stageMetrics
+	elapsed     time.Duration
 }
 
 // NewMetrics returns an empty Metrics.
@@ -50,6 +51,7 @@ type stageMetrics struct {
 	blockedSends atomic.Int64
 	runNanos     atomic.Int64 // time the replicas ran, from start to return
 	waitNanos    atomic.Int64 // time IO.Recv and IO.RecvRange waited for input
+	windowNanos  atomic.Int64 // time Window.Acquire waited for the reorder window
 	waitsSeen    atomic.Bool  // the stage receives with Recv or RecvRange, or reports waits with Waited
 	// Input queue fill, written by the run's sampler only.
 	samples  atomic.Int64
@@ -142,18 +144,20 @@ type StageMetrics struct {
 	QueueSamples int64   `json:"queue_samples"`
 	// Ran is the total time its replicas ran, from start to return.
 	// InputWait is the part of it that IO.Recv and IO.RecvRange waited for
-	// input. Busy is the rest that did not wait to send either: Ran -
-	// InputWait - SendBlocked; BusyShare is Busy over Workers x Elapsed,
+	// input, and WindowWait the part that Env.Window.Acquire waited for the
+	// reorder window to move. Busy is the rest that did not wait to send
+	// either: Ran - InputWait - WindowWait - SendBlocked; BusyShare is Busy over Workers x Elapsed,
 	// so a replica that returned early counts as idle after. For a source
 	// (no input) Busy includes waiting for the network. BusyKnown is false
 	// for a stage that receives from its input channel itself rather than
 	// through Recv (and does not report its waits with IO.Waited): its
 	// waits are not seen, and its Busy is 0.
-	Ran       time.Duration `json:"ran_ns"`
-	InputWait time.Duration `json:"input_wait_ns"`
-	Busy      time.Duration `json:"busy_ns"`
-	BusyShare float64       `json:"busy_share"`
-	BusyKnown bool          `json:"busy_known"`
+	Ran        time.Duration `json:"ran_ns"`
+	InputWait  time.Duration `json:"input_wait_ns"`
+	WindowWait time.Duration `json:"window_wait_ns"`
+	Busy       time.Duration `json:"busy_ns"`
+	BusyShare  float64       `json:"busy_share"`
+	BusyKnown  bool          `json:"busy_known"`
 }
 
 // MetricsSnapshot is every stage's counters, in graph order (sources first).
@@ -161,13 +165,17 @@ type MetricsSnapshot struct {
 	// Elapsed is the time the stages ran, summed over runs.
 	Elapsed time.Duration  `json:"elapsed_ns"`
 	Stages  []StageMetrics `json:"stages"`
+	// WindowOwner is the stage that reorders with a window, whose room
+	// the WindowWait of the stages handing out ranges waits for; "" for a
+	// graph without one.
+	WindowOwner string `json:"window_owner,omitempty"`
 }
 
 // Snapshot copies the counters. It is safe to call during a run.
 func (m *Metrics) Snapshot() MetricsSnapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	snap := MetricsSnapshot{Elapsed: m.elapsed, Stages: make([]StageMetrics, 0, len(m.stages))}
+	snap := MetricsSnapshot{Elapsed: m.elapsed, Stages: make([]StageMetrics, 0, len(m.stages)), WindowOwner: m.windowOwner}
 	for _, s := range m.stages {
 		sm := StageMetrics{
 			Stage: s.id, Type: s.typ, Workers: s.workers, Inputs: s.inputs, Output: s.consumer,
@@ -181,9 +189,10 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 			sm.QueueFull = float64(s.fullHits.Load()) / float64(sm.QueueSamples)
 		}
 		sm.Ran, sm.InputWait = time.Duration(s.runNanos.Load()), time.Duration(s.waitNanos.Load())
+		sm.WindowWait = time.Duration(s.windowNanos.Load())
 		sm.BusyKnown = s.in == None || s.waitsSeen.Load()
 		if total := time.Duration(s.workers) * m.elapsed; sm.BusyKnown && total > 0 {
-			sm.Busy = max(sm.Ran-sm.InputWait-sm.SendBlocked, 0)
+			sm.Busy = max(sm.Ran-sm.InputWait-sm.WindowWait-sm.SendBlocked, 0)
 			sm.BusyShare = min(float64(sm.Busy)/float64(total), 1)
 		}
 		snap.Stages = append(snap.Stages, sm)
@@ -209,7 +218,19 @@ func (s MetricsSnapshot) Stage(id string) (StageMetrics, bool) {
 // stage waits for the data: what limits the run is the first stage that
 // makes bytes out of something else (an HTTP source or range reader: the
 // network, the server), or else the first source.
+//
+// Before all that: when a stage spent more than half its run waiting for
+// the reorder window, the window is what limits the run (its size over
+// the round trip, or the slowest range, bounds the bytes in flight), and
+// Bottleneck names it "window of ID", ID the stage that reorders.
 func (s MetricsSnapshot) Bottleneck() string {
+	if s.WindowOwner != "" {
+		for _, st := range s.Stages {
+			if st.Ran > 0 && st.WindowWait*2 > st.Ran {
+				return "window of " + s.WindowOwner
+			}
+		}
+	}
 	fill := make(map[string]float64, len(s.Stages))
 	for _, st := range s.Stages {
 		fill[st.Stage] = st.QueueFill

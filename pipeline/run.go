@@ -159,6 +159,9 @@ func (g *Graph) newRun(opts RunOptions) *run {
 		metrics:   opts.Metrics,
 	}
 	if opts.Metrics != nil {
+		opts.Metrics.mu.Lock()
+		opts.Metrics.windowOwner = g.windowOwner
+		opts.Metrics.mu.Unlock()
 		r.stageMets = make(map[*node]*stageMetrics, len(g.nodes))
 		for _, n := range g.nodes {
 			r.stageMets[n] = opts.Metrics.stage(n)
@@ -170,7 +173,7 @@ func (g *Graph) newRun(opts RunOptions) *run {
 			Resource: opts.Resource,
 			Log:      opts.Log.With().Str("stage", n.ID).Logger(),
 			Buffers:  buffers,
-			Window:   window,
+			Window:   window.countedBy(r.stageMets[n]),
 			Have:     have,
 			Workers:  n.Workers,
 			Reshaped: n.reshaped,

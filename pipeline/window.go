@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Window is the credit scheme that keeps a reordering stage within a fixed
@@ -16,7 +17,17 @@ import (
 // inside the window, however slow the first range is. The range that starts
 // at the frontier is always let go, so the lowest outstanding work can never
 // be starved.
+//
+// A run hands each stage a view of the one window of its graph, so that
+// the time a stage's Acquire waits is counted as that stage's window wait
+// in the run's Metrics (not as busy time).
 type Window struct {
+	*windowState
+	waits *stageMetrics // nil: not counted
+}
+
+// windowState is what the views of one window share.
+type windowState struct {
 	size int64
 
 	mu       sync.Mutex
@@ -25,7 +36,16 @@ type Window struct {
 }
 
 // NewWindow returns a window of size bytes with the frontier at 0.
-func NewWindow(size int64) *Window { return &Window{size: size} }
+func NewWindow(size int64) *Window { return &Window{windowState: &windowState{size: size}} }
+
+// countedBy is a view of w whose Acquire waits are added to m's window
+// wait; w itself when m is nil.
+func (w *Window) countedBy(m *stageMetrics) *Window {
+	if w == nil || m == nil {
+		return w
+	}
+	return &Window{windowState: w.windowState, waits: m}
+}
 
 // Size is the window's capacity in bytes.
 func (w *Window) Size() int64 { return w.size }
@@ -41,6 +61,21 @@ func (w *Window) Frontier() int64 {
 // of the frontier, or r starts at the frontier. It returns ctx.Err() if ctx
 // is done first. A range of unknown end is let go only at the frontier.
 func (w *Window) Acquire(ctx context.Context, r Range) error {
+	if w.waits != nil {
+		var start time.Time
+		defer func() {
+			if !start.IsZero() {
+				w.waits.windowNanos.Add(int64(time.Since(start)))
+			}
+		}()
+		return w.acquire(ctx, r, &start)
+	}
+	return w.acquire(ctx, r, nil)
+}
+
+// acquire is Acquire; it sets *waitStart (when not nil) the first time it
+// has to wait.
+func (w *Window) acquire(ctx context.Context, r Range, waitStart *time.Time) error {
 	for {
 		w.mu.Lock()
 		if r.Start <= w.frontier || (r.End >= 0 && r.End-w.frontier <= w.size) {
@@ -52,6 +87,9 @@ func (w *Window) Acquire(ctx context.Context, r Range) error {
 		}
 		wake := w.wake
 		w.mu.Unlock()
+		if waitStart != nil && waitStart.IsZero() {
+			*waitStart = time.Now()
+		}
 		select {
 		case <-wake:
 		case <-ctx.Done():

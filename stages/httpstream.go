@@ -38,7 +38,14 @@ var DefaultBody = BodyConfig{Buffer: 256 << 10, IdleTimeout: 30 * time.Second, R
 // RetryPolicy is the stage's retry policy, which the probe follows too.
 func (c BodyConfig) RetryPolicy() httpx.RetryConfig { return c.RetryConfig }
 
-var _ httpx.RetryPolicy = BodyConfig{}
+// SetRetryPolicy replaces the stage's retry policy (dlflow.Request.Retry).
+func (c *BodyConfig) SetRetryPolicy(p httpx.RetryConfig) { c.RetryConfig = p }
+
+var (
+	_ httpx.RetryPolicy       = BodyConfig{}
+	_ httpx.RetryPolicySetter = &HTTPReaderConfig{}
+	_ httpx.RetryPolicySetter = &HTTPSourceConfig{}
+)
 
 func (c BodyConfig) validate() error {
 	if c.Buffer < 1 || c.Buffer > maxReadBuffer {
@@ -327,14 +334,12 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 	if err != nil {
 		return fmt.Errorf("request for %s: %w", f.url, err)
 	}
-	header := f.res.Header
 	if f.src != nil {
-		header = f.src.header
 		f.srcs.begin(f.src)
 		defer f.srcs.end(f.src)
 	}
-	if header != nil {
-		req.Header = header.Clone()
+	if f.res.Header != nil {
+		req.Header = f.res.Header.Clone()
 	}
 	req.Header.Set("Accept-Encoding", "identity")
 	ranged := !(p.plain && *pos == 0)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,14 +56,16 @@ func (e *SourceMismatchError) Error() string {
 	return fmt.Sprintf("%s does not serve the same file: %s", e.URL, e.Reason)
 }
 
-// source is one server of the resource. url and header never change; the
-// rest is guarded by sources.mu unless atomic.
+// source is one server of the resource. url never changes; the rest is
+// guarded by sources.mu unless atomic. Its requests carry the resource's
+// Header: the resource's client sends the credentials in it only to the
+// origin that owns them (httpx.NewClientOn), and a mirror's own userinfo
+// to the mirror.
 type source struct {
 	idx     int
 	url     string // as given: may hold credentials
 	name    string // redacted
 	primary bool
-	header  http.Header
 
 	bytes  atomic.Int64
 	errors atomic.Int64
@@ -106,29 +107,10 @@ func newSources(res *pipeline.Resource, workers int, log zerolog.Logger) *source
 	}
 	urls := res.Sources()
 	s := &sources{res: res, log: log, perSource: max((workers+len(urls)-1)/len(urls), 1)}
-	primaryHost := hostOf(res.URL)
 	for i, u := range urls {
-		src := &source{idx: i, url: u, name: httpx.RedactURL(u), primary: i == 0, header: res.Header, gone: make(chan struct{})}
-		if i > 0 && hostOf(u) != primaryHost && res.Header != nil {
-			// Credentials meant for the primary's host never go to another.
-			src.header = res.Header.Clone()
-			for _, h := range sensitiveHeaders {
-				src.header.Del(h)
-			}
-		}
-		s.list = append(s.list, src)
+		s.list = append(s.list, &source{idx: i, url: u, name: httpx.RedactURL(u), primary: i == 0, gone: make(chan struct{})})
 	}
 	return s
-}
-
-var sensitiveHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie", "Cookie2"}
-
-func hostOf(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return ""
-	}
-	return u.Host
 }
 
 // assign returns the source replica starts on: replicas are dealt round

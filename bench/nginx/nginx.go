@@ -34,7 +34,7 @@ type Options struct {
 	// MaxRanges sets the max_ranges directive; nil leaves nginx's default
 	// (unlimited). 0 makes nginx ignore Range (always 200).
 	MaxRanges *int
-	// LimitRate sets limit_rate (per connection), e.g. "25m"; empty means
+	// LimitRate sets limit_rate (nginx applies it per request), e.g. "25m"; empty means
 	// none.
 	LimitRate string
 	// Extra is inserted verbatim inside the server{} block.
