@@ -26,9 +26,13 @@ type BatchResult struct {
 // sessions are shared, and the client's per-host limit holds over all the
 // downloads (WithMaxPerHost).
 //
-// Two requests of one batch may not write the same file: the later one
-// fails with an *OutputClaimedError, before it writes anything. A failed
-// download does not stop the others.
+// Two requests of one batch may not write the same file at once: the
+// later one fails with an *OutputClaimedError, before it writes anything.
+// Once the earlier one has ended, its output is a file like any other: the
+// later one finds it there (ErrOutputExists, unless SkipExisting or
+// Overwrite). The batch keeps nothing of a download that ended, so its
+// memory does not grow with the number of requests. A failed download
+// does not stop the others.
 //
 // The returned channel is closed once reqs is closed, or ctx is done, and
 // every started download has ended; the caller must receive until then.
@@ -61,8 +65,13 @@ func (c *Client) Batch(ctx context.Context, jobs int, reqs <-chan *Request) <-ch
 					if ctx.Err() != nil {
 						return // interrupted before it started: not reported
 					}
-					d := c.startWith(ctx, r, func(path string) error { return b.claim(path, r) }, turn.wait, turn.free)
+					var claimed string
+					d := c.startWith(ctx, r, func(path string) (err error) {
+						claimed, err = b.claim(path, r)
+						return err
+					}, turn.wait, turn.free)
 					res, err := d.Wait()
+					b.release(claimed, r)
 					if !turn.admitted && ctx.Err() != nil {
 						return // interrupted before it reached the network: not reported
 					}
@@ -77,22 +86,35 @@ func (c *Client) Batch(ctx context.Context, jobs int, reqs <-chan *Request) <-ch
 // batch holds what the downloads of one batch share.
 type batch struct {
 	mu      sync.Mutex
-	claimed map[string]*Request // absolute output path -> the request that writes it
+	claimed map[string]*Request // absolute output path -> the running download's request that writes it
 }
 
-// claim reserves path for r.
-func (b *batch) claim(path string, r *Request) error {
+// claim reserves path for r, until release. It returns the key to
+// release, "" when it reserved nothing.
+func (b *batch) claim(path string, r *Request) (string, error) {
 	key, err := filepath.Abs(path)
 	if err != nil {
-		return err
+		return "", err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if prev, ok := b.claimed[key]; ok && prev != r {
-		return &OutputClaimedError{Path: path, By: prev}
+		return "", &OutputClaimedError{Path: path, By: prev}
 	}
 	b.claimed[key] = r
-	return nil
+	return key, nil
+}
+
+// release gives up r's claim on key once r's download ended.
+func (b *batch) release(key string, r *Request) {
+	if key == "" {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.claimed[key] == r {
+		delete(b.claimed, key)
+	}
 }
 
 // turns admits the downloads of a batch to the network in the order the

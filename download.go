@@ -29,11 +29,15 @@ const rangedThreshold = 16 << 20
 // cancel it and wait for its end. Its methods are safe for concurrent use.
 type Download struct {
 	client *Client
-	req    *Request
-	log    zerolog.Logger
-	cancel context.CancelCauseFunc
-	done   chan struct{}
-	begun  time.Time
+	// req is the request as it runs: a Metalink replaces it with one that
+	// names the Metalink's sources (applyMetalink), so only the run's own
+	// goroutine reads it. request is the caller's, which Request returns.
+	req     *Request
+	request *Request
+	log     zerolog.Logger
+	cancel  context.CancelCauseFunc
+	done    chan struct{}
+	begun   time.Time
 	// claim, set by a batch, reserves the output for this download; nil
 	// alone.
 	claim func(path string) error
@@ -57,9 +61,12 @@ type Download struct {
 	sources int
 	// metalink is the request's Metalink file, once read;
 	// urlFromMetalink says its most preferred URL became the download's
-	// URL, which the user did not name (credentialOwners).
-	metalink        *metalink.File
-	urlFromMetalink bool
+	// URL, which the user did not name (credentialOwners);
+	// sizeFromMetalink: the resource's size is the Metalink's, as the
+	// server did not say one.
+	metalink         *metalink.File
+	urlFromMetalink  bool
+	sizeFromMetalink bool
 	// checksumFromMetalink: the checksum verified is the Metalink's.
 	checksumFromMetalink bool
 	// out is Request.Writer, counted; nil without one.
@@ -128,7 +135,7 @@ func (c *Client) startWith(ctx context.Context, req *Request, claim func(path st
 		stopTimer = func() { t.Stop(); timed(nil) }
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	d := &Download{client: c, req: req, log: c.logger(ctx), cancel: cancel, done: make(chan struct{}), begun: time.Now(),
+	d := &Download{client: c, req: req, request: req, log: c.logger(ctx), cancel: cancel, done: make(chan struct{}), begun: time.Now(),
 		claim: claim, gate: gate, transferred: transferred}
 	if req.Label != "" {
 		d.log = d.log.With().Str("download", req.Label).Logger()
@@ -176,8 +183,9 @@ func (d *Download) Done() <-chan struct{} { return d.done }
 // context.Canceled. The partial data stays for a later resume.
 func (d *Download) Cancel() { d.cancel(context.Canceled) }
 
-// Request returns the request being downloaded.
-func (d *Download) Request() *Request { return d.req }
+// Request returns the request that Start was given, as it was given: not
+// what a Metalink filled in. It is safe for concurrent use.
+func (d *Download) Request() *Request { return d.request }
 
 // Info describes the download; its fields are zero until the probe
 // answered (Hooks.Started).
@@ -290,6 +298,11 @@ func (d *Download) run(ctx context.Context) error {
 		if err == nil {
 			d.keepLastModified(output, res)
 		}
+		if errors.Is(err, httpx.ErrResourceChanged) && d.sizeFromMetalink {
+			// The server said no size: what differs is its body and the
+			// metalink's size, which another try does not change.
+			return fmt.Errorf("%w (the size is the metalink's: the server did not send one)", err)
+		}
 		if !errors.Is(err, httpx.ErrResourceChanged) || restarted || ctx.Err() != nil {
 			return err
 		}
@@ -376,7 +389,7 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 			d.transferred()
 		}
 	}
-	err = g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log, Metrics: d.req.Metrics, Transferred: transferred})
+	err = g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log, Metrics: d.req.Metrics, Trace: d.req.Trace, Transferred: transferred})
 	d.mu.Lock()
 	d.stats.add(g)
 	d.mu.Unlock()
@@ -505,6 +518,9 @@ func (d *Download) plan(topology Topology, output string, fromZero bool, keys st
 			Msg("the mirrors are not used: the topology fetches one stream (a file under 16 MiB, or no stage that fetches ranges)")
 	}
 	g, err := d.build(cfg, nodes)
+	if err == nil {
+		err = d.piecesNeed(topology, g)
+	}
 	return plan{cfg: cfg, nodes: nodes, graph: g}, err
 }
 
@@ -535,7 +551,7 @@ func (d *Download) prepare(needURL bool) (*config.Config, error) {
 	}
 	key, cacheable := req.wiringKey()
 	object := sinks.IsObjectURL(pre.Output)
-	key += fmt.Sprint(object)
+	key += fmt.Sprint(object, d.metalink != nil && d.metalink.Pieces != nil)
 	if cacheable {
 		if w, ok := d.client.wirings.Load(key); ok {
 			d.probeOpts = w.(wiring).probe

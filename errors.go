@@ -40,6 +40,16 @@ var (
 // it. Test for it with errors.Is.
 var ErrOutputExists = sinks.ErrOutputExists
 
+// ErrForeignTmp is what a download's error wraps when the partial file
+// beside its output (Path.tmp) holds bytes that dlflow did not leave there
+// (no resume state beside it) and the request did not ask to overwrite:
+// starting over would destroy them. Test for it with errors.Is.
+var ErrForeignTmp = sinks.ErrForeignTmp
+
+// ErrNoBucket is what a download's error wraps when the bucket of its
+// s3:// output does not exist. Test for it with errors.Is.
+var ErrNoBucket = sinks.ErrNoBucket
+
 // ErrBusy is what a download's error wraps when another download (in this
 // process or another) is writing the same output: its Path.tmp is locked.
 // Nothing of the other download is touched. Test for it with errors.Is.

@@ -4,18 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dlflow/dlflow/httpx"
 	"github.com/dlflow/dlflow/metalink"
 	"github.com/dlflow/dlflow/pipeline"
 )
+
+// DefaultMetalinkTimeout is how long the fetch of a Metalink URL may take
+// when Request.MetalinkTimeout is 0: a document of a few kilobytes to a
+// few megabytes takes well under a second on any working link.
+const DefaultMetalinkTimeout = 30 * time.Second
 
 // applyMetalink reads the request's Metalink file (a path, or an http(s)
 // URL fetched with the configuration's HTTP settings), unless the request
@@ -68,7 +73,6 @@ func (d *Download) applyMetalink(ctx context.Context) error {
 // readMetalink reads and parses the Metalink src: a path, or an http(s)
 // URL fetched with the HTTP settings cfg.
 func (d *Download) readMetalink(ctx context.Context, cfg httpx.HTTPConfig, src string) ([]*metalink.File, error) {
-	var r io.ReadCloser
 	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
 		// The user named the Metalink's URL: its origin owns the
 		// credentials, also for the URLs the Metalink lists (credentialOwners).
@@ -76,26 +80,11 @@ func (d *Download) readMetalink(ctx context.Context, cfg httpx.HTTPConfig, src s
 		if err != nil {
 			return nil, &RequestError{Field: "Config", Err: err}
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
-		if err != nil {
-			return nil, &RequestError{Field: "Metalink", Err: err}
-		}
-		req.Header = header.Clone()
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("metalink %s: %w", httpx.RedactURL(src), err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			return nil, fmt.Errorf("metalink: %w", httpx.NewHTTPError(resp, src))
-		}
-		r = resp.Body
-	} else {
-		f, err := os.Open(src)
-		if err != nil {
-			return nil, &RequestError{Field: "Metalink", Err: err}
-		}
-		r = f
+		return d.fetchMetalink(ctx, client, header, src)
+	}
+	r, err := os.Open(src)
+	if err != nil {
+		return nil, &RequestError{Field: "Metalink", Err: err}
 	}
 	files, err := metalink.ParseAll(r)
 	r.Close()
@@ -209,8 +198,50 @@ func (d *Download) explainChecksum(err error) {
 	}
 }
 
+// fetchMetalink gets and parses the Metalink document at src, within
+// Request.MetalinkTimeout (DefaultMetalinkTimeout) for the answer and the
+// body together.
+func (d *Download) fetchMetalink(ctx context.Context, client *http.Client, header http.Header, src string) ([]*metalink.File, error) {
+	limit := d.req.MetalinkTimeout
+	if limit <= 0 {
+		limit = DefaultMetalinkTimeout
+	}
+	late := fmt.Errorf("metalink %s: not read within %v", httpx.RedactURL(src), limit)
+	ctx, cancel := context.WithTimeoutCause(ctx, limit, late)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+	if err != nil {
+		return nil, &RequestError{Field: "Metalink", Err: err}
+	}
+	req.Header = header.Clone()
+	resp, err := client.Do(req)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("metalink: %w", httpx.NewHTTPError(resp, src))
+	}
+	var files []*metalink.File
+	if err == nil {
+		files, err = metalink.ParseAll(resp.Body)
+		resp.Body.Close()
+		if err != nil && ctx.Err() == nil {
+			return nil, &RequestError{Field: "Metalink", Err: err}
+		}
+	}
+	switch {
+	case err == nil:
+		return files, nil
+	case context.Cause(ctx) == late:
+		return nil, late
+	}
+	return nil, fmt.Errorf("metalink %s: %w", httpx.RedactURL(src), err)
+}
+
 // metalinkResource applies the Metalink file's size, name and piece
-// hashes to the probed resource.
+// hashes to the probed resource. A server that does not say the size must
+// send the Metalink's: the resource takes it, so that the stages refuse
+// more bytes and fewer. The piece hashes are verified by the graph's
+// hash.tap in every topology (piecesNeed), and by an http.reader as it
+// fetches, which can take a bad piece from another source.
 func (d *Download) metalinkResource(res *pipeline.Resource) error {
 	f := d.metalink
 	if f == nil {
@@ -219,23 +250,19 @@ func (d *Download) metalinkResource(res *pipeline.Resource) error {
 	if f.Size >= 0 && res.Size >= 0 && f.Size != res.Size {
 		return fmt.Errorf("%s has %d bytes; the metalink says %d: %w", httpx.RedactURL(res.URL), res.Size, f.Size, httpx.ErrResourceChanged)
 	}
+	if f.Size >= 0 && res.Size < 0 {
+		d.log.Info().Int64("size", f.Size).Msg("the server does not say the size; the metalink's is enforced")
+		res.Size, d.sizeFromMetalink = f.Size, true
+	}
 	if f.Name != "" {
 		res.FileName = f.Name
 	}
-	if p := f.Pieces; p != nil && res.Size == f.Size {
-		if p.Length > maxVerifiedPiece {
-			d.log.Warn().Int64("piece", p.Length).Msg("the metalink's pieces are too long to verify one by one; the file's checksum still is verified")
-		} else {
-			res.Pieces = &pipeline.PieceHashes{Length: p.Length, Algorithm: p.Algorithm, Sums: p.Hashes}
-			res.Guarded = true
-		}
+	if p := f.Pieces; p != nil {
+		res.Pieces = &pipeline.PieceHashes{Length: p.Length, Algorithm: p.Algorithm, Sums: p.Hashes}
+		res.Guarded = true
 	}
 	return nil
 }
-
-// maxVerifiedPiece is the longest piece verified as it arrives: a reader
-// holds a whole piece until it is (the stages' own bound).
-const maxVerifiedPiece = 16 << 20
 
 // credentialOwners are the URLs whose origins own the download's
 // credentials (httpx.NewClientOn): the ones the user named. That is the
@@ -253,4 +280,24 @@ func (d *Download) credentialOwners(rawURL string) []string {
 		return []string{src}
 	}
 	return []string{src, rawURL}
+}
+
+// piecesNeed refuses graph, of topology, when the download has piece
+// hashes and no stage of graph can verify them all: a
+// pipeline.PieceVerifier that sees the resource's bytes.
+func (d *Download) piecesNeed(topology Topology, g *pipeline.Graph) error {
+	if d.metalink == nil || d.metalink.Pieces == nil {
+		return nil
+	}
+	for _, st := range g.Stages() {
+		if st.Reshaped {
+			continue
+		}
+		if s, ok := g.Stage(st.ID); ok {
+			if v, ok := s.(pipeline.PieceVerifier); ok && v.VerifiesPieces() {
+				return nil
+			}
+		}
+	}
+	return &RequestError{Field: "Topology", Err: fmt.Errorf("the metalink has piece hashes and %s has no stage that verifies them all; add a stage of type hash.tap before the sink (see examples/)", topology.describe())}
 }

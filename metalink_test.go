@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -185,5 +186,72 @@ func TestMetalinkPiecesAcrossRanges(t *testing.T) {
 	got := sourceBytes(t, res.Sources, 2)
 	if got[0] != mirSize || got[1] != 0 || !strings.Contains(res.Sources[1].Dropped, "fails its sha256 digest") {
 		t.Fatalf("sources %+v, want every byte from the good one and the liar dropped", res.Sources)
+	}
+}
+
+// TestMetalinkTrickled: a Metalink URL whose server sends its headers and
+// then a byte every 100ms fails the download at MetalinkTimeout, with an
+// error that says so, rather than being read for ever; nothing is left.
+func TestMetalinkTrickled(t *testing.T) {
+	noLeaks(t)
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/metalink4+xml")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		for range 600 { // a minute at most
+			select {
+			case <-r.Context().Done():
+				return
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			w.Write([]byte(" "))
+			w.(http.Flusher).Flush()
+		}
+	}))
+	defer srv.Close()
+	defer close(stop)
+	out := fltOut(t)
+	req := mirRequest("", out)
+	req.Metalink = srv.URL + "/f.meta4"
+	req.MetalinkTimeout = time.Second
+	start := time.Now()
+	res, err := do(t, req)
+	took := time.Since(start)
+	fltFailed(t, res, err, out, "metalink", "not read within 1s")
+	if took > 20*time.Second {
+		t.Errorf("failed after %v, want about the 1s timeout", took)
+	}
+}
+
+// TestRequestDuringMetalink: Request and Progress may be read from another
+// goroutine while a Metalink download runs (go test -race reported the
+// Metalink's replacing the request under Request); Request is the
+// caller's own, the Metalink's sources not filled in.
+func TestRequestDuringMetalink(t *testing.T) {
+	noLeaks(t)
+	good := startOrigin(t, origin.Options{Size: mirSize, Seed: mirSeed, RateLimit: 16 << 20})
+	meta := writeMetalink(t, mirSize, mirSeed, 0, good.URL())
+	req := &dlflow.Request{Metalink: meta, Dir: t.TempDir()}
+	d := dlflow.NewClient().Start(t.Context(), req)
+	reads := 0
+	for done := false; !done; reads++ {
+		select {
+		case <-d.Done():
+			done = true
+		case <-time.After(time.Millisecond):
+		}
+		if got := d.Request(); got != req || got.URL != "" || len(got.Mirrors) != 0 {
+			t.Fatalf("Request() = %+v, want the caller's", got)
+		}
+		_ = d.Progress()
+	}
+	if _, err := d.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if reads < 2 {
+		t.Fatalf("read %d times: the test proves nothing", reads)
 	}
 }

@@ -76,8 +76,9 @@ func scaleForSources(reg *pipeline.Registry, nodes []pipeline.Node, sources int)
 // has the bad bytes already.
 func (d *Download) runSources(ctx context.Context, res *pipeline.Resource, output string, fromZero bool, releaseProbe func()) error {
 	err := d.runOnce(ctx, res, output, fromZero, releaseProbe)
-	if len(res.Mirrors) == 0 || !errors.Is(err, pipeline.ErrCorrupt) || ctx.Err() != nil || d.req.Writer != nil {
+	if len(res.Mirrors) == 0 || !errors.Is(err, pipeline.ErrCorrupt) || ctx.Err() != nil || d.req.Writer != nil || !d.mirrorsDelivered() {
 		// A Writer has taken the bytes already: they cannot be taken back.
+		// Bytes from the primary alone (a stream) would come again.
 		return err
 	}
 	d.log.Warn().Err(err).Int("mirrors", len(res.Mirrors)).
@@ -120,4 +121,18 @@ func (d *Download) warnUncredentialed(header http.Header, owners, sources []stri
 		d.log.Warn().Strs("sources", without).
 			Msg("the credentials go only to the origin named (scheme, host and port); these sources get none: give a mirror its own in its URL (https://user:pass@host/...)")
 	}
+}
+
+// mirrorsDelivered reports whether a mirror delivered bytes in the last
+// run: without, the primary's bytes failed, and fetching them again from
+// it alone would only repeat that.
+func (d *Download) mirrorsDelivered() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, s := range d.stats.sources {
+		if i > 0 && s.Bytes > 0 {
+			return true
+		}
+	}
+	return false
 }

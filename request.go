@@ -54,6 +54,12 @@ type Request struct {
 	// metalinkFile is the file MetalinkFile picks, when MetalinkRequests
 	// read the Metalink already.
 	metalinkFile *metalink.File
+	// MetalinkTimeout bounds the fetch of a Metalink URL, answer and body
+	// together: a server that trickles it a byte at a time fails the
+	// download then, rather than hold it for ever (the body is also
+	// capped, at metalink.MaxBytes). 0 (or less) is
+	// DefaultMetalinkTimeout.
+	MetalinkTimeout time.Duration
 	// Path is where the file ends up. "" names it after the server's
 	// Content-Disposition, else the URL's last path segment, made safe.
 	// With Dir set, Path must be a relative path inside Dir. A Path that
@@ -169,6 +175,11 @@ type Request struct {
 	Label string
 	// Metrics, when set, collects per-stage counters of the run.
 	Metrics *pipeline.Metrics
+	// Trace, when set, records the run's requests, steals, retries and
+	// the stages' busy time, for a timeline (see pipeline.Trace); its
+	// times count from pipeline.NewTrace, so make it just before Start
+	// for the probe's time to show as the gap before the first request.
+	Trace *pipeline.Trace
 	// Hooks are called as the download goes.
 	Hooks Hooks
 }

@@ -2,6 +2,7 @@ package dlflow
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"time"
@@ -31,6 +32,13 @@ type Result struct {
 	Resumed int64
 	// Checksum is "algorithm:hex" when a digest was verified, else "".
 	Checksum string
+	// Verified says what the output's bytes were checked against: a
+	// digest of the whole file (Checksum), piece hashes (a Metalink's;
+	// Pieces), both, or nothing (VerifiedNone). It is VerifiedNone on
+	// failure.
+	Verified Verified
+	// Pieces is the number of piece hashes the bytes matched.
+	Pieces int64
 	// Topology names the graph that ran: the file, or "(built-in) NAME.yaml".
 	Topology string
 	// Skipped is set when the output existed and the request said to skip
@@ -46,6 +54,35 @@ type Result struct {
 	// Sources is what each URL did in the last run, the primary first,
 	// when the download had mirrors; nil otherwise.
 	Sources []pipeline.SourceStats
+}
+
+// Verified is what a download's bytes were checked against: a set of
+// VerifiedChecksum and VerifiedPieces, or VerifiedNone.
+type Verified uint8
+
+const (
+	// VerifiedChecksum: the digest of the whole file matched a checksum
+	// (Request.Checksum, a Metalink's hash, the server's Repr-Digest).
+	VerifiedChecksum Verified = 1 << iota
+	// VerifiedPieces: every piece matched its hash (a Metalink's).
+	VerifiedPieces
+	// VerifiedNone: nothing checked the bytes.
+	VerifiedNone Verified = 0
+)
+
+// String is "none", "checksum", "pieces" or "checksum+pieces".
+func (v Verified) String() string {
+	switch v {
+	case VerifiedNone:
+		return "none"
+	case VerifiedChecksum:
+		return "checksum"
+	case VerifiedPieces:
+		return "pieces"
+	case VerifiedChecksum | VerifiedPieces:
+		return "checksum+pieces"
+	}
+	return fmt.Sprintf("Verified(%d)", uint8(v))
 }
 
 // Rate is the bytes this download fetched (Resumed left out) per second.
@@ -64,6 +101,7 @@ type runStats struct {
 	done        int64 // bytes in place, by the progress reporter, of the last run
 	checksum    string
 	sources     []pipeline.SourceStats // of the last run
+	pieces      int                    // piece hashes verified, of the last run
 }
 
 // add reads the counters of g after a run.
@@ -72,16 +110,18 @@ func (r *runStats) add(g *pipeline.Graph) {
 	for _, rr := range pipeline.Reporters[pipeline.RetryReporter](g) {
 		r.retries += rr.Retries()
 	}
-	r.resumed, r.done, r.checksum = 0, 0, ""
+	r.resumed, r.done, r.checksum, r.pieces = 0, 0, "", 0
 	r.sources = sourceStats(pipeline.Reporters[pipeline.SourceReporter](g))
 	if taps := pipeline.Reporters[pipeline.ProgressReporter](g); len(taps) > 0 {
 		p := taps[0].Progress()
 		r.done, r.resumed = p.Done, p.Resumed
 	}
 	for _, v := range pipeline.Reporters[pipeline.Verifier](g) {
-		if vv := v.Verification(); vv.Verified {
+		vv := v.Verification()
+		if vv.Verified {
 			r.checksum = vv.Algorithm + ":" + vv.Digest
 		}
+		r.pieces = max(r.pieces, vv.Pieces)
 	}
 }
 
@@ -118,6 +158,13 @@ func (d *Download) finalResult(err error) *Result {
 		if fi, serr := os.Stat(info.Path); serr == nil && fi.Mode().IsRegular() {
 			r.Bytes = fi.Size() // an extraction's directory: the archive's bytes, counted
 		}
+		if r.Checksum != "" {
+			r.Verified |= VerifiedChecksum
+		}
+		if m := d.metalink; m != nil && m.Pieces != nil && stats.pieces == len(m.Pieces.Hashes) {
+			r.Verified, r.Pieces = r.Verified|VerifiedPieces, int64(stats.pieces)
+		}
+		d.warnUnverified(r)
 	default:
 		r.Partial = d.partial()
 		if r.Partial != "" {
@@ -267,4 +314,32 @@ func (m *rateMeter) sample(now time.Time, bytes int64) float64 {
 	m.sampled = true
 	m.last, m.bytes = now, bytes
 	return m.rate
+}
+
+// warnUnverified says, once, that a download's bytes reached the output
+// with nothing to check them against, when they came from several
+// sources (any of which may serve other bytes of the same size) or from a
+// Metalink (which promises hashes).
+func (d *Download) warnUnverified(r *Result) {
+	if r.Verified != VerifiedNone || r.Skipped {
+		return
+	}
+	n := 0
+	for _, s := range r.Sources {
+		if s.Bytes > 0 {
+			n++
+		}
+	}
+	why := ""
+	switch {
+	case d.metalink != nil:
+		n, why = max(n, 1), "; the metalink has no hash dlflow can check"
+	case n < 2:
+		return
+	}
+	what := "sources"
+	if n == 1 {
+		what = "source"
+	}
+	d.log.Warn().Msgf("no checksum: the bytes from %d %s are not verified%s", n, what, why)
 }

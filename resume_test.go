@@ -150,7 +150,8 @@ func TestResumeOffAfterCancel(t *testing.T) {
 
 // TestResumeTmpWithoutState: a PATH.tmp without a state file may hold
 // anything (another tool, a crash before the first checkpoint): it is not
-// trusted.
+// trusted. It is replaced only with Overwrite; without, the run is refused
+// (cmd's TestForeignTmpIsNotDestroyed).
 func TestResumeTmpWithoutState(t *testing.T) {
 	const size, seed = 8<<20 + 5, 3
 	for _, topo := range []string{"ranged", "stream"} {
@@ -169,7 +170,7 @@ func TestResumeTmpWithoutState(t *testing.T) {
 			}
 			srv := startOrigin(t, origin.Options{Size: size, Seed: seed})
 			logOpt, log := withLog(zerolog.InfoLevel)
-			res, err := do(t, &dlflow.Request{URL: srv.URL(), Path: out, Topology: dlflow.Topology{Name: topo}}, logOpt)
+			res, err := do(t, &dlflow.Request{URL: srv.URL(), Path: out, Overwrite: true, Topology: dlflow.Topology{Name: topo}}, logOpt)
 			fltOK(t, res, err, out, size, seed)
 			srv.WaitIdle(5 * time.Second)
 			if served := srv.Stats().BytesServed; served < size {

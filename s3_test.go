@@ -418,3 +418,38 @@ func TestS3ChangedSourceStartsOver(t *testing.T) {
 		t.Fatalf("pending uploads left: %v (the old one was %v)", ids, old)
 	}
 }
+
+// TestS3MissingBucket: an upload to a bucket that does not exist fails
+// before any request to the source, with or without Overwrite, with an
+// error that names the bucket (it was "remove the upload state ...:
+// denied"); and a key with a ".." segment is refused before any request
+// at all, to the store included.
+func TestS3MissingBucket(t *testing.T) {
+	s3NoLeaks(t)
+	b, c := s3Setup(t, "nobucket")
+	missing := b + "-missing"
+	src := startOrigin(t, origin.Options{Size: 1 << 20, Seed: 1})
+	for _, overwrite := range []bool{false, true} {
+		_, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://" + missing + "/k.bin", Overwrite: overwrite})
+		if !errors.Is(err, dlflow.ErrNoBucket) || !strings.Contains(err.Error(), "bucket "+missing+" does not exist") {
+			t.Fatalf("overwrite %v: err = %v, want ErrNoBucket naming %s", overwrite, err, missing)
+		}
+	}
+	if got := src.Stats().Requests; got != 0 {
+		t.Fatalf("the source got %d requests, want 0", got)
+	}
+	if ok, err := c.BucketExists(context.Background(), missing); ok || err != nil {
+		t.Fatalf("bucket %s exists (%v, %v)", missing, ok, err)
+	}
+
+	_, err := uploadTo(t, context.Background(), &dlflow.Request{URL: src.URL(), Path: "s3://" + b + "/a/../k.bin"})
+	if err == nil || !strings.Contains(err.Error(), `".."`) {
+		t.Fatalf("err = %v, want the key refused", err)
+	}
+	if got := src.Stats().Requests; got != 0 {
+		t.Fatalf("the source got %d requests, want 0", got)
+	}
+	for _, key := range []string{"a/../k.bin", "k.bin"} {
+		assertNoObject(t, c, b, key)
+	}
+}

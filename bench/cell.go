@@ -88,6 +88,9 @@ type Cell struct {
 	// Error is why the cell failed, "" when every run succeeded; a
 	// failed cell runs no more.
 	Error string `json:"error,omitempty"`
+	// Trace is the last measured run's request trace, with
+	// Options.Timeline (dlflow cells only); see Result.Timeline.
+	Trace *pipeline.TraceSnapshot `json:"-"`
 }
 
 // RunRecord is what one run of a cell measured.
@@ -153,6 +156,7 @@ type cell struct {
 	Cell
 	command      func(ctx context.Context, j job) (*exec.Cmd, error) // one run's child process
 	stageMetrics bool                                                // the command writes j.metrics
+	traced       bool                                                // the command writes j.trace
 	mbps         []float64
 	cpu          []float64
 	metrics      []pipeline.MetricsSnapshot
@@ -167,6 +171,7 @@ type job struct {
 	dead    string      // mirrors: a URL where nothing listens
 	out     string      // its output
 	metrics string      // dlflow's per-stage metrics (--metrics-json)
+	trace   string      // dlflow's request trace (--trace-json), with Options.Timeline
 	files   []batchFile // small: the batch, each file written to dir/name
 	dir     string      // small: the outputs' directory, empty at the start
 	list    string      // small: a scratch file for the tool's list of URLs
@@ -175,7 +180,7 @@ type job struct {
 // record adds one run's measurements: it wrote bytes, the origin counted
 // stats (nil: it does not count), and the load average was load when it
 // started. A warm-up run is checked like any other but not recorded.
-func (c *cell) record(m measurement, bytes int64, stats *origin.Stats, metricsFile string, load float64, warmup bool) error {
+func (c *cell) record(m measurement, bytes int64, stats *origin.Stats, metricsFile, traceFile string, load float64, warmup bool) error {
 	if c.Bytes = bytes; c.Bytes == 0 {
 		return errors.New("empty output")
 	}
@@ -212,6 +217,13 @@ func (c *cell) record(m measurement, bytes int64, stats *origin.Stats, metricsFi
 		}
 		c.metrics = append(c.metrics, snap)
 		rec.Stages = snap.Stages
+	}
+	if c.traced {
+		tr, err := readTrace(traceFile)
+		if err != nil {
+			return err
+		}
+		c.Trace = tr
 	}
 	c.RunRecords = append(c.RunRecords, rec)
 	return nil

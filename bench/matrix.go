@@ -207,9 +207,12 @@ func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.Byte
 		c.command = dlflowBatch(exe, env, get, o.Jobs, extra)
 		return c, nil
 	}
-	c.stageMetrics = true
+	c.stageMetrics, c.traced = true, o.Timeline
 	c.command = func(ctx context.Context, j job) (*exec.Cmd, error) {
 		args := append(slices.Clip(get), "--url", j.url, "-o", j.out, "-q", "--no-resume", "--metrics-json", j.metrics)
+		if o.Timeline {
+			args = append(args, "--trace-json", j.trace)
+		}
 		cmd := exec.CommandContext(ctx, exe, append(args, extra...)...)
 		cmd.Env = env
 		return cmd, nil
@@ -220,7 +223,7 @@ func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.Byte
 // withMirror is cell c with --mirror URL added, the URL picked from the
 // job; suffix ends its label.
 func withMirror(c *cell, suffix string, url func(job) string) *cell {
-	m := &cell{Cell: c.Cell, command: c.command, stageMetrics: c.stageMetrics}
+	m := &cell{Cell: c.Cell, command: c.command, stageMetrics: c.stageMetrics, traced: c.traced}
 	m.Label += " " + suffix
 	m.Sets = slices.Clone(c.Sets)
 	m.command = func(ctx context.Context, j job) (*exec.Cmd, error) {
@@ -296,12 +299,15 @@ func chosenTools(o Options, cells []*cell) []*cell {
 }
 
 // ReferenceTools are the tools that --compare can add.
-var ReferenceTools = []string{"curl", "curl+fsync", "aria2c", "axel"}
+var ReferenceTools = []string{"curl", "curl+fsync", "aria2c", "axel", "oracle"}
 
 // toolVersion is the first line of a reference tool's --version (axel's
-// first line of -V), or "" when it does not tell.
+// first line of -V, the oracle's curl's), or "" when it does not tell.
 func toolVersion(tool string) string {
 	flag := "--version"
+	if tool == "oracle" { // curls under a shell
+		tool = "curl"
+	}
 	tool = strings.TrimSuffix(tool, "+fsync") // curl+fsync is curl's version
 	if tool == "axel" {
 		flag = "-V"
@@ -338,8 +344,8 @@ func fsyncs(topology string, sets []string) bool {
 
 // referenceCells are curl (one stream), "curl + fsync" (curl, then an
 // fsync of the file and its directory, timed together: what dlflow's
-// durable rename costs on top), aria2c and axel (one cell per number of
-// connections each), when they are installed.
+// durable rename costs on top), aria2c, axel and the oracle (one cell per
+// number of connections each), when they are installed.
 func referenceCells(o Options, scenario Scenario) []*cell {
 	var cells []*cell
 	if curl, err := exec.LookPath("curl"); err == nil {
@@ -390,7 +396,7 @@ func referenceCells(o Options, scenario Scenario) []*cell {
 			cells = append(cells, axelCell(o.Origin, scenario, axel, n))
 		}
 	}
-	return cells
+	return append(cells, oracleCells(o, scenario)...)
 }
 
 // axelCell runs axel with n connections (fewer on a small file: axel

@@ -45,6 +45,15 @@ const (
 	ScenarioRateLimit Scenario = "ratelimit" // every connection limited to Options.Rate
 	ScenarioLatency   Scenario = "latency"   // Options.Latency before every response header
 	ScenarioSlowConn  Scenario = "slowconn"  // one GET (Options.SlowRequest) trickles at Options.Trickle
+	// ScenarioCap is nginx's limit_rate: every request (response) capped
+	// at Options.Rate from its first byte, so that each new request of a
+	// connection starts over at the cap's pace. The origin behaves as in
+	// ratelimit, whose cap is per response too; cap is the name issue #20
+	// measured it under, where --compare adds the oracle (N curls on the
+	// N ranges of a size known in advance). The issue's figures were for
+	//
+	//	dlflow bench --scenario cap --size 1GiB -c examples/ranged.yaml --connections 8 --compare=oracle,axel
+	ScenarioCap Scenario = "cap"
 	// ScenarioWAN is a real network's link: every TCP connection capped
 	// at Options.ConnRate over all its responses, and Options.Latency
 	// before every response header.
@@ -66,7 +75,7 @@ const (
 )
 
 // Scenarios are the scenarios of the built-in origins.
-var Scenarios = []Scenario{ScenarioPlain, ScenarioRateLimit, ScenarioLatency, ScenarioSlowConn, ScenarioWAN, ScenarioSmall, ScenarioMirrors}
+var Scenarios = []Scenario{ScenarioPlain, ScenarioRateLimit, ScenarioCap, ScenarioLatency, ScenarioSlowConn, ScenarioWAN, ScenarioSmall, ScenarioMirrors}
 
 // Origin is the server the cells download from.
 type Origin string
@@ -74,14 +83,14 @@ type Origin string
 // The origins.
 const (
 	OriginGo       Origin = "go"       // the built-in Go origin (bench/origin)
-	OriginNginx    Origin = "nginx"    // nginx serving the generated file: plain and ratelimit only (its limit_rate is per request, not per connection)
+	OriginNginx    Origin = "nginx"    // nginx serving the generated file: plain, ratelimit and cap only (its limit_rate is per request, not per connection)
 	OriginExternal Origin = "external" // Options.URL
 )
 
 // Defaults of the zero Options fields.
 const (
 	DefaultSize        = 256 << 20 // bytes of the generated file
-	DefaultRate        = 25 << 20  // bytes per second per connection, ratelimit
+	DefaultRate        = 25 << 20  // bytes per second per response, ratelimit and cap
 	DefaultTrickle     = 1 << 20   // bytes per second of the slow GET, slowconn
 	DefaultSlowRequest = 2         // which GET trickles, slowconn
 	DefaultConnRate    = 10 << 20  // bytes per second per TCP connection, wan
@@ -148,7 +157,10 @@ type Options struct {
 	// -j Jobs); axel takes no list and has no row.
 	Compare bool
 	// Tools, when not empty, are the reference tools that Compare adds
-	// (of curl, curl+fsync, aria2c, axel); empty is all of them.
+	// (of ReferenceTools); empty is all of them. The oracle runs in the
+	// scenarios of one file of the built-in origin but slowconn: N curls
+	// started at once on the N ranges of the size the bench knows, their
+	// parts then concatenated, all timed as one shell command.
 	Tools []string
 	// Runs is how many times each cell runs at least (default 1); runs go
 	// round-robin over the cells. With MaxRuns above Runs, rounds go on
@@ -175,8 +187,8 @@ type Options struct {
 	Origin Origin
 	// Size is the generated file's (default DefaultSize).
 	Size pipeline.ByteSize
-	// Rate limits every connection in the ratelimit scenario (default
-	// DefaultRate per second).
+	// Rate limits every response in the ratelimit and cap scenarios
+	// (default DefaultRate per second).
 	Rate pipeline.ByteSize
 	// Latency delays each response header in the latency, wan and small
 	// scenarios; 0 picks each one's default (DefaultLatency,
@@ -205,6 +217,11 @@ type Options struct {
 	// are then URLs' first when it has one, labelled "external".
 	URL, SHA256 string
 	URLs        []Target
+
+	// Timeline makes every dlflow cell (but the small scenario's) record
+	// its requests (dlflow get --trace-json) and keep its last measured
+	// run's, for Result.Timeline.
+	Timeline bool
 
 	// Dir holds the outputs; "" is a temporary directory, removed after.
 	Dir string
@@ -330,13 +347,18 @@ func (o Options) normalized() (Options, error) {
 		switch {
 		case !slices.Contains(Scenarios, s):
 			return o, fmt.Errorf("unknown scenario %q", s)
-		case o.Origin == OriginNginx && s != ScenarioPlain && s != ScenarioRateLimit:
-			return o, fmt.Errorf("nginx serves the plain and ratelimit scenarios only, not %s", s)
+		case o.Origin == OriginNginx && !NginxServes(s):
+			return o, fmt.Errorf("nginx serves the plain, ratelimit and cap scenarios only, not %s", s)
 		case o.Origin != OriginGo && o.Origin != OriginNginx:
 			return o, fmt.Errorf("unknown origin %q", o.Origin)
 		}
 	}
 	return o, nil
+}
+
+// NginxServes reports whether the nginx origin serves scenario s.
+func NginxServes(s Scenario) bool {
+	return s == ScenarioPlain || s == ScenarioRateLimit || s == ScenarioCap
 }
 
 // normalizedTargets checks the external URLs: one scenario per URL,
@@ -415,7 +437,7 @@ func (o Options) estimate(s Scenario, conns int) time.Duration {
 	}
 	size := int64(o.Size)
 	switch s {
-	case ScenarioRateLimit:
+	case ScenarioRateLimit, ScenarioCap:
 		return secs(size, float64(o.Rate)*float64(conns))
 	case ScenarioWAN:
 		return secs(size, float64(o.ConnRate)*float64(conns)) + 2*o.latency(s)

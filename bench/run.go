@@ -252,12 +252,11 @@ func compareToFastestReference(cells []*cell) {
 // measurements; it returns the output's sha256 ("" for a batch).
 func runOnce(ctx context.Context, c *cell, srv *server, dir string, warmup bool) (string, error) {
 	j := job{
-		url: srv.url, mirror: srv.mirror, dead: srv.dead, out: filepath.Join(dir, "out.bin"), metrics: filepath.Join(dir, "metrics.json"),
+		url: srv.url, mirror: srv.mirror, dead: srv.dead, out: filepath.Join(dir, "out.bin"), metrics: filepath.Join(dir, "metrics.json"), trace: filepath.Join(dir, "trace.json"),
 		files: srv.files, dir: filepath.Join(dir, "batch.out"), list: filepath.Join(dir, "batch.list"),
 	}
-	files := runFiles(j)
-	defer removeFiles(files)
-	if err := removeFiles(files); err != nil {
+	defer func() { removeFiles(runFiles(j)) }() // the oracle's parts exist only after the run
+	if err := removeFiles(runFiles(j)); err != nil {
 		return "", fmt.Errorf("clean up before the run: %w", err)
 	}
 	if len(j.files) > 0 {
@@ -291,7 +290,7 @@ func runOnce(ctx context.Context, c *cell, srv *server, dir string, warmup bool)
 		if err != nil {
 			return "", err
 		}
-		return "", c.record(m, bytes, stats, j.metrics, load, warmup)
+		return "", c.record(m, bytes, stats, j.metrics, j.trace, load, warmup)
 	}
 	sum, err := verify(j.out, srv.sha)
 	if err != nil {
@@ -301,7 +300,7 @@ func runOnce(ctx context.Context, c *cell, srv *server, dir string, warmup bool)
 	if err != nil {
 		return sum, err
 	}
-	return sum, c.record(m, fi.Size(), stats, j.metrics, load, warmup)
+	return sum, c.record(m, fi.Size(), stats, j.metrics, j.trace, load, warmup)
 }
 
 // commandLine is a run's argv as the results document records it: the
@@ -317,10 +316,12 @@ func commandLine(args []string) []string {
 
 // runFiles are the files a run may leave behind: the output, dlflow's
 // temporary file and its resume state, aria2c's control file, axel's state
-// file, GNU time's report and the per-stage metrics; for a batch, the
-// directory of its outputs and the list.
+// file, GNU time's report, the per-stage metrics and the oracle's parts;
+// for a batch, the directory of its outputs and the list.
 func runFiles(j job) []string {
-	return []string{j.out, j.out + ".tmp", j.out + ".tmp.state", j.out + ".aria2", j.out + ".st", j.out + ".rss", j.metrics, j.dir, j.list}
+	files := []string{j.out, j.out + ".tmp", j.out + ".tmp.state", j.out + ".aria2", j.out + ".st", j.out + ".rss", j.metrics, j.trace, j.dir, j.list}
+	parts, _ := filepath.Glob(j.out + ".part*")
+	return append(files, parts...)
 }
 
 // removeFiles removes the files (and directories, with what they hold)

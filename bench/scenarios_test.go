@@ -121,6 +121,9 @@ func TestRunWANScenario(t *testing.T) {
 			want = append(want, "curl + fsync")
 		}
 	}
+	if installed("curl") {
+		want = append(want, "oracle c=2")
+	}
 	if got := labels(res.Cells); !slices.Equal(got, want) {
 		t.Fatalf("cells %q, want %q", got, want)
 	}
@@ -322,4 +325,75 @@ func TestRunBatchCancelled(t *testing.T) {
 			t.Errorf("%s left in the directory", e.Name())
 		}
 	}
+}
+
+// TestRunCapScenarioWithOracle: the cap scenario caps every response, and
+// the oracle makes exactly N range requests on N connections, the last
+// range taking the remainder of a size that N does not divide; its output
+// is verified like any other and its parts are not left behind.
+func TestRunCapScenarioWithOracle(t *testing.T) {
+	if !installed("curl") {
+		t.Skip("curl is not installed")
+	}
+	const size = 2<<20 + 3
+	o := testOptions(t)
+	o.Scenarios, o.Compare, o.Tools, o.Runs = []Scenario{ScenarioCap}, true, []string{"oracle"}, 2
+	o.Size, o.Rate = size, 16<<20
+	o.Topologies, o.Connections = []string{example("ranged.yaml")}, []int{3}
+	res := run(t, o)
+	if got, want := labels(res.Cells), []string{"ranged c=3", "oracle c=3"}; !slices.Equal(got, want) {
+		t.Fatalf("cells %q, want %q", got, want)
+	}
+	if got, want := res.Servers[ScenarioCap], "built-in origin on 127.0.0.1, 2MiB generated, 16MiB/s per request (as nginx's limit_rate)"; !strings.HasPrefix(got, "built-in origin on 127.0.0.1, ") || !strings.HasSuffix(got, ", 16MiB/s per request (as nginx's limit_rate)") {
+		t.Errorf("server %q, want %q", got, want)
+	}
+	for _, c := range res.Cells {
+		if !c.Verified || c.Bytes != size || c.Runs != 2 || c.Error != "" {
+			t.Errorf("%s: verified %v, %d bytes, %d runs, error %q", c.Label, c.Verified, c.Bytes, c.Runs, c.Error)
+		}
+	}
+	oracle := res.Cells[1]
+	// How many are open at once is the scheduler's: curls started together
+	// may still run one after the other on a loaded machine.
+	if oracle.Tool != "oracle" || oracle.Connections != 3 || oracle.Requests != 3 || oracle.ConnsAccepted != 3 || oracle.MaxOpenConns < 1 || oracle.MaxOpenConns > 3 {
+		t.Errorf("oracle: tool %q, %d connections, %v requests on %v connections (%d at once), want 3 on 3",
+			oracle.Tool, oracle.Connections, oracle.Requests, oracle.ConnsAccepted, oracle.MaxOpenConns)
+	}
+	if !strings.HasPrefix(oracle.ToolVersion, "curl ") {
+		t.Errorf("oracle's version %q, want curl's", oracle.ToolVersion)
+	}
+	if left, _ := os.ReadDir(o.Dir); len(left) != 0 {
+		t.Errorf("%d file(s) left in Dir after the bench, such as %s", len(left), left[0].Name())
+	}
+}
+
+// TestOracleScenarios: the oracle needs a size known in advance and
+// ranges: no row in slowconn, small or for an external URL.
+func TestOracleScenarios(t *testing.T) {
+	if !installed("curl") {
+		t.Skip("curl is not installed")
+	}
+	o := Options{Size: 1 << 20, Connections: []int{2, 4}}
+	for _, s := range []Scenario{ScenarioPlain, ScenarioRateLimit, ScenarioCap, ScenarioLatency, ScenarioWAN} {
+		if got := labels(cellsOf(oracleCells(o, s))); !slices.Equal(got, []string{"oracle c=2", "oracle c=4"}) {
+			t.Errorf("%s: %q", s, got)
+		}
+	}
+	for _, s := range []Scenario{ScenarioSlowConn, ScenarioSmall, ScenarioMirrors} {
+		if got := oracleCells(o, s); len(got) != 0 {
+			t.Errorf("%s: %d oracle cells, want none", s, len(got))
+		}
+	}
+	o.Origin = OriginExternal
+	if got := oracleCells(o, ScenarioPlain); len(got) != 0 {
+		t.Errorf("external: %d oracle cells, want none", len(got))
+	}
+}
+
+func cellsOf(cs []*cell) []Cell {
+	var out []Cell
+	for _, c := range cs {
+		out = append(out, c.Cell)
+	}
+	return out
 }

@@ -60,7 +60,7 @@ func startServer(o Options, scenario Scenario, dir string) (*server, error) {
 		}
 		opts := nginx.Options{Root: root}
 		desc := fmt.Sprintf("nginx on 127.0.0.1, %v file", o.Size)
-		if scenario == ScenarioRateLimit {
+		if scenario == ScenarioRateLimit || scenario == ScenarioCap {
 			opts.LimitRate = fmt.Sprint(int64(o.Rate))
 			desc += fmt.Sprintf(", limit_rate %v/s per request", o.Rate)
 		}
@@ -85,6 +85,11 @@ func startServer(o Options, scenario Scenario, dir string) (*server, error) {
 	case ScenarioRateLimit:
 		opts.RateLimit = int64(o.Rate)
 		desc += fmt.Sprintf(", %v/s per connection", o.Rate)
+	case ScenarioCap:
+		// RateLimit paces each response from its first byte, as nginx's
+		// limit_rate does each request.
+		opts.RateLimit = int64(o.Rate)
+		desc += fmt.Sprintf(", %v/s per request (as nginx's limit_rate)", o.Rate)
 	case ScenarioLatency:
 		opts.Latency = o.latency(scenario)
 		desc += fmt.Sprintf(", %v before each response", opts.Latency)

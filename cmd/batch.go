@@ -170,7 +170,6 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 		display: display,
 		quiet:   flags.log.quiet,
 		json:    flags.json,
-		lines:   map[*dlflow.Request]int{},
 		bars:    map[*dlflow.Request]*progress.Bar{},
 	}
 	readErr := b.run(ctx, client, bf.jobs, list, shard, file)
@@ -224,12 +223,11 @@ type batch struct {
 	json    bool
 	display *progress.Display // the shared progress display on a terminal, or nil
 	// metalink: the requests are the files of a Metalink (getMetalink),
-	// lines holds their indexes.
+	// labelled "file N".
 	metalink bool
 
-	mu    sync.Mutex
-	lines map[*dlflow.Request]int // request -> its line in the list
-	bars  map[*dlflow.Request]*progress.Bar
+	mu   sync.Mutex
+	bars map[*dlflow.Request]*progress.Bar // of the running downloads
 
 	// Counted by run's goroutine alone.
 	ok, failed, stopped int
@@ -301,9 +299,6 @@ func (b *batch) request(e dlflow.ListEntry) *dlflow.Request {
 			b.mu.Unlock()
 		}
 	}
-	b.mu.Lock()
-	b.lines[&r] = e.Line
-	b.mu.Unlock()
 	return &r
 }
 
@@ -318,15 +313,14 @@ func (b *batch) report(ctx context.Context, r dlflow.BatchResult) {
 	err := cliError(r.Err, r.Result)
 	var claimed *dlflow.OutputClaimedError
 	if errors.As(err, &claimed) {
-		b.mu.Lock()
-		line := b.lines[claimed.By]
-		b.mu.Unlock()
-		err = fmt.Errorf("%s is already the output of line %d of the list; write a name after the URL", claimed.Path, line)
+		// By's Label names its line ("line 7", "URL 2"): a map of every
+		// request's line would grow with the list.
+		err = fmt.Errorf("%s is already the output of %s of the list; write a name after the URL", claimed.Path, claimed.By.Label)
 		if b.args {
-			err = fmt.Errorf("%s is already the output of URL %d of the command line; name them in a list (-i) to keep both", claimed.Path, line)
+			err = fmt.Errorf("%s is already the output of %s of the command line; name them in a list (-i) to keep both", claimed.Path, claimed.By.Label)
 		}
 		if b.metalink {
-			err = fmt.Errorf("%s is already the output of file %d of the metalink, of the same name", claimed.Path, line)
+			err = fmt.Errorf("%s is already the output of %s of the metalink, of the same name", claimed.Path, claimed.By.Label)
 		}
 	}
 	redacted := httpx.RedactURL(r.Request.URL)

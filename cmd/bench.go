@@ -33,6 +33,7 @@ type benchFlags struct {
 	markdown bool
 	csv      string
 	plot     string
+	timeline string
 	version  bool
 }
 
@@ -80,6 +81,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		if err != nil {
 			return fail(stderr, fmt.Errorf("--plot: %w", err))
+		}
+	}
+	if f.timeline != "" {
+		if err := writeTimeline(f.timeline, res.Timeline()); err != nil {
+			return fail(stderr, fmt.Errorf("--timeline: %w", err))
 		}
 	}
 	if f.csv != "" {
@@ -153,7 +159,7 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	fs.StringArrayVar(&o.Sets, "set", nil, "set a config key in every topology, e.g. --set stages.write.config.fsync=false (repeatable)")
 	varies := fs.StringArray("vary", nil, "a config key and a comma list of values, one cell each, e.g. --vary stages.write.config.direct=always,never (repeatable: every combination)")
 	scenarios := fs.StringSlice("scenario", []string{string(dlbench.ScenarioPlain)}, "origin behaviour, repeatable or a comma list: "+scenarioNames)
-	rate := fs.String("rate", "25MiB", "per-connection rate limit of the ratelimit scenario")
+	rate := fs.String("rate", "25MiB", "per-request (per-response) rate limit of the ratelimit and cap scenarios")
 	fs.DurationVar(&o.Latency, "latency", 0, "delay before each response header in the latency, wan and small scenarios (default 20ms, 100ms and 50ms)")
 	connRate := fs.String("conn-rate", "10MiB", "cap of every TCP connection in the wan scenario (and of the primary in mirrors), per second, over all its responses")
 	mirrorRate := fs.String("mirror-rate", "4MiB", "cap of every TCP connection of the mirror in the mirrors scenario, per second")
@@ -162,7 +168,7 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	fs.IntVar(&o.Jobs, "jobs", dlbench.DefaultJobs, "files downloaded at once in the small scenario (dlflow --jobs, xargs -P for curl, aria2c -j)")
 	trickle := fs.String("trickle", "1MiB", "rate of the one slow GET of the slowconn scenario, per second")
 	fs.IntVar(&o.SlowRequest, "slow-request", dlbench.DefaultSlowRequest, "which GET trickles in the slowconn scenario (1: the first; single-stream downloads make only one)")
-	origin := fs.String("origin", string(dlbench.OriginGo), "serve the generated file from the built-in Go origin (go) or a real nginx (nginx: plain and ratelimit)")
+	origin := fs.String("origin", string(dlbench.OriginGo), "serve the generated file from the built-in Go origin (go) or a real nginx (nginx: plain, ratelimit and cap)")
 	urls := fs.StringArray("url", nil, "benchmark an external [LABEL=]URL instead of the built-in origin (no scenarios); repeatable, a table each")
 	sums := fs.StringArray("sha256", nil, "expected [LABEL=]sha256 (hex) of --url; without it the outputs are reported unverified")
 	compare := fs.String("compare", "", "add reference rows on the same origin: --compare for all installed of "+strings.Join(dlbench.ReferenceTools, ", ")+", or a comma list (--compare=curl,axel)")
@@ -172,6 +178,7 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	fs.BoolVar(&f.markdown, "markdown", false, "print the tables in Markdown, for a report")
 	fs.StringVar(&f.csv, "csv", "", "also write one row per run to this CSV file")
 	fs.StringVar(&f.plot, "plot", "", "write a chart of median throughput to this file, SVG or, named .png, PNG: a line against the swept value for a sweep of --connections, --piece or one --vary, else a bar per cell")
+	fs.StringVar(&f.timeline, "timeline", "", "trace the last run of each dlflow cell and draw where its time went to this file: SVG, PNG (.png) or JSON (.json): a lane per connection, each request a bar (sent, header, rate), steals, retries and drops, and the stages' busy time")
 	fs.StringVar(&o.Dir, "dir", "", "directory for the outputs (default: a temporary directory)")
 	fs.Usage = func() { printUsage(fs, stdout, benchUsageHead, benchUsageTail) }
 	if err := fs.Parse(args); err != nil {
@@ -214,6 +221,7 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	if o.Target <= 0 || o.Warmup < 0 || o.MaxTime < 0 {
 		return nil, usagef("--target must be positive, --warmup and --max-time not negative")
 	}
+	o.Timeline = f.timeline != ""
 	if f.json == "-" && f.markdown {
 		return nil, usagef("--json and --markdown both choose the output: pick one")
 	}
@@ -294,8 +302,8 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	case dlbench.OriginGo:
 	case dlbench.OriginNginx:
 		for _, s := range o.Scenarios {
-			if s != dlbench.ScenarioPlain && s != dlbench.ScenarioRateLimit {
-				return nil, usagef("--origin nginx serves the plain and ratelimit scenarios only, not %s", s)
+			if !dlbench.NginxServes(s) {
+				return nil, usagef("--origin nginx serves the plain, ratelimit and cap scenarios only, not %s", s)
 			}
 		}
 	default:
@@ -379,6 +387,22 @@ func writeFile(path string, write func(io.Writer) error) error {
 	return f.Close()
 }
 
+// writeTimeline writes t to path as SVG, PNG or JSON, by its extension.
+func writeTimeline(path string, t dlbench.Timeline) error {
+	render := t.SVG
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".png":
+		render = t.PNG
+	case ".json":
+		render = t.JSON
+	}
+	data, err := render()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
 // splitList splits a comma list, dropping blanks.
 // scenarioNames lists the built-in origin's scenarios for help and errors.
 var scenarioNames = func() string {
@@ -425,7 +449,10 @@ throughput, median time, peak RSS, CPU time, the memory bound (as validate
 computes it), and the stage that limits the run (from per-stage queue
 fills). Needs no network unless --url is given.
 
-Scenarios: plain; ratelimit (--rate per response); latency (--latency
+Scenarios: plain; ratelimit (--rate per response); cap (--rate per
+request, as nginx's limit_rate: the same origin as ratelimit, issue #20's
+name; --compare=oracle adds N curls started at once on the N ranges of a
+size known in advance); latency (--latency
 per response); slowconn (one GET, --slow-request, trickles at --trickle);
 wan (every TCP connection capped at --conn-rate over all its responses,
 and --latency, 100ms, per response); small (--files files of --file-size,
@@ -445,6 +472,8 @@ Examples:
   dlflow bench --scenario ratelimit,slowconn --compare --plot bench.svg
   dlflow bench --scenario wan,small --compare
   dlflow bench --origin nginx --scenario ratelimit --compare
+  dlflow bench --scenario cap --size 1GiB -c examples/ranged.yaml --connections 8 --compare=oracle,axel
+  dlflow bench --scenario cap -c examples/ranged.yaml --runs 1 --timeline cap.svg
   dlflow bench --url https://example.com/big.iso --sha256 HEX --runs 1
 
 Flags:

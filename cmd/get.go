@@ -35,6 +35,7 @@ type getFlags struct {
 	json         bool
 	noProgress   bool
 	metricsJSON  string // hidden: bench's child writes per-stage metrics here (bench_metrics.go)
+	traceJSON    string // hidden: bench's child writes its request trace here (bench_metrics.go)
 	cpuProfile   string
 	skipExisting bool
 	batch        batchFlags  // -i LIST and its flags; see batch.go
@@ -74,6 +75,8 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.BoolVar(&f.noProgress, "no-progress", false, "no progress bar, even on a terminal")
 	fs.StringVar(&f.metricsJSON, "metrics-json", "", "write per-stage metrics as JSON to this file (for bench)")
 	_ = fs.MarkHidden("metrics-json")
+	fs.StringVar(&f.traceJSON, "trace-json", "", "write the run's requests, steals, retries and stage busy time as JSON to this file (for bench --timeline)")
+	_ = fs.MarkHidden("trace-json")
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of the download to this file, for go tool pprof")
 	f.batch.register(fs)
 	f.compat.register(fs, &f.batch.dir)
@@ -118,7 +121,7 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}()
 	streamed := toStdout(fs)
 	if streamed {
-		if err := checkStdout(fs, flags); err != nil {
+		if err := checkStdout(fs, flags, stdout); err != nil {
 			return fail(stderr, err)
 		}
 		defer catchSIGPIPE()()
@@ -177,6 +180,9 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		err = writeRunMetrics(flags.metricsJSON, req.Metrics)
 	}
+	if err == nil {
+		err = writeRunTrace(flags.traceJSON, req.Trace)
+	}
 	return rep.exit(requestURL(fs), res, err)
 }
 
@@ -215,6 +221,7 @@ func newRequest(fs *pflag.FlagSet, flags *getFlags) (*dlflow.Request, error) {
 		Sets:         flags.sets,
 		Environ:      os.Environ(),
 		Metrics:      newRunMetrics(flags.metricsJSON),
+		Trace:        newRunTrace(flags.traceJSON),
 		Mirrors:      flags.mirrors,
 		Metalink:     flags.metalink,
 		Dir:          flags.batch.dir,
@@ -384,6 +391,8 @@ func cliError(err error, res *dlflow.Result) error {
 		return metalinkFilesError(fe)
 	case isBrokenPipe(err):
 		return &writeError{err}
+	case errors.Is(err, dlflow.ErrForeignTmp):
+		return fmt.Errorf("%w; move it away, or pass --overwrite to replace it", err)
 	case errors.Is(err, dlflow.ErrOutputExists):
 		return fmt.Errorf("%w; pass --overwrite to replace it, --skip-existing to keep it, or -N to replace it only with a newer copy", err)
 	case errors.As(err, new(*dlflow.MaxTimeError)):

@@ -75,9 +75,8 @@ func getMetalink(ctx context.Context, fs *pflag.FlagSet, flags *getFlags, stdout
 	}
 	ch := make(chan *dlflow.Request, len(reqs))
 	b := &batch{base: base, dir: bf.dir, stdout: stdout, stderr: stderr, quiet: flags.log.quiet, json: flags.json, metalink: true,
-		lines: map[*dlflow.Request]int{}, bars: map[*dlflow.Request]*progress.Bar{}}
+		bars: map[*dlflow.Request]*progress.Bar{}}
 	for _, r := range reqs {
-		b.lines[r] = r.MetalinkFile
 		ch <- r
 	}
 	close(ch)

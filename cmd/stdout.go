@@ -53,9 +53,9 @@ func openStream(fs *pflag.FlagSet) (*os.File, error) {
 }
 
 // checkStdout refuses what does not go with -o -, before any I/O: the
-// flags that concern a file, and --json, whose summary would land in the
-// middle of the bytes on stdout.
-func checkStdout(fs *pflag.FlagSet, flags *getFlags) error {
+// flags that concern a file, --json, whose summary would land in the
+// middle of the bytes on stdout, and a stdout that was closed.
+func checkStdout(fs *pflag.FlagSet, flags *getFlags, stdout io.Writer) error {
 	switch {
 	case isBatch(fs):
 		return usagef("-o - writes one download to stdout; it does not go with -i LIST (nor --jobs, --dir, --max-per-host, --shard)")
@@ -67,6 +67,9 @@ func checkStdout(fs *pflag.FlagSet, flags *getFlags) error {
 	if overwrite, _ := fs.GetBool("overwrite"); overwrite {
 		return usagef("--overwrite does not go with -o -: stdout is no file to replace")
 	}
+	if f, ok := stdout.(*os.File); ok && stdoutClosed(f) {
+		return &writeError{errStdoutClosed}
+	}
 	return nil
 }
 
@@ -76,8 +79,16 @@ func checkStdout(fs *pflag.FlagSet, flags *getFlags) error {
 type writeError struct{ err error }
 
 func (e *writeError) Error() string {
+	if errors.Is(e.err, errStdoutClosed) {
+		return e.err.Error()
+	}
 	return "stdout closed by its reader (broken pipe); download stopped"
 }
+
+// errStdoutClosed is the error of -o - when the process started with fd 1
+// closed (see stdoutClosed): exit 23, before any request, as curl's
+// "write error" does, rather than exit 0 with every byte thrown away.
+var errStdoutClosed = errors.New("stdout is closed; nothing would receive the download (to throw the bytes away, use -o /dev/null)")
 
 func (e *writeError) Unwrap() error { return e.err }
 

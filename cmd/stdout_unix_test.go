@@ -107,3 +107,50 @@ func TestStdoutReaderGoesAway(t *testing.T) {
 	}
 	assertEmptyDir(t, dir)
 }
+
+// `dlflow URL -o - >&-`: stdout closed at start. The runtime puts
+// /dev/null on fd 1, which took every byte with exit 0; the CLI exits 23
+// with one line, before any request. `-o - > /dev/null`, asked for
+// plainly, still downloads (exit 0).
+func TestStdoutClosedAtStart(t *testing.T) {
+	const size, seed = 1<<20 + 3, 5
+	srv := startOrigin(t, origin.Options{Size: size, Seed: seed})
+	for _, tc := range []struct {
+		redirect string
+		code     int
+	}{{">&-", exitWrite}, {">/dev/null", 0}} {
+		srv.ResetStats()
+		dir := t.TempDir()
+		// sh closes or redirects fd 1, then execs the test binary as the CLI.
+		cmd := exec.Command("/bin/sh", "-c", `exec "$0" "$@" `+tc.redirect, os.Args[0], srv.URL(), "-o", "-")
+		cmd.Env = append(os.Environ(), cliEnv+"=1", "GORACE=atexit_sleep_ms=0")
+		cmd.Dir = dir
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code {
+			t.Fatalf("%s: exit %d, want %d; stderr:\n%s", tc.redirect, code, tc.code, stderr.String())
+		}
+		served := srv.Stats().BytesServed
+		if tc.code == 0 {
+			if served < size {
+				t.Errorf("%s: served %d bytes of %d", tc.redirect, served, size)
+			}
+		} else {
+			if got := stderr.String(); got != "dlflow: "+errStdoutClosed.Error()+"\n" {
+				t.Errorf("%s: stderr %q", tc.redirect, got)
+			}
+			if n := srv.Stats().Requests; n != 0 {
+				t.Errorf("%s: %d requests, want none", tc.redirect, n)
+			}
+		}
+		assertEmptyDir(t, dir)
+	}
+}

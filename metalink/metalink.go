@@ -11,10 +11,11 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/dlflow/dlflow/httpx"
 )
 
 // Limits on what Parse accepts.
@@ -241,12 +242,9 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// safeName reduces a name from the document to a base name: no
-// directories, no "..", no control characters.
+// safeName reduces a name from the document to a base name as a
+// Content-Disposition name is (httpx.SafeFileName: no directories, no
+// leading dots, no control or bidirectional characters).
 func safeName(name string) string {
-	name = path.Base(strings.ReplaceAll(strings.TrimSpace(name), `\`, "/"))
-	if name == "." || name == ".." || name == "/" || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return ""
-	}
-	return name
+	return httpx.SafeFileName(strings.TrimSpace(name))
 }

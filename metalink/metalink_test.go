@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"strings"
 	"testing"
+
+	"github.com/dlflow/dlflow/httpx"
 )
 
 const sample = `<?xml version="1.0" encoding="UTF-8"?>
@@ -97,6 +99,7 @@ func FuzzMetalink(f *testing.F) {
 	f.Add([]byte(sampleDoc()))
 	f.Add([]byte(`<metalink><file name="a"><size>3</size><pieces length="1" type="sha-1"><hash>00</hash></pieces><url>http://x/</url></file></metalink>`))
 	f.Add([]byte(`<metalink><file><url priority="999999">https://h/p?q</url></file></metalink>`))
+	f.Add([]byte("<metalink><file name=\".bashrc\u202e\"><url>http://x/</url></file></metalink>"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := Parse(bytes.NewReader(data), "")
 		if err != nil {
@@ -115,6 +118,9 @@ func FuzzMetalink(f *testing.F) {
 		}
 		if strings.ContainsAny(file.Name, "/\\") || file.Name == ".." {
 			t.Fatalf("name %q", file.Name)
+		}
+		if file.Name != httpx.SafeFileName(file.Name) {
+			t.Fatalf("name %q is not as a Content-Disposition name is cleaned", file.Name)
 		}
 		if p := file.Pieces; p != nil {
 			if file.Size < 0 || p.Length < 1 || int64(len(p.Hashes)) != (file.Size+p.Length-1)/p.Length {

@@ -61,6 +61,22 @@ type Verification struct {
 	// Source says where the expected digest came from: "checksum" (the
 	// config) or "the server's digest".
 	Source string
+	// Pieces is how many of the resource's piece hashes (Resource.Pieces)
+	// the stage verified; all of them once the run succeeded, when it
+	// checks pieces at all.
+	Pieces int
+}
+
+// PieceVerifier is implemented by a stage that verifies the resource's
+// piece hashes (Resource.Pieces) on the bytes it passes, whatever the
+// stages before it (hash.tap). A download with piece hashes needs one that
+// sees the resource's bytes: no stage before it reshapes them
+// (Spec.Reshapes). A stage that fetches ranges and checks the pieces of
+// some answers only (http.reader) is not one.
+type PieceVerifier interface {
+	Verifier
+	// VerifiesPieces reports that the stage checks Resource.Pieces.
+	VerifiesPieces() bool
 }
 
 // Reporters returns the stage values of g that implement T, in the order of

@@ -26,14 +26,16 @@ type Resource struct {
 	// Pieces, when set, are digests of the resource's consecutive pieces
 	// (a Metalink file's). A stage that fetches ranges verifies each
 	// piece before it sends its bytes on, and takes a piece that fails
-	// from another source.
+	// from another source; a PieceVerifier (hash.tap) verifies every
+	// piece of the bytes it sees, whichever stage fetched them.
 	Pieces *PieceHashes
 	// Requested is the URL the download was asked for, before redirects:
 	// the one that names it across runs (a redirect may carry a new
 	// signature each time). It may hold credentials: never store or log
 	// it unredacted.
 	Requested string
-	// Size is the length in bytes, or -1 when the server did not say.
+	// Size is the length in bytes (the server's, or a Metalink's when the
+	// server did not say), or -1 when unknown.
 	Size int64
 	// ETag and LastModified are the validators of the version being
 	// downloaded; ranged requests send them in If-Range so that a changed

@@ -58,6 +58,9 @@ type RunOptions struct {
 	// blocked in sends, and input queue fill sampled every Metrics.Interval
 	// by one goroutine that stops before Run returns.
 	Metrics *Metrics
+	// Trace, when set, records the requests of the stages that fetch
+	// ranges and the busy time of those that receive chunks (see Trace).
+	Trace *Trace
 	// Transferred, when set, is called once every replica of every stage
 	// returned nil, before any Finish: the stages hold every byte and
 	// need the network no more, and what is left is to make the output
@@ -177,6 +180,7 @@ func (g *Graph) newRun(opts RunOptions) *run {
 			Have:     have,
 			Workers:  n.Workers,
 			Reshaped: n.reshaped,
+			Trace:    opts.Trace,
 		}
 		if len(n.inputs) == 0 {
 			continue
@@ -303,6 +307,9 @@ func (r *run) runStages(parent context.Context) error {
 		alive.Store(int32(n.Workers))
 		for replica := range n.Workers {
 			io := IO{Replica: replica, Ranges: r.rangesIn[n], Chunks: r.chunksIn[n], metrics: r.stageMets[n]}
+			if n.in != Ranges && len(n.inputs) > 0 {
+				io.busy = r.envs[n].Trace.busyOf(n.ID, replica)
+			}
 			if c := n.consumer; c != nil {
 				io.chunksOut, io.rangesOut = r.chunksIn[c], r.rangesIn[c]
 			}

@@ -104,6 +104,9 @@ type Env struct {
 	// output's, not the resource's, so a sink must not check them against
 	// Resource.Size nor resume by them.
 	Reshaped bool
+	// Trace, when set, records the run's requests and events for a
+	// timeline (see Trace); nil is off, and its methods do nothing.
+	Trace *Trace
 }
 
 // IO is a stage's view of its edges. Only the input that matches the flow the
@@ -120,6 +123,7 @@ type IO struct {
 	chunksOut chan<- Chunk
 	rangesOut chan<- Range
 	metrics   *stageMetrics // nil unless RunOptions.Metrics is set
+	busy      *traceBusy    // nil unless RunOptions.Trace is set
 }
 
 // Send hands c to the next stage and with it the ownership of c. It blocks
@@ -171,7 +175,14 @@ func (io IO) sendCounted(ctx context.Context, c Chunk) error {
 // directly works too; Recv also tells the run's Metrics how long the stage
 // waited for input, which is how it knows the stage's busy time.
 func (io IO) Recv(ctx context.Context) (c Chunk, ok bool, err error) {
-	return recv(ctx, io.Chunks, io.metrics)
+	if io.busy == nil {
+		return recv(ctx, io.Chunks, io.metrics)
+	}
+	io.busy.idle()
+	if c, ok, err = recv(ctx, io.Chunks, io.metrics); ok {
+		io.busy.working()
+	}
+	return c, ok, err
 }
 
 // RecvRange is Recv for a stage that consumes ranges.

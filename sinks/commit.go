@@ -78,11 +78,27 @@ func (s *FileSink) keep(env *pipeline.Env) {
 		} else if err != nil {
 			env.Log.Warn().Err(err).Str("path", s.tmp).Msg("could not save the resume state; a rerun starts over")
 		}
+	} else if err := s.markOurs(env); errors.Is(err, errReplaced) {
+		s.disown(env, err)
+		return
+	} else if err != nil {
+		env.Log.Warn().Err(err).Str("path", s.tmp).Msg("could not save the resume state; a rerun needs overwrite to replace the partial download")
 	}
 	s.mu.Lock()
 	have := s.have.Len()
 	s.mu.Unlock()
 	env.Log.Info().Str("path", s.tmp).Int64("bytes", have).Bool("resumable", s.state != nil).Msg("kept partial download")
+}
+
+// markOurs saves, beside a PATH.tmp that cannot be resumed, a state of no
+// ranges: it claims no byte, so a rerun starts over, but it says that
+// dlflow left the file, which a rerun may then empty (see checkOurs).
+func (s *FileSink) markOurs(env *pipeline.Env) error {
+	if err := s.checkTmp(s.file); err != nil {
+		return err
+	}
+	st := stateFor(env.Resource)
+	return writeState(s.statePath(), &st)
 }
 
 // remove deletes the state and PATH.tmp, still locked, and logs done at

@@ -42,6 +42,11 @@ import (
 //     appears while the download runs (rename with RENAME_NOREPLACE on
 //     Linux, link and remove on other Unix systems, MoveFileEx without
 //     MOVEFILE_REPLACE_EXISTING on Windows).
+//   - Nor is a PATH.tmp that dlflow did not leave: one that holds bytes
+//     and has no state beside it (see checkOurs) refuses the run with a
+//     *ForeignTmpError, and only Overwrite empties it. A PATH.tmp that a
+//     failed run keeps always has its state, one of no ranges when the
+//     run could not be resumed.
 //   - Only regular files are opened, replaced or removed: a symlink at
 //     PATH.tmp is never followed, and a symlink, FIFO, device or directory
 //     at PATH.tmp or its state refuses the run; opening never blocks (a
@@ -198,6 +203,24 @@ func (e *OutputExistsError) Error() string {
 }
 
 func (e *OutputExistsError) Unwrap() error { return ErrOutputExists }
+
+// ErrForeignTmp is what a file sink's error wraps when PATH.tmp holds
+// bytes that are not a partial download of dlflow (it has no resume state
+// beside it) and Overwrite is off: starting over would destroy them. Test
+// for it with errors.Is.
+var ErrForeignTmp = errors.New("not a partial download of dlflow")
+
+// ForeignTmpError names the PATH.tmp in the way; it wraps ErrForeignTmp.
+type ForeignTmpError struct {
+	Path string
+	Size int64
+}
+
+func (e *ForeignTmpError) Error() string {
+	return fmt.Sprintf("%s exists (%d bytes) and is not a partial download of dlflow (no resume state beside it)", e.Path, e.Size)
+}
+
+func (e *ForeignTmpError) Unwrap() error { return ErrForeignTmp }
 
 // ErrBusy is what a file sink's error wraps when another download, in
 // this process or another, is writing the same output: it holds the lock

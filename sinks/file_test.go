@@ -213,7 +213,9 @@ func TestFileSinkReplacesStaleTmp(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := payload(chunk + 1)
-	g := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
+	cfg := fileCfg(out, sinks.ModeSequential)
+	cfg.Overwrite = true // a PATH.tmp with no state is replaced only then
+	g := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", cfg, 1)
 	if err := g.Preflight(zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
@@ -616,5 +618,44 @@ func BenchmarkFileSinkSequential(b *testing.B) {
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// TestFileSinkKeepsForeignTmp: a PATH.tmp that holds bytes and has no
+// state beside it is not dlflow's: without Overwrite the run fails with a
+// *ForeignTmpError naming it, before any byte is fetched, and the file
+// keeps its bytes. An empty one is taken.
+func TestFileSinkKeepsForeignTmp(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.bin")
+	mine := []byte("the user's own file")
+	if err := os.WriteFile(out+".tmp", mine, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := payload(chunk + 1)
+	var sent []pipeline.Range
+	g := newRig(t).build(t, sendMissing(data, chunk, &sent), "file.sink", fileCfg(out, sinks.ModePositional), 1)
+	err := runWith(t, g, resource(int64(len(data)), `"v1"`), new(bytes.Buffer))
+	var fe *sinks.ForeignTmpError
+	if !errors.As(err, &fe) || fe.Path != out+".tmp" || !errors.Is(err, sinks.ErrForeignTmp) {
+		t.Fatalf("Run: %v, want a ForeignTmpError for %s", err, out+".tmp")
+	}
+	if len(sent) != 0 {
+		t.Errorf("sent %v for a refused run", sent)
+	}
+	if got := readFile(t, out+".tmp"); !bytes.Equal(got, mine) {
+		t.Fatalf("PATH.tmp now holds %q", got)
+	}
+	assertMissing(t, out)
+	assertMissing(t, out+".tmp.state")
+
+	if err := os.Truncate(out+".tmp", 0); err != nil {
+		t.Fatal(err)
+	}
+	g = newRig(t).build(t, sendMissing(data, chunk, &sent), "file.sink", fileCfg(out, sinks.ModePositional), 1)
+	if err := runWith(t, g, resource(int64(len(data)), `"v1"`), new(bytes.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, out); !bytes.Equal(got, data) {
+		t.Fatal("output differs from the data")
 	}
 }

@@ -98,7 +98,7 @@ func TestFileSinkNothingReceivedNothingKept(t *testing.T) {
 	failFirst := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error { return errCut }
 	for _, tc := range []struct {
 		name   string
-		before string // "" nothing, "stale": a PATH.tmp without state, "partial": a resumable one
+		before string // "" nothing, "stale": a PATH.tmp with an unreadable state, "partial": a resumable one
 		start  bool   // a Start fails, rather than the first request
 		kept   bool
 	}{
@@ -116,6 +116,9 @@ func TestFileSinkNothingReceivedNothingKept(t *testing.T) {
 				switch tc.before {
 				case "stale":
 					if err := os.WriteFile(out+".tmp", []byte("stale"), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(out+".tmp.state", []byte("{"), 0o600); err != nil {
 						t.Fatal(err)
 					}
 				case "partial":
@@ -176,7 +179,9 @@ func TestFileSinkStartsOverInPlace(t *testing.T) {
 	defer staleFile.Close()
 	data := payload(3 * chunk)
 	r := newRig(t)
-	g := r.build(t, failAfter(r, data, []int{0}), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
+	cfg := fileCfg(out, sinks.ModeSequential)
+	cfg.Overwrite = true // a PATH.tmp with no state is replaced only then
+	g := r.build(t, failAfter(r, data, []int{0}), "file.sink", cfg, 1)
 	var logs bytes.Buffer
 	if err := runWith(t, g, resource(int64(len(data)), `"v1"`), &logs); !errors.Is(err, errCut) {
 		t.Fatal(err)

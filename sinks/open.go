@@ -234,6 +234,11 @@ func (s *FileSink) checkTmp(f *os.File) error {
 // and starts over when that is nothing: it removes the stale state, then
 // empties f. It returns the present ranges.
 func (s *FileSink) prepare(env *pipeline.Env, f *os.File, created bool, notResumable string) ([]pipeline.Range, error) {
+	if !created {
+		if err := s.checkOurs(f); err != nil {
+			return nil, err
+		}
+	}
 	why, detail := "", ""
 	switch {
 	case created:
@@ -277,6 +282,30 @@ func (s *FileSink) prepare(env *pipeline.Env, f *os.File, created bool, notResum
 		return nil, fmt.Errorf("start over: %w", err)
 	}
 	return nil, nil
+}
+
+// checkOurs refuses, unless Overwrite, a PATH.tmp f that holds bytes and
+// has no state beside it: dlflow did not leave it (a download that fails
+// keeps a state beside its PATH.tmp, see keep), so it may be a file of
+// the user's own, such as notes.txt.tmp beside -o notes.txt, which
+// starting over would empty. An empty one loses nothing. A download
+// killed before its first checkpoint leaves such a PATH.tmp too; the
+// error says how to replace it.
+func (s *FileSink) checkOurs(f *os.File) error {
+	if s.overwrite {
+		return nil
+	}
+	if _, err := os.Lstat(s.statePath()); !errors.Is(err, fs.ErrNotExist) {
+		return nil // a state, even one that is unreadable or stale, is dlflow's
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() == 0 {
+		return nil
+	}
+	return &ForeignTmpError{Path: s.tmp, Size: fi.Size()}
 }
 
 // resumeFrom returns the ranges of PATH.tmp (f) that this run may keep,

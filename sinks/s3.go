@@ -65,7 +65,10 @@ type ObjectURL struct{ Bucket, Key string }
 
 func (o ObjectURL) String() string { return "s3://" + o.Bucket + "/" + o.Key }
 
-// ParseObjectURL parses s3://bucket/key; the key may hold slashes.
+// ParseObjectURL parses s3://bucket/key; the key may hold slashes, but no
+// empty, "." or ".." segment: S3 stores such a key as it is, but clients
+// and tools that map keys to paths (and some services, which normalize
+// the request path) take it for another object, or none.
 func ParseObjectURL(raw string) (ObjectURL, error) {
 	rest, ok := strings.CutPrefix(raw, "s3://")
 	if !ok {
@@ -75,8 +78,23 @@ func ParseObjectURL(raw string) (ObjectURL, error) {
 	if bucket == "" || key == "" || strings.HasSuffix(key, "/") {
 		return ObjectURL{}, fmt.Errorf("object %q: want s3://bucket/key with a bucket and a key that does not end in /", raw)
 	}
+	for seg := range strings.SplitSeq(key, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return ObjectURL{}, fmt.Errorf("object %q: the key has an empty, \".\" or \"..\" segment; name the object by its plain path", raw)
+		}
+	}
 	return ObjectURL{Bucket: bucket, Key: key}, nil
 }
+
+// ErrNoBucket is what an s3.sink's error wraps when the bucket of its
+// object does not exist. Test for it with errors.Is.
+var ErrNoBucket = errors.New("no such bucket")
+
+// NoBucketError names the missing bucket; it wraps ErrNoBucket.
+type NoBucketError struct{ Bucket string }
+
+func (e *NoBucketError) Error() string { return fmt.Sprintf("bucket %s does not exist", e.Bucket) }
+func (e *NoBucketError) Unwrap() error { return ErrNoBucket }
 
 var s3Def = pipeline.Def[S3Config]{
 	Type:     "s3.sink",
@@ -116,7 +134,8 @@ func init() { builtin(s3Def.Spec()) }
 //
 // Lifecycle, and what is visible when:
 //   - Preflight refuses an existing object unless overwrite is set
-//     (HeadObject; an *OutputExistsError).
+//     (HeadObject; an *OutputExistsError), and a missing bucket (a
+//     *NoBucketError).
 //   - Start begins a multipart upload and writes a small state object
 //     beside the object, KEY.dlflow-upload, holding the upload id, the
 //     part size and the source's validators (size, ETag, Last-Modified,
@@ -197,7 +216,8 @@ func (s *S3Sink) closeIdle() {
 	}
 }
 
-// Preflight refuses an existing object unless overwrite is set.
+// Preflight refuses an existing object unless overwrite is set, and a
+// missing bucket (a *NoBucketError).
 func (s *S3Sink) Preflight(env *pipeline.Env) error {
 	if err := s.connect(); err != nil {
 		return err
@@ -208,18 +228,30 @@ func (s *S3Sink) Preflight(env *pipeline.Env) error {
 	return s.refuseExisting(ctx)
 }
 
+// refuseExisting refuses an existing object unless overwrite is set, and
+// a missing bucket: the answer to HEAD of a missing object in a missing
+// bucket has no body, so no code that tells them apart, and the bucket
+// is asked about when the object is not found.
 func (s *S3Sink) refuseExisting(ctx context.Context) error {
-	if s.cfg.Overwrite {
-		return nil
+	if !s.cfg.Overwrite {
+		_, err := s.client.StatObject(ctx, s.obj.Bucket, s.obj.Key, minio.StatObjectOptions{})
+		switch {
+		case err == nil:
+			return &OutputExistsError{Path: s.obj.String()}
+		case isNoSuchBucket(err):
+			return &NoBucketError{Bucket: s.obj.Bucket}
+		case !isNotFound(err):
+			return fmt.Errorf("head %s: %w", s.obj, err)
+		}
 	}
-	_, err := s.client.StatObject(ctx, s.obj.Bucket, s.obj.Key, minio.StatObjectOptions{})
+	ok, err := s.client.BucketExists(ctx, s.obj.Bucket)
 	switch {
-	case err == nil:
-		return &OutputExistsError{Path: s.obj.String()}
-	case isNotFound(err):
-		return nil
+	case err != nil:
+		return fmt.Errorf("head bucket %s: %w", s.obj.Bucket, err)
+	case !ok:
+		return &NoBucketError{Bucket: s.obj.Bucket}
 	}
-	return fmt.Errorf("head %s: %w", s.obj, err)
+	return nil
 }
 
 // partSizeFor is the part size for a resource of size bytes (-1:
@@ -247,6 +279,9 @@ func (s *S3Sink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Rang
 	st, err := s.readState(ctx)
 	if errors.Is(err, errNoState) {
 		return nil, nil, nil
+	}
+	if errors.Is(err, ErrNoBucket) {
+		return nil, nil, err
 	}
 	if err != nil {
 		// A state that cannot be read is not trusted, nor kept.

@@ -1,8 +1,15 @@
 package sinks
 
 import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/dlflow/dlflow/pipeline"
 )
 
 func TestS3PartSizeFor(t *testing.T) {
@@ -30,7 +37,13 @@ func TestS3ParseObjectURL(t *testing.T) {
 	if err != nil || o.Bucket != "bucket" || o.Key != "a/b.iso" || o.String() != "s3://bucket/a/b.iso" {
 		t.Fatalf("got %+v, %v", o, err)
 	}
-	for _, bad := range []string{"s3://bucket", "s3://bucket/", "s3:///key", "s3://b/dir/", "http://b/k"} {
+	if o, err := ParseObjectURL("s3://b/a/..k/.x/k.."); err != nil || o.Key != "a/..k/.x/k.." {
+		t.Errorf("dots inside segments: got %+v, %v", o, err)
+	}
+	for _, bad := range []string{"s3://bucket", "s3://bucket/", "s3:///key", "s3://b/dir/", "http://b/k",
+		// Keys that S3 stores as they are, but that name another object
+		// for whoever maps keys to paths: refused before any request.
+		"s3://b/a/../k", "s3://b/..", "s3://b/../k", "s3://b/./k", "s3://b/a/.", "s3://b/a//k", "s3://b//k"} {
 		if _, err := ParseObjectURL(bad); err == nil || !strings.Contains(err.Error(), "s3://") {
 			t.Errorf("ParseObjectURL(%q) = %v, want an error", bad, err)
 		}
@@ -48,5 +61,37 @@ func TestS3MemoryDeclared(t *testing.T) {
 	defer u.cancel()
 	if got := cap(u.free); got != 5 {
 		t.Fatalf("%d part buffers, want 5", got)
+	}
+}
+
+// TestS3PreflightMissingBucket: against a store that has no bucket at all
+// (an HTTP server that answers 404 to everything, as S3 does for a missing
+// bucket: HEAD with no body, GET with NoSuchBucket), Preflight names the
+// bucket, with and without overwrite, where it passed before and the run
+// failed later on "remove the upload state ...". The S3 tests of the root
+// package check the same against weed.
+func TestS3PreflightMissingBucket(t *testing.T) {
+	var asked atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusNotFound)
+		if r.Method != http.MethodHead {
+			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>gone</BucketName></Error>`)
+		}
+	}))
+	defer srv.Close()
+	for _, overwrite := range []bool{false, true} {
+		s := &S3Sink{cfg: S3Config{Object: "s3://gone/k.bin", Endpoint: srv.URL, Region: "us-east-1",
+			AccessKey: "k", SecretKey: "s", Overwrite: overwrite}}
+		err := s.Preflight(&pipeline.Env{})
+		s.closeIdle()
+		var nb *NoBucketError
+		if !errors.As(err, &nb) || nb.Bucket != "gone" || !errors.Is(err, ErrNoBucket) || err.Error() != "bucket gone does not exist" {
+			t.Errorf("overwrite %v: Preflight: %v, want bucket gone does not exist", overwrite, err)
+		}
+	}
+	if asked.Load() == 0 {
+		t.Error("the store was never asked")
 	}
 }

@@ -41,6 +41,9 @@ func (s *S3Sink) readState(ctx context.Context) (*s3State, error) {
 	if isNotFound(err) {
 		return nil, errNoState
 	}
+	if isNoSuchBucket(err) {
+		return nil, &NoBucketError{Bucket: s.obj.Bucket} // removed since Preflight
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read s3://%s/%s: %w", s.obj.Bucket, s.stateKey(), err)
 	}
@@ -119,6 +122,10 @@ func isNotFound(err error) bool {
 	}
 	code := minio.ToErrorResponse(err).Code
 	return code == "NoSuchKey" || code == "NotFound" || minio.ToErrorResponse(err).StatusCode == 404 && code != "NoSuchBucket"
+}
+
+func isNoSuchBucket(err error) bool {
+	return err != nil && minio.ToErrorResponse(err).Code == "NoSuchBucket"
 }
 
 func isNoSuchUpload(err error) bool {

@@ -57,17 +57,28 @@ func (s *TarExtract) Start(ctx context.Context, env *pipeline.Env) error {
 		return err
 	}
 	s.files, s.bytes, s.ready = 0, 0, false
-	s.symlinks, s.dirModes, s.dirs = map[string]bool{}, map[string]fs.FileMode{}, map[string]bool{".": true}
+	s.tree, s.dirModes = newPathTree(), map[string]fs.FileMode{}
+	s.collectLeftovers(env)
 	tmp, err := os.MkdirTemp(filepath.Dir(s.dir), "."+filepath.Base(s.dir)+".tmp-")
 	if err != nil {
 		return fmt.Errorf("temporary directory: %w", err)
 	}
+	var lock *os.File // what tells this run's tmp from a killed run's
+	if leftoverLocks {
+		if lock, err = lockLeftover(tmp); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("temporary directory: %w", err)
+		}
+	}
 	root, err := os.OpenRoot(tmp)
 	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
 		os.Remove(tmp)
 		return fmt.Errorf("temporary directory: %w", err)
 	}
-	s.tmp, s.root = tmp, root
+	s.tmp, s.root, s.lock = tmp, root, lock
 	s.dirModes["."] = 0o755 // MkdirTemp made it 0o700
 	return nil
 }
@@ -118,15 +129,25 @@ func (s *TarExtract) setDirModes() error {
 	return nil
 }
 
-// discard removes the temporary directory.
+// discard removes the temporary directory, of any depth (removeTree).
 func (s *TarExtract) discard(env *pipeline.Env) {
 	if s.tmp == "" {
 		return
 	}
-	if err := os.RemoveAll(s.tmp); err != nil {
+	if err := removeTree(s.tmp); err != nil {
 		env.Log.Warn().Err(err).Str("dir", s.tmp).Msg("could not remove the partial extraction")
 	}
+	s.unlock()
 	s.tmp, s.ready = "", false
+}
+
+// unlock releases the temporary directory's lock: the directory is gone,
+// or it is DIR.
+func (s *TarExtract) unlock() {
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
 }
 
 // Commit renames the temporary directory to DIR (replacing an existing
@@ -140,6 +161,7 @@ func (s *TarExtract) Commit(ctx context.Context, env *pipeline.Env) error {
 		s.discard(env)
 		return err
 	}
+	s.unlock()
 	s.tmp, s.ready = "", false
 	if s.fsync {
 		if err := syncDir(filepath.Dir(s.dir)); err != nil {
@@ -150,6 +172,11 @@ func (s *TarExtract) Commit(ctx context.Context, env *pipeline.Env) error {
 	return nil
 }
 
+// rename puts the temporary directory at DIR. With overwrite, an
+// existing DIR is swapped with it in one step where the system can
+// (renameat2 RENAME_EXCHANGE on Linux), so that no moment exists without
+// a DIR; elsewhere the old DIR is renamed aside, the new one renamed in,
+// and the old one removed. Either way the old tree is removed after.
 func (s *TarExtract) rename(env *pipeline.Env) error {
 	if !s.overwrite {
 		return renameDirNoReplace(s.tmp, s.dir)
@@ -157,23 +184,39 @@ func (s *TarExtract) rename(env *pipeline.Env) error {
 	if err := s.checkDir(); err != nil {
 		return err
 	}
-	aside := s.tmp + ".old"
-	if err := os.Rename(s.dir, aside); err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("move the old %s aside: %w", s.dir, err)
-		}
-		aside = ""
-	}
-	if err := renameDirNoReplace(s.tmp, s.dir); err != nil {
-		if aside != "" {
-			_ = os.Rename(aside, s.dir) // put the old one back
-		}
+	old, err := s.swapDir()
+	if err != nil {
 		return err
 	}
-	if aside != "" {
-		if err := os.RemoveAll(aside); err != nil {
-			env.Log.Warn().Err(err).Str("dir", aside).Msg("could not remove the replaced directory")
+	if old != "" {
+		if err := removeTree(old); err != nil {
+			env.Log.Warn().Err(err).Str("dir", old).Msg("could not remove the replaced directory")
 		}
 	}
 	return nil
+}
+
+// swapDir puts tmp at DIR, replacing a directory there, and returns where
+// the old directory went ("" when there was none).
+func (s *TarExtract) swapDir() (string, error) {
+	switch err := exchangeDirs(s.tmp, s.dir); {
+	case err == nil:
+		return s.tmp, nil // the old DIR is where tmp was
+	case errors.Is(err, fs.ErrNotExist):
+		return "", renameDirNoReplace(s.tmp, s.dir) // DIR went away
+	case !errors.Is(err, errNoExchange):
+		return "", fmt.Errorf("replace %s: %w", s.dir, err)
+	}
+	aside := s.tmp + ".old"
+	if err := os.Rename(s.dir, aside); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("move the old %s aside: %w", s.dir, err)
+		}
+		return "", renameDirNoReplace(s.tmp, s.dir)
+	}
+	if err := renameDirNoReplace(s.tmp, s.dir); err != nil {
+		_ = os.Rename(aside, s.dir) // put the old one back
+		return "", err
+	}
+	return aside, nil
 }

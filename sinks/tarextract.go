@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/dlflow/dlflow/pipeline"
 )
@@ -44,8 +45,13 @@ type TarExtractConfig struct {
 //   - An existing DIR is an error (an *OutputExistsError, found by
 //     Preflight before any network I/O and again at the rename, which
 //     never replaces a DIR that appeared during the run). With overwrite,
-//     an existing directory DIR is replaced only in Commit: it is moved
-//     aside, the new one renamed in, and the old one removed.
+//     an existing directory DIR is replaced only in Commit: swapped with
+//     the new one in one step on Linux (RENAME_EXCHANGE), elsewhere moved
+//     aside and the new one renamed in; the old one is then removed.
+//   - A run holds a lock on its temporary directory (and zip spool); the
+//     next run on DIR removes those of killed runs, which hold none (see
+//     collectLeftovers). Removal holds at most two file descriptors
+//     whatever the tree's depth (removeTree).
 //   - Members are untrusted input, and nothing is written outside DIR.
 //     Refused, with a *MemberError naming the member that wraps
 //     ErrUnsafeMember: an absolute name, a name that climbs out with "..",
@@ -63,7 +69,14 @@ type TarExtractConfig struct {
 //     be removed; their modes are set once every member is in. File
 //     modification times are the archive's. Owners are not restored.
 //   - Sizes are counted: the files' bytes may not exceed max_size (when
-//     set), and a member whose data ends early fails the run.
+//     set), and a member whose data ends early fails the run. A sparse
+//     member's holes stay holes (copyData). Bombs are the decompress
+//     stage's to stop (max_ratio).
+//   - The archive must end with its end marker when the server sent no
+//     length: an archive cut at a member boundary fails (checkEnd).
+//   - Time is linear in a member name's length, however deep, a cancel
+//     is seen between reads and every few hundred directories made, and
+//     messages show long names shortened (shortName).
 //
 // A member that names an existing file replaces it (the archive's last
 // word wins, as with tar); a directory is never replaced by a non-directory.
@@ -83,10 +96,10 @@ type TarExtract struct {
 	maxSize   int64
 
 	// Set by Start, used by Run, Finish and Commit.
-	tmp      string   // the temporary directory, "" when there is none
-	root     *os.Root // on tmp, during the run
-	symlinks map[string]bool
-	dirs     map[string]bool // directories made: a member below one needs no MkdirAll
+	tmp      string    // the temporary directory, "" when there is none
+	root     *os.Root  // on tmp, during the run
+	lock     *os.File  // tmp, open and locked while it is this run's
+	tree     *pathTree // directories made or found, and symlinks made
 	dirModes map[string]fs.FileMode
 	files    int64
 	bytes    int64
@@ -164,24 +177,28 @@ func (s *TarExtract) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO
 	if head, _ := br.Peek(4); isZip(head) {
 		return s.unzip(ctx, env, br, buf.Data)
 	}
-	tr := tar.NewReader(br)
+	er := &endReader{r: br}
+	tr := tar.NewReader(er)
 	last := ""
 	for {
 		hdr, err := tr.Next()
 		switch {
-		case errors.Is(err, io.EOF):
-			env.Log.Debug().Int64("files", s.files).Int64("bytes", s.bytes).Msg("archive unpacked")
-			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case errors.Is(err, io.EOF):
+			if err := s.checkEnd(env, er, last); err != nil {
+				return err
+			}
+			env.Log.Debug().Int64("files", s.files).Int64("bytes", s.bytes).Msg("archive unpacked")
+			return nil
 		case err != nil && !errors.Is(err, tar.ErrInsecurePath): // memberPath words that one
 			if last == "" {
 				return fmt.Errorf("not a tar archive, or a damaged one: %w", err)
 			}
-			return fmt.Errorf("tar archive damaged or cut short after member %q: %w", last, err)
+			return fmt.Errorf("tar archive damaged or cut short after member %q: %w", shortName(last), err)
 		}
 		last = hdr.Name
-		if err := s.member(env, hdr, tr, buf.Data); err != nil {
+		if err := s.member(ctx, env, hdr, &tarData{tr, er}, buf.Data); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -191,7 +208,7 @@ func (s *TarExtract) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO
 }
 
 // member unpacks one member.
-func (s *TarExtract) member(env *pipeline.Env, hdr *tar.Header, r io.Reader, buf []byte) error {
+func (s *TarExtract) member(ctx context.Context, env *pipeline.Env, hdr *tar.Header, r io.Reader, buf []byte) error {
 	name, err := memberPath(hdr.Name)
 	if err != nil {
 		return err
@@ -208,27 +225,27 @@ func (s *TarExtract) member(env *pipeline.Env, hdr *tar.Header, r io.Reader, buf
 	}
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		return s.mkdir(name, hdr)
+		return s.mkdir(ctx, name, hdr)
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-		return s.file(name, hdr, r, buf)
+		return s.file(ctx, name, hdr, r, buf)
 	case tar.TypeSymlink:
 		target, err := symlinkTarget(name, hdr.Linkname)
 		if err != nil {
 			return err
 		}
-		if err := s.clear(name); err != nil {
+		if err := s.clear(ctx, name); err != nil {
 			return err
 		}
 		if err := s.root.Symlink(target, name); err != nil {
 			return err
 		}
-		s.symlinks[name] = true
+		s.tree.node(name, true).symlink = true
 		return nil
 	case tar.TypeLink:
-		return s.link(name, hdr)
+		return s.link(ctx, name, hdr)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		if s.specials == SpecialsSkip {
-			env.Log.Warn().Str("member", hdr.Name).Str("type", typeName(hdr.Typeflag)).Msg("skipped: an archive may not create device or FIFO files")
+			env.Log.Warn().Str("member", shortName(hdr.Name)).Str("type", typeName(hdr.Typeflag)).Msg("skipped: an archive may not create device or FIFO files")
 			return nil
 		}
 		return unsafeMember("%s: an archive may not create device or FIFO files", typeName(hdr.Typeflag))
@@ -241,41 +258,75 @@ func (s *TarExtract) member(env *pipeline.Env, hdr *tar.Header, r io.Reader, buf
 // belowSymlink refuses a name under a symlink the archive made: writing
 // through it would put the member wherever the link points.
 func (s *TarExtract) belowSymlink(name string) error {
-	return parents(name, func(p string) error {
-		if s.symlinks[p] {
-			return unsafeMember("its parent %q is a symlink", p)
-		}
-		return nil
-	})
+	if p := s.tree.symlinkAbove(name); p != "" {
+		return unsafeMember("its parent %q is a symlink", shortName(p))
+	}
+	return nil
 }
 
 // mkdirParents makes the missing directories above name. It remembers
 // the directories it made, which stay directories (clear never removes
 // one), so that the members of a directory cost no MkdirAll each: it
 // resolves every component of the path, a system call or more apiece.
-func (s *TarExtract) mkdirParents(name string) error {
+// Both the lookup and the making take time linear in the name's length,
+// and a cancel stops the making within a few hundred directories.
+func (s *TarExtract) mkdirParents(ctx context.Context, name string) error {
 	dir := path.Dir(name)
-	if s.dirs[dir] {
+	if s.tree.dirsUpTo(dir) {
 		return nil
 	}
-	if err := s.root.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirAllAt(ctx, s.root, dir); err != nil {
 		return err
 	}
-	for ; dir != "."; dir = path.Dir(dir) {
-		s.dirs[dir] = true
+	s.tree.markDirs(dir)
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	return nil
 }
 
-func (s *TarExtract) mkdir(name string, hdr *tar.Header) error {
-	if err := s.mkdirParents(name); err != nil {
+// mkdirAllAt is root.MkdirAll(dir, 0o755) one directory at a time, each
+// made in the one above it through a root of its own (at most two open
+// at once), with ctx checked every 256 directories.
+func mkdirAllAt(ctx context.Context, root *os.Root, dir string) error {
+	r := root
+	defer func() {
+		if r != root {
+			r.Close()
+		}
+	}()
+	for i, rest := 0, dir; rest != ""; i++ {
+		c, after, _ := strings.Cut(rest, "/")
+		rest = after
+		if i%256 == 255 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if err := r.Mkdir(c, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		next, err := r.OpenRoot(c)
+		if err != nil {
+			return err
+		}
+		if r != root {
+			r.Close()
+		}
+		r = next
+	}
+	return nil
+}
+
+func (s *TarExtract) mkdir(ctx context.Context, name string, hdr *tar.Header) error {
+	if err := s.mkdirParents(ctx, name); err != nil {
 		return err
 	}
 	st, err := s.root.Lstat(name)
 	switch {
 	case err == nil && st.IsDir():
 	case err == nil || !errors.Is(err, fs.ErrNotExist):
-		if err := s.clear(name); err != nil {
+		if err := s.clear(ctx, name); err != nil {
 			return err
 		}
 		fallthrough
@@ -285,7 +336,7 @@ func (s *TarExtract) mkdir(name string, hdr *tar.Header) error {
 		}
 	}
 	s.dirModes[name] = dirMode(hdr)
-	s.dirs[name] = true
+	s.tree.markDirs(name)
 	return nil
 }
 
@@ -293,8 +344,8 @@ func (s *TarExtract) mkdir(name string, hdr *tar.Header) error {
 // parents, and removes a file or symlink an earlier member left there. A
 // directory in the way is an error: replacing it could turn a directory
 // that later members climb through into a symlink.
-func (s *TarExtract) clear(name string) error {
-	if err := s.mkdirParents(name); err != nil {
+func (s *TarExtract) clear(ctx context.Context, name string) error {
+	if err := s.mkdirParents(ctx, name); err != nil {
 		return err
 	}
 	st, err := s.root.Lstat(name)
@@ -306,18 +357,20 @@ func (s *TarExtract) clear(name string) error {
 	case st.IsDir():
 		return fmt.Errorf("a directory of that name is already there")
 	}
-	delete(s.symlinks, name)
+	if n := s.tree.node(name, false); n != nil {
+		n.symlink = false
+	}
 	return s.root.Remove(name)
 }
 
-func (s *TarExtract) file(name string, hdr *tar.Header, r io.Reader, buf []byte) error {
+func (s *TarExtract) file(ctx context.Context, name string, hdr *tar.Header, r io.Reader, buf []byte) error {
 	if hdr.Size < 0 {
 		return fmt.Errorf("negative size %d", hdr.Size)
 	}
 	if s.maxSize > 0 && s.bytes+hdr.Size > s.maxSize {
 		return fmt.Errorf("the files add up to more than max_size (%v)", pipeline.ByteSize(s.maxSize))
 	}
-	if err := s.clear(name); err != nil {
+	if err := s.clear(ctx, name); err != nil {
 		return err
 	}
 	mode := fileMode(hdr)
@@ -326,7 +379,7 @@ func (s *TarExtract) file(name string, hdr *tar.Header, r io.Reader, buf []byte)
 	if err != nil {
 		return err
 	}
-	n, err := io.CopyBuffer(onlyWriter{f}, r, buf)
+	n, err := copyData(ctx, f, r, isSparse(hdr), buf)
 	if err == nil && n != hdr.Size {
 		err = fmt.Errorf("got %d of its %d bytes", n, hdr.Size)
 	}
@@ -353,7 +406,7 @@ type onlyWriter struct{ w io.Writer }
 
 func (w onlyWriter) Write(p []byte) (int, error) { return w.w.Write(p) }
 
-func (s *TarExtract) link(name string, hdr *tar.Header) error {
+func (s *TarExtract) link(ctx context.Context, name string, hdr *tar.Header) error {
 	target, err := memberPath(hdr.Linkname)
 	if err != nil {
 		return linkError(hdr.Linkname, err)
@@ -368,7 +421,7 @@ func (s *TarExtract) link(name string, hdr *tar.Header) error {
 	if target == name {
 		return nil // a link to itself: it is there
 	}
-	if err := s.clear(name); err != nil {
+	if err := s.clear(ctx, name); err != nil {
 		return err
 	}
 	return s.root.Link(target, name)

@@ -6,6 +6,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrUnsafeMember is what an archive member that would write outside the
@@ -19,8 +20,47 @@ type MemberError struct {
 	Err    error
 }
 
-func (e *MemberError) Error() string { return fmt.Sprintf("archive member %q: %v", e.Member, e.Err) }
+// Error names the member shortened (see shortName), and shortens a long
+// message too: a system error quotes the path it failed on, which may be
+// the member's whole name.
+func (e *MemberError) Error() string {
+	msg := e.Err.Error()
+	if len(msg) > 2*maxShown {
+		msg = shorten(msg, maxShown, maxShown)
+	}
+	return fmt.Sprintf("archive member %q: %s", shortName(e.Member), msg)
+}
 func (e *MemberError) Unwrap() error { return e.Err }
+
+// maxShown bounds what a message shows of a name.
+const maxShown = 150
+
+// shortName is a member's name as a message shows it: whole up to
+// maxShown bytes, else its first 100 and last 50 bytes around an
+// ellipsis. An archive may hold a name of a megabyte (a member 100,000
+// directories deep), which would make a log line of that size.
+func shortName(name string) string {
+	if len(name) <= maxShown {
+		return name
+	}
+	return shorten(name, 100, 50)
+}
+
+// shorten keeps about the first head and last tail bytes of s, cut at
+// UTF-8 character boundaries, around an ellipsis.
+func shorten(s string, head, tail int) string {
+	if len(s) <= head+tail {
+		return s
+	}
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	end := len(s) - tail
+	for end < len(s) && !utf8.RuneStart(s[end]) {
+		end++
+	}
+	return s[:head] + "…" + s[end:]
+}
 
 // unsafeError is an ErrUnsafeMember with its reason.
 type unsafeError struct{ reason string }
@@ -101,17 +141,4 @@ func symlinkTarget(member, target string) (string, error) {
 		return "", unsafeMember("symlink to %q is not a local path on this system", target)
 	}
 	return clean, nil
-}
-
-// parents calls f with each proper parent of p (a path from memberPath),
-// shortest first: "a", "a/b" for "a/b/c".
-func parents(p string, f func(string) error) error {
-	for i := 0; i < len(p); i++ {
-		if p[i] == '/' {
-			if err := f(p[:i]); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

@@ -35,6 +35,13 @@ func (s *TarExtract) unzip(ctx context.Context, env *pipeline.Env, r io.Reader, 
 		f.Close()
 		os.Remove(f.Name())
 	}()
+	// Locked while this run owns it: a spool that can be locked is a killed
+	// run's, which the next run removes (collectLeftovers).
+	if leftoverLocks {
+		if err := lockFile(f); errors.Is(err, errLocked) {
+			return fmt.Errorf("zip spool: %w", err)
+		}
+	}
 	n, err := io.CopyBuffer(onlyWriter{f}, r, buf)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -50,7 +57,7 @@ func (s *TarExtract) unzip(ctx context.Context, env *pipeline.Env, r io.Reader, 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := s.zipMember(env, zf, buf); err != nil {
+		if err := s.zipMember(ctx, env, zf, buf); err != nil {
 			return &MemberError{Member: zf.Name, Err: err}
 		}
 	}
@@ -60,7 +67,7 @@ func (s *TarExtract) unzip(ctx context.Context, env *pipeline.Env, r io.Reader, 
 
 // zipMember unpacks one zip member, described as the tar header it
 // amounts to.
-func (s *TarExtract) zipMember(env *pipeline.Env, zf *zip.File, buf []byte) error {
+func (s *TarExtract) zipMember(ctx context.Context, env *pipeline.Env, zf *zip.File, buf []byte) error {
 	mode := zf.Mode()
 	hdr := &tar.Header{Name: zf.Name, Mode: int64(mode.Perm()), ModTime: zf.Modified}
 	switch {
@@ -93,11 +100,11 @@ func (s *TarExtract) zipMember(env *pipeline.Env, zf *zip.File, buf []byte) erro
 			return err
 		}
 		defer rc.Close()
-		return s.member(env, hdr, rc, buf)
+		return s.member(ctx, env, hdr, rc, buf)
 	default:
 		return fmt.Errorf("unsupported member mode %v", mode)
 	}
-	return s.member(env, hdr, nil, buf)
+	return s.member(ctx, env, hdr, nil, buf)
 }
 
 func readZip(zf *zip.File) ([]byte, error) {

@@ -24,9 +24,52 @@ const (
 
 // DecompressConfig configures a decompress stage.
 type DecompressConfig struct {
-	Format    string            `koanf:"format" help:"auto (by the stream's magic bytes, never by the URL's name), gzip, zstd or none"`
-	Buffer    pipeline.ByteSize `koanf:"buffer" help:"size of the chunks of decompressed bytes it sends on"`
-	MaxWindow pipeline.ByteSize `koanf:"max_window" help:"largest zstd window accepted; a stream asking for more fails (the window is memory the stream makes the decoder hold)"`
+	Format     string            `koanf:"format" help:"auto (by the stream's magic bytes, never by the URL's name), gzip, zstd or none"`
+	Buffer     pipeline.ByteSize `koanf:"buffer" help:"size of the chunks of decompressed bytes it sends on"`
+	MaxWindow  pipeline.ByteSize `koanf:"max_window" help:"largest zstd window accepted; a stream asking for more fails (the window is memory the stream makes the decoder hold)"`
+	MaxRatio   int64             `koanf:"max_ratio" help:"most decompressed bytes per compressed byte, once past ratio_after; 0: no limit (a guard against decompression bombs)"`
+	RatioAfter pipeline.ByteSize `koanf:"ratio_after" help:"decompressed bytes before max_ratio applies"`
+}
+
+// The default guard against decompression bombs: past 1 GiB of output,
+// at most 1000 bytes out per byte in. Real archives stay far below
+// (text compresses 3-10 times, zstd --ultra on logs rarely 100 times,
+// gzip cannot pass 1032); a bomb (66 KB of zstd making 2 GiB of zeros,
+// 30,000 times) trips it after 1 GiB.
+const (
+	DefaultMaxRatio   = 1000
+	DefaultRatioAfter = 1 << 30
+)
+
+// ErrRatio is what a stream that expands past max_ratio fails with
+// (a *RatioError).
+var ErrRatio = errors.New("decompressed stream expands past max_ratio")
+
+// RatioError is a stream that expanded past max_ratio: Out decompressed
+// bytes from In compressed ones. Stage is the decompress stage's id, which
+// names the setting that lifts the limit.
+type RatioError struct {
+	Stage    string
+	In, Out  int64
+	MaxRatio int64
+}
+
+func (e *RatioError) Error() string {
+	return fmt.Sprintf("decompressed stream expands %d compressed bytes into more than %v, over %d times as many: "+
+		"a decompression bomb? for an archive you trust, raise stages.%s.config.max_ratio or set it to 0 for no limit "+
+		"(--set stages.%s.config.max_ratio=0, or Request.Sets)",
+		e.In, pipeline.ByteSize(e.Out), e.MaxRatio, e.Stage, e.Stage)
+}
+
+func (e *RatioError) Is(target error) bool { return target == ErrRatio }
+
+// checkRatio is the bomb guard: an error once out decompressed bytes
+// from in compressed ones are past after and more than ratio times in.
+func checkRatio(stage string, in, out, ratio, after int64) error {
+	if ratio <= 0 || out <= after || out/ratio <= in {
+		return nil
+	}
+	return &RatioError{Stage: stage, In: in, Out: out, MaxRatio: ratio}
 }
 
 // DefaultMaxWindow is the zstd window a decompress stage accepts unless
@@ -54,11 +97,16 @@ const DefaultMaxWindow = 128 << 20
 // gzip holds its 32 KiB window, and zstd a window of at most MaxWindow.
 // The cap matters because a zstd frame names its own window size, up to
 // 3.75 TB: without it, a hostile or corrupt stream of a few bytes makes
-// the decoder allocate whatever it asks for.
+// the decoder allocate whatever it asks for. The output is bounded too:
+// past RatioAfter bytes (1 GiB), a stream that expanded more than
+// MaxRatio times (1000) fails with a *RatioError naming the setting that
+// lifts the limit (see DefaultMaxRatio).
 type Decompress struct {
-	format    string
-	buffer    int
-	maxWindow uint64
+	format     string
+	buffer     int
+	maxWindow  uint64
+	maxRatio   int64
+	ratioAfter int64
 }
 
 var decompressDef = pipeline.Def[DecompressConfig]{
@@ -67,7 +115,7 @@ var decompressDef = pipeline.Def[DecompressConfig]{
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.OrderedBytes,
 	Reshapes: true,
-	Defaults: DecompressConfig{Format: FormatAuto, Buffer: 256 << 10, MaxWindow: DefaultMaxWindow},
+	Defaults: DecompressConfig{Format: FormatAuto, Buffer: 256 << 10, MaxWindow: DefaultMaxWindow, MaxRatio: DefaultMaxRatio, RatioAfter: DefaultRatioAfter},
 	New: func(c DecompressConfig) (pipeline.Stage, error) {
 		switch c.Format {
 		case FormatAuto, FormatGzip, FormatZstd, FormatNone:
@@ -80,7 +128,11 @@ var decompressDef = pipeline.Def[DecompressConfig]{
 		if c.MaxWindow < zstd.MinWindowSize {
 			return nil, fmt.Errorf("max_window must be at least 1KiB, got %v", c.MaxWindow)
 		}
-		return &Decompress{format: c.Format, buffer: int(c.Buffer), maxWindow: uint64(c.MaxWindow)}, nil
+		if c.MaxRatio < 0 || c.RatioAfter < 0 {
+			return nil, fmt.Errorf("max_ratio and ratio_after must not be negative, got %d and %v", c.MaxRatio, c.RatioAfter)
+		}
+		return &Decompress{format: c.Format, buffer: int(c.Buffer), maxWindow: uint64(c.MaxWindow),
+			maxRatio: c.MaxRatio, ratioAfter: int64(c.RatioAfter)}, nil
 	},
 	Memory: func(c DecompressConfig) pipeline.Memory {
 		return pipeline.Memory{ChunkSize: int64(c.Buffer), PerReplica: decoderMemory(c)}
@@ -189,6 +241,12 @@ func (d *Decompress) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO
 		c.Data = c.Data[:n]
 		if n > 0 {
 			off += int64(n)
+			if format != FormatNone {
+				if rerr := checkRatio(env.Stage, in.Offset(), off, d.maxRatio, d.ratioAfter); rerr != nil {
+					c.Release()
+					return rerr
+				}
+			}
 			if serr := io_.Send(ctx, c); serr != nil {
 				return serr
 			}

@@ -41,9 +41,11 @@ const readBackSize = 256 << 10
 // which makes the file sink throw the download away.
 //
 // The checksum comes from the config (checksum, or the top-level checksum)
-// or else from the server's digest (pipeline.Resource.Digests). With
-// neither, the tap passes chunks through without hashing, since a digest
-// nobody checks is not worth its cost on the hot path.
+// or else from the server's digest (pipeline.Resource.Digests). The tap
+// also verifies the resource's piece hashes (pipeline.Resource.Pieces),
+// see hashpieces.go. With neither, the tap passes chunks through without
+// hashing, since a digest nobody checks is not worth its cost on the hot
+// path.
 //
 // Run it with one worker: a hash is one sequential computation.
 type HashTap struct {
@@ -51,8 +53,10 @@ type HashTap struct {
 	config *checksum // from the config; nil when unset
 
 	// Of the current run, set by Start.
-	check    *checksum // what Run verifies; nil passes through
+	check    *checksum             // what Run verifies; nil passes through
+	pieces   *pipeline.PieceHashes // the piece hashes Run verifies, or nil
 	hashed   atomic.Int64
+	piecesOK atomic.Int64 // pieces verified
 	readBack atomic.Int64
 	verified atomic.Bool
 }
@@ -76,6 +80,8 @@ type HashStats struct {
 	Verified bool
 	// Digest is the verified digest, hex encoded; "" unless Verified.
 	Digest string
+	// Pieces is the number of the resource's piece hashes verified.
+	Pieces int
 }
 
 // ChecksumError is the error of a download whose digest is not the one
@@ -139,7 +145,7 @@ func (c *HashConfig) TakeSettings(s pipeline.Settings) {
 
 var (
 	_ pipeline.SettingsTaker = (*HashConfig)(nil)
-	_ pipeline.Verifier      = (*HashTap)(nil)
+	_ pipeline.PieceVerifier = (*HashTap)(nil)
 	_ pipeline.Starter       = (*HashTap)(nil)
 )
 
@@ -148,7 +154,7 @@ func init() { builtin(hashDef.Spec()) }
 // Verification reports what the tap verified in the current or last run.
 func (t *HashTap) Verification() pipeline.Verification {
 	s := t.Stats()
-	v := pipeline.Verification{Algorithm: s.Algorithm, Digest: s.Digest, Verified: s.Verified}
+	v := pipeline.Verification{Algorithm: s.Algorithm, Digest: s.Digest, Verified: s.Verified, Pieces: s.Pieces}
 	if c := t.check; c != nil {
 		v.Source = c.source
 	}
@@ -157,7 +163,7 @@ func (t *HashTap) Verification() pipeline.Verification {
 
 // Stats reports what the tap did; safe to call at any time.
 func (t *HashTap) Stats() HashStats {
-	s := HashStats{Hashed: t.hashed.Load(), ReadBack: t.readBack.Load(), Verified: t.verified.Load()}
+	s := HashStats{Hashed: t.hashed.Load(), ReadBack: t.readBack.Load(), Verified: t.verified.Load(), Pieces: int(t.piecesOK.Load())}
 	if c := t.check; c != nil {
 		s.Algorithm = c.alg.Name
 		if s.Verified {
@@ -167,32 +173,38 @@ func (t *HashTap) Stats() HashStats {
 	return s
 }
 
+// VerifiesPieces reports that the tap checks the resource's piece hashes
+// (pipeline.PieceVerifier) where no stage before it reshapes the bytes:
+// each piece, or, with a window and a checksum, every byte (pickPieces).
+func (t *HashTap) VerifiesPieces() bool { return true }
+
 // Start picks what the run verifies: the configured checksum, else a
-// digest the server declared, else nothing.
+// digest the server declared, else nothing; and the resource's piece
+// hashes, if any, unless the bytes it sees are reshaped.
 func (t *HashTap) Start(_ context.Context, env *pipeline.Env) error {
 	t.hashed.Store(0)
 	t.readBack.Store(0)
 	t.verified.Store(false)
-	t.check = t.config
+	t.piecesOK.Store(0)
+	t.check, t.pieces = t.config, nil
 	var digests map[string]string
 	if env.Resource != nil {
 		digests = env.Resource.Digests
 	}
-	if t.check != nil {
-		if len(digests) > 0 {
-			env.Log.Debug().Msg("the configured checksum takes precedence over the server's digest")
-		}
-		return nil
+	if t.check != nil && len(digests) > 0 {
+		env.Log.Debug().Msg("the configured checksum takes precedence over the server's digest")
 	}
 	for _, name := range httpx.ServerDigestAlgorithms {
-		if want, ok := digests[name]; ok {
+		if want, ok := digests[name]; ok && t.check == nil {
 			alg, _ := httpx.LookupAlgorithm(name)
 			t.check = &checksum{alg: alg, want: want, source: "the server's digest"}
 			env.Log.Info().Str("algorithm", alg.Name).Msg("the server declared a digest; verifying it")
-			return nil
 		}
 	}
-	if t.window > 0 && env.Window != nil {
+	if err := t.pickPieces(env); err != nil {
+		return err
+	}
+	if t.check == nil && t.pieces == nil && t.window > 0 && env.Window != nil {
 		// Nothing to check, so nothing held: lift the window before any
 		// stage runs, so that no reader sizes its requests by it.
 		env.Window.Advance(math.MaxInt64)
@@ -202,10 +214,20 @@ func (t *HashTap) Start(_ context.Context, env *pipeline.Env) error {
 
 // Run hashes and passes on its input until it is closed; see HashTap.
 func (t *HashTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-	if t.check == nil {
+	if t.check == nil && t.pieces == nil {
 		return t.passThrough(ctx, env, io)
 	}
-	r := &hashRun{t: t, env: env, h: t.check.alg.New(), held: &chunkHeap{}}
+	r := &hashRun{t: t, env: env, held: &chunkHeap{}}
+	if t.check != nil {
+		r.h = t.check.alg.New()
+	}
+	if t.pieces != nil {
+		var err error
+		if r.pc, err = newPieceCheck(env.Resource); err != nil {
+			return err
+		}
+		r.hold = t.window == 0 && t.pieces.Length <= maxVerifiedPiece
+	}
 	defer r.releaseHeld()
 	for {
 		c, ok, err := io.Recv(ctx)
@@ -213,7 +235,7 @@ func (t *HashTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) er
 			return err
 		}
 		if !ok {
-			return r.finish(ctx)
+			return r.finish(ctx, io)
 		}
 		if err := r.advance(); err != nil {
 			c.Release()
@@ -234,7 +256,13 @@ func (t *HashTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) er
 		default:
 			r.held.push(c.Share()) // hashed once the frontier reaches it
 		}
-		if err := io.Send(ctx, c); err != nil {
+		if r.hold {
+			// Its bytes are hashed: sent on once their pieces match.
+			r.pending = append(r.pending, c)
+			if err := r.sendVerified(ctx, io); err != nil {
+				return err
+			}
+		} else if err := io.Send(ctx, c); err != nil {
 			return err
 		}
 		if err := r.advance(); err != nil {
@@ -261,10 +289,28 @@ func (t *HashTap) passThrough(ctx context.Context, env *pipeline.Env, io pipelin
 type hashRun struct {
 	t        *HashTap
 	env      *pipeline.Env
-	h        hash.Hash
-	frontier int64 // every byte before it is hashed
+	h        hash.Hash   // of the checksum; nil without one
+	pc       *pieceCheck // of the piece hashes; nil without them
+	frontier int64       // every byte before it is hashed
 	held     *chunkHeap
 	buf      pipeline.Chunk // read-back buffer, borrowed on first use
+	// hold: chunks wait in pending, hashed, until their pieces match.
+	hold    bool
+	pending []pipeline.Chunk
+}
+
+// write adds p, the bytes at the frontier, to the digests.
+func (r *hashRun) write(p []byte) error {
+	if r.h != nil {
+		r.h.Write(p)
+	}
+	r.t.hashed.Add(int64(len(p)))
+	if r.pc != nil {
+		err := r.pc.write(p)
+		r.t.piecesOK.Store(int64(r.pc.count()))
+		return err
+	}
+	return nil
 }
 
 // hash adds the bytes of c past the frontier to the digest. Bytes of c
@@ -281,10 +327,8 @@ func (r *hashRun) hash(c pipeline.Chunk) error {
 		return nil
 	}
 	p := c.Data[r.frontier-c.Offset:]
-	r.h.Write(p)
-	r.t.hashed.Add(int64(len(p)))
 	r.frontier = c.End()
-	return nil
+	return r.write(p)
 }
 
 // advance moves the frontier as far as it can: over bytes present from an
@@ -329,10 +373,11 @@ func (r *hashRun) hashPresent(end int64) error {
 			}
 			return fmt.Errorf("read back the bytes of an earlier run at offset %d: %w", r.frontier+int64(n), err)
 		}
-		r.h.Write(p)
-		r.t.hashed.Add(int64(n))
 		r.t.readBack.Add(int64(n))
 		r.frontier += int64(n)
+		if err := r.write(p); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -342,6 +387,10 @@ func (r *hashRun) releaseHeld() {
 		c.Release()
 	}
 	r.held.items = r.held.items[:0]
+	for _, c := range r.pending {
+		c.Release() // of a piece not verified: it never goes on
+	}
+	r.pending = nil
 	if r.buf.Data != nil {
 		r.buf.Release()
 		r.buf = pipeline.Chunk{}
@@ -349,8 +398,8 @@ func (r *hashRun) releaseHeld() {
 }
 
 // finish checks, once the input is closed, that every byte was hashed and
-// compares the digest.
-func (r *hashRun) finish(ctx context.Context) error {
+// compares the digest; it sends on the chunks it held.
+func (r *hashRun) finish(ctx context.Context, io pipeline.IO) error {
 	if err := ctx.Err(); err != nil {
 		return err // the input ended because the run is failing: no verdict
 	}
@@ -361,9 +410,22 @@ func (r *hashRun) finish(ctx context.Context) error {
 		return &GapError{Offset: r.frontier, Chunks: len(r.held.items)}
 	}
 	if res := r.env.Resource; res.SizeKnown() && r.frontier != res.Size {
-		return fmt.Errorf("input ended at byte %d of %d; cannot verify the %s checksum", r.frontier, res.Size, r.t.check.alg.Name)
+		return fmt.Errorf("input ended at byte %d of %d; cannot verify the download", r.frontier, res.Size)
+	}
+	if pc := r.pc; pc != nil {
+		if pc.verified != pc.size {
+			return fmt.Errorf("input ended at byte %d; the piece hashes cover %d", r.frontier, pc.size)
+		}
+		if err := r.sendVerified(ctx, io); err != nil {
+			return err
+		}
+		r.env.Log.Info().Int("pieces", pc.count()).Str("algorithm", pc.p.Algorithm).Int64("bytes", r.frontier).
+			Int64("read_back", r.t.readBack.Load()).Msg("piece hashes verified")
 	}
 	c := r.t.check
+	if c == nil {
+		return nil
+	}
 	got := hex.EncodeToString(r.h.Sum(nil))
 	if got != c.want {
 		return &ChecksumError{Algorithm: c.alg.Name, Want: c.want, Got: got, Source: c.source}

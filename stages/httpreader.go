@@ -84,6 +84,9 @@ type httpReader struct {
 	// srcs are the sources of the current or last run, nil without
 	// mirrors (see sources.go); an atomic for SourceStats.
 	srcs atomic.Pointer[sources]
+	// pieces are the piece hashes the replicas verify in the current run
+	// (set by Start); nil leaves them to the graph's hash.tap.
+	pieces *pipeline.PieceHashes
 }
 
 var (
@@ -105,13 +108,18 @@ func (s *httpReader) Start(ctx context.Context, env *pipeline.Env) error {
 	if srcs != nil {
 		srcs.onDrop = s.sched.forget
 	}
+	s.pieces = nil
 	if env.Resource != nil && env.Resource.Pieces != nil {
-		if err := checkPieces(env.Resource); err != nil {
-			return err
-		}
-		s.sched.align = env.Resource.Pieces.Length
-		if s.cfg.StealMin == 0 {
-			env.Log.Warn().Msg("piece hashes are not verified with steal_min 0; the file's checksum, if any, still is")
+		switch p := env.Resource.Pieces; {
+		case p.Length > maxVerifiedPiece:
+			env.Log.Debug().Int64("piece", p.Length).Msg("pieces too long for the reader to hold; the hash.tap verifies them")
+		case s.cfg.StealMin == 0:
+			env.Log.Debug().Msg("with steal_min 0 the reader does not verify pieces; the hash.tap does")
+		default:
+			if err := checkPieces(env.Resource); err != nil {
+				return err
+			}
+			s.sched.align, s.pieces = p.Length, p
 		}
 	}
 	if env.Have != nil && env.Have.Skip(0) > 0 {
@@ -192,6 +200,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 	f := newHTTPFetcher(env, io, s.cfg.Buffer, s.cfg.IdleTimeout, s.cfg.RetryConfig, &s.budget)
 	f.support = s.support
 	f.sent = s.sent.counter(io.Replica)
+	f.pieces = s.pieces
 	if f.support == nil {
 		// Run without Start: no replica can tell the others, so a whole
 		// body is accepted only for a range at 0.
@@ -259,6 +268,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			return err
 		}
 		if f.src != nil && f.srcs.isDropped(f.src) {
+			env.Trace.Event(env.Stage, io.Replica, "drop", -1, -1, "")
 			next := f.srcs.move(f.src, true)
 			if f.src = next; next == nil {
 				return gone()
@@ -398,6 +408,7 @@ var stealNames = [...]string{stealReplace: "replaced a slow connection", stealHa
 // which steal or adopt (how) attached sr to.
 func (f *httpFetcher) takeOver(ctx context.Context, sched *scheduler, sr *spanReader, how int) error {
 	start, end, ok := sched.next(sr)
+	f.env.Trace.Event(f.env.Stage, f.io.Replica, "steal", start, end, stealNames[how])
 	f.env.Log.Debug().Int64("start", start).Int64("end", end).Str("how", stealNames[how]).
 		Msg("took over work of a slower connection")
 	return f.fetchSpan(ctx, sched, sr, httpPiece{start: start, end: end}, ok)

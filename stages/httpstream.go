@@ -123,6 +123,12 @@ type httpFetcher struct {
 	// one this replica fetches from; nil for the resource's URL alone.
 	srcs *sources
 	src  *source
+	// pieces are the piece hashes this replica verifies on the spans it
+	// fetches (see pieces.go); nil when its stage leaves them to a
+	// hash.tap.
+	pieces *pipeline.PieceHashes
+	// treq is the current try's request in env.Trace; nil when off.
+	treq *pipeline.TraceRequest
 }
 
 // target is the URL of this replica's requests.
@@ -197,14 +203,15 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 			if !ok {
 				return nil
 			}
-			if f.res.Pieces != nil {
+			if f.pieces != nil {
 				// Whole pieces, to verify them; the bytes outside the
 				// span are read for the digest alone.
-				start, end = widen(f.res.Pieces, f.res.Size, start, end)
+				start, end = widen(f.pieces, f.res.Size, start, end)
 			}
 			pos, p.end = start, end
 		}
 		if f.src != nil && f.srcs.isDropped(f.src) {
+			f.env.Trace.Event(f.env.Stage, f.io.Replica, "drop", pos, p.end, "")
 			if _, gone := f.moveOff(); gone != nil {
 				return gone
 			}
@@ -226,6 +233,16 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, errSilent) {
+			// Its span went to a source that answers; a silent mirror
+			// is dropped (failed), and the replica moves on.
+			if f.src != nil {
+				if _, gone := f.failover(err); gone != nil {
+					return gone
+				}
+			}
+			return nil
 		}
 		if f.sr != nil {
 			if _, _, ok := f.sched.next(f.sr); !ok {
@@ -256,6 +273,9 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 		}
 		f.env.Log.Warn().Err(err).Str("url", f.url).Int64("offset", pos).
 			Int("attempt", r.Attempt()).Float64("backoff_s", wait.Seconds()).Msg("retrying")
+		if f.env.Trace != nil {
+			f.env.Trace.Event(f.env.Stage, f.io.Replica, "retry", pos, p.end, err.Error())
+		}
 		if err := f.backoff(ctx, wait); err != nil {
 			return err
 		}
@@ -306,6 +326,14 @@ func (f *httpFetcher) settle(ctx context.Context, err error, p httpPiece) error 
 // try is one request for the rest of p from *pos. It advances *pos past
 // every byte it sends downstream, also when it fails.
 func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err error) {
+	defer func() { // the timeline's record of this request, if any
+		if f.treq != nil && errors.Is(err, errPrefetchEnded) {
+			f.treq.Done(nil) // the rest comes with a request of its own
+		} else if f.treq != nil {
+			f.treq.Done(err)
+		}
+		f.treq = nil
+	}()
 	reqCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	if f.sr != nil {
@@ -320,13 +348,18 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 		defer idle.Stop()
 	}
 	defer func() {
-		if err != nil && ctx.Err() == nil && errors.Is(context.Cause(reqCtx), httpx.ErrStalled) {
+		switch cause := context.Cause(reqCtx); {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(cause, httpx.ErrStalled):
 			err = fmt.Errorf("%s: no bytes for %v at offset %d: %w", f.url, f.idle, *pos, httpx.ErrStalled)
+		case errors.Is(cause, errSilent):
+			err = fmt.Errorf("%s: %w", f.url, errSilent)
 		}
 	}()
 
 	if *pos == 0 && (f.src == nil || f.src.primary) {
 		if resp := f.res.Prefetched.Take(); resp != nil {
+			f.treq = f.env.Trace.Prefetched(f.env.Stage, f.io.Replica, *pos, p.end)
 			return f.tryPrefetched(ctx, reqCtx, resp, p, pos, idle)
 		}
 	}
@@ -361,10 +394,12 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 	}
 
 	sent := time.Now()
+	f.treq = f.env.Trace.RequestSent(f.env.Stage, f.io.Replica, *pos, p.end)
 	resp, err := f.res.Client.Do(req)
 	if err != nil {
 		return requestError(err, f.url)
 	}
+	f.treq.HeaderCame()
 	defer resp.Body.Close()
 
 	if e := f.env.Log.Debug(); e.Enabled() {
@@ -387,7 +422,7 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 			f.sr = nil
 		} else {
 			f.sched.answered(f.sr, time.Since(sent))
-			if f.res.Pieces != nil {
+			if f.pieces != nil {
 				return f.streamPieces(ctx, resp.Body, pos, want, idle)
 			}
 			return f.streamSpan(ctx, resp.Body, pos, want, idle)
@@ -434,7 +469,7 @@ func (f *httpFetcher) tryPrefetched(ctx, reqCtx context.Context, resp *http.Resp
 			f.sched.answered(f.sr, 0) // its round trip was the probe's
 			f.prefetched = true
 			defer func() { f.prefetched = false }()
-			if f.res.Pieces != nil {
+			if f.pieces != nil {
 				err = f.streamPieces(ctx, body, pos, want, idle)
 			} else {
 				err = f.streamSpan(ctx, body, pos, want, idle)
@@ -485,6 +520,7 @@ func (f *httpFetcher) stream(ctx context.Context, body io.Reader, pos *int64, wa
 				idle.Reset(f.idle)
 			}
 			*pos = end
+			f.treq.Delivered(int64(n))
 			if f.sent != nil {
 				f.sent.Add(int64(n))
 			}
@@ -548,6 +584,7 @@ func (f *httpFetcher) streamSpan(ctx context.Context, body io.Reader, pos *int64
 			if idle != nil {
 				idle.Reset(f.idle)
 			}
+			f.treq.Delivered(to - from)
 			if f.sent != nil {
 				f.sent.Add(to - from)
 			}

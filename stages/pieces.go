@@ -16,7 +16,9 @@ import (
 )
 
 // This file holds how http.reader verifies the resource's pieces
-// (Resource.Pieces, from a Metalink file) as they arrive. A reader of a
+// (Resource.Pieces, from a Metalink file) as they arrive, when they are no
+// longer than maxVerifiedPiece (a hash.tap verifies every piece of every
+// topology; see hashpieces.go). A reader of a
 // scheduler's span asks for whole pieces (fetch widens its request to the
 // pieces its span touches), holds each piece's chunks until the piece is
 // read and its digest checked, and only then claims and sends it, so that
@@ -30,8 +32,9 @@ import (
 // memory grows by the piece length per replica (maxVerifiedPiece bounds
 // it).
 
-// maxVerifiedPiece is the longest piece a reader holds to verify; the
-// library leaves longer pieces unverified (the file's checksum remains).
+// maxVerifiedPiece is the longest piece a reader or a hash.tap holds to
+// verify before it sends the piece's bytes on; longer pieces the tap
+// verifies as they pass.
 const maxVerifiedPiece = 16 << 20
 
 // newPieceHash returns the hash of a pieces' algorithm.
@@ -76,7 +79,7 @@ func widen(pieces *pipeline.PieceHashes, size, start, end int64) (int64, int64) 
 // streamPieces is streamSpan for a resource with piece hashes; the
 // request's body starts at *pos, on a piece boundary, and ends at want.
 func (f *httpFetcher) streamPieces(ctx context.Context, body io.Reader, pos *int64, want int64, idle *time.Timer) error {
-	pieces, size := f.res.Pieces, f.res.Size
+	pieces, size := f.pieces, f.res.Size
 	h, err := newPieceHash(pieces.Algorithm)
 	if err != nil {
 		return err
@@ -152,6 +155,7 @@ func (f *httpFetcher) streamPieces(ctx context.Context, body io.Reader, pos *int
 			if err != nil {
 				return err
 			}
+			f.treq.Delivered(hi - lo)
 			if f.sent != nil {
 				f.sent.Add(hi - lo)
 			}

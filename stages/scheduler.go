@@ -51,6 +51,14 @@ const (
 	// rateSample is the least a request must deliver for its speed to
 	// count towards the typical speed.
 	rateSample = 256 << 10
+	// A request with no answer yet is silent (see silentLocked) once it
+	// waited silentFactor times the typical time to a header, and at
+	// least silentMin: a server that takes seconds to answer on a link
+	// where others answer in milliseconds is not worth waiting for, and
+	// silentMin leaves a slow but honest answer (a cold cache, a busy
+	// machine) its time.
+	silentMin    = 2 * time.Second
+	silentFactor = 8
 )
 
 var (
@@ -58,6 +66,9 @@ var (
 	errSpanDone = errors.New("range completed by another connection")
 	// errReplaced cancels a reader that was too slow and replaced.
 	errReplaced = errors.New("connection too slow; its range was handed to another")
+	// errSilent cancels a reader whose request got no answer while other
+	// sources answered; its range was handed to one of them.
+	errSilent = errors.New("no answer while the other sources answered; its range was handed to another source")
 )
 
 // scheduler is shared by the replicas of one http.reader in one run.
@@ -77,8 +88,11 @@ type scheduler struct {
 	// align is where spans are split: pieceAlign, or the length of the
 	// resource's verified pieces, so that each piece is read whole by
 	// one reader.
-	align  int64
-	ttfb   time.Duration // time to the response header (EWMA)
+	align int64
+	ttfb  time.Duration // time to the response header (EWMA)
+	// heard holds the sources that answered a request of this run: only
+	// their replicas take over a silent request.
+	heard  map[int]bool
 	counts [stealAdopt + 1]int
 	// quiet: no reader is judged before then, because an idle replica
 	// woke late: the process is short of CPU, so readers look slow.
@@ -170,6 +184,10 @@ func (s *scheduler) answered(r *spanReader, ttfb time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.sp.stealable = true
+	if s.heard == nil {
+		s.heard = make(map[int]bool)
+	}
+	s.heard[r.src] = true
 	switch {
 	case ttfb <= 0: // not measured
 	case s.ttfb == 0:
@@ -306,6 +324,9 @@ func (s *scheduler) steal(src int) (*spanReader, int) {
 	}
 	if r := s.adoptLocked(src, now); r != nil {
 		return r, stealAdopt
+	}
+	if r := s.silentLocked(src, now); r != nil {
+		return r, stealReplace
 	}
 	if probe := s.probeLocked(src); probe > 0 {
 		// An unmeasured mirror takes a probe, never a half: it may be far

@@ -299,3 +299,40 @@ func (s *scheduler) probeTailLocked(src int, probe int64, now time.Time) *spanRe
 	s.counts[stealHalve]++
 	return r
 }
+
+// silentLocked hands a replica of source src, one that answered, the span
+// whose only reader is another source's request with no answer after
+// silentMin, or silentFactor times the typical time to a header: a
+// server that takes requests and never answers would hold that span
+// until the idle timeout. The request is cancelled with errSilent, which
+// drops its source (see httpFetcher.fetch). The lowest such span first;
+// nil when there is none, with one source, or while the process is short
+// of CPU (s.quiet).
+func (s *scheduler) silentLocked(src int, now time.Time) *spanReader {
+	if !s.multi || s.ttfb <= 0 || !s.heard[src] || now.Before(s.quiet) {
+		return nil
+	}
+	wait := max(silentMin, silentFactor*s.ttfb)
+	var victim *spanReader
+	for sp := range s.spans {
+		if sp.stealable || sp.done || sp.pos >= sp.end || len(sp.readers) != 1 {
+			continue
+		}
+		r := sp.readers[0]
+		if r.cancel == nil || r.replaced || r.src == src || now.Sub(r.started) < wait {
+			continue
+		}
+		if victim == nil || sp.pos < victim.sp.pos {
+			victim = r
+		}
+	}
+	if victim == nil {
+		return nil
+	}
+	victim.replaced = true
+	victim.cancel(errSilent)
+	s.counts[stealReplace]++
+	r := s.attachLocked(victim.sp, now)
+	r.src = src
+	return r
+}

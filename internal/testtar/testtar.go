@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -265,4 +266,32 @@ func Outside(tb testing.TB, parent string) {
 			tb.Errorf("%s: %v", p, err)
 		}
 	}
+}
+
+// TarCut is the tar archive of entries without its end marker: what a
+// server that cuts the archive at a member boundary sends.
+func TarCut(tb testing.TB, entries []Entry) []byte {
+	tb.Helper()
+	full := Tar(tb, entries)
+	return full[:len(full)-endSize(full)]
+}
+
+// endSize is the length of the end marker and the zero padding after it
+// that tar.Writer puts at the end of data.
+func endSize(data []byte) int {
+	n := 0
+	for n+512 <= len(data) && bytes.Equal(data[len(data)-n-512:len(data)-n], make([]byte, 512)) {
+		n += 512
+	}
+	return n
+}
+
+// Deep is a name nested depth directories deep ("d/d/…/d"), and leaf
+// below it when leaf is set.
+func Deep(depth int, leaf string) string {
+	name := strings.Repeat("d/", depth)
+	if leaf == "" {
+		return name
+	}
+	return name + leaf
 }
