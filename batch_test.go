@@ -264,3 +264,43 @@ func (h *holdFinish) Finish(ctx context.Context, env *pipeline.Env, runErr error
 	}
 	return nil
 }
+
+// A batch into a directory that does not exist yet creates it (and its
+// parents), as mkdir -p: every download lands in it, byte for byte.
+func TestBatchCreatesDir(t *testing.T) {
+	noLeaks(t)
+	srv := startOrigin(t, origin.Options{Size: 48 << 10, Seed: 21})
+	dir := filepath.Join(t.TempDir(), "new", "b")
+	reqs := make(chan *dlflow.Request, 5)
+	for i := range 5 {
+		reqs <- &dlflow.Request{URL: srv.URL(), Path: fmt.Sprintf("f%d", i), Dir: dir}
+	}
+	close(reqs)
+	n := 0
+	for r := range newClient(t).Batch(t.Context(), 2, reqs) {
+		if r.Err != nil {
+			t.Fatalf("%s: %v", r.Request.Path, r.Err)
+		}
+		if want := filepath.Join(dir, r.Request.Path); r.Result.Path != want {
+			t.Fatalf("saved at %s, want %s", r.Result.Path, want)
+		}
+		assertComplete(t, r.Result.Path, 48<<10, 21)
+		n++
+	}
+	if n != 5 {
+		t.Fatalf("%d results, want 5", n)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("dir: %v", err)
+	}
+	// A name from the server (no Path) lands in a new Dir too.
+	dir2 := filepath.Join(t.TempDir(), "auto")
+	res, err := newClient(t).Do(t.Context(), &dlflow.Request{URL: srv.URL(), Dir: dir2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertComplete(t, filepath.Join(dir2, "file.bin"), 48<<10, 21)
+	if res.Path != filepath.Join(dir2, "file.bin") {
+		t.Fatalf("saved at %s", res.Path)
+	}
+}

@@ -92,7 +92,7 @@ func (d *Download) notModified(ctx context.Context, client *http.Client, header 
 		if giveUp != nil {
 			return false, "", giveUp
 		}
-		d.log.Warn().Err(err).Dur("backoff", wait).Msg("retrying the conditional request")
+		d.log.Warn().Err(err).Float64("backoff_s", wait.Seconds()).Msg("retrying the conditional request")
 		if err := httpx.Sleep(ctx, wait); err != nil {
 			return false, "", err
 		}

@@ -67,6 +67,8 @@ type Download struct {
 	metalink         *metalink.File
 	urlFromMetalink  bool
 	sizeFromMetalink bool
+	// checksumFromMetalink: the checksum verified is the Metalink's.
+	checksumFromMetalink bool
 	// out is Request.Writer, counted; nil without one.
 	out *countingWriter
 	// replace is the existing output that IfNewer found older than the
@@ -150,6 +152,7 @@ func (c *Client) startWith(ctx context.Context, req *Request, claim func(path st
 		if r := panics.Try(func() { err = d.run(ctx) }); r != nil {
 			err = r.AsError()
 		}
+		d.explainChecksum(err)
 		if err != nil && ctx.Err() != nil {
 			// Cancelled (say, during the probe): the cause is the reason,
 			// whatever the request said.
@@ -364,19 +367,21 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 		i.URL, i.Path, i.Size, i.Ranges = httpx.RedactURL(res.URL), output, res.Size, res.AcceptRanges
 		i.Topology, i.Connections, i.MemoryBound = topology.describe(), max(g.Connections(), 1), g.MemoryBound()
 	})
+	// The rate is measured from here: Progress called from Started, or
+	// 100 ms after it, already has a baseline.
+	d.mu.Lock()
+	d.taps = pipeline.Reporters[pipeline.ProgressReporter](g)
+	d.conns = pipeline.Reporters[pipeline.ConnectionReporter](g)
+	d.srcReps = pipeline.Reporters[pipeline.SourceReporter](g)
+	d.started = true
+	d.rate = newRateMeter(time.Now())
+	d.mu.Unlock()
 	if h := d.req.Hooks.Started; h != nil {
 		h(d)
 	}
 	d.log.Info().Str("url", httpx.RedactURL(res.URL)).Int64("size", res.Size).Bool("ranges", res.AcceptRanges).
 		Str("output", output).Stringer("memory_bound", g.MemoryBound()).Msg("starting")
 
-	d.mu.Lock()
-	d.taps = pipeline.Reporters[pipeline.ProgressReporter](g)
-	d.conns = pipeline.Reporters[pipeline.ConnectionReporter](g)
-	d.srcReps = pipeline.Reporters[pipeline.SourceReporter](g)
-	d.started = true
-	d.rate = rateMeter{}
-	d.mu.Unlock()
 	start := time.Now()
 	transferred := func() {
 		release()
@@ -392,7 +397,7 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 		return err
 	}
 	elapsed := time.Since(start)
-	d.log.Info().Str("output", output).Int64("bytes", res.Size).Dur("elapsed", elapsed).
+	d.log.Info().Str("output", output).Int64("bytes", res.Size).Float64("elapsed_s", elapsed.Seconds()).
 		Float64("rate", float64(max(res.Size, 0))/elapsed.Seconds()).Msg("done")
 	return nil
 }

@@ -3,7 +3,36 @@ package dlflow
 import (
 	"fmt"
 
+	"github.com/dlflow/dlflow/httpx"
+	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/stages"
+)
+
+// The errors a caller tells apart, all reachable from this package: a
+// program needs no other import to branch on why a download failed.
+//
+//	var he *dlflow.HTTPError      // errors.As: a status the download cannot use (he.Status)
+//	errors.Is(err, dlflow.ErrNotFound) // a 404 or 410: asking again will not help
+//	var ce *dlflow.ChecksumError  // errors.As: the bytes fail the expected digest
+//	errors.Is(err, dlflow.ErrCorrupt)  // the bytes are known wrong (a checksum or piece hash)
+//	errors.Is(err, dlflow.ErrDiskFull) // the output's file system is full
+type (
+	// HTTPError is an answer whose status the download cannot use.
+	HTTPError = httpx.HTTPError
+	// ChecksumError is a digest that does not match: Algorithm, Want,
+	// Got, and where Want came from (Source).
+	ChecksumError = stages.ChecksumError
+)
+
+var (
+	// ErrNotFound is what a 404 (Not Found) or 410 (Gone) answer is, for
+	// errors.Is.
+	ErrNotFound = httpx.ErrNotFound
+	// ErrCorrupt is what an error wraps when the downloaded bytes are
+	// known to be wrong (a *ChecksumError, a piece that fails its hash):
+	// the partial file was thrown away, and a retry starts over.
+	ErrCorrupt = pipeline.ErrCorrupt
 )
 
 // ErrOutputExists is what a download's error wraps when its output is

@@ -50,49 +50,14 @@ func main() {
 // untouched. It builds with the module cache only (GOPROXY=off), and
 // needs no import but dlflow.
 func TestExternalModule(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a program")
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command")
-	}
-	root, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog := t.TempDir()
-	goMod := "module example.com/user\n\ngo 1.26\n\nrequire github.com/dlflow/dlflow v0.0.0\n\nreplace github.com/dlflow/dlflow => " + root + "\n"
-	// The module's go.sum vouches for the dependencies, so nothing is
-	// looked up on the network.
-	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range map[string]string{"go.mod": goMod, "go.sum": string(sum), "main.go": externalMain} {
-		if err := os.WriteFile(filepath.Join(prog, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	goCmd := func(args ...string) string {
-		cmd := exec.CommandContext(ctx, goTool, args...)
-		cmd.Dir = prog
-		cmd.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=-mod=mod")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
-	goCmd("mod", "tidy")
-	goCmd("build", "-o", "prog", ".")
+	prog := buildExternal(t, ctx, externalMain)
 
 	big := startOrigin(t, origin.Options{Size: 64 << 20, Seed: 11})
 	odd := startOrigin(t, origin.Options{Size: 10_000_019, Seed: 12})
 	dir := t.TempDir()
-	cmd := exec.CommandContext(ctx, filepath.Join(prog, "prog"), big.URL(), odd.URL(), dir)
+	cmd := exec.CommandContext(ctx, prog, big.URL(), odd.URL(), dir)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -107,4 +72,46 @@ func TestExternalModule(t *testing.T) {
 	if got := fileSHA256(t, filepath.Join(dir, "file1")); got != origin.SHA256Hex(10_000_019, 12) {
 		t.Errorf("file1: sha256 %s", got)
 	}
+}
+
+// buildExternal builds main, the source of a program of another module
+// that requires this one with a replace directive, and returns the
+// program's path. It builds with the module cache only (GOPROXY=off):
+// the module's go.sum vouches for the dependencies. The test is skipped
+// in -short mode or without a go command.
+func buildExternal(t *testing.T, ctx context.Context, main string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := t.TempDir()
+	goMod := "module example.com/user\n\ngo 1.26\n\nrequire github.com/dlflow/dlflow v0.0.0\n\nreplace github.com/dlflow/dlflow => " + root + "\n"
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{"go.mod": goMod, "go.sum": string(sum), "main.go": main} {
+		if err := os.WriteFile(filepath.Join(prog, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	goCmd := func(args ...string) {
+		cmd := exec.CommandContext(ctx, goTool, args...)
+		cmd.Dir = prog
+		cmd.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=-mod=mod")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	goCmd("mod", "tidy")
+	goCmd("build", "-o", "prog", ".")
+	return filepath.Join(prog, "prog")
 }

@@ -2,9 +2,13 @@ package dlflow
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,11 +23,12 @@ import (
 const DefaultMetalinkTimeout = 30 * time.Second
 
 // applyMetalink reads the request's Metalink file (a path, or an http(s)
-// URL fetched with the configuration's HTTP settings) and makes the
-// download a copy of the request with its URLs (the most preferred one
-// the primary unless the request names one), its checksum (unless the
-// request has one); its size, name and piece hashes apply after the
-// probe (metalinkResource).
+// URL fetched with the configuration's HTTP settings), unless the request
+// came from MetalinkRequests with it read, picks its file (MetalinkFile),
+// and makes the download a copy of the request with its URLs (the most
+// preferred one the primary unless the request names one), its checksum
+// (unless the request has one); its size, name and piece hashes apply
+// after the probe (metalinkResource).
 func (d *Download) applyMetalink(ctx context.Context) error {
 	src := d.req.Metalink
 	if src == "" {
@@ -33,26 +38,14 @@ func (d *Download) applyMetalink(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var file *metalink.File
-	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
-		// The user named the Metalink's URL: its origin owns the
-		// credentials, also for the URLs the Metalink lists (credentialOwners).
-		client, header, err := d.client.httpClient(cfg.HTTP, src)
+	file := d.req.metalinkFile
+	if file == nil {
+		files, err := d.readMetalink(ctx, cfg.HTTP, src)
 		if err != nil {
-			return &RequestError{Field: "Config", Err: err}
-		}
-		if file, err = d.fetchMetalink(ctx, client, header, src); err != nil {
 			return err
 		}
-	} else {
-		r, err := os.Open(src)
-		if err != nil {
-			return &RequestError{Field: "Metalink", Err: err}
-		}
-		file, err = metalink.Parse(r, "")
-		r.Close()
-		if err != nil {
-			return &RequestError{Field: "Metalink", Err: err}
+		if file, err = pickMetalinkFile(src, files, d.req.MetalinkFile); err != nil {
+			return err
 		}
 	}
 	req := *d.req
@@ -71,15 +64,144 @@ func (d *Download) applyMetalink(ctx context.Context) error {
 	}
 	if req.Checksum == "" && cfg.Checksum == "" {
 		req.Checksum = file.Checksum()
+		d.checksumFromMetalink = req.Checksum != ""
 	}
 	d.req, d.metalink = &req, file
 	return nil
 }
 
+// readMetalink reads and parses the Metalink src: a path, or an http(s)
+// URL fetched with the HTTP settings cfg.
+func (d *Download) readMetalink(ctx context.Context, cfg httpx.HTTPConfig, src string) ([]*metalink.File, error) {
+	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
+		// The user named the Metalink's URL: its origin owns the
+		// credentials, also for the URLs the Metalink lists (credentialOwners).
+		client, header, err := d.client.httpClient(cfg, src)
+		if err != nil {
+			return nil, &RequestError{Field: "Config", Err: err}
+		}
+		return d.fetchMetalink(ctx, client, header, src)
+	}
+	r, err := os.Open(src)
+	if err != nil {
+		return nil, &RequestError{Field: "Metalink", Err: err}
+	}
+	files, err := metalink.ParseAll(r)
+	r.Close()
+	if err != nil {
+		return nil, &RequestError{Field: "Metalink", Err: err}
+	}
+	return files, nil
+}
+
+// pickMetalinkFile returns file index (1-based) of files; 0 takes the
+// only one.
+func pickMetalinkFile(src string, files []*metalink.File, index int) (*metalink.File, error) {
+	switch {
+	case index == 0 && len(files) > 1:
+		return nil, &MetalinkFilesError{Metalink: httpx.RedactURL(src), Files: len(files)}
+	case index == 0:
+		return files[0], nil
+	case index < 0 || index > len(files):
+		return nil, requestErrorf("MetalinkFile", "the metalink lists %d files; there is no file %d", len(files), index)
+	}
+	return files[index-1], nil
+}
+
+// MetalinkFilesError is the error of a request whose Metalink lists
+// several files and that picked none (Request.MetalinkFile).
+type MetalinkFilesError struct {
+	Metalink string // redacted
+	Files    int
+}
+
+func (e *MetalinkFilesError) Error() string {
+	return fmt.Sprintf("%s lists %d files: pick one (MetalinkFile), or download them all (Client.MetalinkRequests)", e.Metalink, e.Files)
+}
+
+// MetalinkRequests reads the Metalink src (a path, or an http or https URL
+// fetched with tmpl's HTTP settings) and returns a request per file it
+// lists, in document order, or per file of selected (1-based indexes, as
+// aria2c's --select-file; nil for all): copies of tmpl with Metalink set
+// to src, MetalinkFile to the index and Label to "file N". Give them to
+// Batch; tmpl.Dir is the directory the files land in (created if
+// missing), each under its name in the Metalink. tmpl's URL, Path, Mirrors
+// and Checksum must be empty (each file has its own), and so must its
+// Writer and Extract.
+//
+// The requests carry the parsed document: their downloads do not read it
+// again.
+func (c *Client) MetalinkRequests(ctx context.Context, src string, tmpl *Request, selected []int) ([]*Request, error) {
+	switch {
+	case tmpl.URL != "" || tmpl.Path != "" || len(tmpl.Mirrors) > 0 || tmpl.Checksum != "":
+		return nil, requestErrorf("Metalink", "each file of a metalink has its own URLs, name and checksum: leave URL, Path, Mirrors and Checksum empty")
+	case tmpl.Writer != nil || tmpl.Extract != "":
+		return nil, requestErrorf("Metalink", "the files of a metalink go into Dir: Writer and Extract do not apply")
+	}
+	d := &Download{client: c, req: tmpl, log: c.logger(ctx)}
+	cfg, err := d.load(tmpl.Topology, allStageKeys)
+	if err != nil {
+		return nil, err
+	}
+	files, err := d.readMetalink(ctx, cfg.HTTP, src)
+	if err != nil {
+		return nil, err
+	}
+	if selected == nil {
+		for i := range files {
+			selected = append(selected, i+1)
+		}
+	}
+	reqs := make([]*Request, 0, len(selected))
+	for _, i := range selected {
+		file, err := pickMetalinkFile(src, files, i)
+		if err != nil {
+			return nil, err
+		}
+		r := *tmpl
+		r.Metalink, r.MetalinkFile, r.metalinkFile = src, i, file
+		r.Label = fmt.Sprintf("file %d", i)
+		reqs = append(reqs, &r)
+	}
+	return reqs, nil
+}
+
+// ParseFileSelection reads a selection of files as aria2c's --select-file
+// takes it: 1-based indexes and ranges, "1,3-4". It returns the indexes
+// in increasing order, each once.
+func ParseFileSelection(spec string) ([]int, error) {
+	seen := map[int]bool{}
+	for part := range strings.SplitSeq(spec, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil || a < 1 || b < a || b > metalink.MaxFiles {
+			return nil, fmt.Errorf("select-file %q: want 1-based indexes and ranges up to %d, such as 1,3-4", part, metalink.MaxFiles)
+		}
+		for i := a; i <= b; i++ {
+			seen[i] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
+}
+
+// explainChecksum names the Metalink as where the expected digest of a
+// *ChecksumError came from, when it did: the hash stage only knows it was
+// configured.
+func (d *Download) explainChecksum(err error) {
+	var ce *ChecksumError
+	if d.checksumFromMetalink && errors.As(err, &ce) && ce.Source == "checksum" {
+		ce.Source = "the metalink"
+	}
+}
+
 // fetchMetalink gets and parses the Metalink document at src, within
 // Request.MetalinkTimeout (DefaultMetalinkTimeout) for the answer and the
 // body together.
-func (d *Download) fetchMetalink(ctx context.Context, client *http.Client, header http.Header, src string) (*metalink.File, error) {
+func (d *Download) fetchMetalink(ctx context.Context, client *http.Client, header http.Header, src string) ([]*metalink.File, error) {
 	limit := d.req.MetalinkTimeout
 	if limit <= 0 {
 		limit = DefaultMetalinkTimeout
@@ -97,9 +219,9 @@ func (d *Download) fetchMetalink(ctx context.Context, client *http.Client, heade
 		resp.Body.Close()
 		return nil, fmt.Errorf("metalink: %w", httpx.NewHTTPError(resp, src))
 	}
-	var file *metalink.File
+	var files []*metalink.File
 	if err == nil {
-		file, err = metalink.Parse(resp.Body, "")
+		files, err = metalink.ParseAll(resp.Body)
 		resp.Body.Close()
 		if err != nil && ctx.Err() == nil {
 			return nil, &RequestError{Field: "Metalink", Err: err}
@@ -107,7 +229,7 @@ func (d *Download) fetchMetalink(ctx context.Context, client *http.Client, heade
 	}
 	switch {
 	case err == nil:
-		return file, nil
+		return files, nil
 	case context.Cause(ctx) == late:
 		return nil, late
 	}

@@ -50,7 +50,8 @@ func defaultName(res *pipeline.Resource) string {
 // placeIn returns where name goes in dir: name itself without a dir.
 // With one, name must be a relative path that stays inside dir; the
 // directories on the way must not be symlinks (which could lead out of
-// dir), and missing ones are created.
+// dir), and missing ones are created, dir itself included (0o755, as
+// mkdir -p: a batch into a new directory must not fail on its absence).
 // placeOutput is placeIn for a file, and an object URL (s3://bucket/key)
 // as it is: Dir does not apply to it.
 func placeOutput(dir, name string) (string, error) {
@@ -66,6 +67,9 @@ func placeIn(dir, name string) (string, error) {
 	}
 	if !filepath.IsLocal(name) {
 		return "", fmt.Errorf("%q is not a relative path inside %s", name, dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("output directory: %w", err)
 	}
 	p := dir
 	parts := strings.Split(filepath.Clean(name), string(filepath.Separator))

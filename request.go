@@ -12,6 +12,7 @@ import (
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/httpx"
+	"github.com/dlflow/dlflow/metalink"
 	"github.com/dlflow/dlflow/pipeline"
 )
 
@@ -42,8 +43,17 @@ type Request struct {
 	// strongest hash is the Checksum unless one is set, its name names the
 	// output unless Path does, and its piece hashes are verified as the
 	// pieces arrive: a piece that fails is fetched from another source,
-	// and the source that served it is dropped.
+	// and the source that served it is dropped. Metalink 3.0 files
+	// (.metalink, as aria2c reads them) are read as well.
 	Metalink string
+	// MetalinkFile picks the file of a Metalink that lists several, by
+	// its 1-based index in the document (as aria2c's --select-file); 0
+	// takes the only one, and is an error (*MetalinkFilesError) with
+	// several. Client.MetalinkRequests makes a request for each.
+	MetalinkFile int
+	// metalinkFile is the file MetalinkFile picks, when MetalinkRequests
+	// read the Metalink already.
+	metalinkFile *metalink.File
 	// MetalinkTimeout bounds the fetch of a Metalink URL, answer and body
 	// together: a server that trickles it a byte at a time fails the
 	// download then, rather than hold it for ever (the body is also
@@ -64,7 +74,7 @@ type Request struct {
 	Path string
 	// Dir is the directory of the output. A Path inside it (or the name
 	// the server suggests) may not leave it: no absolute path, no "..",
-	// no symlink on the way. Missing directories under Dir are created.
+	// no symlink on the way. Dir and the missing directories under it are created (0o755).
 	Dir string
 	// Extract, when set, is a directory to unpack the download into, a
 	// .tar, .tar.gz or .tar.zst archive, as its bytes arrive: no archive

@@ -187,10 +187,13 @@ type Progress struct {
 	// fetch again.
 	Resumed int64
 	// Rate is the bytes per second fetched, averaged over the last few
-	// seconds; 0 until it was measured.
+	// seconds: from the first call at least 100 ms after the transfer
+	// began (Hooks.Started) on, the average since then for its first two
+	// seconds; 0 before, and until bytes arrived.
 	Rate float64
-	// ETA is the time left at Rate, -1 when unknown.
-	ETA time.Duration
+	// ETA is the time left at Rate: ETAUnknown while the size or the rate
+	// is, 0 once every byte is in.
+	ETA Remaining
 	// Connections holds the bytes each connection delivered, for
 	// topologies whose stages report them (http.reader).
 	Connections []int64
@@ -198,6 +201,28 @@ type Progress struct {
 	// download has mirrors.
 	Sources []pipeline.SourceStats
 }
+
+// Remaining is a time left: a time.Duration, or ETAUnknown. It prints
+// as a duration rounded to the second (to the millisecond under one
+// second), and ETAUnknown as "unknown".
+type Remaining time.Duration
+
+// ETAUnknown is the ETA of a download whose size or rate is not known.
+const ETAUnknown Remaining = -1
+
+func (r Remaining) String() string {
+	switch d := time.Duration(r); {
+	case r < 0:
+		return "unknown"
+	case d >= time.Second:
+		return d.Round(time.Second).String()
+	default:
+		return d.Round(time.Millisecond).String()
+	}
+}
+
+// Duration is the time left, and false when it is unknown.
+func (r Remaining) Duration() (time.Duration, bool) { return time.Duration(r), r >= 0 }
 
 func sourceStats(reps []pipeline.SourceReporter) []pipeline.SourceStats {
 	var out []pipeline.SourceStats
@@ -209,12 +234,13 @@ func sourceStats(reps []pipeline.SourceReporter) []pipeline.SourceStats {
 
 // Progress reports how far the download is. It may be called at any time,
 // from any goroutine; the rate is measured from the calls themselves (those
-// at least 100 ms apart), averaged over about two seconds.
+// at least 100 ms apart, the first against the start of the transfer),
+// averaged over about two seconds.
 func (d *Download) Progress() Progress {
 	d.mu.Lock()
 	taps, conns, srcs, total := d.taps, d.conns, d.srcReps, d.info.Size
 	d.mu.Unlock()
-	p := Progress{Total: total, ETA: -1, Sources: sourceStats(srcs)}
+	p := Progress{Total: total, ETA: ETAUnknown, Sources: sourceStats(srcs)}
 	for _, c := range conns {
 		p.Connections = append(p.Connections, c.ConnectionBytes()...)
 	}
@@ -237,18 +263,24 @@ func (d *Download) Progress() Progress {
 	case left <= 0:
 		p.ETA = 0
 	case p.Rate > 0:
-		p.ETA = time.Duration(float64(left) / p.Rate * float64(time.Second))
+		p.ETA = Remaining(float64(left) / p.Rate * float64(time.Second))
 	}
 	return p
 }
 
 // rateMeter smooths a byte rate over about rateWindow, from samples taken
-// whenever Progress is called.
+// whenever Progress is called. For the first rateWindow of a transfer it
+// is the average since the start (an exponential average would still
+// lean on its first samples, taken before the first bytes arrived);
+// after that, an exponential average over about rateWindow. A meter made
+// with newRateMeter at the start of a transfer (0 bytes then) estimates
+// from its first sample at least rateMinInterval later; a zero meter
+// takes its first sample as the start.
 type rateMeter struct {
-	last    time.Time
-	bytes   int64
-	rate    float64
-	sampled bool
+	start, last time.Time
+	base, bytes int64 // at start, at last
+	rate        float64
+	sampled     bool
 }
 
 const (
@@ -256,25 +288,30 @@ const (
 	rateMinInterval = 100 * time.Millisecond
 )
 
+func newRateMeter(start time.Time) rateMeter { return rateMeter{start: start, last: start} }
+
+// sample takes the bytes fetched since the start of the transfer at now.
 func (m *rateMeter) sample(now time.Time, bytes int64) float64 {
 	if m.last.IsZero() {
-		m.last, m.bytes = now, bytes
+		m.start, m.last, m.base, m.bytes = now, now, bytes, bytes
 		return 0
 	}
 	dt := now.Sub(m.last)
 	if dt < rateMinInterval {
 		return m.rate
 	}
-	inst := float64(bytes-m.bytes) / dt.Seconds()
-	if m.sampled {
+	switch since := now.Sub(m.start); {
+	case since < rateWindow || !m.sampled:
+		m.rate = float64(bytes-m.base) / since.Seconds()
+	default:
 		// An exponential average whose weight follows the time between
 		// samples, so that the window is about rateWindow however often
 		// Progress is called.
+		inst := float64(bytes-m.bytes) / dt.Seconds()
 		w := 1 - math.Exp(-dt.Seconds()/rateWindow.Seconds())
 		m.rate += w * (inst - m.rate)
-	} else {
-		m.rate, m.sampled = inst, true
 	}
+	m.sampled = true
 	m.last, m.bytes = now, bytes
 	return m.rate
 }

@@ -360,7 +360,7 @@ func TestCompareWithReferenceTools(t *testing.T) {
 		if !slices.Contains(ReferenceTools, c.Tool) || !c.Verified || c.Runs != 2 || c.Bytes != 1<<20 || len(c.Stages) != 0 || c.MemoryBound != 0 {
 			t.Errorf("reference row %+v", c)
 		}
-		if c.Tool != "curl" && (c.Connections != 8 || c.Label != fmt.Sprintf("%s c=8", c.Tool)) {
+		if !strings.HasPrefix(c.Tool, "curl") && (c.Connections != 8 || c.Label != fmt.Sprintf("%s c=8", c.Tool)) {
 			t.Errorf("%s: connections %d, label %q; want the default 8", c.Tool, c.Connections, c.Label)
 		}
 		if timeTool() != "" && c.PeakRSS <= 0 {
@@ -374,6 +374,65 @@ func TestCompareWithReferenceTools(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(o.Dir); len(left) != 0 {
 		t.Errorf("%d file(s) left in Dir after the bench, such as %s", len(left), left[0].Name())
+	}
+
+	// Beside curl, "curl + fsync" times curl and an fsync of its output
+	// together; the fsync column says which rows write durably: dlflow's
+	// and that one.
+	var table bytes.Buffer
+	if err := res.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	rows, _, _ := strings.Cut(table.String(), "\nper stage:") // the rows, not the per-stage table
+	lines := strings.Split(rows, "\n")
+	col := -1 // the fsync column's offset: tabwriter aligns the values under it
+	for _, line := range lines {
+		if strings.HasPrefix(line, "cell ") {
+			col = strings.Index(line, "  fsync  ") + 2
+		}
+	}
+	if col < 2 {
+		t.Fatalf("no fsync column:\n%s", table.String())
+	}
+	durable := map[string]string{} // label -> the fsync column
+	for _, line := range lines {
+		for _, c := range cells {
+			if strings.HasPrefix(line, c.Label+"  ") && len(line) > col {
+				durable[c.Label] = strings.Fields(line[col:])[0]
+			}
+		}
+	}
+	for _, c := range cells {
+		want := c.Tool == "dlflow" || c.Label == "curl + fsync"
+		if c.Durable != want || durable[c.Label] != yesNo(want) {
+			t.Errorf("%s: durable %v, fsync column %q; want %v", c.Label, c.Durable, durable[c.Label], want)
+		}
+	}
+	if installed("curl") && installed("sync") && !tools["curl+fsync"] {
+		t.Errorf("curl is installed but there is no curl + fsync row:\n%s", table.String())
+	}
+}
+
+// A --set or a topology line that turns fsync off makes a dlflow row not
+// durable.
+func TestDurableRows(t *testing.T) {
+	off := filepath.Join(t.TempDir(), "nosync.yaml")
+	if err := os.WriteFile(off, []byte("stages:\n  write:\n    type: file.sink\n    config:\n      fsync: false\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		topology string
+		sets     []string
+		want     bool
+	}{
+		{"", nil, true},
+		{example("ranged.yaml"), []string{"stages.fetch.workers=4"}, true},
+		{example("ranged.yaml"), []string{"stages.write.config.fsync=false"}, false},
+		{off, nil, false},
+	} {
+		if got := fsyncs(tc.topology, tc.sets); got != tc.want {
+			t.Errorf("%s %v: durable %v, want %v", tc.topology, tc.sets, got, tc.want)
+		}
 	}
 }
 

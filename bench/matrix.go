@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -188,8 +189,7 @@ func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.Byte
 		extra = append(extra, "--set", s)
 	}
 	c.Sets = sets
-	// dlflow fsyncs its output unless a setting says otherwise.
-	c.Durable = !slices.ContainsFunc(sets, func(s string) bool { return strings.HasSuffix(s, ".fsync=false") })
+	c.Durable = fsyncs(t.path, sets)
 	get := []string{"get"}
 	if t.path != "" {
 		bound, err := t.memoryBound(o.Registry, sets, n)
@@ -299,7 +299,7 @@ func chosenTools(o Options, cells []*cell) []*cell {
 }
 
 // ReferenceTools are the tools that --compare can add.
-var ReferenceTools = []string{"curl", "aria2c", "axel", "oracle"}
+var ReferenceTools = []string{"curl", "curl+fsync", "aria2c", "axel", "oracle"}
 
 // toolVersion is the first line of a reference tool's --version (axel's
 // first line of -V, the oracle's curl's), or "" when it does not tell.
@@ -308,6 +308,7 @@ func toolVersion(tool string) string {
 	if tool == "oracle" { // curls under a shell
 		tool = "curl"
 	}
+	tool = strings.TrimSuffix(tool, "+fsync") // curl+fsync is curl's version
 	if tool == "axel" {
 		flag = "-V"
 	}
@@ -320,8 +321,31 @@ func toolVersion(tool string) string {
 	return line
 }
 
-// referenceCells are curl (one stream), aria2c, axel and the oracle (one
-// cell per number of connections each), when they are installed.
+// fsyncOff matches a setting, or a line of a topology file, that turns a
+// sink's fsync off.
+var fsyncOff = regexp.MustCompile(`(?m)(^\s*|\.)fsync\s*[:=]\s*(false|0|no|off)\s*$`)
+
+// fsyncs reports whether a dlflow cell makes its output durable: its
+// sinks fsync by default; a --set or a line of the topology file may turn
+// that off.
+func fsyncs(topology string, sets []string) bool {
+	for _, s := range sets {
+		if fsyncOff.MatchString(s) {
+			return false
+		}
+	}
+	if topology != "" {
+		if data, err := os.ReadFile(topology); err == nil && fsyncOff.Match(data) {
+			return false
+		}
+	}
+	return true
+}
+
+// referenceCells are curl (one stream), "curl + fsync" (curl, then an
+// fsync of the file and its directory, timed together: what dlflow's
+// durable rename costs on top), aria2c, axel and the oracle (one cell per
+// number of connections each), when they are installed.
 func referenceCells(o Options, scenario Scenario) []*cell {
 	var cells []*cell
 	if curl, err := exec.LookPath("curl"); err == nil {
@@ -331,6 +355,17 @@ func referenceCells(o Options, scenario Scenario) []*cell {
 				return exec.CommandContext(ctx, curl, "-sf", "-o", j.out, j.url), nil
 			},
 		})
+		sh, errSh := exec.LookPath("sh")
+		sync, errSync := exec.LookPath("sync") // coreutils: sync FILE fsyncs FILE
+		if errSh == nil && errSync == nil {
+			cells = append(cells, &cell{
+				Cell: Cell{Scenario: scenario, Origin: o.Origin, Tool: "curl+fsync", Label: "curl + fsync", Durable: true},
+				command: func(ctx context.Context, j job) (*exec.Cmd, error) {
+					return exec.CommandContext(ctx, sh, "-c", `"$1" -sf -o "$3" "$4" && "$2" "$3" "$(dirname "$3")"`,
+						"sh", curl, sync, j.out, j.url), nil
+				},
+			})
+		}
 	}
 	if aria, err := exec.LookPath("aria2c"); err == nil && scenario == ScenarioMirrors {
 		// As aria2 users run it on a file with two sources.

@@ -110,7 +110,7 @@ func writeNotes(w io.Writer, rows []*Cell, cols columns) {
 		fmt.Fprintf(w, "runs ~N: N runs started with the load average above the machine's %d cores\n", runtime.NumCPU())
 	}
 	if cols.durable {
-		fmt.Fprintln(w, "fsync: the output is on disk when the tool exits (dlflow fsyncs; curl, aria2c and axel do not, so they may finish before the disk has the bytes)")
+		fmt.Fprintln(w, "fsync: the output is on disk when the tool exits (dlflow and curl+fsync fsync; curl, aria2c and axel do not, so they may finish before the disk has the bytes)")
 	}
 }
 

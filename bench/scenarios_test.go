@@ -120,6 +120,9 @@ func TestRunWANScenario(t *testing.T) {
 		if installed(tool) {
 			want = append(want, map[string]string{"curl": "curl", "aria2c": "aria2c c=2", "axel": "axel c=2"}[tool])
 		}
+		if tool == "curl" && installed("curl") && installed("sync") {
+			want = append(want, "curl + fsync")
+		}
 	}
 	if installed("curl") {
 		want = append(want, "oracle c=2")

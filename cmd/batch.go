@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -221,6 +222,9 @@ type batch struct {
 	args    bool // the URLs are the command line's, not a list's
 	json    bool
 	display *progress.Display // the shared progress display on a terminal, or nil
+	// metalink: the requests are the files of a Metalink (getMetalink),
+	// labelled "file N".
+	metalink bool
 
 	mu   sync.Mutex
 	bars map[*dlflow.Request]*progress.Bar // of the running downloads
@@ -315,8 +319,14 @@ func (b *batch) report(ctx context.Context, r dlflow.BatchResult) {
 		if b.args {
 			err = fmt.Errorf("%s is already the output of %s of the command line; name them in a list (-i) to keep both", claimed.Path, claimed.By.Label)
 		}
+		if b.metalink {
+			err = fmt.Errorf("%s is already the output of %s of the metalink, of the same name", claimed.Path, claimed.By.Label)
+		}
 	}
 	redacted := httpx.RedactURL(r.Request.URL)
+	if redacted == "" { // a file of a metalink: the URL it was fetched from, else its label
+		redacted = cmp.Or(r.Result.URL, r.Request.Label)
+	}
 	var ie *interrupted
 	code := exitOK
 	switch {

@@ -103,3 +103,19 @@ func TestChecksumAfterResume(t *testing.T) {
 		fast.WaitIdle(5 * time.Second)
 	})
 }
+
+// A malformed --checksum is one line that names the flag once and says
+// what is wrong, without the stutter of wrapped errors ("--checksum:
+// checksum: checksum ...").
+func TestChecksumFlagErrorSaysItOnce(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "f.bin")
+	for value, want := range map[string]string{
+		"sha256:abc": `dlflow: --checksum: "sha256:abc" is not a checksum: a sha256 digest is 64 hex digits`,
+		"abc":        `dlflow: --checksum: "abc" is not a checksum: want algorithm:hex, such as sha256:<64 hex digits>`,
+	} {
+		res := runCLI(t, "--url", "http://127.0.0.1:1/f", "-o", out, "--checksum", value)
+		if got := strings.SplitN(res.stderr, "\n", 2)[0]; res.code != 2 || got != want {
+			t.Errorf("--checksum %s: exit %d, %q; want %q", value, res.code, got, want)
+		}
+	}
+}

@@ -57,7 +57,8 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.StringVar(&f.extract, "extract", "", "unpack the download, a .tar, .tar.gz or .tar.zst archive (told by its bytes), into `DIR` as it arrives; DIR appears when complete, no archive is stored")
 	fs.IntVar(&f.connections, "connections", 0, "number of range readers (workers of every http.reader stage); with mirrors, per source")
 	fs.StringArrayVar(&f.mirrors, "mirror", nil, "another URL of the same file, fetched from at the same time (repeatable)")
-	fs.StringVar(&f.metalink, "metalink", "", "a Metalink file (.meta4, a path or a URL): its URLs, size, hash and piece hashes")
+	fs.StringVar(&f.metalink, "metalink", "", "a Metalink file (.meta4 or .metalink, a path or a URL): its URLs, size, hash and piece hashes; with several files, see --dir and --select-file")
+	registerMetalinkFlags(fs)
 	fs.Bool("overwrite", false, "replace an existing output file")
 	fs.BoolVar(&f.skipExisting, "skip-existing", false, "when the output file exists, leave it and succeed (exit 0) without downloading: for rerunning a list with -i")
 	fs.String("checksum", "", "verify the download against algorithm:hex (sha256, sha512, sha1, md5); needs a hash.tap stage, as in the examples")
@@ -134,6 +135,9 @@ func get(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if isBatch(fs) {
 			return fail(stderr, usagef("-o %s is a stream, not a file; it does not go with -i LIST", device.Name()))
 		}
+	}
+	if isMetalinkBatch(fs) {
+		return getMetalink(ctx, fs, flags, stdout, stderr)
 	}
 	if isBatch(fs) {
 		return getBatch(ctx, args, fs, flags, stdin, stdout, stderr)
@@ -359,6 +363,7 @@ func skipLine(path string) string {
 func cliError(err error, res *dlflow.Result) error {
 	var re *dlflow.RequestError
 	var ie *interrupted
+	var fe *dlflow.MetalinkFilesError
 	switch {
 	case err == nil:
 		return nil
@@ -382,6 +387,8 @@ func cliError(err error, res *dlflow.Result) error {
 		return &usageError{err}
 	case errors.As(err, new(*config.Error)):
 		return &usageError{err}
+	case errors.As(err, &fe):
+		return metalinkFilesError(fe)
 	case isBrokenPipe(err):
 		return &writeError{err}
 	case errors.Is(err, dlflow.ErrForeignTmp):

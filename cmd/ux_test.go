@@ -272,7 +272,7 @@ func TestProgressEventsWithoutTTY(t *testing.T) {
 		}
 		_, hasPercent := ev["percent"]
 		_, hasRate := ev["rate"]
-		_, hasETA := ev["eta"]
+		_, hasETA := ev["eta_s"]
 		if b, ok := ev["bytes"].(float64); ok && b > 0 && b < size && hasPercent && hasRate && hasETA {
 			full++
 		}

@@ -192,7 +192,7 @@ func TestLoadErrorPositions(t *testing.T) {
 	t.Run("from a flag", func(t *testing.T) {
 		file := writeFile(t, "dl.yaml", layeredYAML)
 		checkLines(t, loadErrors(t, config.Options{File: file, Overrides: flags("overwrite", "maybe", "--overwrite")}),
-			`--overwrite: overwrite: want a boolean, got "maybe"`)
+			`--overwrite: want a boolean, got "maybe"`)
 	})
 	t.Run("every problem at once", func(t *testing.T) {
 		file := writeFile(t, "dl.yaml", `url: 42

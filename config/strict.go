@@ -46,15 +46,18 @@ type KeyError struct {
 }
 
 // Error renders the error as "FILE:LINE:COL: KEY: MSG", leaving out the
-// position when it is unknown and the key when it is empty.
+// position when it is unknown and the key when it is empty or the
+// position (a flag, a --set) names it.
 func (e *KeyError) Error() string {
 	var b strings.Builder
 	p := e.Pos.String()
 	if p != "" {
 		b.WriteString(p + ": ")
 	}
-	// A --set position already names the key.
-	if e.Key != "" && !strings.HasSuffix(p, " "+e.Key) {
+	// A --set position already names the key, and so does a flag (each
+	// sets one key): "--checksum: checksum: ..." would say it twice.
+	flag := strings.HasPrefix(p, "--") && !strings.Contains(p, " ") && p != "--set"
+	if e.Key != "" && !strings.HasSuffix(p, " "+e.Key) && !flag {
 		b.WriteString(e.Key + ": ")
 	}
 	b.WriteString(e.Msg)

@@ -53,15 +53,15 @@ func algorithmNames() string {
 func ParseChecksum(s string) (algorithm, digest string, err error) {
 	name, value, ok := strings.Cut(strings.TrimSpace(s), ":")
 	if !ok {
-		return "", "", fmt.Errorf("checksum %q: want algorithm:hex, such as sha256:<64 hex digits>", s)
+		return "", "", fmt.Errorf("%q is not a checksum: want algorithm:hex, such as sha256:<64 hex digits>", s)
 	}
 	a, ok := LookupAlgorithm(name)
 	if !ok {
-		return "", "", fmt.Errorf("checksum %q: unknown algorithm %q (known: %s)", s, name, algorithmNames())
+		return "", "", fmt.Errorf("%q is not a checksum: unknown algorithm %q (known: %s)", s, name, algorithmNames())
 	}
 	value = strings.ToLower(strings.TrimSpace(value))
 	if raw, err := hex.DecodeString(value); err != nil || len(raw) != a.Size {
-		return "", "", fmt.Errorf("checksum %q: a %s digest is %d hex digits", s, a.Name, 2*a.Size)
+		return "", "", fmt.Errorf("%q is not a checksum: a %s digest is %d hex digits", s, a.Name, 2*a.Size)
 	}
 	return a.Name, value, nil
 }

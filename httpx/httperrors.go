@@ -29,6 +29,16 @@ func (e *HTTPError) Error() string {
 	return fmt.Sprintf("http %d from %s", e.Status, e.URL)
 }
 
+// ErrNotFound is what an *HTTPError of status 404 (Not Found) or 410
+// (Gone) is, for errors.Is: the resource is not there, and asking again
+// will not change that.
+var ErrNotFound = errors.New("not found on the server")
+
+// Is makes a 404 or a 410 match ErrNotFound.
+func (e *HTTPError) Is(target error) bool {
+	return target == ErrNotFound && (e.Status == http.StatusNotFound || e.Status == http.StatusGone)
+}
+
 // NewHTTPError describes resp, keeping its Retry-After for the retry policy.
 func NewHTTPError(resp *http.Response, rawURL string) *HTTPError {
 	e := &HTTPError{Status: resp.StatusCode, URL: RedactURL(rawURL)}

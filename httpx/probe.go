@@ -187,7 +187,7 @@ func ProbeWith(ctx context.Context, client *http.Client, header http.Header, raw
 		wait = max(wait, p.headRetryAfter)
 		p.stats.Retries++
 		opts.Log.Warn().Err(err).Str("url", RedactURL(u.String())).Int("attempt", r.Attempt()).
-			Dur("backoff", wait).Msg("retrying the probe")
+			Float64("backoff_s", wait.Seconds()).Msg("retrying the probe")
 		if err := Sleep(ctx, wait); err != nil {
 			return nil, p.stats, err
 		}

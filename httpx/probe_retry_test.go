@@ -92,7 +92,7 @@ func TestProbeRetriesTransientFailures(t *testing.T) {
 			if tc.wait > 0 {
 				// The logged wait is the server's, not a backoff of at
 				// most 10ms, and the probe did wait it.
-				if want := fmt.Sprintf(`"backoff":%d`, tc.wait.Milliseconds()); !strings.Contains(lines[0], want) {
+				if want := fmt.Sprintf(`"backoff_s":%g`, tc.wait.Seconds()); !strings.Contains(lines[0], want) {
 					t.Fatalf("log %s, want %s", lines[0], want)
 				}
 				if elapsed < tc.wait {

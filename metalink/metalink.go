@@ -1,6 +1,6 @@
-// Package metalink reads Metalink files (RFC 5854, .meta4): the URLs of
-// one file with their priorities and locations, its size, its hashes and
-// its piece hashes. A Metalink file is untrusted input: Parse bounds what
+// Package metalink reads Metalink files (RFC 5854, .meta4, and Metalink
+// 3.0, .metalink): for each file, its URLs with their priorities and
+// locations, its size, its hashes and its piece hashes. A Metalink file is untrusted input: Parse bounds what
 // it reads and checks every value it returns.
 package metalink
 
@@ -71,8 +71,9 @@ func (f *File) Checksum() string {
 }
 
 type xmlMetalink struct {
-	XMLName xml.Name  `xml:"metalink"`
-	Files   []xmlFile `xml:"file"`
+	XMLName xml.Name    `xml:"metalink"`
+	Files   []xmlFile   `xml:"file"`
+	FilesV3 []xmlFileV3 `xml:"files>file"` // Metalink 3.0 (see v3.go)
 }
 
 type xmlFile struct {
@@ -109,27 +110,18 @@ var algorithms = map[string]struct {
 	"sha-256": {"sha256", 32}, "sha-512": {"sha512", 64}, "sha-1": {"sha1", 20}, "md5": {"md5", 16},
 }
 
-// Parse reads a Metalink document and returns its file. A document with
+var errNoFile = errors.New("metalink: no file")
+
+// Parse reads a Metalink document (RFC 5854 or 3.0) and returns its file. A document with
 // several files is refused, unless name picks one (its name attribute).
 // Hashes of unknown algorithms are ignored; a known one that is not hex
 // of the right length is an error, as is a size that is not a number, a
 // file without an http(s) URL, or pieces that do not cover the size.
 func Parse(r io.Reader, name string) (*File, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxBytes+1))
+	files, err := decode(r)
 	if err != nil {
-		return nil, fmt.Errorf("metalink: %w", err)
+		return nil, err
 	}
-	if len(data) > MaxBytes {
-		return nil, fmt.Errorf("metalink: larger than %d bytes", MaxBytes)
-	}
-	var doc xmlMetalink
-	dec := xml.NewDecoder(strings.NewReader(string(data)))
-	dec.Strict = true
-	dec.Entity = nil // no entities beyond XML's five: nothing to expand
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("metalink: %w", err)
-	}
-	files := doc.Files
 	if name != "" {
 		files = slices.DeleteFunc(slices.Clone(files), func(f xmlFile) bool { return f.Name != name })
 	}
@@ -137,7 +129,7 @@ func Parse(r io.Reader, name string) (*File, error) {
 	case len(files) == 0 && name != "":
 		return nil, fmt.Errorf("metalink: no file named %q", name)
 	case len(files) == 0:
-		return nil, errors.New("metalink: no file")
+		return nil, errNoFile
 	case len(files) > 1:
 		return nil, fmt.Errorf("metalink: %d files; dlflow downloads one at a time", len(files))
 	}

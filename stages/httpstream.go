@@ -272,7 +272,7 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece) error {
 			return giveUp
 		}
 		f.env.Log.Warn().Err(err).Str("url", f.url).Int64("offset", pos).
-			Int("attempt", r.Attempt()).Dur("backoff", wait).Msg("retrying")
+			Int("attempt", r.Attempt()).Float64("backoff_s", wait.Seconds()).Msg("retrying")
 		if f.env.Trace != nil {
 			f.env.Trace.Event(f.env.Stage, f.io.Replica, "retry", pos, p.end, err.Error())
 		}
@@ -404,7 +404,7 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 
 	if e := f.env.Log.Debug(); e.Enabled() {
 		e.Int("replica", f.io.Replica).Str("range", req.Header.Get("Range")).Int("status", resp.StatusCode).
-			Dur("ttfb", time.Since(sent)).Msg("request answered")
+			Float64("ttfb_s", time.Since(sent).Seconds()).Msg("request answered")
 	}
 	want, err := f.check(resp, p, *pos, ranged, ifRange)
 	if err != nil {

@@ -17,8 +17,9 @@ type ProgressConfig struct {
 
 // ProgressTap is the progress.tap stage: it passes every chunk through
 // unchanged and counts the bytes. Replica 0 logs the progress at every
-// interval (bytes, total, percent, smoothed rate, eta); Finish logs a last
-// line with the totals and the average rate. Progress reads the counters at
+// interval (bytes, total, percent, smoothed rate in bytes per second,
+// eta_s in seconds); Finish logs a last line with the totals, the average
+// rate and elapsed_s. Progress reads the counters at
 // any time, for a progress bar.
 type ProgressTap struct {
 	interval time.Duration
@@ -164,7 +165,7 @@ func (p *ProgressTap) report(env *pipeline.Env, now time.Time) {
 	}
 	ev = ev.Float64("rate", rate)
 	if total >= 0 && rate > 0 {
-		ev = ev.Float64("eta", float64(max(total-done, 0))/rate)
+		ev = ev.Float64("eta_s", float64(max(total-done, 0))/rate)
 	}
 	ev.Msg("progress")
 }
@@ -189,7 +190,7 @@ func (p *ProgressTap) Finish(_ context.Context, env *pipeline.Env, runErr error)
 	if elapsed > 0 {
 		ev = ev.Float64("rate", float64(done-resumed)/elapsed)
 	}
-	ev = ev.Float64("elapsed", elapsed)
+	ev = ev.Float64("elapsed_s", elapsed)
 	if runErr != nil {
 		ev.Msg("transfer stopped")
 	} else {

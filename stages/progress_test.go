@@ -24,8 +24,8 @@ type progressLine struct {
 	Total   *int64   `json:"total"`
 	Percent *float64 `json:"percent"`
 	Rate    *float64 `json:"rate"`
-	ETA     *float64 `json:"eta"`
-	Elapsed *float64 `json:"elapsed"`
+	ETA     *float64 `json:"eta_s"`
+	Elapsed *float64 `json:"elapsed_s"`
 }
 
 func parseProgress(t *testing.T, logs string) (ticks []progressLine, final progressLine) {

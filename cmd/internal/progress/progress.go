@@ -194,7 +194,7 @@ func (b *Bar) poll(dt float64) {
 	if total >= 0 {
 		s.total = total
 	}
-	s.done, s.rate, s.eta = done, p.Rate, p.ETA
+	s.done, s.rate, s.eta = done, p.Rate, time.Duration(p.ETA)
 	for len(s.conns) < len(perConn) {
 		s.conns = append(s.conns, connStats{})
 	}
