@@ -122,7 +122,7 @@ func TestRunMatrix(t *testing.T) {
 	if got := strings.Join(slices.Sorted(maps.Keys(objects[0])), " "); got != common {
 		t.Errorf("JSON names of the stream cell:\n%s\nwant\n%s", got, common)
 	}
-	if got, want := strings.Join(slices.Sorted(maps.Keys(objects[1])), " "), "bottleneck busy_runs bytes command connections conns_accepted cpu_seconds_median durable label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes piece_bytes requests run_count runs scenario seconds sets sha256 sha256_ok stages stats tool topology"; got != want {
+	if got, want := strings.Join(slices.Sorted(maps.Keys(objects[1])), " "), "bottleneck busy_runs bytes command connections conns_accepted cpu_seconds_median durable label max_mbps max_open_conns median_mbps median_seconds memory_bound_bytes min_mbps origin peak_rss_bytes piece_bytes requests run_count runs scenario seconds sets sha256 sha256_ok stages stats tool topology ttfb_ms"; got != want {
 		t.Errorf("JSON names of a ranged cell:\n%s\nwant\n%s", got, want)
 	}
 	if objects[1]["sets"].([]any)[0] != "stages.split.config.piece=512KiB" || objects[1]["piece_bytes"] != float64(512<<10) {

@@ -91,6 +91,10 @@ type Cell struct {
 	// Trace is the last measured run's request trace, with
 	// Options.Timeline (dlflow cells only); see Result.Timeline.
 	Trace *pipeline.TraceSnapshot `json:"-"`
+	// TTFB is the distribution of the time to first byte (ms) of the
+	// requests of every measured run, from the request trace (dlflow
+	// cells with range readers; nil otherwise).
+	TTFB *Percentiles `json:"ttfb_ms,omitempty"`
 }
 
 // RunRecord is what one run of a cell measured.
@@ -105,6 +109,12 @@ type RunRecord struct {
 	Load        float64                 `json:"load"`                  // 1-minute load average at the start; -1 unknown
 	Busy        bool                    `json:"busy,omitempty"`        // Load above the machine's cores
 	Stages      []pipeline.StageMetrics `json:"stages,omitempty"`
+	// TTFB is the run's requests' time to first byte in ms, and
+	// ConnectionMBps each connection's throughput (MB/s over the time from
+	// its first request to its last one's end), from the request trace of
+	// a dlflow cell.
+	TTFB           *Percentiles `json:"ttfb_ms,omitempty"`
+	ConnectionMBps []float64    `json:"connection_mbps,omitempty"`
 }
 
 // CellStats describe a cell's measured runs: times in seconds (_s) and
@@ -157,6 +167,8 @@ type cell struct {
 	command      func(ctx context.Context, j job) (*exec.Cmd, error) // one run's child process
 	stageMetrics bool                                                // the command writes j.metrics
 	traced       bool                                                // the command writes j.trace
+	keepTrace    bool                                                // Cell.Trace keeps the last run's (Options.Timeline)
+	ttfb         []float64                                           // ms, every measured run's requests
 	mbps         []float64
 	cpu          []float64
 	metrics      []pipeline.MetricsSnapshot
@@ -223,7 +235,12 @@ func (c *cell) record(m measurement, bytes int64, stats *origin.Stats, metricsFi
 		if err != nil {
 			return err
 		}
-		c.Trace = tr
+		if c.keepTrace {
+			c.Trace = tr
+		}
+		ms := ttfbs(tr)
+		c.ttfb = append(c.ttfb, ms...)
+		rec.TTFB, rec.ConnectionMBps = percentilesOf(ms), readerMBps(tr)
 	}
 	c.RunRecords = append(c.RunRecords, rec)
 	return nil
@@ -246,6 +263,7 @@ func (c *cell) summarize() {
 		return
 	}
 	c.Stats = cellStats(c.Seconds, c.mbps)
+	c.TTFB = percentilesOf(c.ttfb)
 	c.MedianSeconds = c.Stats.MedianS
 	c.MedianMBps, c.MinMBps, c.MaxMBps = c.Stats.MedianMBps, c.Stats.MinMBps, c.Stats.MaxMBps
 	c.CPUSeconds = median(c.cpu)

@@ -198,6 +198,15 @@ func TestBottleneckNamesTheWindow(t *testing.T) {
 	if c.Bottleneck != "window of order" {
 		t.Errorf("bottleneck %q, want the window of order; stages %+v", c.Bottleneck, c.Stages)
 	}
+	// Every run is traced: the requests' time to first byte is at least
+	// the origin's 20 ms latency, and each connection's throughput is
+	// known.
+	if c.TTFB == nil || c.TTFB.N < 31 || c.TTFB.P50 < 20 || c.TTFB.P99 < c.TTFB.P50 {
+		t.Errorf("ttfb %+v, want 31 requests or more (4 MiB in 128 KiB pieces, the probe's left out) of at least 20 ms", c.TTFB)
+	}
+	if r := c.RunRecords[0]; r.TTFB == nil || len(r.ConnectionMBps) < 1 || len(r.ConnectionMBps) > 8 {
+		t.Errorf("run: ttfb %+v, %d connections' throughputs", r.TTFB, len(r.ConnectionMBps))
+	}
 	for _, s := range c.Stages {
 		if s.Stage == "split" && (s.WindowWait*2 < s.Ran || s.BusyShare > 0.5) {
 			t.Errorf("split: ran %v, window wait %v, busy %.0f%%", s.Ran, s.WindowWait, 100*s.BusyShare)

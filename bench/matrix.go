@@ -207,12 +207,11 @@ func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.Byte
 		c.command = dlflowBatch(exe, env, get, o.Jobs, extra)
 		return c, nil
 	}
-	c.stageMetrics, c.traced = true, o.Timeline
+	// Every run is traced, for the distributions (time to first byte,
+	// per-connection throughput); the timeline keeps the last run's.
+	c.stageMetrics, c.traced, c.keepTrace = true, true, o.Timeline
 	c.command = func(ctx context.Context, j job) (*exec.Cmd, error) {
-		args := append(slices.Clip(get), "--url", j.url, "-o", j.out, "-q", "--no-resume", "--metrics-json", j.metrics)
-		if o.Timeline {
-			args = append(args, "--trace-json", j.trace)
-		}
+		args := append(slices.Clip(get), "--url", j.url, "-o", j.out, "-q", "--no-resume", "--metrics-json", j.metrics, "--trace-json", j.trace)
 		cmd := exec.CommandContext(ctx, exe, append(args, extra...)...)
 		cmd.Env = env
 		return cmd, nil
@@ -223,7 +222,7 @@ func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.Byte
 // withMirror is cell c with --mirror URL added, the URL picked from the
 // job; suffix ends its label.
 func withMirror(c *cell, suffix string, url func(job) string) *cell {
-	m := &cell{Cell: c.Cell, command: c.command, stageMetrics: c.stageMetrics, traced: c.traced}
+	m := &cell{Cell: c.Cell, command: c.command, stageMetrics: c.stageMetrics, traced: c.traced, keepTrace: c.keepTrace}
 	m.Label += " " + suffix
 	m.Sets = slices.Clone(c.Sets)
 	m.command = func(ctx context.Context, j job) (*exec.Cmd, error) {

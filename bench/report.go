@@ -119,6 +119,7 @@ type columns struct {
 	interval bool // the median's 95% interval (more than one run)
 	baseline bool // time over the baseline cell's
 	durable  bool // whether the output is fsynced (with reference rows)
+	ttfb     bool // the requests' time to first byte (dlflow's range readers)
 	ratio    bool // time over the fastest reference tool's
 	requests bool // the origin's counts
 	perFile  bool // requests per file (small)
@@ -131,6 +132,7 @@ func columnsOf(rows []*Cell) columns {
 		cols.interval = cols.interval || c.Runs > 1
 		cols.baseline = cols.baseline || c.VsBaseline != nil
 		cols.durable = cols.durable || c.Tool != "dlflow"
+		cols.ttfb = cols.ttfb || c.TTFB != nil
 		cols.requests = cols.requests || c.ConnsAccepted > 0
 		cols.perFile = cols.perFile || c.Files > 0
 	}
@@ -156,6 +158,9 @@ func (cols columns) header() []string {
 		h = append(h, "files/s")
 	}
 	h = append(h, "MB/s median (min-max)", "peak RSS", "CPU s", "buffer bound")
+	if cols.ttfb {
+		h = append(h, "TTFB p50/p99")
+	}
 	if cols.requests {
 		h = append(h, "requests")
 		if cols.perFile {
@@ -198,6 +203,13 @@ func (cols columns) row(c *Cell) []string {
 		r = append(r, figure("%.0f", float64(c.Files)/c.MedianSeconds))
 	}
 	r = append(r, figure("%.0f (%.0f-%.0f)", c.MedianMBps, c.MinMBps, c.MaxMBps), figure("%s", mib(c.PeakRSS)), figure("%.2f", c.CPUSeconds), bound)
+	if cols.ttfb {
+		ttfb := "-"
+		if c.TTFB != nil && !failed {
+			ttfb = fmt.Sprintf("%.0f/%.0fms", c.TTFB.P50, c.TTFB.P99)
+		}
+		r = append(r, ttfb)
+	}
 	if cols.requests {
 		r = append(r, figure("%s", count(c.Requests)))
 		if cols.perFile {

@@ -52,7 +52,7 @@ bench: latency: stream run 2/2
 	if res.stderr != wantStderr {
 		t.Errorf("stderr:\n%s\nwant:\n%s", res.stderr, wantStderr)
 	}
-	row := regexp.MustCompile(`(?m)^(stream|ranged c=2 piece=256KiB) +[0-9.]+s +[0-9.]+-[0-9.]+s +[0-9.]+ ± [0-9.]+s +2( [!~][0-9])* +[0-9]+ \([0-9]+-[0-9]+\) +[0-9.]+MiB +[0-9.]+ +[0-9.]+MiB +[0-9.]+ +[0-9.]+ +ok +\S+$`)
+	row := regexp.MustCompile(`(?m)^(stream|ranged c=2 piece=256KiB) +[0-9.]+s +[0-9.]+-[0-9.]+s +[0-9.]+ ± [0-9.]+s +2( [!~][0-9])* +[0-9]+ \([0-9]+-[0-9]+\) +[0-9.]+MiB +[0-9.]+ +[0-9.]+MiB +(-|[0-9]+/[0-9]+ms) +[0-9.]+ +[0-9.]+ +ok +\S+$`)
 	if !strings.HasPrefix(res.stdout, "scenario latency: built-in origin on 127.0.0.1, 1MiB generated, 1ms before each response; 2 run(s) per cell\n\ncell ") ||
 		len(row.FindAllString(res.stdout, -1)) != 2 || !strings.Contains(res.stdout, "\nper stage: ") {
 		t.Errorf("stdout:\n%s", res.stdout)
