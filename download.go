@@ -463,7 +463,7 @@ func (d *Download) graph(topology Topology, output string, res *pipeline.Resourc
 		if !res.AcceptRanges || res.Size < 0 {
 			why = "the server does not answer range requests or does not say the size"
 		}
-		d.log.Info().Int("connections", d.req.Connections).Msgf("downloading over one connection: %s", why)
+		d.log.Warn().Int("connections", d.req.Connections).Msgf("downloading over one connection: %s", why)
 	}
 	if limit := d.client.maxPerHost; limit > 0 && g.Connections() > limit {
 		asked := g.Connections()

@@ -667,7 +667,7 @@ func TestSetAppliesToPickedTopology(t *testing.T) {
 	for _, want := range [][]string{
 		{`"level":"info","key":"stages.split.config.piece","from":"--set"`, `"message":"ignored: the topology picked for this download has no such stage"`},
 		{`"level":"warn","topology":"(built-in) stream.yaml","problem":"$DLFLOW_STAGES__FETCH__WORKERS: stages.fetch.workers: http.source runs at most 1 worker`, `"message":"the configuration keys for stages do not fit the topology picked for this download; it runs without them"`},
-		{`"level":"info","connections":8`, `"message":"downloading over one connection: the file is smaller than 16 MiB"`},
+		{`"level":"warn","connections":8`, `"message":"downloading over one connection: the file is smaller than 16 MiB"`},
 	} {
 		if n := logLines(res.stderr, want...); n != 1 {
 			t.Errorf("small: %d log lines with %q, want 1:\n%s", n, want, res.stderr)
