@@ -1,0 +1,168 @@
+package daemon
+
+import (
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/dlflow/dlflow"
+)
+
+// pieceLength is what aria2 reports for an HTTP download (its
+// --piece-length default); dlflow has no pieces, so it only sizes
+// numPieces for clients that show them.
+const pieceLength = 1 << 20
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// live is how far a task is: from its running download, else its record.
+type live struct {
+	total, done int64
+	speed       int64
+	conns       int
+	progress    *dlflow.Progress // nil when not running
+}
+
+// liveOf reads t's progress. Called with e.mu held.
+func liveOf(t *task) live {
+	l := live{total: max(t.Total, 0), done: t.Completed}
+	if t.dl == nil {
+		return l
+	}
+	p := t.dl.Progress()
+	l.progress = &p
+	l.done, l.speed = p.Done, int64(p.Rate)
+	if p.Total >= 0 {
+		l.total = p.Total
+	}
+	for _, s := range p.Sources {
+		l.conns += s.Connections
+	}
+	if l.conns == 0 {
+		for _, c := range p.Connections {
+			if c > 0 {
+				l.conns++
+			}
+		}
+	}
+	return l
+}
+
+// status is aria2's tellStatus of t, reduced to keys (all when empty).
+// Called with e.mu held.
+func (e *Engine) status(t *task, keys []string) map[string]any {
+	want := func(k string) bool { return len(keys) == 0 || slices.Contains(keys, k) }
+	l := live{total: max(t.Total, 0), done: t.Completed}
+	if want("completedLength") || want("downloadSpeed") || want("connections") || want("totalLength") || want("files") || want("numPieces") {
+		l = liveOf(t)
+	}
+	m := make(map[string]any, 16)
+	put := func(k string, v any) {
+		if want(k) {
+			m[k] = v
+		}
+	}
+	put("gid", t.GID)
+	put("status", t.Status)
+	put("totalLength", itoa(l.total))
+	put("completedLength", itoa(l.done))
+	put("uploadLength", "0")
+	put("downloadSpeed", itoa(l.speed))
+	put("uploadSpeed", "0")
+	put("connections", strconv.Itoa(l.conns))
+	put("pieceLength", strconv.Itoa(pieceLength))
+	put("numPieces", itoa((l.total+pieceLength-1)/pieceLength))
+	put("dir", e.taskDir(t))
+	if isStopped(t.Status) {
+		put("errorCode", strconv.Itoa(t.ErrCode))
+		put("errorMessage", t.ErrMsg)
+	}
+	if want("files") {
+		m["files"] = e.files(t, l)
+	}
+	return m
+}
+
+// taskDir is the absolute directory of t.
+func (e *Engine) taskDir(t *task) string {
+	if t.Opts.Dir == "" {
+		return e.root
+	}
+	return filepath.Join(e.root, t.Opts.Dir)
+}
+
+// files is aria2's getFiles of t: one file.
+func (e *Engine) files(t *task, l live) []any {
+	path := t.Path
+	if path == "" && t.Opts.Out != "" {
+		path = filepath.Join(e.taskDir(t), t.Opts.Out)
+	}
+	return []any{map[string]any{
+		"index": "1", "path": path, "length": itoa(l.total), "completedLength": itoa(l.done),
+		"selected": "true", "uris": uris(t),
+	}}
+}
+
+// uris is aria2's getUris of t: "used" once the task ran, else "waiting".
+func uris(t *task) []any {
+	status := "waiting"
+	if t.Ever {
+		status = "used"
+	}
+	out := make([]any, 0, len(t.URIs))
+	for _, u := range t.URIs {
+		out = append(out, map[string]string{"uri": u, "status": status})
+	}
+	return out
+}
+
+// servers is aria2's getServers of an active task.
+func servers(t *task) []any {
+	var list []any
+	if t.dl != nil {
+		p := t.dl.Progress()
+		for _, s := range p.Sources {
+			if s.Connections > 0 {
+				list = append(list, map[string]string{"uri": s.URL, "currentUri": s.URL, "downloadSpeed": itoa(int64(s.Rate()))})
+			}
+		}
+		if len(p.Sources) == 0 && len(t.URIs) > 0 {
+			info := t.dl.Info()
+			cur := info.URL
+			if cur == "" {
+				cur = t.URIs[0]
+			}
+			list = append(list, map[string]string{"uri": t.URIs[0], "currentUri": cur, "downloadSpeed": itoa(int64(p.Rate))})
+		}
+	}
+	if list == nil {
+		list = []any{}
+	}
+	return []any{map[string]any{"index": "1", "servers": list}}
+}
+
+// laneMeter measures the speed of each connection of a running task from
+// the samples of the progress push.
+type laneMeter struct {
+	at    time.Time
+	bytes []int64
+	speed []int64
+}
+
+// sample takes the bytes of each connection now; samples closer than
+// 100 ms keep the speeds of the last.
+func (m *laneMeter) sample(now time.Time, bytes []int64) []int64 {
+	if dt := now.Sub(m.at); !m.at.IsZero() && dt >= 100*time.Millisecond {
+		m.speed = make([]int64, len(bytes))
+		for i, b := range bytes {
+			if i < len(m.bytes) {
+				m.speed[i] = int64(float64(b-m.bytes[i]) / dt.Seconds())
+			}
+		}
+	} else if !m.at.IsZero() {
+		return m.speed
+	}
+	m.at, m.bytes = now, slices.Clone(bytes)
+	return m.speed
+}
