@@ -43,10 +43,12 @@ func init() {
 		"aria2.changeGlobalOption":   mChangeGlobalOption,
 		"aria2.getGlobalStat":        func(_ context.Context, d *Daemon, _ *call) (any, error) { return d.e.globalStat(), nil },
 		"aria2.getVersion":           mGetVersion,
-		"aria2.getSessionInfo":       func(_ context.Context, d *Daemon, _ *call) (any, error) { return map[string]string{"sessionId": d.e.sessionID}, nil },
-		"aria2.saveSession":          mSaveSession,
-		"dlflow.subscribe":           mSubscribe,
-		"dlflow.unsubscribe":         mUnsubscribe,
+		"aria2.getSessionInfo": func(_ context.Context, d *Daemon, _ *call) (any, error) {
+			return map[string]string{"sessionId": d.e.sessionID}, nil
+		},
+		"aria2.saveSession":  mSaveSession,
+		"dlflow.subscribe":   mSubscribe,
+		"dlflow.unsubscribe": mUnsubscribe,
 	}
 }
 

@@ -134,7 +134,9 @@ var knownOptions = []string{"dir", "out", "split", "max-connection-per-server", 
 func knownOption(name string) bool { return slices.Contains(knownOptions, name) }
 
 func (o *taskOpts) set(root, name, v string) error {
-	bad := func(why string, a ...any) error { return &optionError{Name: name, Value: v, Why: fmt.Sprintf(why, a...)} }
+	bad := func(why string, a ...any) error {
+		return &optionError{Name: name, Value: v, Why: fmt.Sprintf(why, a...)}
+	}
 	switch name {
 	case "dir":
 		rel, err := clientDir(root, v)
