@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"sort"
 )
 
@@ -35,14 +34,16 @@ func init() {
 		"aria2.tellWaiting":          mTellWaiting,
 		"aria2.tellStopped":          mTellStopped,
 		"aria2.getUris":              gidQuery(func(e *Engine, t *task) (any, error) { return uris(t), nil }),
-		"aria2.getFiles":             gidQuery(func(e *Engine, t *task) (any, error) { return e.files(t, liveOf(t)), nil }),
-		"aria2.getServers":           gidQuery(getServers),
-		"aria2.getOption":            gidQuery(func(e *Engine, t *task) (any, error) { return e.taskOptions(t), nil }),
-		"aria2.changeOption":         mChangeOption,
-		"aria2.getGlobalOption":      mGetGlobalOption,
-		"aria2.changeGlobalOption":   mChangeGlobalOption,
-		"aria2.getGlobalStat":        func(_ context.Context, d *Daemon, _ *call) (any, error) { return d.e.globalStat(), nil },
-		"aria2.getVersion":           mGetVersion,
+		"aria2.getFiles": gidQuery(func(e *Engine, t *task) (any, error) {
+			return json.RawMessage(appendFiles(nil, e.files(t, liveOf(t)))), nil
+		}),
+		"aria2.getServers":         gidQuery(getServers),
+		"aria2.getOption":          gidQuery(func(e *Engine, t *task) (any, error) { return e.taskOptions(t), nil }),
+		"aria2.changeOption":       mChangeOption,
+		"aria2.getGlobalOption":    mGetGlobalOption,
+		"aria2.changeGlobalOption": mChangeGlobalOption,
+		"aria2.getGlobalStat":      func(_ context.Context, d *Daemon, _ *call) (any, error) { return d.e.globalStat(), nil },
+		"aria2.getVersion":         mGetVersion,
 		"aria2.getSessionInfo": func(_ context.Context, d *Daemon, _ *call) (any, error) {
 			return map[string]string{"sessionId": d.e.sessionID}, nil
 		},
@@ -154,7 +155,7 @@ func mTellStatus(_ context.Context, d *Daemon, c *call) (any, error) {
 	if err != nil {
 		return nil, rpcErrorf("No such download for GID#%s", gid)
 	}
-	return e.status(t, keys), nil
+	return json.RawMessage(appendObject(nil, e.status(t, keys))), nil
 }
 
 func mTellActive(_ context.Context, d *Daemon, c *call) (any, error) {
@@ -165,11 +166,7 @@ func mTellActive(_ context.Context, d *Daemon, c *call) (any, error) {
 	e := d.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make([]any, 0, len(e.active))
-	for _, t := range e.active {
-		out = append(out, e.status(t, keys))
-	}
-	return out, nil
+	return statusList(e, e.active, keys, false), nil
 }
 
 func mTellWaiting(_ context.Context, d *Daemon, c *call) (any, error) {
@@ -203,14 +200,25 @@ func (d *Daemon) page(c *call, list func(*Engine) []*task) (any, error) {
 	defer e.mu.Unlock()
 	items := list(e)
 	lo, hi, reverse := pageRange(offset, num, len(items))
-	out := make([]any, 0, hi-lo)
-	for _, t := range items[lo:hi] {
-		out = append(out, e.status(t, keys))
+	return statusList(e, items[lo:hi], keys, reverse), nil
+}
+
+// statusList encodes the status of tasks as a JSON list (backwards when
+// reverse). Called with e.mu held.
+func statusList(e *Engine, tasks []*task, keys []string, reverse bool) json.RawMessage {
+	b := make([]byte, 0, 64+len(tasks)*512)
+	b = append(b, '[')
+	for i := range tasks {
+		t := tasks[i]
+		if reverse {
+			t = tasks[len(tasks)-1-i]
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendObject(b, e.status(t, keys))
 	}
-	if reverse {
-		slices.Reverse(out)
-	}
-	return out, nil
+	return append(b, ']')
 }
 
 // pageRange is aria2's getPaginationRange.
@@ -241,5 +249,3 @@ func mSaveSession(context.Context, *Daemon, *call) (any, error) {
 	// always saved.
 	return "OK", nil
 }
-
-func rawJSON(v any) json.RawMessage { b, _ := json.Marshal(v); return b }

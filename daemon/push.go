@@ -52,7 +52,7 @@ func (e *Engine) progress() map[string]any {
 
 // pushed is one task of a push. Called with e.mu held.
 func (e *Engine) pushed(t *task, now time.Time) map[string]any {
-	m := e.status(t, pushKeys)
+	m := fieldsMap(e.status(t, pushKeys))
 	sources, lanes := []any{}, []any{}
 	if t.dl != nil {
 		p := t.dl.Progress()

@@ -85,6 +85,18 @@ func (d *Daemon) handleBody(ctx context.Context, body []byte, conn *wsConn) ([]b
 }
 
 func encode(v any) []byte {
+	if r, ok := v.(response); ok && r.Error == nil {
+		if raw, ok := r.Result.(json.RawMessage); ok {
+			// A result the daemon encoded itself (a list of statuses):
+			// encoding/json would check and compact it again.
+			b := make([]byte, 0, len(raw)+len(r.ID)+32)
+			b = append(b, `{"id":`...)
+			b = append(b, r.ID...)
+			b = append(b, `,"jsonrpc":"2.0","result":`...)
+			b = append(b, raw...)
+			return append(b, '}')
+		}
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		b, _ = json.Marshal(errResponse(nil, 1, "internal error: "+err.Error()))

@@ -49,39 +49,38 @@ func liveOf(t *task) live {
 	return l
 }
 
-// status is aria2's tellStatus of t, reduced to keys (all when empty).
-// Called with e.mu held.
-func (e *Engine) status(t *task, keys []string) map[string]any {
+// status is aria2's tellStatus of t, reduced to keys (all when empty),
+// its fields in key order. Called with e.mu held.
+func (e *Engine) status(t *task, keys []string) []kv {
 	want := func(k string) bool { return len(keys) == 0 || slices.Contains(keys, k) }
 	l := live{total: max(t.Total, 0), done: t.Completed}
-	if want("completedLength") || want("downloadSpeed") || want("connections") || want("totalLength") || want("files") || want("numPieces") {
+	if t.dl != nil && (want("completedLength") || want("downloadSpeed") || want("connections") || want("totalLength") || want("files") || want("numPieces")) {
 		l = liveOf(t)
 	}
-	m := make(map[string]any, 16)
-	put := func(k string, v any) {
+	fields := make([]kv, 0, 14)
+	put := func(k string, v func() any) {
 		if want(k) {
-			m[k] = v
+			fields = append(fields, kv{k, v()})
 		}
 	}
-	put("gid", t.GID)
-	put("status", t.Status)
-	put("totalLength", itoa(l.total))
-	put("completedLength", itoa(l.done))
-	put("uploadLength", "0")
-	put("downloadSpeed", itoa(l.speed))
-	put("uploadSpeed", "0")
-	put("connections", strconv.Itoa(l.conns))
-	put("pieceLength", strconv.Itoa(pieceLength))
-	put("numPieces", itoa((l.total+pieceLength-1)/pieceLength))
-	put("dir", e.taskDir(t))
-	if isStopped(t.Status) {
-		put("errorCode", strconv.Itoa(t.ErrCode))
-		put("errorMessage", t.ErrMsg)
+	stopped := isStopped(t.Status)
+	put("completedLength", func() any { return itoa(l.done) })
+	put("connections", func() any { return strconv.Itoa(l.conns) })
+	put("dir", func() any { return e.taskDir(t) })
+	put("downloadSpeed", func() any { return itoa(l.speed) })
+	if stopped {
+		put("errorCode", func() any { return strconv.Itoa(t.ErrCode) })
+		put("errorMessage", func() any { return t.ErrMsg })
 	}
-	if want("files") {
-		m["files"] = e.files(t, l)
-	}
-	return m
+	put("files", func() any { return e.files(t, l) })
+	put("gid", func() any { return t.GID })
+	put("numPieces", func() any { return itoa((l.total + pieceLength - 1) / pieceLength) })
+	put("pieceLength", func() any { return strconv.Itoa(pieceLength) })
+	put("status", func() any { return t.Status })
+	put("totalLength", func() any { return itoa(l.total) })
+	put("uploadLength", func() any { return "0" })
+	put("uploadSpeed", func() any { return "0" })
+	return fields
 }
 
 // taskDir is the absolute directory of t.
@@ -93,15 +92,24 @@ func (e *Engine) taskDir(t *task) string {
 }
 
 // files is aria2's getFiles of t: one file.
-func (e *Engine) files(t *task, l live) []any {
+func (e *Engine) files(t *task, l live) []fileEntry {
 	path := t.Path
 	if path == "" && t.Opts.Out != "" {
 		path = filepath.Join(e.taskDir(t), t.Opts.Out)
 	}
-	return []any{map[string]any{
-		"index": "1", "path": path, "length": itoa(l.total), "completedLength": itoa(l.done),
-		"selected": "true", "uris": uris(t),
-	}}
+	return []fileEntry{{path: path, length: itoa(l.total), done: itoa(l.done), uris: uriEntries(t)}}
+}
+
+func uriEntries(t *task) []uriEntry {
+	status := "waiting"
+	if t.Ever {
+		status = "used"
+	}
+	out := make([]uriEntry, 0, len(t.URIs))
+	for _, u := range t.URIs {
+		out = append(out, uriEntry{uri: u, status: status})
+	}
+	return out
 }
 
 // uris is aria2's getUris of t: "used" once the task ran, else "waiting".
