@@ -52,7 +52,7 @@ type Graph struct {
 
 type node struct {
 	Node
-	spec     Spec
+	spec     spec
 	stage    Stage
 	in       Flow // the flow arriving on the input channel
 	out      Flow // what the stage emits, after Same and replicas are resolved
@@ -61,7 +61,7 @@ type node struct {
 	queue    int   // capacity of this node's input channel
 	chunk    int64 // largest chunk on this node's output edge
 	mem      Memory
-	reshaped bool // a stage before it reshapes the bytes (Spec.Reshapes)
+	reshaped bool // a stage before it reshapes the bytes (Def.Reshapes)
 }
 
 const (
@@ -97,7 +97,7 @@ func Build(reg *Registry, nodes []Node) (*Graph, error) {
 			continue
 		}
 		declared[n.ID] = true
-		spec, ok := reg.Lookup(n.Type)
+		spec, ok := reg.spec(n.Type)
 		if !ok {
 			fail(n.ID, "type", "unknown stage type %q%s (known types: %s)", n.Type, Suggest(n.Type, reg.Types()), strings.Join(reg.Types(), ", "))
 			continue
@@ -338,9 +338,9 @@ type StageInfo struct {
 	HoldsPerReplica int64
 	ReorderWindow   int64
 	Sink, Source    bool
-	// Connects: each replica holds a network connection (Spec.Connects).
+	// Connects: each replica holds a network connection (Def.Connects).
 	Connects bool
-	// Reshaped: a stage before this one reshapes the bytes (Spec.Reshapes).
+	// Reshaped: a stage before this one reshapes the bytes (Def.Reshapes).
 	Reshaped bool
 }
 
@@ -386,7 +386,7 @@ func (g *Graph) StagesOfType(typ string) []Stage {
 }
 
 // Connections is the most network connections a run of g holds at once:
-// the workers of every stage whose spec Connects, or 0 when none does.
+// the workers of every stage whose Def Connects, or 0 when none does.
 func (g *Graph) Connections() int {
 	total := 0
 	for _, n := range g.nodes {
@@ -518,7 +518,7 @@ func ceilMiB(b ByteSize) string {
 }
 
 // SetConnections gives n workers to every node whose type holds a network
-// connection per worker (Spec.Connects) and can run more than one worker
+// connection per worker (Def.Connects) and can run more than one worker
 // with its config, which is what asking for n connections means. It
 // returns how many nodes it changed; 0 means the nodes cannot use more
 // connections (a stream). A node's nil Config is filled with the defaults.
@@ -526,7 +526,7 @@ func SetConnections(reg *Registry, nodes []Node, n int) int {
 	changed := 0
 	for i := range nodes {
 		nd := &nodes[i]
-		spec, ok := reg.Lookup(nd.Type)
+		spec, ok := reg.spec(nd.Type)
 		if !ok || !spec.Connects {
 			continue
 		}
@@ -536,7 +536,7 @@ func SetConnections(reg *Registry, nodes []Node, n int) int {
 		if reflect.TypeOf(nd.Config) != reflect.TypeOf(spec.Config()) {
 			continue // Build reports the wrong config type
 		}
-		if spec.WorkersAllowed(nd.Config) == 1 {
+		if most, _ := spec.maxWorkers(nd.Config); most == 1 {
 			continue
 		}
 		nd.Workers = n

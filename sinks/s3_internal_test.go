@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -84,7 +85,7 @@ func TestS3PreflightMissingBucket(t *testing.T) {
 	for _, overwrite := range []bool{false, true} {
 		s := &S3Sink{cfg: S3Config{Object: "s3://gone/k.bin", Endpoint: srv.URL, Region: "us-east-1",
 			AccessKey: "k", SecretKey: "s", Overwrite: overwrite}}
-		err := s.Preflight(&pipeline.Env{})
+		err := s.Preflight(context.Background(), &pipeline.Env{})
 		s.closeIdle()
 		var nb *NoBucketError
 		if !errors.As(err, &nb) || nb.Bucket != "gone" || !errors.Is(err, ErrNoBucket) || err.Error() != "bucket gone does not exist" {
