@@ -83,72 +83,7 @@ func Build(reg *Registry, nodes []Node) (*Graph, error) {
 	fail := func(id, key, format string, args ...any) {
 		errs = append(errs, &WiringError{Stage: id, Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
-
-	byID := make(map[string]*node, len(nodes))
-	declared := make(map[string]bool, len(nodes)) // including stages rejected below
-	var all []*node
-	for _, n := range nodes {
-		switch {
-		case n.ID == "":
-			fail(n.ID, "", "a stage needs an id")
-			continue
-		case declared[n.ID]:
-			fail(n.ID, "", "two stages have this id")
-			continue
-		}
-		declared[n.ID] = true
-		spec, ok := reg.spec(n.Type)
-		if !ok {
-			fail(n.ID, "type", "unknown stage type %q%s (known types: %s)", n.Type, Suggest(n.Type, reg.Types()), strings.Join(reg.Types(), ", "))
-			continue
-		}
-		if n.Workers < 0 {
-			fail(n.ID, "workers", "workers must be at least 1, got %d", n.Workers)
-		}
-		if n.Workers == 0 {
-			n.Workers = 1
-		}
-		if n.Queue < 0 {
-			fail(n.ID, "queue", "queue must be 0 (automatic) or more, got %d", n.Queue)
-		}
-		if n.Config == nil {
-			n.Config = spec.Config()
-		} else if want, got := reflect.TypeOf(spec.Config()), reflect.TypeOf(n.Config); want != got {
-			fail(n.ID, "config", "config for %s must be a %v, got %v", n.Type, want, got)
-			continue
-		}
-		stage, err := spec.New(n.Config)
-		if err != nil {
-			fail(n.ID, "config", "%v", err)
-			continue
-		}
-		if most, why := spec.maxWorkers(n.Config); most > 0 && n.Workers > most {
-			fail(n.ID, "workers", "%s runs at most %d %s (%s); set workers: %d", n.Type, most, plural(most, "worker"), why, most)
-		}
-		in, out := spec.ports(n.Config)
-		nd := &node{Node: n, spec: spec, stage: stage, in: in, out: out, mem: spec.memory(n.Config)}
-		byID[n.ID] = nd
-		all = append(all, nd)
-	}
-
-	for _, n := range all {
-		for _, id := range n.Inputs {
-			p := byID[id]
-			switch {
-			case p == nil && declared[id]:
-				// id's own problem is already reported
-			case p == nil:
-				fail(n.ID, "inputs", "input %q is not a stage%s", id, Suggest(id, keys(byID)))
-			case p == n:
-				fail(n.ID, "inputs", "a stage cannot be its own input")
-			case p.consumer != nil && p.consumer != n:
-				fail(n.ID, "inputs", "%q already feeds %q; a chunk has one owner, so chain stages instead of sharing an input", id, p.consumer.ID)
-			default:
-				p.consumer = n
-				n.inputs = append(n.inputs, p)
-			}
-		}
-	}
+	all := newNodes(reg, nodes, fail)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -180,6 +115,85 @@ func Build(reg *Registry, nodes []Node) (*Graph, error) {
 		return nil, errors.Join(errs...)
 	}
 	return g, nil
+}
+
+// newNodes checks each node against the registry, builds its stage and
+// links it to its inputs, reporting each problem to fail. The nodes come
+// back in declaration order, without those it could not build.
+func newNodes(reg *Registry, nodes []Node, fail func(id, key, format string, args ...any)) []*node {
+	byID := make(map[string]*node, len(nodes))
+	declared := make(map[string]bool, len(nodes)) // including stages rejected below
+	var all []*node
+	for _, n := range nodes {
+		switch {
+		case n.ID == "":
+			fail(n.ID, "", "a stage needs an id")
+			continue
+		case declared[n.ID]:
+			fail(n.ID, "", "two stages have this id")
+			continue
+		}
+		declared[n.ID] = true
+		if nd := newNode(reg, n, fail); nd != nil {
+			byID[n.ID] = nd
+			all = append(all, nd)
+		}
+	}
+
+	for _, n := range all {
+		for _, id := range n.Inputs {
+			p := byID[id]
+			switch {
+			case p == nil && declared[id]:
+				// id's own problem is already reported
+			case p == nil:
+				fail(n.ID, "inputs", "input %q is not a stage%s", id, Suggest(id, keys(byID)))
+			case p == n:
+				fail(n.ID, "inputs", "a stage cannot be its own input")
+			case p.consumer != nil && p.consumer != n:
+				fail(n.ID, "inputs", "%q already feeds %q; a chunk has one owner, so chain stages instead of sharing an input", id, p.consumer.ID)
+			default:
+				p.consumer = n
+				n.inputs = append(n.inputs, p)
+			}
+		}
+	}
+	return all
+}
+
+// newNode checks n against its type and builds its stage; nil when it
+// reported a problem that leaves no stage.
+func newNode(reg *Registry, n Node, fail func(id, key, format string, args ...any)) *node {
+	spec, ok := reg.spec(n.Type)
+	if !ok {
+		fail(n.ID, "type", "unknown stage type %q%s (known types: %s)", n.Type, Suggest(n.Type, reg.Types()), strings.Join(reg.Types(), ", "))
+		return nil
+	}
+	if n.Workers < 0 {
+		fail(n.ID, "workers", "workers must be at least 1, got %d", n.Workers)
+	}
+	if n.Workers == 0 {
+		n.Workers = 1
+	}
+	if n.Queue < 0 {
+		fail(n.ID, "queue", "queue must be 0 (automatic) or more, got %d", n.Queue)
+	}
+	if n.Config == nil {
+		n.Config = spec.Config()
+	} else if want, got := reflect.TypeOf(spec.Config()), reflect.TypeOf(n.Config); want != got {
+		fail(n.ID, "config", "config for %s must be a %v, got %v", n.Type, want, got)
+		return nil
+	}
+	stage, err := spec.New(n.Config)
+	if err != nil {
+		fail(n.ID, "config", "%v", err)
+		return nil
+	}
+	if most, why := spec.maxWorkers(n.Config); most > 0 && n.Workers > most {
+		fail(n.ID, "workers", "%s runs at most %d %s (%s); set workers: %d", n.Type, most, plural(most, "worker"), why, most)
+	}
+	in, out := spec.ports(n.Config)
+	return &node{Node: n, spec: spec, stage: stage, in: in, out: out, mem: spec.memory(n.Config)}
 }
 
 // wire resolves the flows and queue of n, whose inputs are already wired.
