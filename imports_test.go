@@ -35,6 +35,9 @@ func TestImportRules(t *testing.T) {
 		{"stages", []string{"sinks"}, true, "siblings"},
 		{"sinks", []string{"stages"}, true, "siblings"},
 		{"cmd/run", []string{"config", "pipeline", "httpx"}, false, "the release binary's main only calls cmd.Main"},
+		{".", []string{"daemon/..."}, true, "the library does not know the service built on it"},
+		{"daemon/...", []string{"cmd/...", "bench/...", "internal/..."}, true, "the daemon is library code under the CLI (cmd -> daemon -> dlflow), and test harnesses stay out of the release binary"},
+		{"daemon/...", []string{"stages", "sinks", "config"}, false, "the daemon runs downloads through the dlflow package, never a stage or the config layer itself"},
 	}
 	for _, r := range rules {
 		graph := direct
