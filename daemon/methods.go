@@ -153,7 +153,7 @@ func mTellStatus(_ context.Context, d *Daemon, c *call) (any, error) {
 	defer e.mu.Unlock()
 	t, err := e.lookup(gid)
 	if err != nil {
-		return nil, rpcErrorf("No such download for GID#%s", gid)
+		return nil, err
 	}
 	return json.RawMessage(appendObject(nil, e.status(t, keys))), nil
 }

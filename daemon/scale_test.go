@@ -203,3 +203,13 @@ func BenchmarkTellActive1000(b *testing.B) {
 		resp.Body.Close()
 	}
 }
+
+// serve runs d's handler on a loopback server until the test ends.
+func serve(t *testing.T, d *daemon.Daemon) string {
+	srv := httptest.NewServer(d.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		d.Close()
+	})
+	return srv.URL
+}

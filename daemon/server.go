@@ -170,3 +170,6 @@ func (d *Daemon) serveRPC(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "POST a JSON-RPC request, or open a WebSocket", http.StatusMethodNotAllowed)
 	}
 }
+
+// Root is the absolute download directory.
+func (e *Engine) Root() string { return e.root }
