@@ -259,8 +259,9 @@ func mGetGlobalOption(_ context.Context, d *Daemon, _ *call) (any, error) {
 
 // mChangeGlobalOption sets max-concurrent-downloads and
 // max-overall-download-limit (others are ignored, as aria2 ignores those
-// it cannot change). A new limit restarts the active tasks with their
-// share of it.
+// it cannot change) until the daemon stops: as with aria2, the next start
+// takes its flags. A new limit restarts the active tasks with their share
+// of it, resuming from their partial files.
 func mChangeGlobalOption(_ context.Context, d *Daemon, c *call) (any, error) {
 	opts, err := pDict(c.params, 0)
 	if err != nil || opts == nil {
@@ -300,9 +301,8 @@ func mChangeGlobalOption(_ context.Context, d *Daemon, c *call) (any, error) {
 				}
 			}
 		}
-		g, _ := json.Marshal(globalOpts{Jobs: jobs, Limit: limit})
 		ops, notes := e.schedule()
-		return append([]op{{bucket: bucketMeta, key: keyGlobal, val: g}}, ops...), notes, nil
+		return ops, notes, nil
 	})
 }
 

@@ -100,12 +100,6 @@ const (
 	stopShutdown = "shutdown"
 )
 
-// globalOpts are the global options kept in the session.
-type globalOpts struct {
-	Jobs  int   `json:"jobs"`
-	Limit int64 `json:"limit"`
-}
-
 // newEngine opens the session and brings its tasks back: waiting ones in
 // order, paused ones paused, ended ones with their results, and active
 // ones first in the queue, to be started again at once.
@@ -152,12 +146,6 @@ func (e *Engine) restore() error {
 	l, err := e.store.load()
 	if err != nil {
 		return err
-	}
-	if l.global != nil {
-		var g globalOpts
-		if json.Unmarshal(l.global, &g) == nil {
-			e.jobs, e.overallLimit = g.Jobs, g.Limit
-		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -206,7 +206,8 @@ func TestAddMetalink(t *testing.T) {
 }
 
 // TestQueueMethods: remove, removeDownloadResult, purgeDownloadResult,
-// tellStopped, changePosition and the global options, which persist.
+// tellStopped, changePosition, and the global options, which last until
+// a restart (as aria2's).
 func TestQueueMethods(t *testing.T) {
 	state := t.TempDir()
 	opts := daemon.Options{Dir: t.TempDir(), Secret: secret, Session: filepath.Join(state, "s.db")}
@@ -255,7 +256,12 @@ func TestQueueMethods(t *testing.T) {
 	if len(stopped) != 0 {
 		t.Errorf("after purge: %v", gids(stopped))
 	}
-	c.must(t, nil, "aria2.changeGlobalOption", map[string]string{"max-concurrent-downloads": "0", "max-overall-download-limit": "1M"})
+	c.must(t, nil, "aria2.changeGlobalOption", map[string]string{"max-concurrent-downloads": "3", "max-overall-download-limit": "1M"})
+	var gopt map[string]string
+	c.must(t, &gopt, "aria2.getGlobalOption")
+	if gopt["max-concurrent-downloads"] != "3" || gopt["max-overall-download-limit"] != strconv.Itoa(1<<20) {
+		t.Errorf("global options: %v", gopt)
+	}
 	d.Close()
 
 	d, err = daemon.New(opts)
@@ -263,10 +269,9 @@ func TestQueueMethods(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.url = serve(t, d) + "/jsonrpc"
-	var gopt map[string]string
 	c.must(t, &gopt, "aria2.getGlobalOption")
-	if gopt["max-concurrent-downloads"] != "0" || gopt["max-overall-download-limit"] != strconv.Itoa(1<<20) {
-		t.Errorf("global options after a restart: %v", gopt)
+	if gopt["max-concurrent-downloads"] != "0" || gopt["max-overall-download-limit"] != "0" {
+		t.Errorf("global options after a restart: %v, want the flags' (as aria2)", gopt)
 	}
 	c.must(t, &w, "aria2.tellWaiting", 0, 10, []string{"gid"})
 	if got, want := gids(w), []string{g[3], g[0]}; fmt.Sprint(got) != fmt.Sprint(want) {

@@ -18,10 +18,8 @@ var (
 	bucketTasks   = []byte("tasks")   // gid (16 hex) -> record (JSON)
 	bucketQueue   = []byte("queue")   // position (big-endian uint64) -> gid: waiting and paused tasks, in order
 	bucketStopped = []byte("stopped") // stop sequence (big-endian uint64) -> gid: ended tasks, oldest first
-	bucketMeta    = []byte("meta")    // "global" -> the global options (JSON)
+	bucketMeta    = []byte("meta")    // reserved for the daemon's own state
 )
-
-var keyGlobal = []byte("global")
 
 // op is one change of the session: a put, or a delete when val is nil.
 type op struct {
@@ -150,7 +148,6 @@ type loaded struct {
 	tasks   map[string]*record
 	queue   []string // gids of waiting and paused tasks, in order
 	stopped []string // gids of ended tasks, oldest first
-	global  []byte   // the global options, nil when never changed
 }
 
 func (s *store) load() (*loaded, error) {
@@ -178,9 +175,6 @@ func (s *store) load() (*loaded, error) {
 			if err != nil {
 				return err
 			}
-		}
-		if g := tx.Bucket(bucketMeta).Get(keyGlobal); g != nil {
-			l.global = append([]byte(nil), g...)
 		}
 		return nil
 	})
