@@ -50,3 +50,21 @@ func FuzzJSONRPC(f *testing.F) {
 		}
 	})
 }
+
+func TestBitfield(t *testing.T) {
+	for _, tc := range []struct {
+		done, total int64
+		want        string
+	}{
+		{0, 8 << 20, "00"},
+		{1 << 20, 8 << 20, "80"},
+		{2<<20 + 5, 8 << 20, "c0"},
+		{8 << 20, 8 << 20, "ff"},
+		{9<<20 + 1, 9<<20 + 1, "ffc0"},
+		{5, 10, "00"}, {10, 10, "80"},
+	} {
+		if got := bitfield(tc.done, tc.total); got != tc.want {
+			t.Errorf("bitfield(%d, %d) = %s, want %s", tc.done, tc.total, got, tc.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/hex"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -64,6 +65,9 @@ func (e *Engine) status(t *task, keys []string) []kv {
 		}
 	}
 	stopped := isStopped(t.Status)
+	if t.Ever && l.total > 0 {
+		put("bitfield", func() any { return bitfield(l.done, l.total) })
+	}
 	put("completedLength", func() any { return itoa(l.done) })
 	put("connections", func() any { return strconv.Itoa(l.conns) })
 	put("dir", func() any { return e.taskDir(t) })
@@ -173,4 +177,21 @@ func (m *laneMeter) sample(now time.Time, bytes []int64) []int64 {
 	}
 	m.at, m.bytes = now, slices.Clone(bytes)
 	return m.speed
+}
+
+// bitfield is aria2's bitfield (hex, one bit a piece, the first piece the
+// high bit) of a download with done of total bytes in place, counted as
+// whole pieces from the start: dlflow tells how many bytes are in, not
+// which, so a ranged download's map is its count, not its layout.
+func bitfield(done, total int64) string {
+	pieces := (total + pieceLength - 1) / pieceLength
+	full := done / pieceLength
+	if done >= total {
+		full = pieces
+	}
+	b := make([]byte, (pieces+7)/8)
+	for i := int64(0); i < full; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return hex.EncodeToString(b)
 }
