@@ -390,14 +390,17 @@
     const rows = lanes.map((l) => {
       const start = num(l.start);
       const end = num(l.end);
-      const len = end >= start ? end - start + 1 : 0; // end is inclusive, as in Range
+      // end is inclusive, as in Range; -1 is a range the daemon does not
+      // know (it may count a connection's bytes only): no bar then.
+      const known = start >= 0 && end >= start;
       const tr = el('tr', 'lane');
       tr.dataset.index = String(l.index);
       const bar = el('progress');
-      setBar(bar, num(l.completedLength), len, false);
+      bar.hidden = !known;
+      if (known) setBar(bar, num(l.completedLength), end - start + 1, false);
       const cell = el('td');
       cell.append(bar);
-      tr.append(el('td', '', String(l.index)), el('td', '', start + '–' + end), cell,
+      tr.append(el('td', '', String(l.index)), el('td', '', known ? start + '–' + end : '?'), cell,
         el('td', '', bytes(num(l.completedLength))), el('td', '', bytes(num(l.downloadSpeed)) + '/s'),
         el('td', 'source', String(l.source || '')));
       return tr;
