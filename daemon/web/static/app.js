@@ -21,6 +21,7 @@
     mode: 'none', // 'push' (dlflow.subscribe) or 'poll' (plain aria2)
     pollTimer: 0,
     retryMs: 1000,
+    gen: 0, // one per connection: a poll loop of an older one stops
     stopped: false, // no reconnect: the secret was refused
   };
 
@@ -81,6 +82,7 @@
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const ws = new WebSocket(proto + '//' + location.host + '/jsonrpc');
     state.sock = ws;
+    state.gen++;
     ws.onopen = () => {
       state.retryMs = 1000;
       setConn('connected');
@@ -193,12 +195,12 @@
       // Not dlflow (plain aria2c): poll as every aria2 client does.
       state.mode = 'poll';
       setConn('connected', 'connected (polling)');
-      poll();
+      poll(state.gen);
     }
   }
 
-  async function poll() {
-    if (state.mode !== 'poll') return;
+  async function poll(gen) {
+    if (state.mode !== 'poll' || gen !== state.gen) return;
     try {
       const [active, stat] = await Promise.all([call('aria2.tellActive'), call('aria2.getGlobalStat')]);
       const seen = new Set();
@@ -214,7 +216,7 @@
     } catch (e) {
       if (unauthorized(e)) { refused(e); return; }
     }
-    if (state.mode === 'poll') state.pollTimer = setTimeout(poll, POLL_MS);
+    if (state.mode === 'poll' && gen === state.gen) state.pollTimer = setTimeout(poll, POLL_MS, gen);
   }
 
   function onProgress(p) {
