@@ -3,12 +3,14 @@ package metrics_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,23 +64,29 @@ func knownEngine() *engine {
 // scrape GETs the handler's text with the given Authorization header.
 func scrape(t *testing.T, url, auth string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	code, body, err := get(url, auth)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return code, body
+}
+
+// get is scrape for goroutines other than the test's.
+func get(url, auth string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
 	}
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body)
+	return resp.StatusCode, string(body), err
 }
 
 // TestMetricsValues: every series of the package doc, with the snapshot's
@@ -215,4 +223,58 @@ func need(t *testing.T, name string) string {
 	}
 	t.Skipf("%s not installed (Debian's prometheus package)", name)
 	return ""
+}
+
+// TestMetricsBadRowServesTheRest: a stage ID that is not UTF-8 (it would
+// make a Prometheus label invalid) costs that series only.
+func TestMetricsBadRowServesTheRest(t *testing.T) {
+	e := knownEngine()
+	e.snap.Tasks[0].Stages = append(e.snap.Tasks[0].Stages, metrics.Stage{ID: "bad\xff", Busy: time.Second})
+	srv := httptest.NewServer(metrics.Handler(e, secret))
+	defer srv.Close()
+	code, body := scrape(t, srv.URL+"/metrics", "Bearer "+secret)
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	for _, want := range []string{
+		`dlflow_stage_busy_seconds_total{gid="2089b05ecca3d829",stage="reader"} 1.5`,
+		`dlflow_task_completed_bytes{gid="d270c8a39f2f8f26"} 77`,
+		`dlflow_downloaded_bytes_total 1.23456789e+08`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if strings.Contains(body, "bad") {
+		t.Errorf("the invalid series was served")
+	}
+}
+
+// TestMetricsConcurrentScrapes: scrapes at once each read their own
+// snapshot (run with -race: the collector shares nothing between them).
+func TestMetricsConcurrentScrapes(t *testing.T) {
+	e := knownEngine()
+	srv := httptest.NewServer(metrics.Handler(e, secret))
+	defer srv.Close()
+	const workers, each = 8, 5
+	var wg sync.WaitGroup
+	bad := make(chan string, workers*each)
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				code, body, err := get(srv.URL+"/metrics", "Bearer "+secret)
+				if err != nil || code != http.StatusOK || !strings.Contains(body, `dlflow_tasks{status="waiting"} 3`) {
+					bad <- fmt.Sprintf("status %d, %v", code, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(bad)
+	for b := range bad {
+		t.Error(b)
+	}
+	if n := e.calls.Load(); n != workers*each {
+		t.Errorf("%d snapshots for %d scrapes", n, workers*each)
+	}
 }
