@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
 	"github.com/dlflow/dlflow/daemon"
+	"github.com/dlflow/dlflow/daemon/metrics"
+	"github.com/dlflow/dlflow/daemon/web"
 )
 
 // daemonCmd is `dlflow daemon`: it parses the flags and runs the daemon
@@ -51,14 +55,40 @@ func daemonCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		log = log.Level(zerolog.InfoLevel) // a service says what it does
 	}
 	opts.Logger = log
+	src := &metricsSource{}
+	opts.Extra = map[string]http.Handler{"/": web.Handler(), "/metrics": metrics.Handler(src, opts.Secret)}
 	d, err := daemon.New(opts)
 	if err != nil {
 		return fail(stderr, usagef("%v", err))
 	}
+	src.e.Store(d.Engine())
 	if err := d.Serve(ctx); err != nil {
 		return fail(stderr, err)
 	}
 	return exitOK
+}
+
+// metricsSource hands the engine's figures to daemon/metrics, whose types
+// mirror daemon.Snapshot's. Its engine is set once the daemon is made; a
+// scrape before that sees nothing.
+type metricsSource struct{ e atomic.Pointer[daemon.Engine] }
+
+func (m *metricsSource) MetricsSnapshot() metrics.Snapshot {
+	e := m.e.Load()
+	if e == nil {
+		return metrics.Snapshot{}
+	}
+	s := e.MetricsSnapshot()
+	out := metrics.Snapshot{Active: s.Active, Waiting: s.Waiting, Stopped: s.Stopped, DownloadedBytes: s.DownloadedBytes, DownloadSpeed: s.DownloadSpeed}
+	for _, t := range s.Tasks {
+		mt := metrics.Task{GID: t.GID, Status: t.Status, CompletedBytes: t.CompletedBytes, TotalBytes: t.TotalBytes, Speed: t.Speed,
+			Connections: t.Connections, Retries: t.Retries, SourceDrops: t.SourceDrops}
+		for _, st := range t.Stages {
+			mt.Stages = append(mt.Stages, metrics.Stage{ID: st.ID, Busy: st.Busy, WaitIn: st.WaitIn, WaitOut: st.WaitOut})
+		}
+		out.Tasks = append(out.Tasks, mt)
+	}
+	return out
 }
 
 func checkDaemonFlags(fs *pflag.FlagSet, opts *daemon.Options, secretFile string) error {

@@ -1,6 +1,8 @@
 package daemon_test
 
 import (
+	"io"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -167,5 +169,36 @@ func checkResumed(t *testing.T, log []origin.Request, size int64) {
 		case served != size-from:
 			t.Errorf("%s: %d bytes served after the restart, want %d (the size less the %d on disk)", path, served, size-from, from)
 		}
+	}
+}
+
+// TestBinaryServesPageAndMetrics: the release binary mounts the web page
+// at / and the metrics at /metrics (behind the secret).
+func TestBinaryServesPageAndMetrics(t *testing.T) {
+	state := t.TempDir()
+	sock := filepath.Join(state, "d.sock")
+	p := startDaemon(t, sock, "--dir", t.TempDir(), "--jobs", "0", "--session", filepath.Join(state, "s.db"))
+	p.client.must(t, nil, "aria2.addUri", []string{"http://127.0.0.1:9/x"})
+	get := func(path, auth string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "http://daemon"+path, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := p.client.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/", ""); code != 200 || !strings.Contains(body, "<html") {
+		t.Errorf("/: %d %.100s", code, body)
+	}
+	if code, _ := get("/metrics", ""); code != 401 {
+		t.Errorf("/metrics without the secret: %d", code)
+	}
+	if code, body := get("/metrics", secret); code != 200 || !strings.Contains(body, "dlflow_") || !strings.Contains(body, "waiting") {
+		t.Errorf("/metrics: %d %.300s", code, body)
 	}
 }
