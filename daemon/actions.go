@@ -80,10 +80,10 @@ func (e *Engine) pause(gid string) (string, error) {
 		}
 		out = t.GID
 		switch {
-		case t.Status == statusActive && t.dl != nil && t.stopAs == "":
-			t.stopAs = statusPaused
+		case t.Status == statusActive && t.dl != nil && t.StopAs == "":
+			t.StopAs = statusPaused
 			t.dl.Cancel()
-			return nil, nil, nil
+			return []op{e.taskPut(t)}, nil, nil
 		case t.Status == statusWaiting:
 			t.Status = statusPaused
 			return []op{e.taskPut(t)}, []note{{method: "aria2.onDownloadPause", gid: t.GID}}, nil
@@ -123,10 +123,10 @@ func (e *Engine) remove(gid string) (string, error) {
 		switch t.Status {
 		case statusActive:
 			if t.dl != nil {
-				t.stopAs = statusRemoved
+				t.StopAs = statusRemoved
 				t.dl.Cancel()
 			}
-			return nil, nil, nil
+			return []op{e.taskPut(t)}, nil, nil
 		case statusWaiting, statusPaused:
 			ops := e.removeWaiting(t)
 			o, n := e.toStopped(t, statusRemoved, codeRemoved, "")
@@ -143,9 +143,10 @@ func (e *Engine) pauseAll() error {
 		var ops []op
 		var notes []note
 		for _, t := range e.active {
-			if t.dl != nil && t.stopAs == "" {
-				t.stopAs = statusPaused
+			if t.dl != nil && t.StopAs == "" {
+				t.StopAs = statusPaused
 				t.dl.Cancel()
+				ops = append(ops, e.taskPut(t))
 			}
 		}
 		for _, t := range e.waiting {

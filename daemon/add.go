@@ -235,8 +235,8 @@ func mChangeOption(_ context.Context, d *Daemon, c *call) (any, error) {
 			return nil, nil, err
 		}
 		t.Opts = o
-		if t.Status == statusActive && t.dl != nil && t.stopAs == "" {
-			t.stopAs = stopRestart
+		if t.Status == statusActive && t.dl != nil && t.StopAs == "" {
+			t.StopAs = stopRestart
 			t.dl.Cancel()
 		}
 		return []op{e.taskPut(t)}, nil, nil
@@ -295,8 +295,8 @@ func mChangeGlobalOption(_ context.Context, d *Daemon, c *call) (any, error) {
 		e.jobs, e.overallLimit = jobs, limit
 		if restart {
 			for _, t := range e.active {
-				if t.dl != nil && t.stopAs == "" {
-					t.stopAs = stopRestart
+				if t.dl != nil && t.StopAs == "" {
+					t.StopAs = stopRestart
 					t.dl.Cancel()
 				}
 			}

@@ -87,10 +87,6 @@ type task struct {
 	record
 	dl      *dlflow.Download
 	metrics *pipeline.Metrics
-	// stopAs says what the end of the running download means, when the
-	// daemon ended it: statusPaused, statusRemoved, stopRestart,
-	// stopShutdown; "" when it ended by itself.
-	stopAs  string
 	retries int64
 	lanes   laneMeter
 }
@@ -187,11 +183,24 @@ func (e *Engine) restore() error {
 		}
 	}
 	slices.SortFunc(wasActive, func(a, b *task) int { return cmpU64(a.Started, b.Started) })
-	for i, t := range wasActive {
+	front := 0
+	for _, t := range wasActive {
 		e.startSeq = max(e.startSeq, t.Started)
-		t.Status = statusWaiting
-		ops = append(ops, e.insertWaiting(t, i)...)
+		stopAs := t.StopAs
+		t.StopAs = ""
+		switch stopAs {
+		case statusRemoved: // asked before the crash
+			o, _ := e.toStopped(t, statusRemoved, codeRemoved, "")
+			ops = append(ops, o...)
+			continue
+		case statusPaused:
+			t.Status = statusPaused
+		default:
+			t.Status = statusWaiting
+		}
+		ops = append(ops, e.insertWaiting(t, front)...)
 		ops = append(ops, e.taskPut(t))
+		front++
 	}
 	for _, t := range e.tasks {
 		e.startSeq = max(e.startSeq, t.Started)
@@ -287,7 +296,7 @@ func (e *Engine) close() error {
 	}
 	e.closed = true
 	for _, t := range e.active {
-		t.stopAs = stopShutdown
+		t.StopAs = stopShutdown
 	}
 	e.mu.Unlock()
 	e.cancel()

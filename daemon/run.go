@@ -44,7 +44,7 @@ func (e *Engine) limitPerTask() int64 {
 // start runs t's download. Called with e.mu held, t out of the queue.
 func (e *Engine) start(t *task) ([]op, []note) {
 	e.startSeq++
-	t.Status, t.Started, t.Ever, t.stopAs = statusActive, e.startSeq, true, ""
+	t.Status, t.Started, t.Ever, t.StopAs = statusActive, e.startSeq, true, ""
 	t.ErrCode, t.ErrMsg = 0, ""
 	dir, err := safeDir(e.root, t.Opts.Dir)
 	if err != nil {
@@ -105,17 +105,19 @@ func (e *Engine) finished(t *task, d *dlflow.Download, res *dlflow.Result, err e
 		}
 		var ops []op
 		var notes []note
+		stopAs := t.StopAs
+		t.StopAs = ""
 		switch {
-		case t.stopAs == stopShutdown || e.closed:
+		case stopAs == stopShutdown || e.closed:
 			return nil, nil, nil // still active in the session: a restart resumes it
-		case t.stopAs == statusPaused:
+		case stopAs == statusPaused:
 			t.Status = statusPaused
 			ops = append(e.insertWaiting(t, 0), e.taskPut(t))
 			notes = []note{{method: "aria2.onDownloadPause", gid: t.GID}}
-		case t.stopAs == stopRestart:
+		case stopAs == stopRestart:
 			t.Status = statusWaiting
 			ops = append(e.insertWaiting(t, 0), e.taskPut(t))
-		case t.stopAs == statusRemoved:
+		case stopAs == statusRemoved:
 			ops, notes = e.toStopped(t, statusRemoved, codeRemoved, "")
 		case err == nil:
 			ops, notes = e.toStopped(t, statusComplete, 0, "")

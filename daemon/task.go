@@ -51,6 +51,12 @@ type record struct {
 	MetalinkFile int    `json:"metalinkFile,omitempty"`
 	// Ever says the task ran at least once (its URIs are "used").
 	Ever bool `json:"ever,omitempty"`
+	// StopAs says what the end of the running download means, when the
+	// daemon ended it: statusPaused, statusRemoved, stopRestart (and
+	// stopShutdown, never written); "" when it ends by itself. It is
+	// written when asked, so that a crash before the download stopped
+	// still pauses or removes the task at the restart.
+	StopAs string `json:"stopAs,omitempty"`
 }
 
 // taskOpts are the aria2 options a task takes, checked.
