@@ -110,6 +110,10 @@ func (e *Engine) finished(t *task, d *dlflow.Download, res *dlflow.Result, err e
 		switch {
 		case stopAs == stopShutdown || e.closed:
 			return nil, nil, nil // still active in the session: a restart resumes it
+		case err == nil && stopAs != statusRemoved:
+			// It ended before the pause or the restart took: its file
+			// is whole, and a rerun would find it there.
+			ops, notes = e.toStopped(t, statusComplete, 0, "")
 		case stopAs == statusPaused:
 			t.Status = statusPaused
 			ops = append(e.insertWaiting(t, 0), e.taskPut(t))
