@@ -85,8 +85,9 @@ func (e *Engine) pause(gid string) (string, error) {
 			t.dl.Cancel()
 			return []op{e.taskPut(t)}, nil, nil
 		case t.Status == statusWaiting:
+			// As aria2: onDownloadPause is for a download that stopped.
 			t.Status = statusPaused
-			return []op{e.taskPut(t)}, []note{{method: "aria2.onDownloadPause", gid: t.GID}}, nil
+			return []op{e.taskPut(t)}, nil, nil
 		}
 		return nil, nil, rpcErrorf("GID#%s cannot be paused now", t.GID)
 	})
@@ -128,9 +129,11 @@ func (e *Engine) remove(gid string) (string, error) {
 			}
 			return []op{e.taskPut(t)}, nil, nil
 		case statusWaiting, statusPaused:
+			// As aria2: a task that never ran or is paused leaves no
+			// result, and no notification.
 			ops := e.removeWaiting(t)
-			o, n := e.toStopped(t, statusRemoved, codeRemoved, "")
-			return append(ops, o...), n, nil
+			delete(e.tasks, t.GID)
+			return append(ops, op{bucket: bucketTasks, key: []byte(t.GID)}), nil, nil
 		}
 		return nil, nil, rpcErrorf("Active Download not found for GID#%s", t.GID)
 	})
@@ -141,7 +144,6 @@ func (e *Engine) remove(gid string) (string, error) {
 func (e *Engine) pauseAll() error {
 	return e.apply(func() ([]op, []note, error) {
 		var ops []op
-		var notes []note
 		for _, t := range e.active {
 			if t.dl != nil && t.StopAs == "" {
 				t.StopAs = statusPaused
@@ -153,10 +155,9 @@ func (e *Engine) pauseAll() error {
 			if t.Status == statusWaiting {
 				t.Status = statusPaused
 				ops = append(ops, e.taskPut(t))
-				notes = append(notes, note{method: "aria2.onDownloadPause", gid: t.GID})
 			}
 		}
-		return ops, notes, nil
+		return ops, nil, nil
 	})
 }
 

@@ -205,23 +205,23 @@ func TestAddMetalink(t *testing.T) {
 	}
 }
 
-// TestQueueMethods: remove, removeDownloadResult, purgeDownloadResult,
-// tellStopped, changePosition, and the global options, which last until
-// a restart (as aria2's).
+// TestQueueMethods: changePosition, tellWaiting backwards, remove (a
+// waiting task leaves no result, as in aria2), the global options (which
+// last until a restart, as aria2's), tellStopped, removeDownloadResult and
+// purgeDownloadResult.
 func TestQueueMethods(t *testing.T) {
+	o := startOrigin(t, origin.Options{Size: 1024, Files: 1})
 	state := t.TempDir()
 	opts := daemon.Options{Dir: t.TempDir(), Secret: secret, Session: filepath.Join(state, "s.db")}
 	d, err := daemon.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &rpcClient{http: http.DefaultClient, tok: secret}
-	srv := serve(t, d)
-	c.url = srv + "/jsonrpc"
+	c := &rpcClient{http: http.DefaultClient, tok: secret, url: serve(t, d) + "/jsonrpc"}
 	var g []string
 	for i := range 4 {
 		var gid string
-		c.must(t, &gid, "aria2.addUri", []string{fmt.Sprintf("http://127.0.0.1:9/%d", i)}, nil, i) // each at its index
+		c.must(t, &gid, "aria2.addUri", []string{fmt.Sprintf("%s/missing/%d", o.BaseURL(), i)}, nil, i) // each at its index
 		g = append(g, gid)
 	}
 	var pos int
@@ -237,44 +237,48 @@ func TestQueueMethods(t *testing.T) {
 		t.Errorf("tellWaiting(-1, 2) %v, want %v", got, want)
 	}
 	c.must(t, nil, "aria2.remove", g[1])
-	s := c.status(t, g[1])
-	if s.Status != "removed" || s.ErrorCode != "31" {
-		t.Errorf("removed task: %+v", s)
+	if _, e := c.call(t, "aria2.tellStatus", g[1]); e == nil || !strings.Contains(e.Message, "is not found") {
+		t.Errorf("a removed waiting task: %+v, want not found", e)
 	}
-	c.must(t, nil, "aria2.remove", g[2])
-	c.must(t, nil, "aria2.removeDownloadResult", g[1])
-	if _, e := c.call(t, "aria2.tellStatus", g[1]); e == nil {
-		t.Error("a removed result is still there")
+	c.must(t, nil, "aria2.changeGlobalOption", map[string]string{"max-concurrent-downloads": "0", "max-overall-download-limit": "1M"})
+	var gopt map[string]string
+	c.must(t, &gopt, "aria2.getGlobalOption")
+	if gopt["max-overall-download-limit"] != strconv.Itoa(1<<20) {
+		t.Errorf("global options: %v", gopt)
 	}
+	d.Close()
+
+	opts.Jobs = 1
+	if d, err = daemon.New(opts); err != nil {
+		t.Fatal(err)
+	}
+	c.url = serve(t, d) + "/jsonrpc"
+	c.must(t, &gopt, "aria2.getGlobalOption")
+	if gopt["max-concurrent-downloads"] != "1" || gopt["max-overall-download-limit"] != "0" {
+		t.Errorf("global options after a restart: %v, want the flags' (as aria2)", gopt)
+	}
+	// One at a time, in the queue's order, each a 404.
 	var stopped []status
+	waitFor(t, 20*time.Second, "three ended tasks", func() bool {
+		c.must(t, &stopped, "aria2.tellStopped", 0, 10, []string{"gid", "status", "errorCode"})
+		return len(stopped) == 3
+	})
+	if got, want := gids(stopped), []string{g[3], g[2], g[0]}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("tellStopped %v, want %v", got, want)
+	}
+	for _, s := range stopped {
+		if s.Status != "error" || s.ErrorCode != "3" {
+			t.Errorf("a 404: %+v, want error 3 (aria2's resource not found)", s)
+		}
+	}
+	c.must(t, nil, "aria2.removeDownloadResult", g[2])
 	c.must(t, &stopped, "aria2.tellStopped", 0, 10)
-	if len(stopped) != 1 || stopped[0].GID != g[2] {
-		t.Errorf("tellStopped %v", gids(stopped))
+	if got, want := gids(stopped), []string{g[3], g[0]}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after removeDownloadResult: %v, want %v", got, want)
 	}
 	c.must(t, nil, "aria2.purgeDownloadResult")
 	c.must(t, &stopped, "aria2.tellStopped", 0, 10)
 	if len(stopped) != 0 {
 		t.Errorf("after purge: %v", gids(stopped))
-	}
-	c.must(t, nil, "aria2.changeGlobalOption", map[string]string{"max-concurrent-downloads": "3", "max-overall-download-limit": "1M"})
-	var gopt map[string]string
-	c.must(t, &gopt, "aria2.getGlobalOption")
-	if gopt["max-concurrent-downloads"] != "3" || gopt["max-overall-download-limit"] != strconv.Itoa(1<<20) {
-		t.Errorf("global options: %v", gopt)
-	}
-	d.Close()
-
-	d, err = daemon.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.url = serve(t, d) + "/jsonrpc"
-	c.must(t, &gopt, "aria2.getGlobalOption")
-	if gopt["max-concurrent-downloads"] != "0" || gopt["max-overall-download-limit"] != "0" {
-		t.Errorf("global options after a restart: %v, want the flags' (as aria2)", gopt)
-	}
-	c.must(t, &w, "aria2.tellWaiting", 0, 10, []string{"gid"})
-	if got, want := gids(w), []string{g[3], g[0]}; fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("queue after a restart %v, want %v", got, want)
 	}
 }

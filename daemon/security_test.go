@@ -264,7 +264,8 @@ func TestMalformed(t *testing.T) {
 // TestNotificationsNeedToken: a WebSocket that never sent the secret gets
 // no notification; one that did gets them.
 func TestNotificationsNeedToken(t *testing.T) {
-	d, c := newInProcess(t, daemon.Options{Jobs: 0})
+	o := startOrigin(t, origin.Options{Size: 4096, Files: 1})
+	d, c := newInProcess(t, daemon.Options{Jobs: 1})
 	_ = d
 	wsURL := "ws" + strings.TrimPrefix(strings.TrimSuffix(c.url, "/jsonrpc"), "http") + "/jsonrpc"
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -293,13 +294,12 @@ func TestNotificationsNeedToken(t *testing.T) {
 		t.Fatalf("getVersion over the WebSocket: %s", r)
 	}
 	var gid string
-	c.must(t, &gid, "aria2.addUri", []string{"http://127.0.0.1:9/x"}, map[string]string{"pause": "true"})
-	c.must(t, nil, "aria2.unpause", gid)
-	c.must(t, nil, "aria2.pause", gid)
+	c.must(t, &gid, "aria2.addUri", []string{o.FileURL(0)})
 	_, b, err := authed.Read(ctx)
-	if err != nil || !strings.Contains(string(b), `"aria2.onDownloadPause"`) || !strings.Contains(string(b), gid) {
-		t.Fatalf("the authenticated WebSocket got %s, %v; want onDownloadPause of %s", b, err, gid)
+	if err != nil || !strings.Contains(string(b), `"aria2.onDownloadStart"`) || !strings.Contains(string(b), gid) {
+		t.Fatalf("the authenticated WebSocket got %s, %v; want onDownloadStart of %s", b, err, gid)
 	}
+	waitFor(t, 10*time.Second, "the download", func() bool { return c.status(t, gid).Status == "complete" })
 	// Anything queued for anon would come before this answer.
 	if r := wsCall(anon, `{"jsonrpc":"2.0","id":"x","method":"system.listNotifications"}`); !strings.Contains(r, `"id":"x"`) {
 		t.Errorf("the WebSocket without the secret got %s first", r)
