@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -13,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/dlflow/dlflow"
+	"github.com/dlflow/dlflow/metalink"
 	"github.com/dlflow/dlflow/pipeline"
 )
 
@@ -121,10 +123,18 @@ func mAddMetalink(ctx context.Context, d *Daemon, c *call) (any, error) {
 	if err != nil {
 		return nil, rpcErrorf("metalink: %v", err)
 	}
+	// The library keeps the parsed document inside its requests; the
+	// URLs and sizes are read here again for getUris and getFiles.
+	files, _ := metalink.ParseAll(bytes.NewReader(data))
 	recs := make([]*record, 0, len(reqs))
 	for _, req := range reqs {
 		r := &record{Opts: o, Metalink: path, MetalinkFile: req.MetalinkFile, Status: statusWaiting}
-		r.URIs = metalinkURIs(req)
+		if i := req.MetalinkFile - 1; i >= 0 && i < len(files) {
+			for _, u := range files[i].URLs {
+				r.URIs = append(r.URIs, u.URL)
+			}
+			r.Total = max(files[i].Size, 0)
+		}
 		r.Opts.Checksum = ""
 		if len(reqs) > 1 {
 			r.Opts.Out = "" // each file has its own name
@@ -135,14 +145,6 @@ func mAddMetalink(ctx context.Context, d *Daemon, c *call) (any, error) {
 		recs = append(recs, r)
 	}
 	return d.e.add(recs, pos)
-}
-
-// metalinkURIs are the URLs a Metalink request names, for getUris.
-func metalinkURIs(req *dlflow.Request) []string {
-	if req.URL != "" {
-		return append([]string{req.URL}, req.Mirrors...)
-	}
-	return nil
 }
 
 // keepMetalink writes data to the state directory under its hash.
@@ -251,6 +253,7 @@ func mGetGlobalOption(_ context.Context, d *Daemon, _ *call) (any, error) {
 		"dir":                        e.root,
 		"max-concurrent-downloads":   strconv.Itoa(e.jobs),
 		"max-overall-download-limit": itoa(e.overallLimit),
+		"max-download-limit":         "0",
 		"max-download-result":        strconv.Itoa(e.opts.MaxResults),
 		"max-connection-per-server":  "1",
 		"split":                      "5",

@@ -89,6 +89,9 @@ type task struct {
 	metrics *pipeline.Metrics
 	retries int64
 	lanes   laneMeter
+	// restarted says the next start is a restart with new options (as
+	// aria2 changes them on the fly, no onDownloadStart is sent for it).
+	restarted bool
 }
 
 const (

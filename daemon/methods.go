@@ -33,7 +33,7 @@ func init() {
 		"aria2.tellActive":           mTellActive,
 		"aria2.tellWaiting":          mTellWaiting,
 		"aria2.tellStopped":          mTellStopped,
-		"aria2.getUris":              gidQuery(func(e *Engine, t *task) (any, error) { return uris(t), nil }),
+		"aria2.getUris":              gidQuery(getUris),
 		"aria2.getFiles": gidQuery(func(e *Engine, t *task) (any, error) {
 			return json.RawMessage(appendFiles(nil, e.files(t, liveOf(t)))), nil
 		}),
@@ -99,6 +99,15 @@ func gidQuery(f func(*Engine, *task) (any, error)) method {
 		}
 		return f(e, t)
 	}
+}
+
+// getUris answers for a task that has not ended (aria2 keeps no URIs in
+// a result).
+func getUris(e *Engine, t *task) (any, error) {
+	if isStopped(t.Status) {
+		return nil, rpcErrorf("No URI data is available for GID#%s", t.GID)
+	}
+	return uris(t), nil
 }
 
 func getServers(e *Engine, t *task) (any, error) {

@@ -71,6 +71,10 @@ func (e *Engine) start(t *task) ([]op, []note) {
 		res, err := d.Wait()
 		e.finished(t, d, res, err)
 	}()
+	if t.restarted {
+		t.restarted = false
+		return []op{e.taskPut(t)}, nil
+	}
 	return []op{e.taskPut(t)}, []note{{method: "aria2.onDownloadStart", gid: t.GID}}
 }
 
@@ -119,7 +123,7 @@ func (e *Engine) finished(t *task, d *dlflow.Download, res *dlflow.Result, err e
 			ops = append(e.insertWaiting(t, 0), e.taskPut(t))
 			notes = []note{{method: "aria2.onDownloadPause", gid: t.GID}}
 		case stopAs == stopRestart:
-			t.Status = statusWaiting
+			t.Status, t.restarted = statusWaiting, true
 			ops = append(e.insertWaiting(t, 0), e.taskPut(t))
 		case stopAs == statusRemoved:
 			ops, notes = e.toStopped(t, statusRemoved, codeRemoved, "")
