@@ -215,7 +215,7 @@ func (d *Daemon) page(c *call, list func(*Engine) []*task) (any, error) {
 // statusList encodes the status of tasks as a JSON list (backwards when
 // reverse). Called with e.mu held.
 func statusList(e *Engine, tasks []*task, keys []string, reverse bool) json.RawMessage {
-	b := make([]byte, 0, 64+len(tasks)*512)
+	b := make([]byte, 0, 64+len(tasks)*1024)
 	b = append(b, '[')
 	for i := range tasks {
 		t := tasks[i]
