@@ -47,6 +47,8 @@ type Options struct {
 	// max-download-result); 0 is 1000.
 	MaxResults int
 	// Logger gets the daemon's log lines; the zero Logger logs nothing.
+	// At info level the downloads' own lines (a progress line a second
+	// each) are left out, from warn up: debug lets them in.
 	Logger zerolog.Logger
 	// Extra are more routes of the HTTP server ("/" for the web page,
 	// "/metrics"), mounted as they are.
@@ -130,7 +132,7 @@ func newEngine(opts Options) (*Engine, error) {
 	e := &Engine{
 		opts: opts, root: root, stateDir: filepath.Dir(opts.Session), log: opts.Logger, store: st,
 		ctx: ctx, cancel: cancel, sessionID: randomHex(20), hub: newHub(), tasks: map[string]*task{}, jobs: opts.Jobs,
-		client: dlflow.NewClient(dlflow.WithLogger(opts.Logger), dlflow.WithMaxPerHost(opts.MaxPerHost)),
+		client: dlflow.NewClient(dlflow.WithLogger(downloadLogger(opts.Logger)), dlflow.WithMaxPerHost(opts.MaxPerHost)),
 	}
 	if err := e.restore(); err != nil {
 		st.close()
@@ -216,6 +218,16 @@ func (e *Engine) restore() error {
 	}
 	go e.hub.notify(notes)
 	return nil
+}
+
+// downloadLogger is the logger of the downloads: log's, raised to warn
+// when log is at info (a service's info log says what it does, not each
+// download's progress).
+func downloadLogger(log zerolog.Logger) zerolog.Logger {
+	if log.GetLevel() == zerolog.InfoLevel {
+		return log.Level(zerolog.WarnLevel)
+	}
+	return log
 }
 
 func cmpU64(a, b uint64) int {

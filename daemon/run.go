@@ -128,8 +128,10 @@ func (e *Engine) finished(t *task, d *dlflow.Download, res *dlflow.Result, err e
 		case stopAs == statusRemoved:
 			ops, notes = e.toStopped(t, statusRemoved, codeRemoved, "")
 		case err == nil:
+			e.log.Info().Str("gid", t.GID).Str("path", t.Path).Int64("bytes", res.Bytes).Msg("task complete")
 			ops, notes = e.toStopped(t, statusComplete, 0, "")
 		default:
+			e.log.Warn().Str("gid", t.GID).Err(err).Msg("task failed")
 			ops, notes = e.toStopped(t, statusError, errorCode(err), oneLine(err))
 		}
 		o, n := e.schedule()
