@@ -90,6 +90,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	d.e.log.Info().Str("listen", ln.Addr().String()).Str("dir", d.e.root).Msg("daemon listening")
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+		d.e.log.Warn().Str("listen", ln.Addr().String()).Msg("listening beyond the loopback: anyone who can reach this port and has the secret can download into --dir; put TLS in front")
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	var err error
