@@ -282,3 +282,64 @@ func TestQueueMethods(t *testing.T) {
 		t.Errorf("after purge: %v", gids(stopped))
 	}
 }
+
+// TestChangeOptionActive: a new max-download-limit on an active task
+// restarts it with the limit, resuming from its partial file (the origin
+// is asked for the rest only), and getOption shows it.
+func TestChangeOptionActive(t *testing.T) {
+	const size = 2 << 20
+	o := startOrigin(t, origin.Options{Size: size, Seed: 4, Files: 1, RateLimit: 512 << 10})
+	d, c := newInProcess(t, daemon.Options{Jobs: 1})
+	var gid string
+	c.must(t, &gid, "aria2.addUri", []string{o.FileURL(0)}, map[string]string{"out": "c.bin"})
+	waitFor(t, 20*time.Second, "256 KiB in", func() bool {
+		n, _ := strconv.Atoi(c.status(t, gid).CompletedLength)
+		return n >= 256<<10
+	})
+	c.must(t, nil, "aria2.changeOption", gid, map[string]string{"max-download-limit": "4M"})
+	var opt map[string]string
+	c.must(t, &opt, "aria2.getOption", gid)
+	if opt["max-download-limit"] != strconv.Itoa(4<<20) || opt["out"] != "c.bin" {
+		t.Errorf("getOption after the change: %v", opt)
+	}
+	if _, e := c.call(t, "aria2.changeOption", gid, map[string]string{"split": "100"}); e == nil {
+		t.Error("changeOption took split=100")
+	}
+	waitFor(t, 30*time.Second, "the task to complete", func() bool { return c.status(t, gid).Status == "complete" })
+	if got := fileSHA256(t, filepath.Join(d.Engine().Root(), "c.bin")); got != origin.SHA256Hex(size, origin.FileSeed(4, 0)) {
+		t.Errorf("sha256 %s", got)
+	}
+	var starts []string
+	for _, r := range o.Log() {
+		if r.Method == "GET" {
+			starts = append(starts, r.Range)
+		}
+	}
+	if len(starts) < 2 || starts[len(starts)-1] == "bytes=0-" {
+		t.Errorf("the restart did not resume: requests %q", starts)
+	}
+}
+
+// TestAllowedOriginPreflight: an allowed origin's preflight is answered
+// with its own origin (never a wildcard); another origin's is refused.
+func TestAllowedOriginPreflight(t *testing.T) {
+	d, err := daemon.New(daemon.Options{Dir: t.TempDir(), Secret: secret, Session: filepath.Join(t.TempDir(), "s.db"), AllowOrigins: []string{"https://ariang.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serve(t, d) + "/jsonrpc"
+	for origin, want := range map[string]int{"https://ariang.example": http.StatusNoContent, "https://other.example": http.StatusForbidden} {
+		req, _ := http.NewRequest(http.MethodOptions, url, nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		acao := resp.Header.Get("Access-Control-Allow-Origin")
+		if resp.StatusCode != want || (want == http.StatusNoContent) != (acao == origin) {
+			t.Errorf("preflight from %s: %d, ACAO %q", origin, resp.StatusCode, acao)
+		}
+	}
+}
