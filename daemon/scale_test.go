@@ -148,6 +148,11 @@ func TestMemoryTenThousandQueued(t *testing.T) {
 // thousandActive starts 1,000 tasks that stay active: a throttled origin
 // behind the daemon's per-host cap, so few connections really open.
 func thousandActive(t testing.TB) *rpcClient {
+	c, _ := thousandActiveOrigin(t)
+	return c
+}
+
+func thousandActiveOrigin(t testing.TB) (*rpcClient, *origin.Server) {
 	const n = 1000
 	o, err := origin.Start(origin.Options{Size: 64 << 20, Files: n, RateLimit: 4 << 10})
 	if err != nil {
@@ -161,7 +166,7 @@ func thousandActive(t testing.TB) *rpcClient {
 		c.must(t, &st, "aria2.getGlobalStat")
 		return st["numActive"] == fmt.Sprint(n)
 	})
-	return c
+	return c, o
 }
 
 // TestTellActiveThousand: tellActive over 1,000 active tasks answers in
@@ -171,7 +176,7 @@ func TestTellActiveThousand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1,000 downloads")
 	}
-	c := thousandActive(t)
+	c, o := thousandActiveOrigin(t)
 	var took []time.Duration
 	for range 5 {
 		start := time.Now()
@@ -181,6 +186,10 @@ func TestTellActiveThousand(t *testing.T) {
 		if len(list) != 1000 {
 			t.Fatalf("tellActive listed %d tasks, want 1000", len(list))
 		}
+	}
+	// The per-host cap holds over all the tasks (as the CLI's -i).
+	if n := o.Stats().MaxInFlight; n > 4 {
+		t.Errorf("%d requests in flight at once at the origin, cap 4", n)
 	}
 	slices.Sort(took)
 	t.Logf("tellActive over 1,000 tasks: median %v (min %v, max %v)", took[2], took[0], took[4])
