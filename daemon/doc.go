@@ -25,6 +25,30 @@
 // active again after a restart, and the library resumes it from its
 // OUTPUT.tmp, fetching only what is missing.
 //
+// # aria2's RPC
+//
+// Methods, field names, types (numbers as strings), gids (16 lowercase
+// hex digits), statuses, error codes and notifications follow aria2 1.37
+// (src/RpcMethodImpl.cc), checked against aria2c by daemon/conformance.
+// Where dlflow differs, it says so: addTorrent is an error; a change of
+// options on an active task restarts it (resuming from its partial file)
+// where aria2 applies some on the fly; bitfield counts whole pieces from
+// the start, as the library tells how many bytes are in, not which; the
+// global options last until a restart, as aria2's. Notifications and the
+// progress push go only to WebSockets that sent the secret. A pushed
+// task's lanes have start and end "-1": the library reports each
+// connection's bytes, not its range.
+//
+// # Safety
+//
+// Every call needs the secret (constant-time compare) but
+// system.listMethods and system.listNotifications; a browser request from
+// another origin is refused (Options.AllowOrigins adds exact origins, no
+// wildcard); dir and out stay inside Options.Dir (no absolute path, no
+// "..", no symlink on the way, not the state directory); URIs are http or
+// https and a Metalink comes as content, so a client cannot make the
+// daemon read a local file; bodies, batches and multicalls are bounded.
+//
 // # Concurrency
 //
 // An Engine is safe for concurrent use: one mutex guards the tasks, the
