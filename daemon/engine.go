@@ -94,6 +94,11 @@ type task struct {
 	// restarted says the next start is a restart with new options (as
 	// aria2 changes them on the fly, no onDownloadStart is sent for it).
 	restarted bool
+	// crashed says the task was active when the daemon died: its output,
+	// if there, is its own download that completed before the end was
+	// written, so the next start keeps it (SkipExisting) rather than
+	// failing on it.
+	crashed bool
 }
 
 const (
@@ -203,6 +208,7 @@ func (e *Engine) restore() error {
 		default:
 			t.Status = statusWaiting
 		}
+		t.crashed = true
 		ops = append(ops, e.insertWaiting(t, front)...)
 		ops = append(ops, e.taskPut(t))
 		front++

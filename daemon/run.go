@@ -58,6 +58,10 @@ func (e *Engine) start(t *task) ([]op, []note) {
 			req.Path = rel
 		}
 	}
+	if t.crashed && t.Path != "" {
+		req.SkipExisting = true
+	}
+	t.crashed = false
 	t.metrics = pipeline.NewMetrics()
 	req.Metrics = t.metrics
 	req.Hooks.Started = func(d *dlflow.Download) { e.started(t, d) }
