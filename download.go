@@ -510,7 +510,7 @@ func (d *Download) plan(topology Topology, output string, fromZero bool, keys st
 		return plan{}, err
 	}
 	applyRetry(d.client.reg, nodes, d.req.Retry)
-	if n := d.req.Connections; n > 0 && pipeline.SetConnections(d.client.reg, nodes, n) == 0 && !d.req.Topology.auto() {
+	if n := d.req.Connections; n > 0 && config.SetConnections(d.client.reg, nodes, n) == 0 && !d.req.Topology.auto() {
 		return plan{}, connectionsError(topology.describe())
 	}
 	if scaleForSources(d.client.reg, nodes, d.sources) == 0 && d.sources > 1 {

@@ -24,7 +24,7 @@ func (cfg *Config) Nodes(reg *pipeline.Registry) ([]pipeline.Node, error) {
 		typ, ok := reg.Lookup(sc.Type)
 		if !ok {
 			errs = append(errs, cfg.keyError(prefix+".type", "unknown stage type %q%s; known types: %s",
-				sc.Type, pipeline.Suggest(sc.Type, reg.Types()), strings.Join(reg.Types(), ", ")))
+				sc.Type, suggest(sc.Type, reg.Types()), strings.Join(reg.Types(), ", ")))
 			continue
 		}
 		stageCfg := typ.NewConfig()
