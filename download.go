@@ -276,7 +276,7 @@ func (d *Download) run(ctx context.Context) error {
 	// (the output exists, say), it must not keep its connection. Its
 	// connection counts against the host's limit until then.
 	defer func() {
-		res.Prefetched.Close()
+		closePrefetched(res)
 		releaseProbe()
 	}()
 	addMirrors(res, mirrors, pre)
@@ -352,7 +352,7 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 		release, ok = d.client.hosts.tryAcquire(host, need-1)
 	}
 	if !ok {
-		res.Prefetched.Close()
+		closePrefetched(res)
 		releaseProbe()
 		if release, err = d.client.hosts.acquire(ctx, host, need); err != nil {
 			return err
@@ -733,4 +733,11 @@ func (d *Download) partial() string {
 		return ""
 	}
 	return path + ".tmp"
+}
+
+// closePrefetched closes the probe's open answer unless a stage took it.
+func closePrefetched(res *pipeline.Resource) {
+	if res != nil && res.Prefetched != nil {
+		res.Prefetched.Close()
+	}
 }
