@@ -25,8 +25,8 @@ type Node struct {
 	// Queue is the capacity of the channel into this stage; 0 picks one from
 	// the chunk size (about 2 MiB of chunks, between 2 and 64), 1 for ranges.
 	Queue int
-	// Config is a pointer of the type the spec's Config returns, already
-	// decoded; nil means the defaults.
+	// Config is a *C of the type's Def[C] (what StageType.NewConfig
+	// returns), already decoded; nil means the defaults.
 	Config any
 }
 
