@@ -670,12 +670,12 @@ func (d *Download) nodes(cfg *config.Config, topology Topology) ([]pipeline.Node
 	}
 	nodes := append([]pipeline.Node(nil), topology.Nodes...)
 	for i := range nodes {
-		spec, ok := d.client.reg.Lookup(nodes[i].Type)
+		defaults, ok := d.client.reg.NewConfig(nodes[i].Type)
 		if !ok {
 			continue // Build names it
 		}
 		if nodes[i].Config == nil {
-			nodes[i].Config = spec.NewConfig()
+			nodes[i].Config = defaults
 		}
 		if st, ok := nodes[i].Config.(pipeline.SettingsTaker); ok {
 			st.TakeSettings(cfg.Settings())
@@ -698,7 +698,7 @@ func (d *Download) build(cfg *config.Config, nodes []pipeline.Node) (*pipeline.G
 func capConnections(reg *pipeline.Registry, nodes []pipeline.Node, limit int) {
 	var connecting []*pipeline.Node
 	for i := range nodes {
-		if typ, ok := reg.Lookup(nodes[i].Type); ok && typ.Describe(nil).Connects {
+		if info, _ := reg.Describe(nodes[i].Type, nil); info.Connects {
 			connecting = append(connecting, &nodes[i])
 		}
 	}

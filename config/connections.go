@@ -15,17 +15,17 @@ func SetConnections(reg *pipeline.Registry, nodes []pipeline.Node, n int) int {
 	changed := 0
 	for i := range nodes {
 		nd := &nodes[i]
-		typ, ok := reg.Lookup(nd.Type)
-		if !ok || !typ.Describe(nil).Connects {
+		defaults, ok := reg.NewConfig(nd.Type)
+		if info, _ := reg.Describe(nd.Type, nil); !ok || !info.Connects {
 			continue
 		}
 		if nd.Config == nil {
-			nd.Config = typ.NewConfig()
+			nd.Config = defaults
 		}
-		if reflect.TypeOf(nd.Config) != reflect.TypeOf(typ.NewConfig()) {
+		if reflect.TypeOf(nd.Config) != reflect.TypeOf(defaults) {
 			continue // Build reports the wrong config type
 		}
-		if typ.Describe(nd.Config).MaxWorkers == 1 {
+		if info, _ := reg.Describe(nd.Type, nd.Config); info.MaxWorkers == 1 {
 			continue
 		}
 		nd.Workers = n

@@ -52,22 +52,15 @@ type Def[C any] struct {
 	Reshapes bool
 }
 
-// StageType is a registered stage type as a registry holds it: a [Def] of
-// any config type. Def is its only implementation. Stage authors declare a
-// Def; a config loader and the documentation read a StageType.
+// StageType is a [Def] of any config type, as [Register] takes it and a
+// package keeps the types it registers. Def is its only implementation.
 type StageType interface {
 	// Name is the type's name (Def.Type).
 	Name() string
-	// NewConfig returns a pointer to a fresh config holding the defaults,
-	// for a config loader to decode the stage's keys into.
-	NewConfig() any
-	// Describe tells what a stage of this type does with cfg, a pointer
-	// from NewConfig (nil: the defaults).
-	Describe(cfg any) TypeInfo
 	erase() spec
 }
 
-// TypeInfo is what [StageType.Describe] tells of a stage type with a
+// TypeInfo is what [Registry.Describe] tells of a stage type with a
 // config.
 type TypeInfo struct {
 	Summary string
@@ -84,25 +77,10 @@ type TypeInfo struct {
 // Name is d.Type.
 func (d Def[C]) Name() string { return d.Type }
 
-// NewConfig returns a pointer to a copy of d.Defaults.
-func (d Def[C]) NewConfig() any {
+// newConfig returns a pointer to a copy of d.Defaults.
+func (d Def[C]) newConfig() any {
 	c := d.Defaults
 	return &c
-}
-
-// Describe tells what a stage of type d does with cfg (a *C; nil or
-// another type: the defaults).
-func (d Def[C]) Describe(cfg any) TypeInfo {
-	s := d.erase()
-	if _, ok := cfg.(*C); !ok {
-		cfg = s.Config()
-	}
-	in, out := s.ports(cfg)
-	most, _ := s.maxWorkers(cfg)
-	return TypeInfo{
-		Summary: d.Summary, Consumes: in, Produces: out, ByConfig: d.Ports != nil,
-		MaxWorkers: most, Connects: d.Connects, Reshapes: d.Reshapes,
-	}
 }
 
 // spec is a Def with its config type erased, as the registry and the graph
@@ -127,7 +105,7 @@ func (d Def[C]) erase() spec {
 		Summary:  d.Summary,
 		Consumes: d.Consumes,
 		Produces: d.Produces,
-		Config:   d.NewConfig,
+		Config:   d.newConfig,
 		AnyOrder: d.AnyOrder,
 		Connects: d.Connects,
 		Reshapes: d.Reshapes,
@@ -174,7 +152,6 @@ type Memory struct {
 // isolated registry from [NewRegistry].
 type Registry struct {
 	mu    sync.RWMutex
-	types map[string]StageType
 	specs map[string]spec
 }
 
@@ -183,7 +160,7 @@ var DefaultRegistry = NewRegistry()
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{types: make(map[string]StageType), specs: make(map[string]spec)}
+	return &Registry{specs: make(map[string]spec)}
 }
 
 // Register adds a stage type (a [Def]) to r. A duplicate or empty name, a
@@ -208,7 +185,7 @@ func Register(r *Registry, t StageType) error {
 	if _, dup := r.specs[s.Type]; dup {
 		return fmt.Errorf("register stage type %q: already registered", s.Type)
 	}
-	r.types[s.Type], r.specs[s.Type] = t, s
+	r.specs[s.Type] = s
 	return nil
 }
 
@@ -219,12 +196,34 @@ func MustRegister(r *Registry, t StageType) {
 	}
 }
 
-// Lookup returns the stage type registered under name.
-func (r *Registry) Lookup(name string) (StageType, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	t, ok := r.types[name]
-	return t, ok
+// NewConfig returns a pointer to a fresh config of the type registered
+// under name, holding its defaults, for a config loader to decode the
+// stage's keys into; false when no type has that name.
+func (r *Registry) NewConfig(name string) (any, bool) {
+	s, ok := r.spec(name)
+	if !ok {
+		return nil, false
+	}
+	return s.Config(), true
+}
+
+// Describe tells what a stage of the type registered under name does with
+// cfg, a pointer from NewConfig (nil or of another type: the defaults);
+// false when no type has that name.
+func (r *Registry) Describe(name string, cfg any) (TypeInfo, bool) {
+	s, ok := r.spec(name)
+	if !ok {
+		return TypeInfo{}, false
+	}
+	if cfg == nil || reflect.TypeOf(cfg) != reflect.TypeOf(s.Config()) {
+		cfg = s.Config()
+	}
+	in, out := s.ports(cfg)
+	most, _ := s.maxWorkers(cfg)
+	return TypeInfo{
+		Summary: s.Summary, Consumes: in, Produces: out, ByConfig: s.Ports != nil,
+		MaxWorkers: most, Connects: s.Connects, Reshapes: s.Reshapes,
+	}, true
 }
 
 // spec returns the erased Def registered under name.
