@@ -25,7 +25,7 @@ type Node struct {
 	// Queue is the capacity of the channel into this stage; 0 picks one from
 	// the chunk size (about 2 MiB of chunks, between 2 and 64), 1 for ranges.
 	Queue int
-	// Config is a *C of the type's Def[C] (what StageType.NewConfig
+	// Config is a *C of the type's Def[C] (what Registry.NewConfig
 	// returns), already decoded; nil means the defaults.
 	Config any
 }

@@ -52,14 +52,6 @@ type Def[C any] struct {
 	Reshapes bool
 }
 
-// StageType is a [Def] of any config type, as [Register] takes it and a
-// package keeps the types it registers. Def is its only implementation.
-type StageType interface {
-	// Name is the type's name (Def.Type).
-	Name() string
-	erase() spec
-}
-
 // TypeInfo is what [Registry.Describe] tells of a stage type with a
 // config.
 type TypeInfo struct {
@@ -73,9 +65,6 @@ type TypeInfo struct {
 	// Connects and Reshapes are the Def's.
 	Connects, Reshapes bool
 }
-
-// Name is d.Type.
-func (d Def[C]) Name() string { return d.Type }
 
 // newConfig returns a pointer to a copy of d.Defaults.
 func (d Def[C]) newConfig() any {
@@ -163,10 +152,10 @@ func NewRegistry() *Registry {
 	return &Registry{specs: make(map[string]spec)}
 }
 
-// Register adds a stage type (a [Def]) to r. A duplicate or empty name, a
-// missing constructor or an impossible flow is an error.
-func Register(r *Registry, t StageType) error {
-	s := t.erase()
+// Register adds the stage type d declares to r. A duplicate or empty
+// name, a missing constructor or an impossible flow is an error.
+func Register[C any](r *Registry, d Def[C]) error {
+	s := d.erase()
 	switch {
 	case s.Type == "":
 		return fmt.Errorf("register stage type: empty name")
@@ -190,8 +179,8 @@ func Register(r *Registry, t StageType) error {
 }
 
 // MustRegister is Register for init functions: it panics on error.
-func MustRegister(r *Registry, t StageType) {
-	if err := Register(r, t); err != nil {
+func MustRegister[C any](r *Registry, d Def[C]) {
+	if err := Register(r, d); err != nil {
 		panic(err)
 	}
 }

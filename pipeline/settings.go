@@ -23,7 +23,7 @@ type Settings struct {
 }
 
 // SettingsTaker is implemented by a stage's config type (*C of its Def,
-// the pointer StageType.NewConfig returns) to take the run-wide settings.
+// the pointer Registry.NewConfig returns) to take the run-wide settings.
 // The config loader calls TakeSettings after decoding the stage's own
 // keys, so a key the stage sets itself should win over the setting where
 // that makes sense (a file.sink's own path over Output), and a setting
