@@ -68,9 +68,9 @@ type Resource struct {
 
 	// Prefetched, when not nil, is the probe's answer still open, whose
 	// body holds the resource's bytes from offset 0 (an *httpx.Prefetched:
-	// the stage that would ask for offset 0 takes it with its Take
-	// instead, which saves a round trip). The runner closes it when no
-	// stage took it.
+	// the stage that would ask for offset 0 takes it with
+	// httpx.TakePrefetched instead, which saves a round trip). The runner
+	// closes it, once, when no stage took it.
 	Prefetched io.Closer
 }
 
