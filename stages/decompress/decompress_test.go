@@ -1,4 +1,4 @@
-package stages
+package decompress
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
 
 	"github.com/dlflow/dlflow/pipeline"
 )
@@ -52,7 +53,7 @@ var bytesSourceDef = pipeline.Def[bytesSourceConfig]{
 // runDecompress decompresses data, sent in chunks of chunk bytes, with
 // cfg, and returns the bytes that came out, the largest output chunk, and
 // the bytes still borrowed from the pools once the run returned.
-func runDecompress(t *testing.T, ctx context.Context, data []byte, chunk int, cfg DecompressConfig) (out []byte, maxChunk int, inUse int64, err error) {
+func runDecompress(t *testing.T, ctx context.Context, data []byte, chunk int, cfg Config) (out []byte, maxChunk int, inUse int64, err error) {
 	t.Helper()
 	reg := pipeline.NewRegistry()
 	if err := Register(reg); err != nil {
@@ -64,7 +65,7 @@ func runDecompress(t *testing.T, ctx context.Context, data []byte, chunk int, cf
 	g, err := pipeline.Build(reg, []pipeline.Node{
 		{ID: "src", Type: "bytes.source", Config: &bytesSourceConfig{Data: data, Chunk: chunk}},
 		{ID: "decode", Type: "decompress", Inputs: []string{"src"}, Config: &cfg},
-		{ID: "sink", Type: "mem.sink", Inputs: []string{"decode"}, Config: &memSinkConfig{Out: sink, Ordered: true}},
+		{ID: "sink", Type: "mem.sink", Inputs: []string{"decode"}, Config: &memSinkConfig{Out: sink}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +234,7 @@ func TestDecompressRefuses(t *testing.T) {
 // Cancelled while its input is open, the stage returns, gives back every
 // buffer and leaves no goroutine behind (the zstd decoder included).
 func TestDecompressCancel(t *testing.T) {
-	htNoLeaks(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	content := decompressContent()
 	for _, data := range [][]byte{gzipOf(t, content, 1), zstdOf(t, content)} {
 		reg := pipeline.NewRegistry()
@@ -247,7 +248,7 @@ func TestDecompressCancel(t *testing.T) {
 		g, err := pipeline.Build(reg, []pipeline.Node{
 			{ID: "src", Type: "bytes.source", Config: &bytesSourceConfig{Data: data[:len(data)/2], Chunk: 4096, Hold: hold}},
 			{ID: "decode", Type: "decompress", Inputs: []string{"src"}},
-			{ID: "sink", Type: "mem.sink", Inputs: []string{"decode"}, Config: &memSinkConfig{Out: sink, Ordered: true}},
+			{ID: "sink", Type: "mem.sink", Inputs: []string{"decode"}, Config: &memSinkConfig{Out: sink}},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -268,9 +269,9 @@ func TestDecompressCancel(t *testing.T) {
 	}
 }
 
-// ExampleDecompress wires a decoder between a source of compressed bytes
+// ExampleStage wires a decoder between a source of compressed bytes
 // and a consumer of the content; the format is found by the magic bytes.
-func ExampleDecompress() {
+func ExampleStage() {
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	zw.Write([]byte("hello from inside a gzip stream\n"))

@@ -1,4 +1,20 @@
-package stages
+// Package decompress holds the decompress stage, which decodes a gzip or
+// zstd stream. It lives apart from package stages so that a program that
+// does not decompress does not link the decoders
+// (github.com/klauspost/compress). Importing the package registers the
+// stage type in pipeline.DefaultRegistry; Register adds it to another
+// registry. The stage type:
+//
+//   - `decompress` (decompress.go): decompresses a gzip or zstd stream,
+//     detected by its magic bytes, with a bound on the expansion.
+//
+// The dlflow command imports it; a library user who extracts archives
+// imports it for its side effect:
+//
+//	import _ "github.com/dlflow/dlflow/stages/decompress"
+//
+// TestPackageDocsListEveryStage holds this list to the registry.
+package decompress
 
 import (
 	"bufio"
@@ -22,8 +38,8 @@ const (
 	FormatNone = "none"
 )
 
-// DecompressConfig configures a decompress stage.
-type DecompressConfig struct {
+// Config configures a decompress stage.
+type Config struct {
 	Format     string            `koanf:"format" help:"auto (by the stream's magic bytes, never by the URL's name), gzip, zstd or none"`
 	Buffer     pipeline.ByteSize `koanf:"buffer" help:"size of the chunks of decompressed bytes it sends on"`
 	MaxWindow  pipeline.ByteSize `koanf:"max_window" help:"largest zstd window accepted; a stream asking for more fails (the window is memory the stream makes the decoder hold)"`
@@ -78,7 +94,7 @@ func checkRatio(stage string, in, out, ratio, after int64) error {
 // --long use).
 const DefaultMaxWindow = 128 << 20
 
-// Decompress is the decompress stage: it turns a gzip or zstd stream
+// Stage is the decompress stage: it turns a gzip or zstd stream
 // (ordered bytes from offset 0) into the decompressed stream (ordered
 // bytes from offset 0, in chunks of Buffer bytes). Its output is not the
 // resource's bytes (Spec.Reshapes): stages after it neither check sizes
@@ -101,7 +117,7 @@ const DefaultMaxWindow = 128 << 20
 // past RatioAfter bytes (1 GiB), a stream that expanded more than
 // MaxRatio times (1000) fails with a *RatioError naming the setting that
 // lifts the limit (see DefaultMaxRatio).
-type Decompress struct {
+type Stage struct {
 	format     string
 	buffer     int
 	maxWindow  uint64
@@ -109,14 +125,14 @@ type Decompress struct {
 	ratioAfter int64
 }
 
-var decompressDef = pipeline.Def[DecompressConfig]{
+var decompressDef = pipeline.Def[Config]{
 	Type:     "decompress",
 	Summary:  "decompresses a gzip or zstd stream (format by magic bytes)",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.OrderedBytes,
 	Reshapes: true,
-	Defaults: DecompressConfig{Format: FormatAuto, Buffer: 256 << 10, MaxWindow: DefaultMaxWindow, MaxRatio: DefaultMaxRatio, RatioAfter: DefaultRatioAfter},
-	New: func(c DecompressConfig) (pipeline.Stage, error) {
+	Defaults: Config{Format: FormatAuto, Buffer: 256 << 10, MaxWindow: DefaultMaxWindow, MaxRatio: DefaultMaxRatio, RatioAfter: DefaultRatioAfter},
+	New: func(c Config) (pipeline.Stage, error) {
 		switch c.Format {
 		case FormatAuto, FormatGzip, FormatZstd, FormatNone:
 		default:
@@ -131,18 +147,26 @@ var decompressDef = pipeline.Def[DecompressConfig]{
 		if c.MaxRatio < 0 || c.RatioAfter < 0 {
 			return nil, fmt.Errorf("max_ratio and ratio_after must not be negative, got %d and %v", c.MaxRatio, c.RatioAfter)
 		}
-		return &Decompress{format: c.Format, buffer: int(c.Buffer), maxWindow: uint64(c.MaxWindow),
+		return &Stage{format: c.Format, buffer: int(c.Buffer), maxWindow: uint64(c.MaxWindow),
 			maxRatio: c.MaxRatio, ratioAfter: int64(c.RatioAfter)}, nil
 	},
-	Memory: func(c DecompressConfig) pipeline.Memory {
+	Memory: func(c Config) pipeline.Memory {
 		return pipeline.Memory{ChunkSize: int64(c.Buffer), PerReplica: decoderMemory(c)}
 	},
-	MaxWorkers: func(DecompressConfig) (int, string) {
+	MaxWorkers: func(Config) (int, string) {
 		return 1, "a compressed stream is decoded in order, by one decoder"
 	},
 }
 
-func init() { builtin(decompressDef.Spec()) }
+// init registers decompress in pipeline.DefaultRegistry: importing the
+// package is what makes the stage type known, as importing a database/sql
+// driver makes it known. A second registration of the name panics.
+func init() { pipeline.MustRegister(pipeline.DefaultRegistry, decompressDef) }
+
+// Register adds the decompress stage type to r, for a program that builds
+// its graphs from a registry of its own instead of
+// pipeline.DefaultRegistry. It fails when r has the name already.
+func Register(r *pipeline.Registry) error { return pipeline.Register(r, decompressDef) }
 
 // peekSize is the read-ahead that holds the magic bytes; the decoders read
 // through it (bufio passes large reads straight through).
@@ -151,7 +175,7 @@ const peekSize = 4 << 10
 // decoderMemory is what a decoder of the format holds besides the chunks:
 // the read-ahead, and the gzip window or the zstd window and its block
 // buffers (two blocks of at most 128 KiB in low-memory mode).
-func decoderMemory(c DecompressConfig) int64 {
+func decoderMemory(c Config) int64 {
 	switch c.Format {
 	case FormatNone:
 		return peekSize
@@ -188,8 +212,8 @@ func Detect(head []byte) (string, error) {
 	return FormatNone, nil
 }
 
-// Run decompresses its input into chunks sent on; see Decompress.
-func (d *Decompress) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO) error {
+// Run decompresses its input into chunks sent on; see Stage.
+func (d *Stage) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO) error {
 	in := pipeline.NewReader(ctx, io_)
 	defer in.Close()
 	br := bufio.NewReaderSize(in, peekSize)
