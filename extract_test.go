@@ -20,6 +20,7 @@ import (
 	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/internal/testtar"
 	"github.com/dlflow/dlflow/sinks"
+	_ "github.com/dlflow/dlflow/stages/decompress" // decompress: the extract topologies
 )
 
 // archiveServer serves data at /NAME with ranges and an ETag, and counts

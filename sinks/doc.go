@@ -11,8 +11,10 @@
 //     output or the program's writer; no file, no resume.
 //   - `tar.extract` (tarextract.go): unpacks a tar stream (or a zip, spooled)
 //     into a directory that appears when complete.
-//   - `s3.sink` (s3.go): uploads the bytes to an S3-compatible object store
-//     as a multipart upload, with no local copy.
+//
+// The s3.sink lives in package sinks/s3, which registers it when imported,
+// so that a program that does not upload does not link the S3 client; it
+// resumes by this package's rules (Resumable, Identity).
 //
 // TestPackageDocsListEveryStage holds this list to the registry.
 package sinks

@@ -1,4 +1,4 @@
-package sinks
+package s3
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/sinks"
 )
 
 func TestS3PartSizeFor(t *testing.T) {
@@ -53,11 +54,11 @@ func TestS3ParseObjectURL(t *testing.T) {
 // The bound `dlflow validate` prints counts a part for each upload in
 // flight and the one being filled.
 func TestS3MemoryDeclared(t *testing.T) {
-	m := s3Def.Memory(S3Config{PartSize: 8 << 20, Uploads: 4})
+	m := s3Def.Memory(Config{PartSize: 8 << 20, Uploads: 4})
 	if m.PerReplica != 5*8<<20 {
 		t.Fatalf("PerReplica %d, want %d", m.PerReplica, 5*8<<20)
 	}
-	u := newUploader(t.Context(), &S3Sink{cfg: S3Config{Uploads: 4}, partSize: 8 << 20}, nil)
+	u := newUploader(t.Context(), &Sink{cfg: Config{Uploads: 4}, partSize: 8 << 20}, nil)
 	defer u.cancel()
 	if got := cap(u.free); got != 5 {
 		t.Fatalf("%d part buffers, want 5", got)
@@ -82,12 +83,12 @@ func TestS3PreflightMissingBucket(t *testing.T) {
 	}))
 	defer srv.Close()
 	for _, overwrite := range []bool{false, true} {
-		s := &S3Sink{cfg: S3Config{Object: "s3://gone/k.bin", Endpoint: srv.URL, Region: "us-east-1",
+		s := &Sink{cfg: Config{Object: "s3://gone/k.bin", Endpoint: srv.URL, Region: "us-east-1",
 			AccessKey: "k", SecretKey: "s", Overwrite: overwrite}}
 		err := s.Preflight(&pipeline.Env{})
 		s.closeIdle()
 		var nb *NoBucketError
-		if !errors.As(err, &nb) || nb.Bucket != "gone" || !errors.Is(err, ErrNoBucket) || err.Error() != "bucket gone does not exist" {
+		if !errors.As(err, &nb) || nb.Bucket != "gone" || !errors.Is(err, sinks.ErrNoBucket) || err.Error() != "bucket gone does not exist" {
 			t.Errorf("overwrite %v: Preflight: %v, want bucket gone does not exist", overwrite, err)
 		}
 	}

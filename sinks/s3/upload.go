@@ -1,4 +1,4 @@
-package sinks
+package s3
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 )
 
 // cut fills part buffers from the input and hands each full one to u.
-func (s *S3Sink) cut(ctx context.Context, env *pipeline.Env, io pipeline.IO, size int64, u *uploader) error {
+func (s *Sink) cut(ctx context.Context, env *pipeline.Env, io pipeline.IO, size int64, u *uploader) error {
 	var (
 		part []byte // being filled, up to want bytes
 		want int
@@ -91,7 +91,7 @@ func (noReadBack) ReadAt(p []byte, off int64) (int, error) { return 0, ErrNoRead
 // uploader runs the part uploads of one Run: at most Uploads at once, and
 // at most Uploads+1 part buffers, which it recycles.
 type uploader struct {
-	s      *S3Sink
+	s      *Sink
 	env    *pipeline.Env
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -103,7 +103,7 @@ type uploader struct {
 	err     error
 }
 
-func newUploader(ctx context.Context, s *S3Sink, env *pipeline.Env) *uploader {
+func newUploader(ctx context.Context, s *Sink, env *pipeline.Env) *uploader {
 	ctx, cancel := context.WithCancel(ctx)
 	n := s.cfg.Uploads
 	u := &uploader{s: s, env: env, ctx: ctx, cancel: cancel, slots: make(chan struct{}, n), free: make(chan []byte, n+1)}
@@ -171,7 +171,7 @@ func (u *uploader) wait() error {
 
 // putPart uploads one part with its Content-MD5, which the store checks,
 // and records its ETag.
-func (s *S3Sink) putPart(ctx context.Context, num int, data []byte) error {
+func (s *Sink) putPart(ctx context.Context, num int, data []byte) error {
 	sum := md5.Sum(data)
 	p, err := s.client.PutObjectPart(ctx, s.obj.Bucket, s.obj.Key, s.uploadID, num,
 		bytes.NewReader(data), int64(len(data)), minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(sum[:])})

@@ -1,4 +1,4 @@
-package sinks
+package s3
 
 import (
 	"cmp"
@@ -16,6 +16,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/sinks"
 )
 
 // S3 multipart limits: every part but the last is at least minPartSize,
@@ -26,10 +27,10 @@ const (
 	maxParts    = 10000
 )
 
-// S3Config configures an s3.sink. Endpoint, region and credentials that
+// Config configures an s3.sink. Endpoint, region and credentials that
 // are not set here come from the environment when the run starts (see
-// S3Sink).
-type S3Config struct {
+// Sink).
+type Config struct {
 	Object    string            `koanf:"object" help:"where the object goes, as s3://bucket/key; filled from the output (-o) when unset"`
 	Endpoint  string            `koanf:"endpoint" help:"URL of the S3 service, such as https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:8333; default AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, then AWS"`
 	Region    string            `koanf:"region" help:"region of the bucket; default AWS_REGION, then AWS_DEFAULT_REGION, then us-east-1"`
@@ -41,13 +42,13 @@ type S3Config struct {
 	Resume    bool              `koanf:"resume" help:"continue the pending upload an interrupted run left; default on, off with --no-resume"`
 
 	// verifies is set when the run verifies a checksum (the settings'):
-	// such a run does not resume (see S3Sink).
+	// such a run does not resume (see Sink).
 	verifies bool
 }
 
 // TakeSettings fills the object from the output and takes overwrite and
 // resume from the run's settings.
-func (c *S3Config) TakeSettings(s pipeline.Settings) {
+func (c *Config) TakeSettings(s pipeline.Settings) {
 	if c.Object == "" {
 		c.Object = s.Output
 	}
@@ -55,10 +56,6 @@ func (c *S3Config) TakeSettings(s pipeline.Settings) {
 	c.Resume = c.Resume && s.Resume
 	c.verifies = c.verifies || s.Checksum != ""
 }
-
-// IsObjectURL reports whether output names an object of an S3-compatible
-// store (s3://bucket/key) rather than a file.
-func IsObjectURL(output string) bool { return strings.HasPrefix(output, "s3://") }
 
 // ObjectURL is a parsed s3://bucket/key.
 type ObjectURL struct{ Bucket, Key string }
@@ -86,43 +83,48 @@ func ParseObjectURL(raw string) (ObjectURL, error) {
 	return ObjectURL{Bucket: bucket, Key: key}, nil
 }
 
-// ErrNoBucket is what an s3.sink's error wraps when the bucket of its
-// object does not exist. Test for it with errors.Is.
-var ErrNoBucket = errors.New("no such bucket")
-
-// NoBucketError names the missing bucket; it wraps ErrNoBucket.
+// NoBucketError names the missing bucket; it wraps sinks.ErrNoBucket,
+// which the dlflow package exports as ErrNoBucket.
 type NoBucketError struct{ Bucket string }
 
 func (e *NoBucketError) Error() string { return fmt.Sprintf("bucket %s does not exist", e.Bucket) }
-func (e *NoBucketError) Unwrap() error { return ErrNoBucket }
+func (e *NoBucketError) Unwrap() error { return sinks.ErrNoBucket }
 
-var s3Def = pipeline.Def[S3Config]{
+var s3Def = pipeline.Def[Config]{
 	Type:     "s3.sink",
 	Summary:  "uploads the bytes to an S3-compatible object store as a multipart upload, with no local copy",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,
-	Defaults: S3Config{PartSize: 8 << 20, Uploads: 4, Resume: true},
-	New: func(c S3Config) (pipeline.Stage, error) {
+	Defaults: Config{PartSize: 8 << 20, Uploads: 4, Resume: true},
+	New: func(c Config) (pipeline.Stage, error) {
 		switch {
 		case c.PartSize < minPartSize || c.PartSize > maxPartSize:
 			return nil, fmt.Errorf("part_size must be between 5MiB and 5GiB, got %v", c.PartSize)
 		case c.Uploads < 1:
 			return nil, fmt.Errorf("uploads must be at least 1, got %d", c.Uploads)
 		}
-		return &S3Sink{cfg: c}, nil
+		return &Sink{cfg: c}, nil
 	},
 	// Each upload in flight holds its part, and one more part is being
 	// filled. Parts larger than part_size (objects of more than 10,000
 	// parts) raise this in proportion.
-	Memory: func(c S3Config) pipeline.Memory {
+	Memory: func(c Config) pipeline.Memory {
 		return pipeline.Memory{PerReplica: int64(c.Uploads+1) * int64(c.PartSize)}
 	},
-	MaxWorkers: func(S3Config) (int, string) { return 1, "it cuts one ordered stream into parts" },
+	MaxWorkers: func(Config) (int, string) { return 1, "it cuts one ordered stream into parts" },
 }
 
-func init() { builtin(s3Def.Spec()) }
+// init registers s3.sink in pipeline.DefaultRegistry: importing the
+// package is what makes the stage type known, as importing a database/sql
+// driver makes it known. A second registration of the name panics.
+func init() { pipeline.MustRegister(pipeline.DefaultRegistry, s3Def) }
 
-// S3Sink is the s3.sink stage: it uploads the resource to an object of an
+// Register adds the s3.sink stage type to r, for a program that builds its
+// graphs from a registry of its own instead of pipeline.DefaultRegistry.
+// It fails when r has the name already.
+func Register(r *pipeline.Registry) error { return pipeline.Register(r, s3Def) }
+
+// Sink is the s3.sink stage: it uploads the resource to an object of an
 // S3-compatible store while it downloads, as a multipart upload, with no
 // local copy. It consumes ordered bytes (after reorder.heap, whose window
 // bounds what the parallel readers hold), cuts them into parts and uploads
@@ -164,8 +166,8 @@ func init() { builtin(s3Def.Spec()) }
 // starts over instead of resuming.
 //
 // Credentials are never logged nor written to the state object.
-type S3Sink struct {
-	cfg S3Config
+type Sink struct {
+	cfg Config
 
 	obj       ObjectURL
 	client    *minio.Core
@@ -184,15 +186,15 @@ type S3Sink struct {
 }
 
 var (
-	_ pipeline.Preflighter = (*S3Sink)(nil)
-	_ pipeline.Resumer     = (*S3Sink)(nil)
-	_ pipeline.Starter     = (*S3Sink)(nil)
-	_ pipeline.Finisher    = (*S3Sink)(nil)
-	_ pipeline.Committer   = (*S3Sink)(nil)
+	_ pipeline.Preflighter = (*Sink)(nil)
+	_ pipeline.Resumer     = (*Sink)(nil)
+	_ pipeline.Starter     = (*Sink)(nil)
+	_ pipeline.Finisher    = (*Sink)(nil)
+	_ pipeline.Committer   = (*Sink)(nil)
 )
 
 // connect parses the object and builds the client, once.
-func (s *S3Sink) connect() error {
+func (s *Sink) connect() error {
 	if s.client != nil {
 		return nil
 	}
@@ -210,7 +212,7 @@ func (s *S3Sink) connect() error {
 
 // closeIdle closes the client's idle connections, whose goroutines would
 // otherwise outlive the run.
-func (s *S3Sink) closeIdle() {
+func (s *Sink) closeIdle() {
 	if s.transport != nil {
 		s.transport.CloseIdleConnections()
 	}
@@ -218,7 +220,7 @@ func (s *S3Sink) closeIdle() {
 
 // Preflight refuses an existing object unless overwrite is set, and a
 // missing bucket (a *NoBucketError).
-func (s *S3Sink) Preflight(env *pipeline.Env) error {
+func (s *Sink) Preflight(env *pipeline.Env) error {
 	if err := s.connect(); err != nil {
 		return err
 	}
@@ -232,12 +234,12 @@ func (s *S3Sink) Preflight(env *pipeline.Env) error {
 // a missing bucket: the answer to HEAD of a missing object in a missing
 // bucket has no body, so no code that tells them apart, and the bucket
 // is asked about when the object is not found.
-func (s *S3Sink) refuseExisting(ctx context.Context) error {
+func (s *Sink) refuseExisting(ctx context.Context) error {
 	if !s.cfg.Overwrite {
 		_, err := s.client.StatObject(ctx, s.obj.Bucket, s.obj.Key, minio.StatObjectOptions{})
 		switch {
 		case err == nil:
-			return &OutputExistsError{Path: s.obj.String()}
+			return &sinks.OutputExistsError{Path: s.obj.String()}
 		case isNoSuchBucket(err):
 			return &NoBucketError{Bucket: s.obj.Bucket}
 		case !isNotFound(err):
@@ -265,11 +267,11 @@ func partSizeFor(size, configured int64) int64 {
 	return (p + 1<<20 - 1) &^ (1<<20 - 1)
 }
 
-// Resume finds what an interrupted run uploaded: see S3Sink. The reader
+// Resume finds what an interrupted run uploaded: see Sink. The reader
 // it returns refuses to read, since parts of a pending upload cannot be
 // read back; no stage needs to when Resume reports ranges, because a run
 // that verifies a checksum does not resume.
-func (s *S3Sink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Range, io.ReaderAt, error) {
+func (s *Sink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Range, io.ReaderAt, error) {
 	s.resetRun()
 	if err := s.connect(); err != nil {
 		return nil, nil, err
@@ -280,7 +282,7 @@ func (s *S3Sink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Rang
 	if errors.Is(err, errNoState) {
 		return nil, nil, nil
 	}
-	if errors.Is(err, ErrNoBucket) {
+	if errors.Is(err, sinks.ErrNoBucket) {
 		return nil, nil, err
 	}
 	if err != nil {
@@ -294,16 +296,16 @@ func (s *S3Sink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Rang
 		why = "resume is off"
 	case env.Reshaped:
 		why = "a stage before the sink reshapes the bytes: their offsets are not the resource's"
-	case resumable(res) != "":
-		why = resumable(res)
-	case st.URLSum != stateFor(res).URLSum:
+	case sinks.Resumable(res) != "":
+		why = sinks.Resumable(res)
+	case st.URLSum != sinks.IdentityOf(res).URLSum:
 		why = "the URL differs"
 	case st.PartSize != s.partSize:
 		why = fmt.Sprintf("part size is now %d, was %d", s.partSize, st.PartSize)
 	case s.cfg.verifies || len(res.Digests) > 0:
 		why = "a checksum is verified, and the parts of a pending upload cannot be read back to hash"
 	default:
-		why = st.mismatch(res)
+		why = st.Mismatch(res)
 	}
 	if why != "" {
 		env.Log.Info().Str("reason", why).Msg("not resuming the pending upload; aborting it and starting over")
@@ -346,7 +348,7 @@ func resourceSize(env *pipeline.Env) int64 {
 }
 
 // partRange is the bytes of part n (1-based) of a resource of size bytes.
-func (s *S3Sink) partRange(n int, size int64) pipeline.Range {
+func (s *Sink) partRange(n int, size int64) pipeline.Range {
 	start := int64(n-1) * s.partSize
 	return pipeline.Range{Start: start, End: min(start+s.partSize, size)}
 }
@@ -365,7 +367,7 @@ func mergeRanges(rs []pipeline.Range) []pipeline.Range {
 	return out
 }
 
-func (s *S3Sink) resetRun() {
+func (s *Sink) resetRun() {
 	s.uploadID = ""
 	s.etags = map[int]string{}
 	s.stored.Store(0)
@@ -375,7 +377,7 @@ func (s *S3Sink) resetRun() {
 
 // Start begins a new multipart upload unless Resume found one, and
 // records it in the state object.
-func (s *S3Sink) Start(ctx context.Context, env *pipeline.Env) error {
+func (s *Sink) Start(ctx context.Context, env *pipeline.Env) error {
 	if s.etags == nil { // no Resume ran: a graph without resumers
 		s.resetRun()
 	}
@@ -397,7 +399,7 @@ func (s *S3Sink) Start(ctx context.Context, env *pipeline.Env) error {
 		return fmt.Errorf("begin the upload of %s: %w", s.obj, err)
 	}
 	s.uploadID = id
-	st := &s3State{resumeState: stateFor(res), UploadID: id, PartSize: s.partSize}
+	st := &s3State{Identity: sinks.IdentityOf(res), UploadID: id, PartSize: s.partSize}
 	if err := s.writeState(ctx, st); err != nil {
 		s.abort(env)
 		return err
@@ -408,7 +410,7 @@ func (s *S3Sink) Start(ctx context.Context, env *pipeline.Env) error {
 
 // Run cuts the ordered input into parts and uploads them, up to Uploads
 // at once. It returns once every part it began is uploaded or failed.
-func (s *S3Sink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (s *Sink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
 	size := resourceSize(env)
 	u := newUploader(ctx, s, env)
 	err := s.cut(ctx, env, io, size, u)
@@ -419,8 +421,8 @@ func (s *S3Sink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) err
 }
 
 // Finish aborts the upload after a failure and keeps it after an
-// interruption (see S3Sink).
-func (s *S3Sink) Finish(ctx context.Context, env *pipeline.Env, runErr error) error {
+// interruption (see Sink).
+func (s *Sink) Finish(ctx context.Context, env *pipeline.Env, runErr error) error {
 	if runErr == nil {
 		return nil // Commit follows
 	}
@@ -440,7 +442,7 @@ func (s *S3Sink) Finish(ctx context.Context, env *pipeline.Env, runErr error) er
 
 // abort aborts the upload and deletes the state object, within a minute
 // of its own: the run's context may be done.
-func (s *S3Sink) abort(env *pipeline.Env) error {
+func (s *Sink) abort(env *pipeline.Env) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err := s.client.AbortMultipartUpload(ctx, s.obj.Bucket, s.obj.Key, s.uploadID)
@@ -457,7 +459,7 @@ func (s *S3Sink) abort(env *pipeline.Env) error {
 
 // Commit completes the upload, which makes the object appear, and
 // deletes the state object.
-func (s *S3Sink) Commit(ctx context.Context, env *pipeline.Env) error {
+func (s *Sink) Commit(ctx context.Context, env *pipeline.Env) error {
 	defer s.closeIdle()
 	size := resourceSize(env)
 	if got := s.stored.Load(); size >= 0 && got != size {

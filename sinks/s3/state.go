@@ -1,9 +1,10 @@
-package sinks
+package s3
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/sinks"
 )
 
 // s3StateSuffix names the state object of an upload: KEY.dlflow-upload.
@@ -24,19 +26,22 @@ import (
 // pending uploads.
 const s3StateSuffix = ".dlflow-upload"
 
-// s3State is the content of a state object: the file sink's resume state
-// (URL hash, size, validators; no ranges: the parts are listed) plus the
-// upload it belongs to.
+// errNoState is readState's error when there is no state object.
+var errNoState = errors.New("no upload state")
+
+// s3State is the content of a state object: the identity of the resource
+// as the file sink's resume state records it (URL hash, size, validators;
+// no ranges: the parts are listed) plus the upload it belongs to.
 type s3State struct {
-	resumeState
+	sinks.Identity
 	UploadID string `json:"upload_id"`
 	PartSize int64  `json:"part_size"`
 }
 
-func (s *S3Sink) stateKey() string { return s.obj.Key + s3StateSuffix }
+func (s *Sink) stateKey() string { return s.obj.Key + s3StateSuffix }
 
 // readState reads the state object; errNoState when there is none.
-func (s *S3Sink) readState(ctx context.Context) (*s3State, error) {
+func (s *Sink) readState(ctx context.Context) (*s3State, error) {
 	body, _, _, err := s.client.GetObject(ctx, s.obj.Bucket, s.stateKey(), minio.GetObjectOptions{})
 	if isNotFound(err) {
 		return nil, errNoState
@@ -59,13 +64,13 @@ func (s *S3Sink) readState(ctx context.Context) (*s3State, error) {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, fmt.Errorf("s3://%s/%s: %w", s.obj.Bucket, s.stateKey(), err)
 	}
-	if st.Version != stateVersion || st.UploadID == "" {
-		return nil, fmt.Errorf("s3://%s/%s: format version %d, want %d", s.obj.Bucket, s.stateKey(), st.Version, stateVersion)
+	if st.Version != sinks.StateVersion || st.UploadID == "" {
+		return nil, fmt.Errorf("s3://%s/%s: format version %d, want %d", s.obj.Bucket, s.stateKey(), st.Version, sinks.StateVersion)
 	}
 	return &st, nil
 }
 
-func (s *S3Sink) writeState(ctx context.Context, st *s3State) error {
+func (s *Sink) writeState(ctx context.Context, st *s3State) error {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -78,7 +83,7 @@ func (s *S3Sink) writeState(ctx context.Context, st *s3State) error {
 	return nil
 }
 
-func (s *S3Sink) removeState(ctx context.Context) error {
+func (s *Sink) removeState(ctx context.Context) error {
 	err := s.client.RemoveObject(ctx, s.obj.Bucket, s.stateKey(), minio.RemoveObjectOptions{})
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("remove the upload state s3://%s/%s: %w", s.obj.Bucket, s.stateKey(), err)
@@ -88,7 +93,7 @@ func (s *S3Sink) removeState(ctx context.Context) error {
 
 // dropState aborts the upload uploadID (when set) and removes the state
 // object: what an earlier run left is not resumed.
-func (s *S3Sink) dropState(ctx context.Context, env *pipeline.Env, uploadID string) error {
+func (s *Sink) dropState(ctx context.Context, env *pipeline.Env, uploadID string) error {
 	if uploadID != "" {
 		err := s.client.AbortMultipartUpload(ctx, s.obj.Bucket, s.obj.Key, uploadID)
 		if err != nil && !isNoSuchUpload(err) {
@@ -99,7 +104,7 @@ func (s *S3Sink) dropState(ctx context.Context, env *pipeline.Env, uploadID stri
 }
 
 // listParts lists every part of the pending upload id.
-func (s *S3Sink) listParts(ctx context.Context, id string) ([]minio.ObjectPart, error) {
+func (s *Sink) listParts(ctx context.Context, id string) ([]minio.ObjectPart, error) {
 	var parts []minio.ObjectPart
 	marker := 0
 	for range maxParts/1000 + 2 { // 1000 a page at most
@@ -135,7 +140,7 @@ func isNoSuchUpload(err error) bool {
 // newS3Client builds a client for c's endpoint, region and credentials,
 // each from the environment when c leaves it unset: the variables the
 // AWS tools read.
-func newS3Client(c S3Config) (*minio.Core, *http.Transport, error) {
+func newS3Client(c Config) (*minio.Core, *http.Transport, error) {
 	endpoint := firstSet(c.Endpoint, os.Getenv("AWS_ENDPOINT_URL_S3"), os.Getenv("AWS_ENDPOINT_URL"), "https://s3.amazonaws.com")
 	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" {
