@@ -219,13 +219,14 @@ func (s *Sink) closeIdle() {
 }
 
 // Preflight refuses an existing object unless overwrite is set, and a
-// missing bucket (a *NoBucketError).
-func (s *Sink) Preflight(env *pipeline.Env) error {
+// missing bucket (a *NoBucketError). It asks the store, within a minute
+// and until ctx is done.
+func (s *Sink) Preflight(ctx context.Context, env *pipeline.Env) error {
 	if err := s.connect(); err != nil {
 		return err
 	}
 	defer s.closeIdle()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	return s.refuseExisting(ctx)
 }
@@ -410,10 +411,10 @@ func (s *Sink) Start(ctx context.Context, env *pipeline.Env) error {
 
 // Run cuts the ordered input into parts and uploads them, up to Uploads
 // at once. It returns once every part it began is uploaded or failed.
-func (s *Sink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (s *Sink) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	size := resourceSize(env)
 	u := newUploader(ctx, s, env)
-	err := s.cut(ctx, env, io, size, u)
+	err := s.cut(ctx, env, edges, size, u)
 	if werr := u.wait(); err == nil {
 		err = werr
 	}
