@@ -28,6 +28,7 @@ type backend struct {
 var backends = []backend{
 	{name: "S3", path: "github.com/dlflow/dlflow/sinks/s3", stages: []string{"s3.sink"}},
 	{name: "decompress", path: "github.com/dlflow/dlflow/stages/decompress", stages: []string{"decompress"}},
+	{name: "archive", path: "github.com/dlflow/dlflow/sinks/archive", stages: []string{"tar.extract"}},
 }
 
 // ErrMissingBackend is what a *MissingBackendError wraps. Test for it with

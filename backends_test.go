@@ -12,6 +12,7 @@ import (
 	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/sinks/archive"
 	"github.com/dlflow/dlflow/sinks/s3"
 	"github.com/dlflow/dlflow/stages"
 	"github.com/dlflow/dlflow/stages/decompress"
@@ -56,21 +57,31 @@ func TestMissingBackend(t *testing.T) {
 		want     string
 		stage    string
 		imported string
+		base     []func(*pipeline.Registry) error // backends registered from the start
 	}{
 		{"s3", dlflow.Request{Path: "s3://bucket/key"}, s3.Register,
-			`s3:// output needs the S3 backend: import _ "github.com/dlflow/dlflow/sinks/s3"`, "s3.sink", "github.com/dlflow/dlflow/sinks/s3"},
+			`s3:// output needs the S3 backend: import _ "github.com/dlflow/dlflow/sinks/s3"`, "s3.sink", "github.com/dlflow/dlflow/sinks/s3", nil},
 		{"s3 topology", dlflow.Request{Path: "s3://bucket/key", Topology: dlflow.Topology{Name: "s3"}}, s3.Register,
-			`stage type "s3.sink" needs the S3 backend: import _ "github.com/dlflow/dlflow/sinks/s3"`, "s3.sink", "github.com/dlflow/dlflow/sinks/s3"},
+			`stage type "s3.sink" needs the S3 backend: import _ "github.com/dlflow/dlflow/sinks/s3"`, "s3.sink", "github.com/dlflow/dlflow/sinks/s3", nil},
 		{"extract", dlflow.Request{Extract: filepath.Join(dir, "x")}, decompress.Register,
-			`extraction needs the decompress backend: import _ "github.com/dlflow/dlflow/stages/decompress"`, "decompress", "github.com/dlflow/dlflow/stages/decompress"},
+			`extraction needs the decompress backend: import _ "github.com/dlflow/dlflow/stages/decompress"`, "decompress", "github.com/dlflow/dlflow/stages/decompress",
+			[]func(*pipeline.Registry) error{archive.Register}},
+		{"extract with decompress", dlflow.Request{Extract: filepath.Join(dir, "x")}, archive.Register,
+			`extraction needs the archive backend: import _ "github.com/dlflow/dlflow/sinks/archive"`, "tar.extract", "github.com/dlflow/dlflow/sinks/archive",
+			[]func(*pipeline.Registry) error{decompress.Register}},
+		{"tar topology", dlflow.Request{Path: filepath.Join(dir, "x"), Topology: dlflow.Topology{File: "untar.yaml", Data: []byte(`stages:
+  fetch: {type: http.source}
+  unpack: {type: tar.extract, inputs: [fetch]}
+`)}}, archive.Register,
+			`stage type "tar.extract" needs the archive backend: import _ "github.com/dlflow/dlflow/sinks/archive"`, "tar.extract", "github.com/dlflow/dlflow/sinks/archive", nil},
 		{"custom topology", dlflow.Request{Path: filepath.Join(dir, "f"), Topology: custom}, decompress.Register,
-			`stage type "decompress" needs the decompress backend: import _ "github.com/dlflow/dlflow/stages/decompress"`, "decompress", "github.com/dlflow/dlflow/stages/decompress"},
+			`stage type "decompress" needs the decompress backend: import _ "github.com/dlflow/dlflow/stages/decompress"`, "decompress", "github.com/dlflow/dlflow/stages/decompress", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			req := tc.req
 			req.URL = srv.URL + "/f.tar.gz"
-			c := newClient(t, dlflow.WithRegistry(registryWithout(t)))
+			c := newClient(t, dlflow.WithRegistry(registryWithout(t, tc.base...)))
 			for _, err := range []error{c.Check(&req), func() error { _, err := c.Do(t.Context(), &req); return err }()} {
 				var mb *dlflow.MissingBackendError
 				if !errors.As(err, &mb) || !errors.Is(err, dlflow.ErrMissingBackend) {
@@ -86,7 +97,7 @@ func TestMissingBackend(t *testing.T) {
 			// The backend registered: the request passes the check (it
 			// then fails on the server's 410 with the s3 cases, or
 			// before, on credentials; never on the backend).
-			c = newClient(t, dlflow.WithRegistry(registryWithout(t, tc.with)))
+			c = newClient(t, dlflow.WithRegistry(registryWithout(t, append(tc.base, tc.with)...)))
 			if err := c.Check(&req); errors.Is(err, dlflow.ErrMissingBackend) {
 				t.Errorf("with the backend: Check: %v", err)
 			}
@@ -104,7 +115,7 @@ func TestBackendsRegisterWhenImported(t *testing.T) {
 	for _, b := range []struct {
 		stage    string
 		register func(*pipeline.Registry) error
-	}{{"s3.sink", s3.Register}, {"decompress", decompress.Register}} {
+	}{{"s3.sink", s3.Register}, {"decompress", decompress.Register}, {"tar.extract", archive.Register}} {
 		if _, ok := pipeline.DefaultRegistry.Lookup(b.stage); !ok {
 			t.Errorf("%s is not in the default registry of a program that imports its backend", b.stage)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/sinks/archive"
 	"github.com/dlflow/dlflow/sinks/s3"
 	"github.com/dlflow/dlflow/stages"
 	"github.com/dlflow/dlflow/stages/decompress"
@@ -19,7 +20,7 @@ const module = "github.com/dlflow/dlflow"
 
 // backendPkgs are the packages of stage types that register when imported
 // and that the library leaves out (see dlflow.MissingBackendError).
-var backendPkgs = []string{"sinks/s3", "stages/decompress"}
+var backendPkgs = []string{"sinks/s3", "sinks/archive", "stages/decompress"}
 
 // The import rules of docs/ARCHITECTURE.md: each holds the layering that
 // lets a custom stage import pipeline alone, keeps config free of stages
@@ -46,7 +47,7 @@ func TestImportRules(t *testing.T) {
 		{".", backendPkgs, true, "the library links no backend: a program imports those it needs"},
 		{"config", backendPkgs, true, "stage configs reach it through the registry"},
 		{"stages", []string{"stages/decompress"}, true, "a backend sits above the package it extends"},
-		{"sinks", []string{"sinks/s3"}, true, "a backend sits above the package it extends"},
+		{"sinks", []string{"sinks/s3", "sinks/archive"}, true, "a backend sits above the package it extends"},
 	}
 	for _, b := range backendPkgs {
 		others := slices.DeleteFunc(slices.Clone(backendPkgs), func(o string) bool { return o == b })
@@ -137,7 +138,7 @@ func TestPackageDocsListEveryStage(t *testing.T) {
 	for _, pkg := range []struct {
 		dir      string
 		register func(*pipeline.Registry) error
-	}{{"stages", stages.Register}, {"sinks", sinks.Register}, {"sinks/s3", s3.Register}, {"stages/decompress", decompress.Register}} {
+	}{{"stages", stages.Register}, {"sinks", sinks.Register}, {"sinks/s3", s3.Register}, {"sinks/archive", archive.Register}, {"stages/decompress", decompress.Register}} {
 		reg := pipeline.NewRegistry()
 		if err := pkg.register(reg); err != nil {
 			t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	_ "github.com/dlflow/dlflow/examples/customstage"
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/sinks/archive"
 	"github.com/dlflow/dlflow/sinks/s3"
 	"github.com/dlflow/dlflow/stages"
 	"github.com/dlflow/dlflow/stages/decompress"
@@ -25,7 +26,7 @@ import (
 func builtinRegistry(t *testing.T) *pipeline.Registry {
 	t.Helper()
 	reg := pipeline.NewRegistry()
-	for _, register := range []func(*pipeline.Registry) error{stages.Register, sinks.Register, decompress.Register, s3.Register} {
+	for _, register := range []func(*pipeline.Registry) error{stages.Register, sinks.Register, decompress.Register, s3.Register, archive.Register} {
 		if err := register(reg); err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/sinks/archive"
 	"github.com/dlflow/dlflow/sinks/s3"
 	_ "github.com/dlflow/dlflow/stages"            // registers the stages the test configs name
 	_ "github.com/dlflow/dlflow/stages/decompress" // decompress, for extract.yaml
@@ -80,7 +81,7 @@ func TestGraphOfEveryExample(t *testing.T) {
 				// An archive is unpacked into the output, a directory.
 				var dirs []string
 				for _, s := range g.Stages() {
-					if ec, ok := s.Config.(*sinks.TarExtractConfig); ok {
+					if ec, ok := s.Config.(*archive.TarExtractConfig); ok {
 						dirs = append(dirs, ec.Dir)
 					}
 				}

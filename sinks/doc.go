@@ -9,12 +9,12 @@
 //     benchmarks.
 //   - `stdout.sink` (stdout.go): writes the bytes in order to standard
 //     output or the program's writer; no file, no resume.
-//   - `tar.extract` (tarextract.go): unpacks a tar stream (or a zip, spooled)
-//     into a directory that appears when complete.
 //
-// The s3.sink lives in package sinks/s3, which registers it when imported,
-// so that a program that does not upload does not link the S3 client; it
-// resumes by this package's rules (Resumable, Identity).
+// Two sinks live in backend packages, which register them when imported:
+// `s3.sink` in sinks/s3, so that a program that does not upload does not
+// link the S3 client (it resumes by this package's rules: Resumable,
+// Identity), and `tar.extract` in sinks/archive. They share this
+// package's file system calls through sinks/internal/fsx.
 //
 // TestPackageDocsListEveryStage holds this list to the registry.
 package sinks

@@ -407,9 +407,6 @@ func (s *FileSink) release() {
 	}
 }
 
-// errLocked is lockFile's error when another download holds the lock.
-var errLocked = errors.New("locked")
-
 // sameFile checks that f2 is the file f1 is.
 func sameFile(f1, f2 *os.File) error {
 	a, err := f1.Stat()

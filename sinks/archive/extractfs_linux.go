@@ -1,10 +1,13 @@
-package sinks
+package archive
 
 import (
 	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/sinks/internal/fsx"
 )
 
 // syncTree makes everything under dir durable with one syncfs(2) of its
@@ -33,5 +36,9 @@ func syncTree(dir string) error {
 // that fails with an *OutputExistsError when newpath exists (rename(2)
 // alone would replace an empty directory).
 func renameDirNoReplace(oldpath, newpath string) error {
-	return renameat2NoReplace(oldpath, newpath, renameDirChecked)
+	err := fsx.Renameat2NoReplace(oldpath, newpath, renameDirChecked)
+	if errors.Is(err, fsx.ErrExist) {
+		return &sinks.OutputExistsError{Path: newpath}
+	}
+	return err
 }

@@ -1,11 +1,13 @@
 //go:build !linux
 
-package sinks
+package archive
 
 import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/dlflow/dlflow/sinks/internal/fsx"
 )
 
 // syncTree makes everything under dir durable: each file, then each
@@ -16,7 +18,7 @@ func syncTree(dir string) error {
 		case err != nil:
 			return err
 		case d.IsDir():
-			return syncDir(p)
+			return fsx.SyncDir(p)
 		case !d.Type().IsRegular():
 			return nil
 		}

@@ -1,6 +1,6 @@
 //go:build unix
 
-package sinks_test
+package archive_test
 
 import (
 	"archive/tar"
@@ -19,12 +19,12 @@ import (
 
 	"github.com/dlflow/dlflow/internal/testtar"
 	"github.com/dlflow/dlflow/pipeline"
-	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/sinks/archive"
 )
 
 // extractRunSized is extractRun with the resource's size as the source
 // gave it (-1: the server sent no length).
-func extractRunSized(t *testing.T, ctx context.Context, data []byte, chunk int, size int64, cfg *sinks.TarExtractConfig) error {
+func extractRunSized(t *testing.T, ctx context.Context, data []byte, chunk int, size int64, cfg *archive.TarExtractConfig) error {
 	t.Helper()
 	g := newRig(t).buildChunked(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), chunk, "tar.extract", cfg, 1)
 	if err := g.Preflight(context.Background(), zerolog.Nop()); err != nil {
@@ -179,7 +179,7 @@ func TestTarExtractDeepFails(t *testing.T) {
 	start := time.Now()
 	err := extractRun(t, t.Context(), cut, 64<<10, extractCfg(dir))
 	t.Logf("failed in %v", time.Since(start))
-	var me *sinks.MemberError
+	var me *archive.MemberError
 	if !errors.As(err, &me) || me.Member != name {
 		t.Fatalf("err = %.300v, want the deep member named", err)
 	}
@@ -203,7 +203,7 @@ func TestTarExtractDeepDir(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, "after.txt")); err != nil || string(b) != "after\n" {
 		t.Fatalf("after.txt: %q, %v", b, err)
 	}
-	if err := sinks.RemoveTree(dir); err != nil {
+	if err := archive.RemoveTree(dir); err != nil {
 		t.Fatal(err)
 	}
 	assertNothingLeft(t, dir)
@@ -325,7 +325,7 @@ func TestTarExtractCollectsLeftovers(t *testing.T) {
 	}
 	dead := []string{mk(".out.tmp-111", true), mk(".out.zip-222", false), mk(".out.tmp-333.old", true)}
 	live := mk(".out.tmp-444", true)
-	lock, err := sinks.LockLeftover(live)
+	lock, err := archive.LockLeftover(live)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package sinks
+package archive
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/sinks/internal/fsx"
 )
 
 // errNoExchange is exchangeDirs' error where the system cannot swap two
@@ -23,7 +24,7 @@ func lockLeftover(p string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := lockFile(f); errors.Is(err, errLocked) {
+	if err := fsx.LockFile(f); errors.Is(err, fsx.ErrLocked) {
 		f.Close()
 		return nil, err
 	}
@@ -62,7 +63,7 @@ func (s *TarExtract) collectLeftovers(env *pipeline.Env) {
 		if err != nil {
 			continue // gone, or not ours to open
 		}
-		if lockFile(f) != nil {
+		if fsx.LockFile(f) != nil {
 			f.Close() // a live run's
 			continue
 		}

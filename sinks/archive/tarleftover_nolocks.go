@@ -1,6 +1,6 @@
 //go:build !(darwin || dragonfly || freebsd || linux || netbsd || openbsd || solaris)
 
-package sinks
+package archive
 
 // leftoverLocks: no lock here tells a live run's leftovers from a dead
 // run's (no flock; Windows locks bytes of files, not directories, and

@@ -1,9 +1,11 @@
-package sinks
+package archive
 
 import (
 	"errors"
 	"io/fs"
 	"os"
+
+	"github.com/dlflow/dlflow/sinks"
 )
 
 // renameDirChecked renames oldpath to newpath after checking that newpath
@@ -12,7 +14,7 @@ import (
 // no-replace rename, nothing closes that window.
 func renameDirChecked(oldpath, newpath string) error {
 	if _, err := os.Lstat(newpath); err == nil {
-		return &OutputExistsError{Path: newpath}
+		return &sinks.OutputExistsError{Path: newpath}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}

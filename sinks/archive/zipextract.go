@@ -1,4 +1,4 @@
-package sinks
+package archive
 
 import (
 	"archive/tar"
@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/sinks/internal/fsx"
 )
 
 // isZip tells a zip archive by its first bytes: a local file header, or
@@ -38,7 +39,7 @@ func (s *TarExtract) unzip(ctx context.Context, env *pipeline.Env, r io.Reader, 
 	// Locked while this run owns it: a spool that can be locked is a killed
 	// run's, which the next run removes (collectLeftovers).
 	if leftoverLocks {
-		if err := lockFile(f); errors.Is(err, errLocked) {
+		if err := fsx.LockFile(f); errors.Is(err, fsx.ErrLocked) {
 			return fmt.Errorf("zip spool: %w", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package sinks_test
+package archive_test
 
 import (
 	"archive/tar"
@@ -16,11 +16,12 @@ import (
 	"github.com/dlflow/dlflow/internal/testtar"
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/sinks/archive"
 )
 
 // extractRun sends data in chunks of chunk bytes into a tar.extract sink
 // configured by cfg, after its Preflight, and returns the run's error.
-func extractRun(t *testing.T, ctx context.Context, data []byte, chunk int, cfg *sinks.TarExtractConfig) error {
+func extractRun(t *testing.T, ctx context.Context, data []byte, chunk int, cfg *archive.TarExtractConfig) error {
 	t.Helper()
 	g := newRig(t).buildChunked(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), chunk, "tar.extract", cfg, 1)
 	if err := g.Preflight(context.Background(), zerolog.Nop()); err != nil {
@@ -29,8 +30,8 @@ func extractRun(t *testing.T, ctx context.Context, data []byte, chunk int, cfg *
 	return run(t, ctx, g, int64(len(data)))
 }
 
-func extractCfg(dir string) *sinks.TarExtractConfig {
-	return &sinks.TarExtractConfig{Dir: dir, Fsync: true, Specials: sinks.SpecialsFail}
+func extractCfg(dir string) *archive.TarExtractConfig {
+	return &archive.TarExtractConfig{Dir: dir, Fsync: true, Specials: archive.SpecialsFail}
 }
 
 // entries of dir's parent besides dir: the temporary directory must be
@@ -93,8 +94,8 @@ func TestTarExtractZip(t *testing.T) {
 			}
 			dir := filepath.Join(base, "out")
 			err := extractRun(t, t.Context(), testtar.Zip(t, entries), 4096, extractCfg(dir))
-			var me *sinks.MemberError
-			if !errors.As(err, &me) || me.Member != h.Member || !errors.Is(err, sinks.ErrUnsafeMember) {
+			var me *archive.MemberError
+			if !errors.As(err, &me) || me.Member != h.Member || !errors.Is(err, archive.ErrUnsafeMember) {
 				t.Fatalf("err = %v; want an unsafe member error naming %q", err, h.Member)
 			}
 			assertMissing(t, dir)
@@ -117,8 +118,8 @@ func TestTarExtractHostile(t *testing.T) {
 			}
 			dir := filepath.Join(base, "out")
 			err := extractRun(t, t.Context(), testtar.Tar(t, h.Entries), 4096, extractCfg(dir))
-			var me *sinks.MemberError
-			if !errors.As(err, &me) || me.Member != h.Member || !errors.Is(err, sinks.ErrUnsafeMember) {
+			var me *archive.MemberError
+			if !errors.As(err, &me) || me.Member != h.Member || !errors.Is(err, archive.ErrUnsafeMember) {
 				t.Fatalf("err = %v; want an unsafe member error naming %q", err, h.Member)
 			}
 			if !strings.Contains(err.Error(), fmt.Sprintf("archive member %q: unsafe archive member: ", h.Member)) {
@@ -138,7 +139,7 @@ func TestTarExtractHostile(t *testing.T) {
 func TestTarExtractSkipSpecials(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	cfg := extractCfg(dir)
-	cfg.Specials = sinks.SpecialsSkip
+	cfg.Specials = archive.SpecialsSkip
 	entries := []testtar.Entry{{Name: "ok.txt", Mode: 0o644, Body: []byte("fine\n")}, {Name: "null", Type: tar.TypeChar, Mode: 0o666}}
 	if err := extractRun(t, t.Context(), testtar.Tar(t, entries), 4096, cfg); err != nil {
 		t.Fatal(err)
@@ -291,15 +292,15 @@ func ExampleTarExtract() {
 	_ = tw.WriteHeader(&tar.Header{Name: "hello/world.txt", Mode: 0o644, Size: 3})
 	_, _ = tw.Write([]byte("hi\n"))
 	_ = tw.Close()
-	archive := buf.Bytes()
+	data := buf.Bytes()
 	reg := pipeline.NewRegistry()
-	_ = sinks.Register(reg)
+	_ = archive.Register(reg)
 	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
 		Type: "archive.source", Produces: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
 			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
-				c := env.Buffers.Pool(len(archive)).Get(0)
-				copy(c.Data, archive)
+				c := env.Buffers.Pool(len(data)).Get(0)
+				copy(c.Data, data)
 				return edges.Send(ctx, c)
 			}), nil
 		},
@@ -309,9 +310,9 @@ func ExampleTarExtract() {
 	dir := filepath.Join(parent, "out")
 	g, _ := pipeline.Build(reg, []pipeline.Node{
 		{ID: "src", Type: "archive.source"},
-		{ID: "unpack", Type: "tar.extract", Inputs: []string{"src"}, Config: &sinks.TarExtractConfig{Dir: dir, Fsync: true, Specials: sinks.SpecialsFail}},
+		{ID: "unpack", Type: "tar.extract", Inputs: []string{"src"}, Config: &archive.TarExtractConfig{Dir: dir, Fsync: true, Specials: archive.SpecialsFail}},
 	})
-	err := g.Run(context.Background(), pipeline.RunOptions{Resource: &pipeline.Resource{Size: int64(len(archive))}, Log: zerolog.Nop()})
+	err := g.Run(context.Background(), pipeline.RunOptions{Resource: &pipeline.Resource{Size: int64(len(data))}, Log: zerolog.Nop()})
 	b, _ := os.ReadFile(filepath.Join(dir, "hello", "world.txt"))
 	fmt.Printf("run: %v; hello/world.txt: %s", err, b)
 	// Output:

@@ -1,4 +1,4 @@
-package sinks
+package archive
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/sinks/internal/fsx"
 )
 
 // The life of DIR around a tar.extract run: Preflight checks it before any
@@ -32,7 +34,7 @@ func (s *TarExtract) Preflight(ctx context.Context, env *pipeline.Env) error {
 	if err := s.checkDir(); err != nil {
 		return err
 	}
-	return probeDir(parent)
+	return fsx.ProbeDir(parent)
 }
 
 // checkDir reports what is in the way at DIR.
@@ -44,7 +46,7 @@ func (s *TarExtract) checkDir() error {
 	case err != nil:
 		return fmt.Errorf("output: %w", err)
 	case !s.overwrite:
-		return &OutputExistsError{Path: s.dir}
+		return &sinks.OutputExistsError{Path: s.dir}
 	case !st.IsDir():
 		return fmt.Errorf("output %s exists and is not a directory; it is not replaced", s.dir)
 	}
@@ -164,7 +166,7 @@ func (s *TarExtract) Commit(ctx context.Context, env *pipeline.Env) error {
 	s.unlock()
 	s.tmp, s.ready = "", false
 	if s.fsync {
-		if err := syncDir(filepath.Dir(s.dir)); err != nil {
+		if err := fsx.SyncDir(filepath.Dir(s.dir)); err != nil {
 			return fmt.Errorf("sync %s: %w", filepath.Dir(s.dir), err)
 		}
 	}

@@ -1,4 +1,4 @@
-package sinks
+package archive
 
 import (
 	"archive/tar"
@@ -138,7 +138,15 @@ var tarExtractDef = pipeline.Def[TarExtractConfig]{
 	MaxWorkers: func(TarExtractConfig) (int, string) { return 1, "a tar stream is read in order" },
 }
 
-func init() { builtin(tarExtractDef) }
+// init registers tar.extract in pipeline.DefaultRegistry: importing the
+// package is what makes the stage type known, as importing a database/sql
+// driver makes it known. A second registration of the name panics.
+func init() { pipeline.MustRegister(pipeline.DefaultRegistry, tarExtractDef) }
+
+// Register adds the tar.extract stage type to r, for a program that builds
+// its graphs from a registry of its own instead of
+// pipeline.DefaultRegistry. It fails when r has the name already.
+func Register(r *pipeline.Registry) error { return pipeline.Register(r, tarExtractDef) }
 
 // TakeSettings fills an unset dir from the run's output and takes the
 // run's overwrite.

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package sinks
+package archive
 
 // exchangeDirs cannot swap two directories in one step on this system:
 // the caller renames the old one aside first.

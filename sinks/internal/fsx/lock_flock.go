@@ -1,6 +1,6 @@
 //go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd || solaris
 
-package sinks
+package fsx
 
 import (
 	"errors"
@@ -9,14 +9,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lockFile takes an exclusive lock on f without waiting, or returns
-// errLocked when another open of the file holds one. It is flock(2), not
+// LockFile takes an exclusive lock on f without waiting, or returns
+// ErrLocked when another open of the file holds one. It is flock(2), not
 // fcntl(2): a flock belongs to the open file, so two downloads in one
 // process exclude each other as two processes do, and closing another
 // descriptor of the same file (the direct one) does not drop it. Closing f
 // releases it. (On NFS, Linux emulates flock with fcntl locks, which do
 // not exclude opens within one process.)
-func lockFile(f *os.File) error {
+func LockFile(f *os.File) error {
 	fd := int(f.Fd())
 	for {
 		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
@@ -24,7 +24,7 @@ func lockFile(f *os.File) error {
 		case errors.Is(err, unix.EINTR):
 			continue
 		case errors.Is(err, unix.EWOULDBLOCK):
-			return errLocked
+			return ErrLocked
 		}
 		return err
 	}

@@ -1,4 +1,4 @@
-package sinks_test
+package archive_test
 
 import (
 	"bytes"
