@@ -538,6 +538,9 @@ func (d *Download) prepare(needURL bool) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := d.checkBackends(pre); err != nil {
+		return nil, err
+	}
 	switch {
 	case strings.TrimSpace(pre.URL) != "":
 		if _, err := httpx.CheckURL(pre.URL); err != nil {
