@@ -69,7 +69,14 @@ func TestSoak(t *testing.T) {
 			}
 		}
 	}
+	// Drain: what is left completes (the last purge may have taken the
+	// results before it).
 	c.must(t, nil, "aria2.unpauseAll")
+	waitFor(t, 5*time.Minute, "the queue to drain", func() bool {
+		var st map[string]string
+		c.must(t, &st, "aria2.getGlobalStat")
+		return st["numActive"] == "0" && st["numWaiting"] == "0"
+	})
 	var stopped []status
 	c.must(t, &stopped, "aria2.tellStopped", 0, 1000, []string{"gid", "status", "files"})
 	checked := 0
