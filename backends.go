@@ -67,7 +67,7 @@ func (e *MissingBackendError) Unwrap() error { return ErrMissingBackend }
 // builder to report (a typo, with its suggestion).
 func missingBackend(reg *pipeline.Registry, need string, types ...string) error {
 	for _, typ := range types {
-		if _, ok := reg.Lookup(typ); ok {
+		if _, ok := reg.NewConfig(typ); ok {
 			continue
 		}
 		for _, b := range backends {

@@ -116,7 +116,7 @@ func TestBackendsRegisterWhenImported(t *testing.T) {
 		stage    string
 		register func(*pipeline.Registry) error
 	}{{"s3.sink", s3.Register}, {"decompress", decompress.Register}, {"tar.extract", archive.Register}} {
-		if _, ok := pipeline.DefaultRegistry.Lookup(b.stage); !ok {
+		if _, ok := pipeline.DefaultRegistry.NewConfig(b.stage); !ok {
 			t.Errorf("%s is not in the default registry of a program that imports its backend", b.stage)
 		}
 		if err := b.register(pipeline.DefaultRegistry); err == nil {

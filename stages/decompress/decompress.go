@@ -81,7 +81,7 @@ const DefaultMaxWindow = 128 << 20
 // Stage is the decompress stage: it turns a gzip or zstd stream
 // (ordered bytes from offset 0) into the decompressed stream (ordered
 // bytes from offset 0, in chunks of Buffer bytes). Its output is not the
-// resource's bytes (Spec.Reshapes): stages after it neither check sizes
+// resource's bytes (Def.Reshapes): stages after it neither check sizes
 // against the resource nor resume.
 //
 // The format is decided by the stream's first bytes, not by a name: with
