@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -341,5 +342,47 @@ func TestAllowedOriginPreflight(t *testing.T) {
 		if resp.StatusCode != want || (want == http.StatusNoContent) != (acao == origin) {
 			t.Errorf("preflight from %s: %d, ACAO %q", origin, resp.StatusCode, acao)
 		}
+	}
+}
+
+// TestShutdown: aria2.shutdown answers OK, then Serve returns; the queue
+// is there at the next start.
+func TestShutdown(t *testing.T) {
+	opts := daemon.Options{Dir: t.TempDir(), Secret: secret, Session: filepath.Join(t.TempDir(), "s.db")}
+	d, err := daemon.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- d.ServeListener(context.Background(), ln) }()
+	c := &rpcClient{http: &http.Client{Timeout: 10 * time.Second}, url: "http://" + ln.Addr().String() + "/jsonrpc", tok: secret}
+	var gid, ok string
+	c.must(t, &gid, "aria2.addUri", []string{"http://127.0.0.1:9/x"})
+	c.must(t, &ok, "aria2.shutdown")
+	if ok != "OK" {
+		t.Errorf("shutdown answered %q", ok)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("ServeListener: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the daemon did not stop")
+	}
+	d, err = daemon.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.url, c.http = serve(t, d)+"/jsonrpc", http.DefaultClient
+	if s := c.status(t, gid); s.Status != "waiting" {
+		t.Errorf("after the shutdown the task is %q", s.Status)
+	}
+	if _, e := c.call(t, "aria2.shutdown"); e == nil {
+		t.Error("shutdown of a daemon not serving was taken")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sort"
+	"time"
 )
 
 type method func(ctx context.Context, d *Daemon, c *call) (any, error)
@@ -47,9 +48,11 @@ func init() {
 		"aria2.getSessionInfo": func(_ context.Context, d *Daemon, _ *call) (any, error) {
 			return map[string]string{"sessionId": d.e.sessionID}, nil
 		},
-		"aria2.saveSession":  mSaveSession,
-		"dlflow.subscribe":   mSubscribe,
-		"dlflow.unsubscribe": mUnsubscribe,
+		"aria2.saveSession":   mSaveSession,
+		"aria2.shutdown":      mShutdown,
+		"aria2.forceShutdown": mShutdown,
+		"dlflow.subscribe":    mSubscribe,
+		"dlflow.unsubscribe":  mUnsubscribe,
 	}
 }
 
@@ -252,6 +255,18 @@ func mGetVersion(context.Context, *Daemon, *call) (any, error) {
 
 // ariaVersion is the aria2 version whose RPC the daemon answers as.
 const ariaVersion = "1.37.0"
+
+// mShutdown stops the daemon a second after answering, as aria2 does
+// (it waits 3 s), so that the answer gets out: the downloads stop and stay
+// active in the session, to resume at the next start.
+func mShutdown(_ context.Context, d *Daemon, _ *call) (any, error) {
+	stop := d.stop.Load()
+	if stop == nil {
+		return nil, errors.New("the daemon is not serving")
+	}
+	time.AfterFunc(time.Second, *stop)
+	return "OK", nil
+}
 
 func mSaveSession(context.Context, *Daemon, *call) (any, error) {
 	// Every change is committed before it is answered: the session is

@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,7 @@ import (
 type Daemon struct {
 	opts Options
 	e    *Engine
+	stop atomic.Pointer[context.CancelFunc] // ends ServeListener (aria2.shutdown)
 }
 
 // New checks opts, opens the session and brings its tasks back (active
@@ -88,6 +90,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 
 // ServeListener is Serve on a listener the caller opened.
 func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d.stop.Store(&cancel)
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	d.e.log.Info().Str("listen", ln.Addr().String()).Str("dir", d.e.root).Msg("daemon listening")
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
