@@ -324,7 +324,7 @@ func TestChangeOptionActive(t *testing.T) {
 // TestAllowedOriginPreflight: an allowed origin's preflight is answered
 // with its own origin (never a wildcard); another origin's is refused.
 func TestAllowedOriginPreflight(t *testing.T) {
-	d, err := daemon.New(daemon.Options{Dir: t.TempDir(), Secret: secret, Session: filepath.Join(t.TempDir(), "s.db"), AllowOrigins: []string{"https://ariang.example"}})
+	d, err := daemon.New(daemon.Options{Dir: t.TempDir(), Secret: secret, Session: filepath.Join(t.TempDir(), "s.db"), AllowOrigins: []string{"https://AriaNG.example/"}})
 	if err != nil {
 		t.Fatal(err)
 	}

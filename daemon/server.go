@@ -31,12 +31,16 @@ func New(opts Options) (*Daemon, error) {
 	if opts.Secret == "" && !isUnix(opts.Listen) {
 		return nil, errors.New("daemon: a secret is required (--secret), unless --listen is a unix socket")
 	}
+	origins := make([]string, 0, len(opts.AllowOrigins))
 	for _, o := range opts.AllowOrigins {
 		u, err := url.Parse(o)
-		if err != nil || u.Scheme == "" || u.Host == "" || o == "*" || u.Path != "" && u.Path != "/" {
+		if err != nil || u.Scheme == "" || u.Host == "" || o == "*" || u.Path != "" && u.Path != "/" || u.RawQuery != "" {
 			return nil, fmt.Errorf("daemon: --allow-origin %q: want an origin such as https://ariang.example.com", o)
 		}
+		// As a browser sends it: scheme://host[:port], no slash.
+		origins = append(origins, strings.ToLower(u.Scheme)+"://"+strings.ToLower(u.Host))
 	}
+	opts.AllowOrigins = origins
 	e, err := newEngine(opts)
 	if err != nil {
 		return nil, err
