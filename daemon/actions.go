@@ -80,7 +80,8 @@ func (e *Engine) pause(gid string) (string, error) {
 		}
 		out = t.GID
 		switch {
-		case t.Status == statusActive && t.dl != nil && t.StopAs == "":
+		case t.Status == statusActive && t.dl != nil && (t.StopAs == "" || t.StopAs == stopRestart):
+			// A restart under way (new options) stops as a pause instead.
 			t.StopAs = statusPaused
 			t.dl.Cancel()
 			return []op{e.taskPut(t)}, nil, nil
@@ -145,7 +146,7 @@ func (e *Engine) pauseAll() error {
 	return e.apply(func() ([]op, []note, error) {
 		var ops []op
 		for _, t := range e.active {
-			if t.dl != nil && t.StopAs == "" {
+			if t.dl != nil && (t.StopAs == "" || t.StopAs == stopRestart) {
 				t.StopAs = statusPaused
 				t.dl.Cancel()
 				ops = append(ops, e.taskPut(t))

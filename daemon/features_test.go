@@ -386,3 +386,29 @@ func TestShutdown(t *testing.T) {
 		t.Error("shutdown of a daemon not serving was taken")
 	}
 }
+
+// TestPauseDuringRestart: a pause that comes while a change of options
+// restarts the task pauses it (aria2 takes it; it once answered "cannot
+// be paused now").
+func TestPauseDuringRestart(t *testing.T) {
+	o := startOrigin(t, origin.Options{Size: 4 << 20, Files: 1, RateLimit: 256 << 10})
+	_, c := newInProcess(t, daemon.Options{Jobs: 1})
+	var gid string
+	c.must(t, &gid, "aria2.addUri", []string{o.FileURL(0)})
+	waitFor(t, 20*time.Second, "bytes in", func() bool {
+		n, _ := strconv.Atoi(c.status(t, gid).CompletedLength)
+		return n > 64<<10
+	})
+	var res []json.RawMessage
+	anon := &rpcClient{http: c.http, url: c.url}
+	anon.must(t, &res, "system.multicall", []map[string]any{
+		{"methodName": "aria2.changeOption", "params": []any{"token:" + secret, gid, map[string]string{"max-download-limit": "1M"}}},
+		{"methodName": "aria2.pause", "params": []any{"token:" + secret, gid}},
+	})
+	if len(res) != 2 || string(res[1]) != `["`+gid+`"]` {
+		t.Fatalf("changeOption then pause: %s", res)
+	}
+	waitFor(t, 20*time.Second, "the task to be paused", func() bool { return c.status(t, gid).Status == "paused" })
+	c.must(t, nil, "aria2.unpause", gid)
+	waitFor(t, 20*time.Second, "the task to run again", func() bool { return c.status(t, gid).Status == "active" })
+}
