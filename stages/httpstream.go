@@ -87,7 +87,6 @@ type httpPiece struct {
 	openEnded bool
 }
 
-
 // httpFetcher downloads pieces for one replica of a stage. It is not safe for
 // concurrent use; each replica makes its own. What one fetch carries is in
 // its fetchJob, not here.

@@ -124,4 +124,3 @@ func TestSourcesValidators(t *testing.T) {
 		t.Fatalf("changed ETag: %v", err)
 	}
 }
-

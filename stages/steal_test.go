@@ -236,4 +236,3 @@ func TestStealDisabled(t *testing.T) {
 		t.Fatalf("%d requests, %+v", n, st)
 	}
 }
-
