@@ -38,104 +38,110 @@ func reading(s *scheduler, src int, start, end int64, ttfb time.Duration) (*span
 	return r, func() error { return cause }
 }
 
+// policyWant is what a case of TestPolicyNext expects of an action.
+type policyWant struct {
+	kind       actionKind
+	how        int
+	start, end int64
+	input      bool
+	poll       bool
+	share      float64
+}
+
+// policyCases: a scheduler set up by hand, a replica's query at t0+at, and
+// the action it must get.
+var policyCases = []struct {
+	name  string
+	multi bool
+	setup func(s *scheduler)
+	q     query
+	at    time.Duration // after t0
+	want  policyWant
+}{
+	{name: "off: takes one range at a time", setup: func(s *scheduler) { s.off = true },
+		want: policyWant{kind: actTake, share: 1}},
+	{name: "off: an empty input is waited for alone", setup: func(s *scheduler) { s.off = true },
+		q: query{empty: true}, want: policyWant{kind: actWait, input: true, share: 1}},
+	{name: "off: a closed input stops", setup: func(s *scheduler) { s.off = true },
+		q: query{closed: true}, want: policyWant{kind: actStop}},
+	{name: "a range carried is fetched", setup: func(s *scheduler) { reading(s, 0, 0, 64*mib, 0) },
+		q: query{carry: true}, want: policyWant{kind: actTake}},
+	{name: "a dropped source moves, carry or not", multi: true, setup: func(s *scheduler) { s.drop(1) },
+		q: query{src: 1, carry: true}, want: policyWant{kind: actMove}},
+	{name: "with the input open, takes from it first", setup: func(s *scheduler) { reading(s, 0, 0, 64*mib, 0) },
+		want: policyWant{kind: actTake, share: 1}},
+	{name: "empty input: halves the span that takes longest", setup: func(s *scheduler) {
+		reading(s, 0, 0, 8*mib, 0)
+		reading(s, 0, 8*mib, 72*mib, 0)
+	}, q: query{empty: true}, want: policyWant{kind: actSteal, how: stealHalve, start: 40 * mib, end: 72 * mib}},
+	{name: "empty input: a span not answered yet is not split", setup: func(s *scheduler) { reading(s, 0, 0, 64*mib, -1) },
+		q: query{empty: true}, want: policyWant{kind: actWait, input: true, poll: true, share: 1}},
+	{name: "empty input: half of what is left would not pay the time to a first byte", setup: func(s *scheduler) {
+		s.sample(0, 64*mib, time.Second)
+		reading(s, 0, 0, 8*mib, 100*time.Millisecond) // 0.125s to go at 64 MiB/s
+	}, q: query{empty: true}, want: policyWant{kind: actWait, input: true, poll: true, share: 1}},
+	{name: "closed input, a span left: waits for it", setup: func(s *scheduler) { reading(s, 0, 0, 1*mib, 0) },
+		q: query{closed: true}, want: policyWant{kind: actWait, poll: true, share: 1}},
+	{name: "closed input, nothing left: stops", q: query{closed: true}, want: policyWant{kind: actStop}},
+	{name: "a slow reader is not judged before it ran long enough", setup: slowReader,
+		q: query{empty: true}, at: 50 * time.Millisecond, want: policyWant{kind: actWait, input: true, poll: true, share: 1}},
+	{name: "a slow reader is replaced once judged", setup: slowReader,
+		q: query{empty: true}, at: time.Second, want: policyWant{kind: actSteal, how: stealReplace, start: 4096, end: 1 * mib}},
+	{name: "after a late wake-up no reader is judged", setup: func(s *scheduler) {
+		slowReader(s)
+		s.woke(t0.Add(900*time.Millisecond), t0.Add(time.Second)) // 90ms late
+	}, q: query{empty: true}, at: time.Second, want: policyWant{kind: actWait, input: true, poll: true, share: 1}},
+	{name: "a slow tail too short to halve is raced", setup: func(s *scheduler) {
+		// Typical 8 MiB/s; the reader goes at 3 MiB/s, not slow enough
+		// to replace, with 1.5 MiB left: 0.5s, where a fresh
+		// connection takes 0.19s.
+		s.sample(0, 8*mib, time.Second)
+		r, _ := reading(s, 0, 0, 1*mib+512<<10, time.Millisecond)
+		r.received(3 * mib)
+	}, q: query{empty: true}, at: time.Second, want: policyWant{kind: actSteal, how: stealRace, start: 0, end: 1*mib + 512<<10}},
+	{name: "several sources: an orphan is adopted before the input", multi: true, setup: func(s *scheduler) {
+		s.orphanRange(8*mib, 12*mib)
+	}, want: policyWant{kind: actSteal, how: stealAdopt, start: 8 * mib, end: 12 * mib}},
+	{name: "several sources: a source far too slow waits while others work", multi: true, setup: func(s *scheduler) {
+		s.sample(0, 40*mib, time.Second)
+		s.sample(1, 8*mib, time.Second)
+		reading(s, 0, 0, 64*mib, 0)
+		s.orphanRange(100*mib, 104*mib)
+	}, q: query{src: 1}, want: policyWant{kind: actWait, poll: true}},
+	{name: "several sources: a source far too slow stops once nothing is left", multi: true, setup: func(s *scheduler) {
+		s.sample(0, 40*mib, time.Second)
+		s.sample(1, 8*mib, time.Second)
+	}, q: query{src: 1, closed: true}, want: policyWant{kind: actStop}},
+	{name: "several sources: a source far too slow takes from the input when nobody works", multi: true, setup: func(s *scheduler) {
+		s.sample(0, 40*mib, time.Second)
+		s.sample(1, 8*mib, time.Second)
+	}, q: query{src: 1}, want: policyWant{kind: actTake, share: 0.2}},
+	{name: "several sources: an unmeasured mirror probes the tail of a span", multi: true, setup: func(s *scheduler) {
+		reading(s, 0, 0, 32*mib, 50*time.Millisecond)
+	}, q: query{src: 1}, want: policyWant{kind: actSteal, how: stealHalve, start: 32*mib - mirrorProbe, end: 32 * mib}},
+	{name: "several sources: an unmeasured mirror takes one range", multi: true,
+		q: query{src: 1}, want: policyWant{kind: actTake, share: 0}},
+	{name: "several sources: an unmeasured primary takes its whole share", multi: true,
+		q: query{src: 0}, want: policyWant{kind: actTake, share: 1}},
+	{name: "several sources: a measured mirror takes its part by speed", multi: true, setup: func(s *scheduler) {
+		s.sample(0, 10*mib, time.Second)
+		s.sample(1, 4*mib, time.Second)
+	}, q: query{src: 1}, want: policyWant{kind: actTake, share: 0.4}},
+	{name: "several sources: a silent request is not taken over before silentMin", multi: true, setup: func(s *scheduler) { silentMirror(s) },
+		q: query{src: 0, empty: true}, at: time.Second, want: policyWant{kind: actWait, input: true, poll: true, share: 1}},
+	{name: "several sources: a silent request is taken over by a source that answered", multi: true, setup: func(s *scheduler) { silentMirror(s) },
+		q: query{src: 0, empty: true}, at: 3 * time.Second, want: policyWant{kind: actSteal, how: stealReplace, start: 0, end: 4 * mib}},
+}
+
 func TestPolicyNext(t *testing.T) {
-	type want struct {
-		kind       actionKind
-		how        int
-		start, end int64
-		input      bool
-		poll       bool
-		share      float64
-	}
-	for _, tt := range []struct {
-		name  string
-		multi bool
-		setup func(s *scheduler)
-		q     query
-		at    time.Duration // after t0
-		want  want
-	}{
-		{name: "off: takes one range at a time", setup: func(s *scheduler) { s.off = true },
-			want: want{kind: actTake, share: 1}},
-		{name: "off: an empty input is waited for alone", setup: func(s *scheduler) { s.off = true },
-			q: query{empty: true}, want: want{kind: actWait, input: true, share: 1}},
-		{name: "off: a closed input stops", setup: func(s *scheduler) { s.off = true },
-			q: query{closed: true}, want: want{kind: actStop}},
-		{name: "a range carried is fetched", setup: func(s *scheduler) { reading(s, 0, 0, 64*mib, 0) },
-			q: query{carry: true}, want: want{kind: actTake}},
-		{name: "a dropped source moves, carry or not", multi: true, setup: func(s *scheduler) { s.drop(1) },
-			q: query{src: 1, carry: true}, want: want{kind: actMove}},
-		{name: "with the input open, takes from it first", setup: func(s *scheduler) { reading(s, 0, 0, 64*mib, 0) },
-			want: want{kind: actTake, share: 1}},
-		{name: "empty input: halves the span that takes longest", setup: func(s *scheduler) {
-			reading(s, 0, 0, 8*mib, 0)
-			reading(s, 0, 8*mib, 72*mib, 0)
-		}, q: query{empty: true}, want: want{kind: actSteal, how: stealHalve, start: 40 * mib, end: 72 * mib}},
-		{name: "empty input: a span not answered yet is not split", setup: func(s *scheduler) { reading(s, 0, 0, 64*mib, -1) },
-			q: query{empty: true}, want: want{kind: actWait, input: true, poll: true, share: 1}},
-		{name: "empty input: half of what is left would not pay the time to a first byte", setup: func(s *scheduler) {
-			s.sample(0, 64*mib, time.Second)
-			reading(s, 0, 0, 8*mib, 100*time.Millisecond) // 0.125s to go at 64 MiB/s
-		}, q: query{empty: true}, want: want{kind: actWait, input: true, poll: true, share: 1}},
-		{name: "closed input, a span left: waits for it", setup: func(s *scheduler) { reading(s, 0, 0, 1*mib, 0) },
-			q: query{closed: true}, want: want{kind: actWait, poll: true, share: 1}},
-		{name: "closed input, nothing left: stops", q: query{closed: true}, want: want{kind: actStop}},
-		{name: "a slow reader is not judged before it ran long enough", setup: slowReader,
-			q: query{empty: true}, at: 50 * time.Millisecond, want: want{kind: actWait, input: true, poll: true, share: 1}},
-		{name: "a slow reader is replaced once judged", setup: slowReader,
-			q: query{empty: true}, at: time.Second, want: want{kind: actSteal, how: stealReplace, start: 4096, end: 1 * mib}},
-		{name: "after a late wake-up no reader is judged", setup: func(s *scheduler) {
-			slowReader(s)
-			s.woke(t0.Add(900*time.Millisecond), t0.Add(time.Second)) // 90ms late
-		}, q: query{empty: true}, at: time.Second, want: want{kind: actWait, input: true, poll: true, share: 1}},
-		{name: "a slow tail too short to halve is raced", setup: func(s *scheduler) {
-			// Typical 8 MiB/s; the reader goes at 3 MiB/s, not slow enough
-			// to replace, with 1.5 MiB left: 0.5s, where a fresh
-			// connection takes 0.19s.
-			s.sample(0, 8*mib, time.Second)
-			r, _ := reading(s, 0, 0, 1*mib+512<<10, time.Millisecond)
-			r.received(3 * mib)
-		}, q: query{empty: true}, at: time.Second, want: want{kind: actSteal, how: stealRace, start: 0, end: 1*mib + 512<<10}},
-		{name: "several sources: an orphan is adopted before the input", multi: true, setup: func(s *scheduler) {
-			s.orphanRange(8*mib, 12*mib)
-		}, want: want{kind: actSteal, how: stealAdopt, start: 8 * mib, end: 12 * mib}},
-		{name: "several sources: a source far too slow waits while others work", multi: true, setup: func(s *scheduler) {
-			s.sample(0, 40*mib, time.Second)
-			s.sample(1, 8*mib, time.Second)
-			reading(s, 0, 0, 64*mib, 0)
-			s.orphanRange(100*mib, 104*mib)
-		}, q: query{src: 1}, want: want{kind: actWait, poll: true}},
-		{name: "several sources: a source far too slow stops once nothing is left", multi: true, setup: func(s *scheduler) {
-			s.sample(0, 40*mib, time.Second)
-			s.sample(1, 8*mib, time.Second)
-		}, q: query{src: 1, closed: true}, want: want{kind: actStop}},
-		{name: "several sources: a source far too slow takes from the input when nobody works", multi: true, setup: func(s *scheduler) {
-			s.sample(0, 40*mib, time.Second)
-			s.sample(1, 8*mib, time.Second)
-		}, q: query{src: 1}, want: want{kind: actTake, share: 0.2}},
-		{name: "several sources: an unmeasured mirror probes the tail of a span", multi: true, setup: func(s *scheduler) {
-			reading(s, 0, 0, 32*mib, 50*time.Millisecond)
-		}, q: query{src: 1}, want: want{kind: actSteal, how: stealHalve, start: 32*mib - mirrorProbe, end: 32 * mib}},
-		{name: "several sources: an unmeasured mirror takes one range", multi: true,
-			q: query{src: 1}, want: want{kind: actTake, share: 0}},
-		{name: "several sources: an unmeasured primary takes its whole share", multi: true,
-			q: query{src: 0}, want: want{kind: actTake, share: 1}},
-		{name: "several sources: a measured mirror takes its part by speed", multi: true, setup: func(s *scheduler) {
-			s.sample(0, 10*mib, time.Second)
-			s.sample(1, 4*mib, time.Second)
-		}, q: query{src: 1}, want: want{kind: actTake, share: 0.4}},
-		{name: "several sources: a silent request is not taken over before silentMin", multi: true, setup: func(s *scheduler) { silentMirror(s) },
-			q: query{src: 0, empty: true}, at: time.Second, want: want{kind: actWait, input: true, poll: true, share: 1}},
-		{name: "several sources: a silent request is taken over by a source that answered", multi: true, setup: func(s *scheduler) { silentMirror(s) },
-			q: query{src: 0, empty: true}, at: 3 * time.Second, want: want{kind: actSteal, how: stealReplace, start: 0, end: 4 * mib}},
-	} {
+	for _, tt := range policyCases {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newTestScheduler(tt.multi)
 			if tt.setup != nil {
 				tt.setup(s)
 			}
 			a := s.next(tt.q, t0.Add(tt.at))
-			got := want{kind: a.kind, how: a.how, start: a.start, end: a.end, input: a.input, poll: a.poll, share: a.share}
+			got := policyWant{kind: a.kind, how: a.how, start: a.start, end: a.end, input: a.input, poll: a.poll, share: a.share}
 			if got != tt.want {
 				t.Fatalf("next = %+v, want %+v", got, tt.want)
 			}
