@@ -89,8 +89,8 @@ var policyCases = []struct {
 		q: query{empty: true}, at: time.Second, want: policyWant{kind: actSteal, how: stealReplace, start: 4096, end: 1 * mib}},
 	{name: "after a late wake-up no reader is judged", setup: func(s *scheduler) {
 		slowReader(s)
-		s.woke(t0.Add(900*time.Millisecond), t0.Add(time.Second)) // 90ms late
-	}, q: query{empty: true}, at: time.Second, want: policyWant{kind: actWait, input: true, poll: true, share: 1}},
+		s.woke(t0.Add(time.Second), t0.Add(1100*time.Millisecond)) // 90ms late
+	}, q: query{empty: true}, at: 1200 * time.Millisecond, want: policyWant{kind: actWait, input: true, poll: true, share: 1}},
 	{name: "a slow tail too short to halve is raced", setup: func(s *scheduler) {
 		// Typical 8 MiB/s; the reader goes at 3 MiB/s, not slow enough
 		// to replace, with 1.5 MiB left: 0.5s, where a fresh
