@@ -267,13 +267,13 @@ func (l *readerLoop) run(ctx context.Context) error {
 		case actSteal:
 			err = l.f.takeOver(ctx, a)
 		case actTake:
-			var r pipeline.Range
-			if r, err = l.takeRange(ctx, a.share); err == nil && r != (pipeline.Range{}) {
+			if r, ok := l.takeRange(ctx, a.share); ok {
 				err = l.fetchRange(ctx, r)
 			}
 		case actWait:
 			var r pipeline.Range
-			if r, err = l.wait(ctx, a); err == nil && r != (pipeline.Range{}) {
+			var ok bool
+			if r, ok, err = l.wait(ctx, a); ok {
 				err = l.fetchRange(ctx, r)
 			}
 		}
@@ -308,31 +308,30 @@ func (l *readerLoop) gone() error {
 }
 
 // takeRange takes the range the replica carries, or ranges from the input
-// without waiting, asking for share of a full request. The zero Range when
-// it took none: the input is empty (l.empty) or closed (l.in nil).
-func (l *readerLoop) takeRange(ctx context.Context, share float64) (pipeline.Range, error) {
+// without waiting, asking for share of a full request. ok is false when it
+// took none: the input is empty (l.empty) or closed (l.in nil).
+func (l *readerLoop) takeRange(ctx context.Context, share float64) (r pipeline.Range, ok bool) {
 	if l.carry != nil {
-		r := *l.carry
+		r = *l.carry
 		l.carry = nil
-		return r, nil
+		return r, true
 	}
 	r, c, res := l.take.try(ctx, l.in, share)
 	switch res {
 	case takeRange:
 		l.carry = c
-		return r, nil
+		return r, true
 	case takeClosed:
 		l.in = nil
 	default:
 		l.empty = true
 	}
-	return pipeline.Range{}, nil
+	return r, false
 }
 
 // wait carries out actWait: it returns a range taken from the input, or
-// the zero Range when woken by the scheduler or the poll, or the input
-// closed.
-func (l *readerLoop) wait(ctx context.Context, a action) (pipeline.Range, error) {
+// ok false when woken by the scheduler or the poll, or the input closed.
+func (l *readerLoop) wait(ctx context.Context, a action) (r pipeline.Range, ok bool, err error) {
 	in := l.in
 	if !a.input {
 		in = nil
@@ -347,16 +346,16 @@ func (l *readerLoop) wait(ctx context.Context, a action) (pipeline.Range, error)
 	l.io.Waited(now.Sub(armed)) // idle, for the metrics' busy time
 	switch {
 	case err != nil:
-		return pipeline.Range{}, err
+		return r, false, err
 	case res == takeClosed:
 		l.in = nil
 	case res == takeNone && a.poll:
 		l.sched.woke(armed, now)
 	case res == takeRange:
 		l.carry = c
-		return r, nil
+		return r, true, nil
 	}
-	return pipeline.Range{}, nil
+	return r, false, nil
 }
 
 // armPoll (re)starts the timer that bounds a wait for work to steal.
