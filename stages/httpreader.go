@@ -42,7 +42,7 @@ var httpReaderDef = pipeline.Def[HTTPReaderConfig]{
 	Connects: true,
 }
 
-func init() { builtin(httpReaderDef.Spec()) }
+func init() { builtin(httpReaderDef) }
 
 // httpReader turns ranges into bytes. Each replica (workers: N, one
 // connection each) takes a range from its input, with the ranges queued
@@ -200,7 +200,7 @@ func (s *rangeSupport) wait(ctx context.Context) (ignored bool, err error) {
 var errRangeCovered = errors.New("range covered by the whole body streamed from offset 0")
 
 // Run fetches ranges until its input is closed; see httpReader.
-func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	if err := checkResource(env.Resource); err != nil {
 		return err
 	}
@@ -212,10 +212,10 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		sched, take, support = newScheduler(0), newRangeTaker(0), newRangeSupport()
 		support.decide(false)
 	}
-	f := newHTTPFetcher(env, io, s.cfg.BodyConfig, &s.budget, support, s.sent.counter(io.Replica))
+	f := newHTTPFetcher(env, edges, s.cfg.BodyConfig, &s.budget, support, s.sent.counter(edges.Replica))
 	f.pieces = s.pieces
 	if srcs := s.srcs.Load(); srcs != nil && s.sched != nil {
-		src := srcs.assign(io.Replica)
+		src := srcs.assign(edges.Replica)
 		if src == nil {
 			return nil // more replicas than the sources have room for
 		}
@@ -227,7 +227,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			}
 		}()
 	}
-	l := &readerLoop{env: env, io: io, f: f, sched: sched, take: take, in: io.Ranges}
+	l := &readerLoop{env: env, edges: edges, f: f, sched: sched, take: take, in: edges.Ranges}
 	defer l.stopPoll()
 	return l.run(ctx)
 }
@@ -237,7 +237,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 // decides nothing itself.
 type readerLoop struct {
 	env   *pipeline.Env
-	io    pipeline.IO
+	edges pipeline.IO
 	f     *httpFetcher
 	sched *scheduler
 	take  *rangeTaker
@@ -289,7 +289,7 @@ func (l *readerLoop) run(ctx context.Context) error {
 // move moves the replica off its dropped source; false when no other
 // source has room.
 func (l *readerLoop) move() bool {
-	l.env.Trace.Event(l.env.Stage, l.io.Replica, "drop", -1, -1, "")
+	l.env.Trace.Event(l.env.Stage, l.edges.Replica, "drop", -1, -1, "")
 	next := l.f.srcs.move(l.f.src, true)
 	if l.f.src = next; next == nil {
 		return false
@@ -343,7 +343,7 @@ func (l *readerLoop) wait(ctx context.Context, a action) (r pipeline.Range, ok b
 	armed := time.Now()
 	r, c, res, err := l.take.wait(ctx, in, a.changed, tick, a.share)
 	now := time.Now()
-	l.io.Waited(now.Sub(armed)) // idle, for the metrics' busy time
+	l.edges.Waited(now.Sub(armed)) // idle, for the metrics' busy time
 	switch {
 	case err != nil:
 		return r, false, err

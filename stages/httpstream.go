@@ -189,12 +189,12 @@ func (f *httpFetcher) moveOff(j *fetchJob) (moved bool, gone error) {
 
 // newHTTPFetcher returns the fetcher of one replica. support and sent are
 // shared with the stage's other replicas, or the replica's own.
-func newHTTPFetcher(env *pipeline.Env, io pipeline.IO, body BodyConfig, budget *httpx.RetryBudget, support *rangeSupport, sent *atomic.Int64) *httpFetcher {
+func newHTTPFetcher(env *pipeline.Env, edges pipeline.IO, body BodyConfig, budget *httpx.RetryBudget, support *rangeSupport, sent *atomic.Int64) *httpFetcher {
 	srcs := soloSources(env.Resource, env.Log)
 	return &httpFetcher{
 		env:     env,
 		res:     env.Resource,
-		io:      io,
+		io:      edges,
 		pool:    env.Buffers.Pool(int(body.Buffer)),
 		idle:    body.IdleTimeout,
 		retry:   body.RetryConfig,
