@@ -73,7 +73,10 @@ func init() { builtin(httpReaderDef) }
 // range on a second connection, the first to arrive winning. Each byte is
 // sent downstream exactly once, and only bytes of ranges the input handed
 // out, so reorder windows and hash taps see no duplicates and no extra
-// credits. steal_min: 0 turns all of it off.
+// credits. steal_min: 0 turns all of it off. Each replica asks the
+// scheduler's policy what to do next (scheduler.next in policy.go: take
+// ranges, steal, wait, move to another source, stop), carries it out
+// (readerLoop) and reports what happened, with the time, back to it.
 type httpReader struct {
 	cfg     HTTPReaderConfig
 	budget  httpx.RetryBudget
