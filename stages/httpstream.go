@@ -69,7 +69,7 @@ func checkResource(res *pipeline.Resource) error {
 		return errors.New("no resource to download; probe the URL first")
 	case res.URL == "":
 		return errors.New("the resource has no URL")
-	case res.Client == nil:
+	case res.HTTP == nil:
 		return errors.New("the resource has no HTTP client; build it with httpx.Probe")
 	}
 	return nil

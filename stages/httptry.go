@@ -56,7 +56,7 @@ func (f *httpFetcher) try(ctx context.Context, j *fetchJob) (err error) {
 	}()
 
 	if j.pos == 0 && f.src.primary {
-		if resp := f.res.Prefetched.Take(); resp != nil {
+		if resp := httpx.TakePrefetched(f.res.Prefetched); resp != nil {
 			// The probe's answer holds the first bytes: adopt it.
 			j.treq = f.env.Trace.Prefetched(f.env.Stage, f.io.Replica, j.pos, j.p.end)
 			return f.tryPrefetched(ctx, reqCtx, resp, j, idle)
@@ -76,7 +76,7 @@ func (f *httpFetcher) tryRequest(ctx, reqCtx context.Context, j *fetchJob, idle 
 	j.whole = false
 	sent := time.Now()
 	j.treq = f.env.Trace.RequestSent(f.env.Stage, f.io.Replica, j.pos, j.p.end)
-	resp, err := f.res.Client.Do(req)
+	resp, err := f.res.HTTP.Do(req) // adds the run's headers
 	if err != nil {
 		return requestError(err, f.url)
 	}
@@ -106,9 +106,6 @@ func (f *httpFetcher) newRequest(reqCtx context.Context, j *fetchJob) (req *http
 	req, err = http.NewRequestWithContext(reqCtx, http.MethodGet, f.target(), nil)
 	if err != nil {
 		return nil, false, "", fmt.Errorf("request for %s: %w", f.url, err)
-	}
-	if f.res.Header != nil {
-		req.Header = f.res.Header.Clone()
 	}
 	req.Header.Set("Accept-Encoding", "identity")
 	ranged = !(j.p.plain && j.pos == 0)
