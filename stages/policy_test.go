@@ -119,6 +119,12 @@ var policyCases = []struct {
 	{name: "several sources: an unmeasured mirror probes the tail of a span", multi: true, setup: func(s *scheduler) {
 		reading(s, 0, 0, 32*mib, 50*time.Millisecond)
 	}, q: query{src: 1}, want: policyWant{kind: actSteal, how: stealHalve, start: 32*mib - mirrorProbe, end: 32 * mib}},
+	{name: "several sources: an unmeasured mirror probes no more than a probe of a span that ends unaligned", multi: true, setup: func(s *scheduler) {
+		reading(s, 0, 0, 12*mib+513, 50*time.Millisecond) // the file's end
+	}, q: query{src: 1}, want: policyWant{kind: actSteal, how: stealHalve, start: 12*mib - mirrorProbe + pieceAlign, end: 12*mib + 513}},
+	{name: "several sources: an unmeasured mirror adopts no more than a probe of an orphan that starts unaligned", multi: true, setup: func(s *scheduler) {
+		s.orphanRange(8*mib+100, 12*mib) // a dropped reader stopped at 8MiB+100
+	}, q: query{src: 1}, want: policyWant{kind: actSteal, how: stealAdopt, start: 8*mib + 100, end: 8*mib + mirrorProbe}},
 	{name: "several sources: an unmeasured mirror takes one range", multi: true,
 		q: query{src: 1}, want: policyWant{kind: actTake, share: 0}},
 	{name: "several sources: an unmeasured primary takes its whole share", multi: true,

@@ -171,7 +171,8 @@ func (s *scheduler) begin(src int, start, end int64, now time.Time) *spanReader 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if probe := s.probeLocked(src); probe > 0 {
-		if cut := (start + probe + s.align - 1) / s.align * s.align; cut < end {
+		// Rounded down: the probe asks for no more than probe bytes.
+		if cut := (start + probe) / s.align * s.align; cut < end {
 			s.orphanRangeLocked(cut, end)
 			end = cut
 		}

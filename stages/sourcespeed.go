@@ -139,7 +139,9 @@ func (s *scheduler) adoptLocked(src int, now time.Time) *spanReader {
 	}
 	if probe := s.probeLocked(src); probe > 0 {
 		// An unmeasured mirror adopts a probe; the rest stays an orphan.
-		if cut := (lowest.pos + probe + s.align - 1) / s.align * s.align; cut < lowest.end {
+		// Rounded down: an orphan may start unaligned (where a dropped
+		// reader stopped), and a probe asks for no more than probe bytes.
+		if cut := (lowest.pos + probe) / s.align * s.align; cut < lowest.end {
 			s.spans[&span{pos: cut, end: lowest.end}] = struct{}{}
 			lowest.end = cut
 		}
@@ -198,8 +200,10 @@ func (s *scheduler) probeTailLocked(src int, probe int64, now time.Time) *spanRe
 			continue
 		}
 		// The span's reader keeps at least the probe's length: a probe
-		// slower than it must not become what it waits for.
-		at := (sp.end - probe) / s.align * s.align
+		// slower than it must not become what it waits for. The cut is
+		// rounded up, so that the probe of a span that ends unaligned
+		// (at the end of the file) asks for no more than probe bytes.
+		at := (sp.end - probe + s.align - 1) / s.align * s.align
 		if at-sp.pos < 2*probe || at >= sp.end {
 			continue
 		}
