@@ -154,7 +154,7 @@ func thousandActive(t testing.TB) *rpcClient {
 
 func thousandActiveOrigin(t testing.TB) (*rpcClient, *origin.Server) {
 	const n = 1000
-	o, err := origin.Start(origin.Options{Size: 64 << 20, Files: n, RateLimit: 4 << 10})
+	o, err := origin.Start(origin.Options{Size: 1 << 20, Files: n, RateLimit: 4 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
