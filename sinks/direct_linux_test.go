@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -236,4 +237,43 @@ func residentPages(tb testing.TB, path string) (resident, pages int) {
 		resident += int(v & 1)
 	}
 	return resident, len(vec)
+}
+
+// TestFileSinkDirectWritesFull: a source far faster than the disk (each
+// write takes 50 ms more), and a queue of 2 chunks in front of the sink
+// (what the graph gives it beside its writes in flight). While a write is
+// in flight the next one waits for its chunks to fill gather bytes (8
+// chunks here): a disk that takes so many writes a second goes at gather
+// bytes a write only if they are full. Without the wait, each write took
+// the 3 chunks at hand: 85 writes instead of 32.
+func TestFileSinkDirectWritesFull(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.bin")
+	if !supportsDirect(filepath.Dir(out)) {
+		t.Skip("the file system does not take O_DIRECT")
+	}
+	defer sinks.SlowDisk(50 * time.Millisecond)()
+	const c, size = 256 << 10, 64 << 20
+	data := payload(size)
+	r := newRig(t)
+	cfg := writesCfg(out, sinks.ModeSequential, sinks.DirectAlways, 3)
+	cfg.Gather = 2 << 20
+	g := r.buildChunked(t, sendPieces(data, c, pieces(size, c, 0)), c, "file.sink", cfg, 1)
+	for _, s := range g.Stages() {
+		if s.Type == "file.sink" && s.Queue != 2 {
+			t.Fatalf("the sink's queue is %d chunks, want 2", s.Queue)
+		}
+	}
+	if err := run(t, t.Context(), g, size); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, out); !bytes.Equal(got, data) {
+		t.Fatalf("output has %d bytes, sha256 %s; want %d bytes, sha256 %s", len(got), sum(got), len(data), sum(data))
+	}
+	// 32 full writes of 2 MiB. A write made while none was in flight may
+	// be short: the first, and any after the source did not get the CPU
+	// for as long as the writes took (-race on a loaded machine).
+	full := int64(size / cfg.Gather)
+	if n := r.file.DirectWrites(); n > full*3/2 {
+		t.Errorf("%d direct writes for %d MiB, want about %d of %v", n, size>>20, full, cfg.Gather)
+	}
 }
