@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/dlflow/dlflow/sinks/internal/fsx"
 )
 
 // What the tests of package sinks_test watch inside a file sink.
@@ -46,8 +48,8 @@ func TuneChooser(windowBytes, warmup, backoff int64, trialsWin bool) (restore fu
 func CountProbes() (probes func(dir string) int, restore func()) {
 	var mu sync.Mutex
 	counts := map[string]int{}
-	orig := createTemp
-	createTemp = func(dir, pattern string) (*os.File, error) {
+	orig := fsx.CreateTemp
+	fsx.CreateTemp = func(dir, pattern string) (*os.File, error) {
 		mu.Lock()
 		counts[filepath.Clean(dir)]++
 		mu.Unlock()
@@ -58,7 +60,7 @@ func CountProbes() (probes func(dir string) int, restore func()) {
 			defer mu.Unlock()
 			return counts[filepath.Clean(dir)]
 		}, func() {
-			createTemp = orig
+			fsx.CreateTemp = orig
 		}
 }
 
