@@ -44,6 +44,12 @@ var httpReaderDef = pipeline.Def[HTTPReaderConfig]{
 
 func init() { builtin(httpReaderDef) }
 
+// ShareRequests reports whether a reader with c asks for its whole share of
+// the file in one request (max_request automatic, stealing on): the probe
+// may then ask for the whole file and leave its answer to the reader of
+// the share at offset 0, which reads it to the end of that share.
+func (c HTTPReaderConfig) ShareRequests() bool { return c.MaxRequest == 0 && c.StealMin > 0 }
+
 // httpReader turns ranges into bytes. Each replica (workers: N, one
 // connection each) takes a range from its input, with the ranges queued
 // behind it that continue it up to its share of the download (max_request;
