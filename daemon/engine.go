@@ -43,6 +43,11 @@ type Options struct {
 	// AllowOrigins are browser origins ("https://ariang.example") allowed
 	// besides the daemon's own (--allow-origin).
 	AllowOrigins []string
+	// AllowHosts are host names the daemon answers to besides IP
+	// addresses, localhost and Listen's (--allow-host): the name a
+	// reverse proxy passes in Host. Other names are refused, against DNS
+	// rebinding.
+	AllowHosts []string
 	// MaxResults is how many ended tasks are kept (aria2's
 	// max-download-result); 0 is 1000.
 	MaxResults int
