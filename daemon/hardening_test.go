@@ -1,0 +1,173 @@
+package daemon_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/dlflow/dlflow/daemon"
+)
+
+func newGuarded(t *testing.T, opts daemon.Options) (*daemon.Daemon, *httptest.Server) {
+	t.Helper()
+	opts.Dir, opts.Secret = t.TempDir(), secret
+	opts.Session = filepath.Join(t.TempDir(), "s.db")
+	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "page") })
+	opts.Extra = map[string]http.Handler{"/": page, "/metrics": page}
+	d, err := daemon.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(d.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		d.Close()
+	})
+	return d, srv
+}
+
+// TestDNSRebinding: a page of evil.example whose name resolves to the
+// loopback sends Origin and Host both evil.example:PORT. The origin rule
+// alone lets it in; the Host check refuses it on every route (the RPC,
+// the WebSocket, /events, the page, /metrics), while IP addresses,
+// localhost and --allow-host names pass.
+func TestDNSRebinding(t *testing.T) {
+	_, srv := newGuarded(t, daemon.Options{AllowHosts: []string{"dl.example.com"}, AllowOrigins: []string{"https://ariang.example"}})
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	body := `{"jsonrpc":"2.0","id":1,"method":"system.listMethods","params":[]}`
+	for _, tc := range []struct {
+		host string
+		want int
+	}{
+		{"evil.example:" + port, 403},
+		{"EVIL.example.:" + port, 403},
+		{"127.0.0.1.evil.example:" + port, 403},
+		{"localhost.evil.example:" + port, 403},
+		{"127.0.0.1:" + port, 200},
+		{"[::1]:" + port, 200},
+		{"localhost:" + port, 200},
+		{"LOCALHOST", 200},
+		{"dl.example.com", 200},
+		{"ariang.example", 200},
+	} {
+		scheme := "http://" + tc.host
+		for _, path := range []string{"/jsonrpc", "/", "/metrics", "/events?token=" + secret} {
+			method, rb := http.MethodGet, ""
+			if path == "/jsonrpc" {
+				method, rb = http.MethodPost, body
+			}
+			req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(rb))
+			req.Host = tc.host
+			req.Header.Set("Origin", scheme)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+			if err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			got := resp.StatusCode
+			resp.Body.Close()
+			cancel()
+			if got != tc.want {
+				t.Errorf("%s %s with Host %q: %d, want %d", method, path, tc.host, got, tc.want)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ws, resp, err := websocket.Dial(ctx, srv.URL+"/jsonrpc", &websocket.DialOptions{Host: tc.host, HTTPHeader: http.Header{"Origin": {scheme}}})
+		if tc.want == 403 && (err == nil || resp == nil || resp.StatusCode != 403) {
+			t.Errorf("WebSocket with Host %q was not refused with 403: %v", tc.host, err)
+		}
+		if tc.want == 200 && err != nil {
+			t.Errorf("WebSocket with Host %q: %v", tc.host, err)
+		}
+		if ws != nil {
+			ws.Close(websocket.StatusNormalClosure, "")
+		}
+		cancel()
+	}
+	if _, err := daemon.New(daemon.Options{Dir: t.TempDir(), Secret: secret, Session: filepath.Join(t.TempDir(), "s.db"), AllowHosts: []string{"*"}}); err == nil {
+		t.Error("--allow-host '*' was taken")
+	}
+}
+
+// TestUnauthedStreamsBounded: WebSockets that never show the secret are
+// capped, so strangers cannot hold unbounded connections (and goroutines)
+// open; one with the secret still gets in, and a refused one's slot comes
+// back when another closes.
+func TestUnauthedStreamsBounded(t *testing.T) {
+	_, srv := newGuarded(t, daemon.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/jsonrpc"
+	var open []*websocket.Conn
+	defer func() {
+		for _, ws := range open {
+			ws.CloseNow()
+		}
+	}()
+	for i := range daemon.MaxUnauthedStreams {
+		ws, _, err := websocket.Dial(ctx, url, nil)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		open = append(open, ws)
+	}
+	ws, resp, err := websocket.Dial(ctx, url, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		if ws != nil {
+			ws.CloseNow()
+		}
+		t.Fatalf("connection %d without the secret: %v, want 503", daemon.MaxUnauthedStreams+1, err)
+	}
+	authed, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + secret}}})
+	if err != nil {
+		t.Fatalf("a WebSocket with the secret, while strangers hold their limit: %v", err)
+	}
+	open = append(open, authed)
+	// One of them shows the secret in a call: its slot is freed.
+	call := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"aria2.getVersion","params":["token:%s"]}`, secret)
+	if err := open[0].Write(ctx, websocket.MessageText, []byte(call)); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := open[0].Read(ctx); err != nil || !strings.Contains(string(b), `"version"`) {
+		t.Fatalf("getVersion: %s, %v", b, err)
+	}
+	ws, _, err = websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatalf("after one authenticated: %v", err)
+	}
+	open = append(open, ws)
+}
+
+// TestSlowBody: a POST whose body comes byte by byte (slowloris) is cut
+// after the body timeout instead of holding its connection forever.
+func TestSlowBody(t *testing.T) {
+	old := daemon.SetBodyTimeout(300 * time.Millisecond)
+	defer daemon.SetBodyTimeout(old)
+	_, srv := newGuarded(t, daemon.Options{})
+	c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /jsonrpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{")
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("the daemon still waits for the body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("status %d, want 413 (unreadable body)", resp.StatusCode)
+	}
+}
