@@ -2,18 +2,23 @@ package daemon_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/dlflow/dlflow/daemon"
 )
@@ -170,4 +175,82 @@ func TestSlowBody(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Errorf("status %d, want 413 (unreadable body)", resp.StatusCode)
 	}
+}
+
+// TestSessionNewerVersion: a session stamped by a later dlflow is refused
+// with ErrSessionVersion, and left as it was; a new one is stamped and
+// opens again.
+func TestSessionNewerVersion(t *testing.T) {
+	session := filepath.Join(t.TempDir(), "s.db")
+	db, err := bolt.Open(session, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte("meta"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("version"), binary.BigEndian.AppendUint64(nil, 2))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := fileSHA256(t, session)
+	_, err = daemon.New(daemon.Options{Dir: t.TempDir(), Secret: secret, Session: session})
+	if !errors.Is(err, daemon.ErrSessionVersion) {
+		t.Fatalf("a session of version 2: %v, want ErrSessionVersion", err)
+	}
+	if after := fileSHA256(t, session); after != before {
+		t.Error("the refused session was changed")
+	}
+	fresh := filepath.Join(t.TempDir(), "s.db")
+	for range 2 {
+		d, err := daemon.New(daemon.Options{Dir: t.TempDir(), Secret: secret, Session: fresh})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+	}
+}
+
+// TestSessionCorrupt: a session that is not a bbolt file fails New with
+// an error naming it; neither it nor the downloads in --dir are touched.
+func TestSessionCorrupt(t *testing.T) {
+	dir, session := t.TempDir(), filepath.Join(t.TempDir(), "s.db")
+	junk := bytes.Repeat([]byte("not a bbolt file "), 1000)
+	if err := os.WriteFile(session, junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "kept.bin")
+	if err := os.WriteFile(out, []byte("a finished download"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := daemon.New(daemon.Options{Dir: dir, Secret: secret, Session: session})
+	if err == nil || !strings.Contains(err.Error(), session) {
+		t.Fatalf("a corrupt session: %v, want an error naming %s", err, session)
+	}
+	if b, _ := os.ReadFile(session); !bytes.Equal(b, junk) {
+		t.Error("the corrupt session was changed")
+	}
+	if b, _ := os.ReadFile(out); string(b) != "a finished download" {
+		t.Errorf("the download in --dir: %q", b)
+	}
+}
+
+// TestSessionInsideDir: a --session where clients write (inside --dir,
+// outside .dlflow) is refused: an out of "session.db" would replace it.
+func TestSessionInsideDir(t *testing.T) {
+	dir := t.TempDir()
+	for _, s := range []string{filepath.Join(dir, "session.db"), filepath.Join(dir, "sub", "s.db")} {
+		if _, err := daemon.New(daemon.Options{Dir: dir, Secret: secret, Session: s}); err == nil || !strings.Contains(err.Error(), "inside --dir") {
+			t.Errorf("--session %s: %v", s, err)
+		}
+	}
+	d, err := daemon.New(daemon.Options{Dir: dir, Secret: secret, Session: filepath.Join(dir, ".dlflow", "other.db")})
+	if err != nil {
+		t.Fatalf("a session in .dlflow: %v", err)
+	}
+	d.Close()
 }
