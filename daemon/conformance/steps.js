@@ -27,6 +27,7 @@ async function steps(run, env) {
     out: "slow.bin",
     split: "2",
     "max-connection-per-server": "2",
+    "max-download-limit": "1M",
   });
   run.check("gid is 16 lowercase hex digits", /^[0-9a-f]{16}$/.test(String(g.slow)));
   await run.waitStatus("slow", g.slow, ["active"]);
