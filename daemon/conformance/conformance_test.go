@@ -16,7 +16,10 @@ import (
 	"time"
 )
 
-var update = flag.Bool("update", false, "write testdata/aria2.golden.json from a run against aria2c")
+var (
+	update = flag.Bool("update", false, "write testdata/aria2.golden.json from a run against aria2c")
+	binary = flag.String("dlflow", "", "a dlflow binary to test instead of one built from this checkout")
+)
 
 const goldenPath = "testdata/aria2.golden.json"
 
@@ -145,17 +148,21 @@ func readGolden(t *testing.T) golden {
 	return g
 }
 
-// buildDlflow builds the release binary and skips the test when it has no
-// daemon command yet (issue 21 lands it; until then only aria2c runs).
+// buildDlflow builds the release binary (or takes -dlflow's) and skips the
+// test when it has no daemon command yet (issue 21 lands it; until then
+// only aria2c runs).
 func buildDlflow(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "dlflow")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/run")
-	cmd.Dir = "../.."
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/run: %v\n%s", err, b)
+	bin := *binary
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "dlflow")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/run")
+		cmd.Dir = "../.."
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build ./cmd/run: %v\n%s", err, b)
+		}
 	}
 	// Before the daemon command, "daemon" is taken for a URL and --help
 	// prints get's usage: the daemon's names --listen.
