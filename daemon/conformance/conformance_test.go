@@ -240,6 +240,7 @@ func runScript(t *testing.T, port, secret, originURL string) output {
 	if len(out.Steps) == 0 {
 		t.Fatalf("script.js output has no steps:\n%s", stdout.String())
 	}
-	t.Logf("script.js: %d steps, %d checks", len(out.Steps), len(out.Checks))
+	t.Logf("script.js: %d steps, %d checks; the errors it was answered:\n%s",
+		len(out.Steps), len(out.Checks), stderr.String())
 	return out
 }

@@ -155,6 +155,8 @@ class Run {
       this.steps.push({ step, method, result: method === "system.multicall" ? positional(res) : shape(res) });
       return res;
     } catch (err) {
+      // The text is not compared; it tells a reader what went wrong.
+      process.stderr.write(`${step} (${method}): ${err.code || ""} ${err.message}\n`);
       const e = errShape(err);
       if (keepMessage && e.message) e.message = "=" + err.message;
       this.steps.push({ step, method, error: e });
