@@ -99,7 +99,7 @@ func compareStep(r, g step) []string {
 	name := fmt.Sprintf("%s (%s)", r.Step, r.Method)
 	switch {
 	case r.Error != nil && g.Error == nil:
-		return []string{fmt.Sprintf("%s: aria2 answers an error %s, dlflow a result %s", name, js(r.Error), js(g.Result))}
+		return []string{fmt.Sprintf("%s: aria2 answers an error %s, dlflow a result (%s)", name, js(r.Error), kind(g.Result))}
 	case r.Error == nil && g.Error != nil:
 		return []string{fmt.Sprintf("%s: aria2 answers a result, dlflow an error %s", name, js(g.Error))}
 	}

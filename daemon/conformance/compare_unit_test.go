@@ -34,7 +34,7 @@ func TestGoldenIsWhole(t *testing.T) {
 		}
 	}
 	want := map[string]string{"slow": "removed", "small1": "complete", "small2": "complete",
-		"missing": "error", "meta": "complete", "forced": "not-found"}
+		"missing": "error", "meta": "complete", "forced": "not-found", "badsum": "error"}
 	for label, last := range want {
 		seq := g.Output.Statuses[label]
 		if len(seq) == 0 || seq[len(seq)-1] != last {
@@ -88,7 +88,7 @@ func TestCompareFindsDifferences(t *testing.T) {
 		`tellWaiting (tellWaiting): task order: aria2 [small2 small1], dlflow [small1 small2]`,
 		`getOption (getOption): result.split: missing in dlflow (aria2: string)`,
 		`system.listMethods (system.listMethods): aria2.pause: missing in dlflow`,
-		`wrong token over HTTP (getVersion): aria2 answers an error {"code":1,"message":"=Unauthorized"}, dlflow a result "string"`,
+		`wrong token over HTTP (getVersion): aria2 answers an error {"code":1,"message":"=Unauthorized"}, dlflow a result (string)`,
 		`check gid is 16 lowercase hex digits: aria2 true, dlflow false`,
 		`statuses small2: aria2 ["waiting","complete"], dlflow ["waiting","active","complete"]`,
 		`notifications missing: aria2 ["onDownloadStart","onDownloadError"], dlflow ["onDownloadStart","onDownloadStop"]`,

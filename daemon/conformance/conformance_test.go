@@ -73,6 +73,7 @@ func TestConformance(t *testing.T) {
 		startDaemon(t, bin, "daemon", "--dir", dir, "--listen", "127.0.0.1:"+port, "--secret", secret)
 		waitListening(t, port)
 		got := runScript(t, port, secret, origin.URL)
+		checkFiles(t, dir)
 		if diffs := compare(ref, got); len(diffs) > 0 {
 			t.Errorf("dlflow daemon answers differ from %s (%d differences):\n%s",
 				refName, len(diffs), strings.Join(diffs, "\n"))
@@ -101,6 +102,7 @@ func runAria2c(t *testing.T, originURL string) (output, string) {
 		"--console-log-level=warn", "--summary-interval=0")
 	waitListening(t, port)
 	out := runScript(t, port, secret, originURL)
+	checkFiles(t, dir)
 
 	if *update {
 		b, err := json.MarshalIndent(golden{Aria2c: version, Output: out}, "", "  ")

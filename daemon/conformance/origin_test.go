@@ -1,10 +1,14 @@
 package conformance
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -25,11 +29,21 @@ var originFiles = map[string]struct {
 const slowRate = 64 << 10
 
 // startOrigin serves originFiles on loopback with ranges (http.ServeContent)
-// and 404 for anything else. Closed at the end of the test, after the
+// and 404 for anything else; /seen-header answers the X-Conformance header
+// of the last request of small1.bin that had one (addUri's header option). Closed at the end of the test, after the
 // daemons (t.Cleanup runs last-registered first).
 func startOrigin(t *testing.T) *httptest.Server {
 	t.Helper()
+	var seen atomic.Value // X-Conformance of the last request of small1.bin
+	seen.Store("")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/seen-header" {
+			_, _ = io.WriteString(w, seen.Load().(string))
+			return
+		}
+		if r.URL.Path == "/small1.bin" && r.Header.Get("X-Conformance") != "" {
+			seen.Store(r.Header.Get("X-Conformance"))
+		}
 		f, ok := originFiles[strings.TrimPrefix(r.URL.Path, "/")]
 		if !ok {
 			http.NotFound(w, r)
@@ -101,4 +115,27 @@ func (r *throttled) Read(p []byte) (int, error) {
 	case <-time.After(time.Second * piece / slowRate):
 	}
 	return r.ReadSeeker.Read(p)
+}
+
+// checkFiles checks that the files the script completed are in dir/sub with
+// the origin's bytes, and that the 404 left no file. (After a checksum
+// error aria2c keeps the bad file; dlflow may not: not compared.)
+func checkFiles(t *testing.T, dir string) {
+	t.Helper()
+	for _, name := range []string{"small1.bin", "small2.bin", "small3.bin"} {
+		f := originFiles[name]
+		want, err := io.ReadAll(&content{size: f.size, seed: f.seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, "sub", name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		} else if !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes, not the origin's %d", name, len(got), len(want))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sub", "missing.bin")); err == nil {
+		t.Error("missing.bin exists after a 404")
+	}
 }

@@ -90,6 +90,8 @@ async function transitions(run, g, dir, o) {
   await run.waitStatus("small2", g.small2, ["complete", "error"]);
   await run.call("unpause", "unpause", g.small1);
   await run.waitStatus("small1", g.small1, ["complete", "error"]);
+  const seen = await (await fetch(o + "/seen-header")).text();
+  run.check("addUri's header reached the origin", seen === "1");
   const st = await run.call("tellStatus complete", "tellStatus", g.small1);
   run.check("complete: completedLength = totalLength", !!st && st.totalLength !== "0" && st.completedLength === st.totalLength);
   await run.call("getFiles complete", "getFiles", g.small1);
@@ -110,6 +112,14 @@ async function transitions(run, g, dir, o) {
   g.missing = await run.add("addUri 404", "missing", [o + "/missing.bin"], { dir, out: "missing.bin" });
   await run.waitStatus("missing", g.missing, ["error"]);
   await run.call("tellStatus error", "tellStatus", g.missing);
+
+  g.badsum = await run.add("addUri wrong checksum", "badsum", [o + "/small3.bin"], {
+    dir,
+    out: "badsum.bin",
+    checksum: "sha-256=" + "0".repeat(64),
+  });
+  await run.waitStatus("badsum", g.badsum, ["error", "complete"]);
+  await run.call("tellStatus checksum error", "tellStatus", g.badsum, ["status", "errorCode", "errorMessage"]);
 
   g.forced = await run.add("addUri to force-remove", "forced", [o + "/slow.bin"], { dir, out: "forced.bin", pause: "true" });
   await run.waitStatus("forced", g.forced, ["paused"]);
