@@ -54,7 +54,10 @@ async function steps(run, env) {
 // queries asks everything about the queue while slow is active, small1
 // paused and small2 waiting.
 async function queries(run, g) {
-  await run.call("tellStatus active", "tellStatus", g.slow);
+  const act = await run.call("tellStatus active", "tellStatus", g.slow);
+  // A client's progress bar: an active task that receives bytes says so.
+  run.check("active: connections > 0", !!act && Number(act.connections) > 0);
+  run.check("active: downloadSpeed > 0", !!act && Number(act.downloadSpeed) > 0);
   await run.call("tellStatus with keys", "tellStatus", g.slow, STATUS_KEYS);
   await run.call("tellStatus paused", "tellStatus", g.small1);
   await run.call("tellStatus waiting", "tellStatus", g.small2);
