@@ -34,7 +34,7 @@ func TestGoldenIsWhole(t *testing.T) {
 		}
 	}
 	want := map[string]string{"slow": "removed", "small1": "complete", "small2": "complete",
-		"missing": "error", "meta": "complete", "forced": "not-found", "badsum": "error"}
+		"missing": "error", "meta": "complete", "forced": "not-found", "badsum": "error", "forced2": "removed"}
 	for label, last := range want {
 		seq := g.Output.Statuses[label]
 		if len(seq) == 0 || seq[len(seq)-1] != last {

@@ -129,6 +129,12 @@ async function transitions(run, g, dir, o) {
   await run.call("forceRemove paused", "forceRemove", g.forced);
   await run.waitStatus("forced", g.forced, ["removed"]);
   await run.call("tellStatus force-removed", "tellStatus", g.forced);
+
+  g.forced2 = await run.add("addUri to force-remove active", "forced2", [o + "/slow.bin"], { dir, out: "forced2.bin" });
+  await run.waitStatus("forced2", g.forced2, ["active"]);
+  await run.call("forceRemove active", "forceRemove", g.forced2);
+  await run.waitStatus("forced2", g.forced2, ["removed"]);
+  await run.call("tellStatus force-removed active", "tellStatus", g.forced2, STATUS_KEYS);
 }
 
 // others covers the methods that are not about one task's life.
