@@ -26,7 +26,7 @@ var originFiles = map[string]struct {
 	"slow.bin":   {64 << 20, 4},
 }
 
-const slowRate = 64 << 10
+const slowRate = 128 << 10
 
 // startOrigin serves originFiles on loopback with ranges (http.ServeContent)
 // and 404 for anything else; /seen-header answers the X-Conformance header
