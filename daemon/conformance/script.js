@@ -279,7 +279,6 @@ function errShape(err) {
   return { client: String(err.message || err) };
 }
 
-module.exports = { shape, merge };
 
 async function metalinkOf(origin, name) {
   const body = Buffer.from(await (await fetch(origin + "/" + name)).arrayBuffer());
