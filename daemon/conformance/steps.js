@@ -132,6 +132,17 @@ async function transitions(run, g, dir, o) {
 
   g.forced2 = await run.add("addUri to force-remove active", "forced2", [o + "/slow.bin"], { dir, out: "forced2.bin" });
   await run.waitStatus("forced2", g.forced2, ["active"]);
+  // A pause right after a change of options (aria2 applies them on the
+  // fly; a daemon that restarts the download must still take the pause).
+  await run.record("changeOption and pause in one multicall", "system.multicall", false, () =>
+    run.client.multicall([
+      ["changeOption", g.forced2, { "max-download-limit": "3M" }],
+      ["pause", g.forced2],
+    ])
+  );
+  await run.waitStatus("forced2", g.forced2, ["paused"]);
+  await run.call("unpause after multicall", "unpause", g.forced2);
+  await run.waitStatus("forced2", g.forced2, ["active"]);
   await run.call("forceRemove active", "forceRemove", g.forced2);
   await run.waitStatus("forced2", g.forced2, ["removed"]);
   await run.call("tellStatus force-removed active", "tellStatus", g.forced2, STATUS_KEYS);
