@@ -254,3 +254,22 @@ func TestSessionInsideDir(t *testing.T) {
 	}
 	d.Close()
 }
+
+// TestWindowsStylePaths: on every OS a dir or out written for Windows
+// (a drive letter, a UNC path, backslashes) is refused, as is a name
+// longer than file systems take.
+func TestWindowsStylePaths(t *testing.T) {
+	_, c := newInProcess(t, daemon.Options{Jobs: 0})
+	for _, opts := range []map[string]string{
+		{"out": `C:\Windows\x.dll`}, {"out": `c:x`}, {"out": `\\server\share\x`}, {"out": `..\..\x`},
+		{"dir": `C:\`}, {"dir": `\\server\share`}, {"dir": `a\..\..\b`}, {"out": strings.Repeat("n", 256)},
+		{"dir": strings.Repeat("d/", 2100)},
+	} {
+		if _, e := c.call(t, "aria2.addUri", []string{"http://127.0.0.1:9/x"}, opts); e == nil || e.Code != 1 {
+			t.Errorf("addUri with %q was taken", opts)
+		}
+	}
+	if n := numWaiting(t, c); n != "0" {
+		t.Errorf("%s tasks queued by refused calls", n)
+	}
+}
