@@ -114,12 +114,20 @@ func (d *Daemon) hostOK(r *http.Request) bool {
 	switch {
 	case h == "":
 		return true
-	case net.ParseIP(h) != nil:
+	case net.ParseIP(stripZone(h)) != nil:
 		return true
 	case h == "localhost" || strings.HasSuffix(h, ".localhost"):
 		return true
 	}
 	return slices.Contains(d.hosts, h)
+}
+
+// stripZone drops an IPv6 zone (fe80::1%eth0), which ParseIP refuses.
+func stripZone(h string) string {
+	if i := strings.IndexByte(h, '%'); i >= 0 {
+		return h[:i]
+	}
+	return h
 }
 
 // guard wraps every route of the daemon (the RPC, /events, the page,

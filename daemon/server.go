@@ -107,7 +107,7 @@ func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, BaseContext: func(net.Listener) context.Context { return ctx }}
 	d.e.log.Info().Str("listen", ln.Addr().String()).Str("dir", d.e.root).Msg("daemon listening")
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
-		d.e.log.Warn().Str("listen", ln.Addr().String()).Msg("listening beyond the loopback: anyone who can reach this port and has the secret can download into --dir; put TLS in front")
+		d.e.log.Warn().Str("listen", ln.Addr().String()).Msg("listening beyond the loopback: anyone who can reach this port and has the secret can download into --dir; put TLS in front; a Host other than an IP address needs --allow-host")
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
