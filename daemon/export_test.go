@@ -14,3 +14,12 @@ func SetBodyTimeout(d time.Duration) time.Duration {
 const (
 	MaxUnauthedStreams = maxUnauthedStreams
 )
+
+// SetBodyBudget sets the bytes of large POST bodies read at once and how
+// long one waits for room, for a test; it returns a function that puts
+// the previous values back.
+func SetBodyBudget(n int64, wait time.Duration) func() {
+	oldN, oldW := bodyBudget, bodyWait
+	bodyBudget, bodyWait = n, wait
+	return func() { bodyBudget, bodyWait = oldN, oldW }
+}

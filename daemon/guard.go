@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"bytes"
+	"context"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -153,4 +156,86 @@ func safeHost(h string) string {
 		}
 		return r
 	}, h) + `"`
+}
+
+// Bodies of POSTs held in memory at once: a small body (a call) is read
+// at once; a large one (a base64 Metalink, or a stranger's 16 MiB) waits
+// up to bodyWait for room in bodyBudget, then gets 503. Without the
+// budget, strangers sending many 16 MiB bodies at once (the token is
+// inside them) could take the host's memory.
+const smallBody = 64 << 10
+
+var (
+	bodyBudget int64 = 128 << 20
+	bodyWait         = 5 * time.Second
+)
+
+// budget is a count of bytes that callers reserve and give back.
+type budget struct {
+	mu   sync.Mutex
+	used int64
+	wake chan struct{} // closed when bytes are given back
+}
+
+// acquire reserves n bytes of limit, waiting until ctx ends; false if it
+// ended first.
+func (b *budget) acquire(ctx context.Context, n, limit int64) bool {
+	for {
+		b.mu.Lock()
+		if b.used+n <= limit {
+			b.used += n
+			b.mu.Unlock()
+			return true
+		}
+		if b.wake == nil {
+			b.wake = make(chan struct{})
+		}
+		w := b.wake
+		b.mu.Unlock()
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (b *budget) release(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	if b.wake != nil {
+		close(b.wake)
+		b.wake = nil
+	}
+	b.mu.Unlock()
+}
+
+// readBody reads a POST body within the limits above: nil and the status
+// to answer when it cannot.
+func (d *Daemon) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int) {
+	// A body sent byte by byte must not hold the request (and its
+	// goroutine and buffer) open: ReadHeaderTimeout covers the headers
+	// alone, and a server-wide ReadTimeout would cut the WebSockets.
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
+	n := r.ContentLength
+	if n < 0 || n > maxBody {
+		n = maxBody
+	}
+	if n > smallBody {
+		ctx, cancel := context.WithTimeout(r.Context(), bodyWait)
+		ok := d.bodies.acquire(ctx, n, bodyBudget)
+		cancel()
+		if !ok {
+			return nil, http.StatusServiceUnavailable
+		}
+		defer d.bodies.release(n)
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 && r.ContentLength <= maxBody {
+		buf.Grow(int(r.ContentLength))
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBody)); err != nil {
+		return nil, http.StatusRequestEntityTooLarge
+	}
+	return buf.Bytes(), http.StatusOK
 }

@@ -273,3 +273,56 @@ func TestWindowsStylePaths(t *testing.T) {
 		t.Errorf("%s tasks queued by refused calls", n)
 	}
 }
+
+// TestLargeBodiesBounded: large POST bodies being read at once are held
+// to a budget of bytes (strangers sending many 16 MiB bodies cannot take
+// the memory): past it a large body waits, then gets 503, while small
+// calls are still answered; room comes back when a body is done.
+func TestLargeBodiesBounded(t *testing.T) {
+	defer daemon.SetBodyBudget(2<<20, 300*time.Millisecond)()
+	_, srv := newGuarded(t, daemon.Options{})
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	var holders []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// 1 MiB declared, one byte sent: the read holds its room.
+		fmt.Fprintf(c, "POST /jsonrpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n{", 1<<20)
+		holders = append(holders, c)
+	}
+	big := `{"jsonrpc":"2.0","id":1,"method":"aria2.getVersion","params":["token:` + secret + `"]}` + strings.Repeat(" ", 1<<20)
+	small := big[:len(big)-1<<20]
+	var resp *http.Response
+	var b string
+	// The holders' requests reach the handler in their own time: retry
+	// until the budget is seen full, a bounded number of times.
+	for i := 0; i < 100; i++ {
+		resp, b = post(t, srv.URL+"/jsonrpc", nil, big)
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a large body past the budget: %d %s, want 503", resp.StatusCode, b)
+	}
+	if resp, b := post(t, srv.URL+"/jsonrpc", nil, small); resp.StatusCode != 200 || !strings.Contains(b, `"version"`) {
+		t.Fatalf("a small call while the budget is full: %d %s", resp.StatusCode, b)
+	}
+	for _, c := range holders {
+		c.Close()
+	}
+	for i := 0; i < 100; i++ {
+		resp, b = post(t, srv.URL+"/jsonrpc", nil, big)
+		if resp.StatusCode == 200 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if resp.StatusCode != 200 || !strings.Contains(b, `"version"`) {
+		t.Fatalf("a large body once the holders are gone: %d %s", resp.StatusCode, b)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -22,6 +21,7 @@ type Daemon struct {
 	stop    atomic.Pointer[context.CancelFunc] // ends ServeListener (aria2.shutdown)
 	hosts   []string                           // allowed Host names besides IPs and localhost
 	streams streams                            // open WebSocket and /events streams
+	bodies  budget                             // bytes of large POST bodies being read
 }
 
 // New checks opts, opens the session and brings its tasks back (active
@@ -175,14 +175,14 @@ func (d *Daemon) serveRPC(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		d.serveWS(w, r)
 	case r.Method == http.MethodPost:
-		// A body sent byte by byte must not hold the request (and its
-		// goroutine and buffer) open: ReadHeaderTimeout covers the
-		// headers alone, and a server-wide ReadTimeout would cut the
-		// WebSockets.
-		http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-		if err != nil {
-			http.Error(w, "request too large or unreadable", http.StatusRequestEntityTooLarge)
+		body, status := d.readBody(w, r)
+		if status != http.StatusOK {
+			msg := "request too large or unreadable"
+			if status == http.StatusServiceUnavailable {
+				w.Header().Set("Retry-After", "1")
+				msg = "busy reading other large requests"
+			}
+			http.Error(w, msg, status)
 			return
 		}
 		resp, status := d.handleBody(r.Context(), body, nil)
