@@ -157,8 +157,9 @@ func TestUnauthedStreamsBounded(t *testing.T) {
 // TestSlowBody: a POST whose body comes byte by byte (slowloris) is cut
 // after the body timeout instead of holding its connection forever.
 func TestSlowBody(t *testing.T) {
+	// Put back after the server's Cleanup (cleanups run last first).
 	old := daemon.SetBodyTimeout(300 * time.Millisecond)
-	defer daemon.SetBodyTimeout(old)
+	t.Cleanup(func() { daemon.SetBodyTimeout(old) })
 	_, srv := newGuarded(t, daemon.Options{})
 	c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
 	if err != nil {
@@ -279,7 +280,7 @@ func TestWindowsStylePaths(t *testing.T) {
 // the memory): past it a large body waits, then gets 503, while small
 // calls are still answered; room comes back when a body is done.
 func TestLargeBodiesBounded(t *testing.T) {
-	defer daemon.SetBodyBudget(2<<20, 300*time.Millisecond)()
+	t.Cleanup(daemon.SetBodyBudget(2<<20, 300*time.Millisecond)) // after the server's
 	_, srv := newGuarded(t, daemon.Options{})
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	var holders []net.Conn
