@@ -36,6 +36,7 @@ func daemonCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.IntVar(&opts.MaxPerHost, "max-per-host", defaultMaxPerHost, "most connections open to one host at once, over all tasks")
 	fs.StringVar(&opts.Session, "session", "", "the queue's database file (default DIR/.dlflow/session.db)")
 	fs.StringArrayVar(&opts.AllowOrigins, "allow-origin", nil, "a browser origin allowed besides the daemon's own, e.g. https://ariang.example.com (repeatable)")
+	fs.StringArrayVar(&opts.AllowHosts, "allow-host", nil, "a host name the daemon answers to besides IP addresses and localhost, e.g. the name a reverse proxy passes in Host (repeatable)")
 	fs.Usage = func() { printUsage(fs, stdout, daemonUsageHead, daemonUsageTail) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {

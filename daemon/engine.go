@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -43,6 +44,11 @@ type Options struct {
 	// AllowOrigins are browser origins ("https://ariang.example") allowed
 	// besides the daemon's own (--allow-origin).
 	AllowOrigins []string
+	// AllowHosts are host names the daemon answers to besides IP
+	// addresses, localhost and Listen's (--allow-host): the name a
+	// reverse proxy passes in Host. Other names are refused, against DNS
+	// rebinding.
+	AllowHosts []string
 	// MaxResults is how many ended tasks are kept (aria2's
 	// max-download-result); 0 is 1000.
 	MaxResults int
@@ -123,6 +129,9 @@ func newEngine(opts Options) (*Engine, error) {
 	if opts.Session == "" {
 		opts.Session = filepath.Join(root, stateDirName, "session.db")
 	}
+	if err := checkSessionPlace(root, opts.Session); err != nil {
+		return nil, err
+	}
 	if opts.MaxResults <= 0 {
 		opts.MaxResults = 1000
 	}
@@ -145,6 +154,25 @@ func newEngine(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	return e, nil
+}
+
+// checkSessionPlace refuses a session inside root but outside its
+// .dlflow directory: the session file and the Metalink copies beside it
+// would be within reach of a client's dir and out, which could overwrite
+// them with a download.
+func checkSessionPlace(root, session string) error {
+	abs, err := filepath.Abs(session)
+	if err != nil {
+		return fmt.Errorf("daemon: session: %w", err)
+	}
+	rel, err := filepath.Rel(root, filepath.Dir(abs))
+	if err != nil || !filepath.IsLocal(rel) && rel != "." {
+		return nil // outside root
+	}
+	if first, _, _ := strings.Cut(filepath.ToSlash(rel), "/"); first != stateDirName {
+		return fmt.Errorf("daemon: --session %s is inside --dir, where clients write: put it outside, or in %s", session, filepath.Join(root, stateDirName))
+	}
+	return nil
 }
 
 // restore loads the session into the engine and starts what may start.

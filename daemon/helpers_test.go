@@ -213,5 +213,5 @@ func unixClient(sock string) *rpcClient {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}
-	return &rpcClient{http: &http.Client{Transport: tr, Timeout: 30 * time.Second}, url: "http://daemon/jsonrpc", tok: secret}
+	return &rpcClient{http: &http.Client{Transport: tr, Timeout: 30 * time.Second}, url: "http://localhost/jsonrpc", tok: secret}
 }

@@ -180,7 +180,7 @@ func TestBinaryServesPageAndMetrics(t *testing.T) {
 	p := startDaemon(t, sock, "--dir", t.TempDir(), "--jobs", "0", "--session", filepath.Join(state, "s.db"))
 	p.client.must(t, nil, "aria2.addUri", []string{"http://127.0.0.1:9/x"})
 	get := func(path, auth string) (int, string) {
-		req, _ := http.NewRequest(http.MethodGet, "http://daemon"+path, nil)
+		req, _ := http.NewRequest(http.MethodGet, "http://localhost"+path, nil)
 		if auth != "" {
 			req.Header.Set("Authorization", "Bearer "+auth)
 		}

@@ -126,6 +126,12 @@ func (d *Daemon) serveEvents(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 		return
 	}
+	sl := d.streams.take(true)
+	if sl == nil {
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	defer sl.release()
 	ms, _ := strconv.Atoi(r.URL.Query().Get("interval_ms"))
 	interval := clampInterval(ms)
 	flusher, _ := w.(http.Flusher)

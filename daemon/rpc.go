@@ -176,7 +176,7 @@ func (d *Daemon) authorize(c *call) error {
 		return errors.New(errUnauthMsg)
 	}
 	if c.conn != nil {
-		c.conn.authed.Store(true)
+		c.conn.markAuthed()
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,9 +16,12 @@ import (
 
 // Daemon is the engine behind its HTTP server.
 type Daemon struct {
-	opts Options
-	e    *Engine
-	stop atomic.Pointer[context.CancelFunc] // ends ServeListener (aria2.shutdown)
+	opts    Options
+	e       *Engine
+	stop    atomic.Pointer[context.CancelFunc] // ends ServeListener (aria2.shutdown)
+	hosts   []string                           // allowed Host names besides IPs and localhost
+	streams streams                            // open WebSocket and /events streams
+	bodies  budget                             // bytes of large POST bodies being read
 }
 
 // New checks opts, opens the session and brings its tasks back (active
@@ -41,11 +43,16 @@ func New(opts Options) (*Daemon, error) {
 		origins = append(origins, strings.ToLower(u.Scheme)+"://"+strings.ToLower(u.Host))
 	}
 	opts.AllowOrigins = origins
+	for _, h := range opts.AllowHosts {
+		if hostOnly(h) == "" || strings.ContainsAny(h, "/*") {
+			return nil, fmt.Errorf("daemon: --allow-host %q: want a host name such as dl.example.com", h)
+		}
+	}
 	e, err := newEngine(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{opts: e.opts, e: e}, nil
+	return &Daemon{opts: e.opts, e: e, hosts: allowedHosts(opts.Listen, opts.AllowHosts, opts.AllowOrigins)}, nil
 }
 
 // isUnix says whether listen names a unix socket.
@@ -97,10 +104,10 @@ func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d.stop.Store(&cancel)
-	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, BaseContext: func(net.Listener) context.Context { return ctx }}
 	d.e.log.Info().Str("listen", ln.Addr().String()).Str("dir", d.e.root).Msg("daemon listening")
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
-		d.e.log.Warn().Str("listen", ln.Addr().String()).Msg("listening beyond the loopback: anyone who can reach this port and has the secret can download into --dir; put TLS in front")
+		d.e.log.Warn().Str("listen", ln.Addr().String()).Msg("listening beyond the loopback: anyone who can reach this port and has the secret can download into --dir; put TLS in front; a Host other than an IP address needs --allow-host")
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -119,7 +126,7 @@ func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
 }
 
 // Handler is the daemon's HTTP handler: /jsonrpc (POST and WebSocket),
-// /events (SSE), and Options.Extra.
+// /events (SSE), and Options.Extra, all behind the Host check (hostOK).
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/jsonrpc", d.serveRPC)
@@ -127,7 +134,7 @@ func (d *Daemon) Handler() http.Handler {
 	for pattern, h := range d.opts.Extra {
 		mux.Handle(pattern, h)
 	}
-	return mux
+	return d.guard(mux)
 }
 
 // originOK applies the origin rule: a request without Origin (not a
@@ -168,9 +175,14 @@ func (d *Daemon) serveRPC(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		d.serveWS(w, r)
 	case r.Method == http.MethodPost:
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-		if err != nil {
-			http.Error(w, "request too large or unreadable", http.StatusRequestEntityTooLarge)
+		body, status := d.readBody(w, r)
+		if status != http.StatusOK {
+			msg := "request too large or unreadable"
+			if status == http.StatusServiceUnavailable {
+				w.Header().Set("Retry-After", "1")
+				msg = "busy reading other large requests"
+			}
+			http.Error(w, msg, status)
 			return
 		}
 		resp, status := d.handleBody(r.Context(), body, nil)

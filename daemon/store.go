@@ -59,7 +59,7 @@ func openStore(path string) (*store, error) {
 				return err
 			}
 		}
-		return nil
+		return checkVersion(tx.Bucket(bucketMeta))
 	})
 	if err != nil {
 		db.Close()
@@ -68,6 +68,32 @@ func openStore(path string) (*store, error) {
 	s := &store{db: db, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go s.writer()
 	return s, nil
+}
+
+// sessionVersion is the layout of the records this daemon writes. A
+// session written by a later layout is refused rather than read wrongly
+// and written back in the old layout.
+const sessionVersion = 1
+
+var keyVersion = []byte("version")
+
+// ErrSessionVersion is returned by New for a session of a later dlflow.
+var ErrSessionVersion = errors.New("the session was written by a newer dlflow")
+
+// checkVersion stamps a new session with sessionVersion and refuses one
+// of a later version (a session without a stamp is of version 1).
+func checkVersion(meta *bolt.Bucket) error {
+	v := meta.Get(keyVersion)
+	if v == nil {
+		return meta.Put(keyVersion, u64key(sessionVersion))
+	}
+	if len(v) != 8 {
+		return fmt.Errorf("%w: version %q", ErrSessionVersion, v)
+	}
+	if n := binary.BigEndian.Uint64(v); n > sessionVersion {
+		return fmt.Errorf("%w (version %d, this one reads %d): upgrade dlflow, or give another --session; nothing was changed", ErrSessionVersion, n, sessionVersion)
+	}
+	return nil
 }
 
 // commit queues ops and returns a channel that receives the outcome once

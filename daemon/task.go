@@ -223,6 +223,9 @@ func clientDir(root, dir string) (string, error) {
 	if strings.ContainsRune(dir, 0) {
 		return "", fmt.Errorf("a NUL in a path")
 	}
+	if err := portablePath(dir); err != nil {
+		return "", err
+	}
 	rel := dir
 	if filepath.IsAbs(dir) {
 		r, err := filepath.Rel(root, filepath.Clean(dir))
@@ -243,6 +246,39 @@ func clientDir(root, dir string) (string, error) {
 	return rel, nil
 }
 
+// Lengths of a client's path and of each of its names: what file systems
+// take, refused when the task is added rather than failed when it runs.
+const (
+	maxPathLen = 4096
+	maxNameLen = 255
+)
+
+// portablePath refuses a path too long, and, where / is the separator, a path written for
+// Windows (C:\x, \\server\share, ..\x): there it would be one odd name
+// in --dir, not what the client meant, and the same session moved to a
+// Windows daemon would read it as a path. Windows' own filepath refuses
+// what is not local.
+func portablePath(p string) error {
+	if len(p) > maxPathLen {
+		return fmt.Errorf("a path longer than %d bytes", maxPathLen)
+	}
+	for part := range strings.SplitSeq(filepath.ToSlash(p), "/") {
+		if len(part) > maxNameLen {
+			return fmt.Errorf("a name longer than %d bytes", maxNameLen)
+		}
+	}
+	if filepath.Separator != '/' {
+		return nil
+	}
+	if strings.ContainsRune(p, '\\') {
+		return fmt.Errorf("a backslash in a path")
+	}
+	if len(p) >= 2 && p[1] == ':' && ('a' <= p[0]|0x20 && p[0]|0x20 <= 'z') {
+		return fmt.Errorf("a drive letter in a path")
+	}
+	return nil
+}
+
 // clientName checks an out option: a relative path that stays inside its
 // directory, as the names of an -i list.
 func clientName(out string) error {
@@ -253,6 +289,9 @@ func clientName(out string) error {
 		return fmt.Errorf("a NUL in a path")
 	case !filepath.IsLocal(out):
 		return fmt.Errorf("not a relative path inside the directory")
+	}
+	if err := portablePath(out); err != nil {
+		return err
 	}
 	if first, _, _ := strings.Cut(filepath.ToSlash(filepath.Clean(out)), "/"); first == stateDirName {
 		return fmt.Errorf("the daemon's own directory")

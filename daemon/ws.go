@@ -18,6 +18,7 @@ type wsConn struct {
 	out    chan []byte
 	done   chan struct{}
 	authed atomic.Bool // a call had the right token: notifications go to it
+	onAuth func()      // called once, when authed turns true
 
 	mu      sync.Mutex
 	stopSub chan struct{} // ends the running subscription; nil without one
@@ -44,6 +45,16 @@ func (c *wsConn) send(ctx context.Context, m []byte) {
 
 func (d *Daemon) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The origin was checked by serveRPC, with --allow-origin.
+	authed := false
+	if tok := bearer(r); tok != "" && d.secretOK(tok) {
+		authed = true
+	}
+	sl := d.streams.take(authed)
+	if sl == nil {
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	defer sl.release()
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		return
@@ -51,10 +62,9 @@ func (d *Daemon) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(maxBody)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	conn := &wsConn{out: make(chan []byte, 256), done: make(chan struct{})}
-	if tok := bearer(r); tok != "" && d.secretOK(tok) {
-		conn.authed.Store(true)
-	}
+	// The first right token frees the connection's unauthenticated slot.
+	conn := &wsConn{out: make(chan []byte, 256), done: make(chan struct{}), onAuth: sl.promote}
+	conn.authed.Store(authed)
 	d.e.hub.join(conn)
 	defer d.e.hub.leave(conn)
 	defer conn.unsubscribe()
@@ -84,6 +94,13 @@ func (d *Daemon) serveWS(w http.ResponseWriter, r *http.Request) {
 		conn.send(ctx, resp)
 	}
 	ws.Close(websocket.StatusNormalClosure, "")
+}
+
+// markAuthed records that a call carried the right token.
+func (c *wsConn) markAuthed() {
+	if !c.authed.Swap(true) && c.onAuth != nil {
+		c.onAuth()
+	}
 }
 
 // bearer is the secret a request carries outside JSON-RPC: an
