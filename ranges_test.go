@@ -16,12 +16,14 @@ import (
 // seen fetching at once; after the end none is.
 func TestConnectionRanges(t *testing.T) {
 	noLeaks(t)
-	const size = 16 << 20
-	// The connection of the share at 8 MiB is twice as slow as the
+	const size = 32 << 20
+	// The connection of the share at 16 MiB is a quarter slower than the
 	// others: an idle one takes over the upper part of its range (a
-	// halving), which lowers that range's end.
+	// halving), which lowers that range's end. Not slower still: a
+	// connection half as fast is raced (its tail fetched a second time),
+	// and two racing connections hold one range, as documented.
 	srv := startOrigin(t, origin.Options{Size: size, Seed: 43, RateLimit: 2 << 20})
-	srv.SetFaults(origin.Faults{Trickle: 1 << 20, TrickleOffset: 8 << 20})
+	srv.SetFaults(origin.Faults{Trickle: 3 << 19, TrickleOffset: 16 << 20})
 	out := fltOut(t)
 	started := make(chan struct{})
 	req := &dlflow.Request{URL: srv.URL(), Path: out, Connections: 4,
