@@ -36,8 +36,8 @@
 // the start, as the library tells how many bytes are in, not which; the
 // global options last until a restart, as aria2's. Notifications and the
 // progress push go only to WebSockets that sent the secret. A pushed
-// task's lanes have start and end "-1": the library reports each
-// connection's bytes, not its range.
+// task's lanes have each connection's range (Download.ConnectionRanges),
+// start and end "-1" while a connection fetches none.
 //
 // # Safety
 //

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/dlflow/dlflow/pipeline"
 )
 
 // Push intervals (dlflow.subscribe's interval_ms, /events' ?interval_ms=).
@@ -64,23 +66,38 @@ func (e *Engine) pushed(t *task, now time.Time) map[string]any {
 		}
 		speeds := t.lanes.sample(now, p.Connections)
 		if len(p.Connections) > 1 {
-			src := ""
-			if len(t.URIs) > 0 {
-				src = t.URIs[0]
-			}
-			for i, b := range p.Connections {
-				var sp int64
-				if i < len(speeds) {
-					sp = speeds[i]
-				}
-				// The library tells each connection's bytes, not its
-				// range: start and end are "-1" (unknown).
-				lanes = append(lanes, map[string]string{"index": strconv.Itoa(i), "start": "-1", "end": "-1", "completedLength": itoa(b), "downloadSpeed": itoa(sp), "source": src})
-			}
+			lanes = pushedLanes(t, p.Connections, speeds, t.dl.ConnectionRanges())
 		}
 	}
 	m["sources"], m["lanes"] = sources, lanes
 	return m
+}
+
+// pushedLanes are the lanes of a push: one per connection, with its bytes
+// and rate. A connection fetching a range has its start and end
+// (inclusive, as in Range), the bytes of that range in as
+// completedLength, and its source (redacted); one between ranges, or
+// whose range runs to the end of a body of unknown size, has start and
+// end "-1" and its bytes of the run.
+func pushedLanes(t *task, conns, speeds []int64, ranges []pipeline.ConnectionRange) []any {
+	src := ""
+	if len(t.URIs) > 0 {
+		src = t.URIs[0]
+	}
+	lanes := make([]any, 0, len(conns))
+	for i, b := range conns {
+		var sp int64
+		if i < len(speeds) {
+			sp = speeds[i]
+		}
+		l := map[string]string{"index": strconv.Itoa(i), "start": "-1", "end": "-1", "completedLength": itoa(b), "downloadSpeed": itoa(sp), "source": src}
+		if i < len(ranges) && ranges[i].Fetching() && ranges[i].End > 0 {
+			r := ranges[i]
+			l["start"], l["end"], l["completedLength"], l["source"] = itoa(r.Start), itoa(r.End-1), itoa(r.Done), r.Source
+		}
+		lanes = append(lanes, l)
+	}
+	return lanes
 }
 
 func mSubscribe(_ context.Context, d *Daemon, c *call) (any, error) {

@@ -92,3 +92,30 @@ func Reporters[T any](g *Graph) []T {
 	}
 	return out
 }
+
+// RangeReporter is implemented by a ConnectionReporter whose connections
+// each fetch a range of the resource (http.reader).
+type RangeReporter interface {
+	ConnectionReporter
+	// ConnectionRanges returns the range each replica is fetching now,
+	// indexed as ConnectionBytes (and as long as it was at the time of
+	// the call); a replica between ranges has the zero ConnectionRange.
+	ConnectionRanges() []ConnectionRange
+}
+
+// ConnectionRange is the range one connection is fetching: [Start, End)
+// of the resource, End -1 when it runs to the end of the body. The zero
+// value (End == Start) is a connection that fetches nothing now. Two
+// connections' ranges do not overlap, but while two race for the slow
+// tail of one range (http.reader's work stealing): then both hold it.
+type ConnectionRange struct {
+	Start, End int64
+	// Done is the bytes of the range this connection delivered so far.
+	Done int64
+	// Source is the URL it fetches from, redacted.
+	Source string
+}
+
+// Fetching reports whether r is a range being fetched (not the zero
+// value).
+func (r ConnectionRange) Fetching() bool { return r.End < 0 || r.End > r.Start }

@@ -16,11 +16,14 @@ import (
 type replicaBytes struct {
 	mu       sync.Mutex
 	counters []*atomic.Int64
+	// lanes holds what each replica fetches now (lanes.go), grown with
+	// counters.
+	lanes []*lane
 }
 
 func (r *replicaBytes) reset() {
 	r.mu.Lock()
-	r.counters = nil
+	r.counters, r.lanes = nil, nil
 	r.mu.Unlock()
 }
 
@@ -29,10 +32,34 @@ func (r *replicaBytes) reset() {
 func (r *replicaBytes) counter(i int) *atomic.Int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.growLocked(i)
+	return r.counters[i]
+}
+
+// lane returns the lane of replica i, creating it as counter does.
+func (r *replicaBytes) lane(i int) *lane {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.growLocked(i)
+	return r.lanes[i]
+}
+
+func (r *replicaBytes) growLocked(i int) {
 	for len(r.counters) <= i {
 		r.counters = append(r.counters, new(atomic.Int64))
+		r.lanes = append(r.lanes, new(lane))
 	}
-	return r.counters[i]
+}
+
+// lanesSnapshot returns the lanes and each one's bytes, of one length.
+func (r *replicaBytes) lanesSnapshot() ([]*lane, []int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sent := make([]int64, len(r.counters))
+	for i, c := range r.counters {
+		sent[i] = c.Load()
+	}
+	return append([]*lane(nil), r.lanes...), sent
 }
 
 func (r *replicaBytes) snapshot() []int64 {

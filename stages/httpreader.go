@@ -223,6 +223,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, edges pipeline.
 	}
 	f := newHTTPFetcher(env, edges, s.cfg.BodyConfig, &s.budget, support, s.sent.counter(edges.Replica))
 	f.pieces = s.pieces
+	f.lane = s.sent.lane(edges.Replica)
 	if srcs := s.srcs.Load(); srcs != nil && s.sched != nil {
 		src := srcs.assign(edges.Replica)
 		if src == nil {

@@ -116,6 +116,9 @@ type httpFetcher struct {
 	// fetches (see pieces.go); nil when its stage leaves them to a
 	// hash.tap.
 	pieces *pipeline.PieceHashes
+	// lane tells ConnectionRanges what this replica fetches; nil for a
+	// stage that does not report it.
+	lane *lane
 }
 
 // fetchJob is the state of one fetch of a piece: how far it got and, while
@@ -158,7 +161,10 @@ func (j *fetchJob) alone() {
 func (f *httpFetcher) target() string { return f.src.url }
 
 // useSource makes src this replica's source.
-func (f *httpFetcher) useSource(src *source) { f.src, f.url = src, src.name }
+func (f *httpFetcher) useSource(src *source) {
+	f.src, f.url = src, src.name
+	f.lane.source(src.name)
+}
 
 // failover records that a request to this replica's source failed with
 // err, and when that dropped the source, moves the replica to another
@@ -218,6 +224,8 @@ func (f *httpFetcher) fetch(ctx context.Context, p httpPiece, sr *spanReader) er
 		return nil // an empty range; a plain GET still checks the answer
 	}
 	j := &fetchJob{p: p, pos: p.start, sr: sr, shared: sr != nil}
+	f.lane.begin(p.start, p.end, sr, f.url, f.sent.Load())
+	defer f.lane.stop()
 	r := httpx.Retrier{Config: f.retry, Budget: f.budget}
 	for {
 		if !f.aim(j) {

@@ -36,7 +36,10 @@ func newBrowser(t *testing.T, ctx context.Context) *browser {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin), chromedp.UserDataDir(t.TempDir()),
 		chromedp.NoSandbox, // root in CI and containers
-		chromedp.Flag("disable-gpu", true))
+		chromedp.Flag("disable-gpu", true),
+		// No connections to Google's services, which a machine without
+		// a route to them refuses slowly enough to stall the browser.
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true))
 	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
 	bctx, cancelB := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancelB(); cancelA() })
