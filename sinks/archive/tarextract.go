@@ -29,6 +29,7 @@ type TarExtractConfig struct {
 	Fsync     bool              `koanf:"fsync" help:"make every file and directory durable before the directory appears"`
 	Specials  string            `koanf:"specials" help:"device and FIFO members: fail (the run fails) or skip (with a warning)"`
 	MaxSize   pipeline.ByteSize `koanf:"max_size" help:"most bytes the archive's files may add up to; 0: no limit"`
+	Writers   int               `koanf:"writers" help:"goroutines creating a tar's small files (up to 256KiB) while the stream is read on; 0 or 1: one goroutine does all"`
 }
 
 // TarExtract is the tar.extract stage: it unpacks a tar stream (ordered
@@ -94,6 +95,7 @@ type TarExtract struct {
 	fsync     bool
 	specials  string
 	maxSize   int64
+	writers   int
 
 	// Set by Start, used by Run, Finish and Commit.
 	tmp      string    // the temporary directory, "" when there is none
@@ -103,7 +105,8 @@ type TarExtract struct {
 	dirModes map[string]fs.FileMode
 	files    int64
 	bytes    int64
-	ready    bool // Finish synced tmp; Commit may rename it
+	ready    bool     // Finish synced tmp; Commit may rename it
+	w        *writers // during Run of a tar with writers > 1, else nil
 }
 
 // copyBufferSize is the sink's buffer between the archive and the files.
@@ -118,7 +121,7 @@ var tarExtractDef = pipeline.Def[TarExtractConfig]{
 	Summary:  "unpacks a tar stream into a directory that appears when complete",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,
-	Defaults: TarExtractConfig{Fsync: true, Specials: SpecialsFail},
+	Defaults: TarExtractConfig{Fsync: true, Specials: SpecialsFail, Writers: DefaultWriters},
 	New: func(c TarExtractConfig) (pipeline.Stage, error) {
 		if c.Dir == "" {
 			return nil, errors.New("no directory: set config dir or the run's output")
@@ -132,9 +135,15 @@ var tarExtractDef = pipeline.Def[TarExtractConfig]{
 		if c.MaxSize < 0 {
 			return nil, fmt.Errorf("max_size must not be negative, got %v", c.MaxSize)
 		}
-		return &TarExtract{dir: filepath.Clean(c.Dir), overwrite: c.Overwrite, fsync: c.Fsync, specials: c.Specials, maxSize: int64(c.MaxSize)}, nil
+		if c.Writers < 0 || c.Writers > 64 {
+			return nil, fmt.Errorf("writers must be from 0 to 64, got %d", c.Writers)
+		}
+		return &TarExtract{dir: filepath.Clean(c.Dir), overwrite: c.Overwrite, fsync: c.Fsync, specials: c.Specials,
+			maxSize: int64(c.MaxSize), writers: c.Writers}, nil
 	},
-	Memory:     func(TarExtractConfig) pipeline.Memory { return pipeline.Memory{PerReplica: copyBufferSize + peekSize} },
+	Memory: func(c TarExtractConfig) pipeline.Memory {
+		return pipeline.Memory{PerReplica: copyBufferSize + peekSize + writerMemory(c.Writers)}
+	},
 	MaxWorkers: func(TarExtractConfig) (int, string) { return 1, "a tar stream is read in order" },
 }
 
@@ -185,6 +194,13 @@ func (s *TarExtract) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO
 	if head, _ := br.Peek(4); isZip(head) {
 		return s.unzip(ctx, env, br, buf.Data)
 	}
+	if s.writers > 1 {
+		s.w = newWriters(ctx, s.root, s.writers)
+		defer func() {
+			_ = s.w.close() // after a failure: Finish may remove nothing a writer still writes
+			s.w = nil
+		}()
+	}
 	er := &endReader{r: br}
 	tr := tar.NewReader(er)
 	last := ""
@@ -194,6 +210,9 @@ func (s *TarExtract) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, io.EOF):
+			if err := s.w.closeIfAny(); err != nil {
+				return err
+			}
 			if err := s.checkEnd(env, er, last); err != nil {
 				return err
 			}
@@ -209,6 +228,9 @@ func (s *TarExtract) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO
 		if err := s.member(ctx, env, hdr, &tarData{tr, er}, buf.Data); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if me := (*MemberError)(nil); errors.As(err, &me) {
+				return err // a writer's, about an earlier member
 			}
 			return &MemberError{Member: hdr.Name, Err: err}
 		}
@@ -283,6 +305,10 @@ func (s *TarExtract) mkdirParents(ctx context.Context, name string) error {
 	if s.tree.dirsUpTo(dir) {
 		return nil
 	}
+	// A writer may be creating a file where a directory is to be made.
+	if err := s.w.settleAll(); err != nil {
+		return err
+	}
 	if err := mkdirAllAt(ctx, s.root, dir); err != nil {
 		return err
 	}
@@ -327,6 +353,9 @@ func mkdirAllAt(ctx context.Context, root *os.Root, dir string) error {
 }
 
 func (s *TarExtract) mkdir(ctx context.Context, name string, hdr *tar.Header) error {
+	if err := s.w.settle(name); err != nil {
+		return err
+	}
 	if err := s.mkdirParents(ctx, name); err != nil {
 		return err
 	}
@@ -353,6 +382,9 @@ func (s *TarExtract) mkdir(ctx context.Context, name string, hdr *tar.Header) er
 // directory in the way is an error: replacing it could turn a directory
 // that later members climb through into a symlink.
 func (s *TarExtract) clear(ctx context.Context, name string) error {
+	if err := s.w.settle(name); err != nil { // an earlier member of that name
+		return err
+	}
 	if err := s.mkdirParents(ctx, name); err != nil {
 		return err
 	}
@@ -382,6 +414,9 @@ func (s *TarExtract) file(ctx context.Context, name string, hdr *tar.Header, r i
 		return err
 	}
 	mode := fileMode(hdr)
+	if s.w != nil && hdr.Size <= writerJobMax && !isSparse(hdr) {
+		return s.submitFile(name, hdr, r, mode)
+	}
 	// O_EXCL: never through a symlink, never into a file it did not make.
 	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
@@ -415,6 +450,9 @@ type onlyWriter struct{ w io.Writer }
 func (w onlyWriter) Write(p []byte) (int, error) { return w.w.Write(p) }
 
 func (s *TarExtract) link(ctx context.Context, name string, hdr *tar.Header) error {
+	if err := s.w.settleAll(); err != nil { // the target may be a writer's
+		return err
+	}
 	target, err := memberPath(hdr.Linkname)
 	if err != nil {
 		return linkError(hdr.Linkname, err)
