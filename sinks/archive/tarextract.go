@@ -105,8 +105,9 @@ type TarExtract struct {
 	dirModes map[string]fs.FileMode
 	files    int64
 	bytes    int64
-	ready    bool     // Finish synced tmp; Commit may rename it
-	w        *writers // during Run of a tar with writers > 1, else nil
+	ready    bool      // Finish synced tmp; Commit may rename it
+	w        *writers  // during Run of a tar with writers > 1, else nil
+	dirs     *dirCache // during Run of a tar, else nil
 }
 
 // copyBufferSize is the sink's buffer between the archive and the files.
@@ -194,13 +195,17 @@ func (s *TarExtract) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO
 	if head, _ := br.Peek(4); isZip(head) {
 		return s.unzip(ctx, env, br, buf.Data)
 	}
+	s.dirs = newDirCache()
 	if s.writers > 1 {
-		s.w = newWriters(ctx, s.root, s.writers)
-		defer func() {
+		s.w = newWriters(ctx, s.writers)
+	}
+	defer func() {
+		if s.w != nil {
 			_ = s.w.close() // after a failure: Finish may remove nothing a writer still writes
 			s.w = nil
-		}()
-	}
+		}
+		s.closeDirs()
+	}()
 	er := &endReader{r: br}
 	tr := tar.NewReader(er)
 	last := ""
@@ -388,7 +393,11 @@ func (s *TarExtract) clear(ctx context.Context, name string) error {
 	if err := s.mkdirParents(ctx, name); err != nil {
 		return err
 	}
-	st, err := s.root.Lstat(name)
+	d, base, err := s.parent(name)
+	if err != nil {
+		return err
+	}
+	st, err := d.root.Lstat(base)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
@@ -400,7 +409,7 @@ func (s *TarExtract) clear(ctx context.Context, name string) error {
 	if n := s.tree.node(name, false); n != nil {
 		n.symlink = false
 	}
-	return s.root.Remove(name)
+	return d.root.Remove(base)
 }
 
 func (s *TarExtract) file(ctx context.Context, name string, hdr *tar.Header, r io.Reader, buf []byte) error {
@@ -414,11 +423,15 @@ func (s *TarExtract) file(ctx context.Context, name string, hdr *tar.Header, r i
 		return err
 	}
 	mode := fileMode(hdr)
+	d, base, err := s.parent(name)
+	if err != nil {
+		return err
+	}
 	if s.w != nil && hdr.Size <= writerJobMax && !isSparse(hdr) {
-		return s.submitFile(name, hdr, r, mode)
+		return s.submitFile(d, base, name, hdr, r, mode)
 	}
 	// O_EXCL: never through a symlink, never into a file it did not make.
-	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	f, err := d.root.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return err
 	}
@@ -438,7 +451,7 @@ func (s *TarExtract) file(ctx context.Context, name string, hdr *tar.Header, r i
 	s.files++
 	s.bytes += n
 	if !hdr.ModTime.IsZero() {
-		_ = s.root.Chtimes(name, hdr.ModTime, hdr.ModTime) // a time it cannot set does not spoil the file
+		_ = d.root.Chtimes(base, hdr.ModTime, hdr.ModTime) // a time it cannot set does not spoil the file
 	}
 	return nil
 }

@@ -44,8 +44,10 @@ func writerMemory(n int) int64 {
 
 // fileJob is one small member for a writer: its bytes are in data.
 type fileJob struct {
-	name   string // the path under the root (from memberPath)
-	member string // the archive's name for it, for errors
+	dir    *dirRoot // the directory it goes in, held (refs) until written
+	base   string   // its name in dir
+	name   string   // the path under the extraction's root (from memberPath)
+	member string   // the archive's name for it, for errors
 	mode   fs.FileMode
 	mtime  time.Time
 	data   []byte // hdr.Size bytes, or nil for an empty file
@@ -61,7 +63,6 @@ type fileJob struct {
 // may still be creating it.
 type writers struct {
 	ctx  context.Context
-	root *os.Root
 	jobs chan fileJob
 	free chan []byte // buffers of writerJobMax bytes not in use
 	made int         // buffers allocated so far; owner only
@@ -76,11 +77,11 @@ type writers struct {
 	capacity int // buffers the pool may allocate
 }
 
-// newWriters starts n writers creating files in root; they stop when
-// close is called (ctx stops them early: their jobs are then dropped).
-func newWriters(ctx context.Context, root *os.Root, n int) *writers {
+// newWriters starts n writers creating files; they stop when close is
+// called (ctx stops them early: their jobs are then dropped).
+func newWriters(ctx context.Context, n int) *writers {
 	w := &writers{
-		ctx: ctx, root: root,
+		ctx:      ctx,
 		jobs:     make(chan fileJob, n*writerBuffers),
 		free:     make(chan []byte, n*writerBuffers),
 		pending:  map[string]struct{}{},
@@ -146,8 +147,9 @@ func (w *writers) work() {
 		failed := w.err != nil
 		w.mu.Unlock()
 		if err == nil && !failed {
-			err = writeSmall(w.root, j)
+			err = writeSmall(j)
 		}
+		j.dir.refs.Add(-1)
 		if j.buf != nil {
 			w.free <- j.buf
 		}
@@ -212,9 +214,10 @@ func (w *writers) close() error {
 
 // writeSmall creates a job's file, as TarExtract.file does for a member
 // it writes itself.
-func writeSmall(root *os.Root, j fileJob) error {
+func writeSmall(j fileJob) error {
+	root := j.dir.root
 	// O_EXCL: never through a symlink, never into a file it did not make.
-	f, err := root.OpenFile(j.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, j.mode)
+	f, err := root.OpenFile(j.base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, j.mode)
 	if err != nil {
 		return err
 	}
@@ -231,7 +234,7 @@ func writeSmall(root *os.Root, j fileJob) error {
 		return err
 	}
 	if !j.mtime.IsZero() {
-		_ = root.Chtimes(j.name, j.mtime, j.mtime) // a time it cannot set does not spoil the file
+		_ = root.Chtimes(j.base, j.mtime, j.mtime) // a time it cannot set does not spoil the file
 	}
 	return nil
 }
@@ -246,8 +249,8 @@ func (w *writers) closeIfAny() error {
 
 // submitFile reads a small member's bytes and hands the file to the
 // writers. Its bytes are counted now: the run fails if the writer does.
-func (s *TarExtract) submitFile(name string, hdr *tar.Header, r io.Reader, mode fs.FileMode) error {
-	j := fileJob{name: name, member: hdr.Name, mode: mode, mtime: hdr.ModTime}
+func (s *TarExtract) submitFile(d *dirRoot, base, name string, hdr *tar.Header, r io.Reader, mode fs.FileMode) error {
+	j := fileJob{dir: d, base: base, name: name, member: hdr.Name, mode: mode, mtime: hdr.ModTime}
 	if hdr.Size > 0 {
 		j.buf = s.w.buffer()
 		n, err := io.ReadFull(r, j.buf[:hdr.Size])
@@ -260,7 +263,9 @@ func (s *TarExtract) submitFile(name string, hdr *tar.Header, r io.Reader, mode 
 		}
 		j.data = j.buf[:n]
 	}
+	d.refs.Add(1)
 	if err := s.w.submit(j); err != nil {
+		d.refs.Add(-1)
 		return err
 	}
 	s.files++
