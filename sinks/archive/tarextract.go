@@ -364,7 +364,11 @@ func (s *TarExtract) mkdir(ctx context.Context, name string, hdr *tar.Header) er
 	if err := s.mkdirParents(ctx, name); err != nil {
 		return err
 	}
-	st, err := s.root.Lstat(name)
+	d, base, err := s.parent(name)
+	if err != nil {
+		return err
+	}
+	st, err := d.root.Lstat(base)
 	switch {
 	case err == nil && st.IsDir():
 	case err == nil || !errors.Is(err, fs.ErrNotExist):
@@ -373,7 +377,7 @@ func (s *TarExtract) mkdir(ctx context.Context, name string, hdr *tar.Header) er
 		}
 		fallthrough
 	default:
-		if err := s.root.Mkdir(name, 0o700); err != nil {
+		if err := d.root.Mkdir(base, 0o700); err != nil {
 			return err
 		}
 	}
