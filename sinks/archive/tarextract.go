@@ -88,7 +88,11 @@ type TarExtractConfig struct {
 // next to DIR (".NAME.zip-RANDOM", removed when the run ends), then unpacks
 // it with the same rules; see zipextract.go.
 //
-// The sink runs with one worker. It holds one copy buffer (Memory).
+// The sink runs with one worker, which reads the stream. With writers
+// (4 by default), members of up to 256 KiB are read into memory and their
+// files made by that many goroutines while the stream is read on (see
+// tarwriters.go; the order an archive relies on is kept). It holds one
+// copy buffer and the writers' buffers (Memory).
 type TarExtract struct {
 	dir       string
 	overwrite bool
