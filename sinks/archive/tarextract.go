@@ -493,28 +493,3 @@ func (s *TarExtract) link(ctx context.Context, name string, hdr *tar.Header) err
 	}
 	return s.root.Link(target, name)
 }
-
-// fileMode is a member's permissions less setuid, setgid, sticky and
-// group and other write.
-func fileMode(hdr *tar.Header) fs.FileMode {
-	return fs.FileMode(hdr.Mode) & 0o777 &^ 0o022
-}
-
-// dirMode is fileMode with rwx for the owner.
-func dirMode(hdr *tar.Header) fs.FileMode { return fileMode(hdr) | 0o700 }
-
-func typeName(flag byte) string {
-	switch flag {
-	case tar.TypeChar:
-		return "character device"
-	case tar.TypeBlock:
-		return "block device"
-	case tar.TypeFifo:
-		return "FIFO"
-	case tar.TypeSymlink:
-		return "symlink"
-	case tar.TypeLink:
-		return "hard link"
-	}
-	return "non-directory"
-}
