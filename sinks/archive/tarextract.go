@@ -29,6 +29,7 @@ type TarExtractConfig struct {
 	Fsync     bool              `koanf:"fsync" help:"make every file and directory durable before the directory appears"`
 	Specials  string            `koanf:"specials" help:"device and FIFO members: fail (the run fails) or skip (with a warning)"`
 	MaxSize   pipeline.ByteSize `koanf:"max_size" help:"most bytes the archive's files may add up to; 0: no limit"`
+	Writers   int               `koanf:"writers" help:"goroutines creating a tar's small files (up to 256KiB) while the stream is read on; 0 or 1: one goroutine does all"`
 }
 
 // TarExtract is the tar.extract stage: it unpacks a tar stream (ordered
@@ -87,13 +88,18 @@ type TarExtractConfig struct {
 // next to DIR (".NAME.zip-RANDOM", removed when the run ends), then unpacks
 // it with the same rules; see zipextract.go.
 //
-// The sink runs with one worker. It holds one copy buffer (Memory).
+// The sink runs with one worker, which reads the stream. With writers
+// (4 by default), members of up to 256 KiB are read into memory and their
+// files made by that many goroutines while the stream is read on (see
+// tarwriters.go; the order an archive relies on is kept). It holds one
+// copy buffer and the writers' buffers (Memory).
 type TarExtract struct {
 	dir       string
 	overwrite bool
 	fsync     bool
 	specials  string
 	maxSize   int64
+	writers   int
 
 	// Set by Start, used by Run, Finish and Commit.
 	tmp      string    // the temporary directory, "" when there is none
@@ -103,7 +109,9 @@ type TarExtract struct {
 	dirModes map[string]fs.FileMode
 	files    int64
 	bytes    int64
-	ready    bool // Finish synced tmp; Commit may rename it
+	ready    bool      // Finish synced tmp; Commit may rename it
+	w        *writers  // during Run of a tar with writers > 1, else nil
+	dirs     *dirCache // during Run of a tar, else nil
 }
 
 // copyBufferSize is the sink's buffer between the archive and the files.
@@ -118,7 +126,7 @@ var tarExtractDef = pipeline.Def[TarExtractConfig]{
 	Summary:  "unpacks a tar stream into a directory that appears when complete",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,
-	Defaults: TarExtractConfig{Fsync: true, Specials: SpecialsFail},
+	Defaults: TarExtractConfig{Fsync: true, Specials: SpecialsFail, Writers: DefaultWriters},
 	New: func(c TarExtractConfig) (pipeline.Stage, error) {
 		if c.Dir == "" {
 			return nil, errors.New("no directory: set config dir or the run's output")
@@ -132,9 +140,15 @@ var tarExtractDef = pipeline.Def[TarExtractConfig]{
 		if c.MaxSize < 0 {
 			return nil, fmt.Errorf("max_size must not be negative, got %v", c.MaxSize)
 		}
-		return &TarExtract{dir: filepath.Clean(c.Dir), overwrite: c.Overwrite, fsync: c.Fsync, specials: c.Specials, maxSize: int64(c.MaxSize)}, nil
+		if c.Writers < 0 || c.Writers > 64 {
+			return nil, fmt.Errorf("writers must be from 0 to 64, got %d", c.Writers)
+		}
+		return &TarExtract{dir: filepath.Clean(c.Dir), overwrite: c.Overwrite, fsync: c.Fsync, specials: c.Specials,
+			maxSize: int64(c.MaxSize), writers: c.Writers}, nil
 	},
-	Memory:     func(TarExtractConfig) pipeline.Memory { return pipeline.Memory{PerReplica: copyBufferSize + peekSize} },
+	Memory: func(c TarExtractConfig) pipeline.Memory {
+		return pipeline.Memory{PerReplica: copyBufferSize + peekSize + writerMemory(c.Writers)}
+	},
 	MaxWorkers: func(TarExtractConfig) (int, string) { return 1, "a tar stream is read in order" },
 }
 
@@ -185,6 +199,17 @@ func (s *TarExtract) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO
 	if head, _ := br.Peek(4); isZip(head) {
 		return s.unzip(ctx, env, br, buf.Data)
 	}
+	s.dirs = newDirCache()
+	if s.writers > 1 {
+		s.w = newWriters(ctx, s.writers)
+	}
+	defer func() {
+		if s.w != nil {
+			_ = s.w.close() // after a failure: Finish may remove nothing a writer still writes
+			s.w = nil
+		}
+		s.closeDirs()
+	}()
 	er := &endReader{r: br}
 	tr := tar.NewReader(er)
 	last := ""
@@ -194,6 +219,9 @@ func (s *TarExtract) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, io.EOF):
+			if err := s.w.closeIfAny(); err != nil {
+				return err
+			}
 			if err := s.checkEnd(env, er, last); err != nil {
 				return err
 			}
@@ -209,6 +237,9 @@ func (s *TarExtract) Run(ctx context.Context, env *pipeline.Env, io_ pipeline.IO
 		if err := s.member(ctx, env, hdr, &tarData{tr, er}, buf.Data); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if me := (*MemberError)(nil); errors.As(err, &me) {
+				return err // a writer's, about an earlier member
 			}
 			return &MemberError{Member: hdr.Name, Err: err}
 		}
@@ -283,6 +314,10 @@ func (s *TarExtract) mkdirParents(ctx context.Context, name string) error {
 	if s.tree.dirsUpTo(dir) {
 		return nil
 	}
+	// A writer may be creating a file where a directory is to be made.
+	if err := s.w.settleAll(); err != nil {
+		return err
+	}
 	if err := mkdirAllAt(ctx, s.root, dir); err != nil {
 		return err
 	}
@@ -327,10 +362,17 @@ func mkdirAllAt(ctx context.Context, root *os.Root, dir string) error {
 }
 
 func (s *TarExtract) mkdir(ctx context.Context, name string, hdr *tar.Header) error {
+	if err := s.w.settle(name); err != nil {
+		return err
+	}
 	if err := s.mkdirParents(ctx, name); err != nil {
 		return err
 	}
-	st, err := s.root.Lstat(name)
+	d, base, err := s.parent(name)
+	if err != nil {
+		return err
+	}
+	st, err := d.root.Lstat(base)
 	switch {
 	case err == nil && st.IsDir():
 	case err == nil || !errors.Is(err, fs.ErrNotExist):
@@ -339,7 +381,7 @@ func (s *TarExtract) mkdir(ctx context.Context, name string, hdr *tar.Header) er
 		}
 		fallthrough
 	default:
-		if err := s.root.Mkdir(name, 0o700); err != nil {
+		if err := d.root.Mkdir(base, 0o700); err != nil {
 			return err
 		}
 	}
@@ -353,10 +395,17 @@ func (s *TarExtract) mkdir(ctx context.Context, name string, hdr *tar.Header) er
 // directory in the way is an error: replacing it could turn a directory
 // that later members climb through into a symlink.
 func (s *TarExtract) clear(ctx context.Context, name string) error {
+	if err := s.w.settle(name); err != nil { // an earlier member of that name
+		return err
+	}
 	if err := s.mkdirParents(ctx, name); err != nil {
 		return err
 	}
-	st, err := s.root.Lstat(name)
+	d, base, err := s.parent(name)
+	if err != nil {
+		return err
+	}
+	st, err := d.root.Lstat(base)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
@@ -368,7 +417,7 @@ func (s *TarExtract) clear(ctx context.Context, name string) error {
 	if n := s.tree.node(name, false); n != nil {
 		n.symlink = false
 	}
-	return s.root.Remove(name)
+	return d.root.Remove(base)
 }
 
 func (s *TarExtract) file(ctx context.Context, name string, hdr *tar.Header, r io.Reader, buf []byte) error {
@@ -382,8 +431,15 @@ func (s *TarExtract) file(ctx context.Context, name string, hdr *tar.Header, r i
 		return err
 	}
 	mode := fileMode(hdr)
+	d, base, err := s.parent(name)
+	if err != nil {
+		return err
+	}
+	if s.w != nil && hdr.Size <= writerJobMax && !isSparse(hdr) {
+		return s.submitFile(d, base, name, hdr, r, mode)
+	}
 	// O_EXCL: never through a symlink, never into a file it did not make.
-	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	f, err := d.root.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return err
 	}
@@ -403,7 +459,7 @@ func (s *TarExtract) file(ctx context.Context, name string, hdr *tar.Header, r i
 	s.files++
 	s.bytes += n
 	if !hdr.ModTime.IsZero() {
-		_ = s.root.Chtimes(name, hdr.ModTime, hdr.ModTime) // a time it cannot set does not spoil the file
+		_ = d.root.Chtimes(base, hdr.ModTime, hdr.ModTime) // a time it cannot set does not spoil the file
 	}
 	return nil
 }
@@ -415,6 +471,9 @@ type onlyWriter struct{ w io.Writer }
 func (w onlyWriter) Write(p []byte) (int, error) { return w.w.Write(p) }
 
 func (s *TarExtract) link(ctx context.Context, name string, hdr *tar.Header) error {
+	if err := s.w.settleAll(); err != nil { // the target may be a writer's
+		return err
+	}
 	target, err := memberPath(hdr.Linkname)
 	if err != nil {
 		return linkError(hdr.Linkname, err)
@@ -433,29 +492,4 @@ func (s *TarExtract) link(ctx context.Context, name string, hdr *tar.Header) err
 		return err
 	}
 	return s.root.Link(target, name)
-}
-
-// fileMode is a member's permissions less setuid, setgid, sticky and
-// group and other write.
-func fileMode(hdr *tar.Header) fs.FileMode {
-	return fs.FileMode(hdr.Mode) & 0o777 &^ 0o022
-}
-
-// dirMode is fileMode with rwx for the owner.
-func dirMode(hdr *tar.Header) fs.FileMode { return fileMode(hdr) | 0o700 }
-
-func typeName(flag byte) string {
-	switch flag {
-	case tar.TypeChar:
-		return "character device"
-	case tar.TypeBlock:
-		return "block device"
-	case tar.TypeFifo:
-		return "FIFO"
-	case tar.TypeSymlink:
-		return "symlink"
-	case tar.TypeLink:
-		return "hard link"
-	}
-	return "non-directory"
 }

@@ -31,7 +31,7 @@ func extractRun(t *testing.T, ctx context.Context, data []byte, chunk int, cfg *
 }
 
 func extractCfg(dir string) *archive.TarExtractConfig {
-	return &archive.TarExtractConfig{Dir: dir, Fsync: true, Specials: archive.SpecialsFail}
+	return &archive.TarExtractConfig{Dir: dir, Fsync: true, Specials: archive.SpecialsFail, Writers: archive.DefaultWriters}
 }
 
 // entries of dir's parent besides dir: the temporary directory must be

@@ -1,8 +1,10 @@
 package archive
 
 import (
+	"archive/tar"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"path/filepath"
 	"strings"
@@ -141,4 +143,29 @@ func symlinkTarget(member, target string) (string, error) {
 		return "", unsafeMember("symlink to %q is not a local path on this system", target)
 	}
 	return clean, nil
+}
+
+// fileMode is a member's permissions less setuid, setgid, sticky and
+// group and other write.
+func fileMode(hdr *tar.Header) fs.FileMode {
+	return fs.FileMode(hdr.Mode) & 0o777 &^ 0o022
+}
+
+// dirMode is fileMode with rwx for the owner.
+func dirMode(hdr *tar.Header) fs.FileMode { return fileMode(hdr) | 0o700 }
+
+func typeName(flag byte) string {
+	switch flag {
+	case tar.TypeChar:
+		return "character device"
+	case tar.TypeBlock:
+		return "block device"
+	case tar.TypeFifo:
+		return "FIFO"
+	case tar.TypeSymlink:
+		return "symlink"
+	case tar.TypeLink:
+		return "hard link"
+	}
+	return "non-directory"
 }
