@@ -294,5 +294,6 @@ func (d *Download) piecesNeed(topology Topology, g *pipeline.Graph) error {
 			}
 		}
 	}
-	return &RequestError{Field: "Topology", Err: fmt.Errorf("the metalink has piece hashes and %s has no stage that verifies them all; add a stage of type hash.tap before the sink (see examples/)", topology.describe())}
+	return &RequestError{Field: "Topology", Err: &NeedError{Need: pipeline.ProvidesPieces, Topology: topology.describe(),
+		Hint: "the metalink has piece hashes and no stage verifies them all; add a stage of type hash.tap before the sink (see examples/)"}}
 }

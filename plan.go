@@ -94,6 +94,9 @@ func (d *Download) makePlan(p *prep, res *pipeline.Resource, output string, from
 		cfg.Resume = false
 	}
 	nodes, err := d.nodesFor(&cfg, p, topology)
+	if err == nil {
+		nodes, err = d.meetNeeds(&cfg, nodes, topology)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -76,6 +76,9 @@ func (d *Download) checkFixed(p *prep, forRun bool) ([]pipeline.Node, error) {
 		c.Output = "check" // a file sink needs one to be built
 	}
 	nodes, err := d.nodesFor(&c, p, p.topology)
+	if err == nil {
+		nodes, err = d.meetNeeds(&c, nodes, p.topology)
+	}
 	if err != nil {
 		return nil, err
 	}

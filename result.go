@@ -107,6 +107,19 @@ type runStats struct {
 // add reads the counters of g after a run.
 func (r *runStats) add(g *pipeline.Graph) {
 	r.connections = max(g.Connections(), 1)
+	if reps := pipeline.Reporters[pipeline.ConnectionReporter](g); len(reps) > 0 {
+		// The connections that delivered bytes: a server without ranges
+		// gives a ranged graph one, whatever it was built for.
+		used := 0
+		for _, c := range reps {
+			for _, n := range c.ConnectionBytes() {
+				if n > 0 {
+					used++
+				}
+			}
+		}
+		r.connections = max(min(used, r.connections), 1)
+	}
 	for _, rr := range pipeline.Reporters[pipeline.RetryReporter](g) {
 		r.retries += rr.Retries()
 	}

@@ -46,7 +46,40 @@ type Spec struct {
 	// see Env.Reshaped, so that a sink neither checks their offsets
 	// against Resource.Size nor resumes by them.
 	Reshapes bool
+	// Provides names what the stage does for a download that a request
+	// may need (Capabilities): dlflow checks a request's needs against
+	// the stages of its graph before any request, adds a stage where that
+	// is safe, or refuses the topology.
+	Provides []Capability
 }
+
+// Capability is something a stage does for a download that a request may
+// need, named so that a graph can be checked against a request before it
+// runs.
+type Capability string
+
+// The capabilities the built-in stages provide.
+const (
+	// ProvidesProgress: the stage counts the bytes in place (progress.tap),
+	// for a progress bar and the result's byte count.
+	ProvidesProgress Capability = "progress"
+	// ProvidesChecksum: the stage verifies a digest of the whole file.
+	ProvidesChecksum Capability = "checksum"
+	// ProvidesPieces: the stage verifies piece hashes (a Metalink's).
+	ProvidesPieces Capability = "pieces"
+	// ProvidesConnections: the stage fetches over several connections.
+	ProvidesConnections Capability = "connections"
+	// ProvidesMirrors: the stage spreads its connections over mirrors.
+	ProvidesMirrors Capability = "mirrors"
+	// ProvidesResume: the stage keeps a partial download and continues it.
+	ProvidesResume Capability = "resume"
+	// The kinds of output a sink writes: a file, a writer, an object, a
+	// directory an archive unpacks into.
+	ProvidesFile    Capability = "output:file"
+	ProvidesWriter  Capability = "output:writer"
+	ProvidesObject  Capability = "output:s3"
+	ProvidesExtract Capability = "output:extract"
+)
 
 // Memory declares what a stage holds, for [Graph.MemoryBound].
 type Memory struct {
@@ -81,7 +114,7 @@ type Def[C any] struct {
 	Defaults C
 	// New builds a stage from its config.
 	New func(C) (Stage, error)
-	// Ports, Memory, AnyOrder, MaxWorkers, Connects and Reshapes are
+	// Ports, Memory, AnyOrder, MaxWorkers, Connects, Reshapes and Provides are
 	// optional; see Spec.
 	Ports      func(C) (consumes, produces Flow)
 	Memory     func(C) Memory
@@ -89,6 +122,7 @@ type Def[C any] struct {
 	MaxWorkers func(C) (n int, why string)
 	Connects   bool
 	Reshapes   bool
+	Provides   []Capability
 }
 
 // Spec converts d to an untyped Spec.
@@ -106,6 +140,7 @@ func (d Def[C]) Spec() Spec {
 		AnyOrder: d.AnyOrder,
 		Connects: d.Connects,
 		Reshapes: d.Reshapes,
+		Provides: d.Provides,
 	}
 	if d.Ports != nil {
 		s.Ports = func(cfg any) (Flow, Flow) { return d.Ports(*cfg.(*C)) }

@@ -251,6 +251,7 @@ func (e *BusyError) Unwrap() error { return ErrBusy }
 
 var fileDef = pipeline.Def[FileConfig]{
 	Type:     "file.sink",
+	Provides: []pipeline.Capability{pipeline.ProvidesFile, pipeline.ProvidesResume},
 	Summary:  "writes the download into OUTPUT.tmp and renames it to OUTPUT when complete",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,

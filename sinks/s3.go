@@ -98,6 +98,7 @@ func (e *NoBucketError) Unwrap() error { return ErrNoBucket }
 
 var s3Def = pipeline.Def[S3Config]{
 	Type:     "s3.sink",
+	Provides: []pipeline.Capability{pipeline.ProvidesObject},
 	Summary:  "uploads the bytes to an S3-compatible object store as a multipart upload, with no local copy",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,
