@@ -201,7 +201,7 @@ func (d *Download) run(ctx context.Context) error {
 	if p.cfg.HTTP.Insecure {
 		d.log.Warn().Msg("TLS certificate verification is off (http.insecure): anyone on the network path can read and alter the download")
 	}
-	output, err := d.checkOutput(p)
+	output, err := d.checkOutput(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -429,7 +429,7 @@ func (d *Download) codeNodes(cfg *config.Config, topology Topology) []pipeline.N
 			continue // Build names it
 		}
 		if nodes[i].Config == nil {
-			nodes[i].Config = spec.Config()
+			nodes[i].Config = spec.NewConfig()
 		}
 		if st, ok := nodes[i].Config.(pipeline.SettingsTaker); ok {
 			st.TakeSettings(cfg.Settings())
@@ -453,7 +453,7 @@ func (d *Download) build(cfg *config.Config, nodes []pipeline.Node) (*pipeline.G
 func capConnections(reg *pipeline.Registry, nodes []pipeline.Node, limit int) {
 	var connecting []*pipeline.Node
 	for i := range nodes {
-		if spec, ok := reg.Lookup(nodes[i].Type); ok && spec.Connects {
+		if typ, ok := reg.Lookup(nodes[i].Type); ok && typ.Describe(nil).Connects {
 			connecting = append(connecting, &nodes[i])
 		}
 	}

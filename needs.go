@@ -35,7 +35,7 @@ func (e *NeedError) Unwrap() error { return ErrUnmetNeed }
 // provides reports whether a node of nodes provides c.
 func provides(reg *pipeline.Registry, nodes []pipeline.Node, c pipeline.Capability) bool {
 	for _, n := range nodes {
-		if spec, ok := reg.Lookup(n.Type); ok && slices.Contains(spec.Provides, c) {
+		if typ, ok := reg.Lookup(n.Type); ok && slices.Contains(typ.Describe(n.Config).Provides, c) {
 			return true
 		}
 	}
@@ -71,7 +71,7 @@ func (d *Download) meetNeeds(cfg *config.Config, nodes []pipeline.Node, topology
 // Connects), or -1.
 func fetchingNode(reg *pipeline.Registry, nodes []pipeline.Node) int {
 	for i, n := range nodes {
-		if spec, ok := reg.Lookup(n.Type); ok && spec.Connects {
+		if typ, ok := reg.Lookup(n.Type); ok && typ.Describe(n.Config).Connects {
 			return i
 		}
 	}
@@ -81,8 +81,12 @@ func fetchingNode(reg *pipeline.Registry, nodes []pipeline.Node) int {
 // orderedStream reports whether n produces the resource's bytes as one
 // ordered stream (one worker of a stage that produces ordered bytes).
 func orderedStream(reg *pipeline.Registry, n pipeline.Node) bool {
-	spec, ok := reg.Lookup(n.Type)
-	return ok && spec.Produces == pipeline.OrderedBytes && n.Workers <= 1 && !spec.Reshapes
+	typ, ok := reg.Lookup(n.Type)
+	if !ok {
+		return false
+	}
+	info := typ.Describe(n.Config)
+	return info.Produces == pipeline.OrderedBytes && n.Workers <= 1 && !info.Reshapes
 }
 
 // insertAfter returns nodes with a stage of type typ, id, inserted between
@@ -99,8 +103,8 @@ func (d *Download) insertAfter(cfg *config.Config, nodes []pipeline.Node, i int,
 		}
 	}
 	n := pipeline.Node{ID: id, Type: typ, Inputs: []string{after}}
-	if spec, ok := d.client.reg.Lookup(typ); ok {
-		n.Config = spec.Config()
+	if st, ok := d.client.reg.Lookup(typ); ok {
+		n.Config = st.NewConfig()
 		if st, ok := n.Config.(pipeline.SettingsTaker); ok {
 			st.TakeSettings(cfg.Settings())
 		}

@@ -1,6 +1,7 @@
 package dlflow
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"github.com/rs/zerolog"
@@ -80,7 +81,7 @@ func (d *Download) pickTopology(res *pipeline.Resource) Topology {
 // sources is the number of URLs the connections are spread over. It
 // preflights the graph; the caller releases it (Graph.Release) when the
 // attempt is over.
-func (d *Download) makePlan(p *prep, res *pipeline.Resource, output string, fromZero bool, sources int) (*plan, error) {
+func (d *Download) makePlan(ctx context.Context, p *prep, res *pipeline.Resource, output string, fromZero bool, sources int) (*plan, error) {
 	topology := p.topology
 	if topology.auto() {
 		topology = d.pickTopology(res)
@@ -113,7 +114,7 @@ func (d *Download) makePlan(p *prep, res *pipeline.Resource, output string, from
 	if err != nil {
 		return nil, err
 	}
-	if err := g.Preflight(d.log); err != nil {
+	if err := g.Preflight(ctx, d.log); err != nil {
 		g.Release(d.log)
 		if d.req.SkipExisting && errors.Is(err, ErrOutputExists) {
 			return nil, errSkipped
@@ -150,7 +151,7 @@ func (d *Download) tune(nodes []pipeline.Node, topology Topology, sources int, s
 func connectionsOf(reg *pipeline.Registry, nodes []pipeline.Node) int {
 	n := 0
 	for _, nd := range nodes {
-		if spec, ok := reg.Lookup(nd.Type); ok && spec.Connects {
+		if typ, ok := reg.Lookup(nd.Type); ok && typ.Describe(nd.Config).Connects {
 			n += max(nd.Workers, 1)
 		}
 	}
@@ -307,11 +308,11 @@ func (d *Download) checkCandidates(cfg *config.Config, names []string) ([]pipeli
 func workersFit(reg *pipeline.Registry, cfg *config.Config, nodes []pipeline.Node) error {
 	var errs []*config.KeyError
 	for _, n := range nodes {
-		spec, ok := reg.Lookup(n.Type)
+		typ, ok := reg.Lookup(n.Type)
 		if !ok {
 			continue
 		}
-		if most := spec.WorkersAllowed(n.Config); most > 0 && n.Workers > most {
+		if most := typ.Describe(n.Config).MaxWorkers; most > 0 && n.Workers > most {
 			key := "stages." + n.ID + ".workers"
 			errs = append(errs, &config.KeyError{Key: key, Pos: cfg.Position(key),
 				Msg: fmt.Sprintf("%s runs at most %d workers", n.Type, most)})
@@ -335,8 +336,8 @@ func probeOptions(reg *pipeline.Registry, nodes []pipeline.Node, retry *Retry) h
 	applyRetry(reg, nodes, retry)
 	var opts httpx.ProbeOptions
 	for _, n := range nodes {
-		if spec, ok := reg.Lookup(n.Type); ok && spec.Memory != nil && n.Config != nil {
-			opts.Prefetch = max(opts.Prefetch, spec.Memory(n.Config).MaxRange)
+		if typ, ok := reg.Lookup(n.Type); ok && n.Config != nil {
+			opts.Prefetch = max(opts.Prefetch, typ.Describe(n.Config).MaxRange)
 		}
 	}
 	if opts.Prefetch == 0 {

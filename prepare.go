@@ -98,7 +98,7 @@ func (d *Download) checkFixed(p *prep, forRun bool) ([]pipeline.Node, error) {
 // pick builds its graph (the first plan) and preflights it; the automatic
 // one reserves the output for the graph built after the probe. It returns
 // the output, "" when the probe names it (or for a Writer).
-func (d *Download) checkOutput(p *prep) (string, error) {
+func (d *Download) checkOutput(ctx context.Context, p *prep) (string, error) {
 	req, output := d.req, ""
 	if req.Writer != nil {
 		d.log.Info().Msg("writing to a writer, not a file: no resume, an interrupted download starts over")
@@ -128,48 +128,25 @@ func (d *Download) checkOutput(p *prep) (string, error) {
 	var err error
 	switch {
 	case !p.topology.auto():
-		p.first, err = d.makePlan(p, nil, output, false, len(p.mirrors)+1)
+		p.first, err = d.makePlan(ctx, p, nil, output, false, len(p.mirrors)+1)
 	case req.Extract != "":
-		err = d.preflightSink(p, output)
+		// tar.extract, the sink of every candidate, reserves nothing.
+		if err = sinks.CheckExtractDir(output, p.cfg.Overwrite); err != nil {
+			err = &pipeline.StageError{Stage: "unpack", Type: "tar.extract", Err: err}
+		}
+		if d.req.SkipExisting && errors.Is(err, ErrOutputExists) {
+			err = errSkipped
+		}
 	case req.Writer == nil:
-		p.reserved, err = sinks.Reserve(output, p.cfg.Overwrite || output == d.replace)
+		// file.sink, the sink of every candidate, takes the reservation.
+		if p.reserved, err = sinks.Reserve(output, p.cfg.Overwrite || output == d.replace); err != nil {
+			err = &pipeline.StageError{Stage: "write", Type: "file.sink", Err: err}
+		}
 		if d.req.SkipExisting && errors.Is(err, ErrOutputExists) {
 			err = errSkipped
 		}
 	}
 	return output, err
-}
-
-// preflightSink lets the sink of an automatic topology's candidates
-// refuse output before the probe, without a graph: the stage alone is
-// made and asked. It holds nothing after (tar.extract reserves nothing).
-func (d *Download) preflightSink(p *prep, output string) error {
-	names := d.req.autoTopologies()
-	c := *p.cfg
-	c.Output = output
-	nodes, _, err := d.overlayNodes(&c, names[len(names)-1], nil)
-	if err != nil {
-		return err
-	}
-	n := nodes[len(nodes)-1] // the sink: a built-in topology lists it last
-	spec, _ := d.client.reg.Lookup(n.Type)
-	st, err := spec.New(n.Config)
-	if err != nil {
-		return err
-	}
-	env := &pipeline.Env{Stage: n.ID, Log: d.log.With().Str("stage", n.ID).Logger()}
-	if r, ok := st.(pipeline.Releaser); ok {
-		defer r.Release(env)
-	}
-	if pf, ok := st.(pipeline.Preflighter); ok {
-		if err := pf.Preflight(env); err != nil {
-			if d.req.SkipExisting && errors.Is(err, ErrOutputExists) {
-				return errSkipped
-			}
-			return &pipeline.StageError{Stage: n.ID, Type: n.Type, Err: err}
-		}
-	}
-	return nil
 }
 
 // release gives back what p holds for the run: the graph built before the

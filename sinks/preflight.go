@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,7 +21,7 @@ import (
 // symlink. It creates PATH.tmp, locked, for the run that follows (see
 // reserve.go); Release removes it if no run took it. A sink handed a
 // Reservation (FileConfig.Reserved) was checked by Reserve already.
-func (s *FileSink) Preflight(env *pipeline.Env) error {
+func (s *FileSink) Preflight(ctx context.Context, env *pipeline.Env) error {
 	if s.reserved != nil {
 		return nil
 	}

@@ -20,7 +20,18 @@ import (
 // Preflight refuses, before any network I/O, a DIR that exists (unless
 // overwrite, for a directory) and a parent that does not take a new
 // directory.
-func (s *TarExtract) Preflight(env *pipeline.Env) error {
+func (s *TarExtract) Preflight(ctx context.Context, env *pipeline.Env) error {
+	return s.preflight()
+}
+
+// CheckExtractDir checks dir as a tar.extract's Preflight does, without a
+// graph: for a caller that checks the output before it knows which graph
+// runs (dlflow's automatic topology, picked after the probe).
+func CheckExtractDir(dir string, overwrite bool) error {
+	return (&TarExtract{dir: filepath.Clean(dir), overwrite: overwrite}).preflight()
+}
+
+func (s *TarExtract) preflight() error {
 	parent := filepath.Dir(s.dir)
 	st, err := os.Stat(parent)
 	if err != nil {
