@@ -34,26 +34,10 @@ type Download struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{}
 	begun  time.Time
-	// claim, set by a batch, reserves the output for this download; nil
-	// alone.
-	claim func(path string) error
+	hooks  batchHooks
 	// asked is the URL asked for, redacted, once the configuration named it.
 	asked string
-	// gate, when set, is passed before the first request; transferred,
-	// when set, is called once the bytes are all in, before the sink makes
-	// them durable. A batch's transfer slot is held between the two.
-	gate        func(context.Context) error
-	transferred func()
-	// metalink is the request's Metalink file, once read;
-	// urlFromMetalink says its most preferred URL became the download's
-	// URL, which the user did not name (credentialOwners);
-	// sizeFromMetalink: the resource's size is the Metalink's, as the
-	// server did not say one.
-	metalink         *metalink.File
-	urlFromMetalink  bool
-	sizeFromMetalink bool
-	// checksumFromMetalink: the checksum verified is the Metalink's.
-	checksumFromMetalink bool
+	ml    metalinkUse
 	// out is Request.Writer, counted; nil without one.
 	out *countingWriter
 	// replace is the existing output that IfNewer found older than the
@@ -72,6 +56,30 @@ type Download struct {
 	rate    rateMeter
 	stats   runStats
 	started bool // a graph started: Path.tmp may hold data
+}
+
+// batchHooks are what a batch gives a download; all nil alone.
+type batchHooks struct {
+	// claim reserves the output for this download within its batch.
+	claim func(path string) error
+	// gate, when set, is passed before the first request; transferred,
+	// when set, is called once the bytes are all in, before the sink makes
+	// them durable. A batch's transfer slot is held between the two.
+	gate        func(context.Context) error
+	transferred func()
+}
+
+// metalinkUse is what a download took from its Metalink, set by its run
+// (applyMetalink, metalinkResource) and read by it and, after, by its
+// result.
+type metalinkUse struct {
+	// file is the request's Metalink file, once read; nil without one.
+	file *metalink.File
+	// urlFrom: its most preferred URL became the download's URL, which
+	// the user did not name (credentialOwners); sizeFrom: the resource's
+	// size is the Metalink's, as the server did not say one;
+	// checksumFrom: the checksum verified is the Metalink's.
+	urlFrom, sizeFrom, checksumFrom bool
 }
 
 // Info describes a download once its probe answered.
@@ -121,7 +129,7 @@ func (c *Client) startWith(ctx context.Context, req *Request, claim func(path st
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	d := &Download{client: c, req: req, log: c.logger(ctx), cancel: cancel, done: make(chan struct{}), begun: time.Now(),
-		claim: claim, gate: gate, transferred: transferred}
+		hooks: batchHooks{claim: claim, gate: gate, transferred: transferred}}
 	if req.Label != "" {
 		d.log = d.log.With().Str("download", req.Label).Logger()
 	}
@@ -205,8 +213,8 @@ func (d *Download) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if d.gate != nil {
-		if err := d.gate(ctx); err != nil {
+	if d.hooks.gate != nil {
+		if err := d.hooks.gate(ctx); err != nil {
 			return err
 		}
 	}
@@ -266,7 +274,7 @@ func (d *Download) attempts(ctx context.Context, p *prep, pr *probed, output str
 		if err == nil {
 			d.keepLastModified(output, pr.res)
 		}
-		if errors.Is(err, httpx.ErrResourceChanged) && d.sizeFromMetalink {
+		if errors.Is(err, httpx.ErrResourceChanged) && d.ml.sizeFrom {
 			// The server said no size: what differs is its body and the
 			// metalink's size, which another try does not change.
 			return fmt.Errorf("%w (the size is the metalink's: the server did not send one)", err)
@@ -327,8 +335,8 @@ func (d *Download) runOnce(ctx context.Context, pl *plan, res *pipeline.Resource
 	start := time.Now()
 	transferred := func() {
 		release()
-		if d.transferred != nil {
-			d.transferred()
+		if d.hooks.transferred != nil {
+			d.hooks.transferred()
 		}
 	}
 	err := g.Run(ctx, pipeline.RunOptions{Resource: res, Log: d.log, Metrics: d.req.Metrics, Trace: d.req.Trace, Transferred: transferred})
@@ -464,10 +472,10 @@ func capConnections(reg *pipeline.Registry, nodes []pipeline.Node, limit int) {
 
 // claimOutput reserves output for this download within its batch.
 func (d *Download) claimOutput(output string) error {
-	if d.claim == nil {
+	if d.hooks.claim == nil {
 		return nil
 	}
-	return d.claim(output)
+	return d.hooks.claim(output)
 }
 
 func (d *Download) setInfo(f func(*Info)) {

@@ -50,7 +50,7 @@ func (d *Download) applyMetalink(ctx context.Context, cfg *config.Config) ([]str
 	}
 	if cfg.URL == "" {
 		cfg.URL, urls = urls[0], urls[1:]
-		d.urlFromMetalink = true
+		d.ml.urlFrom = true
 	}
 	mirrors := append(urls, d.req.Mirrors...)
 	if len(mirrors) > MaxSources-1 {
@@ -59,9 +59,9 @@ func (d *Download) applyMetalink(ctx context.Context, cfg *config.Config) ([]str
 	}
 	if cfg.Checksum == "" {
 		cfg.Checksum = file.Checksum()
-		d.checksumFromMetalink = cfg.Checksum != ""
+		d.ml.checksumFrom = cfg.Checksum != ""
 	}
-	d.metalink = file
+	d.ml.file = file
 	return mirrors, nil
 }
 
@@ -188,7 +188,7 @@ func ParseFileSelection(spec string) ([]int, error) {
 // configured.
 func (d *Download) explainChecksum(err error) {
 	var ce *ChecksumError
-	if d.checksumFromMetalink && errors.As(err, &ce) && ce.Source == "checksum" {
+	if d.ml.checksumFrom && errors.As(err, &ce) && ce.Source == "checksum" {
 		ce.Source = "the metalink"
 	}
 }
@@ -238,7 +238,7 @@ func (d *Download) fetchMetalink(ctx context.Context, client *http.Client, heade
 // hash.tap in every topology (piecesNeed), and by an http.reader as it
 // fetches, which can take a bad piece from another source.
 func (d *Download) metalinkResource(res *pipeline.Resource) error {
-	f := d.metalink
+	f := d.ml.file
 	if f == nil {
 		return nil
 	}
@@ -247,7 +247,7 @@ func (d *Download) metalinkResource(res *pipeline.Resource) error {
 	}
 	if f.Size >= 0 && res.Size < 0 {
 		d.log.Info().Int64("size", f.Size).Msg("the server does not say the size; the metalink's is enforced")
-		res.Size, d.sizeFromMetalink = f.Size, true
+		res.Size, d.ml.sizeFrom = f.Size, true
 	}
 	if f.Name != "" {
 		res.FileName = f.Name
@@ -271,7 +271,7 @@ func (d *Download) credentialOwners(rawURL string) []string {
 	if !strings.HasPrefix(src, "http://") && !strings.HasPrefix(src, "https://") {
 		return []string{rawURL}
 	}
-	if d.urlFromMetalink {
+	if d.ml.urlFrom {
 		return []string{src}
 	}
 	return []string{src, rawURL}
@@ -281,7 +281,7 @@ func (d *Download) credentialOwners(rawURL string) []string {
 // hashes and no stage of graph can verify them all: a
 // pipeline.PieceVerifier that sees the resource's bytes.
 func (d *Download) piecesNeed(topology Topology, g *pipeline.Graph) error {
-	if d.metalink == nil || d.metalink.Pieces == nil {
+	if d.ml.file == nil || d.ml.file.Pieces == nil {
 		return nil
 	}
 	for _, st := range g.Stages() {

@@ -174,7 +174,7 @@ func (d *Download) finalResult(err error) *Result {
 		if r.Checksum != "" {
 			r.Verified |= VerifiedChecksum
 		}
-		if m := d.metalink; m != nil && m.Pieces != nil && stats.pieces == len(m.Pieces.Hashes) {
+		if m := d.ml.file; m != nil && m.Pieces != nil && stats.pieces == len(m.Pieces.Hashes) {
 			r.Verified, r.Pieces = r.Verified|VerifiedPieces, int64(stats.pieces)
 		}
 		d.warnUnverified(r)
@@ -345,7 +345,7 @@ func (d *Download) warnUnverified(r *Result) {
 	}
 	why := ""
 	switch {
-	case d.metalink != nil:
+	case d.ml.file != nil:
 		n, why = max(n, 1), "; the metalink has no hash dlflow can check"
 	case n < 2:
 		return
