@@ -374,22 +374,23 @@ func (d *Download) begin(pl *plan, res *pipeline.Resource, output string) {
 	}
 }
 
-// warnConnections says, at the default level, that the download runs on
-// one connection where the request asked for more.
+// warnConnections says, in one line at warn (the default level), where
+// the server is the limit: the download runs on one connection where the
+// request asked for more, or its mirrors go unused, because the server
+// does not answer range requests or does not say the size.
 func (d *Download) warnConnections(g *pipeline.Graph, res *pipeline.Resource) {
-	if d.req.Connections <= 1 {
-		return
-	}
-	why := ""
+	noRanges := !res.AcceptRanges || res.Size < 0
 	switch {
-	case !res.AcceptRanges || res.Size < 0:
-		why = "the server does not answer range requests or does not say the size"
-	case g.Connections() <= 1:
-		why = "the file is smaller than 16 MiB"
-	default:
-		return
+	case d.req.Connections > 1 && noRanges:
+		d.log.Warn().Int("connections", d.req.Connections).Int("mirrors", len(res.Mirrors)).
+			Msg("downloading over one connection: the server does not answer range requests or does not say the size")
+	case d.req.Connections > 1 && g.Connections() <= 1:
+		d.log.Warn().Int("connections", d.req.Connections).Msg("downloading over one connection: the file is smaller than 16 MiB")
+	case len(res.Mirrors) > 0 && noRanges && g.Connections() > 1:
+		// (An automatic topology picked the stream: tune said it.)
+		d.log.Warn().Int("mirrors", len(res.Mirrors)).
+			Msg("the mirrors are not used: the server does not answer range requests or does not say the size")
 	}
-	d.log.Warn().Int("connections", d.req.Connections).Msgf("downloading over one connection: %s", why)
 }
 
 // errSkipped ends a download whose output exists when the request says to

@@ -144,3 +144,31 @@ func TestNeedConnectionsReal(t *testing.T) {
 		t.Errorf("%d warnings of one connection, want 1; log:\n%s", n, logs)
 	}
 }
+
+// TestNeedMirrorsNoRangesSaidAtWarn: mirrors with a ranged topology and a
+// server that sends no ranges and no size go unused: one line says so at
+// warn, and the bytes come from the primary alone.
+func TestNeedMirrorsNoRangesSaidAtWarn(t *testing.T) {
+	noLeaks(t)
+	const size = 18 << 20
+	srv := startOrigin(t, origin.Options{Size: size, Seed: 12})
+	srv.SetFaults(origin.Faults{NoLength: true})
+	mirror := startOrigin(t, origin.Options{Size: size, Seed: 12})
+	opt, logs := withLog(zerolog.WarnLevel)
+	out := filepath.Join(t.TempDir(), "out")
+	res, err := newClient(t, opt).Do(t.Context(), &dlflow.Request{URL: srv.URL(), Path: out, Mirrors: []string{mirror.URL()},
+		Topology: dlflow.Topology{Name: "ranged"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertComplete(t, out, size, 12)
+	if n := strings.Count(logs.String(), "the mirrors are not used"); n != 1 {
+		t.Errorf("%d warnings that the mirrors are not used, want 1; log:\n%s", n, logs)
+	}
+	if n := mirror.Stats().GETs; n != 0 {
+		t.Errorf("the mirror got %d GETs, want none", n)
+	}
+	if res.Connections != 1 {
+		t.Errorf("result says %d connections, want 1", res.Connections)
+	}
+}
