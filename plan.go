@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/rs/zerolog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,13 @@ func (d *Download) pickTopology(res *pipeline.Resource) Topology {
 // sources is the number of URLs the connections are spread over. It
 // preflights the graph; the caller releases it (Graph.Release) when the
 // attempt is over.
+//
+// For a built-in topology the library picked, the request's stage keys
+// may not fit it (stages.fetch.workers: 8 for ranged.yaml's reader, where
+// the stream's fetch is one source): they fit the other candidate, or
+// prepare would have refused them. Then the graph is built without them,
+// and one line at warn says which problem was left aside: the only case
+// where an attempt builds two graphs.
 func (d *Download) makePlan(ctx context.Context, p *prep, res *pipeline.Resource, output string, fromZero bool, sources int) (*plan, error) {
 	topology := p.topology
 	if topology.auto() {
@@ -94,22 +102,12 @@ func (d *Download) makePlan(ctx context.Context, p *prep, res *pipeline.Resource
 	if fromZero {
 		cfg.Resume = false
 	}
-	nodes, err := d.nodesFor(&cfg, p, topology)
-	if err == nil {
-		nodes, err = d.meetNeeds(&cfg, nodes, topology)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := d.tune(nodes, topology, sources, true); err != nil {
-		return nil, err
-	}
-	if p.reserved != nil {
-		handReservation(nodes, output, p.reserved)
-	}
-	g, err := d.build(&cfg, nodes)
-	if err == nil {
-		err = d.piecesNeed(topology, g)
+	g, err := d.assemble(&cfg, p, topology, p.cfg.Stages, sources)
+	var ce *config.Error
+	if p.overlay && len(p.cfg.Stages) > 0 && errors.As(err, &ce) {
+		d.log.Warn().Str("topology", topology.describe()).Str("problem", oneLine(err)).
+			Msg("the configuration keys for stages do not fit the topology picked for this download; it runs without them")
+		g, err = d.assemble(&cfg, p, topology, nil, sources)
 	}
 	if err != nil {
 		return nil, err
@@ -122,6 +120,31 @@ func (d *Download) makePlan(ctx context.Context, p *prep, res *pipeline.Resource
 		return nil, err
 	}
 	return &plan{topology: topology, graph: g, sources: sources, fromZero: fromZero}, nil
+}
+
+// assemble decodes the nodes of topology (with layer, the request's stage
+// keys, laid over a built-in topology's stages when p.overlay), meets the
+// request's needs, tunes the connections and builds the graph.
+func (d *Download) assemble(cfg *config.Config, p *prep, topology Topology, layer map[string]config.StageConfig, sources int) (*pipeline.Graph, error) {
+	nodes, unused, err := d.nodesFor(cfg, p, topology, layer)
+	if err == nil {
+		d.sayUnused(cfg, layer, unused)
+		nodes, err = d.meetNeeds(cfg, nodes, topology)
+	}
+	if err == nil {
+		err = d.tune(nodes, topology, sources, true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p.reserved != nil {
+		handReservation(nodes, cfg.Output, p.reserved)
+	}
+	g, err := d.build(cfg, nodes)
+	if err == nil {
+		err = d.piecesNeed(topology, g)
+	}
+	return g, err
 }
 
 // tune sets the nodes' retries and connections as the request and the
@@ -170,28 +193,64 @@ func handReservation(nodes []pipeline.Node, output string, r *sinks.Reservation)
 
 // nodesFor decodes the nodes of topology from cfg: the stages of the file
 // the configuration was loaded with, the request's own nodes, or (for an
-// automatic topology) the built-in topology's stages with the request's
-// stage keys laid over them. Stage keys that do not fit the built-in
-// topology picked (meant for the other candidate) are left out with a
-// warning; they fit one candidate, or prepare would have refused them.
-func (d *Download) nodesFor(cfg *config.Config, p *prep, topology Topology) ([]pipeline.Node, error) {
+// automatic topology) the built-in topology's stages with layer laid over
+// them; it returns the ids of layer's stages that the topology does not
+// have, whose keys are left out.
+func (d *Download) nodesFor(cfg *config.Config, p *prep, topology Topology, layer map[string]config.StageConfig) ([]pipeline.Node, []string, error) {
 	switch {
 	case topology.Nodes != nil:
-		return d.codeNodes(cfg, topology), nil
+		return d.codeNodes(cfg, topology), nil, nil
 	case !p.overlay:
-		return cfg.Nodes(d.client.reg)
+		nodes, err := cfg.Nodes(d.client.reg)
+		return nodes, nil, err
 	}
-	nodes, unused, err := d.overlayNodes(cfg, topology.Name, cfg.Stages)
-	var ce *config.Error
-	if errors.As(err, &ce) {
-		d.log.Warn().Str("topology", topology.describe()).Str("problem", oneLine(err)).
-			Msg("the configuration keys for stages do not fit the topology picked for this download; it runs without them")
-		nodes, unused, err = d.overlayNodes(cfg, topology.Name, nil)
-	}
+	return d.overlayNodes(cfg, topology.Name, layer)
+}
+
+// sayUnused says at info each key of layer's stages unused, which the
+// topology picked does not have.
+func (d *Download) sayUnused(cfg *config.Config, layer map[string]config.StageConfig, unused []string) {
 	for _, id := range unused {
-		d.log.Info().Str("stage", id).Msg("stage keys ignored: the topology picked for this download has no such stage")
+		for _, key := range stageKeysOf(id, layer[id]) {
+			from := cfg.Position(key).File
+			if strings.HasPrefix(from, "$"+config.EnvPrefix) {
+				from = "environment"
+			}
+			from, _, _ = strings.Cut(from, " ")
+			d.log.Info().Str("key", key).Str("from", from).Msg("ignored: the topology picked for this download has no such stage")
+		}
 	}
-	return nodes, err
+}
+
+// stageKeysOf lists the keys sc sets of stage id, sorted.
+func stageKeysOf(id string, sc config.StageConfig) []string {
+	prefix := "stages." + id + "."
+	var keys []string
+	if sc.Type != "" {
+		keys = append(keys, prefix+"type")
+	}
+	if sc.Inputs != nil {
+		keys = append(keys, prefix+"inputs")
+	}
+	if sc.Workers != 0 {
+		keys = append(keys, prefix+"workers")
+	}
+	if sc.Queue != 0 {
+		keys = append(keys, prefix+"queue")
+	}
+	var walk func(string, map[string]any)
+	walk = func(at string, m map[string]any) {
+		for k, v := range m {
+			if sub, ok := v.(map[string]any); ok {
+				walk(at+k+".", sub)
+				continue
+			}
+			keys = append(keys, at+k)
+		}
+	}
+	walk(prefix+"config.", sc.Config)
+	slices.Sort(keys)
+	return keys
 }
 
 // overlayNodes decodes the stages of the built-in topology name with
@@ -212,6 +271,7 @@ func (d *Download) overlayNodes(cfg *config.Config, name string, layer map[strin
 			unused = append(unused, id)
 		}
 	}
+	slices.Sort(unused)
 	cfg.Stages = stages
 	nodes, err := cfg.Nodes(d.client.reg)
 	return nodes, unused, err

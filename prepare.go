@@ -75,7 +75,7 @@ func (d *Download) checkFixed(p *prep, forRun bool) ([]pipeline.Node, error) {
 	if c.Output == "" && d.req.Writer == nil {
 		c.Output = "check" // a file sink needs one to be built
 	}
-	nodes, err := d.nodesFor(&c, p, p.topology)
+	nodes, _, err := d.nodesFor(&c, p, p.topology, p.cfg.Stages)
 	if err == nil {
 		nodes, err = d.meetNeeds(&c, nodes, p.topology)
 	}
