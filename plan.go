@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rs/zerolog"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/rs/zerolog"
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/examples"
@@ -39,9 +40,10 @@ import (
 // checks one of each per attempt (export_test.go).
 var counts struct{ loads, builds atomic.Int64 }
 
-// prep is what a download knows before its probe. It is made once and not
-// changed after (the plan built before the probe aside, which the first
-// attempt takes).
+// prep is what a download knows before its probe: prepare makes it and
+// checkOutput completes it (the output reserved, the first plan, the probe
+// kept from fetching bytes a resume has); it is not changed after the
+// probe, but for the first plan, which the first attempt takes.
 type prep struct {
 	cfg     *config.Config // the request's configuration, loaded once
 	mirrors []string       // the mirrors, checked
@@ -69,10 +71,14 @@ type plan struct {
 	fromZero bool // the graph discards what an earlier run left
 }
 
-// pickTopology is the built-in topology the probe's answer res calls for,
-// for a request whose topology is automatic. It is the one place that
-// picks a topology.
-func (d *Download) pickTopology(res *pipeline.Resource) Topology {
+// pickTopology is the topology that runs for t, the topology of the
+// configuration (prep.topology), and res, the probe's answer (nil before
+// the probe): t itself, or for an automatic one the built-in topology res
+// calls for. It is the one place that picks a topology.
+func (d *Download) pickTopology(t Topology, res *pipeline.Resource) Topology {
+	if !t.auto() {
+		return t
+	}
 	return d.req.autoTopology(res)
 }
 
@@ -90,10 +96,7 @@ func (d *Download) pickTopology(res *pipeline.Resource) Topology {
 // and one line at warn says which problem was left aside: the only case
 // where an attempt builds two graphs.
 func (d *Download) makePlan(ctx context.Context, p *prep, res *pipeline.Resource, output string, fromZero bool, sources int) (*plan, error) {
-	topology := p.topology
-	if topology.auto() {
-		topology = d.pickTopology(res)
-	}
+	topology := d.pickTopology(p.topology, res)
 	cfg := *p.cfg // the copy takes this attempt's run-wide settings
 	cfg.Output = output
 	if output != "" && output == d.replace {
