@@ -22,8 +22,15 @@ import (
 // reserve.go); Release removes it if no run took it. A sink handed a
 // Reservation (FileConfig.Reserved) was checked by Reserve already.
 func (s *FileSink) Preflight(ctx context.Context, env *pipeline.Env) error {
-	if s.reserved != nil {
+	if s.reserved != nil && !s.ownsReserved && s.reserved.holds() {
 		return nil
+	}
+	if s.ownsReserved {
+		// Preflight again (a graph that ran, say): what the last one made
+		// is gone or is made again.
+		if err := s.reserved.Release(); err != nil {
+			return err
+		}
 	}
 	if err := s.preflight(); err != nil {
 		return err

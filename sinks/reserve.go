@@ -53,6 +53,13 @@ func Reserve(path string, overwrite bool) (*Reservation, error) {
 	return s.reserved, nil
 }
 
+// holds reports whether r still holds the PATH.tmp it made.
+func (r *Reservation) holds() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.file != nil
+}
+
 // take returns the locked file, if the reservation still holds one that
 // is still at PATH.tmp; the caller owns it from then on.
 func (r *Reservation) take(s *FileSink) *os.File {
