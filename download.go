@@ -255,8 +255,15 @@ type probed struct {
 }
 
 func (pr *probed) close() {
-	pr.res.Prefetched.Close()
+	closePrefetched(pr.res)
 	pr.release()
+}
+
+// closePrefetched closes the probe's open answer unless a stage took it.
+func closePrefetched(res *pipeline.Resource) {
+	if res != nil && res.Prefetched != nil {
+		res.Prefetched.Close()
+	}
 }
 
 // resource completes the probe's answer with the mirrors and the
@@ -317,7 +324,7 @@ func (d *Download) runOnce(ctx context.Context, pl *plan, res *pipeline.Resource
 		release, ok = d.client.hosts.tryAcquire(host, need-1)
 	}
 	if !ok {
-		res.Prefetched.Close()
+		closePrefetched(res)
 		pr.release()
 		var err error
 		if release, err = d.client.hosts.acquire(ctx, host, need); err != nil {
@@ -433,12 +440,12 @@ func (d *Download) probe(ctx context.Context, client *http.Client, header http.H
 func (d *Download) codeNodes(cfg *config.Config, topology Topology) []pipeline.Node {
 	nodes := append([]pipeline.Node(nil), topology.Nodes...)
 	for i := range nodes {
-		spec, ok := d.client.reg.Lookup(nodes[i].Type)
+		defaults, ok := d.client.reg.NewConfig(nodes[i].Type)
 		if !ok {
 			continue // Build names it
 		}
 		if nodes[i].Config == nil {
-			nodes[i].Config = spec.NewConfig()
+			nodes[i].Config = defaults
 		}
 		if st, ok := nodes[i].Config.(pipeline.SettingsTaker); ok {
 			st.TakeSettings(cfg.Settings())
@@ -462,7 +469,7 @@ func (d *Download) build(cfg *config.Config, nodes []pipeline.Node) (*pipeline.G
 func capConnections(reg *pipeline.Registry, nodes []pipeline.Node, limit int) {
 	var connecting []*pipeline.Node
 	for i := range nodes {
-		if typ, ok := reg.Lookup(nodes[i].Type); ok && typ.Describe(nil).Connects {
+		if info, _ := reg.Describe(nodes[i].Type, nil); info.Connects {
 			connecting = append(connecting, &nodes[i])
 		}
 	}

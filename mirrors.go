@@ -60,11 +60,10 @@ func scaleForSources(reg *pipeline.Registry, nodes []pipeline.Node, sources int)
 	scaled := 0
 	for i := range nodes {
 		nd := &nodes[i]
-		typ, ok := reg.Lookup(nd.Type)
-		if !ok || nd.Config == nil {
+		if nd.Config == nil {
 			continue
 		}
-		if info := typ.Describe(nd.Config); !info.Connects || info.Consumes != pipeline.Ranges || info.MaxWorkers == 1 {
+		if info, _ := reg.Describe(nd.Type, nd.Config); !info.Connects || info.Consumes != pipeline.Ranges || info.MaxWorkers == 1 {
 			continue
 		}
 		nd.Workers = min(max(nd.Workers, 1)*sources, MaxConnections)
@@ -99,16 +98,18 @@ func (d *Download) runSources(ctx context.Context, p *prep, pr *probed, output s
 }
 
 // attempt makes the plan of one attempt (or takes the one made before the
-// probe) and runs it.
+// probe, when it is of the topology picked, for these sources) and runs
+// it.
 func (d *Download) attempt(ctx context.Context, p *prep, pr *probed, res *pipeline.Resource, output string, fromZero bool, sources int) error {
+	topology := d.pickTopology(p.topology, res)
 	pl := p.first
 	p.first = nil
-	if pl == nil || pl.fromZero != fromZero || pl.sources != sources {
+	if pl == nil || pl.fromZero != fromZero || pl.sources != sources || pl.topology.describe() != topology.describe() {
 		if pl != nil {
 			pl.graph.Release(d.log)
 		}
 		var err error
-		if pl, err = d.makePlan(ctx, p, res, output, fromZero, sources); err != nil {
+		if pl, err = d.makePlan(ctx, p, topology, output, fromZero, sources); err != nil {
 			return err
 		}
 	}

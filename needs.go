@@ -35,7 +35,7 @@ func (e *NeedError) Unwrap() error { return ErrUnmetNeed }
 // provides reports whether a node of nodes provides c.
 func provides(reg *pipeline.Registry, nodes []pipeline.Node, c pipeline.Capability) bool {
 	for _, n := range nodes {
-		if typ, ok := reg.Lookup(n.Type); ok && slices.Contains(typ.Describe(n.Config).Provides, c) {
+		if info, _ := reg.Describe(n.Type, n.Config); slices.Contains(info.Provides, c) {
 			return true
 		}
 	}
@@ -71,7 +71,7 @@ func (d *Download) meetNeeds(cfg *config.Config, nodes []pipeline.Node, topology
 // Connects), or -1.
 func fetchingNode(reg *pipeline.Registry, nodes []pipeline.Node) int {
 	for i, n := range nodes {
-		if typ, ok := reg.Lookup(n.Type); ok && typ.Describe(n.Config).Connects {
+		if info, _ := reg.Describe(n.Type, n.Config); info.Connects {
 			return i
 		}
 	}
@@ -81,11 +81,10 @@ func fetchingNode(reg *pipeline.Registry, nodes []pipeline.Node) int {
 // orderedStream reports whether n produces the resource's bytes as one
 // ordered stream (one worker of a stage that produces ordered bytes).
 func orderedStream(reg *pipeline.Registry, n pipeline.Node) bool {
-	typ, ok := reg.Lookup(n.Type)
+	info, ok := reg.Describe(n.Type, n.Config)
 	if !ok {
 		return false
 	}
-	info := typ.Describe(n.Config)
 	return info.Produces == pipeline.OrderedBytes && n.Workers <= 1 && !info.Reshapes
 }
 
@@ -103,8 +102,8 @@ func (d *Download) insertAfter(cfg *config.Config, nodes []pipeline.Node, i int,
 		}
 	}
 	n := pipeline.Node{ID: id, Type: typ, Inputs: []string{after}}
-	if st, ok := d.client.reg.Lookup(typ); ok {
-		n.Config = st.NewConfig()
+	if defaults, ok := d.client.reg.NewConfig(typ); ok {
+		n.Config = defaults
 		if st, ok := n.Config.(pipeline.SettingsTaker); ok {
 			st.TakeSettings(cfg.Settings())
 		}

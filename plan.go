@@ -82,9 +82,8 @@ func (d *Download) pickTopology(t Topology, res *pipeline.Resource) Topology {
 	return d.req.autoTopology(res)
 }
 
-// makePlan builds the graph of one attempt for res (nil before the probe),
-// output, from p's configuration: the topology p fixes, or the one the
-// probe's answer calls for; fromZero discards what an earlier run left;
+// makePlan builds the graph of one attempt of topology (pickTopology's)
+// for output, from p's configuration; fromZero discards what an earlier run left;
 // sources is the number of URLs the connections are spread over. It
 // preflights the graph; the caller releases it (Graph.Release) when the
 // attempt is over.
@@ -95,8 +94,7 @@ func (d *Download) pickTopology(t Topology, res *pipeline.Resource) Topology {
 // prepare would have refused them. Then the graph is built without them,
 // and one line at warn says which problem was left aside: the only case
 // where an attempt builds two graphs.
-func (d *Download) makePlan(ctx context.Context, p *prep, res *pipeline.Resource, output string, fromZero bool, sources int) (*plan, error) {
-	topology := d.pickTopology(p.topology, res)
+func (d *Download) makePlan(ctx context.Context, p *prep, topology Topology, output string, fromZero bool, sources int) (*plan, error) {
 	cfg := *p.cfg // the copy takes this attempt's run-wide settings
 	cfg.Output = output
 	if output != "" && output == d.replace {
@@ -156,7 +154,7 @@ func (d *Download) assemble(cfg *config.Config, p *prep, topology Topology, laye
 func (d *Download) tune(nodes []pipeline.Node, topology Topology, sources int, say bool) error {
 	reg := d.client.reg
 	applyRetry(reg, nodes, d.req.Retry)
-	if n := d.req.Connections; n > 0 && pipeline.SetConnections(reg, nodes, n) == 0 && !d.req.Topology.auto() {
+	if n := d.req.Connections; n > 0 && config.SetConnections(reg, nodes, n) == 0 && !d.req.Topology.auto() {
 		return connectionsError(topology.describe())
 	}
 	if scaleForSources(reg, nodes, sources) == 0 && sources > 1 && say {
@@ -177,7 +175,7 @@ func (d *Download) tune(nodes []pipeline.Node, topology Topology, sources int, s
 func connectionsOf(reg *pipeline.Registry, nodes []pipeline.Node) int {
 	n := 0
 	for _, nd := range nodes {
-		if typ, ok := reg.Lookup(nd.Type); ok && typ.Describe(nd.Config).Connects {
+		if info, _ := reg.Describe(nd.Type, nd.Config); info.Connects {
 			n += max(nd.Workers, 1)
 		}
 	}
@@ -371,11 +369,11 @@ func (d *Download) checkCandidates(cfg *config.Config, names []string) ([]pipeli
 func workersFit(reg *pipeline.Registry, cfg *config.Config, nodes []pipeline.Node) error {
 	var errs []*config.KeyError
 	for _, n := range nodes {
-		typ, ok := reg.Lookup(n.Type)
+		info, ok := reg.Describe(n.Type, n.Config)
 		if !ok {
 			continue
 		}
-		if most := typ.Describe(n.Config).MaxWorkers; most > 0 && n.Workers > most {
+		if most := info.MaxWorkers; most > 0 && n.Workers > most {
 			key := "stages." + n.ID + ".workers"
 			errs = append(errs, &config.KeyError{Key: key, Pos: cfg.Position(key),
 				Msg: fmt.Sprintf("%s runs at most %d workers", n.Type, most)})
@@ -399,8 +397,8 @@ func probeOptions(reg *pipeline.Registry, nodes []pipeline.Node, retry *Retry) h
 	applyRetry(reg, nodes, retry)
 	var opts httpx.ProbeOptions
 	for _, n := range nodes {
-		if typ, ok := reg.Lookup(n.Type); ok && n.Config != nil {
-			opts.Prefetch = max(opts.Prefetch, typ.Describe(n.Config).MaxRange)
+		if info, ok := reg.Describe(n.Type, n.Config); ok && n.Config != nil {
+			opts.Prefetch = max(opts.Prefetch, info.MaxRange)
 		}
 	}
 	if opts.Prefetch == 0 {

@@ -45,6 +45,9 @@ func (d *Download) prepare(ctx context.Context, needURL bool) (*prep, error) {
 	if _, _, err := d.client.httpClient(cfg.HTTP); err != nil {
 		return nil, &RequestError{Field: "Config", Err: err}
 	}
+	if err := d.checkBackends(cfg); err != nil {
+		return nil, err
+	}
 	p := &prep{cfg: cfg, topology: req.Topology, overlay: req.Topology.auto()}
 	if p.mirrors, err = d.mirrors(cfg, asked); err != nil {
 		return nil, err
@@ -128,15 +131,12 @@ func (d *Download) checkOutput(ctx context.Context, p *prep) (string, error) {
 	var err error
 	switch {
 	case !p.topology.auto():
-		p.first, err = d.makePlan(ctx, p, nil, output, false, len(p.mirrors)+1)
+		p.first, err = d.makePlan(ctx, p, p.topology, output, false, len(p.mirrors)+1)
 	case req.Extract != "":
-		// tar.extract, the sink of every candidate, reserves nothing.
-		if err = sinks.CheckExtractDir(output, p.cfg.Overwrite); err != nil {
-			err = &pipeline.StageError{Stage: "unpack", Type: "tar.extract", Err: err}
-		}
-		if d.req.SkipExisting && errors.Is(err, ErrOutputExists) {
-			err = errSkipped
-		}
+		// The archive backend is not the root package's to import, so its
+		// sink is checked on a graph: the stream candidate's, which the
+		// first attempt runs if the probe picks it.
+		p.first, err = d.makePlan(ctx, p, Topology{Name: extractStream}, output, false, len(p.mirrors)+1)
 	case req.Writer == nil:
 		// file.sink, the sink of every candidate, takes the reservation.
 		if p.reserved, err = sinks.Reserve(output, p.cfg.Overwrite || output == d.replace); err != nil {

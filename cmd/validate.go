@@ -60,7 +60,7 @@ func validate(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, configError(err))
 	}
 	if *connections > 0 {
-		pipeline.SetConnections(pipeline.DefaultRegistry, nodes, *connections)
+		config.SetConnections(pipeline.DefaultRegistry, nodes, *connections)
 	}
 	g, err := cfg.Build(pipeline.DefaultRegistry, nodes)
 	if err != nil {
