@@ -392,6 +392,14 @@ func workersFit(reg *pipeline.Registry, cfg *config.Config, nodes []pipeline.Nod
 // stage. For the automatic topology the ranged candidate's nodes are
 // given: a file shorter than its first piece then takes one request
 // whichever topology runs. It builds no graph.
+//
+// A topology whose readers each ask for their whole share in one request
+// (openFirstShare) gets a probe for all of the file (`bytes=0-`): the
+// reader that takes the answer reads it to the end of its share, so that
+// each connection makes one request. A probe for the first piece only
+// would make the first connection ask a second time, and on a server
+// that caps each request (nginx's limit_rate) a new request starts its
+// cap over: that connection ended last.
 func probeOptions(reg *pipeline.Registry, nodes []pipeline.Node, retry *Retry) httpx.ProbeOptions {
 	nodes = append([]pipeline.Node(nil), nodes...)
 	applyRetry(reg, nodes, retry)
@@ -401,7 +409,7 @@ func probeOptions(reg *pipeline.Registry, nodes []pipeline.Node, retry *Retry) h
 			opts.Prefetch = max(opts.Prefetch, info.MaxRange)
 		}
 	}
-	if opts.Prefetch == 0 {
+	if opts.Prefetch == 0 || openFirstShare(reg, nodes) {
 		opts.Prefetch = -1 // the whole file
 	}
 	for _, n := range nodes {
@@ -411,6 +419,27 @@ func probeOptions(reg *pipeline.Registry, nodes []pipeline.Node, retry *Retry) h
 		}
 	}
 	return opts
+}
+
+// openFirstShare reports whether the range readers of nodes ask for their
+// share of the file in one request (stages.ShareRequests), and no reorder
+// window makes them ask for one piece at a time. A hash.tap's window binds
+// only while a checksum is checked; then the first reader reads a piece of
+// the open answer and drops its connection, which costs one new connection.
+func openFirstShare(reg *pipeline.Registry, nodes []pipeline.Node) bool {
+	readers := 0
+	for _, n := range nodes {
+		if sr, ok := n.Config.(interface{ ShareRequests() bool }); ok {
+			if !sr.ShareRequests() {
+				return false
+			}
+			readers++
+		}
+		if info, ok := reg.Describe(n.Type, n.Config); ok && info.Window > 0 && n.Type != "hash.tap" {
+			return false
+		}
+	}
+	return readers > 0
 }
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }

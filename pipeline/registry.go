@@ -99,8 +99,9 @@ type TypeInfo struct {
 	Connects, Reshapes bool
 	Provides           []Capability
 	// MaxRange is the largest range the stage hands out with the config
-	// (Memory.MaxRange), 0 for none.
-	MaxRange int64
+	// (Memory.MaxRange), 0 for none; Window the reorder window it holds
+	// (Memory.Window), 0 for none.
+	MaxRange, Window int64
 }
 
 // newConfig returns a pointer to a copy of d.Defaults.
@@ -171,7 +172,9 @@ type Memory struct {
 	// until their buffers add up to this many bytes, to handle them
 	// together (a file sink writes them with one call). A replica always
 	// may hold one chunk; the bound counts as many whole input chunks as
-	// fit in Gather.
+	// fit in Gather. The automatic queue of such a stage is what 2 MiB
+	// leaves of Gather, at least 2 chunks: the chunks the stage holds are
+	// its cushion too.
 	Gather int64
 }
 
@@ -251,7 +254,7 @@ func (r *Registry) Describe(name string, cfg any) (TypeInfo, bool) {
 	return TypeInfo{
 		Summary: s.Summary, Consumes: in, Produces: out, ByConfig: s.Ports != nil,
 		MaxWorkers: most, Connects: s.Connects, Reshapes: s.Reshapes,
-		Provides: s.Provides, MaxRange: s.memory(cfg).MaxRange,
+		Provides: s.Provides, MaxRange: s.memory(cfg).MaxRange, Window: s.memory(cfg).Window,
 	}, true
 }
 
