@@ -185,29 +185,32 @@ func TestChecksumReprDigest(t *testing.T) {
 	}
 }
 
-// TestChecksumNeedsAHashTap: a checksum the topology cannot verify is a
-// configuration error, not a silently unverified download; so is a
-// malformed one. Both come before any request: from Client.Check and from
-// Do (whose URL nothing listens on).
+// TestChecksumNeedsAHashTap: a checksum the topology cannot verify (its
+// bytes arrive in any order and it has no hash.tap, which dlflow adds
+// only to one ordered stream) is a *NeedError, not a silently unverified
+// download; a malformed one is a configuration error. Both come before
+// any request: from Client.Check and from Do (whose URL nothing listens
+// on). TestNeedChecksumHashTapAdded has the stream that gets a hash.tap.
 func TestChecksumNeedsAHashTap(t *testing.T) {
 	t.Parallel()
-	plain := []byte("stages:\n  fetch:\n    type: http.source\n  write:\n    type: file.sink\n    inputs: [fetch]\n")
 	out := filepath.Join(t.TempDir(), "f.bin")
 	for _, tc := range []struct {
 		name     string
 		topology dlflow.Topology
 		checksum string
 		needles  []string
+		as       any
 	}{
-		{"no hash.tap", dlflow.Topology{File: "plain.yaml", Data: plain}, "sha256:" + ckZeros, []string{"no stage verifies it", "hash.tap"}},
-		{"malformed", dlflow.Topology{Name: "stream"}, "sha256:abc", []string{"checksum", "64 hex digits"}},
+		{"no hash.tap", dlflow.Topology{File: "noverify.yaml", Data: []byte(rangedNoVerify)}, "sha256:" + ckZeros,
+			[]string{"noverify.yaml", "checksum", "hash.tap"}, new(*dlflow.NeedError)},
+		{"malformed", dlflow.Topology{Name: "stream"}, "sha256:abc", []string{"checksum", "64 hex digits"}, new(*config.Error)},
 	} {
 		req := &dlflow.Request{URL: "http://127.0.0.1:1/f", Path: out, Topology: tc.topology, Checksum: tc.checksum}
 		cerr := newClient(t).Check(req)
 		res, err := do(t, req)
 		for _, e := range []error{cerr, err} {
-			if e == nil || !contains(e.Error(), tc.needles...) || !errors.As(e, new(*config.Error)) {
-				t.Errorf("%s: err = %v, want a *config.Error mentioning %q", tc.name, e, tc.needles)
+			if e == nil || !contains(e.Error(), tc.needles...) || !errors.As(e, tc.as) {
+				t.Errorf("%s: err = %v, want a %T mentioning %q", tc.name, e, tc.as, tc.needles)
 			}
 		}
 		if res.Partial != "" {

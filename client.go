@@ -26,9 +26,6 @@ type Client struct {
 
 	mu         sync.Mutex
 	transports map[httpx.TransportKey]*http.Transport
-	// wirings remembers what checking a request's configuration found,
-	// by wiringKey: every download of a batch has the same.
-	wirings sync.Map
 }
 
 // Option configures a Client.
@@ -121,6 +118,6 @@ func (c *Client) logger(ctx context.Context) zerolog.Logger {
 // would return before any I/O.
 func (c *Client) Check(req *Request) error {
 	d := &Download{client: c, req: req, log: c.log}
-	_, err := d.prepare(false)
+	_, err := d.prepare(nil, false)
 	return err
 }

@@ -29,7 +29,7 @@ func isFile(path string) bool {
 // than the output (the one the URL names when output is ""), and returns
 // errUpToDate when it is not. When it is, or when there is no output yet,
 // the run may replace the output (d.replace).
-func (d *Download) ifNewer(ctx context.Context, client *http.Client, header http.Header, rawURL, output string) error {
+func (d *Download) ifNewer(ctx context.Context, client *http.Client, header http.Header, rawURL, output string, policy httpx.RetryConfig) error {
 	if output == "" {
 		// The name the URL gives; the server's Content-Disposition, which
 		// may give another, would cost the probe's GET to learn.
@@ -51,7 +51,7 @@ func (d *Download) ifNewer(ctx context.Context, client *http.Client, header http
 		return err
 	}
 	defer release()
-	same, why, err := d.notModified(ctx, client, header, rawURL, fi)
+	same, why, err := d.notModified(ctx, client, header, rawURL, fi, policy)
 	if err != nil {
 		return &ProbeError{URL: httpx.RedactURL(rawURL), Err: fmt.Errorf("conditional request: %w", err)}
 	}
@@ -70,12 +70,11 @@ func (d *Download) ifNewer(ctx context.Context, client *http.Client, header http
 }
 
 // notModified sends HEAD rawURL with If-Modified-Since: the file's
-// modification time, retrying as the probe does. same is true for a 304,
+// modification time, retrying as the probe does (policy). same is true for a 304,
 // or for a 200 whose Last-Modified is no later than the file's time and
 // whose length is the file's size (a server that ignores the condition);
 // why says what decided.
-func (d *Download) notModified(ctx context.Context, client *http.Client, header http.Header, rawURL string, fi os.FileInfo) (same bool, why string, err error) {
-	policy := d.probeOpts.Retry
+func (d *Download) notModified(ctx context.Context, client *http.Client, header http.Header, rawURL string, fi os.FileInfo, policy httpx.RetryConfig) (same bool, why string, err error) {
 	if policy == (httpx.RetryConfig{}) {
 		policy = httpx.DefaultRetry
 	}

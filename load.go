@@ -4,33 +4,19 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/examples"
 )
 
-// stageKeys says which of the environment's and Sets' keys under stages.
-// load applies.
-type stageKeys int
-
-const (
-	allStageKeys   stageKeys = iota // a topology the user chose: every key applies
-	knownStageKeys                  // a topology the library picked: keys of its stages, the others logged
-	quietStageKeys                  // knownStageKeys, the others left out silently (a check)
-	noStageKeys                     // none: only the top-level keys and http
-)
-
-// load reads the configuration of topology with the request layered on:
-// the topology's YAML < DLFLOW_ environment < the request's fields and
-// Config < its Sets. An automatic topology (before the probe picks one)
-// and a graph built in code have no stages in the configuration, only the
-// top-level keys and http.
-//
-// With knownStageKeys, the environment keys and Sets that name stages the
-// topology does not have are left out with a log line: they were meant
-// for the other built-in topology.
-func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
+// load reads the configuration of the download: the topology's YAML <
+// DLFLOW_ environment < the request's fields and Config < its Sets. It is
+// called once per download. An automatic topology (which the probe picks)
+// and a graph built in code have no stages in the configuration: the
+// stage keys of the environment and Sets are kept as given, and laid over
+// the built-in topology's stages once it is picked (overlayNodes).
+func (d *Download) load(t Topology) (*config.Config, error) {
+	counts.loads.Add(1)
 	req := d.req
 	opts := config.Options{
 		Overrides: req.overrides(),
@@ -47,24 +33,12 @@ func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
 			return nil, requestErrorf("Topology", "no built-in topology %q (built-in: %s)", t.Name, strings.Join(append(append(slices.Clip(examples.Topologies), examples.WriterTopologies...), examples.Extract...), ", "))
 		}
 		opts.File, opts.Data = "(built-in) "+name, data
-		if keys != allStageKeys {
-			ids := map[string]bool{}
-			if keys == knownStageKeys || keys == quietStageKeys {
-				var err error
-				if ids, err = stageIDs(opts.File, data); err != nil {
-					return nil, err
-				}
-			}
-			opts.Sets = d.keepStageKeys(ids, opts.Sets, "--set", setKey, keys == knownStageKeys)
-			opts.Environ = d.keepStageKeys(ids, opts.Environ, "environment", envKey, keys == knownStageKeys)
-		}
 	default:
 		opts.File, opts.Data = t.File, t.Data
 	}
 	if opts.Environ == nil {
 		// The library reads no environment unless asked; config.Load
-		// reads os.Environ() for nil, which keepStageKeys returns for
-		// none kept.
+		// reads os.Environ() for nil.
 		opts.Environ = []string{}
 	}
 	cfg, err := config.Load(opts)
@@ -124,61 +98,4 @@ func (r *Request) overrides() []config.Override {
 		add("http.limit_rate", r.LimitRate)
 	}
 	return append(out, r.Config...)
-}
-
-// stageIDs lists the stages a built-in topology declares. They never
-// change: each topology's are read once.
-func stageIDs(file string, data []byte) (map[string]bool, error) {
-	if ids, ok := builtinIDs.Load(file); ok {
-		return ids.(map[string]bool), nil
-	}
-	cfg, err := config.Load(config.Options{File: file, Data: data, Environ: []string{}})
-	if err != nil {
-		return nil, err
-	}
-	ids := map[string]bool{}
-	for _, id := range cfg.StageIDs() {
-		ids[id] = true
-	}
-	builtinIDs.Store(file, ids)
-	return ids, nil
-}
-
-// builtinIDs holds stageIDs' answers, by file (read only once stored).
-var builtinIDs sync.Map
-
-// keepStageKeys drops the entries whose key (as key returns it) names a
-// stage not in ids, logging each when logIt.
-func (d *Download) keepStageKeys(ids map[string]bool, entries []string, origin string, key func(string) string, logIt bool) []string {
-	var kept []string
-	for _, e := range entries {
-		k := key(e)
-		if rest, ok := strings.CutPrefix(k, "stages."); ok {
-			id, _, _ := strings.Cut(rest, ".")
-			if !ids[id] {
-				if logIt {
-					d.log.Info().Str("key", k).Str("from", origin).Msg("ignored: the topology picked for this download has no such stage")
-				}
-				continue
-			}
-		}
-		kept = append(kept, e)
-	}
-	return kept
-}
-
-// setKey is the config key a --set entry sets.
-func setKey(set string) string {
-	k, _, _ := strings.Cut(set, "=")
-	return strings.TrimSpace(k)
-}
-
-// envKey is the config key a DLFLOW_ environment entry sets, or "".
-func envKey(entry string) string {
-	name, _, _ := strings.Cut(entry, "=")
-	rest, ok := strings.CutPrefix(name, config.EnvPrefix)
-	if !ok {
-		return ""
-	}
-	return strings.ReplaceAll(strings.ToLower(rest), "__", ".")
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/httpx"
 	"github.com/dlflow/dlflow/metalink"
 	"github.com/dlflow/dlflow/pipeline"
@@ -25,49 +26,43 @@ const DefaultMetalinkTimeout = 30 * time.Second
 // applyMetalink reads the request's Metalink file (a path, or an http(s)
 // URL fetched with the configuration's HTTP settings), unless the request
 // came from MetalinkRequests with it read, picks its file (MetalinkFile),
-// and makes the download a copy of the request with its URLs (the most
-// preferred one the primary unless the request names one), its checksum
-// (unless the request has one); its size, name and piece hashes apply
-// after the probe (metalinkResource).
-func (d *Download) applyMetalink(ctx context.Context) error {
+// and applies it to cfg, the download's configuration: its most preferred
+// URL becomes the primary unless the request or configuration names one,
+// and its checksum the checksum unless one is set. It returns the mirrors
+// the request asks for: the Metalink's other URLs, then the request's. Its
+// size, name and piece hashes apply after the probe (metalinkResource).
+// The request itself is not changed.
+func (d *Download) applyMetalink(ctx context.Context, cfg *config.Config) ([]string, error) {
 	src := d.req.Metalink
-	if src == "" {
-		return nil
-	}
-	cfg, err := d.load(d.req.Topology, allStageKeys)
-	if err != nil {
-		return err
-	}
 	file := d.req.metalinkFile
 	if file == nil {
 		files, err := d.readMetalink(ctx, cfg.HTTP, src)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if file, err = pickMetalinkFile(src, files, d.req.MetalinkFile); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	req := *d.req
 	var urls []string
 	for _, u := range file.URLs {
 		urls = append(urls, u.URL)
 	}
-	if req.URL == "" && cfg.URL == "" {
-		req.URL, urls = urls[0], urls[1:]
-		d.urlFromMetalink = true
+	if cfg.URL == "" {
+		cfg.URL, urls = urls[0], urls[1:]
+		d.ml.urlFrom = true
 	}
-	req.Mirrors = append(urls, req.Mirrors...)
-	if len(req.Mirrors) > MaxSources-1 {
-		d.log.Info().Int("urls", len(req.Mirrors)+1).Msgf("the metalink lists more URLs than a download uses; the %d most preferred are used", MaxSources)
-		req.Mirrors = req.Mirrors[:MaxSources-1]
+	mirrors := append(urls, d.req.Mirrors...)
+	if len(mirrors) > MaxSources-1 {
+		d.log.Info().Int("urls", len(mirrors)+1).Msgf("the metalink lists more URLs than a download uses; the %d most preferred are used", MaxSources)
+		mirrors = mirrors[:MaxSources-1]
 	}
-	if req.Checksum == "" && cfg.Checksum == "" {
-		req.Checksum = file.Checksum()
-		d.checksumFromMetalink = req.Checksum != ""
+	if cfg.Checksum == "" {
+		cfg.Checksum = file.Checksum()
+		d.ml.checksumFrom = cfg.Checksum != ""
 	}
-	d.req, d.metalink = &req, file
-	return nil
+	d.ml.file = file
+	return mirrors, nil
 }
 
 // readMetalink reads and parses the Metalink src: a path, or an http(s)
@@ -139,7 +134,7 @@ func (c *Client) MetalinkRequests(ctx context.Context, src string, tmpl *Request
 		return nil, requestErrorf("Metalink", "the files of a metalink go into Dir: Writer and Extract do not apply")
 	}
 	d := &Download{client: c, req: tmpl, log: c.logger(ctx)}
-	cfg, err := d.load(tmpl.Topology, allStageKeys)
+	cfg, err := d.load(tmpl.Topology)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +188,7 @@ func ParseFileSelection(spec string) ([]int, error) {
 // configured.
 func (d *Download) explainChecksum(err error) {
 	var ce *ChecksumError
-	if d.checksumFromMetalink && errors.As(err, &ce) && ce.Source == "checksum" {
+	if d.ml.checksumFrom && errors.As(err, &ce) && ce.Source == "checksum" {
 		ce.Source = "the metalink"
 	}
 }
@@ -243,7 +238,7 @@ func (d *Download) fetchMetalink(ctx context.Context, client *http.Client, heade
 // hash.tap in every topology (piecesNeed), and by an http.reader as it
 // fetches, which can take a bad piece from another source.
 func (d *Download) metalinkResource(res *pipeline.Resource) error {
-	f := d.metalink
+	f := d.ml.file
 	if f == nil {
 		return nil
 	}
@@ -252,7 +247,7 @@ func (d *Download) metalinkResource(res *pipeline.Resource) error {
 	}
 	if f.Size >= 0 && res.Size < 0 {
 		d.log.Info().Int64("size", f.Size).Msg("the server does not say the size; the metalink's is enforced")
-		res.Size, d.sizeFromMetalink = f.Size, true
+		res.Size, d.ml.sizeFrom = f.Size, true
 	}
 	if f.Name != "" {
 		res.FileName = f.Name
@@ -276,7 +271,7 @@ func (d *Download) credentialOwners(rawURL string) []string {
 	if !strings.HasPrefix(src, "http://") && !strings.HasPrefix(src, "https://") {
 		return []string{rawURL}
 	}
-	if d.urlFromMetalink {
+	if d.ml.urlFrom {
 		return []string{src}
 	}
 	return []string{src, rawURL}
@@ -286,7 +281,7 @@ func (d *Download) credentialOwners(rawURL string) []string {
 // hashes and no stage of graph can verify them all: a
 // pipeline.PieceVerifier that sees the resource's bytes.
 func (d *Download) piecesNeed(topology Topology, g *pipeline.Graph) error {
-	if d.metalink == nil || d.metalink.Pieces == nil {
+	if d.ml.file == nil || d.ml.file.Pieces == nil {
 		return nil
 	}
 	for _, st := range g.Stages() {
@@ -299,5 +294,6 @@ func (d *Download) piecesNeed(topology Topology, g *pipeline.Graph) error {
 			}
 		}
 	}
-	return &RequestError{Field: "Topology", Err: fmt.Errorf("the metalink has piece hashes and %s has no stage that verifies them all; add a stage of type hash.tap before the sink (see examples/)", topology.describe())}
+	return &RequestError{Field: "Topology", Err: &NeedError{Need: pipeline.ProvidesPieces, Topology: topology.describe(),
+		Hint: "the metalink has piece hashes and no stage verifies them all; add a stage of type hash.tap before the sink (see examples/)"}}
 }

@@ -19,10 +19,11 @@ const MaxSources = 16
 
 // mirrors returns the mirrors of the download: the configuration's (a
 // url list, the mirrors key) then the request's, without duplicates and
-// without the primary, checked as URLs.
-func (d *Download) mirrors(pre *config.Config) ([]string, error) {
+// without the primary, checked as URLs. asked are the request's (with a
+// Metalink's URLs first).
+func (d *Download) mirrors(pre *config.Config, asked []string) ([]string, error) {
 	var out []string
-	for _, m := range slices.Concat(pre.Mirrors, d.req.Mirrors) {
+	for _, m := range slices.Concat(pre.Mirrors, asked) {
 		if m == pre.URL || slices.Contains(out, m) {
 			continue
 		}
@@ -71,13 +72,16 @@ func scaleForSources(reg *pipeline.Registry, nodes []pipeline.Node, sources int)
 	return scaled
 }
 
-// runSources is runOnce, and when the run fails its checksum with bytes
-// from several sources, once more from the primary alone and from zero: a
+// runSources makes the plan of an attempt and runs it (runOnce), and when
+// the run fails its checksum with bytes from several sources, makes a new
+// plan and runs it once more from the primary alone and from zero: a
 // mirror may serve other bytes of the same size, and a checksum of the
 // whole file cannot tell which one did. Not with a Request.Writer, which
-// has the bad bytes already.
-func (d *Download) runSources(ctx context.Context, res *pipeline.Resource, output string, fromZero bool, releaseProbe func()) error {
-	err := d.runOnce(ctx, res, output, fromZero, releaseProbe)
+// has the bad bytes already. The first attempt runs the plan made before
+// the probe, if there is one.
+func (d *Download) runSources(ctx context.Context, p *prep, pr *probed, output string, fromZero bool) error {
+	res := pr.res
+	err := d.attempt(ctx, p, pr, res, output, fromZero, len(res.Mirrors)+1)
 	if len(res.Mirrors) == 0 || !errors.Is(err, pipeline.ErrCorrupt) || ctx.Err() != nil || d.req.Writer != nil || !d.mirrorsDelivered() {
 		// A Writer has taken the bytes already: they cannot be taken back.
 		// Bytes from the primary alone (a stream) would come again.
@@ -85,13 +89,32 @@ func (d *Download) runSources(ctx context.Context, res *pipeline.Resource, outpu
 	}
 	d.log.Warn().Err(err).Int("mirrors", len(res.Mirrors)).
 		Msg("the bytes from several sources failed verification; downloading again from the primary URL alone")
-	d.sources = 1
 	alone := *res
 	alone.Mirrors, alone.Prefetched = nil, nil
-	if err := d.runOnce(ctx, &alone, output, true, releaseProbe); err != nil {
+	if err := d.attempt(ctx, p, pr, &alone, output, true, 1); err != nil {
 		return fmt.Errorf("from the primary URL alone, after a mirror's bytes failed verification: %w", err)
 	}
 	return nil
+}
+
+// attempt makes the plan of one attempt (or takes the one made before the
+// probe, when it is of the topology picked, for these sources) and runs
+// it.
+func (d *Download) attempt(ctx context.Context, p *prep, pr *probed, res *pipeline.Resource, output string, fromZero bool, sources int) error {
+	topology := d.pickTopology(p.topology, res)
+	pl := p.first
+	p.first = nil
+	if pl == nil || pl.fromZero != fromZero || pl.sources != sources || pl.topology.describe() != topology.describe() {
+		if pl != nil {
+			pl.graph.Release(d.log)
+		}
+		var err error
+		if pl, err = d.makePlan(ctx, p, topology, output, fromZero, sources); err != nil {
+			return err
+		}
+	}
+	defer pl.graph.Release(d.log)
+	return d.runOnce(ctx, pl, res, output, pr)
 }
 
 // warnUncredentialed says, once per download, which of its sources get

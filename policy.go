@@ -27,14 +27,6 @@ type Retry struct {
 	Delay time.Duration
 }
 
-// key is r in a wiring key: "" for nil.
-func (r *Retry) key() string {
-	if r == nil {
-		return ""
-	}
-	return fmt.Sprintf("%d/%v", r.Retries, r.Delay)
-}
-
 // policy is the retry policy of a stage whose own is p, with r applied:
 // Retries+1 tries per piece of work, a run-wide budget of at least
 // Retries, and Delay as the backoff and its ceiling.

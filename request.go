@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -305,28 +304,4 @@ var errNoStagesOpenConnections = errors.New("has no stage that opens several con
 
 func connectionsError(topology string) error {
 	return &RequestError{Field: "Connections", Err: fmt.Errorf("%s %w", topology, errNoStagesOpenConnections)}
-}
-
-// wiringKey is what the request's graph depends on besides its URL and
-// output, for remembering what checking it found (Client.wirings); ok is
-// false for a graph built in code, which has no key.
-func (r *Request) wiringKey() (key string, ok bool) {
-	if r.Topology.Nodes != nil {
-		return "", false
-	}
-	data := r.Topology.Data
-	if r.Topology.File != "" && data == nil {
-		var err error
-		if data, err = os.ReadFile(r.Topology.File); err != nil {
-			return "", false // Load reports it
-		}
-	}
-	var config []string
-	for _, o := range r.Config {
-		if o.Key != "url" && o.Key != "output" {
-			config = append(config, fmt.Sprintf("%s=%v@%s", o.Key, o.Value, o.Origin))
-		}
-	}
-	return fmt.Sprintf("%q %q %q %d %v %q %v %v %d %q %q %q %v %v %v", r.Topology.Name, r.Topology.File, data,
-		r.Connections, r.NoResume, r.Checksum, r.Overwrite, r.SkipExisting, r.LimitRate, config, r.Sets, r.Environ, r.Writer != nil, r.Extract != "", r.Retry.key()), true
 }

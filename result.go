@@ -107,6 +107,19 @@ type runStats struct {
 // add reads the counters of g after a run.
 func (r *runStats) add(g *pipeline.Graph) {
 	r.connections = max(g.Connections(), 1)
+	if reps := pipeline.Reporters[pipeline.ConnectionReporter](g); len(reps) > 0 {
+		// The connections that delivered bytes: a server without ranges
+		// gives a ranged graph one, whatever it was built for.
+		used := 0
+		for _, c := range reps {
+			for _, n := range c.ConnectionBytes() {
+				if n > 0 {
+					used++
+				}
+			}
+		}
+		r.connections = max(min(used, r.connections), 1)
+	}
 	for _, rr := range pipeline.Reporters[pipeline.RetryReporter](g) {
 		r.retries += rr.Retries()
 	}
@@ -161,7 +174,7 @@ func (d *Download) finalResult(err error) *Result {
 		if r.Checksum != "" {
 			r.Verified |= VerifiedChecksum
 		}
-		if m := d.metalink; m != nil && m.Pieces != nil && stats.pieces == len(m.Pieces.Hashes) {
+		if m := d.ml.file; m != nil && m.Pieces != nil && stats.pieces == len(m.Pieces.Hashes) {
 			r.Verified, r.Pieces = r.Verified|VerifiedPieces, int64(stats.pieces)
 		}
 		d.warnUnverified(r)
@@ -332,7 +345,7 @@ func (d *Download) warnUnverified(r *Result) {
 	}
 	why := ""
 	switch {
-	case d.metalink != nil:
+	case d.ml.file != nil:
 		n, why = max(n, 1), "; the metalink has no hash dlflow can check"
 	case n < 2:
 		return

@@ -40,18 +40,21 @@ func ckAssertNothingLeft(t *testing.T, out string) {
 	}
 }
 
-// TestChecksumNeedsAHashTap: a checksum the topology cannot verify is a
-// config error, not a silently unverified download.
+// TestChecksumNeedsAHashTap: a checksum the topology cannot verify (its
+// bytes arrive in any order, and it has no hash.tap, which dlflow adds only
+// to one ordered stream) is a usage error naming the need, not a silently
+// unverified download.
 func TestChecksumNeedsAHashTap(t *testing.T) {
 	dir := t.TempDir()
 	topo := filepath.Join(dir, "plain.yaml")
-	yaml := "stages:\n  fetch:\n    type: http.source\n  write:\n    type: file.sink\n    inputs: [fetch]\n"
+	yaml := "stages:\n  split:\n    type: range.splitter\n  fetch:\n    type: http.reader\n    inputs: [split]\n" +
+		"  write:\n    type: file.sink\n    inputs: [fetch]\n    config: {mode: positional}\n"
 	if err := os.WriteFile(topo, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "f.bin")
 	res := runCLI(t, "-c", topo, "--url", "http://127.0.0.1:1/f", "-o", out, "--checksum", "sha256:"+ckZeros)
-	if res.code != 2 || !strings.Contains(res.stderr, "no stage verifies it") {
+	if res.code != 2 || !strings.Contains(res.stderr, "has no stage that provides checksum") {
 		t.Fatalf("exit %d, stderr:\n%s", res.code, res.stderr)
 	}
 	res = runCLI(t, "-c", examplePath("stream"), "--url", "http://127.0.0.1:1/f", "-o", out, "--checksum", "sha256:abc")

@@ -50,7 +50,40 @@ type Def[C any] struct {
 	// see Env.Reshaped, so that a sink neither checks their offsets
 	// against Resource.Size nor resumes by them.
 	Reshapes bool
+	// Provides names what the stage does for a download that a request
+	// may need (see Capability): dlflow checks a request's needs against
+	// the stages of its graph before any request, adds a stage where that
+	// is safe, or refuses the topology.
+	Provides []Capability
 }
+
+// Capability is something a stage does for a download that a request may
+// need, named so that a graph can be checked against a request before it
+// runs.
+type Capability string
+
+// The capabilities the built-in stages provide.
+const (
+	// ProvidesProgress: the stage counts the bytes in place (progress.tap),
+	// for a progress bar and the result's byte count.
+	ProvidesProgress Capability = "progress"
+	// ProvidesChecksum: the stage verifies a digest of the whole file.
+	ProvidesChecksum Capability = "checksum"
+	// ProvidesPieces: the stage verifies piece hashes (a Metalink's).
+	ProvidesPieces Capability = "pieces"
+	// ProvidesConnections: the stage fetches over several connections.
+	ProvidesConnections Capability = "connections"
+	// ProvidesMirrors: the stage spreads its connections over mirrors.
+	ProvidesMirrors Capability = "mirrors"
+	// ProvidesResume: the stage keeps a partial download and continues it.
+	ProvidesResume Capability = "resume"
+	// The kinds of output a sink writes: a file, a writer, an object, a
+	// directory an archive unpacks into.
+	ProvidesFile    Capability = "output:file"
+	ProvidesWriter  Capability = "output:writer"
+	ProvidesObject  Capability = "output:s3"
+	ProvidesExtract Capability = "output:extract"
+)
 
 // TypeInfo is what [Registry.Describe] tells of a stage type with a
 // config.
@@ -62,8 +95,13 @@ type TypeInfo struct {
 	ByConfig bool
 	// MaxWorkers is the most replicas the config allows, 0 for any.
 	MaxWorkers int
-	// Connects and Reshapes are the Def's.
+	// Connects, Reshapes and Provides are the Def's.
 	Connects, Reshapes bool
+	Provides           []Capability
+	// MaxRange is the largest range the stage hands out with the config
+	// (Memory.MaxRange), 0 for none; Window the reorder window it holds
+	// (Memory.Window), 0 for none.
+	MaxRange, Window int64
 }
 
 // newConfig returns a pointer to a copy of d.Defaults.
@@ -86,6 +124,7 @@ type spec struct {
 	MaxWorkers         func(cfg any) (n int, why string)
 	Connects           bool
 	Reshapes           bool
+	Provides           []Capability
 }
 
 func (d Def[C]) erase() spec {
@@ -98,6 +137,7 @@ func (d Def[C]) erase() spec {
 		AnyOrder: d.AnyOrder,
 		Connects: d.Connects,
 		Reshapes: d.Reshapes,
+		Provides: d.Provides,
 	}
 	if d.New != nil {
 		s.New = func(cfg any) (Stage, error) { return d.New(*cfg.(*C)) }
@@ -214,6 +254,7 @@ func (r *Registry) Describe(name string, cfg any) (TypeInfo, bool) {
 	return TypeInfo{
 		Summary: s.Summary, Consumes: in, Produces: out, ByConfig: s.Ports != nil,
 		MaxWorkers: most, Connects: s.Connects, Reshapes: s.Reshapes,
+		Provides: s.Provides, MaxRange: s.memory(cfg).MaxRange, Window: s.memory(cfg).Window,
 	}, true
 }
 

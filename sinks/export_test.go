@@ -63,18 +63,3 @@ func CountProbes() (probes func(dir string) int, restore func()) {
 			fsx.CreateTemp = orig
 		}
 }
-
-// HideReservations runs f as if no Preflight of this process had made a
-// PATH.tmp: f's runs open and lock it as another process would.
-func HideReservations(f func()) {
-	reservations.Lock()
-	saved := reservations.files
-	reservations.files = map[string]reservation{}
-	reservations.Unlock()
-	defer func() {
-		reservations.Lock()
-		reservations.files = saved
-		reservations.Unlock()
-	}()
-	f()
-}

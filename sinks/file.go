@@ -111,6 +111,11 @@ type FileSink struct {
 	state  *resumeState
 	// state is nil when the resource cannot be resumed: nothing is recorded.
 	fresh bool // PATH.tmp holds nothing of an earlier run: Resume made or emptied it
+	// reserved is the PATH.tmp made before the run (reserve.go), which
+	// Resume takes; ownsReserved: this sink's Preflight made it, so its
+	// Release removes it if no run took it.
+	reserved     *Reservation
+	ownsReserved bool
 
 	written atomic.Int64 // bytes written by this run
 	ready   bool         // Finish verified and synced the file; Commit may rename it
@@ -166,6 +171,11 @@ type FileConfig struct {
 	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache (no copy, nothing left for the final fsync, but each write waits for the disk), or through the page cache, whose writeback is started and paced as the file is written. Which is faster depends on the disk and the machine: auto starts with the page cache (direct for chunks of gather bytes or more) and, when the way it writes holds the download up, measures the other and keeps the one that would finish sooner. Unaligned edges, and file systems without direct I/O, always use the page cache"`
 	Gather      pipeline.ByteSize `koanf:"gather" help:"a direct write takes the chunks already queued, up to this many bytes, with one call, so that small network chunks make fewer, larger direct writes"`
 	Writes      int               `koanf:"writes" help:"direct writes in flight at once (per worker; 0 is 1), each of up to gather bytes: while one waits for the disk the next is on its way. While one is in flight, the next waits for its chunks to fill gather bytes. The memory bound counts writes x gather, which is the sink's cushion against a slow disk too: its automatic queue is what 2 MiB leaves of it, at least 2 chunks"`
+
+	// Reserved, when set, is the output as Reserve checked it before the
+	// graph was built: Preflight does not check it again, and the sink
+	// takes over the PATH.tmp it made. Whoever called Reserve releases it.
+	Reserved *Reservation `koanf:"-"`
 
 	// checksum is set when the run verifies a checksum (Settings.Checksum):
 	// the result of a resume is then checked as a whole, so a partial
@@ -242,6 +252,7 @@ func (e *BusyError) Unwrap() error { return ErrBusy }
 
 var fileDef = pipeline.Def[FileConfig]{
 	Type:     "file.sink",
+	Provides: []pipeline.Capability{pipeline.ProvidesFile, pipeline.ProvidesResume},
 	Summary:  "writes the download into OUTPUT.tmp and renames it to OUTPUT when complete",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,
@@ -289,6 +300,7 @@ var fileDef = pipeline.Def[FileConfig]{
 			gather:      int64(c.Gather),
 			writes:      c.Writes,
 			inflight:    c.inflightBytes(),
+			reserved:    c.Reserved,
 		}, nil
 	},
 	Memory:   func(c FileConfig) pipeline.Memory { return pipeline.Memory{Gather: c.inflightBytes()} },

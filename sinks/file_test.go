@@ -422,9 +422,9 @@ func TestFileSinkPreflightProbesOnce(t *testing.T) {
 }
 
 // TestFileSinkPreflightReserves: Preflight makes PATH.tmp, empty and
-// locked (another download of the output is busy); the run of another
-// graph for the same output takes it over and completes; Release then
-// has nothing to do. Without a run, Release removes it.
+// locked (another download of the output is busy); the graph's own run
+// takes it over and completes; Release then has nothing to do. Without a
+// run, Release removes it.
 func TestFileSinkPreflightReserves(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.bin")
@@ -436,17 +436,14 @@ func TestFileSinkPreflightReserves(t *testing.T) {
 	if fi, err := os.Stat(out + ".tmp"); err != nil || fi.Size() != 0 {
 		t.Fatalf("after Preflight: %v, %v; want an empty PATH.tmp", fi, err)
 	}
-	// Another process's download of the same output: it finds the lock.
-	// (A second open file description in this process stands for it.)
+	// Another download of the same output (in this process or another)
+	// finds the lock.
 	other := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", fileCfg(filepath.Join(dir, "out.bin"), sinks.ModeSequential), 1)
-	sinks.HideReservations(func() {
-		var busy *sinks.BusyError
-		if err := run(t, t.Context(), other, int64(len(data))); !errors.As(err, &busy) {
-			t.Errorf("a second download while the first holds PATH.tmp: %v, want a BusyError", err)
-		}
-	})
-	g := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
-	if err := run(t, t.Context(), g, int64(len(data))); err != nil {
+	var busy *sinks.BusyError
+	if err := run(t, t.Context(), other, int64(len(data))); !errors.As(err, &busy) {
+		t.Errorf("a second download while the first holds PATH.tmp: %v, want a BusyError", err)
+	}
+	if err := run(t, t.Context(), pre, int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
 	pre.Release(zerolog.Nop())
@@ -466,6 +463,59 @@ func TestFileSinkPreflightReserves(t *testing.T) {
 	pre.Release(zerolog.Nop())
 	if _, err := os.Lstat(out2 + ".tmp"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("after Release without a run: %v, want no PATH.tmp", err)
+	}
+}
+
+// TestFileSinkReserveHandOff: Reserve checks the output without a graph
+// and makes PATH.tmp, locked; a graph built later with the reservation in
+// its config takes that file over (no second create) and completes, and
+// the reservation's Release then has nothing to remove. A refusal comes
+// from Reserve itself, before any graph.
+func TestFileSinkReserveHandOff(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.bin")
+	data := payload(2*chunk + 7)
+	r, err := sinks.Reserve(out, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(out + ".tmp")
+	if err != nil || before.Size() != 0 {
+		t.Fatalf("after Reserve: %v, %v; want an empty PATH.tmp", before, err)
+	}
+	cfg := fileCfg(out, sinks.ModeSequential)
+	cfg.Reserved = r
+	g := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", cfg, 1)
+	if err := g.Preflight(t.Context(), zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t, t.Context(), g, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	g.Release(zerolog.Nop())
+	if err := r.Release(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("output: %d bytes, %v; want the %d sent", len(got), err, len(data))
+	}
+	if after, err := os.Stat(out); err != nil || !os.SameFile(before, after) {
+		t.Errorf("the output is not the file Reserve made (%v)", err)
+	}
+	if _, err := sinks.Reserve(out, false); !errors.Is(err, sinks.ErrOutputExists) {
+		t.Errorf("Reserve of an existing output: %v, want ErrOutputExists", err)
+	}
+	// Unused: Release removes it.
+	r, err = sinks.Reserve(filepath.Join(dir, "never.bin"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := os.ReadDir(dir); len(names) != 1 {
+		t.Errorf("directory holds %v, want the output alone", names)
 	}
 }
 

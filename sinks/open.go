@@ -138,7 +138,7 @@ const lockAttempts = 3
 // (worse, truncating it would truncate the finished output). It opens
 // again when that happened.
 func (s *FileSink) lockTmp() (f *os.File, created bool, err error) {
-	if f := s.takeReserved(); f != nil {
+	if f := s.reserved.take(s); f != nil {
 		return f, true, nil // made and locked by this download's Preflight
 	}
 	for range lockAttempts {

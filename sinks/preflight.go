@@ -17,8 +17,28 @@ import (
 // its directory must exist and take a new file, the output must not exist
 // (unless Overwrite) nor be a directory, and PATH.tmp must not be a
 // symlink. It creates PATH.tmp, locked, for the run that follows (see
-// reserve.go); Release removes it if no run took it.
+// reserve.go); Release removes it if no run took it. A sink handed a
+// Reservation (FileConfig.Reserved) was checked by Reserve already.
 func (s *FileSink) Preflight(ctx context.Context, env *pipeline.Env) error {
+	if s.reserved != nil && !s.ownsReserved && s.reserved.holds() {
+		return nil
+	}
+	if s.ownsReserved {
+		// Preflight again (a graph that ran, say): what the last one made
+		// is gone or is made again.
+		if err := s.reserved.Release(); err != nil {
+			return err
+		}
+	}
+	if err := s.preflight(); err != nil {
+		return err
+	}
+	s.ownsReserved = true
+	return nil
+}
+
+// preflight is Preflight's checks and reservation.
+func (s *FileSink) preflight() error {
 	if err := s.checkName(); err != nil {
 		return err
 	}

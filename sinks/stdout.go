@@ -52,6 +52,7 @@ func (c *StdoutConfig) TakeSettings(s pipeline.Settings) {
 
 var stdoutDef = pipeline.Def[StdoutConfig]{
 	Type:     "stdout.sink",
+	Provides: []pipeline.Capability{pipeline.ProvidesWriter},
 	Summary:  "writes the bytes in order to standard output (or the program's writer); no file, no resume",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,

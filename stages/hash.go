@@ -102,6 +102,7 @@ func (e *ChecksumError) Unwrap() error { return pipeline.ErrCorrupt }
 
 var hashDef = pipeline.Def[HashConfig]{
 	Type:     "hash.tap",
+	Provides: []pipeline.Capability{pipeline.ProvidesChecksum, pipeline.ProvidesPieces},
 	Summary:  "verifies a checksum (or the server's Repr-Digest) of the bytes passing by",
 	Consumes: pipeline.Bytes,
 	Produces: pipeline.Same,

@@ -22,6 +22,7 @@ type HTTPReaderConfig struct {
 
 var httpReaderDef = pipeline.Def[HTTPReaderConfig]{
 	Type:     "http.reader",
+	Provides: []pipeline.Capability{pipeline.ProvidesConnections, pipeline.ProvidesMirrors, pipeline.ProvidesPieces},
 	Summary:  "fetches byte ranges with HTTP range requests, one connection per worker",
 	Consumes: pipeline.Ranges,
 	Produces: pipeline.Bytes,

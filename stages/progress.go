@@ -45,6 +45,7 @@ const progressAlpha = 0.3
 
 var progressDef = pipeline.Def[ProgressConfig]{
 	Type:     "progress.tap",
+	Provides: []pipeline.Capability{pipeline.ProvidesProgress},
 	Summary:  "passes chunks through and logs bytes, rate and eta at an interval",
 	Consumes: pipeline.Bytes,
 	Produces: pipeline.Same,

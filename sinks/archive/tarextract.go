@@ -123,6 +123,7 @@ const peekSize = 4 << 10
 
 var tarExtractDef = pipeline.Def[TarExtractConfig]{
 	Type:     "tar.extract",
+	Provides: []pipeline.Capability{pipeline.ProvidesExtract},
 	Summary:  "unpacks a tar stream into a directory that appears when complete",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,

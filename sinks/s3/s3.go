@@ -92,6 +92,7 @@ func (e *NoBucketError) Unwrap() error { return sinks.ErrNoBucket }
 
 var s3Def = pipeline.Def[Config]{
 	Type:     "s3.sink",
+	Provides: []pipeline.Capability{pipeline.ProvidesObject},
 	Summary:  "uploads the bytes to an S3-compatible object store as a multipart upload, with no local copy",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,
