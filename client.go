@@ -118,6 +118,9 @@ func (c *Client) logger(ctx context.Context) zerolog.Logger {
 // would return before any I/O.
 func (c *Client) Check(req *Request) error {
 	d := &Download{client: c, req: req, log: c.log}
+	if err := d.resolveExtends(); err != nil {
+		return err
+	}
 	_, err := d.prepare(false)
 	return err
 }

@@ -198,6 +198,9 @@ func (d *Download) Info() Info {
 // run is the whole download: configuration, probe, topology, output,
 // run, and one restart if the file changed on the server.
 func (d *Download) run(ctx context.Context) error {
+	if err := d.resolveExtends(); err != nil {
+		return err
+	}
 	req := d.req
 	defer func() {
 		if d.preflightGraph != nil {
@@ -335,7 +338,7 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 	topology := d.req.Topology
 	switch {
 	case topology.auto() && sinks.IsObjectURL(output):
-		topology = Topology{Name: "s3"}
+		topology = topology.pick("s3")
 	case topology.auto():
 		topology = d.req.autoTopology(res)
 	}
@@ -579,7 +582,7 @@ type wiring struct {
 func (d *Download) checkWiring(object bool) error {
 	req := d.req
 	if req.Topology.auto() && object {
-		p, err := d.plan(Topology{Name: "s3"}, "s3://check/check", false, allStageKeys)
+		p, err := d.plan(req.Topology.pick("s3"), "s3://check/check", false, allStageKeys)
 		if err == nil {
 			d.probeOpts = probeOptions(p)
 		}
@@ -595,6 +598,9 @@ func (d *Download) checkWiring(object bool) error {
 			d.probeOpts = probeOptions(p)
 		}
 		return err
+	}
+	if req.Topology.extended() {
+		return d.checkEveryCandidate(output)
 	}
 	var first error
 	for _, name := range req.autoTopologies() {
@@ -641,10 +647,10 @@ func (d *Download) preflightAt(topology Topology, output string) error {
 	keys := allStageKeys
 	switch {
 	case topology.auto() && sinks.IsObjectURL(output):
-		topology = Topology{Name: "s3"}
+		topology = topology.pick("s3")
 	case topology.auto():
 		names := d.req.autoTopologies() // the stream one last
-		topology, keys = Topology{Name: names[len(names)-1]}, noStageKeys
+		topology, keys = topology.pick(names[len(names)-1]), noStageKeys
 	}
 	p, err := d.plan(topology, output, false, keys)
 	if err == nil {

@@ -40,6 +40,7 @@ func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
 	switch {
 	case t.auto() || t.Nodes != nil:
 		opts.StagesOptional = true
+		opts.File, opts.Data = t.File, t.Data // a file that extends auto: its own keys until the pick
 	case t.Name != "":
 		name := builtinName(t.Name)
 		data, err := examples.FS.ReadFile(name)
@@ -54,12 +55,14 @@ func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
 				if ids, err = stageIDs(opts.File, data); err != nil {
 					return nil, err
 				}
+				ids = withInserted(ids, t)
 			}
 			opts.Sets = d.keepStageKeys(ids, opts.Sets, "--set", setKey, keys == knownStageKeys)
 			opts.Environ = d.keepStageKeys(ids, opts.Environ, "environment", envKey, keys == knownStageKeys)
 		}
+		t.extendOptions(&opts)
 	default:
-		opts.File, opts.Data = t.File, t.Data
+		opts.File, opts.Data, opts.Inserts = t.File, t.Data, t.inserts()
 	}
 	if opts.Environ == nil {
 		// The library reads no environment unless asked; config.Load

@@ -139,7 +139,10 @@ func (c *Client) MetalinkRequests(ctx context.Context, src string, tmpl *Request
 		return nil, requestErrorf("Metalink", "the files of a metalink go into Dir: Writer and Extract do not apply")
 	}
 	d := &Download{client: c, req: tmpl, log: c.logger(ctx)}
-	cfg, err := d.load(tmpl.Topology, allStageKeys)
+	if err := d.resolveExtends(); err != nil {
+		return nil, err
+	}
+	cfg, err := d.load(d.req.Topology, allStageKeys)
 	if err != nil {
 		return nil, err
 	}

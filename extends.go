@@ -1,0 +1,153 @@
+package dlflow
+
+import (
+	"errors"
+	"maps"
+	"strings"
+
+	"github.com/dlflow/dlflow/config"
+)
+
+// Stages added to any topology (issue 19): a Topology carries its base
+// (automatic, a built-in name, or a file, which may itself say
+// `extends: auto`) plus the stages inserted into it. The topology choice
+// calls pick for the built-in it picked, and load hands the base, the
+// file over it and the inserts to config.Load (extendOptions), which
+// splices them in. For an automatic base, prepare checks the inserts
+// against every built-in topology the probe may pick (checkEveryCandidate)
+// before any request.
+
+// extended reports whether t is an automatic topology with stages to
+// insert, or a file over the automatic choice: every candidate must then
+// take them.
+func (t Topology) extended() bool {
+	return t.auto() && (len(t.Insert) > 0 || t.extendsAuto)
+}
+
+// pick is the topology that runs when the automatic choice picks the
+// built-in name: that one, under the file that extends auto (if t is
+// one), with t's inserts.
+func (t Topology) pick(name string) Topology {
+	p := Topology{Name: name, Insert: t.Insert}
+	if t.extendsAuto {
+		p.File, p.Data, p.extendsAuto, p.fileInserts = t.File, t.Data, true, t.fileInserts
+	}
+	return p
+}
+
+// resolveExtends finds whether the request's topology file extends auto:
+// the download then treats it as the automatic topology, with the file
+// over the built-in it picks. The request is copied (the caller's is
+// left as it was) only when it does.
+func resolveExtends(req *Request) (*Request, error) {
+	t := req.Topology
+	if t.Name != "" || t.Nodes != nil || t.File == "" && t.Data == nil || t.extendsAuto {
+		return req, nil
+	}
+	ext, err := config.ReadExtension(t.File, t.Data)
+	var ce *config.Error
+	switch {
+	case errors.As(err, &ce):
+		return nil, err
+	case err != nil: // the topology file cannot be read
+		return nil, &RequestError{Field: "Topology", Err: err}
+	case ext.Base != config.Auto:
+		return req, nil // config.Load follows the chain itself
+	}
+	r := *req
+	r.Topology.extendsAuto, r.Topology.fileInserts = true, ext.Inserts
+	return &r, nil
+}
+
+// resolveExtends resolves d's request (see the function).
+func (d *Download) resolveExtends() error {
+	req, err := resolveExtends(d.req)
+	if err == nil {
+		d.req = req
+	}
+	return err
+}
+
+// extendOptions completes the options of loading the picked built-in t
+// (whose YAML opts holds already): the file that extends auto lies over
+// it, and the inserts are spliced in.
+func (t Topology) extendOptions(opts *config.Options) {
+	if t.extendsAuto {
+		opts.Auto = strings.TrimSuffix(t.Name, ".yaml")
+		opts.File, opts.Data = t.File, t.Data
+	}
+	opts.Inserts = t.inserts()
+}
+
+// inserts are t's inserts, each named in errors.
+func (t Topology) inserts() []config.Insert {
+	out := make([]config.Insert, len(t.Insert))
+	for i, in := range t.Insert {
+		if in.Origin == "" {
+			in.Origin = "Topology.Insert " + in.ID
+		}
+		out[i] = in
+	}
+	return out
+}
+
+// withInserted returns ids (the stages of a built-in topology, which stage
+// keys of the environment and Sets may name) with the stages t inserts.
+func withInserted(ids map[string]bool, t Topology) map[string]bool {
+	if len(t.Insert) == 0 && len(t.fileInserts) == 0 {
+		return ids
+	}
+	out := maps.Clone(ids)
+	for _, in := range t.Insert {
+		out[in.ID] = true
+	}
+	for _, id := range t.fileInserts {
+		out[id] = true
+	}
+	return out
+}
+
+// checkEveryCandidate builds the graph of each built-in topology the probe
+// may pick for an extended automatic topology: the inserts must fit every
+// one, or the download fails before any request, naming the one they do
+// not fit. The probe asks as the first (ranged) one.
+func (d *Download) checkEveryCandidate(output string) error {
+	for i, name := range d.req.autoTopologies() {
+		t := d.req.Topology.pick(name)
+		p, err := d.plan(t, output, false, quietStageKeys)
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			for _, ke := range ce.Errs {
+				ke.Msg += " (in " + t.describe() + ", which the automatic choice may pick)"
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			d.probeOpts = probeOptions(p)
+		}
+	}
+	return nil
+}
+
+// describeExtended names a topology with stages added for results and
+// logs: "(built-in) ranged.yaml extended by FILE", "... with count
+// inserted"; ok is false for any other.
+func (t Topology) describeExtended() (string, bool) {
+	if t.Name == "" || !t.extendsAuto && len(t.Insert) == 0 {
+		return "", false
+	}
+	s := "(built-in) " + builtinName(t.Name)
+	if t.extendsAuto {
+		s += " extended by " + Topology{File: t.File, Data: t.Data}.describe()
+	}
+	if len(t.Insert) > 0 {
+		ids := make([]string, len(t.Insert))
+		for i, in := range t.Insert {
+			ids[i] = in.ID
+		}
+		s += " with " + strings.Join(ids, ", ") + " inserted"
+	}
+	return s, true
+}
