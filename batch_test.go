@@ -240,13 +240,13 @@ type holdFinish struct {
 	finishes, overlapped *atomic.Int32
 }
 
-func (h *holdFinish) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (h *holdFinish) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	for {
-		c, ok, err := io.Recv(ctx)
+		c, ok, err := edges.Recv(ctx)
 		if !ok {
 			return err
 		}
-		if err := io.Send(ctx, c); err != nil {
+		if err := edges.Send(ctx, c); err != nil {
 			return err
 		}
 	}

@@ -256,7 +256,7 @@ func (d *Download) run(ctx context.Context) error {
 		if req.IfNewer && isFile(output) {
 			d.replace = output // the check below decides; the preflight must not refuse it
 		}
-		if err := d.preflightAt(req.Topology, output); err != nil {
+		if err := d.preflightAt(ctx, req.Topology, output); err != nil {
 			return err
 		}
 	}
@@ -342,7 +342,7 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 	case topology.auto():
 		topology = d.req.autoTopology(res)
 	}
-	g, err := d.graph(topology, output, res, fromZero)
+	g, err := d.graph(ctx, topology, output, res, fromZero)
 	if err != nil {
 		if d.req.SkipExisting && errors.Is(err, ErrOutputExists) {
 			return errSkipped
@@ -449,7 +449,7 @@ func (d *Download) probe(ctx context.Context, client *http.Client, header http.H
 // may not fit (stages.fetch.workers: 8 for ranged.yaml's reader, where the
 // stream's fetch is one source): then the graph is built without the
 // request's stage keys, and a warning says which problem was left aside.
-func (d *Download) graph(topology Topology, output string, res *pipeline.Resource, fromZero bool) (*pipeline.Graph, error) {
+func (d *Download) graph(ctx context.Context, topology Topology, output string, res *pipeline.Resource, fromZero bool) (*pipeline.Graph, error) {
 	p, err := d.plan(topology, output, fromZero, knownStageKeys)
 	var ce *config.Error
 	if d.req.Topology.auto() && errors.As(err, &ce) {
@@ -478,7 +478,7 @@ func (d *Download) graph(topology Topology, output string, res *pipeline.Resourc
 			Msg("fewer connections for this download: the client caps the connections to one host")
 	}
 	if output != d.preflighted || fromZero {
-		if err := g.Preflight(d.log); err != nil {
+		if err := g.Preflight(ctx, d.log); err != nil {
 			return nil, err
 		}
 	}
@@ -643,7 +643,7 @@ func probeOptions(p plan) httpx.ProbeOptions {
 // (the output exists, its directory is not writable). An automatic
 // topology is checked with the stream topology's stages, whose sink the
 // ranged one shares.
-func (d *Download) preflightAt(topology Topology, output string) error {
+func (d *Download) preflightAt(ctx context.Context, topology Topology, output string) error {
 	keys := allStageKeys
 	switch {
 	case topology.auto() && sinks.IsObjectURL(output):
@@ -657,7 +657,7 @@ func (d *Download) preflightAt(topology Topology, output string) error {
 		// What its stages hold for the run (the sink's PATH.tmp), run
 		// releases at the end.
 		d.preflightGraph = p.graph
-		err = p.graph.Preflight(d.log)
+		err = p.graph.Preflight(ctx, d.log)
 	}
 	if err == nil {
 		d.preflighted = output
@@ -681,7 +681,7 @@ func (d *Download) nodes(cfg *config.Config, topology Topology) ([]pipeline.Node
 			continue // Build names it
 		}
 		if nodes[i].Config == nil {
-			nodes[i].Config = spec.Config()
+			nodes[i].Config = spec.NewConfig()
 		}
 		if st, ok := nodes[i].Config.(pipeline.SettingsTaker); ok {
 			st.TakeSettings(cfg.Settings())
@@ -704,7 +704,7 @@ func (d *Download) build(cfg *config.Config, nodes []pipeline.Node) (*pipeline.G
 func capConnections(reg *pipeline.Registry, nodes []pipeline.Node, limit int) {
 	var connecting []*pipeline.Node
 	for i := range nodes {
-		if spec, ok := reg.Lookup(nodes[i].Type); ok && spec.Connects {
+		if typ, ok := reg.Lookup(nodes[i].Type); ok && typ.Describe(nil).Connects {
 			connecting = append(connecting, &nodes[i])
 		}
 	}

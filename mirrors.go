@@ -59,8 +59,11 @@ func scaleForSources(reg *pipeline.Registry, nodes []pipeline.Node, sources int)
 	scaled := 0
 	for i := range nodes {
 		nd := &nodes[i]
-		spec, ok := reg.Lookup(nd.Type)
-		if !ok || !spec.Connects || spec.Consumes != pipeline.Ranges || nd.Config == nil || spec.WorkersAllowed(nd.Config) == 1 {
+		typ, ok := reg.Lookup(nd.Type)
+		if !ok || nd.Config == nil {
+			continue
+		}
+		if info := typ.Describe(nd.Config); !info.Connects || info.Consumes != pipeline.Ranges || info.MaxWorkers == 1 {
 			continue
 		}
 		nd.Workers = min(max(nd.Workers, 1)*sources, MaxConnections)

@@ -16,14 +16,14 @@ func ExampleBuild() {
 	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
 		Type: "hello.source", Consumes: pipeline.None, Produces: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				const text = "hello, dataflow"
 				pool := env.Buffers.Pool(4)
 				for off := 0; off < len(text); {
 					ch := pool.Get(int64(off))
 					ch.Data = ch.Data[:copy(ch.Data, text[off:])]
 					off += len(ch.Data)
-					if err := io.Send(ctx, ch); err != nil { // the sink owns ch now
+					if err := edges.Send(ctx, ch); err != nil { // the sink owns ch now
 						return err
 					}
 				}
@@ -34,8 +34,8 @@ func ExampleBuild() {
 	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
 		Type: "print.sink", Consumes: pipeline.OrderedBytes, Produces: pipeline.None,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				for ch := range io.Chunks {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				for ch := range edges.Chunks {
 					fmt.Printf("%d %q\n", ch.Offset, ch.Data)
 					ch.Release()
 				}
@@ -82,8 +82,8 @@ func ExampleRegister() {
 			if c.Letters == "" {
 				return nil, errors.New("letters must not be empty")
 			}
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				for ch := range io.Chunks {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				for ch := range edges.Chunks {
 					for i, b := range ch.Data {
 						for _, l := range []byte(c.Letters) {
 							if b == l {
@@ -91,7 +91,7 @@ func ExampleRegister() {
 							}
 						}
 					}
-					if err := io.Send(ctx, ch); err != nil {
+					if err := edges.Send(ctx, ch); err != nil {
 						return err
 					}
 				}
@@ -103,9 +103,10 @@ func ExampleRegister() {
 	fmt.Println(pipeline.Register(reg, upper))
 	fmt.Println(pipeline.Register(reg, upper))
 
-	spec, _ := reg.Lookup("text.upper")
-	fmt.Printf("%s: %s (%s -> %s)\n", spec.Type, spec.Summary, spec.Consumes, spec.Produces)
-	fmt.Printf("defaults: %+v\n", *spec.Config().(*UpperConfig))
+	typ, _ := reg.Lookup("text.upper")
+	info := typ.Describe(nil)
+	fmt.Printf("%s: %s (%s -> %s)\n", typ.Name(), info.Summary, info.Consumes, info.Produces)
+	fmt.Printf("defaults: %+v\n", *typ.NewConfig().(*UpperConfig))
 
 	// Build checks a node's config with the stage's New before any I/O.
 	_, err := pipeline.Build(reg, []pipeline.Node{{ID: "up", Type: "text.upper", Config: &UpperConfig{}}})

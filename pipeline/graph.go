@@ -52,7 +52,7 @@ type Graph struct {
 
 type node struct {
 	Node
-	spec     Spec
+	spec     spec
 	stage    Stage
 	in       Flow // the flow arriving on the input channel
 	out      Flow // what the stage emits, after Same and replicas are resolved
@@ -61,7 +61,7 @@ type node struct {
 	queue    int   // capacity of this node's input channel
 	chunk    int64 // largest chunk on this node's output edge
 	mem      Memory
-	reshaped bool // a stage before it reshapes the bytes (Spec.Reshapes)
+	reshaped bool // a stage before it reshapes the bytes (Def.Reshapes)
 }
 
 const (
@@ -83,72 +83,7 @@ func Build(reg *Registry, nodes []Node) (*Graph, error) {
 	fail := func(id, key, format string, args ...any) {
 		errs = append(errs, &WiringError{Stage: id, Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
-
-	byID := make(map[string]*node, len(nodes))
-	declared := make(map[string]bool, len(nodes)) // including stages rejected below
-	var all []*node
-	for _, n := range nodes {
-		switch {
-		case n.ID == "":
-			fail(n.ID, "", "a stage needs an id")
-			continue
-		case declared[n.ID]:
-			fail(n.ID, "", "two stages have this id")
-			continue
-		}
-		declared[n.ID] = true
-		spec, ok := reg.Lookup(n.Type)
-		if !ok {
-			fail(n.ID, "type", "unknown stage type %q%s (known types: %s)", n.Type, Suggest(n.Type, reg.Types()), strings.Join(reg.Types(), ", "))
-			continue
-		}
-		if n.Workers < 0 {
-			fail(n.ID, "workers", "workers must be at least 1, got %d", n.Workers)
-		}
-		if n.Workers == 0 {
-			n.Workers = 1
-		}
-		if n.Queue < 0 {
-			fail(n.ID, "queue", "queue must be 0 (automatic) or more, got %d", n.Queue)
-		}
-		if n.Config == nil {
-			n.Config = spec.Config()
-		} else if want, got := reflect.TypeOf(spec.Config()), reflect.TypeOf(n.Config); want != got {
-			fail(n.ID, "config", "config for %s must be a %v, got %v", n.Type, want, got)
-			continue
-		}
-		stage, err := spec.New(n.Config)
-		if err != nil {
-			fail(n.ID, "config", "%v", err)
-			continue
-		}
-		if most, why := spec.maxWorkers(n.Config); most > 0 && n.Workers > most {
-			fail(n.ID, "workers", "%s runs at most %d %s (%s); set workers: %d", n.Type, most, plural(most, "worker"), why, most)
-		}
-		in, out := spec.ports(n.Config)
-		nd := &node{Node: n, spec: spec, stage: stage, in: in, out: out, mem: spec.memory(n.Config)}
-		byID[n.ID] = nd
-		all = append(all, nd)
-	}
-
-	for _, n := range all {
-		for _, id := range n.Inputs {
-			p := byID[id]
-			switch {
-			case p == nil && declared[id]:
-				// id's own problem is already reported
-			case p == nil:
-				fail(n.ID, "inputs", "input %q is not a stage%s", id, Suggest(id, keys(byID)))
-			case p == n:
-				fail(n.ID, "inputs", "a stage cannot be its own input")
-			case p.consumer != nil && p.consumer != n:
-				fail(n.ID, "inputs", "%q already feeds %q; a chunk has one owner, so chain stages instead of sharing an input", id, p.consumer.ID)
-			default:
-				p.consumer = n
-				n.inputs = append(n.inputs, p)
-			}
-		}
-	}
+	all := newNodes(reg, nodes, fail)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -180,6 +115,85 @@ func Build(reg *Registry, nodes []Node) (*Graph, error) {
 		return nil, errors.Join(errs...)
 	}
 	return g, nil
+}
+
+// newNodes checks each node against the registry, builds its stage and
+// links it to its inputs, reporting each problem to fail. The nodes come
+// back in declaration order, without those it could not build.
+func newNodes(reg *Registry, nodes []Node, fail func(id, key, format string, args ...any)) []*node {
+	byID := make(map[string]*node, len(nodes))
+	declared := make(map[string]bool, len(nodes)) // including stages rejected below
+	var all []*node
+	for _, n := range nodes {
+		switch {
+		case n.ID == "":
+			fail(n.ID, "", "a stage needs an id")
+			continue
+		case declared[n.ID]:
+			fail(n.ID, "", "two stages have this id")
+			continue
+		}
+		declared[n.ID] = true
+		if nd := newNode(reg, n, fail); nd != nil {
+			byID[n.ID] = nd
+			all = append(all, nd)
+		}
+	}
+
+	for _, n := range all {
+		for _, id := range n.Inputs {
+			p := byID[id]
+			switch {
+			case p == nil && declared[id]:
+				// id's own problem is already reported
+			case p == nil:
+				fail(n.ID, "inputs", "input %q is not a stage%s", id, Suggest(id, keys(byID)))
+			case p == n:
+				fail(n.ID, "inputs", "a stage cannot be its own input")
+			case p.consumer != nil && p.consumer != n:
+				fail(n.ID, "inputs", "%q already feeds %q; a chunk has one owner, so chain stages instead of sharing an input", id, p.consumer.ID)
+			default:
+				p.consumer = n
+				n.inputs = append(n.inputs, p)
+			}
+		}
+	}
+	return all
+}
+
+// newNode checks n against its type and builds its stage; nil when it
+// reported a problem that leaves no stage.
+func newNode(reg *Registry, n Node, fail func(id, key, format string, args ...any)) *node {
+	spec, ok := reg.spec(n.Type)
+	if !ok {
+		fail(n.ID, "type", "unknown stage type %q%s (known types: %s)", n.Type, Suggest(n.Type, reg.Types()), strings.Join(reg.Types(), ", "))
+		return nil
+	}
+	if n.Workers < 0 {
+		fail(n.ID, "workers", "workers must be at least 1, got %d", n.Workers)
+	}
+	if n.Workers == 0 {
+		n.Workers = 1
+	}
+	if n.Queue < 0 {
+		fail(n.ID, "queue", "queue must be 0 (automatic) or more, got %d", n.Queue)
+	}
+	if n.Config == nil {
+		n.Config = spec.Config()
+	} else if want, got := reflect.TypeOf(spec.Config()), reflect.TypeOf(n.Config); want != got {
+		fail(n.ID, "config", "config for %s must be a %v, got %v", n.Type, want, got)
+		return nil
+	}
+	stage, err := spec.New(n.Config)
+	if err != nil {
+		fail(n.ID, "config", "%v", err)
+		return nil
+	}
+	if most, why := spec.maxWorkers(n.Config); most > 0 && n.Workers > most {
+		fail(n.ID, "workers", "%s runs at most %d %s (%s); set workers: %d", n.Type, most, plural(most, "worker"), why, most)
+	}
+	in, out := spec.ports(n.Config)
+	return &node{Node: n, spec: spec, stage: stage, in: in, out: out, mem: spec.memory(n.Config)}
 }
 
 // wire resolves the flows and queue of n, whose inputs are already wired.
@@ -338,9 +352,9 @@ type StageInfo struct {
 	HoldsPerReplica int64
 	ReorderWindow   int64
 	Sink, Source    bool
-	// Connects: each replica holds a network connection (Spec.Connects).
+	// Connects: each replica holds a network connection (Def.Connects).
 	Connects bool
-	// Reshaped: a stage before this one reshapes the bytes (Spec.Reshapes).
+	// Reshaped: a stage before this one reshapes the bytes (Def.Reshapes).
 	Reshaped bool
 }
 
@@ -386,7 +400,7 @@ func (g *Graph) StagesOfType(typ string) []Stage {
 }
 
 // Connections is the most network connections a run of g holds at once:
-// the workers of every stage whose spec Connects, or 0 when none does.
+// the workers of every stage whose Def Connects, or 0 when none does.
 func (g *Graph) Connections() int {
 	total := 0
 	for _, n := range g.nodes {
@@ -518,7 +532,7 @@ func ceilMiB(b ByteSize) string {
 }
 
 // SetConnections gives n workers to every node whose type holds a network
-// connection per worker (Spec.Connects) and can run more than one worker
+// connection per worker (Def.Connects) and can run more than one worker
 // with its config, which is what asking for n connections means. It
 // returns how many nodes it changed; 0 means the nodes cannot use more
 // connections (a stream). A node's nil Config is filled with the defaults.
@@ -526,7 +540,7 @@ func SetConnections(reg *Registry, nodes []Node, n int) int {
 	changed := 0
 	for i := range nodes {
 		nd := &nodes[i]
-		spec, ok := reg.Lookup(nd.Type)
+		spec, ok := reg.spec(nd.Type)
 		if !ok || !spec.Connects {
 			continue
 		}
@@ -536,7 +550,7 @@ func SetConnections(reg *Registry, nodes []Node, n int) int {
 		if reflect.TypeOf(nd.Config) != reflect.TypeOf(spec.Config()) {
 			continue // Build reports the wrong config type
 		}
-		if spec.WorkersAllowed(nd.Config) == 1 {
+		if most, _ := spec.maxWorkers(nd.Config); most == 1 {
 			continue
 		}
 		nd.Workers = n

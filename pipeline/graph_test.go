@@ -85,269 +85,275 @@ func wiringProblems(t *testing.T, err error) []wiringProblem {
 	return got
 }
 
+// known ends the error about an unknown type in wiringRegistry.
+const known = "(known types: test.collect, test.gen, test.order, test.pass, test.ranges, test.reader)"
+
+// ordered is a config of test.collect that takes ordered bytes.
+var ordered = &collectConfig{Ordered: true}
+
+// buildRejectsCases are the cases of TestBuildRejects.
+var buildRejectsCases = []struct {
+	name  string
+	nodes []pipeline.Node
+	want  []wiringProblem
+}{
+	{
+		name: "unknown type",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gem"},
+			{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
+		},
+		// out's input is declared, so only src's own problem is reported.
+		want: []wiringProblem{{"src", "type", `unknown stage type "test.gem" (did you mean "test.gen"?) ` + known}},
+	},
+	{
+		name: "unknown type without a close name",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "ftp"},
+			{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
+		},
+		want: []wiringProblem{{"src", "type", `unknown stage type "ftp" ` + known}},
+	},
+	{
+		name: "missing input",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen"},
+			{ID: "out", Type: "test.collect", Inputs: []string{"scr"}},
+		},
+		want: []wiringProblem{{"out", "inputs", `input "scr" is not a stage (did you mean "src"?)`}},
+	},
+	{
+		name: "own input",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen"},
+			{ID: "mid", Type: "test.pass", Inputs: []string{"mid"}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
+		},
+		want: []wiringProblem{{"mid", "inputs", "a stage cannot be its own input"}},
+	},
+	{
+		name: "fan-out",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen"},
+			{ID: "a", Type: "test.collect", Inputs: []string{"src"}},
+			{ID: "b", Type: "test.collect", Inputs: []string{"src"}},
+		},
+		want: []wiringProblem{{"b", "inputs", `"src" already feeds "a"; a chunk has one owner, so chain stages instead of sharing an input`}},
+	},
+	{
+		name: "cycle",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen"},
+			{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
+			{ID: "p1", Type: "test.pass", Inputs: []string{"p2"}},
+			{ID: "p2", Type: "test.pass", Inputs: []string{"p1"}},
+		},
+		want: []wiringProblem{{"p1", "inputs", "the inputs form a cycle"}},
+	},
+	{
+		name: "source given inputs",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen"},
+			{ID: "src2", Type: "test.gen", Inputs: []string{"src"}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"src2"}},
+		},
+		want: []wiringProblem{{"src2", "inputs", "test.gen is a source and takes no inputs"}},
+	},
+	{
+		name: "consumer without inputs",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen"},
+			{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
+			{ID: "lonely", Type: "test.collect"},
+		},
+		want: []wiringProblem{{"lonely", "inputs", "test.collect consumes bytes; list the stage that produces them in inputs"}},
+	},
+	{
+		name: "transform without inputs reports only itself",
+		nodes: []pipeline.Node{
+			{ID: "mid", Type: "test.pass"},
+			{ID: "out", Type: "test.collect", Inputs: []string{"mid"}},
+		},
+		want: []wiringProblem{{"mid", "inputs", "test.pass consumes bytes; list the stage that produces them in inputs"}},
+	},
+	{
+		name: "output goes nowhere",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen"},
+			{ID: "mid", Type: "test.pass", Inputs: []string{"src"}},
+		},
+		want: []wiringProblem{{"mid", "", "its output (ordered bytes) goes nowhere; add a stage with inputs: [mid], such as a sink"}},
+	},
+	{
+		name: "ordered consumer fed by replicas",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen"},
+			{ID: "mid", Type: "test.pass", Inputs: []string{"src"}, Workers: 3},
+			{ID: "out", Type: "test.collect", Inputs: []string{"mid"}, Config: ordered},
+		},
+		want: []wiringProblem{{"out", "inputs", "test.collect in this mode consumes ordered bytes, but mid delivers bytes; " +
+			"add a reorder stage (reorder.heap) before it or switch it to a mode that takes bytes in any order (see `dlflow stages test.collect`)"}},
+	},
+	{
+		name: "ordered consumer fed by merged inputs",
+		nodes: []pipeline.Node{
+			{ID: "g1", Type: "test.gen"},
+			{ID: "g2", Type: "test.gen"},
+			{ID: "out", Type: "test.collect", Inputs: []string{"g1", "g2"}, Config: ordered},
+		},
+		want: []wiringProblem{{"out", "inputs", "test.collect in this mode consumes ordered bytes, but its inputs deliver bytes; " +
+			"add a reorder stage (reorder.heap) before it or switch it to a mode that takes bytes in any order (see `dlflow stages test.collect`)"}},
+	},
+	{
+		name: "bytes consumer fed ranges",
+		nodes: []pipeline.Node{
+			{ID: "split", Type: "test.ranges"},
+			{ID: "out", Type: "test.collect", Inputs: []string{"split"}},
+		},
+		want: []wiringProblem{{"out", "inputs", "test.collect in this mode consumes bytes, but split delivers ranges; ranges must go through a reader (http.reader) first"}},
+	},
+	{
+		name: "pass-through fed ranges reports only itself",
+		nodes: []pipeline.Node{
+			{ID: "split", Type: "test.ranges"},
+			{ID: "mid", Type: "test.pass", Inputs: []string{"split"}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"mid"}},
+		},
+		want: []wiringProblem{{"mid", "inputs", "test.pass consumes bytes, but split delivers ranges; ranges must go through a reader (http.reader) first"}},
+	},
+	{
+		name: "ranges consumer fed bytes",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen"},
+			{ID: "fetch", Type: "test.reader", Inputs: []string{"src"}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"fetch"}},
+		},
+		want: []wiringProblem{{"fetch", "inputs", "test.reader consumes ranges, but src delivers ordered bytes; ranges come from a splitter (range.splitter)"}},
+	},
+	{
+		name: "merged ranges and bytes",
+		nodes: []pipeline.Node{
+			{ID: "split", Type: "test.ranges"},
+			{ID: "src", Type: "test.gen"},
+			{ID: "out", Type: "test.collect", Inputs: []string{"split", "src"}},
+		},
+		want: []wiringProblem{{"out", "inputs", "inputs deliver both ranges and ordered bytes"}},
+	},
+	{
+		name: "two reorder windows",
+		nodes: []pipeline.Node{
+			{ID: "split", Type: "test.ranges"},
+			{ID: "fetch", Type: "test.reader", Inputs: []string{"split"}, Workers: 4},
+			{ID: "o1", Type: "test.order", Inputs: []string{"fetch"}},
+			{ID: "o2", Type: "test.order", Inputs: []string{"o1"}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"o2"}, Config: ordered},
+		},
+		want: []wiringProblem{{"o2", "type", `only one stage may reorder with a window; "o1" already does`}},
+	},
+	{
+		name: "range larger than the window",
+		nodes: []pipeline.Node{
+			{ID: "split", Type: "test.ranges", Config: &rangesConfig{MaxRange: 8 << 20}},
+			{ID: "fetch", Type: "test.reader", Inputs: []string{"split"}, Workers: 4},
+			{ID: "order", Type: "test.order", Inputs: []string{"fetch"}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"order"}, Config: ordered},
+		},
+		want: []wiringProblem{{"split", "config", `hands out ranges of 8MiB, larger than the reorder window of "order" (4MiB); lower the range size or raise the window`}},
+	},
+	{
+		name: "negative workers",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen"},
+			{ID: "out", Type: "test.collect", Inputs: []string{"src"}, Workers: -1},
+		},
+		want: []wiringProblem{{"out", "workers", "workers must be at least 1, got -1"}},
+	},
+	{
+		name: "negative queue",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen"},
+			{ID: "out", Type: "test.collect", Inputs: []string{"src"}, Queue: -1},
+		},
+		want: []wiringProblem{{"out", "queue", "queue must be 0 (automatic) or more, got -1"}},
+	},
+	{
+		name: "config of the wrong type",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen", Config: &passConfig{}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
+		},
+		want: []wiringProblem{{"src", "config", "config for test.gen must be a *pipeline_test.genConfig, got *pipeline_test.passConfig"}},
+	},
+	{
+		name: "config a value instead of a pointer",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen", Config: genConfig{}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
+		},
+		want: []wiringProblem{{"src", "config", "config for test.gen must be a *pipeline_test.genConfig, got pipeline_test.genConfig"}},
+	},
+	{
+		name: "constructor refuses the config",
+		nodes: []pipeline.Node{
+			{ID: "split", Type: "test.ranges"},
+			{ID: "fetch", Type: "test.reader", Inputs: []string{"split"}, Config: &readerConfig{}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"fetch"}},
+		},
+		want: []wiringProblem{{"fetch", "config", "chunk must be positive, got 0"}},
+	},
+	{
+		name: "missing id",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen"},
+			{Type: "test.collect", Inputs: []string{"src"}},
+		},
+		want: []wiringProblem{{"", "", "a stage needs an id"}},
+	},
+	{
+		name: "duplicate id",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gen"},
+			{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
+		},
+		want: []wiringProblem{{"out", "", "two stages have this id"}},
+	},
+	{
+		name: "every problem of the declarations",
+		nodes: []pipeline.Node{
+			{ID: "src", Type: "test.gem"},
+			{ID: "mid", Type: "test.pass", Inputs: []string{"src"}, Workers: -1, Queue: -1},
+			{ID: "out", Type: "test.collect", Inputs: []string{"nope"}},
+		},
+		want: []wiringProblem{
+			{"src", "type", `unknown stage type "test.gem" (did you mean "test.gen"?) ` + known},
+			{"mid", "workers", "workers must be at least 1, got -1"},
+			{"mid", "queue", "queue must be 0 (automatic) or more, got -1"},
+			{"out", "inputs", `input "nope" is not a stage`},
+		},
+	},
+	{
+		name: "every problem of the wiring",
+		nodes: []pipeline.Node{
+			{ID: "g1", Type: "test.gen"},
+			{ID: "g2", Type: "test.gen"},
+			{ID: "split", Type: "test.ranges", Config: &rangesConfig{MaxRange: 8 << 20}},
+			{ID: "fetch", Type: "test.reader", Inputs: []string{"split"}},
+			{ID: "o1", Type: "test.order", Inputs: []string{"fetch"}},
+			{ID: "o2", Type: "test.order", Inputs: []string{"o1"}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"o2"}},
+		},
+		want: []wiringProblem{
+			{"g1", "", "its output (ordered bytes) goes nowhere; add a stage with inputs: [g1], such as a sink"},
+			{"g2", "", "its output (ordered bytes) goes nowhere; add a stage with inputs: [g2], such as a sink"},
+			{"o2", "type", `only one stage may reorder with a window; "o1" already does`},
+			{"split", "config", `hands out ranges of 8MiB, larger than the reorder window of "o2" (4MiB); lower the range size or raise the window`},
+		},
+	},
+}
+
 func TestBuildRejects(t *testing.T) {
-	const known = "(known types: test.collect, test.gen, test.order, test.pass, test.ranges, test.reader)"
-	ordered := &collectConfig{Ordered: true}
-	tests := []struct {
-		name  string
-		nodes []pipeline.Node
-		want  []wiringProblem
-	}{
-		{
-			name: "unknown type",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gem"},
-				{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
-			},
-			// out's input is declared, so only src's own problem is reported.
-			want: []wiringProblem{{"src", "type", `unknown stage type "test.gem" (did you mean "test.gen"?) ` + known}},
-		},
-		{
-			name: "unknown type without a close name",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "ftp"},
-				{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
-			},
-			want: []wiringProblem{{"src", "type", `unknown stage type "ftp" ` + known}},
-		},
-		{
-			name: "missing input",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen"},
-				{ID: "out", Type: "test.collect", Inputs: []string{"scr"}},
-			},
-			want: []wiringProblem{{"out", "inputs", `input "scr" is not a stage (did you mean "src"?)`}},
-		},
-		{
-			name: "own input",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen"},
-				{ID: "mid", Type: "test.pass", Inputs: []string{"mid"}},
-				{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
-			},
-			want: []wiringProblem{{"mid", "inputs", "a stage cannot be its own input"}},
-		},
-		{
-			name: "fan-out",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen"},
-				{ID: "a", Type: "test.collect", Inputs: []string{"src"}},
-				{ID: "b", Type: "test.collect", Inputs: []string{"src"}},
-			},
-			want: []wiringProblem{{"b", "inputs", `"src" already feeds "a"; a chunk has one owner, so chain stages instead of sharing an input`}},
-		},
-		{
-			name: "cycle",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen"},
-				{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
-				{ID: "p1", Type: "test.pass", Inputs: []string{"p2"}},
-				{ID: "p2", Type: "test.pass", Inputs: []string{"p1"}},
-			},
-			want: []wiringProblem{{"p1", "inputs", "the inputs form a cycle"}},
-		},
-		{
-			name: "source given inputs",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen"},
-				{ID: "src2", Type: "test.gen", Inputs: []string{"src"}},
-				{ID: "out", Type: "test.collect", Inputs: []string{"src2"}},
-			},
-			want: []wiringProblem{{"src2", "inputs", "test.gen is a source and takes no inputs"}},
-		},
-		{
-			name: "consumer without inputs",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen"},
-				{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
-				{ID: "lonely", Type: "test.collect"},
-			},
-			want: []wiringProblem{{"lonely", "inputs", "test.collect consumes bytes; list the stage that produces them in inputs"}},
-		},
-		{
-			name: "transform without inputs reports only itself",
-			nodes: []pipeline.Node{
-				{ID: "mid", Type: "test.pass"},
-				{ID: "out", Type: "test.collect", Inputs: []string{"mid"}},
-			},
-			want: []wiringProblem{{"mid", "inputs", "test.pass consumes bytes; list the stage that produces them in inputs"}},
-		},
-		{
-			name: "output goes nowhere",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen"},
-				{ID: "mid", Type: "test.pass", Inputs: []string{"src"}},
-			},
-			want: []wiringProblem{{"mid", "", "its output (ordered bytes) goes nowhere; add a stage with inputs: [mid], such as a sink"}},
-		},
-		{
-			name: "ordered consumer fed by replicas",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen"},
-				{ID: "mid", Type: "test.pass", Inputs: []string{"src"}, Workers: 3},
-				{ID: "out", Type: "test.collect", Inputs: []string{"mid"}, Config: ordered},
-			},
-			want: []wiringProblem{{"out", "inputs", "test.collect in this mode consumes ordered bytes, but mid delivers bytes; " +
-				"add a reorder stage (reorder.heap) before it or switch it to a mode that takes bytes in any order (see `dlflow stages test.collect`)"}},
-		},
-		{
-			name: "ordered consumer fed by merged inputs",
-			nodes: []pipeline.Node{
-				{ID: "g1", Type: "test.gen"},
-				{ID: "g2", Type: "test.gen"},
-				{ID: "out", Type: "test.collect", Inputs: []string{"g1", "g2"}, Config: ordered},
-			},
-			want: []wiringProblem{{"out", "inputs", "test.collect in this mode consumes ordered bytes, but its inputs deliver bytes; " +
-				"add a reorder stage (reorder.heap) before it or switch it to a mode that takes bytes in any order (see `dlflow stages test.collect`)"}},
-		},
-		{
-			name: "bytes consumer fed ranges",
-			nodes: []pipeline.Node{
-				{ID: "split", Type: "test.ranges"},
-				{ID: "out", Type: "test.collect", Inputs: []string{"split"}},
-			},
-			want: []wiringProblem{{"out", "inputs", "test.collect in this mode consumes bytes, but split delivers ranges; ranges must go through a reader (http.reader) first"}},
-		},
-		{
-			name: "pass-through fed ranges reports only itself",
-			nodes: []pipeline.Node{
-				{ID: "split", Type: "test.ranges"},
-				{ID: "mid", Type: "test.pass", Inputs: []string{"split"}},
-				{ID: "out", Type: "test.collect", Inputs: []string{"mid"}},
-			},
-			want: []wiringProblem{{"mid", "inputs", "test.pass consumes bytes, but split delivers ranges; ranges must go through a reader (http.reader) first"}},
-		},
-		{
-			name: "ranges consumer fed bytes",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen"},
-				{ID: "fetch", Type: "test.reader", Inputs: []string{"src"}},
-				{ID: "out", Type: "test.collect", Inputs: []string{"fetch"}},
-			},
-			want: []wiringProblem{{"fetch", "inputs", "test.reader consumes ranges, but src delivers ordered bytes; ranges come from a splitter (range.splitter)"}},
-		},
-		{
-			name: "merged ranges and bytes",
-			nodes: []pipeline.Node{
-				{ID: "split", Type: "test.ranges"},
-				{ID: "src", Type: "test.gen"},
-				{ID: "out", Type: "test.collect", Inputs: []string{"split", "src"}},
-			},
-			want: []wiringProblem{{"out", "inputs", "inputs deliver both ranges and ordered bytes"}},
-		},
-		{
-			name: "two reorder windows",
-			nodes: []pipeline.Node{
-				{ID: "split", Type: "test.ranges"},
-				{ID: "fetch", Type: "test.reader", Inputs: []string{"split"}, Workers: 4},
-				{ID: "o1", Type: "test.order", Inputs: []string{"fetch"}},
-				{ID: "o2", Type: "test.order", Inputs: []string{"o1"}},
-				{ID: "out", Type: "test.collect", Inputs: []string{"o2"}, Config: ordered},
-			},
-			want: []wiringProblem{{"o2", "type", `only one stage may reorder with a window; "o1" already does`}},
-		},
-		{
-			name: "range larger than the window",
-			nodes: []pipeline.Node{
-				{ID: "split", Type: "test.ranges", Config: &rangesConfig{MaxRange: 8 << 20}},
-				{ID: "fetch", Type: "test.reader", Inputs: []string{"split"}, Workers: 4},
-				{ID: "order", Type: "test.order", Inputs: []string{"fetch"}},
-				{ID: "out", Type: "test.collect", Inputs: []string{"order"}, Config: ordered},
-			},
-			want: []wiringProblem{{"split", "config", `hands out ranges of 8MiB, larger than the reorder window of "order" (4MiB); lower the range size or raise the window`}},
-		},
-		{
-			name: "negative workers",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen"},
-				{ID: "out", Type: "test.collect", Inputs: []string{"src"}, Workers: -1},
-			},
-			want: []wiringProblem{{"out", "workers", "workers must be at least 1, got -1"}},
-		},
-		{
-			name: "negative queue",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen"},
-				{ID: "out", Type: "test.collect", Inputs: []string{"src"}, Queue: -1},
-			},
-			want: []wiringProblem{{"out", "queue", "queue must be 0 (automatic) or more, got -1"}},
-		},
-		{
-			name: "config of the wrong type",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen", Config: &passConfig{}},
-				{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
-			},
-			want: []wiringProblem{{"src", "config", "config for test.gen must be a *pipeline_test.genConfig, got *pipeline_test.passConfig"}},
-		},
-		{
-			name: "config a value instead of a pointer",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen", Config: genConfig{}},
-				{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
-			},
-			want: []wiringProblem{{"src", "config", "config for test.gen must be a *pipeline_test.genConfig, got pipeline_test.genConfig"}},
-		},
-		{
-			name: "constructor refuses the config",
-			nodes: []pipeline.Node{
-				{ID: "split", Type: "test.ranges"},
-				{ID: "fetch", Type: "test.reader", Inputs: []string{"split"}, Config: &readerConfig{}},
-				{ID: "out", Type: "test.collect", Inputs: []string{"fetch"}},
-			},
-			want: []wiringProblem{{"fetch", "config", "chunk must be positive, got 0"}},
-		},
-		{
-			name: "missing id",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen"},
-				{Type: "test.collect", Inputs: []string{"src"}},
-			},
-			want: []wiringProblem{{"", "", "a stage needs an id"}},
-		},
-		{
-			name: "duplicate id",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gen"},
-				{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
-				{ID: "out", Type: "test.collect", Inputs: []string{"src"}},
-			},
-			want: []wiringProblem{{"out", "", "two stages have this id"}},
-		},
-		{
-			name: "every problem of the declarations",
-			nodes: []pipeline.Node{
-				{ID: "src", Type: "test.gem"},
-				{ID: "mid", Type: "test.pass", Inputs: []string{"src"}, Workers: -1, Queue: -1},
-				{ID: "out", Type: "test.collect", Inputs: []string{"nope"}},
-			},
-			want: []wiringProblem{
-				{"src", "type", `unknown stage type "test.gem" (did you mean "test.gen"?) ` + known},
-				{"mid", "workers", "workers must be at least 1, got -1"},
-				{"mid", "queue", "queue must be 0 (automatic) or more, got -1"},
-				{"out", "inputs", `input "nope" is not a stage`},
-			},
-		},
-		{
-			name: "every problem of the wiring",
-			nodes: []pipeline.Node{
-				{ID: "g1", Type: "test.gen"},
-				{ID: "g2", Type: "test.gen"},
-				{ID: "split", Type: "test.ranges", Config: &rangesConfig{MaxRange: 8 << 20}},
-				{ID: "fetch", Type: "test.reader", Inputs: []string{"split"}},
-				{ID: "o1", Type: "test.order", Inputs: []string{"fetch"}},
-				{ID: "o2", Type: "test.order", Inputs: []string{"o1"}},
-				{ID: "out", Type: "test.collect", Inputs: []string{"o2"}},
-			},
-			want: []wiringProblem{
-				{"g1", "", "its output (ordered bytes) goes nowhere; add a stage with inputs: [g1], such as a sink"},
-				{"g2", "", "its output (ordered bytes) goes nowhere; add a stage with inputs: [g2], such as a sink"},
-				{"o2", "type", `only one stage may reorder with a window; "o1" already does`},
-				{"split", "config", `hands out ranges of 8MiB, larger than the reorder window of "o2" (4MiB); lower the range size or raise the window`},
-			},
-		},
-	}
-	for _, tt := range tests {
+	for _, tt := range buildRejectsCases {
 		t.Run(tt.name, func(t *testing.T) {
 			g, err := pipeline.Build(wiringRegistry(t), tt.nodes)
 			if err == nil {

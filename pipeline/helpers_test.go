@@ -28,7 +28,7 @@ var genSource = pipeline.Def[genConfig]{
 		return pipeline.Memory{ChunkSize: int64(c.Chunk), PerReplica: int64(c.Chunk)}
 	},
 	New: func(c genConfig) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 			pool := env.Buffers.Pool(c.Chunk)
 			for off := int64(0); c.Forever || off < c.Size; {
 				if c.FailAt > 0 && off >= c.FailAt {
@@ -43,7 +43,7 @@ var genSource = pipeline.Def[genConfig]{
 				for i := range ch.Data {
 					ch.Data[i] = pattern(off + int64(i))
 				}
-				if err := io.Send(ctx, ch); err != nil {
+				if err := edges.Send(ctx, ch); err != nil {
 					return err
 				}
 				off += n
@@ -61,13 +61,13 @@ type passConfig struct {
 var passThrough = pipeline.Def[passConfig]{
 	Type: "test.pass", Consumes: pipeline.Bytes, Produces: pipeline.Same,
 	New: func(c passConfig) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-			for ch := range io.Chunks {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+			for ch := range edges.Chunks {
 				if c.PanicAt > 0 && ch.Offset >= c.PanicAt {
 					ch.Release()
 					panic("boom")
 				}
-				if err := io.Send(ctx, ch); err != nil {
+				if err := edges.Send(ctx, ch); err != nil {
 					return err
 				}
 			}
@@ -95,8 +95,8 @@ type collectSink struct {
 	finished  int
 }
 
-func (s *collectSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-	for ch := range io.Chunks {
+func (s *collectSink) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+	for ch := range edges.Chunks {
 		if s.cfg.Ordered && ch.Offset != s.next {
 			ch.Release()
 			return fmt.Errorf("chunk at %d, want %d", ch.Offset, s.next)

@@ -45,9 +45,9 @@ func (s *hookStage) Start(_ context.Context, env *pipeline.Env) error {
 	return nil
 }
 
-func (s *hookStage) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-	for ch := range io.Chunks {
-		if err := io.Send(ctx, ch); err != nil {
+func (s *hookStage) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+	for ch := range edges.Chunks {
+		if err := edges.Send(ctx, ch); err != nil {
 			return err
 		}
 	}
@@ -164,12 +164,12 @@ func TestReshaped(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[string]bool{}
 	probe := func(id string) pipeline.StageFunc {
-		return func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+		return func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 			mu.Lock()
 			seen[id] = env.Reshaped
 			mu.Unlock()
-			for ch := range io.Chunks {
-				if err := io.Send(ctx, ch); err != nil {
+			for ch := range edges.Chunks {
+				if err := edges.Send(ctx, ch); err != nil {
 					return err
 				}
 			}
@@ -327,14 +327,14 @@ func TestFailureDrainsDownstream(t *testing.T) {
 		Type: "test.failsource", Consumes: pipeline.None, Produces: pipeline.OrderedBytes,
 		Memory: func(failConfig) pipeline.Memory { return pipeline.Memory{ChunkSize: 4096} },
 		New: func(c failConfig) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				pool := env.Buffers.Pool(4096)
 				for i := range 4 {
 					ch := pool.Get(int64(i) * 4096)
 					for j := range ch.Data {
 						ch.Data[j] = pattern(int64(i)*4096 + int64(j))
 					}
-					if err := io.Send(ctx, ch); err != nil {
+					if err := edges.Send(ctx, ch); err != nil {
 						return err
 					}
 				}
@@ -347,14 +347,14 @@ func TestFailureDrainsDownstream(t *testing.T) {
 	pipeline.MustRegister(reg, pipeline.Def[waitConfig]{
 		Type: "test.waitfail", Consumes: pipeline.Bytes, Produces: pipeline.Same,
 		New: func(c waitConfig) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				<-c.Failed // hold the chunks until the source has failed
 				for {
-					ch, ok, err := io.Recv(ctx)
+					ch, ok, err := edges.Recv(ctx)
 					if !ok {
 						return err
 					}
-					if err := io.Send(ctx, ch); err != nil {
+					if err := edges.Send(ctx, ch); err != nil {
 						return err
 					}
 				}

@@ -30,7 +30,7 @@ func gatedSink(typ string, m *pipeline.Metrics, src string, want *int64, perRun 
 	return pipeline.Def[struct{}]{
 		Type: typ, Consumes: pipeline.Bytes, Produces: pipeline.None,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				deadline := time.Now().Add(gateWait)
 				for time.Now().Before(deadline) {
 					if s, _ := m.Snapshot().Stage(src); s.ChunksSent >= *want {
@@ -40,7 +40,7 @@ func gatedSink(typ string, m *pipeline.Metrics, src string, want *int64, perRun 
 				}
 				for left := perRun; ; left-- {
 					deadline := time.Now().Add(gateWait)
-					for left >= int64(cap(io.Chunks)) && len(io.Chunks) < cap(io.Chunks) && time.Now().Before(deadline) {
+					for left >= int64(cap(edges.Chunks)) && len(edges.Chunks) < cap(edges.Chunks) && time.Now().Before(deadline) {
 						time.Sleep(100 * time.Microsecond)
 					}
 					time.Sleep(2 * time.Millisecond)
@@ -48,9 +48,9 @@ func gatedSink(typ string, m *pipeline.Metrics, src string, want *int64, perRun 
 					var ok bool
 					var err error
 					if recv {
-						c, ok, err = io.Recv(ctx)
+						c, ok, err = edges.Recv(ctx)
 					} else {
-						c, ok = <-io.Chunks
+						c, ok = <-edges.Chunks
 					}
 					if !ok {
 						return err
@@ -132,9 +132,9 @@ func TestMetricsCountRanges(t *testing.T) {
 	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
 		Type: "test.ranges", Produces: pipeline.Ranges,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				for i := range int64(10) {
-					if err := io.SendRange(ctx, pipeline.Range{Start: i, End: i + 1}); err != nil {
+					if err := edges.SendRange(ctx, pipeline.Range{Start: i, End: i + 1}); err != nil {
 						return err
 					}
 				}
@@ -145,16 +145,16 @@ func TestMetricsCountRanges(t *testing.T) {
 	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
 		Type: "test.rangesink", Consumes: pipeline.Ranges,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				// Hold the queue full for a while before the first
 				// receive, so that the source's next send blocks even
 				// when it ran late.
 				deadline := time.Now().Add(gateWait)
-				for len(io.Ranges) < cap(io.Ranges) && time.Now().Before(deadline) {
+				for len(edges.Ranges) < cap(edges.Ranges) && time.Now().Before(deadline) {
 					time.Sleep(100 * time.Microsecond)
 				}
 				time.Sleep(20 * time.Millisecond)
-				for range io.Ranges {
+				for range edges.Ranges {
 					time.Sleep(time.Millisecond)
 				}
 				return nil
@@ -183,13 +183,13 @@ var (
 	recvPass = pipeline.Def[struct{}]{
 		Type: "test.recvpass", Consumes: pipeline.Bytes, Produces: pipeline.Bytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				for {
-					c, ok, err := io.Recv(ctx)
+					c, ok, err := edges.Recv(ctx)
 					if !ok {
 						return err
 					}
-					if err := io.Send(ctx, c); err != nil {
+					if err := edges.Send(ctx, c); err != nil {
 						return err
 					}
 				}
@@ -250,11 +250,11 @@ func TestMetricsBusyTime(t *testing.T) {
 var slowGen = pipeline.Def[struct{}]{
 	Type: "test.slowgen", Produces: pipeline.OrderedBytes,
 	New: func(struct{}) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 			pool := env.Buffers.Pool(64 << 10)
 			for i := range int64(32) {
 				time.Sleep(2 * time.Millisecond)
-				if err := io.Send(ctx, pool.Get(i*64<<10)); err != nil {
+				if err := edges.Send(ctx, pool.Get(i*64<<10)); err != nil {
 					return err
 				}
 			}

@@ -22,12 +22,12 @@ func readerRun(t *testing.T, text string, size int, offsets []int, readSize, sto
 	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
 		Type: "src", Produces: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				pool := env.Buffers.Pool(size)
 				for _, off := range offsets {
 					c := pool.Get(int64(off))
 					c.Data = c.Data[:copy(c.Data, text[off:])]
-					if err := io.Send(ctx, c); err != nil {
+					if err := edges.Send(ctx, c); err != nil {
 						return err
 					}
 				}

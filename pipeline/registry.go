@@ -7,10 +7,14 @@ import (
 	"sync"
 )
 
-// Spec describes a stage type: its name, what it consumes and produces, its
-// configuration with defaults, and how to build it. Most authors fill a
-// [Def] and call [Register] instead, which derives a Spec with typed config.
-type Spec struct {
+// Def declares a stage type: its name, what it consumes and produces, its
+// configuration with defaults, and how to build it. C is the stage's config
+// struct; its fields carry `koanf:"name"` tags (and optionally
+// `help:"..."`). A Def is registered with [Register] or [MustRegister],
+// usually from an init function:
+//
+//	func init() { pipeline.MustRegister(pipeline.DefaultRegistry, myDef) }
+type Def[C any] struct {
 	// Type is the name used in config files, such as "http.reader".
 	// By convention "<area>.<role>", lowercase.
 	Type string
@@ -18,25 +22,25 @@ type Spec struct {
 	Summary string
 	// Consumes and Produces are the flows of the stage's input and output.
 	Consumes, Produces Flow
-	// Config returns a pointer to a fresh config holding the defaults. The
-	// config loader decodes the stage's `config:` subtree into it.
-	Config func() any
-	// New builds a stage from a config obtained from Config and decoded.
-	New func(cfg any) (Stage, error)
+	// Defaults is the config a stage gets for keys the user did not set.
+	// The config loader decodes the stage's `config:` subtree into a copy.
+	Defaults C
+	// New builds a stage from its config.
+	New func(C) (Stage, error)
 	// Ports, when set, overrides Consumes and Produces for a given config
 	// (a file sink consumes ordered bytes in sequential mode and any bytes in
 	// positional mode).
-	Ports func(cfg any) (consumes, produces Flow)
+	Ports func(C) (consumes, produces Flow)
 	// Memory, when set, declares the buffer memory the stage holds, for the
 	// bound that validate prints.
-	Memory func(cfg any) Memory
+	Memory func(C) Memory
 	// AnyOrder, for a stage whose Ports can take bytes in any order, says
 	// how, as a wiring error suggests it: "set config mode: positional".
 	AnyOrder string
 	// MaxWorkers, when set, is the most replicas the stage can run with a
 	// given config (0: any number) and why, for the error Build reports
 	// when a node asks for more: "sequential mode writes one stream".
-	MaxWorkers func(cfg any) (n int, why string)
+	MaxWorkers func(C) (n int, why string)
 	// Connects says each replica holds one network connection of its own
 	// (http.reader): a run's connection count, a --connections setting and
 	// a batch's per-host limit are the workers of such stages.
@@ -46,6 +50,101 @@ type Spec struct {
 	// see Env.Reshaped, so that a sink neither checks their offsets
 	// against Resource.Size nor resumes by them.
 	Reshapes bool
+}
+
+// StageType is a registered stage type as a registry holds it: a [Def] of
+// any config type. Def is its only implementation. Stage authors declare a
+// Def; a config loader and the documentation read a StageType.
+type StageType interface {
+	// Name is the type's name (Def.Type).
+	Name() string
+	// NewConfig returns a pointer to a fresh config holding the defaults,
+	// for a config loader to decode the stage's keys into.
+	NewConfig() any
+	// Describe tells what a stage of this type does with cfg, a pointer
+	// from NewConfig (nil: the defaults).
+	Describe(cfg any) TypeInfo
+	erase() spec
+}
+
+// TypeInfo is what [StageType.Describe] tells of a stage type with a
+// config.
+type TypeInfo struct {
+	Summary string
+	// Consumes and Produces are the flows with the config.
+	Consumes, Produces Flow
+	// ByConfig says the config can change the flows (Def.Ports is set).
+	ByConfig bool
+	// MaxWorkers is the most replicas the config allows, 0 for any.
+	MaxWorkers int
+	// Connects and Reshapes are the Def's.
+	Connects, Reshapes bool
+}
+
+// Name is d.Type.
+func (d Def[C]) Name() string { return d.Type }
+
+// NewConfig returns a pointer to a copy of d.Defaults.
+func (d Def[C]) NewConfig() any {
+	c := d.Defaults
+	return &c
+}
+
+// Describe tells what a stage of type d does with cfg (a *C; nil or
+// another type: the defaults).
+func (d Def[C]) Describe(cfg any) TypeInfo {
+	s := d.erase()
+	if _, ok := cfg.(*C); !ok {
+		cfg = s.Config()
+	}
+	in, out := s.ports(cfg)
+	most, _ := s.maxWorkers(cfg)
+	return TypeInfo{
+		Summary: d.Summary, Consumes: in, Produces: out, ByConfig: d.Ports != nil,
+		MaxWorkers: most, Connects: d.Connects, Reshapes: d.Reshapes,
+	}
+}
+
+// spec is a Def with its config type erased, as the registry and the graph
+// builder use it.
+type spec struct {
+	Type               string
+	Summary            string
+	Consumes, Produces Flow
+	Config             func() any
+	New                func(cfg any) (Stage, error)
+	Ports              func(cfg any) (consumes, produces Flow)
+	Memory             func(cfg any) Memory
+	AnyOrder           string
+	MaxWorkers         func(cfg any) (n int, why string)
+	Connects           bool
+	Reshapes           bool
+}
+
+func (d Def[C]) erase() spec {
+	s := spec{
+		Type:     d.Type,
+		Summary:  d.Summary,
+		Consumes: d.Consumes,
+		Produces: d.Produces,
+		Config:   d.NewConfig,
+		AnyOrder: d.AnyOrder,
+		Connects: d.Connects,
+		Reshapes: d.Reshapes,
+	}
+	if d.New != nil {
+		s.New = func(cfg any) (Stage, error) { return d.New(*cfg.(*C)) }
+	}
+	if d.Ports != nil {
+		s.Ports = func(cfg any) (Flow, Flow) { return d.Ports(*cfg.(*C)) }
+	}
+	if d.Memory != nil {
+		s.Memory = func(cfg any) Memory { return d.Memory(*cfg.(*C)) }
+	}
+	if d.MaxWorkers != nil {
+		s.MaxWorkers = func(cfg any) (int, string) { return d.MaxWorkers(*cfg.(*C)) }
+	}
+	return s
 }
 
 // Memory declares what a stage holds, for [Graph.MemoryBound].
@@ -70,111 +169,66 @@ type Memory struct {
 	Gather int64
 }
 
-// Def is the typed way to declare a stage type. C is the stage's config
-// struct; its fields carry `koanf:"name"` tags (and optionally `help:"..."`).
-type Def[C any] struct {
-	Type     string
-	Summary  string
-	Consumes Flow
-	Produces Flow
-	// Defaults is the config a stage gets for keys the user did not set.
-	Defaults C
-	// New builds a stage from its config.
-	New func(C) (Stage, error)
-	// Ports, Memory, AnyOrder, MaxWorkers, Connects and Reshapes are
-	// optional; see Spec.
-	Ports      func(C) (consumes, produces Flow)
-	Memory     func(C) Memory
-	AnyOrder   string
-	MaxWorkers func(C) (n int, why string)
-	Connects   bool
-	Reshapes   bool
-}
-
-// Spec converts d to an untyped Spec.
-func (d Def[C]) Spec() Spec {
-	s := Spec{
-		Type:     d.Type,
-		Summary:  d.Summary,
-		Consumes: d.Consumes,
-		Produces: d.Produces,
-		Config: func() any {
-			c := d.Defaults
-			return &c
-		},
-		New:      func(cfg any) (Stage, error) { return d.New(*cfg.(*C)) },
-		AnyOrder: d.AnyOrder,
-		Connects: d.Connects,
-		Reshapes: d.Reshapes,
-	}
-	if d.Ports != nil {
-		s.Ports = func(cfg any) (Flow, Flow) { return d.Ports(*cfg.(*C)) }
-	}
-	if d.Memory != nil {
-		s.Memory = func(cfg any) Memory { return d.Memory(*cfg.(*C)) }
-	}
-	if d.MaxWorkers != nil {
-		s.MaxWorkers = func(cfg any) (int, string) { return d.MaxWorkers(*cfg.(*C)) }
-	}
-	return s
-}
-
-// Registry maps stage type names to their specs. It is safe for concurrent
+// Registry maps stage type names to their types. It is safe for concurrent
 // use. Built-in stages register into [DefaultRegistry]; tests can use an
 // isolated registry from [NewRegistry].
 type Registry struct {
 	mu    sync.RWMutex
-	specs map[string]Spec
+	types map[string]StageType
+	specs map[string]spec
 }
 
 // DefaultRegistry is where stage packages register in their init functions.
 var DefaultRegistry = NewRegistry()
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{specs: make(map[string]Spec)} }
-
-// Register adds a stage type to r. A duplicate or empty name, a missing
-// constructor or an impossible flow is an error.
-func Register[C any](r *Registry, d Def[C]) error {
-	if d.New == nil {
-		return fmt.Errorf("register stage type %q: no New function", d.Type)
-	}
-	return r.Add(d.Spec())
+func NewRegistry() *Registry {
+	return &Registry{types: make(map[string]StageType), specs: make(map[string]spec)}
 }
 
-// MustRegister is Register for init functions: it panics on error.
-func MustRegister[C any](r *Registry, d Def[C]) {
-	if err := Register(r, d); err != nil {
-		panic(err)
-	}
-}
-
-// Add registers an untyped Spec.
-func (r *Registry) Add(s Spec) error {
+// Register adds a stage type (a [Def]) to r. A duplicate or empty name, a
+// missing constructor or an impossible flow is an error.
+func Register(r *Registry, t StageType) error {
+	s := t.erase()
 	switch {
 	case s.Type == "":
 		return fmt.Errorf("register stage type: empty name")
-	case s.New == nil || s.Config == nil:
-		return fmt.Errorf("register stage type %q: New and Config are required", s.Type)
+	case s.New == nil:
+		return fmt.Errorf("register stage type %q: no New function", s.Type)
 	case s.Consumes == Same:
 		return fmt.Errorf("register stage type %q: a stage cannot consume %q", s.Type, Same)
 	case s.Consumes == None && s.Produces == Same:
 		return fmt.Errorf("register stage type %q: a source cannot produce %q", s.Type, Same)
 	}
-	if k := reflect.TypeOf(s.Config()); k == nil || k.Kind() != reflect.Pointer {
-		return fmt.Errorf("register stage type %q: Config must return a pointer", s.Type)
+	if reflect.TypeOf(s.Config()).Elem().Kind() == reflect.Interface {
+		return fmt.Errorf("register stage type %q: the config must be a type, not an interface", s.Type)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, dup := r.specs[s.Type]; dup {
 		return fmt.Errorf("register stage type %q: already registered", s.Type)
 	}
-	r.specs[s.Type] = s
+	r.types[s.Type], r.specs[s.Type] = t, s
 	return nil
 }
 
-// Lookup returns the spec registered under name.
-func (r *Registry) Lookup(name string) (Spec, bool) {
+// MustRegister is Register for init functions: it panics on error.
+func MustRegister(r *Registry, t StageType) {
+	if err := Register(r, t); err != nil {
+		panic(err)
+	}
+}
+
+// Lookup returns the stage type registered under name.
+func (r *Registry) Lookup(name string) (StageType, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t, ok := r.types[name]
+	return t, ok
+}
+
+// spec returns the erased Def registered under name.
+func (r *Registry) spec(name string) (spec, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	s, ok := r.specs[name]
@@ -194,7 +248,7 @@ func (r *Registry) Types() []string {
 }
 
 // ports returns the flows of a stage type for a config.
-func (s Spec) ports(cfg any) (consumes, produces Flow) {
+func (s spec) ports(cfg any) (consumes, produces Flow) {
 	if s.Ports != nil {
 		return s.Ports(cfg)
 	}
@@ -202,21 +256,14 @@ func (s Spec) ports(cfg any) (consumes, produces Flow) {
 }
 
 // maxWorkers is the most replicas a config allows, 0 for any.
-func (s Spec) maxWorkers(cfg any) (int, string) {
+func (s spec) maxWorkers(cfg any) (int, string) {
 	if s.MaxWorkers != nil {
 		return s.MaxWorkers(cfg)
 	}
 	return 0, ""
 }
 
-// WorkersAllowed is the most replicas a stage of this type can run with
-// cfg (a pointer from Config, decoded), 0 for any number.
-func (s Spec) WorkersAllowed(cfg any) int {
-	n, _ := s.maxWorkers(cfg)
-	return n
-}
-
-func (s Spec) memory(cfg any) Memory {
+func (s spec) memory(cfg any) Memory {
 	if s.Memory != nil {
 		return s.Memory(cfg)
 	}

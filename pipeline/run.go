@@ -70,12 +70,19 @@ type RunOptions struct {
 }
 
 // Preflight lets every stage that implements Preflighter refuse the run
-// before any network I/O. It reports the first refusal.
-func (g *Graph) Preflight(log zerolog.Logger) error {
+// before any transfer. It reports the first refusal; when ctx is done it
+// stops and returns the cause of ctx's cancellation.
+func (g *Graph) Preflight(ctx context.Context, log zerolog.Logger) error {
 	for _, n := range g.nodes {
+		if err := context.Cause(ctx); err != nil {
+			return err
+		}
 		if p, ok := n.stage.(Preflighter); ok {
 			env := &Env{Stage: n.ID, Log: log.With().Str("stage", n.ID).Logger()}
-			if err := p.Preflight(env); err != nil {
+			if err := p.Preflight(ctx, env); err != nil {
+				if ctx.Err() != nil {
+					return context.Cause(ctx)
+				}
 				return &StageError{Stage: n.ID, Type: n.Type, Err: err}
 			}
 		}
@@ -306,18 +313,18 @@ func (r *run) runStages(parent context.Context) error {
 		alive := new(atomic.Int32)
 		alive.Store(int32(n.Workers))
 		for replica := range n.Workers {
-			io := IO{Replica: replica, Ranges: r.rangesIn[n], Chunks: r.chunksIn[n], metrics: r.stageMets[n]}
+			edges := IO{Replica: replica, Ranges: r.rangesIn[n], Chunks: r.chunksIn[n], metrics: r.stageMets[n]}
 			if n.in != Ranges && len(n.inputs) > 0 {
-				io.busy = r.envs[n].Trace.busyOf(n.ID, replica)
+				edges.busy = r.envs[n].Trace.busyOf(n.ID, replica)
 			}
 			if c := n.consumer; c != nil {
-				io.chunksOut, io.rangesOut = r.chunksIn[c], r.rangesIn[c]
+				edges.chunksOut, edges.rangesOut = r.chunksIn[c], r.rangesIn[c]
 			}
 			wg.Go(func() {
-				if io.metrics != nil {
-					defer io.metrics.ran(time.Now())
+				if edges.metrics != nil {
+					defer edges.metrics.ran(time.Now())
 				}
-				if err := r.runReplica(ctxs[n], n, io); err != nil {
+				if err := r.runReplica(ctxs[n], n, edges); err != nil {
 					fail(n, err)
 				}
 				r.producerDone(n)
@@ -354,14 +361,14 @@ func (r *run) sample() (stop func()) {
 	}
 }
 
-func (r *run) runReplica(ctx context.Context, n *node, io IO) (err error) {
+func (r *run) runReplica(ctx context.Context, n *node, edges IO) (err error) {
 	var pc panics.Catcher
-	pc.Try(func() { err = n.stage.Run(ctx, r.envs[n], io) })
+	pc.Try(func() { err = n.stage.Run(ctx, r.envs[n], edges) })
 	if rec := pc.Recovered(); rec != nil {
 		err = &PanicError{Value: rec.Value, Stack: rec.Stack}
 	}
 	if err != nil {
-		return &StageError{Stage: n.ID, Type: n.Type, Replica: io.Replica, Err: err}
+		return &StageError{Stage: n.ID, Type: n.Type, Replica: edges.Replica, Err: err}
 	}
 	return nil
 }

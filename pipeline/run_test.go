@@ -141,8 +141,8 @@ func TestRunConsumerReturningEarlyDrainsProducers(t *testing.T) {
 	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
 		Type: "test.quitter", Consumes: pipeline.Bytes, Produces: pipeline.None,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				(<-io.Chunks).Release()
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				(<-edges.Chunks).Release()
 				return nil
 			}), nil
 		},
@@ -243,8 +243,8 @@ func BenchmarkRunChunkPath(b *testing.B) {
 	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
 		Type: "test.discard", Consumes: pipeline.Bytes, Produces: pipeline.None,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				for c := range io.Chunks {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				for c := range edges.Chunks {
 					c.Release()
 				}
 				return nil

@@ -15,10 +15,10 @@ func benchChunks(n int64, chunk int) pipeline.Def[struct{}] {
 	return pipeline.Def[struct{}]{
 		Type: "bench.chunks", Produces: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				pool := env.Buffers.Pool(chunk)
 				for i := range n {
-					if err := io.Send(ctx, pool.Get(i*int64(chunk))); err != nil {
+					if err := edges.Send(ctx, pool.Get(i*int64(chunk))); err != nil {
 						return err
 					}
 				}
@@ -34,8 +34,8 @@ func benchChunks(n int64, chunk int) pipeline.Def[struct{}] {
 var benchDiscard = pipeline.Def[struct{}]{
 	Type: "bench.discard", Consumes: pipeline.Bytes, Produces: pipeline.None,
 	New: func(struct{}) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-			for c := range io.Chunks {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+			for c := range edges.Chunks {
 				c.Release()
 			}
 			return nil

@@ -12,8 +12,8 @@ import (
 // (see Node.Workers), concurrently when there are several, so Run must be
 // safe for concurrent calls on one Stage value.
 //
-// Run reads its input from io until the input is closed or ctx is done, and
-// hands results on with io.Send or io.SendRange. It returns nil when its
+// Run reads its input from edges until the input is closed or ctx is done, and
+// hands results on with edges.Send or edges.SendRange. It returns nil when its
 // input is exhausted and all its output was sent, or the first error it met.
 // On return it must have released or sent every Chunk it received or
 // borrowed. It must return promptly once ctx is done; returning ctx.Err() is
@@ -22,14 +22,14 @@ import (
 // Run never closes a channel: the runner closes a stage's output once all
 // replicas of all stages feeding that output have returned.
 type Stage interface {
-	Run(ctx context.Context, env *Env, io IO) error
+	Run(ctx context.Context, env *Env, edges IO) error
 }
 
 // StageFunc adapts a function to the Stage interface.
-type StageFunc func(ctx context.Context, env *Env, io IO) error
+type StageFunc func(ctx context.Context, env *Env, edges IO) error
 
 // Run calls f.
-func (f StageFunc) Run(ctx context.Context, env *Env, io IO) error { return f(ctx, env, io) }
+func (f StageFunc) Run(ctx context.Context, env *Env, edges IO) error { return f(ctx, env, edges) }
 
 // Resumer is implemented by a stage that keeps what an earlier,
 // interrupted run wrote, such as a file sink with a resume state. Before
@@ -63,10 +63,12 @@ type Committer interface {
 }
 
 // Preflighter is implemented by stages that can detect a doomed run before
-// any network I/O, for example an output that exists or a directory that is
-// not writable. [Graph.Preflight] calls it.
+// any transfer, for example an output that exists or a directory that is
+// not writable. [Graph.Preflight] calls it. A Preflight that does I/O that
+// can block (a request to an object store) must return promptly once ctx
+// is done.
 type Preflighter interface {
-	Preflight(env *Env) error
+	Preflight(ctx context.Context, env *Env) error
 }
 
 // Releaser is implemented by stages whose Preflight holds something for
@@ -100,7 +102,7 @@ type Env struct {
 	// Workers is the number of replicas the stage runs with.
 	Workers int
 	// Reshaped is set when a stage before this one reshapes the bytes
-	// (Spec.Reshapes): the chunks' offsets and length are that stage's
+	// (Def.Reshapes): the chunks' offsets and length are that stage's
 	// output's, not the resource's, so a sink must not check them against
 	// Resource.Size nor resume by them.
 	Reshaped bool
@@ -129,16 +131,16 @@ type IO struct {
 // Send hands c to the next stage and with it the ownership of c. It blocks
 // until the next stage has room or ctx is done; in the latter case it
 // releases c and returns ctx.Err().
-func (io IO) Send(ctx context.Context, c Chunk) error {
-	if io.chunksOut == nil {
+func (e IO) Send(ctx context.Context, c Chunk) error {
+	if e.chunksOut == nil {
 		c.Release()
 		panic("pipeline: Send from a stage that does not produce bytes")
 	}
-	if io.metrics != nil {
-		return io.sendCounted(ctx, c)
+	if e.metrics != nil {
+		return e.sendCounted(ctx, c)
 	}
 	select {
-	case io.chunksOut <- c:
+	case e.chunksOut <- c:
 		return nil
 	case <-ctx.Done():
 		c.Release()
@@ -149,14 +151,14 @@ func (io IO) Send(ctx context.Context, c Chunk) error {
 // sendCounted is Send with metrics: it counts the bytes, and measures how
 // long the send waited only when the queue was full (a non-blocking try
 // first), so an unhindered send reads no clock.
-func (io IO) sendCounted(ctx context.Context, c Chunk) error {
-	m, n := io.metrics, int64(len(c.Data)) // c belongs to the receiver once sent
+func (e IO) sendCounted(ctx context.Context, c Chunk) error {
+	m, n := e.metrics, int64(len(c.Data)) // c belongs to the receiver once sent
 	select {
-	case io.chunksOut <- c:
+	case e.chunksOut <- c:
 	default:
 		start := time.Now()
 		select {
-		case io.chunksOut <- c:
+		case e.chunksOut <- c:
 			m.blocked(start)
 		case <-ctx.Done():
 			m.blocked(start)
@@ -174,28 +176,28 @@ func (io IO) sendCounted(ctx context.Context, c Chunk) error {
 // (ok false, nil error), or ctx is done (its error). Receiving from Chunks
 // directly works too; Recv also tells the run's Metrics how long the stage
 // waited for input, which is how it knows the stage's busy time.
-func (io IO) Recv(ctx context.Context) (c Chunk, ok bool, err error) {
-	if io.busy == nil {
-		return recv(ctx, io.Chunks, io.metrics)
+func (e IO) Recv(ctx context.Context) (c Chunk, ok bool, err error) {
+	if e.busy == nil {
+		return recv(ctx, e.Chunks, e.metrics)
 	}
-	io.busy.idle()
-	if c, ok, err = recv(ctx, io.Chunks, io.metrics); ok {
-		io.busy.working()
+	e.busy.idle()
+	if c, ok, err = recv(ctx, e.Chunks, e.metrics); ok {
+		e.busy.working()
 	}
 	return c, ok, err
 }
 
 // RecvRange is Recv for a stage that consumes ranges.
-func (io IO) RecvRange(ctx context.Context) (r Range, ok bool, err error) {
-	return recv(ctx, io.Ranges, io.metrics)
+func (e IO) RecvRange(ctx context.Context) (r Range, ok bool, err error) {
+	return recv(ctx, e.Ranges, e.metrics)
 }
 
 // Waited tells the run's metrics that the stage waited d for input in a
 // select of its own (one that also watches timers or other channels), so
 // that they know its busy time as if it used Recv. Without metrics it does
 // nothing.
-func (io IO) Waited(d time.Duration) {
-	if m := io.metrics; m != nil {
+func (e IO) Waited(d time.Duration) {
+	if m := e.metrics; m != nil {
 		m.seesWaits()
 		m.waitNanos.Add(int64(d))
 	}
@@ -224,17 +226,17 @@ func recv[T any](ctx context.Context, in <-chan T, m *stageMetrics) (v T, ok boo
 
 // SendRange hands r to the next stage. It blocks until the next stage has
 // room or ctx is done, when it returns ctx.Err().
-func (io IO) SendRange(ctx context.Context, r Range) error {
-	if io.rangesOut == nil {
+func (e IO) SendRange(ctx context.Context, r Range) error {
+	if e.rangesOut == nil {
 		panic("pipeline: SendRange from a stage that does not produce ranges")
 	}
-	if m := io.metrics; m != nil {
+	if m := e.metrics; m != nil {
 		select {
-		case io.rangesOut <- r:
+		case e.rangesOut <- r:
 		default:
 			start := time.Now()
 			select {
-			case io.rangesOut <- r:
+			case e.rangesOut <- r:
 				m.blocked(start)
 			case <-ctx.Done():
 				m.blocked(start)
@@ -245,7 +247,7 @@ func (io IO) SendRange(ctx context.Context, r Range) error {
 		return nil
 	}
 	select {
-	case io.rangesOut <- r:
+	case e.rangesOut <- r:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

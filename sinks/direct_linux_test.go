@@ -174,14 +174,14 @@ func TestFileSinkGatherBound(t *testing.T) {
 // buffer whose bytes start skew bytes in (so they are misaligned in memory
 // for skew > 0).
 func sendSkewed(data []byte, chunk, skew int, order []int) pipeline.StageFunc {
-	return func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	return func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 		pool := env.Buffers.Pool(chunk + skew)
 		for _, i := range order {
 			off := i * chunk
 			c := pool.Get(int64(off))
 			n := copy(c.Data[skew:], data[off:min(off+chunk, len(data))])
 			c.Data = c.Data[skew : skew+n]
-			if err := io.Send(ctx, c); err != nil {
+			if err := edges.Send(ctx, c); err != nil {
 				return err
 			}
 		}

@@ -28,7 +28,7 @@ var discardDef = pipeline.Def[DiscardConfig]{
 	Memory:   func(DiscardConfig) pipeline.Memory { return pipeline.Memory{} },
 }
 
-func init() { builtin(discardDef.Spec()) }
+func init() { builtin(discardDef) }
 
 // Bytes is the number of bytes received in the current (or last) run.
 func (s *DiscardSink) Bytes() int64 { return s.bytes.Load() }
@@ -45,9 +45,9 @@ func (s *DiscardSink) Start(ctx context.Context, env *pipeline.Env) error {
 }
 
 // Run counts and releases chunks until its input is closed or ctx is done.
-func (s *DiscardSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (s *DiscardSink) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	for {
-		c, ok, err := io.Recv(ctx)
+		c, ok, err := edges.Recv(ctx)
 		if !ok {
 			return err
 		}

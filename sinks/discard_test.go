@@ -53,10 +53,10 @@ func ExampleDiscardSink() {
 		Type:     "zeros.source",
 		Produces: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				pool := env.Buffers.Pool(1 << 10)
 				for off := int64(0); off < 10<<10; off += 1 << 10 {
-					if err := io.Send(ctx, pool.Get(off)); err != nil {
+					if err := edges.Send(ctx, pool.Get(off)); err != nil {
 						return err
 					}
 				}

@@ -4,6 +4,7 @@ package sinks_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -96,7 +97,7 @@ func TestFileSinkNeverReplacesLinkToDevice(t *testing.T) {
 		cfg := fileCfg(out, sinks.ModeSequential)
 		cfg.Overwrite = true
 		g := newRig(t).build(t, sendPieces(nil, chunk, nil), "file.sink", cfg, 1)
-		err := g.Preflight(zerolog.Nop())
+		err := g.Preflight(context.Background(), zerolog.Nop())
 		want := "output " + out + " is a link to something that is not a regular file; it is never replaced"
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("Preflight of a link to %s: %v, want %q", target, err, want)

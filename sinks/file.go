@@ -321,7 +321,7 @@ var (
 	_ pipeline.Committer     = (*FileSink)(nil)
 )
 
-func init() { builtin(fileDef.Spec()) }
+func init() { builtin(fileDef) }
 
 // inflightBytes is how many bytes of chunk buffers a replica may hold in
 // direct writes: writes of up to gather bytes each. Page cache writes hold

@@ -36,7 +36,7 @@ func TestFileSinkWritesExactBytes(t *testing.T) {
 					}
 					r := newRig(t)
 					g := r.build(t, sendPieces(data, chunk, order), "file.sink", fileCfg(out, mode), workers)
-					if err := g.Preflight(zerolog.Nop()); err != nil {
+					if err := g.Preflight(context.Background(), zerolog.Nop()); err != nil {
 						t.Fatal(err)
 					}
 					size := int64(n)
@@ -100,7 +100,7 @@ func TestFileSinkRefusesExistingOutput(t *testing.T) {
 	r := newRig(t)
 	g := r.build(t, sendPieces(payload(100), chunk, pieces(100, chunk, 0)), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
 
-	err := g.Preflight(zerolog.Nop())
+	err := g.Preflight(context.Background(), zerolog.Nop())
 	if !errors.Is(err, sinks.ErrOutputExists) {
 		t.Fatalf("Preflight: %v, want ErrOutputExists", err)
 	}
@@ -131,7 +131,7 @@ func TestFileSinkOverwrite(t *testing.T) {
 	cfg := fileCfg(out, sinks.ModeSequential)
 	cfg.Overwrite = true
 	g := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", cfg, 1)
-	if err := g.Preflight(zerolog.Nop()); err != nil {
+	if err := g.Preflight(context.Background(), zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	// Twice: a graph can be run again, and the second run replaces the first
@@ -151,14 +151,14 @@ func TestFileSinkNeverReplacesOutputThatAppearsDuringRun(t *testing.T) {
 	intruder := []byte("written by someone else meanwhile\n")
 	data := payload(2 * chunk)
 	send := sendPieces(data, chunk, pieces(len(data), chunk, 0))
-	src := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	src := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 		if err := os.WriteFile(out, intruder, 0o644); err != nil {
 			return err
 		}
-		return send(ctx, env, io)
+		return send(ctx, env, edges)
 	}
 	g := newRig(t).build(t, src, "file.sink", fileCfg(out, sinks.ModeSequential), 1)
-	if err := g.Preflight(zerolog.Nop()); err != nil {
+	if err := g.Preflight(context.Background(), zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	if err := run(t, t.Context(), g, int64(len(data))); !errors.Is(err, sinks.ErrOutputExists) {
@@ -188,7 +188,7 @@ func TestFileSinkRefusesSymlinkTmp(t *testing.T) {
 				t.Fatal(err)
 			}
 			g := newRig(t).build(t, sendPieces(payload(10), chunk, pieces(10, chunk, 0)), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
-			if err := g.Preflight(zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "symlink") {
+			if err := g.Preflight(context.Background(), zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "symlink") {
 				t.Errorf("Preflight: %v, want a symlink error", err)
 			}
 			if err := run(t, t.Context(), g, 10); err == nil || !strings.Contains(err.Error(), "symlink") {
@@ -216,7 +216,7 @@ func TestFileSinkReplacesStaleTmp(t *testing.T) {
 	cfg := fileCfg(out, sinks.ModeSequential)
 	cfg.Overwrite = true // a PATH.tmp with no state is replaced only then
 	g := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", cfg, 1)
-	if err := g.Preflight(zerolog.Nop()); err != nil {
+	if err := g.Preflight(context.Background(), zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	if err := run(t, t.Context(), g, -1); err != nil {
@@ -248,8 +248,8 @@ func TestFileSinkSourceFailsMidway(t *testing.T) {
 			r := newRig(t)
 			errReset := errors.New("connection reset by peer")
 			send := sendPieces(data, chunk, pieces(sent*chunk, chunk, 0))
-			src := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				if err := send(ctx, env, io); err != nil {
+			src := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				if err := send(ctx, env, edges); err != nil {
 					return err
 				}
 				// Fail only once the sink has written what was sent, so the
@@ -344,8 +344,8 @@ func TestFileSinkCancel(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			send := sendPieces(data, chunk, pieces(4*chunk, chunk, 0))
-			src := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				if err := send(ctx, env, io); err != nil {
+			src := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				if err := send(ctx, env, edges); err != nil {
 					return err
 				}
 				cancel()
@@ -371,7 +371,7 @@ func TestFileSinkCancel(t *testing.T) {
 func TestFileSinkPreflightMissingDir(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "no", "such", "dir", "out.bin")
 	g := newRig(t).build(t, sendPieces(nil, chunk, nil), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
-	err := g.Preflight(zerolog.Nop())
+	err := g.Preflight(context.Background(), zerolog.Nop())
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), filepath.Dir(out)) {
 		t.Fatalf("Preflight: %v, want a not-exist error naming the directory", err)
 	}
@@ -388,7 +388,7 @@ func TestFileSinkPreflightReadOnlyDir(t *testing.T) {
 	t.Cleanup(func() { os.Chmod(dir, 0o755) })
 	out := filepath.Join(dir, "out.bin")
 	g := newRig(t).build(t, sendPieces(nil, chunk, nil), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
-	err := g.Preflight(zerolog.Nop())
+	err := g.Preflight(context.Background(), zerolog.Nop())
 	if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "not writable") {
 		t.Fatalf("Preflight: %v, want a not-writable error", err)
 	}
@@ -408,7 +408,7 @@ func TestFileSinkPreflightProbesOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		g := newRig(t).build(t, sendPieces(nil, chunk, nil), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
-		if err := g.Preflight(zerolog.Nop()); err != nil {
+		if err := g.Preflight(context.Background(), zerolog.Nop()); err != nil {
 			t.Fatalf("Preflight %s: %v", out, err)
 		}
 		g.Release(zerolog.Nop())
@@ -430,7 +430,7 @@ func TestFileSinkPreflightReserves(t *testing.T) {
 	out := filepath.Join(dir, "out.bin")
 	data := payload(3*chunk + 5)
 	pre := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
-	if err := pre.Preflight(zerolog.Nop()); err != nil {
+	if err := pre.Preflight(context.Background(), zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(out + ".tmp"); err != nil || fi.Size() != 0 {
@@ -460,7 +460,7 @@ func TestFileSinkPreflightReserves(t *testing.T) {
 	// No run: Release removes the empty file it made.
 	out2 := filepath.Join(dir, "never.bin")
 	pre = newRig(t).build(t, sendPieces(nil, chunk, nil), "file.sink", fileCfg(out2, sinks.ModeSequential), 1)
-	if err := pre.Preflight(zerolog.Nop()); err != nil {
+	if err := pre.Preflight(context.Background(), zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	pre.Release(zerolog.Nop())
@@ -474,7 +474,7 @@ func TestFileSinkPreflightOutputIsDir(t *testing.T) {
 	cfg := fileCfg(out, sinks.ModeSequential)
 	cfg.Overwrite = true
 	g := newRig(t).build(t, sendPieces(nil, chunk, nil), "file.sink", cfg, 1)
-	if err := g.Preflight(zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "is a directory") {
+	if err := g.Preflight(context.Background(), zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "is a directory") {
 		t.Fatalf("Preflight: %v, want an is-a-directory error", err)
 	}
 }
@@ -485,7 +485,7 @@ func TestFileSinkPreflightLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.bin")
 	g := newRig(t).build(t, sendPieces(nil, chunk, nil), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
-	if err := g.Preflight(zerolog.Nop()); err != nil {
+	if err := g.Preflight(context.Background(), zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	g.Release(zerolog.Nop())
@@ -527,11 +527,11 @@ func TestFileConfigValidation(t *testing.T) {
 }
 
 func TestFileSinkDefaults(t *testing.T) {
-	spec, ok := newRig(t).reg.Lookup("file.sink")
+	typ, ok := newRig(t).reg.Lookup("file.sink")
 	if !ok {
 		t.Fatal("file.sink not registered")
 	}
-	got := *spec.Config().(*sinks.FileConfig)
+	got := *typ.NewConfig().(*sinks.FileConfig)
 	want := sinks.FileConfig{Mode: sinks.ModeSequential, Fsync: true, Preallocate: true, Resume: true, Direct: sinks.DirectAuto, Gather: 1 << 20, Writes: 4}
 	if got != want {
 		t.Fatalf("defaults %+v, want %+v", got, want)
@@ -550,10 +550,10 @@ func ExampleFileSink() {
 		Type:     "hello.source",
 		Produces: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				c := env.Buffers.Pool(64).Get(0)
 				c.Data = c.Data[:copy(c.Data, "hello, world\n")]
-				return io.Send(ctx, c)
+				return edges.Send(ctx, c)
 			}), nil
 		},
 	})
@@ -566,7 +566,7 @@ func ExampleFileSink() {
 		fmt.Println(err)
 		return
 	}
-	if err := g.Preflight(zerolog.Nop()); err != nil {
+	if err := g.Preflight(context.Background(), zerolog.Nop()); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -578,7 +578,7 @@ func ExampleFileSink() {
 	fmt.Println(".tmp left:", err == nil)
 
 	// A second run refuses to replace the output.
-	fmt.Println(g.Preflight(zerolog.Nop()) != nil)
+	fmt.Println(g.Preflight(context.Background(), zerolog.Nop()) != nil)
 	// Output:
 	// run: <nil>
 	// hello, world
@@ -589,12 +589,12 @@ func ExampleFileSink() {
 func BenchmarkFileSinkSequential(b *testing.B) {
 	const total, piece = 256 << 20, 256 << 10
 	data := payload(piece)
-	src := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	src := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 		pool := env.Buffers.Pool(piece)
 		for off := 0; off < total; off += piece {
 			c := pool.Get(int64(off))
 			copy(c.Data, data)
-			if err := io.Send(ctx, c); err != nil {
+			if err := edges.Send(ctx, c); err != nil {
 				return err
 			}
 		}

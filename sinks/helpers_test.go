@@ -51,26 +51,8 @@ type rig struct {
 func newRig(tb testing.TB) *rig {
 	tb.Helper()
 	r := &rig{reg: pipeline.NewRegistry()}
-	base := pipeline.NewRegistry()
-	if err := sinks.Register(base); err != nil {
+	if err := sinks.Register(r.reg); err != nil {
 		tb.Fatal(err)
-	}
-	for _, name := range base.Types() {
-		spec, _ := base.Lookup(name)
-		newStage := spec.New
-		spec.New = func(cfg any) (pipeline.Stage, error) {
-			st, err := newStage(cfg)
-			switch v := st.(type) {
-			case *sinks.FileSink:
-				r.file = v
-			case *sinks.DiscardSink:
-				r.discard = v
-			}
-			return st, err
-		}
-		if err := r.reg.Add(spec); err != nil {
-			tb.Fatal(err)
-		}
 	}
 	if err := pipeline.Register(r.reg, srcDef); err != nil {
 		tb.Fatal(err)
@@ -95,7 +77,20 @@ func (r *rig) buildChunked(tb testing.TB, src pipeline.StageFunc, chunk int, sin
 	if err != nil {
 		tb.Fatal(err)
 	}
+	r.capture(g)
 	return g
+}
+
+// capture makes the sink of g, the stage "out", the one whose counters the
+// test reads.
+func (r *rig) capture(g *pipeline.Graph) {
+	st, _ := g.Stage("out")
+	switch v := st.(type) {
+	case *sinks.FileSink:
+		r.file = v
+	case *sinks.DiscardSink:
+		r.discard = v
+	}
 }
 
 // run runs g with a resource of the given size and checks that every buffer
@@ -147,14 +142,14 @@ func pieces(n, chunk int, seed uint64) []int {
 
 // sendPieces sends the listed chunk-sized pieces of data, each in a pooled
 // buffer.
-func sendPieces(data []byte, chunk int, order []int) func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-	return func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func sendPieces(data []byte, chunk int, order []int) func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+	return func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 		pool := env.Buffers.Pool(chunk)
 		for _, i := range order {
 			off := i * chunk
 			c := pool.Get(int64(off))
 			c.Data = c.Data[:copy(c.Data, data[off:min(off+chunk, len(data))])]
-			if err := io.Send(ctx, c); err != nil {
+			if err := edges.Send(ctx, c); err != nil {
 				return err
 			}
 		}

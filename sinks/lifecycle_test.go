@@ -32,7 +32,7 @@ func TestFileSinkLongNames(t *testing.T) {
 	out := filepath.Join(dir, strings.Repeat("n", 255-sinks.MaxSuffix))
 	r := newRig(t)
 	g := r.build(t, failAfter(r, data, []int{0}), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
-	if err := g.Preflight(zerolog.Nop()); err != nil {
+	if err := g.Preflight(context.Background(), zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	if err := runWith(t, g, res, new(bytes.Buffer)); !errors.Is(err, errCut) {
@@ -55,7 +55,7 @@ func TestFileSinkLongNames(t *testing.T) {
 		out := filepath.Join(dir, strings.Repeat("l", n))
 		g := newRig(t).build(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), "file.sink", fileCfg(out, sinks.ModeSequential), 1)
 		want := fmt.Sprintf("output name is too long: %d bytes, and %d with the \".tmp.state.new\" the sink adds for its partial download, past the limit of 255 bytes for a file name; use a name of at most 241 bytes", n, n+14)
-		if err := g.Preflight(zerolog.Nop()); err == nil || !strings.Contains(err.Error(), want) {
+		if err := g.Preflight(context.Background(), zerolog.Nop()); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Preflight of a %d-byte name: %v, want %q", n, err, want)
 		}
 		if err := runWith(t, g, res, new(bytes.Buffer)); err == nil || !strings.Contains(err.Error(), want) {
@@ -95,7 +95,7 @@ func (failStart) Run(context.Context, *pipeline.Env, pipeline.IO) error {
 func TestFileSinkNothingReceivedNothingKept(t *testing.T) {
 	data := payload(4 * chunk)
 	res := resource(int64(len(data)), `"v1"`)
-	failFirst := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error { return errCut }
+	failFirst := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error { return errCut }
 	for _, tc := range []struct {
 		name   string
 		before string // "" nothing, "stale": a PATH.tmp with an unreadable state, "partial": a resumable one

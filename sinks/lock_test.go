@@ -93,7 +93,7 @@ func (h *holder) wait() error {
 // multiples of chunk; after half of them it waits until r's sink wrote
 // them, closes h.held, and waits for h.release.
 func (h *holder) source(r *rig, data []byte) pipeline.StageFunc {
-	return func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	return func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 		var todo []pipeline.Range
 		for _, m := range env.Have.Missing(int64(len(data))) {
 			for off := m.Start; off < m.End; {
@@ -119,7 +119,7 @@ func (h *holder) source(r *rig, data []byte) pipeline.StageFunc {
 			}
 			c := pool.Get(p.Start)
 			c.Data = c.Data[:copy(c.Data, data[p.Start:p.End])]
-			if err := io.Send(ctx, c); err != nil {
+			if err := edges.Send(ctx, c); err != nil {
 				return err
 			}
 			sent += p.Len()
@@ -191,9 +191,9 @@ func TestFileSinkTwoRunsOneOutput(t *testing.T) {
 				var ran atomic.Bool
 				other := payload(len(data) + 1)[1:] // same size, other bytes
 				send := sendPieces(other, chunk, pieces(len(other), chunk, 0))
-				srcB := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+				srcB := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 					ran.Store(true)
-					return send(ctx, env, io)
+					return send(ctx, env, edges)
 				}
 				gb := newRig(t).build(t, srcB, "file.sink", fileCfg(out, mode), 1)
 				err := runWith(t, gb, res, new(bytes.Buffer))
@@ -279,9 +279,9 @@ func TestFileSinkLockChild(t *testing.T) {
 	var ran atomic.Bool
 	data := payload(16 * chunk)
 	send := sendPieces(data, chunk, pieces(len(data), chunk, 0))
-	src := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	src := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 		ran.Store(true)
-		return send(ctx, env, io)
+		return send(ctx, env, edges)
 	}
 	g := newRig(t).build(t, src, "file.sink", fileCfg(out, mode), 1)
 	err := runWith(t, g, resource(int64(len(data)), `"v1"`), new(bytes.Buffer))
@@ -306,8 +306,8 @@ func TestFileSinkTmpReplacedIsNotRenamed(t *testing.T) {
 				intruder := []byte("another program's file\n")
 				r := newRig(t)
 				send := sendPieces(data, chunk, pieces(len(data), chunk, 0))
-				src := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-					if err := send(ctx, env, io); err != nil {
+				src := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+					if err := send(ctx, env, edges); err != nil {
 						return err
 					}
 					if !waitFor(func() bool { return r.file.Bytes() == int64(len(data)) }) {

@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,7 +20,7 @@ import (
 // (unless Overwrite) nor be a directory, and PATH.tmp must not be a
 // symlink. It creates PATH.tmp, locked, for the run that follows (see
 // reserve.go); Release removes it if no run took it.
-func (s *FileSink) Preflight(env *pipeline.Env) error {
+func (s *FileSink) Preflight(ctx context.Context, env *pipeline.Env) error {
 	if err := s.checkName(); err != nil {
 		return err
 	}

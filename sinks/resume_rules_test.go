@@ -177,12 +177,12 @@ func TestFileSinkFragmentedState(t *testing.T) {
 	var missing []pipeline.Range
 	var sent []pipeline.Range
 	send := sendMissing(data, chunk, &sent)
-	src := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	src := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 		missing = env.Have.Missing(size)
 		if len(missing) > 16 {
 			return fmt.Errorf("%d missing ranges handed out", len(missing))
 		}
-		return send(ctx, env, io)
+		return send(ctx, env, edges)
 	}
 	g = newRig(t).build(t, src, "file.sink", fileCfg(out, sinks.ModePositional), 1)
 	err := runWith(t, g, res, new(bytes.Buffer))
@@ -297,6 +297,7 @@ func TestFileSinkAfterReshape(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		r.capture(g)
 		return g
 	}
 	plain := payload(5*chunk + 3)

@@ -120,7 +120,7 @@ var s3Def = pipeline.Def[S3Config]{
 	MaxWorkers: func(S3Config) (int, string) { return 1, "it cuts one ordered stream into parts" },
 }
 
-func init() { builtin(s3Def.Spec()) }
+func init() { builtin(s3Def) }
 
 // S3Sink is the s3.sink stage: it uploads the resource to an object of an
 // S3-compatible store while it downloads, as a multipart upload, with no
@@ -217,13 +217,14 @@ func (s *S3Sink) closeIdle() {
 }
 
 // Preflight refuses an existing object unless overwrite is set, and a
-// missing bucket (a *NoBucketError).
-func (s *S3Sink) Preflight(env *pipeline.Env) error {
+// missing bucket (a *NoBucketError). It asks the store, within a minute
+// and until ctx is done.
+func (s *S3Sink) Preflight(ctx context.Context, env *pipeline.Env) error {
 	if err := s.connect(); err != nil {
 		return err
 	}
 	defer s.closeIdle()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	return s.refuseExisting(ctx)
 }
@@ -408,10 +409,10 @@ func (s *S3Sink) Start(ctx context.Context, env *pipeline.Env) error {
 
 // Run cuts the ordered input into parts and uploads them, up to Uploads
 // at once. It returns once every part it began is uploaded or failed.
-func (s *S3Sink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (s *S3Sink) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	size := resourceSize(env)
 	u := newUploader(ctx, s, env)
-	err := s.cut(ctx, env, io, size, u)
+	err := s.cut(ctx, env, edges, size, u)
 	if werr := u.wait(); err == nil {
 		err = werr
 	}

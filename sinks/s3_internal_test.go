@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dlflow/dlflow/pipeline"
 )
@@ -84,7 +86,7 @@ func TestS3PreflightMissingBucket(t *testing.T) {
 	for _, overwrite := range []bool{false, true} {
 		s := &S3Sink{cfg: S3Config{Object: "s3://gone/k.bin", Endpoint: srv.URL, Region: "us-east-1",
 			AccessKey: "k", SecretKey: "s", Overwrite: overwrite}}
-		err := s.Preflight(&pipeline.Env{})
+		err := s.Preflight(context.Background(), &pipeline.Env{})
 		s.closeIdle()
 		var nb *NoBucketError
 		if !errors.As(err, &nb) || nb.Bucket != "gone" || !errors.Is(err, ErrNoBucket) || err.Error() != "bucket gone does not exist" {
@@ -93,5 +95,48 @@ func TestS3PreflightMissingBucket(t *testing.T) {
 	}
 	if asked.Load() == 0 {
 		t.Error("the store was never asked")
+	}
+}
+
+// TestS3PreflightCancel: cancelling the context (Ctrl-C) ends a Preflight
+// whose request the store holds unanswered, at once rather than after the
+// preflight's minute, and the error is the cancellation.
+func TestS3PreflightCancel(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select { // a store that never answers
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release) // before srv.Close, which waits for the handler
+	s := &S3Sink{cfg: S3Config{Object: "s3://slow/k.bin", Endpoint: srv.URL, Region: "us-east-1",
+		AccessKey: "k", SecretKey: "s"}}
+	defer s.closeIdle()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Preflight(ctx, &pipeline.Env{}) }()
+	select {
+	case <-arrived:
+	case err := <-done:
+		t.Fatalf("Preflight returned %v before the store answered", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the store was not asked within 10s")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Preflight after cancel: %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Preflight still waits 10s after its context was cancelled")
 	}
 }

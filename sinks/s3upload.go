@@ -15,7 +15,7 @@ import (
 )
 
 // cut fills part buffers from the input and hands each full one to u.
-func (s *S3Sink) cut(ctx context.Context, env *pipeline.Env, io pipeline.IO, size int64, u *uploader) error {
+func (s *S3Sink) cut(ctx context.Context, env *pipeline.Env, edges pipeline.IO, size int64, u *uploader) error {
 	var (
 		part []byte // being filled, up to want bytes
 		want int
@@ -34,7 +34,7 @@ func (s *S3Sink) cut(ctx context.Context, env *pipeline.Env, io pipeline.IO, siz
 		return err
 	}
 	for {
-		c, ok, err := io.Recv(ctx)
+		c, ok, err := edges.Recv(ctx)
 		if err != nil {
 			return err
 		}

@@ -15,10 +15,10 @@ import (
 func BenchmarkDiscardSink(b *testing.B) {
 	const chunk = 256 << 10
 	n := int64(b.N)
-	src := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	src := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 		pool := env.Buffers.Pool(chunk)
 		for i := range n {
-			if err := io.Send(ctx, pool.Get(i*chunk)); err != nil {
+			if err := edges.Send(ctx, pool.Get(i*chunk)); err != nil {
 				return err
 			}
 		}
@@ -63,12 +63,12 @@ func BenchmarkFileSinkPositional(b *testing.B) {
 func BenchmarkFileSinkDurable(b *testing.B) {
 	const total, chunk = 256 << 20, 256 << 10
 	data := payload(chunk)
-	src := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	src := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 		pool := env.Buffers.Pool(chunk)
 		for off := int64(0); off < total; off += chunk {
 			c := pool.Get(off)
 			copy(c.Data, data)
-			if err := io.Send(ctx, c); err != nil {
+			if err := edges.Send(ctx, c); err != nil {
 				return err
 			}
 		}

@@ -58,7 +58,7 @@ func runWith(tb testing.TB, g *pipeline.Graph, res *pipeline.Resource, logs *byt
 // sendMissing sends what env.Have says is missing, in chunk-sized pieces
 // cut at multiples of chunk, and records what it sent.
 func sendMissing(data []byte, chunk int, sent *[]pipeline.Range) pipeline.StageFunc {
-	return func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	return func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 		pool := env.Buffers.Pool(chunk)
 		*sent = nil
 		for _, m := range env.Have.Missing(int64(len(data))) {
@@ -67,7 +67,7 @@ func sendMissing(data []byte, chunk int, sent *[]pipeline.Range) pipeline.StageF
 				c := pool.Get(off)
 				c.Data = c.Data[:copy(c.Data, data[off:end])]
 				*sent = append(*sent, pipeline.Range{Start: off, End: end})
-				if err := io.Send(ctx, c); err != nil {
+				if err := edges.Send(ctx, c); err != nil {
 					return err
 				}
 				off = end
@@ -82,8 +82,8 @@ var errCut = errors.New("connection reset")
 // failAfter sends the listed pieces, then fails once the sink wrote them.
 func failAfter(r *rig, data []byte, order []int) pipeline.StageFunc {
 	send := sendPieces(data, chunk, order)
-	return func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-		if err := send(ctx, env, io); err != nil {
+	return func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+		if err := send(ctx, env, edges); err != nil {
 			return err
 		}
 		if !waitFor(func() bool { return r.file.Bytes() >= int64(len(order)*chunk) }) {
@@ -256,8 +256,8 @@ func TestFileSinkDropsCorruptData(t *testing.T) {
 			data := payload(4 * chunk)
 			send := sendPieces(data, chunk, pieces(len(data), chunk, 0))
 			corrupt := fmt.Errorf("verify: %w", pipeline.ErrCorrupt)
-			src := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				if err := send(ctx, env, io); err != nil {
+			src := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				if err := send(ctx, env, edges); err != nil {
 					return err
 				}
 				return corrupt

@@ -67,7 +67,7 @@ var stdoutDef = pipeline.Def[StdoutConfig]{
 	MaxWorkers: func(StdoutConfig) (int, string) { return 1, "a stream is written in order by one writer" },
 }
 
-func init() { builtin(stdoutDef.Spec()) }
+func init() { builtin(stdoutDef) }
 
 var (
 	_ pipeline.SettingsTaker = (*StdoutConfig)(nil)

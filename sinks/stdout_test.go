@@ -87,13 +87,13 @@ func ExampleStdoutSink() {
 		Type:     "hello.source",
 		Produces: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				off := int64(0)
 				for _, s := range []string{"hello, ", "world\n"} {
 					c := env.Buffers.Pool(16).Get(off)
 					c.Data = c.Data[:copy(c.Data, s)]
 					off += int64(len(c.Data))
-					if err := io.Send(ctx, c); err != nil {
+					if err := edges.Send(ctx, c); err != nil {
 						return err
 					}
 				}

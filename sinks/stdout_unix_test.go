@@ -25,10 +25,10 @@ func TestStdoutSinkBrokenPipe(t *testing.T) {
 	defer w.Close()
 	buf := make([]byte, 1000)
 	sent := 0
-	endless := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	endless := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 		pool := env.Buffers.Pool(chunk)
 		for off := int64(0); ; off += chunk {
-			if err := io.Send(ctx, pool.Get(off)); err != nil {
+			if err := edges.Send(ctx, pool.Get(off)); err != nil {
 				return err
 			}
 			if sent++; sent == 1 {

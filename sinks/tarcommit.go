@@ -20,7 +20,7 @@ import (
 // Preflight refuses, before any network I/O, a DIR that exists (unless
 // overwrite, for a directory) and a parent that does not take a new
 // directory.
-func (s *TarExtract) Preflight(env *pipeline.Env) error {
+func (s *TarExtract) Preflight(ctx context.Context, env *pipeline.Env) error {
 	parent := filepath.Dir(s.dir)
 	st, err := os.Stat(parent)
 	if err != nil {

@@ -138,7 +138,7 @@ var tarExtractDef = pipeline.Def[TarExtractConfig]{
 	MaxWorkers: func(TarExtractConfig) (int, string) { return 1, "a tar stream is read in order" },
 }
 
-func init() { builtin(tarExtractDef.Spec()) }
+func init() { builtin(tarExtractDef) }
 
 // TakeSettings fills an unset dir from the run's output and takes the
 // run's overwrite.

@@ -27,7 +27,7 @@ import (
 func extractRunSized(t *testing.T, ctx context.Context, data []byte, chunk int, size int64, cfg *sinks.TarExtractConfig) error {
 	t.Helper()
 	g := newRig(t).buildChunked(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), chunk, "tar.extract", cfg, 1)
-	if err := g.Preflight(zerolog.Nop()); err != nil {
+	if err := g.Preflight(context.Background(), zerolog.Nop()); err != nil {
 		return err
 	}
 	return run(t, ctx, g, size)
@@ -221,12 +221,12 @@ func TestTarExtractDeepCancel(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	ctx, cancel := context.WithCancel(t.Context())
 	var cancelled atomic.Int64
-	src := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	src := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 		pool := env.Buffers.Pool(64 << 10)
 		for off := 0; off < len(data); off += 64 << 10 {
 			c := pool.Get(int64(off))
 			c.Data = c.Data[:copy(c.Data, data[off:])]
-			if err := io.Send(ctx, c); err != nil {
+			if err := edges.Send(ctx, c); err != nil {
 				return err
 			}
 		}

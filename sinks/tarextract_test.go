@@ -23,7 +23,7 @@ import (
 func extractRun(t *testing.T, ctx context.Context, data []byte, chunk int, cfg *sinks.TarExtractConfig) error {
 	t.Helper()
 	g := newRig(t).buildChunked(t, sendPieces(data, chunk, pieces(len(data), chunk, 0)), chunk, "tar.extract", cfg, 1)
-	if err := g.Preflight(zerolog.Nop()); err != nil {
+	if err := g.Preflight(context.Background(), zerolog.Nop()); err != nil {
 		return err
 	}
 	return run(t, ctx, g, int64(len(data)))
@@ -217,12 +217,12 @@ func TestTarExtractCancel(t *testing.T) {
 	data := testtar.Tar(t, testtar.Tree())
 	ctx, cancel := context.WithCancel(t.Context())
 	sent := 0
-	src := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+	src := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 		pool := env.Buffers.Pool(4096)
 		for off := 0; off < len(data)/2; off += 4096 {
 			c := pool.Get(int64(off))
 			c.Data = c.Data[:copy(c.Data, data[off:])]
-			if err := io.Send(ctx, c); err != nil {
+			if err := edges.Send(ctx, c); err != nil {
 				return err
 			}
 			sent++
@@ -263,7 +263,7 @@ func TestTarExtractPreflight(t *testing.T) {
 		cfg := extractCfg(tc.dir)
 		cfg.Overwrite = tc.overwrite
 		g := newRig(t).build(t, sendPieces(nil, 1, nil), "tar.extract", cfg, 1)
-		if err := g.Preflight(zerolog.Nop()); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if err := g.Preflight(context.Background(), zerolog.Nop()); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: Preflight = %v, want %q", tc.dir, err, tc.want)
 		}
 	}
@@ -297,10 +297,10 @@ func ExampleTarExtract() {
 	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
 		Type: "archive.source", Produces: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				c := env.Buffers.Pool(len(archive)).Get(0)
 				copy(c.Data, archive)
-				return io.Send(ctx, c)
+				return edges.Send(ctx, c)
 			}), nil
 		},
 	})

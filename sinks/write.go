@@ -21,12 +21,12 @@ import (
 // whose writeback a goroutine of its own starts and paces; or direct, with
 // up to FileConfig.Writes writes in flight. direct: auto measures both
 // while it runs and keeps the one that would finish sooner (see chooser).
-func (s *FileSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (s *FileSink) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	if s.file == nil {
 		return errors.New("file sink: Run without a successful Start")
 	}
 	w := s.newWriter(env.Log)
-	return w.run(ctx, io)
+	return w.run(ctx, edges)
 }
 
 // writer is one replica's write path. Its feeder, the Run goroutine,
@@ -72,7 +72,7 @@ func (w *writer) chooses() bool {
 // context is done or a write fails. It returns only when no write is in
 // flight and every chunk it took is released. A write's failure wins over
 // the cancellation it causes; among failures, the one at the lowest offset.
-func (w *writer) run(ctx context.Context, io pipeline.IO) (err error) {
+func (w *writer) run(ctx context.Context, edges pipeline.IO) (err error) {
 	s := w.s
 	if s.fsync && !s.small() {
 		w.wb = newWriteback(s.fd, writebackAhead)
@@ -97,12 +97,12 @@ func (w *writer) run(ctx context.Context, io pipeline.IO) (err error) {
 				return err
 			}
 		}
-		w.held(w.waitRoom(), io.Chunks)
-		c, ok, err := io.Recv(ctx)
+		w.held(w.waitRoom(), edges.Chunks)
+		c, ok, err := edges.Recv(ctx)
 		if !ok {
 			return err
 		}
-		if err := w.take(c, io.Chunks); err != nil {
+		if err := w.take(c, edges.Chunks); err != nil {
 			return err
 		}
 		switch {

@@ -105,8 +105,8 @@ func TestFileSinkInFlightCut(t *testing.T) {
 			data := payload(8 << 20)
 			const c = 256 << 10
 			send := sendPieces(data, c, pieces(6<<20, c, 0))
-			src := func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				if err := send(ctx, env, io); err != nil {
+			src := func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				if err := send(ctx, env, edges); err != nil {
 					return err
 				}
 				return errCut

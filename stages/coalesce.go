@@ -49,12 +49,12 @@ var coalesceDef = pipeline.Def[CoalesceConfig]{
 // "16MiB") would take the machine's memory at the first chunk.
 const maxBuffer = 1 << 30
 
-func init() { builtin(coalesceDef.Spec()) }
+func init() { builtin(coalesceDef) }
 
 // Run coalesces until its input is closed, then emits the remainder and
 // returns nil. Every received chunk is released after its bytes are copied;
 // on cancellation the partly filled buffer is released too.
-func (s *Coalescer) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (s *Coalescer) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	pool := env.Buffers.Pool(s.size)
 	var (
 		cur  pipeline.Chunk // the buffer being filled; valid while held
@@ -70,11 +70,11 @@ func (s *Coalescer) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) 
 		held = false
 		out := cur
 		out.Data = out.Data[:n]
-		return io.Send(ctx, out)
+		return edges.Send(ctx, out)
 	}
 
 	for {
-		c, ok, err := io.Recv(ctx)
+		c, ok, err := edges.Recv(ctx)
 		if err != nil {
 			return err
 		}

@@ -148,12 +148,12 @@ func ExampleCoalescer() {
 		Type:     "reads",
 		Produces: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				pool := env.Buffers.Pool(3)
 				for i := range int64(10) {
 					c := pool.Get(i * 3)
 					copy(c.Data, "abc")
-					if err := io.Send(ctx, c); err != nil {
+					if err := edges.Send(ctx, c); err != nil {
 						return err
 					}
 				}
@@ -166,8 +166,8 @@ func ExampleCoalescer() {
 		Type:     "print",
 		Consumes: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				for c := range io.Chunks {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				for c := range edges.Chunks {
 					fmt.Printf("write %2d bytes at %2d: %s\n", len(c.Data), c.Offset, c.Data)
 					c.Release()
 				}

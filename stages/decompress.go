@@ -142,7 +142,7 @@ var decompressDef = pipeline.Def[DecompressConfig]{
 	},
 }
 
-func init() { builtin(decompressDef.Spec()) }
+func init() { builtin(decompressDef) }
 
 // peekSize is the read-ahead that holds the magic bytes; the decoders read
 // through it (bufio passes large reads straight through).

@@ -28,12 +28,12 @@ type bytesSourceConfig struct {
 var bytesSourceDef = pipeline.Def[bytesSourceConfig]{
 	Type: "bytes.source", Produces: pipeline.OrderedBytes, Defaults: bytesSourceConfig{Chunk: 1000},
 	New: func(c bytesSourceConfig) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 			pool := env.Buffers.Pool(c.Chunk)
 			for off := 0; off < len(c.Data); off += c.Chunk {
 				ch := pool.Get(int64(off))
 				ch.Data = ch.Data[:copy(ch.Data, c.Data[off:])]
-				if err := io.Send(ctx, ch); err != nil {
+				if err := edges.Send(ctx, ch); err != nil {
 					return err
 				}
 			}
@@ -282,8 +282,8 @@ func ExampleDecompress() {
 	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
 		Type: "print", Consumes: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				for c := range io.Chunks {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				for c := range edges.Chunks {
 					fmt.Printf("%d bytes at %d (reshaped: %v): %s", len(c.Data), c.Offset, env.Reshaped, c.Data)
 					c.Release()
 				}

@@ -149,7 +149,7 @@ var (
 	_ pipeline.Starter       = (*HashTap)(nil)
 )
 
-func init() { builtin(hashDef.Spec()) }
+func init() { builtin(hashDef) }
 
 // Verification reports what the tap verified in the current or last run.
 func (t *HashTap) Verification() pipeline.Verification {
@@ -213,9 +213,9 @@ func (t *HashTap) Start(_ context.Context, env *pipeline.Env) error {
 }
 
 // Run hashes and passes on its input until it is closed; see HashTap.
-func (t *HashTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (t *HashTap) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	if t.check == nil && t.pieces == nil {
-		return t.passThrough(ctx, env, io)
+		return t.passThrough(ctx, env, edges)
 	}
 	r := &hashRun{t: t, env: env, held: &chunkHeap{}}
 	if t.check != nil {
@@ -230,12 +230,12 @@ func (t *HashTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) er
 	}
 	defer r.releaseHeld()
 	for {
-		c, ok, err := io.Recv(ctx)
+		c, ok, err := edges.Recv(ctx)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return r.finish(ctx, io)
+			return r.finish(ctx, edges)
 		}
 		if err := r.advance(); err != nil {
 			c.Release()
@@ -259,10 +259,10 @@ func (t *HashTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) er
 		if r.hold {
 			// Its bytes are hashed: sent on once their pieces match.
 			r.pending = append(r.pending, c)
-			if err := r.sendVerified(ctx, io); err != nil {
+			if err := r.sendVerified(ctx, edges); err != nil {
 				return err
 			}
-		} else if err := io.Send(ctx, c); err != nil {
+		} else if err := edges.Send(ctx, c); err != nil {
 			return err
 		}
 		if err := r.advance(); err != nil {
@@ -273,13 +273,13 @@ func (t *HashTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) er
 
 // passThrough is Run without a checksum. A tap with a window lifted it in
 // Start: holding nothing, it has no reason to hold the readers back.
-func (t *HashTap) passThrough(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (t *HashTap) passThrough(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	for {
-		c, ok, err := io.Recv(ctx)
+		c, ok, err := edges.Recv(ctx)
 		if !ok {
 			return err
 		}
-		if err := io.Send(ctx, c); err != nil {
+		if err := edges.Send(ctx, c); err != nil {
 			return err
 		}
 	}
@@ -399,7 +399,7 @@ func (r *hashRun) releaseHeld() {
 
 // finish checks, once the input is closed, that every byte was hashed and
 // compares the digest; it sends on the chunks it held.
-func (r *hashRun) finish(ctx context.Context, io pipeline.IO) error {
+func (r *hashRun) finish(ctx context.Context, edges pipeline.IO) error {
 	if err := ctx.Err(); err != nil {
 		return err // the input ended because the run is failing: no verdict
 	}
@@ -416,7 +416,7 @@ func (r *hashRun) finish(ctx context.Context, io pipeline.IO) error {
 		if pc.verified != pc.size {
 			return fmt.Errorf("input ended at byte %d; the piece hashes cover %d", r.frontier, pc.size)
 		}
-		if err := r.sendVerified(ctx, io); err != nil {
+		if err := r.sendVerified(ctx, edges); err != nil {
 			return err
 		}
 		r.env.Log.Info().Int("pieces", pc.count()).Str("algorithm", pc.p.Algorithm).Int64("bytes", r.frontier).

@@ -71,7 +71,7 @@ func (r *hashCountingReader) ReadAt(p []byte, off int64) (int, error) {
 func hashRegistry(t testing.TB, tap **HashTap) *pipeline.Registry {
 	t.Helper()
 	r := memRegistry(t, memCapture(hashDef, tap))
-	if err := r.Add(hashHaveDef.Spec()); err != nil {
+	if err := pipeline.Register(r, hashHaveDef); err != nil {
 		t.Fatal(err)
 	}
 	return r

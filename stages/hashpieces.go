@@ -147,7 +147,7 @@ func (pc *pieceCheck) count() int {
 
 // sendVerified sends on, in order, the held chunks whose bytes all lie in
 // verified pieces.
-func (r *hashRun) sendVerified(ctx context.Context, io pipeline.IO) error {
+func (r *hashRun) sendVerified(ctx context.Context, edges pipeline.IO) error {
 	sent := 0
 	var err error
 	for _, c := range r.pending {
@@ -156,7 +156,7 @@ func (r *hashRun) sendVerified(ctx context.Context, io pipeline.IO) error {
 		}
 		r.pending[sent] = pipeline.Chunk{} // sent (or released by Send): no longer ours
 		sent++
-		if err = io.Send(ctx, c); err != nil {
+		if err = edges.Send(ctx, c); err != nil {
 			break
 		}
 	}

@@ -36,12 +36,12 @@ type htRangesConfig struct {
 var htRangesDef = pipeline.Def[htRangesConfig]{
 	Type: "ht.ranges", Consumes: pipeline.None, Produces: pipeline.Ranges,
 	New: func(cfg htRangesConfig) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 			for _, r := range cfg.Ranges {
 				if cfg.Gap > 0 {
 					time.Sleep(cfg.Gap)
 				}
-				if err := io.SendRange(ctx, r); err != nil {
+				if err := edges.SendRange(ctx, r); err != nil {
 					return err
 				}
 			}
@@ -100,12 +100,12 @@ type htSinkConfig struct{ Out *htOutput }
 var htSinkDef = pipeline.Def[htSinkConfig]{
 	Type: "ht.sink", Consumes: pipeline.Bytes, Produces: pipeline.None,
 	New: func(cfg htSinkConfig) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 			for {
 				select {
 				case <-ctx.Done():
 					return ctx.Err()
-				case c, ok := <-io.Chunks:
+				case c, ok := <-edges.Chunks:
 					if !ok {
 						return nil
 					}
@@ -124,8 +124,8 @@ var htSinkDef = pipeline.Def[htSinkConfig]{
 var htDiscardDef = pipeline.Def[struct{}]{
 	Type: "ht.discard", Consumes: pipeline.Bytes, Produces: pipeline.None,
 	New: func(struct{}) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-			for c := range io.Chunks {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+			for c := range edges.Chunks {
 				c.Release()
 			}
 			return nil

@@ -135,8 +135,8 @@ func (s *htHaveSink) Resume(context.Context, *pipeline.Env) ([]pipeline.Range, i
 	return []pipeline.Range{{Start: 0, End: s.cfg.Prefix}}, nil, nil
 }
 
-func (s *htHaveSink) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-	for c := range io.Chunks {
+func (s *htHaveSink) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+	for c := range edges.Chunks {
 		err := s.cfg.Out.write(c)
 		c.Release()
 		if err != nil {

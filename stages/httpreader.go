@@ -42,7 +42,7 @@ var httpReaderDef = pipeline.Def[HTTPReaderConfig]{
 	Connects: true,
 }
 
-func init() { builtin(httpReaderDef.Spec()) }
+func init() { builtin(httpReaderDef) }
 
 // httpReader turns ranges into bytes. Each replica (workers: N, one
 // connection each) takes a range from its input, with the ranges queued
@@ -193,13 +193,13 @@ func (s *rangeSupport) wait(ctx context.Context) (ignored bool, err error) {
 var errRangeCovered = errors.New("range covered by the whole body streamed from offset 0")
 
 // Run fetches ranges until its input is closed; see httpReader.
-func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	if err := checkResource(env.Resource); err != nil {
 		return err
 	}
-	f := newHTTPFetcher(env, io, s.cfg.Buffer, s.cfg.IdleTimeout, s.cfg.RetryConfig, &s.budget)
+	f := newHTTPFetcher(env, edges, s.cfg.Buffer, s.cfg.IdleTimeout, s.cfg.RetryConfig, &s.budget)
 	f.support = s.support
-	f.sent = s.sent.counter(io.Replica)
+	f.sent = s.sent.counter(edges.Replica)
 	f.pieces = s.pieces
 	if f.support == nil {
 		// Run without Start: no replica can tell the others, so a whole
@@ -210,7 +210,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 	size := env.Resource.Size
 	if srcs := s.srcs.Load(); srcs != nil && s.sched != nil {
 		f.srcs = srcs
-		src := srcs.assign(io.Replica)
+		src := srcs.assign(edges.Replica)
 		if src == nil {
 			return nil // more replicas than the sources have room for
 		}
@@ -237,7 +237,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 		// have nobody to share its tail, so one range per request.
 		take = newRangeTaker(0)
 	}
-	in := io.Ranges
+	in := edges.Ranges
 	var carry *pipeline.Range // received while extending a range; taken next
 	// gone ends a replica whose source was dropped with no other to move
 	// to: what it took from the input goes back to the others.
@@ -268,7 +268,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			return err
 		}
 		if f.src != nil && f.srcs.isDropped(f.src) {
-			env.Trace.Event(env.Stage, io.Replica, "drop", -1, -1, "")
+			env.Trace.Event(env.Stage, edges.Replica, "drop", -1, -1, "")
 			next := f.srcs.move(f.src, true)
 			if f.src = next; next == nil {
 				return gone()
@@ -297,7 +297,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 				case <-ctx.Done():
 					return ctx.Err()
 				}
-				io.Waited(time.Since(armed))
+				edges.Waited(time.Since(armed))
 				continue
 			} else if in == nil {
 				return nil
@@ -354,7 +354,7 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO)
 			tick := armPoll()
 			armed := time.Now()
 			next, c, res, err := take.wait(ctx, in, changed, tick, sched.shareOf(f.srcIndex()))
-			io.Waited(time.Since(armed)) // idle, for the metrics' busy time
+			edges.Waited(time.Since(armed)) // idle, for the metrics' busy time
 			switch {
 			case err != nil:
 				return err

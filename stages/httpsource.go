@@ -33,7 +33,7 @@ var httpSourceDef = pipeline.Def[HTTPSourceConfig]{
 	},
 }
 
-func init() { builtin(httpSourceDef.Spec()) }
+func init() { builtin(httpSourceDef) }
 
 // httpSource is the stream topology's source: one GET of env.Resource whose
 // body becomes chunks in file order, each filled as full as the body allows.
@@ -58,11 +58,11 @@ func (s *httpSource) Start(ctx context.Context, env *pipeline.Env) error {
 }
 
 // Run sends the resource's bytes in order; see httpSource.
-func (s *httpSource) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (s *httpSource) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	if err := checkResource(env.Resource); err != nil {
 		return err
 	}
-	f := newHTTPFetcher(env, io, s.cfg.Buffer, s.cfg.IdleTimeout, s.cfg.RetryConfig, &s.budget)
+	f := newHTTPFetcher(env, edges, s.cfg.Buffer, s.cfg.IdleTimeout, s.cfg.RetryConfig, &s.budget)
 	// A resumed sink already has a prefix: ask for the rest only, with
 	// Range and If-Range, so a changed file is refused rather than mixed in.
 	start := int64(0)

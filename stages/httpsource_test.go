@@ -230,12 +230,11 @@ func ExampleHTTPSourceConfig() {
 	reg := pipeline.NewRegistry()
 	_ = Register(reg)
 	var got int64
-	_ = reg.Add(pipeline.Spec{
+	_ = pipeline.Register(reg, pipeline.Def[struct{}]{
 		Type: "example.count", Consumes: pipeline.OrderedBytes,
-		Config: func() any { return &struct{}{} },
-		New: func(any) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				for c := range io.Chunks {
+		New: func(struct{}) (pipeline.Stage, error) {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				for c := range edges.Chunks {
 					got += int64(len(c.Data))
 					c.Release()
 				}

@@ -171,11 +171,11 @@ func (f *httpFetcher) moveOff() (moved bool, gone error) {
 	return true, nil
 }
 
-func newHTTPFetcher(env *pipeline.Env, io pipeline.IO, buffer pipeline.ByteSize, idle time.Duration, retry httpx.RetryConfig, budget *httpx.RetryBudget) *httpFetcher {
+func newHTTPFetcher(env *pipeline.Env, edges pipeline.IO, buffer pipeline.ByteSize, idle time.Duration, retry httpx.RetryConfig, budget *httpx.RetryBudget) *httpFetcher {
 	return &httpFetcher{
 		env:    env,
 		res:    env.Resource,
-		io:     io,
+		io:     edges,
 		pool:   env.Buffers.Pool(int(buffer)),
 		idle:   idle,
 		retry:  retry,

@@ -78,7 +78,7 @@ var memSourceDef = pipeline.Def[memSourceConfig]{
 		return pipeline.None, pipeline.Bytes
 	},
 	New: func(c memSourceConfig) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 			pool := env.Buffers.Pool(c.Chunk)
 			spans := c.Spans
 			if spans == nil {
@@ -90,7 +90,7 @@ var memSourceDef = pipeline.Def[memSourceConfig]{
 					n := min(int64(c.Chunk), s.End-off)
 					ch.Data = ch.Data[:n]
 					memFill(ch.Data, off)
-					if err := io.Send(ctx, ch); err != nil {
+					if err := edges.Send(ctx, ch); err != nil {
 						return err
 					}
 					off += n
@@ -124,13 +124,13 @@ var memReaderDef = pipeline.Def[memReaderConfig]{
 	Produces: pipeline.Bytes,
 	Defaults: memReaderConfig{Chunk: 64 << 10},
 	New: func(c memReaderConfig) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 			pool := env.Buffers.Pool(c.Chunk)
 			for {
 				var r pipeline.Range
 				var ok bool
 				select {
-				case r, ok = <-io.Ranges:
+				case r, ok = <-edges.Ranges:
 				case <-ctx.Done():
 					return ctx.Err()
 				}
@@ -151,7 +151,7 @@ var memReaderDef = pipeline.Def[memReaderConfig]{
 					n := min(int64(c.Chunk), end-off)
 					ch.Data = ch.Data[:n]
 					memFill(ch.Data, off)
-					if err := io.Send(ctx, ch); err != nil {
+					if err := edges.Send(ctx, ch); err != nil {
 						return err
 					}
 					off += n
@@ -215,7 +215,7 @@ var memSinkDef = pipeline.Def[memSinkConfig]{
 		if c.Out == nil {
 			return nil, fmt.Errorf("mem.sink needs an Out")
 		}
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 			var next int64
 			n := 0
 			for {
@@ -229,7 +229,7 @@ var memSinkDef = pipeline.Def[memSinkConfig]{
 				var ch pipeline.Chunk
 				var ok bool
 				select {
-				case ch, ok = <-io.Chunks:
+				case ch, ok = <-edges.Chunks:
 				case <-ctx.Done():
 					return ctx.Err()
 				}
@@ -266,9 +266,9 @@ var memDiscardDef = pipeline.Def[struct{}]{
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,
 	New: func(struct{}) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 			var next int64
-			for ch := range io.Chunks {
+			for ch := range edges.Chunks {
 				if ch.Offset != next {
 					ch.Release()
 					return fmt.Errorf("out of order: chunk at offset %d, want %d", ch.Offset, next)
@@ -305,12 +305,12 @@ var memRangeSinkDef = pipeline.Def[memRangeSinkConfig]{
 	Consumes: pipeline.Ranges,
 	Produces: pipeline.None,
 	New: func(c memRangeSinkConfig) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 			if c.Hold {
 				<-ctx.Done()
 				return ctx.Err()
 			}
-			for r := range io.Ranges {
+			for r := range edges.Ranges {
 				c.Out.mu.Lock()
 				c.Out.ranges = append(c.Out.ranges, r)
 				c.Out.mu.Unlock()
@@ -332,9 +332,9 @@ var memRangesDef = pipeline.Def[memRangesConfig]{
 	Consumes: pipeline.None,
 	Produces: pipeline.Ranges,
 	New: func(c memRangesConfig) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 			for off := int64(0); off < env.Resource.Size; off += c.Piece {
-				if err := io.SendRange(ctx, pipeline.Range{Start: off, End: min(off+c.Piece, env.Resource.Size)}); err != nil {
+				if err := edges.SendRange(ctx, pipeline.Range{Start: off, End: min(off+c.Piece, env.Resource.Size)}); err != nil {
 					return err
 				}
 			}
@@ -347,33 +347,32 @@ var memRangesDef = pipeline.Def[memRangesConfig]{
 // memRegistry is an isolated registry with this package's stage types and
 // the mem.* test types. A spec in overrides replaces the built-in of the same
 // type, so a test can capture the stage value its New builds.
-func memRegistry(t testing.TB, overrides ...pipeline.Spec) *pipeline.Registry {
+func memRegistry(t testing.TB, overrides ...pipeline.StageType) *pipeline.Registry {
 	t.Helper()
 	r := pipeline.NewRegistry()
 	for _, s := range builtins {
 		for _, o := range overrides {
-			if o.Type == s.Type {
+			if o.Name() == s.Name() {
 				s = o
 			}
 		}
-		if err := r.Add(s); err != nil {
+		if err := pipeline.Register(r, s); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, s := range []pipeline.Spec{
-		memSourceDef.Spec(), memReaderDef.Spec(), memSinkDef.Spec(),
-		memDiscardDef.Spec(), memRangeSinkDef.Spec(), memRangesDef.Spec(),
+	for _, s := range []pipeline.StageType{
+		memSourceDef, memReaderDef, memSinkDef,
+		memDiscardDef, memRangeSinkDef, memRangesDef,
 	} {
-		if err := r.Add(s); err != nil {
+		if err := pipeline.Register(r, s); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return r
 }
 
-// memCapture returns d's spec with a New that also stores the built stage
-// in *got.
-func memCapture[C any, S pipeline.Stage](d pipeline.Def[C], got *S) pipeline.Spec {
+// memCapture returns d with a New that also stores the built stage in *got.
+func memCapture[C any, S pipeline.Stage](d pipeline.Def[C], got *S) pipeline.StageType {
 	build := d.New
 	d.New = func(c C) (pipeline.Stage, error) {
 		s, err := build(c)
@@ -382,7 +381,7 @@ func memCapture[C any, S pipeline.Stage](d pipeline.Def[C], got *S) pipeline.Spe
 		}
 		return s, err
 	}
-	return d.Spec()
+	return d
 }
 
 // memRun builds nodes and runs them once against a resource of size bytes

@@ -57,7 +57,7 @@ var progressDef = pipeline.Def[ProgressConfig]{
 	},
 }
 
-func init() { builtin(progressDef.Spec()) }
+func init() { builtin(progressDef) }
 
 func newProgressTap(interval time.Duration) *ProgressTap {
 	p := &ProgressTap{interval: interval}
@@ -102,8 +102,8 @@ func (p *ProgressTap) Start(_ context.Context, env *pipeline.Env) error {
 
 // Run passes chunks on until its input is closed. Sending blocks like any
 // send; ticks that fall while it is blocked are skipped, not queued.
-func (p *ProgressTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-	if io.Replica == 0 {
+func (p *ProgressTap) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+	if edges.Replica == 0 {
 		// Reports go on while the chunks stall, from their own goroutine,
 		// so that the loop below waits on its input alone (Recv, which
 		// lets the run's metrics see how busy the tap is).
@@ -112,12 +112,12 @@ func (p *ProgressTap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO
 		defer func() { close(stop); <-done }()
 	}
 	for {
-		c, ok, err := io.Recv(ctx)
+		c, ok, err := edges.Recv(ctx)
 		if !ok {
 			return err
 		}
 		p.done.Add(int64(len(c.Data)))
-		if err := io.Send(ctx, c); err != nil {
+		if err := edges.Send(ctx, c); err != nil {
 			return err
 		}
 	}

@@ -195,10 +195,10 @@ func ExampleProgressTap() {
 		Type:     "zeros",
 		Produces: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				pool := env.Buffers.Pool(1000)
 				for i := range int64(5) {
-					if err := io.Send(ctx, pool.Get(i*1000)); err != nil {
+					if err := edges.Send(ctx, pool.Get(i*1000)); err != nil {
 						return err
 					}
 				}
@@ -210,8 +210,8 @@ func ExampleProgressTap() {
 		Type:     "drop",
 		Consumes: pipeline.Bytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				for c := range io.Chunks {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				for c := range edges.Chunks {
 					c.Release()
 				}
 				return nil

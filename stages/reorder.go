@@ -89,7 +89,7 @@ var reorderDef = pipeline.Def[ReorderConfig]{
 	MaxWorkers: func(ReorderConfig) (int, string) { return 1, "one heap restores one order" },
 }
 
-func init() { builtin(reorderDef.Spec()) }
+func init() { builtin(reorderDef) }
 
 // Stats reports the bytes held. It is safe to call during a run, from any
 // goroutine.
@@ -101,7 +101,7 @@ func (s *ReorderHeap) Stats() ReorderStats {
 // chunks are still held then, and an *OverlapError as soon as it finds bytes
 // that were already received (before emitting any of them). On return, by
 // error or cancellation, it has released every chunk it held.
-func (s *ReorderHeap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (s *ReorderHeap) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	s.held.Store(0)
 	s.peak.Store(0)
 	h := &chunkHeap{}
@@ -117,7 +117,7 @@ func (s *ReorderHeap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO
 	warned := false
 	emit := func(c pipeline.Chunk) error {
 		frontier = skipPresent(env, c.End())
-		if err := io.Send(ctx, c); err != nil {
+		if err := edges.Send(ctx, c); err != nil {
 			return err
 		}
 		if env.Window != nil {
@@ -127,7 +127,7 @@ func (s *ReorderHeap) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO
 	}
 
 	for {
-		c, ok, err := io.Recv(ctx)
+		c, ok, err := edges.Recv(ctx)
 		if err != nil {
 			return err
 		}

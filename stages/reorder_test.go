@@ -291,7 +291,7 @@ func BenchmarkReorder(b *testing.B) {
 		Type:     "bench.shuffled",
 		Produces: pipeline.Bytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				pool := env.Buffers.Pool(chunk)
 				full := n / block * block
 				for i := int64(0); i < n; i++ {
@@ -299,7 +299,7 @@ func BenchmarkReorder(b *testing.B) {
 					if i < full {
 						idx = i/block*block + perm[i%block]
 					}
-					if err := io.Send(ctx, pool.Get(idx*chunk)); err != nil {
+					if err := edges.Send(ctx, pool.Get(idx*chunk)); err != nil {
 						return err
 					}
 				}
@@ -330,7 +330,7 @@ func ExampleReorderHeap() {
 		Type:     "words",
 		Produces: pipeline.Bytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				pool := env.Buffers.Pool(16)
 				for _, w := range []struct {
 					off  int64
@@ -338,7 +338,7 @@ func ExampleReorderHeap() {
 				}{{6, "world "}, {12, "in order"}, {0, "hello "}} {
 					c := pool.Get(w.off)
 					c.Data = c.Data[:copy(c.Data, w.text)]
-					if err := io.Send(ctx, c); err != nil {
+					if err := edges.Send(ctx, c); err != nil {
 						return err
 					}
 				}
@@ -350,8 +350,8 @@ func ExampleReorderHeap() {
 		Type:     "print",
 		Consumes: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				for c := range io.Chunks {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				for c := range edges.Chunks {
 					fmt.Printf("%2d %q\n", c.Offset, c.Data)
 					c.Release()
 				}

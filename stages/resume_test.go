@@ -81,7 +81,7 @@ func TestProgressCountsPresentBytes(t *testing.T) {
 	memNoLeaks(t)
 	var tap *ProgressTap
 	reg := memRegistry(t, memCapture(progressDef, &tap))
-	if err := reg.Add(hashHaveDef.Spec()); err != nil {
+	if err := pipeline.Register(reg, hashHaveDef); err != nil {
 		t.Fatal(err)
 	}
 	const size = 100_000

@@ -53,7 +53,7 @@ var splitterDef = pipeline.Def[SplitterConfig]{
 	MaxWorkers: func(SplitterConfig) (int, string) { return 1, "it hands out each range once" },
 }
 
-func init() { builtin(splitterDef.Spec()) }
+func init() { builtin(splitterDef) }
 
 // alignPiece rounds a piece size up to a multiple of pieceAlign.
 func alignPiece(p pipeline.ByteSize) int64 {
@@ -77,7 +77,7 @@ func (s *Splitter) Piece() int64 { return s.piece }
 // range {0, -1}, which a reader streams as one body. It blocks while the
 // window (if any) or the readers have no room, and returns ctx.Err() when
 // cancelled.
-func (s *Splitter) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (s *Splitter) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	res := env.Resource
 	if res != nil && res.Size == 0 {
 		return nil
@@ -88,7 +88,7 @@ func (s *Splitter) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) e
 			ev = ev.Int64("size", res.Size).Bool("accept_ranges", res.AcceptRanges)
 		}
 		ev.Msg("size unknown or ranges not supported; downloading as a single stream")
-		return s.send(ctx, env, io, pipeline.Range{Start: 0, End: -1})
+		return s.send(ctx, env, edges, pipeline.Range{Start: 0, End: -1})
 	}
 	missing := []pipeline.Range{{Start: 0, End: res.Size}}
 	if env.Have != nil {
@@ -100,7 +100,7 @@ func (s *Splitter) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) e
 			if b := start - start%s.piece; b <= m.End-s.piece {
 				end = b + s.piece // the next multiple of the piece size
 			}
-			if err := s.send(ctx, env, io, pipeline.Range{Start: start, End: end}); err != nil {
+			if err := s.send(ctx, env, edges, pipeline.Range{Start: start, End: end}); err != nil {
 				return err
 			}
 			start = end
@@ -109,11 +109,11 @@ func (s *Splitter) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) e
 	return nil
 }
 
-func (s *Splitter) send(ctx context.Context, env *pipeline.Env, io pipeline.IO, r pipeline.Range) error {
+func (s *Splitter) send(ctx context.Context, env *pipeline.Env, edges pipeline.IO, r pipeline.Range) error {
 	if env.Window != nil {
 		if err := env.Window.Acquire(ctx, r); err != nil {
 			return err
 		}
 	}
-	return io.SendRange(ctx, r)
+	return edges.SendRange(ctx, r)
 }

@@ -156,8 +156,8 @@ func ExampleSplitter() {
 		Type:     "print.ranges",
 		Consumes: pipeline.Ranges,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				for r := range io.Ranges {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				for r := range edges.Ranges {
 					fmt.Printf("[%v, %v)\n", pipeline.ByteSize(r.Start), pipeline.ByteSize(r.End))
 				}
 				return nil

@@ -24,10 +24,10 @@ func benchZeros(n int64, chunk int) pipeline.Def[struct{}] {
 		Type:     "bench.zeros",
 		Produces: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				pool := env.Buffers.Pool(chunk)
 				for i := range n {
-					if err := io.Send(ctx, pool.Get(i*int64(chunk))); err != nil {
+					if err := edges.Send(ctx, pool.Get(i*int64(chunk))); err != nil {
 						return err
 					}
 				}
@@ -41,7 +41,7 @@ func benchZeros(n int64, chunk int) pipeline.Def[struct{}] {
 }
 
 // benchRegistry has this package's stages, mem.discard and extra.
-func benchRegistry(b *testing.B, extra ...pipeline.Spec) *pipeline.Registry {
+func benchRegistry(b *testing.B, extra ...pipeline.StageType) *pipeline.Registry {
 	b.Helper()
 	reg := pipeline.NewRegistry()
 	if err := Register(reg); err != nil {
@@ -49,7 +49,7 @@ func benchRegistry(b *testing.B, extra ...pipeline.Spec) *pipeline.Registry {
 	}
 	pipeline.MustRegister(reg, memDiscardDef)
 	for _, s := range extra {
-		if err := reg.Add(s); err != nil {
+		if err := pipeline.Register(reg, s); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -83,7 +83,7 @@ func benchChain(b *testing.B, n int64, chunk int, stages ...pipeline.Node) {
 		st.Inputs = []string{nodes[len(nodes)-1].ID}
 		nodes = append(nodes, st)
 	}
-	g, err := pipeline.Build(benchRegistry(b, benchZeros(n, chunk).Spec()), nodes)
+	g, err := pipeline.Build(benchRegistry(b, benchZeros(n, chunk)), nodes)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -132,8 +132,8 @@ func BenchmarkHashTap(b *testing.B) {
 var benchRangeDiscard = pipeline.Def[struct{}]{
 	Type: "bench.rangediscard", Consumes: pipeline.Ranges, Produces: pipeline.None,
 	New: func(struct{}) (pipeline.Stage, error) {
-		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-			for range io.Ranges {
+		return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+			for range edges.Ranges {
 			}
 			return nil
 		}), nil
@@ -144,7 +144,7 @@ var benchRangeDiscard = pipeline.Def[struct{}]{
 // op is one range.
 func BenchmarkSplitter(b *testing.B) {
 	const piece = 4 << 20
-	reg := benchRegistry(b, benchRangeDiscard.Spec())
+	reg := benchRegistry(b, benchRangeDiscard)
 	g, err := pipeline.Build(reg, []pipeline.Node{
 		{ID: "split", Type: "range.splitter", Config: &SplitterConfig{Piece: piece}},
 		{ID: "take", Type: "bench.rangediscard", Inputs: []string{"split"}},

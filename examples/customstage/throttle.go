@@ -55,13 +55,13 @@ type Throttle struct {
 
 // Run holds each chunk until its turn, then sends it on; it owns the chunk
 // from the receive until the Send. No goroutine, no allocation per chunk.
-func (t *Throttle) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+func (t *Throttle) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 	timer := time.NewTimer(time.Hour) // one per replica; Reset below re-arms it
 	defer timer.Stop()
 	for {
 		// Recv rather than a receive from io.Chunks: the run's metrics then
 		// see how long the stage waits for input, so how busy it is.
-		c, ok, err := io.Recv(ctx)
+		c, ok, err := edges.Recv(ctx)
 		if !ok {
 			return err // nil: input exhausted and everything sent
 		}
@@ -74,7 +74,7 @@ func (t *Throttle) Run(ctx context.Context, env *pipeline.Env, io pipeline.IO) e
 				return ctx.Err()
 			}
 		}
-		if err := io.Send(ctx, c); err != nil {
+		if err := edges.Send(ctx, c); err != nil {
 			return err // Send released c
 		}
 	}

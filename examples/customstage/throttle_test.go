@@ -64,13 +64,13 @@ func testRegistry(t *testing.T, data []byte, chunk int, ordered bool, c *collect
 		pipeline.Register(reg, pipeline.Def[memConfig]{
 			Type: "mem.source", Consumes: pipeline.None, Produces: pipeline.OrderedBytes,
 			New: func(memConfig) (pipeline.Stage, error) {
-				return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+				return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 					pool := env.Buffers.Pool(chunk)
 					for off := 0; off < len(data); {
 						ch := pool.Get(int64(off))
 						ch.Data = ch.Data[:copy(ch.Data, data[off:])]
 						off += len(ch.Data)
-						if err := io.Send(ctx, ch); err != nil {
+						if err := edges.Send(ctx, ch); err != nil {
 							return err
 						}
 					}
@@ -81,8 +81,8 @@ func testRegistry(t *testing.T, data []byte, chunk int, ordered bool, c *collect
 		pipeline.Register(reg, pipeline.Def[memConfig]{
 			Type: "collect.sink", Consumes: sinkFlow, Produces: pipeline.None,
 			New: func(memConfig) (pipeline.Stage, error) {
-				return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-					for ch := range io.Chunks {
+				return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+					for ch := range edges.Chunks {
 						c.mu.Lock()
 						if need := int(ch.End()); need > len(c.data) {
 							c.data = append(c.data, make([]byte, need-len(c.data))...)
@@ -278,12 +278,12 @@ func Example() {
 	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
 		Type: "zeros.source", Consumes: pipeline.None, Produces: pipeline.OrderedBytes,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
 				pool := env.Buffers.Pool(8 << 10)
 				for off := int64(0); off < 64<<10; off += 8 << 10 {
 					c := pool.Get(off)
 					clear(c.Data)
-					if err := io.Send(ctx, c); err != nil {
+					if err := edges.Send(ctx, c); err != nil {
 						return err
 					}
 				}
@@ -295,8 +295,8 @@ func Example() {
 	pipeline.MustRegister(reg, pipeline.Def[struct{}]{
 		Type: "count.sink", Consumes: pipeline.OrderedBytes, Produces: pipeline.None,
 		New: func(struct{}) (pipeline.Stage, error) {
-			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, io pipeline.IO) error {
-				for c := range io.Chunks {
+			return pipeline.StageFunc(func(ctx context.Context, env *pipeline.Env, edges pipeline.IO) error {
+				for c := range edges.Chunks {
 					total += int64(len(c.Data))
 					c.Release()
 				}

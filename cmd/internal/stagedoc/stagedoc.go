@@ -32,7 +32,7 @@ func List(w io.Writer, reg *pipeline.Registry) {
 	fmt.Fprintln(tw, "TYPE\tCONSUMES\tPRODUCES\tSUMMARY")
 	docs, marked := typeDocs(reg)
 	for _, t := range docs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Type, t.consumed("*"), t.produces, t.Summary)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Type, t.consumed("*"), t.Produces, t.Summary)
 	}
 	tw.Flush()
 	if marked {
@@ -42,14 +42,14 @@ func List(w io.Writer, reg *pipeline.Registry) {
 
 // Describe writes one stage type: its summary, flows, and every option
 // with its kind, default and help.
-func Describe(w io.Writer, spec pipeline.Spec) {
-	consumes, produces, byConfig := flows(spec)
-	fmt.Fprintf(w, "%s: %s\n  consumes %s, produces %s", spec.Type, spec.Summary, consumes, produces)
-	if byConfig {
+func Describe(w io.Writer, typ pipeline.StageType) {
+	info := typ.Describe(nil)
+	fmt.Fprintf(w, "%s: %s\n  consumes %s, produces %s", typ.Name(), info.Summary, info.Consumes, info.Produces)
+	if info.ByConfig {
 		fmt.Fprintf(w, " (%s)", byConfigNote)
 	}
 	fmt.Fprintln(w)
-	opts := config.Fields(spec.Config())
+	opts := config.Fields(typ.NewConfig())
 	if len(opts) == 0 {
 		fmt.Fprintln(w, "  no options")
 		return
@@ -68,41 +68,30 @@ func Describe(w io.Writer, spec pipeline.Spec) {
 
 // typeDoc is a stage type with the flows of its default config.
 type typeDoc struct {
-	pipeline.Spec
-	consumes, produces pipeline.Flow
-	byConfig           bool // its config can change them
+	pipeline.TypeInfo
+	Type   string
+	Config func() any // a fresh config with the defaults
 }
 
 // consumed is what the type consumes, followed by mark when its config
 // can change that.
 func (t typeDoc) consumed(mark string) string {
-	if t.byConfig {
-		return t.consumes.String() + mark
+	if t.ByConfig {
+		return t.Consumes.String() + mark
 	}
-	return t.consumes.String()
+	return t.Consumes.String()
 }
 
 // typeDocs are the types of reg in name order, and whether the config of
 // any can change its flows.
 func typeDocs(reg *pipeline.Registry) (docs []typeDoc, anyByConfig bool) {
 	for _, name := range reg.Types() {
-		spec, _ := reg.Lookup(name)
-		t := typeDoc{Spec: spec}
-		t.consumes, t.produces, t.byConfig = flows(spec)
+		typ, _ := reg.Lookup(name)
+		t := typeDoc{TypeInfo: typ.Describe(nil), Type: name, Config: typ.NewConfig}
 		docs = append(docs, t)
-		anyByConfig = anyByConfig || t.byConfig
+		anyByConfig = anyByConfig || t.ByConfig
 	}
 	return docs, anyByConfig
-}
-
-// flows is what a stage type consumes and produces with its default config,
-// and whether its config can change that (Spec.Ports).
-func flows(spec pipeline.Spec) (consumes, produces pipeline.Flow, byConfig bool) {
-	if spec.Ports == nil {
-		return spec.Consumes, spec.Produces, false
-	}
-	consumes, produces = spec.Ports(spec.Config())
-	return consumes, produces, true
 }
 
 // topLevelKeys lists the top-level keys of a config file with the defaults
@@ -177,15 +166,15 @@ func markdown(w io.Writer, reg *pipeline.Registry, top []config.Field) {
 	fmt.Fprint(w, "| type | consumes | produces | summary |\n|---|---|---|---|\n")
 	docs, marked := typeDocs(reg)
 	for _, t := range docs {
-		fmt.Fprintf(w, "| [`%s`](#%s) | %s | %s | %s |\n", t.Type, anchor(t.Type), t.consumed(`\*`), t.produces, cell(t.Summary))
+		fmt.Fprintf(w, "| [`%s`](#%s) | %s | %s | %s |\n", t.Type, anchor(t.Type), t.consumed(`\*`), t.Produces, cell(t.Summary))
 	}
 	if marked {
 		fmt.Fprintf(w, "\n\\* %s.\n", byConfigNote)
 	}
 
 	for _, t := range docs {
-		fmt.Fprintf(w, "\n### `%s`\n\n%s\n\nConsumes %s, produces %s", t.Type, sentence(t.Summary), t.consumes, t.produces)
-		if t.byConfig {
+		fmt.Fprintf(w, "\n### `%s`\n\n%s\n\nConsumes %s, produces %s", t.Type, sentence(t.Summary), t.Consumes, t.Produces)
+		if t.ByConfig {
 			fmt.Fprintf(w, " (%s)", byConfigNote)
 		}
 		fmt.Fprint(w, ".\n\n")
