@@ -78,6 +78,11 @@ func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
 	case err != nil: // the topology file cannot be read
 		return nil, &RequestError{Field: "Topology", Err: err}
 	}
+	if keys == knownStageKeys {
+		for _, key := range cfg.Unused() { // a file that extends auto, for the other topology
+			d.log.Info().Str("key", key).Str("from", t.File).Msg("ignored: the topology picked for this download has no such stage")
+		}
+	}
 	if req.NoResume {
 		cfg.Resume = false
 	}
