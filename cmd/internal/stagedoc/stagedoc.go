@@ -208,7 +208,6 @@ any request; see [STAGES.md](STAGES.md#adding-a-stage-to-any-topology).
 
 `
 
-
 func optionTable(w io.Writer, keyHeader string, opts []config.Field) {
 	fmt.Fprintf(w, "| %s | type | default | description |\n|---|---|---|---|\n", keyHeader)
 	for _, o := range opts {
