@@ -118,7 +118,9 @@ func (d *Download) checkEveryCandidate(output string) error {
 		var ce *config.Error
 		if errors.As(err, &ce) {
 			for _, ke := range ce.Errs {
-				ke.Msg += " (in " + t.describe() + ", which the automatic choice may pick)"
+				if !strings.Contains(ke.Msg, "(built-in) "+builtinName(name)) {
+					ke.Msg += " (in " + t.describe() + ", which the automatic choice may pick)"
+				}
 			}
 		}
 		if err != nil {
