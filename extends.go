@@ -3,6 +3,7 @@ package dlflow
 import (
 	"errors"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/dlflow/dlflow/config"
@@ -89,6 +90,21 @@ func (t Topology) inserts() []config.Insert {
 		out[i] = in
 	}
 	return out
+}
+
+// applyInserts returns stages, the decoded stages of the built-in topology
+// name that the automatic choice picked, with the stages the download adds
+// spliced in: those of a file that extends auto (cfg.Inserts, when cfg was
+// loaded before the pick) and the request's Topology.Insert. It is the one
+// call a plan that loads the configuration once, before the pick, makes
+// for them; load, which loads the topology picked, has config.Load splice
+// them instead (extendOptions). stages is not changed.
+func applyInserts(cfg *config.Config, name string, stages map[string]config.StageConfig, t Topology) (map[string]config.StageConfig, error) {
+	inserts := append(slices.Clip(cfg.Inserts()), t.inserts()...)
+	if len(inserts) == 0 {
+		return stages, nil
+	}
+	return cfg.Splice(stages, "(built-in) "+builtinName(name), inserts)
 }
 
 // withInserted returns ids (the stages of a built-in topology, which stage

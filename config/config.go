@@ -50,6 +50,7 @@ type Config struct {
 
 	file      string
 	unused    []string // see Unused
+	inserts   []Insert // see Inserts
 	positions *Positions
 	origins   map[string]string // key -> where a non-file layer set it
 }
@@ -200,6 +201,9 @@ func (cfg *Config) loadFile(k *koanf.Koanf, opts Options) error {
 		return &Error{Errs: r.errs}
 	}
 	cfg.positions, cfg.unused = positions, r.unused
+	if r.deferred {
+		cfg.inserts = r.pending
+	}
 	for _, in := range opts.Inserts {
 		// Keys of a stage a program inserted name the insert.
 		for _, key := range []string{"", ".type", ".inputs", ".workers", ".queue", ".config"} {

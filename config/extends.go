@@ -93,6 +93,10 @@ type resolver struct {
 	opts   Options
 	errs   []*KeyError
 	unused []string // stage keys of a file that extends auto, which the topology picked does not have
+	// deferred: the chain ends at auto with none picked (Options.Auto
+	// ""); pending are the inserts left for the caller, deepest first.
+	deferred bool
+	pending  []Insert
 }
 
 func (r *resolver) fail(pos *Positions, key, format string, args ...any) {
@@ -133,9 +137,12 @@ func (r *resolver) resolve(file string, data []byte, chain []string) (map[string
 				r.fail(positions, "extends", "auto: the topology is picked once the server answered (stream or ranged); check each with Options.Auto (dlflow validate does)")
 				return nil, nil
 			}
-			// Before the pick: the file's own keys, no stages yet.
-			delete(tree, "stages")
-			return tree, positions
+			// Before the pick: the file's own keys, its stages a layer
+			// for the topology picked, its inserts for the caller to
+			// splice into it (Config.Inserts, Config.Splice).
+			r.deferred = true
+			r.pending = append(r.pending, inserts...)
+			return tree, positions.withInserts(inserts)
 		case isAuto:
 			if next, nextData = builtin(r.opts.Auto); nextData == nil {
 				r.fail(positions, "extends", "auto: no built-in topology %q to pick", r.opts.Auto)
@@ -145,6 +152,10 @@ func (r *resolver) resolve(file string, data []byte, chain []string) (map[string
 		base, basePositions := r.resolve(next, nextData, append(chain, chainKey(file)))
 		if base == nil {
 			return nil, nil
+		}
+		if r.deferred { // the chain ends at auto, not picked yet
+			r.pending = append(r.pending, inserts...)
+			return mergeTree(copyMap(base), tree), basePositions.overlay(positions).withInserts(inserts)
 		}
 		if isAuto {
 			r.dropUnknownStages(tree, base, inserts)
@@ -223,6 +234,54 @@ func (r *resolver) inserts(v any, pos *Positions) []Insert {
 			continue
 		}
 		out = append(out, in)
+	}
+	return out
+}
+
+// Inserts are the stages a file that extends auto inserts, when it was
+// loaded before the pick (Options.Auto "", with StagesOptional), with
+// Options.Inserts after them: a caller that loads the configuration once
+// splices them into the stages of the topology it picks (Splice). Nil
+// when Load spliced them itself.
+func (cfg *Config) Inserts() []Insert { return cfg.inserts }
+
+// Splice returns stages (a topology's, as decoded: the caller's map is not
+// changed) with inserts spliced in, as Load splices a file's (see Insert).
+// where names the topology in messages, such as "(built-in) ranged.yaml".
+// A problem is an *Error that places each insert where it was written (a
+// file's line, or its Origin).
+func (cfg *Config) Splice(stages map[string]StageConfig, where string, inserts []Insert) (map[string]StageConfig, error) {
+	tree := map[string]any{"stages": stagesTree(stages)}
+	s := newSplicer(tree, where, cfg.Position)
+	s.splice(inserts)
+	if len(s.errs) > 0 {
+		return nil, &Error{Errs: s.errs}
+	}
+	out := map[string]StageConfig{}
+	if errs := Decode(tree["stages"], &out, "stages", cfg.Position); len(errs) > 0 {
+		return nil, &Error{Errs: errs}
+	}
+	return out, nil
+}
+
+// stagesTree is stages as YAML would have written them.
+func stagesTree(stages map[string]StageConfig) map[string]any {
+	out := make(map[string]any, len(stages))
+	for id, sc := range stages {
+		m := map[string]any{"type": sc.Type}
+		if sc.Inputs != nil {
+			m["inputs"] = toAny(sc.Inputs)
+		}
+		if sc.Workers != 0 {
+			m["workers"] = int64(sc.Workers)
+		}
+		if sc.Queue != 0 {
+			m["queue"] = int64(sc.Queue)
+		}
+		if sc.Config != nil {
+			m["config"] = copyMap(sc.Config)
+		}
+		out[id] = m
 	}
 	return out
 }

@@ -91,7 +91,7 @@ func TestExtendsFileOverBase(t *testing.T) {
 
 func TestExtendsAuto(t *testing.T) {
 	dir := t.TempDir()
-	file := writeIn(t, dir, "auto.yaml", "extends: auto\nurl: http://example.com/f\nstages:\n  split:\n    config: {piece: 8MiB}\ninsert:\n  count: {type: progress.tap, after: verify}\n")
+	file := writeIn(t, dir, "auto.yaml", "extends: auto\nurl: http://example.com/f\nstages:\n  split:\n    config: {piece: 8MiB}\ninsert:\n  count:\n    type: progress.tap\n    after: verify\n")
 	for auto, want := range map[string]string{
 		"ranged": "split<- fetch<-split progress<-fetch verify<-progress count<-verify write<-count",
 		"stream": "fetch<- progress<-fetch verify<-progress count<-verify write<-count",
@@ -108,10 +108,27 @@ func TestExtendsAuto(t *testing.T) {
 	if err != nil || cfg.Unused() != nil || cfg.Stages["split"].Config["piece"] != "8MiB" {
 		t.Errorf("ranged: unused %v, split %+v, %v", cfg.Unused(), cfg.Stages["split"], err)
 	}
-	// Before the pick: the file's own keys, no stages.
+	// Before the pick: the file's own keys, its stages a layer, its
+	// inserts left for Splice once the caller picked.
 	cfg, err = config.Load(config.Options{File: file, StagesOptional: true, Environ: []string{}})
-	if err != nil || cfg.URL != "http://example.com/f" || len(cfg.Stages) != 0 {
-		t.Errorf("before the pick: url %q, stages %v, %v", cfg.URL, cfg.Stages, err)
+	if err != nil || cfg.URL != "http://example.com/f" || len(cfg.Stages) != 1 || cfg.Stages["split"].Config["piece"] != "8MiB" ||
+		len(cfg.Inserts()) != 1 || cfg.Inserts()[0].ID != "count" {
+		t.Fatalf("before the pick: url %q, stages %v, inserts %v, %v", cfg.URL, cfg.Stages, cfg.Inserts(), err)
+	}
+	ranged, err := config.Load(config.Options{File: "(built-in) ranged.yaml", Data: builtinData(t, "ranged.yaml"), Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spliced, err := cfg.Splice(ranged.Stages, "(built-in) ranged.yaml", cfg.Inserts())
+	if err != nil || spliced["count"].Type != "progress.tap" || !reflect.DeepEqual(spliced["count"].Inputs, []string{"verify"}) ||
+		!reflect.DeepEqual(spliced["write"].Inputs, []string{"count"}) || !reflect.DeepEqual(ranged.Stages["write"].Inputs, []string{"verify"}) {
+		t.Errorf("Splice: %+v, %v; the caller's stages %+v", spliced, err, ranged.Stages)
+	}
+	bad := cfg.Inserts()[0]
+	bad.After = "verifyy"
+	_, err = cfg.Splice(ranged.Stages, "(built-in) ranged.yaml", []config.Insert{bad})
+	if want := file + `:9:5: insert.count.after: no stage "verifyy" in (built-in) ranged.yaml`; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Splice of a wrong insert: %v, want %s...", err, want)
 	}
 	_, err = config.Load(config.Options{File: file, Environ: []string{}})
 	if err == nil || !strings.Contains(err.Error(), "auto.yaml:1:1: extends: auto: the topology is picked once the server answered") {
