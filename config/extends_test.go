@@ -160,6 +160,20 @@ func TestOptionsInserts(t *testing.T) {
 	}
 }
 
+// An insert of the command line with the id of one of the file's is an
+// error, not a silent replacement.
+func TestOptionsInsertTwice(t *testing.T) {
+	file := writeIn(t, t.TempDir(), "twice.yaml", "extends: stream\ninsert:\n  count: {type: progress.tap, after: verify}\n")
+	in, err := config.ParseInsert("count=progress.tap,after=fetch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = config.Load(config.Options{File: file, Inserts: []config.Insert{in}, Environ: []string{}})
+	if want := `--insert count=progress.tap,after=fetch: insert.count: stage "count" is inserted twice`; err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
+	}
+}
+
 func builtinData(t *testing.T, name string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "examples", name))
