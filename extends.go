@@ -36,37 +36,39 @@ func (t Topology) pick(name string) Topology {
 	return p
 }
 
-// resolveExtends finds whether the request's topology file extends auto:
-// the download then treats it as the automatic topology, with the file
-// over the built-in it picks. The request is copied (the caller's is
-// left as it was) only when it does.
-func resolveExtends(req *Request) (*Request, error) {
-	t := req.Topology
+// resolve returns t with what its file says about the automatic choice:
+// a File or Data that extends auto (directly or through other files) is
+// the automatic topology, with the file over the built-in picked. Any
+// other t comes back as it is. A problem with the file is a
+// *config.Error, or a *RequestError when it cannot be read.
+func (t Topology) resolve() (Topology, error) {
 	if t.Name != "" || t.Nodes != nil || t.File == "" && t.Data == nil || t.extendsAuto {
-		return req, nil
+		return t, nil
 	}
 	ext, err := config.ReadExtension(t.File, t.Data)
 	var ce *config.Error
 	switch {
 	case errors.As(err, &ce):
-		return nil, err
+		return t, err
 	case err != nil: // the topology file cannot be read
-		return nil, &RequestError{Field: "Topology", Err: err}
-	case ext.Base != config.Auto:
-		return req, nil // config.Load follows the chain itself
+		return t, &RequestError{Field: "Topology", Err: err}
+	case ext.Base == config.Auto:
+		t.extendsAuto, t.fileInserts = true, ext.Inserts
 	}
-	r := *req
-	r.Topology.extendsAuto, r.Topology.fileInserts = true, ext.Inserts
-	return &r, nil
+	return t, nil // any other chain config.Load follows itself
 }
 
-// resolveExtends resolves d's request (see the function).
+// resolveExtends resolves the topology of d's request (see resolve); the
+// request is copied when it changes, so the caller's stays as it was.
 func (d *Download) resolveExtends() error {
-	req, err := resolveExtends(d.req)
-	if err == nil {
-		d.req = req
+	t, err := d.req.Topology.resolve()
+	if err != nil || !t.extendsAuto || d.req.Topology.extendsAuto {
+		return err
 	}
-	return err
+	r := *d.req
+	r.Topology = t
+	d.req = &r
+	return nil
 }
 
 // extendOptions completes the options of loading the picked built-in t

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -113,5 +114,23 @@ func TestExtendsAutoMustFitEveryCandidate(t *testing.T) {
 	var re *dlflow.RequestError
 	if !errors.As(err, &re) || re.Field != "Topology" {
 		t.Errorf("Nodes with Insert: %v, want a RequestError for Topology", err)
+	}
+}
+
+// TestExtendsRequestUnchanged: the download of a file that extends auto
+// works on its own copy of the request; Request returns the caller's.
+func TestExtendsRequestUnchanged(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "auto.yaml")
+	if err := os.WriteFile(file, []byte("extends: auto\ninsert:\n  count: {type: progress.tap, after: verify}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := startOrigin(t, origin.Options{Size: 1 << 20, Seed: 2})
+	req := &dlflow.Request{URL: srv.URL(), Path: fltOut(t), Topology: dlflow.Topology{File: file}}
+	before := *req
+	d := newClient(t).Start(t.Context(), req)
+	res, err := d.Wait()
+	fltOK(t, res, err, req.Path, 1<<20, 2)
+	if d.Request() != req || !reflect.DeepEqual(*req, before) {
+		t.Errorf("Request() %p, want the caller's %p, unchanged", d.Request(), req)
 	}
 }
