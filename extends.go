@@ -3,7 +3,6 @@ package dlflow
 import (
 	"errors"
 	"maps"
-	"slices"
 	"strings"
 
 	"github.com/dlflow/dlflow/config"
@@ -11,12 +10,15 @@ import (
 
 // Stages added to any topology (issue 19): a Topology carries its base
 // (automatic, a built-in name, or a file, which may itself say
-// `extends: auto`) plus the stages inserted into it. The topology choice
-// calls pick for the built-in it picked, and load hands the base, the
-// file over it and the inserts to config.Load (extendOptions), which
-// splices them in. For an automatic base, prepare checks the inserts
-// against every built-in topology the probe may pick (checkEveryCandidate)
-// before any request.
+// `extends: auto`: resolve) plus the stages inserted into it. The
+// topology choice calls pick for the built-in it picked. A topology named
+// or picked is loaded with its inserts and the file over it
+// (extendOptions), and config.Load splices them in; an automatic one is
+// loaded with its inserts left aside (config.Config.Inserts), which
+// applyInserts splices into the stages of the built-in picked, for a
+// caller that loads once before the pick. For an automatic base, the
+// inserts are checked against every built-in topology the probe may pick
+// (checkEveryCandidate) before any request.
 
 // extended reports whether t is an automatic topology with stages to
 // insert, or a file over the automatic choice: every candidate must then
@@ -96,17 +98,17 @@ func (t Topology) inserts() []config.Insert {
 
 // applyInserts returns stages, the decoded stages of the built-in topology
 // name that the automatic choice picked, with the stages the download adds
-// spliced in: those of a file that extends auto (cfg.Inserts, when cfg was
-// loaded before the pick) and the request's Topology.Insert. It is the one
-// call a plan that loads the configuration once, before the pick, makes
-// for them; load, which loads the topology picked, has config.Load splice
-// them instead (extendOptions). stages is not changed.
-func applyInserts(cfg *config.Config, name string, stages map[string]config.StageConfig, t Topology) (map[string]config.StageConfig, error) {
-	inserts := append(slices.Clip(cfg.Inserts()), t.inserts()...)
-	if len(inserts) == 0 {
+// spliced in: those of a file that extends auto and the request's
+// Topology.Insert, which load passed to config.Load before the pick
+// (cfg.Inserts). It is the one call a plan that loads the configuration
+// once, before the pick, makes for them; load, which loads a topology
+// picked or named, has config.Load splice them instead (extendOptions).
+// stages is not changed.
+func applyInserts(cfg *config.Config, name string, stages map[string]config.StageConfig) (map[string]config.StageConfig, error) {
+	if len(cfg.Inserts()) == 0 {
 		return stages, nil
 	}
-	return cfg.Splice(stages, "(built-in) "+builtinName(name), inserts)
+	return cfg.Splice(stages, "(built-in) "+builtinName(name), cfg.Inserts())
 }
 
 // withInserted returns ids (the stages of a built-in topology, which stage

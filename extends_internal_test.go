@@ -19,7 +19,16 @@ func TestApplyInserts(t *testing.T) {
 	if err := os.WriteFile(file, []byte("extends: auto\ninsert:\n  count:\n    type: progress.tap\n    after: verify\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(config.Options{File: file, StagesOptional: true, Environ: []string{}})
+	mid, err := config.ParseInsert("mid=progress.tap,before=progress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As load loads an automatic topology before the pick.
+	top := Topology{File: file, Insert: []config.Insert{mid}}
+	if top, err = top.resolve(); err != nil || !top.auto() {
+		t.Fatalf("resolve: %+v, %v; want an automatic topology", top, err)
+	}
+	cfg, err := config.Load(config.Options{File: top.File, StagesOptional: true, Inserts: top.inserts(), Environ: []string{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,11 +36,7 @@ func TestApplyInserts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mid, err := config.ParseInsert("mid=progress.tap,before=progress")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := applyInserts(cfg, "stream", base.Stages, Topology{Insert: []config.Insert{mid}})
+	got, err := applyInserts(cfg, "stream", base.Stages)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +49,11 @@ func TestApplyInserts(t *testing.T) {
 		t.Errorf("the built-in stages changed: %+v", base.Stages)
 	}
 	bad, _ := config.ParseInsert("x=progress.tap,after=split")
-	_, err = applyInserts(cfg, "stream", base.Stages, Topology{Insert: []config.Insert{bad}})
+	cfg, err = config.Load(config.Options{StagesOptional: true, Inserts: []config.Insert{bad}, Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = applyInserts(cfg, "stream", base.Stages)
 	if err == nil || !strings.Contains(err.Error(), `--insert x=progress.tap,after=split: insert.x.after: no stage "split" in (built-in) stream.yaml`) {
 		t.Errorf("got %v", err)
 	}

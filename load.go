@@ -41,6 +41,7 @@ func (d *Download) load(t Topology, keys stageKeys) (*config.Config, error) {
 	case t.auto() || t.Nodes != nil:
 		opts.StagesOptional = true
 		opts.File, opts.Data = t.File, t.Data // a file that extends auto: its own keys until the pick
+		opts.Inserts = t.inserts()            // for applyInserts, once picked
 	case t.Name != "":
 		name := builtinName(t.Name)
 		data, err := examples.FS.ReadFile(name)

@@ -189,7 +189,12 @@ func (cfg *Config) loadFile(k *koanf.Koanf, opts Options) error {
 		}
 	}
 	if data == nil {
-		if len(opts.Inserts) > 0 {
+		switch {
+		case len(opts.Inserts) > 0 && opts.StagesOptional:
+			// The topology is picked later: the caller splices them.
+			cfg.inserts = opts.Inserts
+			cfg.insertOrigins(opts.Inserts)
+		case len(opts.Inserts) > 0:
 			return &Error{Errs: []*KeyError{{Key: "insert", Pos: Position{File: opts.Inserts[0].Origin},
 				Msg: "no topology to insert into: give a config file or a built-in topology"}}}
 		}
@@ -204,14 +209,19 @@ func (cfg *Config) loadFile(k *koanf.Koanf, opts Options) error {
 	if r.deferred {
 		cfg.inserts = r.pending
 	}
-	for _, in := range opts.Inserts {
-		// Keys of a stage a program inserted name the insert.
+	cfg.insertOrigins(opts.Inserts)
+	// The provider copies the tree: k never changes the cached one.
+	return k.Load(treeProvider{tree}, nil)
+}
+
+// insertOrigins places the keys of the stages a program inserts at their
+// Origin (the command line's --insert).
+func (cfg *Config) insertOrigins(inserts []Insert) {
+	for _, in := range inserts {
 		for _, key := range []string{"", ".type", ".inputs", ".workers", ".queue", ".config"} {
 			cfg.origins["stages."+in.ID+key] = in.Origin
 		}
 	}
-	// The provider copies the tree: k never changes the cached one.
-	return k.Load(treeProvider{tree}, nil)
 }
 
 func asKeyError(err error) *KeyError {
