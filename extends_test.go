@@ -134,3 +134,24 @@ func TestExtendsRequestUnchanged(t *testing.T) {
 		t.Errorf("Request() %p, want the caller's %p, unchanged", d.Request(), req)
 	}
 }
+
+// TestExtendsSetsReachInsertedStage: with the automatic choice, the stage
+// keys of Sets apply to the topology picked only; an inserted stage is one
+// of its stages, so --set stages.ID... reaches it.
+func TestExtendsSetsReachInsertedStage(t *testing.T) {
+	in, err := config.ParseInsert("mid=progress.tap,after=fetch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startOrigin(t, origin.Options{Size: 20 << 20, Seed: 4})
+	m := &pipeline.Metrics{}
+	out := fltOut(t)
+	res, err := do(t, &dlflow.Request{URL: srv.URL(), Path: out, Metrics: m, Topology: dlflow.Topology{Insert: []config.Insert{in}},
+		Sets: []string{"stages.mid.queue=5"}})
+	fltOK(t, res, err, out, 20<<20, 4)
+	for _, s := range m.Snapshot().Stages {
+		if s.Stage == "mid" && s.QueueCap != 5 {
+			t.Errorf("the inserted stage had a queue of %d, want 5 (--set stages.mid.queue=5)", s.QueueCap)
+		}
+	}
+}
