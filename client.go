@@ -40,8 +40,11 @@ type Option func(*Client)
 func WithLogger(log zerolog.Logger) Option { return func(c *Client) { c.log = log } }
 
 // WithRegistry builds topologies from reg instead of
-// pipeline.DefaultRegistry (where the built-in stages and any stage package
-// a program imports register).
+// pipeline.DefaultRegistry, where the built-in stages and any stage package
+// a program imports register: the backends (sinks/s3, sinks/archive,
+// stages/decompress) among them, in their init functions. A registry of
+// one's own gets them from their Register functions; a request that needs
+// one reg lacks fails with a *MissingBackendError.
 func WithRegistry(reg *pipeline.Registry) Option { return func(c *Client) { c.reg = reg } }
 
 // WithMaxPerHost caps the connections open to one host (host and port) at

@@ -279,7 +279,7 @@ func (d *Download) run(ctx context.Context) error {
 	// (the output exists, say), it must not keep its connection. Its
 	// connection counts against the host's limit until then.
 	defer func() {
-		res.Prefetched.Close()
+		closePrefetched(res)
 		releaseProbe()
 	}()
 	addMirrors(res, mirrors, pre)
@@ -355,7 +355,7 @@ func (d *Download) runOnce(ctx context.Context, res *pipeline.Resource, output s
 		release, ok = d.client.hosts.tryAcquire(host, need-1)
 	}
 	if !ok {
-		res.Prefetched.Close()
+		closePrefetched(res)
 		releaseProbe()
 		if release, err = d.client.hosts.acquire(ctx, host, need); err != nil {
 			return err
@@ -513,7 +513,7 @@ func (d *Download) plan(topology Topology, output string, fromZero bool, keys st
 		return plan{}, err
 	}
 	applyRetry(d.client.reg, nodes, d.req.Retry)
-	if n := d.req.Connections; n > 0 && pipeline.SetConnections(d.client.reg, nodes, n) == 0 && !d.req.Topology.auto() {
+	if n := d.req.Connections; n > 0 && config.SetConnections(d.client.reg, nodes, n) == 0 && !d.req.Topology.auto() {
 		return plan{}, connectionsError(topology.describe())
 	}
 	if scaleForSources(d.client.reg, nodes, d.sources) == 0 && d.sources > 1 {
@@ -539,6 +539,9 @@ func (d *Download) prepare(needURL bool) (*config.Config, error) {
 	}
 	pre, err := d.load(req.Topology, allStageKeys)
 	if err != nil {
+		return nil, err
+	}
+	if err := d.checkBackends(pre); err != nil {
 		return nil, err
 	}
 	switch {
@@ -676,12 +679,12 @@ func (d *Download) nodes(cfg *config.Config, topology Topology) ([]pipeline.Node
 	}
 	nodes := append([]pipeline.Node(nil), topology.Nodes...)
 	for i := range nodes {
-		spec, ok := d.client.reg.Lookup(nodes[i].Type)
+		defaults, ok := d.client.reg.NewConfig(nodes[i].Type)
 		if !ok {
 			continue // Build names it
 		}
 		if nodes[i].Config == nil {
-			nodes[i].Config = spec.NewConfig()
+			nodes[i].Config = defaults
 		}
 		if st, ok := nodes[i].Config.(pipeline.SettingsTaker); ok {
 			st.TakeSettings(cfg.Settings())
@@ -704,7 +707,7 @@ func (d *Download) build(cfg *config.Config, nodes []pipeline.Node) (*pipeline.G
 func capConnections(reg *pipeline.Registry, nodes []pipeline.Node, limit int) {
 	var connecting []*pipeline.Node
 	for i := range nodes {
-		if typ, ok := reg.Lookup(nodes[i].Type); ok && typ.Describe(nil).Connects {
+		if info, _ := reg.Describe(nodes[i].Type, nil); info.Connects {
 			connecting = append(connecting, &nodes[i])
 		}
 	}
@@ -739,4 +742,11 @@ func (d *Download) partial() string {
 		return ""
 	}
 	return path + ".tmp"
+}
+
+// closePrefetched closes the probe's open answer unless a stage took it.
+func closePrefetched(res *pipeline.Resource) {
+	if res != nil && res.Prefetched != nil {
+		res.Prefetched.Close()
+	}
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/internal/testtar"
-	"github.com/dlflow/dlflow/stages"
+	"github.com/dlflow/dlflow/stages/decompress"
 )
 
 // lengthlessServer serves data with no Content-Length: chunked, or
@@ -107,7 +107,7 @@ func TestExtractBomb(t *testing.T) {
 			dir := extractDir(t)
 			req := &dlflow.Request{URL: url, Extract: dir, Sets: []string{"stages.decode.config.ratio_after=4MiB"}}
 			_, err := newClient(t).Do(t.Context(), req)
-			if !errors.Is(err, stages.ErrRatio) || !strings.Contains(err.Error(), "stages.decode.config.max_ratio") {
+			if !errors.Is(err, decompress.ErrRatio) || !strings.Contains(err.Error(), "stages.decode.config.max_ratio") {
 				t.Fatalf("err = %v, want ErrRatio naming stages.decode.config.max_ratio", err)
 			}
 			assertMissing(t, dir)

@@ -19,7 +19,8 @@ import (
 
 	"github.com/dlflow/dlflow"
 	"github.com/dlflow/dlflow/internal/testtar"
-	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/sinks/archive"       // tar.extract: the extract topologies
+	_ "github.com/dlflow/dlflow/stages/decompress" // decompress: the extract topologies
 )
 
 // archiveServer serves data at /NAME with ranges and an ETag, and counts
@@ -148,8 +149,8 @@ func TestExtractHostile(t *testing.T) {
 			url, _ := archiveServer(t, "evil.tar.gz", testtar.Gzip(t, testtar.Tar(t, h.Entries)), nil)
 			dir := extractDir(t)
 			_, err := newClient(t).Do(t.Context(), &dlflow.Request{URL: url, Extract: dir})
-			var me *sinks.MemberError
-			if !errors.As(err, &me) || me.Member != h.Member || !errors.Is(err, sinks.ErrUnsafeMember) {
+			var me *archive.MemberError
+			if !errors.As(err, &me) || me.Member != h.Member || !errors.Is(err, archive.ErrUnsafeMember) {
 				t.Fatalf("err = %v; want an unsafe member error naming %q", err, h.Member)
 			}
 			assertMissing(t, dir)

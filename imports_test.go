@@ -4,15 +4,23 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/sinks/archive"
+	"github.com/dlflow/dlflow/sinks/s3"
 	"github.com/dlflow/dlflow/stages"
+	"github.com/dlflow/dlflow/stages/decompress"
 )
 
 const module = "github.com/dlflow/dlflow"
+
+// backendPkgs are the packages of stage types that register when imported
+// and that the library leaves out (see dlflow.MissingBackendError).
+var backendPkgs = []string{"sinks/s3", "sinks/archive", "stages/decompress"}
 
 // The import rules of docs/ARCHITECTURE.md: each holds the layering that
 // lets a custom stage import pipeline alone, keeps config free of stages
@@ -20,12 +28,13 @@ const module = "github.com/dlflow/dlflow"
 func TestImportRules(t *testing.T) {
 	direct := goList(t, "{{.ImportPath}} {{join .Imports \" \"}}", "./...")
 	deps := goList(t, "{{.ImportPath}} {{join .Deps \" \"}}", "./...")
-	rules := []struct {
+	type rule struct {
 		from   string // package, or prefix ending in "/..."
 		never  []string
 		deps   bool // transitively, not only direct imports
 		reason string
-	}{
+	}
+	rules := []rule{
 		{"cmd/...", []string{"stages", "sinks"}, false, "the CLI asks pipeline interfaces and the library, never a built-in stage"},
 		{"cmd/...", []string{"internal/..."}, true, "test harnesses stay out of the release binary"},
 		{".", []string{"cmd/...", "bench/..."}, true, "the library does not know its command line nor the bench"},
@@ -35,6 +44,16 @@ func TestImportRules(t *testing.T) {
 		{"stages", []string{"sinks"}, true, "siblings"},
 		{"sinks", []string{"stages"}, true, "siblings"},
 		{"cmd/run", []string{"config", "pipeline", "httpx"}, false, "the release binary's main only calls cmd.Main"},
+		{".", backendPkgs, true, "the library links no backend: a program imports those it needs"},
+		{"config", backendPkgs, true, "stage configs reach it through the registry"},
+		{"stages", []string{"stages/decompress"}, true, "a backend sits above the package it extends"},
+		{"sinks", []string{"sinks/s3", "sinks/archive"}, true, "a backend sits above the package it extends"},
+	}
+	for _, b := range backendPkgs {
+		others := slices.DeleteFunc(slices.Clone(backendPkgs), func(o string) bool { return o == b })
+		never := append([]string{".", "config", "cmd/...", "bench/...", "internal/...", "examples/..."}, others...)
+		rules = append(rules, rule{b, never, true,
+			"a backend sits beside sinks and stages: it may import them, pipeline and httpx, never the library nor another backend"})
 	}
 	for _, r := range rules {
 		graph := direct
@@ -119,7 +138,7 @@ func TestPackageDocsListEveryStage(t *testing.T) {
 	for _, pkg := range []struct {
 		dir      string
 		register func(*pipeline.Registry) error
-	}{{"stages", stages.Register}, {"sinks", sinks.Register}} {
+	}{{"stages", stages.Register}, {"sinks", sinks.Register}, {"sinks/s3", s3.Register}, {"sinks/archive", archive.Register}, {"stages/decompress", decompress.Register}} {
 		reg := pipeline.NewRegistry()
 		if err := pkg.register(reg); err != nil {
 			t.Fatal(err)
@@ -134,6 +153,33 @@ func TestPackageDocsListEveryStage(t *testing.T) {
 		for _, typ := range reg.Types() {
 			if !strings.Contains(string(doc), "`"+typ+"`") {
 				t.Errorf("%s/doc.go does not list the stage type %s", pkg.dir, typ)
+			}
+		}
+	}
+}
+
+// TestOneCallLinksNoBackend: the one-call program (examples/get, which
+// calls dlflow.Get and nothing else) links neither the S3 client nor the
+// decompressors, nor the backend packages that hold them: importing the
+// library costs a program only what downloading a file needs. It once
+// linked minio-go and klauspost/compress, 33 modules for a 14 MB binary.
+func TestOneCallLinksNoBackend(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./examples/get").Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./examples/get: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, module) || !slices.Contains(deps, module+"/sinks") {
+		t.Fatalf("go list -deps ./examples/get lists no dlflow nor sinks: %q", deps)
+	}
+	forbidden := []string{"github.com/minio/", "github.com/klauspost/"}
+	for _, b := range backendPkgs {
+		forbidden = append(forbidden, module+"/"+b)
+	}
+	for _, dep := range deps {
+		for _, f := range forbidden {
+			if dep == f || strings.HasPrefix(dep, strings.TrimSuffix(f, "/")+"/") {
+				t.Errorf("the one-call program links %s", dep)
 			}
 		}
 	}

@@ -59,11 +59,10 @@ func scaleForSources(reg *pipeline.Registry, nodes []pipeline.Node, sources int)
 	scaled := 0
 	for i := range nodes {
 		nd := &nodes[i]
-		typ, ok := reg.Lookup(nd.Type)
-		if !ok || nd.Config == nil {
+		if nd.Config == nil {
 			continue
 		}
-		if info := typ.Describe(nd.Config); !info.Connects || info.Consumes != pipeline.Ranges || info.MaxWorkers == 1 {
+		if info, _ := reg.Describe(nd.Type, nd.Config); !info.Connects || info.Consumes != pipeline.Ranges || info.MaxWorkers == 1 {
 			continue
 		}
 		nd.Workers = min(max(nd.Workers, 1)*sources, MaxConnections)

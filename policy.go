@@ -58,8 +58,8 @@ func applyRetry(reg *pipeline.Registry, nodes []pipeline.Node, r *Retry) {
 	}
 	for i := range nodes {
 		if nodes[i].Config == nil {
-			if spec, ok := reg.Lookup(nodes[i].Type); ok {
-				nodes[i].Config = spec.NewConfig()
+			if defaults, ok := reg.NewConfig(nodes[i].Type); ok {
+				nodes[i].Config = defaults
 			}
 		}
 		if s, ok := nodes[i].Config.(httpx.RetryPolicySetter); ok {

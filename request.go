@@ -83,7 +83,9 @@ type Request struct {
 	// name. Extract appears only once the whole archive is unpacked and
 	// synced; a failure leaves neither it nor a partial directory, and
 	// there is no resume (a rerun starts over). Archive members may not
-	// write outside it (see sinks.TarExtract). It excludes Path and Dir.
+	// write outside it (see TarExtract in package sinks/archive). It
+	// excludes Path and Dir. It needs the backends sinks/archive and
+	// stages/decompress: without their import, a *MissingBackendError.
 	// The zero Topology then picks a built-in extract topology: ranged
 	// ("extract") or one stream ("extract-stream"), as for files.
 	Extract string

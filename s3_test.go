@@ -24,6 +24,7 @@ import (
 	"github.com/dlflow/dlflow/bench/origin"
 	"github.com/dlflow/dlflow/internal/s3test"
 	"github.com/dlflow/dlflow/pipeline"
+	_ "github.com/dlflow/dlflow/sinks/s3" // s3.sink: s3:// output
 )
 
 // The tests named S3 run against a real S3-compatible server (SeaweedFS's

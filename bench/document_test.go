@@ -42,25 +42,7 @@ func TestResultsDocument(t *testing.T) {
 	if got := strings.Join(slices.Sorted(maps.Keys(doc)), " "); got != "cells command environment options servers" {
 		t.Errorf("document keys: %s", got)
 	}
-	var env map[string]any
-	if err := json.Unmarshal(doc["environment"], &env); err != nil {
-		t.Fatal(err)
-	}
-	for _, key := range []string{"dlflow_version", "go_version", "os", "arch", "cores", "load_before", "load_after", "start", "seconds"} {
-		if _, ok := env[key]; !ok {
-			t.Errorf("environment lacks %q: %v", key, env)
-		}
-	}
-	if env["go_version"] != runtime.Version() || env["cores"] != float64(runtime.NumCPU()) {
-		t.Errorf("environment: go %v, cores %v", env["go_version"], env["cores"])
-	}
-	if runtime.GOOS == "linux" {
-		for _, key := range []string{"kernel", "cpu", "memory_bytes", "filesystem"} {
-			if v, ok := env[key]; !ok || v == "" || v == float64(0) {
-				t.Errorf("environment on Linux lacks %q: %v", key, env)
-			}
-		}
-	}
+	checkEnvironment(t, doc["environment"])
 	var command []string
 	if err := json.Unmarshal(doc["command"], &command); err != nil || !slices.Equal(command, o.Command) {
 		t.Errorf("command: %s", doc["command"])
@@ -80,7 +62,61 @@ func TestResultsDocument(t *testing.T) {
 		}
 	}
 
-	for _, c := range res.Cells {
+	checkCells(t, res.Cells)
+
+	var csvBuf bytes.Buffer
+	if err := res.WriteCSV(&csvBuf); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&csvBuf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 1 + 2*len(res.Cells); len(rows) != want || !slices.Equal(rows[0], csvHeader) {
+		t.Errorf("CSV: %d rows, want %d; header %v", len(rows), want, rows[0])
+	}
+
+	var md bytes.Buffer
+	if err := res.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "| cell | median time (95% CI) |") || !strings.Contains(md.String(), "| stream | ") ||
+		!strings.Contains(md.String(), "1.00x (1.00-1.00)") {
+		t.Errorf("markdown:\n%s", md.String())
+	}
+}
+
+// checkEnvironment checks the environment of a results document: the
+// versions, the machine, and on Linux its kernel, CPU, memory and file
+// system.
+func checkEnvironment(t *testing.T, raw json.RawMessage) {
+	t.Helper()
+	var env map[string]any
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"dlflow_version", "go_version", "os", "arch", "cores", "load_before", "load_after", "start", "seconds"} {
+		if _, ok := env[key]; !ok {
+			t.Errorf("environment lacks %q: %v", key, env)
+		}
+	}
+	if env["go_version"] != runtime.Version() || env["cores"] != float64(runtime.NumCPU()) {
+		t.Errorf("environment: go %v, cores %v", env["go_version"], env["cores"])
+	}
+	if runtime.GOOS == "linux" {
+		for _, key := range []string{"kernel", "cpu", "memory_bytes", "filesystem"} {
+			if v, ok := env[key]; !ok || v == "" || v == float64(0) {
+				t.Errorf("environment on Linux lacks %q: %v", key, env)
+			}
+		}
+	}
+}
+
+// checkCells checks every cell of a run of TestResultsDocument: its runs,
+// statistics and ratio to the baseline.
+func checkCells(t *testing.T, cells []Cell) {
+	t.Helper()
+	for _, c := range cells {
 		if c.Failed() {
 			t.Fatalf("%s failed: %s", c.Label, c.Error)
 		}
@@ -105,27 +141,6 @@ func TestResultsDocument(t *testing.T) {
 		if c.Tool == "curl" && c.Durable {
 			t.Errorf("curl does not fsync, yet is durable")
 		}
-	}
-
-	var csvBuf bytes.Buffer
-	if err := res.WriteCSV(&csvBuf); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := csv.NewReader(&csvBuf).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := 1 + 2*len(res.Cells); len(rows) != want || !slices.Equal(rows[0], csvHeader) {
-		t.Errorf("CSV: %d rows, want %d; header %v", len(rows), want, rows[0])
-	}
-
-	var md bytes.Buffer
-	if err := res.WriteMarkdown(&md); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(md.String(), "| cell | median time (95% CI) |") || !strings.Contains(md.String(), "| stream | ") ||
-		!strings.Contains(md.String(), "1.00x (1.00-1.00)") {
-		t.Errorf("markdown:\n%s", md.String())
 	}
 }
 

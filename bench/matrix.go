@@ -109,7 +109,7 @@ func (t topology) memoryBound(reg *pipeline.Registry, sets []string, connections
 		return 0, &TopologyError{Path: t.path, Err: err}
 	}
 	if connections > 0 {
-		pipeline.SetConnections(reg, nodes, connections)
+		config.SetConnections(reg, nodes, connections)
 	}
 	g, err := cfg.Build(reg, nodes)
 	if err != nil {

@@ -65,33 +65,8 @@ func isBatch(fs *pflag.FlagSet) bool {
 func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getFlags, stdin io.Reader, stdout, stderr io.Writer) int {
 	bf := flags.batch
 	fromArgs := !fs.Changed("input-file") // the URLs are the arguments
-	many := "-i"
-	if fromArgs {
-		many = "several URLs"
-	}
-	out, _ := fs.GetString("output")
-	_, outDir := outputDir(out)
-	switch {
-	case fromArgs && fs.NArg() < 2:
-		return fail(stderr, usagef("--jobs, --max-per-host and --shard go with -i LIST (a file of URLs, or - for stdin) or several URLs"))
-	case fs.Changed("output") && fromArgs && !outDir:
-		return fail(stderr, usagef("-o names one output; with several URLs, give a directory: -d DIR (or -o DIR/)"))
-	case fs.Changed("output") && !outDir:
-		return fail(stderr, usagef("-o names one output; with -i, write a name after a URL in the list, or use --dir"))
-	case fromArgs && fs.Changed("url"):
-		return fail(stderr, usagef("give the URLs as arguments, or one with --url, not both"))
-	case !fromArgs && (fs.Changed("url") || fs.NArg() > 0):
-		return fail(stderr, usagef("with -i the URLs come from the list; give none on the command line"))
-	case fs.Changed("extract"):
-		return fail(stderr, usagef("--extract unpacks one archive; it does not go with %s", many))
-	case fs.Changed("mirror") || fs.Changed("metalink"):
-		return fail(stderr, usagef("--mirror and --metalink name the sources of one file; they do not go with %s", many))
-	case !fromArgs && bf.input == "":
-		return fail(stderr, usagef("-i needs a file name, or - for stdin"))
-	case bf.jobs < 1:
-		return fail(stderr, usagef("--jobs must be at least 1, got %d", bf.jobs))
-	case bf.maxPerHost < 1:
-		return fail(stderr, usagef("--max-per-host must be at least 1, got %d", bf.maxPerHost))
+	if err := batchUsage(fs, bf, fromArgs); err != nil {
+		return fail(stderr, err)
 	}
 	var shard dlflow.Shard
 	if fs.Changed("shard") {
@@ -126,26 +101,12 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	if err = cliError(err, nil); err != nil {
 		return fail(stderr, err)
 	}
-	list := stdin
-	var file *os.File
-	if fromArgs {
-		urls := make([]string, fs.NArg())
-		for i, a := range fs.Args() {
-			if a == "" || strings.ContainsAny(a, " \t\r\n") {
-				return fail(stderr, usagef("URL %d %q: a URL has no spaces (write %%20) and is not empty", i+1, a))
-			}
-			urls[i] = guessURL(a)
-		}
-		list = strings.NewReader(strings.Join(urls, "\n"))
-	} else if bf.input != "-" {
-		if file, err = os.Open(bf.input); err != nil {
-			return fail(stderr, &usageError{fmt.Errorf("-i: %w", err)})
-		}
-		defer file.Close()
-		list = file
+	list, file, err := batchList(fs, bf.input, fromArgs, stdin)
+	if err != nil {
+		return fail(stderr, err)
 	}
-	if list == nil {
-		list = strings.NewReader("")
+	if file != nil {
+		defer file.Close()
 	}
 	if err := makeDir(base.Dir); err != nil {
 		return fail(stderr, err)
@@ -180,18 +141,8 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 	if readErr != nil {
 		fmt.Fprintf(stderr, "dlflow: read %s: %s\n", listName(bf.input), oneLine(readErr.Error()))
 	}
-	summary := fmt.Sprintf("dlflow: %d downloaded, %d failed", b.ok, b.failed)
-	if b.skipped > 0 {
-		summary = fmt.Sprintf("dlflow: %d downloaded, %d skipped (they exist), %d failed", b.ok, b.skipped, b.failed)
-	}
-	if b.upToDate > 0 {
-		summary += fmt.Sprintf(", %d up to date", b.upToDate)
-	}
-	if b.stopped > 0 {
-		summary += fmt.Sprintf(", %d interrupted", b.stopped)
-	}
 	if !b.silent && (!flags.log.quiet || b.failed > 0 || b.stopped > 0 || readErr != nil) {
-		fmt.Fprintln(stderr, summary)
+		fmt.Fprintln(stderr, b.summary())
 	}
 
 	var ie *interrupted
@@ -202,6 +153,82 @@ func getBatch(ctx context.Context, args []string, fs *pflag.FlagSet, flags *getF
 		return exitFailed
 	}
 	return exitOK
+}
+
+// batchUsage checks the flags of a batch (fromArgs: the URLs are the
+// arguments, not a list) and returns the usage error of the first
+// problem.
+func batchUsage(fs *pflag.FlagSet, bf batchFlags, fromArgs bool) error {
+	many := "-i"
+	if fromArgs {
+		many = "several URLs"
+	}
+	out, _ := fs.GetString("output")
+	_, outDir := outputDir(out)
+	switch {
+	case fromArgs && fs.NArg() < 2:
+		return usagef("--jobs, --max-per-host and --shard go with -i LIST (a file of URLs, or - for stdin) or several URLs")
+	case fs.Changed("output") && fromArgs && !outDir:
+		return usagef("-o names one output; with several URLs, give a directory: -d DIR (or -o DIR/)")
+	case fs.Changed("output") && !outDir:
+		return usagef("-o names one output; with -i, write a name after a URL in the list, or use --dir")
+	case fromArgs && fs.Changed("url"):
+		return usagef("give the URLs as arguments, or one with --url, not both")
+	case !fromArgs && (fs.Changed("url") || fs.NArg() > 0):
+		return usagef("with -i the URLs come from the list; give none on the command line")
+	case fs.Changed("extract"):
+		return usagef("--extract unpacks one archive; it does not go with %s", many)
+	case fs.Changed("mirror") || fs.Changed("metalink"):
+		return usagef("--mirror and --metalink name the sources of one file; they do not go with %s", many)
+	case !fromArgs && bf.input == "":
+		return usagef("-i needs a file name, or - for stdin")
+	case bf.jobs < 1:
+		return usagef("--jobs must be at least 1, got %d", bf.jobs)
+	case bf.maxPerHost < 1:
+		return usagef("--max-per-host must be at least 1, got %d", bf.maxPerHost)
+	}
+	return nil
+}
+
+// batchList is the list of URLs: the arguments, one per line, or the file
+// -i names (also returned, for the caller to close), or stdin for -i -.
+func batchList(fs *pflag.FlagSet, input string, fromArgs bool, stdin io.Reader) (list io.Reader, file *os.File, err error) {
+	list = stdin
+	if fromArgs {
+		urls := make([]string, fs.NArg())
+		for i, a := range fs.Args() {
+			if a == "" || strings.ContainsAny(a, " \t\r\n") {
+				return nil, nil, usagef("URL %d %q: a URL has no spaces (write %%20) and is not empty", i+1, a)
+			}
+			urls[i] = guessURL(a)
+		}
+		list = strings.NewReader(strings.Join(urls, "\n"))
+	} else if input != "-" {
+		if file, err = os.Open(input); err != nil {
+			return nil, nil, &usageError{fmt.Errorf("-i: %w", err)}
+		}
+		return file, file, nil
+	}
+	if list == nil {
+		list = strings.NewReader("")
+	}
+	return list, nil, nil
+}
+
+// summary is the batch's last line: how many files were downloaded,
+// skipped, up to date, interrupted and failed.
+func (b *batch) summary() string {
+	summary := fmt.Sprintf("dlflow: %d downloaded, %d failed", b.ok, b.failed)
+	if b.skipped > 0 {
+		summary = fmt.Sprintf("dlflow: %d downloaded, %d skipped (they exist), %d failed", b.ok, b.skipped, b.failed)
+	}
+	if b.upToDate > 0 {
+		summary += fmt.Sprintf(", %d up to date", b.upToDate)
+	}
+	if b.stopped > 0 {
+		summary += fmt.Sprintf(", %d interrupted", b.stopped)
+	}
+	return summary
 }
 
 func listName(input string) string {

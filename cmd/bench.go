@@ -137,49 +137,32 @@ func printBenchEvent(w io.Writer, e dlbench.Event) {
 	}
 }
 
+// benchStrings are the flags of dlflow bench that are parsed after
+// pflag: sizes, lists and names.
+type benchStrings struct {
+	size       *string
+	conns      *string
+	pieces     *string
+	varies     *[]string
+	scenarios  *[]string
+	rate       *string
+	connRate   *string
+	mirrorRate *string
+	fileSize   *string
+	trickle    *string
+	origin     *string
+	urls       *[]string
+	sums       *[]string
+	compare    *string
+}
+
 // parseBenchFlags returns nil flags (and no error) after --help.
 func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, error) {
 	f := &benchFlags{}
-	o := &f.opts
 	fs := pflag.NewFlagSet("dlflow bench", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
-	size := fs.String("size", "256MiB", "size of the generated file")
-	fs.IntVar(&o.Runs, "runs", 3, "runs per cell (the least, with --max-runs); the table shows the median, its 95% interval, mean and sd")
-	fs.IntVar(&o.Runs, "min-runs", 3, "the same as --runs")
-	fs.IntVar(&o.MaxRuns, "max-runs", 0, "go on past --runs, up to this many runs, until every cell's median time is known to --target")
-	fs.Float64Var(&o.Target, "target", dlbench.DefaultTarget, "with --max-runs: the width of the median's 95% interval over the median to reach (0.05: about ±2.5%)")
-	fs.IntVar(&o.Warmup, "warmup", 0, "runs of each cell before the measured ones, checked but not measured")
-	fs.DurationVar(&o.MaxTime, "max-time", 0, "start no run after this long (e.g. 10m); the cells keep the runs they have")
-	fs.StringVar(&o.Baseline, "baseline", "", "label of the cell (as the table shows it) that every cell is compared to, with a 95% interval")
-	fs.BoolVar(&f.version, "version", false, "print the version and commit of this binary and exit")
-	fs.StringArrayVarP(&o.Topologies, "config", "c", nil, "topology to run (repeatable; default: every example)")
-	conns := fs.String("connections", "8", "range readers for topologies with an http.reader, a comma list: one cell each (4,8,16)")
-	pieces := fs.String("piece", "", "range.splitter piece sizes, a comma list: one cell each (1MiB,4MiB; default: the topology's)")
-	fs.StringArrayVar(&o.Sets, "set", nil, "set a config key in every topology, e.g. --set stages.write.config.fsync=false (repeatable)")
-	varies := fs.StringArray("vary", nil, "a config key and a comma list of values, one cell each, e.g. --vary stages.write.config.direct=always,never (repeatable: every combination)")
-	scenarios := fs.StringSlice("scenario", []string{string(dlbench.ScenarioPlain)}, "origin behaviour, repeatable or a comma list: "+scenarioNames)
-	rate := fs.String("rate", "25MiB", "per-request (per-response) rate limit of the ratelimit and cap scenarios")
-	fs.DurationVar(&o.Latency, "latency", 0, "delay before each response header in the latency, wan and small scenarios (default 20ms, 100ms and 50ms)")
-	connRate := fs.String("conn-rate", "10MiB", "cap of every TCP connection in the wan scenario (and of the primary in mirrors), per second, over all its responses")
-	mirrorRate := fs.String("mirror-rate", "4MiB", "cap of every TCP connection of the mirror in the mirrors scenario, per second")
-	fs.IntVar(&o.Files, "files", dlbench.DefaultFiles, "number of files of the small scenario")
-	fileSize := fs.String("file-size", "16KiB", "size of each file of the small scenario (--size is the other scenarios')")
-	fs.IntVar(&o.Jobs, "jobs", dlbench.DefaultJobs, "files downloaded at once in the small scenario (dlflow --jobs, xargs -P for curl, aria2c -j)")
-	trickle := fs.String("trickle", "1MiB", "rate of the one slow GET of the slowconn scenario, per second")
-	fs.IntVar(&o.SlowRequest, "slow-request", dlbench.DefaultSlowRequest, "which GET trickles in the slowconn scenario (1: the first; single-stream downloads make only one)")
-	origin := fs.String("origin", string(dlbench.OriginGo), "serve the generated file from the built-in Go origin (go) or a real nginx (nginx: plain, ratelimit and cap)")
-	urls := fs.StringArray("url", nil, "benchmark an external [LABEL=]URL instead of the built-in origin (no scenarios); repeatable, a table each")
-	sums := fs.StringArray("sha256", nil, "expected [LABEL=]sha256 (hex) of --url; without it the outputs are reported unverified")
-	compare := fs.String("compare", "", "add reference rows on the same origin: --compare for all installed of "+strings.Join(dlbench.ReferenceTools, ", ")+", or a comma list (--compare=curl,axel)")
-	fs.Lookup("compare").NoOptDefVal = "all"
-	fs.StringVar(&f.json, "json", "", "print the results document (environment, command, options, cells with every run) as JSON instead of tables; --json=FILE writes it to FILE besides the tables")
-	fs.Lookup("json").NoOptDefVal = "-"
-	fs.BoolVar(&f.markdown, "markdown", false, "print the tables in Markdown, for a report")
-	fs.StringVar(&f.csv, "csv", "", "also write one row per run to this CSV file")
-	fs.StringVar(&f.plot, "plot", "", "write a chart of median throughput to this file, SVG or, named .png, PNG: a line against the swept value for a sweep of --connections, --piece or one --vary, else a bar per cell")
-	fs.StringVar(&f.timeline, "timeline", "", "trace the last run of each dlflow cell and draw where its time went to this file: SVG, PNG (.png) or JSON (.json): a lane per connection, each request a bar (sent, header, rate), steals, retries and drops, and the stages' busy time")
-	fs.StringVar(&o.Dir, "dir", "", "directory for the outputs (default: a temporary directory)")
+	r := defineBenchFlags(fs, f)
 	fs.Usage = func() { printUsage(fs, stdout, benchUsageHead, benchUsageTail) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -190,97 +173,177 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 	if fs.NArg() > 0 {
 		return nil, usagef("bench takes no arguments; got %q", fs.Args())
 	}
+	for _, step := range []func() error{
+		func() error { return r.sizes(&f.opts) },
+		func() error { return checkBenchCounts(fs, f, *r.compare) },
+		func() error { return r.lists(&f.opts) },
+		func() error { return r.origins(fs, &f.opts) },
+	} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// defineBenchFlags defines the flags of dlflow bench on fs: those pflag
+// parses into f, the others into the benchStrings returned.
+func defineBenchFlags(fs *pflag.FlagSet, f *benchFlags) *benchStrings {
+	o := &f.opts
+	r := &benchStrings{}
+	r.size = fs.String("size", "256MiB", "size of the generated file")
+	fs.IntVar(&o.Runs, "runs", 3, "runs per cell (the least, with --max-runs); the table shows the median, its 95% interval, mean and sd")
+	fs.IntVar(&o.Runs, "min-runs", 3, "the same as --runs")
+	fs.IntVar(&o.MaxRuns, "max-runs", 0, "go on past --runs, up to this many runs, until every cell's median time is known to --target")
+	fs.Float64Var(&o.Target, "target", dlbench.DefaultTarget, "with --max-runs: the width of the median's 95% interval over the median to reach (0.05: about ±2.5%)")
+	fs.IntVar(&o.Warmup, "warmup", 0, "runs of each cell before the measured ones, checked but not measured")
+	fs.DurationVar(&o.MaxTime, "max-time", 0, "start no run after this long (e.g. 10m); the cells keep the runs they have")
+	fs.StringVar(&o.Baseline, "baseline", "", "label of the cell (as the table shows it) that every cell is compared to, with a 95% interval")
+	fs.BoolVar(&f.version, "version", false, "print the version and commit of this binary and exit")
+	fs.StringArrayVarP(&o.Topologies, "config", "c", nil, "topology to run (repeatable; default: every example)")
+	r.conns = fs.String("connections", "8", "range readers for topologies with an http.reader, a comma list: one cell each (4,8,16)")
+	r.pieces = fs.String("piece", "", "range.splitter piece sizes, a comma list: one cell each (1MiB,4MiB; default: the topology's)")
+	fs.StringArrayVar(&o.Sets, "set", nil, "set a config key in every topology, e.g. --set stages.write.config.fsync=false (repeatable)")
+	r.varies = fs.StringArray("vary", nil, "a config key and a comma list of values, one cell each, e.g. --vary stages.write.config.direct=always,never (repeatable: every combination)")
+	r.scenarios = fs.StringSlice("scenario", []string{string(dlbench.ScenarioPlain)}, "origin behaviour, repeatable or a comma list: "+scenarioNames)
+	r.rate = fs.String("rate", "25MiB", "per-request (per-response) rate limit of the ratelimit and cap scenarios")
+	fs.DurationVar(&o.Latency, "latency", 0, "delay before each response header in the latency, wan and small scenarios (default 20ms, 100ms and 50ms)")
+	r.connRate = fs.String("conn-rate", "10MiB", "cap of every TCP connection in the wan scenario (and of the primary in mirrors), per second, over all its responses")
+	r.mirrorRate = fs.String("mirror-rate", "4MiB", "cap of every TCP connection of the mirror in the mirrors scenario, per second")
+	fs.IntVar(&o.Files, "files", dlbench.DefaultFiles, "number of files of the small scenario")
+	r.fileSize = fs.String("file-size", "16KiB", "size of each file of the small scenario (--size is the other scenarios')")
+	fs.IntVar(&o.Jobs, "jobs", dlbench.DefaultJobs, "files downloaded at once in the small scenario (dlflow --jobs, xargs -P for curl, aria2c -j)")
+	r.trickle = fs.String("trickle", "1MiB", "rate of the one slow GET of the slowconn scenario, per second")
+	fs.IntVar(&o.SlowRequest, "slow-request", dlbench.DefaultSlowRequest, "which GET trickles in the slowconn scenario (1: the first; single-stream downloads make only one)")
+	r.origin = fs.String("origin", string(dlbench.OriginGo), "serve the generated file from the built-in Go origin (go) or a real nginx (nginx: plain, ratelimit and cap)")
+	r.urls = fs.StringArray("url", nil, "benchmark an external [LABEL=]URL instead of the built-in origin (no scenarios); repeatable, a table each")
+	r.sums = fs.StringArray("sha256", nil, "expected [LABEL=]sha256 (hex) of --url; without it the outputs are reported unverified")
+	r.compare = fs.String("compare", "", "add reference rows on the same origin: --compare for all installed of "+strings.Join(dlbench.ReferenceTools, ", ")+", or a comma list (--compare=curl,axel)")
+	fs.Lookup("compare").NoOptDefVal = "all"
+	fs.StringVar(&f.json, "json", "", "print the results document (environment, command, options, cells with every run) as JSON instead of tables; --json=FILE writes it to FILE besides the tables")
+	fs.Lookup("json").NoOptDefVal = "-"
+	fs.BoolVar(&f.markdown, "markdown", false, "print the tables in Markdown, for a report")
+	fs.StringVar(&f.csv, "csv", "", "also write one row per run to this CSV file")
+	fs.StringVar(&f.plot, "plot", "", "write a chart of median throughput to this file, SVG or, named .png, PNG: a line against the swept value for a sweep of --connections, --piece or one --vary, else a bar per cell")
+	fs.StringVar(&f.timeline, "timeline", "", "trace the last run of each dlflow cell and draw where its time went to this file: SVG, PNG (.png) or JSON (.json): a lane per connection, each request a bar (sent, header, rate), steals, retries and drops, and the stages' busy time")
+	fs.StringVar(&o.Dir, "dir", "", "directory for the outputs (default: a temporary directory)")
+	return r
+}
+
+// sizes parses the flags that are sizes.
+func (r *benchStrings) sizes(o *dlbench.Options) error {
 	var err error
-	if o.Size, err = pipeline.ParseByteSize(*size); err != nil || o.Size <= 0 {
-		return nil, usagef("--size: want a positive size such as 256MiB, got %q", *size)
+	if o.Size, err = pipeline.ParseByteSize(*r.size); err != nil || o.Size <= 0 {
+		return usagef("--size: want a positive size such as 256MiB, got %q", *r.size)
 	}
-	if o.Rate, err = pipeline.ParseByteSize(*rate); err != nil || o.Rate <= 0 {
-		return nil, usagef("--rate: want a positive size per second such as 25MiB, got %q", *rate)
+	if o.Rate, err = pipeline.ParseByteSize(*r.rate); err != nil || o.Rate <= 0 {
+		return usagef("--rate: want a positive size per second such as 25MiB, got %q", *r.rate)
 	}
-	if o.Trickle, err = pipeline.ParseByteSize(*trickle); err != nil || o.Trickle <= 0 {
-		return nil, usagef("--trickle: want a positive size per second such as 1MiB, got %q", *trickle)
+	if o.Trickle, err = pipeline.ParseByteSize(*r.trickle); err != nil || o.Trickle <= 0 {
+		return usagef("--trickle: want a positive size per second such as 1MiB, got %q", *r.trickle)
 	}
-	if o.MirrorRate, err = pipeline.ParseByteSize(*mirrorRate); err != nil || o.MirrorRate <= 0 {
-		return nil, usagef("--mirror-rate: want a positive size per second such as 4MiB, got %q", *mirrorRate)
+	if o.MirrorRate, err = pipeline.ParseByteSize(*r.mirrorRate); err != nil || o.MirrorRate <= 0 {
+		return usagef("--mirror-rate: want a positive size per second such as 4MiB, got %q", *r.mirrorRate)
 	}
-	if o.ConnRate, err = pipeline.ParseByteSize(*connRate); err != nil || o.ConnRate <= 0 {
-		return nil, usagef("--conn-rate: want a positive size per second such as 10MiB, got %q", *connRate)
+	if o.ConnRate, err = pipeline.ParseByteSize(*r.connRate); err != nil || o.ConnRate <= 0 {
+		return usagef("--conn-rate: want a positive size per second such as 10MiB, got %q", *r.connRate)
 	}
-	if o.FileSize, err = pipeline.ParseByteSize(*fileSize); err != nil || o.FileSize <= 0 {
-		return nil, usagef("--file-size: want a positive size such as 16KiB, got %q", *fileSize)
+	if o.FileSize, err = pipeline.ParseByteSize(*r.fileSize); err != nil || o.FileSize <= 0 {
+		return usagef("--file-size: want a positive size such as 16KiB, got %q", *r.fileSize)
 	}
+	return nil
+}
+
+// checkBenchCounts checks the counts and times of f and the output
+// choice, and reads --compare.
+func checkBenchCounts(fs *pflag.FlagSet, f *benchFlags, compare string) error {
+	o := &f.opts
 	if o.Files < 1 || o.Jobs < 1 {
-		return nil, usagef("--files and --jobs must be at least 1")
+		return usagef("--files and --jobs must be at least 1")
 	}
 	if o.Runs < 1 {
-		return nil, usagef("--runs must be at least 1")
+		return usagef("--runs must be at least 1")
 	}
 	if fs.Changed("max-runs") && o.MaxRuns < o.Runs {
-		return nil, usagef("--max-runs %d is below --runs %d", o.MaxRuns, o.Runs)
+		return usagef("--max-runs %d is below --runs %d", o.MaxRuns, o.Runs)
 	}
 	if o.Target <= 0 || o.Warmup < 0 || o.MaxTime < 0 {
-		return nil, usagef("--target must be positive, --warmup and --max-time not negative")
+		return usagef("--target must be positive, --warmup and --max-time not negative")
 	}
 	o.Timeline = f.timeline != ""
 	if f.json == "-" && f.markdown {
-		return nil, usagef("--json and --markdown both choose the output: pick one")
+		return usagef("--json and --markdown both choose the output: pick one")
 	}
-	switch *compare {
+	switch compare {
 	case "":
 	case "all":
 		o.Compare = true
 	default:
 		o.Compare = true
-		for _, tool := range splitList(*compare) {
+		for _, tool := range splitList(compare) {
 			if !slices.Contains(dlbench.ReferenceTools, tool) {
-				return nil, usagef("--compare: unknown tool %q (known: %s)", tool, strings.Join(dlbench.ReferenceTools, ", "))
+				return usagef("--compare: unknown tool %q (known: %s)", tool, strings.Join(dlbench.ReferenceTools, ", "))
 			}
 			o.Tools = append(o.Tools, tool)
 		}
 	}
 	if o.SlowRequest < 1 {
-		return nil, usagef("--slow-request must be at least 1")
+		return usagef("--slow-request must be at least 1")
 	}
 	if o.Latency < 0 || fs.Changed("latency") && o.Latency == 0 {
-		return nil, usagef("--latency must be positive")
+		return usagef("--latency must be positive")
 	}
+	return nil
+}
+
+// lists parses the flags that are lists: --set, --vary, --connections,
+// --piece, --scenario.
+func (r *benchStrings) lists(o *dlbench.Options) error {
+	var err error
 	for _, s := range o.Sets {
 		if k, _, ok := strings.Cut(s, "="); !ok || k == "" {
-			return nil, usagef("--set: want KEY=VALUE, got %q", s)
+			return usagef("--set: want KEY=VALUE, got %q", s)
 		}
 	}
-	if o.Vary, err = parseVaries(*varies); err != nil {
-		return nil, err
+	if o.Vary, err = parseVaries(*r.varies); err != nil {
+		return err
 	}
-	for _, s := range splitList(*conns) {
+	for _, s := range splitList(*r.conns) {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
-			return nil, usagef("--connections: want numbers of at least 1 such as 4,8,16, got %q", s)
+			return usagef("--connections: want numbers of at least 1 such as 4,8,16, got %q", s)
 		}
 		if !slices.Contains(o.Connections, n) {
 			o.Connections = append(o.Connections, n)
 		}
 	}
-	for _, s := range splitList(*pieces) {
+	for _, s := range splitList(*r.pieces) {
 		p, err := pipeline.ParseByteSize(s)
 		if err != nil || p <= 0 {
-			return nil, usagef("--piece: want sizes such as 1MiB,4MiB, got %q", s)
+			return usagef("--piece: want sizes such as 1MiB,4MiB, got %q", s)
 		}
 		if !slices.Contains(o.Pieces, p) {
 			o.Pieces = append(o.Pieces, p)
 		}
 	}
-	for _, list := range *scenarios {
+	for _, list := range *r.scenarios {
 		for _, name := range splitList(list) {
 			s := dlbench.Scenario(name)
 			if !slices.Contains(dlbench.Scenarios, s) {
-				return nil, usagef("--scenario: unknown scenario %q (known: %s)", name, scenarioNames)
+				return usagef("--scenario: unknown scenario %q (known: %s)", name, scenarioNames)
 			}
 			if !slices.Contains(o.Scenarios, s) {
 				o.Scenarios = append(o.Scenarios, s)
 			}
 		}
 	}
+	return nil
+}
+
+// origins picks the scenarios a flag alone asks for, the origin, and the
+// external URLs.
+func (r *benchStrings) origins(fs *pflag.FlagSet, o *dlbench.Options) error {
+	var err error
 	// --rate, --latency, ... alone ask for their scenario.
 	if !fs.Changed("scenario") {
 		switch {
@@ -298,29 +361,29 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioSlowConn}
 		}
 	}
-	switch o.Origin = dlbench.Origin(*origin); o.Origin {
+	switch o.Origin = dlbench.Origin(*r.origin); o.Origin {
 	case dlbench.OriginGo:
 	case dlbench.OriginNginx:
 		for _, s := range o.Scenarios {
 			if !dlbench.NginxServes(s) {
-				return nil, usagef("--origin nginx serves the plain, ratelimit and cap scenarios only, not %s", s)
+				return usagef("--origin nginx serves the plain, ratelimit and cap scenarios only, not %s", s)
 			}
 		}
 	default:
-		return nil, usagef("--origin: want go or nginx, got %q", *origin)
+		return usagef("--origin: want go or nginx, got %q", *r.origin)
 	}
-	if len(*urls) > 0 {
+	if len(*r.urls) > 0 {
 		if fs.Changed("scenario") || fs.Changed("origin") || fs.Changed("size") {
-			return nil, usagef("--url benchmarks an external server: --scenario, --origin and --size apply to the built-in origin only")
+			return usagef("--url benchmarks an external server: --scenario, --origin and --size apply to the built-in origin only")
 		}
-		if o.URLs, err = parseTargets(*urls, *sums); err != nil {
-			return nil, err
+		if o.URLs, err = parseTargets(*r.urls, *r.sums); err != nil {
+			return err
 		}
 		o.Origin, o.Scenarios = dlbench.OriginExternal, nil
-	} else if len(*sums) > 0 {
-		return nil, usagef("--sha256 goes with --url; the built-in origin's sha256 is known")
+	} else if len(*r.sums) > 0 {
+		return usagef("--sha256 goes with --url; the built-in origin's sha256 is known")
 	}
-	return f, nil
+	return nil
 }
 
 // parseTargets reads the --url [LABEL=]URL and --sha256 [LABEL=]HEX

@@ -14,19 +14,22 @@ import (
 	_ "github.com/dlflow/dlflow/examples/customstage"
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
+	"github.com/dlflow/dlflow/sinks/archive"
+	"github.com/dlflow/dlflow/sinks/s3"
 	"github.com/dlflow/dlflow/stages"
+	"github.com/dlflow/dlflow/stages/decompress"
 )
 
 // builtinRegistry holds the built-in stage types alone: those the release
-// binary ships and docs/CONFIG.md documents.
+// binary ships (the backends it imports included) and docs/CONFIG.md
+// documents.
 func builtinRegistry(t *testing.T) *pipeline.Registry {
 	t.Helper()
 	reg := pipeline.NewRegistry()
-	if err := stages.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	if err := sinks.Register(reg); err != nil {
-		t.Fatal(err)
+	for _, register := range []func(*pipeline.Registry) error{stages.Register, sinks.Register, decompress.Register, s3.Register, archive.Register} {
+		if err := register(reg); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return reg
 }

@@ -132,6 +132,113 @@ func fltPartialKept(t *testing.T, out string, size int64, seed uint64, least int
 	}
 }
 
+// withSecret puts credentials into the origin's URL u.
+func withSecret(u string) string { return strings.Replace(u, "http://", "http://user:secret1@", 1) }
+
+// cliFault is a case of TestFaultsCLIContract: a failure and what the CLI
+// must say of it.
+type cliFault struct {
+	name    string
+	faults  origin.Faults
+	url     func(base string) string // nil: the origin's URL
+	prepare func(t *testing.T, out string)
+	args    func(url, out string) []string
+	code    int
+	needles []string
+	// records: log records (warnings at the default level) may come
+	// before the message; without, stderr is the message alone.
+	// logged: records naming the URL must come (a leak would show).
+	// exists: out exists before the run and must stay as it was.
+	records, logged, exists bool
+}
+
+// cliFaults are the cases of TestFaultsCLIContract.
+var cliFaults = []cliFault{
+	{
+		name: "probe 404, credentials, debug log", faults: origin.Faults{Status: 404}, url: withSecret,
+		args: func(url, out string) []string {
+			return fltArgs("ranged", url, out, "--log-level", "debug", "--log-format", "json", "-H", "Authorization: Bearer secret2")
+		},
+		code: exitFailed, needles: []string{"http 404", "user:xxxxx@"}, records: true,
+	},
+	{
+		// The probe's answer is cut, and the requests for the rest 404.
+		name: "stage 404, credentials, debug log", faults: origin.Faults{FailStatus: 404, FailCount: 1000, FailAfter: 1, DropAfter: 100 << 10, DropRequests: 1}, url: withSecret,
+		args: func(url, out string) []string {
+			return fltArgs("stream", url, out, "--log-level", "debug", "--log-format", "json", "--set", "http.headers.Authorization=Bearer secret2")
+		},
+		code: exitFailed, needles: []string{"http 404"}, records: true, logged: true,
+	},
+	{
+		name: "retries spent", faults: origin.Faults{FailStatus: 503, FailCount: 1000},
+		args: func(url, out string) []string {
+			return fltArgs("stream", url, out, "--set", "stages.fetch.config.attempts=3")
+		},
+		code: exitFailed, needles: []string{"giving up after 3 attempts", "503"}, records: true,
+	},
+	{
+		name: "wrong Content-Range", faults: origin.Faults{WrongContentRange: true},
+		args: func(url, out string) []string { return fltArgs("ranged", url, out) },
+		code: exitFailed, needles: []string{"Content-Range", "not honoured"},
+	},
+	{
+		name: "changed twice", faults: origin.Faults{ChangeETagAfter: 2, ChangeAgain: true},
+		args: func(url, out string) []string { return fltArgs("ranged", url, out, "--log-level", "info") },
+		code: exitFailed, needles: []string{"resource changed on the server"}, records: true,
+	},
+	{
+		name: "11 redirects", faults: origin.Faults{Redirects: 11},
+		args: func(url, out string) []string { return fltArgs("ranged", url, out) },
+		code: exitFailed, needles: []string{"stopped after 10 redirects"},
+	},
+	{
+		name: "checksum mismatch",
+		args: func(url, out string) []string {
+			return fltArgs("ranged-ordered", url, out, "--checksum", "sha256:"+strings.Repeat("0", 64))
+		},
+		code: exitFailed, needles: []string{"sha256 mismatch", origin.SHA256Hex(fltSize, fltSeed)},
+	},
+	{
+		name: "output exists",
+		prepare: func(t *testing.T, out string) {
+			if err := os.WriteFile(out, []byte("precious"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+		args: func(url, out string) []string { return fltArgs("ranged", url, out) },
+		code: exitFailed, needles: []string{"exists", "--overwrite"}, exists: true,
+	},
+	{
+		name: "symlink at PATH.tmp",
+		prepare: func(t *testing.T, out string) {
+			if err := os.Symlink(filepath.Join(t.TempDir(), "victim"), out+".tmp"); err != nil {
+				t.Fatal(err)
+			}
+		},
+		args: func(url, out string) []string { return fltArgs("stream", url, out) },
+		code: exitFailed, needles: []string{"symlink"},
+	},
+	{
+		name: "scheme", url: func(string) string { return "ftp://127.0.0.1/file.bin" },
+		args: func(url, out string) []string { return fltArgs("ranged", url, out) },
+		code: exitUsage, needles: []string{"the scheme must be http or https"},
+	},
+	{
+		name: "header injection",
+		args: func(url, out string) []string {
+			return fltArgs("ranged", url, out, "--set", "http.headers.X-Test=a\r\nInjected: 1")
+		},
+		code: exitUsage, needles: []string{"X-Test"},
+	},
+	{
+		name: "stage config value",
+		args: func(url, out string) []string {
+			return fltArgs("ranged", url, out, "--set", "stages.fetch.config.attempts=0")
+		},
+		code: exitUsage, needles: []string{"attempts"},
+	},
+}
+
 // TestFaultsCLIContract runs failures of every kind through the CLI, from
 // the probe, from a running graph, from the disk and from the input, at the
 // default log level and at debug level with JSON records: each exits 1 (2
@@ -139,105 +246,7 @@ func fltPartialKept(t *testing.T, out string, size int64, seed uint64, least int
 // that names the cause, nothing on stdout and no output file; no secret
 // of the URL or of a header reaches stderr.
 func TestFaultsCLIContract(t *testing.T) {
-	secretURL := func(u string) string { return strings.Replace(u, "http://", "http://user:secret1@", 1) }
-	for _, tc := range []struct {
-		name    string
-		faults  origin.Faults
-		url     func(base string) string // nil: the origin's URL
-		prepare func(t *testing.T, out string)
-		args    func(url, out string) []string
-		code    int
-		needles []string
-		// records: log records (warnings at the default level) may come
-		// before the message; without, stderr is the message alone.
-		// logged: records naming the URL must come (a leak would show).
-		// exists: out exists before the run and must stay as it was.
-		records, logged, exists bool
-	}{
-		{
-			name: "probe 404, credentials, debug log", faults: origin.Faults{Status: 404}, url: secretURL,
-			args: func(url, out string) []string {
-				return fltArgs("ranged", url, out, "--log-level", "debug", "--log-format", "json", "-H", "Authorization: Bearer secret2")
-			},
-			code: exitFailed, needles: []string{"http 404", "user:xxxxx@"}, records: true,
-		},
-		{
-			// The probe's answer is cut, and the requests for the rest 404.
-			name: "stage 404, credentials, debug log", faults: origin.Faults{FailStatus: 404, FailCount: 1000, FailAfter: 1, DropAfter: 100 << 10, DropRequests: 1}, url: secretURL,
-			args: func(url, out string) []string {
-				return fltArgs("stream", url, out, "--log-level", "debug", "--log-format", "json", "--set", "http.headers.Authorization=Bearer secret2")
-			},
-			code: exitFailed, needles: []string{"http 404"}, records: true, logged: true,
-		},
-		{
-			name: "retries spent", faults: origin.Faults{FailStatus: 503, FailCount: 1000},
-			args: func(url, out string) []string {
-				return fltArgs("stream", url, out, "--set", "stages.fetch.config.attempts=3")
-			},
-			code: exitFailed, needles: []string{"giving up after 3 attempts", "503"}, records: true,
-		},
-		{
-			name: "wrong Content-Range", faults: origin.Faults{WrongContentRange: true},
-			args: func(url, out string) []string { return fltArgs("ranged", url, out) },
-			code: exitFailed, needles: []string{"Content-Range", "not honoured"},
-		},
-		{
-			name: "changed twice", faults: origin.Faults{ChangeETagAfter: 2, ChangeAgain: true},
-			args: func(url, out string) []string { return fltArgs("ranged", url, out, "--log-level", "info") },
-			code: exitFailed, needles: []string{"resource changed on the server"}, records: true,
-		},
-		{
-			name: "11 redirects", faults: origin.Faults{Redirects: 11},
-			args: func(url, out string) []string { return fltArgs("ranged", url, out) },
-			code: exitFailed, needles: []string{"stopped after 10 redirects"},
-		},
-		{
-			name: "checksum mismatch",
-			args: func(url, out string) []string {
-				return fltArgs("ranged-ordered", url, out, "--checksum", "sha256:"+strings.Repeat("0", 64))
-			},
-			code: exitFailed, needles: []string{"sha256 mismatch", origin.SHA256Hex(fltSize, fltSeed)},
-		},
-		{
-			name: "output exists",
-			prepare: func(t *testing.T, out string) {
-				if err := os.WriteFile(out, []byte("precious"), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			},
-			args: func(url, out string) []string { return fltArgs("ranged", url, out) },
-			code: exitFailed, needles: []string{"exists", "--overwrite"}, exists: true,
-		},
-		{
-			name: "symlink at PATH.tmp",
-			prepare: func(t *testing.T, out string) {
-				if err := os.Symlink(filepath.Join(t.TempDir(), "victim"), out+".tmp"); err != nil {
-					t.Fatal(err)
-				}
-			},
-			args: func(url, out string) []string { return fltArgs("stream", url, out) },
-			code: exitFailed, needles: []string{"symlink"},
-		},
-		{
-			name: "scheme", url: func(string) string { return "ftp://127.0.0.1/file.bin" },
-			args: func(url, out string) []string { return fltArgs("ranged", url, out) },
-			code: exitUsage, needles: []string{"the scheme must be http or https"},
-		},
-		{
-			name: "header injection",
-			args: func(url, out string) []string {
-				return fltArgs("ranged", url, out, "--set", "http.headers.X-Test=a\r\nInjected: 1")
-			},
-			code: exitUsage, needles: []string{"X-Test"},
-		},
-		{
-			name: "stage config value",
-			args: func(url, out string) []string {
-				return fltArgs("ranged", url, out, "--set", "stages.fetch.config.attempts=0")
-			},
-			code: exitUsage, needles: []string{"attempts"},
-		},
-	} {
+	for _, tc := range cliFaults {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := startOrigin(t, origin.Options{Size: fltSize, Seed: fltSeed})

@@ -13,6 +13,23 @@ import (
 	"github.com/dlflow/dlflow/bench/origin"
 )
 
+// piecesMetalink is a Metalink document of the origin's file of size and
+// seed, named m.bin, with the sha-256 of each MiB and the two URLs in
+// order of priority.
+func piecesMetalink(size int64, seed uint64, first, second string) string {
+	var doc strings.Builder
+	fmt.Fprintf(&doc, `<metalink xmlns="urn:ietf:params:xml:ns:metalink"><file name="m.bin"><size>%d</size>`, size)
+	doc.WriteString(`<pieces length="1048576" type="sha-256">`)
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += 1 << 20 {
+		n := min(1<<20, size-off)
+		origin.Fill(buf[:n], off, seed)
+		fmt.Fprintf(&doc, "<hash>%x</hash>", sha256.Sum256(buf[:n]))
+	}
+	fmt.Fprintf(&doc, `</pieces><url priority="1">%s</url><url priority="2">%s</url></file></metalink>`, first, second)
+	return doc.String()
+}
+
 // TestCLIMirrors: --mirror adds sources; --json reports each with its
 // bytes and why a dead one was dropped; a lying mirror with --checksum
 // ends right (exit 0, the primary's bytes) or fails cleanly.
@@ -59,20 +76,9 @@ func TestCLIMirrors(t *testing.T) {
 	})
 	t.Run("metalink", func(t *testing.T) {
 		liar := start(origin.Options{Size: size, Seed: seed + 1, ETag: fmt.Sprintf(`"%x-%x"`, size, seed)})
-		var doc strings.Builder
-		fmt.Fprintf(&doc, `<metalink xmlns="urn:ietf:params:xml:ns:metalink"><file name="m.bin"><size>%d</size>`, size)
-		doc.WriteString(`<pieces length="1048576" type="sha-256">`)
-		buf := make([]byte, 1<<20)
-		for off := int64(0); off < size; off += 1 << 20 {
-			n := min(1<<20, size-off)
-			origin.Fill(buf[:n], off, seed)
-			sum := sha256.Sum256(buf[:n])
-			fmt.Fprintf(&doc, "<hash>%x</hash>", sum)
-		}
-		fmt.Fprintf(&doc, `</pieces><url priority="1">%s</url><url priority="2">%s</url></file></metalink>`, liar.URL(), a.URL())
 		dir := t.TempDir()
 		meta := filepath.Join(dir, "m.meta4")
-		if err := os.WriteFile(meta, []byte(doc.String()), 0o644); err != nil {
+		if err := os.WriteFile(meta, []byte(piecesMetalink(size, seed, liar.URL(), a.URL())), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		out := filepath.Join(dir, "out.bin")

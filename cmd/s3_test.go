@@ -17,6 +17,93 @@ import (
 	"github.com/dlflow/dlflow/internal/s3test"
 )
 
+// s3Upload is the pending upload of TestS3CLIKillAndResume: the store's
+// client, the part size and the CLI's arguments.
+type s3Upload struct {
+	t    *testing.T
+	c    *minio.Core
+	part int64
+	args []string
+}
+
+// parts lists the parts of the pending upload, until two listings a
+// moment apart agree when settle is set (a part whose body weed had
+// when the process stopped still lands).
+func (u s3Upload) parts(settle bool) (id string, n int, bytes int64) {
+	t, c := u.t, u.c
+	t.Helper()
+	prev := -1
+	for i := 0; i < 50; i++ {
+		res, err := c.ListMultipartUploads(context.Background(), "cli", "k/obj.bin", "", "", "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Uploads) == 0 {
+			return "", 0, 0
+		}
+		id = res.Uploads[0].UploadID
+		lp, err := c.ListObjectParts(context.Background(), "cli", "k/obj.bin", id, 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, bytes = len(lp.ObjectParts), 0
+		for _, p := range lp.ObjectParts {
+			if p.Size != u.part {
+				t.Fatalf("part %d is %d bytes, want %d", p.PartNumber, p.Size, u.part)
+			}
+			bytes += p.Size
+		}
+		if !settle || n == prev {
+			return id, n, bytes
+		}
+		prev = n
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatal("the parts of the pending upload still change after 50 listings")
+	return
+}
+
+// runUntil runs the CLI in a child process until the pending upload
+// has n parts, then sends it sig and returns its exit code.
+func (u s3Upload) runUntil(n int, sig os.Signal) int {
+	t := u.t
+	t.Helper()
+	child := exec.Command(os.Args[0], u.args...)
+	child.Env = append(os.Environ(), cliEnv+"=1")
+	var stderr strings.Builder
+	child.Stderr = &stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = child.Wait(); close(done) }()
+	defer func() {
+		select {
+		case <-done:
+		default:
+			_ = child.Process.Kill()
+			<-done
+		}
+	}()
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %d parts after 90s; stderr:\n%s", n, stderr.String())
+		}
+		if _, got, _ := u.parts(false); got >= n {
+			break
+		}
+	}
+	if err := child.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the CLI did not stop within 60s of %v; stderr:\n%s", sig, stderr.String())
+	}
+	return child.ProcessState.ExitCode()
+}
+
 // TestS3CLIKillAndResume: `dlflow URL -o s3://bucket/key` in a child
 // process is interrupted with SIGINT once a part is uploaded (exit 130:
 // the pending upload and its state stay), then run again and killed with
@@ -34,85 +121,11 @@ func TestS3CLIKillAndResume(t *testing.T) {
 	args := []string{src.URL(), "-o", "s3://cli/k/obj.bin", "--connections", "4",
 		"--set", "stages.upload.config.part_size=6MiB", "--set", "stages.split.config.piece=6MiB"}
 
-	// parts lists the parts of the pending upload, until two listings a
-	// moment apart agree when settle is set (a part whose body weed had
-	// when the process stopped still lands).
-	parts := func(settle bool) (id string, n int, bytes int64) {
-		t.Helper()
-		prev := -1
-		for i := 0; i < 50; i++ {
-			res, err := c.ListMultipartUploads(context.Background(), "cli", "k/obj.bin", "", "", "", 10)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(res.Uploads) == 0 {
-				return "", 0, 0
-			}
-			id = res.Uploads[0].UploadID
-			lp, err := c.ListObjectParts(context.Background(), "cli", "k/obj.bin", id, 0, 1000)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n, bytes = len(lp.ObjectParts), 0
-			for _, p := range lp.ObjectParts {
-				if p.Size != part {
-					t.Fatalf("part %d is %d bytes, want %d", p.PartNumber, p.Size, part)
-				}
-				bytes += p.Size
-			}
-			if !settle || n == prev {
-				return id, n, bytes
-			}
-			prev = n
-			time.Sleep(300 * time.Millisecond)
-		}
-		t.Fatal("the parts of the pending upload still change after 50 listings")
-		return
-	}
-	// runUntil runs the CLI in a child process until the pending upload
-	// has n parts, then sends it sig and returns its exit code.
-	runUntil := func(n int, sig os.Signal) int {
-		t.Helper()
-		child := exec.Command(os.Args[0], args...)
-		child.Env = append(os.Environ(), cliEnv+"=1")
-		var stderr strings.Builder
-		child.Stderr = &stderr
-		if err := child.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { _ = child.Wait(); close(done) }()
-		defer func() {
-			select {
-			case <-done:
-			default:
-				_ = child.Process.Kill()
-				<-done
-			}
-		}()
-		for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("not %d parts after 90s; stderr:\n%s", n, stderr.String())
-			}
-			if _, got, _ := parts(false); got >= n {
-				break
-			}
-		}
-		if err := child.Process.Signal(sig); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-done:
-		case <-time.After(60 * time.Second):
-			t.Fatalf("the CLI did not stop within 60s of %v; stderr:\n%s", sig, stderr.String())
-		}
-		return child.ProcessState.ExitCode()
-	}
-
-	if code := runUntil(1, os.Interrupt); code != exitInterrupted {
+	u := s3Upload{t: t, c: c, part: part, args: args}
+	if code := u.runUntil(1, os.Interrupt); code != exitInterrupted {
 		t.Fatalf("after SIGINT: exit %d, want %d", code, exitInterrupted)
 	}
-	firstID, firstParts, _ := parts(true)
+	firstID, firstParts, _ := u.parts(true)
 	if firstID == "" || firstParts < 1 {
 		t.Fatalf("after SIGINT: pending upload %q with %d parts, want it kept with its parts", firstID, firstParts)
 	}
@@ -120,8 +133,8 @@ func TestS3CLIKillAndResume(t *testing.T) {
 		t.Fatalf("after SIGINT: the state object is gone: %v", err)
 	}
 
-	runUntil(firstParts+2, os.Kill)
-	id, count, present := parts(true)
+	u.runUntil(firstParts+2, os.Kill)
+	id, count, present := u.parts(true)
 	if id != firstID || count < firstParts+2 {
 		t.Fatalf("after kill -9: upload %q with %d parts, want %q (resumed) with %d or more", id, count, firstID, firstParts+2)
 	}

@@ -45,13 +45,12 @@ func stagesWith(reg *pipeline.Registry, args []string, stdout, stderr io.Writer)
 		return exitOK
 	}
 	for _, name := range fs.Args() {
-		if _, ok := reg.Lookup(name); !ok {
+		if _, ok := reg.Describe(name, nil); !ok {
 			return fail(stderr, usagef("unknown stage type %q; known types: %s", name, strings.Join(reg.Types(), ", ")))
 		}
 	}
 	for _, name := range fs.Args() {
-		spec, _ := reg.Lookup(name)
-		stagedoc.Describe(stdout, spec)
+		stagedoc.Describe(stdout, reg, name)
 	}
 	return exitOK
 }

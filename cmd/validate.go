@@ -114,7 +114,7 @@ func validateGraph(opts config.Options, connections int) (*pipeline.Graph, error
 		return nil, err
 	}
 	if connections > 0 {
-		pipeline.SetConnections(pipeline.DefaultRegistry, nodes, connections)
+		config.SetConnections(pipeline.DefaultRegistry, nodes, connections)
 	}
 	return cfg.Build(pipeline.DefaultRegistry, nodes)
 }

@@ -21,13 +21,12 @@ func (cfg *Config) Nodes(reg *pipeline.Registry) ([]pipeline.Node, error) {
 	for _, id := range cfg.StageIDs() {
 		sc := cfg.Stages[id]
 		prefix := "stages." + id
-		typ, ok := reg.Lookup(sc.Type)
+		stageCfg, ok := reg.NewConfig(sc.Type)
 		if !ok {
 			errs = append(errs, cfg.keyError(prefix+".type", "unknown stage type %q%s; known types: %s",
-				sc.Type, pipeline.Suggest(sc.Type, reg.Types()), strings.Join(reg.Types(), ", ")))
+				sc.Type, suggest(sc.Type, reg.Types()), strings.Join(reg.Types(), ", ")))
 			continue
 		}
-		stageCfg := typ.NewConfig()
 		if decodeErrs := Decode(sc.Config, stageCfg, prefix+".config", cfg.Position); len(decodeErrs) > 0 {
 			errs = append(errs, decodeErrs...)
 			continue

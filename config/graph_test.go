@@ -9,7 +9,10 @@ import (
 	"github.com/dlflow/dlflow/config"
 	"github.com/dlflow/dlflow/pipeline"
 	"github.com/dlflow/dlflow/sinks"
-	_ "github.com/dlflow/dlflow/stages" // registers the stages the test configs name
+	"github.com/dlflow/dlflow/sinks/archive"
+	"github.com/dlflow/dlflow/sinks/s3"
+	_ "github.com/dlflow/dlflow/stages"            // registers the stages the test configs name
+	_ "github.com/dlflow/dlflow/stages/decompress" // decompress, for extract.yaml
 )
 
 // graphErrors loads file and builds its graph, which must fail with a
@@ -66,7 +69,7 @@ func TestGraphOfEveryExample(t *testing.T) {
 			fcs := fileSinks(t, g)
 			switch {
 			case filepath.Base(path) == "s3.yaml": // uploads: no file sink
-				if s3, ok := g.Stages()[len(g.Stages())-1].Config.(*sinks.S3Config); len(fcs) != 0 || !ok || s3.Object != output {
+				if s3, ok := g.Stages()[len(g.Stages())-1].Config.(*s3.Config); len(fcs) != 0 || !ok || s3.Object != output {
 					t.Errorf("s3.yaml: file sinks %v, last stage %+v, want an s3.sink of object %s", fcs, g.Stages()[len(g.Stages())-1], output)
 				}
 			case strings.HasPrefix(filepath.Base(path), "stdout"):
@@ -78,7 +81,7 @@ func TestGraphOfEveryExample(t *testing.T) {
 				// An archive is unpacked into the output, a directory.
 				var dirs []string
 				for _, s := range g.Stages() {
-					if ec, ok := s.Config.(*sinks.TarExtractConfig); ok {
+					if ec, ok := s.Config.(*archive.TarExtractConfig); ok {
 						dirs = append(dirs, ec.Dir)
 					}
 				}

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/dlflow/dlflow/pipeline"
 )
 
 // Insert is a stage added to a topology and spliced into it: after a stage
@@ -84,7 +82,7 @@ func ParseInsert(spec string) (Insert, error) {
 			in.Queue, err = parseCount(value)
 		default:
 			return Insert{}, fmt.Errorf("%q: unknown key %q%s (set the stage's options with --set stages.%s.config.KEY=VALUE)",
-				spec, key, pipeline.Suggest(key, []string{"after", "before", "queue", "workers"}), in.ID)
+				spec, key, suggest(key, []string{"after", "before", "queue", "workers"}), in.ID)
 		}
 		if err != nil {
 			return Insert{}, fmt.Errorf("%q: %s: %w", spec, key, err)
@@ -240,7 +238,7 @@ func (s *splicer) unplaced(pending map[string]Insert) {
 			s.fail(in, key, "a cycle: %s", chain)
 		default:
 			s.fail(in, key, "no stage %q in %s (stages: %s)%s", anchor, s.where, strings.Join(s.base, ", "),
-				pipeline.Suggest(anchor, s.base))
+				suggest(anchor, s.base))
 		}
 	}
 }

@@ -12,10 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
 	"time"
-
-	"github.com/dlflow/dlflow/pipeline"
 )
 
 // Position is where something was written in a config file. The zero
@@ -335,7 +332,7 @@ func (d *decoder) setStruct(key string, n any, v reflect.Value) {
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		index, ok := fields[k]
 		if !ok {
-			d.fail(join(key, k), "unknown key %q%s", k, pipeline.Suggest(k, slices.Sorted(maps.Keys(fields))))
+			d.fail(join(key, k), "unknown key %q%s", k, suggest(k, slices.Sorted(maps.Keys(fields))))
 			continue
 		}
 		d.decode(join(key, k), m[k], v.FieldByIndex(index))

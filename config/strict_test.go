@@ -108,50 +108,50 @@ func render(errs []*KeyError) []string {
 	return out
 }
 
-func TestDecodeErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		doc  string
-		want []string
-	}{
-		{"unknown key with suggestion", `
+// decodeErrorsCases are the cases of TestDecodeErrors.
+var decodeErrorsCases = []struct {
+	name string
+	doc  string
+	want []string
+}{
+	{"unknown key with suggestion", `
 stages:
   fetch:
     config:
       piec: 16MiB
 `, []string{`dl.yaml:5:7: stages.fetch.config.piec: unknown key "piec" (did you mean "piece"?)`}},
-		{"unknown key without suggestion", `
+	{"unknown key without suggestion", `
 stages:
   fetch:
     colour: red
 `, []string{`dl.yaml:4:5: stages.fetch.colour: unknown key "colour"`}},
-		{"untagged and dash fields are unknown", `
+	{"untagged and dash fields are unknown", `
 stages: {fetch: {config: {Ignored: 1, "-": 2}}}
 `, []string{
-			`dl.yaml:2:39: stages.fetch.config.-: unknown key "-"`,
-			`dl.yaml:2:27: stages.fetch.config.Ignored: unknown key "Ignored"`,
-		}},
-		{"mistyped int", `
+		`dl.yaml:2:39: stages.fetch.config.-: unknown key "-"`,
+		`dl.yaml:2:27: stages.fetch.config.Ignored: unknown key "Ignored"`,
+	}},
+	{"mistyped int", `
 stages:
   fetch:
     workers: eight
 `, []string{`dl.yaml:4:5: stages.fetch.workers: want an integer, got "eight"`}},
-		{"bad duration", `
+	{"bad duration", `
 stages:
   fetch:
     config:
       timeout: 5 minutes
 `, []string{`dl.yaml:5:7: stages.fetch.config.timeout: want a duration like 30s, got "5 minutes"`}},
-		{"bare non-zero duration", `
+	{"bare non-zero duration", `
 stages: {fetch: {config: {timeout: 30}}}
 `, []string{`dl.yaml:2:27: stages.fetch.config.timeout: want a duration like 30s, got 30`}},
-		{"text unmarshaler error", `
+	{"text unmarshaler error", `
 stages:
   dl:
     config:
       piece: lots
 `, []string{`dl.yaml:5:7: stages.dl.config.piece: want a byte size like 16MiB, got "lots"`}},
-		{"overflow", `
+	{"overflow", `
 stages:
   fetch:
     config:
@@ -159,12 +159,12 @@ stages:
       ports: [80, 70000, -1]
       ratio: 1e300
 `, []string{
-			`dl.yaml:6:19: stages.fetch.config.ports.1: want an integer between 0 and 65535, got 70000`,
-			`dl.yaml:6:26: stages.fetch.config.ports.2: want a non-negative integer, got -1`,
-			`dl.yaml:7:7: stages.fetch.config.ratio: want a number in float32 range, got 1e+300`,
-			`dl.yaml:5:7: stages.fetch.config.small: want an integer between -128 and 127, got 300`,
-		}},
-		{"wrong shapes", `
+		`dl.yaml:6:19: stages.fetch.config.ports.1: want an integer between 0 and 65535, got 70000`,
+		`dl.yaml:6:26: stages.fetch.config.ports.2: want a non-negative integer, got -1`,
+		`dl.yaml:7:7: stages.fetch.config.ratio: want a number in float32 range, got 1e+300`,
+		`dl.yaml:5:7: stages.fetch.config.small: want an integer between -128 and 127, got 300`,
+	}},
+	{"wrong shapes", `
 stages:
   fetch:
     config:
@@ -174,13 +174,13 @@ stages:
 limits: 5
 tags: {a: 1}
 `, []string{
-			`dl.yaml:8:1: limits: want a map, got 5`,
-			`dl.yaml:6:7: stages.fetch.config.etag: want a string, got a list`,
-			`dl.yaml:7:7: stages.fetch.config.headers: want a map, got a list`,
-			`dl.yaml:5:7: stages.fetch.config.mirrors: want a list, got a map`,
-			`dl.yaml:9:1: tags: want a list, got a map`,
-		}},
-		{"multiple errors across stages", `
+		`dl.yaml:8:1: limits: want a map, got 5`,
+		`dl.yaml:6:7: stages.fetch.config.etag: want a string, got a list`,
+		`dl.yaml:7:7: stages.fetch.config.headers: want a map, got a list`,
+		`dl.yaml:5:7: stages.fetch.config.mirrors: want a list, got a map`,
+		`dl.yaml:9:1: tags: want a list, got a map`,
+	}},
+	{"multiple errors across stages", `
 stages:
   fetch:
     workers: x
@@ -191,19 +191,21 @@ stages:
       piece: 4MiB
       workrs: 2
 `, []string{
-			`dl.yaml:5:14: stages.fetch.config.verify: want a boolean, got "maybe"`,
-			`dl.yaml:4:5: stages.fetch.workers: want an integer, got "x"`,
-			`dl.yaml:10:7: stages.save.config.workrs: unknown key "workrs" (did you mean "workers"?)`,
-			`dl.yaml:7:5: stages.save.kind: want a string, got a list`,
-		}},
-		{"validate hook", `
+		`dl.yaml:5:14: stages.fetch.config.verify: want a boolean, got "maybe"`,
+		`dl.yaml:4:5: stages.fetch.workers: want an integer, got "x"`,
+		`dl.yaml:10:7: stages.save.config.workrs: unknown key "workrs" (did you mean "workers"?)`,
+		`dl.yaml:7:5: stages.save.kind: want a string, got a list`,
+	}},
+	{"validate hook", `
 limits: {min: 5, max: 1}
 `, []string{`dl.yaml:2:1: limits: min must not exceed max`}},
-		{"validate skipped when fields fail", `
+	{"validate skipped when fields fail", `
 limits: {min: 5, max: x}
 `, []string{`dl.yaml:2:18: limits.max: want an integer, got "x"`}},
-	}
-	for _, tt := range tests {
+}
+
+func TestDecodeErrors(t *testing.T) {
+	for _, tt := range decodeErrorsCases {
 		t.Run(tt.name, func(t *testing.T) {
 			_, got := decodeYAML(t, tt.doc)
 			if !reflect.DeepEqual(got, tt.want) {

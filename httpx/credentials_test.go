@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dlflow/dlflow/internal/credtest"
+	"github.com/dlflow/dlflow/pipeline"
 )
 
 // credConfig is a client config with basic auth (alice:pw), a cookie, a
@@ -51,15 +52,14 @@ func credCheck(t *testing.T, name string, srv *credtest.Server, min int, with bo
 	}
 }
 
-// readerGET asks res for its first bytes as a reader does: res.Client,
-// res.Header, res.URL.
-func readerGET(t *testing.T, ctx context.Context, urlStr string, client *http.Client, header http.Header) {
+// readerGET asks res for its first bytes as a reader does: through
+// res.HTTP, to res.URL.
+func readerGET(t *testing.T, ctx context.Context, urlStr string, client pipeline.Doer) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, urlStr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header = header.Clone()
 	req.Header.Set("Range", "bytes=0-9")
 	resp, err := client.Do(req)
 	if err != nil {
@@ -88,7 +88,7 @@ func TestCredentialsHTTPSToHTTPRedirectSameHost(t *testing.T) {
 	if res.URL != plain.URL+"/file" || res.Size != 1000 {
 		t.Fatalf("probe: URL %q size %d", res.URL, res.Size)
 	}
-	readerGET(t, ctx, res.URL, res.Client, res.Header)
+	readerGET(t, ctx, res.URL, res.HTTP)
 	credCheck(t, "https", secure, 1, true)
 	credCheck(t, "http", plain, 2, false)
 }
@@ -113,7 +113,7 @@ func TestCredentialsRedirectChainDoesNotBringThemBack(t *testing.T) {
 	if res.URL != a.URL+"/file" {
 		t.Fatalf("probe: URL %q", res.URL)
 	}
-	readerGET(t, ctx, b.URL+"/file", res.Client, res.Header)
+	readerGET(t, ctx, b.URL+"/file", res.HTTP)
 	credCheck(t, "B", b, 2, false)
 	for i, r := range a.Requests() {
 		want := r.Path == "/start"
@@ -201,10 +201,10 @@ func TestCredentialsNamedOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := htCtx(t, 10*time.Second)
-	readerGET(t, ctx, other.URL+"/file", c, h) // first, so it would be bound as the owner
-	readerGET(t, ctx, owner.URL+"/file", c, h)
+	readerGET(t, ctx, other.URL+"/file", Requester{Client: c, Header: h}) // first, so it would be bound as the owner
+	readerGET(t, ctx, owner.URL+"/file", Requester{Client: c, Header: h})
 	withUser := strings.Replace(other.URL, "http://", "http://bob:pw2@", 1) + "/file"
-	readerGET(t, ctx, withUser, c, h)
+	readerGET(t, ctx, withUser, Requester{Client: c, Header: h})
 	credCheck(t, "owner", owner, 1, true)
 	reqs := other.Requests()
 	if len(reqs) != 2 {

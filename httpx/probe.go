@@ -309,7 +309,7 @@ func (p *prober) tryPrefetch(ctx context.Context) (res *pipeline.Resource, err e
 		resp.Body.Close()
 		return nil, err, true
 	}
-	res.Prefetched = pipeline.NewPrefetched(resp)
+	res.Prefetched = NewPrefetched(resp)
 	return res, nil, true
 }
 
@@ -496,8 +496,7 @@ func newResource(resp *http.Response, client *http.Client, header http.Header, a
 		FileName:     ParseContentDisposition(h.Get("Content-Disposition")),
 		ContentType:  h.Get("Content-Type"),
 		Digests:      ParseDigests(h, resp.StatusCode == http.StatusOK),
-		Client:       client,
-		Header:       header,
+		HTTP:         Requester{Client: client, Header: header},
 		ProbedAt:     time.Now(),
 	}
 	switch {

@@ -47,7 +47,7 @@ func TestProbePrefetch(t *testing.T) {
 			if len(log) != 1 || log[0].Method != http.MethodGet || log[0].Range != tc.wantRanges {
 				t.Fatalf("requests %+v, want one GET %s", log, tc.wantRanges)
 			}
-			resp := res.Prefetched.Take()
+			resp := TakePrefetched(res.Prefetched)
 			if tc.status == 0 {
 				if resp != nil {
 					t.Fatalf("an answer kept for an empty file: %d", resp.StatusCode)
@@ -64,7 +64,7 @@ func TestProbePrefetch(t *testing.T) {
 			if err != nil || !bytes.Equal(got, want) {
 				t.Fatalf("kept answer: %d bytes (%v), want the first %d of the file", len(got), err, tc.body)
 			}
-			if res.Prefetched.Take() != nil {
+			if TakePrefetched(res.Prefetched) != nil {
 				t.Fatal("the answer was handed out twice")
 			}
 		})
@@ -82,7 +82,7 @@ func TestProbePrefetchWrongRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Prefetched.Take() != nil || res.Size != 1<<20 {
+	if TakePrefetched(res.Prefetched) != nil || res.Size != 1<<20 {
 		t.Fatalf("resource %+v: a wrong answer was kept", res)
 	}
 	if st := srv.Stats(); st.GETs != 1 || st.HEADs != 1 {

@@ -19,8 +19,8 @@ func TestProbeHEAD(t *testing.T) {
 	srv := htOrigin(t, 12345, nil)
 	res := htProbe(t, srv.URL())
 	if res.URL != srv.URL() || res.Size != 12345 || !res.AcceptRanges || res.ETag == "" ||
-		res.LastModified == "" || res.ContentType != "application/octet-stream" || res.Client == nil ||
-		res.ProbedAt.IsZero() || res.Header.Get("Accept-Encoding") != "identity" {
+		res.LastModified == "" || res.ContentType != "application/octet-stream" || res.HTTP == nil ||
+		res.ProbedAt.IsZero() || res.HTTP.(Requester).Header.Get("Accept-Encoding") != "identity" {
 		t.Fatalf("resource %+v", res)
 	}
 	if st := srv.Stats(); st.HEADs != 1 || st.GETs != 0 {
@@ -162,8 +162,7 @@ func TestProbeDoesNotForwardCredentials(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req.Header = res.Header.Clone()
-			resp, err := res.Client.Do(req)
+			resp, err := res.HTTP.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}

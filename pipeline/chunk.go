@@ -50,10 +50,6 @@ func (c Chunk) Share() Chunk {
 	return c
 }
 
-// Cap is the full capacity of the chunk's buffer; a stage that fills a
-// buffer in steps reslices Data up to Cap.
-func (c Chunk) Cap() int { return cap(c.Data) }
-
 // BufferSize is the size of the pooled buffer behind the chunk, which is
 // what holding the chunk costs whatever its length; cap(Data) for a chunk
 // that did not come from a Pool.
@@ -84,9 +80,6 @@ type Pool struct {
 	free  []*buffer
 	owner *Buffers
 }
-
-// Size is the length of every buffer the pool hands out.
-func (p *Pool) Size() int { return p.size }
 
 // Get borrows a buffer. The returned Chunk's Data has length Size; the caller
 // sets Offset, reslices Data to what it filled, and owns the chunk.

@@ -103,10 +103,10 @@ func ExampleRegister() {
 	fmt.Println(pipeline.Register(reg, upper))
 	fmt.Println(pipeline.Register(reg, upper))
 
-	typ, _ := reg.Lookup("text.upper")
-	info := typ.Describe(nil)
-	fmt.Printf("%s: %s (%s -> %s)\n", typ.Name(), info.Summary, info.Consumes, info.Produces)
-	fmt.Printf("defaults: %+v\n", *typ.NewConfig().(*UpperConfig))
+	info, _ := reg.Describe("text.upper", nil)
+	defaults, _ := reg.NewConfig("text.upper")
+	fmt.Printf("%s: %s (%s -> %s)\n", "text.upper", info.Summary, info.Consumes, info.Produces)
+	fmt.Printf("defaults: %+v\n", *defaults.(*UpperConfig))
 
 	// Build checks a node's config with the stage's New before any I/O.
 	_, err := pipeline.Build(reg, []pipeline.Node{{ID: "up", Type: "text.upper", Config: &UpperConfig{}}})

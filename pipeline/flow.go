@@ -38,9 +38,9 @@ func (f Flow) String() string {
 	return "unknown flow"
 }
 
-// Carries reports whether a stage that produces f can feed a stage that
+// carries reports whether a stage that produces f can feed a stage that
 // consumes want: equal flows match, and ordered bytes are also bytes.
-func (f Flow) Carries(want Flow) bool {
+func (f Flow) carries(want Flow) bool {
 	return f == want || (f == OrderedBytes && want == Bytes)
 }
 

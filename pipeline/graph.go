@@ -25,8 +25,8 @@ type Node struct {
 	// Queue is the capacity of the channel into this stage; 0 picks one from
 	// the chunk size (about 2 MiB of chunks, between 2 and 64), 1 for ranges.
 	Queue int
-	// Config is a pointer of the type the spec's Config returns, already
-	// decoded; nil means the defaults.
+	// Config is a *C of the type's Def[C] (what Registry.NewConfig
+	// returns), already decoded; nil means the defaults.
 	Config any
 }
 
@@ -147,7 +147,7 @@ func newNodes(reg *Registry, nodes []Node, fail func(id, key, format string, arg
 			case p == nil && declared[id]:
 				// id's own problem is already reported
 			case p == nil:
-				fail(n.ID, "inputs", "input %q is not a stage%s", id, Suggest(id, keys(byID)))
+				fail(n.ID, "inputs", "input %q is not a stage%s", id, suggest(id, keys(byID)))
 			case p == n:
 				fail(n.ID, "inputs", "a stage cannot be its own input")
 			case p.consumer != nil && p.consumer != n:
@@ -166,7 +166,7 @@ func newNodes(reg *Registry, nodes []Node, fail func(id, key, format string, arg
 func newNode(reg *Registry, n Node, fail func(id, key, format string, args ...any)) *node {
 	spec, ok := reg.spec(n.Type)
 	if !ok {
-		fail(n.ID, "type", "unknown stage type %q%s (known types: %s)", n.Type, Suggest(n.Type, reg.Types()), strings.Join(reg.Types(), ", "))
+		fail(n.ID, "type", "unknown stage type %q%s (known types: %s)", n.Type, suggest(n.Type, reg.Types()), strings.Join(reg.Types(), ", "))
 		return nil
 	}
 	if n.Workers < 0 {
@@ -228,7 +228,7 @@ func (g *Graph) wire(n *node, fail func(id, key, format string, args ...any)) {
 		}
 		arriving = f
 	}
-	if declaredIn != None && !arriving.Carries(declaredIn) {
+	if declaredIn != None && !arriving.carries(declaredIn) {
 		fail(n.ID, "inputs", "%s", flowMismatch(n, arriving))
 		return
 	}
@@ -387,18 +387,6 @@ func (g *Graph) Stage(id string) (Stage, bool) {
 	return nil, false
 }
 
-// StagesOfType returns the stage values of every node of the given type, in
-// the order of Stages.
-func (g *Graph) StagesOfType(typ string) []Stage {
-	var out []Stage
-	for _, n := range g.nodes {
-		if n.Type == typ {
-			out = append(out, n.stage)
-		}
-	}
-	return out
-}
-
 // Connections is the most network connections a run of g holds at once:
 // the workers of every stage whose Def Connects, or 0 when none does.
 func (g *Graph) Connections() int {
@@ -480,10 +468,10 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
-// Suggest returns ` (did you mean "x"?)` for the candidate closest to got
+// suggest returns ` (did you mean "x"?)` for the candidate closest to got
 // within an edit distance of 2 (and shorter than got itself), or "". Error
 // messages about names append it.
-func Suggest(got string, candidates []string) string {
+func suggest(got string, candidates []string) string {
 	best, bestDist := "", 3
 	for _, c := range candidates {
 		if d := editDistance(got, c); d < bestDist && d < len(got) {
@@ -529,32 +517,4 @@ func plural(n int, word string) string {
 func ceilMiB(b ByteSize) string {
 	tenths := (int64(b)*10 + (1<<20 - 1)) >> 20
 	return fmt.Sprintf("%d.%dMiB", tenths/10, tenths%10)
-}
-
-// SetConnections gives n workers to every node whose type holds a network
-// connection per worker (Def.Connects) and can run more than one worker
-// with its config, which is what asking for n connections means. It
-// returns how many nodes it changed; 0 means the nodes cannot use more
-// connections (a stream). A node's nil Config is filled with the defaults.
-func SetConnections(reg *Registry, nodes []Node, n int) int {
-	changed := 0
-	for i := range nodes {
-		nd := &nodes[i]
-		spec, ok := reg.spec(nd.Type)
-		if !ok || !spec.Connects {
-			continue
-		}
-		if nd.Config == nil {
-			nd.Config = spec.Config()
-		}
-		if reflect.TypeOf(nd.Config) != reflect.TypeOf(spec.Config()) {
-			continue // Build reports the wrong config type
-		}
-		if most, _ := spec.maxWorkers(nd.Config); most == 1 {
-			continue
-		}
-		nd.Workers = n
-		changed++
-	}
-	return changed
 }

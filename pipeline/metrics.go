@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-// DefaultSampleInterval is how often a run with Metrics samples the fill of
+// defaultSampleInterval is how often a run with Metrics samples the fill of
 // every queue, unless Metrics.Interval says otherwise.
-const DefaultSampleInterval = 10 * time.Millisecond
+const defaultSampleInterval = 10 * time.Millisecond
 
 // Metrics collects per-stage counters of runs, for benchmarks and tuning:
 // what each stage sent, how long its sends waited for room downstream, how
@@ -22,7 +22,7 @@ const DefaultSampleInterval = 10 * time.Millisecond
 // without Metrics there is none.
 type Metrics struct {
 	// Interval is the sampling period of queue fills; 0 means
-	// DefaultSampleInterval. Set it before the run.
+	// defaultSampleInterval. Set it before the run.
 	Interval time.Duration
 
 	mu          sync.Mutex
@@ -112,7 +112,7 @@ func (m *Metrics) interval() time.Duration {
 	if m.Interval > 0 {
 		return m.Interval
 	}
-	return DefaultSampleInterval
+	return defaultSampleInterval
 }
 
 // StageMetrics is a snapshot of one stage's counters.

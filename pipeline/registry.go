@@ -52,22 +52,7 @@ type Def[C any] struct {
 	Reshapes bool
 }
 
-// StageType is a registered stage type as a registry holds it: a [Def] of
-// any config type. Def is its only implementation. Stage authors declare a
-// Def; a config loader and the documentation read a StageType.
-type StageType interface {
-	// Name is the type's name (Def.Type).
-	Name() string
-	// NewConfig returns a pointer to a fresh config holding the defaults,
-	// for a config loader to decode the stage's keys into.
-	NewConfig() any
-	// Describe tells what a stage of this type does with cfg, a pointer
-	// from NewConfig (nil: the defaults).
-	Describe(cfg any) TypeInfo
-	erase() spec
-}
-
-// TypeInfo is what [StageType.Describe] tells of a stage type with a
+// TypeInfo is what [Registry.Describe] tells of a stage type with a
 // config.
 type TypeInfo struct {
 	Summary string
@@ -81,28 +66,10 @@ type TypeInfo struct {
 	Connects, Reshapes bool
 }
 
-// Name is d.Type.
-func (d Def[C]) Name() string { return d.Type }
-
-// NewConfig returns a pointer to a copy of d.Defaults.
-func (d Def[C]) NewConfig() any {
+// newConfig returns a pointer to a copy of d.Defaults.
+func (d Def[C]) newConfig() any {
 	c := d.Defaults
 	return &c
-}
-
-// Describe tells what a stage of type d does with cfg (a *C; nil or
-// another type: the defaults).
-func (d Def[C]) Describe(cfg any) TypeInfo {
-	s := d.erase()
-	if _, ok := cfg.(*C); !ok {
-		cfg = s.Config()
-	}
-	in, out := s.ports(cfg)
-	most, _ := s.maxWorkers(cfg)
-	return TypeInfo{
-		Summary: d.Summary, Consumes: in, Produces: out, ByConfig: d.Ports != nil,
-		MaxWorkers: most, Connects: d.Connects, Reshapes: d.Reshapes,
-	}
 }
 
 // spec is a Def with its config type erased, as the registry and the graph
@@ -127,7 +94,7 @@ func (d Def[C]) erase() spec {
 		Summary:  d.Summary,
 		Consumes: d.Consumes,
 		Produces: d.Produces,
-		Config:   d.NewConfig,
+		Config:   d.newConfig,
 		AnyOrder: d.AnyOrder,
 		Connects: d.Connects,
 		Reshapes: d.Reshapes,
@@ -174,7 +141,6 @@ type Memory struct {
 // isolated registry from [NewRegistry].
 type Registry struct {
 	mu    sync.RWMutex
-	types map[string]StageType
 	specs map[string]spec
 }
 
@@ -183,13 +149,13 @@ var DefaultRegistry = NewRegistry()
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{types: make(map[string]StageType), specs: make(map[string]spec)}
+	return &Registry{specs: make(map[string]spec)}
 }
 
-// Register adds a stage type (a [Def]) to r. A duplicate or empty name, a
-// missing constructor or an impossible flow is an error.
-func Register(r *Registry, t StageType) error {
-	s := t.erase()
+// Register adds the stage type d declares to r. A duplicate or empty
+// name, a missing constructor or an impossible flow is an error.
+func Register[C any](r *Registry, d Def[C]) error {
+	s := d.erase()
 	switch {
 	case s.Type == "":
 		return fmt.Errorf("register stage type: empty name")
@@ -208,23 +174,45 @@ func Register(r *Registry, t StageType) error {
 	if _, dup := r.specs[s.Type]; dup {
 		return fmt.Errorf("register stage type %q: already registered", s.Type)
 	}
-	r.types[s.Type], r.specs[s.Type] = t, s
+	r.specs[s.Type] = s
 	return nil
 }
 
 // MustRegister is Register for init functions: it panics on error.
-func MustRegister(r *Registry, t StageType) {
-	if err := Register(r, t); err != nil {
+func MustRegister[C any](r *Registry, d Def[C]) {
+	if err := Register(r, d); err != nil {
 		panic(err)
 	}
 }
 
-// Lookup returns the stage type registered under name.
-func (r *Registry) Lookup(name string) (StageType, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	t, ok := r.types[name]
-	return t, ok
+// NewConfig returns a pointer to a fresh config of the type registered
+// under name, holding its defaults, for a config loader to decode the
+// stage's keys into; false when no type has that name.
+func (r *Registry) NewConfig(name string) (any, bool) {
+	s, ok := r.spec(name)
+	if !ok {
+		return nil, false
+	}
+	return s.Config(), true
+}
+
+// Describe tells what a stage of the type registered under name does with
+// cfg, a pointer from NewConfig (nil or of another type: the defaults);
+// false when no type has that name.
+func (r *Registry) Describe(name string, cfg any) (TypeInfo, bool) {
+	s, ok := r.spec(name)
+	if !ok {
+		return TypeInfo{}, false
+	}
+	if cfg == nil || reflect.TypeOf(cfg) != reflect.TypeOf(s.Config()) {
+		cfg = s.Config()
+	}
+	in, out := s.ports(cfg)
+	most, _ := s.maxWorkers(cfg)
+	return TypeInfo{
+		Summary: s.Summary, Consumes: in, Produces: out, ByConfig: s.Ports != nil,
+		MaxWorkers: most, Connects: s.Connects, Reshapes: s.Reshapes,
+	}, true
 }
 
 // spec returns the erased Def registered under name.

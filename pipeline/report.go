@@ -71,7 +71,7 @@ type Verification struct {
 // piece hashes (Resource.Pieces) on the bytes it passes, whatever the
 // stages before it (hash.tap). A download with piece hashes needs one that
 // sees the resource's bytes: no stage before it reshapes them
-// (Spec.Reshapes). A stage that fetches ranges and checks the pieces of
+// (Def.Reshapes). A stage that fetches ranges and checks the pieces of
 // some answers only (http.reader) is not one.
 type PieceVerifier interface {
 	Verifier

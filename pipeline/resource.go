@@ -1,8 +1,8 @@
 package pipeline
 
 import (
+	"io"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -56,18 +56,28 @@ type Resource struct {
 	// A hash stage verifies the download against them. Nil when none.
 	Digests map[string]string
 
-	// Client and Header are how to reach the resource: the HTTP client with
-	// the configured transport, timeouts and redirect policy, and the request
-	// headers (user agent, credentials) every request must carry.
-	Client *http.Client
-	Header http.Header
+	// HTTP is how a stage reaches the resource: it sends a request of
+	// the run through the run's client (transport, timeouts, redirect
+	// policy, credentials kept at their origin) with the headers every
+	// request carries (user agent, credentials) added where the request
+	// has none of that name. httpx.Probe sets it; nil without a probe.
+	HTTP Doer
 
 	// ProbedAt is when the probe answered.
 	ProbedAt time.Time
 
-	// Prefetched, when not nil, is the probe's open answer with the bytes
-	// from offset 0 (see Prefetched).
-	Prefetched *Prefetched
+	// Prefetched, when not nil, is the probe's answer still open, whose
+	// body holds the resource's bytes from offset 0 (an *httpx.Prefetched:
+	// the stage that would ask for offset 0 takes it with
+	// httpx.TakePrefetched instead, which saves a round trip). The runner
+	// closes it, once, when no stage took it.
+	Prefetched io.Closer
+}
+
+// Doer sends an HTTP request and returns the answer, as
+// [net/http.Client.Do] does. It is safe for concurrent use.
+type Doer interface {
+	Do(req *http.Request) (*http.Response, error)
 }
 
 // SizeKnown reports whether the size of the resource is known.
@@ -83,38 +93,3 @@ func (r *Resource) Validator() string {
 }
 
 func isWeakETag(etag string) bool { return len(etag) >= 2 && etag[:2] == "W/" }
-
-// Prefetched is an answer the probe already has open, whose body holds the
-// resource's bytes from offset 0 on: the stage that would ask for the
-// bytes at offset 0 takes it instead, which saves the download a round
-// trip (for a small file, its only one). It is handed out once. The runner
-// closes it when nobody took it (the run ended, or an earlier run already
-// wrote offset 0). Its methods are safe for concurrent use and on a nil
-// *Prefetched.
-type Prefetched struct {
-	mu   sync.Mutex
-	resp *http.Response
-}
-
-// NewPrefetched wraps resp, an answer whose body starts at offset 0.
-func NewPrefetched(resp *http.Response) *Prefetched { return &Prefetched{resp: resp} }
-
-// Take returns the answer and with it the duty to close its body; nil when
-// it was taken or closed already.
-func (p *Prefetched) Take() *http.Response {
-	if p == nil {
-		return nil
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	resp := p.resp
-	p.resp = nil
-	return resp
-}
-
-// Close closes the answer's body unless a stage took it.
-func (p *Prefetched) Close() {
-	if resp := p.Take(); resp != nil {
-		resp.Body.Close()
-	}
-}

@@ -108,11 +108,9 @@ func (g *Graph) Release(log zerolog.Logger) {
 // hooks run only when everything succeeded. No goroutine outlives Run, and
 // the resource's Prefetched answer, if no stage took it, is closed.
 func (g *Graph) Run(ctx context.Context, opts RunOptions) error {
-	if opts.Resource != nil {
-		// A probe's answer that no stage took holds a connection.
-		defer opts.Resource.Prefetched.Close()
-	}
 	r := g.newRun(opts)
+	// A probe's answer that no stage took holds a connection.
+	defer r.closePrefetched()
 	started, err := r.start(ctx)
 	if err == nil {
 		err = r.runStages(ctx)
@@ -145,6 +143,16 @@ type run struct {
 	have      *Have
 	metrics   *Metrics
 	stageMets map[*node]*stageMetrics // nil without metrics
+	closed    sync.Once               // the resource's Prefetched
+}
+
+// closePrefetched closes the resource's Prefetched answer, once.
+func (r *run) closePrefetched() {
+	r.closed.Do(func() {
+		if r.res != nil && r.res.Prefetched != nil {
+			r.res.Prefetched.Close()
+		}
+	})
 }
 
 func (g *Graph) newRun(opts RunOptions) *run {
@@ -253,8 +261,8 @@ func (r *run) start(ctx context.Context) (finish []*node, err error) {
 		// Bytes a resumed sink already has count as emitted in order.
 		r.window.Advance(r.have.Skip(0))
 	}
-	if r.res != nil && r.have.Skip(0) > 0 {
-		r.res.Prefetched.Close() // nobody fetches offset 0 again
+	if r.have.Skip(0) > 0 {
+		r.closePrefetched() // nobody fetches offset 0 again
 	}
 	for _, n := range r.g.nodes {
 		if s, ok := n.stage.(Starter); ok {

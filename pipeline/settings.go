@@ -22,12 +22,13 @@ type Settings struct {
 	Writer io.Writer
 }
 
-// SettingsTaker is implemented by a stage's config type (the pointer its
-// Spec.Config returns) to take the run-wide settings. The config loader
-// calls TakeSettings after decoding the stage's own keys, so a key the
-// stage sets itself should win over the setting where that makes sense
-// (a file.sink's own path over Output), and a setting that only narrows
-// should narrow (resume: false anywhere turns resuming off).
+// SettingsTaker is implemented by a stage's config type (*C of its Def,
+// the pointer Registry.NewConfig returns) to take the run-wide settings.
+// The config loader calls TakeSettings after decoding the stage's own
+// keys, so a key the stage sets itself should win over the setting where
+// that makes sense (a file.sink's own path over Output), and a setting
+// that only narrows should narrow (resume: false anywhere turns resuming
+// off).
 type SettingsTaker interface {
 	TakeSettings(Settings)
 }

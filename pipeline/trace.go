@@ -35,7 +35,7 @@ type TraceSample struct {
 // TraceRequest is one request of a reader: the range it asked for
 // ([Start, End), End -1 for open-ended), its times since the trace
 // started (Header 0: no header came), the bytes it delivered downstream,
-// sampled about every TraceSampleEvery, and the error that ended it, "" for
+// sampled about every traceSampleEvery, and the error that ended it, "" for
 // none. Prefetched is the probe's own answer, which the reader took over:
 // its Sent and Header are when the reader took it.
 type TraceRequest struct {
@@ -55,8 +55,8 @@ type TraceRequest struct {
 	last time.Duration // of the last sample
 }
 
-// TraceSampleEvery is how often a request's bytes are sampled, at most.
-const TraceSampleEvery = 50 * time.Millisecond
+// traceSampleEvery is how often a request's bytes are sampled, at most.
+const traceSampleEvery = 50 * time.Millisecond
 
 // TraceEvent is something that re-planned a reader's work at a time since
 // the trace started: Kind is "steal" (Detail says how, such as "split a
@@ -141,7 +141,7 @@ func (r *TraceRequest) Delivered(n int64) {
 		return
 	}
 	r.Bytes += n
-	if now := r.t.since(); now-r.last >= TraceSampleEvery {
+	if now := r.t.since(); now-r.last >= traceSampleEvery {
 		r.Samples = append(r.Samples, TraceSample{At: now, Bytes: r.Bytes})
 		r.last = now
 	}

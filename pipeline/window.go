@@ -47,9 +47,6 @@ func (w *Window) countedBy(m *stageMetrics) *Window {
 	return &Window{windowState: w.windowState, waits: m}
 }
 
-// Size is the window's capacity in bytes.
-func (w *Window) Size() int64 { return w.size }
-
 // Frontier is the offset below which every byte has been emitted in order.
 func (w *Window) Frontier() int64 {
 	w.mu.Lock()

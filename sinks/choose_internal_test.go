@@ -16,6 +16,114 @@ func win(rate float64, stall float64, drain time.Duration) window {
 	return window{bytes: 16 << 20, elapsed: elapsed, stall: time.Duration(stall * float64(elapsed)), drain: drain}
 }
 
+// chooserStep is a window that ended, the bytes left, and the way and
+// trial a chooser must lead to; drained is the drain of the way a trial is
+// measured against.
+type chooserStep struct {
+	w         window
+	remaining int64
+	drained   time.Duration
+	mode      writeMode
+	trial     bool
+}
+
+// The rates (MB/s) and sizes of chooserStepsCases.
+const fastRate, slowRate, ms, gib = 1500.0, 600.0, time.Millisecond, 1 << 30
+
+// startWay is the way a chooser starts with, trialWay the one it tries.
+var startWay, trialWay = writeCached, writeDirect
+
+// chooserStepsCases are the cases of TestChooserSteps.
+var chooserStepsCases = []struct {
+	name  string
+	steps []chooserStep
+}{
+	{"the first way keeps up: no trial, ever", []chooserStep{
+		{w: win(fastRate, 0, 0), remaining: gib, mode: startWay},
+		{w: win(fastRate, 0.09, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.05, 0), remaining: gib, mode: startWay},
+	}},
+	{"the first way held up, the other is faster: it stays", []chooserStep{
+		{w: win(slowRate, 0.5, 0), remaining: gib, drained: ms, mode: trialWay, trial: true},
+		{w: win(fastRate, 0, 20*ms), remaining: gib, mode: trialWay},
+		{w: win(fastRate, 0, 0), remaining: gib, mode: trialWay},
+	}},
+	{"the other way is no faster: back to the first", []chooserStep{
+		{w: win(fastRate, 0.9, 0), remaining: gib, drained: ms, mode: trialWay, trial: true},
+		{w: win(fastRate*1.04, 0, ms), remaining: gib, mode: startWay},
+	}},
+	{"near the end, the other way's drain outweighs its rate", []chooserStep{
+		{w: win(slowRate, 0.5, 0), remaining: 128 << 20, drained: ms, mode: trialWay, trial: true},
+		// 32 MiB left: 28 ms + 40 ms against 56 ms + 1 ms
+		{w: win(2*slowRate, 0, 40*ms), remaining: 32 << 20, mode: startWay},
+	}},
+	{"the way that won falls far behind the loser's measure: tried again before the backoff", []chooserStep{
+		{w: win(fastRate, 0.5, 0), remaining: gib, drained: ms, mode: trialWay, trial: true}, // 16; first measured at fast
+		{w: win(2*fastRate, 0, 0), remaining: gib, mode: trialWay},
+		{w: win(fastRate/2, 0.9, 0), remaining: gib, mode: trialWay},
+		{w: win(fastRate/2, 0.9, 0), remaining: gib, drained: ms, mode: startWay, trial: true}, // 64: twice in a row
+	}},
+	{"one window that is not behind resets the count", []chooserStep{
+		{w: win(fastRate, 0.5, 0), remaining: gib, drained: ms, mode: trialWay, trial: true}, // 16
+		{w: win(2*fastRate, 0, 0), remaining: gib, mode: trialWay},
+		{w: win(fastRate/2, 0.9, 0), remaining: gib, mode: trialWay},
+		{w: win(fastRate, 0.9, 0), remaining: gib, mode: trialWay},
+		{w: win(fastRate/2, 0.9, 0), remaining: gib, mode: trialWay},
+		{w: win(fastRate/2, 0.9, 0), remaining: gib, drained: ms, mode: startWay, trial: true}, // 96: the backoff is over anyway
+	}},
+	{"a clear loss waits four times as long", []chooserStep{
+		{w: win(slowRate, 0.5, 0), remaining: gib, drained: ms, mode: trialWay, trial: true}, // seen 16
+		{w: win(slowRate/2, 0, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, drained: ms, mode: trialWay, trial: true}, // 96: trial
+		{w: win(slowRate/2, 0, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+	}},
+	{"no trial with less than four trials' bytes to come", []chooserStep{
+		{w: win(slowRate, 0.5, 0), remaining: 4*(24<<20) - 1, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: 16 << 20, mode: startWay},
+	}},
+	{"far from it, the rate outweighs the drain", []chooserStep{
+		{w: win(slowRate, 0.5, 0), remaining: gib, drained: ms, mode: trialWay, trial: true},
+		{w: win(2*slowRate, 0, 40*ms), remaining: gib, mode: trialWay},
+	}},
+	{"the other way held up in turn: the first is tried again after the backoff", []chooserStep{
+		{w: win(slowRate, 0.5, 0), remaining: gib, drained: ms, mode: trialWay, trial: true}, // 16 MiB seen
+		{w: win(fastRate, 0, 0), remaining: gib, mode: trialWay},
+		{w: win(fastRate, 0.5, 0), remaining: gib, mode: trialWay},
+		{w: win(fastRate, 0.5, 0), remaining: gib, mode: trialWay},
+		{w: win(fastRate, 0.5, 0), remaining: gib, mode: trialWay},
+		{w: win(fastRate, 0, 0), remaining: gib, mode: trialWay},
+		{w: win(fastRate, 0.5, 0), remaining: gib, drained: ms, mode: startWay, trial: true}, // 112
+	}},
+	{"backoff doubles after each trial", []chooserStep{
+		{w: win(slowRate, 0.5, 0), remaining: gib, drained: ms, mode: trialWay, trial: true}, // seen 16
+		{w: win(slowRate/1.2, 0, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, drained: ms, mode: trialWay, trial: true}, // 96: trial
+		{w: win(slowRate/1.2, 0, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, mode: startWay},
+		{w: win(slowRate, 0.5, 0), remaining: gib, drained: ms, mode: trialWay, trial: true}, // 240: trial
+	}},
+}
+
 // TestChooserSteps walks direct: auto's choice through the cases it
 // decides: it stays where the disk keeps up, tries the other way where it
 // does not, keeps the one that would finish sooner (its drain counting
@@ -23,107 +131,9 @@ func win(rate float64, stall float64, drain time.Duration) window {
 // the window that ended, the bytes left, and the way and trial it must
 // lead to; drained is the drain of the way a trial is measured against.
 func TestChooserSteps(t *testing.T) {
-	type step struct {
-		w         window
-		remaining int64
-		drained   time.Duration
-		mode      writeMode
-		trial     bool
-	}
-	const fast, slow, ms, gib = 1500.0, 600.0, time.Millisecond, 1 << 30
-	first, other := writeCached, writeDirect
-	cases := []struct {
-		name  string
-		steps []step
-	}{
-		{"the first way keeps up: no trial, ever", []step{
-			{w: win(fast, 0, 0), remaining: gib, mode: first},
-			{w: win(fast, 0.09, 0), remaining: gib, mode: first},
-			{w: win(slow, 0.05, 0), remaining: gib, mode: first}, // slow input, not the disk
-		}},
-		{"the first way held up, the other is faster: it stays", []step{
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true},
-			{w: win(fast, 0, 20*ms), remaining: gib, mode: other},
-			{w: win(fast, 0, 0), remaining: gib, mode: other},
-		}},
-		{"the other way is no faster: back to the first", []step{
-			{w: win(fast, 0.9, 0), remaining: gib, drained: ms, mode: other, trial: true},
-			{w: win(fast*1.04, 0, ms), remaining: gib, mode: first}, // within the margin
-		}},
-		{"near the end, the other way's drain outweighs its rate", []step{
-			{w: win(slow, 0.5, 0), remaining: 128 << 20, drained: ms, mode: other, trial: true},
-			// 32 MiB left: 28 ms + 40 ms against 56 ms + 1 ms
-			{w: win(2*slow, 0, 40*ms), remaining: 32 << 20, mode: first},
-		}},
-		{"the way that won falls far behind the loser's measure: tried again before the backoff", []step{
-			{w: win(fast, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true},   // 16; first measured at fast
-			{w: win(2*fast, 0, 0), remaining: gib, mode: other},                             // 32: won (a burst); no retry before 96
-			{w: win(fast/2, 0.9, 0), remaining: gib, mode: other},                           // 48: twice first's time, once
-			{w: win(fast/2, 0.9, 0), remaining: gib, drained: ms, mode: first, trial: true}, // 64: twice in a row
-		}},
-		{"one window that is not behind resets the count", []step{
-			{w: win(fast, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true},   // 16
-			{w: win(2*fast, 0, 0), remaining: gib, mode: other},                             // 32
-			{w: win(fast/2, 0.9, 0), remaining: gib, mode: other},                           // 48: behind
-			{w: win(fast, 0.9, 0), remaining: gib, mode: other},                             // 64: held up, not behind
-			{w: win(fast/2, 0.9, 0), remaining: gib, mode: other},                           // 80: behind, once
-			{w: win(fast/2, 0.9, 0), remaining: gib, drained: ms, mode: first, trial: true}, // 96: the backoff is over anyway
-		}},
-		{"a clear loss waits four times as long", []step{
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true}, // seen 16
-			{w: win(slow/2, 0, 0), remaining: gib, mode: first},                           // 32: lost by 2x; retry at 32+64, then +256
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 48
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 64
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 80
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true}, // 96: trial
-			{w: win(slow/2, 0, 0), remaining: gib, mode: first},                           // 112: lost by 2x; retry at 112+256
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 128
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 144
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 160
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 176
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 192
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 208
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 224
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 240: a doubled backoff would try here
-		}},
-		{"no trial with less than four trials' bytes to come", []step{
-			{w: win(slow, 0.5, 0), remaining: 4*(24<<20) - 1, mode: first},
-			{w: win(slow, 0.5, 0), remaining: 16 << 20, mode: first},
-		}},
-		{"far from it, the rate outweighs the drain", []step{
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true},
-			{w: win(2*slow, 0, 40*ms), remaining: gib, mode: other},
-		}},
-		{"the other way held up in turn: the first is tried again after the backoff", []step{
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true}, // 16 MiB seen
-			{w: win(fast, 0, 0), remaining: gib, mode: other},                             // 32: won; no trial before 32+64
-			{w: win(fast, 0.5, 0), remaining: gib, mode: other},                           // 48
-			{w: win(fast, 0.5, 0), remaining: gib, mode: other},                           // 64
-			{w: win(fast, 0.5, 0), remaining: gib, mode: other},                           // 80
-			{w: win(fast, 0, 0), remaining: gib, mode: other},                             // 96, but it kept up
-			{w: win(fast, 0.5, 0), remaining: gib, drained: ms, mode: first, trial: true}, // 112
-		}},
-		{"backoff doubles after each trial", []step{
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true}, // seen 16
-			{w: win(slow/1.2, 0, 0), remaining: gib, mode: first},                         // 32: lost; retry at 32+64
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 48
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 64
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 80
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true}, // 96: trial
-			{w: win(slow/1.2, 0, 0), remaining: gib, mode: first},                         // 112: lost; retry at 112+128
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 128
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 144
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 160
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 176
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 192
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 208
-			{w: win(slow, 0.5, 0), remaining: gib, mode: first},                           // 224
-			{w: win(slow, 0.5, 0), remaining: gib, drained: ms, mode: other, trial: true}, // 240: trial
-		}},
-	}
-	for _, tc := range cases {
+	for _, tc := range chooserStepsCases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newChooser(first, 256<<10)
+			c := newChooser(startWay, 256<<10)
 			for i, s := range tc.steps {
 				mode, trial, why := c.next(s.w, s.remaining)
 				if mode != s.mode || trial != s.trial {

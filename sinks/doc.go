@@ -9,10 +9,12 @@
 //     benchmarks.
 //   - `stdout.sink` (stdout.go): writes the bytes in order to standard
 //     output or the program's writer; no file, no resume.
-//   - `tar.extract` (tarextract.go): unpacks a tar stream (or a zip, spooled)
-//     into a directory that appears when complete.
-//   - `s3.sink` (s3.go): uploads the bytes to an S3-compatible object store
-//     as a multipart upload, with no local copy.
+//
+// Two sinks live in backend packages, which register them when imported:
+// `s3.sink` in sinks/s3, so that a program that does not upload does not
+// link the S3 client (it resumes by this package's rules: Resumable,
+// Identity), and `tar.extract` in sinks/archive. They share this
+// package's file system calls through sinks/internal/fsx.
 //
 // TestPackageDocsListEveryStage holds this list to the registry.
 package sinks

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/dlflow/dlflow/sinks/internal/fsx"
 )
 
 // What the tests of package sinks_test watch inside a file sink.
@@ -35,8 +37,8 @@ func TuneChooser(windowBytes, warmup, backoff int64, trialsWin bool) (restore fu
 func CountProbes() (probes func(dir string) int, restore func()) {
 	var mu sync.Mutex
 	counts := map[string]int{}
-	orig := createTemp
-	createTemp = func(dir, pattern string) (*os.File, error) {
+	orig := fsx.CreateTemp
+	fsx.CreateTemp = func(dir, pattern string) (*os.File, error) {
 		mu.Lock()
 		counts[filepath.Clean(dir)]++
 		mu.Unlock()
@@ -47,7 +49,7 @@ func CountProbes() (probes func(dir string) int, restore func()) {
 			defer mu.Unlock()
 			return counts[filepath.Clean(dir)]
 		}, func() {
-			createTemp = orig
+			fsx.CreateTemp = orig
 		}
 }
 

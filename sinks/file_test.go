@@ -527,11 +527,11 @@ func TestFileConfigValidation(t *testing.T) {
 }
 
 func TestFileSinkDefaults(t *testing.T) {
-	typ, ok := newRig(t).reg.Lookup("file.sink")
+	cfg, ok := newRig(t).reg.NewConfig("file.sink")
 	if !ok {
 		t.Fatal("file.sink not registered")
 	}
-	got := *typ.NewConfig().(*sinks.FileConfig)
+	got := *cfg.(*sinks.FileConfig)
 	want := sinks.FileConfig{Mode: sinks.ModeSequential, Fsync: true, Preallocate: true, Resume: true, Direct: sinks.DirectAuto, Gather: 1 << 20, Writes: 4}
 	if got != want {
 		t.Fatalf("defaults %+v, want %+v", got, want)

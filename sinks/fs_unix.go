@@ -39,16 +39,3 @@ func links(fi fs.FileInfo) uint64 {
 	}
 	return 1
 }
-
-// syncDir makes the entries of dir durable (a rename, a new file).
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}

@@ -3,7 +3,6 @@ package sinks
 import (
 	"errors"
 	"io/fs"
-	"math"
 	"os"
 
 	"golang.org/x/sys/windows"
@@ -57,10 +56,6 @@ func openRegular(path string, flag int, perm fs.FileMode) (*os.File, error) {
 // made with link and remove, which Windows does not do.
 func links(fi fs.FileInfo) uint64 { return 1 }
 
-// syncDir does nothing: Windows cannot flush a directory handle, and NTFS
-// journals its directory entries.
-func syncDir(dir string) error { return nil }
-
 // renameNoReplace renames oldpath to newpath; without
 // MOVEFILE_REPLACE_EXISTING, MoveFileEx refuses an existing newpath.
 func renameNoReplace(oldpath, newpath string) error {
@@ -80,19 +75,4 @@ func renameNoReplace(oldpath, newpath string) error {
 		return &OutputExistsError{Path: newpath}
 	}
 	return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
-}
-
-// lockFile takes an exclusive lock on f without waiting, or returns
-// errLocked when another handle holds it. Windows locks are mandatory
-// for the bytes they cover, so the lock covers one byte far past any
-// file's end, which nobody reads or writes. A lock belongs to its handle:
-// two downloads in one process exclude each other. Closing f releases it.
-func lockFile(f *os.File) error {
-	const off uint64 = math.MaxInt64 - 1
-	ol := windows.Overlapped{Offset: uint32(off & math.MaxUint32), OffsetHigh: uint32(off >> 32)}
-	err := windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &ol)
-	if errors.Is(err, windows.ERROR_LOCK_VIOLATION) || errors.Is(err, windows.ERROR_IO_PENDING) {
-		return errLocked
-	}
-	return err
 }

@@ -56,7 +56,7 @@ func (s *FileSink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Ra
 			return nil, nil, &notRegularError{Path: p, Mode: fi.Mode()}
 		}
 	}
-	notResumable := resumable(res)
+	notResumable := Resumable(res)
 	if env.Reshaped {
 		notResumable = "a stage before the sink changes the bytes, so the partial file's offsets are not the server's"
 	}
@@ -330,7 +330,7 @@ func (s *FileSink) resumeFrom(env *pipeline.Env, f *os.File) (present []pipeline
 		// Not "the file changed": the partial data is of another file.
 		return nil, fmt.Sprintf("%s holds a partial download of another URL (%s); %s; starting over", s.tmp, st.URL, d), "", nil
 	}
-	if d := st.mismatch(res); d != "" {
+	if d := st.Mismatch(res); d != "" {
 		return nil, "the file changed on the server since the partial download; starting over", d, nil
 	}
 	present, _ = st.ranges() // checked by readState
@@ -379,7 +379,7 @@ func (s *FileSink) otherURL(env *pipeline.Env, st *resumeState) string {
 	if st.URLSum == urlSum(requested(res)) {
 		return ""
 	}
-	if d := st.mismatch(res); d != "" {
+	if d := st.Mismatch(res); d != "" {
 		return "it is not this URL's file: " + d
 	}
 	switch {
@@ -406,9 +406,6 @@ func (s *FileSink) release() {
 		s.file, s.fd = nil, -1
 	}
 }
-
-// errLocked is lockFile's error when another download holds the lock.
-var errLocked = errors.New("locked")
 
 // sameFile checks that f2 is the file f1 is.
 func sameFile(f1, f2 *os.File) error {

@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/dlflow/dlflow/pipeline"
 )
@@ -37,48 +35,6 @@ func (s *FileSink) Preflight(ctx context.Context, env *pipeline.Env) error {
 	}
 	return s.reserve(dir)
 }
-
-// probeDir checks that dir takes a new file by making one. A real probe,
-// not access(2): it also catches read-only mounts, ACLs, quotas and full
-// inode tables.
-//
-// A directory that took a probe within writableFor is not probed again:
-// a batch into one directory probes it once a second, not once a file
-// (the probe's create and remove cost about as much CPU as the download
-// of a small file's own create). A directory that stops taking files
-// within that second fails the run at the sink's create instead, after
-// the first request.
-func probeDir(dir string) error {
-	key := filepath.Clean(dir)
-	if t, ok := writable.Load(key); ok && time.Since(t.(time.Time)) < writableFor {
-		return nil
-	}
-	probe, err := createTemp(dir, ".dlflow-probe-*")
-	if err != nil {
-		return fmt.Errorf("output directory %s is not writable: %w", dir, err)
-	}
-	name := probe.Name()
-	cerr := probe.Close()
-	if err := os.Remove(name); err != nil {
-		return fmt.Errorf("output directory %s: remove probe file: %w", dir, err)
-	}
-	if cerr != nil {
-		return fmt.Errorf("output directory %s: %w", dir, cerr)
-	}
-	writable.Store(key, time.Now())
-	return nil
-}
-
-var (
-	// writable holds when each directory last took a probe file.
-	writable sync.Map
-	// createTemp makes the probe file; tests count its calls.
-	createTemp = os.CreateTemp
-)
-
-// writableFor is how long a directory that took a probe file is taken to
-// take files.
-const writableFor = time.Second
 
 // maxNameLen is the longest file name, in bytes, of the usual file systems
 // (NAME_MAX of ext4, XFS, btrfs, APFS; 255 UTF-16 units on NTFS).

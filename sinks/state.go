@@ -28,21 +28,34 @@ import (
 // crash leaves either the old or the new state, never a torn one. A crash
 // loses at most the progress since the last checkpoint.
 
-// stateVersion is the format of the state file; a file of another version
-// is not trusted. Version 1 kept the URL in clear, credentials included;
-// its states are started over, which removes them.
-const stateVersion = 2
+// StateVersion is the format of the resume states this package writes,
+// recorded in Identity.Version; a state of another version is not trusted.
+// Version 1 kept the URL in clear, credentials included; its states are
+// started over, which removes them.
+const StateVersion = 2
+
+// stateVersion is StateVersion, under the name this package's code uses.
+const stateVersion = StateVersion
 
 // maxStateSize bounds what Resume reads. This sink writes at most
 // maxStateRanges ranges, a few kilobytes; a larger state, from elsewhere,
 // is read and coarsened up to this size, and is unreadable beyond it.
 const maxStateSize = 16 << 20
 
-// resumeState is the content of a state file. It holds no secret, since it
-// outlives failures: the URL asked for (Resource.Requested) may carry a
-// password in its userinfo or a signature in its query (a presigned URL),
-// so it is kept only redacted, for people, and hashed, for comparing.
-type resumeState struct {
+// Identity is what a resume state records of the resource its bytes
+// belong to: which URL was asked for and which version of the resource
+// answered. A sink that keeps its partial work elsewhere (package
+// sinks/s3 keeps it in a state object beside the object) records it too,
+// so that every sink resumes by the same rules: see Resumable and
+// Identity.Mismatch.
+//
+// It holds no secret, since it outlives failures: the URL asked for
+// (Resource.Requested) may carry a password in its userinfo or a
+// signature in its query (a presigned URL), so it is kept only redacted,
+// for people, and hashed, for comparing. Its JSON form is the fields of a
+// state file; a struct that embeds it keeps them at its top level.
+type Identity struct {
+	// Version is the format, StateVersion when written by this package.
 	Version int `json:"version"`
 	// URL is the URL asked for without userinfo, query and fragment: what
 	// a person needs to tell which download this was.
@@ -51,17 +64,18 @@ type resumeState struct {
 	// the state's format, which a rerun compares with its own. It does not
 	// give the URL back; a URL whose only unknown is a weak password could
 	// still be found by trying passwords, which is why the file is 0600.
-	URLSum       string     `json:"url_sha256"`
-	Size         int64      `json:"size"`
-	ETag         string     `json:"etag,omitempty"`
-	LastModified string     `json:"last_modified,omitempty"`
-	Ranges       [][2]int64 `json:"ranges"` // [start, end) pairs, sorted, disjoint
+	URLSum       string `json:"url_sha256"`
+	Size         int64  `json:"size"`
+	ETag         string `json:"etag,omitempty"`
+	LastModified string `json:"last_modified,omitempty"`
 }
 
-// stateFor is the state of a download of res, with no ranges yet.
-func stateFor(res *pipeline.Resource) resumeState {
+// IdentityOf is the identity of res as a run records it: of version
+// StateVersion, of the URL asked for (before redirects), with res's size
+// and validators.
+func IdentityOf(res *pipeline.Resource) Identity {
 	u := requested(res)
-	return resumeState{
+	return Identity{
 		Version:      stateVersion,
 		URL:          redactURL(u),
 		URLSum:       urlSum(u),
@@ -69,6 +83,18 @@ func stateFor(res *pipeline.Resource) resumeState {
 		ETag:         res.ETag,
 		LastModified: res.LastModified,
 	}
+}
+
+// resumeState is the content of a state file: the identity of the
+// resource, and the ranges of PATH.tmp that hold its bytes.
+type resumeState struct {
+	Identity
+	Ranges [][2]int64 `json:"ranges"` // [start, end) pairs, sorted, disjoint
+}
+
+// stateFor is the state of a download of res, with no ranges yet.
+func stateFor(res *pipeline.Resource) resumeState {
+	return resumeState{Identity: IdentityOf(res)}
 }
 
 // requested is the URL that names the download across runs: the one asked
@@ -138,10 +164,11 @@ func coarsen(rs []pipeline.Range) []pipeline.Range {
 	return append(out, big...)
 }
 
-// resumable reports why res cannot be resumed, or "" when it can: a resumed
-// download asks for the missing ranges with If-Range, which needs a known
-// size, range support and a validator to detect a changed file with.
-func resumable(res *pipeline.Resource) string {
+// Resumable reports why res cannot be resumed, or "" when it can: a
+// resumed download asks for the missing ranges with If-Range, which needs
+// a known size, range support and a validator to detect a changed file
+// with. The reason is one lowercase clause, for a log line.
+func Resumable(res *pipeline.Resource) string {
 	switch {
 	case res == nil || !res.SizeKnown() || res.Size == 0:
 		return "the server does not say how large the file is"
@@ -153,11 +180,14 @@ func resumable(res *pipeline.Resource) string {
 	return ""
 }
 
-// mismatch says how the resource differs from the one the state was
-// written for, or "" when the partial data belongs to it. The size must be
-// equal; each validator is compared when both sides have one, and at least
-// one must be compared.
-func (st *resumeState) mismatch(res *pipeline.Resource) string {
+// Mismatch says how res differs from the version of the resource id was
+// recorded for, or "" when partial data recorded with id belongs to res.
+// The size must be equal; each validator is compared when both sides have
+// one, and at least one must be compared. The URL and Version are not
+// compared: a caller that requires the same URL compares URLSum with
+// IdentityOf(res)'s, and a reader of a state checks Version. The reason
+// is one lowercase clause, for a log line.
+func (st Identity) Mismatch(res *pipeline.Resource) string {
 	if st.Size != res.Size {
 		return fmt.Sprintf("size is now %d, was %d", res.Size, st.Size)
 	}

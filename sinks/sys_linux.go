@@ -5,6 +5,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dlflow/dlflow/sinks/internal/fsx"
 )
 
 // preallocate reserves size bytes for f, so that a full disk fails the run
@@ -61,17 +63,12 @@ func renameNoReplace(oldpath, newpath string) error {
 }
 
 // renameat2NoReplace is renameNoReplace with the way to go where the
-// kernel or the file system lacks RENAME_NOREPLACE: fallback.
+// kernel or the file system lacks RENAME_NOREPLACE: fallback. An existing
+// newpath is an *OutputExistsError.
 func renameat2NoReplace(oldpath, newpath string, fallback func(oldpath, newpath string) error) error {
-	err := unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, unix.EEXIST):
+	err := fsx.Renameat2NoReplace(oldpath, newpath, fallback)
+	if errors.Is(err, fsx.ErrExist) {
 		return &OutputExistsError{Path: newpath}
-	case !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS):
-		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
 	}
-	// An old kernel or a file system without RENAME_NOREPLACE.
-	return fallback(oldpath, newpath)
+	return err
 }

@@ -17,8 +17,10 @@
 //     rate and ETA.
 //   - `hash.tap` (hash.go): verifies a checksum, the server's Repr-Digest or
 //     a Metalink's piece hashes on the bytes passing by.
-//   - `decompress` (decompress.go): decompresses a gzip or zstd stream,
-//     detected by its magic bytes, with a bound on the expansion.
+//
+// The decompress stage lives in package stages/decompress, which registers
+// it when imported, so that a program that does not decompress does not
+// link the decoders.
 //
 // TestPackageDocsListEveryStage holds this list to the registry.
 package stages

@@ -127,7 +127,7 @@ func BenchmarkHashTapPieces(b *testing.B) {
 		}
 		p.Sums = append(p.Sums, s[:])
 	}
-	g, err := pipeline.Build(benchRegistry(b, benchZeros(n, chunk)), []pipeline.Node{
+	g, err := pipeline.Build(benchRegistry(b, typeOf(benchZeros(n, chunk))), []pipeline.Node{
 		{ID: "src", Type: "bench.zeros"},
 		{ID: "verify", Type: "hash.tap", Inputs: []string{"src"}, Config: &HashConfig{}},
 		{ID: "sink", Type: "mem.discard", Inputs: []string{"verify"}},

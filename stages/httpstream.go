@@ -71,7 +71,7 @@ func checkResource(res *pipeline.Resource) error {
 		return errors.New("no resource to download; probe the URL first")
 	case res.URL == "":
 		return errors.New("the resource has no URL")
-	case res.Client == nil:
+	case res.HTTP == nil:
 		return errors.New("the resource has no HTTP client; build it with httpx.Probe")
 	}
 	return nil
@@ -358,7 +358,7 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 	}()
 
 	if *pos == 0 && (f.src == nil || f.src.primary) {
-		if resp := f.res.Prefetched.Take(); resp != nil {
+		if resp := httpx.TakePrefetched(f.res.Prefetched); resp != nil {
 			f.treq = f.env.Trace.Prefetched(f.env.Stage, f.io.Replica, *pos, p.end)
 			return f.tryPrefetched(ctx, reqCtx, resp, p, pos, idle)
 		}
@@ -370,9 +370,6 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 	if f.src != nil {
 		f.srcs.begin(f.src)
 		defer f.srcs.end(f.src)
-	}
-	if f.res.Header != nil {
-		req.Header = f.res.Header.Clone()
 	}
 	req.Header.Set("Accept-Encoding", "identity")
 	ranged := !(p.plain && *pos == 0)
@@ -395,7 +392,7 @@ func (f *httpFetcher) try(ctx context.Context, p httpPiece, pos *int64) (err err
 
 	sent := time.Now()
 	f.treq = f.env.Trace.RequestSent(f.env.Stage, f.io.Replica, *pos, p.end)
-	resp, err := f.res.Client.Do(req)
+	resp, err := f.res.HTTP.Do(req) // adds the run's headers
 	if err != nil {
 		return requestError(err, f.url)
 	}

@@ -347,24 +347,24 @@ var memRangesDef = pipeline.Def[memRangesConfig]{
 // memRegistry is an isolated registry with this package's stage types and
 // the mem.* test types. A spec in overrides replaces the built-in of the same
 // type, so a test can capture the stage value its New builds.
-func memRegistry(t testing.TB, overrides ...pipeline.StageType) *pipeline.Registry {
+func memRegistry(t testing.TB, overrides ...builtinType) *pipeline.Registry {
 	t.Helper()
 	r := pipeline.NewRegistry()
 	for _, s := range builtins {
 		for _, o := range overrides {
-			if o.Name() == s.Name() {
+			if o.name == s.name {
 				s = o
 			}
 		}
-		if err := pipeline.Register(r, s); err != nil {
+		if err := s.add(r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, s := range []pipeline.StageType{
-		memSourceDef, memReaderDef, memSinkDef,
-		memDiscardDef, memRangeSinkDef, memRangesDef,
+	for _, s := range []builtinType{
+		typeOf(memSourceDef), typeOf(memReaderDef), typeOf(memSinkDef),
+		typeOf(memDiscardDef), typeOf(memRangeSinkDef), typeOf(memRangesDef),
 	} {
-		if err := pipeline.Register(r, s); err != nil {
+		if err := s.add(r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -372,7 +372,7 @@ func memRegistry(t testing.TB, overrides ...pipeline.StageType) *pipeline.Regist
 }
 
 // memCapture returns d with a New that also stores the built stage in *got.
-func memCapture[C any, S pipeline.Stage](d pipeline.Def[C], got *S) pipeline.StageType {
+func memCapture[C any, S pipeline.Stage](d pipeline.Def[C], got *S) builtinType {
 	build := d.New
 	d.New = func(c C) (pipeline.Stage, error) {
 		s, err := build(c)
@@ -381,7 +381,7 @@ func memCapture[C any, S pipeline.Stage](d pipeline.Def[C], got *S) pipeline.Sta
 		}
 		return s, err
 	}
-	return d
+	return typeOf(d)
 }
 
 // memRun builds nodes and runs them once against a resource of size bytes

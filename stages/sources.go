@@ -57,10 +57,10 @@ func (e *SourceMismatchError) Error() string {
 }
 
 // source is one server of the resource. url never changes; the rest is
-// guarded by sources.mu unless atomic. Its requests carry the resource's
-// Header: the resource's client sends the credentials in it only to the
-// origin that owns them (httpx.NewClientOn), and a mirror's own userinfo
-// to the mirror.
+// guarded by sources.mu unless atomic. Its requests go through the
+// resource's HTTP, which adds the run's headers: its client sends the
+// credentials among them only to the origin that owns them
+// (httpx.NewClientOn), and a mirror's own userinfo to the mirror.
 type source struct {
 	idx     int
 	url     string // as given: may hold credentials

@@ -100,7 +100,7 @@ func TestSchedulerAdoptsOrphans(t *testing.T) {
 func TestSourcesDropAndCap(t *testing.T) {
 	res := &pipeline.Resource{URL: "http://a.test/f", Size: 100, ETag: `"e"`,
 		Mirrors: []string{"http://user:secret@b.test/f", "http://c.test/f"},
-		Header:  http.Header{"Authorization": {"Basic x"}, "User-Agent": {"t"}}}
+		HTTP:    httpx.Requester{Header: http.Header{"Authorization": {"Basic x"}, "User-Agent": {"t"}}}}
 	s := newSources(res, 6, zerolog.Nop())
 	if s.perSource != 2 {
 		t.Fatalf("perSource %d, want 2", s.perSource)

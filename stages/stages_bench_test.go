@@ -41,7 +41,7 @@ func benchZeros(n int64, chunk int) pipeline.Def[struct{}] {
 }
 
 // benchRegistry has this package's stages, mem.discard and extra.
-func benchRegistry(b *testing.B, extra ...pipeline.StageType) *pipeline.Registry {
+func benchRegistry(b *testing.B, extra ...builtinType) *pipeline.Registry {
 	b.Helper()
 	reg := pipeline.NewRegistry()
 	if err := Register(reg); err != nil {
@@ -49,7 +49,7 @@ func benchRegistry(b *testing.B, extra ...pipeline.StageType) *pipeline.Registry
 	}
 	pipeline.MustRegister(reg, memDiscardDef)
 	for _, s := range extra {
-		if err := pipeline.Register(reg, s); err != nil {
+		if err := s.add(reg); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -83,7 +83,7 @@ func benchChain(b *testing.B, n int64, chunk int, stages ...pipeline.Node) {
 		st.Inputs = []string{nodes[len(nodes)-1].ID}
 		nodes = append(nodes, st)
 	}
-	g, err := pipeline.Build(benchRegistry(b, benchZeros(n, chunk)), nodes)
+	g, err := pipeline.Build(benchRegistry(b, typeOf(benchZeros(n, chunk))), nodes)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -144,7 +144,7 @@ var benchRangeDiscard = pipeline.Def[struct{}]{
 // op is one range.
 func BenchmarkSplitter(b *testing.B) {
 	const piece = 4 << 20
-	reg := benchRegistry(b, benchRangeDiscard)
+	reg := benchRegistry(b, typeOf(benchRangeDiscard))
 	g, err := pipeline.Build(reg, []pipeline.Node{
 		{ID: "split", Type: "range.splitter", Config: &SplitterConfig{Piece: piece}},
 		{ID: "take", Type: "bench.rangediscard", Inputs: []string{"split"}},

@@ -50,7 +50,8 @@ func stealRun(t testing.TB, ctx context.Context, res *pipeline.Resource, nodes [
 		t.Errorf("%d bytes of buffers still in use after the run", n)
 	}
 	var st stealCounts
-	for _, s := range g.StagesOfType("http.reader") {
+	for _, info := range g.Stages() {
+		s, _ := g.Stage(info.ID)
 		if r, ok := s.(*httpReader); ok && r.sched != nil {
 			st = r.sched.stats()
 		}

@@ -39,8 +39,10 @@ func TestReaderTrace(t *testing.T) {
 	}
 	htCheck(t, out, size)
 	var st stealCounts
-	for _, s := range g.StagesOfType("http.reader") {
-		st = s.(*httpReader).sched.stats()
+	for _, info := range g.Stages() {
+		if s, _ := g.Stage(info.ID); info.Type == "http.reader" {
+			st = s.(*httpReader).sched.stats()
+		}
 	}
 	if !srv.WaitIdle(5 * time.Second) {
 		t.Fatal("origin still busy")

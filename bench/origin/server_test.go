@@ -348,11 +348,18 @@ func TestClientCancelStopsHandler(t *testing.T) {
 	}
 }
 
-func TestFaults(t *testing.T) {
-	s := startServer(t, Options{Size: testSize, Seed: testSeed})
-	c := newClient(t, false)
-	follow := newClient(t, true)
-	size := int64(testSize)
+// faultsServer starts the origin the TestFaults* tests set faults on, and
+// a client that does not follow redirects and one that does.
+func faultsServer(t *testing.T) (s *Server, c, follow *http.Client, size int64) {
+	t.Helper()
+	return startServer(t, Options{Size: testSize, Seed: testSeed}), newClient(t, false), newClient(t, true), int64(testSize)
+}
+
+// TestFaultsBody: the faults that cut or shift the body: a range ignored or
+// mislabelled, a short or dropped body, no HEAD; with the faults cleared
+// the origin serves the whole file again.
+func TestFaultsBody(t *testing.T) {
+	s, c, _, size := faultsServer(t)
 
 	t.Run("IgnoreRange", func(t *testing.T) {
 		s.SetFaults(Faults{IgnoreRange: true})
@@ -421,6 +428,14 @@ func TestFaults(t *testing.T) {
 		wantFull(t, do(t, c, http.MethodGet, s.URL()), size, testSeed)
 	})
 
+	s.SetFaults(Faults{})
+	wantFull(t, do(t, c, http.MethodGet, s.URL()), size, testSeed)
+}
+
+// TestFaultsEncoding: the faults of framing and encoding, no length and
+// gzip; with the faults cleared the origin serves the whole file again.
+func TestFaultsEncoding(t *testing.T) {
+	s, c, _, size := faultsServer(t)
 	t.Run("NoLength", func(t *testing.T) {
 		small := startServer(t, Options{Size: 100, Seed: 5})
 		for _, srv := range []*Server{s, small} {
@@ -458,6 +473,16 @@ func TestFaults(t *testing.T) {
 		}
 		wantFull(t, result{resp: r.resp, body: plain}, size, testSeed)
 	})
+
+	s.SetFaults(Faults{})
+	wantFull(t, do(t, c, http.MethodGet, s.URL()), size, testSeed)
+}
+
+// TestFaultsVersionsAndTiming: the faults of time and versions: a changed
+// ETag, trickled answers, failed statuses then drops; with the faults
+// cleared the origin serves the whole file again.
+func TestFaultsVersionsAndTiming(t *testing.T) {
+	s, c, _, size := faultsServer(t)
 
 	t.Run("ChangeETagAfter", func(t *testing.T) {
 		s.SetFaults(Faults{ChangeETagAfter: 1})
@@ -530,6 +555,16 @@ func TestFaults(t *testing.T) {
 		}
 		wantFull(t, do(t, c, http.MethodGet, s.URL()), size, testSeed)
 	})
+
+	s.SetFaults(Faults{})
+	wantFull(t, do(t, c, http.MethodGet, s.URL()), size, testSeed)
+}
+
+// TestFaultsRedirects: redirects within the origin and to another, and a
+// fixed status; with the faults cleared the origin serves the whole file
+// again.
+func TestFaultsRedirects(t *testing.T) {
+	s, c, follow, size := faultsServer(t)
 
 	t.Run("Redirects", func(t *testing.T) {
 		s.SetFaults(Faults{Redirects: 3})

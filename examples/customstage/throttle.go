@@ -59,7 +59,7 @@ func (t *Throttle) Run(ctx context.Context, env *pipeline.Env, edges pipeline.IO
 	timer := time.NewTimer(time.Hour) // one per replica; Reset below re-arms it
 	defer timer.Stop()
 	for {
-		// Recv rather than a receive from io.Chunks: the run's metrics then
+		// Recv rather than a receive from edges.Chunks: the run's metrics then
 		// see how long the stage waits for input, so how busy it is.
 		c, ok, err := edges.Recv(ctx)
 		if !ok {

@@ -42,14 +42,15 @@ func List(w io.Writer, reg *pipeline.Registry) {
 
 // Describe writes one stage type: its summary, flows, and every option
 // with its kind, default and help.
-func Describe(w io.Writer, typ pipeline.StageType) {
-	info := typ.Describe(nil)
-	fmt.Fprintf(w, "%s: %s\n  consumes %s, produces %s", typ.Name(), info.Summary, info.Consumes, info.Produces)
+func Describe(w io.Writer, reg *pipeline.Registry, name string) {
+	info, _ := reg.Describe(name, nil)
+	fmt.Fprintf(w, "%s: %s\n  consumes %s, produces %s", name, info.Summary, info.Consumes, info.Produces)
 	if info.ByConfig {
 		fmt.Fprintf(w, " (%s)", byConfigNote)
 	}
 	fmt.Fprintln(w)
-	opts := config.Fields(typ.NewConfig())
+	defaults, _ := reg.NewConfig(name)
+	opts := config.Fields(defaults)
 	if len(opts) == 0 {
 		fmt.Fprintln(w, "  no options")
 		return
@@ -86,8 +87,8 @@ func (t typeDoc) consumed(mark string) string {
 // any can change its flows.
 func typeDocs(reg *pipeline.Registry) (docs []typeDoc, anyByConfig bool) {
 	for _, name := range reg.Types() {
-		typ, _ := reg.Lookup(name)
-		t := typeDoc{TypeInfo: typ.Describe(nil), Type: name, Config: typ.NewConfig}
+		info, _ := reg.Describe(name, nil)
+		t := typeDoc{TypeInfo: info, Type: name, Config: func() any { c, _ := reg.NewConfig(name); return c }}
 		docs = append(docs, t)
 		anyByConfig = anyByConfig || t.ByConfig
 	}

@@ -69,8 +69,7 @@ func TestDescribe(t *testing.T) {
 	var out bytes.Buffer
 	reg := testRegistry(t)
 	for _, name := range []string{"throttle.tap", "mode.sink"} {
-		spec, _ := reg.Lookup(name)
-		Describe(&out, spec)
+		Describe(&out, reg, name)
 	}
 	want := `throttle.tap: passes chunks through at no more than rate bytes per second (limit-rate)
   consumes bytes, produces same as input
