@@ -112,6 +112,10 @@ func TestCredentialsMirrorOwnUserinfo(t *testing.T) {
 	primary := credtest.Start(t, "127.0.0.1", content)
 	other := credtest.Start(t, "127.0.0.2", content)
 	mirror := strings.Replace(other.URL, "http://", "http://bob:mirror-pw@", 1) + "/file.bin"
+	// The primary's readers wait until the mirror is asked: on a loaded
+	// machine they could otherwise take every range before the mirror's
+	// reader starts, and the mirror would see no request to check.
+	primary.Hold("/file.bin", other.Asked("/file.bin"))
 	out := fltOut(t)
 	logOpt, log := withLog(zerolog.WarnLevel)
 	res, err := do(t, credRequest(primary.URL+"/file.bin", out, primary.URL+"/copy.bin", mirror), logOpt)

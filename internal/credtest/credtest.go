@@ -48,10 +48,14 @@ type Server struct {
 	reqs      []Request
 	redirects map[string]string
 	bodies    map[string][]byte
+	holds     map[string]<-chan struct{}
+	seen      map[string]int
+	asked     map[string]chan struct{}
 }
 
 func newServer(content []byte) *Server {
-	return &Server{content: content, redirects: map[string]string{}, bodies: map[string][]byte{}}
+	return &Server{content: content, redirects: map[string]string{}, bodies: map[string][]byte{},
+		holds: map[string]<-chan struct{}{}, seen: map[string]int{}, asked: map[string]chan struct{}{}}
 }
 
 // ServeHTTP records r and answers it.
@@ -60,7 +64,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.reqs = append(s.reqs, Request{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone()})
 	to, redirect := s.redirects[r.URL.Path]
 	body, served := s.bodies[r.URL.Path]
+	s.seen[r.URL.Path]++
+	hold, held := s.holds[r.URL.Path]
+	held = held && s.seen[r.URL.Path] > 1
+	if c, ok := s.asked[r.URL.Path]; ok && s.seen[r.URL.Path] == 1 {
+		close(c)
+	}
 	s.mu.Unlock()
+	if held {
+		select { // bounded: a test never waits on its own origin forever
+		case <-hold:
+		case <-r.Context().Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
 	switch {
 	case redirect:
 		http.Redirect(w, r, to, http.StatusFound)
@@ -84,6 +102,30 @@ func (s *Server) Serve(path string, body []byte) {
 	s.mu.Lock()
 	s.bodies[path] = body
 	s.mu.Unlock()
+}
+
+// Hold makes every request for path but the first (the probe's) wait
+// until release is closed (at most 10 s), so that a test can make sure
+// another source is asked before this one answers.
+func (s *Server) Hold(path string, release <-chan struct{}) {
+	s.mu.Lock()
+	s.holds[path] = release
+	s.mu.Unlock()
+}
+
+// Asked returns a channel closed at the first request for path.
+func (s *Server) Asked(path string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.asked[path]
+	if !ok {
+		c = make(chan struct{})
+		if s.seen[path] > 0 {
+			close(c)
+		}
+		s.asked[path] = c
+	}
+	return c
 }
 
 // Requests returns what the server saw so far, in order.
