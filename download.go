@@ -628,9 +628,17 @@ func (d *Download) checkWiring(object bool) error {
 // stage that needs those bytes; and it retries as the graph's HTTP stage.
 // For the automatic topology the ranged one is asked: a file shorter than
 // its first piece then takes one request whichever topology runs.
+//
+// A topology whose readers each ask for their whole share in one request
+// (openFirstShare) gets a probe for all of the file (`bytes=0-`): the
+// reader that takes the answer reads it to the end of its share, so that
+// each connection makes one request. A probe for the first piece only
+// would make the first connection ask a second time, and on a server
+// that caps each request (nginx's limit_rate) a new request starts its
+// cap over: that connection ended last.
 func probeOptions(p plan) httpx.ProbeOptions {
 	opts := httpx.ProbeOptions{Prefetch: p.graph.MaxRange()}
-	if opts.Prefetch == 0 {
+	if opts.Prefetch == 0 || openFirstShare(p) {
 		opts.Prefetch = -1 // the whole file
 	}
 	for _, n := range p.nodes {
@@ -640,6 +648,29 @@ func probeOptions(p plan) httpx.ProbeOptions {
 		}
 	}
 	return opts
+}
+
+// openFirstShare reports whether the range readers of p ask for their
+// share of the file in one request (stages.ShareRequests), and no reorder
+// window makes them ask for one piece at a time. A hash.tap's window binds
+// only while a checksum is checked; then the first reader reads a piece of
+// the open answer and drops its connection, which costs one new connection.
+func openFirstShare(p plan) bool {
+	readers := 0
+	for _, n := range p.nodes {
+		if sr, ok := n.Config.(interface{ ShareRequests() bool }); ok {
+			if !sr.ShareRequests() {
+				return false
+			}
+			readers++
+		}
+	}
+	for _, s := range p.graph.Stages() {
+		if s.ReorderWindow > 0 && s.Type != "hash.tap" {
+			return false
+		}
+	}
+	return readers > 0
 }
 
 // preflightAt lets the stages of topology refuse output before the probe

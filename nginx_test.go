@@ -227,3 +227,41 @@ func TestNginxBatchOneRequestPerFile(t *testing.T) {
 			files, requests, len(conns), files*105/100, 3*jobs)
 	}
 }
+
+// TestNginxFirstShareOneRequest: where the readers ask for their whole
+// share in one request, the probe asks nginx for all of the file
+// (`bytes=0-`) and the reader at offset 0 reads its share from that answer:
+// no second request from offset 0 or for the first piece. On a server that
+// caps each request (limit_rate), a second request started the cap over and
+// that connection ended last (issue 20). The ordered topology, whose reorder
+// window makes each request one piece, still asks for the first piece.
+func TestNginxFirstShareOneRequest(t *testing.T) {
+	for _, tc := range []struct {
+		topo, want string
+	}{
+		{"", "bytes=0-"},
+		{"ranged", "bytes=0-"},
+		{"ranged-ordered", "bytes=0-4194303"},
+	} {
+		name := tc.topo
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv, url := startNginx(t, nginx.Options{})
+			out := fltOut(t)
+			res, err := do(t, &dlflow.Request{URL: url, Path: out, Topology: dlflow.Topology{Name: tc.topo}, Connections: 4})
+			fltOK(t, res, err, out, nginxFileSize, nginxSeed)
+			var atZero []string
+			for _, g := range nginxGETs(t, srv, 4) {
+				if g.rng == "" || regexp.MustCompile(`^bytes=0-`).MatchString(g.rng) {
+					atZero = append(atZero, g.rng)
+				}
+			}
+			if len(atZero) != 1 || atZero[0] != tc.want {
+				t.Errorf("GETs from offset 0: %q, want one: %q", atZero, tc.want)
+			}
+		})
+	}
+}

@@ -517,8 +517,10 @@ func TestVary(t *testing.T) {
 	if got := labels(res.Cells); !slices.Equal(got, want) {
 		t.Fatalf("cells %q, want %q", got, want)
 	}
-	if got := bound[want[0]] - bound[want[2]]; got != 15*256<<10 {
-		t.Errorf("direct: always adds %d bytes to the bound, want the 15 chunks of 256 KiB that 4 writes in flight of 1 MiB hold beyond one", got)
+	// always: 3 writes in flight of 1 MiB (12 chunks of 256 KiB) and a
+	// queue of 2; never: one chunk in hand and a queue of 8.
+	if got := bound[want[0]] - bound[want[2]]; got != 5*256<<10 {
+		t.Errorf("direct: always adds %d bytes to the bound, want the 5 chunks of 256 KiB that 3 writes in flight of 1 MiB and a queue of 2 hold beyond a queue of 8 and one chunk", got)
 	}
 }
 

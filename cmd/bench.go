@@ -34,7 +34,10 @@ type benchFlags struct {
 	csv      string
 	plot     string
 	timeline string
+	maxRSS   string // a cell of dlflow above it fails the bench (--max-rss); "": no limit
 	version  bool
+
+	maxRSSBytes int64 // maxRSS parsed, 0: no limit
 }
 
 // bench parses the flags, runs package bench on this executable and prints
@@ -109,7 +112,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if res.Stopped != "" {
 		fmt.Fprintf(stderr, "bench: %s\n", res.Stopped)
 	}
-	if res.Failed() {
+	if res.Failed() || overRSS(res, f.maxRSSBytes, stderr) {
 		return exitFailed
 	}
 	return exitOK
@@ -178,6 +181,7 @@ func parseBenchFlags(args []string, stdout, stderr io.Writer) (*benchFlags, erro
 		func() error { return checkBenchCounts(fs, f, *r.compare) },
 		func() error { return r.lists(&f.opts) },
 		func() error { return r.origins(fs, &f.opts) },
+		f.parseMaxRSS,
 	} {
 		if err := step(); err != nil {
 			return nil, err
@@ -227,6 +231,7 @@ func defineBenchFlags(fs *pflag.FlagSet, f *benchFlags) *benchStrings {
 	fs.StringVar(&f.plot, "plot", "", "write a chart of median throughput to this file, SVG or, named .png, PNG: a line against the swept value for a sweep of --connections, --piece or one --vary, else a bar per cell")
 	fs.StringVar(&f.timeline, "timeline", "", "trace the last run of each dlflow cell and draw where its time went to this file: SVG, PNG (.png) or JSON (.json): a lane per connection, each request a bar (sent, header, rate), steals, retries and drops, and the stages' busy time")
 	fs.StringVar(&o.Dir, "dir", "", "directory for the outputs (default: a temporary directory)")
+	fs.StringVar(&f.maxRSS, "max-rss", "", "exit 1 when a dlflow cell's peak RSS (the largest of its runs) is above this size, e.g. 20MiB: a check of a memory goal")
 	return r
 }
 

@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cmd := "get"
 	if len(args) > 0 {
 		switch args[0] {
-		case "validate", "bench", "get", "stages":
+		case "validate", "bench", "get", "stages", "daemon":
 			cmd, args = args[0], args[1:]
 		case "help":
 			args = []string{"--help"}
@@ -66,6 +66,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return bench(ctx, args, stdout, stderr)
 	case "stages":
 		return stagesCmd(args, stdout, stderr)
+	case "daemon":
+		return daemonCmd(ctx, args, stdout, stderr)
 	default:
 		return get(ctx, args, stdin, stdout, stderr)
 	}

@@ -23,7 +23,9 @@ type Node struct {
 	// in any order.
 	Workers int
 	// Queue is the capacity of the channel into this stage; 0 picks one from
-	// the chunk size (about 2 MiB of chunks, between 2 and 64), 1 for ranges.
+	// the chunk size (about 2 MiB of chunks, between 2 and 64), 64 for
+	// ranges, none for a tap (a stage that passes its chunks on as they
+	// are), and less for a stage with Memory.Gather, which counts it.
 	Queue int
 	// Config is a *C of the type's Def[C] (what Registry.NewConfig
 	// returns), already decoded; nil means the defaults.
@@ -253,7 +255,31 @@ func (g *Graph) wire(n *node, fail func(id, key, format string, args ...any)) {
 	n.queue = n.Queue
 	if n.queue == 0 && len(n.inputs) > 0 {
 		n.queue = autoQueue(n.in, n.inChunk())
+		switch c := n.inChunk(); {
+		case n.tap():
+			n.queue = tapQueue
+		case n.mem.Gather > 0 && c > 0:
+			// What a gathering stage holds in its writes is its cushion
+			// too: the queue gets what autoQueueBytes leaves of it.
+			n.queue = int(min(max((autoQueueBytes-n.held())/c, autoQueueMin), int64(n.queue)))
+		}
 	}
+}
+
+// tapQueue is the automatic queue of a tap (see node.tap): none, a tap
+// takes each chunk from the hand of the stage before it. Its work is
+// short (a counter, a hash), so it is waiting when the next chunk comes.
+const tapQueue = 0
+
+// tap reports whether n passes the chunks it receives on as they are (it
+// produces Same, in chunks of its input's size) to a stage after it. Such
+// a stage gets no automatic queue (tapQueue): the queue that lets the
+// network run on while the disk stalls is the sink's, and a queue in
+// front of each tap as well only multiplies the memory a stall holds
+// (issue 20: stream.yaml's two taps at 8 chunks each held 4 MiB of a
+// 26 MiB peak RSS).
+func (n *node) tap() bool {
+	return n.spec.Produces == Same && n.mem.ChunkSize == 0 && n.consumer != nil && n.in.isBytes()
 }
 
 func (n *node) inChunk() int64 {

@@ -496,7 +496,7 @@ func TestMemoryBound(t *testing.T) {
 			{ID: "out", Type: "test.collect", Inputs: []string{"mid"}, Queue: 4},
 		})
 		want := 64*k + // src: its own 64 KiB buffer (PerReplica)
-			32*64*k + 3*64*k + // mid: a full auto queue, and a chunk in each replica's hands
+			3*64*k + // mid, a tap: no auto queue, and a chunk in each replica's hands
 			4*64*k + 64*k // out: its queue of 4, and a chunk in hand
 		if got := g.MemoryBound(); got != pipeline.ByteSize(want) {
 			t.Errorf("MemoryBound = %d (%v), want %d", got, got, want)
@@ -557,5 +557,57 @@ func TestDescribe(t *testing.T) {
 	}
 	if n := strings.Count(got, "\n"); n != 5 {
 		t.Errorf("Describe has %d lines, want 5:\n%s", n, got)
+	}
+}
+
+// TestBuildTapQueue: a stage that passes its input's chunks on (a tap) gets
+// no automatic queue; the sink after it keeps the full one, and an
+// explicit queue is kept.
+func TestBuildTapQueue(t *testing.T) {
+	for _, tt := range []struct{ tapQueue, wantTap int }{{0, 0}, {6, 6}} {
+		g := mustBuild(t, []pipeline.Node{
+			{ID: "src", Type: "test.gen", Config: &genConfig{Chunk: 256 << 10}},
+			{ID: "tap", Type: "test.pass", Inputs: []string{"src"}, Queue: tt.tapQueue},
+			{ID: "out", Type: "test.collect", Inputs: []string{"tap"}},
+		})
+		if tap := stageInfo(t, g, "tap"); tap.Queue != tt.wantTap {
+			t.Errorf("tap queue %d (configured %d), want %d", tap.Queue, tt.tapQueue, tt.wantTap)
+		}
+		if out := stageInfo(t, g, "out"); out.Queue != 8 {
+			t.Errorf("sink queue %d, want 8 (2 MiB of 256 KiB chunks)", out.Queue)
+		}
+		// 256 KiB held by src, its queue and one in hand by the tap, 8+1 by out.
+		if got, want := int64(g.MemoryBound()), int64((1+tt.wantTap+1+9)*(256<<10)); got != want {
+			t.Errorf("memory bound %d, want %d", got, want)
+		}
+	}
+}
+
+// TestBuildGatherQueue: a stage whose Memory.Gather holds 2 MiB or more
+// gets the least automatic queue, and one that gathers less the rest of
+// 2 MiB: the chunks it holds are its cushion too.
+func TestBuildGatherQueue(t *testing.T) {
+	const c = 256 << 10
+	for _, tc := range []struct {
+		gather     int64
+		queue      int
+		wantQueue  int
+		wantHolder int64
+	}{
+		{gather: 4 << 20, wantQueue: 2, wantHolder: 16 * c},
+		{gather: 1 << 20, wantQueue: 4, wantHolder: 4 * c},
+		{gather: 4 << 20, queue: 8, wantQueue: 8, wantHolder: 16 * c},
+	} {
+		g := mustBuild(t, []pipeline.Node{
+			{ID: "src", Type: "test.gen", Config: &genConfig{Chunk: c}},
+			{ID: "out", Type: "test.collect", Inputs: []string{"src"}, Queue: tc.queue, Config: &collectConfig{Gather: tc.gather}},
+		})
+		out := stageInfo(t, g, "out")
+		if out.Queue != tc.wantQueue || out.HoldsPerReplica != tc.wantHolder {
+			t.Errorf("gather %d, queue %d: got queue %d, holds %d; want %d, %d", tc.gather, tc.queue, out.Queue, out.HoldsPerReplica, tc.wantQueue, tc.wantHolder)
+		}
+		if got, want := int64(g.MemoryBound()), int64(c)+int64(out.Queue)*c+out.HoldsPerReplica; got != want {
+			t.Errorf("gather %d: memory bound %d, want %d", tc.gather, got, want)
+		}
 	}
 }

@@ -132,7 +132,9 @@ type Memory struct {
 	// until their buffers add up to this many bytes, to handle them
 	// together (a file sink writes them with one call). A replica always
 	// may hold one chunk; the bound counts as many whole input chunks as
-	// fit in Gather.
+	// fit in Gather. The automatic queue of such a stage is what 2 MiB
+	// leaves of Gather, at least 2 chunks: the chunks the stage holds are
+	// its cushion too.
 	Gather int64
 }
 

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/dlflow/dlflow/sinks/internal/fsx"
 )
@@ -18,6 +19,16 @@ func (s *FileSink) Switches() int64 { return s.switches.Load() }
 // through the page cache.
 func (s *FileSink) DirectBytes() int64 { return s.directBytes.Load() }
 func (s *FileSink) CachedBytes() int64 { return s.cachedBytes.Load() }
+
+// SlowDisk makes each gathered direct write take d longer until restore
+// is called.
+func SlowDisk(d time.Duration) (restore func()) {
+	slowDisk = func() { time.Sleep(d) }
+	return func() { slowDisk = nil }
+}
+
+// DirectWrites is how many direct writes the last run made.
+func (s *FileSink) DirectWrites() int64 { return s.directWrites.Load() }
 
 // TuneChooser sets direct: auto's least window, warm-up and backoff for a
 // test, makes every window hold the download up, lets a trial start however

@@ -117,6 +117,7 @@ type FileSink struct {
 	// How many bytes went each way, and how often a replica changed way
 	// (direct: auto), for tests and the log.
 	directBytes, cachedBytes, switches atomic.Int64
+	directWrites                       atomic.Int64 // direct write calls, for tests
 
 	// mu guards have, next and ahead. have is every byte of PATH.tmp that
 	// holds the resource: the present ranges of an earlier run and the
@@ -164,7 +165,7 @@ type FileConfig struct {
 	Resume      bool              `koanf:"resume" help:"continue a partial download from PATH.tmp and its state file when the server still has the same file; false starts over (--no-resume)"`
 	Direct      string            `koanf:"direct" help:"auto, always or never: write aligned blocks with O_DIRECT, past the page cache (no copy, nothing left for the final fsync, but each write waits for the disk), or through the page cache, whose writeback is started and paced as the file is written. Which is faster depends on the disk and the machine: auto starts with the page cache (direct for chunks of gather bytes or more) and, when the way it writes holds the download up, measures the other and keeps the one that would finish sooner. Unaligned edges, and file systems without direct I/O, always use the page cache"`
 	Gather      pipeline.ByteSize `koanf:"gather" help:"a direct write takes the chunks already queued, up to this many bytes, with one call, so that small network chunks make fewer, larger direct writes"`
-	Writes      int               `koanf:"writes" help:"direct writes in flight at once (per worker; 0 is 1), each of up to gather bytes: while one waits for the disk the next is on its way. The memory bound counts writes x gather"`
+	Writes      int               `koanf:"writes" help:"direct writes in flight at once (per worker; 0 is 1), each of up to gather bytes: while one waits for the disk the next is on its way. While one is in flight, the next waits for its chunks to fill gather bytes. The memory bound counts writes x gather, which is the sink's cushion against a slow disk too: its automatic queue is what 2 MiB leaves of it, at least 2 chunks"`
 
 	// checksum is set when the run verifies a checksum (Settings.Checksum):
 	// the result of a resume is then checked as a whole, so a partial
@@ -244,7 +245,7 @@ var fileDef = pipeline.Def[FileConfig]{
 	Summary:  "writes the download into OUTPUT.tmp and renames it to OUTPUT when complete",
 	Consumes: pipeline.OrderedBytes,
 	Produces: pipeline.None,
-	Defaults: FileConfig{Mode: ModeSequential, Fsync: true, Preallocate: true, Resume: true, Direct: DirectAuto, Gather: 1 << 20, Writes: 4},
+	Defaults: FileConfig{Mode: ModeSequential, Fsync: true, Preallocate: true, Resume: true, Direct: DirectAuto, Gather: 1 << 20, Writes: 3},
 	Ports: func(c FileConfig) (pipeline.Flow, pipeline.Flow) {
 		if c.Mode == ModePositional {
 			return pipeline.Bytes, pipeline.None

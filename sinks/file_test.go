@@ -532,7 +532,7 @@ func TestFileSinkDefaults(t *testing.T) {
 		t.Fatal("file.sink not registered")
 	}
 	got := *cfg.(*sinks.FileConfig)
-	want := sinks.FileConfig{Mode: sinks.ModeSequential, Fsync: true, Preallocate: true, Resume: true, Direct: sinks.DirectAuto, Gather: 1 << 20, Writes: 4}
+	want := sinks.FileConfig{Mode: sinks.ModeSequential, Fsync: true, Preallocate: true, Resume: true, Direct: sinks.DirectAuto, Gather: 1 << 20, Writes: 3}
 	if got != want {
 		t.Fatalf("defaults %+v, want %+v", got, want)
 	}

@@ -33,6 +33,9 @@ type inflight struct {
 	budget int64 // the most chunk buffer bytes held
 	jobs   chan []pipeline.Chunk
 	free   chan []pipeline.Chunk // batch slices to reuse: no allocation per write
+	// idle gets a token (it holds at most one) when the last write in
+	// flight completes: the feeder waiting to fill a batch stops waiting.
+	idle   chan struct{}
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
 
@@ -56,6 +59,7 @@ func newInflight(s *FileSink, writes int, budget int64, wb *writeback, cancel co
 		budget: budget,
 		jobs:   make(chan []pipeline.Chunk, writes),
 		free:   make(chan []pipeline.Chunk, writes),
+		idle:   make(chan struct{}, 1),
 		cancel: cancel,
 	}
 	f.cond.L = &f.mu
@@ -138,11 +142,24 @@ func (f *inflight) work(wb *writeback) {
 			f.err, f.errAt = err, at
 		}
 		f.cond.Broadcast()
+		if f.running == 0 {
+			select {
+			case f.idle <- struct{}{}:
+			default:
+			}
+		}
 		f.mu.Unlock()
 		if err != nil {
 			f.cancel(err)
 		}
 	}
+}
+
+// busy reports whether a write is in flight.
+func (f *inflight) busy() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.running > 0
 }
 
 // waitIdle blocks until no write is in flight.

@@ -37,6 +37,7 @@ func (s *FileSink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Ra
 	s.directBytes.Store(0)
 	s.cachedBytes.Store(0)
 	s.switches.Store(0)
+	s.directWrites.Store(0)
 	s.have = pipeline.RangeSet{}
 	s.size = -1
 	res := env.Resource

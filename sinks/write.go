@@ -102,7 +102,7 @@ func (w *writer) run(ctx context.Context, edges pipeline.IO) (err error) {
 		if !ok {
 			return err
 		}
-		if err := w.take(c, edges.Chunks); err != nil {
+		if err := w.take(ctx, c, edges.Chunks); err != nil {
 			return err
 		}
 		switch {
@@ -135,7 +135,7 @@ func (w *writer) waitRoom() time.Duration {
 
 // take checks c and writes it, with the chunks queued behind it when it
 // goes direct. It owns c, and releases it or hands it to a write.
-func (w *writer) take(c pipeline.Chunk, in <-chan pipeline.Chunk) error {
+func (w *writer) take(ctx context.Context, c pipeline.Chunk, in <-chan pipeline.Chunk) error {
 	if w.choose == nil && w.chooses() {
 		w.choose = newChooser(firstWay(c.BufferSize(), w.s.gather), c.BufferSize())
 		w.mode, w.warmup = w.choose.mode, w.choose.warmup
@@ -154,7 +154,7 @@ func (w *writer) take(c pipeline.Chunk, in <-chan pipeline.Chunk) error {
 		return err
 	}
 	b := append(w.fl.batch(), c)
-	err := w.gather(&b, in)
+	err := w.gather(ctx, &b, in)
 	if len(b) > 0 {
 		w.fl.submit(b)
 	}
@@ -188,15 +188,27 @@ func (w *writer) writeCached(c pipeline.Chunk) error {
 	return err
 }
 
+// slowDisk, when set (by tests), runs before each gathered direct write:
+// a disk slower than the source.
+var slowDisk func()
+
 // maxGather caps the chunks one write takes, well below the kernel's
 // limit of 1024 iovecs.
 const maxGather = 64
 
-// gather adds to the batch b the chunks waiting in the queue, without
-// blocking, while their buffers fit in the gather size and the inflight
-// budget. A chunk that fails its check is released and its error
-// returned; b keeps the chunks before it.
-func (w *writer) gather(b *[]pipeline.Chunk, in <-chan pipeline.Chunk) error {
+// gather adds to the batch b the chunks waiting in the queue, while their
+// buffers fit in the gather size and the inflight budget. A chunk that
+// fails its check is released and its error returned; b keeps the chunks
+// before it.
+//
+// While a write is in flight it waits for chunks to fill the batch: the
+// disk is busy, so waiting costs nothing, and a disk that takes a number
+// of writes a second (a VM's, a cloud volume's) goes at gather bytes a
+// write only if its writes are full. The queue in front of the sink is
+// short (its writes are its cushion, see Memory.Gather), so the chunks a
+// full batch needs are often still on their way. With no write in flight
+// it takes what is queued, without waiting: the disk would idle.
+func (w *writer) gather(ctx context.Context, b *[]pipeline.Chunk, in <-chan pipeline.Chunk) error {
 	s := w.s
 	if s.gather <= 0 {
 		return nil
@@ -205,19 +217,30 @@ func (w *writer) gather(b *[]pipeline.Chunk, in <-chan pipeline.Chunk) error {
 	limit := min(maxGather, int(s.gather/bufSize))
 	limit = min(limit, len(*b)+w.fl.room(w.maxBuf, len(*b)))
 	for len(*b) < limit {
+		var c pipeline.Chunk
+		var ok bool
 		select {
-		case c, ok := <-in:
-			if !ok {
-				return nil // Run's next receive sees the end
-			}
-			if err := w.check(c); err != nil {
-				c.Release()
-				return err
-			}
-			*b = append(*b, c)
+		case c, ok = <-in:
 		default:
-			return nil
+			if !w.fl.busy() {
+				return nil
+			}
+			select {
+			case c, ok = <-in:
+			case <-w.fl.idle:
+				continue // the next look finds the write done, or another
+			case <-ctx.Done():
+				return nil
+			}
 		}
+		if !ok {
+			return nil // Run's next receive sees the end
+		}
+		if err := w.check(c); err != nil {
+			c.Release()
+			return err
+		}
+		*b = append(*b, c)
 	}
 	return nil
 }
@@ -340,9 +363,13 @@ func (w *batchWriter) run(run []pipeline.Chunk) error {
 	for _, c := range run {
 		w.iov = append(w.iov, c.Data)
 	}
+	if slowDisk != nil {
+		slowDisk()
+	}
 	n, err := s.direct.writevAt(w.iov, first.Offset)
 	clear(w.iov)
 	s.directBytes.Add(int64(n))
+	s.directWrites.Add(1)
 	s.wrote(first.Offset, int64(n))
 	if err != nil {
 		return err
@@ -424,6 +451,7 @@ func (s *FileSink) writeAt(p []byte, off int64, wb *writeback) (int, error) {
 	}
 	n, err := s.direct.writeAt(p[start:end], off+int64(start))
 	s.directBytes.Add(int64(n))
+	s.directWrites.Add(1)
 	done := start + n
 	if err != nil || done == len(p) {
 		return done, err

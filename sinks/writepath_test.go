@@ -65,28 +65,30 @@ func TestFileSinkWritesInFlight(t *testing.T) {
 
 // TestFileSinkWritesInFlightBound: the bound counts writes x gather bytes
 // of chunks for the sink, whatever way it writes, but for direct: never,
-// which holds one chunk while it copies it.
+// which holds one chunk while it copies it. The chunks it holds are its
+// cushion against a slow disk too: its automatic queue is what 2 MiB
+// leaves of them, at least 2 chunks.
 func TestFileSinkWritesInFlightBound(t *testing.T) {
 	const c = 64 << 10
 	out := filepath.Join(t.TempDir(), "out.bin")
-	bound := func(direct string, writes int) int64 {
-		cfg := writesCfg(out, sinks.ModeSequential, direct, writes)
-		return int64(newRig(t).buildChunked(t, sendPieces(nil, c, nil), c, "file.sink", cfg, 1).MemoryBound())
-	}
-	base := bound(sinks.DirectNever, 4)
 	for _, tc := range []struct {
-		direct string
-		writes int
-		want   int64 // beyond the one chunk of direct: never
+		direct      string
+		writes      int
+		queue, held int64
 	}{
-		{sinks.DirectAlways, 4, 4<<20 - c},
-		{sinks.DirectAuto, 4, 4<<20 - c},
-		{sinks.DirectAlways, 1, 1<<20 - c},
-		{sinks.DirectAuto, 0, 1<<20 - c}, // 0 is one write
-		{sinks.DirectNever, 1, 0},
+		{sinks.DirectAlways, 4, 2, 4 << 20},
+		{sinks.DirectAuto, 4, 2, 4 << 20},
+		{sinks.DirectAlways, 1, 16, 1 << 20},
+		{sinks.DirectAuto, 0, 16, 1 << 20}, // 0 is one write
+		{sinks.DirectNever, 1, 32, c},
 	} {
-		if got := bound(tc.direct, tc.writes) - base; got != tc.want {
-			t.Errorf("direct: %s, writes: %d: the sink adds %d bytes to the bound, want %d", tc.direct, tc.writes, got, tc.want)
+		cfg := writesCfg(out, sinks.ModeSequential, tc.direct, tc.writes)
+		g := newRig(t).buildChunked(t, sendPieces(nil, c, nil), c, "file.sink", cfg, 1)
+		for _, s := range g.Stages() {
+			if s.Type == "file.sink" && (int64(s.Queue) != tc.queue || s.HoldsPerReplica != tc.held) {
+				t.Errorf("direct: %s, writes: %d: the sink's queue is %d chunks and it holds %d bytes, want %d and %d",
+					tc.direct, tc.writes, s.Queue, s.HoldsPerReplica, tc.queue, tc.held)
+			}
 		}
 	}
 }

@@ -44,6 +44,12 @@ var httpReaderDef = pipeline.Def[HTTPReaderConfig]{
 
 func init() { builtin(httpReaderDef) }
 
+// ShareRequests reports whether a reader with c asks for its whole share of
+// the file in one request (max_request automatic, stealing on): the probe
+// may then ask for the whole file and leave its answer to the reader of
+// the share at offset 0, which reads it to the end of that share.
+func (c HTTPReaderConfig) ShareRequests() bool { return c.MaxRequest == 0 && c.StealMin > 0 }
+
 // httpReader turns ranges into bytes. Each replica (workers: N, one
 // connection each) takes a range from its input, with the ranges queued
 // behind it that continue it up to its share of the download (max_request;
@@ -73,7 +79,10 @@ func init() { builtin(httpReaderDef) }
 // range on a second connection, the first to arrive winning. Each byte is
 // sent downstream exactly once, and only bytes of ranges the input handed
 // out, so reorder windows and hash taps see no duplicates and no extra
-// credits. steal_min: 0 turns all of it off.
+// credits. steal_min: 0 turns all of it off. Each replica asks the
+// scheduler's policy what to do next (scheduler.next in policy.go: take
+// ranges, steal, wait, move to another source, stop), carries it out
+// (readerLoop) and reports what happened, with the time, back to it.
 type httpReader struct {
 	cfg     HTTPReaderConfig
 	budget  httpx.RetryBudget
@@ -102,11 +111,18 @@ func (s *httpReader) Start(ctx context.Context, env *pipeline.Env) error {
 	s.support = newRangeSupport()
 	s.sched = newScheduler(alignPiece(s.cfg.StealMin))
 	s.take = newRunTaker(env, int64(s.cfg.MaxRequest))
+	if !env.Resource.SizeKnown() {
+		s.sched.off = true // nothing to steal: ranges run to the end of the body
+	}
+	if s.sched.off {
+		// A large request would have nobody to share its tail.
+		s.take = newRangeTaker(0)
+	}
 	srcs := newSources(env.Resource, env.Workers, env.Log)
 	s.srcs.Store(srcs)
 	s.sched.multi = srcs != nil
 	if srcs != nil {
-		srcs.onDrop = s.sched.forget
+		srcs.onDrop = s.sched.drop
 	}
 	s.pieces = nil
 	if env.Resource != nil && env.Resource.Pieces != nil {
@@ -197,23 +213,22 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, edges pipeline.
 	if err := checkResource(env.Resource); err != nil {
 		return err
 	}
-	f := newHTTPFetcher(env, edges, s.cfg.Buffer, s.cfg.IdleTimeout, s.cfg.RetryConfig, &s.budget)
-	f.support = s.support
-	f.sent = s.sent.counter(edges.Replica)
-	f.pieces = s.pieces
-	if f.support == nil {
-		// Run without Start: no replica can tell the others, so a whole
-		// body is accepted only for a range at 0.
-		f.support = newRangeSupport()
-		f.support.decide(false)
+	sched, take, support := s.sched, s.take, s.support
+	if sched == nil {
+		// Run without Start: one range per request, nothing shared, and
+		// no replica can tell the others, so a whole body is accepted
+		// only for a range at 0.
+		sched, take, support = newScheduler(0), newRangeTaker(0), newRangeSupport()
+		support.decide(false)
 	}
-	size := env.Resource.Size
+	f := newHTTPFetcher(env, edges, s.cfg.BodyConfig, &s.budget, support, s.sent.counter(edges.Replica))
+	f.pieces = s.pieces
 	if srcs := s.srcs.Load(); srcs != nil && s.sched != nil {
-		f.srcs = srcs
 		src := srcs.assign(edges.Replica)
 		if src == nil {
 			return nil // more replicas than the sources have room for
 		}
+		f.srcs = srcs
 		f.useSource(src)
 		defer func() {
 			if f.src != nil {
@@ -221,223 +236,208 @@ func (s *httpReader) Run(ctx context.Context, env *pipeline.Env, edges pipeline.
 			}
 		}()
 	}
-	sched := s.sched
-	if s.cfg.StealMin == 0 || !env.Resource.SizeKnown() {
-		sched = nil // nothing to steal: ranges run to the end of the body
-	}
-	var poll *time.Timer
-	defer func() {
-		if poll != nil {
-			poll.Stop()
-		}
-	}()
-	take := s.take
-	if take == nil || sched == nil {
-		// Run without Start, or nothing to steal: a large request would
-		// have nobody to share its tail, so one range per request.
-		take = newRangeTaker(0)
-	}
-	in := edges.Ranges
-	var carry *pipeline.Range // received while extending a range; taken next
-	// gone ends a replica whose source was dropped with no other to move
-	// to: what it took from the input goes back to the others.
-	gone := func() error {
-		if carry != nil {
-			s.sched.orphanRange(carry.Start, carry.End)
-		}
-		return nil
-	}
-	// ended is what Run returns after a fetch failed with err.
-	ended := func(err error) error {
-		if errors.Is(err, errSourceGone) {
-			return gone()
-		}
-		return err
-	}
-	// armPoll (re)starts the timer that bounds a wait for work to steal.
-	armPoll := func() <-chan time.Time {
-		if poll == nil {
-			poll = time.NewTimer(stealPoll)
-		} else {
-			poll.Reset(stealPoll)
-		}
-		return poll.C
-	}
+	l := &readerLoop{env: env, edges: edges, f: f, sched: sched, take: take, in: edges.Ranges}
+	defer l.stopPoll()
+	return l.run(ctx)
+}
+
+// readerLoop is one replica of http.reader at work: it asks its scheduler
+// what to do next (scheduler.next), carries that out, and asks again. It
+// decides nothing itself.
+type readerLoop struct {
+	env   *pipeline.Env
+	edges pipeline.IO
+	f     *httpFetcher
+	sched *scheduler
+	take  *rangeTaker
+	in    <-chan pipeline.Range // nil once closed
+	// carry is a range received while extending a range; fetched next.
+	carry *pipeline.Range
+	// empty: the last take found the input empty.
+	empty bool
+	poll  *time.Timer // bounds a wait for work to steal; made on first use
+}
+
+func (l *readerLoop) run(ctx context.Context) error {
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if f.src != nil && f.srcs.isDropped(f.src) {
-			env.Trace.Event(env.Stage, edges.Replica, "drop", -1, -1, "")
-			next := f.srcs.move(f.src, true)
-			if f.src = next; next == nil {
-				return gone()
+		q := query{src: l.f.src.idx, carry: l.carry != nil, empty: l.empty, closed: l.in == nil}
+		l.empty = false
+		var err error
+		switch a := l.sched.next(q, time.Now()); a.kind {
+		case actStop:
+			return nil
+		case actMove:
+			if !l.move() {
+				return l.gone()
 			}
-			f.useSource(next)
-		}
-		if sched != nil && carry == nil && f.srcs != nil && !sched.tooSlow(f.srcIndex()) {
-			// A dropped source's ranges first: they lie below the new ones.
-			if sr := sched.adopt(f.srcIndex()); sr != nil {
-				if err := f.takeOver(ctx, sched, sr, stealAdopt); err != nil {
-					return ended(err)
-				}
-				continue
+		case actSteal:
+			err = l.f.takeOver(ctx, a)
+		case actTake:
+			if r, ok := l.takeRange(ctx, a.share); ok {
+				err = l.fetchRange(ctx, r)
 			}
-		}
-		if sched != nil && carry == nil && f.srcs != nil && sched.tooSlow(f.srcIndex()) {
-			// Its source is far slower than another: what it took, a
-			// faster connection would take back from it. It waits, and
-			// takes work only when no other connection is busy.
-			if busy, changed := sched.busy(); busy {
-				tick := armPoll()
-				armed := time.Now()
-				select {
-				case <-changed:
-				case <-tick:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				edges.Waited(time.Since(armed))
-				continue
-			} else if in == nil {
-				return nil
+		case actWait:
+			var r pipeline.Range
+			var ok bool
+			if r, ok, err = l.wait(ctx, a); ok {
+				err = l.fetchRange(ctx, r)
 			}
-		}
-		if sched != nil && carry == nil && f.srcs != nil && sched.probing(f.srcIndex()) {
-			// A mirror not measured yet probes the tail of a range the
-			// others hold rather than take one from the input (and cut
-			// it, probeRange): see probeTailLocked.
-			if sr, how := sched.steal(f.srcIndex()); sr != nil {
-				if err := f.takeOver(ctx, sched, sr, how); err != nil {
-					return ended(err)
-				}
-				continue
-			}
-		}
-		var r pipeline.Range
-		got := false
-		if carry != nil {
-			r, got, carry = *carry, true, nil
-		} else if in != nil {
-			next, c, res := take.try(ctx, in, s.sched.shareOf(f.srcIndex()))
-			switch {
-			case res == takeRange:
-				r, carry, got = next, c, true
-			case res == takeClosed && sched == nil:
-				return nil
-			case res == takeClosed:
-				in = nil
-			}
-		}
-		if !got && sched == nil {
-			// Block for the next range.
-			next, c, res, err := take.wait(ctx, in, nil, nil, 1)
-			if err != nil || res == takeClosed {
-				return err
-			}
-			r, carry = next, c
-			got = res == takeRange
-		}
-		if !got {
-			// Nothing queued: help the other replicas, or wait for work
-			// (or for the others to finish, once the input is closed).
-			if sr, how := sched.steal(f.srcIndex()); sr != nil {
-				if err := f.takeOver(ctx, sched, sr, how); err != nil {
-					return ended(err)
-				}
-				continue
-			}
-			busy, changed := sched.busy()
-			if in == nil && !busy {
-				return nil
-			}
-			tick := armPoll()
-			armed := time.Now()
-			next, c, res, err := take.wait(ctx, in, changed, tick, sched.shareOf(f.srcIndex()))
-			edges.Waited(time.Since(armed)) // idle, for the metrics' busy time
-			switch {
-			case err != nil:
-				return err
-			case res == takeClosed:
-				in = nil
-				continue
-			case res == takeNone:
-				sched.late(time.Since(armed) - stealPoll)
-				continue
-			}
-			r, carry = next, c
-		}
-		if r.Start == 0 {
-			f.support.zeroTaken.Store(true)
 		}
 		switch {
-		case r.Start < 0 || (r.End >= 0 && r.End < r.Start):
-			return fmt.Errorf("invalid range [%d, %d)", r.Start, r.End)
-		case size >= 0 && (r.End > size || r.Start > size):
-			return fmt.Errorf("range [%d, %d) lies beyond the resource's %d bytes", r.Start, r.End, size)
-		}
-		if ignored, ok := f.support.known(); ok && ignored && r.Start > 0 {
-			// The stream of the range at 0 carries these bytes.
-			continue
-		}
-		if sched != nil && f.srcs != nil {
-			r.End = sched.probeRange(f.srcIndex(), r.Start, r.End)
-		}
-		p := httpPiece{start: r.Start, end: r.End}
-		if r.End < 0 {
-			// To the end of the body: plain GET from 0, open-ended Range
-			// otherwise.
-			p.plain, p.openEnded = r.Start == 0, true
-		}
-		var err error
-		if sched != nil && r.End >= 0 {
-			err = f.fetchSpan(ctx, sched, sched.begin(r.Start, r.End, f.srcIndex()), p, true)
-		} else {
-			err = f.fetch(ctx, p)
-		}
-		if err != nil {
-			return ended(err)
+		case errors.Is(err, errSourceGone):
+			return l.gone()
+		case err != nil:
+			return err
 		}
 	}
+}
+
+// move moves the replica off its dropped source; false when no other
+// source has room.
+func (l *readerLoop) move() bool {
+	l.env.Trace.Event(l.env.Stage, l.edges.Replica, "drop", -1, -1, "")
+	next := l.f.srcs.move(l.f.src, true)
+	if l.f.src = next; next == nil {
+		return false
+	}
+	l.f.useSource(next)
+	return true
+}
+
+// gone ends a replica whose source was dropped with no other to move to:
+// what it took from the input goes back to the others.
+func (l *readerLoop) gone() error {
+	if l.carry != nil {
+		l.sched.orphanRange(l.carry.Start, l.carry.End)
+	}
+	return nil
+}
+
+// takeRange takes the range the replica carries, or ranges from the input
+// without waiting, asking for share of a full request. ok is false when it
+// took none: the input is empty (l.empty) or closed (l.in nil).
+func (l *readerLoop) takeRange(ctx context.Context, share float64) (r pipeline.Range, ok bool) {
+	if l.carry != nil {
+		r = *l.carry
+		l.carry = nil
+		return r, true
+	}
+	r, c, res := l.take.try(ctx, l.in, share)
+	switch res {
+	case takeRange:
+		l.carry = c
+		return r, true
+	case takeClosed:
+		l.in = nil
+	default:
+		l.empty = true
+	}
+	return r, false
+}
+
+// wait carries out actWait: it returns a range taken from the input, or
+// ok false when woken by the scheduler or the poll, or the input closed.
+func (l *readerLoop) wait(ctx context.Context, a action) (r pipeline.Range, ok bool, err error) {
+	in := l.in
+	if !a.input {
+		in = nil
+	}
+	var tick <-chan time.Time
+	if a.poll {
+		tick = l.armPoll()
+	}
+	armed := time.Now()
+	r, c, res, err := l.take.wait(ctx, in, a.changed, tick, a.share)
+	now := time.Now()
+	l.edges.Waited(now.Sub(armed)) // idle, for the metrics' busy time
+	switch {
+	case err != nil:
+		return r, false, err
+	case res == takeClosed:
+		l.in = nil
+	case res == takeNone && a.poll:
+		l.sched.woke(armed, now)
+	case res == takeRange:
+		l.carry = c
+		return r, true, nil
+	}
+	return r, false, nil
+}
+
+// armPoll (re)starts the timer that bounds a wait for work to steal.
+func (l *readerLoop) armPoll() <-chan time.Time {
+	if l.poll == nil {
+		l.poll = time.NewTimer(stealPoll)
+	} else {
+		l.poll.Reset(stealPoll)
+	}
+	return l.poll.C
+}
+
+func (l *readerLoop) stopPoll() {
+	if l.poll != nil {
+		l.poll.Stop()
+	}
+}
+
+// fetchRange checks and fetches a range the replica took from the input:
+// as a span of the scheduler, or alone while nothing is shared.
+func (l *readerLoop) fetchRange(ctx context.Context, r pipeline.Range) error {
+	f := l.f
+	if r.Start == 0 {
+		f.support.zeroTaken.Store(true)
+	}
+	switch size := f.res.Size; {
+	case r.Start < 0 || (r.End >= 0 && r.End < r.Start):
+		return fmt.Errorf("invalid range [%d, %d)", r.Start, r.End)
+	case size >= 0 && (r.End > size || r.Start > size):
+		return fmt.Errorf("range [%d, %d) lies beyond the resource's %d bytes", r.Start, r.End, size)
+	}
+	if ignored, ok := f.support.known(); ok && ignored && r.Start > 0 {
+		return nil // the stream of the range at 0 carries these bytes
+	}
+	p := httpPiece{start: r.Start, end: r.End}
+	if r.End < 0 {
+		// To the end of the body: plain GET from 0, open-ended Range
+		// otherwise.
+		p.plain, p.openEnded = r.Start == 0, true
+	}
+	if l.sched.off || r.End < 0 {
+		return f.fetch(ctx, p, nil)
+	}
+	sr := l.sched.begin(f.src.idx, r.Start, r.End, time.Now())
+	_, p.end, _ = l.sched.remaining(sr) // an unmeasured mirror's is cut to a probe
+	return f.fetchSpan(ctx, sr, p, true)
 }
 
 var stealNames = [...]string{stealReplace: "replaced a slow connection", stealHalve: "split a range", stealRace: "racing a slow tail",
 	stealAdopt: "adopted the range of a dropped source"}
 
 // takeOver fetches what is left of the span another reader worked on,
-// which steal or adopt (how) attached sr to.
-func (f *httpFetcher) takeOver(ctx context.Context, sched *scheduler, sr *spanReader, how int) error {
-	start, end, ok := sched.next(sr)
-	f.env.Trace.Event(f.env.Stage, f.io.Replica, "steal", start, end, stealNames[how])
-	f.env.Log.Debug().Int64("start", start).Int64("end", end).Str("how", stealNames[how]).
+// which next attached a.sr to.
+func (f *httpFetcher) takeOver(ctx context.Context, a action) error {
+	f.env.Trace.Event(f.env.Stage, f.io.Replica, "steal", a.start, a.end, stealNames[a.how])
+	f.env.Log.Debug().Int64("start", a.start).Int64("end", a.end).Str("how", stealNames[a.how]).
 		Msg("took over work of a slower connection")
-	return f.fetchSpan(ctx, sched, sr, httpPiece{start: start, end: end}, ok)
+	return f.fetchSpan(ctx, a.sr, httpPiece{start: a.start, end: a.end}, a.ok)
 }
 
-// srcIndex is the index of the replica's source, 0 for the resource's URL.
-func (f *httpFetcher) srcIndex() int {
-	if f.src == nil {
-		return 0
-	}
-	return f.src.idx
-}
-
-// fetchSpan fetches p as the reader sr of a span of sched; ok false means
-// there is nothing left of it to fetch.
-func (f *httpFetcher) fetchSpan(ctx context.Context, sched *scheduler, sr *spanReader, p httpPiece, ok bool) error {
-	f.sched, f.sr = sched, sr
+// fetchSpan fetches p as the reader sr of a span; ok false means there is
+// nothing left of it to fetch. The reader leaves the span when done, or
+// hands it back to the others (orphan) when its source is gone.
+func (f *httpFetcher) fetchSpan(ctx context.Context, sr *spanReader, p httpPiece, ok bool) error {
 	var err error
 	if ok {
-		err = f.fetch(ctx, p)
+		err = f.fetch(ctx, p, sr)
 	}
-	switch {
-	case f.sr == nil: // the answer could not be shared (a 200)
-	case errors.Is(err, errSourceGone):
-		sched.orphan(f.sr)
-	default:
-		sched.leave(f.sr)
+	if errors.Is(err, errSourceGone) {
+		sr.s.orphan(sr)
+	} else {
+		sr.s.leave(sr)
 	}
-	f.sched, f.sr = nil, nil
 	return err
 }
 

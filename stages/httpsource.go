@@ -2,6 +2,7 @@ package stages
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/dlflow/dlflow/httpx"
 
@@ -62,7 +63,7 @@ func (s *httpSource) Run(ctx context.Context, env *pipeline.Env, edges pipeline.
 	if err := checkResource(env.Resource); err != nil {
 		return err
 	}
-	f := newHTTPFetcher(env, edges, s.cfg.Buffer, s.cfg.IdleTimeout, s.cfg.RetryConfig, &s.budget)
+	f := newHTTPFetcher(env, edges, s.cfg.BodyConfig, &s.budget, newRangeSupport(), new(atomic.Int64))
 	// A resumed sink already has a prefix: ask for the rest only, with
 	// Range and If-Range, so a changed file is refused rather than mixed in.
 	start := int64(0)
@@ -72,5 +73,5 @@ func (s *httpSource) Run(ctx context.Context, env *pipeline.Env, edges pipeline.
 	if size := env.Resource.Size; start > 0 && size >= 0 && start >= size {
 		return nil
 	}
-	return f.fetch(ctx, httpPiece{start: start, end: env.Resource.Size, plain: start == 0, openEnded: true})
+	return f.fetch(ctx, httpPiece{start: start, end: env.Resource.Size, plain: start == 0, openEnded: true}, nil)
 }

@@ -77,62 +77,35 @@ func widen(pieces *pipeline.PieceHashes, size, start, end int64) (int64, int64) 
 }
 
 // streamPieces is streamSpan for a resource with piece hashes; the
-// request's body starts at *pos, on a piece boundary, and ends at want.
-func (f *httpFetcher) streamPieces(ctx context.Context, body io.Reader, pos *int64, want int64, idle *time.Timer) error {
-	pieces, size := f.pieces, f.res.Size
+// request's body starts at j.pos, on a piece boundary, and ends at want.
+func (f *httpFetcher) streamPieces(ctx context.Context, j *fetchJob, body io.Reader, want int64, idle *time.Timer) error {
+	pieces, size, sched := f.pieces, f.res.Size, j.sr.s
 	h, err := newPieceHash(pieces.Algorithm)
 	if err != nil {
 		return err
 	}
-	first, began := *pos, time.Now()
-	var blocked time.Duration
 	var held []pipeline.Chunk
-	drop := func() {
-		for _, c := range held {
-			c.Release()
-		}
-		held = held[:0]
-	}
-	defer drop()
+	defer func() { releaseAll(held) }()
 	for {
-		pieceStart := *pos / pieces.Length * pieces.Length
-		if limit := f.sched.limit(f.sr); limit <= pieceStart || *pos >= want {
-			f.sched.claim(f.sr, *pos, 0)
+		pieceStart := j.pos / pieces.Length * pieces.Length
+		if limit := sched.limit(j.sr); limit <= pieceStart || j.pos >= want {
+			sched.claim(j.sr, j.pos, 0)
 			return nil // what is left of the span, if anything, is another's
 		}
 		pieceEnd := min(pieceStart+pieces.Length, size)
-		if pieceStart != *pos || pieceEnd > want {
+		if pieceStart != j.pos || pieceEnd > want {
 			// The answer does not hold the whole piece (the probe's
 			// answer ends within it): the caller asks for the rest.
 			return nil
 		}
-		h.Reset()
-		for *pos < pieceEnd {
-			c := f.pool.Get(*pos)
-			buf := c.Data[:min(int64(len(c.Data)), pieceEnd-*pos)]
-			n, rerr := f.fill(body, buf, idle)
-			if n > 0 {
-				h.Write(buf[:n])
-				c.Data = buf[:n]
-				held = append(held, c)
-			} else {
-				c.Release()
-			}
-			*pos += int64(n)
-			switch {
-			case rerr == io.EOF && *pos < pieceEnd:
-				return fmt.Errorf("%s: body ended at byte %d of %d: %w", f.url, *pos, want, io.ErrUnexpectedEOF)
-			case rerr != nil && rerr != io.EOF:
-				return fmt.Errorf("%s: reading body at byte %d: %w", f.url, *pos, rerr)
-			}
-			if _, _, ok := f.sched.next(f.sr); !ok {
-				return nil // completed by another reader, or replaced
-			}
+		var ok bool
+		if held, ok, err = f.readPiece(j, body, h, held[:0], pieceEnd, want, idle); !ok || err != nil {
+			return err
 		}
 		if i := pieceStart / pieces.Length; !bytes.Equal(h.Sum(nil), pieces.Sums[i]) {
 			return &SourceMismatchError{URL: f.url, Reason: fmt.Sprintf("piece %d (bytes %d-%d) fails its %s digest", i, pieceStart, pieceEnd-1, pieces.Algorithm)}
 		}
-		from, to, done := f.sched.claim(f.sr, pieceStart, int(pieceEnd-pieceStart))
+		from, to, done := sched.claim(j.sr, pieceStart, int(pieceEnd-pieceStart))
 		for i, c := range held {
 			cs, ce := c.Offset, c.Offset+int64(len(c.Data))
 			if ce <= from || cs >= to {
@@ -141,34 +114,52 @@ func (f *httpFetcher) streamPieces(ctx context.Context, body io.Reader, pos *int
 			lo, hi := max(from, cs), min(to, ce)
 			c.Data, c.Offset = c.Data[lo-cs:hi-cs], lo
 			held[i] = pipeline.Chunk{} // sent: no longer ours to release
-			if idle != nil {
-				idle.Stop()
-			}
-			t := time.Now()
-			err := f.io.Send(ctx, c)
-			d := time.Since(t)
-			blocked += d
-			f.sched.sent(f.sr, d)
-			if idle != nil {
-				idle.Reset(f.idle)
-			}
-			if err != nil {
+			if err := f.sendSpan(ctx, j, c, idle); err != nil {
 				return err
 			}
-			f.treq.Delivered(hi - lo)
-			if f.sent != nil {
-				f.sent.Add(hi - lo)
-			}
-			if f.src != nil {
-				f.src.bytes.Add(hi - lo)
-			}
 		}
-		drop()
-		if done || *pos >= want {
-			if !f.prefetched {
-				f.sched.sample(f.sr.src, *pos-first, time.Since(began)-blocked)
-			}
+		releaseAll(held)
+		held = held[:0]
+		if done || j.pos >= want {
+			sched.finished(j.sr, j.prefetched, time.Now())
 			return nil
 		}
+	}
+}
+
+// readPiece reads the piece that starts at j.pos and ends at pieceEnd into
+// held chunks, hashed by h. ok is false when the span needs nothing more
+// from this reader (completed by another, or replaced).
+func (f *httpFetcher) readPiece(j *fetchJob, body io.Reader, h hash.Hash, held []pipeline.Chunk, pieceEnd, want int64, idle *time.Timer) ([]pipeline.Chunk, bool, error) {
+	h.Reset()
+	for j.pos < pieceEnd {
+		c := f.pool.Get(j.pos)
+		buf := c.Data[:min(int64(len(c.Data)), pieceEnd-j.pos)]
+		n, rerr := f.fill(j, body, buf, idle)
+		if n > 0 {
+			h.Write(buf[:n])
+			c.Data = buf[:n]
+			held = append(held, c)
+		} else {
+			c.Release()
+		}
+		j.pos += int64(n)
+		switch {
+		case rerr == io.EOF && j.pos < pieceEnd:
+			return held, false, fmt.Errorf("%s: body ended at byte %d of %d: %w", f.url, j.pos, want, io.ErrUnexpectedEOF)
+		case rerr != nil && rerr != io.EOF:
+			return held, false, fmt.Errorf("%s: reading body at byte %d: %w", f.url, j.pos, rerr)
+		}
+		if _, _, ok := j.sr.s.remaining(j.sr); !ok {
+			return held, false, nil // completed by another reader, or replaced
+		}
+	}
+	return held, true, nil
+}
+
+// releaseAll releases the chunks not sent (a sent one is zero).
+func releaseAll(held []pipeline.Chunk) {
+	for _, c := range held {
+		c.Release()
 	}
 }

@@ -82,7 +82,7 @@ func newRunTaker(env *pipeline.Env, limit int64) *rangeTaker {
 	workers := int64(max(env.Workers, 1))
 	if n := int64(len(res.Mirrors) + 1); n > 1 && res.SizeKnown() {
 		// With several sources a share is the primary's connection's:
-		// mirrors ask for less until measured (shareOf), and a dead one
+		// mirrors ask for less until measured (scheduler.shareOfLocked), and a dead one
 		// must not cut the primary's requests.
 		workers = max((workers+n-1)/n, 1)
 	}

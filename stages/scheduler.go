@@ -8,10 +8,17 @@ import (
 	"time"
 )
 
-// This file holds the work stealing of http.reader: the replicas of one
-// reader stage share a scheduler that knows the range each of them is
-// fetching (a span). A replica with nothing to do (its input is empty or
-// closed) helps the others:
+// This file holds the state of http.reader's work stealing and the
+// reports its replicas make to it: the replicas of one reader stage share
+// a scheduler that knows the range each of them is fetching (a span). What
+// a replica does next is decided by one call, next (policy.go); the
+// replica carries it out and reports what happened through the methods
+// below. Every method that needs the time takes it as an argument (now),
+// as golang.org/x/time/rate's ReserveN does: the scheduler never reads the
+// clock, so a test drives it with a fake one.
+//
+// A replica with nothing to do (its input is empty or closed) helps the
+// others:
 //
 //   - replace: a reader far below the typical speed (a trickling
 //     connection) has its request cancelled and its remaining range taken
@@ -71,9 +78,14 @@ var (
 	errSilent = errors.New("no answer while the other sources answered; its range was handed to another source")
 )
 
-// scheduler is shared by the replicas of one http.reader in one run.
+// scheduler is shared by the replicas of one http.reader in one run. All
+// its methods are safe for concurrent use.
 type scheduler struct {
 	stealMin int64 // 0 disables stealing
+	// off: the replicas share no work (steal_min 0, or a size unknown, so
+	// that ranges run to the end of the body): next only hands out the
+	// input's ranges one at a time.
+	off bool
 
 	mu      sync.Mutex
 	spans   map[*span]struct{}
@@ -85,6 +97,9 @@ type scheduler struct {
 	// multi: the replicas fetch from several sources, so a span is split
 	// where the two readers finish together, not in the middle.
 	multi bool
+	// dropped holds the sources dropped in this run (sources.failed):
+	// their replicas move to another.
+	dropped map[int]bool
 	// align is where spans are split: pieceAlign, or the length of the
 	// resource's verified pieces, so that each piece is read whole by
 	// one reader.
@@ -100,7 +115,8 @@ type scheduler struct {
 }
 
 func newScheduler(stealMin int64) *scheduler {
-	return &scheduler{stealMin: stealMin, spans: make(map[*span]struct{}), changed: make(chan struct{}), align: pieceAlign}
+	return &scheduler{stealMin: stealMin, off: stealMin <= 0, spans: make(map[*span]struct{}), changed: make(chan struct{}),
+		align: pieceAlign, dropped: make(map[int]bool), heard: make(map[int]bool), bySource: make(map[int]float64)}
 }
 
 // span is a range being fetched: [pos, end) is still to emit. Guarded by
@@ -113,37 +129,67 @@ type span struct {
 }
 
 // spanReader is one replica working on a span. Guarded by the scheduler's
-// lock.
+// lock, but read.
 type spanReader struct {
+	s        *scheduler
 	sp       *span
 	src      int                     // the index of its source
 	cancel   context.CancelCauseFunc // of the request in flight, or nil
 	replaced bool                    // a faster reader took over
+	left     bool                    // detached from its span (leave, orphan)
 	started  time.Time               // attached, or sent its latest request
+	answered time.Time               // its latest request's header came
 	blocked  time.Duration           // time since started spent handing chunks on
 	// read counts the bytes its latest request delivered, as they arrive;
-	// the only field written without the lock.
+	// the only field written without the lock (received).
 	read atomic.Int64
 }
 
-// begin registers a new span [start, end) fetched by the calling replica
-// from source src.
-func (s *scheduler) begin(start, end int64, src int) *spanReader {
-	sp := &span{pos: start, end: end}
-	r := &spanReader{sp: sp, started: time.Now(), src: src}
-	sp.readers = []*spanReader{r}
-	s.mu.Lock()
-	s.spans[sp] = struct{}{}
-	s.mu.Unlock()
+// received reports n more bytes read by r's request in flight. It takes
+// no lock: it is called on every read of the body.
+func (r *spanReader) received(n int) { r.read.Add(int64(n)) }
+
+// newReaderLocked registers a reader of sp from source src.
+func (s *scheduler) newReaderLocked(sp *span, src int, now time.Time) *spanReader {
+	r := &spanReader{s: s, sp: sp, started: now, src: src}
+	sp.readers = append(sp.readers, r)
 	return r
 }
 
-// next returns where the reader's next request starts and ends: the span's
-// pos and end. ok is false when it has nothing left to do.
-func (s *scheduler) next(r *spanReader) (start, end int64, ok bool) {
+// newSpanLocked registers a span [start, end) read by one new reader.
+func (s *scheduler) newSpanLocked(start, end int64, src int, now time.Time) *spanReader {
+	sp := &span{pos: start, end: end}
+	s.spans[sp] = struct{}{}
+	return s.newReaderLocked(sp, src, now)
+}
+
+// begin registers a span [start, end), a range the calling replica of
+// source src took from the input, and returns its reader. An unmeasured
+// mirror's replica reads only a probe of it (probeLocked): the rest is
+// registered without a reader, for the others to adopt.
+func (s *scheduler) begin(src int, start, end int64, now time.Time) *spanReader {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r.replaced || r.sp.done || r.sp.pos >= r.sp.end {
+	if probe := s.probeLocked(src); probe > 0 {
+		// Rounded down: the probe asks for no more than probe bytes.
+		if cut := (start + probe) / s.align * s.align; cut < end {
+			s.orphanRangeLocked(cut, end)
+			end = cut
+		}
+	}
+	return s.newSpanLocked(start, end, src, now)
+}
+
+// remaining returns where the reader's next request starts and ends: the span's
+// pos and end. ok is false when it has nothing left to do.
+func (s *scheduler) remaining(r *spanReader) (start, end int64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextLocked(r)
+}
+
+func (s *scheduler) nextLocked(r *spanReader) (start, end int64, ok bool) {
+	if r.replaced || r.left || r.sp.done || r.sp.pos >= r.sp.end {
 		return 0, 0, false
 	}
 	return r.sp.pos, r.sp.end, true
@@ -156,17 +202,17 @@ func (s *scheduler) limit(r *spanReader) int64 {
 	return r.sp.end
 }
 
-// request records the cancel function of the reader's request in flight
-// (nil when it ended). A new request starts the window over which the
-// reader's speed is measured: the time a failed request and the backoff
-// before its retry took says nothing of the connection's speed. A reader
-// already replaced, or whose span is done, is cancelled at once.
-func (s *scheduler) request(r *spanReader, cancel context.CancelCauseFunc) {
+// request records the cancel function of the reader's request sent at
+// now, or nil when it ended. A new request starts the window over which
+// the reader's speed is measured: the time a failed request and the
+// backoff before its retry took says nothing of the connection's speed. A
+// reader already replaced, or whose span is done, is cancelled at once.
+func (s *scheduler) request(r *spanReader, cancel context.CancelCauseFunc, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.cancel = cancel
 	if cancel != nil {
-		r.started, r.blocked = time.Now(), 0
+		r.started, r.answered, r.blocked = now, now, 0
 		r.read.Store(0)
 	}
 	switch {
@@ -178,15 +224,14 @@ func (s *scheduler) request(r *spanReader, cancel context.CancelCauseFunc) {
 	}
 }
 
-// answered marks the span stealable after a 206 and records the time to
-// the header.
-func (s *scheduler) answered(r *spanReader, ttfb time.Duration) {
+// answer reports that r's request got a 206 for its span at now, ttfb
+// after it was sent (0: not measured): the span may be split or raced
+// from now on.
+func (s *scheduler) answer(r *spanReader, ttfb time.Duration, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.sp.stealable = true
-	if s.heard == nil {
-		s.heard = make(map[int]bool)
-	}
+	r.answered = now
 	s.heard[r.src] = true
 	switch {
 	case ttfb <= 0: // not measured
@@ -195,6 +240,20 @@ func (s *scheduler) answered(r *spanReader, ttfb time.Duration) {
 	default:
 		s.ttfb = (3*s.ttfb + ttfb) / 4
 	}
+}
+
+// finished reports that r's request read all it was to read at now: its
+// speed since its answer, less the time spent handing chunks on, is a
+// sample of its source's speed. A prefetched answer's is not: its first
+// bytes waited in the socket's buffers since the probe.
+func (s *scheduler) finished(r *spanReader, prefetched bool, now time.Time) {
+	if prefetched {
+		return
+	}
+	s.mu.Lock()
+	d := now.Sub(r.answered) - r.blocked
+	s.mu.Unlock()
+	s.sample(r.src, r.read.Load(), d)
 }
 
 // claim records that the reader's request delivered the bytes [from,
@@ -227,6 +286,11 @@ func (s *scheduler) completeLocked(sp *span, r *spanReader) {
 		}
 	}
 	delete(s.spans, sp)
+	s.wakeLocked()
+}
+
+// wakeLocked wakes the idle replicas: a span ended or work appeared.
+func (s *scheduler) wakeLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
@@ -239,11 +303,15 @@ func (s *scheduler) sent(r *spanReader, d time.Duration) {
 }
 
 // leave detaches a reader that stops working on its span: done (nothing
-// left), replaced, or failing the run. A span whose last reader leaves
-// unfinished is unregistered too; that only happens when the run fails.
+// left), replaced, answered with the whole body, or failing the run. A
+// span whose last reader leaves unfinished is unregistered too; that only
+// happens when the run fails. A reader that left already is left alone.
 func (s *scheduler) leave(r *spanReader) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if r.left {
+		return
+	}
 	sp := s.detachLocked(r)
 	if !sp.done && (len(sp.readers) == 0 || sp.pos >= sp.end) {
 		s.completeLocked(sp, r)
@@ -253,7 +321,7 @@ func (s *scheduler) leave(r *spanReader) {
 // detachLocked removes r from its span's readers and returns the span.
 func (s *scheduler) detachLocked(r *spanReader) *span {
 	sp := r.sp
-	r.cancel = nil
+	r.cancel, r.left = nil, true
 	for i, o := range sp.readers {
 		if o == r {
 			sp.readers = append(sp.readers[:i], sp.readers[i+1:]...)
@@ -261,6 +329,41 @@ func (s *scheduler) detachLocked(r *spanReader) *span {
 		}
 	}
 	return sp
+}
+
+// orphan detaches a reader whose source was dropped and that stops: its
+// span stays registered without readers, and the first idle replica
+// adopts it (next), so that its bytes are fetched from another source.
+func (s *scheduler) orphan(r *spanReader) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.left {
+		return
+	}
+	sp := s.detachLocked(r)
+	if sp.done || sp.pos >= sp.end {
+		if !sp.done {
+			s.completeLocked(sp, r)
+		}
+		return
+	}
+	s.wakeLocked() // there is work to adopt
+}
+
+// orphanRange registers [start, end), taken from the input by a replica
+// that stops before fetching it, for the others to adopt.
+func (s *scheduler) orphanRange(start, end int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.orphanRangeLocked(start, end)
+}
+
+func (s *scheduler) orphanRangeLocked(start, end int64) {
+	if end <= start {
+		return
+	}
+	s.spans[&span{pos: start, end: end}] = struct{}{}
+	s.wakeLocked()
 }
 
 // busy reports whether any span is still being fetched, and returns a
@@ -271,19 +374,21 @@ func (s *scheduler) busy() (bool, <-chan struct{}) {
 	return len(s.spans) > 0, s.changed
 }
 
-// late reports that an idle replica's poll woke up late by d. Readers
-// are not judged for a while after a late wake-up of more than stealPoll.
-func (s *scheduler) late(d time.Duration) {
-	if d <= stealPoll {
+// woke reports that an idle replica that began to wait at armed for at
+// most stealPoll woke at now. After a late wake-up (by more than
+// stealPoll) readers are not judged for judgeMax: the process is short of
+// CPU, so readers look slow.
+func (s *scheduler) woke(armed, now time.Time) {
+	if now.Sub(armed)-stealPoll <= stealPoll {
 		return
 	}
 	s.mu.Lock()
-	s.quiet = time.Now().Add(judgeMax)
+	s.quiet = now.Add(judgeMax)
 	s.mu.Unlock()
 }
 
-// rateLocked is r's speed in bytes/s and whether it ran long enough to be
-// judged.
+// rateLocked is r's speed in bytes/s at now and whether it ran long
+// enough to be judged.
 func (s *scheduler) rateLocked(r *spanReader, now time.Time) (float64, bool) {
 	active := now.Sub(r.started) - r.blocked
 	judge := judgeMax
@@ -298,138 +403,6 @@ func (s *scheduler) rateLocked(r *spanReader, now time.Time) (float64, bool) {
 	return float64(r.read.Load()) / active.Seconds(), active >= judge
 }
 
-// The ways steal finds work.
-const (
-	stealNone = iota
-	stealReplace
-	stealHalve
-	stealRace
-	stealAdopt
-)
-
-// steal finds work for an idle replica fetching from source src: it
-// adopts a span whose reader's source was dropped, replaces a slow reader,
-// halves the span that will take longest, or races a slow tail, in that
-// order of preference. It returns the reader to run and how it was found,
-// or nil.
-func (s *scheduler) steal(src int) (*spanReader, int) {
-	if s.stealMin <= 0 {
-		return nil, stealNone
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	if s.tooSlowLocked(src) {
-		return nil, stealNone // a faster source's replica will
-	}
-	if r := s.adoptLocked(src, now); r != nil {
-		return r, stealAdopt
-	}
-	if r := s.silentLocked(src, now); r != nil {
-		return r, stealReplace
-	}
-	if probe := s.probeLocked(src); probe > 0 {
-		// An unmeasured mirror takes a probe, never a half: it may be far
-		// slower than the reader it would take the half from.
-		if r := s.probeTailLocked(src, probe, now); r != nil {
-			return r, stealHalve
-		}
-		return nil, stealNone
-	}
-	live := s.liveRatesLocked(now)
-	rateOf := func(src int) float64 {
-		if r, ok := s.bySource[src]; ok && r > 0 {
-			return r
-		}
-		if r, ok := live[src]; ok {
-			// Kept: the readers that showed it may be replaced before
-			// one of its requests completes.
-			s.bySource[src] = r
-			return r
-		}
-		return s.typical
-	}
-	thief := rateOf(src)
-	judging := now.After(s.quiet)
-	var (
-		slow      *span // to replace: slowest live reader, most bytes left
-		slowLeft  int64
-		half      *span // to halve: longest time to finish
-		halfETA   float64
-		halfSpeed float64
-		race      *span
-		raceETA   float64
-	)
-	for sp := range s.spans {
-		left := sp.end - sp.pos
-		if !sp.stealable || sp.done || left <= 0 || len(sp.readers) == 0 {
-			continue
-		}
-		// The span's speed is that of its fastest reader.
-		var best float64
-		judged := true
-		for _, r := range sp.readers {
-			rate, ok := s.rateLocked(r, now)
-			best = max(best, rate)
-			judged = judged && ok
-		}
-		speed := best
-		if !judged && s.typical > 0 {
-			// Too young to tell: assume typical (of its own source).
-			speed = max(speed, rateOf(sp.readers[0].src))
-		}
-		eta := float64(left) / max(speed, 1)
-		if judging && len(sp.readers) == 1 && judged && s.typical > 0 && sp.readers[0].cancel != nil {
-			// Only a reader with a request in flight is judged: one
-			// waiting to retry is not slow, its retry policy governs it.
-			// A new connection must save real time: a replaced reader's
-			// bytes in flight are wasted, and a race fetches twice.
-			fresh := s.ttfb.Seconds() + float64(left)/thief
-			gain := eta - fresh
-			if best*slowFactor < s.typical && gain > raceMinETA.Seconds() && left > slowLeft {
-				slow, slowLeft = sp, left
-			}
-			if eta > 2*fresh && gain > raceMinETA.Seconds() && eta > raceETA {
-				race, raceETA = sp, eta
-			}
-		}
-		if split := s.splitLocked(sp, speed, thief); sp.end-split >= s.stealMin && eta > halfETA {
-			// Worth a new request only when half of the time left is well
-			// beyond the time to a first byte.
-			if eta/2 > 2*s.ttfb.Seconds() {
-				half, halfETA, halfSpeed = sp, eta, speed
-			}
-		}
-	}
-	switch {
-	case slow != nil:
-		victim := slow.readers[0]
-		victim.replaced = true
-		if victim.cancel != nil {
-			victim.cancel(errReplaced)
-		}
-		s.counts[stealReplace]++
-		r := s.attachLocked(slow, now)
-		r.src = src
-		return r, stealReplace
-	case half != nil:
-		split := s.splitLocked(half, halfSpeed, thief)
-		sp := &span{pos: split, end: half.end}
-		half.end = split
-		r := &spanReader{sp: sp, started: now, src: src}
-		sp.readers = []*spanReader{r}
-		s.spans[sp] = struct{}{}
-		s.counts[stealHalve]++
-		return r, stealHalve
-	case race != nil:
-		s.counts[stealRace]++
-		r := s.attachLocked(race, now)
-		r.src = src
-		return r, stealRace
-	}
-	return nil, stealNone
-}
-
 // stealCounts are how often each way of stealing was used in a run.
 type stealCounts struct{ Replaced, Halved, Raced, Adopted int }
 
@@ -438,12 +411,6 @@ func (s *scheduler) stats() stealCounts {
 	defer s.mu.Unlock()
 	return stealCounts{Replaced: s.counts[stealReplace], Halved: s.counts[stealHalve], Raced: s.counts[stealRace],
 		Adopted: s.counts[stealAdopt]}
-}
-
-func (s *scheduler) attachLocked(sp *span, now time.Time) *spanReader {
-	r := &spanReader{sp: sp, started: now}
-	sp.readers = append(sp.readers, r)
-	return r
 }
 
 // splitLocked is where an idle replica of speed thief splits sp, whose

@@ -113,6 +113,14 @@ func newSources(res *pipeline.Resource, workers int, log zerolog.Logger) *source
 	return s
 }
 
+// soloSources returns the sources of a fetch from the resource's URL
+// alone: one, the primary, which is never dropped (the last source left
+// never is), so that a fetcher treats one URL and several alike.
+func soloSources(res *pipeline.Resource, log zerolog.Logger) *sources {
+	return &sources{res: res, log: log, perSource: 1, list: []*source{
+		{idx: 0, url: res.URL, name: httpx.RedactURL(res.URL), primary: true, gone: make(chan struct{})}}}
+}
+
 // assign returns the source replica starts on: replicas are dealt round
 // the sources in order, and a source without room passes to the live one
 // with the fewest connections. Nil when every live source is full.

@@ -26,9 +26,6 @@ func (s *scheduler) sample(src int, bytes int64, d time.Duration) {
 		s.typical = 0.75*s.typical + 0.25*rate
 	}
 	if s.multi {
-		if s.bySource == nil {
-			s.bySource = make(map[int]float64)
-		}
 		if old, ok := s.bySource[src]; ok {
 			rate = 0.75*old + 0.25*rate
 		}
@@ -44,9 +41,6 @@ func (s *scheduler) sample(src int, bytes int64, d time.Duration) {
 func (s *scheduler) liveRatesLocked(now time.Time) map[int]float64 {
 	if !s.multi {
 		return nil
-	}
-	if s.bySource == nil {
-		s.bySource = make(map[int]float64)
 	}
 	sum, n := map[int]float64{}, map[int]int{}
 	for sp := range s.spans {
@@ -72,18 +66,13 @@ func (s *scheduler) rateOfLocked(src int) float64 {
 	return s.typical
 }
 
-// shareOf is the part of a full request (rangeTaker) that a replica of
+// shareOfLocked is the part of a full request (rangeTaker) that a replica of
 // source src asks for: 1 with one source; with several, its source's
 // speed over the fastest one's, and while its source is not measured 1
 // for the primary (the source asked for; a dead or slow mirror then costs
 // it nothing) and 0 (one range) for a mirror, so that a slow mirror does
 // not start with a large share that the others must take back from it.
-func (s *scheduler) shareOf(src int) float64 {
-	if s == nil {
-		return 1
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *scheduler) shareOfLocked(src int) float64 {
 	if !s.multi {
 		return 1
 	}
@@ -101,15 +90,9 @@ func (s *scheduler) shareOf(src int) float64 {
 	return rate / fastest
 }
 
-// tooSlow reports, with several sources, whether source src is measured
-// slowFactor times slower per connection than the fastest one: its
-// replicas then take no work while others are busy, and steal none.
-func (s *scheduler) tooSlow(src int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.tooSlowLocked(src)
-}
-
+// tooSlowLocked reports, with several sources, whether source src is
+// measured slowFactor times slower per connection than the fastest one:
+// its replicas then take no work while others are busy, and steal none.
 func (s *scheduler) tooSlowLocked(src int) bool {
 	rate, ok := s.bySource[src]
 	if !s.multi || !ok || rate <= 0 {
@@ -123,11 +106,13 @@ func (s *scheduler) tooSlowLocked(src int) bool {
 	return false
 }
 
-// forget drops what is known of source src's speed: it was dropped, and
-// must not make the others look fast or slow.
-func (s *scheduler) forget(src int) {
+// drop reports that source src was dropped: its replicas move to
+// another (next), and what is known of its speed is forgotten, so that it
+// does not make the others look fast or slow.
+func (s *scheduler) drop(src int) {
 	s.mu.Lock()
 	delete(s.bySource, src)
+	s.dropped[src] = true
 	s.mu.Unlock()
 }
 
@@ -138,34 +123,10 @@ func (s *scheduler) setSource(r *spanReader, src int) {
 	s.mu.Unlock()
 }
 
-// orphan detaches a reader whose source was dropped and that stops: its
-// span stays registered without readers, and the first idle replica
-// adopts it (steal), so that its bytes are fetched from another source.
-func (s *scheduler) orphan(r *spanReader) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sp := s.detachLocked(r)
-	if sp.done || sp.pos >= sp.end {
-		if !sp.done {
-			s.completeLocked(sp, r)
-		}
-		return
-	}
-	// Wake idle replicas: there is work to adopt.
-	close(s.changed)
-	s.changed = make(chan struct{})
-}
-
-// adopt attaches a replica of source src to a span left without readers
-// (orphan), the lowest first: a replica takes such work before new ranges,
-// since it lies below them and may hold a reorder window back. Nil when
-// there is none.
-func (s *scheduler) adopt(src int) *spanReader {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.adoptLocked(src, time.Now())
-}
-
+// adoptLocked attaches a replica of source src to a span left without
+// readers (orphan), the lowest first: a replica takes such work before new
+// ranges, since it lies below them and may hold a reorder window back. Nil
+// when there is none.
 func (s *scheduler) adoptLocked(src int, now time.Time) *spanReader {
 	var lowest *span
 	for sp := range s.spans {
@@ -178,7 +139,9 @@ func (s *scheduler) adoptLocked(src int, now time.Time) *spanReader {
 	}
 	if probe := s.probeLocked(src); probe > 0 {
 		// An unmeasured mirror adopts a probe; the rest stays an orphan.
-		if cut := (lowest.pos + probe + s.align - 1) / s.align * s.align; cut < lowest.end {
+		// Rounded down: an orphan may start unaligned (where a dropped
+		// reader stopped), and a probe asks for no more than probe bytes.
+		if cut := (lowest.pos + probe) / s.align * s.align; cut < lowest.end {
 			s.spans[&span{pos: cut, end: lowest.end}] = struct{}{}
 			lowest.end = cut
 		}
@@ -198,22 +161,7 @@ func (s *scheduler) adoptLocked(src int, now time.Time) *spanReader {
 		}
 	}
 	s.counts[stealAdopt]++
-	r := s.attachLocked(lowest, now)
-	r.src = src
-	return r
-}
-
-// orphanRange registers [start, end), taken from the input by a replica
-// that stops before fetching it, for the others to adopt.
-func (s *scheduler) orphanRange(start, end int64) {
-	if end <= start {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.spans[&span{pos: start, end: end}] = struct{}{}
-	close(s.changed)
-	s.changed = make(chan struct{})
+	return s.newReaderLocked(lowest, src, now)
 }
 
 // mirrorProbe is the most an unmeasured mirror's request asks for (rounded
@@ -236,33 +184,6 @@ func (s *scheduler) probeLocked(src int) int64 {
 	return (int64(mirrorProbe) + s.align - 1) / s.align * s.align
 }
 
-// probing reports whether the requests of source src are cut to a probe:
-// a mirror whose speed is not measured yet.
-func (s *scheduler) probing(src int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.probeLocked(src) > 0
-}
-
-// probeRange cuts [start, end), which a replica of source src took from
-// the input, to what its request asks for, and returns the new end: for
-// an unmeasured mirror a probe, the rest being registered for the others
-// to adopt (orphanRange); otherwise end.
-func (s *scheduler) probeRange(src int, start, end int64) int64 {
-	s.mu.Lock()
-	probe := s.probeLocked(src)
-	s.mu.Unlock()
-	if probe <= 0 || end < 0 {
-		return end
-	}
-	cut := (start + probe + s.align - 1) / s.align * s.align
-	if cut >= end {
-		return end
-	}
-	s.orphanRange(cut, end)
-	return cut
-}
-
 // probeTailLocked gives an unmeasured mirror's replica the last probe
 // bytes of the span with the most left (a halving that leaves the other
 // reader almost all of it): the other reader's request stops where it
@@ -279,8 +200,10 @@ func (s *scheduler) probeTailLocked(src int, probe int64, now time.Time) *spanRe
 			continue
 		}
 		// The span's reader keeps at least the probe's length: a probe
-		// slower than it must not become what it waits for.
-		at := (sp.end - probe) / s.align * s.align
+		// slower than it must not become what it waits for. The cut is
+		// rounded up, so that the probe of a span that ends unaligned
+		// (at the end of the file) asks for no more than probe bytes.
+		at := (sp.end - probe + s.align - 1) / s.align * s.align
 		if at-sp.pos < 2*probe || at >= sp.end {
 			continue
 		}
@@ -291,13 +214,10 @@ func (s *scheduler) probeTailLocked(src int, probe int64, now time.Time) *spanRe
 	if best == nil {
 		return nil
 	}
-	sp := &span{pos: cut, end: best.end}
+	end := best.end
 	best.end = cut
-	r := &spanReader{sp: sp, started: now, src: src}
-	sp.readers = []*spanReader{r}
-	s.spans[sp] = struct{}{}
 	s.counts[stealHalve]++
-	return r
+	return s.newSpanLocked(cut, end, src, now)
 }
 
 // silentLocked hands a replica of source src, one that answered, the span
@@ -332,7 +252,5 @@ func (s *scheduler) silentLocked(src int, now time.Time) *spanReader {
 	victim.replaced = true
 	victim.cancel(errSilent)
 	s.counts[stealReplace]++
-	r := s.attachLocked(victim.sp, now)
-	r.src = src
-	return r
+	return s.newReaderLocked(victim.sp, src, now)
 }

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -236,112 +235,5 @@ func TestStealDisabled(t *testing.T) {
 	srv.WaitIdle(5 * time.Second)
 	if n := len(srv.Log()); n != 2 || st != (stealCounts{}) {
 		t.Fatalf("%d requests, %+v", n, st)
-	}
-}
-
-// TestSchedulerClaimsOnce drives the scheduler by hand: an owner and a
-// racer read the same span at different speeds, a halving lowers its end,
-// and every byte is emitted exactly once, by whoever read it first.
-func TestSchedulerClaimsOnce(t *testing.T) {
-	s := newScheduler(1 << 20)
-	const start, end = 4 << 20, 12 << 20
-	owner := s.begin(start, end, 0)
-	s.answered(owner, 0) // no time to a first byte: any split pays
-	var emitted pipeline.RangeSet
-	var total int64
-	emit := func(r *spanReader, from int64, n int) bool {
-		a, b, done := s.claim(r, from, n)
-		if b > a {
-			if a < from || b > from+int64(n) {
-				t.Fatalf("emits [%d,%d) outside what was read [%d,%d)", a, b, from, from+int64(n))
-			}
-			if emitted.Contains(pipeline.Range{Start: a, End: a + 1}) {
-				t.Fatalf("[%d,%d) emitted twice", a, b)
-			}
-			emitted.Add(pipeline.Range{Start: a, End: b})
-			total += b - a
-		}
-		return done
-	}
-	// The owner reads 1 MiB.
-	emit(owner, start, 1<<20)
-	// A racer attaches at the owner's position.
-	s.mu.Lock()
-	racer := s.attachLocked(owner.sp, time.Now())
-	s.mu.Unlock()
-	rpos, _, ok := s.next(racer)
-	if !ok || rpos != start+1<<20 {
-		t.Fatalf("racer starts at %d", rpos)
-	}
-	// The owner reads on a little, then the racer overtakes it.
-	emit(owner, start+1<<20, 100)
-	if emit(racer, rpos, 3<<20) {
-		t.Fatal("done too early")
-	}
-	rpos += 3 << 20
-	// The owner's next bytes were all emitted by the racer.
-	if a, b, _ := s.claim(owner, start+1<<20+100, 1000); b > a {
-		t.Fatalf("owner emitted [%d,%d) after the racer", a, b)
-	}
-	// An idle replica halves what is left.
-	half, how := s.steal(0)
-	if half == nil || how != stealHalve {
-		t.Fatalf("steal = %v, %d", half, how)
-	}
-	hs, he, _ := s.next(half)
-	if hs%pieceAlign != 0 || he != end || hs <= rpos {
-		t.Fatalf("stolen half [%d,%d), racer at %d", hs, he, rpos)
-	}
-	// The racer reads up to the new end (and beyond: it asked for more).
-	if !emit(racer, rpos, int(hs-rpos)+4096) {
-		t.Fatal("span not done at its new end")
-	}
-	// The owner was cancelled by now; the half completes on its own.
-	s.answered(half, 0)
-	if !emit(half, hs, int(he-hs)) {
-		t.Fatal("half not done")
-	}
-	s.leave(owner)
-	s.leave(racer)
-	s.leave(half)
-	if total != end-start || emitted.Len() != end-start {
-		t.Fatalf("emitted %d bytes (%v), want %d", total, emitted.Ranges(), end-start)
-	}
-	if busy, _ := s.busy(); busy {
-		t.Fatal("spans left")
-	}
-}
-
-// TestSchedulerReplacesSlowReader: a judged reader far below the typical
-// speed loses its span to an idle replica, and its request is cancelled.
-func TestSchedulerReplacesSlowReader(t *testing.T) {
-	s := newScheduler(1 << 20)
-	slow := s.begin(0, 1<<20, 0) // too short to halve
-	s.answered(slow, time.Millisecond)
-	var mu sync.Mutex
-	var cause error
-	s.request(slow, func(err error) { mu.Lock(); cause = err; mu.Unlock() })
-	s.sample(0, 64<<20, time.Second) // typical: 64 MiB/s
-	s.claim(slow, 0, 4096)
-	if r, _ := s.steal(0); r != nil {
-		t.Fatal("a reader was judged before it ran long enough")
-	}
-	s.mu.Lock()
-	slow.started = time.Now().Add(-time.Second) // 4 KiB/s
-	s.mu.Unlock()
-	r, how := s.steal(0)
-	if r == nil || how != stealReplace {
-		t.Fatalf("steal = %v, %d", r, how)
-	}
-	mu.Lock()
-	if cause != errReplaced {
-		t.Fatalf("victim cancelled with %v", cause)
-	}
-	mu.Unlock()
-	if _, _, ok := s.next(slow); ok {
-		t.Fatal("the replaced reader still has work")
-	}
-	if a, _, ok := s.next(r); !ok || a != 4096 {
-		t.Fatalf("replacement starts at %d", a)
 	}
 }

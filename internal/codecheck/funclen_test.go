@@ -18,15 +18,10 @@ import (
 const maxFuncLines = 100
 
 // rewriting are functions longer than maxFuncLines that other work of
-// issue 19 is rewriting (the scheduler as a pure policy, the plan made
-// once); they are allowed until it lands. Keys are file:name.
+// issue 19 is rewriting (the plan made once); they are allowed until it lands. Keys are file:name.
 // TODO(issue 19): empty this list once those rewrites are merged.
 var rewriting = map[string]bool{
-	"stages/httpreader.go:Run":  true,
-	"stages/httpcheck.go:check": true,
-	"stages/scheduler.go:steal": true,
-	"stages/httpstream.go:try":  true,
-	"download.go:run":           true,
+	"download.go:run": true,
 }
 
 // TestFunctionLength fails on every function or method of the module, in
