@@ -26,6 +26,8 @@ func (d *Download) load(t Topology) (*config.Config, error) {
 	switch {
 	case t.auto() || t.Nodes != nil:
 		opts.StagesOptional = true
+		opts.File, opts.Data = t.File, t.Data // a file that extends auto: its own keys until the pick
+		opts.Inserts = t.inserts()            // for applyInserts, once picked
 	case t.Name != "":
 		name := builtinName(t.Name)
 		data, err := examples.FS.ReadFile(name)
@@ -33,8 +35,9 @@ func (d *Download) load(t Topology) (*config.Config, error) {
 			return nil, requestErrorf("Topology", "no built-in topology %q (built-in: %s)", t.Name, strings.Join(append(append(slices.Clip(examples.Topologies), examples.WriterTopologies...), examples.Extract...), ", "))
 		}
 		opts.File, opts.Data = "(built-in) "+name, data
+		t.extendOptions(&opts)
 	default:
-		opts.File, opts.Data = t.File, t.Data
+		opts.File, opts.Data, opts.Inserts = t.File, t.Data, t.inserts()
 	}
 	if opts.Environ == nil {
 		// The library reads no environment unless asked; config.Load

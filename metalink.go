@@ -134,7 +134,11 @@ func (c *Client) MetalinkRequests(ctx context.Context, src string, tmpl *Request
 		return nil, requestErrorf("Metalink", "the files of a metalink go into Dir: Writer and Extract do not apply")
 	}
 	d := &Download{client: c, req: tmpl, log: c.logger(ctx)}
-	cfg, err := d.load(tmpl.Topology)
+	t, err := tmpl.Topology.resolve()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := d.load(t)
 	if err != nil {
 		return nil, err
 	}

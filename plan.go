@@ -79,7 +79,7 @@ func (d *Download) pickTopology(t Topology, res *pipeline.Resource) Topology {
 	if !t.auto() {
 		return t
 	}
-	return d.req.autoTopology(res)
+	return t.pick(d.req.autoTopology(res).Name) // with the stages the download adds
 }
 
 // makePlan builds the graph of one attempt of topology (pickTopology's)
@@ -205,7 +205,7 @@ func (d *Download) nodesFor(cfg *config.Config, p *prep, topology Topology, laye
 		nodes, err := cfg.Nodes(d.client.reg)
 		return nodes, nil, err
 	}
-	return d.overlayNodes(cfg, topology.Name, layer)
+	return d.overlayNodes(cfg, topology, layer)
 }
 
 // sayUnused says at info each key of layer's stages unused, which the
@@ -257,8 +257,11 @@ func stageKeysOf(id string, sc config.StageConfig) []string {
 // overlayNodes decodes the stages of the built-in topology name with
 // layer (the request's stage keys) laid over them, into cfg's stages. It
 // returns the ids of layer's stages the topology does not have.
-func (d *Download) overlayNodes(cfg *config.Config, name string, layer map[string]config.StageConfig) ([]pipeline.Node, []string, error) {
-	base, err := builtinStages(name)
+func (d *Download) overlayNodes(cfg *config.Config, t Topology, layer map[string]config.StageConfig) ([]pipeline.Node, []string, error) {
+	base, err := builtinStages(t.Name)
+	if err == nil {
+		base, err = applyInserts(cfg, t.Name, base) // the stages the download adds
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -349,7 +352,7 @@ func (d *Download) checkCandidates(cfg *config.Config, names []string) ([]pipeli
 	for _, name := range names {
 		c := *cfg
 		c.Output = "check" // a file sink's path; its stages are not built
-		nodes, _, err := d.overlayNodes(&c, name, cfg.Stages)
+		nodes, _, err := d.overlayNodes(&c, Topology{Name: name}, cfg.Stages)
 		if err == nil {
 			err = workersFit(d.client.reg, &c, nodes)
 		}

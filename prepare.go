@@ -24,7 +24,11 @@ func (d *Download) prepare(ctx context.Context, needURL bool) (*prep, error) {
 	if err := req.check(); err != nil {
 		return nil, err
 	}
-	cfg, err := d.load(req.Topology)
+	topology, err := req.Topology.resolve() // a file that extends auto is automatic
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := d.load(topology)
 	if err != nil {
 		return nil, err
 	}
@@ -48,17 +52,22 @@ func (d *Download) prepare(ctx context.Context, needURL bool) (*prep, error) {
 	if err := d.checkBackends(cfg); err != nil {
 		return nil, err
 	}
-	p := &prep{cfg: cfg, topology: req.Topology, overlay: req.Topology.auto()}
+	p := &prep{cfg: cfg, topology: topology, overlay: topology.auto()}
 	if p.mirrors, err = d.mirrors(cfg, asked); err != nil {
 		return nil, err
 	}
 	if p.overlay && sinks.IsObjectURL(cfg.Output) {
-		p.topology = Topology{Name: "s3"}
+		p.topology = topology.pick("s3")
 	}
 	var nodes []pipeline.Node
-	if p.topology.auto() {
+	switch {
+	case p.topology.extended():
+		if _, err = d.checkCandidates(cfg, req.autoTopologies()); err == nil {
+			nodes, err = d.checkEveryCandidate(p, req.autoTopologies())
+		}
+	case p.topology.auto():
 		nodes, err = d.checkCandidates(cfg, req.autoTopologies())
-	} else {
+	default:
 		nodes, err = d.checkFixed(p, needURL)
 	}
 	if err != nil {

@@ -210,15 +210,30 @@ type Topology struct {
 	// pipeline.SettingsTaker, and Connections sets the workers of the
 	// stages that connect.
 	Nodes []pipeline.Node
+	// Insert adds stages to the topology (a name, a file, or the one the
+	// automatic choice picks, which each insert must then fit), each
+	// spliced after or before one of its stages (see config.Insert); a
+	// file may insert its own (`extends:` and `insert:`, and a file that
+	// extends auto keeps the automatic choice). Not with Nodes.
+	Insert []config.Insert
+
+	// extendsAuto: File or Data says `extends: auto` (resolveExtends);
+	// once picked, Name is the built-in it lies over. fileInserts are the
+	// ids of the stages it inserts.
+	extendsAuto bool
+	fileInserts []string
 }
 
 func (t Topology) auto() bool {
-	return t.Name == "" && t.File == "" && t.Data == nil && t.Nodes == nil
+	return t.Name == "" && t.Nodes == nil && (t.File == "" && t.Data == nil || t.extendsAuto)
 }
 
 // describe names the topology for results and logs: the file, or
 // "(built-in) NAME.yaml", or "(code)".
 func (t Topology) describe() string {
+	if s, ok := t.describeExtended(); ok {
+		return s
+	}
 	switch {
 	case t.File != "":
 		return t.File
@@ -255,6 +270,8 @@ func (r *Request) check() error {
 		return requestErrorf("Overwrite", "overwrite and skip-existing contradict each other")
 	case set > 1:
 		return requestErrorf("Topology", "a topology is a name, a file or data, or nodes: set one")
+	case r.Topology.Nodes != nil && len(r.Topology.Insert) > 0:
+		return requestErrorf("Topology", "stages are inserted into a topology of a name or a file: build Nodes with the stage in them")
 	case r.LimitRate < 0:
 		return requestErrorf("LimitRate", "the rate limit must not be negative, got %d", r.LimitRate)
 	case r.MaxTime < 0:

@@ -29,17 +29,17 @@ func (r *Request) autoTopology(res *pipeline.Resource) Topology {
 	ranged := res.AcceptRanges && res.Size >= rangedThreshold
 	switch {
 	case r.Extract != "" && ranged:
-		return Topology{Name: extractRanged}
+		return r.Topology.pick(extractRanged)
 	case r.Extract != "":
-		return Topology{Name: extractStream}
+		return r.Topology.pick(extractStream)
 	case r.Writer != nil && ranged:
-		return Topology{Name: writerRanged}
+		return r.Topology.pick(writerRanged)
 	case r.Writer != nil:
-		return Topology{Name: writerStream}
+		return r.Topology.pick(writerStream)
 	case ranged:
-		return Topology{Name: "ranged"}
+		return r.Topology.pick("ranged")
 	}
-	return Topology{Name: "stream"}
+	return r.Topology.pick("stream")
 }
 
 // autoTopologies are the built-in topologies the probe may pick for r, the

@@ -31,6 +31,7 @@ type getFlags struct {
 	metalink     string   // --metalink FILE or URL
 	noResume     bool
 	sets         []string
+	inserts      []string // --insert ID=TYPE,after=STAGE, repeatable
 	headers      []string // -H "Name: value", each sets http.headers.Name
 	json         bool
 	noProgress   bool
@@ -64,6 +65,7 @@ func newGetFlags(help, stderr io.Writer) (*pflag.FlagSet, *getFlags) {
 	fs.String("checksum", "", "verify the download against algorithm:hex (sha256, sha512, sha1, md5); needs a hash.tap stage, as in the examples")
 	fs.BoolVar(&f.noResume, "no-resume", false, "start over instead of continuing a partial download (OUTPUT.tmp and its state)")
 	fs.StringArrayVar(&f.sets, "set", nil, "set any config key, e.g. --set stages.fetch.workers=16 (repeatable)")
+	fs.StringArrayVar(&f.inserts, "insert", nil, "add a stage, `ID=TYPE,after=STAGE` (or before=STAGE, and workers=N, queue=N), to the topology that runs (the one picked, by default); set its options with --set stages.ID.config.KEY=VALUE (repeatable)")
 	fs.StringArrayVarP(&f.headers, "header", "H", nil, "extra request header 'Name: value' (repeatable)")
 	fs.StringP("user", "u", "", "USER:PASSWORD for HTTP basic auth (or put them in the URL: https://user:pass@host/)")
 	fs.StringP("user-agent", "A", "", "User-Agent header (default dlflow/"+version+")")
@@ -212,6 +214,13 @@ func newRequest(fs *pflag.FlagSet, flags *getFlags) (*dlflow.Request, error) {
 	topology, err := topologyOf(flags.configFile, fs.NArg() > 0 || fs.Changed("url") || fs.Changed("input-file"))
 	if err != nil {
 		return nil, err
+	}
+	for _, spec := range flags.inserts {
+		in, err := config.ParseInsert(spec)
+		if err != nil {
+			return nil, usagef("--insert %w", err)
+		}
+		topology.Insert = append(topology.Insert, in)
 	}
 	req := &dlflow.Request{
 		Topology:     topology,
@@ -480,6 +489,7 @@ Examples:
   dlflow https://example.com/a.iso https://example.com/b.iso -d isos
   dlflow -N https://example.com/big.iso -o big.iso                 (again only if the server's copy is newer)
   dlflow -c examples/stream.yaml --url https://example.com/log.txt --set stages.fetch.config.buffer=1MiB
+  dlflow https://example.com/big.iso --insert 'slow=throttle.tap,after=verify' --set stages.slow.config.rate=1MiB   (a custom build's stage)
   dlflow https://example.com/big.iso -H 'Authorization: Bearer TOKEN' --limit-rate 10M
   dlflow https://user:secret@example.com/private.tar -q --json > result.json
   dlflow https://example.com/src.tar.zst --extract src
@@ -503,6 +513,14 @@ order within a bounded window); the progress bar and the summary go to
 stderr, and --json is refused. There is no resume: an interrupted download
 starts over. A --checksum is verified as the bytes pass, so a mismatch is
 reported (exit 1) after the bytes are out: trust them only on exit 0.
+
+--insert ID=TYPE,after=STAGE adds a stage of a registered type (see dlflow
+stages; a custom binary adds its own) to the topology that runs: with no -c,
+to the one the automatic choice picks, which it must fit (ranged and
+stream: its place is checked in both before any request). It reads what
+STAGE produced, and the stages that read STAGE read it instead; before=STAGE
+puts it in front of STAGE. A config file does the same with extends: and
+insert: (docs/STAGES.md, "Adding a stage to any topology").
 
 -o s3://BUCKET/KEY uploads to an S3-compatible store while downloading, with
 no local copy (examples/s3.yaml): endpoint, region and credentials from

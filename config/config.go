@@ -49,6 +49,8 @@ type Config struct {
 	Writer io.Writer `koanf:"-"`
 
 	file      string
+	unused    []string // see Unused
+	inserts   []Insert // see Inserts
 	positions *Positions
 	origins   map[string]string // key -> where a non-file layer set it
 }
@@ -76,6 +78,14 @@ type Options struct {
 	Overrides []Override
 	// Sets are "key=value" overrides (--set), applied last.
 	Sets []string
+	// Auto is the built-in topology ("stream", "ranged", ...) that a file's
+	// `extends: auto` stands for in this load: the one the download
+	// picked. With Auto "", such a file loads only with StagesOptional,
+	// and without its stages and inserts.
+	Auto string
+	// Inserts are stages spliced into the topology after the file's own
+	// (see Insert); the command line's --insert.
+	Inserts []Insert
 	// StagesOptional accepts a configuration without stages: the graph
 	// comes from elsewhere (built in code, or a topology picked later).
 	// Stage entries that are there are not checked.
@@ -179,15 +189,39 @@ func (cfg *Config) loadFile(k *koanf.Koanf, opts Options) error {
 		}
 	}
 	if data == nil {
+		switch {
+		case len(opts.Inserts) > 0 && opts.StagesOptional:
+			// The topology is picked later: the caller splices them.
+			cfg.inserts = opts.Inserts
+			cfg.insertOrigins(opts.Inserts)
+		case len(opts.Inserts) > 0:
+			return &Error{Errs: []*KeyError{{Key: "insert", Pos: Position{File: opts.Inserts[0].Origin},
+				Msg: "no topology to insert into: give a config file or a built-in topology"}}}
+		}
 		return nil
 	}
-	p := parse(opts.File, data)
-	if p.err != nil { // already a positioned *KeyError
-		return &Error{Errs: []*KeyError{asKeyError(p.err)}}
+	r := &resolver{opts: opts}
+	tree, positions := r.resolve(opts.File, data, nil)
+	if len(r.errs) > 0 {
+		return &Error{Errs: r.errs}
 	}
-	cfg.positions = p.positions
+	cfg.positions, cfg.unused = positions, r.unused
+	if r.deferred {
+		cfg.inserts = r.pending
+	}
+	cfg.insertOrigins(opts.Inserts)
 	// The provider copies the tree: k never changes the cached one.
-	return k.Load(treeProvider{p.tree}, nil)
+	return k.Load(treeProvider{tree}, nil)
+}
+
+// insertOrigins places the keys of the stages a program inserts at their
+// Origin (the command line's --insert).
+func (cfg *Config) insertOrigins(inserts []Insert) {
+	for _, in := range inserts {
+		for _, key := range []string{"", ".type", ".inputs", ".workers", ".queue", ".config"} {
+			cfg.origins["stages."+in.ID+key] = in.Origin
+		}
+	}
 }
 
 func asKeyError(err error) *KeyError {
@@ -280,6 +314,11 @@ func (cfg *Config) StageIDs() []string {
 	sort.Strings(ids)
 	return ids
 }
+
+// Unused lists the stages a file that extends auto set keys of which the
+// topology picked does not have ("stages.split"): they were meant for
+// another one, and were left out.
+func (cfg *Config) Unused() []string { return cfg.unused }
 
 // File is the path of the YAML file the config came from, or "".
 func (cfg *Config) File() string { return cfg.file }

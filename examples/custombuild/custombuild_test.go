@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,37 @@ func buildBinary(t *testing.T, pkg, dir string) string {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, msg)
 	}
 	return out
+}
+
+// custom is the custom binary, built once for the tests that run it.
+var custom struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// customBinary builds this example once (into a directory TestMain
+// removes) and returns its path.
+func customBinary(t *testing.T) string {
+	t.Helper()
+	custom.once.Do(func() {
+		if custom.dir, custom.err = os.MkdirTemp("", "custombuild"); custom.err == nil {
+			custom.path = buildBinary(t, "github.com/dlflow/dlflow/examples/custombuild", custom.dir)
+		}
+	})
+	if custom.err != nil || custom.path == "" {
+		t.Fatalf("building the custom binary: %v", custom.err)
+	}
+	return custom.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if custom.dir != "" {
+		os.RemoveAll(custom.dir)
+	}
+	os.Exit(code)
 }
 
 type result struct {
@@ -65,7 +97,7 @@ func listsType(stagesOut, typ string) bool {
 // ships the built-in stage types only.
 func TestCustomBinary(t *testing.T) {
 	dir := t.TempDir()
-	custom := buildBinary(t, "github.com/dlflow/dlflow/examples/custombuild", dir)
+	custom := customBinary(t)
 	stock := buildBinary(t, "github.com/dlflow/dlflow/cmd/run", dir)
 
 	res := runBinary(t, custom, "stages")

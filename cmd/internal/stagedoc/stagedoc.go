@@ -185,7 +185,29 @@ func markdown(w io.Writer, reg *pipeline.Registry, top []config.Field) {
 			fmt.Fprintln(w, "No options.")
 		}
 	}
+	fmt.Fprint(w, extendsIntro)
+	fmt.Fprintln(w, "| key | type | description |\n|---|---|---|")
+	for _, o := range config.Fields(config.Insert{}) {
+		fmt.Fprintf(w, "| `%s` | %s | %s |\n", o.Key, o.Kind, cell(o.Help))
+	}
 }
+
+// extendsIntro documents extends: and insert:, which the file reads
+// before its keys are decoded.
+const extendsIntro = `
+## Extending a topology
+
+` + "`extends:`" + ` builds on a topology instead of spelling out its stages: ` + "`auto`" + `
+(the one the download picks once the server answered, ranged or stream),
+a built-in by name (` + "`ranged`" + `, ` + "`stream.yaml`" + `), or a file, relative to this
+one. The file's keys lie over the base's (maps merge key by key, other
+values replace); with ` + "`auto`" + `, keys of stages the topology picked does not
+have are left out. ` + "`insert:`" + ` maps the id of each new stage to the
+keys below; the command line's ` + "`--insert ID=TYPE,after=STAGE`" + ` adds one. Every
+insert must fit every topology the download may pick, and is checked before
+any request; see [STAGES.md](STAGES.md#adding-a-stage-to-any-topology).
+
+`
 
 func optionTable(w io.Writer, keyHeader string, opts []config.Field) {
 	fmt.Fprintf(w, "| %s | type | default | description |\n|---|---|---|---|\n", keyHeader)

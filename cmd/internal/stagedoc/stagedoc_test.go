@@ -143,6 +143,14 @@ Consumes bytes, produces same as input.
 | key under ` + "`config:`" + ` | type | default | description |
 |---|---|---|---|
 | ` + "`rate` | size | `10MiB`" + ` | most bytes per second passed on, over all workers of the stage |
+` + extendsIntro + `| key | type | description |
+|---|---|---|
+| ` + "`type`" + ` | string | registered stage type of the stage inserted, see dlflow stages |
+| ` + "`after`" + ` | string | the stage it goes after: it reads that stage's output, and the stages that read it read the new one |
+| ` + "`before`" + ` | string | the stage it goes before: it reads that stage's inputs, and that stage reads the new one |
+| ` + "`workers`" + ` | int | replicas reading the one input |
+| ` + "`queue`" + ` | int | capacity of the channel into the stage; 0 picks one |
+| ` + "`config`" + ` | map | the stage type's own options |
 `
 	if got := out.String(); got != want {
 		t.Fatalf("markdown:\n%s\nwant:\n%s", got, want)
