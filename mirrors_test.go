@@ -160,6 +160,9 @@ func TestMirrorWrongSizeDropped(t *testing.T) {
 	if !contains(log.String(), "source dropped", b.URL(), "differs from the primary") {
 		t.Fatalf("no warning naming the mirror:\n%s", log)
 	}
+	if !contains(log.String(), "one source left", a.URL()) {
+		t.Fatalf("no warning that the primary is the one source left:\n%s", log)
+	}
 }
 
 func TestMirrorValidators(t *testing.T) {

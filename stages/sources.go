@@ -239,6 +239,15 @@ func (s *sources) failed(src *source, err error) bool {
 	}
 	s.log.Warn().Str("url", src.name).Str("reason", src.dropped).
 		Msg("source dropped; the others fetch its ranges")
+	if live == 2 {
+		// A need the request stated (several sources) is no longer met:
+		// said at the default level, as the rule asks.
+		for _, o := range s.list {
+			if o.dropped == "" {
+				s.log.Warn().Str("url", o.name).Msg("one source left: the rest of the download comes from it alone")
+			}
+		}
+	}
 	return true
 }
 
