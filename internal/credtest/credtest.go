@@ -104,7 +104,7 @@ func (s *Server) Serve(path string, body []byte) {
 	s.mu.Unlock()
 }
 
-// Hold makes every request for path but the first (the probe's) wait
+// Hold makes every request for path but the first (a probe's) wait
 // until release is closed (at most 10 s), so that a test can make sure
 // another source is asked before this one answers.
 func (s *Server) Hold(path string, release <-chan struct{}) {
