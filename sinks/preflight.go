@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/dlflow/dlflow/pipeline"
+	"github.com/dlflow/dlflow/sinks/internal/fsx"
 )
 
 // Preflight refuses a run that cannot end well, before any network I/O: the
@@ -43,12 +44,8 @@ func (s *FileSink) preflight() error {
 		return err
 	}
 	dir := filepath.Dir(s.path)
-	st, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("output directory: %w", err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("output directory %s is not a directory", dir)
+	if err := fsx.IsDir(dir); err != nil {
+		return err
 	}
 	if err := s.checkOutput(); err != nil {
 		return err

@@ -24,12 +24,8 @@ import (
 // directory.
 func (s *TarExtract) Preflight(ctx context.Context, env *pipeline.Env) error {
 	parent := filepath.Dir(s.dir)
-	st, err := os.Stat(parent)
-	if err != nil {
-		return fmt.Errorf("output directory: %w", err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("output directory %s is not a directory", parent)
+	if err := fsx.IsDir(parent); err != nil {
+		return err
 	}
 	if err := s.checkDir(); err != nil {
 		return err

@@ -18,6 +18,19 @@ import (
 // process or another) holds the lock.
 var ErrLocked = errors.New("locked")
 
+// IsDir reports, as an output's error, why dir cannot hold an output:
+// it does not exist, or it is not a directory; nil when it is one.
+func IsDir(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("output directory %s is not a directory", dir)
+	}
+	return nil
+}
+
 // ProbeDir checks that dir takes a new file by making one. A real probe,
 // not access(2): it also catches read-only mounts, ACLs, quotas and full
 // inode tables. Its error says the directory is not writable.
