@@ -188,7 +188,7 @@ func (w *writer) writeCached(c pipeline.Chunk) error {
 	return err
 }
 
-// slowDisk, when set (by tests), runs before each gathered direct write:
+// slowDisk, when set (by tests), runs before each direct write:
 // a disk slower than the source.
 var slowDisk func()
 
@@ -448,6 +448,9 @@ func (s *FileSink) writeAt(p []byte, off int64, wb *writeback) (int, error) {
 		if n, err := s.cachedWriteAt(p[:start], off, wb); err != nil {
 			return n, err
 		}
+	}
+	if slowDisk != nil {
+		slowDisk()
 	}
 	n, err := s.direct.writeAt(p[start:end], off+int64(start))
 	s.directBytes.Add(int64(n))
