@@ -22,9 +22,9 @@ type heldOrigin struct {
 
 	mu       sync.Mutex
 	gets     map[string]int // per path
-	held     int // GETs held
-	ranOut   int // held GETs answered because holdMax passed
-	answered int // GETs answered
+	held     int            // GETs held
+	ranOut   int            // held GETs answered because holdMax passed
+	answered int            // GETs answered
 }
 
 // holdMax bounds a hold, so that a test never waits on its own origin
