@@ -137,6 +137,28 @@ var policyCases = []struct {
 		q: query{src: 0, empty: true}, at: time.Second, want: policyWant{kind: actWait, input: true, poll: true, share: 1}},
 	{name: "several sources: a silent request is taken over by a source that answered", multi: true, setup: func(s *scheduler) { silentMirror(s) },
 		q: query{src: 0, empty: true}, at: 3 * time.Second, want: policyWant{kind: actSteal, how: stealReplace, start: 0, end: 4 * mib}},
+	{name: "several sources: an unmeasured mirror does not probe a silent request before the silent wait", multi: true, setup: silentPrimary,
+		q: query{src: 1, empty: true}, at: time.Second, want: policyWant{kind: actWait, input: true, poll: true, share: 0}},
+	{name: "several sources: an unmeasured mirror that never answered probes the head of a silent request", multi: true, setup: silentPrimary,
+		q: query{src: 1, empty: true}, at: 3 * time.Second, want: policyWant{kind: actSteal, how: stealRace, start: 0, end: mirrorProbe}},
+	{name: "several sources: an unmeasured mirror probes a silent request before it takes from the input", multi: true, setup: silentPrimary,
+		q: query{src: 1}, at: 3 * time.Second, want: policyWant{kind: actSteal, how: stealRace, start: 0, end: mirrorProbe}},
+	{name: "several sources: an unmeasured mirror probes the head of an answer that delivers nothing", multi: true, setup: func(s *scheduler) {
+		s.sample(0, 10*mib, time.Second)
+		reading(s, 0, 8*mib, 16*mib, 10*time.Millisecond)
+	}, q: query{src: 1, empty: true}, at: 3 * time.Second, want: policyWant{kind: actSteal, how: stealRace, start: 8 * mib, end: 8*mib + mirrorProbe}},
+	{name: "several sources: an unmeasured mirror races the whole of a stalled span no longer than a probe", multi: true, setup: func(s *scheduler) {
+		s.sample(0, 10*mib, time.Second)
+		reading(s, 0, 8*mib, 8*mib+256<<10, -1)
+	}, q: query{src: 1, empty: true}, at: 3 * time.Second, want: policyWant{kind: actSteal, how: stealRace, start: 8 * mib, end: 8*mib + 256<<10}},
+	{name: "several sources: a source far too slow takes over a silent request", multi: true, setup: func(s *scheduler) {
+		s.sample(0, 40*mib, time.Second)
+		s.sample(1, 8*mib, time.Second)
+		done, _ := reading(s, 1, 8*mib, 8*mib+64<<10, 10*time.Millisecond) // source 1 answers
+		s.claim(done, 8*mib, 64<<10)
+		s.leave(done)
+		reading(s, 0, 0, 4*mib, -1)
+	}, q: query{src: 1}, at: 3 * time.Second, want: policyWant{kind: actSteal, how: stealReplace, start: 0, end: 4 * mib}},
 }
 
 func TestPolicyNext(t *testing.T) {
@@ -168,6 +190,13 @@ func slowReader(s *scheduler) {
 	r, _ := reading(s, 0, 0, 1*mib, time.Millisecond)
 	r.received(4096)
 	s.claim(r, 0, 4096)
+}
+
+// silentPrimary: the primary measured, and its request for [0, 4MiB)
+// sent at t0 has no answer; source 1, a mirror, was never asked.
+func silentPrimary(s *scheduler) {
+	s.sample(0, 10*mib, time.Second)
+	reading(s, 0, 0, 4*mib, -1)
 }
 
 // silentMirror: both sources measured, source 0 answered in 10ms, and a
@@ -395,5 +424,79 @@ func TestSchedulerFinishedSamples(t *testing.T) {
 	s.finished(r, false, t0.Add(2100*time.Millisecond))
 	if s.typical != 8*mib {
 		t.Fatalf("typical %v B/s, want 8 MiB in 1s (2s from the answer, less 1s blocked)", s.typical)
+	}
+}
+
+// TestPolicyProbesStalledSpan: the primary's request has no answer; an
+// unmeasured mirror that never answered is given the head of its span (a
+// probe) and the silent request keeps the rest. Once the probe answered
+// and measured the mirror, the mirror takes the rest over, and the silent
+// request is cancelled.
+func TestPolicyProbesStalledSpan(t *testing.T) {
+	s := newTestScheduler(true)
+	s.sample(0, 10*mib, time.Second)
+	victim, cause := reading(s, 0, 0, 4*mib, -1)
+	at := t0.Add(3 * time.Second)
+	a := s.next(query{src: 1, empty: true}, at)
+	if a.kind != actSteal || a.how != stealRace || a.start != 0 || a.end != mirrorProbe || a.sr.src != 1 {
+		t.Fatalf("the mirror's next = %+v, want a probe of [0,%d)", a, mirrorProbe)
+	}
+	if start, end, ok := s.remaining(victim); !ok || start != mirrorProbe || end != 4*mib {
+		t.Fatalf("the silent request keeps [%d,%d) ok %v, want [%d,%d)", start, end, ok, mirrorProbe, 4*mib)
+	}
+	// A second replica of the mirror probes the next head.
+	b := s.next(query{src: 1, empty: true}, at)
+	if b.kind != actSteal || b.start != mirrorProbe || b.end != 2*mirrorProbe {
+		t.Fatalf("the mirror's second next = %+v, want [%d,%d)", b, mirrorProbe, 2*mirrorProbe)
+	}
+	// The first probe comes whole; the mirror is measured.
+	s.request(a.sr, func(error) {}, at)
+	s.answer(a.sr, 10*time.Millisecond, at.Add(10*time.Millisecond))
+	a.sr.received(mirrorProbe)
+	if _, _, done := s.claim(a.sr, 0, mirrorProbe); !done {
+		t.Fatal("the probe's span is not done")
+	}
+	s.finished(a.sr, false, at.Add(110*time.Millisecond))
+	s.leave(a.sr)
+	if s.probeLocked(1) != 0 {
+		t.Fatal("the mirror is not measured after its probe")
+	}
+	c := s.next(query{src: 1, empty: true}, at.Add(200*time.Millisecond))
+	if c.kind != actSteal || c.how != stealReplace || c.start != 2*mirrorProbe || c.end != 4*mib || c.sr.src != 1 {
+		t.Fatalf("the measured mirror's next = %+v, want the rest [%d,%d) taken over", c, 2*mirrorProbe, 4*mib)
+	}
+	if !errors.Is(cause(), errSilent) {
+		t.Fatalf("the silent request was cancelled with %v, want errSilent", cause())
+	}
+	if st := s.stats(); st.Raced != 2 || st.Replaced != 1 {
+		t.Fatalf("stats %+v, want 2 probes raced and 1 replaced", st)
+	}
+}
+
+// TestPolicySilentSourceTakesNone: a source whose request went silent and
+// was taken over takes over no other silent request until it answers
+// again: it would likely hold that one too.
+func TestPolicySilentSourceTakesNone(t *testing.T) {
+	s := newTestScheduler(true)
+	answered := func(src int, start int64) {
+		r, _ := reading(s, src, start, start+64<<10, 10*time.Millisecond)
+		s.claim(r, start, 64<<10)
+		s.leave(r)
+	}
+	answered(1, 40*mib)                           // source 1 answered
+	silentMirror(s)                               // then its request for [0,4MiB), silent since t0
+	other, _ := reading(s, 0, 16*mib, 20*mib, -1) // and source 0's, since t0
+	at := t0.Add(3 * time.Second)
+	if a := s.next(query{src: 0, empty: true}, at); a.kind != actSteal || a.how != stealReplace || a.start != 0 {
+		t.Fatalf("source 0's next = %+v, want source 1's silent request taken over", a)
+	}
+	// Source 0's own request is silent too; source 1 went silent.
+	if a := s.next(query{src: 1, empty: true}, at); a.kind != actWait {
+		t.Fatalf("source 1's next = %+v, want a wait: it went silent", a)
+	}
+	// Source 1 answers again: it takes source 0's silent request over.
+	answered(1, 32*mib)
+	if a := s.next(query{src: 1, empty: true}, at); a.kind != actSteal || a.how != stealReplace || a.sr.sp != other.sp {
+		t.Fatalf("source 1's next = %+v, want source 0's silent request taken over", a)
 	}
 }
