@@ -16,9 +16,10 @@ import "time"
 //     first, since it lies below the new ranges and may hold a reorder
 //     window back; waits while its source is far slower than another and
 //     others are busy (what it took, a faster connection would take back
-//     from it); and, while its mirror is not measured yet, probes the
-//     tail of a span the others hold rather than take (and cut) a range
-//     of the input;
+//     from it), unless a request of another source is silent; and, while
+//     its mirror is not measured yet, probes the head of a span whose
+//     requests stall (probeStalledLocked), else the tail of a span the
+//     others hold, rather than take (and cut) a range of the input;
 //  4. takes ranges from the input, as many as its source's share;
 //  5. when the input is empty or closed, steals (steal), or waits for a
 //     span to end, the input or the poll, or stops once the input is
