@@ -140,7 +140,7 @@ type spanReader struct {
 	replaced bool                    // a faster reader took over
 	left     bool                    // detached from its span (leave, orphan)
 	started  time.Time               // attached, or sent its latest request
-	answered time.Time               // its latest request's header came
+	answered time.Time               // its latest request's header came (header), or it was sent
 	header   bool                    // its latest request's header came
 	blocked  time.Duration           // time since started spent handing chunks on
 	// read counts the bytes its latest request delivered, as they arrive;
