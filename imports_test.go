@@ -192,7 +192,7 @@ func TestOneCallLinksNoBackend(t *testing.T) {
 // /metrics and runs every plain download, links neither client_golang nor
 // protobuf. Their package inits (protobuf's descriptor registry, the
 // registry's default collectors) run in every invocation, daemon or not:
-// they cost each download about 1.6 MiB of peak RSS (issue 20, whose goal
+// they cost each download about 2 MiB of peak RSS (issue 20, whose goal
 // is 20 MiB for a 1 GiB stream download). daemon/metrics writes the text
 // format itself; its tests may still parse it with prometheus/common.
 func TestCLILinksNoProtobuf(t *testing.T) {
