@@ -28,7 +28,7 @@ type server struct {
 	env              []string
 	store            objectStore
 	desc             string
-	reset        func() // before every run: fault counters back to zero
+	reset            func() // before every run: fault counters back to zero
 	// stats are the origin's counters since reset; nil where the origin
 	// does not count (nginx, an external URL).
 	stats func() origin.Stats
