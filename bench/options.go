@@ -165,7 +165,9 @@ type Options struct {
 	// rows on the same origin. In the small scenario they are curl (Jobs
 	// processes under xargs -P, each given its share of the URLs in one
 	// invocation, so it keeps its connection alive) and aria2c (-i LIST
-	// -j Jobs); axel takes no list and has no row.
+	// -j Jobs); axel takes no list and has no row. In the s3 scenarios
+	// it is `curl URL | s5cmd pipe s3://BUCKET/KEY` (tool s5cmd), and a
+	// Skipped event says why when s5cmd is not on PATH.
 	Compare bool
 	// Tools, when not empty, are the reference tools that Compare adds
 	// (of ReferenceTools); empty is all of them. The oracle runs in the
