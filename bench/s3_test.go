@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -89,5 +90,46 @@ func TestRunS3WrongObject(t *testing.T) {
 	if len(res.Cells) != 1 || c.Verified || c.SHA256 != "failed" || !res.Failed() || c.Runs != 0 ||
 		!strings.HasPrefix(c.Error, "sha256 mismatch: got ") || !strings.HasSuffix(c.Error, "want "+right) || strings.Contains(c.Error, "got "+right) {
 		t.Errorf("a wrong object: %+v", res.Cells)
+	}
+}
+
+// TestS5cmdRowSkipped: without s5cmd on PATH the s3 scenarios have no
+// reference row, and a Skipped event names why and how to install it;
+// with it (a stand-in on PATH) the row runs curl | s5cmd pipe.
+func TestS5cmdRowSkipped(t *testing.T) {
+	bin := t.TempDir()
+	for _, tool := range []string{"curl", "sh"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+		if err := os.Symlink(p, filepath.Join(bin, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", bin)
+	var events []Event
+	o := Options{Compare: true, Progress: func(e Event) { events = append(events, e) }}
+	if cells := s3ReferenceCells(o, ScenarioS3Cap); len(cells) != 0 {
+		t.Fatalf("without s5cmd: cells %+v", cells)
+	}
+	if len(events) != 1 || events[0].Kind != Skipped || events[0].Scenario != ScenarioS3Cap || events[0].Cell != "curl | s5cmd pipe" ||
+		!strings.Contains(events[0].Reason, "s5cmd is not on PATH") || !strings.Contains(events[0].Reason, "github.com/peak/s5cmd/v2@v2.3.0") {
+		t.Fatalf("events %+v, want one Skipped naming s5cmd and its install", events)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "s5cmd"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	events = nil
+	cells := s3ReferenceCells(o, ScenarioS3)
+	if len(cells) != 1 || cells[0].Tool != "s5cmd" || cells[0].Label != "curl | s5cmd pipe" || len(events) != 0 {
+		t.Fatalf("with s5cmd: cells %+v, events %+v", cells, events)
+	}
+	cmd, err := cells[0].command(t.Context(), job{url: "http://127.0.0.1:1/f", object: "s3://b/k", endpoint: "http://127.0.0.1:2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cmd.Args[2:], " "); !strings.Contains(got, `pipe "$5"`) || !strings.HasSuffix(got, "http://127.0.0.1:1/f "+filepath.Join(bin, "s5cmd")+" http://127.0.0.1:2 s3://b/k") {
+		t.Errorf("command %q", cmd.Args)
 	}
 }
