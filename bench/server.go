@@ -22,8 +22,13 @@ type server struct {
 	// mirror and dead are the mirrors scenario's other URLs: a live
 	// mirror of url, and one where nothing listens.
 	mirror, dead string
-	desc         string
-	reset        func() // before every run: fault counters back to zero
+	// object, env and endpoint are the s3 scenarios' (see job); store
+	// holds the object, nil in the other scenarios.
+	object, endpoint string
+	env              []string
+	store            objectStore
+	desc             string
+	reset            func() // before every run: fault counters back to zero
 	// stats are the origin's counters since reset; nil where the origin
 	// does not count (nginx, an external URL).
 	stats func() origin.Stats
@@ -48,6 +53,8 @@ func startServer(o Options, scenario Scenario, dir string) (*server, error) {
 		return startBatchOrigin(o)
 	case ScenarioMirrors:
 		return startMirrors(o)
+	case ScenarioS3, ScenarioS3Cap:
+		return startS3(o, scenario, dir)
 	}
 	sha := origin.SHA256Hex(size, seed)
 	if o.Origin == OriginNginx {

@@ -137,6 +137,8 @@ func printBenchEvent(w io.Writer, e dlbench.Event) {
 		}
 	case dlbench.Unverified:
 		fmt.Fprintf(w, "bench: sha256 of the first output: %s (unverified)\n", e.SHA256)
+	case dlbench.Skipped:
+		fmt.Fprintf(w, "bench: %s: no %s row: %s\n", e.Scenario, e.Cell, e.Reason)
 	}
 }
 
@@ -212,7 +214,7 @@ func defineBenchFlags(fs *pflag.FlagSet, f *benchFlags) *benchStrings {
 	r.scenarios = fs.StringSlice("scenario", []string{string(dlbench.ScenarioPlain)}, "origin behaviour, repeatable or a comma list: "+scenarioNames)
 	r.rate = fs.String("rate", "25MiB", "per-request (per-response) rate limit of the ratelimit and cap scenarios")
 	fs.DurationVar(&o.Latency, "latency", 0, "delay before each response header in the latency, wan and small scenarios (default 20ms, 100ms and 50ms)")
-	r.connRate = fs.String("conn-rate", "10MiB", "cap of every TCP connection in the wan scenario (and of the primary in mirrors), per second, over all its responses")
+	r.connRate = fs.String("conn-rate", "10MiB", "cap of every TCP connection in the wan and s3cap scenarios (and of the primary in mirrors), per second, over all its responses")
 	r.mirrorRate = fs.String("mirror-rate", "4MiB", "cap of every TCP connection of the mirror in the mirrors scenario, per second")
 	fs.IntVar(&o.Files, "files", dlbench.DefaultFiles, "number of files of the small scenario")
 	r.fileSize = fs.String("file-size", "16KiB", "size of each file of the small scenario (--size is the other scenarios')")
@@ -529,7 +531,12 @@ dlflow -i LIST; the table adds the requests per file and the connections
 the origin accepted); mirrors (A as in wan with 50ms per response, a
 mirror B capped at --mirror-rate per TCP connection, and DEAD where
 nothing listens: each dlflow cell runs alone, "+mirror" B and "+dead";
---compare adds aria2c -x8 -s16 A B).
+--compare adds aria2c -x8 -s16 A B); s3 (an upload while downloading:
+the origin as in plain, and each run's output an object of a SeaweedFS the
+bench starts on loopback, weed on PATH or where .ci/install-weed puts it,
+its sha256 read back; dlflow runs URL -o s3://BUCKET/KEY, --compare adds
+curl URL | s5cmd pipe s3://BUCKET/KEY, s5cmd on PATH); s3cap (s3 with
+every TCP connection of the origin capped at --conn-rate).
 
 Examples:
   dlflow bench
@@ -542,6 +549,7 @@ Examples:
   dlflow bench --origin nginx --scenario ratelimit --compare
   dlflow bench --scenario cap --size 1GiB -c examples/ranged.yaml --connections 8 --compare=oracle,axel
   dlflow bench --scenario cap -c examples/ranged.yaml --runs 1 --timeline cap.svg
+  dlflow bench --scenario s3,s3cap --conn-rate 25MiB --size 1GiB --compare --runs 3
   dlflow bench --url https://example.com/big.iso --sha256 HEX --runs 1
 
 Flags:
