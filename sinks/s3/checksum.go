@@ -7,7 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"hash/crc32"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/minio/minio-go/v7"
 )
@@ -61,9 +64,31 @@ func partOptions(checksum string, data []byte) minio.PutObjectPartOptions {
 	return opts
 }
 
-// beginUpload begins the multipart upload and asks the store, with a
-// probe part whose x-amz-checksum-crc32c is wrong, whether it checks
-// CRC32C. It returns the upload id and the checksum its parts carry:
+// crcBinds reports whether a CRC32C may bind a part's bytes to its
+// request at endpoint u. A CRC guards against bytes changed by accident,
+// not on purpose: whoever changes a part on the way can make its CRC come
+// out the same. So it binds the bytes only where the channel keeps them
+// intact by itself: TLS, or a loopback endpoint that no network path
+// reaches. Over plain HTTP to another host, parts carry Content-MD5, which
+// nobody can match with other bytes of their choosing.
+func crcBinds(u *url.URL) bool {
+	if u == nil {
+		return false
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return true
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// beginUpload begins the multipart upload and, where a CRC may bind the
+// bytes (crcBinds), asks the store, with a probe part whose
+// x-amz-checksum-crc32c is wrong, whether it checks CRC32C. It returns the upload id and the checksum its parts carry:
 // CRC32C where the store refused the probe for its checksum; MD5 where it
 // took the probe (it ignores the header) or refused it for another
 // reason (as S3 may refuse a part checksum that the upload did not
@@ -76,6 +101,9 @@ func (s *Sink) beginUpload(ctx context.Context) (id, checksum string, err error)
 	id, err = s.client.NewMultipartUpload(ctx, s.obj.Bucket, s.obj.Key, minio.PutObjectOptions{})
 	if err != nil {
 		return "", "", err
+	}
+	if !crcBinds(s.client.EndpointURL()) {
+		return id, checksumMD5, nil
 	}
 	body := []byte("dlflow checksum probe")
 	opts := minio.PutObjectPartOptions{DisableContentSha256: true,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -139,5 +140,34 @@ func TestS3PreflightCancel(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Preflight still waits 10s after its context was cancelled")
+	}
+}
+
+// TestCRCBindsOnlyWithIntegrity: a CRC32C binds a part's bytes only over
+// TLS or to a loopback endpoint; over plain HTTP to another host, whoever
+// changes the bytes on the way can match a CRC, so parts carry Content-MD5.
+func TestCRCBindsOnlyWithIntegrity(t *testing.T) {
+	for raw, want := range map[string]bool{
+		"https://s3.eu-west-1.amazonaws.com": true,
+		"HTTPS://minio.example.com:9000":     true,
+		"http://127.0.0.1:8333":              true,
+		"http://127.9.9.9:8333":              true,
+		"http://[::1]:9000":                  true,
+		"http://localhost:9000":              true,
+		"http://10.0.0.5:9000":               false,
+		"http://s3.example.com":              false,
+		"http://localhost.example.com:9000":  false,
+		"http://[::ffff:10.0.0.1]:9000":      false,
+	} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := crcBinds(u); got != want {
+			t.Errorf("crcBinds(%s) = %v, want %v", raw, got, want)
+		}
+	}
+	if crcBinds(nil) {
+		t.Error("crcBinds(nil) = true")
 	}
 }
