@@ -125,7 +125,7 @@ func (t topology) memoryBound(reg *pipeline.Registry, sets []string, connections
 // topology) unless topologies were given.
 func matrix(o Options, scenario Scenario, topologies []topology) ([]*cell, error) {
 	var cells []*cell
-	if scenario == ScenarioSmall && len(o.Topologies) == 0 {
+	if (scenario == ScenarioSmall || scenario == ScenarioExtract) && len(o.Topologies) == 0 {
 		topologies = []topology{{name: "auto"}}
 	}
 	variations := combinations(o.Vary)
@@ -144,6 +144,10 @@ func matrix(o Options, scenario Scenario, topologies []topology) ([]*cell, error
 					if err != nil {
 						return nil, err
 					}
+					if scenario == ScenarioExtract {
+						cells = append(cells, perFormat(c)...)
+						continue
+					}
 					cells = append(cells, c)
 					if scenario == ScenarioMirrors {
 						cells = append(cells, withMirror(c, "+mirror", func(j job) string { return j.mirror }),
@@ -154,6 +158,8 @@ func matrix(o Options, scenario Scenario, topologies []topology) ([]*cell, error
 		}
 	}
 	switch {
+	case o.Compare && scenario == ScenarioExtract:
+		cells = append(cells, chosenTools(o, pipeCells(o))...)
 	case o.Compare && scenario == ScenarioSmall:
 		cells = append(cells, chosenTools(o, batchReferenceCells(o))...)
 	case o.Compare:
@@ -210,8 +216,12 @@ func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.Byte
 	// Every run is traced, for the distributions (time to first byte,
 	// per-connection throughput); the timeline keeps the last run's.
 	c.stageMetrics, c.traced, c.keepTrace = true, true, o.Timeline
+	out := "-o"
+	if scenario == ScenarioExtract {
+		out = "--extract"
+	}
 	c.command = func(ctx context.Context, j job) (*exec.Cmd, error) {
-		args := append(slices.Clip(get), "--url", j.url, "-o", j.out, "-q", "--no-resume", "--metrics-json", j.metrics, "--trace-json", j.trace)
+		args := append(slices.Clip(get), "--url", j.url, out, j.out, "-q", "--no-resume", "--metrics-json", j.metrics, "--trace-json", j.trace)
 		cmd := exec.CommandContext(ctx, exe, append(args, extra...)...)
 		cmd.Env = env
 		return cmd, nil
@@ -298,12 +308,17 @@ func chosenTools(o Options, cells []*cell) []*cell {
 }
 
 // ReferenceTools are the tools that --compare can add.
-var ReferenceTools = []string{"curl", "curl+fsync", "aria2c", "axel", "oracle"}
+// "pipe" is the extract scenario's shell pipes; the others have no row
+// there.
+var ReferenceTools = []string{"curl", "curl+fsync", "aria2c", "axel", "oracle", "pipe"}
 
 // toolVersion is the first line of a reference tool's --version (axel's
 // first line of -V, the oracle's curl's), or "" when it does not tell.
 func toolVersion(tool string) string {
 	flag := "--version"
+	if tool == "pipe" {
+		return pipeVersion()
+	}
 	if tool == "oracle" { // curls under a shell
 		tool = "curl"
 	}

@@ -109,6 +109,9 @@ func writeNotes(w io.Writer, rows []*Cell, cols columns) {
 	if busy {
 		fmt.Fprintf(w, "runs ~N: N runs started with the load average above the machine's %d cores\n", runtime.NumCPU())
 	}
+	if cols.pipes {
+		fmt.Fprintln(w, "speed vs pipe: the pipe's median time over the cell's, per pipe of the cell's format (1.00x or more: dlflow as fast or faster)")
+	}
 	if cols.durable {
 		fmt.Fprintln(w, "fsync: the output is on disk when the tool exits (dlflow and curl+fsync fsync; curl, aria2c and axel do not, so they may finish before the disk has the bytes)")
 	}
@@ -123,6 +126,7 @@ type columns struct {
 	ratio    bool // time over the fastest reference tool's
 	requests bool // the origin's counts
 	perFile  bool // requests per file (small)
+	pipes    bool // speed against each shell pipe (extract)
 }
 
 func columnsOf(rows []*Cell) columns {
@@ -135,6 +139,7 @@ func columnsOf(rows []*Cell) columns {
 		cols.ttfb = cols.ttfb || c.TTFB != nil
 		cols.requests = cols.requests || c.ConnsAccepted > 0
 		cols.perFile = cols.perFile || c.Files > 0
+		cols.pipes = cols.pipes || len(c.VsPipes) > 0
 	}
 	cols.perFile = cols.perFile && cols.requests
 	return cols
@@ -150,6 +155,9 @@ func (cols columns) header() []string {
 	}
 	if cols.ratio {
 		h = append(h, "vs fastest ref")
+	}
+	if cols.pipes {
+		h = append(h, "speed vs pipe")
 	}
 	if cols.durable {
 		h = append(h, "fsync")
@@ -195,6 +203,9 @@ func (cols columns) row(c *Cell) []string {
 	}
 	if cols.ratio {
 		r = append(r, figure("%.2fx", c.VsFastestReference))
+	}
+	if cols.pipes {
+		r = append(r, figure("%s", pipesText(c.VsPipes)))
 	}
 	if cols.durable {
 		r = append(r, yesNo(c.Durable))

@@ -23,7 +23,11 @@ type server struct {
 	// mirror of url, and one where nothing listens.
 	mirror, dead string
 	desc         string
-	reset        func() // before every run: fault counters back to zero
+	// archives are the extract scenario's URLs, by format, of the archives
+	// of tree, what each must unpack to.
+	archives map[string]string
+	tree     manifest
+	reset    func() // before every run: fault counters back to zero
 	// stats are the origin's counters since reset; nil where the origin
 	// does not count (nginx, an external URL).
 	stats func() origin.Stats
@@ -48,6 +52,8 @@ func startServer(o Options, scenario Scenario, dir string) (*server, error) {
 		return startBatchOrigin(o)
 	case ScenarioMirrors:
 		return startMirrors(o)
+	case ScenarioExtract:
+		return startExtractServer(o, dir)
 	}
 	sha := origin.SHA256Hex(size, seed)
 	if o.Origin == OriginNginx {
