@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"sync"
 	"time"
 )
@@ -299,30 +298,7 @@ func (w *writers) close() error {
 
 // writeSmall creates a job's file, as TarExtract.file does for a member
 // it writes itself.
-func writeSmall(j fileJob) error {
-	root := j.dir.root
-	// O_EXCL: never through a symlink, never into a file it did not make.
-	f, err := root.OpenFile(j.base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, j.mode)
-	if err != nil {
-		return err
-	}
-	if len(j.data) > 0 {
-		_, err = f.Write(j.data)
-	}
-	if err == nil {
-		err = f.Chmod(j.mode) // the mode asked, whatever the umask
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if !j.mtime.IsZero() {
-		_ = root.Chtimes(j.base, j.mtime, j.mtime) // a time it cannot set does not spoil the file
-	}
-	return nil
-}
+func writeSmall(j fileJob) error { return createFile(j.dir, j.base, j.mode, j.data, j.mtime) }
 
 // closeIfAny is close on a pool, nil without one.
 func (w *writers) closeIfAny() error {

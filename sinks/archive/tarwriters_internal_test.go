@@ -24,8 +24,13 @@ func openDirs(t *testing.T, names ...string) (string, map[string]*dirRoot) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { r.Close() })
-		dirs[n] = &dirRoot{root: r}
+		fd, err := openDirFD(r) // nil where the system has no faster way
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := &dirRoot{root: r, fd: fd}
+		t.Cleanup(func() { d.close(nil) })
+		dirs[n] = d
 	}
 	return base, dirs
 }
