@@ -22,7 +22,12 @@
 //
 // without -c unless Options.Topologies are given (dlflow then picks each
 // file's topology, as for a user's -i LIST), and without per-stage
-// metrics.
+// metrics. In the extract scenario a run unpacks an archive,
+//
+//	EXECUTABLE get [-c TOPOLOGY] --url URL --extract DIR -q --no-resume --metrics-json FILE [--connections N] [--set KEY=VALUE]...
+//
+// once per archive format, and its tree is checked against the source's
+// (see ScenarioExtract).
 package bench
 
 import (
