@@ -87,7 +87,7 @@ func TestRunExtractScenario(t *testing.T) {
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	if len(wantPipes()) > 0 && !strings.Contains(table.String(), "speed vs pipe") {
+	if len(wantPipes()) > 0 && (!strings.Contains(table.String(), "speed vs pipe") || !strings.Contains(table.String(), "each pipe ends with sync")) {
 		t.Errorf("table without the speeds against the pipes:\n%s", table.String())
 	}
 }

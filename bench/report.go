@@ -99,9 +99,9 @@ func heading(o Options, s Scenario) string {
 
 // writeNotes explains the marks and columns that need it under a table.
 func writeNotes(w io.Writer, rows []*Cell, cols columns) {
-	var outliers, busy bool
+	var outliers, busy, pipes bool
 	for _, c := range rows {
-		outliers, busy = outliers || c.Stats.Outliers > 0, busy || c.Busy > 0
+		outliers, busy, pipes = outliers || c.Stats.Outliers > 0, busy || c.Busy > 0, pipes || c.Tool == "pipe"
 	}
 	if outliers {
 		fmt.Fprintln(w, "runs !N: N runs outside Tukey's fences (1.5 IQR beyond the quartiles)")
@@ -112,7 +112,9 @@ func writeNotes(w io.Writer, rows []*Cell, cols columns) {
 	if cols.pipes {
 		fmt.Fprintln(w, "speed vs pipe: the pipe's median time over the cell's, per pipe of the cell's format (1.00x or more: dlflow as fast or faster)")
 	}
-	if cols.durable {
+	if cols.durable && pipes {
+		fmt.Fprintln(w, "fsync: the tree is on disk when the tool exits (dlflow syncs its file system; each pipe ends with sync)")
+	} else if cols.durable {
 		fmt.Fprintln(w, "fsync: the output is on disk when the tool exits (dlflow and curl+fsync fsync; curl, aria2c and axel do not, so they may finish before the disk has the bytes)")
 	}
 }
