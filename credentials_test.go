@@ -112,39 +112,49 @@ func TestCredentialsMirrorOwnUserinfo(t *testing.T) {
 	primary := credtest.Start(t, "127.0.0.1", content)
 	other := credtest.Start(t, "127.0.0.2", content)
 	mirror := strings.Replace(other.URL, "http://", "http://bob:mirror-pw@", 1) + "/file.bin"
-	// Which sources a run asks is the scheduler's choice: on a loaded
-	// machine the readers that start first may take every range of this
-	// small file before the mirrors' readers start. So the download runs
-	// until both mirrors were asked, at most 5 times; every request of
-	// every run is checked below.
-	asked := func() (copies, others int) {
-		for _, r := range primary.Requests() {
-			if r.Path == "/copy.bin" {
-				copies++
+	// Every source is asked in one download: the primary holds its
+	// requests (after the probe) until both mirrors were asked, and each
+	// mirror holds its own (after its first) until the other was asked.
+	// While requests stall, the scheduler offers that work to the mirrors
+	// not measured yet (a probe of each stalled range), so neither can be
+	// left out, however the readers start; the download cannot complete
+	// without both, or the holds running out (10 s).
+	copyAsked, otherAsked := primary.Asked("/copy.bin"), other.Asked("/file.bin")
+	both := make(chan struct{})
+	go func() {
+		defer close(both)
+		for _, c := range []<-chan struct{}{copyAsked, otherAsked} {
+			select {
+			case <-c:
+			case <-t.Context().Done(): // the test ended: nothing waits on both
+				return
 			}
 		}
-		return copies, len(other.Requests())
+	}()
+	primary.Hold("/file.bin", both)
+	primary.Hold("/copy.bin", otherAsked)
+	other.Hold("/file.bin", copyAsked)
+	out := fltOut(t)
+	logOpt, log := withLog(zerolog.WarnLevel)
+	res, err := do(t, credRequest(primary.URL+"/file.bin", out, primary.URL+"/copy.bin", mirror), logOpt)
+	fltOK(t, res, err, out, credSize, credSeed)
+	if strings.Contains(log.String(), "get none") {
+		t.Errorf("a warning though every source has credentials:\n%s", log.String())
 	}
-	for run := 1; ; run++ {
-		out := fltOut(t)
-		logOpt, log := withLog(zerolog.WarnLevel)
-		res, err := do(t, credRequest(primary.URL+"/file.bin", out, primary.URL+"/copy.bin", mirror), logOpt)
-		fltOK(t, res, err, out, credSize, credSeed)
-		if strings.Contains(log.String(), "get none") {
-			t.Errorf("a warning though every source has credentials:\n%s", log.String())
+	copies := 0
+	for _, r := range primary.Requests() {
+		if r.Path == "/copy.bin" {
+			copies++
 		}
-		if copies, others := asked(); copies > 0 && others > 0 || run == 5 {
-			t.Logf("%d run(s): %d requests to the copy on the primary's origin, %d to the other origin", run, copies, others)
-			break
-		}
+	}
+	if ranOut := primary.RanOut() + other.RanOut(); copies == 0 || len(other.Requests()) == 0 || ranOut > 0 {
+		t.Fatalf("%d requests to the copy on the primary's origin, %d to the other origin, %d held requests answered when their hold ran out: a mirror was not asked in time",
+			copies, len(other.Requests()), ranOut)
 	}
 	assertCarry(t, "primary", primary, credSecrets)
 	own := none()
 	own["Authorization"] = basicAuth("bob", "mirror-pw")
 	assertCarry(t, "mirror with its own userinfo", other, own)
-	if copies, _ := asked(); copies == 0 {
-		t.Fatal("the mirror on the primary's origin was not asked")
-	}
 }
 
 // TestCredentialsMetalinkListedHosts: the Metalink's URL names the origin

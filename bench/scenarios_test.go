@@ -8,11 +8,14 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -399,4 +402,51 @@ func cellsOf(cs []*cell) []Cell {
 		out = append(out, c.Cell)
 	}
 	return out
+}
+
+// TestOracleWritesInPlace: the oracle's curls write their ranges at their
+// offsets of one file (no part files), and a range that fails (here the
+// server answers 404 to the second) fails the whole command, not only the
+// dd behind it.
+func TestOracleWritesInPlace(t *testing.T) {
+	if !installed("curl") || !installed("bash") || !installed("dd") {
+		t.Skip("needs curl, bash and dd")
+	}
+	curl, _ := exec.LookPath("curl")
+	data := make([]byte, 3<<20+5)
+	for i := range data {
+		data[i] = byte(i * 7 / 3)
+	}
+	var failSecond atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failSecond.Load() && strings.HasPrefix(r.Header.Get("Range"), fmt.Sprintf("bytes=%d-", len(data)/3)) {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	for _, fail := range []bool{false, true} {
+		failSecond.Store(fail)
+		out := filepath.Join(dir, fmt.Sprint("out-", fail))
+		c := oracleCell(OriginGo, ScenarioCap, curl, 3, int64(len(data)))
+		cmd, err := c.command(t.Context(), job{url: srv.URL + "/f", out: out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		output, err := cmd.CombinedOutput()
+		got, _ := os.ReadFile(out)
+		switch {
+		case fail && err == nil:
+			t.Errorf("a range answered 404: the oracle exited 0 (%s)", output)
+		case !fail && err != nil:
+			t.Errorf("oracle: %v: %s", err, output)
+		case !fail && !bytes.Equal(got, data):
+			t.Errorf("oracle wrote %d bytes, not the file's %d (or other bytes)", len(got), len(data))
+		}
+		if left, _ := filepath.Glob(out + ".part*"); len(left) != 0 {
+			t.Errorf("part files left: %v", left)
+		}
+	}
 }

@@ -29,7 +29,7 @@ fills). Needs no network unless --url is given.
 Scenarios: plain; ratelimit (--rate per response); cap (--rate per
 request, as nginx's limit_rate: the same origin as ratelimit, issue #20's
 name; --compare=oracle adds N curls started at once on the N ranges of a
-size known in advance); latency (--latency
+size known in advance, each written at its offset); latency (--latency
 per response); slowconn (one GET, --slow-request, trickles at --trickle);
 wan (every TCP connection capped at --conn-rate over all its responses,
 and --latency, 100ms, per response); small (--files files of --file-size,

@@ -415,7 +415,7 @@ func (l *readerLoop) fetchRange(ctx context.Context, r pipeline.Range) error {
 	return f.fetchSpan(ctx, sr, p, true)
 }
 
-var stealNames = [...]string{stealReplace: "replaced a slow connection", stealHalve: "split a range", stealRace: "racing a slow tail",
+var stealNames = [...]string{stealReplace: "replaced a slow connection", stealHalve: "split a range", stealRace: "racing a slow or stalled range",
 	stealAdopt: "adopted the range of a dropped source"}
 
 // takeOver fetches what is left of the span another reader worked on,

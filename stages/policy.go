@@ -16,9 +16,10 @@ import "time"
 //     first, since it lies below the new ranges and may hold a reorder
 //     window back; waits while its source is far slower than another and
 //     others are busy (what it took, a faster connection would take back
-//     from it); and, while its mirror is not measured yet, probes the
-//     tail of a span the others hold rather than take (and cut) a range
-//     of the input;
+//     from it), unless a request of another source is silent; and, while
+//     its mirror is not measured yet, probes the head of a span whose
+//     requests stall (probeStalledLocked), else the tail of a span the
+//     others hold, rather than take (and cut) a range of the input;
 //  4. takes ranges from the input, as many as its source's share;
 //  5. when the input is empty or closed, steals (steal), or waits for a
 //     span to end, the input or the poll, or stops once the input is
@@ -116,6 +117,10 @@ func (s *scheduler) beforeTakeLocked(q query, now time.Time) (a action, ok bool)
 			return s.stolenLocked(r, stealAdopt), true
 		}
 	case len(s.spans) > 0:
+		// A slow source is better than one that does not answer.
+		if r := s.silentLocked(q.src, now); r != nil {
+			return s.stolenLocked(r, stealReplace), true
+		}
 		return action{kind: actWait, changed: s.changed, poll: true}, true
 	case q.closed:
 		return action{kind: actStop}, true
@@ -147,20 +152,31 @@ const (
 // src: it adopts a span whose reader's source was dropped, replaces a
 // silent or slow reader, halves the span that will take longest, or races
 // a slow tail, in that order of preference. It returns the reader to run
-// and how it was found, or nil.
+// and how it was found, or nil. A source far slower than another takes
+// over only silent requests: it delivers, they do not.
 func (s *scheduler) stealLocked(src int, now time.Time) (*spanReader, int) {
-	if s.stealMin <= 0 || s.tooSlowLocked(src) {
-		return nil, stealNone // a faster source's replica will
+	if s.stealMin <= 0 {
+		return nil, stealNone
 	}
-	if r := s.adoptLocked(src, now); r != nil {
-		return r, stealAdopt
+	slow := s.tooSlowLocked(src)
+	if !slow {
+		if r := s.adoptLocked(src, now); r != nil {
+			return r, stealAdopt
+		}
 	}
 	if r := s.silentLocked(src, now); r != nil {
 		return r, stealReplace
 	}
+	if slow {
+		return nil, stealNone // a faster source's replica will
+	}
 	if probe := s.probeLocked(src); probe > 0 {
 		// An unmeasured mirror takes a probe, never a half: it may be far
-		// slower than the reader it would take the half from.
+		// slower than the reader it would take the half from. The head of
+		// a stalled span first: nothing else gets it going.
+		if r := s.probeStalledLocked(src, probe, now); r != nil {
+			return r, stealRace
+		}
 		if r := s.probeTailLocked(src, probe, now); r != nil {
 			return r, stealHalve
 		}

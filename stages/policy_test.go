@@ -137,6 +137,28 @@ var policyCases = []struct {
 		q: query{src: 0, empty: true}, at: time.Second, want: policyWant{kind: actWait, input: true, poll: true, share: 1}},
 	{name: "several sources: a silent request is taken over by a source that answered", multi: true, setup: func(s *scheduler) { silentMirror(s) },
 		q: query{src: 0, empty: true}, at: 3 * time.Second, want: policyWant{kind: actSteal, how: stealReplace, start: 0, end: 4 * mib}},
+	{name: "several sources: an unmeasured mirror does not probe a silent request before the silent wait", multi: true, setup: silentPrimary,
+		q: query{src: 1, empty: true}, at: time.Second, want: policyWant{kind: actWait, input: true, poll: true, share: 0}},
+	{name: "several sources: an unmeasured mirror that never answered probes the head of a silent request", multi: true, setup: silentPrimary,
+		q: query{src: 1, empty: true}, at: 3 * time.Second, want: policyWant{kind: actSteal, how: stealRace, start: 0, end: mirrorProbe}},
+	{name: "several sources: an unmeasured mirror probes a silent request before it takes from the input", multi: true, setup: silentPrimary,
+		q: query{src: 1}, at: 3 * time.Second, want: policyWant{kind: actSteal, how: stealRace, start: 0, end: mirrorProbe}},
+	{name: "several sources: an unmeasured mirror probes the head of an answer that delivers nothing", multi: true, setup: func(s *scheduler) {
+		s.sample(0, 10*mib, time.Second)
+		reading(s, 0, 8*mib, 16*mib, 10*time.Millisecond)
+	}, q: query{src: 1, empty: true}, at: 3 * time.Second, want: policyWant{kind: actSteal, how: stealRace, start: 8 * mib, end: 8*mib + mirrorProbe}},
+	{name: "several sources: an unmeasured mirror races the whole of a stalled span no longer than a probe", multi: true, setup: func(s *scheduler) {
+		s.sample(0, 10*mib, time.Second)
+		reading(s, 0, 8*mib, 8*mib+256<<10, -1)
+	}, q: query{src: 1, empty: true}, at: 3 * time.Second, want: policyWant{kind: actSteal, how: stealRace, start: 8 * mib, end: 8*mib + 256<<10}},
+	{name: "several sources: a source far too slow takes over a silent request", multi: true, setup: func(s *scheduler) {
+		s.sample(0, 40*mib, time.Second)
+		s.sample(1, 8*mib, time.Second)
+		done, _ := reading(s, 1, 8*mib, 8*mib+64<<10, 10*time.Millisecond) // source 1 answers
+		s.claim(done, 8*mib, 64<<10)
+		s.leave(done)
+		reading(s, 0, 0, 4*mib, -1)
+	}, q: query{src: 1}, at: 3 * time.Second, want: policyWant{kind: actSteal, how: stealReplace, start: 0, end: 4 * mib}},
 }
 
 func TestPolicyNext(t *testing.T) {
@@ -168,6 +190,13 @@ func slowReader(s *scheduler) {
 	r, _ := reading(s, 0, 0, 1*mib, time.Millisecond)
 	r.received(4096)
 	s.claim(r, 0, 4096)
+}
+
+// silentPrimary: the primary measured, and its request for [0, 4MiB)
+// sent at t0 has no answer; source 1, a mirror, was never asked.
+func silentPrimary(s *scheduler) {
+	s.sample(0, 10*mib, time.Second)
+	reading(s, 0, 0, 4*mib, -1)
 }
 
 // silentMirror: both sources measured, source 0 answered in 10ms, and a

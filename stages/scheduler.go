@@ -105,8 +105,10 @@ type scheduler struct {
 	// one reader.
 	align int64
 	ttfb  time.Duration // time to the response header (EWMA)
-	// heard holds the sources that answered a request of this run: only
-	// their replicas take over a silent request.
+	// heard holds the sources that answered a request of this run, and
+	// none since went silent: only their replicas take over a silent
+	// request (a source whose request was silent would likely hold the
+	// next one too).
 	heard  map[int]bool
 	counts [stealAdopt + 1]int
 	// quiet: no reader is judged before then, because an idle replica
@@ -138,7 +140,8 @@ type spanReader struct {
 	replaced bool                    // a faster reader took over
 	left     bool                    // detached from its span (leave, orphan)
 	started  time.Time               // attached, or sent its latest request
-	answered time.Time               // its latest request's header came
+	answered time.Time               // its latest request's header came (header), or it was sent
+	header   bool                    // its latest request's header came
 	blocked  time.Duration           // time since started spent handing chunks on
 	// read counts the bytes its latest request delivered, as they arrive;
 	// the only field written without the lock (received).
@@ -212,7 +215,7 @@ func (s *scheduler) request(r *spanReader, cancel context.CancelCauseFunc, now t
 	defer s.mu.Unlock()
 	r.cancel = cancel
 	if cancel != nil {
-		r.started, r.answered, r.blocked = now, now, 0
+		r.started, r.answered, r.blocked, r.header = now, now, 0, false
 		r.read.Store(0)
 	}
 	switch {
@@ -231,7 +234,7 @@ func (s *scheduler) answer(r *spanReader, ttfb time.Duration, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.sp.stealable = true
-	r.answered = now
+	r.answered, r.header = now, true
 	s.heard[r.src] = true
 	switch {
 	case ttfb <= 0: // not measured

@@ -232,7 +232,7 @@ func (s *scheduler) silentLocked(src int, now time.Time) *spanReader {
 	if !s.multi || s.ttfb <= 0 || !s.heard[src] || now.Before(s.quiet) {
 		return nil
 	}
-	wait := max(silentMin, silentFactor*s.ttfb)
+	wait := s.silentWaitLocked()
 	var victim *spanReader
 	for sp := range s.spans {
 		if sp.stealable || sp.done || sp.pos >= sp.end || len(sp.readers) != 1 {
@@ -251,6 +251,72 @@ func (s *scheduler) silentLocked(src int, now time.Time) *spanReader {
 	}
 	victim.replaced = true
 	victim.cancel(errSilent)
+	s.heard[victim.src] = false // until it answers again
 	s.counts[stealReplace]++
 	return s.newReaderLocked(victim.sp, src, now)
+}
+
+// silentWaitLocked is how long a request may go without an answer before
+// it is silent: silentFactor times the typical time to a header, at least
+// silentMin.
+func (s *scheduler) silentWaitLocked() time.Duration { return max(silentMin, silentFactor*s.ttfb) }
+
+// stalledLocked reports whether r's request in flight stalls at now: it
+// delivered no byte (no header, or a header and no body) for the silent
+// wait since it was sent, or, answered and judged, it goes slowFactor
+// times slower than typical (what makes a reader replaced, see judge). A
+// reader waiting to retry does not stall: its retry policy governs it.
+func (s *scheduler) stalledLocked(r *spanReader, now time.Time) bool {
+	if r.cancel == nil || r.replaced {
+		return false
+	}
+	if r.read.Load() == 0 && now.Sub(r.started) >= s.silentWaitLocked() {
+		return true
+	}
+	if !r.header || s.typical <= 0 {
+		return false
+	}
+	rate, judged := s.rateLocked(r, now)
+	return judged && rate*slowFactor < s.typical
+}
+
+// probeStalledLocked gives a replica of source src, an unmeasured mirror,
+// the head of the lowest span whose every reader is another source's
+// request that stalls (stalledLocked): probe bytes of it, split off as a
+// span of its own, or the whole rest, raced, when that is no longer. Such
+// a mirror may never have answered, so it takes over no silent request
+// (silentLocked): the stalled request goes on and keeps the rest of its
+// span. Once the probe measured the mirror, the mirror takes over the rest
+// as any source does. Without this, a download whose measured sources all
+// stall waits for them, its unmeasured mirrors never asked. Nil when no
+// span stalls, or while the process is short of CPU (s.quiet).
+func (s *scheduler) probeStalledLocked(src int, probe int64, now time.Time) *spanReader {
+	if now.Before(s.quiet) {
+		return nil
+	}
+	var lowest *span
+	for sp := range s.spans {
+		if sp.done || sp.pos >= sp.end || len(sp.readers) == 0 || lowest != nil && sp.pos >= lowest.pos {
+			continue
+		}
+		stalled := true
+		for _, r := range sp.readers {
+			stalled = stalled && r.src != src && s.stalledLocked(r, now)
+		}
+		if stalled {
+			lowest = sp
+		}
+	}
+	if lowest == nil {
+		return nil
+	}
+	s.counts[stealRace]++
+	// Rounded down, as an adopted probe is: a span may start unaligned.
+	if cut := (lowest.pos + probe) / s.align * s.align; cut < lowest.end {
+		// The stalled reader drops what it reads below its span's pos.
+		start := lowest.pos
+		lowest.pos = cut
+		return s.newSpanLocked(start, cut, src, now)
+	}
+	return s.newReaderLocked(lowest, src, now)
 }

@@ -51,6 +51,7 @@ type Server struct {
 	holds     map[string]<-chan struct{}
 	seen      map[string]int
 	asked     map[string]chan struct{}
+	ranOut    int // holds that ended after 10 s, their release not closed
 }
 
 func newServer(content []byte) *Server {
@@ -77,6 +78,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-time.After(10 * time.Second):
+			s.mu.Lock()
+			s.ranOut++
+			s.mu.Unlock()
 		}
 	}
 	switch {
@@ -111,6 +115,14 @@ func (s *Server) Hold(path string, release <-chan struct{}) {
 	s.mu.Lock()
 	s.holds[path] = release
 	s.mu.Unlock()
+}
+
+// RanOut returns how many held requests were answered because their hold
+// ran out (10 s) before its release was closed.
+func (s *Server) RanOut() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ranOut
 }
 
 // Asked returns a channel closed at the first request for path.
