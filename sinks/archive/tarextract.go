@@ -91,8 +91,9 @@ type TarExtractConfig struct {
 //
 // The sink runs with one worker, which reads the stream. With writers
 // (4 by default), members of up to 256 KiB are read into memory and their
-// files made by that many goroutines while the stream is read on (see
-// tarwriters.go; the order an archive relies on is kept). It holds one
+// files made by that many goroutines while the stream is read on, a
+// directory's by one of them at a time (see tarwriters.go; the order an
+// archive relies on is kept). It holds one
 // copy buffer and the writers' buffers (Memory).
 type TarExtract struct {
 	dir       string
