@@ -187,3 +187,28 @@ func TestOneCallLinksNoBackend(t *testing.T) {
 		}
 	}
 }
+
+// TestCLILinksNoProtobuf: the CLI (cmd/run), which serves the daemon's
+// /metrics and runs every plain download, links neither client_golang nor
+// protobuf. Their package inits (protobuf's descriptor registry, the
+// registry's default collectors) run in every invocation, daemon or not:
+// they cost each download about 2 MiB of peak RSS (issue 20, whose goal
+// is 20 MiB for a 1 GiB stream download). daemon/metrics writes the text
+// format itself; its tests may still parse it with prometheus/common.
+func TestCLILinksNoProtobuf(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./cmd/run").Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./cmd/run: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, module+"/daemon/metrics") {
+		t.Fatalf("go list -deps ./cmd/run lists no daemon/metrics: %q", deps)
+	}
+	for _, dep := range deps {
+		for _, f := range []string{"google.golang.org/protobuf", "github.com/prometheus/", "github.com/golang/protobuf"} {
+			if dep == strings.TrimSuffix(f, "/") || strings.HasPrefix(dep, strings.TrimSuffix(f, "/")+"/") {
+				t.Errorf("the CLI links %s", dep)
+			}
+		}
+	}
+}

@@ -192,6 +192,12 @@ type job struct {
 	files   []batchFile // small: the batch, each file written to dir/name
 	dir     string      // small: the outputs' directory, empty at the start
 	list    string      // small: a scratch file for the tool's list of URLs
+	// object is where the s3 scenarios' runs write instead of out, as
+	// s3://BUCKET/KEY, and env the AWS_* variables that point a client
+	// at its store; out then names only the run's scratch files.
+	object   string
+	env      []string
+	endpoint string // the store's URL
 }
 
 // record adds one run's measurements: it wrote bytes, the origin counted

@@ -125,30 +125,41 @@ func (r *Result) WriteCSV(w io.Writer) error {
 
 // WriteMarkdown writes a table per scenario in Markdown, for a report:
 // median time with its 95% interval, mean ± standard deviation, the ratio
-// to the baseline, throughput, peak RSS and whether the output is durable.
+// to the baseline, the ratio to the fastest reference tool at the cell's
+// connections (as the text table), throughput, peak RSS and whether the
+// output is durable.
 func (r *Result) WriteMarkdown(w io.Writer) error {
 	ew := &errWriter{w: w}
 	for _, scenario := range r.Options.Scenarios {
 		fmt.Fprintf(ew, "### %s\n\n%s; %s\n\n", scenario, r.Servers[scenario], runsDescription(r.Options))
-		fmt.Fprintln(ew, "| cell | median time (95% CI) | mean ± σ | runs | vs baseline | MB/s median | peak RSS | durable | sha256 |")
-		fmt.Fprintln(ew, "|---|---|---|---|---|---|---|---|---|")
+		fmt.Fprintln(ew, "| cell | median time (95% CI) | mean ± σ | runs | vs baseline | vs fastest ref | MB/s median | peak RSS | durable | sha256 |")
+		fmt.Fprintln(ew, "|---|---|---|---|---|---|---|---|---|---|")
 		for _, c := range r.Cells {
 			if c.Scenario != scenario {
 				continue
 			}
 			if c.Failed() {
-				fmt.Fprintf(ew, "| %s | FAILED: %s | | | | | | | %s |\n", mdEscape(c.Label), mdEscape(c.Error), c.SHA256)
+				fmt.Fprintf(ew, "| %s | FAILED: %s | | | | | | | | %s |\n", mdEscape(c.Label), mdEscape(c.Error), c.SHA256)
 				continue
 			}
 			st := c.Stats
-			fmt.Fprintf(ew, "| %s | %.3f s (%.3f–%.3f) | %.3f ± %.3f s | %d%s | %s | %.0f | %s | %s | %s |\n",
+			fmt.Fprintf(ew, "| %s | %.3f s (%.3f–%.3f) | %.3f ± %.3f s | %d%s | %s | %s | %.0f | %s | %s | %s |\n",
 				mdEscape(c.Label), st.MedianS, st.MedianLowS, st.MedianHighS, st.MeanS, st.StddevS, c.Runs, flags(c),
-				ratioText(c.VsBaseline), st.MedianMBps, mib(c.PeakRSS), yesNo(c.Durable), c.SHA256)
+				ratioText(c.VsBaseline), refRatioText(c.VsFastestReference), st.MedianMBps, mib(c.PeakRSS), yesNo(c.Durable), c.SHA256)
 		}
 		fmt.Fprintln(ew, "\nruns !N: N outliers (Tukey's fences); ~N: N runs started with the load above the cores.")
 		fmt.Fprintln(ew)
 	}
 	return ew.err
+}
+
+// refRatioText is a cell's time over the fastest reference's, "-" where
+// the scenario has no reference row at the cell's connections.
+func refRatioText(r float64) string {
+	if r <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", r)
 }
 
 // runsDescription says how many runs each cell had.

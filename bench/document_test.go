@@ -298,3 +298,27 @@ func TestPlotSweepAndLabels(t *testing.T) {
 		t.Errorf("bar chart: %v, or the long label is missing", err)
 	}
 }
+
+// TestMarkdownVsFastestReference: the Markdown table carries the ratio to
+// the fastest reference as the text table does, and a dash where a cell
+// has no reference at its connections.
+func TestMarkdownVsFastestReference(t *testing.T) {
+	res := &Result{
+		Options: Options{Scenarios: []Scenario{ScenarioCap}, Runs: 3},
+		Servers: map[Scenario]string{ScenarioCap: "nginx"},
+		Cells: []Cell{
+			{Scenario: ScenarioCap, Label: "ranged c=8", Runs: 3, VsFastestReference: 1.037},
+			{Scenario: ScenarioCap, Label: "oracle c=8", Tool: "oracle", Runs: 3, VsFastestReference: 1},
+			{Scenario: ScenarioCap, Label: "ranged c=4", Runs: 3},
+		},
+	}
+	var md bytes.Buffer
+	if err := res.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| vs baseline | vs fastest ref |", "| ranged c=8 | 0.000 s", "| - | 1.04x |", "| - | 1.00x |", "| - | - |"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+}

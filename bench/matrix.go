@@ -35,6 +35,9 @@ type topology struct {
 	name, path string
 	splitter   string // id of its range.splitter stage, or ""
 	readers    bool   // it has an http.reader stage
+	// boundOf is the topology whose memory bound a topology without a
+	// path (dlflow's own choice) reports, when the choice is known.
+	boundOf *topology
 }
 
 // TopologyFile is a topology that the dlflow cells ran, as the results
@@ -57,10 +60,14 @@ func (t topology) file() TopologyFile {
 }
 
 // loadTopologies resolves the topology files, writing the embedded
-// examples to dir when none are given.
-func loadTopologies(files []string, dir string) ([]topology, error) {
+// examples to dir when none are given: those named, or
+// examples.Topologies.
+func loadTopologies(files []string, dir string, embedded ...string) ([]topology, error) {
+	if len(embedded) == 0 {
+		embedded = examples.Topologies
+	}
 	if len(files) == 0 {
-		for _, name := range examples.Topologies {
+		for _, name := range embedded {
 			data, err := examples.FS.ReadFile(name)
 			if err != nil {
 				return nil, err
@@ -160,6 +167,8 @@ func matrix(o Options, scenario Scenario, topologies []topology) ([]*cell, error
 	switch {
 	case o.Compare && scenario == ScenarioExtract:
 		cells = append(cells, chosenTools(o, pipeCells(o))...)
+	case o.Compare && isS3(scenario):
+		cells = append(cells, chosenTools(o, s3ReferenceCells(o, scenario))...)
 	case o.Compare && scenario == ScenarioSmall:
 		cells = append(cells, chosenTools(o, batchReferenceCells(o))...)
 	case o.Compare:
@@ -197,12 +206,18 @@ func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.Byte
 	c.Sets = sets
 	c.Durable = fsyncs(t.path, sets)
 	get := []string{"get"}
-	if t.path != "" {
-		bound, err := t.memoryBound(o.Registry, sets, n)
+	if t.path != "" || t.boundOf != nil {
+		bt := t
+		if t.path == "" {
+			bt = *t.boundOf
+		}
+		bound, err := bt.memoryBound(o.Registry, sets, n)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", c.Label, err)
 		}
 		c.MemoryBound = bound
+	}
+	if t.path != "" {
 		get = append(get, "-c", t.path)
 	}
 	exe, env := o.Executable, append(os.Environ(), o.Env...)
@@ -221,7 +236,11 @@ func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.Byte
 		out = "--extract"
 	}
 	c.command = func(ctx context.Context, j job) (*exec.Cmd, error) {
-		args := append(slices.Clip(get), "--url", j.url, out, j.out, "-q", "--no-resume", "--metrics-json", j.metrics, "--trace-json", j.trace)
+		target := j.out
+		if j.object != "" {
+			target = j.object
+		}
+		args := append(slices.Clip(get), "--url", j.url, out, target, "-q", "--no-resume", "--metrics-json", j.metrics, "--trace-json", j.trace)
 		cmd := exec.CommandContext(ctx, exe, append(args, extra...)...)
 		cmd.Env = env
 		return cmd, nil
@@ -308,9 +327,9 @@ func chosenTools(o Options, cells []*cell) []*cell {
 }
 
 // ReferenceTools are the tools that --compare can add.
-// "pipe" is the extract scenario's shell pipes; the others have no row
-// there.
-var ReferenceTools = []string{"curl", "curl+fsync", "aria2c", "axel", "oracle", "pipe"}
+// "pipe" is the extract scenario's shell pipes, s5cmd the s3 scenarios';
+// the others have no row there.
+var ReferenceTools = []string{"curl", "curl+fsync", "aria2c", "axel", "oracle", "pipe", "s5cmd"}
 
 // toolVersion is the first line of a reference tool's --version (axel's
 // first line of -V, the oracle's curl's), or "" when it does not tell.
@@ -323,8 +342,11 @@ func toolVersion(tool string) string {
 		tool = "curl"
 	}
 	tool = strings.TrimSuffix(tool, "+fsync") // curl+fsync is curl's version
-	if tool == "axel" {
+	switch tool {
+	case "axel":
 		flag = "-V"
+	case "s5cmd":
+		flag = "version"
 	}
 	path, err := exec.LookPath(tool)
 	if err != nil {

@@ -82,12 +82,23 @@ const (
 	// shell pipes (curl | tar xz, curl | tar --zstd -x, curl | zstd -d |
 	// tar x, each then sync). Every extracted tree is checked against the
 	// source's manifest: paths, types, permissions, sizes and sha256.
-	ScenarioExtract  Scenario = "extract"
+	ScenarioExtract Scenario = "extract"
+	// ScenarioS3 is an upload while downloading: the origin as in plain,
+	// and each run's output an object of a SeaweedFS (weed) that the
+	// bench starts on loopback, read back to check its sha256. dlflow
+	// runs `URL -o s3://BUCKET/KEY`; --compare adds `curl URL | s5cmd
+	// pipe s3://BUCKET/KEY` (tool s5cmd). ScenarioS3Cap is the same with
+	// every TCP connection of the origin capped at Options.ConnRate, over
+	// all its responses. Issue #20 measured them with
+	//
+	//	dlflow bench --scenario s3,s3cap --conn-rate 25MiB --size 1GiB --compare --runs 3
+	ScenarioS3       Scenario = "s3"
+	ScenarioS3Cap    Scenario = "s3cap"
 	ScenarioExternal Scenario = "external" // Options.URL, as it is
 )
 
 // Scenarios are the scenarios of the built-in origins.
-var Scenarios = []Scenario{ScenarioPlain, ScenarioRateLimit, ScenarioCap, ScenarioLatency, ScenarioSlowConn, ScenarioWAN, ScenarioSmall, ScenarioMirrors, ScenarioExtract}
+var Scenarios = []Scenario{ScenarioPlain, ScenarioRateLimit, ScenarioCap, ScenarioLatency, ScenarioSlowConn, ScenarioWAN, ScenarioSmall, ScenarioMirrors, ScenarioExtract, ScenarioS3, ScenarioS3Cap}
 
 // Origin is the server the cells download from.
 type Origin string
@@ -166,7 +177,9 @@ type Options struct {
 	// rows on the same origin. In the small scenario they are curl (Jobs
 	// processes under xargs -P, each given its share of the URLs in one
 	// invocation, so it keeps its connection alive) and aria2c (-i LIST
-	// -j Jobs); axel takes no list and has no row.
+	// -j Jobs); axel takes no list and has no row. In the s3 scenarios
+	// it is `curl URL | s5cmd pipe s3://BUCKET/KEY` (tool s5cmd), and a
+	// Skipped event says why when s5cmd is not on PATH.
 	Compare bool
 	// Tools, when not empty, are the reference tools that Compare adds
 	// (of ReferenceTools); empty is all of them. The oracle runs in the
@@ -206,8 +219,9 @@ type Options struct {
 	// scenarios; 0 picks each one's default (DefaultLatency,
 	// DefaultWANLatency, DefaultSmallLatency).
 	Latency time.Duration
-	// ConnRate caps every TCP connection of the wan scenario, over all
-	// the responses it carries (default DefaultConnRate per second).
+	// ConnRate caps every TCP connection of the wan and s3cap scenarios
+	// (and the mirrors scenario's primary), over all the responses it
+	// carries (default DefaultConnRate per second).
 	ConnRate pipeline.ByteSize
 	// MirrorRate caps every TCP connection of the mirrors scenario's
 	// mirror (default DefaultMirrorRate per second).
@@ -272,6 +286,9 @@ const (
 	// Unverified: the first output of Scenario hashes to SHA256, and no
 	// expected sum was given to verify it against.
 	Unverified
+	// Skipped: the reference row Cell of Scenario does not run, for
+	// Reason (such as its tool not being installed).
+	Skipped
 )
 
 // Event is a step of a bench, for a progress display.
@@ -283,6 +300,7 @@ type Event struct {
 	Run, Runs int
 	SHA256    string
 	Estimate  time.Duration
+	Reason    string
 }
 
 // normalized fills in the defaults and checks the options.
@@ -468,6 +486,10 @@ func (o Options) estimate(s Scenario, conns int) time.Duration {
 		return secs(size, float64(o.Rate)*float64(conns))
 	case ScenarioWAN:
 		return secs(size, float64(o.ConnRate)*float64(conns)) + 2*o.latency(s)
+	case ScenarioS3Cap:
+		return secs(size, float64(o.ConnRate)*float64(conns))
+	case ScenarioS3:
+		return secs(size, loopback/4) // the store writes every byte
 	case ScenarioMirrors:
 		return secs(size, float64(o.ConnRate)*float64(conns)) + 2*o.latency(s)
 	case ScenarioSlowConn:

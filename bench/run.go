@@ -87,7 +87,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("scenario %s: %w", scenario, err)
 		}
-		cells, err := matrix(o, scenario, topologies)
+		ts := topologies
+		if isS3(scenario) && len(o.Topologies) == 0 {
+			ts, err = s3Topologies(dir)
+		}
+		var cells []*cell
+		if err == nil {
+			cells, err = matrix(o, scenario, ts)
+		}
 		if err == nil {
 			res.Servers[scenario] = srv.desc
 			o.Progress(Event{Kind: ScenarioStarted, Scenario: scenario, Server: srv.desc})
@@ -262,6 +269,7 @@ func runOnce(ctx context.Context, c *cell, srv *server, dir string, warmup bool)
 	j := job{
 		url: srv.url, mirror: srv.mirror, dead: srv.dead, out: filepath.Join(dir, "out.bin"), metrics: filepath.Join(dir, "metrics.json"), trace: filepath.Join(dir, "trace.json"),
 		files: srv.files, dir: filepath.Join(dir, "batch.out"), list: filepath.Join(dir, "batch.list"),
+		object: srv.object, env: srv.env, endpoint: srv.endpoint,
 	}
 	defer func() { removeFiles(runFiles(j)) }() // the oracle's parts exist only after the run
 	if err := removeFiles(runFiles(j)); err != nil {
@@ -272,9 +280,21 @@ func runOnce(ctx context.Context, c *cell, srv *server, dir string, warmup bool)
 			return "", err
 		}
 	}
+	if srv.store != nil {
+		if err := clearObject(ctx, srv.store); err != nil {
+			return "", fmt.Errorf("clean up before the run: %w", err)
+		}
+		defer clearObject(context.WithoutCancel(ctx), srv.store)
+	}
 	cmd, err := c.command(ctx, j)
 	if err != nil {
 		return "", err
+	}
+	if len(j.env) > 0 {
+		if cmd.Env == nil {
+			cmd.Env = os.Environ()
+		}
+		cmd.Env = append(cmd.Env, j.env...)
 	}
 	if c.Command == nil {
 		c.Command = commandLine(cmd.Args)
@@ -300,15 +320,29 @@ func runOnce(ctx context.Context, c *cell, srv *server, dir string, warmup bool)
 		}
 		return "", c.record(m, bytes, stats, j.metrics, j.trace, load, warmup)
 	}
-	sum, err := verify(j.out, srv.sha)
+	sum, size, err := verifyOutput(ctx, srv, j.out)
 	if err != nil {
 		return sum, err
 	}
-	fi, err := os.Stat(j.out)
-	if err != nil {
-		return sum, err
+	return sum, c.record(m, size, stats, j.metrics, j.trace, load, warmup)
+}
+
+// verifyOutput checks a run's output against the server's sha256: the
+// file at out, or the object in the store of an s3 scenario. It returns
+// the output's sha256 and size.
+func verifyOutput(ctx context.Context, srv *server, out string) (string, int64, error) {
+	if srv.store != nil {
+		return verifyObject(ctx, srv.store, srv.sha)
 	}
-	return sum, c.record(m, fi.Size(), stats, j.metrics, j.trace, load, warmup)
+	sum, err := verify(out, srv.sha)
+	if err != nil {
+		return sum, 0, err
+	}
+	fi, err := os.Stat(out)
+	if err != nil {
+		return sum, 0, err
+	}
+	return sum, fi.Size(), nil
 }
 
 // commandLine is a run's argv as the results document records it: the

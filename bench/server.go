@@ -22,7 +22,12 @@ type server struct {
 	// mirror and dead are the mirrors scenario's other URLs: a live
 	// mirror of url, and one where nothing listens.
 	mirror, dead string
-	desc         string
+	// object, env and endpoint are the s3 scenarios' (see job); store
+	// holds the object, nil in the other scenarios.
+	object, endpoint string
+	env              []string
+	store            objectStore
+	desc             string
 	// archives are the extract scenario's URLs, by format, of the archives
 	// of tree, what each must unpack to.
 	archives map[string]string
@@ -54,6 +59,8 @@ func startServer(o Options, scenario Scenario, dir string) (*server, error) {
 		return startMirrors(o)
 	case ScenarioExtract:
 		return startExtractServer(o, dir)
+	case ScenarioS3, ScenarioS3Cap:
+		return startS3(o, scenario, dir)
 	}
 	sha := origin.SHA256Hex(size, seed)
 	if o.Origin == OriginNginx {

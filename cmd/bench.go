@@ -137,6 +137,8 @@ func printBenchEvent(w io.Writer, e dlbench.Event) {
 		}
 	case dlbench.Unverified:
 		fmt.Fprintf(w, "bench: sha256 of the first output: %s (unverified)\n", e.SHA256)
+	case dlbench.Skipped:
+		fmt.Fprintf(w, "bench: %s: no %s row: %s\n", e.Scenario, e.Cell, e.Reason)
 	}
 }
 
@@ -213,7 +215,7 @@ func defineBenchFlags(fs *pflag.FlagSet, f *benchFlags) *benchStrings {
 	r.scenarios = fs.StringSlice("scenario", []string{string(dlbench.ScenarioPlain)}, "origin behaviour, repeatable or a comma list: "+scenarioNames)
 	r.rate = fs.String("rate", "25MiB", "per-request (per-response) rate limit of the ratelimit and cap scenarios")
 	fs.DurationVar(&o.Latency, "latency", 0, "delay before each response header in the latency, wan and small scenarios (default 20ms, 100ms and 50ms)")
-	r.connRate = fs.String("conn-rate", "10MiB", "cap of every TCP connection in the wan scenario (and of the primary in mirrors), per second, over all its responses")
+	r.connRate = fs.String("conn-rate", "10MiB", "cap of every TCP connection in the wan and s3cap scenarios (and of the primary in mirrors), per second, over all its responses")
 	r.mirrorRate = fs.String("mirror-rate", "4MiB", "cap of every TCP connection of the mirror in the mirrors scenario, per second")
 	fs.IntVar(&o.Files, "files", dlbench.DefaultFiles, "number of files of the small scenario")
 	r.fileSize = fs.String("file-size", "16KiB", "size of each file of the small scenario (--size is the other scenarios')")

@@ -38,7 +38,13 @@ dlflow -i LIST; the table adds the requests per file and the connections
 the origin accepted); mirrors (A as in wan with 50ms per response, a
 mirror B capped at --mirror-rate per TCP connection, and DEAD where
 nothing listens: each dlflow cell runs alone, "+mirror" B and "+dead";
---compare adds aria2c -x8 -s16 A B); extract (a real tree, --tree, by
+--compare adds aria2c -x8 -s16 A B); s3 (an upload while downloading:
+the origin as in plain, and each run's output an object of a SeaweedFS the
+bench starts on loopback, weed on PATH or where .ci/install-weed puts it,
+its sha256 read back; dlflow runs URL -o s3://BUCKET/KEY, --compare adds
+curl URL | s5cmd pipe s3://BUCKET/KEY, s5cmd on PATH); s3cap (s3 with
+every TCP connection of the origin capped at --conn-rate); extract (a
+real tree, --tree, by
 default this machine's GOROOT, tarred once and served as .tar.gz and
 .tar.zst; each dlflow cell runs dlflow URL --extract DIR once per format,
 dlflow picking the topology unless -c is given; --compare (or
@@ -59,6 +65,7 @@ Examples:
   dlflow bench --origin nginx --scenario ratelimit --compare
   dlflow bench --scenario cap --size 1GiB -c examples/ranged.yaml --connections 8 --compare=oracle,axel
   dlflow bench --scenario cap -c examples/ranged.yaml --runs 1 --timeline cap.svg
+  dlflow bench --scenario s3,s3cap --conn-rate 25MiB --size 1GiB --compare --runs 3
   dlflow bench --scenario extract --compare --runs 3
   dlflow bench --scenario extract --tree generated --tree-files 50000 --compare=pipe
   dlflow bench --url https://example.com/big.iso --sha256 HEX --runs 1

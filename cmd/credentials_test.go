@@ -13,12 +13,16 @@ import (
 // -u alice:pw -H 'Cookie: s=x'` (issue 18.5), with the https primary and
 // the plain-http mirror on the same host and port: the file is right, every
 // request to https carries the credentials, none to http does, and the
-// harmless -H header goes to both.
+// harmless -H header goes to both. The primary holds its requests after
+// the probe until the mirror was asked: on a 3 MiB file two connections of
+// the primary alone may finish before the mirror gets any work (2 of 20
+// runs under -race), and a mirror never asked proves nothing.
 func TestCLICredentialsStayOnHTTPS(t *testing.T) {
 	const size, seed = 3<<20 + 11, 44
 	content := make([]byte, size)
 	origin.Fill(content, 0, seed)
 	secure, plain := credtest.Pair(t, content)
+	secure.Hold("/f.bin", plain.Asked("/f.bin"))
 	out := filepath.Join(t.TempDir(), "out.bin")
 	res := runCLI(t, secure.URL+"/f.bin", "--mirror", plain.URL+"/f.bin", "-u", "alice:pw",
 		"-H", "Cookie: s=x", "-H", "X-Api-Key: key-1", "-H", "X-Trace: trace-3", "-k",
@@ -27,6 +31,9 @@ func TestCLICredentialsStayOnHTTPS(t *testing.T) {
 		t.Fatalf("exit %d: %s", res.code, res.stderr)
 	}
 	assertComplete(t, out, size, seed)
+	if n := secure.RanOut(); n != 0 {
+		t.Errorf("%d request(s) of the primary waited out their hold: the mirror was not asked", n)
+	}
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:pw"))
 	for _, s := range []struct {
 		name string

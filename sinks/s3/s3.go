@@ -139,10 +139,11 @@ func Register(r *pipeline.Registry) error { return pipeline.Register(r, s3Def) }
 //   - Preflight refuses an existing object unless overwrite is set
 //     (HeadObject; an *OutputExistsError), and a missing bucket (a
 //     *NoBucketError).
-//   - Start begins a multipart upload and writes a small state object
-//     beside the object, KEY.dlflow-upload, holding the upload id, the
-//     part size and the source's validators (size, ETag, Last-Modified,
-//     a hash of the URL). It holds no secret.
+//   - Start begins a multipart upload, probes whether the store checks
+//     CRC32C part checksums (see beginUpload), and writes a small state
+//     object beside the object, KEY.dlflow-upload, holding the upload
+//     id, the part size, the part checksum and the source's validators
+//     (size, ETag, Last-Modified, a hash of the URL). It holds no secret.
 //   - Commit completes the upload, which makes the object appear whole,
 //     and deletes the state object. Nothing of the object is visible
 //     before.
@@ -177,6 +178,7 @@ type Sink struct {
 	// Of the current run.
 	partSize int64
 	uploadID string
+	checksum string // what binds each part's bytes: checksumCRC32C or checksumMD5
 
 	mu     sync.Mutex
 	etags  map[int]string // parts of this upload, listed or uploaded
@@ -332,7 +334,7 @@ func (s *Sink) Resume(ctx context.Context, env *pipeline.Env) ([]pipeline.Range,
 		have = append(have, r)
 	}
 	s.listed.Store(int64(len(s.etags)))
-	s.uploadID = st.UploadID
+	s.uploadID, s.checksum = st.UploadID, cmp.Or(st.Checksum, checksumMD5)
 	env.Log.Info().Int("parts", len(have)).Int64("bytes", s.stored.Load()).Msg("resuming the pending upload")
 	if len(have) == 0 {
 		return nil, nil, nil
@@ -370,7 +372,7 @@ func mergeRanges(rs []pipeline.Range) []pipeline.Range {
 }
 
 func (s *Sink) resetRun() {
-	s.uploadID = ""
+	s.uploadID, s.checksum = "", ""
 	s.etags = map[int]string{}
 	s.stored.Store(0)
 	s.uploaded.Store(0)
@@ -396,17 +398,21 @@ func (s *Sink) Start(ctx context.Context, env *pipeline.Env) error {
 	if err := s.refuseExisting(ctx); err != nil {
 		return err
 	}
-	id, err := s.client.NewMultipartUpload(ctx, s.obj.Bucket, s.obj.Key, minio.PutObjectOptions{})
+	id, checksum, err := s.beginUpload(ctx)
 	if err != nil {
+		if id != "" {
+			s.uploadID = id
+			s.abort(env)
+		}
 		return fmt.Errorf("begin the upload of %s: %w", s.obj, err)
 	}
-	s.uploadID = id
-	st := &s3State{Identity: sinks.IdentityOf(res), UploadID: id, PartSize: s.partSize}
+	s.uploadID, s.checksum = id, checksum
+	st := &s3State{Identity: sinks.IdentityOf(res), UploadID: id, PartSize: s.partSize, Checksum: checksum}
 	if err := s.writeState(ctx, st); err != nil {
 		s.abort(env)
 		return err
 	}
-	env.Log.Debug().Str("object", s.obj.String()).Int64("part_size", s.partSize).Msg("multipart upload begun")
+	env.Log.Debug().Str("object", s.obj.String()).Int64("part_size", s.partSize).Str("checksum", checksum).Msg("multipart upload begun")
 	return nil
 }
 

@@ -36,6 +36,10 @@ type s3State struct {
 	sinks.Identity
 	UploadID string `json:"upload_id"`
 	PartSize int64  `json:"part_size"`
+	// Checksum is what binds each part's bytes (checksumCRC32C or
+	// checksumMD5); "" in a state of a dlflow that sent Content-MD5
+	// alone, whose upload goes on with MD5.
+	Checksum string `json:"checksum,omitempty"`
 }
 
 func (s *Sink) stateKey() string { return s.obj.Key + s3StateSuffix }

@@ -3,13 +3,9 @@ package s3
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync"
-
-	"github.com/minio/minio-go/v7"
 
 	"github.com/dlflow/dlflow/pipeline"
 )
@@ -169,12 +165,13 @@ func (u *uploader) wait() error {
 	return u.err // no upload is left to set it
 }
 
-// putPart uploads one part with its Content-MD5, which the store checks,
-// and records its ETag.
+// putPart uploads one part, its bytes bound to the request by the
+// upload's checksum (see checksumCRC32C), which the store checks, and
+// records its ETag.
 func (s *Sink) putPart(ctx context.Context, num int, data []byte) error {
-	sum := md5.Sum(data)
+	opts := partOptions(s.checksum, data)
 	p, err := s.client.PutObjectPart(ctx, s.obj.Bucket, s.obj.Key, s.uploadID, num,
-		bytes.NewReader(data), int64(len(data)), minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(sum[:])})
+		bytes.NewReader(data), int64(len(data)), opts)
 	if err != nil {
 		return fmt.Errorf("upload part %d of %s: %w", num, s.obj, err)
 	}
