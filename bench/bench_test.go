@@ -286,7 +286,7 @@ func TestOptionsErrors(t *testing.T) {
 	}{
 		{func(o *Options) { o.Executable = "" }, "no executable to run the downloads"},
 		{func(o *Options) { o.Scenarios = []Scenario{"fast"} }, `unknown scenario "fast"`},
-		{func(o *Options) { o.Origin = OriginNginx; o.Scenarios = []Scenario{ScenarioSlowConn} }, "nginx serves the plain, ratelimit and cap scenarios only, not slowconn"},
+		{func(o *Options) { o.Origin = OriginNginx; o.Scenarios = []Scenario{ScenarioSlowConn} }, "nginx serves the plain, ratelimit, cap and extract scenarios only, not slowconn"},
 		{func(o *Options) { o.Origin = "apache" }, `unknown origin "apache"`},
 		{func(o *Options) { o.SHA256 = strings.Repeat("0", 64) }, "an expected sha256 goes with an external URL; the built-in origin's is known"},
 		{func(o *Options) { o.URL = "http://127.0.0.1:1/x"; o.SHA256 = "abc" }, `sha256 of external: want 64 hex digits, got "abc"`},

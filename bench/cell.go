@@ -29,6 +29,8 @@ type Cell struct {
 	Jobs        int      `json:"jobs,omitempty"`        // small: files downloaded at once
 	Files       int      `json:"files,omitempty"`       // small: files per run
 	Label       string   `json:"label"`
+	// Format is the archive's of an extract cell: tar.gz or tar.zst.
+	Format string `json:"format,omitempty"`
 
 	// Runs is how many runs were measured (warm-up runs are not), and
 	// RunRecords what each measured.
@@ -69,6 +71,9 @@ type Cell struct {
 	// quarter slower); 0 when the scenario has no reference row that
 	// succeeded.
 	VsFastestReference float64 `json:"time_vs_fastest_reference,omitempty"`
+	// VsPipes are a dlflow cell's speeds against each shell pipe of its
+	// format (extract, with --compare).
+	VsPipes []PipeRatio `json:"speed_vs_pipes,omitempty"`
 	// Stats describe the runs' times and throughputs with their
 	// intervals; VsBaseline is the median time over Options.Baseline's
 	// cell's, with its interval (nil without a baseline).

@@ -132,7 +132,7 @@ func (t topology) memoryBound(reg *pipeline.Registry, sets []string, connections
 // topology) unless topologies were given.
 func matrix(o Options, scenario Scenario, topologies []topology) ([]*cell, error) {
 	var cells []*cell
-	if scenario == ScenarioSmall && len(o.Topologies) == 0 {
+	if (scenario == ScenarioSmall || scenario == ScenarioExtract) && len(o.Topologies) == 0 {
 		topologies = []topology{{name: "auto"}}
 	}
 	variations := combinations(o.Vary)
@@ -151,6 +151,10 @@ func matrix(o Options, scenario Scenario, topologies []topology) ([]*cell, error
 					if err != nil {
 						return nil, err
 					}
+					if scenario == ScenarioExtract {
+						cells = append(cells, perFormat(c)...)
+						continue
+					}
 					cells = append(cells, c)
 					if scenario == ScenarioMirrors {
 						cells = append(cells, withMirror(c, "+mirror", func(j job) string { return j.mirror }),
@@ -161,6 +165,8 @@ func matrix(o Options, scenario Scenario, topologies []topology) ([]*cell, error
 		}
 	}
 	switch {
+	case o.Compare && scenario == ScenarioExtract:
+		cells = append(cells, chosenTools(o, pipeCells(o))...)
 	case o.Compare && isS3(scenario):
 		cells = append(cells, chosenTools(o, s3ReferenceCells(o, scenario))...)
 	case o.Compare && scenario == ScenarioSmall:
@@ -225,12 +231,16 @@ func dlflowCell(o Options, scenario Scenario, t topology, n int, p pipeline.Byte
 	// Every run is traced, for the distributions (time to first byte,
 	// per-connection throughput); the timeline keeps the last run's.
 	c.stageMetrics, c.traced, c.keepTrace = true, true, o.Timeline
+	out := "-o"
+	if scenario == ScenarioExtract {
+		out = "--extract"
+	}
 	c.command = func(ctx context.Context, j job) (*exec.Cmd, error) {
-		out := j.out
+		target := j.out
 		if j.object != "" {
-			out = j.object
+			target = j.object
 		}
-		args := append(slices.Clip(get), "--url", j.url, "-o", out, "-q", "--no-resume", "--metrics-json", j.metrics, "--trace-json", j.trace)
+		args := append(slices.Clip(get), "--url", j.url, out, target, "-q", "--no-resume", "--metrics-json", j.metrics, "--trace-json", j.trace)
 		cmd := exec.CommandContext(ctx, exe, append(args, extra...)...)
 		cmd.Env = env
 		return cmd, nil
@@ -317,12 +327,17 @@ func chosenTools(o Options, cells []*cell) []*cell {
 }
 
 // ReferenceTools are the tools that --compare can add.
-var ReferenceTools = []string{"curl", "curl+fsync", "aria2c", "axel", "oracle", "s5cmd"}
+// "pipe" is the extract scenario's shell pipes, s5cmd the s3 scenarios';
+// the others have no row there.
+var ReferenceTools = []string{"curl", "curl+fsync", "aria2c", "axel", "oracle", "pipe", "s5cmd"}
 
 // toolVersion is the first line of a reference tool's --version (axel's
 // first line of -V, the oracle's curl's), or "" when it does not tell.
 func toolVersion(tool string) string {
 	flag := "--version"
+	if tool == "pipe" {
+		return pipeVersion()
+	}
 	if tool == "oracle" { // curls under a shell
 		tool = "curl"
 	}

@@ -22,7 +22,12 @@
 //
 // without -c unless Options.Topologies are given (dlflow then picks each
 // file's topology, as for a user's -i LIST), and without per-stage
-// metrics.
+// metrics. In the extract scenario a run unpacks an archive,
+//
+//	EXECUTABLE get [-c TOPOLOGY] --url URL --extract DIR -q --no-resume --metrics-json FILE [--connections N] [--set KEY=VALUE]...
+//
+// once per archive format, and its tree is checked against the source's
+// (see ScenarioExtract).
 package bench
 
 import (
@@ -71,6 +76,13 @@ const (
 	// the mirror (+mirror) and with the dead one (+dead); --compare adds
 	// aria2c with the primary and the mirror.
 	ScenarioMirrors Scenario = "mirrors"
+	// ScenarioExtract is an archive unpacked while it downloads: a real
+	// tree (Options.Tree) served as .tar.gz and .tar.zst, each dlflow
+	// cell run with --extract DIR once per format; --compare adds the
+	// shell pipes (curl | tar xz, curl | tar --zstd -x, curl | zstd -d |
+	// tar x, each then sync). Every extracted tree is checked against the
+	// source's manifest: paths, types, permissions, sizes and sha256.
+	ScenarioExtract Scenario = "extract"
 	// ScenarioS3 is an upload while downloading: the origin as in plain,
 	// and each run's output an object of a SeaweedFS (weed) that the
 	// bench starts on loopback, read back to check its sha256. dlflow
@@ -86,7 +98,7 @@ const (
 )
 
 // Scenarios are the scenarios of the built-in origins.
-var Scenarios = []Scenario{ScenarioPlain, ScenarioRateLimit, ScenarioCap, ScenarioLatency, ScenarioSlowConn, ScenarioWAN, ScenarioSmall, ScenarioMirrors, ScenarioS3, ScenarioS3Cap}
+var Scenarios = []Scenario{ScenarioPlain, ScenarioRateLimit, ScenarioCap, ScenarioLatency, ScenarioSlowConn, ScenarioWAN, ScenarioSmall, ScenarioMirrors, ScenarioExtract, ScenarioS3, ScenarioS3Cap}
 
 // Origin is the server the cells download from.
 type Origin string
@@ -94,7 +106,7 @@ type Origin string
 // The origins.
 const (
 	OriginGo       Origin = "go"       // the built-in Go origin (bench/origin)
-	OriginNginx    Origin = "nginx"    // nginx serving the generated file: plain, ratelimit and cap only (its limit_rate is per request, not per connection)
+	OriginNginx    Origin = "nginx"    // nginx serving the generated file (extract: the archives): plain, ratelimit, cap and extract only (its limit_rate is per request, not per connection)
 	OriginExternal Origin = "external" // Options.URL
 )
 
@@ -225,6 +237,15 @@ type Options struct {
 	// (1: the first; default DefaultSlowRequest).
 	Trickle     pipeline.ByteSize
 	SlowRequest int
+	// Tree is the extract scenario's tree: TreeAuto, TreeGoroot,
+	// TreeGenerated (TreeFiles small files, default DefaultTreeFiles, and
+	// 4 of TreeLarge bytes, default DefaultTreeLarge) or a directory. Its
+	// archives are built once per bench in Dir (reused from an earlier
+	// bench in the same Dir when the tree is unchanged).
+	Tree      string
+	TreeFiles int
+	TreeLarge pipeline.ByteSize
+
 	// URL benchmarks an external server instead of the built-in origin;
 	// SHA256 (hex) is what its outputs must hash to, or "" to report them
 	// unverified. URLs benchmark several, a table each; URL and SHA256
@@ -329,6 +350,12 @@ func (o Options) normalized() (Options, error) {
 	if o.Jobs == 0 {
 		o.Jobs = DefaultJobs
 	}
+	if o.TreeFiles == 0 {
+		o.TreeFiles = DefaultTreeFiles
+	}
+	if o.TreeLarge == 0 {
+		o.TreeLarge = DefaultTreeLarge
+	}
 	if len(o.Connections) == 0 {
 		o.Connections = []int{0}
 	}
@@ -337,8 +364,8 @@ func (o Options) normalized() (Options, error) {
 		return o, errors.New("warm-up runs, target and max time must not be negative")
 	case o.Runs < 0, o.Size < 0, o.Rate < 0, o.Trickle < 0, o.SlowRequest < 0, o.Latency < 0:
 		return o, errors.New("runs, size, rate, trickle, slow request and latency must not be negative")
-	case o.ConnRate < 0, o.MirrorRate < 0, o.Files < 0, o.FileSize < 0, o.Jobs < 0:
-		return o, errors.New("connection rate, files, file size and jobs must not be negative")
+	case o.ConnRate < 0, o.MirrorRate < 0, o.Files < 0, o.FileSize < 0, o.Jobs < 0, o.TreeFiles < 0, o.TreeLarge < 0:
+		return o, errors.New("connection rate, files, file size, jobs and the generated tree's sizes must not be negative")
 	case slices.ContainsFunc(o.Connections, func(n int) bool { return n < 0 }):
 		return o, fmt.Errorf("connections must not be negative, got %v", o.Connections)
 	case slices.ContainsFunc(o.Pieces, func(p pipeline.ByteSize) bool { return p <= 0 }):
@@ -366,7 +393,7 @@ func (o Options) normalized() (Options, error) {
 		case !slices.Contains(Scenarios, s):
 			return o, fmt.Errorf("unknown scenario %q", s)
 		case o.Origin == OriginNginx && !NginxServes(s):
-			return o, fmt.Errorf("nginx serves the plain, ratelimit and cap scenarios only, not %s", s)
+			return o, fmt.Errorf("nginx serves the plain, ratelimit, cap and extract scenarios only, not %s", s)
 		case o.Origin != OriginGo && o.Origin != OriginNginx:
 			return o, fmt.Errorf("unknown origin %q", o.Origin)
 		}
@@ -376,7 +403,7 @@ func (o Options) normalized() (Options, error) {
 
 // NginxServes reports whether the nginx origin serves scenario s.
 func NginxServes(s Scenario) bool {
-	return s == ScenarioPlain || s == ScenarioRateLimit || s == ScenarioCap
+	return s == ScenarioPlain || s == ScenarioRateLimit || s == ScenarioCap || s == ScenarioExtract
 }
 
 // normalizedTargets checks the external URLs: one scenario per URL,
@@ -467,6 +494,8 @@ func (o Options) estimate(s Scenario, conns int) time.Duration {
 		return secs(size, float64(o.ConnRate)*float64(conns)) + 2*o.latency(s)
 	case ScenarioSlowConn:
 		return secs(size, loopback) + secs(size/int64(conns), float64(o.Trickle))/4
+	case ScenarioExtract: // the tree is not known yet: GOROOT's, unpacked and synced
+		return 3 * time.Second
 	case ScenarioSmall:
 		rounds := (o.Files + o.Jobs - 1) / o.Jobs
 		return time.Duration(rounds) * (o.latency(s) + time.Millisecond)

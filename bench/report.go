@@ -99,9 +99,9 @@ func heading(o Options, s Scenario) string {
 
 // writeNotes explains the marks and columns that need it under a table.
 func writeNotes(w io.Writer, rows []*Cell, cols columns) {
-	var outliers, busy bool
+	var outliers, busy, pipes bool
 	for _, c := range rows {
-		outliers, busy = outliers || c.Stats.Outliers > 0, busy || c.Busy > 0
+		outliers, busy, pipes = outliers || c.Stats.Outliers > 0, busy || c.Busy > 0, pipes || c.Tool == "pipe"
 	}
 	if outliers {
 		fmt.Fprintln(w, "runs !N: N runs outside Tukey's fences (1.5 IQR beyond the quartiles)")
@@ -109,7 +109,12 @@ func writeNotes(w io.Writer, rows []*Cell, cols columns) {
 	if busy {
 		fmt.Fprintf(w, "runs ~N: N runs started with the load average above the machine's %d cores\n", runtime.NumCPU())
 	}
-	if cols.durable {
+	if cols.pipes {
+		fmt.Fprintln(w, "speed vs pipe: the pipe's median time over the cell's, per pipe of the cell's format (1.00x or more: dlflow as fast or faster)")
+	}
+	if cols.durable && pipes {
+		fmt.Fprintln(w, "fsync: the tree is on disk when the tool exits (dlflow syncs its file system; each pipe ends with sync)")
+	} else if cols.durable {
 		fmt.Fprintln(w, "fsync: the output is on disk when the tool exits (dlflow and curl+fsync fsync; curl, aria2c and axel do not, so they may finish before the disk has the bytes)")
 	}
 }
@@ -123,6 +128,7 @@ type columns struct {
 	ratio    bool // time over the fastest reference tool's
 	requests bool // the origin's counts
 	perFile  bool // requests per file (small)
+	pipes    bool // speed against each shell pipe (extract)
 }
 
 func columnsOf(rows []*Cell) columns {
@@ -135,6 +141,7 @@ func columnsOf(rows []*Cell) columns {
 		cols.ttfb = cols.ttfb || c.TTFB != nil
 		cols.requests = cols.requests || c.ConnsAccepted > 0
 		cols.perFile = cols.perFile || c.Files > 0
+		cols.pipes = cols.pipes || len(c.VsPipes) > 0
 	}
 	cols.perFile = cols.perFile && cols.requests
 	return cols
@@ -150,6 +157,9 @@ func (cols columns) header() []string {
 	}
 	if cols.ratio {
 		h = append(h, "vs fastest ref")
+	}
+	if cols.pipes {
+		h = append(h, "speed vs pipe")
 	}
 	if cols.durable {
 		h = append(h, "fsync")
@@ -195,6 +205,9 @@ func (cols columns) row(c *Cell) []string {
 	}
 	if cols.ratio {
 		r = append(r, figure("%.2fx", c.VsFastestReference))
+	}
+	if cols.pipes {
+		r = append(r, figure("%s", pipesText(c.VsPipes)))
 	}
 	if cols.durable {
 		r = append(r, yesNo(c.Durable))

@@ -165,12 +165,12 @@ func runCells(ctx context.Context, o Options, srv *server, cells []*cell, dir st
 			}
 			if err != nil {
 				c.Error = err.Error()
-				if errors.As(err, new(*mismatchError)) {
+				if errors.As(err, new(*mismatchError)) || isTreeMismatch(err) {
 					c.SHA256 = "failed"
 				}
 				continue
 			}
-			if srv.sha == "" && len(srv.files) == 0 {
+			if srv.sha == "" && len(srv.files) == 0 && srv.tree == nil {
 				c.SHA256 = "unverified"
 				if i == 0 && c == cells[0] {
 					o.Progress(Event{Kind: Unverified, Scenario: c.Scenario, SHA256: sum})
@@ -185,6 +185,7 @@ func runCells(ctx context.Context, o Options, srv *server, cells []*cell, dir st
 		c.summarize()
 	}
 	compareToFastestReference(cells)
+	compareToPipes(cells)
 	compareToBaseline(cells, o.Baseline)
 	return stopped, nil
 }
@@ -229,12 +230,16 @@ func compareToBaseline(cells []*cell, baseline string) {
 // cell's: dlflow with 2 connections is not compared to axel with 16 when
 // axel ran with 2 too.
 func compareToFastestReference(cells []*cell) {
-	fastest := map[int]float64{} // by connections; -1: any
+	type key struct {
+		format string // extract: the archive's; a cell is compared within its format
+		conns  int    // -1: any
+	}
+	fastest := map[key]float64{}
 	for _, c := range cells {
 		if c.Tool == "dlflow" || c.Failed() || c.MedianSeconds == 0 {
 			continue
 		}
-		for _, k := range []int{-1, max(c.Connections, 1)} {
+		for _, k := range []key{{c.Format, -1}, {c.Format, max(c.Connections, 1)}} {
 			if f, ok := fastest[k]; !ok || c.MedianSeconds < f {
 				fastest[k] = c.MedianSeconds
 			}
@@ -244,9 +249,9 @@ func compareToFastestReference(cells []*cell) {
 		if c.Failed() || c.MedianSeconds == 0 {
 			continue
 		}
-		ref, ok := fastest[max(c.Connections, 1)]
+		ref, ok := fastest[key{c.Format, max(c.Connections, 1)}]
 		if !ok {
-			ref, ok = fastest[-1]
+			ref, ok = fastest[key{c.Format, -1}]
 		}
 		if ok {
 			c.VsFastestReference = c.MedianSeconds / ref
@@ -258,6 +263,9 @@ func compareToFastestReference(cells []*cell) {
 // output's sha256 (every file's, for a batch) and records the
 // measurements; it returns the output's sha256 ("" for a batch).
 func runOnce(ctx context.Context, c *cell, srv *server, dir string, warmup bool) (string, error) {
+	if srv.tree != nil {
+		return "", runExtractOnce(ctx, c, srv, dir, warmup)
+	}
 	j := job{
 		url: srv.url, mirror: srv.mirror, dead: srv.dead, out: filepath.Join(dir, "out.bin"), metrics: filepath.Join(dir, "metrics.json"), trace: filepath.Join(dir, "trace.json"),
 		files: srv.files, dir: filepath.Join(dir, "batch.out"), list: filepath.Join(dir, "batch.list"),

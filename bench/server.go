@@ -28,7 +28,11 @@ type server struct {
 	env              []string
 	store            objectStore
 	desc             string
-	reset            func() // before every run: fault counters back to zero
+	// archives are the extract scenario's URLs, by format, of the archives
+	// of tree, what each must unpack to.
+	archives map[string]string
+	tree     manifest
+	reset    func() // before every run: fault counters back to zero
 	// stats are the origin's counters since reset; nil where the origin
 	// does not count (nginx, an external URL).
 	stats func() origin.Stats
@@ -53,6 +57,8 @@ func startServer(o Options, scenario Scenario, dir string) (*server, error) {
 		return startBatchOrigin(o)
 	case ScenarioMirrors:
 		return startMirrors(o)
+	case ScenarioExtract:
+		return startExtractServer(o, dir)
 	case ScenarioS3, ScenarioS3Cap:
 		return startS3(o, scenario, dir)
 	}

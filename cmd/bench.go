@@ -155,6 +155,7 @@ type benchStrings struct {
 	mirrorRate *string
 	fileSize   *string
 	trickle    *string
+	treeLarge  *string
 	origin     *string
 	urls       *[]string
 	sums       *[]string
@@ -221,6 +222,9 @@ func defineBenchFlags(fs *pflag.FlagSet, f *benchFlags) *benchStrings {
 	fs.IntVar(&o.Jobs, "jobs", dlbench.DefaultJobs, "files downloaded at once in the small scenario (dlflow --jobs, xargs -P for curl, aria2c -j)")
 	r.trickle = fs.String("trickle", "1MiB", "rate of the one slow GET of the slowconn scenario, per second")
 	fs.IntVar(&o.SlowRequest, "slow-request", dlbench.DefaultSlowRequest, "which GET trickles in the slowconn scenario (1: the first; single-stream downloads make only one)")
+	fs.StringVar(&o.Tree, "tree", "", "`TREE` of the extract scenario, tarred and served as .tar.gz and .tar.zst: goroot (go env GOROOT), generated (--tree-files small files and 4 of --tree-large), or a directory (default: goroot, else generated)")
+	fs.IntVar(&o.TreeFiles, "tree-files", dlbench.DefaultTreeFiles, "small files of the generated tree (extract scenario)")
+	r.treeLarge = fs.String("tree-large", "24MiB", "size of each of the 4 large files of the generated tree (extract scenario)")
 	r.origin = fs.String("origin", string(dlbench.OriginGo), "serve the generated file from the built-in Go origin (go) or a real nginx (nginx: plain, ratelimit and cap)")
 	r.urls = fs.StringArray("url", nil, "benchmark an external [LABEL=]URL instead of the built-in origin (no scenarios); repeatable, a table each")
 	r.sums = fs.StringArray("sha256", nil, "expected [LABEL=]sha256 (hex) of --url; without it the outputs are reported unverified")
@@ -258,6 +262,9 @@ func (r *benchStrings) sizes(o *dlbench.Options) error {
 	if o.FileSize, err = pipeline.ParseByteSize(*r.fileSize); err != nil || o.FileSize <= 0 {
 		return usagef("--file-size: want a positive size such as 16KiB, got %q", *r.fileSize)
 	}
+	if o.TreeLarge, err = pipeline.ParseByteSize(*r.treeLarge); err != nil || o.TreeLarge <= 0 {
+		return usagef("--tree-large: want a positive size such as 24MiB, got %q", *r.treeLarge)
+	}
 	return nil
 }
 
@@ -265,8 +272,8 @@ func (r *benchStrings) sizes(o *dlbench.Options) error {
 // choice, and reads --compare.
 func checkBenchCounts(fs *pflag.FlagSet, f *benchFlags, compare string) error {
 	o := &f.opts
-	if o.Files < 1 || o.Jobs < 1 {
-		return usagef("--files and --jobs must be at least 1")
+	if o.Files < 1 || o.Jobs < 1 || o.TreeFiles < 1 {
+		return usagef("--files, --jobs and --tree-files must be at least 1")
 	}
 	if o.Runs < 1 {
 		return usagef("--runs must be at least 1")
@@ -366,6 +373,8 @@ func (r *benchStrings) origins(fs *pflag.FlagSet, o *dlbench.Options) error {
 			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioLatency}
 		case fs.Changed("trickle") || fs.Changed("slow-request"):
 			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioSlowConn}
+		case fs.Changed("tree") || fs.Changed("tree-files") || fs.Changed("tree-large"):
+			o.Scenarios = []dlbench.Scenario{dlbench.ScenarioExtract}
 		}
 	}
 	switch o.Origin = dlbench.Origin(*r.origin); o.Origin {
@@ -373,7 +382,7 @@ func (r *benchStrings) origins(fs *pflag.FlagSet, o *dlbench.Options) error {
 	case dlbench.OriginNginx:
 		for _, s := range o.Scenarios {
 			if !dlbench.NginxServes(s) {
-				return usagef("--origin nginx serves the plain, ratelimit and cap scenarios only, not %s", s)
+				return usagef("--origin nginx serves the plain, ratelimit, cap and extract scenarios only, not %s", s)
 			}
 		}
 	default:
@@ -474,15 +483,6 @@ func writeTimeline(path string, t dlbench.Timeline) error {
 }
 
 // splitList splits a comma list, dropping blanks.
-// scenarioNames lists the built-in origin's scenarios for help and errors.
-var scenarioNames = func() string {
-	var names []string
-	for _, s := range dlbench.Scenarios {
-		names = append(names, string(s))
-	}
-	return strings.Join(names, ", ")
-}()
-
 func splitList(s string) []string {
 	var out []string
 	for _, part := range strings.Split(s, ",") {
@@ -507,52 +507,3 @@ func parseVaries(varies []string) ([]dlbench.Vary, error) {
 	}
 	return out, nil
 }
-
-// benchUsageHead and benchUsageTail frame the flags in the usage.
-const benchUsageHead = `Usage: dlflow bench [flags]
-
-Serves a generated file from a built-in origin on 127.0.0.1 (or nginx, or
-takes --url) and downloads it with every cell of a matrix: topology x
-connections x piece size, each --runs times, each run a child process.
-Checks every output's sha256 and prints, per cell, the median and min-max
-throughput, median time, peak RSS, CPU time, the memory bound (as validate
-computes it), and the stage that limits the run (from per-stage queue
-fills). Needs no network unless --url is given.
-
-Scenarios: plain; ratelimit (--rate per response); cap (--rate per
-request, as nginx's limit_rate: the same origin as ratelimit, issue #20's
-name; --compare=oracle adds N curls started at once on the N ranges of a
-size known in advance, each written at its offset); latency (--latency
-per response); slowconn (one GET, --slow-request, trickles at --trickle);
-wan (every TCP connection capped at --conn-rate over all its responses,
-and --latency, 100ms, per response); small (--files files of --file-size,
---latency, 50ms, per response, downloaded as one batch, --jobs at once:
-dlflow -i LIST; the table adds the requests per file and the connections
-the origin accepted); mirrors (A as in wan with 50ms per response, a
-mirror B capped at --mirror-rate per TCP connection, and DEAD where
-nothing listens: each dlflow cell runs alone, "+mirror" B and "+dead";
---compare adds aria2c -x8 -s16 A B); s3 (an upload while downloading:
-the origin as in plain, and each run's output an object of a SeaweedFS the
-bench starts on loopback, weed on PATH or where .ci/install-weed puts it,
-its sha256 read back; dlflow runs URL -o s3://BUCKET/KEY, --compare adds
-curl URL | s5cmd pipe s3://BUCKET/KEY, s5cmd on PATH); s3cap (s3 with
-every TCP connection of the origin capped at --conn-rate).
-
-Examples:
-  dlflow bench
-  dlflow bench --scenario mirrors -c examples/ranged.yaml --compare --runs 3
-  dlflow bench --size 1GiB --runs 5 -c examples/ranged.yaml -c examples/stream.yaml
-  dlflow bench -c examples/ranged.yaml --connections 4,8,16 --piece 1MiB,4MiB
-  dlflow bench -c examples/stream.yaml --vary stages.write.config.fsync=true,false
-  dlflow bench --scenario ratelimit,slowconn --compare --plot bench.svg
-  dlflow bench --scenario wan,small --compare
-  dlflow bench --origin nginx --scenario ratelimit --compare
-  dlflow bench --scenario cap --size 1GiB -c examples/ranged.yaml --connections 8 --compare=oracle,axel
-  dlflow bench --scenario cap -c examples/ranged.yaml --runs 1 --timeline cap.svg
-  dlflow bench --scenario s3,s3cap --conn-rate 25MiB --size 1GiB --compare --runs 3
-  dlflow bench --url https://example.com/big.iso --sha256 HEX --runs 1
-
-Flags:
-`
-
-const benchUsageTail = ""

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	dlbench "github.com/dlflow/dlflow/bench"
 	"github.com/dlflow/dlflow/bench/origin"
 )
 
@@ -123,6 +124,8 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"--files", "0"},
 		{"--file-size", "small"},
 		{"--conn-rate", "0"},
+		{"--tree-files", "0"},
+		{"--tree-large", "0"},
 		{"--latency", "0s"},
 		{"--origin", "nginx", "--scenario", "wan"},
 		{"--origin", "nginx", "--scenario", "small"},
@@ -279,13 +282,19 @@ func TestBenchScenarioFlags(t *testing.T) {
 		{[]string{"--jobs", "4"}, "[small] latency 0s conn-rate 10MiB files 300 of 16KiB jobs 4"},
 		{[]string{"--file-size", "1KiB", "--files", "7"}, "[small] latency 0s conn-rate 10MiB files 7 of 1KiB jobs 8"},
 		{[]string{"--scenario", "wan,small", "--latency", "5ms"}, "[wan small] latency 5ms conn-rate 10MiB files 300 of 16KiB jobs 8"},
+		{[]string{"--tree", "generated", "--tree-files", "50"}, "[extract] latency 0s conn-rate 10MiB files 300 of 16KiB jobs 8 tree generated 50 24MiB"},
+		{[]string{"--scenario", "extract", "--tree-large", "1MiB"}, "[extract] latency 0s conn-rate 10MiB files 300 of 16KiB jobs 8 tree  20000 1MiB"},
 	} {
 		f, err := parseBenchFlags(tc.args, io.Discard, io.Discard)
 		if err != nil {
 			t.Fatalf("%q: %v", tc.args, err)
 		}
 		o := f.opts
-		if got := fmt.Sprintf("%v latency %v conn-rate %v files %d of %v jobs %d", o.Scenarios, o.Latency, o.ConnRate, o.Files, o.FileSize, o.Jobs); got != tc.want {
+		got := fmt.Sprintf("%v latency %v conn-rate %v files %d of %v jobs %d", o.Scenarios, o.Latency, o.ConnRate, o.Files, o.FileSize, o.Jobs)
+		if slices.Contains(o.Scenarios, dlbench.ScenarioExtract) {
+			got += fmt.Sprintf(" tree %s %d %v", o.Tree, o.TreeFiles, o.TreeLarge)
+		}
+		if got != tc.want {
 			t.Errorf("%q: %s, want %s", tc.args, got, tc.want)
 		}
 	}

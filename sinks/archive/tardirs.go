@@ -23,8 +23,22 @@ const maxOpenDirs = 64
 // dirRoot is a directory of the extraction, open.
 type dirRoot struct {
 	root *os.Root
+	// fd is the directory open for createFile where the system has a
+	// faster way than root to create a file (Linux: see createfile_linux.go);
+	// nil elsewhere, and for the zip's root.
+	fd   *os.File
 	refs atomic.Int32 // writers' jobs on it; it is not closed before they end
 	used uint64       // when the owner last took it, for eviction
+}
+
+// close closes d, unless it is the extraction's root (closed by Finish).
+func (d *dirRoot) close(root *os.Root) {
+	if d.fd != nil {
+		d.fd.Close()
+	}
+	if d.root != root {
+		d.root.Close()
+	}
 }
 
 // dirCache is the directories held open, by path from memberPath. Only
@@ -65,14 +79,33 @@ func (s *TarExtract) parent(name string) (*dirRoot, string, error) {
 	if dir == "." {
 		d.root = s.root
 	} else {
-		r, err := s.root.OpenRoot(dir)
+		r, err := s.openDir(dir)
 		if err != nil {
 			return nil, "", err
 		}
 		d.root = r
 	}
+	fd, err := openDirFD(d.root)
+	if err != nil {
+		d.close(s.root)
+		return nil, "", err
+	}
+	d.fd = fd
 	c.dirs[dir] = d
 	return d, base, nil
+}
+
+// openDir opens the directory dir (made already), from its parent when
+// that is held open: one openat, where a path from the root takes one per
+// component. Directories are never replaced during a run, so the parent
+// held is the one at its path.
+func (s *TarExtract) openDir(dir string) (*os.Root, error) {
+	if up, base := path.Split(dir); up != "" {
+		if pd := s.dirs.dirs[up[:len(up)-1]]; pd != nil {
+			return pd.root.OpenRoot(base)
+		}
+	}
+	return s.root.OpenRoot(dir)
 }
 
 // evictDir closes the directory used longest ago that no writer holds,
@@ -87,9 +120,7 @@ func (s *TarExtract) evictDir() error {
 			}
 		}
 		if od != nil {
-			if od.root != s.root {
-				od.root.Close()
-			}
+			od.close(s.root)
 			delete(s.dirs.dirs, oldest)
 			return nil
 		}
@@ -106,9 +137,7 @@ func (s *TarExtract) closeDirs() {
 		return
 	}
 	for _, d := range s.dirs.dirs {
-		if d.root != s.root {
-			d.root.Close()
-		}
+		d.close(s.root)
 	}
 	s.dirs = nil
 }

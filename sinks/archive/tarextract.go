@@ -67,7 +67,8 @@ type TarExtractConfig struct {
 //   - Modes keep only the permission bits, less group and other write
 //     (0o777 becomes 0o755, 0o666 0o644): no setuid, setgid or sticky
 //     bit. Directories keep at least rwx for their owner, so that DIR can
-//     be removed; their modes are set once every member is in. File
+//     be removed; a directory member's mode is set when it is made (the
+//     last one's, for a directory given twice), DIR's own at the end. File
 //     modification times are the archive's. Owners are not restored.
 //   - Sizes are counted: the files' bytes may not exceed max_size (when
 //     set), and a member whose data ends early fails the run. A sparse
@@ -90,8 +91,9 @@ type TarExtractConfig struct {
 //
 // The sink runs with one worker, which reads the stream. With writers
 // (4 by default), members of up to 256 KiB are read into memory and their
-// files made by that many goroutines while the stream is read on (see
-// tarwriters.go; the order an archive relies on is kept). It holds one
+// files made by that many goroutines while the stream is read on, a
+// directory's by one of them at a time (see tarwriters.go; the order an
+// archive relies on is kept). It holds one
 // copy buffer and the writers' buffers (Memory).
 type TarExtract struct {
 	dir       string
@@ -386,7 +388,12 @@ func (s *TarExtract) mkdir(ctx context.Context, name string, hdr *tar.Header) er
 			return err
 		}
 	}
-	s.dirModes[name] = dirMode(hdr)
+	// Its mode now, through its parent (one name to resolve): it keeps
+	// rwx for its owner, so the members below it still go in; a path
+	// from the root at the end would cost a system call per component.
+	if err := d.root.Chmod(base, dirMode(hdr)); err != nil {
+		return err
+	}
 	s.tree.markDirs(name)
 	return nil
 }
