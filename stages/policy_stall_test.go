@@ -82,3 +82,27 @@ func TestPolicySilentSourceTakesNone(t *testing.T) {
 		t.Fatalf("source 1's next = %+v, want source 0's silent request taken over", a)
 	}
 }
+
+// TestPolicySilentRaceTakenOver: a span whose two readers are both silent
+// (a mirror's request, and another unmeasured mirror's probe that raced
+// it) is taken over by an idle replica of a source that answers, and both
+// silent requests are cancelled. Taking over only spans of one reader left
+// it held until the idle timeout.
+func TestPolicySilentRaceTakenOver(t *testing.T) {
+	s := newTestScheduler(true)
+	s.sample(0, 10*mib, time.Second)
+	done, _ := reading(s, 0, 8*mib, 8*mib+64<<10, 10*time.Millisecond) // the primary answers
+	s.claim(done, 8*mib, 64<<10)
+	s.leave(done)
+	first, cause1 := reading(s, 1, 0, mirrorProbe, -1) // mirror 1's probe: silent since t0
+	second := s.newReaderLocked(first.sp, 2, t0)       // mirror 2 races it: silent too
+	var cause2 error
+	s.request(second, func(err error) { cause2 = err }, t0)
+	a := s.next(query{src: 0, empty: true}, t0.Add(3*time.Second))
+	if a.kind != actSteal || a.how != stealReplace || a.start != 0 || a.end != mirrorProbe || a.sr.src != 0 {
+		t.Fatalf("the primary's next = %+v, want the silent span [0,%d) taken over", a, mirrorProbe)
+	}
+	if !errors.Is(cause1(), errSilent) || !errors.Is(cause2, errSilent) {
+		t.Fatalf("the silent requests were cancelled with %v and %v, want errSilent both", cause1(), cause2)
+	}
+}

@@ -221,11 +221,11 @@ func (s *scheduler) probeTailLocked(src int, probe int64, now time.Time) *spanRe
 }
 
 // silentLocked hands a replica of source src, one that answered, the span
-// whose only reader is another source's request with no answer after
+// whose readers are all other sources' requests with no answer after
 // silentMin, or silentFactor times the typical time to a header: a
 // server that takes requests and never answers would hold that span
-// until the idle timeout. The request is cancelled with errSilent, which
-// drops its source (see httpFetcher.fetch). The lowest such span first;
+// until the idle timeout. The requests are cancelled with errSilent, which
+// drops their sources (see httpFetcher.fetch). The lowest such span first;
 // nil when there is none, with one source, or while the process is short
 // of CPU (s.quiet).
 func (s *scheduler) silentLocked(src int, now time.Time) *spanReader {
@@ -233,27 +233,40 @@ func (s *scheduler) silentLocked(src int, now time.Time) *spanReader {
 		return nil
 	}
 	wait := s.silentWaitLocked()
-	var victim *spanReader
+	var victim *span
 	for sp := range s.spans {
-		if sp.stealable || sp.done || sp.pos >= sp.end || len(sp.readers) != 1 {
+		if sp.stealable || sp.done || sp.pos >= sp.end || !s.allSilentLocked(sp, src, wait, now) {
 			continue
 		}
-		r := sp.readers[0]
-		if r.cancel == nil || r.replaced || r.src == src || now.Sub(r.started) < wait {
-			continue
-		}
-		if victim == nil || sp.pos < victim.sp.pos {
-			victim = r
+		if victim == nil || sp.pos < victim.pos {
+			victim = sp
 		}
 	}
 	if victim == nil {
 		return nil
 	}
-	victim.replaced = true
-	victim.cancel(errSilent)
-	s.heard[victim.src] = false // until it answers again
+	for _, r := range victim.readers {
+		r.replaced = true
+		r.cancel(errSilent)
+		s.heard[r.src] = false // until it answers again
+	}
 	s.counts[stealReplace]++
-	return s.newReaderLocked(victim.sp, src, now)
+	return s.newReaderLocked(victim, src, now)
+}
+
+// allSilentLocked reports whether every reader of sp, one at least, has a
+// request of another source than src in flight, unanswered for wait or
+// longer. A span may have two such readers: an unmeasured mirror's probe
+// raced a stalled one (probeStalledLocked) and went silent too; taking
+// over only spans of one reader left such a span held until the idle
+// timeout (TestMirrorSilentLosesItsRange, 1 run in 6).
+func (s *scheduler) allSilentLocked(sp *span, src int, wait time.Duration, now time.Time) bool {
+	for _, r := range sp.readers {
+		if r.cancel == nil || r.replaced || r.src == src || now.Sub(r.started) < wait {
+			return false
+		}
+	}
+	return len(sp.readers) > 0
 }
 
 // silentWaitLocked is how long a request may go without an answer before
