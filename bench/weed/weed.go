@@ -1,7 +1,7 @@
 // Package weed runs a real S3-compatible store, SeaweedFS's weed, on
 // loopback ports in a directory of its own: the store of `dlflow bench
 // --scenario s3`. It stops the process and removes the directory on
-// Close. The tests' harness (internal/s3test) starts weed the same way.
+// Close. The tests' harness (internal/s3test) starts it through this package.
 //
 // The binary is looked up as $WEED, then weed on PATH, then
 // $(go env GOPATH)/bin/weed, where .ci/install-weed puts it.
@@ -151,7 +151,7 @@ func (s *Server) start(bin string, opts Options) error {
 		s.cmd = nil
 		return fmt.Errorf("start weed: %w", err)
 	}
-	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	go s.reap()
 	if s.transport, err = minio.DefaultTransport(false); err != nil {
 		return err
 	}
@@ -164,7 +164,17 @@ func (s *Server) start(bin string, opts Options) error {
 	if err := s.waitReady(opts.ReadyTimeout); err != nil {
 		return fmt.Errorf("weed did not get ready: %w\n%s", err, s.Log())
 	}
+	// The probe's connections are not kept: a Server shared by tests
+	// outlives each test's check for leaked goroutines.
+	s.transport.CloseIdleConnections()
 	return nil
+}
+
+// reap waits for the process to end. It is the one goroutine a running
+// Server keeps (tests that share a Server tell goleak about it).
+func (s *Server) reap() {
+	_ = s.cmd.Wait()
+	close(s.done)
 }
 
 // Close kills weed (its data is thrown away, so nothing needs weed's
